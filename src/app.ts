@@ -1,0 +1,50 @@
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from './config.js';
+import type { Dispatcher } from './dispatch/dispatcher.js';
+import { registerErrorHandlers } from './errors.js';
+import { jobRoutes } from './routes/jobs.js';
+import { submitRoutes } from './routes/submit.js';
+import { errorSchema, jobListSchema, jobSchema, submittedJobSchema } from './schemas/jobs.js';
+import type { Db } from './storage/db.js';
+
+export interface AppDeps {
+  config: Config;
+  db: Db;
+  dispatcher: Dispatcher;
+}
+
+/** Builds the HTTP app; the process concerns (listen, signals) live in server.ts. */
+export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...options,
+    ajv: {
+      // An unknown query parameter is an error (a typo such as ?stauts= must not silently
+      // list everything), so additional properties are rejected, not stripped.
+      customOptions: { removeAdditional: false, allowUnionTypes: true },
+    },
+  });
+
+  for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema]) app.addSchema(schema);
+  registerErrorHandlers(app);
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Intake',
+        version: '0.1.0',
+        description: 'Durable CSV/JSON ingestion jobs. Submit a file or records; follow the job at its status URL.',
+      },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) ?? `def-${i}` },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(multipart, { throwFileSizeLimit: true });
+  await app.register(jobRoutes, { db: deps.db });
+  await app.register(submitRoutes, deps);
+  return app;
+}

@@ -1,0 +1,52 @@
+import { ConfigError, loadConfig } from './config.js';
+import { DataDirLockedError } from './storage/pglite.js';
+
+const USAGE = `Usage: intake <command>
+
+Commands:
+  serve     run the HTTP API with in-process workers (the default for npm start)
+  migrate   apply pending database migrations and exit
+
+Configuration comes from the environment; see .env.example.`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    console.log(USAGE);
+    return;
+  }
+  const config = loadConfig();
+  switch (command) {
+    case 'serve': {
+      const { serve } = await import('./server.js');
+      await serve(config);
+      return;
+    }
+    case 'migrate': {
+      const { createLogger, openStorage } = await import('./server.js');
+      const { migrate } = await import('./storage/migrate.js');
+      const log = createLogger(config);
+      const db = await openStorage(config, log);
+      try {
+        const applied = await migrate(db);
+        console.log(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'the database is up to date');
+      } finally {
+        await db.close();
+      }
+      return;
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+class UsageError extends Error {}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  // One clear line for what the user can fix; a stack trace only for what they cannot.
+  if (err instanceof ConfigError) console.error(`intake: invalid configuration: ${err.message}`);
+  else if (err instanceof DataDirLockedError || err instanceof UsageError) console.error(`intake: ${err.message}`);
+  else if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') console.error(`intake: ${(err as Error).message}: is Intake already running?`);
+  else console.error('intake: failed to start:', err);
+  process.exit(2);
+});

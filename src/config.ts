@@ -1,0 +1,86 @@
+import { isAbsolute, join, resolve } from 'node:path';
+
+/** Everything Intake reads from the environment, validated once at start. */
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  uploadDir: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  maxUploadBytes: number;
+  maxJsonBodyBytes: number;
+  workerConcurrency: number;
+  batchSize: number;
+  pgPoolSize: number;
+  shutdownGraceMs: number;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable} ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = Number(raw);
+  if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(name, `must be an integer from ${min} to ${max} (got "${raw}")`);
+  }
+  return value;
+}
+
+function url(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `must be a URL such as ${protocols[0]}//host:port/... (got "${raw}")`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')} (got "${parsed.protocol}")`);
+  }
+  return raw;
+}
+
+function path(env: Env, name: string, fallback: string, cwd: string): string {
+  const raw = env[name]?.trim() || fallback;
+  return isAbsolute(raw) ? raw : resolve(cwd, raw);
+}
+
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  const dataDir = path(env, 'DATA_DIR', './data', cwd);
+  const logLevel = env.LOG_LEVEL?.trim() || 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+  }
+  return {
+    port: integer(env, 'PORT', 8000, 0, 65535),
+    // Loopback by default: Intake has no access control yet, so it is not exposed unless asked.
+    host: env.HOST?.trim() || '127.0.0.1',
+    dataDir,
+    uploadDir: path(env, 'UPLOAD_DIR', join(dataDir, 'uploads'), cwd),
+    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    maxUploadBytes: integer(env, 'MAX_UPLOAD_BYTES', 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
+    maxJsonBodyBytes: integer(env, 'MAX_JSON_BODY_BYTES', 32 * 1024 ** 2, 1, 1024 ** 3),
+    workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 1, 0, 64),
+    batchSize: integer(env, 'BATCH_SIZE', 1000, 1, 100_000),
+    pgPoolSize: integer(env, 'PG_POOL_SIZE', 10, 1, 1000),
+    shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    logLevel,
+  };
+}

@@ -1,0 +1,9 @@
+/** Hands committed `queued` jobs to workers. Embedded: in-process; scale-out: a queue. */
+export interface Dispatcher {
+  /** Called after the job's `queued` row is committed. */
+  dispatch(jobId: string): Promise<void>;
+  /** Starts working, including on jobs left unfinished by a previous run. */
+  start(): Promise<void>;
+  /** Stops taking jobs; a job in hand stops at its next batch boundary. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,84 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { markFailed } from '../jobs/tracking.js';
+import { runJob, type PipelineDeps } from '../ingest/pipeline.js';
+import { listUnfinishedJobIds } from '../storage/jobs.js';
+import type { Dispatcher } from './dispatcher.js';
+
+export interface LocalDispatcherOptions extends PipelineDeps {
+  concurrency: number;
+  /** Attempts for an unexpected (not input) error before the job is failed. */
+  maxAttempts?: number;
+  retryDelayMs?: number;
+}
+
+/**
+ * Runs jobs in this process, `concurrency` at a time, in submission order. The job rows are
+ * the queue's truth: at start every `queued` or `running` row is taken up again, so a
+ * restart (even after kill -9) resumes all unfinished work from its checkpoint.
+ */
+export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatcher {
+  const { log, concurrency, maxAttempts = 3, retryDelayMs = 1000 } = options;
+  const pending: string[] = [];
+  const known = new Set<string>(); // queued or in hand, so a job is never run twice at once
+  const active = new Set<Promise<void>>();
+  const stop = new AbortController();
+  let started = false;
+
+  async function work(jobId: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const outcome = await runJob(options, jobId, stop.signal);
+        log.info({ jobId, outcome }, 'job run ended');
+        return;
+      } catch (err) {
+        if (stop.signal.aborted) return; // shutting down: the job resumes on the next start
+        log.error({ err, jobId, attempt }, 'job run failed unexpectedly');
+        if (attempt >= maxAttempts) {
+          const reason = err instanceof Error ? err.message : String(err);
+          await markFailed(options.db, jobId, `ingestion failed after ${attempt} attempts: ${reason}`).catch((e: unknown) =>
+            log.error({ err: e, jobId }, 'could not mark the job failed'),
+          );
+          return;
+        }
+        await sleep(retryDelayMs * attempt, undefined, { signal: stop.signal }).catch(() => {});
+        if (stop.signal.aborted) return;
+      }
+    }
+  }
+
+  function pump(): void {
+    while (started && !stop.signal.aborted && active.size < concurrency && pending.length > 0) {
+      const jobId = pending.shift()!;
+      const run: Promise<void> = work(jobId).finally(() => {
+        active.delete(run);
+        known.delete(jobId);
+        pump();
+      });
+      active.add(run);
+    }
+  }
+
+  function enqueue(jobId: string): void {
+    if (known.has(jobId)) return;
+    known.add(jobId);
+    pending.push(jobId);
+    pump();
+  }
+
+  return {
+    async dispatch(jobId) {
+      enqueue(jobId);
+    },
+    async start() {
+      if (concurrency === 0) return;
+      started = true;
+      const unfinished = await listUnfinishedJobIds(options.db);
+      if (unfinished.length > 0) log.info({ count: unfinished.length }, 'taking up unfinished jobs');
+      for (const jobId of unfinished) enqueue(jobId);
+    },
+    async close() {
+      stop.abort();
+      await Promise.allSettled([...active]);
+    },
+  };
+}

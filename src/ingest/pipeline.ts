@@ -1,0 +1,76 @@
+import { existsSync } from 'node:fs';
+import type { FastifyBaseLogger } from 'fastify';
+import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning } from '../jobs/tracking.js';
+import type { Db } from '../storage/db.js';
+import { IngestError } from './errors.js';
+import { readRecords } from './parse.js';
+import { uploadPath } from './uploads.js';
+
+export interface PipelineDeps {
+  db: Db;
+  uploadDir: string;
+  batchSize: number;
+  log: FastifyBaseLogger;
+}
+
+export type RunOutcome = 'completed' | 'failed' | 'skipped' | 'stopped';
+
+// SQLSTATE class 22 (data exception), e.g. a string PostgreSQL's jsonb cannot hold.
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('22');
+}
+
+/**
+ * Runs one job from its checkpoint to a terminal state: parse the stored upload, skip the
+ * records already committed, commit the rest batch by batch. A bad input fails the job with
+ * a message saying where; an abort (shutdown) stops at a batch boundary and leaves the job
+ * `running` at its checkpoint for the next run; any other error is thrown to the caller,
+ * which decides whether to retry.
+ */
+export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
+  const { db, log } = deps;
+  const job = await markRunning(db, jobId);
+  if (!job) return 'skipped'; // deleted, or finished by someone else
+  const path = uploadPath(deps.uploadDir, jobId);
+  if (!existsSync(path)) {
+    await markFailed(db, jobId, 'the stored upload is missing (was UPLOAD_DIR changed or cleaned?)');
+    return 'failed';
+  }
+  let checkpoint = job.records_processed;
+  if (checkpoint > 0) log.info({ jobId, checkpoint }, 'resuming job from its checkpoint');
+  let seen = 0;
+  let batch: object[] = [];
+  const commit = async () => {
+    try {
+      checkpoint = await incrementProgress(db, jobId, checkpoint, batch);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      const last = checkpoint + batch.length - 1;
+      throw new IngestError(`records ${checkpoint}–${last} could not be stored: ${(err as Error).message}`);
+    }
+    batch = [];
+  };
+  try {
+    for await (const record of readRecords(path, job.format)) {
+      if (seen++ < checkpoint) continue; // committed by an earlier run
+      batch.push(record.data);
+      if (batch.length >= deps.batchSize) {
+        await commit();
+        if (signal.aborted) return 'stopped';
+      }
+    }
+    await commit();
+  } catch (err) {
+    if (err instanceof CheckpointConflictError) {
+      log.warn({ jobId }, err.message);
+      return 'skipped';
+    }
+    if (!(err instanceof IngestError)) throw err;
+    // The records before the bad one stay committed and counted; the job says where it broke.
+    await markFailed(db, jobId, err.message);
+    return 'failed';
+  }
+  if (!(await markCompleted(db, jobId))) return 'skipped';
+  return 'completed';
+}

@@ -1,0 +1,51 @@
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../errors.js';
+import { errorRef, jobIdParamsSchema, listQuerySchema, type JobStatus } from '../schemas/jobs.js';
+import type { Db } from '../storage/db.js';
+import { findJob, isJobId, listJobs, toPayload } from '../storage/jobs.js';
+
+const notFound = () => new AppError(404, 'job_not_found', 'Job not found');
+
+export async function jobRoutes(app: FastifyInstance, { db }: { db: Db }): Promise<void> {
+  app.get<{ Params: { job_id: string } }>(
+    '/api/job/:job_id',
+    {
+      schema: {
+        summary: 'One job: its status, timestamps, progress counters and error',
+        tags: ['jobs'],
+        params: jobIdParamsSchema,
+        response: { 200: { $ref: 'Job#' }, 404: errorRef, 503: errorRef },
+      },
+    },
+    async (request) => {
+      const { job_id: jobId } = request.params;
+      if (!isJobId(jobId)) throw notFound();
+      const row = await findJob(db, jobId.toLowerCase());
+      if (!row) throw notFound();
+      return toPayload(row);
+    },
+  );
+
+  app.get<{ Querystring: { status?: JobStatus; limit: number; offset: number } }>(
+    '/api/jobs',
+    {
+      schema: {
+        summary: 'Jobs, newest first, optionally filtered by status',
+        tags: ['jobs'],
+        querystring: listQuerySchema,
+        response: { 200: { $ref: 'JobList#' }, 422: errorRef, 503: errorRef },
+      },
+    },
+    async (request) => {
+      const { status, limit, offset } = request.query;
+      // One row more than asked tells whether another page exists, without a count.
+      const rows = await listJobs(db, { status, limit: limit + 1, offset });
+      return {
+        results: rows.slice(0, limit).map(toPayload),
+        offset,
+        limit,
+        next_offset: rows.length > limit ? offset + limit : null,
+      };
+    },
+  );
+}

@@ -1,0 +1,195 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import type { Dispatcher } from '../dispatch/dispatcher.js';
+import { AppError, validationError, type ValidationIssue } from '../errors.js';
+import { IngestError } from '../ingest/errors.js';
+import { parseNdjsonLine } from '../ingest/ndjson.js';
+import { describe } from '../ingest/record.js';
+import { partialUploadPath, uploadPath } from '../ingest/uploads.js';
+import { errorRef, ingestJsonBodySchema, uploadBodySchema, type Format, type SourceType } from '../schemas/jobs.js';
+import type { Db } from '../storage/db.js';
+import { insertJob, toPayload } from '../storage/jobs.js';
+
+export interface SubmitDeps {
+  db: Db;
+  dispatcher: Dispatcher;
+  config: Config;
+}
+
+const FORMAT_BY_EXTENSION: Record<string, Format> = { '.csv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson' };
+
+const submitResponses = {
+  202: { $ref: 'SubmittedJob#' },
+  400: errorRef,
+  413: errorRef,
+  415: errorRef,
+  422: errorRef,
+  503: errorRef,
+};
+
+/**
+ * Commits the `queued` row for a stored upload, then dispatches it. If the row cannot be
+ * written the stored file is removed, so nothing is left half-made.
+ */
+async function createJob(
+  deps: SubmitDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  job: { jobId: string; sourceType: SourceType; fileName: string | null; format: Format },
+) {
+  let row;
+  try {
+    row = await insertJob(deps.db, job);
+  } catch (err) {
+    await rm(uploadPath(deps.config.uploadDir, job.jobId), { force: true });
+    throw err;
+  }
+  // A failed dispatch loses nothing: the row is committed and is taken up again at start.
+  await deps.dispatcher.dispatch(job.jobId).catch((err: unknown) => request.log.error({ err, jobId: job.jobId }, 'dispatch failed'));
+  const statusPath = `/api/job/${job.jobId}`;
+  return reply
+    .code(202)
+    .header('location', statusPath)
+    .send({ ...toPayload(row), status_url: `${request.protocol}://${request.host}${statusPath}` });
+}
+
+async function discard(path: string, log: FastifyBaseLogger): Promise<void> {
+  await rm(path, { force: true }).catch((err: unknown) => log.error({ err, path }, 'could not remove a partial upload'));
+}
+
+export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Promise<void> {
+  const { config } = deps;
+  await mkdir(config.uploadDir, { recursive: true });
+
+  app.post(
+    '/api/upload',
+    {
+      schema: {
+        summary: 'Upload a CSV, JSON or NDJSON file; answers at once with the queued job',
+        tags: ['submit'],
+        consumes: ['multipart/form-data'],
+        body: uploadBodySchema,
+        response: submitResponses,
+      },
+      // The file is streamed, not parsed into request.body, so there is no body to validate
+      // here; the schema above documents it. Its checks are made while it streams.
+      validatorCompiler: () => () => true,
+    },
+    async (request, reply) => {
+      if (!request.headers['content-type']) {
+        throw new AppError(400, 'file_missing', 'No file: send it as multipart/form-data in a field named "file"');
+      }
+      if (!request.isMultipart()) {
+        throw new AppError(415, 'unsupported_media_type', 'Send the file as multipart/form-data in a field named "file"');
+      }
+      const part = await request.file({ limits: { fileSize: config.maxUploadBytes, files: 1, fields: 10 } });
+      if (!part) throw new AppError(400, 'file_missing', 'No file: send it in a multipart field named "file"');
+      if (part.fieldname !== 'file') {
+        part.file.resume();
+        throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
+      }
+      const fileName = part.filename.slice(0, 255);
+      const format = FORMAT_BY_EXTENSION[extname(fileName).toLowerCase()];
+      if (!format) {
+        part.file.resume();
+        throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .json, .ndjson or .jsonl file`);
+      }
+      const jobId = randomUUID();
+      const partial = partialUploadPath(config.uploadDir, jobId);
+      try {
+        await pipeline(part.file, createWriteStream(partial));
+      } catch (err) {
+        await discard(partial, request.log);
+        if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
+          throw new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`);
+        }
+        throw err;
+      }
+      if ((await stat(partial)).size === 0) {
+        await discard(partial, request.log);
+        throw new AppError(422, 'empty_file', `The file "${fileName}" is empty`);
+      }
+      await rename(partial, uploadPath(config.uploadDir, jobId));
+      const sourceType = format === 'csv' ? 'csv_upload' : 'json_upload';
+      return createJob(deps, request, reply, { jobId, sourceType, fileName, format });
+    },
+  );
+
+  await app.register(async (scope) => {
+    // NDJSON arrives as text and is checked line by line below; application/json uses
+    // Fastify's parser. Both are limited by MAX_JSON_BODY_BYTES: large data belongs in an upload.
+    scope.addContentTypeParser('application/x-ndjson', { parseAs: 'string', bodyLimit: config.maxJsonBodyBytes }, (_req, body, done) =>
+      done(null, body),
+    );
+    scope.post<{ Body: unknown }>(
+      '/api/ingest/json',
+      {
+        bodyLimit: config.maxJsonBodyBytes,
+        schema: {
+          summary: 'Post records as JSON (array or {"records": [...]}) or NDJSON; answers at once with the queued job',
+          tags: ['submit'],
+          body: ingestJsonBodySchema,
+          response: submitResponses,
+        },
+      },
+      async (request, reply) => {
+        const records = typeof request.body === 'string' ? ndjsonRecords(request.body) : jsonRecords(request.body);
+        const jobId = randomUUID();
+        // Stored as NDJSON, like an upload, so the worker reads every job the same way.
+        const partial = partialUploadPath(config.uploadDir, jobId);
+        try {
+          await writeFile(partial, records.map((record) => JSON.stringify(record) + '\n'));
+          await rename(partial, uploadPath(config.uploadDir, jobId));
+        } catch (err) {
+          await discard(partial, request.log);
+          throw err;
+        }
+        return createJob(deps, request, reply, { jobId, sourceType: 'json_api', fileName: null, format: 'ndjson' });
+      },
+    );
+  });
+}
+
+function jsonRecords(body: unknown): object[] {
+  let records: unknown = body;
+  let loc: (string | number)[] = ['body'];
+  if (!Array.isArray(body)) {
+    records = (body as { records?: unknown }).records;
+    loc = ['body', 'records'];
+    if (!Array.isArray(records)) {
+      throw validationError([{ loc, msg: 'expected a JSON array of objects, or {"records": [...]}', type: 'array_type' }]);
+    }
+  }
+  const list = records as unknown[];
+  if (list.length === 0) throw validationError([{ loc, msg: 'no records: send at least one', type: 'too_short' }]);
+  const issues: ValidationIssue[] = [];
+  list.forEach((record, index) => {
+    if (record === null || typeof record !== 'object' || Array.isArray(record)) {
+      issues.push({ loc: [...loc, index], msg: `record ${index} is ${describe(record)}, expected a JSON object`, type: 'object_type' });
+    }
+  });
+  if (issues.length > 0) throw validationError(issues.slice(0, 20));
+  return list as object[];
+}
+
+function ndjsonRecords(body: string): object[] {
+  const records: object[] = [];
+  const issues: ValidationIssue[] = [];
+  body.split('\n').forEach((raw, index) => {
+    if (raw.trim() === '') return;
+    try {
+      records.push(parseNdjsonLine(raw, index + 1).data);
+    } catch (err) {
+      if (!(err instanceof IngestError)) throw err;
+      issues.push({ loc: ['body', index + 1], msg: err.message, type: 'value_error' });
+    }
+  });
+  if (issues.length > 0) throw validationError(issues.slice(0, 20));
+  if (records.length === 0) throw validationError([{ loc: ['body'], msg: 'no records: send at least one', type: 'too_short' }]);
+  return records;
+}

@@ -1,0 +1,133 @@
+/** Job statuses, defined once: the SQL enum (migration 001), the API schema and the tracking SQL. */
+export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+export const SOURCE_TYPES = ['csv_upload', 'json_upload', 'json_api'] as const;
+export type SourceType = (typeof SOURCE_TYPES)[number];
+
+/** How a stored upload is parsed. */
+export const FORMATS = ['csv', 'json', 'ndjson'] as const;
+export type Format = (typeof FORMATS)[number];
+
+/** The job as the API shows it. Timestamps are ISO 8601 in UTC, or null. */
+export interface JobPayload {
+  job_id: string;
+  source_type: SourceType;
+  file_name: string | null;
+  status: JobStatus;
+  submitted_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  records_processed: number;
+  error: string | null;
+}
+
+const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
+
+export const jobSchema = {
+  $id: 'Job',
+  type: 'object',
+  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'error'],
+  properties: {
+    job_id: { type: 'string', format: 'uuid' },
+    source_type: { type: 'string', enum: SOURCE_TYPES, description: 'csv_upload, json_upload (a .json/.ndjson file) or json_api' },
+    file_name: { type: ['string', 'null'], description: 'The uploaded file name as the client sent it (null for json_api)' },
+    status: { type: 'string', enum: JOB_STATUSES },
+    submitted_at: { type: 'string', format: 'date-time' },
+    started_at: timestamp,
+    completed_at: timestamp,
+    records_processed: { type: 'integer', minimum: 0, description: 'Records committed so far' },
+    error: { type: ['string', 'null'], description: 'Why the job failed, with the line or record where it did' },
+  },
+} as const;
+
+export const submittedJobSchema = {
+  $id: 'SubmittedJob',
+  type: 'object',
+  required: [...jobSchema.required, 'status_url'],
+  properties: {
+    ...jobSchema.properties,
+    status_url: { type: 'string', description: 'Absolute URL of GET /api/job/{job_id}' },
+  },
+} as const;
+
+export const jobListSchema = {
+  $id: 'JobList',
+  type: 'object',
+  required: ['results', 'offset', 'limit', 'next_offset'],
+  properties: {
+    results: { type: 'array', items: { $ref: 'Job#' } },
+    offset: { type: 'integer' },
+    limit: { type: 'integer' },
+    next_offset: { type: ['integer', 'null'], description: 'offset of the next page, or null on the last page' },
+  },
+} as const;
+
+export const listQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    status: { type: 'string', enum: JOB_STATUSES },
+    limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
+    offset: { type: 'integer', minimum: 0, maximum: 2_147_483_647, default: 0 },
+  },
+} as const;
+
+export const jobIdParamsSchema = {
+  type: 'object',
+  required: ['job_id'],
+  properties: { job_id: { type: 'string', description: 'The job id (a UUID); anything else answers 404' } },
+} as const;
+
+export const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  required: ['detail', 'code'],
+  properties: {
+    detail: {
+      description: 'A message, or for validation errors a list of {loc, msg, type}',
+      anyOf: [
+        { type: 'string' },
+        {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['loc', 'msg', 'type'],
+            properties: {
+              loc: { type: 'array', items: { anyOf: [{ type: 'string' }, { type: 'integer' }] } },
+              msg: { type: 'string' },
+              type: { type: 'string' },
+            },
+          },
+        },
+      ],
+    },
+    code: { type: 'string', description: 'Stable machine-readable error code' },
+  },
+} as const;
+
+export const errorRef = { $ref: 'Error#' } as const;
+
+/**
+ * POST /api/ingest/json. The records themselves are checked by the route, which can say
+ * which record is wrong (loc ["body", index]) more plainly than an anyOf schema error can.
+ */
+export const ingestJsonBodySchema = {
+  content: {
+    'application/json': {
+      schema: {
+        description: 'A JSON array of objects, or {"records": [...]}',
+        type: ['array', 'object'],
+      },
+    },
+    'application/x-ndjson': { schema: { type: 'string', description: 'One JSON object per line' } },
+  },
+} as const;
+
+export const uploadBodySchema = {
+  type: 'object',
+  required: ['file'],
+  properties: {
+    file: { type: 'string', format: 'binary', description: 'A .csv, .json, .ndjson or .jsonl file' },
+  },
+} as const;

@@ -1,0 +1,30 @@
+/**
+ * The one small interface both backends implement. SQL is written once, in PostgreSQL's
+ * dialect, and runs unchanged on PGlite (embedded) and on a PostgreSQL server.
+ */
+export interface QueryResult<R> {
+  rows: R[];
+  /** Rows inserted, updated or deleted (0 for a SELECT on PGlite). */
+  rowCount: number;
+}
+
+export interface Queryable {
+  query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  /** Runs fn in one transaction: committed when fn resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** The database could not be reached; the API answers 503 and a worker retries later. */
+export class DatabaseUnavailableError extends Error {
+  constructor(cause: unknown) {
+    super('Database unavailable', { cause });
+    this.name = 'DatabaseUnavailableError';
+  }
+}

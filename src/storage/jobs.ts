@@ -1,0 +1,90 @@
+import type { Format, JobPayload, JobStatus, SourceType } from '../schemas/jobs.js';
+import type { Queryable } from './db.js';
+
+/** A row of ingest_jobs as the queries below return it. */
+export interface JobRow {
+  job_id: string;
+  source_type: SourceType;
+  file_name: string | null;
+  format: Format;
+  status: JobStatus;
+  submitted_at: Date;
+  started_at: Date | null;
+  completed_at: Date | null;
+  records_processed: number;
+  error: string | null;
+}
+
+export const JOB_COLUMNS =
+  'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A malformed id can name no job; checking here keeps it from reaching the UUID cast. */
+export function isJobId(value: string): boolean {
+  return UUID.test(value);
+}
+
+export function toPayload(row: JobRow): JobPayload {
+  return {
+    job_id: row.job_id,
+    source_type: row.source_type,
+    file_name: row.file_name,
+    status: row.status,
+    submitted_at: row.submitted_at.toISOString(),
+    started_at: row.started_at?.toISOString() ?? null,
+    completed_at: row.completed_at?.toISOString() ?? null,
+    records_processed: row.records_processed,
+    error: row.error,
+  };
+}
+
+export interface NewJob {
+  jobId: string;
+  sourceType: SourceType;
+  fileName: string | null;
+  format: Format;
+}
+
+/** Inserts the `queued` row; committed before the job is dispatched. */
+export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
+  const { rows } = await db.query<JobRow>(
+    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status)
+     VALUES ($1, $2, $3, $4, 'queued')
+     RETURNING ${JOB_COLUMNS}`,
+    [job.jobId, job.sourceType, job.fileName, job.format],
+  );
+  return rows[0]!;
+}
+
+/** $1 job_id */
+export async function findJob(db: Queryable, jobId: string): Promise<JobRow | undefined> {
+  const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM ingest_jobs WHERE job_id = $1`, [jobId]);
+  return rows[0];
+}
+
+export interface ListOptions {
+  status?: JobStatus;
+  limit: number;
+  offset: number;
+}
+
+/** Newest first; job_id breaks ties so pages never overlap or skip a row. */
+export async function listJobs(db: Queryable, { status, limit, offset }: ListOptions): Promise<JobRow[]> {
+  const { rows } = await db.query<JobRow>(
+    `SELECT ${JOB_COLUMNS} FROM ingest_jobs
+     WHERE ($1::ingest_job_status IS NULL OR status = $1)
+     ORDER BY submitted_at DESC, job_id DESC
+     LIMIT $2 OFFSET $3`,
+    [status ?? null, limit, offset],
+  );
+  return rows;
+}
+
+/** Jobs a worker still owes work: never started, or left running by a process that died. */
+export async function listUnfinishedJobIds(db: Queryable): Promise<string[]> {
+  const { rows } = await db.query<{ job_id: string }>(
+    `SELECT job_id FROM ingest_jobs WHERE status IN ('queued', 'running') ORDER BY submitted_at, job_id`,
+  );
+  return rows.map((row) => row.job_id);
+}

@@ -1,0 +1,50 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Db } from './db.js';
+
+const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+// Any constant will do; it only has to be the same in every Intake process.
+const MIGRATION_LOCK_KEY = 7_277_461;
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
+  return readdirSync(dir)
+    .filter((file) => /^\d{3}_[a-z0-9_]+\.sql$/.test(file))
+    .sort()
+    .map((file) => ({
+      version: Number.parseInt(file.slice(0, 3), 10),
+      name: file.replace(/\.sql$/, ''),
+      sql: readFileSync(dir + file, 'utf8'),
+    }));
+}
+
+/**
+ * Applies pending migrations in order, in one transaction, under an advisory lock: processes
+ * starting together wait for each other, and the later ones find nothing left to do.
+ * Returns the names of the migrations this call applied.
+ */
+export async function migrate(db: Db, migrations = loadMigrations()): Promise<string[]> {
+  return db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await tx.query(`CREATE TABLE IF NOT EXISTS intake_migrations (
+      version INTEGER PRIMARY KEY,
+      name TEXT NOT NULL,
+      applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+    )`);
+    const { rows } = await tx.query<{ version: number }>('SELECT version FROM intake_migrations');
+    const applied = new Set(rows.map((row) => row.version));
+    const done: string[] = [];
+    for (const migration of migrations) {
+      if (applied.has(migration.version)) continue;
+      await tx.exec(migration.sql);
+      await tx.query('INSERT INTO intake_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+      done.push(migration.name);
+    }
+    return done;
+  });
+}

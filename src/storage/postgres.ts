@@ -1,0 +1,66 @@
+import pg from 'pg';
+import { DatabaseUnavailableError, type Db, type Queryable, type QueryResult } from './db.js';
+
+// SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57P
+// (operator intervention: shutdown, crash) mean "try again later", not "bad request".
+function isUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE'].includes(code) ||
+    code.startsWith('08') ||
+    code.startsWith('53') ||
+    code.startsWith('57P')
+  );
+}
+
+function translate(err: unknown): never {
+  if (isUnavailable(err) || (err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/.test(err.message))) {
+    throw new DatabaseUnavailableError(err);
+  }
+  throw err;
+}
+
+function wrap(conn: pg.Pool | pg.PoolClient): Queryable {
+  return {
+    async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
+      try {
+        const result = await conn.query(sql, params);
+        return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+      } catch (err) {
+        translate(err);
+      }
+    },
+    async exec(sql: string): Promise<void> {
+      // Without parameters pg uses the simple query protocol, which allows several statements.
+      await conn.query(sql).catch(translate);
+    },
+  };
+}
+
+export function openPostgres(connectionString: string, poolSize: number, onError: (err: Error) => void): Db {
+  const pool = new pg.Pool({ connectionString, max: poolSize, connectionTimeoutMillis: 5000 });
+  // An idle client losing its connection must not crash the process; the pool replaces it.
+  pool.on('error', onError);
+  const queryable = wrap(pool);
+  return {
+    kind: 'postgres',
+    ...queryable,
+    async transaction(fn) {
+      const client = await pool.connect().catch(translate);
+      try {
+        await client.query('BEGIN');
+        const result = await fn(wrap(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        if (isUnavailable(err)) throw new DatabaseUnavailableError(err);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    close: () => pool.end(),
+  };
+}
