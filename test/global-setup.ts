@@ -1,0 +1,27 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import type { TestProject } from 'vitest/node';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgliteTemplate: string;
+  }
+}
+
+/**
+ * A fresh PGlite data directory costs an initdb (seconds); it is made once per run and
+ * copied by each test that needs an embedded database.
+ */
+export default async function setup(project: TestProject) {
+  const root = mkdtempSync(join(tmpdir(), 'intake-template-'));
+  const dir = join(root, 'pgdata');
+  const pg = await PGlite.create(dir);
+  await pg.close();
+  project.provide('pgliteTemplate', dir);
+  if (process.env.CI && !(process.env.DATABASE_URL && process.env.REDIS_URL)) {
+    throw new Error('CI must run with DATABASE_URL and REDIS_URL set: nothing may be skipped for lack of a service');
+  }
+  return () => rmSync(root, { recursive: true, force: true });
+}
