@@ -62,6 +62,8 @@ export async function createSandbox(backend: Backend): Promise<Sandbox> {
 
 export interface TestServer {
   url: string;
+  /** Every response status the server sent, so a suite can assert it never answered 5xx. */
+  statuses: number[];
   intake: Intake;
   config: Config;
   close(): Promise<void>;
@@ -72,11 +74,15 @@ export async function startServer(sandbox: Sandbox, overrides: Record<string, st
   const env = { ...sandbox.env, PORT: '0', HOST: '127.0.0.1', ...overrides };
   const config = loadConfig(env);
   const intake = await createIntake(config, createLogger(config));
+  const statuses: number[] = [];
+  intake.app.addHook('onResponse', async (_request, reply) => {
+    statuses.push(reply.statusCode);
+  });
   await intake.app.listen({ port: 0, host: '127.0.0.1' });
   await intake.dispatcher.start();
   const address = intake.app.server.address();
   if (!address || typeof address === 'string') throw new Error('no address');
-  return { url: `http://127.0.0.1:${address.port}`, intake, config, close: () => intake.close() };
+  return { url: `http://127.0.0.1:${address.port}`, statuses, intake, config, close: () => intake.close() };
 }
 
 export async function getJson<T = any>(url: string): Promise<{ status: number; body: T; headers: Headers }> {

@@ -101,14 +101,19 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
       }
       const jobId = randomUUID();
       const partial = partialUploadPath(config.uploadDir, jobId);
+      const tooLarge = () =>
+        new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`);
       try {
         await pipeline(part.file, createWriteStream(partial));
       } catch (err) {
         await discard(partial, request.log);
-        if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
-          throw new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`);
-        }
-        throw err;
+        throw (err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE' ? tooLarge() : err;
+      }
+      // At the limit the parser stops writing and marks the stream truncated: a cut file
+      // must never be ingested as if it were whole.
+      if (part.file.truncated) {
+        await discard(partial, request.log);
+        throw tooLarge();
       }
       if ((await stat(partial)).size === 0) {
         await discard(partial, request.log);

@@ -1,0 +1,236 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobPayload } from '../src/schemas/jobs.js';
+import { backends, createSandbox, getJson, makeCsv, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
+
+describe.each(backends())('API contract ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  let idle: TestServer; // no workers: jobs stay queued
+  let idleSandbox: Sandbox;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { BATCH_SIZE: '100' });
+    idleSandbox = await createSandbox(backend);
+    idle = await startServer(idleSandbox, { WORKER_CONCURRENCY: '0' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await idle?.close();
+    await sandbox?.dispose();
+    await idleSandbox?.dispose();
+  });
+
+  async function recordsOf(jobId: string) {
+    const { rows } = await server.intake.db.query<{ record_no: number; data: Record<string, unknown> }>(
+      'SELECT record_no, data FROM ingest_records WHERE job_id = $1 ORDER BY record_no',
+      [jobId],
+    );
+    return rows;
+  }
+
+  it('answers an upload at once with the queued job, visible at its status URL', async () => {
+    const res = await upload(idle.url, 'people.csv', 'id,name\n1,ada\n');
+    expect(res.status).toBe(202);
+    const job = res.body;
+    expect(job).toMatchObject({ status: 'queued', source_type: 'csv_upload', file_name: 'people.csv', records_processed: 0, error: null });
+    expect(job.started_at).toBeNull();
+    expect(job.completed_at).toBeNull();
+    expect(res.headers.get('location')).toBe(`/api/job/${job.job_id}`);
+    expect(job.status_url).toBe(`${idle.url}/api/job/${job.job_id}`);
+
+    const status = await getJson<JobPayload>(job.status_url);
+    expect(status.status).toBe(200);
+    const { status_url: _, ...payload } = job;
+    expect(status.body).toEqual(payload);
+    const list = await getJson(`${idle.url}/api/jobs?status=queued`);
+    expect(list.body.results.map((j: JobPayload) => j.job_id)).toContain(job.job_id);
+  });
+
+  it('ingests a CSV upload to completed with the exact record count and every field', async () => {
+    const rows = 1234;
+    const res = await upload(server.url, 'notes.csv', '\uFEFF' + makeCsv(rows));
+    expect(res.status).toBe(202);
+    const job = await waitForJob(server.url, res.body.job_id);
+    expect(job).toMatchObject({ status: 'completed', records_processed: rows, error: null });
+    const records = await recordsOf(job.job_id);
+    expect(records).toHaveLength(rows);
+    expect(records.map((r) => r.record_no)).toEqual([...Array(rows).keys()]);
+    expect(records[7]!.data).toEqual({ id: '7', name: 'user 7', note: 'note 7, with "quotes" and\na newline' });
+  });
+
+  it('ingests a JSON upload ({"records": [...]}), an NDJSON upload and posted records', async () => {
+    const nested = { id: 1, tags: ['a', 'b'], owner: { name: 'ada', teams: [{ id: 3 }] } };
+    const records = Array.from({ length: 250 }, (_, i) => ({ ...nested, id: i }));
+    const jsonJob = await upload(server.url, 'data.json', JSON.stringify({ records }, null, 2));
+    const ndjsonJob = await upload(server.url, 'data.ndjson', records.map((r) => JSON.stringify(r)).join('\r\n'));
+    const posted = await postRecords(server.url, JSON.stringify(records));
+    const postedNdjson = await postRecords(server.url, records.map((r) => JSON.stringify(r)).join('\n') + '\n', 'application/x-ndjson');
+    expect(jsonJob.body.source_type).toBe('json_upload');
+    expect(ndjsonJob.body.source_type).toBe('json_upload');
+    expect(posted.body).toMatchObject({ source_type: 'json_api', file_name: null, status: 'queued' });
+    expect(posted.status).toBe(202);
+    expect(postedNdjson.status).toBe(202);
+    for (const res of [jsonJob, ndjsonJob, posted, postedNdjson]) {
+      const job = await waitForJob(server.url, res.body.job_id);
+      expect(job).toMatchObject({ status: 'completed', records_processed: 250 });
+      const stored = await recordsOf(job.job_id);
+      expect(stored[42]!.data).toEqual(records[42]); // nested values kept as JSON
+    }
+  });
+
+  it('sets each timestamp at its transition, in order', async () => {
+    const res = await upload(server.url, 'small.csv', makeCsv(500));
+    const job = await waitForJob(server.url, res.body.job_id);
+    const submitted = Date.parse(job.submitted_at);
+    const started = Date.parse(job.started_at!);
+    const completed = Date.parse(job.completed_at!);
+    expect(job.submitted_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(submitted).toBeLessThanOrEqual(started);
+    expect(started).toBeLessThanOrEqual(completed);
+  });
+
+  it('fails a malformed file with an error that says what and where', async () => {
+    const csv = await upload(server.url, 'bad.csv', 'a,b\n1,2\n3,4\n5\n6,7\n');
+    const json = await upload(server.url, 'bad.json', '[{"a": 1},\n {"a": 2},\n 42]');
+    const ndjson = await upload(server.url, 'bad.ndjson', '{"a":1}\n{"a":2\n');
+    const truncated = await upload(server.url, 'cut.json', '[{"a": 1}, {"a": 2');
+    const binary = await upload(server.url, 'image.csv', new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]));
+    const expectations: [typeof csv, RegExp][] = [
+      [csv, /line 4/],
+      [json, /record 2 \(line 3\).*expected a JSON object/],
+      [ndjson, /line 2/],
+      [truncated, /ends early|truncated/],
+      [binary, /UTF-8|binary/],
+    ];
+    for (const [res, message] of expectations) {
+      expect(res.status).toBe(202);
+      const job = await waitForJob(server.url, res.body.job_id);
+      expect(job.status).toBe('failed');
+      expect(job.error).toMatch(message);
+      expect(job.completed_at).not.toBeNull();
+      expect(job.error).not.toMatch(/at .*\.ts:\d+/); // no stack trace
+    }
+  });
+
+  it('lists newest first, filters by status, pages by limit and offset', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await upload(idle.url, `list-${i}.csv`, 'a\n1\n')).body.job_id);
+    const all = await getJson(`${idle.url}/api/jobs?limit=100`);
+    expect(all.status).toBe(200);
+    const times = all.body.results.map((j: JobPayload) => Date.parse(j.submitted_at));
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+    expect(all.body.results.slice(0, 5).map((j: JobPayload) => j.job_id)).toEqual([...ids].reverse());
+
+    const page1 = await getJson(`${idle.url}/api/jobs?limit=2&offset=0`);
+    const page2 = await getJson(`${idle.url}/api/jobs?limit=2&offset=2`);
+    expect(page1.body).toMatchObject({ limit: 2, offset: 0, next_offset: 2 });
+    expect(page2.body).toMatchObject({ limit: 2, offset: 2 });
+    expect([...page1.body.results, ...page2.body.results].map((j: JobPayload) => j.job_id)).toEqual(
+      all.body.results.slice(0, 4).map((j: JobPayload) => j.job_id),
+    );
+    const last = await getJson(`${idle.url}/api/jobs?limit=100&offset=${all.body.results.length - 1}`);
+    expect(last.body.results).toHaveLength(1);
+    expect(last.body.next_offset).toBeNull();
+
+    expect((await getJson(`${idle.url}/api/jobs?status=completed`)).body.results).toEqual([]);
+    const queued = await getJson(`${idle.url}/api/jobs?status=queued&limit=100`);
+    expect(queued.body.results.length).toBe(all.body.results.length);
+    const done = await getJson(`${server.url}/api/jobs?status=failed&limit=100`);
+    expect(done.body.results.length).toBeGreaterThan(0);
+    expect(done.body.results.every((j: JobPayload) => j.status === 'failed')).toBe(true);
+  });
+
+  it('answers 404 for an unknown and for a malformed job id', async () => {
+    for (const id of ['6f1c8a52-2f35-4d43-9b0e-2b9f1f0f4c11', 'not-a-uuid', '1', "1' OR '1'='1", '6f1c8a52-2f35-4d43-9b0e-2b9f1f0f4c1Z']) {
+      const res = await getJson(`${server.url}/api/job/${encodeURIComponent(id)}`);
+      expect(res.status).toBe(404);
+      expect(res.body).toEqual({ detail: 'Job not found', code: 'job_not_found' });
+    }
+  });
+
+  it('answers 422 with {detail: [{loc, msg, type}], code} for bad list parameters', async () => {
+    const cases: [string, (string | number)[]][] = [
+      ['limit=0', ['query', 'limit']],
+      ['limit=101', ['query', 'limit']],
+      ['limit=abc', ['query', 'limit']],
+      ['offset=-1', ['query', 'offset']],
+      ['status=bogus', ['query', 'status']],
+      ['stauts=failed', ['query', 'stauts']],
+    ];
+    for (const [query, loc] of cases) {
+      const res = await getJson(`${server.url}/api/jobs?${query}`);
+      expect(res.status, query).toBe(422);
+      expect(res.body.code).toBe('validation_error');
+      expect(res.body.detail[0]).toMatchObject({ loc });
+      expect(typeof res.body.detail[0].msg).toBe('string');
+    }
+    const bogus = await getJson(`${server.url}/api/jobs?status=bogus`);
+    expect(bogus.body.detail[0].msg).toContain('queued, running, completed, failed');
+  });
+
+  it('rejects bad submissions with 400, 413, 415 or 422 and creates no job', async () => {
+    const before = (await getJson(`${server.url}/api/jobs?limit=100`)).body.results.length;
+    const noBody = await fetch(`${server.url}/api/upload`, { method: 'POST' });
+    expect(noBody.status).toBe(400);
+    expect(await noBody.json()).toMatchObject({ code: 'file_missing' });
+    expect((await upload(server.url, 'x.csv', 'a\n1\n', 'document')).status).toBe(400);
+    const form = new FormData();
+    form.append('comment', 'no file here');
+    expect((await fetch(`${server.url}/api/upload`, { method: 'POST', body: form })).status).toBe(400);
+
+    const wrongType = await upload(server.url, 'report.xlsx', 'PK...');
+    expect(wrongType.status).toBe(415);
+    expect(wrongType.body).toMatchObject({ code: 'unsupported_file_type' });
+    const jsonToUpload = await fetch(`${server.url}/api/upload`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    expect(jsonToUpload.status).toBe(415);
+    expect((await upload(server.url, 'empty.csv', '')).status).toBe(422);
+
+    expect((await postRecords(server.url, '[{"a":1}, 2]')).body.detail[0]).toMatchObject({ loc: ['body', 1], type: 'object_type' });
+    expect((await postRecords(server.url, '{"records": [null]}')).body.detail[0]).toMatchObject({ loc: ['body', 'records', 0] });
+    for (const body of ['[]', '{"rows": []}', '42', '[{"a":1},', '']) {
+      const res = await postRecords(server.url, body);
+      expect(res.status, body).toBe(422);
+      expect(res.body.code).toBe('validation_error');
+    }
+    const ndjson = await postRecords(server.url, '{"a":1}\nnot json\n', 'application/x-ndjson');
+    expect(ndjson.status).toBe(422);
+    expect(ndjson.body.detail[0].loc).toEqual(['body', 2]);
+    expect((await postRecords(server.url, 'a,b\n1,2', 'text/csv')).status).toBe(415);
+
+    const after = (await getJson(`${server.url}/api/jobs?limit=100`)).body.results.length;
+    expect(after).toBe(before);
+  });
+
+  it('rejects an upload over MAX_UPLOAD_BYTES with 413 and keeps nothing', async () => {
+    const limitSandbox = await createSandbox(backend);
+    const small = await startServer(limitSandbox, { WORKER_CONCURRENCY: '0', MAX_UPLOAD_BYTES: '1024' });
+    try {
+      const res = await upload(small.url, 'big.csv', makeCsv(100));
+      expect(res.status).toBe(413);
+      expect(res.body).toMatchObject({ code: 'payload_too_large' });
+      const { readdirSync } = await import('node:fs');
+      expect(readdirSync(small.config.uploadDir)).toEqual([]);
+      expect((await getJson(`${small.url}/api/jobs`)).body.results).toEqual([]);
+      expect((await upload(small.url, 'fits.csv', makeCsv(5))).status).toBe(202);
+    } finally {
+      await small.close();
+      await limitSandbox.dispose();
+    }
+  });
+
+  it('serves the OpenAPI document and Swagger UI', async () => {
+    const doc = await getJson(`${server.url}/openapi.json`);
+    expect(doc.status).toBe(200);
+    expect(doc.body.openapi).toMatch(/^3\./);
+    for (const path of ['/api/upload', '/api/ingest/json', '/api/job/{job_id}', '/api/jobs']) expect(doc.body.paths).toHaveProperty([path]);
+    const ui = await fetch(`${server.url}/docs`);
+    expect(ui.status).toBe(200);
+  });
+
+  it('never answered 5xx', () => {
+    expect(server.statuses.filter((s) => s >= 500)).toEqual([]);
+    expect(idle.statuses.filter((s) => s >= 500)).toEqual([]);
+  });
+});
