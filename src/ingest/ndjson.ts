@@ -1,5 +1,5 @@
 import { IngestError } from './errors.js';
-import { describe, type ParsedRecord } from './record.js';
+import { describe, hasNulEscape, type ParsedRecord } from './record.js';
 
 /** Parses one NDJSON line (already known to be non-blank) as a record. */
 export function parseNdjsonLine(raw: string, line: number): ParsedRecord {
@@ -12,7 +12,7 @@ export function parseNdjsonLine(raw: string, line: number): ParsedRecord {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new IngestError(`line ${line} is ${describe(value)}, expected a JSON object`);
   }
-  if (raw.includes('\\u0000')) {
+  if (hasNulEscape(raw)) {
     throw new IngestError(`line ${line} contains \\u0000, which PostgreSQL cannot store`);
   }
   return { data: value as Record<string, unknown>, line };

@@ -1,0 +1,800 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as csvParseSync } from 'csv-parse/sync';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { headerKeys, parseCsv } from '../src/ingest/csv.js';
+import { decodeUtf8 } from '../src/ingest/decode.js';
+import { IngestError } from '../src/ingest/errors.js';
+import { parseJson } from '../src/ingest/json.js';
+import { parseNdjson } from '../src/ingest/ndjson.js';
+import { readRecords } from '../src/ingest/parse.js';
+import { hasNulEscape, type ParsedRecord } from '../src/ingest/record.js';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: every input is fed in many chunkings, and all of them must give the same outcome.
+
+type Parser = (text: AsyncIterable<string>) => AsyncGenerator<ParsedRecord>;
+
+interface Outcome {
+  records: ParsedRecord[];
+  /** The message of the IngestError that ended the parse, if one did. */
+  error?: string;
+}
+
+async function* feed<T>(chunks: T[]): AsyncGenerator<T> {
+  for (const chunk of chunks) yield chunk;
+}
+
+function sized<T extends { length: number; slice(a: number, b?: number): T }>(text: T, size: number): T[] {
+  const chunks: T[] = [];
+  for (let i = 0; i < text.length; i += size) chunks.push(text.slice(i, i + size));
+  return chunks;
+}
+
+/**
+ * The chunkings of one input: fixed sizes (1, 2, 3, 7 and whole), a split in two at every
+ * position, and 1-char chunks with empty chunks in between.
+ */
+function chunkings<T extends { length: number; slice(a: number, b?: number): T }>(text: T, empty: T): [string, T[]][] {
+  const out: [string, T[]][] = [];
+  for (const size of [1, 2, 3, 7]) out.push([`${size}-char chunks`, sized(text, size)]);
+  out.push(['whole', [text]]);
+  for (let p = 1; p < text.length; p++) out.push([`split at ${p}`, [text.slice(0, p), text.slice(p)]]);
+  out.push(['1-char chunks with empty ones', [empty, ...sized(text, 1).flatMap((c) => [c, empty])]]);
+  return out;
+}
+
+async function run(parser: Parser, chunks: string[]): Promise<Outcome> {
+  const records: ParsedRecord[] = [];
+  try {
+    for await (const record of parser(feed(chunks))) records.push(record);
+  } catch (err) {
+    if (!(err instanceof IngestError)) throw err; // anything else is a bug in the parser
+    return { records, error: err.message };
+  }
+  return { records };
+}
+
+/** Parses text in every chunking; asserts they all agree, and returns the outcome. */
+async function parseAll(parser: Parser, text: string): Promise<Outcome> {
+  const [[, whole], ...rest] = [['whole', [text]] as [string, string[]], ...chunkings(text, '')];
+  const expected = await run(parser, whole);
+  for (const [label, chunks] of rest) {
+    const got = await run(parser, chunks);
+    expect(got, `${label} of ${JSON.stringify(text.slice(0, 80))}`).toEqual(expected);
+  }
+  return expected;
+}
+
+async function records(parser: Parser, text: string): Promise<ParsedRecord[]> {
+  const outcome = await parseAll(parser, text);
+  expect(outcome.error, `parsing ${JSON.stringify(text.slice(0, 80))}`).toBeUndefined();
+  return outcome.records;
+}
+
+async function data(parser: Parser, text: string): Promise<unknown[]> {
+  return (await records(parser, text)).map((r) => r.data);
+}
+
+/** The IngestError message of text (the same in every chunking). */
+async function failure(parser: Parser, text: string): Promise<string> {
+  const outcome = await parseAll(parser, text);
+  expect(outcome.error, `parsing ${JSON.stringify(text.slice(0, 80))} should fail`).toBeDefined();
+  return outcome.error!;
+}
+
+/** A small deterministic PRNG (mulberry32), so fuzz failures reproduce. */
+function random(seed: number) {
+  const next = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    int: (n: number) => Math.floor(next() * n),
+    pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!,
+  };
+}
+type Random = ReturnType<typeof random>;
+
+const linesBefore = (text: string, end: number) => 1 + (text.slice(0, end).match(/\r\n|\r|\n/g)?.length ?? 0);
+
+// ---------------------------------------------------------------------------------------------
+
+describe('chunking helper', () => {
+  it('covers every split position', () => {
+    const all = chunkings('abcd', '');
+    expect(all.map(([, c]) => c.join(''))).toEqual(all.map(() => 'abcd'));
+    expect(all.filter(([l]) => l.startsWith('split')).map(([, c]) => c[0])).toEqual(['a', 'ab', 'abc']);
+    expect(all.find(([l]) => l === '2-char chunks')![1]).toEqual(['ab', 'cd']);
+  });
+});
+
+describe('parseCsv', () => {
+  it('reads a header row and the records, with the line where each starts', async () => {
+    expect(await records(parseCsv, 'id,name\n1,Ann\n2,Bob\n')).toEqual([
+      { data: { id: '1', name: 'Ann' }, line: 2 },
+      { data: { id: '2', name: 'Bob' }, line: 3 },
+    ]);
+  });
+
+  it('reads the last record without a final line break', async () => {
+    expect(await data(parseCsv, 'a,b\n1,2\n3,4')).toEqual([
+      { a: '1', b: '2' },
+      { a: '3', b: '4' },
+    ]);
+  });
+
+  it('reads quoted fields with commas, doubled quotes and line breaks', async () => {
+    const text = 'a,b,c\n"x, y","say ""hi""","line 1\nline 2\r\nline 3"\n"",",",""""\n4,"5",6';
+    expect(await records(parseCsv, text)).toEqual([
+      { data: { a: 'x, y', b: 'say "hi"', c: 'line 1\nline 2\r\nline 3' }, line: 2 },
+      { data: { a: '', b: ',', c: '"' }, line: 5 },
+      { data: { a: '4', b: '5', c: '6' }, line: 6 },
+    ]);
+  });
+
+  it('accepts CRLF, LF, lone CR and a mix of them', async () => {
+    const expected = [
+      { data: { a: '1', b: '2' }, line: 2 },
+      { data: { a: '3', b: '4' }, line: 3 },
+    ];
+    expect(await records(parseCsv, 'a,b\r\n1,2\r\n3,4\r\n')).toEqual(expected);
+    expect(await records(parseCsv, 'a,b\n1,2\n3,4\n')).toEqual(expected);
+    expect(await records(parseCsv, 'a,b\r1,2\r3,4\r')).toEqual(expected);
+    expect(await records(parseCsv, 'a,b\r\n1,2\n3,4\r')).toEqual(expected);
+    expect(await records(parseCsv, 'a,b\n1,2\r3,4')).toEqual(expected);
+    expect(await records(parseCsv, 'a,b\r1,2\n3,4\r\n\r5,6\n')).toEqual([...expected, { data: { a: '5', b: '6' }, line: 5 }]);
+  });
+
+  it('counts a CRLF inside a quoted field as one line', async () => {
+    expect(await records(parseCsv, 'a,b\r\n"1\r\n1",2\r\n3,4\r\n')).toEqual([
+      { data: { a: '1\r\n1', b: '2' }, line: 2 },
+      { data: { a: '3', b: '4' }, line: 4 },
+    ]);
+    expect(await failure(parseCsv, 'a,b\r\n"1\r\n1",2\r\n3\r\n')).toMatch(/line 4\b/);
+  });
+
+  it('strips a UTF-8 BOM from the first header name, and only there', async () => {
+    const got = await records(parseCsv, '\uFEFFid,name\n1,\uFEFFx\n');
+    expect(got).toEqual([{ data: { id: '1', name: '\uFEFFx' }, line: 2 }]);
+    expect(Object.keys(got[0]!.data)[0]).toBe('id');
+  });
+
+  it('gives "" for empty fields, quoted or not', async () => {
+    expect(await data(parseCsv, 'a,b,c\n,,\n"",x,""\n1,,\n')).toEqual([
+      { a: '', b: '', c: '' },
+      { a: '', b: 'x', c: '' },
+      { a: '1', b: '', c: '' },
+    ]);
+  });
+
+  it('skips empty lines, wherever they are, keeping line numbers right', async () => {
+    expect(await records(parseCsv, '\n\r\na,b\n\n1,2\r\n\r\n\n3,4\n\n')).toEqual([
+      { data: { a: '1', b: '2' }, line: 5 },
+      { data: { a: '3', b: '4' }, line: 8 },
+    ]);
+  });
+
+  it('keeps a single-column record that is an empty quoted field', async () => {
+    expect(await data(parseCsv, 'a\n""\nx\n')).toEqual([{ a: '' }, { a: 'x' }]);
+  });
+
+  it('gives 0 records for a header-only file (with or without line break) and an empty file', async () => {
+    expect(await records(parseCsv, 'a,b\n')).toEqual([]);
+    expect(await records(parseCsv, 'a,b')).toEqual([]);
+    expect(await records(parseCsv, '')).toEqual([]);
+    expect(await records(parseCsv, '\uFEFF')).toEqual([]);
+  });
+
+  it('renames duplicate and empty header names: name, name_2, name_3; column_N (1-based)', async () => {
+    expect(await data(parseCsv, 'name,name,,name, \n1,2,3,4,5\n')).toEqual([
+      { name: '1', name_2: '2', column_3: '3', name_3: '4', column_5: '5' },
+    ]);
+    expect(headerKeys(['a_2', 'a', 'a'])).toEqual(['a_2', 'a', 'a_3']);
+    expect(headerKeys(['column_2', ''])).toEqual(['column_2', 'column_2_2']);
+  });
+
+  it('keeps every value when header names are special object keys', async () => {
+    const [record] = await data(parseCsv, '__proto__,constructor,toString\n1,2,3\n');
+    expect(Object.keys(record as object)).toEqual(['__proto__', 'constructor', 'toString']);
+    expect(JSON.parse(JSON.stringify(record))).toEqual(JSON.parse('{"__proto__":"1","constructor":"2","toString":"3"}'));
+    expect(Object.getPrototypeOf(record)).toBe(Object.prototype);
+  });
+
+  it('fails on a row with too few or too many fields, naming the line', async () => {
+    expect(await failure(parseCsv, 'a,b\n1,2\n3\n')).toBe('CSV error on line 3: expected 2 fields as in the header, found 1');
+    expect(await failure(parseCsv, 'a,b\n1,2\n\n3,4,5')).toBe('CSV error on line 4: expected 2 fields as in the header, found 3');
+    // The records before the bad one are read.
+    expect((await parseAll(parseCsv, 'a,b\n1,2\n3\n')).records).toHaveLength(1);
+    // A multi-line record is reported at the line where it starts.
+    expect(await failure(parseCsv, 'a,b\n1,2\n"x\ny",2,3\n')).toMatch(/^CSV error on line 3: .*found 3$/);
+    // Whitespace is data: a blank-looking line is a record.
+    expect(await failure(parseCsv, 'a,b\n  \n')).toMatch(/line 2: expected 2 fields.*found 1/);
+  });
+
+  it('fails on an unterminated quote, naming the line where it opens', async () => {
+    expect(await failure(parseCsv, 'a,b\n1,"2\n3,4\n')).toBe(
+      'CSV error on line 2: the quoted field 2 starting here is never closed (the file ends inside it)',
+    );
+    expect(await failure(parseCsv, 'a,b\n1,2\n"')).toMatch(/^CSV error on line 3: the quoted field 1 .*never closed/);
+    expect(await failure(parseCsv, '"a,b\n')).toMatch(/line 1: .*never closed/);
+  });
+
+  it('fails on stray quotes, naming the line', async () => {
+    expect(await failure(parseCsv, 'a,b\n1,x"y\n')).toMatch(/^CSV error on line 2: a '"' inside unquoted field 2/);
+    expect(await failure(parseCsv, 'a,b\n1,2\n"1"x,2\n')).toMatch(/^CSV error on line 3: "x" after the closing quote of field 1/);
+    expect(await failure(parseCsv, 'a,b\n"1" ,2\n')).toMatch(/^CSV error on line 2: " " after the closing quote/);
+  });
+
+  it('agrees with csv-parse on random valid CSV, and gets every record line right', async () => {
+    const rnd = random(7);
+    const pieces = ['a', 'B c', ',', '"', '""', '\n', '\r\n', 'é', '😀', '', ' ', 'x'];
+    for (let doc = 0; doc < 150; doc++) {
+      const columns = 1 + rnd.int(4);
+      const field = (quoteEmpty: boolean) => {
+        let value = '';
+        for (let n = rnd.int(4); n > 0; n--) value += rnd.pick(pieces);
+        const must = /[",\r\n]/.test(value) || (quoteEmpty && value === '');
+        return { value, text: must || rnd.next() < 0.2 ? `"${value.replace(/"/g, '""')}"` : value };
+      };
+      const header = Array.from({ length: columns }, (_, i) => rnd.pick(['id', 'name', '', 'id', `c${i}`]));
+      let text = rnd.next() < 0.2 ? '\uFEFF' : '';
+      text += header.map((name) => (name === '' && columns === 1 ? '""' : name)).join(','); // else an empty line
+      const expected: ParsedRecord[] = [];
+      const keys = headerKeys(header);
+      for (let row = rnd.int(6); row > 0; row--) {
+        text += rnd.pick(['\n', '\r\n']);
+        while (rnd.next() < 0.2) text += rnd.pick(['\n', '\r\n']); // empty lines
+        const line = linesBefore(text, text.length);
+        const fields = Array.from({ length: columns }, () => field(columns === 1));
+        text += fields.map((f) => f.text).join(',');
+        expected.push({ data: Object.fromEntries(keys.map((k, i) => [k, fields[i]!.value])), line });
+      }
+      if (rnd.next() < 0.5) text += rnd.pick(['\n', '\r\n']);
+      const got = await records(parseCsv, text);
+      expect(got, JSON.stringify(text)).toEqual(expected);
+      const reference = csvParseSync(text, { columns: headerKeys, bom: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'] });
+      expect(got.map((r) => r.data)).toEqual(reference);
+    }
+  });
+});
+
+describe('parseJson', () => {
+  it('reads a top-level array of objects', async () => {
+    expect(await records(parseJson, '[{"a":1},{"b":"two"},{}]')).toEqual([
+      { data: { a: 1 }, line: 1 },
+      { data: { b: 'two' }, line: 1 },
+      { data: {}, line: 1 },
+    ]);
+  });
+
+  it('reads {"records": [...]}', async () => {
+    expect(await data(parseJson, '{"records":[{"a":1},{"a":2}]}')).toEqual([{ a: 1 }, { a: 2 }]);
+  });
+
+  it('skips other keys, before and after "records", whatever their values hold', async () => {
+    const text = `{
+      "meta": {"note": "a \\"quoted\\" ] } [ { , : text", "list": [[1, [2]], {"x": {"y": []}}], "records": "not these"},
+      "count": 2, "ok": true, "nothing": null, "neg": -1.5e3, "s": "]}", "esc": "\\\\", "arr": [],
+      "records": [{"a": 1}, {"a": 2}],
+      "other": {"records": [{"z": 0}], "deep": [[[["]"]]]]},
+      "tail": "\\\\\\""
+    }`;
+    expect(await data(parseJson, text)).toEqual([{ a: 1 }, { a: 2 }]);
+  });
+
+  it('treats an escaped key that means "records" as "records"', async () => {
+    expect(await data(parseJson, '{"rec\\u006frds":[{"a":1}]}')).toEqual([{ a: 1 }]);
+  });
+
+  it('keeps nested values as JSON', async () => {
+    const record = { a: { b: [1, { c: [true, null, 'x'] }], d: {} }, e: [[], [[]]], f: 1.25e-3 };
+    expect(await data(parseJson, JSON.stringify([record, record]))).toEqual([record, record]);
+  });
+
+  it('gives 0 records for an empty array, also as "records"', async () => {
+    expect(await records(parseJson, '[]')).toEqual([]);
+    expect(await records(parseJson, ' [ \n ] \n')).toEqual([]);
+    expect(await records(parseJson, '{"records": []}')).toEqual([]);
+    expect(await records(parseJson, '{"a": 1, "records": [ ], "b": [2]}')).toEqual([]);
+  });
+
+  it('allows JSON whitespace everywhere, with right line numbers', async () => {
+    const text = '\r\n\t [ \n  { "a" :\r\n 1 } ,\n\n\t{\n"b"\n:\n[\n2\n]\n}\r\n ]  \n\t';
+    expect(await records(parseJson, text)).toEqual([
+      { data: { a: 1 }, line: 3 },
+      { data: { b: [2] }, line: 6 },
+    ]);
+    const wrapped = ' {\n "x" : [ 1 , 2 ] ,\n "records"\n :\n [\n {"a":1}\n ,\n{"b":2} ] \n } \n';
+    expect(await records(parseJson, wrapped)).toEqual([
+      { data: { a: 1 }, line: 6 },
+      { data: { b: 2 }, line: 8 },
+    ]);
+  });
+
+  it('reads strings holding ] } , [ { : quotes, backslashes and unicode escapes', async () => {
+    const values = ['x]', '}', ',', '[{', ':', '"', '\\', '\\"', '"]', '\\\\', 'a\\', '\u00e9\u2603\ud83d\ude00', '\n\t\u2028'];
+    for (const value of values) {
+      const doc = `[{"v":${JSON.stringify(value)},"w":1},{"${value === '"' ? '\\"' : 'k'}":[${JSON.stringify(value)}]}]`;
+      const got = await data(parseJson, doc);
+      expect(got, doc).toEqual(JSON.parse(doc));
+    }
+    expect(await data(parseJson, '[{"u":"\\u00e9\\u2603\\ud83d\\ude00\\u005d\\u0022\\/"}]')).toEqual([{ u: 'é☃😀]"/' }]);
+    expect(await data(parseJson, '[{"a":"é☃😀"}]')).toEqual([{ a: 'é☃😀' }]);
+  });
+
+  it('fails on a record that is not an object, naming the record and its line', async () => {
+    expect(await failure(parseJson, '[{"a":1}, 42]')).toBe('record 1 (line 1) is a number, expected a JSON object');
+    expect(await failure(parseJson, '[{"a":1},\n"x"]')).toBe('record 1 (line 2) is a string, expected a JSON object');
+    expect(await failure(parseJson, '[null]')).toBe('record 0 (line 1) is null, expected a JSON object');
+    expect(await failure(parseJson, '[{},{},\n\n[{"a":1}]]')).toBe('record 2 (line 3) is an array, expected a JSON object');
+    expect(await failure(parseJson, '[true]')).toBe('record 0 (line 1) is a boolean, expected a JSON object');
+    expect(await failure(parseJson, '{"records":[{"a":1},-1.5 ]}')).toBe('record 1 (line 1) is a number, expected a JSON object');
+    expect(await failure(parseJson, '[{"a":1},"]"]')).toBe('record 1 (line 1) is a string, expected a JSON object');
+    // The records before the bad one are read.
+    expect((await parseAll(parseJson, '[{"a":1}, 42]')).records).toEqual([{ data: { a: 1 }, line: 1 }]);
+  });
+
+  it('fails on invalid JSON inside a record, naming the record and its line', async () => {
+    expect(await failure(parseJson, '[{"a":1},\n{"b":}]')).toMatch(/^JSON error in record 1 \(line 2\): /);
+    expect(await failure(parseJson, '[{"a":tru}]')).toMatch(/^JSON error in record 0 \(line 1\): /);
+    expect(await failure(parseJson, '[{"a":1]')).toMatch(/^JSON error in record 0 \(line 1\): /);
+    expect(await failure(parseJson, '[{"a":"x\ny"}]')).toMatch(/^JSON error in record 0 \(line 1\): /);
+    expect(await failure(parseJson, '[{"a":1}\n,\n{"a":"\\x"}]')).toMatch(/^JSON error in record 1 \(line 3\): /);
+    expect(await failure(parseJson, '[tru]')).toMatch(/^JSON error in record 0 \(line 1\): /);
+  });
+
+  it('fails on a truncated file', async () => {
+    expect(await failure(parseJson, '[{"a":1}')).toBe('the JSON document ends early at line 1 (truncated file?)');
+    expect(await failure(parseJson, '[{"a":')).toBe(
+      'the JSON document ends early at line 1, inside record 0 (which starts on line 1) (truncated file?)',
+    );
+    expect(await failure(parseJson, '{"records":[{"a":1}')).toBe('the JSON document ends early at line 1 (truncated file?)');
+    expect(await failure(parseJson, '[\n{"a":1},\n{"b":"x\\')).toBe(
+      'the JSON document ends early at line 3, inside record 1 (which starts on line 3) (truncated file?)',
+    );
+    // Line breaks inside a string (invalid, but the file ends first) still count.
+    expect(await failure(parseJson, '[{"a":1},\n{"b":"x\ny\n')).toBe(
+      'the JSON document ends early at line 4, inside record 1 (which starts on line 2) (truncated file?)',
+    );
+    for (const text of ['[', '{', '{"rec', '{"records"', '{"records":', '{"records":[', '{"records":[]', '{"x":[1,', '[{"a":1},', '{"a":"]}"']) {
+      expect(await failure(parseJson, text), text).toMatch(/^the JSON document ends early at line 1/);
+    }
+    // A truncated bare scalar says what it is.
+    expect(await failure(parseJson, '[{"a":1}, 12')).toBe('record 1 (line 1) is a number, expected a JSON object');
+  });
+
+  it('fails on trailing, leading and doubled commas', async () => {
+    expect(await failure(parseJson, '[{"a":1},]')).toBe(`JSON error at line 1: expected record 1, found "]"`);
+    expect(await failure(parseJson, '[,{"a":1}]')).toBe(`JSON error at line 1: expected record 0, found ","`);
+    expect(await failure(parseJson, '[{"a":1},,{"a":2}]')).toBe(`JSON error at line 1: expected record 1, found ","`);
+    expect(await failure(parseJson, '{"records":[{"a":1}],}')).toMatch(/^JSON error at line 1: expected a key in double quotes, found "}"$/);
+    expect(await failure(parseJson, '{"records":[],"":1,}')).toMatch(/^JSON error at line 1: expected a key/);
+    expect(await failure(parseJson, '{"":1,}')).toMatch(/^JSON error at line 1: expected a key/);
+    expect(await failure(parseJson, '{,"records":[]}')).toMatch(/^JSON error at line 1: expected a key/);
+  });
+
+  it('fails on data after the end of the document', async () => {
+    expect(await failure(parseJson, '[{"a":1}] x')).toBe('JSON error at line 1: unexpected data after the end of the document');
+    expect(await failure(parseJson, '[{"a":1}]\n\n[]')).toBe('JSON error at line 3: unexpected data after the end of the document');
+    expect(await failure(parseJson, '{"records":[]}}')).toMatch(/unexpected data after the end/);
+    expect(await failure(parseJson, '[]]')).toMatch(/unexpected data after the end/);
+  });
+
+  it('fails on a top-level scalar, string or other non-container', async () => {
+    for (const text of ['42', '"records"', 'null', 'true', '-1', '\n\n"x"', ']', '}']) {
+      expect(await failure(parseJson, text), text).toMatch(
+        /^JSON error at line \d: expected a JSON array of objects or \{"records": \[\.\.\.\]\}, found /,
+      );
+    }
+    expect(await failure(parseJson, '\n\n"x"')).toMatch(/^JSON error at line 3: /);
+  });
+
+  it('fails on an object without "records", saying so', async () => {
+    expect(await failure(parseJson, '{}')).toBe('the JSON object has no "records" array');
+    expect(await failure(parseJson, '{"foo":1}')).toBe('the JSON object has no "records" array');
+    expect(await failure(parseJson, ' { "Records": [{"a":1}], "record": [] } ')).toBe('the JSON object has no "records" array');
+  });
+
+  it('fails when "records" is not an array, or appears twice', async () => {
+    for (const value of ['{}', '1', '"[]"', 'null', '{"records":[]}']) {
+      expect(await failure(parseJson, `{"records": ${value}}`), value).toBe('JSON error at line 1: "records" must be an array of objects');
+    }
+    expect(await failure(parseJson, '{"records":[],\n"records":[]}')).toBe('JSON error at line 2: "records" appears twice');
+  });
+
+  it('fails on an empty or whitespace-only file, saying it is empty', async () => {
+    for (const text of ['', ' ', '\n\r\n\t  \n']) {
+      expect(await failure(parseJson, text)).toBe('the file is empty: expected a JSON array of objects or {"records": [...]}');
+    }
+  });
+
+  it('fails on invalid values of the skipped keys', async () => {
+    expect(await failure(parseJson, '{"meta": [1, 2}, "records": [{"a":1}]}')).toMatch(/^JSON error in the value of "meta" \(line 1\): /);
+    expect(await failure(parseJson, '{"m": {"a": ]]}, "records": []}')).toMatch(/^JSON error in the value of "m" \(line 1\): /);
+    expect(await failure(parseJson, '{"records": [], "m":\n tru}')).toMatch(/^JSON error in the value of "m" \(line 2\): /);
+    expect(await failure(parseJson, '{"m": "a\nb", "records": []}')).toMatch(/^JSON error in the value of "m" \(line 1\): /);
+    expect(await failure(parseJson, '{"meta": , "records": []}')).toBe('JSON error at line 1: expected a value for the key "meta", found ","');
+    expect(await failure(parseJson, '{"meta": }')).toBe('JSON error at line 1: expected a value for the key "meta", found "}"');
+    expect(await failure(parseJson, '{"a" 1}')).toBe(`JSON error at line 1: expected ':' after the key "a", found "1"`);
+    expect(await failure(parseJson, '{"a": 1 "records": []}')).toBe(`JSON error at line 1: expected ',' or '}', found "\\""`);
+    expect(await failure(parseJson, "{'records': []}")).toMatch(/^JSON error at line 1: expected a key in double quotes or '}', found "'"$/);
+  });
+
+  it('fails on an invalid key with an IngestError', async () => {
+    expect(await failure(parseJson, '{"a\\q": 1, "records": []}')).toMatch(/^JSON error at line 1: invalid key in the top-level object: /);
+    expect(await failure(parseJson, '{"x": 1,\n"a\nb": 1, "records": []}')).toMatch(/^JSON error at line 2: invalid key/);
+  });
+
+  it('fails on garbage between records', async () => {
+    expect(await failure(parseJson, '[{"a":1} {"a":2}]')).toBe(`JSON error at line 1: expected ',' or ']' after record 0, found "{"`);
+    expect(await failure(parseJson, '[{"a":1}:]')).toMatch(/expected ',' or ']' after record 0, found ":"/);
+    expect(await failure(parseJson, '[}]')).toBe('JSON error at line 1: expected record 0, found "}"');
+    expect(await failure(parseJson, '[{"a":1}, x]')).toBe('JSON error at line 1: expected record 1, found "x"');
+  });
+
+  it('rejects \\u0000 (PostgreSQL cannot store it) but not an escaped backslash before "u0000"', async () => {
+    expect(await failure(parseJson, '[{"a":1},{"a":"x\\u0000"}]')).toBe('record 1 (line 1) contains \\u0000, which PostgreSQL cannot store');
+    expect(await failure(parseJson, '[{"\\\\\\u0000":1}]')).toMatch(/contains \\u0000/);
+    expect(await data(parseJson, '[{"a":"\\\\u0000"}]')).toEqual([{ a: '\\u0000' }]);
+    expect(await failure(parseJson, '[{"a":"\\u00000"}]')).toMatch(/contains \\u0000/);
+    expect(hasNulEscape('"\\u00000"')).toBe(true);
+    expect(hasNulEscape('"\\\\u0000"')).toBe(false);
+    expect(hasNulEscape('"\\\\\\u0000"')).toBe(true);
+    expect(hasNulEscape('\\u0000')).toBe(true);
+    expect(hasNulEscape('"\\u0001"')).toBe(false);
+  });
+
+  it('agrees with JSON.parse on random valid documents, with every record line right', async () => {
+    const rnd = random(42);
+    for (let doc = 0; doc < 120; doc++) {
+      const { text, expected } = randomDocument(rnd, true);
+      const got = await records(parseJson, text);
+      expect(got, text).toEqual(expected);
+    }
+  });
+
+  it('fails exactly when it should on randomly damaged documents', async () => {
+    const rnd = random(1234);
+    const inserts = ['{', '}', '[', ']', ',', ':', '"', '\\', ' ', '\n', '1', 'a', 'n', '-'];
+    for (let round = 0; round < 1500; round++) {
+      let { text } = randomDocument(rnd, false);
+      for (let edits = 1 + rnd.int(2); edits > 0; edits--) {
+        const p = rnd.int(text.length + 1);
+        const op = rnd.int(4);
+        if (op === 0) text = text.slice(0, p) + text.slice(p + 1);
+        else if (op === 1) text = text.slice(0, p) + rnd.pick(inserts) + text.slice(p);
+        else if (op === 2) text = text.slice(0, p) + rnd.pick(inserts) + text.slice(p + 1);
+        else text = text.slice(0, p);
+      }
+      const want = oracle(text);
+      const got = await run(parseJson, [text]);
+      if (want === 'error') expect(got.error, `${JSON.stringify(text)} should fail`).toBeDefined();
+      else {
+        expect(got.error, JSON.stringify(text)).toBeUndefined();
+        expect(got.records.map((r) => r.data)).toEqual(want);
+      }
+      for (const chunks of [sized(text, 1), sized(text, 2 + rnd.int(9))]) {
+        expect(await run(parseJson, chunks), JSON.stringify(text)).toEqual(got);
+      }
+    }
+  });
+});
+
+/** What parseJson must give for text: the records, or 'error'. */
+function oracle(text: string): unknown[] | 'error' {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'error';
+  }
+  let list: unknown = value;
+  if (!Array.isArray(value)) {
+    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, 'records')) return 'error';
+    list = (value as { records: unknown }).records;
+  }
+  if (!Array.isArray(list)) return 'error';
+  if (!list.every((r) => r !== null && typeof r === 'object' && !Array.isArray(r))) return 'error';
+  return list;
+}
+
+/**
+ * A random JSON document of records (an array, or {"records": [...]} among other keys), with
+ * random whitespace between tokens and nasty strings, and the records with their start lines.
+ */
+function randomDocument(rnd: Random, nasty: boolean): { text: string; expected: ParsedRecord[] } {
+  // (Damaged documents get no "records" in strings: an edit could make it a second key.)
+  const pieces = ['a', ']', '}', '[', '{', ',', ':', '"', '\\', '/', '\n', '\t', 'é', '☃', '😀', '\u2028', ' ', '\u0001'];
+  if (nasty) pieces.push('records');
+  const ws = () => (rnd.next() < 0.6 ? '' : rnd.pick([' ', '\n', '\r\n', '\t', ' \n  ', '\n\n']));
+  const str = (s: string) =>
+    '"' +
+    Array.from(s, (ch) => {
+      if (rnd.next() < 0.15) {
+        return Array.from({ length: ch.length }, (_, i) => '\\u' + ch.charCodeAt(i).toString(16).padStart(4, '0')).join('');
+      }
+      return JSON.stringify(ch).slice(1, -1);
+    }).join('') +
+    '"';
+  const randomString = () => Array.from({ length: rnd.int(5) }, () => rnd.pick(pieces)).join('');
+  const randomKey = () => (nasty ? randomString() : rnd.pick(['a', 'b', 'c', 'x1', 'é']));
+  const value = (depth: number): [unknown, string] => {
+    const kind = rnd.int(depth > 2 ? 5 : 7);
+    switch (kind) {
+      case 0:
+        return [null, 'null'];
+      case 1: {
+        const b = rnd.next() < 0.5;
+        return [b, String(b)];
+      }
+      case 2: {
+        const n = rnd.pick([0, 1, -1, 42, 1.5, -0.25, 1e21, 123456789]);
+        const t = rnd.pick([String(n), n === 1.5 ? '15e-1' : String(n)]);
+        return [n, t];
+      }
+      case 3:
+      case 4: {
+        const s = randomString();
+        return [s, str(s)];
+      }
+      case 5:
+        return object(depth + 1);
+      default: {
+        const items = Array.from({ length: rnd.int(4) }, () => value(depth + 1));
+        return [items.map(([v]) => v), '[' + ws() + items.map(([, t]) => t).join(ws() + ',' + ws()) + ws() + ']'];
+      }
+    }
+  };
+  const object = (depth: number): [Record<string, unknown>, string] => {
+    const entries = Array.from({ length: rnd.int(4) }, () => [randomKey(), value(depth)] as const);
+    const result: Record<string, unknown> = {};
+    for (const [k, [v]] of entries) Object.defineProperty(result, k, { value: v, enumerable: true, writable: true, configurable: true });
+    const text = '{' + ws() + entries.map(([k, [, t]]) => str(k) + ws() + ':' + ws() + t).join(ws() + ',' + ws()) + ws() + '}';
+    return [result, text];
+  };
+
+  let text = ws();
+  const wrapped = rnd.next() < 0.5;
+  const otherKey = () => (nasty ? rnd.pick(['meta', 'Records', 'records ', 'record', 'x', '']) : rnd.pick(['meta', 'x']));
+  if (wrapped) {
+    text += '{' + ws();
+    for (let n = rnd.int(3); n > 0; n--) text += str(otherKey()) + ws() + ':' + ws() + value(0)[1] + ws() + ',' + ws();
+    text += str('records') + ws() + ':' + ws();
+  }
+  text += '[' + ws();
+  const expected: ParsedRecord[] = [];
+  const count = rnd.int(5);
+  for (let n = 0; n < count; n++) {
+    if (n > 0) text += ws() + ',' + ws();
+    const line = linesBefore(text, text.length);
+    const [data, t] = object(0);
+    text += t;
+    expected.push({ data, line });
+  }
+  text += ws() + ']';
+  if (wrapped) {
+    for (let n = rnd.int(3); n > 0; n--) text += ws() + ',' + ws() + str(otherKey()) + ws() + ':' + ws() + value(0)[1];
+    text += ws() + '}';
+  }
+  text += ws();
+  return { text, expected };
+}
+
+describe('parseNdjson', () => {
+  it('reads one object per line, LF or CRLF, with line numbers', async () => {
+    const expected = [
+      { data: { a: 1 }, line: 1 },
+      { data: { b: [1, { c: '}' }] }, line: 2 },
+      { data: {}, line: 3 },
+    ];
+    expect(await records(parseNdjson, '{"a":1}\n{"b":[1,{"c":"}"}]}\n{}\n')).toEqual(expected);
+    expect(await records(parseNdjson, '{"a":1}\r\n{"b":[1,{"c":"}"}]}\r\n{}\r\n')).toEqual(expected);
+  });
+
+  it('skips blank lines, counting them', async () => {
+    expect(await records(parseNdjson, '\n{"a":1}\n\n  \t\r\n\r\n{"a":2}\n\n')).toEqual([
+      { data: { a: 1 }, line: 2 },
+      { data: { a: 2 }, line: 6 },
+    ]);
+    expect(await records(parseNdjson, '')).toEqual([]);
+    expect(await records(parseNdjson, '\n\r\n \n')).toEqual([]);
+  });
+
+  it('reads the last line without a line break', async () => {
+    expect(await records(parseNdjson, '{"a":1}\n{"a":2}')).toEqual([
+      { data: { a: 1 }, line: 1 },
+      { data: { a: 2 }, line: 2 },
+    ]);
+    expect(await records(parseNdjson, '{"a":1}\r\n {"a":2} \r')).toHaveLength(2);
+  });
+
+  it('reads values with escapes, unicode and inner whitespace', async () => {
+    expect(await data(parseNdjson, ' { "s" : "a\\nb\\"c\\u00e9", "t": "😀" } \n')).toEqual([{ s: 'a\nb"cé', t: '😀' }]);
+  });
+
+  it('fails on an invalid JSON line, naming it', async () => {
+    expect(await failure(parseNdjson, '{"a":1}\n\n{"a":\n{"a":3}\n')).toMatch(/^invalid JSON on line 3: /);
+    expect(await failure(parseNdjson, '{"a":1}\r\n{"a":2}\r\n[{"a":1},\r\n')).toMatch(/^invalid JSON on line 3: /);
+    expect(await failure(parseNdjson, '{"a":1}\n{"a":2')).toMatch(/^invalid JSON on line 2: /);
+    expect(await failure(parseNdjson, '{"a":1} {"a":2}\n')).toMatch(/^invalid JSON on line 1: /);
+    expect((await parseAll(parseNdjson, '{"a":1}\n{"a":\n')).records).toHaveLength(1);
+  });
+
+  it('fails on a line that is not an object', async () => {
+    expect(await failure(parseNdjson, '{"a":1}\n[{"a":2}]\n')).toBe('line 2 is an array, expected a JSON object');
+    expect(await failure(parseNdjson, '\n\n42')).toBe('line 3 is a number, expected a JSON object');
+    expect(await failure(parseNdjson, '"x"\n')).toBe('line 1 is a string, expected a JSON object');
+    expect(await failure(parseNdjson, 'null\n')).toBe('line 1 is null, expected a JSON object');
+  });
+
+  it('rejects \\u0000 but not an escaped backslash before "u0000"', async () => {
+    expect(await failure(parseNdjson, '{"a":1}\n{"a":"\\u0000"}\n')).toBe('line 2 contains \\u0000, which PostgreSQL cannot store');
+    expect(await data(parseNdjson, '{"a":"\\\\u0000"}\n')).toEqual([{ a: '\\u0000' }]);
+  });
+});
+
+describe('decodeUtf8', () => {
+  async function decodeAll(bytes: Buffer): Promise<{ text: string; error?: string }> {
+    let expected: { text: string; error?: string } | undefined;
+    for (const [label, chunks] of [['whole', [bytes]] as [string, Buffer[]], ...chunkings(bytes, Buffer.alloc(0))]) {
+      let text = '';
+      let error: string | undefined;
+      try {
+        for await (const piece of decodeUtf8(feed(chunks))) {
+          expect(piece.length, 'no empty chunks').toBeGreaterThan(0);
+          text += piece;
+        }
+      } catch (err) {
+        if (!(err instanceof IngestError)) throw err;
+        error = err.message;
+      }
+      const got = error === undefined ? { text } : { text: '', error };
+      if (expected === undefined) expected = got;
+      else expect(got, `${label} of ${bytes.toString('hex')}`).toEqual(expected);
+    }
+    return expected!;
+  }
+  const decodeError = async (bytes: Buffer) => {
+    const { error } = await decodeAll(bytes);
+    expect(error, bytes.toString('hex')).toBeDefined();
+    return error!;
+  };
+
+  it('decodes multi-byte characters split across chunks at every position', async () => {
+    const text = 'ascii é ß ☃ € 😀 𝄞 \u2028 end\n';
+    expect(await decodeAll(Buffer.from(text))).toEqual({ text });
+  });
+
+  it('strips a leading BOM (also when split), and only a leading one', async () => {
+    expect(await decodeAll(Buffer.from('\uFEFFa,b\n'))).toEqual({ text: 'a,b\n' });
+    expect(await decodeAll(Buffer.from('a\uFEFFb'))).toEqual({ text: 'a\uFEFFb' });
+    expect(await decodeAll(Buffer.from('\uFEFF'))).toEqual({ text: '' });
+  });
+
+  it('gives nothing for no bytes', async () => {
+    expect(await decodeAll(Buffer.alloc(0))).toEqual({ text: '' });
+  });
+
+  it('fails on invalid UTF-8, naming the byte and line', async () => {
+    expect(await decodeError(Buffer.from([0x61, 0xff, 0x62]))).toBe(
+      'the file is not valid UTF-8: invalid byte sequence 0xFF at byte 1 (line 1)',
+    );
+    expect(await decodeError(Buffer.concat([Buffer.from('a\nbé\n'), Buffer.from([0xe2, 0x41])]))).toBe(
+      'the file is not valid UTF-8: invalid byte sequence 0xE2 0x41 at byte 6 (line 3)',
+    );
+    // A Latin-1 file.
+    expect(await decodeError(Buffer.from('id,name\n1,caf\xe9\n', 'latin1'))).toBe(
+      'the file is not valid UTF-8: invalid byte sequence 0xE9 0x0A at byte 13 (line 2)',
+    );
+    expect(await decodeError(Buffer.from([0x61, 0xf0, 0x9f, 0x98, 0x41]))).toMatch(/sequence 0xF0 0x9F 0x98 0x41 at byte 1 \(line 1\)$/);
+    // Overlong encodings, surrogates, code points past U+10FFFF, lone continuation bytes.
+    for (const bad of [[0xc0, 0x80], [0xe0, 0x80, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xf5], [0x80], [0xf0, 0x9f, 0x41]]) {
+      expect(await decodeError(Buffer.from([0x78, 0x0a, ...bad, 0x79])), String(bad)).toMatch(/^the file is not valid UTF-8: .* at byte 2 \(line 2\)$/);
+    }
+  });
+
+  it('fails on a NUL byte, naming the byte and line', async () => {
+    expect(await decodeError(Buffer.from('ab\ncd\0e'))).toBe(
+      'the file contains a NUL byte at byte 5 (line 2): it looks binary, not CSV or JSON text',
+    );
+    // Whichever comes first is reported.
+    expect(await decodeError(Buffer.from([0x61, 0x00, 0xff]))).toMatch(/NUL byte at byte 1/);
+    expect(await decodeError(Buffer.from([0x61, 0xff, 0x00]))).toMatch(/not valid UTF-8.* at byte 1/);
+  });
+
+  it('fails on a file that ends inside a multi-byte character', async () => {
+    const snowman = Buffer.from('☃');
+    expect(await decodeError(Buffer.concat([Buffer.from('ab\nc'), snowman.subarray(0, 2)]))).toBe(
+      'the file is not valid UTF-8: it ends inside a multi-byte character starting at byte 4 (line 2; truncated?)',
+    );
+    expect(await decodeError(Buffer.from([0xf0, 0x9f, 0x98]))).toMatch(/ends inside a multi-byte character starting at byte 0 \(line 1;/);
+  });
+});
+
+describe('readRecords', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'intake-parsers-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const file = (name: string, content: string | Buffer) => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    return path;
+  };
+  async function readAll(path: string, format: 'csv' | 'json' | 'ndjson') {
+    const out: ParsedRecord[] = [];
+    for await (const record of readRecords(path, format)) out.push(record);
+    return out;
+  }
+
+  it('reads a CSV file (with BOM and CRLF)', async () => {
+    const path = file('a.csv', '\uFEFFid,name\r\n1,"Ann, A."\r\n2,Bob\r\n');
+    expect(await readAll(path, 'csv')).toEqual([
+      { data: { id: '1', name: 'Ann, A.' }, line: 2 },
+      { data: { id: '2', name: 'Bob' }, line: 3 },
+    ]);
+  });
+
+  it('reads a JSON file, array or {"records": [...]}', async () => {
+    expect(await readAll(file('a.json', '[\n{"a":1},\n{"a":"é"}\n]\n'), 'json')).toEqual([
+      { data: { a: 1 }, line: 2 },
+      { data: { a: 'é' }, line: 3 },
+    ]);
+    expect(await readAll(file('b.json', '\uFEFF{"meta":{},"records":[{"a":1}]}'), 'json')).toEqual([{ data: { a: 1 }, line: 1 }]);
+  });
+
+  it('reads an NDJSON file', async () => {
+    expect(await readAll(file('a.ndjson', '{"a":1}\n\n{"a":2}'), 'ndjson')).toEqual([
+      { data: { a: 1 }, line: 1 },
+      { data: { a: 2 }, line: 3 },
+    ]);
+  });
+
+  it('reads files larger than one read chunk, with characters across chunk edges', async () => {
+    const rows = Array.from({ length: 6000 }, (_, i) => ({ id: i, s: `é☃😀 "q" ] } , \\ ${'x'.repeat(i % 97)}` }));
+    const json = await readAll(file('big.json', JSON.stringify({ meta: { s: ']' }, records: rows }, null, 1)), 'json');
+    expect(json.map((r) => r.data)).toEqual(rows);
+    const ndjson = await readAll(file('big.ndjson', rows.map((r) => JSON.stringify(r)).join('\r\n')), 'ndjson');
+    expect(ndjson.map((r) => r.data)).toEqual(rows);
+    expect(ndjson[5999]!.line).toBe(6000);
+    const csv = 'id,s\n' + rows.map((r) => `${r.id},"${r.s.replace(/"/g, '""')}"`).join('\n');
+    const parsed = await readAll(file('big.csv', csv), 'csv');
+    expect(parsed.map((r) => r.data)).toEqual(rows.map((r) => ({ id: String(r.id), s: r.s })));
+  });
+
+  it('fails with an IngestError on bytes that are not UTF-8, for every format', async () => {
+    const bad = Buffer.concat([Buffer.from('a\n'), Buffer.from([0xff]), Buffer.from('\n')]);
+    for (const format of ['csv', 'json', 'ndjson'] as const) {
+      await expect(readAll(file(`bad.${format}`, bad), format)).rejects.toThrow(
+        new IngestError('the file is not valid UTF-8: invalid byte sequence 0xFF at byte 2 (line 2)'),
+      );
+    }
+    await expect(readAll(file('nul.csv', 'a,b\n1,\0\n'), 'csv')).rejects.toBeInstanceOf(IngestError);
+  });
+
+  it('fails with an IngestError on bad content, for every format', async () => {
+    await expect(readAll(file('bad2.csv', 'a,b\n1\n'), 'csv')).rejects.toThrow(/CSV error on line 2/);
+    await expect(readAll(file('bad2.json', '[{"a":1},]'), 'json')).rejects.toBeInstanceOf(IngestError);
+    await expect(readAll(file('bad2.ndjson', '{}\n[]'), 'ndjson')).rejects.toThrow('line 2 is an array, expected a JSON object');
+  });
+
+  it('can be stopped early', async () => {
+    const paths = {
+      csv: file('many.csv', 'a\n' + '1\n'.repeat(300_000)),
+      json: file('many.json', '[' + '{"a":1},'.repeat(100_000) + '{"a":1}]'),
+      ndjson: file('many.ndjson', '{"a":1}\n'.repeat(100_000)),
+    };
+    for (const format of ['csv', 'json', 'ndjson'] as const) {
+      let n = 0;
+      for await (const _ of readRecords(paths[format], format)) if (++n === 3) break;
+      expect(n).toBe(3);
+    }
+  });
+});
