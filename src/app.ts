@@ -42,6 +42,8 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // Until the web console exists, the front page is the interactive API documentation.
+  app.get('/', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/docs'));
 
   await app.register(multipart, { throwFileSizeLimit: true });
   await app.register(jobRoutes, { db: deps.db });

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { markFailed } from '../jobs/tracking.js';
 import { runJob, type PipelineDeps } from '../ingest/pipeline.js';
+import { DatabaseUnavailableError } from '../storage/db.js';
 import { listUnfinishedJobIds } from '../storage/jobs.js';
 import type { Dispatcher } from './dispatcher.js';
 
@@ -32,6 +33,13 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
         return;
       } catch (err) {
         if (stop.signal.aborted) return; // shutting down: the job resumes on the next start
+        if (err instanceof DatabaseUnavailableError) {
+          // Not the job's fault, and it could not be marked failed anyway: wait and resume.
+          log.warn({ jobId }, 'database unavailable; the job resumes when it is back');
+          attempt--;
+          await sleep(retryDelayMs * 5, undefined, { signal: stop.signal }).catch(() => {});
+          continue;
+        }
         log.error({ err, jobId, attempt }, 'job run failed unexpectedly');
         if (attempt >= maxAttempts) {
           const reason = err instanceof Error ? err.message : String(err);
