@@ -38,6 +38,7 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
           log.warn({ jobId }, 'database unavailable; the job resumes when it is back');
           attempt--;
           await sleep(retryDelayMs * 5, undefined, { signal: stop.signal }).catch(() => {});
+          if (stop.signal.aborted) return;
           continue;
         }
         log.error({ err, jobId, attempt }, 'job run failed unexpectedly');
