@@ -1,3 +1,5 @@
+import { readdirSync } from 'node:fs';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/jobs.js';
 import { backends, createSandbox, getJson, makeCsv, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
@@ -210,7 +212,6 @@ describe.each(backends())('API contract ($name)', (backend) => {
       const res = await upload(small.url, 'big.csv', makeCsv(100));
       expect(res.status).toBe(413);
       expect(res.body).toMatchObject({ code: 'payload_too_large' });
-      const { readdirSync } = await import('node:fs');
       expect(readdirSync(small.config.uploadDir)).toEqual([]);
       expect((await getJson(`${small.url}/api/jobs`)).body.results).toEqual([]);
       expect((await upload(small.url, 'fits.csv', makeCsv(5))).status).toBe(202);
@@ -218,6 +219,30 @@ describe.each(backends())('API contract ($name)', (backend) => {
       await small.close();
       await limitSandbox.dispose();
     }
+  });
+
+  it('answers 400 to an upload cut short, and keeps no file and no job', async () => {
+    const before = (await getJson(`${server.url}/api/jobs?limit=100`)).body.results.length;
+    // A multipart body whose closing boundary never comes: the client stopped mid-file.
+    const part = '--XX\r\nContent-Disposition: form-data; name="file"; filename="t.csv"\r\n\r\na,b\n1,2\n';
+    const { port } = new URL(server.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write(
+          `POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\n` +
+            `Content-Length: ${part.length}\r\nConnection: close\r\n\r\n${part}`,
+        );
+      });
+      let data = '';
+      socket.on('data', (chunk) => (data += chunk));
+      socket.on('end', () => resolve(data));
+      socket.on('close', () => resolve(data));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400/);
+    expect(answer).toContain('"code":"upload_incomplete"');
+    expect(readdirSync(server.config.uploadDir).filter((f) => f.endsWith('.part'))).toEqual([]);
+    expect((await getJson(`${server.url}/api/jobs?limit=100`)).body.results.length).toBe(before);
   });
 
   it('serves the OpenAPI document and Swagger UI', async () => {

@@ -107,7 +107,11 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
         await pipeline(part.file, createWriteStream(partial));
       } catch (err) {
         await discard(partial, request.log);
-        throw (err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE' ? tooLarge() : err;
+        if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge();
+        if (request.raw.destroyed || /unexpected end|terminated early|aborted/i.test((err as Error).message)) {
+          throw new AppError(400, 'upload_incomplete', 'The upload ended before the file was complete; nothing was kept');
+        }
+        throw err;
       }
       // At the limit the parser stops writing and marks the stream truncated: a cut file
       // must never be ingested as if it were whole.
