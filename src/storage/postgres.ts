@@ -2,9 +2,12 @@ import pg from 'pg';
 import { DatabaseUnavailableError, type Db, type Queryable, type QueryResult } from './db.js';
 
 // SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57P
-// (operator intervention: shutdown, crash) mean "try again later", not "bad request".
+// (operator intervention: shutdown, crash) mean "try again later", not "bad request"; so does
+// any FATAL error, which ends or refuses the session (e.g. 55000 "database is not currently
+// accepting connections", 3D000 when the database is gone).
 function isUnavailable(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
+  const { code, severity } = err as { code?: unknown; severity?: unknown };
+  if (severity === 'FATAL') return true;
   if (typeof code !== 'string') return false;
   return (
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE'].includes(code) ||
