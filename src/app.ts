@@ -9,11 +9,16 @@ import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
 import { errorSchema, jobListSchema, jobSchema, submittedJobSchema } from './schemas/jobs.js';
 import type { Db } from './storage/db.js';
+import type { StatusCache } from './cache/status-cache.js';
+import type { JobEvents } from './events/job-events.js';
+import { eventRoutes } from './routes/events.js';
 
 export interface AppDeps {
   config: Config;
   db: Db;
   dispatcher: Dispatcher;
+  events: JobEvents;
+  cache?: StatusCache;
 }
 
 /** Builds the HTTP app; the process concerns (listen, signals) live in server.ts. */
@@ -46,7 +51,8 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
   app.get('/', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/docs'));
 
   await app.register(multipart, { throwFileSizeLimit: true });
-  await app.register(jobRoutes, { db: deps.db });
+  await app.register(jobRoutes, { db: deps.db, cache: deps.cache });
+  await app.register(eventRoutes, { db: deps.db, events: deps.events });
   await app.register(submitRoutes, deps);
   return app;
 }

@@ -4,7 +4,8 @@ import { DataDirLockedError } from './storage/pglite.js';
 const USAGE = `Usage: intake <command>
 
 Commands:
-  serve     run the HTTP API with in-process workers (the default for npm start)
+  serve     run the HTTP API, with workers unless WORKER_CONCURRENCY=0 (npm start)
+  worker    run ingestion workers only (scale-out mode: needs DATABASE_URL and REDIS_URL)
   migrate   apply pending database migrations and exit
 
 Configuration comes from the environment; see .env.example.`;
@@ -20,6 +21,13 @@ async function main(argv: string[]): Promise<void> {
     case 'serve': {
       const { serve } = await import('./server.js');
       await serve(config);
+      return;
+    }
+    case 'worker': {
+      if (!config.redisUrl) throw new UsageError('the worker command needs REDIS_URL (and DATABASE_URL): in embedded mode `intake serve` runs the workers');
+      if (config.workerConcurrency === 0) throw new UsageError('WORKER_CONCURRENCY=0 leaves a worker nothing to do');
+      const { work } = await import('./server.js');
+      await work(config);
       return;
     }
     case 'migrate': {

@@ -15,6 +15,12 @@ export interface Config {
   pgPoolSize: number;
   shutdownGraceMs: number;
   logLevel: string;
+  /** Prefix of every Redis key Intake writes (cache, queue, channel): several Intakes can share a Redis. */
+  redisKeyPrefix: string;
+  cacheTtlSeconds: number;
+  maxJobAttempts: number;
+  reconcileIntervalMs: number;
+  workerLockMs: number;
 }
 
 export class ConfigError extends Error {
@@ -67,14 +73,19 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   }
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
+  const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:']);
+  if (redisUrl && !databaseUrl) {
+    throw new ConfigError('REDIS_URL', 'needs DATABASE_URL as well: workers in other processes share the job rows through PostgreSQL');
+  }
   return {
     port: integer(env, 'PORT', 8000, 0, 65535),
     // Loopback by default: Intake has no access control yet, so it is not exposed unless asked.
     host: env.HOST?.trim() || '127.0.0.1',
     dataDir,
     uploadDir: path(env, 'UPLOAD_DIR', join(dataDir, 'uploads'), cwd),
-    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
-    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    databaseUrl,
+    redisUrl,
     maxUploadBytes: integer(env, 'MAX_UPLOAD_BYTES', 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
     maxJsonBodyBytes: integer(env, 'MAX_JSON_BODY_BYTES', 32 * 1024 ** 2, 1, 1024 ** 3),
     workerConcurrency: integer(env, 'WORKER_CONCURRENCY', 1, 0, 64),
@@ -82,5 +93,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     pgPoolSize: integer(env, 'PG_POOL_SIZE', 10, 1, 1000),
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     logLevel,
+    redisKeyPrefix: env.REDIS_KEY_PREFIX?.trim() ?? '',
+    cacheTtlSeconds: integer(env, 'CACHE_TTL_SECONDS', 300, 1, 86_400),
+    maxJobAttempts: integer(env, 'MAX_JOB_ATTEMPTS', 5, 1, 100),
+    reconcileIntervalMs: integer(env, 'RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
+    workerLockMs: integer(env, 'WORKER_LOCK_MS', 30_000, 1000, 3_600_000),
   };
 }

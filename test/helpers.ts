@@ -79,7 +79,7 @@ export async function startServer(sandbox: Sandbox, overrides: Record<string, st
     statuses.push(reply.statusCode);
   });
   await intake.app.listen({ port: 0, host: '127.0.0.1' });
-  await intake.dispatcher.start();
+  await intake.start();
   const address = intake.app.server.address();
   if (!address || typeof address === 'string') throw new Error('no address');
   return { url: `http://127.0.0.1:${address.port}`, statuses, intake, config, close: () => intake.close() };

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning } from '../src/jobs/tracking.js';
+import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, quietTracker } from '../src/jobs/tracking.js';
 import type { Db } from '../src/storage/db.js';
 import { findJob, insertJob, type JobRow } from '../src/storage/jobs.js';
 import { migrate } from '../src/storage/migrate.js';
@@ -10,7 +10,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts'];
 
 /** The storage Intake itself would open on this sandbox. */
 function openDb(backend: Backend, sandbox: Sandbox, poolSize = 4): Promise<Db> {
@@ -54,6 +54,7 @@ describe.each(backends())('storage ($name)', (backend) => {
     expect(first.applied.map((row) => [row.version, row.name])).toEqual([
       [1, '001_ingest_jobs'],
       [2, '002_ingest_records'],
+      [3, '003_version_attempts'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -73,6 +74,8 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['records_processed', 'int4', null, 'NO'],
       ['error', 'text', null, 'YES'],
       ['format', 'varchar', 10, 'NO'],
+      ['version', 'int4', null, 'NO'],
+      ['attempts', 'int4', null, 'NO'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -107,7 +110,7 @@ describe.each(backends())('storage ($name)', (backend) => {
 
     async function runningJob(): Promise<JobRow> {
       const job = await newJob();
-      const running = await markRunning(db, job.job_id);
+      const running = await markRunning(quietTracker(db), job.job_id);
       expect(running?.status).toBe('running');
       return running!;
     }
@@ -126,77 +129,77 @@ describe.each(backends())('storage ($name)', (backend) => {
       const job = await newJob();
       expect(job).toMatchObject({ status: 'queued', started_at: null, records_processed: 0 });
 
-      const running = await markRunning(db, job.job_id);
+      const running = await markRunning(quietTracker(db), job.job_id);
       expect(running).toMatchObject({ job_id: job.job_id, status: 'running', records_processed: 0, completed_at: null });
       expect(running!.started_at).toBeInstanceOf(Date);
       expect(running!.started_at!.getTime()).toBeGreaterThanOrEqual(job.submitted_at.getTime());
       expect(await row(job.job_id)).toEqual(running);
 
-      await incrementProgress(db, job.job_id, 0, [{ n: 0 }, { n: 1 }]);
+      await incrementProgress(quietTracker(db), job.job_id, 0, [{ n: 0 }, { n: 1 }]);
       await sleep(5); // a new NOW() would differ
-      const resumed = await markRunning(db, job.job_id);
+      const resumed = await markRunning(quietTracker(db), job.job_id);
       expect(resumed).toMatchObject({ status: 'running', records_processed: 2 });
       expect(resumed!.started_at).toEqual(running!.started_at);
     });
 
     it('markRunning: null for a completed, a failed or an unknown job, which stay as they are', async () => {
       const completed = await runningJob();
-      expect(await markCompleted(db, completed.job_id)).toBe(true);
+      expect(await markCompleted(quietTracker(db), completed.job_id)).toBe(true);
       const failed = await newJob();
-      expect(await markFailed(db, failed.job_id, 'broken')).toBe(true);
+      expect(await markFailed(quietTracker(db), failed.job_id, 'broken')).toBe(true);
 
       for (const jobId of [completed.job_id, failed.job_id]) {
         const before = await row(jobId);
-        expect(await markRunning(db, jobId)).toBeNull();
+        expect(await markRunning(quietTracker(db), jobId)).toBeNull();
         expect(await row(jobId)).toEqual(before);
       }
       expect((await row(completed.job_id)).status).toBe('completed');
       expect((await row(failed.job_id)).status).toBe('failed');
 
       const unknown = randomUUID();
-      expect(await markRunning(db, unknown)).toBeNull();
+      expect(await markRunning(quietTracker(db), unknown)).toBeNull();
       expect(await findJob(db, unknown)).toBeUndefined();
     });
 
     it('incrementProgress: commits a batch, and rejects a stale or foreign checkpoint writing nothing', async () => {
       const job = await runningJob();
       const batch = [{ a: 1 }, { a: 2, nested: { b: [1, 2] } }, { a: 3 }];
-      expect(await incrementProgress(db, job.job_id, 0, batch)).toBe(3);
+      expect((await incrementProgress(quietTracker(db), job.job_id, 0, batch)).records_processed).toBe(3);
       expect((await row(job.job_id)).records_processed).toBe(3);
       expect(await recordsOf(job.job_id)).toEqual(batch.map((data, i) => ({ record_no: i, data })));
 
       // Stale: another worker already committed from 0.
-      await expect(incrementProgress(db, job.job_id, 0, [{ stale: 0 }, { stale: 1 }])).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), job.job_id, 0, [{ stale: 0 }, { stale: 1 }])).rejects.toThrow(CheckpointConflictError);
       // Ahead of the real checkpoint: numbers 10, 11 are free, so only the guard stops the write.
-      await expect(incrementProgress(db, job.job_id, 10, [{ ahead: 0 }, { ahead: 1 }])).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), job.job_id, 10, [{ ahead: 0 }, { ahead: 1 }])).rejects.toThrow(CheckpointConflictError);
       expect((await row(job.job_id)).records_processed).toBe(3);
       expect(await recordsOf(job.job_id)).toEqual(batch.map((data, i) => ({ record_no: i, data })));
 
-      expect(await incrementProgress(db, job.job_id, 3, [{ a: 4 }])).toBe(4);
+      expect((await incrementProgress(quietTracker(db), job.job_id, 3, [{ a: 4 }])).records_processed).toBe(4);
       expect((await recordsOf(job.job_id)).map((r) => r.record_no)).toEqual([0, 1, 2, 3]);
     });
 
     it('incrementProgress: rejects a job that is not running (queued, completed)', async () => {
       const queued = await newJob();
-      await expect(incrementProgress(db, queued.job_id, 0, [{ a: 1 }])).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), queued.job_id, 0, [{ a: 1 }])).rejects.toThrow(CheckpointConflictError);
       expect(await row(queued.job_id)).toEqual(queued);
       expect(await recordsOf(queued.job_id)).toEqual([]);
 
       const completed = await runningJob();
-      expect(await markCompleted(db, completed.job_id)).toBe(true);
-      await expect(incrementProgress(db, completed.job_id, 0, [{ a: 1 }])).rejects.toThrow(CheckpointConflictError);
+      expect(await markCompleted(quietTracker(db), completed.job_id)).toBe(true);
+      await expect(incrementProgress(quietTracker(db), completed.job_id, 0, [{ a: 1 }])).rejects.toThrow(CheckpointConflictError);
       expect((await row(completed.job_id)).records_processed).toBe(0);
       expect(await recordsOf(completed.job_id)).toEqual([]);
 
-      await expect(incrementProgress(db, randomUUID(), 0, [{ a: 1 }])).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), randomUUID(), 0, [{ a: 1 }])).rejects.toThrow(CheckpointConflictError);
     });
 
     it('incrementProgress: two workers from the same checkpoint at once → exactly one wins', async () => {
       for (let round = 0; round < 5; round++) {
         const job = await runningJob();
         const results = await Promise.allSettled([
-          incrementProgress(db, job.job_id, 0, [{ w: 'a', i: 0 }, { w: 'a', i: 1 }, { w: 'a', i: 2 }]),
-          incrementProgress(db, job.job_id, 0, [{ w: 'b', i: 0 }, { w: 'b', i: 1 }]),
+          incrementProgress(quietTracker(db), job.job_id, 0, [{ w: 'a', i: 0 }, { w: 'a', i: 1 }, { w: 'a', i: 2 }]),
+          incrementProgress(quietTracker(db), job.job_id, 0, [{ w: 'b', i: 0 }, { w: 'b', i: 1 }]),
         ]);
         const won = results.filter((r) => r.status === 'fulfilled');
         const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -206,7 +209,7 @@ describe.each(backends())('storage ($name)', (backend) => {
 
         const counter = (await row(job.job_id)).records_processed;
         const records = await recordsOf(job.job_id);
-        expect(counter).toBe((won[0] as PromiseFulfilledResult<number>).value);
+        expect(counter).toBe((won[0] as PromiseFulfilledResult<{ records_processed: number }>).value.records_processed);
         expect(records).toHaveLength(counter);
         expect(new Set(records.map((r) => (r.data as { w: string }).w)).size).toBe(1); // one worker's batch only
       }
@@ -214,42 +217,42 @@ describe.each(backends())('storage ($name)', (backend) => {
 
     it('markCompleted: only from running, only once', async () => {
       const queued = await newJob();
-      expect(await markCompleted(db, queued.job_id)).toBe(false);
+      expect(await markCompleted(quietTracker(db), queued.job_id)).toBe(false);
       expect(await row(queued.job_id)).toEqual(queued);
 
       const running = await runningJob();
-      expect(await markCompleted(db, running.job_id)).toBe(true);
+      expect(await markCompleted(quietTracker(db), running.job_id)).toBe(true);
       const done = await row(running.job_id);
       expect(done).toMatchObject({ status: 'completed', started_at: running.started_at, error: null });
       expect(done.completed_at).toBeInstanceOf(Date);
       expect(done.completed_at!.getTime()).toBeGreaterThanOrEqual(running.started_at!.getTime());
 
       await sleep(5);
-      expect(await markCompleted(db, running.job_id)).toBe(false);
+      expect(await markCompleted(quietTracker(db), running.job_id)).toBe(false);
       expect(await row(running.job_id)).toEqual(done);
-      expect(await markCompleted(db, randomUUID())).toBe(false);
+      expect(await markCompleted(quietTracker(db), randomUUID())).toBe(false);
     });
 
     it('markFailed: from queued or running, never from a finished job', async () => {
       const completed = await runningJob();
-      expect(await markCompleted(db, completed.job_id)).toBe(true);
+      expect(await markCompleted(quietTracker(db), completed.job_id)).toBe(true);
       const done = await row(completed.job_id);
-      expect(await markFailed(db, completed.job_id, 'too late')).toBe(false);
+      expect(await markFailed(quietTracker(db), completed.job_id, 'too late')).toBe(false);
       expect(await row(completed.job_id)).toEqual(done);
       expect(done.error).toBeNull();
 
       const queued = await newJob();
-      expect(await markFailed(db, queued.job_id, 'line 4: expected 2 fields, got 1')).toBe(true);
+      expect(await markFailed(quietTracker(db), queued.job_id, 'line 4: expected 2 fields, got 1')).toBe(true);
       const failed = await row(queued.job_id);
       expect(failed).toMatchObject({ status: 'failed', error: 'line 4: expected 2 fields, got 1', started_at: null });
       expect(failed.completed_at).toBeInstanceOf(Date);
-      expect(await markFailed(db, queued.job_id, 'again')).toBe(false);
+      expect(await markFailed(quietTracker(db), queued.job_id, 'again')).toBe(false);
       expect((await row(queued.job_id)).error).toBe('line 4: expected 2 fields, got 1');
 
       const running = await runningJob();
-      expect(await markFailed(db, running.job_id, 'worker gave up')).toBe(true);
+      expect(await markFailed(quietTracker(db), running.job_id, 'worker gave up')).toBe(true);
       expect(await row(running.job_id)).toMatchObject({ status: 'failed', error: 'worker gave up', started_at: running.started_at });
-      expect(await markFailed(db, randomUUID(), 'nobody')).toBe(false);
+      expect(await markFailed(quietTracker(db), randomUUID(), 'nobody')).toBe(false);
     });
   });
 });
@@ -278,12 +281,13 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
       const applied = results.flatMap((r) => (r as PromiseFulfilledResult<string[]>).value);
       expect([...applied].sort()).toEqual(MIGRATIONS);
       // One process did all the work; the others waited on the lock and found nothing to do.
-      expect(results.map((r) => (r as PromiseFulfilledResult<string[]>).value.length).sort()).toEqual([0, 0, 0, 2]);
+      expect(results.map((r) => (r as PromiseFulfilledResult<string[]>).value.length).sort()).toEqual([0, 0, 0, MIGRATIONS.length]);
 
       const { rows } = await dbs[0]!.query<{ version: number; name: string }>('SELECT version, name FROM intake_migrations ORDER BY version');
       expect(rows).toEqual([
         { version: 1, name: '001_ingest_jobs' },
         { version: 2, name: '002_ingest_records' },
+        { version: 3, name: '003_version_attempts' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

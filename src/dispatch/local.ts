@@ -5,10 +5,11 @@ import { DatabaseUnavailableError } from '../storage/db.js';
 import { listUnfinishedJobIds } from '../storage/jobs.js';
 import type { Dispatcher } from './dispatcher.js';
 
-export interface LocalDispatcherOptions extends PipelineDeps {
+export interface LocalDispatcherOptions {
+  pipeline: PipelineDeps;
   concurrency: number;
-  /** Attempts for an unexpected (not input) error before the job is failed. */
-  maxAttempts?: number;
+  /** Runs after an unexpected (not input) error before the job is failed. */
+  maxErrors?: number;
   retryDelayMs?: number;
 }
 
@@ -18,7 +19,8 @@ export interface LocalDispatcherOptions extends PipelineDeps {
  * restart (even after kill -9) resumes all unfinished work from its checkpoint.
  */
 export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatcher {
-  const { log, concurrency, maxAttempts = 3, retryDelayMs = 1000 } = options;
+  const { pipeline, concurrency, maxErrors = 3, retryDelayMs = 1000 } = options;
+  const { log, tracker } = pipeline;
   const pending: string[] = [];
   const known = new Set<string>(); // queued or in hand, so a job is never run twice at once
   const active = new Set<Promise<void>>();
@@ -28,7 +30,7 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
   async function work(jobId: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const outcome = await runJob(options, jobId, stop.signal);
+        const outcome = await runJob(pipeline, jobId, stop.signal);
         log.info({ jobId, outcome }, 'job run ended');
         return;
       } catch (err) {
@@ -42,9 +44,9 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
           continue;
         }
         log.error({ err, jobId, attempt }, 'job run failed unexpectedly');
-        if (attempt >= maxAttempts) {
+        if (attempt >= maxErrors) {
           const reason = err instanceof Error ? err.message : String(err);
-          await markFailed(options.db, jobId, `ingestion failed after ${attempt} attempts: ${reason}`).catch((e: unknown) =>
+          await markFailed(tracker, jobId, `ingestion failed after ${attempt} attempts: ${reason}`).catch((e: unknown) =>
             log.error({ err: e, jobId }, 'could not mark the job failed'),
           );
           return;
@@ -81,7 +83,7 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
     async start() {
       if (concurrency === 0) return;
       started = true;
-      const unfinished = await listUnfinishedJobIds(options.db);
+      const unfinished = await listUnfinishedJobIds(tracker.db);
       if (unfinished.length > 0) log.info({ count: unfinished.length }, 'taking up unfinished jobs');
       for (const jobId of unfinished) enqueue(jobId);
     },

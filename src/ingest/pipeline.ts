@@ -1,15 +1,16 @@
 import { existsSync } from 'node:fs';
 import type { FastifyBaseLogger } from 'fastify';
-import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning } from '../jobs/tracking.js';
-import type { Db } from '../storage/db.js';
+import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, releaseAttempt, type Tracker } from '../jobs/tracking.js';
 import { IngestError } from './errors.js';
 import { readRecords } from './parse.js';
 import { uploadPath } from './uploads.js';
 
 export interface PipelineDeps {
-  db: Db;
+  tracker: Tracker;
   uploadDir: string;
   batchSize: number;
+  /** Claims allowed before a job that keeps stopping its workers is failed. */
+  maxAttempts: number;
   log: FastifyBaseLogger;
 }
 
@@ -25,25 +26,34 @@ function isDataError(err: unknown): boolean {
  * Runs one job from its checkpoint to a terminal state: parse the stored upload, skip the
  * records already committed, commit the rest batch by batch. A bad input fails the job with
  * a message saying where; an abort (shutdown) stops at a batch boundary and leaves the job
- * `running` at its checkpoint for the next run; any other error is thrown to the caller,
+ * `running` at its checkpoint for the next worker; any other error is thrown to the caller,
  * which decides whether to retry.
  */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
-  const { db, log } = deps;
-  const job = await markRunning(db, jobId);
+  const { tracker, log } = deps;
+  const job = await markRunning(tracker, jobId);
   if (!job) return 'skipped'; // deleted, or finished by someone else
+  if (job.attempts > deps.maxAttempts) {
+    await markFailed(
+      tracker,
+      jobId,
+      `gave up after ${deps.maxAttempts} attempts: each time, the worker ingesting this job stopped before finishing ` +
+        `(it crashed, was killed or ran out of memory); ${job.records_processed} records were committed`,
+    );
+    return 'failed';
+  }
   const path = uploadPath(deps.uploadDir, jobId);
   if (!existsSync(path)) {
-    await markFailed(db, jobId, 'the stored upload is missing (was UPLOAD_DIR changed or cleaned?)');
+    await markFailed(tracker, jobId, 'the stored upload is missing (was UPLOAD_DIR changed or cleaned?)');
     return 'failed';
   }
   let checkpoint = job.records_processed;
-  if (checkpoint > 0) log.info({ jobId, checkpoint }, 'resuming job from its checkpoint');
+  if (checkpoint > 0) log.info({ jobId, checkpoint, attempt: job.attempts }, 'resuming job from its checkpoint');
   let seen = 0;
   let batch: object[] = [];
   const commit = async () => {
     try {
-      checkpoint = await incrementProgress(db, jobId, checkpoint, batch);
+      checkpoint = (await incrementProgress(tracker, jobId, checkpoint, batch)).records_processed;
     } catch (err) {
       if (!isDataError(err)) throw err;
       const last = checkpoint + batch.length - 1;
@@ -57,10 +67,13 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
       batch.push(record.data);
       if (batch.length >= deps.batchSize) {
         await commit();
-        if (signal.aborted) return 'stopped';
+        if (signal.aborted) {
+          await releaseAttempt(tracker, jobId);
+          return 'stopped';
+        }
       }
     }
-    await commit();
+    if (batch.length > 0) await commit();
   } catch (err) {
     if (err instanceof CheckpointConflictError) {
       log.warn({ jobId }, err.message);
@@ -68,9 +81,9 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
     }
     if (!(err instanceof IngestError)) throw err;
     // The records before the bad one stay committed and counted; the job says where it broke.
-    await markFailed(db, jobId, err.message);
+    await markFailed(tracker, jobId, err.message);
     return 'failed';
   }
-  if (!(await markCompleted(db, jobId))) return 'skipped';
+  if (!(await markCompleted(tracker, jobId))) return 'skipped';
   return 'completed';
 }

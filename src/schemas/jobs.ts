@@ -20,6 +20,7 @@ export interface JobPayload {
   completed_at: string | null;
   records_processed: number;
   error: string | null;
+  version: number;
 }
 
 const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
@@ -27,7 +28,7 @@ const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 export const jobSchema = {
   $id: 'Job',
   type: 'object',
-  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'error'],
+  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'error', 'version'],
   properties: {
     job_id: { type: 'string', format: 'uuid' },
     source_type: { type: 'string', enum: SOURCE_TYPES, description: 'csv_upload, json_upload (a .json/.ndjson file) or json_api' },
@@ -38,6 +39,7 @@ export const jobSchema = {
     completed_at: timestamp,
     records_processed: { type: 'integer', minimum: 0, description: 'Records committed so far' },
     error: { type: ['string', 'null'], description: 'Why the job failed, with the line or record where it did' },
+    version: { type: 'integer', minimum: 1, description: 'Grows with every change to the job: of two answers, the higher version is the newer' },
   },
 } as const;
 

@@ -13,10 +13,12 @@ export interface JobRow {
   completed_at: Date | null;
   records_processed: number;
   error: string | null;
+  version: number;
+  attempts: number;
 }
 
 export const JOB_COLUMNS =
-  'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error';
+  'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -36,7 +38,16 @@ export function toPayload(row: JobRow): JobPayload {
     completed_at: row.completed_at?.toISOString() ?? null,
     records_processed: row.records_processed,
     error: row.error,
+    version: row.version,
   };
+}
+
+/**
+ * The payload as sent: one serialisation for the database path, the cache and the event
+ * stream, so a cached answer is byte for byte the uncached one.
+ */
+export function payloadJson(row: JobRow): string {
+  return JSON.stringify(toPayload(row));
 }
 
 export interface NewJob {

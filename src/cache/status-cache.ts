@@ -1,0 +1,98 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Redis } from 'ioredis';
+
+/**
+ * The Redis status cache: `ingest_job:{job_id}` holds the job payload as JSON, exactly the
+ * bytes the API answers with. Freshness comes from writers, not the TTL: every committed
+ * change is written through with its version, and a write only lands if it is newer than
+ * what the key holds, so a slow reader filling the key after a miss can never put an older
+ * state back. Any Redis error is a miss; the caller reads the database instead.
+ */
+export interface StatusCache {
+  get(jobId: string): Promise<string | null>;
+  /** Stores a job's payload unless the key already holds this version or a newer one. */
+  store(jobId: string, version: number, payload: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  errors: number;
+}
+
+// KEYS[1] key; ARGV[1] version, ARGV[2] payload, ARGV[3] ttl in ms. Returns 1 if stored.
+const STORE_IF_NEWER = `
+local current = redis.call('GET', KEYS[1])
+if current then
+  local version = tonumber(string.match(current, '"version":(%d+)'))
+  if version and version >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`;
+
+// After an error, Redis is skipped for this long, so a hung server costs one timeout, not one per request.
+const BREAKER_MS = 1000;
+
+export function createStatusCache(redis: Redis, options: { prefix: string; ttlSeconds: number; log: FastifyBaseLogger }): StatusCache & { stats: CacheStats } {
+  const { prefix, log } = options;
+  const ttlMs = options.ttlSeconds * 1000;
+  const key = (jobId: string) => `${prefix}ingest_job:${jobId}`;
+  redis.defineCommand('intakeStoreIfNewer', { numberOfKeys: 1, lua: STORE_IF_NEWER });
+  const stats: CacheStats = { hits: 0, misses: 0, errors: 0 };
+  let skipUntil = 0;
+  // Jobs whose latest change could not be written: their keys may hold an older state, so
+  // they are deleted as soon as Redis answers again.
+  const dirty = new Set<string>();
+
+  function failed(err: unknown, jobId?: string): void {
+    stats.errors++;
+    if (jobId) dirty.add(jobId);
+    if (Date.now() >= skipUntil) log.warn({ err: (err as Error).message }, 'status cache unavailable; using the database');
+    skipUntil = Date.now() + BREAKER_MS;
+  }
+
+  async function repair(): Promise<void> {
+    if (dirty.size === 0) return;
+    const ids = [...dirty];
+    await redis.del(...ids.map(key));
+    for (const id of ids) dirty.delete(id);
+  }
+
+  return {
+    stats,
+    async get(jobId) {
+      if (Date.now() < skipUntil) return null;
+      try {
+        if (dirty.size > 0) await repair();
+        const value = await redis.get(key(jobId));
+        if (value === null) stats.misses++;
+        else stats.hits++;
+        return value;
+      } catch (err) {
+        failed(err);
+        return null;
+      }
+    },
+    async store(jobId, version, payload) {
+      if (Date.now() < skipUntil) {
+        dirty.add(jobId);
+        return;
+      }
+      try {
+        if (dirty.size > 0) await repair();
+        await (redis as unknown as { intakeStoreIfNewer(k: string, v: number, p: string, ttl: number): Promise<number> }).intakeStoreIfNewer(
+          key(jobId),
+          version,
+          payload,
+          ttlMs,
+        );
+      } catch (err) {
+        failed(err, jobId);
+      }
+    },
+    async close() {
+      redis.disconnect();
+    },
+  };
+}

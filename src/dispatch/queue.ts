@@ -1,0 +1,107 @@
+import { DelayedError, Queue, Worker, type Job } from 'bullmq';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Redis } from 'ioredis';
+import { runJob, type PipelineDeps } from '../ingest/pipeline.js';
+import { DatabaseUnavailableError } from '../storage/db.js';
+import type { Dispatcher } from './dispatcher.js';
+
+export const QUEUE_NAME = 'intake-ingest';
+
+export interface JobData {
+  jobId: string;
+}
+
+export function bullPrefix(redisKeyPrefix: string): string {
+  return `${redisKeyPrefix}bull`;
+}
+
+// Enqueueing waits at most this long: a Redis that is down must not hold up the answer to
+// an upload whose row is already committed; the reconciler dispatches it later.
+const ENQUEUE_TIMEOUT_MS = 2000;
+
+/** Adds a BullMQ job whose id is the job id: adding it twice while it exists is a no-op. */
+export async function enqueue(queue: Queue<JobData>, jobId: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`enqueue timed out after ${ENQUEUE_TIMEOUT_MS} ms`)), ENQUEUE_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([queue.add('ingest', { jobId }, { jobId, removeOnComplete: true, removeOnFail: true }), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The API side: commits are done by the caller; this only enqueues the job id. */
+export function createQueueDispatcher(queue: Queue<JobData>, log: FastifyBaseLogger): Dispatcher {
+  return {
+    async dispatch(jobId) {
+      try {
+        await enqueue(queue, jobId);
+      } catch (err) {
+        // The row is committed: the reconciler will find it without a live BullMQ job.
+        log.warn({ jobId, err: (err as Error).message }, 'enqueue failed; the reconciler will dispatch the job');
+      }
+    },
+    async start() {},
+    async close() {},
+  };
+}
+
+export interface QueueWorkerOptions {
+  pipeline: PipelineDeps;
+  connection: Redis;
+  prefix: string;
+  concurrency: number;
+  lockMs: number;
+}
+
+/**
+ * A BullMQ worker running the pipeline. BullMQ guarantees one worker holds a job at a time
+ * (its lock); a worker that dies loses the lock and the job is redelivered as stalled, to
+ * resume from its checkpoint. Redeliveries are bounded by the job row's attempts, not by
+ * BullMQ, so the same limit holds however the job came back.
+ */
+export function startQueueWorker(options: QueueWorkerOptions): { close(): Promise<void> } {
+  const { pipeline } = options;
+  const stop = new AbortController();
+  const worker = new Worker<JobData>(
+    QUEUE_NAME,
+    async (job: Job<JobData>, token?: string) => {
+      const jobId = job.data.jobId;
+      let outcome;
+      try {
+        outcome = await runJob(pipeline, jobId, stop.signal);
+      } catch (err) {
+        if (!(err instanceof DatabaseUnavailableError)) throw err;
+        pipeline.log.warn({ jobId }, 'database unavailable; the job is retried in 5 s');
+        await job.moveToDelayed(Date.now() + 5000, token);
+        throw new DelayedError();
+      }
+      pipeline.log.info({ jobId, outcome }, 'job run ended');
+      if (outcome === 'stopped') {
+        // Shutting down between batches: hand the job straight back for another worker.
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
+      return outcome;
+    },
+    {
+      connection: options.connection,
+      prefix: options.prefix,
+      concurrency: options.concurrency,
+      lockDuration: options.lockMs,
+      stalledInterval: options.lockMs,
+      maxStalledCount: 1000, // the row's attempts decide when a job is given up
+      autorun: true,
+    },
+  );
+  worker.on('error', (err) => pipeline.log.error({ err }, 'queue worker error'));
+  worker.on('failed', (job, err) => pipeline.log.error({ jobId: job?.data.jobId, err }, 'job run failed unexpectedly'));
+  return {
+    async close() {
+      stop.abort();
+      await worker.close();
+    },
+  };
+}

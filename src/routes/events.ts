@@ -1,0 +1,127 @@
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../errors.js';
+import type { JobEvents } from '../events/job-events.js';
+import { errorRef, jobIdParamsSchema, type JobPayload } from '../schemas/jobs.js';
+import type { Db } from '../storage/db.js';
+import { findJob, isJobId, payloadJson } from '../storage/jobs.js';
+
+const TERMINAL = new Set(['completed', 'failed']);
+const PROGRESS_INTERVAL_MS = 250; // at most four progress events a second
+const RECHECK_MS = 2000; // pub/sub is best effort: re-read the row now and then
+const HEARTBEAT_MS = 15_000;
+
+/**
+ * GET /api/job/{id}/events: Server-Sent Events. The first event is the job as it is now;
+ * then one `status` event per transition and `progress` events (the latest only, at most
+ * four a second); the stream ends after the terminal state. Each event's data is the job
+ * payload, its id the job's version.
+ */
+export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db; events: JobEvents }): Promise<void> {
+  app.get<{ Params: { job_id: string } }>(
+    '/api/job/:job_id/events',
+    {
+      schema: {
+        summary: 'Live job changes as Server-Sent Events, ending after the terminal state',
+        tags: ['jobs'],
+        params: jobIdParamsSchema,
+        produces: ['text/event-stream'],
+        response: {
+          200: { description: 'text/event-stream of `status` and `progress` events; data is the job payload', type: 'string' },
+          404: errorRef,
+          503: errorRef,
+        },
+      },
+    },
+    async (request, reply) => {
+      if (!isJobId(request.params.job_id)) throw new AppError(404, 'job_not_found', 'Job not found');
+      const jobId = request.params.job_id.toLowerCase();
+
+      let lastVersion = 0;
+      let lastStatus = '';
+      let pending: JobPayload | undefined; // a progress event held back by the rate limit
+      let lastProgressAt = 0;
+      let flushTimer: NodeJS.Timeout | undefined;
+      let closed = false;
+      const queue: JobPayload[] = []; // changes heard before the first event was written
+
+      // Listen before reading the row, so no change between the two is missed.
+      let started = false;
+      const unsubscribe = events.subscribe(jobId, (message) => {
+        const job = JSON.parse(message) as JobPayload;
+        if (started) offer(job);
+        else queue.push(job);
+      });
+      let row;
+      try {
+        row = await findJob(db, jobId);
+      } catch (err) {
+        unsubscribe();
+        throw err;
+      }
+      if (!row) {
+        unsubscribe();
+        throw new AppError(404, 'job_not_found', 'Job not found');
+      }
+
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+
+      const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
+      const recheck = setInterval(() => {
+        findJob(db, jobId).then(
+          (latest) => latest && offer(JSON.parse(payloadJson(latest)) as JobPayload),
+          () => {}, // the next recheck or event will do
+        );
+      }, RECHECK_MS);
+
+      function close(): void {
+        if (closed) return;
+        closed = true;
+        unsubscribe();
+        clearInterval(heartbeat);
+        clearInterval(recheck);
+        clearTimeout(flushTimer);
+        raw.end();
+      }
+
+      function write(job: JobPayload, event: 'status' | 'progress'): void {
+        lastVersion = job.version;
+        lastStatus = job.status;
+        pending = undefined;
+        if (event === 'progress') lastProgressAt = Date.now();
+        raw.write(`event: ${event}\nid: ${job.version}\ndata: ${JSON.stringify(job)}\n\n`);
+        if (TERMINAL.has(job.status)) close();
+      }
+
+      function offer(job: JobPayload): void {
+        if (closed || job.version <= lastVersion || (pending && job.version <= pending.version)) return;
+        if (job.status !== lastStatus) {
+          clearTimeout(flushTimer);
+          flushTimer = undefined;
+          write(job, 'status');
+          return;
+        }
+        pending = job;
+        const wait = lastProgressAt + PROGRESS_INTERVAL_MS - Date.now();
+        if (wait <= 0) write(job, 'progress');
+        else if (!flushTimer) {
+          flushTimer = setTimeout(() => {
+            flushTimer = undefined;
+            if (pending && !closed) write(pending, 'progress');
+          }, wait);
+        }
+      }
+
+      raw.on('close', close);
+      write(JSON.parse(payloadJson(row)) as JobPayload, 'status');
+      started = true;
+      for (const job of queue.splice(0)) offer(job);
+    },
+  );
+}
