@@ -3,24 +3,38 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { inject } from 'vitest';
+import { Redis } from 'ioredis';
+import { expect, inject } from 'vitest';
+import { startWorkerProcess } from './process.js';
 import { loadConfig, type Config } from '../src/config.js';
 import type { JobPayload } from '../src/schemas/jobs.js';
 import { createIntake, createLogger, type Intake } from '../src/server.js';
 
 export interface Backend {
-  name: 'embedded' | 'postgres';
+  /** embedded: PGlite; postgres: PostgreSQL with in-process workers; scale-out: PostgreSQL + Redis + BullMQ. */
+  name: 'embedded' | 'postgres' | 'scale-out';
 }
 
-/** The backends every contract test runs against: embedded always; PostgreSQL when configured. */
+/** The backends every contract test runs against: embedded always; the others when configured. */
 export function backends(): Backend[] {
-  if (process.env.DATABASE_URL) return [{ name: 'embedded' }, { name: 'postgres' }];
-  console.warn('DATABASE_URL is not set: the PostgreSQL runs of the contract tests are skipped');
-  return [{ name: 'embedded' }];
+  const list: Backend[] = [{ name: 'embedded' }];
+  if (process.env.DATABASE_URL) list.push({ name: 'postgres' });
+  else console.warn('DATABASE_URL is not set: the PostgreSQL runs of the contract tests are skipped');
+  if (process.env.DATABASE_URL && process.env.REDIS_URL) list.push({ name: 'scale-out' });
+  else console.warn('DATABASE_URL and REDIS_URL are not both set: the scale-out runs of the contract tests are skipped');
+  return list;
+}
+
+/** Scale-out backends only (for tests of the cache, queue and reconciler). */
+export function scaleOutAvailable(): boolean {
+  if (process.env.DATABASE_URL && process.env.REDIS_URL) return true;
+  console.warn('DATABASE_URL and REDIS_URL are not both set: the scale-out tests are skipped');
+  return false;
 }
 
 /** A scratch place for one test: a data directory, and for PostgreSQL a database of its own. */
 export interface Sandbox {
+  backend: Backend;
   env: Record<string, string>;
   dataDir: string;
   /** Queries the sandbox's database directly (PostgreSQL only; PGlite is held by Intake). */
@@ -33,7 +47,7 @@ export async function createSandbox(backend: Backend): Promise<Sandbox> {
   const env: Record<string, string> = { DATA_DIR: dataDir, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' };
   if (backend.name === 'embedded') {
     cpSync(inject('pgliteTemplate'), join(dataDir, 'pgdata'), { recursive: true });
-    return { env, dataDir, dispose: async () => rmSync(dataDir, { recursive: true, force: true }) };
+    return { backend, env, dataDir, dispose: async () => rmSync(dataDir, { recursive: true, force: true }) };
   }
   const base = process.env.DATABASE_URL!;
   const name = `intake_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
@@ -45,12 +59,21 @@ export async function createSandbox(backend: Backend): Promise<Sandbox> {
   url.pathname = `/${name}`;
   env.DATABASE_URL = url.toString();
   const admin = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
+  if (backend.name === 'scale-out') {
+    env.REDIS_URL = process.env.REDIS_URL!;
+    // Its own key prefix: tests running at once never see each other's queue or cache.
+    env.REDIS_KEY_PREFIX = `${name}:`;
+    env.WORKER_LOCK_MS = '2000';
+    env.RECONCILE_INTERVAL_MS = '1000';
+  }
   return {
+    backend,
     env,
     dataDir,
     admin,
     async dispose() {
       await admin.end();
+      if (backend.name === 'scale-out') await deleteRedisKeys(env.REDIS_URL!, env.REDIS_KEY_PREFIX!);
       const client = new pg.Client({ connectionString: base });
       await client.connect();
       await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -58,6 +81,20 @@ export async function createSandbox(backend: Backend): Promise<Sandbox> {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+async function deleteRedisKeys(url: string, prefix: string): Promise<void> {
+  const redis = new Redis(url);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }
 
 export interface TestServer {
@@ -69,9 +106,18 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Intake in this process, listening on a free port, as `intake serve` would run it. */
+/**
+ * Intake in this process, listening on a free port, as `intake serve` would run it. In
+ * scale-out mode the API runs here with no workers, and the workers in a separate
+ * `intake worker` process, as in production.
+ */
 export async function startServer(sandbox: Sandbox, overrides: Record<string, string> = {}): Promise<TestServer> {
-  const env = { ...sandbox.env, PORT: '0', HOST: '127.0.0.1', ...overrides };
+  const env: Record<string, string> = { ...sandbox.env, PORT: '0', HOST: '127.0.0.1', ...overrides };
+  let worker: Awaited<ReturnType<typeof startWorkerProcess>> | undefined;
+  if (sandbox.backend.name === 'scale-out' && env.WORKER_CONCURRENCY !== '0') {
+    worker = await startWorkerProcess(env);
+    env.WORKER_CONCURRENCY = '0';
+  }
   const config = loadConfig(env);
   const intake = await createIntake(config, createLogger(config));
   const statuses: number[] = [];
@@ -82,7 +128,16 @@ export async function startServer(sandbox: Sandbox, overrides: Record<string, st
   await intake.start();
   const address = intake.app.server.address();
   if (!address || typeof address === 'string') throw new Error('no address');
-  return { url: `http://127.0.0.1:${address.port}`, statuses, intake, config, close: () => intake.close() };
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    statuses,
+    intake,
+    config,
+    async close() {
+      await intake.close();
+      if (worker) expect(await worker.stop()).toBe(0);
+    },
+  };
 }
 
 export async function getJson<T = any>(url: string): Promise<{ status: number; body: T; headers: Headers }> {

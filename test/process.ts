@@ -51,3 +51,25 @@ export async function startIntakeProcess(env: Record<string, string>, timeoutMs 
     },
   };
 }
+
+/** Starts `intake worker` and waits until it has started its workers. */
+export async function startWorkerProcess(env: Record<string, string>, timeoutMs = 30_000) {
+  const run = runIntake(['worker'], { ...env, LOG_LEVEL: 'info' });
+  const deadline = Date.now() + timeoutMs;
+  while (!run.output().includes('worker started')) {
+    if (run.child.exitCode !== null) throw new Error(`intake worker exited with ${run.child.exitCode}:\n${run.output()}`);
+    if (Date.now() > deadline) {
+      run.child.kill('SIGKILL');
+      throw new Error(`intake worker did not start in ${timeoutMs} ms:\n${run.output()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    child: run.child,
+    output: run.output,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill(signal);
+      return run.exited;
+    },
+  };
+}

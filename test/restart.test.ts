@@ -14,7 +14,7 @@ async function recordStats(backend: Backend, sandbox: Sandbox, jobId: string) {
   const sql = `SELECT count(*)::int AS n, count(DISTINCT record_no)::int AS distinct_n,
                       min(record_no)::int AS min, max(record_no)::int AS max
                FROM ingest_records WHERE job_id = $1`;
-  if (backend.name === 'postgres') return (await sandbox.admin!.query(sql, [jobId])).rows[0];
+  if (sandbox.admin) return (await sandbox.admin.query(sql, [jobId])).rows[0];
   const db = await openPglite(sandbox.dataDir);
   try {
     return (await db.query(sql, [jobId])).rows[0];
