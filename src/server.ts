@@ -105,15 +105,17 @@ function startWorkers(config: Config, runtime: Runtime, log: FastifyBaseLogger) 
   const stoppers: { close(): Promise<void> }[] = [];
   if (runtime.queue) {
     if (config.workerConcurrency > 0) {
-      stoppers.push(
-        startQueueWorker({
-          pipeline: runtime.pipeline,
-          connection: patientRedis(config.redisUrl!),
-          prefix: bullPrefix(config.redisKeyPrefix),
-          concurrency: config.workerConcurrency,
-          lockMs: config.workerLockMs,
-        }),
-      );
+      const connection = patientRedis(config.redisUrl!);
+      connection.on('error', (err) => log.warn({ err: err.message }, 'worker connection error'));
+      const worker = startQueueWorker({
+        pipeline: runtime.pipeline,
+        connection,
+        prefix: bullPrefix(config.redisKeyPrefix),
+        concurrency: config.workerConcurrency,
+        lockMs: config.workerLockMs,
+      });
+      // BullMQ leaves a connection it was given open; it is closed here, after the worker.
+      stoppers.push({ close: () => worker.close().finally(() => connection.disconnect()) });
     }
     stoppers.push(startReconciler({ db: runtime.db, queue: runtime.queue, log, intervalMs: config.reconcileIntervalMs }));
   }
