@@ -47,34 +47,43 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
     await markFailed(tracker, jobId, 'the stored upload is missing (was UPLOAD_DIR changed or cleaned?)');
     return 'failed';
   }
-  let checkpoint = job.records_processed;
+  const checkpoint = job.records_processed;
   if (checkpoint > 0) log.info({ jobId, checkpoint, attempt: job.attempts }, 'resuming job from its checkpoint');
-  let seen = 0;
-  let batch: object[] = [];
-  const commit = async () => {
+  let next = checkpoint; // record_no of the next record to commit
+  const commit = async (records: object[]) => {
+    const from = next;
+    next += records.length;
     try {
-      checkpoint = (await incrementProgress(tracker, jobId, checkpoint, batch)).records_processed;
+      await incrementProgress(tracker, jobId, from, records);
     } catch (err) {
       if (!isDataError(err)) throw err;
-      const last = checkpoint + batch.length - 1;
-      throw new IngestError(`records ${checkpoint}–${last} could not be stored: ${(err as Error).message}`);
+      throw new IngestError(`records ${from}–${from + records.length - 1} could not be stored: ${(err as Error).message}`);
     }
-    batch = [];
   };
+  // One batch is committed while the next is parsed: PostgreSQL loads on one core while
+  // Node parses on the other. Batches still commit one at a time, in order.
+  let inFlight: Promise<void> | undefined;
+  let seen = 0;
+  let batch: object[] = [];
   try {
     for await (const record of readRecords(path, job.format)) {
       if (seen++ < checkpoint) continue; // committed by an earlier run
       batch.push(record.data);
       if (batch.length >= deps.batchSize) {
-        await commit();
+        await inFlight;
         if (signal.aborted) {
           await releaseAttempt(tracker, jobId);
           return 'stopped';
         }
+        inFlight = commit(batch);
+        inFlight.catch(() => {}); // awaited (and thrown) before the next batch
+        batch = [];
       }
     }
-    if (batch.length > 0) await commit();
+    await inFlight;
+    if (batch.length > 0) await commit(batch);
   } catch (err) {
+    await inFlight?.catch(() => {}); // never leave a commit running behind a failure
     if (err instanceof CheckpointConflictError) {
       log.warn({ jobId }, err.message);
       return 'skipped';

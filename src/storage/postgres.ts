@@ -1,4 +1,7 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { DatabaseUnavailableError, type Db, type Queryable, type QueryResult } from './db.js';
 
 // SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57P
@@ -24,6 +27,17 @@ function translate(err: unknown): never {
   throw err;
 }
 
+async function copy(conn: pg.Pool | pg.PoolClient, sql: string, data: string): Promise<number> {
+  const client = conn instanceof pg.Pool ? await conn.connect() : conn;
+  try {
+    const stream = client.query(copyFrom(sql));
+    await pipeline(Readable.from([data]), stream);
+    return stream.rowCount ?? 0;
+  } finally {
+    if (conn instanceof pg.Pool) (client as pg.PoolClient).release();
+  }
+}
+
 function wrap(conn: pg.Pool | pg.PoolClient): Queryable {
   return {
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
@@ -37,6 +51,9 @@ function wrap(conn: pg.Pool | pg.PoolClient): Queryable {
     async exec(sql: string): Promise<void> {
       // Without parameters pg uses the simple query protocol, which allows several statements.
       await conn.query(sql).catch(translate);
+    },
+    async copyFrom(sql: string, data: string): Promise<number> {
+      return copy(conn, sql, data).catch(translate);
     },
   };
 }
