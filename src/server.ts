@@ -14,7 +14,7 @@ import { createLocalEvents, createRedisEvents, type JobEvents } from './events/j
 import type { PipelineDeps } from './ingest/pipeline.js';
 import type { Tracker } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
-import { payloadJson } from './storage/jobs.js';
+import { findJob, payloadJson } from './storage/jobs.js';
 import { migrate } from './storage/migrate.js';
 import { openPglite } from './storage/pglite.js';
 import { openPostgres } from './storage/postgres.js';
@@ -60,7 +60,15 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     const fast = fastRedis(url);
     fast.on('error', () => {}); // reported by the cache when a command fails
     connections.push(fast);
-    cache = createStatusCache(fast, { prefix: config.redisKeyPrefix, ttlSeconds: config.cacheTtlSeconds, log });
+    cache = createStatusCache(fast, {
+      prefix: config.redisKeyPrefix,
+      ttlSeconds: config.cacheTtlSeconds,
+      log,
+      async load(jobId) {
+        const row = await findJob(db, jobId);
+        return row ? { version: row.version, payload: payloadJson(row) } : null;
+      },
+    });
     events = createRedisEvents({ publisher: fast, subscriber: () => patientRedis(url), prefix: config.redisKeyPrefix, log });
     const queueConnection = patientRedis(url);
     queueConnection.on('error', (err) => log.warn({ err: err.message }, 'queue connection error'));

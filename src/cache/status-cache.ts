@@ -34,7 +34,15 @@ return 1`;
 // After an error, Redis is skipped for this long, so a hung server costs one timeout, not one per request.
 const BREAKER_MS = 1000;
 
-export function createStatusCache(redis: Redis, options: { prefix: string; ttlSeconds: number; log: FastifyBaseLogger }): StatusCache & { stats: CacheStats } {
+export interface StatusCacheOptions {
+  prefix: string;
+  ttlSeconds: number;
+  log: FastifyBaseLogger;
+  /** The job's current payload from the database (null if gone), to repair its key. */
+  load(jobId: string): Promise<{ version: number; payload: string } | null>;
+}
+
+export function createStatusCache(redis: Redis, options: StatusCacheOptions): StatusCache & { stats: CacheStats } {
   const { prefix, log } = options;
   const ttlMs = options.ttlSeconds * 1000;
   const key = (jobId: string) => `${prefix}ingest_job:${jobId}`;
@@ -52,12 +60,33 @@ export function createStatusCache(redis: Redis, options: { prefix: string; ttlSe
     skipUntil = Date.now() + BREAKER_MS;
   }
 
+  // Rewrites the keys of jobs whose change could not be written, from the database: a key is
+  // left holding the latest version (not deleted), so a slow reader's older payload still
+  // cannot land on it afterwards.
   async function repair(): Promise<void> {
-    if (dirty.size === 0) return;
-    const ids = [...dirty];
-    await redis.del(...ids.map(key));
-    for (const id of ids) dirty.delete(id);
+    for (const jobId of [...dirty]) {
+      const latest = await options.load(jobId);
+      if (latest) await storeIfNewer(jobId, latest.version, latest.payload);
+      else await redis.del(key(jobId));
+      dirty.delete(jobId);
+    }
   }
+
+  function storeIfNewer(jobId: string, version: number, payload: string): Promise<number> {
+    return (redis as unknown as { intakeStoreIfNewer(k: string, v: number, p: string, ttl: number): Promise<number> }).intakeStoreIfNewer(
+      key(jobId),
+      version,
+      payload,
+      ttlMs,
+    );
+  }
+
+  // Repair as soon as Redis is back, not at this process's next cache call: a worker that
+  // wrote nothing more would otherwise leave a stale key until the TTL.
+  redis.on('ready', () => {
+    skipUntil = 0;
+    repair().catch((err: unknown) => failed(err));
+  });
 
   return {
     stats,
@@ -81,12 +110,7 @@ export function createStatusCache(redis: Redis, options: { prefix: string; ttlSe
       }
       try {
         if (dirty.size > 0) await repair();
-        await (redis as unknown as { intakeStoreIfNewer(k: string, v: number, p: string, ttl: number): Promise<number> }).intakeStoreIfNewer(
-          key(jobId),
-          version,
-          payload,
-          ttlMs,
-        );
+        await storeIfNewer(jobId, version, payload);
       } catch (err) {
         failed(err, jobId);
       }

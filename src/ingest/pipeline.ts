@@ -71,6 +71,8 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
       batch.push(record.data);
       if (batch.length >= deps.batchSize) {
         await inFlight;
+        // PGlite runs queries on this thread: let requests and events in between batches.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         if (signal.aborted) {
           await releaseAttempt(tracker, jobId);
           return 'stopped';

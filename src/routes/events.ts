@@ -17,6 +17,12 @@ const HEARTBEAT_MS = 15_000;
  * payload, its id the job's version.
  */
 export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db; events: JobEvents }): Promise<void> {
+  // Open streams never end by themselves while their job waits; closing the server ends them.
+  const open = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const close of [...open]) close();
+  });
+
   app.get<{ Params: { job_id: string } }>(
     '/api/job/:job_id/events',
     {
@@ -83,6 +89,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       function close(): void {
         if (closed) return;
         closed = true;
+        open.delete(close);
         unsubscribe();
         clearInterval(heartbeat);
         clearInterval(recheck);
@@ -91,6 +98,8 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       }
 
       function write(job: JobPayload, event: 'status' | 'progress'): void {
+        clearTimeout(flushTimer); // whatever it would have sent is this or older
+        flushTimer = undefined;
         lastVersion = job.version;
         lastStatus = job.status;
         pending = undefined;
@@ -119,6 +128,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       }
 
       raw.on('close', close);
+      open.add(close);
       write(JSON.parse(payloadJson(row)) as JobPayload, 'status');
       started = true;
       for (const job of queue.splice(0)) offer(job);
