@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, quietTracker } from '../src/jobs/tracking.js';
+import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, quietTracker, type Batch } from '../src/jobs/tracking.js';
 import type { Db } from '../src/storage/db.js';
 import { findJob, insertJob, type JobRow } from '../src/storage/jobs.js';
 import { migrate } from '../src/storage/migrate.js';
@@ -10,7 +10,12 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '005_row_errors_progress'];
+
+/** A batch of good records numbered from `from`. */
+function batchOf(from: number, records: object[]): Batch {
+  return { from, records: records.map((data, i) => ({ recordNo: from + i, data })), errors: [], bytesProcessed: 0 };
+}
 
 /** The storage Intake itself would open on this sandbox. */
 function openDb(backend: Backend, sandbox: Sandbox, poolSize = 4): Promise<Db> {
@@ -55,6 +60,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [1, '001_ingest_jobs'],
       [2, '002_ingest_records'],
       [3, '003_version_attempts'],
+      [5, '005_row_errors_progress'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -76,6 +82,10 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['format', 'varchar', 10, 'NO'],
       ['version', 'int4', null, 'NO'],
       ['attempts', 'int4', null, 'NO'],
+      ['records_failed', 'int4', null, 'NO'],
+      ['max_errors', 'int4', null, 'NO'],
+      ['bytes_total', 'int8', null, 'YES'],
+      ['bytes_processed', 'int8', null, 'NO'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -135,7 +145,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       expect(running!.started_at!.getTime()).toBeGreaterThanOrEqual(job.submitted_at.getTime());
       expect(await row(job.job_id)).toEqual(running);
 
-      await incrementProgress(quietTracker(db), job.job_id, 0, [{ n: 0 }, { n: 1 }]);
+      await incrementProgress(quietTracker(db), job.job_id, batchOf(0, [{ n: 0 }, { n: 1 }]));
       await sleep(5); // a new NOW() would differ
       const resumed = await markRunning(quietTracker(db), job.job_id);
       expect(resumed).toMatchObject({ status: 'running', records_processed: 2 });
@@ -164,42 +174,42 @@ describe.each(backends())('storage ($name)', (backend) => {
     it('incrementProgress: commits a batch, and rejects a stale or foreign checkpoint writing nothing', async () => {
       const job = await runningJob();
       const batch = [{ a: 1 }, { a: 2, nested: { b: [1, 2] } }, { a: 3 }];
-      expect((await incrementProgress(quietTracker(db), job.job_id, 0, batch)).records_processed).toBe(3);
+      expect((await incrementProgress(quietTracker(db), job.job_id, batchOf(0, batch))).records_processed).toBe(3);
       expect((await row(job.job_id)).records_processed).toBe(3);
       expect(await recordsOf(job.job_id)).toEqual(batch.map((data, i) => ({ record_no: i, data })));
 
       // Stale: another worker already committed from 0.
-      await expect(incrementProgress(quietTracker(db), job.job_id, 0, [{ stale: 0 }, { stale: 1 }])).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), job.job_id, batchOf(0, [{ stale: 0 }, { stale: 1 }]))).rejects.toThrow(CheckpointConflictError);
       // Ahead of the real checkpoint: numbers 10, 11 are free, so only the guard stops the write.
-      await expect(incrementProgress(quietTracker(db), job.job_id, 10, [{ ahead: 0 }, { ahead: 1 }])).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), job.job_id, batchOf(10, [{ ahead: 0 }, { ahead: 1 }]))).rejects.toThrow(CheckpointConflictError);
       expect((await row(job.job_id)).records_processed).toBe(3);
       expect(await recordsOf(job.job_id)).toEqual(batch.map((data, i) => ({ record_no: i, data })));
 
-      expect((await incrementProgress(quietTracker(db), job.job_id, 3, [{ a: 4 }])).records_processed).toBe(4);
+      expect((await incrementProgress(quietTracker(db), job.job_id, batchOf(3, [{ a: 4 }]))).records_processed).toBe(4);
       expect((await recordsOf(job.job_id)).map((r) => r.record_no)).toEqual([0, 1, 2, 3]);
     });
 
     it('incrementProgress: rejects a job that is not running (queued, completed)', async () => {
       const queued = await newJob();
-      await expect(incrementProgress(quietTracker(db), queued.job_id, 0, [{ a: 1 }])).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), queued.job_id, batchOf(0, [{ a: 1 }]))).rejects.toThrow(CheckpointConflictError);
       expect(await row(queued.job_id)).toEqual(queued);
       expect(await recordsOf(queued.job_id)).toEqual([]);
 
       const completed = await runningJob();
       expect(await markCompleted(quietTracker(db), completed.job_id)).toBe(true);
-      await expect(incrementProgress(quietTracker(db), completed.job_id, 0, [{ a: 1 }])).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), completed.job_id, batchOf(0, [{ a: 1 }]))).rejects.toThrow(CheckpointConflictError);
       expect((await row(completed.job_id)).records_processed).toBe(0);
       expect(await recordsOf(completed.job_id)).toEqual([]);
 
-      await expect(incrementProgress(quietTracker(db), randomUUID(), 0, [{ a: 1 }])).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), randomUUID(), batchOf(0, [{ a: 1 }]))).rejects.toThrow(CheckpointConflictError);
     });
 
     it('incrementProgress: two workers from the same checkpoint at once → exactly one wins', async () => {
       for (let round = 0; round < 5; round++) {
         const job = await runningJob();
         const results = await Promise.allSettled([
-          incrementProgress(quietTracker(db), job.job_id, 0, [{ w: 'a', i: 0 }, { w: 'a', i: 1 }, { w: 'a', i: 2 }]),
-          incrementProgress(quietTracker(db), job.job_id, 0, [{ w: 'b', i: 0 }, { w: 'b', i: 1 }]),
+          incrementProgress(quietTracker(db), job.job_id, batchOf(0, [{ w: 'a', i: 0 }, { w: 'a', i: 1 }, { w: 'a', i: 2 }])),
+          incrementProgress(quietTracker(db), job.job_id, batchOf(0, [{ w: 'b', i: 0 }, { w: 'b', i: 1 }])),
         ]);
         const won = results.filter((r) => r.status === 'fulfilled');
         const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -288,6 +298,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 1, name: '001_ingest_jobs' },
         { version: 2, name: '002_ingest_records' },
         { version: 3, name: '003_version_attempts' },
+        { version: 5, name: '005_row_errors_progress' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

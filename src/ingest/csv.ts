@@ -1,5 +1,5 @@
 import { IngestError } from './errors.js';
-import type { ParsedRecord } from './record.js';
+import { rowError, type ParsedRecord } from './record.js';
 
 /**
  * Header names, made usable as object keys deliberately: an empty name becomes
@@ -55,7 +55,7 @@ export async function* parseCsv(text: AsyncIterable<string>): AsyncGenerator<Par
     }
     if (values.length !== keys.length) {
       const s = keys.length === 1 ? '' : 's';
-      throw error(recordLine, `expected ${keys.length} field${s} as in the header, found ${values.length}`);
+      return rowError(recordLine, `CSV error on line ${recordLine}: expected ${keys.length} field${s} as in the header, found ${values.length}`, values.join(','));
     }
     const data: Record<string, string> = {};
     for (let k = 0; k < keys.length; k++) {

@@ -1,5 +1,5 @@
 import { IngestError } from './errors.js';
-import { describe, hasNulEscape, type ParsedRecord } from './record.js';
+import { describe, hasNulEscape, rowError, type ParsedRecord } from './record.js';
 
 const enum State {
   Start, // before the top-level value
@@ -53,13 +53,13 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
     try {
       value = JSON.parse(raw);
     } catch (err) {
-      throw new IngestError(`JSON error in record ${index} (line ${valueLine}): ${message(err)}`);
+      return rowError(valueLine, `JSON error in record ${index} (line ${valueLine}): ${message(err)}`, raw);
     }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      throw new IngestError(`record ${index} (line ${valueLine}) is ${describe(value)}, expected a JSON object`);
+      return rowError(valueLine, `record ${index} (line ${valueLine}) is ${describe(value)}, expected a JSON object`, raw);
     }
     if (hasNulEscape(raw)) {
-      throw new IngestError(`record ${index} (line ${valueLine}) contains \\u0000, which PostgreSQL cannot store`);
+      return rowError(valueLine, `record ${index} (line ${valueLine}) contains \\u0000, which PostgreSQL cannot store`, raw);
     }
     return { data: value as Record<string, unknown>, line: valueLine };
   }

@@ -1,5 +1,4 @@
-import { IngestError } from './errors.js';
-import { describe, hasNulEscape, type ParsedRecord } from './record.js';
+import { describe, hasNulEscape, rowError, type ParsedRecord } from './record.js';
 
 /** Parses one NDJSON line (already known to be non-blank) as a record. */
 export function parseNdjsonLine(raw: string, line: number): ParsedRecord {
@@ -7,13 +6,13 @@ export function parseNdjsonLine(raw: string, line: number): ParsedRecord {
   try {
     value = JSON.parse(raw);
   } catch (err) {
-    throw new IngestError(`invalid JSON on line ${line}: ${(err as Error).message}`);
+    return rowError(line, `invalid JSON on line ${line}: ${(err as Error).message}`, raw);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new IngestError(`line ${line} is ${describe(value)}, expected a JSON object`);
+    return rowError(line, `line ${line} is ${describe(value)}, expected a JSON object`, raw);
   }
   if (hasNulEscape(raw)) {
-    throw new IngestError(`line ${line} contains \\u0000, which PostgreSQL cannot store`);
+    return rowError(line, `line ${line} contains \\u0000, which PostgreSQL cannot store`, raw);
   }
   return { data: value as Record<string, unknown>, line };
 }

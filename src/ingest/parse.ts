@@ -12,7 +12,19 @@ const PARSERS: Record<Format, (text: AsyncIterable<string>) => AsyncGenerator<Pa
   ndjson: parseNdjson,
 };
 
+/** Counts the bytes read, for byte progress (it runs at most one read ahead of the parser). */
+export interface ReadProgress {
+  bytes: number;
+}
+
+async function* counted(bytes: AsyncIterable<Buffer>, progress: ReadProgress): AsyncGenerator<Buffer> {
+  for await (const chunk of bytes) {
+    progress.bytes += chunk.length;
+    yield chunk;
+  }
+}
+
 /** Streams the records of a stored upload, in file order, with backpressure from the caller. */
-export function readRecords(path: string, format: Format): AsyncGenerator<ParsedRecord> {
-  return PARSERS[format](decodeUtf8(createReadStream(path, { highWaterMark: 256 * 1024 })));
+export function readRecords(path: string, format: Format, progress: ReadProgress = { bytes: 0 }): AsyncGenerator<ParsedRecord> {
+  return PARSERS[format](decodeUtf8(counted(createReadStream(path, { highWaterMark: 256 * 1024 }), progress)));
 }

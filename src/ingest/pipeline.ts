@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import type { FastifyBaseLogger } from 'fastify';
-import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, releaseAttempt, type Tracker } from '../jobs/tracking.js';
+import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, releaseAttempt, type Batch, type Tracker } from '../jobs/tracking.js';
 import { IngestError } from './errors.js';
-import { readRecords } from './parse.js';
+import { readRecords, type ReadProgress } from './parse.js';
 import { uploadPath } from './uploads.js';
 
 export interface PipelineDeps {
@@ -47,29 +47,42 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
     await markFailed(tracker, jobId, 'the stored upload is missing (was UPLOAD_DIR changed or cleaned?)');
     return 'failed';
   }
-  const checkpoint = job.records_processed;
+  const checkpoint = job.records_processed + job.records_failed; // input position to resume at
   if (checkpoint > 0) log.info({ jobId, checkpoint, attempt: job.attempts }, 'resuming job from its checkpoint');
-  let next = checkpoint; // record_no of the next record to commit
-  const commit = async (records: object[]) => {
-    const from = next;
-    next += records.length;
+  let failed = job.records_failed;
+  const progress: ReadProgress = { bytes: 0 };
+  const newBatch = (from: number): Batch => ({ from, records: [], errors: [], bytesProcessed: 0 });
+  let batch = newBatch(checkpoint);
+  const commit = async (done: Batch) => {
     try {
-      await incrementProgress(tracker, jobId, from, records);
+      await incrementProgress(tracker, jobId, done);
     } catch (err) {
       if (!isDataError(err)) throw err;
-      throw new IngestError(`records ${from}–${from + records.length - 1} could not be stored: ${(err as Error).message}`);
+      const last = done.from + done.records.length + done.errors.length - 1;
+      throw new IngestError(`records ${done.from}–${last} could not be stored: ${(err as Error).message}`);
     }
   };
   // One batch is committed while the next is parsed: PostgreSQL loads on one core while
   // Node parses on the other. Batches still commit one at a time, in order.
   let inFlight: Promise<void> | undefined;
-  let seen = 0;
-  let batch: object[] = [];
+  let position = 0;
   try {
-    for await (const record of readRecords(path, job.format)) {
-      if (seen++ < checkpoint) continue; // committed by an earlier run
-      batch.push(record.data);
-      if (batch.length >= deps.batchSize) {
+    for await (const record of readRecords(path, job.format, progress)) {
+      const recordNo = position++;
+      if (recordNo < checkpoint) continue; // committed by an earlier run
+      if (record.error === undefined) batch.records.push({ recordNo, data: record.data });
+      else {
+        batch.errors.push({ recordNo, line: record.line, message: record.error, excerpt: record.excerpt });
+        if (++failed > job.max_errors) {
+          // Commit what came before it, and the bad row itself, then fail the job there.
+          await inFlight;
+          batch.bytesProcessed = progress.bytes;
+          await commit(batch);
+          const limit = job.max_errors === 0 ? '' : ` (more than max_errors=${job.max_errors} bad rows)`;
+          throw new IngestError(`${record.error}${limit}`);
+        }
+      }
+      if (batch.records.length + batch.errors.length >= deps.batchSize) {
         await inFlight;
         // PGlite runs queries on this thread: let requests and events in between batches.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -77,13 +90,15 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
           await releaseAttempt(tracker, jobId);
           return 'stopped';
         }
+        batch.bytesProcessed = progress.bytes;
         inFlight = commit(batch);
         inFlight.catch(() => {}); // awaited (and thrown) before the next batch
-        batch = [];
+        batch = newBatch(position);
       }
     }
     await inFlight;
-    if (batch.length > 0) await commit(batch);
+    batch.bytesProcessed = progress.bytes;
+    await commit(batch); // also when empty: bytes_processed reaches bytes_total
   } catch (err) {
     await inFlight?.catch(() => {}); // never leave a commit running behind a failure
     if (err instanceof CheckpointConflictError) {

@@ -1,8 +1,19 @@
-/** A parsed record and where it came from, for error messages. */
-export interface ParsedRecord {
-  data: Record<string, unknown>;
-  /** 1-based line where the record starts. */
-  line: number;
+/**
+ * One record of the input, in order, with the 1-based line where it starts: either its data,
+ * or a row-level error (wrong number of fields, invalid JSON, not an object) with a message
+ * and a short excerpt. A row error leaves the input readable: parsing goes on after it.
+ * Errors that make the rest unreadable (invalid UTF-8, truncation) are thrown instead.
+ */
+export type ParsedRecord =
+  | { data: Record<string, unknown>; line: number; error?: undefined }
+  | { data?: undefined; line: number; error: string; excerpt: string };
+
+const EXCERPT_LENGTH = 120;
+
+export function rowError(line: number, error: string, raw: string): ParsedRecord {
+  const flat = raw.replace(/\s+/g, ' ').trim();
+  const excerpt = flat.length > EXCERPT_LENGTH ? `${flat.slice(0, EXCERPT_LENGTH - 1)}…` : flat;
+  return { line, error, excerpt };
 }
 
 export function describe(value: unknown): string {

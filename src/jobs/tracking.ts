@@ -59,24 +59,47 @@ export async function releaseAttempt(t: Tracker, jobId: string): Promise<void> {
   await t.db.query(`UPDATE ingest_jobs SET attempts = attempts - 1 WHERE job_id = $1 AND status = 'running' AND attempts > 0`, [jobId]);
 }
 
+/** A run of consecutive input records: the good ones and the bad ones, by input position. */
+export interface Batch {
+  /** Input position of the batch's first record: the checkpoint it continues from. */
+  from: number;
+  records: { recordNo: number; data: object }[];
+  errors: { recordNo: number; line: number; message: string; excerpt: string }[];
+  /** Bytes of the input read when the batch was cut. */
+  bytesProcessed: number;
+}
+
 /**
- * Commits one batch: its records and the new records_processed, in one transaction.
- * `from` is the checkpoint the batch starts at; if the row is not running at exactly that
- * checkpoint, nothing is written and CheckpointConflictError is thrown. Record numbers are
- * from, from + 1, ... in file order. Returns the row as committed.
+ * Commits one batch: its records, its row errors, and the counters, in one transaction.
+ * The checkpoint (records_processed + records_failed) must be exactly `batch.from`, and the
+ * job running; otherwise nothing is written and CheckpointConflictError is thrown.
+ * Returns the row as committed.
  */
-export async function incrementProgress(t: Tracker, jobId: string, from: number, records: readonly object[]): Promise<JobRow> {
+export async function incrementProgress(t: Tracker, jobId: string, batch: Batch): Promise<JobRow> {
   const row = await t.db.transaction(async (tx) => {
-    // $1 job_id, $2 batch size, $3 expected checkpoint. Taking the row lock first serialises
-    // two workers that both believe they own the job.
+    // $1 job_id, $2 records, $3 errors, $4 bytes read, $5 expected checkpoint. Taking the row
+    // lock first serialises two workers that both believe they own the job.
     const { rows } = await tx.query<JobRow>(
-      `UPDATE ingest_jobs SET records_processed = records_processed + $2, version = version + 1
-       WHERE job_id = $1 AND status = 'running' AND records_processed = $3
+      `UPDATE ingest_jobs
+       SET records_processed = records_processed + $2, records_failed = records_failed + $3,
+           bytes_processed = GREATEST(bytes_processed, $4), version = version + 1
+       WHERE job_id = $1 AND status = 'running' AND records_processed + records_failed = $5
        RETURNING ${JOB_COLUMNS}`,
-      [jobId, records.length, from],
+      [jobId, batch.records.length, batch.errors.length, batch.bytesProcessed, batch.from],
     );
-    if (rows.length !== 1) throw new CheckpointConflictError(jobId, from);
-    await tx.copyFrom('COPY ingest_records (job_id, record_no, data) FROM STDIN', copyRows(jobId, from, records));
+    if (rows.length !== 1) throw new CheckpointConflictError(jobId, batch.from);
+    if (batch.records.length > 0) {
+      await tx.copyFrom('COPY ingest_records (job_id, record_no, data) FROM STDIN', copyRows(jobId, batch.records));
+    }
+    if (batch.errors.length > 0) {
+      // $1 job_id, $2 the errors as a JSON array
+      await tx.query(
+        `INSERT INTO ingest_errors (job_id, record_no, line, message, excerpt)
+         SELECT $1, e.record_no, e.line, e.message, e.excerpt
+         FROM jsonb_to_recordset($2::jsonb) AS e(record_no INTEGER, line INTEGER, message TEXT, excerpt TEXT)`,
+        [jobId, JSON.stringify(batch.errors.map((e) => ({ record_no: e.recordNo, line: e.line, message: e.message, excerpt: e.excerpt })))],
+      );
+    }
     return rows[0]!;
   });
   await t.changed(row);
@@ -84,13 +107,13 @@ export async function incrementProgress(t: Tracker, jobId: string, from: number,
 }
 
 /**
- * The batch in COPY text format: job_id, record_no, data. JSON.stringify escapes every
- * control character inside strings, so the only character COPY needs escaped is '\\'.
+ * Records in COPY text format: job_id, record_no, data. JSON.stringify escapes every control
+ * character inside strings, so the only character COPY needs escaped is '\\'.
  */
-function copyRows(jobId: string, from: number, records: readonly object[]): string {
+function copyRows(jobId: string, records: Batch['records']): string {
   let text = '';
-  for (let i = 0; i < records.length; i++) {
-    text += `${jobId}\t${from + i}\t${JSON.stringify(records[i]).replaceAll('\\', '\\\\')}\n`;
+  for (const { recordNo, data } of records) {
+    text += `${jobId}\t${recordNo}\t${JSON.stringify(data).replaceAll('\\', '\\\\')}\n`;
   }
   return text;
 }

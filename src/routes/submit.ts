@@ -7,13 +7,12 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import type { Config } from '../config.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import { AppError, validationError, type ValidationIssue } from '../errors.js';
-import { IngestError } from '../ingest/errors.js';
 import { parseNdjsonLine } from '../ingest/ndjson.js';
 import { describe } from '../ingest/record.js';
 import { partialUploadPath, uploadPath } from '../ingest/uploads.js';
-import { errorRef, ingestJsonBodySchema, uploadBodySchema, type Format, type SourceType } from '../schemas/jobs.js';
+import { errorRef, ingestJsonBodySchema, MAX_ERRORS_LIMIT, submitQuerySchema, uploadBodySchema, type Format } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { insertJob, toPayload } from '../storage/jobs.js';
+import { insertJob, toPayload, type NewJob } from '../storage/jobs.js';
 
 export interface SubmitDeps {
   db: Db;
@@ -40,7 +39,7 @@ async function createJob(
   deps: SubmitDeps,
   request: FastifyRequest,
   reply: FastifyReply,
-  job: { jobId: string; sourceType: SourceType; fileName: string | null; format: Format },
+  job: NewJob,
 ) {
   let row;
   try {
@@ -60,6 +59,16 @@ async function createJob(
 
 async function discard(path: string, log: FastifyBaseLogger): Promise<void> {
   await rm(path, { force: true }).catch((err: unknown) => log.error({ err, path }, 'could not remove a partial upload'));
+}
+
+/** `max_errors` given as text (a query parameter or a form field): an integer ≥ 0, default 0. */
+function maxErrorsFrom(raw: unknown, where: 'query' | 'body'): number {
+  if (raw === undefined || raw === '') return 0;
+  const value = Number(raw);
+  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value > MAX_ERRORS_LIMIT) {
+    throw validationError([{ loc: [where, 'max_errors'], msg: `max_errors must be an integer from 0 to ${MAX_ERRORS_LIMIT}`, type: 'integer_type' }]);
+  }
+  return value;
 }
 
 export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Promise<void> {
@@ -87,8 +96,15 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
       if (!request.isMultipart()) {
         throw new AppError(415, 'unsupported_media_type', 'Send the file as multipart/form-data in a field named "file"');
       }
+      const query = request.query as Record<string, unknown>;
+      const unknown = Object.keys(query).find((name) => name !== 'max_errors');
+      if (unknown) throw validationError([{ loc: ['query', unknown], msg: `unknown parameter "${unknown}"`, type: 'additionalProperties' }]);
       const part = await request.file({ limits: { fileSize: config.maxUploadBytes, files: 1, fields: 10 } });
       if (!part) throw new AppError(400, 'file_missing', 'No file: send it in a multipart field named "file"');
+      // max_errors as a query parameter, or as a form field sent before the file.
+      const field = part.fields.max_errors;
+      const fieldValue = field && !Array.isArray(field) && field.type === 'field' ? field.value : undefined;
+      const maxErrors = query.max_errors !== undefined ? maxErrorsFrom(query.max_errors, 'query') : maxErrorsFrom(fieldValue, 'body');
       if (part.fieldname !== 'file') {
         part.file.resume();
         throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
@@ -123,9 +139,10 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
         await discard(partial, request.log);
         throw new AppError(422, 'empty_file', `The file "${fileName}" is empty`);
       }
+      const { size } = await stat(partial);
       await rename(partial, uploadPath(config.uploadDir, jobId));
       const sourceType = format === 'csv' ? 'csv_upload' : 'json_upload';
-      return createJob(deps, request, reply, { jobId, sourceType, fileName, format });
+      return createJob(deps, request, reply, { jobId, sourceType, fileName, format, maxErrors, bytesTotal: size });
     },
   );
 
@@ -135,11 +152,12 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
     scope.addContentTypeParser('application/x-ndjson', { parseAs: 'string', bodyLimit: config.maxJsonBodyBytes }, (_req, body, done) =>
       done(null, body),
     );
-    scope.post<{ Body: unknown }>(
+    scope.post<{ Body: unknown; Querystring: { max_errors: number } }>(
       '/api/ingest/json',
       {
         bodyLimit: config.maxJsonBodyBytes,
         schema: {
+          querystring: submitQuerySchema,
           summary: 'Post records as JSON (array or {"records": [...]}) or NDJSON; answers at once with the queued job',
           tags: ['submit'],
           body: ingestJsonBodySchema,
@@ -147,24 +165,39 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
         },
       },
       async (request, reply) => {
-        const records = typeof request.body === 'string' ? ndjsonRecords(request.body) : jsonRecords(request.body);
+        const maxErrors = request.query.max_errors;
+        const { lines, issues } = typeof request.body === 'string' ? ndjsonLines(request.body) : jsonLines(request.body);
+        // More bad records than the job may skip: refuse now rather than fail later.
+        if (issues.length > maxErrors) throw validationError(issues.slice(0, 20));
         const jobId = randomUUID();
         // Stored as NDJSON, like an upload, so the worker reads every job the same way.
         const partial = partialUploadPath(config.uploadDir, jobId);
+        const text = lines.join('\n') + '\n';
         try {
-          await writeFile(partial, records.map((record) => JSON.stringify(record) + '\n'));
+          await writeFile(partial, text);
           await rename(partial, uploadPath(config.uploadDir, jobId));
         } catch (err) {
           await discard(partial, request.log);
           throw err;
         }
-        return createJob(deps, request, reply, { jobId, sourceType: 'json_api', fileName: null, format: 'ndjson' });
+        return createJob(deps, request, reply, {
+          jobId,
+          sourceType: 'json_api',
+          fileName: null,
+          format: 'ndjson',
+          maxErrors,
+          bytesTotal: Buffer.byteLength(text),
+        });
       },
     );
   });
 }
 
-function jsonRecords(body: unknown): object[] {
+/**
+ * The posted records as NDJSON lines, and what is wrong with them. Bad records are kept (as
+ * lines the worker will report as row errors) so that a job with `max_errors` can skip them.
+ */
+function jsonLines(body: unknown): { lines: string[]; issues: ValidationIssue[] } {
   let records: unknown = body;
   let loc: (string | number)[] = ['body'];
   if (!Array.isArray(body)) {
@@ -182,23 +215,18 @@ function jsonRecords(body: unknown): object[] {
       issues.push({ loc: [...loc, index], msg: `record ${index} is ${describe(record)}, expected a JSON object`, type: 'object_type' });
     }
   });
-  if (issues.length > 0) throw validationError(issues.slice(0, 20));
-  return list as object[];
+  return { lines: list.map((record) => JSON.stringify(record)), issues };
 }
 
-function ndjsonRecords(body: string): object[] {
-  const records: object[] = [];
+function ndjsonLines(body: string): { lines: string[]; issues: ValidationIssue[] } {
+  const lines: string[] = [];
   const issues: ValidationIssue[] = [];
   body.split('\n').forEach((raw, index) => {
     if (raw.trim() === '') return;
-    try {
-      records.push(parseNdjsonLine(raw, index + 1).data);
-    } catch (err) {
-      if (!(err instanceof IngestError)) throw err;
-      issues.push({ loc: ['body', index + 1], msg: err.message, type: 'value_error' });
-    }
+    const parsed = parseNdjsonLine(raw, index + 1);
+    if (parsed.error !== undefined) issues.push({ loc: ['body', index + 1], msg: parsed.error, type: 'value_error' });
+    lines.push(raw);
   });
-  if (issues.length > 0) throw validationError(issues.slice(0, 20));
-  if (records.length === 0) throw validationError([{ loc: ['body'], msg: 'no records: send at least one', type: 'too_short' }]);
-  return records;
+  if (lines.length === 0) throw validationError([{ loc: ['body'], msg: 'no records: send at least one', type: 'too_short' }]);
+  return { lines, issues };
 }

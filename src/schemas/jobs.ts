@@ -19,6 +19,10 @@ export interface JobPayload {
   started_at: string | null;
   completed_at: string | null;
   records_processed: number;
+  records_failed: number;
+  max_errors: number;
+  bytes_total: number | null;
+  bytes_processed: number;
   error: string | null;
   version: number;
 }
@@ -28,7 +32,7 @@ const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 export const jobSchema = {
   $id: 'Job',
   type: 'object',
-  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'error', 'version'],
+  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'records_failed', 'max_errors', 'bytes_total', 'bytes_processed', 'error', 'version'],
   properties: {
     job_id: { type: 'string', format: 'uuid' },
     source_type: { type: 'string', enum: SOURCE_TYPES, description: 'csv_upload, json_upload (a .json/.ndjson file) or json_api' },
@@ -38,6 +42,10 @@ export const jobSchema = {
     started_at: timestamp,
     completed_at: timestamp,
     records_processed: { type: 'integer', minimum: 0, description: 'Records committed so far' },
+    records_failed: { type: 'integer', minimum: 0, description: 'Bad rows skipped and reported so far (see /errors)' },
+    max_errors: { type: 'integer', minimum: 0, description: 'Bad rows the job may skip before it fails' },
+    bytes_total: { type: ['integer', 'null'], description: 'Size of the stored input in bytes' },
+    bytes_processed: { type: 'integer', minimum: 0, description: 'Bytes of the input read so far' },
     error: { type: ['string', 'null'], description: 'Why the job failed, with the line or record where it did' },
     version: { type: 'integer', minimum: 1, description: 'Grows with every change to the job: of two answers, the higher version is the newer' },
   },
@@ -126,10 +134,27 @@ export const ingestJsonBodySchema = {
   },
 } as const;
 
+export const MAX_ERRORS_LIMIT = 1_000_000_000;
+
+const maxErrorsSchema = {
+  type: 'integer',
+  minimum: 0,
+  maximum: MAX_ERRORS_LIMIT,
+  default: 0,
+  description: 'Bad rows to skip and report before the job fails (0: the first bad row fails it)',
+} as const;
+
+export const submitQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { max_errors: maxErrorsSchema },
+} as const;
+
 export const uploadBodySchema = {
   type: 'object',
   required: ['file'],
   properties: {
+    max_errors: { ...maxErrorsSchema, description: `${maxErrorsSchema.description}; as a form field it must come before the file` },
     file: { type: 'string', format: 'binary', description: 'A .csv, .json, .ndjson or .jsonl file' },
   },
 } as const;

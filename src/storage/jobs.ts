@@ -15,10 +15,16 @@ export interface JobRow {
   error: string | null;
   version: number;
   attempts: number;
+  records_failed: number;
+  max_errors: number;
+  /** BIGINT: node-postgres returns it as a string, PGlite as a number. */
+  bytes_total: string | number | null;
+  bytes_processed: string | number;
 }
 
 export const JOB_COLUMNS =
-  'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts';
+  'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts, ' +
+  'records_failed, max_errors, bytes_total, bytes_processed';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -37,6 +43,10 @@ export function toPayload(row: JobRow): JobPayload {
     started_at: row.started_at?.toISOString() ?? null,
     completed_at: row.completed_at?.toISOString() ?? null,
     records_processed: row.records_processed,
+    records_failed: row.records_failed,
+    max_errors: row.max_errors,
+    bytes_total: row.bytes_total === null ? null : Number(row.bytes_total),
+    bytes_processed: Number(row.bytes_processed),
     error: row.error,
     version: row.version,
   };
@@ -55,15 +65,17 @@ export interface NewJob {
   sourceType: SourceType;
   fileName: string | null;
   format: Format;
+  maxErrors: number;
+  bytesTotal: number;
 }
 
 /** Inserts the `queued` row; committed before the job is dispatched. */
 export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
   const { rows } = await db.query<JobRow>(
-    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status)
-     VALUES ($1, $2, $3, $4, 'queued')
+    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total)
+     VALUES ($1, $2, $3, $4, 'queued', $5, $6)
      RETURNING ${JOB_COLUMNS}`,
-    [job.jobId, job.sourceType, job.fileName, job.format],
+    [job.jobId, job.sourceType, job.fileName, job.format, job.maxErrors, job.bytesTotal],
   );
   return rows[0]!;
 }
