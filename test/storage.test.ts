@@ -10,7 +10,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat'];
 
 /** The storage Intake itself would open on this sandbox. */
 function openDb(backend: Backend, sandbox: Sandbox, poolSize = 4): Promise<Db> {
@@ -55,6 +55,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [1, '001_ingest_jobs'],
       [2, '002_ingest_records'],
       [3, '003_version_attempts'],
+      [4, '004_heartbeat'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -76,6 +77,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['format', 'varchar', 10, 'NO'],
       ['version', 'int4', null, 'NO'],
       ['attempts', 'int4', null, 'NO'],
+      ['heartbeat_at', 'timestamptz', null, 'YES'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -288,6 +290,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 1, name: '001_ingest_jobs' },
         { version: 2, name: '002_ingest_records' },
         { version: 3, name: '003_version_attempts' },
+        { version: 4, name: '004_heartbeat' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }
