@@ -89,6 +89,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     uploadDir: config.uploadDir,
     batchSize: config.batchSize,
     maxAttempts: config.maxJobAttempts,
+    claimStaleAfterMs: config.redisUrl ? config.workerLockMs : 0,
     log: log.child({ component: 'worker' }),
   };
   return {
@@ -125,7 +126,9 @@ function startWorkers(config: Config, runtime: Runtime, log: FastifyBaseLogger) 
       // BullMQ leaves a connection it was given open; it is closed here, after the worker.
       stoppers.push({ close: () => worker.close().finally(() => connection.disconnect()) });
     }
-    stoppers.push(startReconciler({ db: runtime.db, queue: runtime.queue, log, intervalMs: config.reconcileIntervalMs }));
+    stoppers.push(
+      startReconciler({ db: runtime.db, queue: runtime.queue, log, intervalMs: config.reconcileIntervalMs, staleAfterMs: config.workerLockMs }),
+    );
   }
   return {
     async close() {

@@ -10,7 +10,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '005_row_errors_progress'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress'];
 
 /** A batch of good records numbered from `from`. */
 function batchOf(from: number, records: object[]): Batch {
@@ -60,6 +60,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [1, '001_ingest_jobs'],
       [2, '002_ingest_records'],
       [3, '003_version_attempts'],
+      [4, '004_heartbeat'],
       [5, '005_row_errors_progress'],
     ]);
 
@@ -82,6 +83,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['format', 'varchar', 10, 'NO'],
       ['version', 'int4', null, 'NO'],
       ['attempts', 'int4', null, 'NO'],
+      ['heartbeat_at', 'timestamptz', null, 'YES'],
       ['records_failed', 'int4', null, 'NO'],
       ['max_errors', 'int4', null, 'NO'],
       ['bytes_total', 'int8', null, 'YES'],
@@ -298,6 +300,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 1, name: '001_ingest_jobs' },
         { version: 2, name: '002_ingest_records' },
         { version: 3, name: '003_version_attempts' },
+        { version: 4, name: '004_heartbeat' },
         { version: 5, name: '005_row_errors_progress' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();

@@ -11,6 +11,11 @@ export interface PipelineDeps {
   batchSize: number;
   /** Claims allowed before a job that keeps stopping its workers is failed. */
   maxAttempts: number;
+  /**
+   * A running job is claimed only if its heartbeat is older than this: 0 in-process (where a
+   * running row can only be left by a dead process), the queue's lock time with BullMQ.
+   */
+  claimStaleAfterMs: number;
   log: FastifyBaseLogger;
 }
 
@@ -31,8 +36,8 @@ function isDataError(err: unknown): boolean {
  */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
   const { tracker, log } = deps;
-  const job = await markRunning(tracker, jobId);
-  if (!job) return 'skipped'; // deleted, or finished by someone else
+  const job = await markRunning(tracker, jobId, deps.claimStaleAfterMs);
+  if (!job) return 'skipped'; // deleted, finished, or held by a live worker
   if (job.attempts > deps.maxAttempts) {
     await markFailed(
       tracker,

@@ -35,19 +35,23 @@ async function update(t: Tracker, sql: string, params: unknown[]): Promise<JobRo
 }
 
 /**
- * queued → running, counting the attempt. A job already `running` (its worker died or was
- * stopped) is claimed again as it is, keeping started_at and records_processed, which is
- * where the work resumes. Returns null when the job is gone or already finished.
- * $1 job_id
+ * queued → running, counting the attempt. A job already `running` is claimed again as it is,
+ * keeping started_at and records_processed (where the work resumes), but only when its
+ * heartbeat is older than `staleAfterMs`: a fresh one means its worker is alive (a duplicate
+ * delivery, say after Redis was flushed), and a second claim would count a crash that did not
+ * happen. Returns null when the job is gone, finished, or held by a live worker.
+ * $1 job_id, $2 staleAfterMs
  */
-export function markRunning(t: Tracker, jobId: string): Promise<JobRow | null> {
+export function markRunning(t: Tracker, jobId: string, staleAfterMs = 0): Promise<JobRow | null> {
   return update(
     t,
     `UPDATE ingest_jobs
-     SET status = 'running', started_at = COALESCE(started_at, NOW()), attempts = attempts + 1, version = version + 1
-     WHERE job_id = $1 AND status IN ('queued', 'running')
+     SET status = 'running', started_at = COALESCE(started_at, NOW()), heartbeat_at = NOW(),
+         attempts = attempts + 1, version = version + 1
+     WHERE job_id = $1 AND (status = 'queued'
+       OR (status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < NOW() - make_interval(secs => $2 / 1000.0))))
      RETURNING ${JOB_COLUMNS}`,
-    [jobId],
+    [jobId, staleAfterMs],
   );
 }
 
@@ -82,7 +86,7 @@ export async function incrementProgress(t: Tracker, jobId: string, batch: Batch)
     const { rows } = await tx.query<JobRow>(
       `UPDATE ingest_jobs
        SET records_processed = records_processed + $2, records_failed = records_failed + $3,
-           bytes_processed = GREATEST(bytes_processed, $4), version = version + 1
+           bytes_processed = GREATEST(bytes_processed, $4), heartbeat_at = NOW(), version = version + 1
        WHERE job_id = $1 AND status = 'running' AND records_processed + records_failed = $5
        RETURNING ${JOB_COLUMNS}`,
       [jobId, batch.records.length, batch.errors.length, batch.bytesProcessed, batch.from],
