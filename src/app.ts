@@ -7,7 +7,8 @@ import type { Dispatcher } from './dispatch/dispatcher.js';
 import { registerErrorHandlers } from './errors.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
-import { errorSchema, jobListSchema, jobSchema, submittedJobSchema } from './schemas/jobs.js';
+import { errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas/jobs.js';
+import { rowRoutes } from './routes/rows.js';
 import type { Db } from './storage/db.js';
 import type { StatusCache } from './cache/status-cache.js';
 import type { JobEvents } from './events/job-events.js';
@@ -32,7 +33,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     },
   });
 
-  for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema]) app.addSchema(schema);
+  for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema, recordPageSchema, errorPageSchema]) app.addSchema(schema);
   registerErrorHandlers(app);
 
   await app.register(swagger, {
@@ -53,6 +54,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
   await app.register(multipart, { throwFileSizeLimit: true });
   await app.register(jobRoutes, { db: deps.db, cache: deps.cache });
   await app.register(eventRoutes, { db: deps.db, events: deps.events });
+  await app.register(rowRoutes, { db: deps.db });
   await app.register(submitRoutes, deps);
   return app;
 }

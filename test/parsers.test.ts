@@ -48,7 +48,11 @@ function chunkings<T extends { length: number; slice(a: number, b?: number): T }
 async function run(parser: Parser, chunks: string[]): Promise<Outcome> {
   const records: ParsedRecord[] = [];
   try {
-    for await (const record of parser(feed(chunks))) records.push(record);
+    for await (const record of parser(feed(chunks))) {
+      // A row error is where a strict reading of the input stops.
+      if (record.error !== undefined) throw new IngestError(record.error);
+      records.push(record);
+    }
   } catch (err) {
     if (!(err instanceof IngestError)) throw err; // anything else is a bug in the parser
     return { records, error: err.message };
@@ -161,7 +165,7 @@ describe('parseCsv', () => {
   it('strips a UTF-8 BOM from the first header name, and only there', async () => {
     const got = await records(parseCsv, '\uFEFFid,name\n1,\uFEFFx\n');
     expect(got).toEqual([{ data: { id: '1', name: '\uFEFFx' }, line: 2 }]);
-    expect(Object.keys(got[0]!.data)[0]).toBe('id');
+    expect(Object.keys(got[0]!.data!)[0]).toBe('id');
   });
 
   it('gives "" for empty fields, quoted or not', async () => {
@@ -730,7 +734,10 @@ describe('readRecords', () => {
   };
   async function readAll(path: string, format: 'csv' | 'json' | 'ndjson') {
     const out: ParsedRecord[] = [];
-    for await (const record of readRecords(path, format)) out.push(record);
+    for await (const record of readRecords(path, format)) {
+      if (record.error !== undefined) throw new IngestError(record.error);
+      out.push(record);
+    }
     return out;
   }
 

@@ -118,7 +118,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       await sandbox?.dispose();
     });
 
-    const newJob = () => insertJob(db, { jobId: randomUUID(), sourceType: 'csv_upload', fileName: 'people.csv', format: 'csv' });
+    const newJob = () => insertJob(db, { jobId: randomUUID(), sourceType: 'csv_upload', fileName: 'people.csv', format: 'csv', maxErrors: 0, bytesTotal: 100 });
 
     async function runningJob(): Promise<JobRow> {
       const job = await newJob();

@@ -158,3 +158,54 @@ export const uploadBodySchema = {
     file: { type: 'string', format: 'binary', description: 'A .csv, .json, .ndjson or .jsonl file' },
   },
 } as const;
+
+export const pageQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    cursor: { type: 'string', pattern: '^(0|[1-9][0-9]{0,9})$', description: 'next_cursor of the previous page' },
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+  },
+} as const;
+
+export const recordPageSchema = {
+  $id: 'RecordPage',
+  type: 'object',
+  required: ['results', 'next_cursor'],
+  properties: {
+    results: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['record_no', 'data'],
+        properties: {
+          record_no: { type: 'integer', description: 'Position among the input records, from 0' },
+          data: { type: 'object', additionalProperties: true, description: 'The record as stored (JSONB)' },
+        },
+      },
+    },
+    next_cursor: { type: ['string', 'null'], description: 'cursor of the next page, or null on the last one' },
+  },
+} as const;
+
+export const errorPageSchema = {
+  $id: 'ErrorPage',
+  type: 'object',
+  required: ['results', 'next_cursor'],
+  properties: {
+    results: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['line', 'record_no', 'message', 'excerpt'],
+        properties: {
+          line: { type: 'integer', description: 'Line of the input where the bad row starts' },
+          record_no: { type: 'integer', description: 'Position among the input records, from 0' },
+          message: { type: 'string' },
+          excerpt: { type: 'string', description: 'The start of the bad row' },
+        },
+      },
+    },
+    next_cursor: { type: ['string', 'null'] },
+  },
+} as const;

@@ -111,3 +111,33 @@ export async function listUnfinishedJobIds(db: Queryable): Promise<string[]> {
   );
   return rows.map((row) => row.job_id);
 }
+
+export interface RecordRow {
+  record_no: number;
+  data: Record<string, unknown>;
+}
+
+/** A page of a job's records after `after` (keyset on the primary key). $1 job_id, $2 after, $3 limit */
+export async function listRecords(db: Queryable, jobId: string, after: number, limit: number): Promise<RecordRow[]> {
+  const { rows } = await db.query<RecordRow>(
+    'SELECT record_no, data FROM ingest_records WHERE job_id = $1 AND record_no > $2 ORDER BY record_no LIMIT $3',
+    [jobId, after, limit],
+  );
+  return rows;
+}
+
+export interface ErrorRow {
+  line: number;
+  record_no: number;
+  message: string;
+  excerpt: string;
+}
+
+/** A page of a job's row errors after `after`, in input order. $1 job_id, $2 after, $3 limit */
+export async function listErrors(db: Queryable, jobId: string, after: number, limit: number): Promise<ErrorRow[]> {
+  const { rows } = await db.query<ErrorRow>(
+    'SELECT line, record_no, message, excerpt FROM ingest_errors WHERE job_id = $1 AND record_no > $2 ORDER BY record_no LIMIT $3',
+    [jobId, after, limit],
+  );
+  return rows;
+}
