@@ -75,6 +75,9 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
     for await (const record of readRecords(path, job.format, progress)) {
       const recordNo = position++;
       if (recordNo < checkpoint) continue; // committed by an earlier run
+      // Parsing runs in microtasks, which starve I/O: let the socket carrying the batch in
+      // flight drain now and then, so PostgreSQL loads while Node parses.
+      if ((recordNo & 255) === 0 && inFlight) await new Promise<void>((resolve) => setImmediate(resolve));
       if (record.error === undefined) batch.records.push({ recordNo, data: record.data });
       else {
         batch.errors.push({ recordNo, line: record.line, message: record.error, excerpt: record.excerpt });
