@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from './config.js';
-import { DataDirLockedError } from './storage/pglite.js';
+import { DataDirLockedError } from './storage/data-dir-lock.js';
 
 const USAGE = `Usage: intake <command>
 

@@ -1,22 +1,16 @@
-import { Queue } from 'bullmq';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
-import { fastRedis, patientRedis } from './cache/redis.js';
-import { createStatusCache, type StatusCache } from './cache/status-cache.js';
+import type { StatusCache } from './cache/status-cache.js';
 import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import { createLocalDispatcher } from './dispatch/local.js';
-import { bullPrefix, createQueueDispatcher, QUEUE_NAME, startQueueWorker, type JobData } from './dispatch/queue.js';
-import { startReconciler } from './dispatch/reconciler.js';
-import { createLocalEvents, createRedisEvents, type JobEvents } from './events/job-events.js';
+import { createLocalEvents, type JobEvents } from './events/job-events.js';
 import type { PipelineDeps } from './ingest/pipeline.js';
 import type { Tracker } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
-import { findJob, payloadJson } from './storage/jobs.js';
+import { payloadJson } from './storage/jobs.js';
 import { migrate } from './storage/migrate.js';
-import { openPglite } from './storage/pglite.js';
 import { openPostgres } from './storage/postgres.js';
 
 export function createLogger(config: Config): FastifyBaseLogger {
@@ -27,17 +21,20 @@ export async function openStorage(config: Config, log: FastifyBaseLogger): Promi
   if (config.databaseUrl) {
     return openPostgres(config.databaseUrl, config.pgPoolSize, (err) => log.error({ err }, 'idle database connection lost'));
   }
+  // PGlite (tens of MB of JavaScript and WebAssembly) is loaded only in embedded mode.
+  const { openPglite } = await import('./storage/pglite.js');
   return openPglite(config.dataDir);
 }
 
 /** What every Intake process shares: storage, and in scale-out mode the cache, events and queue. */
 interface Runtime {
   db: Db;
-  tracker: Tracker;
   events: JobEvents;
   cache?: StatusCache;
-  queue?: Queue<JobData>;
+  dispatcher: Dispatcher;
   pipeline: PipelineDeps;
+  /** Starts this process's workers: BullMQ workers and the reconciler (scale-out) or none. */
+  startWorkers(): { close(): Promise<void> };
   /** Closes everything above (after the caller has stopped its workers). */
   close(): Promise<void>;
 }
@@ -51,31 +48,10 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     await db.close().catch(() => {});
     throw err;
   }
-  let cache: StatusCache | undefined;
-  let events: JobEvents = createLocalEvents();
-  let queue: Queue<JobData> | undefined;
-  const connections: Redis[] = [];
-  if (config.redisUrl) {
-    const url = config.redisUrl;
-    const fast = fastRedis(url);
-    fast.on('error', () => {}); // reported by the cache when a command fails
-    connections.push(fast);
-    cache = createStatusCache(fast, {
-      prefix: config.redisKeyPrefix,
-      ttlSeconds: config.cacheTtlSeconds,
-      log,
-      async load(jobId) {
-        const row = await findJob(db, jobId);
-        return row ? { version: row.version, payload: payloadJson(row) } : null;
-      },
-    });
-    events = createRedisEvents({ publisher: fast, subscriber: () => patientRedis(url), prefix: config.redisKeyPrefix, log });
-    const queueConnection = patientRedis(url);
-    queueConnection.on('error', (err) => log.warn({ err: err.message }, 'queue connection error'));
-    connections.push(queueConnection);
-    queue = new Queue<JobData>(QUEUE_NAME, { connection: queueConnection, prefix: bullPrefix(config.redisKeyPrefix) });
-    queue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
-  }
+  // BullMQ and ioredis are loaded only when they are used.
+  const scaleOut = config.redisUrl ? (await import('./dispatch/scale-out.js')).openScaleOut(config, db, log) : undefined;
+  const events = scaleOut?.events ?? createLocalEvents();
+  const cache = scaleOut?.cache;
   const tracker: Tracker = {
     db,
     async changed(row) {
@@ -89,50 +65,19 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     uploadDir: config.uploadDir,
     batchSize: config.batchSize,
     maxAttempts: config.maxJobAttempts,
-    claimStaleAfterMs: config.redisUrl ? config.workerLockMs : 0,
+    claimStaleAfterMs: scaleOut ? config.workerLockMs : 0,
     log: log.child({ component: 'worker' }),
   };
   return {
     db,
-    tracker,
     events,
     cache,
-    queue,
     pipeline,
+    dispatcher: scaleOut?.dispatcher ?? createLocalDispatcher({ pipeline, concurrency: config.workerConcurrency }),
+    startWorkers: () => scaleOut?.startWorkers(pipeline) ?? { close: async () => {} },
     async close() {
-      await queue?.close();
-      await events.close();
-      await cache?.close();
-      for (const connection of connections) connection.disconnect();
+      await (scaleOut ? scaleOut.close() : events.close());
       await db.close();
-    },
-  };
-}
-
-/** Workers of a process: BullMQ workers plus the reconciler (scale-out), or the local dispatcher. */
-function startWorkers(config: Config, runtime: Runtime, log: FastifyBaseLogger) {
-  const stoppers: { close(): Promise<void> }[] = [];
-  if (runtime.queue) {
-    if (config.workerConcurrency > 0) {
-      const connection = patientRedis(config.redisUrl!);
-      connection.on('error', (err) => log.warn({ err: err.message }, 'worker connection error'));
-      const worker = startQueueWorker({
-        pipeline: runtime.pipeline,
-        connection,
-        prefix: bullPrefix(config.redisKeyPrefix),
-        concurrency: config.workerConcurrency,
-        lockMs: config.workerLockMs,
-      });
-      // BullMQ leaves a connection it was given open; it is closed here, after the worker.
-      stoppers.push({ close: () => worker.close().finally(() => connection.disconnect()) });
-    }
-    stoppers.push(
-      startReconciler({ db: runtime.db, queue: runtime.queue, log, intervalMs: config.reconcileIntervalMs, staleAfterMs: config.workerLockMs }),
-    );
-  }
-  return {
-    async close() {
-      await Promise.all(stoppers.map((s) => s.close()));
     },
   };
 }
@@ -153,9 +98,7 @@ export interface Intake {
 export async function createIntake(config: Config, log: FastifyBaseLogger): Promise<Intake> {
   const runtime = await openRuntime(config, log);
   try {
-    const dispatcher = runtime.queue
-      ? createQueueDispatcher(runtime.queue, log)
-      : createLocalDispatcher({ pipeline: runtime.pipeline, concurrency: config.workerConcurrency });
+    const { dispatcher } = runtime;
     const app = await buildApp({ config, db: runtime.db, dispatcher, cache: runtime.cache, events: runtime.events }, { loggerInstance: log });
     let workers: { close(): Promise<void> } | undefined;
     return {
@@ -166,7 +109,7 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
       cache: runtime.cache,
       async start() {
         await dispatcher.start();
-        workers = startWorkers(config, runtime, log);
+        workers = runtime.startWorkers();
       },
       async close() {
         await app.close();
@@ -222,7 +165,7 @@ export async function serve(config: Config): Promise<void> {
 export async function work(config: Config): Promise<void> {
   const log = createLogger(config);
   const runtime = await openRuntime(config, log);
-  const workers = startWorkers(config, runtime, log);
+  const workers = runtime.startWorkers();
   log.info({ concurrency: config.workerConcurrency }, 'worker started');
   onSignals(log, config.shutdownGraceMs, async () => {
     await workers.close();

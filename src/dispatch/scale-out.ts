@@ -1,0 +1,84 @@
+import { Queue } from 'bullmq';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Redis } from 'ioredis';
+import { fastRedis, patientRedis } from '../cache/redis.js';
+import { createStatusCache, type StatusCache } from '../cache/status-cache.js';
+import type { Config } from '../config.js';
+import { createRedisEvents, type JobEvents } from '../events/job-events.js';
+import type { PipelineDeps } from '../ingest/pipeline.js';
+import type { Db } from '../storage/db.js';
+import { findJob, payloadJson } from '../storage/jobs.js';
+import type { Dispatcher } from './dispatcher.js';
+import { bullPrefix, createQueueDispatcher, QUEUE_NAME, startQueueWorker, type JobData } from './queue.js';
+import { startReconciler } from './reconciler.js';
+
+/**
+ * Everything Redis brings in scale-out mode: the status cache, the event channel, the BullMQ
+ * queue with its workers and the reconciler. Loaded only when REDIS_URL is set, so the other
+ * modes never load BullMQ or ioredis.
+ */
+export interface ScaleOut {
+  cache: StatusCache;
+  events: JobEvents;
+  dispatcher: Dispatcher;
+  /** BullMQ workers (unless WORKER_CONCURRENCY=0) and the reconciler. */
+  startWorkers(pipeline: PipelineDeps): { close(): Promise<void> };
+  close(): Promise<void>;
+}
+
+export function openScaleOut(config: Config, db: Db, log: FastifyBaseLogger): ScaleOut {
+  const url = config.redisUrl!;
+  const connections: Redis[] = [];
+  const fast = fastRedis(url);
+  fast.on('error', () => {}); // reported by the cache when a command fails
+  connections.push(fast);
+  const cache = createStatusCache(fast, {
+    prefix: config.redisKeyPrefix,
+    ttlSeconds: config.cacheTtlSeconds,
+    log,
+    async load(jobId) {
+      const row = await findJob(db, jobId);
+      return row ? { version: row.version, payload: payloadJson(row) } : null;
+    },
+  });
+  const events = createRedisEvents({ publisher: fast, subscriber: () => patientRedis(url), prefix: config.redisKeyPrefix, log });
+  const queueConnection = patientRedis(url);
+  queueConnection.on('error', (err) => log.warn({ err: err.message }, 'queue connection error'));
+  connections.push(queueConnection);
+  const queue = new Queue<JobData>(QUEUE_NAME, { connection: queueConnection, prefix: bullPrefix(config.redisKeyPrefix) });
+  queue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
+
+  return {
+    cache,
+    events,
+    dispatcher: createQueueDispatcher(queue, log),
+    startWorkers(pipeline) {
+      const stoppers: { close(): Promise<void> }[] = [];
+      if (config.workerConcurrency > 0) {
+        const connection = patientRedis(url);
+        connection.on('error', (err) => log.warn({ err: err.message }, 'worker connection error'));
+        const worker = startQueueWorker({
+          pipeline,
+          connection,
+          prefix: bullPrefix(config.redisKeyPrefix),
+          concurrency: config.workerConcurrency,
+          lockMs: config.workerLockMs,
+        });
+        // BullMQ leaves a connection it was given open; it is closed here, after the worker.
+        stoppers.push({ close: () => worker.close().finally(() => connection.disconnect()) });
+      }
+      stoppers.push(startReconciler({ db, queue, log, intervalMs: config.reconcileIntervalMs, staleAfterMs: config.workerLockMs }));
+      return {
+        async close() {
+          await Promise.all(stoppers.map((s) => s.close()));
+        },
+      };
+    },
+    async close() {
+      await queue.close();
+      await events.close();
+      await cache.close();
+      for (const connection of connections) connection.disconnect();
+    },
+  };
+}
