@@ -8,15 +8,15 @@
  *   (c) the same in embedded mode (PGlite).
  * Needs DATABASE_URL (a server where it may create and drop databases) and psql.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdtempSync, openAsBlob, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseCsv } from '../src/ingest/csv.js';
 import { decodeUtf8 } from '../src/ingest/decode.js';
 import { jiraCsv } from './jira-csv.js';
+import { ingestThroughIntake, mb } from './run-intake.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const rows = Number(process.argv[2] ?? process.env.BENCH_ROWS ?? 1_000_000);
@@ -45,47 +45,6 @@ function dropDatabase(name: string): void {
   execFileSync('psql', [base!, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' });
 }
 
-function peakRss(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
-}
-
-/** Runs `intake serve` with env, uploads the CSV, waits for completion. */
-async function intake(env: Record<string, string>, csv: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  let url: string | undefined;
-  while (!url) {
-    url = /Server listening at (http:\/\/[\d.]+:\d+)/.exec(output)?.[1];
-    if (child.exitCode !== null) throw new Error(`intake serve exited:\n${output}`);
-    await sleep(50);
-  }
-  const baseline = peakRss(child.pid!);
-  const started = performance.now();
-  const form = new FormData();
-  form.append('file', await openAsBlob(csv), 'jira.csv');
-  const answer = (await (await fetch(`${url}/api/upload`, { method: 'POST', body: form })).json()) as { job_id: string };
-  const uploadedMs = performance.now() - started;
-  let job: { status: string; records_processed: number; error: string | null };
-  for (;;) {
-    job = (await (await fetch(`${url}/api/job/${answer.job_id}`)).json()) as typeof job;
-    if (job.status === 'completed' || job.status === 'failed') break;
-    await sleep(50);
-  }
-  const ms = performance.now() - started;
-  const rss = peakRss(child.pid!);
-  child.kill('SIGTERM');
-  await new Promise((resolve) => child.once('exit', resolve));
-  if (job.status !== 'completed' || job.records_processed !== rows) throw new Error(`job ended ${job.status} with ${job.records_processed} records: ${job.error}`);
-  return { ms, uploadedMs, rss, baseline };
-}
-
-const mb = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(0)} MB`;
 const rate = (ms: number) => `${Math.round((rows / ms) * 1000).toLocaleString('en-US')} rows/s`;
 
 try {
@@ -117,18 +76,18 @@ try {
 
   // (b) Intake, PostgreSQL mode.
   const pgUrl = database('intake_bench_pg');
-  const pgRun = await intake({ DATABASE_URL: pgUrl, DATA_DIR: join(work, 'pg-data') }, csv);
+  const pgRun = await ingestThroughIntake({ DATABASE_URL: pgUrl, DATA_DIR: join(work, 'pg-data') }, csv, 'jira.csv');
   dropDatabase('intake_bench_pg');
   console.log(
     `(b) Intake, PostgreSQL mode  ${(pgRun.ms / 1000).toFixed(1)} s  ${rate(pgRun.ms)}  ratio b/a ${(pgRun.ms / floorMs).toFixed(2)}  ` +
-      `(upload ${(pgRun.uploadedMs / 1000).toFixed(1)} s)  peak RSS ${mb(pgRun.rss)} (idle ${mb(pgRun.baseline)})`,
+      `(upload ${(pgRun.uploadMs / 1000).toFixed(1)} s)  peak RSS ${mb(pgRun.peakRss)} (idle ${mb(pgRun.idleRss)})`,
   );
 
   // (c) Intake, embedded mode.
-  const embedded = await intake({ DATA_DIR: join(work, 'embedded-data') }, csv);
+  const embedded = await ingestThroughIntake({ DATA_DIR: join(work, 'embedded-data') }, csv, 'jira.csv');
   console.log(
     `(c) Intake, embedded mode    ${(embedded.ms / 1000).toFixed(1)} s  ${rate(embedded.ms)}  ratio c/a ${(embedded.ms / floorMs).toFixed(2)}  ` +
-      `(upload ${(embedded.uploadedMs / 1000).toFixed(1)} s)  peak RSS ${mb(embedded.rss)} (idle ${mb(embedded.baseline)})`,
+      `(upload ${(embedded.uploadMs / 1000).toFixed(1)} s)  peak RSS ${mb(embedded.peakRss)} (idle ${mb(embedded.idleRss)})`,
   );
 } finally {
   rmSync(work, { recursive: true, force: true });
