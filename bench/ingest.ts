@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseCsv } from '../src/ingest/csv.js';
 import { decodeUtf8 } from '../src/ingest/decode.js';
 import { jiraCsv } from './jira-csv.js';
-import { ingestThroughIntake, mb } from './run-intake.js';
+import { ingestThroughIntake, mb, statusLatency } from './run-intake.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const rows = Number(process.argv[2] ?? process.env.BENCH_ROWS ?? 1_000_000);
@@ -80,14 +80,14 @@ try {
   dropDatabase('intake_bench_pg');
   console.log(
     `(b) Intake, PostgreSQL mode  ${(pgRun.ms / 1000).toFixed(1)} s  ${rate(pgRun.ms)}  ratio b/a ${(pgRun.ms / floorMs).toFixed(2)}  ` +
-      `(upload ${(pgRun.uploadMs / 1000).toFixed(1)} s)  peak RSS ${mb(pgRun.peakRss)} (idle ${mb(pgRun.idleRss)})`,
+      `(upload ${(pgRun.uploadMs / 1000).toFixed(1)} s)  peak RSS ${mb(pgRun.peakRss)} (idle ${mb(pgRun.idleRss)})\n    ${statusLatency(pgRun)}`,
   );
 
   // (c) Intake, embedded mode.
   const embedded = await ingestThroughIntake({ DATA_DIR: join(work, 'embedded-data') }, csv, 'jira.csv');
   console.log(
     `(c) Intake, embedded mode    ${(embedded.ms / 1000).toFixed(1)} s  ${rate(embedded.ms)}  ratio c/a ${(embedded.ms / floorMs).toFixed(2)}  ` +
-      `(upload ${(embedded.uploadMs / 1000).toFixed(1)} s)  peak RSS ${mb(embedded.peakRss)} (idle ${mb(embedded.idleRss)})`,
+      `(upload ${(embedded.uploadMs / 1000).toFixed(1)} s)  peak RSS ${mb(embedded.peakRss)} (idle ${mb(embedded.idleRss)})\n    ${statusLatency(embedded)}`,
   );
 } finally {
   rmSync(work, { recursive: true, force: true });

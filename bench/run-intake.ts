@@ -17,6 +17,10 @@ export interface IngestRun {
   /** The process's RSS before the upload, and its peak (VmHWM) at the end. */
   idleRss: number;
   peakRss: number;
+  /** Latency of the status reads made every 50 ms while the job ran: how responsive the API stayed. */
+  statusP50Ms: number;
+  statusP99Ms: number;
+  statusMaxMs: number;
 }
 
 /**
@@ -46,15 +50,29 @@ export async function ingestThroughIntake(env: Record<string, string>, file: str
     const answer = (await (await fetch(`${url}/api/upload`, { method: 'POST', body: form })).json()) as { job_id: string };
     const uploadMs = performance.now() - started;
     let job: { status: string; records_processed: number; error: string | null };
+    const latencies: number[] = [];
     for (;;) {
+      const asked = performance.now();
       job = (await (await fetch(`${url}/api/job/${answer.job_id}`)).json()) as typeof job;
+      latencies.push(performance.now() - asked);
       if (job.status === 'completed' || job.status === 'failed') break;
       await sleep(50);
     }
+    latencies.sort((a, b) => a - b);
+    const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
     const ms = performance.now() - started;
     const peakRss = memory(child.pid!, 'VmHWM');
     if (job.status !== 'completed') throw new Error(`${name}: the job ended ${job.status}: ${job.error}`);
-    return { ms, uploadMs, records: job.records_processed, idleRss, peakRss };
+    return {
+      ms,
+      uploadMs,
+      records: job.records_processed,
+      idleRss,
+      peakRss,
+      statusP50Ms: at(0.5),
+      statusP99Ms: at(0.99),
+      statusMaxMs: latencies.at(-1)!,
+    };
   } finally {
     child.kill('SIGTERM');
     if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
@@ -62,3 +80,8 @@ export async function ingestThroughIntake(env: Record<string, string>, file: str
 }
 
 export const mb = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(0)} MB`;
+
+/** How the status reads went while a job ran, for a benchmark's output line. */
+export function statusLatency(run: IngestRun): string {
+  return `GET /api/job while loading: p50 ${run.statusP50Ms.toFixed(0)} ms, p99 ${run.statusP99Ms.toFixed(0)} ms, max ${run.statusMaxMs.toFixed(0)} ms`;
+}
