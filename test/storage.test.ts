@@ -14,7 +14,7 @@ const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attemp
 
 /** A batch of good records numbered from `from`. */
 function batchOf(from: number, records: object[]): Batch {
-  return { from, records: records.map((data, i) => ({ recordNo: from + i, data })), errors: [], bytesProcessed: 0 };
+  return { from, records: records.map((data, i) => ({ recordNo: from + i, json: JSON.stringify(data) })), errors: [], bytesProcessed: 0 };
 }
 
 /** The storage Intake itself would open on this sandbox. */

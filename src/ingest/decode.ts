@@ -2,10 +2,17 @@ import { IngestError } from './errors.js';
 
 const EMPTY = new Uint8Array(0);
 
-/** The number of line feeds in bytes[from, to). A 0x0A byte is never part of a multi-byte character. */
+/**
+ * The number of line ends in bytes[from, to): LF, CRLF, or a lone CR (old Mac files, which
+ * CSV accepts). Neither byte is ever part of a multi-byte character. A CRLF split across two
+ * chunks counts twice: these numbers only locate errors.
+ */
 function countLines(bytes: Uint8Array, from: number, to: number): number {
   let n = 0;
   for (let i = bytes.indexOf(0x0a, from); i !== -1 && i < to; i = bytes.indexOf(0x0a, i + 1)) n++;
+  for (let i = bytes.indexOf(0x0d, from); i !== -1 && i < to; i = bytes.indexOf(0x0d, i + 1)) {
+    if (bytes[i + 1] !== 0x0a) n++;
+  }
   return n;
 }
 

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { FastifyBaseLogger } from 'fastify';
 import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, releaseAttempt, type Batch, type Tracker } from '../jobs/tracking.js';
 import { IngestError } from './errors.js';
+import { rowError, type RowProblem } from './record.js';
 import { readRecords, type ReadProgress } from './parse.js';
 import { uploadPath } from './uploads.js';
 
@@ -34,6 +35,29 @@ function isDataError(err: unknown): boolean {
  * `running` at its checkpoint for the next worker; any other error is thrown to the caller,
  * which decides whether to retry.
  */
+// JSON.stringify writes a surrogate as a \uD800–\uDFFF escape only when it is unpaired
+// (pairs stay characters); an escape is one preceded by an even number of backslashes.
+const LONE_SURROGATE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/i;
+
+/**
+ * A record's JSON text as PostgreSQL will store it, or a row error when it cannot be: nested
+ * too deeply to serialise, or holding an unpaired surrogate (which jsonb rejects).
+ */
+function storable(data: Record<string, unknown>, line: number, recordNo: number): string | RowProblem {
+  let json: string;
+  try {
+    json = JSON.stringify(data);
+  } catch {
+    return rowError(line, `record ${recordNo} (line ${line}) is nested too deeply to store`, '');
+  }
+  if (json.includes('\\ud') || json.includes('\\uD')) {
+    if (LONE_SURROGATE.test(json)) {
+      return rowError(line, `record ${recordNo} (line ${line}) contains an unpaired UTF-16 surrogate, which PostgreSQL cannot store`, json);
+    }
+  }
+  return json;
+}
+
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
   const { tracker, log } = deps;
   const job = await markRunning(tracker, jobId, deps.claimStaleAfterMs);
@@ -78,16 +102,18 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
       // Parsing runs in microtasks, which starve I/O: let the socket carrying the batch in
       // flight drain now and then, so PostgreSQL loads while Node parses.
       if ((recordNo & 255) === 0 && inFlight) await new Promise<void>((resolve) => setImmediate(resolve));
-      if (record.error === undefined) batch.records.push({ recordNo, data: record.data });
+      const item = record.error === undefined ? storable(record.data, record.line, recordNo) : record;
+      if (typeof item === 'string') batch.records.push({ recordNo, json: item });
       else {
-        batch.errors.push({ recordNo, line: record.line, message: record.error, excerpt: record.excerpt });
+        batch.errors.push({ recordNo, line: item.line, message: item.error, excerpt: item.excerpt });
         if (++failed > job.max_errors) {
           // Commit what came before it, and the bad row itself, then fail the job there.
           await inFlight;
           batch.bytesProcessed = progress.bytes;
           await commit(batch);
+          batch = newBatch(position);
           const limit = job.max_errors === 0 ? '' : ` (more than max_errors=${job.max_errors} bad rows)`;
-          throw new IngestError(`${record.error}${limit}`);
+          throw new IngestError(`${item.error}${limit}`);
         }
       }
       if (batch.records.length + batch.errors.length >= deps.batchSize) {
@@ -108,13 +134,21 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
     batch.bytesProcessed = progress.bytes;
     await commit(batch); // also when empty: bytes_processed reaches bytes_total
   } catch (err) {
-    await inFlight?.catch(() => {}); // never leave a commit running behind a failure
+    const committed = await (inFlight ?? Promise.resolve()).then(
+      () => true,
+      () => false,
+    ); // never leave a commit running behind a failure
     if (err instanceof CheckpointConflictError) {
       log.warn({ jobId }, err.message);
       return 'skipped';
     }
     if (!(err instanceof IngestError)) throw err;
-    // The records before the bad one stay committed and counted; the job says where it broke.
+    // The input broke off (a truncated file, an unclosed quote...): the good records read
+    // before it are committed too, so what is kept does not depend on BATCH_SIZE.
+    if (committed && batch.records.length + batch.errors.length > 0) {
+      batch.bytesProcessed = progress.bytes;
+      await commit(batch).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not commit the records before a fatal error'));
+    }
     await markFailed(tracker, jobId, err.message);
     return 'failed';
   }

@@ -10,10 +10,17 @@ export type ParsedRecord =
 
 const EXCERPT_LENGTH = 120;
 
-export function rowError(line: number, error: string, raw: string): ParsedRecord {
+/** A row-level error, as parsers yield it. */
+export type RowProblem = Extract<ParsedRecord, { error: string }>;
+
+export function rowError(line: number, error: string, raw: string): RowProblem {
   const flat = raw.replace(/\s+/g, ' ').trim();
-  const excerpt = flat.length > EXCERPT_LENGTH ? `${flat.slice(0, EXCERPT_LENGTH - 1)}…` : flat;
-  return { line, error, excerpt };
+  let cut = EXCERPT_LENGTH - 1;
+  if (/[\ud800-\udbff]/.test(flat.charAt(cut - 1))) cut--; // not between the halves of a pair
+  const excerpt = flat.length > EXCERPT_LENGTH ? `${flat.slice(0, cut)}…` : flat;
+  // Cutting text (or a V8 message quoting it) can split a surrogate pair, which PostgreSQL
+  // cannot store: a stored error must never fail the batch it reports on.
+  return { line, error: error.toWellFormed(), excerpt: excerpt.toWellFormed() };
 }
 
 export function describe(value: unknown): string {

@@ -67,7 +67,8 @@ export async function releaseAttempt(t: Tracker, jobId: string): Promise<void> {
 export interface Batch {
   /** Input position of the batch's first record: the checkpoint it continues from. */
   from: number;
-  records: { recordNo: number; data: object }[];
+  /** Each record as JSON text (JSON.stringify of its data). */
+  records: { recordNo: number; json: string }[];
   errors: { recordNo: number; line: number; message: string; excerpt: string }[];
   /** Bytes of the input read when the batch was cut. */
   bytesProcessed: number;
@@ -116,9 +117,7 @@ export async function incrementProgress(t: Tracker, jobId: string, batch: Batch)
  */
 function copyRows(jobId: string, records: Batch['records']): string {
   let text = '';
-  for (const { recordNo, data } of records) {
-    text += `${jobId}\t${recordNo}\t${JSON.stringify(data).replaceAll('\\', '\\\\')}\n`;
-  }
+  for (const { recordNo, json } of records) text += `${jobId}\t${recordNo}\t${json.replaceAll('\\', '\\\\')}\n`;
   return text;
 }
 

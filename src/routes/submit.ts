@@ -109,8 +109,8 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
         part.file.resume();
         throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
       }
-      const fileName = part.filename.slice(0, 255);
-      const format = FORMAT_BY_EXTENSION[extname(fileName).toLowerCase()];
+      const format = FORMAT_BY_EXTENSION[extname(part.filename).toLowerCase()];
+      const fileName = part.filename.slice(0, 255).toWellFormed(); // the column holds 255
       if (!format) {
         part.file.resume();
         throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .json, .ndjson or .jsonl file`);
