@@ -119,9 +119,13 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
       const partial = partialUploadPath(config.uploadDir, jobId);
       const tooLarge = () =>
         new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`);
+      const out = createWriteStream(partial);
       try {
-        await pipeline(part.file, createWriteStream(partial));
+        await pipeline(part.file, out);
       } catch (err) {
+        // The file is opened asynchronously: let the stream finish opening and close before
+        // removing it, or its late open would create the file again after the removal.
+        if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
         await discard(partial, request.log);
         if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge();
         if (request.raw.destroyed || /unexpected end|terminated early|aborted/i.test((err as Error).message)) {
