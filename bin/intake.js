@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The installed command: runs the TypeScript sources through tsx's loader.
-import { register } from 'node:module';
-register('tsx/esm', import.meta.url);
+import { register } from 'tsx/esm/api';
+
+register();
 await import('../src/cli.ts');

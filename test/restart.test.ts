@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -82,6 +84,12 @@ describe('embedded data directory', () => {
       await first.stop();
       await sandbox.dispose();
     }
+  });
+
+  it('the installed `intake` command runs the CLI', () => {
+    const help = execFileSync(process.execPath, ['bin/intake.js', '--help'], { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8' });
+    expect(help).toMatch(/^Usage: intake <command>/);
+    expect(help).toContain('worker');
   });
 
   it('exits at start naming the variable when the configuration is bad', async () => {
