@@ -83,7 +83,8 @@ export async function createSandbox(backend: Backend): Promise<Sandbox> {
   };
 }
 
-async function deleteRedisKeys(url: string, prefix: string): Promise<void> {
+/** Deletes every key under a test's own prefix. */
+export async function deleteRedisKeys(url: string, prefix: string): Promise<void> {
   const redis = new Redis(url);
   try {
     let cursor = '0';

@@ -15,7 +15,7 @@ import { createStatusCache } from '../src/cache/status-cache.js';
 import type { JobPayload, JobStatus } from '../src/schemas/jobs.js';
 import { findJob, payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
-import { backends, createSandbox, makeCsv, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, deleteRedisKeys, makeCsv, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 const TERMINAL = new Set<string>(['completed', 'failed']);
 const RANK: Record<JobStatus, number> = { queued: 0, running: 1, completed: 2, failed: 2 };
@@ -571,13 +571,8 @@ describe.runIf(scaleOutAvailable())('status cache (Redis)', () => {
   });
 
   afterAll(async () => {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length > 0) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
     redis.disconnect();
+    await deleteRedisKeys(process.env.REDIS_URL!, prefix);
   });
 
   it('stores a payload only over an older version', async () => {
