@@ -82,18 +82,22 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
   const progress: ReadProgress = { bytes: 0 };
   const newBatch = (from: number): Batch => ({ from, records: [], errors: [], bytesProcessed: 0 });
   let batch = newBatch(checkpoint);
-  const commit = async (done: Batch) => {
+  const commit = async (done: Batch, after?: Promise<void>) => {
     try {
-      await incrementProgress(tracker, jobId, done);
+      await incrementProgress(tracker, jobId, done, after);
     } catch (err) {
       if (!isDataError(err)) throw err;
       const last = done.from + done.records.length + done.errors.length - 1;
       throw new IngestError(`records ${done.from}–${last} could not be stored: ${(err as Error).message}`);
     }
   };
-  // One batch is committed while the next is parsed: PostgreSQL loads on one core while
-  // Node parses on the other. Batches still commit one at a time, in order.
-  let inFlight: Promise<void> | undefined;
+  // Batches are committed while the next ones are parsed: PostgreSQL loads while Node parses.
+  // With a PostgreSQL server two are in flight, on two connections: each copies its records
+  // at once but moves the checkpoint only after the one before it has committed, so they
+  // still commit one at a time, in order. (PGlite has one connection: one at a time.)
+  const depth = tracker.db.kind === 'postgres' ? 2 : 1;
+  const window: Promise<void>[] = [];
+  let inFlight: Promise<void> | undefined; // the latest commit: it settles after all before it
   let position = 0;
   try {
     for await (const record of readRecords(path, job.format, progress)) {
@@ -110,29 +114,31 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
           // Commit what came before it, and the bad row itself, then fail the job there.
           await inFlight;
           batch.bytesProcessed = progress.bytes;
-          await commit(batch);
+          await commit(batch, inFlight);
           batch = newBatch(position);
           const limit = job.max_errors === 0 ? '' : ` (more than max_errors=${job.max_errors} bad rows)`;
           throw new IngestError(`${item.error}${limit}`);
         }
       }
       if (batch.records.length + batch.errors.length >= deps.batchSize) {
-        await inFlight;
+        if (window.length >= depth) await window.shift();
         // PGlite runs queries on this thread: let requests and events in between batches.
         await new Promise<void>((resolve) => setImmediate(resolve));
         if (signal.aborted) {
+          await inFlight;
           await releaseAttempt(tracker, jobId);
           return 'stopped';
         }
         batch.bytesProcessed = progress.bytes;
-        inFlight = commit(batch);
-        inFlight.catch(() => {}); // awaited (and thrown) before the next batch
+        inFlight = commit(batch, inFlight);
+        inFlight.catch(() => {}); // awaited (and thrown) in turn
+        window.push(inFlight);
         batch = newBatch(position);
       }
     }
     await inFlight;
     batch.bytesProcessed = progress.bytes;
-    await commit(batch); // also when empty: bytes_processed reaches bytes_total
+    await commit(batch, inFlight); // also when empty: bytes_processed reaches bytes_total
   } catch (err) {
     const committed = await (inFlight ?? Promise.resolve()).then(
       () => true,

@@ -77,13 +77,35 @@ export interface Batch {
 /**
  * Commits one batch: its records, its row errors, and the counters, in one transaction.
  * The checkpoint (records_processed + records_failed) must be exactly `batch.from`, and the
- * job running; otherwise nothing is written and CheckpointConflictError is thrown.
- * Returns the row as committed.
+ * job running; otherwise nothing is written and CheckpointConflictError is thrown. `after`
+ * is the previous batch's commit: the records are copied at once, but the checkpoint moves
+ * only once that one has committed (and not at all if it failed). Returns the row as committed.
  */
-export async function incrementProgress(t: Tracker, jobId: string, batch: Batch): Promise<JobRow> {
+export async function incrementProgress(t: Tracker, jobId: string, batch: Batch, after?: Promise<unknown>): Promise<JobRow> {
   const row = await t.db.transaction(async (tx) => {
-    // $1 job_id, $2 records, $3 errors, $4 bytes read, $5 expected checkpoint. Taking the row
-    // lock first serialises two workers that both believe they own the job.
+    try {
+      if (batch.records.length > 0) {
+        await tx.copyFrom('COPY ingest_records (job_id, record_no, data) FROM STDIN', copyRows(jobId, batch.records));
+      }
+      if (batch.errors.length > 0) {
+        // $1 job_id, $2 the errors as a JSON array
+        await tx.query(
+          `INSERT INTO ingest_errors (job_id, record_no, line, message, excerpt)
+           SELECT $1, e.record_no, e.line, e.message, e.excerpt
+           FROM jsonb_to_recordset($2::jsonb) AS e(record_no INTEGER, line INTEGER, message TEXT, excerpt TEXT)`,
+          [jobId, JSON.stringify(batch.errors.map((e) => ({ record_no: e.recordNo, line: e.line, message: e.message, excerpt: e.excerpt })))],
+        );
+      }
+    } catch (err) {
+      // 23505: another worker holding the same checkpoint wrote these record numbers first;
+      // 23503: the job row is gone (deleted). Either way this worker must let go.
+      const code = (err as { code?: unknown }).code;
+      if (code === '23505' || code === '23503') throw new CheckpointConflictError(jobId, batch.from);
+      throw err;
+    }
+    await after;
+    // $1 job_id, $2 records, $3 errors, $4 bytes read, $5 expected checkpoint. The row lock
+    // serialises two workers that both believe they own the job; the loser changes nothing.
     const { rows } = await tx.query<JobRow>(
       `UPDATE ingest_jobs
        SET records_processed = records_processed + $2, records_failed = records_failed + $3,
@@ -93,18 +115,6 @@ export async function incrementProgress(t: Tracker, jobId: string, batch: Batch)
       [jobId, batch.records.length, batch.errors.length, batch.bytesProcessed, batch.from],
     );
     if (rows.length !== 1) throw new CheckpointConflictError(jobId, batch.from);
-    if (batch.records.length > 0) {
-      await tx.copyFrom('COPY ingest_records (job_id, record_no, data) FROM STDIN', copyRows(jobId, batch.records));
-    }
-    if (batch.errors.length > 0) {
-      // $1 job_id, $2 the errors as a JSON array
-      await tx.query(
-        `INSERT INTO ingest_errors (job_id, record_no, line, message, excerpt)
-         SELECT $1, e.record_no, e.line, e.message, e.excerpt
-         FROM jsonb_to_recordset($2::jsonb) AS e(record_no INTEGER, line INTEGER, message TEXT, excerpt TEXT)`,
-        [jobId, JSON.stringify(batch.errors.map((e) => ({ record_no: e.recordNo, line: e.line, message: e.message, excerpt: e.excerpt })))],
-      );
-    }
     return rows[0]!;
   });
   await t.changed(row);
