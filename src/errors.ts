@@ -20,6 +20,7 @@ export class AppError extends Error {
 }
 
 export const validationError = (issues: ValidationIssue[]) => new AppError(422, 'validation_error', issues);
+export const jobNotFound = () => new AppError(404, 'job_not_found', 'Job not found');
 
 const LOCATIONS: Record<string, string> = { querystring: 'query', params: 'path', body: 'body', headers: 'header' };
 

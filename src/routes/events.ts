@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../errors.js';
+import { jobNotFound } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
 import { errorRef, jobIdParamsSchema, type JobPayload } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { findJob, isJobId, payloadJson } from '../storage/jobs.js';
+import { findJob, isJobId, toPayload } from '../storage/jobs.js';
 
 const TERMINAL = new Set(['completed', 'failed']);
 const PROGRESS_INTERVAL_MS = 250; // at most four progress events a second
@@ -39,7 +39,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       },
     },
     async (request, reply) => {
-      if (!isJobId(request.params.job_id)) throw new AppError(404, 'job_not_found', 'Job not found');
+      if (!isJobId(request.params.job_id)) throw jobNotFound();
       const jobId = request.params.job_id.toLowerCase();
 
       let lastVersion = 0;
@@ -66,7 +66,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       }
       if (!row) {
         unsubscribe();
-        throw new AppError(404, 'job_not_found', 'Job not found');
+        throw jobNotFound();
       }
 
       reply.hijack();
@@ -81,7 +81,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
       const recheck = setInterval(() => {
         findJob(db, jobId).then(
-          (latest) => latest && offer(JSON.parse(payloadJson(latest)) as JobPayload),
+          (latest) => latest && offer(toPayload(latest)),
           () => {}, // the next recheck or event will do
         );
       }, RECHECK_MS);
@@ -129,7 +129,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
 
       raw.on('close', close);
       open.add(close);
-      write(JSON.parse(payloadJson(row)) as JobPayload, 'status');
+      write(toPayload(row), 'status');
       started = true;
       for (const job of queue.splice(0)) offer(job);
     },

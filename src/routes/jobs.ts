@@ -1,11 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../errors.js';
+import { jobNotFound } from '../errors.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, type JobStatus } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
 import { findJob, isJobId, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
 import type { StatusCache } from '../cache/status-cache.js';
-
-const notFound = () => new AppError(404, 'job_not_found', 'Job not found');
 
 export async function jobRoutes(app: FastifyInstance, { db, cache }: { db: Db; cache?: StatusCache }): Promise<void> {
   app.get<{ Params: { job_id: string } }>(
@@ -19,14 +17,14 @@ export async function jobRoutes(app: FastifyInstance, { db, cache }: { db: Db; c
       },
     },
     async (request, reply) => {
-      if (!isJobId(request.params.job_id)) throw notFound();
+      if (!isJobId(request.params.job_id)) throw jobNotFound();
       const jobId = request.params.job_id.toLowerCase();
       reply.type('application/json; charset=utf-8').header('cache-control', 'no-cache');
       // The cached value is the payload's JSON as the database path would send it: sent as is.
       const cached = await cache?.get(jobId);
       if (cached) return reply.send(cached);
       const row = await findJob(db, jobId);
-      if (!row) throw notFound();
+      if (!row) throw jobNotFound();
       const payload = payloadJson(row);
       // Fill the key for the next reader; a newer version already there wins (see StatusCache).
       void cache?.store(jobId, row.version, payload);

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../errors.js';
+import { jobNotFound } from '../errors.js';
 import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
 import { findJob, isJobId, listErrors, listRecords } from '../storage/jobs.js';
@@ -20,11 +20,11 @@ export async function rowRoutes(app: FastifyInstance, { db }: { db: Db }): Promi
     query: PageRequest['Querystring'],
     list: (db: Db, jobId: string, after: number, limit: number) => Promise<T[]>,
   ) {
-    if (!isJobId(params.job_id)) throw new AppError(404, 'job_not_found', 'Job not found');
+    if (!isJobId(params.job_id)) throw jobNotFound();
     const jobId = params.job_id.toLowerCase();
     const after = query.cursor === undefined ? -1 : Number(query.cursor);
     const rows = await list(db, jobId, after, query.limit + 1);
-    if (rows.length === 0 && !(await findJob(db, jobId))) throw new AppError(404, 'job_not_found', 'Job not found');
+    if (rows.length === 0 && !(await findJob(db, jobId))) throw jobNotFound();
     const results = rows.slice(0, query.limit);
     return { results, next_cursor: rows.length > query.limit ? String(results.at(-1)!.record_no) : null };
   }

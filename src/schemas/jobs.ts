@@ -168,44 +168,35 @@ export const pageQuerySchema = {
   },
 } as const;
 
-export const recordPageSchema = {
-  $id: 'RecordPage',
-  type: 'object',
-  required: ['results', 'next_cursor'],
-  properties: {
-    results: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['record_no', 'data'],
-        properties: {
-          record_no: { type: 'integer', description: 'Position among the input records, from 0' },
-          data: { type: 'object', additionalProperties: true, description: 'The record as stored (JSONB)' },
-        },
-      },
+/** A keyset page: `results`, and the cursor of the next page (null on the last). */
+function pageSchema<Item extends object>(id: string, item: Item) {
+  return {
+    $id: id,
+    type: 'object',
+    required: ['results', 'next_cursor'],
+    properties: {
+      results: { type: 'array', items: item },
+      next_cursor: { type: ['string', 'null'], description: 'cursor of the next page, or null on the last one' },
     },
-    next_cursor: { type: ['string', 'null'], description: 'cursor of the next page, or null on the last one' },
-  },
-} as const;
+  } as const;
+}
 
-export const errorPageSchema = {
-  $id: 'ErrorPage',
+export const recordPageSchema = pageSchema('RecordPage', {
   type: 'object',
-  required: ['results', 'next_cursor'],
+  required: ['record_no', 'data'],
   properties: {
-    results: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['line', 'record_no', 'message', 'excerpt'],
-        properties: {
-          line: { type: 'integer', description: 'Line of the input where the bad row starts' },
-          record_no: { type: 'integer', description: 'Position among the input records, from 0' },
-          message: { type: 'string' },
-          excerpt: { type: 'string', description: 'The start of the bad row' },
-        },
-      },
-    },
-    next_cursor: { type: ['string', 'null'] },
+    record_no: { type: 'integer', description: 'Position among the input records, from 0' },
+    data: { type: 'object', additionalProperties: true, description: 'The record as stored (JSONB)' },
   },
-} as const;
+});
+
+export const errorPageSchema = pageSchema('ErrorPage', {
+  type: 'object',
+  required: ['line', 'record_no', 'message', 'excerpt'],
+  properties: {
+    line: { type: 'integer', description: 'Line of the input where the bad row starts' },
+    record_no: { type: 'integer', description: 'Position among the input records, from 0' },
+    message: { type: 'string' },
+    excerpt: { type: 'string', description: 'The start of the bad row' },
+  },
+});
