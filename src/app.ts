@@ -13,6 +13,7 @@ import type { Db } from './storage/db.js';
 import type { StatusCache } from './cache/status-cache.js';
 import type { JobEvents } from './events/job-events.js';
 import { eventRoutes } from './routes/events.js';
+import { consoleRoutes } from './routes/console.js';
 
 export interface AppDeps {
   config: Config;
@@ -20,6 +21,8 @@ export interface AppDeps {
   dispatcher: Dispatcher;
   events: JobEvents;
   cache?: StatusCache;
+  /** The built web console (default dist/console). */
+  consoleDir?: string;
 }
 
 /** Builds the HTTP app; the process concerns (listen, signals) live in server.ts. */
@@ -48,13 +51,12 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  // Until the web console exists, the front page is the interactive API documentation.
-  app.get('/', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/docs'));
 
   await app.register(multipart, { throwFileSizeLimit: true });
   await app.register(jobRoutes, { db: deps.db, cache: deps.cache });
   await app.register(eventRoutes, { db: deps.db, events: deps.events });
   await app.register(rowRoutes, { db: deps.db });
   await app.register(submitRoutes, deps);
+  await app.register(consoleRoutes, { root: deps.consoleDir });
   return app;
 }

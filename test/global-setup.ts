@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import { build } from 'vite';
 import type { TestProject } from 'vitest/node';
 
 declare module 'vitest' {
@@ -23,5 +24,7 @@ export default async function setup(project: TestProject) {
   if (process.env.CI && !(process.env.DATABASE_URL && process.env.REDIS_URL)) {
     throw new Error('CI must run with DATABASE_URL and REDIS_URL set: nothing may be skipped for lack of a service');
   }
+  // The console the tests load is the one `npm start` serves: build it as npm start does.
+  await build({ configFile: 'src/console/vite.config.ts' });
   return () => rmSync(root, { recursive: true, force: true });
 }

@@ -12,8 +12,12 @@ export interface JobEvents {
   publish(jobId: string, payload: string): Promise<void>;
   /** Calls listener with each payload published for jobId; returns the unsubscribe. */
   subscribe(jobId: string, listener: (payload: string) => void): () => void;
+  /** Calls listener with every payload published, for any job (the console's job list). */
+  subscribeAll(listener: (payload: string) => void): () => void;
   close(): Promise<void>;
 }
+
+const ALL = Symbol('all jobs');
 
 export function createLocalEvents(): JobEvents {
   const emitter = new EventEmitter();
@@ -21,10 +25,15 @@ export function createLocalEvents(): JobEvents {
   return {
     async publish(jobId, payload) {
       emitter.emit(jobId, payload);
+      emitter.emit(ALL, payload);
     },
     subscribe(jobId, listener) {
       emitter.on(jobId, listener);
       return () => emitter.off(jobId, listener);
+    },
+    subscribeAll(listener) {
+      emitter.on(ALL, listener);
+      return () => emitter.off(ALL, listener);
     },
     async close() {
       emitter.removeAllListeners();
@@ -65,6 +74,10 @@ export function createRedisEvents(options: { publisher: Redis; subscriber: () =>
     subscribe(jobId, listener) {
       listen();
       return local.subscribe(jobId, listener);
+    },
+    subscribeAll(listener) {
+      listen();
+      return local.subscribeAll(listener);
     },
     async close() {
       await local.close();

@@ -134,4 +134,58 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       for (const job of queue.splice(0)) offer(job);
     },
   );
+
+  app.get(
+    '/api/jobs/events',
+    {
+      schema: {
+        summary: 'Live changes of every job (new jobs, transitions, progress) as Server-Sent Events',
+        description:
+          'A `status` event for each new job and each transition, and `progress` events (per job the latest only, at most four a second); data is the job payload. The stream does not end by itself.',
+        tags: ['jobs'],
+        produces: ['text/event-stream'],
+        response: { 200: { description: 'text/event-stream of `status` and `progress` events', type: 'string' } },
+      },
+    },
+    async (_request, reply) => {
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      raw.write(': connected\n\n');
+
+      const statuses = new Map<string, string>(); // last status sent, for unfinished jobs
+      const pending = new Map<string, string>(); // latest progress payload held back, by job
+      const flush = setInterval(() => {
+        for (const payload of pending.values()) raw.write(`event: progress\ndata: ${payload}\n\n`);
+        pending.clear();
+      }, PROGRESS_INTERVAL_MS);
+      const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
+      const unsubscribe = events.subscribeAll((payload) => {
+        const { job_id: jobId, status } = JSON.parse(payload) as JobPayload;
+        if (statuses.get(jobId) === status) {
+          pending.set(jobId, payload);
+          return;
+        }
+        pending.delete(jobId); // older than this
+        if (TERMINAL.has(status)) statuses.delete(jobId);
+        else statuses.set(jobId, status);
+        raw.write(`event: status\ndata: ${payload}\n\n`);
+      });
+
+      function close(): void {
+        open.delete(close);
+        unsubscribe();
+        clearInterval(flush);
+        clearInterval(heartbeat);
+        raw.end();
+      }
+      raw.on('close', close);
+      open.add(close);
+    },
+  );
 }

@@ -6,17 +6,19 @@ import { pipeline } from 'node:stream/promises';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
+import type { JobEvents } from '../events/job-events.js';
 import { AppError, validationError, type ValidationIssue } from '../errors.js';
 import { parseNdjsonLine } from '../ingest/ndjson.js';
 import { describe } from '../ingest/record.js';
 import { partialUploadPath, uploadPath } from '../ingest/uploads.js';
 import { errorRef, ingestJsonBodySchema, MAX_ERRORS_LIMIT, submitQuerySchema, uploadBodySchema, type Format } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { insertJob, toPayload, type NewJob } from '../storage/jobs.js';
+import { insertJob, payloadJson, toPayload, type NewJob } from '../storage/jobs.js';
 
 export interface SubmitDeps {
   db: Db;
   dispatcher: Dispatcher;
+  events: JobEvents;
   config: Config;
 }
 
@@ -48,6 +50,8 @@ async function createJob(
     await rm(uploadPath(deps.config.uploadDir, job.jobId), { force: true });
     throw err;
   }
+  // Live job lists show the new job at once; best effort, like every event.
+  await deps.events.publish(job.jobId, payloadJson(row));
   // A failed dispatch loses nothing: the row is committed and is taken up again at start.
   await deps.dispatcher.dispatch(job.jobId).catch((err: unknown) => request.log.error({ err, jobId: job.jobId }, 'dispatch failed'));
   const statusPath = `/api/job/${job.jobId}`;

@@ -1,0 +1,204 @@
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { JOB_STATUSES, type JobStatus } from '../../schemas/jobs.js';
+import { listJobs, type Job, type JobList } from '../api.js';
+import { formatCount, formatDuration, formatTime } from '../format.js';
+import { followAllJobs } from '../live.js';
+import { navigate } from '../router.js';
+import { Upload } from '../upload.js';
+import { Link, Notice, ProgressBar, StatusBadge } from '../ui.js';
+
+const PAGE_SIZE = 20;
+const POLL_MS = 3000; // while the live stream is down
+const REFRESH_MS = 500; // at most two list reloads a second, however busy
+
+function listUrl(status: JobStatus | undefined, offset: number): string {
+  const params = new URLSearchParams();
+  if (status) params.set('status', status);
+  if (offset > 0) params.set('offset', String(offset));
+  const query = params.toString();
+  return query ? `/?${query}` : '/';
+}
+
+export function JobsPage({ query }: { query: URLSearchParams }) {
+  const statusParam = query.get('status');
+  const status = (JOB_STATUSES as readonly string[]).includes(statusParam ?? '') ? (statusParam as JobStatus) : undefined;
+  const offset = Math.max(0, Number.parseInt(query.get('offset') ?? '0', 10) || 0);
+
+  const [list, setList] = useState<JobList | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [live, setLive] = useState(true);
+  const reload = useRef<() => void>(() => {});
+
+  // Loads the page; reload.current() schedules another load, at most one per REFRESH_MS.
+  useEffect(() => {
+    let controller = new AbortController();
+    let timer: number | undefined;
+    let lastLoad = 0;
+    const load = () => {
+      controller.abort();
+      controller = new AbortController();
+      lastLoad = Date.now();
+      listJobs({ status, offset, limit: PAGE_SIZE }, controller.signal).then(
+        (page) => {
+          setList(page);
+          setError(null);
+        },
+        (err: Error) => {
+          if (err.name !== 'AbortError') setError(err.message);
+        },
+      );
+    };
+    reload.current = () => {
+      if (timer !== undefined) return;
+      timer = window.setTimeout(() => {
+        timer = undefined;
+        load();
+      }, Math.max(0, lastLoad + REFRESH_MS - Date.now()));
+    };
+    load();
+    return () => {
+      controller.abort();
+      window.clearTimeout(timer);
+    };
+  }, [status, offset]);
+
+  // Live: progress updates the row in place; a new job or a transition reloads the page
+  // (it may enter or leave the filter or the page).
+  useEffect(
+    () =>
+      followAllJobs(
+        (job, kind) => {
+          setList((current) => {
+            if (!current) return current;
+            const index = current.results.findIndex((row) => row.job_id === job.job_id);
+            if (index < 0 || current.results[index]!.version >= job.version) return current;
+            const results = current.results.slice();
+            results[index] = job;
+            return { ...current, results };
+          });
+          if (kind === 'status') reload.current();
+        },
+        (isLive) => {
+          setLive(isLive);
+          if (isLive) reload.current(); // what changed while it was down
+        },
+      ),
+    [],
+  );
+
+  // Polls while the stream is down.
+  useEffect(() => {
+    if (live) return;
+    const timer = window.setInterval(() => reload.current(), POLL_MS);
+    return () => window.clearInterval(timer);
+  }, [live]);
+
+  return (
+    <>
+      <Upload />
+      <section class="panel" aria-labelledby="jobs-title">
+        <div class="panel-head">
+          <h2 id="jobs-title">Jobs</h2>
+          <span class={`live-indicator${live ? ' on' : ''}`} role="status">
+            {live ? 'Live' : 'Reconnecting… (polling)'}
+          </span>
+          <label class="field inline">
+            Status
+            <select
+              value={status ?? ''}
+              onChange={(event) => navigate(listUrl(((event.currentTarget as HTMLSelectElement).value || undefined) as JobStatus | undefined, 0))}
+            >
+              <option value="">All</option>
+              {JOB_STATUSES.map((value) => (
+                <option value={value} key={value}>
+                  {value}
+                </option>
+              ))}
+            </select>
+          </label>
+        </div>
+        {error && (
+          <Notice kind="error">
+            Could not load the jobs: {error}. {live ? '' : 'Trying again…'}
+          </Notice>
+        )}
+        {list && list.results.length === 0 && (
+          <p class="empty">
+            {offset > 0
+              ? 'No more jobs on this page.'
+              : status
+                ? `No ${status} jobs.`
+                : 'No jobs yet. Upload a CSV, JSON or NDJSON file above, or post records to /api/ingest/json, and it appears here.'}
+          </p>
+        )}
+        {!list && !error && <p class="empty">Loading…</p>}
+        {list && list.results.length > 0 && <JobTable jobs={list.results} />}
+        {list && (offset > 0 || list.next_offset !== null) && (
+          <nav class="pager" aria-label="Pages">
+            <button type="button" class="button" disabled={offset === 0} onClick={() => navigate(listUrl(status, Math.max(0, offset - PAGE_SIZE)))}>
+              ← Newer
+            </button>
+            <span>
+              {offset + 1}–{offset + list.results.length}
+            </span>
+            <button type="button" class="button" disabled={list.next_offset === null} onClick={() => list.next_offset !== null && navigate(listUrl(status, list.next_offset))}>
+              Older →
+            </button>
+          </nav>
+        )}
+      </section>
+    </>
+  );
+}
+
+function JobTable({ jobs }: { jobs: Job[] }) {
+  return (
+    <div class="table-wrap">
+      <table class="jobs">
+        <thead>
+          <tr>
+            <th scope="col">Status</th>
+            <th scope="col">Source</th>
+            <th scope="col" class="wide">
+              Progress
+            </th>
+            <th scope="col" class="num">
+              Records
+            </th>
+            <th scope="col" class="num">
+              Failed
+            </th>
+            <th scope="col" class="wide">
+              Submitted
+            </th>
+            <th scope="col" class="wide num">
+              Took
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {jobs.map((job) => (
+            <tr key={job.job_id} data-job-id={job.job_id}>
+              <td>
+                <StatusBadge status={job.status} />
+              </td>
+              <td class="source">
+                <Link href={`/jobs/${job.job_id}`}>{job.file_name ?? 'records via API'}</Link>
+                <span class="muted">{job.source_type}</span>
+              </td>
+              <td class="wide">
+                <ProgressBar job={job} label={`Progress of ${job.file_name ?? job.job_id}`} />
+              </td>
+              <td class="num">{formatCount(job.records_processed)}</td>
+              <td class={`num${job.records_failed > 0 ? ' warn' : ''}`}>{formatCount(job.records_failed)}</td>
+              <td class="wide">
+                <time dateTime={job.submitted_at}>{formatTime(job.submitted_at)}</time>
+              </td>
+              <td class="wide num">{job.started_at && job.completed_at ? formatDuration(Date.parse(job.completed_at) - Date.parse(job.started_at)) : '—'}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}

@@ -1,0 +1,39 @@
+import { useEffect, useState } from 'preact/hooks';
+
+/** The console's two pages: the jobs list (with upload) at `/` and one job at `/jobs/{id}`. */
+export type Route = { page: 'jobs'; query: URLSearchParams } | { page: 'job'; jobId: string } | { page: 'missing' };
+
+const listeners = new Set<() => void>();
+window.addEventListener('popstate', () => listeners.forEach((listener) => listener()));
+
+export function navigate(url: string): void {
+  if (url === location.pathname + location.search) return;
+  history.pushState(null, '', url);
+  listeners.forEach((listener) => listener());
+  window.scrollTo(0, 0);
+}
+
+function parse(): Route {
+  if (location.pathname === '/') return { page: 'jobs', query: new URLSearchParams(location.search) };
+  const match = /^\/jobs\/([^/]+)$/.exec(location.pathname);
+  if (match?.[1]) return { page: 'job', jobId: decodeURIComponent(match[1]) };
+  return { page: 'missing' };
+}
+
+export function useRoute(): Route {
+  const [route, setRoute] = useState(parse);
+  useEffect(() => {
+    const listener = () => setRoute(parse());
+    listeners.add(listener);
+    return () => void listeners.delete(listener);
+  }, []);
+  return route;
+}
+
+/** A plain link that navigates inside the console (and still opens in a new tab with a modifier). */
+export function onLinkClick(event: MouseEvent): void {
+  const anchor = event.currentTarget as HTMLAnchorElement;
+  if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  event.preventDefault();
+  navigate(anchor.getAttribute('href') ?? '/');
+}

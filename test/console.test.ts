@@ -1,0 +1,202 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backends, createSandbox, makeCsv, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) {
+  if (process.env.CI) throw new Error(`CI needs ${CHROMIUM} for the console tests (.ci/run installs Debian's chromium)`);
+  console.warn(`${CHROMIUM} is not installed (apt-get install chromium): the browser tests of the console are skipped`);
+}
+
+/** The web console in real Chromium, against a real Intake, in embedded and scale-out mode. */
+describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name !== 'postgres'))('console ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  let browser: Browser;
+  const shots = join('test-output', 'console', backend.name);
+
+  beforeAll(async () => {
+    mkdirSync(shots, { recursive: true });
+    sandbox = await createSandbox(backend);
+    // Small batches: a 20,000-row file moves through many progress events in the page.
+    server = await startServer(sandbox, { BATCH_SIZE: '1000' });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    await sandbox?.dispose();
+    expect(server.statuses.filter((status) => status >= 500)).toEqual([]);
+  });
+
+  /** A page that records every console error and uncaught exception. */
+  async function openPage(path = '/', viewport = { width: 1200, height: 900 }): Promise<{ page: Page; problems: string[] }> {
+    const page = await browser.newPage({ viewport });
+    const problems: string[] = [];
+    page.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
+    page.on('pageerror', (err) => problems.push(err.message));
+    await page.goto(server.url + path);
+    return { page, problems };
+  }
+
+  /** Records, in the page, each status a job's row shows, as it is rendered. */
+  async function watchBadges(page: Page): Promise<void> {
+    await page.evaluate(() => {
+      const seen: Record<string, string[]> = {};
+      (window as unknown as { seenStatuses: typeof seen }).seenStatuses = seen;
+      const scan = () => {
+        for (const row of document.querySelectorAll('tr[data-job-id]')) {
+          const id = row.getAttribute('data-job-id')!;
+          const status = row.querySelector('.badge')?.getAttribute('data-status');
+          const list = (seen[id] ??= []);
+          if (status && list.at(-1) !== status) list.push(status);
+        }
+      };
+      new MutationObserver(scan).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
+      scan();
+    });
+  }
+
+  const seenStatuses = (page: Page, jobId: string) =>
+    page.evaluate((id) => (window as unknown as { seenStatuses: Record<string, string[]> }).seenStatuses[id] ?? [], jobId);
+
+  it('shows an empty list, then a job going queued → running → completed live, then its records', async () => {
+    const { page, problems } = await openPage();
+    await expect.poll(() => page.locator('.empty').textContent()).toContain('No jobs yet');
+    await expect.poll(() => page.locator('.live-indicator').textContent()).toBe('Live');
+    await page.screenshot({ path: join(shots, 'jobs-empty.png'), fullPage: true });
+    await watchBadges(page);
+    await page.evaluate(() => ((window as unknown as { sameDocument: boolean }).sameDocument = true));
+
+    // A long job first, so the one uploaded through the page waits its turn in the queue
+    // (PostgreSQL loads several times faster than PGlite: a longer one there).
+    const blocker = await upload(server.url, 'blocker.csv', makeCsv(backend.name === 'embedded' ? 60_000 : 300_000));
+    expect(blocker.status).toBe(202);
+    await expect.poll(() => page.locator(`tr[data-job-id="${blocker.body.job_id}"]`).count()).toBe(1);
+
+    await page.setInputFiles('input[type=file]', { name: 'people.csv', mimeType: 'text/csv', buffer: Buffer.from(makeCsv(20_000)) });
+    const notice = page.locator('.notice-info');
+    await expect.poll(() => notice.textContent()).toContain('people.csv uploaded, job queued');
+    const statusUrl = await notice.locator('a.status-url').textContent();
+    expect(statusUrl).toMatch(new RegExp(`^${server.url}/api/job/[0-9a-f-]{36}$`));
+    const jobId = statusUrl!.slice(-36);
+    const row = page.locator(`tr[data-job-id="${jobId}"]`);
+    await expect.poll(() => row.locator('.badge').textContent(), { timeout: 60_000 }).toBe('completed');
+    expect(await seenStatuses(page, jobId)).toEqual(['queued', 'running', 'completed']);
+    expect(await row.locator('td.num').first().textContent()).toBe('20,000');
+    // Live, not reloaded: the same document all along.
+    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+    await waitForJob(server.url, blocker.body.job_id, 60_000);
+    await expect.poll(() => page.locator(`tr[data-job-id="${blocker.body.job_id}"] .badge`).textContent()).toBe('completed');
+    await page.screenshot({ path: join(shots, 'jobs-list.png'), fullPage: true });
+
+    // The status URL opens the job in the console.
+    await notice.getByRole('link', { name: 'Open the job' }).click();
+    await page.waitForURL(`**/jobs/${jobId}`);
+    await expect.poll(() => page.locator('.job-head .badge').textContent()).toBe('completed');
+    expect(await page.getByTestId('records-processed').textContent()).toBe('20,000');
+    expect(await page.locator('.timeline').textContent()).toMatch(/Submitted.*Started.*in the queue.*Completed.*running/);
+    expect(await page.getByRole('progressbar', { name: 'Progress' }).getAttribute('aria-valuenow')).toBe('100');
+    const records = page.locator('table.records');
+    await expect.poll(() => records.locator('tbody tr').count()).toBe(50);
+    expect(await records.locator('thead th').allTextContents()).toEqual(['#', 'id', 'name', 'note']);
+    expect(await records.locator('tbody tr').first().locator('td').allTextContents()).toEqual(['0', '0', 'user 0', 'note 0, with "quotes" and\na newline']);
+    await page.getByRole('button', { name: 'Show more records' }).click();
+    await expect.poll(() => records.locator('tbody tr').count()).toBe(100);
+    await page.screenshot({ path: join(shots, 'job-detail.png'), fullPage: true });
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('shows a failed job with its error and its row errors', async () => {
+    const { page, problems } = await openPage();
+    const bad = 'id,name,note\n1,a,b\n2,too,many,fields\n3,c,d\n4,short\n5,e,f\n';
+    await page.getByLabel('Bad rows allowed').fill('1');
+    await page.setInputFiles('input[type=file]', { name: 'bad.csv', mimeType: 'text/csv', buffer: Buffer.from(bad) });
+    await page.getByRole('link', { name: 'Open the job' }).click();
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('failed');
+    const error = await page.getByTestId('job-error').textContent();
+    expect(error).toBe('CSV error on line 5: expected 3 fields as in the header, found 2 (more than max_errors=1 bad rows)');
+    expect(await page.getByTestId('records-failed').textContent()).toBe('2 of 1 allowed');
+    const errorRows = page.locator('table.row-errors tbody tr');
+    await expect.poll(() => errorRows.count()).toBe(2);
+    expect(await errorRows.nth(0).locator('td').allTextContents()).toEqual(['3', '1', 'CSV error on line 3: expected 3 fields as in the header, found 4', '2,too,many,fields']);
+    expect(await errorRows.nth(1).locator('td').first().textContent()).toBe('5');
+    // The good rows read before the failure were kept and are shown.
+    await expect.poll(() => page.locator('table.records tbody tr td:nth-child(3)').allTextContents()).toEqual(['a', 'c']);
+    await page.screenshot({ path: join(shots, 'job-failed.png'), fullPage: true });
+
+    // An upload the server refuses says why, on the page.
+    await page.getByRole('link', { name: '← All jobs' }).click();
+    await page.setInputFiles('input[type=file]', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
+    await expect.poll(() => page.locator('.notice-error').textContent()).toBe(
+      'notes.txt was not accepted: Unsupported file type "notes.txt": send a .csv, .json, .ndjson or .jsonl file',
+    );
+    // The refused upload is answered 415, which Chromium logs as a failed resource load.
+    expect(problems.filter((text) => !text.includes('status of 415'))).toEqual([]);
+    await page.close();
+  });
+
+  it('filters the list by status, by mouse and by keyboard, and reads on a narrow screen', async () => {
+    const { page, problems } = await openPage();
+    const rows = page.locator('tr[data-job-id]');
+    await expect.poll(() => rows.count()).toBe(3);
+    await page.getByLabel('Status').selectOption('failed');
+    await page.waitForURL('**/?status=failed');
+    await expect.poll(() => page.locator('tr[data-job-id] .badge').allTextContents()).toEqual(['failed']);
+    await page.screenshot({ path: join(shots, 'jobs-filtered.png'), fullPage: true });
+    await page.getByLabel('Status').selectOption('queued');
+    await expect.poll(() => page.locator('.empty').textContent()).toBe('No queued jobs.');
+
+    // Keyboard only: Tab to the filter, choose "completed", Tab on to a job and open it.
+    await page.goto(server.url + '/');
+    await expect.poll(() => rows.count()).toBe(3);
+    const select = page.getByLabel('Status');
+    for (let i = 0; i < 20 && !(await select.evaluate((el) => el === document.activeElement)); i++) await page.keyboard.press('Tab');
+    expect(await select.evaluate((el) => el === document.activeElement)).toBe(true);
+    await select.press('ArrowDown'); // All → queued
+    await select.press('ArrowDown'); // → running
+    await select.press('ArrowDown'); // → completed
+    await page.waitForURL('**/?status=completed');
+    await expect.poll(() => page.locator('tr[data-job-id] .badge').allTextContents()).toEqual(['completed', 'completed']);
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.closest('tr')?.getAttribute('data-job-id'))).toBeTruthy();
+    await page.keyboard.press('Enter');
+    await page.waitForURL('**/jobs/*');
+    await expect.poll(() => page.locator('.job-head .badge').textContent()).toBe('completed');
+
+    // A phone-sized screen: nothing wider than the screen but the tables' own scroll areas.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(server.url + '/');
+    await expect.poll(() => rows.count()).toBe(3);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: join(shots, 'jobs-narrow.png'), fullPage: true });
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('falls back to polling the status URL when the event stream drops', async () => {
+    const { page } = await openPage();
+    // Every event stream is refused, as by a proxy that does not pass them.
+    await page.route('**/events', (route) => route.abort());
+    const job = await upload(server.url, 'slow.csv', makeCsv(20_000));
+    await page.goto(`${server.url}/jobs/${job.body.job_id}`);
+    await expect.poll(() => page.locator('.live-indicator').textContent()).toBe('Reconnecting… (polling)');
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 60_000 }).toBe('completed');
+    expect(await page.getByTestId('records-processed').textContent()).toBe('20,000');
+    await page.close();
+  });
+
+  it('answers a job that does not exist with a clear page', async () => {
+    const { page } = await openPage('/jobs/00000000-0000-4000-8000-000000000000');
+    await expect.poll(() => page.locator('.notice-error').textContent()).toContain('There is no job 00000000-0000-4000-8000-000000000000');
+    await page.close();
+  });
+});
