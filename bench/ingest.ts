@@ -65,7 +65,7 @@ try {
     })(),
   );
   const floorUrl = database('intake_bench_floor');
-  execFileSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'migrate'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: floorUrl }, stdio: 'ignore' });
+  execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'migrate'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: floorUrl }, stdio: 'ignore' });
   execFileSync('psql', [floorUrl, '-qc', `INSERT INTO ingest_jobs (job_id, source_type, status, format) VALUES ('${JOB}', 'csv_upload', 'running', 'csv')`]);
   const floorStart = performance.now();
   execFileSync('psql', [floorUrl, '-qc', `\\copy ingest_records (job_id, record_no, data) FROM '${copyFile}'`]);

@@ -28,7 +28,7 @@ export interface IngestRun {
  * ends, and stops the process. Throws unless the job completed.
  */
 export async function ingestThroughIntake(env: Record<string, string>, file: string, name: string): Promise<IngestRun> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -1,14 +1,25 @@
-import { ConfigError, loadConfig } from './config.js';
-import { DataDirLockedError } from './storage/data-dir-lock.js';
+import { ConfigError, loadConfig } from '../config.js';
+import { DataDirLockedError } from '../storage/data-dir-lock.js';
+import { CLIENT_COMMANDS, ClientError } from './client.js';
 
 const USAGE = `Usage: intake <command>
 
-Commands:
-  serve     run the HTTP API, with workers unless WORKER_CONCURRENCY=0 (npm start)
+Run Intake:
+  serve     run the HTTP API and the web console, with workers unless WORKER_CONCURRENCY=0 (npm start)
   worker    run ingestion workers only (scale-out mode: needs DATABASE_URL and REDIS_URL)
   migrate   apply pending database migrations and exit
+  Configuration comes from the environment; see .env.example.
 
-Configuration comes from the environment; see .env.example.`;
+Talk to a running Intake at INTAKE_URL (default http://localhost:8000):
+  upload FILE [--max-errors N] [--wait] [--json]
+            submit a .csv, .json, .ndjson or .jsonl file; prints the job id. With --wait,
+            shows progress until the job ends and exits 0 only if it completed (1 if it failed)
+  status JOB_ID [--json]
+            one job: status, counters, timestamps, error
+  jobs [--status S] [--limit N] [--offset N] [--json]
+            jobs, newest first
+
+Exit codes: 0 done, 1 the job failed (upload --wait), 2 a usage, connection or request error.`;
 
 async function main(argv: string[]): Promise<void> {
   const [command] = argv;
@@ -16,23 +27,28 @@ async function main(argv: string[]): Promise<void> {
     console.log(USAGE);
     return;
   }
+  const client = CLIENT_COMMANDS[command];
+  if (client) {
+    process.exitCode = await client(argv.slice(1), { env: process.env, stdout: process.stdout, stderr: process.stderr });
+    return;
+  }
   const config = loadConfig();
   switch (command) {
     case 'serve': {
-      const { serve } = await import('./server.js');
+      const { serve } = await import('../server.js');
       await serve(config);
       return;
     }
     case 'worker': {
       if (!config.redisUrl) throw new UsageError('the worker command needs REDIS_URL (and DATABASE_URL): in embedded mode `intake serve` runs the workers');
       if (config.workerConcurrency === 0) throw new UsageError('WORKER_CONCURRENCY=0 leaves a worker nothing to do');
-      const { work } = await import('./server.js');
+      const { work } = await import('../server.js');
       await work(config);
       return;
     }
     case 'migrate': {
-      const { createLogger, openStorage } = await import('./server.js');
-      const { migrate } = await import('./storage/migrate.js');
+      const { createLogger, openStorage } = await import('../server.js');
+      const { migrate } = await import('../storage/migrate.js');
       const log = createLogger(config);
       const db = await openStorage(config, log);
       try {
@@ -53,8 +69,8 @@ class UsageError extends Error {}
 main(process.argv.slice(2)).catch((err: unknown) => {
   // One clear line for what the user can fix; a stack trace only for what they cannot.
   if (err instanceof ConfigError) console.error(`intake: invalid configuration: ${err.message}`);
-  else if (err instanceof DataDirLockedError || err instanceof UsageError) console.error(`intake: ${err.message}`);
+  else if (err instanceof DataDirLockedError || err instanceof UsageError || err instanceof ClientError) console.error(`intake: ${err.message}`);
   else if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') console.error(`intake: ${(err as Error).message}: is Intake already running?`);
-  else console.error('intake: failed to start:', err);
+  else console.error(`intake: ${process.argv[2] === 'serve' || process.argv[2] === 'worker' ? 'failed to start' : 'failed'}:`, err);
   process.exit(2);
 });

@@ -1,0 +1,280 @@
+import { openAsBlob } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { JOB_STATUSES, type JobPayload } from '../schemas/jobs.js';
+
+/** The client verbs: `intake upload`, `intake status`, `intake jobs`, over HTTP to INTAKE_URL. */
+
+/** Something the user can fix (bad arguments, unreachable server, refused request): one line, exit 2. */
+export class ClientError extends Error {}
+
+type SubmittedJob = JobPayload & { status_url: string };
+const TERMINAL = new Set<string>(['completed', 'failed']);
+const POLL_MS = 1000;
+
+export interface ClientIo {
+  env: NodeJS.ProcessEnv;
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+}
+
+function baseUrl(env: NodeJS.ProcessEnv): string {
+  const raw = env.INTAKE_URL || 'http://localhost:8000';
+  try {
+    const url = new URL(raw);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
+    return url.href.replace(/\/+$/, '');
+  } catch {
+    throw new ClientError(`INTAKE_URL must be an http(s) URL such as http://localhost:8000, not "${raw}"`);
+  }
+}
+
+async function request(base: string, path: string, init?: RequestInit): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(base + path, { ...init, headers: { accept: 'application/json', ...init?.headers } });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new ClientError(`cannot reach Intake at ${base}: ${cause?.code ?? cause?.message ?? (err as Error).message} (is it running? set INTAKE_URL)`);
+  }
+  if (!res.ok) {
+    const body = (await res.json().catch(() => ({}))) as { detail?: unknown; code?: string };
+    const detail = Array.isArray(body.detail)
+      ? body.detail.map((issue: { loc?: unknown[]; msg?: string }) => `${issue.loc?.join('.') ?? ''}: ${issue.msg}`).join('; ')
+      : typeof body.detail === 'string'
+        ? body.detail
+        : res.statusText;
+    throw new ClientError(`${detail} (HTTP ${res.status}${body.code ? ` ${body.code}` : ''})`);
+  }
+  return res;
+}
+
+async function getJob(base: string, jobId: string): Promise<JobPayload> {
+  return (await (await request(base, `/api/job/${encodeURIComponent(jobId)}`)).json()) as JobPayload;
+}
+
+function parse(
+  args: string[],
+  options: ParseArgsConfig['options'],
+  positionals: number,
+  usage: string,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    // Node's message goes on to explain `--`; its first sentence is the point.
+    throw new ClientError(`${(err as Error).message.split(/\.(?:\s|$)/)[0]}\nusage: ${usage}`);
+  }
+  if (parsed.positionals.length !== positionals) throw new ClientError(`usage: ${usage}`);
+  return parsed;
+}
+
+const count = new Intl.NumberFormat('en');
+
+function seconds(from: string | null, to: string | null): string {
+  if (!from || !to) return '';
+  return ` in ${((Date.parse(to) - Date.parse(from)) / 1000).toFixed(1)} s`;
+}
+
+function plural(n: number, noun: string): string {
+  return `${count.format(n)} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+/** The last line of `upload --wait`. */
+function summary(job: JobPayload): string {
+  const bad = job.records_failed > 0 ? `, ${plural(job.records_failed, 'bad row')} reported` : '';
+  if (job.status === 'completed') return `completed: ${plural(job.records_processed, 'record')}${bad}${seconds(job.started_at, job.completed_at)}`;
+  return `failed: ${job.error ?? 'no error given'} (${plural(job.records_processed, 'record')} kept${bad})`;
+}
+
+function progressLine(job: JobPayload, width = 30): string {
+  const fraction = job.status === 'completed' ? 1 : job.bytes_total ? Math.min(1, job.bytes_processed / job.bytes_total) : 0;
+  const filled = Math.round(fraction * width);
+  const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(fraction * 100)).padStart(3)}%`;
+  return `${bar}  ${job.status.padEnd(9)} ${count.format(job.records_processed)} records, ${count.format(job.records_failed)} failed`;
+}
+
+/**
+ * Reads the job's event stream until it ends; each event's data is the job payload. Throws
+ * when the stream cannot be opened or breaks, so the caller can poll instead.
+ */
+async function streamJob(base: string, jobId: string, onJob: (job: JobPayload) => void): Promise<void> {
+  const res = await request(base, `/api/job/${jobId}/events`, { headers: { accept: 'text/event-stream' } });
+  if (!res.body) throw new Error('no event stream');
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = event
+        .split('\n')
+        .filter((line) => line.startsWith('data: '))
+        .map((line) => line.slice(6))
+        .join('\n');
+      if (data) onJob(JSON.parse(data) as JobPayload);
+    }
+  }
+}
+
+/** Follows a job to its end: its event stream, or polling its status URL if the stream drops. */
+async function waitFor(base: string, jobId: string, onJob: (job: JobPayload) => void): Promise<JobPayload> {
+  let last: JobPayload | undefined;
+  const seen = (job: JobPayload) => {
+    if (last && job.version <= last.version) return;
+    last = job;
+    onJob(job);
+  };
+  try {
+    await streamJob(base, jobId, seen);
+  } catch (err) {
+    if (err instanceof ClientError && /HTTP 404/.test(err.message)) throw err;
+    // The stream broke: poll instead (the server may be restarting).
+  }
+  while (!last || !TERMINAL.has(last.status)) {
+    if (last) await sleep(POLL_MS);
+    try {
+      seen(await getJob(base, jobId));
+    } catch (err) {
+      if (/HTTP 404/.test((err as Error).message)) throw err;
+      await sleep(POLL_MS); // unreachable for now: keep trying until the user stops us
+    }
+  }
+  return last;
+}
+
+/** Shows progress on stderr: a bar redrawn in place on a terminal, a line per change of status otherwise. */
+function progressDisplay(stderr: NodeJS.WriteStream): { update(job: JobPayload): void; end(): void } {
+  let lastStatus = '';
+  let drawn = false;
+  return {
+    update(job) {
+      if (stderr.isTTY) {
+        stderr.write(`\r${progressLine(job, 30)}\x1b[K`);
+        drawn = true;
+      } else if (job.status !== lastStatus) {
+        stderr.write(`${progressLine(job, 30)}\n`);
+      }
+      lastStatus = job.status;
+    },
+    end() {
+      if (drawn) stderr.write('\n');
+    },
+  };
+}
+
+const UPLOAD_USAGE = 'intake upload FILE [--max-errors N] [--wait] [--json]';
+
+async function upload(args: string[], io: ClientIo): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    { 'max-errors': { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' } },
+    1,
+    UPLOAD_USAGE,
+  );
+  const path = positionals[0]!;
+  const maxErrors = values['max-errors'] as string | undefined;
+  if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
+  const base = baseUrl(io.env);
+  let file: Blob;
+  try {
+    if (!(await stat(path)).isFile()) throw new Error('not a file');
+    file = await openAsBlob(path); // read from disk as it is sent, never held in memory
+  } catch (err) {
+    throw new ClientError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  const form = new FormData();
+  if (maxErrors !== undefined) form.append('max_errors', maxErrors);
+  form.append('file', file, basename(path));
+  const job = (await (await request(base, '/api/upload', { method: 'POST', body: form })).json()) as SubmittedJob;
+  if (!values.wait) {
+    if (values.json) io.stdout.write(`${JSON.stringify(job)}\n`);
+    else {
+      io.stdout.write(`${job.job_id}\n`);
+      io.stderr.write(`queued: ${job.status_url}\n`);
+    }
+    return 0;
+  }
+  // With --json, stdout carries the final job and nothing else is written.
+  if (!values.json) io.stderr.write(`queued: ${job.status_url}\n`);
+  const display = values.json ? undefined : progressDisplay(io.stderr);
+  const final = await waitFor(base, job.job_id, (update) => display?.update(update));
+  display?.end();
+  if (values.json) io.stdout.write(`${JSON.stringify(final)}\n`);
+  else {
+    io.stdout.write(`${final.job_id}\n`);
+    io.stderr.write(`${summary(final)}\n`);
+  }
+  return final.status === 'completed' ? 0 : 1;
+}
+
+async function status(args: string[], io: ClientIo): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1, 'intake status JOB_ID [--json]');
+  const job = await getJob(baseUrl(io.env), positionals[0]!);
+  if (values.json) {
+    io.stdout.write(`${JSON.stringify(job)}\n`);
+    return 0;
+  }
+  const rows: [string, string][] = [
+    ['job', job.job_id],
+    ['status', job.status],
+    ['source', `${job.source_type}${job.file_name ? ` (${job.file_name})` : ''}`],
+    ['records', `${count.format(job.records_processed)} ingested, ${count.format(job.records_failed)} failed (${count.format(job.max_errors)} allowed)`],
+    ['read', job.bytes_total ? `${count.format(job.bytes_processed)} of ${count.format(job.bytes_total)} bytes` : `${count.format(job.bytes_processed)} bytes`],
+    ['submitted', job.submitted_at],
+    ['started', job.started_at ?? '-'],
+    ['finished', job.completed_at ?? '-'],
+  ];
+  if (job.error) rows.push(['error', job.error]);
+  io.stdout.write(rows.map(([key, value]) => `${key.padEnd(10)} ${value}\n`).join(''));
+  return 0;
+}
+
+async function jobs(args: string[], io: ClientIo): Promise<number> {
+  const usage = `intake jobs [--status ${JOB_STATUSES.join('|')}] [--limit N] [--offset N] [--json]`;
+  const { values } = parse(
+    args,
+    { status: { type: 'string' }, limit: { type: 'string' }, offset: { type: 'string' }, json: { type: 'boolean' } },
+    0,
+    usage,
+  );
+  const query = new URLSearchParams();
+  for (const name of ['status', 'limit', 'offset'] as const) {
+    const value = values[name];
+    if (typeof value === 'string') query.set(name, value);
+  }
+  const list = (await (await request(baseUrl(io.env), `/api/jobs?${query}`)).json()) as { results: JobPayload[]; next_offset: number | null };
+  if (values.json) {
+    io.stdout.write(`${JSON.stringify(list)}\n`);
+    return 0;
+  }
+  if (list.results.length === 0) {
+    io.stderr.write(values.status ? `no ${String(values.status)} jobs\n` : 'no jobs\n');
+    return 0;
+  }
+  const table = [['JOB_ID', 'STATUS', 'RECORDS', 'FAILED', 'SUBMITTED', 'SOURCE']];
+  for (const job of list.results) {
+    table.push([
+      job.job_id,
+      job.status,
+      count.format(job.records_processed),
+      count.format(job.records_failed),
+      job.submitted_at.replace(/\.\d+Z$/, 'Z'),
+      job.file_name ?? job.source_type,
+    ]);
+  }
+  const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
+  io.stdout.write(table.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ') + '\n').join(''));
+  if (list.next_offset !== null) io.stderr.write(`more: intake jobs --offset ${list.next_offset}${values.status ? ` --status ${String(values.status)}` : ''}\n`);
+  return 0;
+}
+
+export const CLIENT_COMMANDS: Record<string, (args: string[], io: ClientIo) => Promise<number>> = { upload, status, jobs };

@@ -1,0 +1,125 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backends, createSandbox, getJson, makeCsv, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+
+const BIN = fileURLToPath(new URL('../bin/intake.js', import.meta.url));
+
+/** The `intake` command, as installed (bin/intake.js), run in a folder of files to upload. */
+async function intake(cwd: string, args: string[], intakeUrl: string) {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', INTAKE_URL: intakeUrl },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+describe.each(backends())('intake CLI ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  let dir: string;
+  const run = (...args: string[]) => intake(dir, args, server.url);
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox);
+    dir = mkdtempSync(join(tmpdir(), 'intake-cli-'));
+    writeFileSync(join(dir, 'people.csv'), makeCsv(5_000));
+    writeFileSync(join(dir, 'one-bad.ndjson'), '{"a":1}\n{"a":2}\nnot json\n{"a":4}\n');
+    writeFileSync(join(dir, 'bad.csv'), 'id,name\n1,a\n2\n3,c\n');
+    writeFileSync(join(dir, 'notes.txt'), 'hello\n');
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('upload --wait follows a job to completed and exits 0; status and jobs show it', async () => {
+    const { code, stdout, stderr } = await run('upload', 'people.csv', '--wait');
+    expect(stderr).toMatch(/^queued: http:\/\/127\.0\.0\.1:\d+\/api\/job\/[0-9a-f-]{36}\n/);
+    expect(stderr).toMatch(/\[#{30}\] 100%  completed 5,000 records, 0 failed\n/);
+    expect(stderr).toMatch(/\ncompleted: 5,000 records in \d+\.\d s\n$/);
+    expect(code).toBe(0);
+    const jobId = stdout.trim();
+    expect((await getJson(`${server.url}/api/job/${jobId}`)).body).toMatchObject({ status: 'completed', records_processed: 5000 });
+
+    const status = await run('status', jobId);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain(`job        ${jobId}\nstatus     completed\nsource     csv_upload (people.csv)\nrecords    5,000 ingested, 0 failed (0 allowed)\n`);
+    const asJson = await run('status', jobId, '--json');
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ job_id: jobId, status: 'completed', records_processed: 5000 });
+
+    const jobs = await run('jobs', '--status', 'completed');
+    expect(jobs.code).toBe(0);
+    const lines = jobs.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^JOB_ID\s+STATUS\s+RECORDS\s+FAILED\s+SUBMITTED\s+SOURCE$/);
+    expect(lines.some((line) => line.startsWith(jobId) && /completed\s+5,000\s+0\s+\S+Z\s+people\.csv$/.test(line))).toBe(true);
+  });
+
+  it('upload --wait exits 1 when the job fails, and says why in one line', async () => {
+    const { code, stdout, stderr } = await run('upload', 'bad.csv', '--wait');
+    expect(code).toBe(1);
+    expect(stdout.trim()).toMatch(/^[0-9a-f-]{36}$/);
+    expect(stderr.trim().split('\n').at(-1)).toBe(
+      'failed: CSV error on line 3: expected 2 fields as in the header, found 1 (1 record kept, 1 bad row reported)',
+    );
+  });
+
+  it('upload --max-errors lets a job skip bad rows and complete', async () => {
+    const { code, stdout, stderr } = await run('upload', 'one-bad.ndjson', '--max-errors', '1', '--wait', '--json');
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ status: 'completed', records_processed: 3, records_failed: 1, max_errors: 1 });
+    expect(stderr).toBe(''); // --json: nothing but the job, for scripts
+  });
+
+  it('upload without --wait answers at once with the job id', async () => {
+    const { code, stdout, stderr } = await run('upload', 'people.csv');
+    expect(code).toBe(0);
+    const jobId = stdout.trim();
+    expect(stderr).toBe(`queued: ${server.url}/api/job/${jobId}\n`);
+    expect((await waitForJob(server.url, jobId)).status).toBe('completed');
+  });
+
+  it.each([
+    [['upload', 'missing.csv'], 'intake: cannot read missing.csv: no such file'],
+    [['upload', 'notes.txt'], 'intake: Unsupported file type "notes.txt": send a .csv, .json, .ndjson or .jsonl file (HTTP 415 unsupported_file_type)'],
+    [['upload', 'people.csv', '--max-errors', '-1'], "intake: Option '--max-errors' argument is ambiguous"],
+    [['upload', 'people.csv', '--max-errors', 'many'], 'intake: --max-errors must be a whole number, 0 or more, not "many"'],
+    [['upload'], 'intake: usage: intake upload FILE [--max-errors N] [--wait] [--json]'],
+    [['status', '00000000-0000-4000-8000-000000000000'], 'intake: Job not found (HTTP 404 job_not_found)'],
+    [['jobs', '--status', 'done'], 'intake: query.status: status must be one of: queued, running, completed, failed (HTTP 422 validation_error)'],
+    [['jobs', '--verbose'], "intake: Unknown option '--verbose'"],
+    [['frobnicate'], 'intake: unknown command "frobnicate"'],
+  ])('%j fails with one clear line and exit code 2', async (args, message) => {
+    const { code, stdout, stderr } = await run(...args);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr.split('\n')[0]).toBe(message);
+    expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it('says plainly when Intake cannot be reached', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve)); // a port where nothing listens
+    const { code, stderr } = await intake(dir, ['jobs'], `http://127.0.0.1:${port}`);
+    expect(code).toBe(2);
+    expect(stderr).toBe(`intake: cannot reach Intake at http://127.0.0.1:${port}: ECONNREFUSED (is it running? set INTAKE_URL)\n`);
+    const bad = await intake(dir, ['jobs'], 'localhost:8000');
+    expect(bad.stderr).toBe('intake: INTAKE_URL must be an http(s) URL such as http://localhost:8000, not "localhost:8000"\n');
+  });
+});
