@@ -249,9 +249,31 @@ describe.each(backends())('API contract ($name)', (backend) => {
     const doc = await getJson(`${server.url}/openapi.json`);
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toMatch(/^3\./);
-    for (const path of ['/api/upload', '/api/ingest/json', '/api/job/{job_id}', '/api/jobs']) expect(doc.body.paths).toHaveProperty([path]);
+    for (const path of ['/api/upload', '/api/ingest/json', '/api/job/{job_id}', '/api/jobs', '/api/job/{job_id}/events', '/api/jobs/events']) {
+      expect(doc.body.paths).toHaveProperty([path]);
+    }
     const ui = await fetch(`${server.url}/docs`);
     expect(ui.status).toBe(200);
+  });
+
+  it('serves the web console at / and /jobs/{id}, its hashed assets cached for good', async () => {
+    const page = await fetch(`${server.url}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(page.headers.get('cache-control')).toBe('no-cache');
+    const html = await page.text();
+    const assets = [...html.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1]!);
+    expect(assets.length).toBeGreaterThanOrEqual(2); // script and stylesheet, no CDN
+    expect(html).not.toMatch(/(?:src|href)="(?:https?:)?\/\//); // nothing from another host
+    for (const asset of assets) {
+      const res = await fetch(server.url + asset);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    }
+    const detail = await fetch(`${server.url}/jobs/00000000-0000-4000-8000-000000000000`);
+    expect(detail.status).toBe(200);
+    expect(await detail.text()).toBe(html);
+    expect((await fetch(`${server.url}/no-such-page`)).status).toBe(404);
   });
 
   it('never answered 5xx', () => {

@@ -15,7 +15,7 @@ import { createStatusCache } from '../src/cache/status-cache.js';
 import type { JobPayload, JobStatus } from '../src/schemas/jobs.js';
 import { findJob, payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
-import { backends, createSandbox, deleteRedisKeys, makeCsv, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, deleteRedisKeys, getJson, makeCsv, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 const TERMINAL = new Set<string>(['completed', 'failed']);
 const RANK: Record<JobStatus, number> = { queued: 0, running: 1, completed: 2, failed: 2 };
@@ -413,6 +413,33 @@ describe.each(backends())('live status ($name)', (backend) => {
     }
     expect(exitCode, proc.output().slice(-2000)).toBe(0);
   }, 180_000);
+
+  it('streams every job on /api/jobs/events: each new job and transition once, progress at most 4/s per job', async () => {
+    const stream = await openEvents(`${server.url}/api/jobs/events`);
+    try {
+      expect(stream.status).toBe(200);
+      expect(stream.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const first = await upload(server.url, 'all-1.csv', makeCsv(5_000));
+      const second = await upload(server.url, 'all-2.csv', makeCsv(5_000));
+      const ids = [first.body.job_id as string, second.body.job_id as string];
+      for (const id of ids) await waitForJob(server.url, id, 60_000);
+      await sleep(300); // the last events are on their way
+      for (const id of ids) {
+        const events = stream.events.filter((e) => JSON.parse(e.data).job_id === id);
+        const jobs = events.map((e) => JSON.parse(e.data) as JobPayload);
+        expect(events.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data).status)).toEqual(['queued', 'running', 'completed']);
+        events.forEach((e, i) => expect(e.event).toBe(i === 0 || jobs[i]!.status !== jobs[i - 1]!.status ? 'status' : 'progress'));
+        for (let i = 1; i < jobs.length; i++) expect(jobs[i]!.version).toBeGreaterThan(jobs[i - 1]!.version);
+        expect(jobs.at(-1)).toEqual((await getJson(`${server.url}/api/job/${id}`)).body);
+        const times = events.filter((e) => e.event === 'progress').map((e) => e.at);
+        for (const t of times) expect(times.filter((u) => u >= t && u <= t + 1000).length).toBeLessThanOrEqual(5);
+      }
+      // It does not end by itself: it follows every job to come.
+      expect(stream.endedAt()).toBeUndefined();
+    } finally {
+      stream.cancel();
+    }
+  });
 
   it('streams a finished job as one status event, then ends', async () => {
     const res = await upload(server.url, 'done.csv', makeCsv(10));
