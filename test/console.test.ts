@@ -88,6 +88,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(statusUrl).toMatch(new RegExp(`^${server.url}/api/job/[0-9a-f-]{36}$`));
     const jobId = statusUrl!.slice(-36);
     const row = page.locator(`tr[data-job-id="${jobId}"]`);
+    await page.screenshot({ path: join(shots, 'jobs-live.png') }); // the blocker running, this one queued or running
     await expect.poll(() => row.locator('.badge').textContent(), { timeout: 60_000 }).toBe('completed');
     expect(await seenStatuses(page, jobId)).toEqual(['queued', 'running', 'completed']);
     expect(await row.locator('td.num').first().textContent()).toBe('20,000');
@@ -110,7 +111,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(await records.locator('tbody tr').first().locator('td').allTextContents()).toEqual(['0', '0', 'user 0', 'note 0, with "quotes" and\na newline']);
     await page.getByRole('button', { name: 'Show more records' }).click();
     await expect.poll(() => records.locator('tbody tr').count()).toBe(100);
-    await page.screenshot({ path: join(shots, 'job-detail.png'), fullPage: true });
+    await page.screenshot({ path: join(shots, 'job-detail.png') });
     expect(problems).toEqual([]);
     await page.close();
   });
