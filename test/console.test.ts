@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createSandbox, makeCsv, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
+import { backends, createSandbox, getJson, makeCsv, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -46,17 +46,21 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     return { page, problems };
   }
 
-  /** Records, in the page, each status a job's row shows, as it is rendered. */
+  /** Records, in the page, each status and each record count a job's row shows, as it is rendered. */
   async function watchBadges(page: Page): Promise<void> {
     await page.evaluate(() => {
       const seen: Record<string, string[]> = {};
-      (window as unknown as { seenStatuses: typeof seen }).seenStatuses = seen;
+      const counts: Record<string, string[]> = {};
+      Object.assign(window, { seenStatuses: seen, seenCounts: counts });
       const scan = () => {
         for (const row of document.querySelectorAll('tr[data-job-id]')) {
           const id = row.getAttribute('data-job-id')!;
           const status = row.querySelector('.badge')?.getAttribute('data-status');
           const list = (seen[id] ??= []);
           if (status && list.at(-1) !== status) list.push(status);
+          const count = row.querySelector('td.num')?.textContent;
+          const countList = (counts[id] ??= []);
+          if (count && countList.at(-1) !== count) countList.push(count);
         }
       };
       new MutationObserver(scan).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
@@ -96,6 +100,10 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
     await waitForJob(server.url, blocker.body.job_id, 60_000);
     await expect.poll(() => page.locator(`tr[data-job-id="${blocker.body.job_id}"] .badge`).textContent()).toBe('completed');
+    // The running job's record count moved on the page, batch by batch, up to its total.
+    const counts = await page.evaluate((id) => (window as unknown as { seenCounts: Record<string, string[]> }).seenCounts[id]!, blocker.body.job_id);
+    expect(counts.length, counts.join(' → ')).toBeGreaterThan(3);
+    expect(counts.at(-1)).toBe(backend.name === 'embedded' ? '60,000' : '300,000');
     await page.screenshot({ path: join(shots, 'jobs-list.png'), fullPage: true });
 
     // The status URL opens the job in the console.
@@ -145,10 +153,27 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await page.close();
   });
 
+  it('uploads a file dropped on the page', async () => {
+    const { page, problems } = await openPage();
+    await page.getByTestId('dropzone').evaluate((zone) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(['{"records": [{"sku": "A-1", "qty": 3}, {"sku": "B-2", "qty": 1}]}'], 'orders.json', { type: 'application/json' }));
+      zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    });
+    await page.getByRole('link', { name: 'Open the job' }).click();
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
+    expect(await page.locator('.job-head h2').textContent()).toBe('orders.json');
+    await expect.poll(() => page.locator('table.records tbody tr').count()).toBe(2);
+    expect(await page.locator('table.records thead th').allTextContents()).toEqual(['#', 'qty', 'sku']);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
   it('filters the list by status, by mouse and by keyboard, and reads on a narrow screen', async () => {
     const { page, problems } = await openPage();
     const rows = page.locator('tr[data-job-id]');
-    await expect.poll(() => rows.count()).toBe(3);
+    await expect.poll(() => rows.count()).toBe(4);
     await page.getByLabel('Status').selectOption('failed');
     await page.waitForURL('**/?status=failed');
     await expect.poll(() => page.locator('tr[data-job-id] .badge').allTextContents()).toEqual(['failed']);
@@ -158,7 +183,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
 
     // Keyboard only: Tab to the filter, choose "completed", Tab on to a job and open it.
     await page.goto(server.url + '/');
-    await expect.poll(() => rows.count()).toBe(3);
+    await expect.poll(() => rows.count()).toBe(4);
     const select = page.getByLabel('Status');
     for (let i = 0; i < 20 && !(await select.evaluate((el) => el === document.activeElement)); i++) await page.keyboard.press('Tab');
     expect(await select.evaluate((el) => el === document.activeElement)).toBe(true);
@@ -166,7 +191,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await select.press('ArrowDown'); // → running
     await select.press('ArrowDown'); // → completed
     await page.waitForURL('**/?status=completed');
-    await expect.poll(() => page.locator('tr[data-job-id] .badge').allTextContents()).toEqual(['completed', 'completed']);
+    await expect.poll(() => page.locator('tr[data-job-id] .badge').allTextContents()).toEqual(['completed', 'completed', 'completed']);
     await page.keyboard.press('Tab');
     expect(await page.evaluate(() => document.activeElement?.closest('tr')?.getAttribute('data-job-id'))).toBeTruthy();
     await page.keyboard.press('Enter');
@@ -176,7 +201,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     // A phone-sized screen: nothing wider than the screen but the tables' own scroll areas.
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(server.url + '/');
-    await expect.poll(() => rows.count()).toBe(3);
+    await expect.poll(() => rows.count()).toBe(4);
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     await page.screenshot({ path: join(shots, 'jobs-narrow.png'), fullPage: true });
     expect(problems).toEqual([]);
@@ -192,6 +217,27 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await expect.poll(() => page.locator('.live-indicator').textContent()).toBe('Reconnecting… (polling)');
     await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 60_000 }).toBe('completed');
     expect(await page.getByTestId('records-processed').textContent()).toBe('20,000');
+    await page.close();
+  });
+
+  it('pages through the list, newest first', async () => {
+    for (let i = 0; i < 20; i++) expect((await postRecords(server.url, JSON.stringify([{ n: i }]))).status).toBe(202);
+    const all = (await getJson(`${server.url}/api/jobs?limit=100`)).body.results.map((job: { job_id: string }) => job.job_id);
+    expect(all.length).toBe(25);
+    const { page, problems } = await openPage();
+    const ids = () => page.locator('tr[data-job-id]').evaluateAll((rows) => rows.map((row) => row.getAttribute('data-job-id')));
+    await expect.poll(ids).toEqual(all.slice(0, 20));
+    await page.getByRole('button', { name: 'Older →' }).click();
+    await page.waitForURL('**/?offset=20');
+    await expect.poll(ids).toEqual(all.slice(20));
+    expect(await page.getByRole('button', { name: 'Older →' }).isDisabled()).toBe(true);
+    expect(await page.locator('.pager').textContent()).toContain('21–25');
+    await page.getByRole('button', { name: '← Newer' }).click();
+    await expect.poll(ids).toEqual(all.slice(0, 20));
+    // The browser's Back button goes back to the older page.
+    await page.goBack();
+    await expect.poll(ids).toEqual(all.slice(20));
+    expect(problems).toEqual([]);
     await page.close();
   });
 
