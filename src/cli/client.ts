@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { JOB_STATUSES, type JobPayload } from '../schemas/jobs.js';
+import { JOB_STATUSES, TERMINAL_STATUSES, type JobPayload } from '../schemas/job.js';
 
 /** The client verbs: `intake upload`, `intake status`, `intake jobs`, over HTTP to INTAKE_URL. */
 
@@ -11,7 +11,6 @@ import { JOB_STATUSES, type JobPayload } from '../schemas/jobs.js';
 export class ClientError extends Error {}
 
 type SubmittedJob = JobPayload & { status_url: string };
-const TERMINAL = new Set<string>(['completed', 'failed']);
 const POLL_MS = 1000;
 
 export interface ClientIo {
@@ -139,7 +138,7 @@ async function waitFor(base: string, jobId: string, onJob: (job: JobPayload) => 
     if (err instanceof ClientError && /HTTP 404/.test(err.message)) throw err;
     // The stream broke: poll instead (the server may be restarting).
   }
-  while (!last || !TERMINAL.has(last.status)) {
+  while (!last || !TERMINAL_STATUSES.has(last.status)) {
     if (last) await sleep(POLL_MS);
     try {
       seen(await getJob(base, jobId));

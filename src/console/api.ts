@@ -1,4 +1,6 @@
-import type { JobPayload, JobStatus } from '../schemas/jobs.js';
+import type { JobPayload, JobStatus } from '../schemas/job.js';
+
+export { TERMINAL_STATUSES as TERMINAL } from '../schemas/job.js';
 
 export type Job = JobPayload;
 export type SubmittedJob = Job & { status_url: string };
@@ -22,8 +24,6 @@ export interface RowError {
   message: string;
   excerpt: string;
 }
-
-export const TERMINAL: ReadonlySet<JobStatus> = new Set(['completed', 'failed']);
 
 /** An error answer of the API ({detail, code}), or the network failing (code "network"). */
 export class ApiError extends Error {

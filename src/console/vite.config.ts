@@ -11,5 +11,4 @@ export default defineConfig({
     emptyOutDir: true,
     target: 'es2022',
   },
-  oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
 });

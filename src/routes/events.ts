@@ -1,11 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { jobNotFound } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
-import { errorRef, jobIdParamsSchema, type JobPayload } from '../schemas/jobs.js';
+import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
 import { findJob, isJobId, toPayload } from '../storage/jobs.js';
 
-const TERMINAL = new Set(['completed', 'failed']);
 const PROGRESS_INTERVAL_MS = 250; // at most four progress events a second
 const RECHECK_MS = 2000; // pub/sub is best effort: re-read the row now and then
 const HEARTBEAT_MS = 15_000;
@@ -105,7 +104,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
         pending = undefined;
         if (event === 'progress') lastProgressAt = Date.now();
         raw.write(`event: ${event}\nid: ${job.version}\ndata: ${JSON.stringify(job)}\n\n`);
-        if (TERMINAL.has(job.status)) close();
+        if (TERMINAL_STATUSES.has(job.status)) close();
       }
 
       function offer(job: JobPayload): void {
@@ -172,7 +171,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
           return;
         }
         pending.delete(jobId); // older than this
-        if (TERMINAL.has(status)) statuses.delete(jobId);
+        if (TERMINAL_STATUSES.has(status)) statuses.delete(jobId);
         else statuses.set(jobId, status);
         raw.write(`event: status\ndata: ${payload}\n\n`);
       });

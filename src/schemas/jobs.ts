@@ -1,31 +1,6 @@
-/** Job statuses, defined once: the SQL enum (migration 001), the API schema and the tracking SQL. */
-export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed'] as const;
-export type JobStatus = (typeof JOB_STATUSES)[number];
+import { FORMATS, JOB_STATUSES, SOURCE_TYPES } from './job.js';
 
-export const SOURCE_TYPES = ['csv_upload', 'json_upload', 'json_api'] as const;
-export type SourceType = (typeof SOURCE_TYPES)[number];
-
-/** How a stored upload is parsed. */
-export const FORMATS = ['csv', 'json', 'ndjson'] as const;
-export type Format = (typeof FORMATS)[number];
-
-/** The job as the API shows it. Timestamps are ISO 8601 in UTC, or null. */
-export interface JobPayload {
-  job_id: string;
-  source_type: SourceType;
-  file_name: string | null;
-  status: JobStatus;
-  submitted_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  records_processed: number;
-  records_failed: number;
-  max_errors: number;
-  bytes_total: number | null;
-  bytes_processed: number;
-  error: string | null;
-  version: number;
-}
+export { FORMATS, JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, type Format, type JobPayload, type JobStatus, type SourceType } from './job.js';
 
 const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { JOB_STATUSES, type JobStatus } from '../../schemas/jobs.js';
+import { JOB_STATUSES, type JobStatus } from '../../schemas/job.js';
 import { listJobs, type Job, type JobList } from '../api.js';
 import { formatCount, formatDuration, formatTime } from '../format.js';
 import { followAllJobs } from '../live.js';

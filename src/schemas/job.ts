@@ -1,0 +1,36 @@
+/**
+ * The job's values and shape, with no schema objects: small enough for the console and the CLI
+ * to import (src/schemas/jobs.ts holds the JSON schemas built from them).
+ */
+/** Job statuses, defined once: the SQL enum (migration 001), the API schema, the tracking SQL and the console. */
+export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+/** A job in one of these states never changes again. */
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed']);
+
+export const SOURCE_TYPES = ['csv_upload', 'json_upload', 'json_api'] as const;
+export type SourceType = (typeof SOURCE_TYPES)[number];
+
+/** How a stored upload is parsed. */
+export const FORMATS = ['csv', 'json', 'ndjson'] as const;
+export type Format = (typeof FORMATS)[number];
+
+/** The job as the API shows it. Timestamps are ISO 8601 in UTC, or null. */
+export interface JobPayload {
+  job_id: string;
+  source_type: SourceType;
+  file_name: string | null;
+  status: JobStatus;
+  submitted_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  records_processed: number;
+  records_failed: number;
+  max_errors: number;
+  bytes_total: number | null;
+  bytes_processed: number;
+  error: string | null;
+  version: number;
+}
+
