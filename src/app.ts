@@ -14,6 +14,8 @@ import type { StatusCache } from './cache/status-cache.js';
 import type { JobEvents } from './events/job-events.js';
 import { eventRoutes } from './routes/events.js';
 import { consoleRoutes } from './routes/console.js';
+import { createMetrics, type QueueCounts } from './metrics.js';
+import { healthRoutes, timeRequests } from './routes/health.js';
 
 export interface AppDeps {
   config: Config;
@@ -21,6 +23,8 @@ export interface AppDeps {
   dispatcher: Dispatcher;
   events: JobEvents;
   cache?: StatusCache;
+  /** Scale-out: the BullMQ queue's counts for /metrics (otherwise counted in the database). */
+  queueCounts?: QueueCounts;
   /** The built web console (default dist/console). */
   consoleDir?: string;
 }
@@ -38,6 +42,9 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
 
   for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema, recordPageSchema, errorPageSchema]) app.addSchema(schema);
   registerErrorHandlers(app);
+  const metrics = createMetrics({ db: deps.db, events: deps.events, cache: deps.cache, queueCounts: deps.queueCounts, log: app.log });
+  app.addHook('onClose', async () => metrics.close());
+  timeRequests(app, metrics);
 
   await app.register(swagger, {
     openapi: {
@@ -53,10 +60,11 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(multipart, { throwFileSizeLimit: true });
-  await app.register(jobRoutes, { db: deps.db, cache: deps.cache });
+  await app.register(jobRoutes, deps);
   await app.register(eventRoutes, { db: deps.db, events: deps.events });
   await app.register(rowRoutes, { db: deps.db });
   await app.register(submitRoutes, deps);
   await app.register(consoleRoutes, { root: deps.consoleDir });
+  await app.register(healthRoutes, { db: deps.db, cache: deps.cache, metrics });
   return app;
 }

@@ -21,6 +21,13 @@ export interface Config {
   maxJobAttempts: number;
   reconcileIntervalMs: number;
   workerLockMs: number;
+  /** Finished jobs older than this many days are deleted in the background; 0: kept forever. */
+  jobRetentionDays: number;
+  retentionIntervalMs: number;
+  /** Bearer tokens any of which opens the API; empty: no access control (loopback by default). */
+  apiTokens: string[];
+  /** Origins allowed to call the API from a browser (CORS); empty: same origin only. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {
@@ -67,6 +74,37 @@ function path(env: Env, name: string, fallback: string, cwd: string): string {
   return isAbsolute(raw) ? raw : resolve(cwd, raw);
 }
 
+function list(env: Env, name: string): string[] {
+  return (env[name] ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}
+
+function tokens(env: Env): string[] {
+  const values = list(env, 'API_TOKENS');
+  for (const [index, token] of values.entries()) {
+    // Never echo a token: name it by position.
+    if (token.length < 16) throw new ConfigError('API_TOKENS', `token ${index + 1} is shorter than 16 characters: use long random tokens (e.g. openssl rand -hex 32)`);
+    if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError('API_TOKENS', `token ${index + 1} must be printable ASCII without spaces`);
+  }
+  return values;
+}
+
+function origins(env: Env): string[] {
+  const values = list(env, 'CORS_ORIGINS');
+  for (const origin of values) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {}
+    if (!parsed || !['http:', 'https:'].includes(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, '')) {
+      throw new ConfigError('CORS_ORIGINS', `must be origins such as https://app.example.com, comma-separated (got "${origin}")`);
+    }
+  }
+  return values.map((origin) => origin.replace(/\/$/, ''));
+}
+
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
   const dataDir = path(env, 'DATA_DIR', './data', cwd);
   const logLevel = env.LOG_LEVEL?.trim() || 'info';
@@ -78,10 +116,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (redisUrl && !databaseUrl) {
     throw new ConfigError('REDIS_URL', 'needs DATABASE_URL as well: workers in other processes share the job rows through PostgreSQL');
   }
+  const apiTokens = tokens(env);
   return {
     port: integer(env, 'PORT', 8000, 0, 65535),
-    // Loopback by default: Intake has no access control yet, so it is not exposed unless asked.
-    host: env.HOST?.trim() || '127.0.0.1',
+    // Without tokens anyone who reaches the port can use the API: loopback unless asked.
+    host: env.HOST?.trim() || (apiTokens.length > 0 ? '0.0.0.0' : '127.0.0.1'),
     dataDir,
     uploadDir: path(env, 'UPLOAD_DIR', join(dataDir, 'uploads'), cwd),
     databaseUrl,
@@ -100,5 +139,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     maxJobAttempts: integer(env, 'MAX_JOB_ATTEMPTS', 5, 1, 100),
     reconcileIntervalMs: integer(env, 'RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
     workerLockMs: integer(env, 'WORKER_LOCK_MS', 30_000, 1000, 3_600_000),
+    jobRetentionDays: integer(env, 'JOB_RETENTION_DAYS', 0, 0, 36_500),
+    retentionIntervalMs: integer(env, 'RETENTION_INTERVAL_MS', 3_600_000, 100, 86_400_000),
+    apiTokens,
+    corsOrigins: origins(env),
   };
 }

@@ -7,9 +7,10 @@ import type { Dispatcher } from './dispatch/dispatcher.js';
 import { createLocalDispatcher } from './dispatch/local.js';
 import { createLocalEvents, type JobEvents } from './events/job-events.js';
 import type { PipelineDeps } from './ingest/pipeline.js';
-import type { Tracker } from './jobs/tracking.js';
+import { startRetention } from './jobs/removal.js';
+import { createTracker } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
-import { payloadJson } from './storage/jobs.js';
+import { openQueueCounts } from './metrics.js';
 import { migrate } from './storage/migrate.js';
 import { openPostgres } from './storage/postgres.js';
 
@@ -33,7 +34,7 @@ interface Runtime {
   cache?: StatusCache;
   dispatcher: Dispatcher;
   pipeline: PipelineDeps;
-  /** Starts this process's workers: BullMQ workers and the reconciler (scale-out) or none. */
+  /** Starts this process's background work: BullMQ workers and the reconciler (scale-out), retention. */
   startWorkers(): { close(): Promise<void> };
   /** Closes everything above (after the caller has stopped its workers). */
   close(): Promise<void>;
@@ -52,14 +53,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   const scaleOut = config.redisUrl ? (await import('./dispatch/scale-out.js')).openScaleOut(config, db, log) : undefined;
   const events = scaleOut?.events ?? createLocalEvents();
   const cache = scaleOut?.cache;
-  const tracker: Tracker = {
-    db,
-    async changed(row) {
-      const payload = payloadJson(row);
-      await cache?.store(row.job_id, row.version, payload);
-      await events.publish(row.job_id, payload);
-    },
-  };
+  const tracker = createTracker(db, cache, events);
   const pipeline: PipelineDeps = {
     tracker,
     uploadDir: config.uploadDir,
@@ -74,7 +68,24 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     cache,
     pipeline,
     dispatcher: scaleOut?.dispatcher ?? createLocalDispatcher({ pipeline, concurrency: config.workerConcurrency }),
-    startWorkers: () => scaleOut?.startWorkers(pipeline) ?? { close: async () => {} },
+    startWorkers() {
+      const workers = scaleOut?.startWorkers(pipeline) ?? { close: async () => {} };
+      // Every process sweeps (one at a time, under a lock); retention off still expires idempotency keys.
+      const retention = startRetention({
+        db,
+        uploadDir: config.uploadDir,
+        cache,
+        log: log.child({ component: 'retention' }),
+        retentionDays: config.jobRetentionDays,
+        intervalMs: config.retentionIntervalMs,
+      });
+      return {
+        async close() {
+          await retention.close();
+          await workers.close();
+        },
+      };
+    },
     async close() {
       await (scaleOut ? scaleOut.close() : events.close());
       await db.close();
@@ -99,7 +110,15 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
   const runtime = await openRuntime(config, log);
   try {
     const { dispatcher } = runtime;
-    const app = await buildApp({ config, db: runtime.db, dispatcher, cache: runtime.cache, events: runtime.events }, { loggerInstance: log });
+    // Only API processes count the queue for /metrics; closed after the app.
+    const queue = config.redisUrl ? await openQueueCounts(config.redisUrl, config.redisKeyPrefix) : undefined;
+    const app = await buildApp(
+      { config, db: runtime.db, dispatcher, cache: runtime.cache, events: runtime.events, queueCounts: queue?.counts },
+      { loggerInstance: log },
+    ).catch(async (err: unknown) => {
+      await queue?.close();
+      throw err;
+    });
     let workers: { close(): Promise<void> } | undefined;
     return {
       app,
@@ -113,6 +132,7 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
       },
       async close() {
         await app.close();
+        await queue?.close();
         await dispatcher.close();
         await workers?.close();
         await runtime.close();

@@ -158,7 +158,7 @@ export async function postRecords(baseUrl: string, body: string, contentType = '
   return { status: res.status, body: (await res.json()) as any, headers: res.headers };
 }
 
-const TERMINAL = new Set(['completed', 'failed']);
+const TERMINAL = new Set(['completed', 'failed', 'canceled']);
 
 /** Polls the status URL until the job is finished (or the timeout passes). */
 export async function waitForJob(baseUrl: string, jobId: string, timeoutMs = 30_000): Promise<JobPayload> {

@@ -17,8 +17,8 @@ import { findJob, payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 import { backends, createSandbox, deleteRedisKeys, getJson, makeCsv, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
-const TERMINAL = new Set<string>(['completed', 'failed']);
-const RANK: Record<JobStatus, number> = { queued: 0, running: 1, completed: 2, failed: 2 };
+const TERMINAL = new Set<string>(['completed', 'failed', 'canceled']);
+const RANK: Record<JobStatus, number> = { queued: 0, running: 1, completed: 2, failed: 2, canceled: 2 };
 const BATCH_SIZE = 200;
 const silentLog = pino({ level: 'silent' });
 const noLoad = async () => null;
@@ -587,6 +587,7 @@ describe.runIf(scaleOutAvailable())('status cache (Redis)', () => {
       bytes_total: 1_000_000,
       bytes_processed: version * 1000,
       error: null,
+      attempts: 1,
       version,
       ...extra,
     };

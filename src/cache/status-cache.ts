@@ -12,10 +12,21 @@ export interface StatusCache {
   get(jobId: string): Promise<string | null>;
   /** Stores a job's payload unless the key already holds this version or a newer one. */
   store(jobId: string, version: number, payload: string): Promise<void>;
+  /** The job was deleted: its key answers as a miss from now on, and no late write lands on it. */
+  forget(jobId: string): Promise<void>;
+  /** PING on the cache's own fail-fast connection: /readyz asks it rather than opening one. */
+  ping(): Promise<void>;
+  readonly stats: CacheStats;
   close(): Promise<void>;
 }
 
+// What a deleted job's key holds until it expires: a version no write can beat, so a worker's
+// change committed before the delete but written after it cannot bring the job back.
+const DELETED = `{"deleted":true,"version":${Number.MAX_SAFE_INTEGER}}`;
+
 export interface CacheStats {
+  /** Every get(), answered from Redis or not (breaker open, Redis error): /metrics counts misses as reads - hits. */
+  reads: number;
   hits: number;
   misses: number;
   errors: number;
@@ -47,7 +58,7 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
   const ttlMs = options.ttlSeconds * 1000;
   const key = (jobId: string) => `${prefix}ingest_job:${jobId}`;
   redis.defineCommand('intakeStoreIfNewer', { numberOfKeys: 1, lua: STORE_IF_NEWER });
-  const stats: CacheStats = { hits: 0, misses: 0, errors: 0 };
+  const stats: CacheStats = { reads: 0, hits: 0, misses: 0, errors: 0 };
   let skipUntil = 0;
   // Jobs whose latest change could not be written: their keys may hold an older state, so
   // they are deleted as soon as Redis answers again.
@@ -67,7 +78,7 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
     for (const jobId of [...dirty]) {
       const latest = await options.load(jobId);
       if (latest) await storeIfNewer(jobId, latest.version, latest.payload);
-      else await redis.del(key(jobId));
+      else await redis.set(key(jobId), DELETED, 'PX', ttlMs);
       dirty.delete(jobId);
     }
   }
@@ -91,12 +102,16 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
   return {
     stats,
     async get(jobId) {
+      stats.reads++;
       if (Date.now() < skipUntil) return null;
       try {
         if (dirty.size > 0) await repair();
         const value = await redis.get(key(jobId));
-        if (value === null) stats.misses++;
-        else stats.hits++;
+        if (value === null || value === DELETED) {
+          stats.misses++;
+          return null;
+        }
+        stats.hits++;
         return value;
       } catch (err) {
         failed(err);
@@ -114,6 +129,16 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
       } catch (err) {
         failed(err, jobId);
       }
+    },
+    async forget(jobId) {
+      try {
+        await redis.set(key(jobId), DELETED, 'PX', ttlMs);
+      } catch (err) {
+        failed(err, jobId); // repaired from the database (where it is gone) when Redis is back
+      }
+    },
+    async ping() {
+      await redis.ping();
     },
     async close() {
       redis.disconnect();

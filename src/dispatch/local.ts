@@ -23,6 +23,9 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
   const { log, tracker } = pipeline;
   const pending: string[] = [];
   const known = new Set<string>(); // queued or in hand, so a job is never run twice at once
+  // Dispatched again while in hand (a retry of a job whose canceled run has not let go yet):
+  // run once more when the current run ends.
+  const again = new Set<string>();
   const active = new Set<Promise<void>>();
   const stop = new AbortController();
   let started = false;
@@ -63,6 +66,7 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
       const run: Promise<void> = work(jobId).finally(() => {
         active.delete(run);
         known.delete(jobId);
+        if (again.delete(jobId)) enqueue(jobId);
         pump();
       });
       active.add(run);
@@ -70,7 +74,10 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
   }
 
   function enqueue(jobId: string): void {
-    if (known.has(jobId)) return;
+    if (known.has(jobId)) {
+      if (!pending.includes(jobId)) again.add(jobId);
+      return;
+    }
     known.add(jobId);
     pending.push(jobId);
     pump();

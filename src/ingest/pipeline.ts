@@ -62,7 +62,7 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
   const { tracker, log } = deps;
   const job = await markRunning(tracker, jobId, deps.claimStaleAfterMs);
   if (!job) return 'skipped'; // deleted, finished, or held by a live worker
-  if (job.attempts > deps.maxAttempts) {
+  if (job.attempts - job.attempts_before_retry > deps.maxAttempts) {
     await markFailed(
       tracker,
       jobId,

@@ -5,13 +5,27 @@
  * Every change bumps `version` and, after its commit, is handed to `changed` (which
  * refreshes the status cache and publishes the live event).
  */
+import type { StatusCache } from '../cache/status-cache.js';
+import type { JobEvents } from '../events/job-events.js';
 import type { Db } from '../storage/db.js';
-import { JOB_COLUMNS, type JobRow } from '../storage/jobs.js';
+import { JOB_COLUMNS, payloadJson, type JobRow } from '../storage/jobs.js';
 
 export interface Tracker {
   db: Db;
   /** Called after each committed change, with the row as committed. Must not throw. */
   changed(row: JobRow): Promise<void>;
+}
+
+/** The tracker of a running Intake: each change is written through to the cache, then published. */
+export function createTracker(db: Db, cache: StatusCache | undefined, events: JobEvents): Tracker {
+  return {
+    db,
+    async changed(row) {
+      const payload = payloadJson(row);
+      await cache?.store(row.job_id, row.version, payload);
+      await events.publish(row.job_id, payload);
+    },
+  };
 }
 
 /** A tracker that tells nobody: for tools and tests that only need the database. */
@@ -153,4 +167,47 @@ export async function markFailed(t: Tracker, jobId: string, error: string): Prom
     [jobId, error],
   );
   return row !== null;
+}
+
+/**
+ * queued | running → canceled. A running job's worker is not interrupted: its next batch
+ * commit finds the job no longer running (the guard in incrementProgress) and lets go, its
+ * uncommitted batch rolled back, so what stays is exactly the records counted here.
+ * Returns null when the job is gone or already finished. $1 job_id
+ */
+export function cancelJob(t: Tracker, jobId: string): Promise<JobRow | null> {
+  return update(
+    t,
+    `UPDATE ingest_jobs SET status = 'canceled', completed_at = NOW(), version = version + 1
+     WHERE job_id = $1 AND status IN ('queued', 'running')
+     RETURNING ${JOB_COLUMNS}`,
+    [jobId],
+  );
+}
+
+/**
+ * failed | canceled → queued, from a clean slate: the records and row errors of earlier runs
+ * are deleted and the counters reset, so the job's result is always one whole run over its
+ * stored upload. `attempts` keeps counting; MAX_JOB_ATTEMPTS counts again from here.
+ * `maxErrors` replaces the job's max_errors when given. Returns null when the job is gone or
+ * not failed or canceled. $1 job_id, $2 max_errors or null
+ */
+export async function retryJob(t: Tracker, jobId: string, maxErrors: number | null): Promise<JobRow | null> {
+  const row = await t.db.transaction(async (tx) => {
+    const { rows } = await tx.query<JobRow>(
+      `UPDATE ingest_jobs
+       SET status = 'queued', started_at = NULL, completed_at = NULL, heartbeat_at = NULL, error = NULL,
+           records_processed = 0, records_failed = 0, bytes_processed = 0,
+           max_errors = COALESCE($2, max_errors), attempts_before_retry = attempts, version = version + 1
+       WHERE job_id = $1 AND status IN ('failed', 'canceled')
+       RETURNING ${JOB_COLUMNS}`,
+      [jobId, maxErrors],
+    );
+    if (rows.length === 0) return null;
+    await tx.query('DELETE FROM ingest_records WHERE job_id = $1', [jobId]);
+    await tx.query('DELETE FROM ingest_errors WHERE job_id = $1', [jobId]);
+    return rows[0]!;
+  });
+  if (row) await t.changed(row);
+  return row;
 }

@@ -1,11 +1,34 @@
+import { existsSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import { jobNotFound } from '../errors.js';
-import { errorRef, jobIdParamsSchema, listQuerySchema, type JobStatus } from '../schemas/jobs.js';
+import type { StatusCache } from '../cache/status-cache.js';
+import type { Config } from '../config.js';
+import type { Dispatcher } from '../dispatch/dispatcher.js';
+import { AppError, jobNotFound } from '../errors.js';
+import type { JobEvents } from '../events/job-events.js';
+import { uploadPath } from '../ingest/uploads.js';
+import { removeJob } from '../jobs/removal.js';
+import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
+import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
 import { findJob, isJobId, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
-import type { StatusCache } from '../cache/status-cache.js';
 
-export async function jobRoutes(app: FastifyInstance, { db, cache }: { db: Db; cache?: StatusCache }): Promise<void> {
+export interface JobRouteDeps {
+  config: Config;
+  db: Db;
+  dispatcher: Dispatcher;
+  events: JobEvents;
+  cache?: StatusCache;
+}
+
+/** The job id of a request, lower-cased; a malformed one names no job (404, never a 500). */
+function jobIdOf(params: { job_id: string }): string {
+  if (!isJobId(params.job_id)) throw jobNotFound();
+  return params.job_id.toLowerCase();
+}
+
+export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, events, cache }: JobRouteDeps): Promise<void> {
+  const tracker = createTracker(db, cache, events);
+
   app.get<{ Params: { job_id: string } }>(
     '/api/job/:job_id',
     {
@@ -52,6 +75,79 @@ export async function jobRoutes(app: FastifyInstance, { db, cache }: { db: Db; c
         limit,
         next_offset: rows.length > limit ? offset + limit : null,
       };
+    },
+  );
+
+  app.post<{ Params: { job_id: string } }>(
+    '/api/job/:job_id/cancel',
+    {
+      schema: {
+        summary: 'Cancel a queued or running job; a running one stops at its next batch, keeping what it committed',
+        tags: ['jobs'],
+        params: jobIdParamsSchema,
+        response: { 200: { $ref: 'Job#' }, 404: errorRef, 409: errorRef, 503: errorRef },
+      },
+    },
+    async (request) => {
+      const jobId = jobIdOf(request.params);
+      const row = await cancelJob(tracker, jobId);
+      if (row) return toPayload(row);
+      const current = await findJob(db, jobId);
+      if (!current) throw jobNotFound();
+      throw new AppError(409, 'job_finished', `The job is already ${current.status}: only a queued or running job can be canceled`);
+    },
+  );
+
+  app.post<{ Params: { job_id: string }; Querystring: { max_errors?: number } }>(
+    '/api/job/:job_id/retry',
+    {
+      schema: {
+        summary: 'Run a failed or canceled job again, under the same id, from a clean slate',
+        description:
+          'The records and row errors of earlier runs are deleted and the stored upload is read again from the start. `max_errors`, when given, replaces the job\'s.',
+        tags: ['jobs'],
+        params: jobIdParamsSchema,
+        querystring: { ...submitQuerySchema, properties: { max_errors: { ...submitQuerySchema.properties.max_errors, default: undefined } } },
+        response: { 202: { $ref: 'SubmittedJob#' }, 404: errorRef, 409: errorRef, 422: errorRef, 503: errorRef },
+      },
+    },
+    async (request, reply) => {
+      const jobId = jobIdOf(request.params);
+      const current = await findJob(db, jobId);
+      if (!current) throw jobNotFound();
+      if (current.status !== 'failed' && current.status !== 'canceled') {
+        throw new AppError(409, 'job_not_retryable', `The job is ${current.status}: only a failed or canceled job can be retried`);
+      }
+      if (!existsSync(uploadPath(config.uploadDir, jobId))) {
+        throw new AppError(409, 'upload_missing', 'The stored upload of this job is gone, so it cannot be read again: submit the data anew');
+      }
+      const row = await retryJob(tracker, jobId, request.query.max_errors ?? null);
+      if (!row) throw new AppError(409, 'job_not_retryable', 'The job changed meanwhile: only a failed or canceled job can be retried');
+      await dispatcher.dispatch(jobId).catch((err: unknown) => request.log.error({ err, jobId }, 'dispatch failed'));
+      const statusPath = `/api/job/${jobId}`;
+      return reply
+        .code(202)
+        .header('location', statusPath)
+        .send({ ...toPayload(row), status_url: `${request.protocol}://${request.host}${statusPath}` });
+    },
+  );
+
+  app.delete<{ Params: { job_id: string } }>(
+    '/api/job/:job_id',
+    {
+      schema: {
+        summary: 'Delete a job with its records, row errors and stored upload (a running job is canceled first)',
+        tags: ['jobs'],
+        params: jobIdParamsSchema,
+        response: { 204: { description: 'Deleted', type: 'null' }, 404: errorRef, 503: errorRef },
+      },
+    },
+    async (request, reply) => {
+      const jobId = jobIdOf(request.params);
+      // Canceled first, so its worker lets go at its next batch and live views see it end.
+      await cancelJob(tracker, jobId);
+      if (!(await removeJob({ db, uploadDir: config.uploadDir, cache, log: request.log }, jobId))) throw jobNotFound();
+      return reply.code(204).send();
     },
   );
 }

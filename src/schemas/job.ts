@@ -2,12 +2,12 @@
  * The job's values and shape, with no schema objects: small enough for the console and the CLI
  * to import (src/schemas/jobs.ts holds the JSON schemas built from them).
  */
-/** Job statuses, defined once: the SQL enum (migration 001), the API schema, the tracking SQL and the console. */
-export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed'] as const;
+/** Job statuses, defined once: the SQL enum (migrations 001 and 006), the API schema, the tracking SQL and the console. */
+export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'canceled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
 /** A job in one of these states never changes again. */
-export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed']);
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed', 'canceled']);
 
 export const SOURCE_TYPES = ['csv_upload', 'json_upload', 'json_api'] as const;
 export type SourceType = (typeof SOURCE_TYPES)[number];
@@ -31,6 +31,8 @@ export interface JobPayload {
   bytes_total: number | null;
   bytes_processed: number;
   error: string | null;
+  /** Times a worker has started the job, over all its runs (a retry keeps counting). */
+  attempts: number;
   version: number;
 }
 

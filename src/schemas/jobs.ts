@@ -7,7 +7,7 @@ const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 export const jobSchema = {
   $id: 'Job',
   type: 'object',
-  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'records_failed', 'max_errors', 'bytes_total', 'bytes_processed', 'error', 'version'],
+  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'records_failed', 'max_errors', 'bytes_total', 'bytes_processed', 'error', 'attempts', 'version'],
   properties: {
     job_id: { type: 'string', format: 'uuid' },
     source_type: { type: 'string', enum: SOURCE_TYPES, description: 'csv_upload, json_upload (a .json/.ndjson file) or json_api' },
@@ -22,6 +22,7 @@ export const jobSchema = {
     bytes_total: { type: ['integer', 'null'], description: 'Size of the stored input in bytes' },
     bytes_processed: { type: 'integer', minimum: 0, description: 'Bytes of the input read so far' },
     error: { type: ['string', 'null'], description: 'Why the job failed, with the line or record where it did' },
+    attempts: { type: 'integer', minimum: 0, description: 'Times a worker has started the job, over all its runs (a retry keeps counting)' },
     version: { type: 'integer', minimum: 1, description: 'Grows with every change to the job: of two answers, the higher version is the newer' },
   },
 } as const;

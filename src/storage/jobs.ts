@@ -15,6 +15,7 @@ export interface JobRow {
   error: string | null;
   version: number;
   attempts: number;
+  attempts_before_retry: number;
   records_failed: number;
   max_errors: number;
   /** BIGINT: node-postgres returns it as a string, PGlite as a number. */
@@ -24,7 +25,7 @@ export interface JobRow {
 
 export const JOB_COLUMNS =
   'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts, ' +
-  'records_failed, max_errors, bytes_total, bytes_processed';
+  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -48,6 +49,7 @@ export function toPayload(row: JobRow): JobPayload {
     bytes_total: row.bytes_total === null ? null : Number(row.bytes_total),
     bytes_processed: Number(row.bytes_processed),
     error: row.error,
+    attempts: row.attempts,
     version: row.version,
   };
 }
@@ -140,4 +142,24 @@ export async function listErrors(db: Queryable, jobId: string, after: number, li
     [jobId, after, limit],
   );
   return rows;
+}
+
+/**
+ * Deletes jobs with their records, row errors and idempotency keys (ON DELETE CASCADE).
+ * Returns the ids deleted. $1 job ids
+ */
+export async function deleteJobs(db: Queryable, jobIds: string[]): Promise<string[]> {
+  const { rows } = await db.query<{ job_id: string }>('DELETE FROM ingest_jobs WHERE job_id = ANY($1::uuid[]) RETURNING job_id', [jobIds]);
+  return rows.map((row) => row.job_id);
+}
+
+/** Finished jobs completed before `days` ago, oldest first, at most `limit`. $1 days, $2 limit */
+export async function listExpiredJobIds(db: Queryable, days: number, limit: number): Promise<string[]> {
+  const { rows } = await db.query<{ job_id: string }>(
+    `SELECT job_id FROM ingest_jobs
+     WHERE completed_at < NOW() - make_interval(days => $1) AND status IN ('completed', 'failed', 'canceled')
+     ORDER BY completed_at LIMIT $2`,
+    [days, limit],
+  );
+  return rows.map((row) => row.job_id);
 }

@@ -1,0 +1,90 @@
+import { rm } from 'node:fs/promises';
+import type { FastifyBaseLogger } from 'fastify';
+import type { StatusCache } from '../cache/status-cache.js';
+import { partialUploadPath, uploadPath } from '../ingest/uploads.js';
+import type { Db } from '../storage/db.js';
+import { deleteJobs, listExpiredJobIds } from '../storage/jobs.js';
+
+export interface RemovalDeps {
+  db: Db;
+  uploadDir: string;
+  cache?: StatusCache;
+  log: FastifyBaseLogger;
+}
+
+/**
+ * The traces of jobs whose rows are already deleted: their stored uploads and cache keys.
+ * The row goes first, so a crash in between leaves at worst an orphan file, never a job
+ * whose upload is missing.
+ */
+async function removeTraces(deps: RemovalDeps, jobIds: string[]): Promise<void> {
+  for (const jobId of jobIds) {
+    await rm(uploadPath(deps.uploadDir, jobId), { force: true });
+    await rm(partialUploadPath(deps.uploadDir, jobId), { force: true });
+    await deps.cache?.forget(jobId);
+  }
+}
+
+/** Deletes one job: its row (with records, row errors and idempotency keys), its upload, its cache key. */
+export async function removeJob(deps: RemovalDeps, jobId: string): Promise<boolean> {
+  const deleted = await deleteJobs(deps.db, [jobId]);
+  await removeTraces(deps, deleted);
+  return deleted.length > 0;
+}
+
+// Any constant, the same in every process: one process at a time sweeps.
+const RETENTION_LOCK_KEY = 7_277_463;
+const SWEEP_BATCH = 200; // jobs per transaction: a sweep never holds a long transaction
+
+export interface RetentionOptions extends RemovalDeps {
+  /** Finished jobs older than this are deleted; 0 keeps them forever. */
+  retentionDays: number;
+  intervalMs: number;
+}
+
+/**
+ * One pass: deletes finished jobs older than the retention, SWEEP_BATCH at a time, and
+ * idempotency keys older than 24 hours. Returns how many jobs it deleted.
+ */
+export async function sweepOnce(options: RetentionOptions, signal?: AbortSignal): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const deleted = await options.db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [RETENTION_LOCK_KEY]);
+      if (!rows[0]?.locked) return null;
+      // $1 batch size: expired keys, oldest first, a bounded number per pass
+      await tx.query(
+        `DELETE FROM ingest_idempotency_keys WHERE key IN (
+           SELECT key FROM ingest_idempotency_keys WHERE created_at < NOW() - INTERVAL '24 hours' ORDER BY created_at LIMIT $1)`,
+        [SWEEP_BATCH * 10],
+      );
+      if (options.retentionDays <= 0) return [];
+      return deleteJobs(tx, await listExpiredJobIds(tx, options.retentionDays, SWEEP_BATCH));
+    });
+    if (!deleted) return total; // another process is sweeping
+    await removeTraces(options, deleted);
+    total += deleted.length;
+    if (deleted.length < SWEEP_BATCH || signal?.aborted) return total;
+  }
+}
+
+export function startRetention(options: RetentionOptions): { close(): Promise<void> } {
+  const stop = new AbortController();
+  let running: Promise<unknown> | undefined;
+  const pass = () => {
+    if (running) return;
+    running = sweepOnce(options, stop.signal)
+      .then((count) => count > 0 && options.log.info({ count, retentionDays: options.retentionDays }, 'retention deleted finished jobs'))
+      .catch((err: unknown) => options.log.warn({ err: (err as Error).message }, 'retention pass failed'))
+      .finally(() => (running = undefined));
+  };
+  const timer = setInterval(pass, options.intervalMs);
+  timer.unref();
+  return {
+    async close() {
+      stop.abort();
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

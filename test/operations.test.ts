@@ -1,0 +1,195 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobPayload } from '../src/schemas/jobs.js';
+import { backends, createSandbox, getJson, makeCsv, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+
+/** Cancel, retry and delete, in every mode (scale-out: the jobs run in a separate worker process). */
+describe.each(backends())('operating jobs ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox);
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  const post = (path: string) => fetch(server.url + path, { method: 'POST' });
+  const job = async (jobId: string) => (await getJson<JobPayload>(`${server.url}/api/job/${jobId}`)).body;
+  async function count(table: 'ingest_records' | 'ingest_errors', jobId: string): Promise<number> {
+    const { rows } = await server.intake.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE job_id = $1`, [jobId]);
+    return rows[0]!.n;
+  }
+  async function waitUntil(jobId: string, check: (job: JobPayload) => boolean, timeoutMs = 60_000): Promise<JobPayload> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const current = await job(jobId);
+      if (check(current)) return current;
+      if (Date.now() > deadline) throw new Error(`job ${jobId} never got there: ${JSON.stringify(current)}`);
+      await sleep(20);
+    }
+  }
+
+  it('cancels a running 500,000-row job: it stops at a batch boundary and keeps exactly what it committed; retry reruns it from a clean slate', async () => {
+    const big = await upload(server.url, 'big.csv', makeCsv(500_000));
+    const jobId: string = big.body.job_id;
+    await waitUntil(jobId, (j) => j.status === 'running' && j.records_processed > 0);
+
+    const canceledAt = Date.now();
+    const res = await post(`/api/job/${jobId}/cancel`);
+    expect(res.status).toBe(200);
+    const canceled = (await res.json()) as JobPayload;
+    expect(canceled).toMatchObject({ job_id: jobId, status: 'canceled', error: null });
+    expect(canceled.completed_at).not.toBeNull();
+    expect(canceled.records_processed).toBeGreaterThan(0);
+    expect(canceled.records_processed).toBeLessThan(500_000);
+
+    // The worker lets go at its next batch: the job behind it starts and completes.
+    const next = await upload(server.url, 'next.csv', makeCsv(100));
+    const done = await waitForJob(server.url, next.body.job_id, 60_000);
+    expect(done).toMatchObject({ status: 'completed', records_processed: 100 });
+    console.log(`[${backend.name}] canceled at ${canceled.records_processed} records; the next job started ${Date.parse(done.started_at!) - canceledAt} ms after the cancel`);
+
+    // Nothing was committed after the cancel, and what is stored is what is counted.
+    const after = await job(jobId);
+    expect(after).toEqual(canceled);
+    expect(await count('ingest_records', jobId)).toBe(canceled.records_processed);
+
+    // Cancelling it again, or a finished job, answers 409 and changes nothing.
+    for (const id of [jobId, next.body.job_id]) {
+      const before = await job(id);
+      const again = await post(`/api/job/${id}/cancel`);
+      expect(again.status).toBe(409);
+      expect(await again.json()).toEqual({ detail: `The job is already ${before.status}: only a queued or running job can be canceled`, code: 'job_finished' });
+      expect(await job(id)).toEqual(before);
+    }
+
+    // Retry: same id and status URL, queued again with its counters reset, then the whole file once.
+    const retry = await post(`/api/job/${jobId}/retry`);
+    expect(retry.status).toBe(202);
+    expect(retry.headers.get('location')).toBe(`/api/job/${jobId}`);
+    const queued = (await retry.json()) as JobPayload & { status_url: string };
+    expect(queued).toMatchObject({ job_id: jobId, records_processed: 0, records_failed: 0, bytes_processed: 0, error: null, started_at: null, completed_at: null, attempts: 1 });
+    expect(['queued', 'running']).toContain((await job(jobId)).status);
+    const final = await waitForJob(server.url, jobId, 120_000);
+    expect(final).toMatchObject({ status: 'completed', records_processed: 500_000, attempts: 2 });
+    expect(await count('ingest_records', jobId)).toBe(500_000);
+  }, 240_000);
+
+  it('cancels a queued job at once; the worker skips it; retry runs it', async () => {
+    const blocker = await upload(server.url, 'blocker.csv', makeCsv(backend.name === 'embedded' ? 50_000 : 200_000));
+    const queued = await upload(server.url, 'queued.csv', makeCsv(1_000));
+    const res = await post(`/api/job/${queued.body.job_id}/cancel`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'canceled', records_processed: 0, started_at: null });
+    await waitForJob(server.url, blocker.body.job_id, 60_000);
+    await sleep(300); // the worker has had its chance to pick the canceled job
+    expect(await job(queued.body.job_id)).toMatchObject({ status: 'canceled', records_processed: 0, started_at: null, attempts: 0 });
+
+    expect((await post(`/api/job/${queued.body.job_id}/retry`)).status).toBe(202);
+    expect(await waitForJob(server.url, queued.body.job_id)).toMatchObject({ status: 'completed', records_processed: 1_000, attempts: 1 });
+  }, 120_000);
+
+  it('retries a failed job, with more room for bad rows, to completed', async () => {
+    const bad = await upload(server.url, 'bad.csv', 'id,name\n1,a\n2\n3,c\n');
+    const failed = await waitForJob(server.url, bad.body.job_id);
+    expect(failed).toMatchObject({ status: 'failed', records_processed: 1, records_failed: 1 });
+
+    // The same file again fails the same way, from a clean slate (no duplicate rows).
+    expect((await post(`/api/job/${failed.job_id}/retry`)).status).toBe(202);
+    expect(await waitForJob(server.url, failed.job_id)).toMatchObject({ status: 'failed', records_processed: 1, records_failed: 1, error: failed.error });
+    expect(await count('ingest_records', failed.job_id)).toBe(1);
+    expect(await count('ingest_errors', failed.job_id)).toBe(1);
+
+    const retry = await post(`/api/job/${failed.job_id}/retry?max_errors=5`);
+    expect(retry.status).toBe(202);
+    expect(await retry.json()).toMatchObject({ max_errors: 5, error: null });
+    expect(await waitForJob(server.url, failed.job_id)).toMatchObject({ status: 'completed', records_processed: 2, records_failed: 1, error: null, attempts: 3 });
+
+    // Only a failed or canceled job can be retried.
+    const again = await post(`/api/job/${failed.job_id}/retry`);
+    expect(again.status).toBe(409);
+    expect(await again.json()).toEqual({ detail: 'The job is completed: only a failed or canceled job can be retried', code: 'job_not_retryable' });
+    expect((await post(`/api/job/${failed.job_id}/retry?max_errors=-1`)).status).toBe(422);
+  });
+
+  it('deletes a job with every trace: row, records, row errors, stored upload, cache key', async () => {
+    const res = await upload(server.url, 'gone.csv', 'id,name\n1,a\n2\n3,c\n', 'file');
+    const jobId: string = res.body.job_id;
+    const uploadFile = join(server.config.uploadDir, jobId);
+    const done = await waitForJob(server.url, jobId);
+    expect(done.status).toBe('failed');
+    expect(existsSync(uploadFile)).toBe(true);
+    expect((await getJson(`${server.url}/api/job/${jobId}`)).status).toBe(200); // cached in scale-out mode
+
+    const del = await fetch(`${server.url}/api/job/${jobId}`, { method: 'DELETE' });
+    expect(del.status).toBe(204);
+    expect(await del.text()).toBe('');
+    for (const path of ['', '/records', '/errors', '/events']) expect((await fetch(`${server.url}/api/job/${jobId}${path}`)).status).toBe(404);
+    expect(await count('ingest_records', jobId)).toBe(0);
+    expect(await count('ingest_errors', jobId)).toBe(0);
+    expect(existsSync(uploadFile)).toBe(false);
+    if (backend.name === 'scale-out') {
+      const redis = new Redis(process.env.REDIS_URL!);
+      try {
+        // A tombstone (no payload) until it expires, so a late write cannot bring it back.
+        expect(await redis.get(`${sandbox.env.REDIS_KEY_PREFIX}ingest_job:${jobId}`)).not.toContain(jobId);
+      } finally {
+        redis.disconnect();
+      }
+    }
+    expect((await fetch(`${server.url}/api/job/${jobId}`, { method: 'DELETE' })).status).toBe(404);
+    expect((await fetch(`${server.url}/api/job/not-a-uuid`, { method: 'DELETE' })).status).toBe(404);
+  });
+
+  it('deletes a running job: canceled first, its worker lets go, nothing of it is left', async () => {
+    const res = await upload(server.url, 'running.csv', makeCsv(300_000));
+    const jobId: string = res.body.job_id;
+    await waitUntil(jobId, (j) => j.status === 'running' && j.records_processed > 0);
+    expect((await fetch(`${server.url}/api/job/${jobId}`, { method: 'DELETE' })).status).toBe(204);
+    const next = await upload(server.url, 'after.csv', makeCsv(10));
+    expect(await waitForJob(server.url, next.body.job_id, 60_000)).toMatchObject({ status: 'completed', records_processed: 10 });
+    expect((await fetch(`${server.url}/api/job/${jobId}`)).status).toBe(404);
+    expect(await count('ingest_records', jobId)).toBe(0);
+    expect(existsSync(join(server.config.uploadDir, jobId))).toBe(false);
+  }, 120_000);
+
+  it('never answered 5xx', () => {
+    expect(server.statuses.filter((status) => status >= 500)).toEqual([]);
+  });
+});
+
+describe.each(backends())('retention ($name)', (backend) => {
+  it('deletes finished jobs older than JOB_RETENTION_DAYS in the background, and nothing else', async () => {
+    const sandbox = await createSandbox(backend);
+    const server = await startServer(sandbox, { JOB_RETENTION_DAYS: '1', RETENTION_INTERVAL_MS: '200' });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push((await upload(server.url, `r${i}.csv`, makeCsv(10))).body.job_id);
+      for (const id of ids) await waitForJob(server.url, id);
+      const [old, old2, recent] = ids as [string, string, string];
+      // Two finished two days ago; an unfinished job submitted long ago is never a candidate.
+      await server.intake.db.query(`UPDATE ingest_jobs SET completed_at = NOW() - INTERVAL '2 days' WHERE job_id = ANY($1::uuid[])`, [[old, old2]]);
+      const deadline = Date.now() + 10_000;
+      while ((await fetch(`${server.url}/api/job/${old2}`)).status !== 404 && Date.now() < deadline) await sleep(100);
+      for (const id of [old, old2]) {
+        expect((await fetch(`${server.url}/api/job/${id}`)).status).toBe(404);
+        expect(existsSync(join(server.config.uploadDir, id))).toBe(false);
+      }
+      expect((await getJson(`${server.url}/api/job/${recent}`)).body.status).toBe('completed');
+      expect(existsSync(join(server.config.uploadDir, recent))).toBe(true);
+      const { rows } = await server.intake.db.query<{ n: number }>('SELECT count(*)::int AS n FROM ingest_records WHERE job_id = ANY($1::uuid[])', [[old, old2]]);
+      expect(rows[0]!.n).toBe(0);
+    } finally {
+      await server.close();
+      await sandbox.dispose();
+    }
+  });
+});
