@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
@@ -191,5 +191,89 @@ describe.each(backends())('retention ($name)', (backend) => {
       await server.close();
       await sandbox.dispose();
     }
+  });
+});
+
+describe.each(backends())('idempotent submits ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox);
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+    expect(server.statuses.filter((status) => status >= 500)).toEqual([]);
+  });
+
+  function send(key: string, name: string, content: string, maxErrors?: number) {
+    const form = new FormData();
+    if (maxErrors !== undefined) form.append('max_errors', String(maxErrors));
+    form.append('file', new Blob([content]), name);
+    return fetch(`${server.url}/api/upload`, { method: 'POST', body: form, headers: { 'idempotency-key': key } });
+  }
+  const jobCount = async () => (await server.intake.db.query<{ n: number }>('SELECT count(*)::int AS n FROM ingest_jobs')).rows[0]!.n;
+
+  it('50 concurrent uploads with one key create one job; the others answer it with 200', async () => {
+    const before = await jobCount();
+    const csv = makeCsv(2_000);
+    const answers = await Promise.all(Array.from({ length: 50 }, () => send('upload-key-1', 'same.csv', csv)));
+    const bodies = await Promise.all(answers.map((res) => res.json() as Promise<JobPayload & { status_url: string }>));
+    const statuses = answers.map((res) => res.status).sort();
+    expect(statuses).toEqual([...Array(49).fill(200), 202]);
+    const ids = new Set(bodies.map((body) => body.job_id));
+    expect(ids.size).toBe(1);
+    const [jobId] = [...ids] as [string];
+    expect(answers.filter((res) => res.headers.get('idempotent-replayed') === 'true').length).toBe(49);
+    for (const res of answers) expect(res.headers.get('location')).toBe(`/api/job/${jobId}`);
+    expect(await jobCount()).toBe(before + 1);
+    expect(await waitForJob(server.url, jobId)).toMatchObject({ status: 'completed', records_processed: 2_000 });
+    // Only the one job's upload is kept: the 49 copies were removed.
+    expect(readdirSync(server.config.uploadDir).filter((file) => !file.startsWith(jobId))).toEqual([]);
+
+    // Later, the same request again: the job as it is now.
+    const later = await send('upload-key-1', 'same.csv', csv);
+    expect(later.status).toBe(200);
+    expect(await later.json()).toMatchObject({ job_id: jobId, status: 'completed' });
+  });
+
+  it('answers 422 to the same key with a different payload, and creates nothing', async () => {
+    const first = await send('upload-key-2', 'a.csv', makeCsv(5));
+    expect(first.status).toBe(202);
+    const before = await jobCount();
+    for (const res of [await send('upload-key-2', 'a.csv', makeCsv(6)), await send('upload-key-2', 'b.csv', makeCsv(5)), await send('upload-key-2', 'a.csv', makeCsv(5), 3)]) {
+      expect(res.status).toBe(422);
+      expect(await res.json()).toEqual({
+        detail: 'This Idempotency-Key was used in the last 24 hours for a different request: use a new key for new data',
+        code: 'idempotency_key_reused',
+      });
+    }
+    expect(await jobCount()).toBe(before);
+
+    // Posted records: the same body again is the same job; other records are refused.
+    const post = (body: string) =>
+      fetch(`${server.url}/api/ingest/json`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'idempotency-key': 'json-key-1' } });
+    const created = await post('[{"sku":"A-1"}]');
+    expect(created.status).toBe(202);
+    const again = await post('[{"sku":"A-1"}]');
+    expect(again.status).toBe(200);
+    expect((await again.json()).job_id).toBe((await created.json()).job_id);
+    expect((await post('[{"sku":"B-2"}]')).status).toBe(422);
+
+    const tooLong = await send('x'.repeat(256), 'a.csv', makeCsv(5));
+    expect(tooLong.status).toBe(422);
+    expect((await tooLong.json()).detail[0].loc).toEqual(['header', 'idempotency-key']);
+  });
+
+  it('forgets a key after 24 hours', async () => {
+    const first = await send('upload-key-3', 'a.csv', makeCsv(5));
+    const { job_id: firstId } = await first.json();
+    await server.intake.db.query(`UPDATE ingest_idempotency_keys SET created_at = NOW() - INTERVAL '25 hours' WHERE key = $1`, ['upload-key-3']);
+    const second = await send('upload-key-3', 'other.csv', makeCsv(7));
+    expect(second.status).toBe(202);
+    expect((await second.json()).job_id).not.toBe(firstId);
   });
 });

@@ -1,7 +1,8 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
+import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
@@ -13,7 +14,7 @@ import { describe } from '../ingest/record.js';
 import { partialUploadPath, uploadPath } from '../ingest/uploads.js';
 import { errorRef, ingestJsonBodySchema, MAX_ERRORS_LIMIT, submitQuerySchema, uploadBodySchema, type Format } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { insertJob, payloadJson, toPayload, type NewJob } from '../storage/jobs.js';
+import { claimKey, findJob, findKey, insertJob, payloadJson, toPayload, type JobRow, type NewJob } from '../storage/jobs.js';
 
 export interface SubmitDeps {
   db: Db;
@@ -25,6 +26,7 @@ export interface SubmitDeps {
 const FORMAT_BY_EXTENSION: Record<string, Format> = { '.csv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson' };
 
 const submitResponses = {
+  200: { description: 'The job an earlier request with the same Idempotency-Key created (header Idempotent-Replayed: true)', $ref: 'SubmittedJob#' },
   202: { $ref: 'SubmittedJob#' },
   400: errorRef,
   413: errorRef,
@@ -33,32 +35,92 @@ const submitResponses = {
   503: errorRef,
 };
 
-/**
- * Commits the `queued` row for a stored upload, then dispatches it. If the row cannot be
- * written the stored file is removed, so nothing is left half-made.
- */
-async function createJob(
-  deps: SubmitDeps,
-  request: FastifyRequest,
-  reply: FastifyReply,
-  job: NewJob,
-) {
-  let row;
-  try {
-    row = await insertJob(deps.db, job);
-  } catch (err) {
-    await rm(uploadPath(deps.config.uploadDir, job.jobId), { force: true });
-    throw err;
-  }
-  // Live job lists show the new job at once; best effort, like every event.
-  await deps.events.publish(job.jobId, payloadJson(row));
-  // A failed dispatch loses nothing: the row is committed and is taken up again at start.
-  await deps.dispatcher.dispatch(job.jobId).catch((err: unknown) => request.log.error({ err, jobId: job.jobId }, 'dispatch failed'));
-  const statusPath = `/api/job/${job.jobId}`;
+function sendJob(request: FastifyRequest, reply: FastifyReply, code: 200 | 202, row: JobRow) {
+  const statusPath = `/api/job/${row.job_id}`;
   return reply
-    .code(202)
+    .code(code)
     .header('location', statusPath)
     .send({ ...toPayload(row), status_url: `${request.protocol}://${request.host}${statusPath}` });
+}
+
+/** A submit's Idempotency-Key and a hash of what it submitted. */
+interface Idempotency {
+  key: string;
+  fingerprint: string;
+}
+
+/** The Idempotency-Key header, checked: 1 to 255 printable ASCII characters. */
+function idempotencyKey(request: FastifyRequest): string | undefined {
+  const raw = request.headers['idempotency-key'];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || !/^[\x20-\x7e]{1,255}$/.test(raw)) {
+    throw validationError([{ loc: ['header', 'idempotency-key'], msg: 'Idempotency-Key must be 1 to 255 printable ASCII characters', type: 'string_pattern_mismatch' }]);
+  }
+  return raw;
+}
+
+class KeyTaken extends Error {}
+
+const idempotencyHeaderSchema = {
+  type: 'object',
+  properties: {
+    'idempotency-key': {
+      type: 'string',
+      description:
+        'Makes the submit safe to repeat: the same key again within 24 hours answers the job the first request created (200) and creates nothing; with a different payload, 422',
+    },
+  },
+} as const;
+
+function hashing(hash: Hash): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+}
+
+/**
+ * Commits the `queued` row for a stored upload (with its idempotency key, in the same
+ * transaction), then dispatches it. If the row cannot be written, or the key already names a
+ * job, the stored file is removed, so nothing is left half-made: a repeated key answers the
+ * original job (200), or 422 if it came with another payload.
+ */
+async function createJob(deps: SubmitDeps, request: FastifyRequest, reply: FastifyReply, job: NewJob, idempotency?: Idempotency) {
+  const { db } = deps;
+  for (let tries = 0; ; tries++) {
+    let row: JobRow;
+    try {
+      row = await db.transaction(async (tx) => {
+        const inserted = await insertJob(tx, job);
+        if (idempotency && !(await claimKey(tx, idempotency, job.jobId))) throw new KeyTaken();
+        return inserted;
+      });
+    } catch (err) {
+      if (!(err instanceof KeyTaken)) {
+        await rm(uploadPath(deps.config.uploadDir, job.jobId), { force: true });
+        throw err;
+      }
+      const existing = await findKey(db, idempotency!.key);
+      // Gone meanwhile (expired and swept, or its job deleted): try to take the key again.
+      if (!existing && tries < 3) continue;
+      await rm(uploadPath(deps.config.uploadDir, job.jobId), { force: true });
+      if (!existing) throw new AppError(409, 'idempotency_key_busy', 'The Idempotency-Key is being used by another request: try again');
+      if (existing.fingerprint !== idempotency!.fingerprint) {
+        throw new AppError(422, 'idempotency_key_reused', 'This Idempotency-Key was used in the last 24 hours for a different request: use a new key for new data');
+      }
+      const original = await findJob(db, existing.job_id);
+      if (!original) continue; // deleted between the two reads
+      reply.header('idempotent-replayed', 'true');
+      return sendJob(request, reply, 200, original);
+    }
+    // Live job lists show the new job at once; best effort, like every event.
+    await deps.events.publish(job.jobId, payloadJson(row));
+    // A failed dispatch loses nothing: the row is committed and is taken up again at start.
+    await deps.dispatcher.dispatch(job.jobId).catch((err: unknown) => request.log.error({ err, jobId: job.jobId }, 'dispatch failed'));
+    return sendJob(request, reply, 202, row);
+  }
 }
 
 async function discard(path: string, log: FastifyBaseLogger): Promise<void> {
@@ -86,6 +148,7 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
         summary: 'Upload a CSV, JSON or NDJSON file; answers at once with the queued job',
         tags: ['submit'],
         consumes: ['multipart/form-data'],
+        headers: idempotencyHeaderSchema,
         body: uploadBodySchema,
         response: submitResponses,
       },
@@ -100,6 +163,7 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
       if (!request.isMultipart()) {
         throw new AppError(415, 'unsupported_media_type', 'Send the file as multipart/form-data in a field named "file"');
       }
+      const key = idempotencyKey(request);
       const query = request.query as Record<string, unknown>;
       const unknown = Object.keys(query).find((name) => name !== 'max_errors');
       if (unknown) throw validationError([{ loc: ['query', unknown], msg: `unknown parameter "${unknown}"`, type: 'additionalProperties' }]);
@@ -124,8 +188,10 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
       const tooLarge = () =>
         new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`);
       const out = createWriteStream(partial);
+      // With an Idempotency-Key, what was sent is hashed on its way to disk.
+      const hash = key ? createHash('sha256').update(`upload\0${fileName}\0${maxErrors}\0`) : undefined;
       try {
-        await pipeline(part.file, out);
+        await pipeline(part.file, hash ? hashing(hash) : new PassThrough(), out);
       } catch (err) {
         // The file is opened asynchronously: let the stream finish opening and close before
         // removing it, or its late open would create the file again after the removal.
@@ -150,7 +216,8 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
       const { size } = await stat(partial);
       await rename(partial, uploadPath(config.uploadDir, jobId));
       const sourceType = format === 'csv' ? 'csv_upload' : 'json_upload';
-      return createJob(deps, request, reply, { jobId, sourceType, fileName, format, maxErrors, bytesTotal: size });
+      const idempotency = key && hash ? { key, fingerprint: hash.digest('hex') } : undefined;
+      return createJob(deps, request, reply, { jobId, sourceType, fileName, format, maxErrors, bytesTotal: size }, idempotency);
     },
   );
 
@@ -168,11 +235,13 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
           querystring: submitQuerySchema,
           summary: 'Post records as JSON (array or {"records": [...]}) or NDJSON; answers at once with the queued job',
           tags: ['submit'],
+          headers: idempotencyHeaderSchema,
           body: ingestJsonBodySchema,
           response: submitResponses,
         },
       },
       async (request, reply) => {
+        const key = idempotencyKey(request);
         const maxErrors = request.query.max_errors;
         const { lines, issues } = typeof request.body === 'string' ? ndjsonLines(request.body) : jsonLines(request.body);
         // More bad records than the job may skip: refuse now rather than fail later.
@@ -188,14 +257,15 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
           await discard(partial, request.log);
           throw err;
         }
-        return createJob(deps, request, reply, {
-          jobId,
-          sourceType: 'json_api',
-          fileName: null,
-          format: 'ndjson',
-          maxErrors,
-          bytesTotal: Buffer.byteLength(text),
-        });
+        // A hash of max_errors and the records as stored.
+        const fingerprint = key ? createHash('sha256').update(`json\0${maxErrors}\0`).update(text).digest('hex') : '';
+        return createJob(
+          deps,
+          request,
+          reply,
+          { jobId, sourceType: 'json_api', fileName: null, format: 'ndjson', maxErrors, bytesTotal: Buffer.byteLength(text) },
+          key ? { key, fingerprint } : undefined,
+        );
       },
     );
   });

@@ -163,3 +163,28 @@ export async function listExpiredJobIds(db: Queryable, days: number, limit: numb
   );
   return rows.map((row) => row.job_id);
 }
+
+/**
+ * Takes an idempotency key for a job being inserted in the same transaction. A key older than
+ * 24 hours is void and taken over. Returns false when a live key exists (a concurrent holder
+ * is waited for by the unique index). $1 key, $2 fingerprint, $3 job_id
+ */
+export async function claimKey(db: Queryable, { key, fingerprint }: { key: string; fingerprint: string }, jobId: string): Promise<boolean> {
+  const { rows } = await db.query<{ key: string }>(
+    `INSERT INTO ingest_idempotency_keys (key, fingerprint, job_id) VALUES ($1, $2, $3)
+     ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, job_id = EXCLUDED.job_id, created_at = NOW()
+       WHERE ingest_idempotency_keys.created_at < NOW() - INTERVAL '24 hours'
+     RETURNING key`,
+    [key, fingerprint, jobId],
+  );
+  return rows.length === 1;
+}
+
+/** A live (under 24 hours old) idempotency key. $1 key */
+export async function findKey(db: Queryable, key: string): Promise<{ fingerprint: string; job_id: string } | undefined> {
+  const { rows } = await db.query<{ fingerprint: string; job_id: string }>(
+    `SELECT fingerprint, job_id FROM ingest_idempotency_keys WHERE key = $1 AND created_at >= NOW() - INTERVAL '24 hours'`,
+    [key],
+  );
+  return rows[0];
+}
