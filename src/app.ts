@@ -4,6 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
+import { registerAccess } from './auth.js';
 import { registerErrorHandlers } from './errors.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
@@ -42,6 +43,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
 
   for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema, recordPageSchema, errorPageSchema]) app.addSchema(schema);
   registerErrorHandlers(app);
+  await registerAccess(app, { tokens: deps.config.apiTokens, corsOrigins: deps.config.corsOrigins });
   const metrics = createMetrics({ db: deps.db, events: deps.events, cache: deps.cache, queueCounts: deps.queueCounts, log: app.log });
   app.addHook('onClose', async () => metrics.close());
   timeRequests(app, metrics);

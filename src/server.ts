@@ -175,7 +175,10 @@ export async function serve(config: Config): Promise<void> {
   const intake = await createIntake(config, log);
   const mode = config.redisUrl ? 'scale-out: PostgreSQL + Redis + BullMQ' : config.databaseUrl ? 'PostgreSQL, in-process workers' : 'embedded PGlite';
   log.info({ mode, dataDir: config.databaseUrl ? undefined : config.dataDir, workers: config.workerConcurrency }, `storage and queue: ${mode}`);
-  if (config.host === '127.0.0.1') log.info('listening on 127.0.0.1 only; set HOST=0.0.0.0 to accept other machines');
+  if (config.apiTokens.length > 0) log.info({ tokens: config.apiTokens.length }, 'access control on: /api needs a bearer token');
+  else if (config.host === '127.0.0.1' || config.host === 'localhost' || config.host === '::1') {
+    log.info('no API_TOKENS: listening on loopback only; set API_TOKENS (and HOST) to accept other machines');
+  } else log.warn({ host: config.host }, 'no API_TOKENS and not on loopback: anyone who can reach this port can submit, read and delete jobs');
   onSignals(log, config.shutdownGraceMs, () => intake.close());
   await intake.app.listen({ port: config.port, host: config.host });
   await intake.start();

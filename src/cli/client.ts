@@ -19,6 +19,16 @@ export interface ClientIo {
   stderr: NodeJS.WriteStream;
 }
 
+/** Where Intake is (INTAKE_URL) and the token it wants, if any (INTAKE_TOKEN). */
+interface Target {
+  base: string;
+  token?: string;
+}
+
+function target(env: NodeJS.ProcessEnv): Target {
+  return { base: baseUrl(env), token: env.INTAKE_TOKEN?.trim() || undefined };
+}
+
 function baseUrl(env: NodeJS.ProcessEnv): string {
   const raw = env.INTAKE_URL || 'http://localhost:8000';
   try {
@@ -30,10 +40,11 @@ function baseUrl(env: NodeJS.ProcessEnv): string {
   }
 }
 
-async function request(base: string, path: string, init?: RequestInit): Promise<Response> {
+async function request({ base, token }: Target, path: string, init?: RequestInit): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(base + path, { ...init, headers: { accept: 'application/json', ...init?.headers } });
+    const auth: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+    res = await fetch(base + path, { ...init, headers: { accept: 'application/json', ...auth, ...init?.headers } });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     throw new ClientError(`cannot reach Intake at ${base}: ${cause?.code ?? cause?.message ?? (err as Error).message} (is it running? set INTAKE_URL)`);
@@ -50,7 +61,7 @@ async function request(base: string, path: string, init?: RequestInit): Promise<
   return res;
 }
 
-async function getJob(base: string, jobId: string): Promise<JobPayload> {
+async function getJob(base: Target, jobId: string): Promise<JobPayload> {
   return (await (await request(base, `/api/job/${encodeURIComponent(jobId)}`)).json()) as JobPayload;
 }
 
@@ -100,7 +111,7 @@ function progressLine(job: JobPayload, width = 30): string {
  * Reads the job's event stream until it ends; each event's data is the job payload. Throws
  * when the stream cannot be opened or breaks, so the caller can poll instead.
  */
-async function streamJob(base: string, jobId: string, onJob: (job: JobPayload) => void): Promise<void> {
+async function streamJob(base: Target, jobId: string, onJob: (job: JobPayload) => void): Promise<void> {
   const res = await request(base, `/api/job/${jobId}/events`, { headers: { accept: 'text/event-stream' } });
   if (!res.body) throw new Error('no event stream');
   const reader = res.body.getReader();
@@ -125,7 +136,7 @@ async function streamJob(base: string, jobId: string, onJob: (job: JobPayload) =
 }
 
 /** Follows a job to its end: its event stream, or polling its status URL if the stream drops. */
-async function waitFor(base: string, jobId: string, onJob: (job: JobPayload) => void): Promise<JobPayload> {
+async function waitFor(base: Target, jobId: string, onJob: (job: JobPayload) => void): Promise<JobPayload> {
   let last: JobPayload | undefined;
   const seen = (job: JobPayload) => {
     if (last && job.version <= last.version) return;
@@ -182,7 +193,7 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   const path = positionals[0]!;
   const maxErrors = values['max-errors'] as string | undefined;
   if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
-  const base = baseUrl(io.env);
+  const base = target(io.env);
   let file: Blob;
   try {
     if (!(await stat(path)).isFile()) throw new Error('not a file');
@@ -217,7 +228,7 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
 
 async function status(args: string[], io: ClientIo): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1, 'intake status JOB_ID [--json]');
-  const job = await getJob(baseUrl(io.env), positionals[0]!);
+  const job = await getJob(target(io.env), positionals[0]!);
   if (values.json) {
     io.stdout.write(`${JSON.stringify(job)}\n`);
     return 0;
@@ -250,7 +261,7 @@ async function jobs(args: string[], io: ClientIo): Promise<number> {
     const value = values[name];
     if (typeof value === 'string') query.set(name, value);
   }
-  const list = (await (await request(baseUrl(io.env), `/api/jobs?${query}`)).json()) as { results: JobPayload[]; next_offset: number | null };
+  const list = (await (await request(target(io.env), `/api/jobs?${query}`)).json()) as { results: JobPayload[]; next_offset: number | null };
   if (values.json) {
     io.stdout.write(`${JSON.stringify(list)}\n`);
     return 0;

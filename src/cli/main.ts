@@ -10,7 +10,7 @@ Run Intake:
   migrate   apply pending database migrations and exit
   Configuration comes from the environment; see .env.example.
 
-Talk to a running Intake at INTAKE_URL (default http://localhost:8000):
+Talk to a running Intake at INTAKE_URL (default http://localhost:8000; INTAKE_TOKEN if it has API_TOKENS):
   upload FILE [--max-errors N] [--wait] [--json]
             submit a .csv, .json, .ndjson or .jsonl file; prints the job id. With --wait,
             shows progress until the job ends and exits 0 only if it completed (1 if it failed)

@@ -43,21 +43,42 @@ function detailText(detail: unknown): string {
   return 'unexpected answer';
 }
 
-function errorFrom(status: number, body: unknown): ApiError {
+// The access token (when Intake has API_TOKENS), kept for this browser tab's session only.
+const TOKEN_KEY = 'intake-token';
+export const accessToken = {
+  get: (): string | null => sessionStorage.getItem(TOKEN_KEY),
+  set: (token: string) => sessionStorage.setItem(TOKEN_KEY, token),
+  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+};
+
+/** Told when the API answers 401: the console asks for a token. */
+let unauthorized: (message: string) => void = () => {};
+export function onUnauthorized(listener: (message: string) => void): void {
+  unauthorized = listener;
+}
+
+export function authHeaders(): Record<string, string> {
+  const token = accessToken.get();
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+export function errorFrom(status: number, body: unknown): ApiError {
   const { detail, code } = (body ?? {}) as { detail?: unknown; code?: string };
-  if (detail === undefined) return new ApiError(status, 'http_error', `Intake answered ${status}`);
-  return new ApiError(status, code ?? 'http_error', detailText(detail));
+  const error = detail === undefined ? new ApiError(status, 'http_error', `Intake answered ${status}`) : new ApiError(status, code ?? 'http_error', detailText(detail));
+  if (status === 401) unauthorized(error.message);
+  return error;
 }
 
 export async function getJson<T>(path: string, signal?: AbortSignal): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(path, { signal, headers: { accept: 'application/json' } });
+    res = await fetch(path, { signal, headers: { accept: 'application/json', ...authHeaders() } });
   } catch (err) {
     if (signal?.aborted) throw err;
     throw new ApiError(0, 'network', 'Intake cannot be reached');
   }
   const body: unknown = await res.json().catch(() => undefined);
+  signal?.throwIfAborted(); // closed meanwhile: an unread body is not an answer
   if (!res.ok) throw errorFrom(res.status, body);
   return body as T;
 }
@@ -78,6 +99,20 @@ export function pagePath(jobId: string, kind: 'records' | 'errors', limit: numbe
   return `${jobPath(jobId)}/${kind}?${params}`;
 }
 
+/** POST or DELETE on a job (cancel, retry, delete); answers the job, or nothing for a delete. */
+export async function jobAction(jobId: string, action: 'cancel' | 'retry' | 'delete'): Promise<Job | null> {
+  const path = action === 'delete' ? jobPath(jobId) : `${jobPath(jobId)}/${action}`;
+  let res: Response;
+  try {
+    res = await fetch(path, { method: action === 'delete' ? 'DELETE' : 'POST', headers: { accept: 'application/json', ...authHeaders() } });
+  } catch {
+    throw new ApiError(0, 'network', 'Intake cannot be reached');
+  }
+  const body: unknown = res.status === 204 ? null : await res.json().catch(() => undefined);
+  if (!res.ok) throw errorFrom(res.status, body);
+  return body as Job | null;
+}
+
 /**
  * POST /api/upload with upload progress (fetch cannot report it, XMLHttpRequest can).
  * max_errors goes first in the form: the server reads fields sent before the file.
@@ -91,6 +126,7 @@ export function uploadFile(file: File, maxErrors: number, onProgress: (sent: num
     xhr.open('POST', '/api/upload');
     xhr.responseType = 'json';
     xhr.setRequestHeader('accept', 'application/json');
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => onProgress(event.loaded, event.total);
     xhr.onload = () => (xhr.status === 202 ? resolve(xhr.response as SubmittedJob) : reject(errorFrom(xhr.status, xhr.response)));
     xhr.onerror = () => reject(new ApiError(0, 'network', 'The upload failed: Intake cannot be reached'));

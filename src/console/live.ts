@@ -1,25 +1,71 @@
-import { ApiError, getJson, jobPath, TERMINAL, type Job } from './api.js';
+import { ApiError, authHeaders, errorFrom, getJson, jobPath, TERMINAL, type Job } from './api.js';
 
 /** live: the event stream is open; polling: it dropped and the status URL is polled instead. */
 export type LiveState = 'connecting' | 'live' | 'polling' | 'done';
 
 const POLL_MS = 1500;
-const REOPEN_MS = 5000;
+const REOPEN_MS = 3000;
+
+interface StreamHandlers {
+  onOpen(): void;
+  onEvent(type: string, data: string): void;
+  /** The stream could not be opened, broke, or ended; err is the API's answer when it refused. */
+  onClose(err?: Error): void;
+}
+
+/**
+ * Reads a Server-Sent Events stream with fetch (EventSource cannot send the Authorization
+ * header a token needs). Returns the function that closes it.
+ */
+function openStream(url: string, handlers: StreamHandlers): () => void {
+  const controller = new AbortController();
+  (async () => {
+    const res = await fetch(url, { signal: controller.signal, headers: { accept: 'text/event-stream', ...authHeaders() } });
+    if (!res.ok || !res.body) {
+      const body: unknown = await res.json().catch(() => undefined);
+      if (controller.signal.aborted) return; // closed meanwhile: nobody is listening
+      throw errorFrom(res.status, body);
+    }
+    handlers.onOpen();
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += value.replace(/\r\n?/g, '\n');
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let type = 'message';
+        const data: string[] = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) type = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        }
+        if (data.length > 0) handlers.onEvent(type, data.join('\n'));
+      }
+    }
+  })().then(
+    () => !controller.signal.aborted && handlers.onClose(),
+    (err: Error) => !controller.signal.aborted && handlers.onClose(err),
+  );
+  return () => controller.abort();
+}
 
 /**
  * Follows one job: its event stream while it is open, polling its status URL while it is not
- * (EventSource reconnects by itself; one the server refused is reopened here). Stops after
- * the terminal state. Returns the stop function.
+ * (and reopening the stream now and then). Stops after the terminal state, or when the job
+ * does not exist. Returns the stop function.
  */
 export function followJob(jobId: string, onJob: (job: Job) => void, onState: (state: LiveState) => void, onError: (err: Error) => void): () => void {
   let stopped = false;
-  let source: EventSource | undefined;
+  let closeStream: (() => void) | undefined;
   let pollTimer: number | undefined;
   let reopenTimer: number | undefined;
 
   function stop(): void {
     stopped = true;
-    source?.close();
+    closeStream?.();
     window.clearInterval(pollTimer);
     window.clearTimeout(reopenTimer);
   }
@@ -33,12 +79,14 @@ export function followJob(jobId: string, onJob: (job: Job) => void, onState: (st
     }
   }
 
+  function failed(err: Error): void {
+    if (stopped) return;
+    if (err instanceof ApiError && (err.status === 404 || err.status === 401)) stop(); // gone, or a token is needed first
+    onError(err);
+  }
+
   function poll(): void {
-    getJson<Job>(jobPath(jobId)).then(deliver, (err: Error) => {
-      if (stopped) return;
-      if (err instanceof ApiError && err.status === 404) stop(); // deleted, or never was
-      onError(err);
-    });
+    getJson<Job>(jobPath(jobId)).then(deliver, failed);
   }
 
   function startPolling(): void {
@@ -49,21 +97,20 @@ export function followJob(jobId: string, onJob: (job: Job) => void, onState: (st
   }
 
   function open(): void {
-    source = new EventSource(`${jobPath(jobId)}/events`);
-    const onMessage = (event: MessageEvent<string>) => deliver(JSON.parse(event.data) as Job);
-    source.addEventListener('status', onMessage);
-    source.addEventListener('progress', onMessage);
-    source.onopen = () => {
-      window.clearInterval(pollTimer);
-      pollTimer = undefined;
-      onState('live');
-    };
-    source.onerror = () => {
-      if (stopped) return;
-      startPolling();
-      // A refused stream (404, 503) is not retried by the browser: try again later.
-      if (source?.readyState === EventSource.CLOSED) reopenTimer = window.setTimeout(open, REOPEN_MS);
-    };
+    closeStream = openStream(`${jobPath(jobId)}/events`, {
+      onOpen() {
+        window.clearInterval(pollTimer);
+        pollTimer = undefined;
+        onState('live');
+      },
+      onEvent: (_type, data) => deliver(JSON.parse(data) as Job),
+      onClose(err) {
+        if (stopped) return;
+        if (err instanceof ApiError && (err.status === 404 || err.status === 401)) return failed(err);
+        startPolling();
+        reopenTimer = window.setTimeout(open, REOPEN_MS);
+      },
+    });
   }
 
   onState('connecting');
@@ -73,29 +120,30 @@ export function followJob(jobId: string, onJob: (job: Job) => void, onState: (st
 
 /**
  * Follows every job (GET /api/jobs/events) for the jobs list. onLive(false) tells the list
- * to poll while the stream is down.
+ * to poll while the stream is down; it is reopened every few seconds.
  */
 export function followAllJobs(onEvent: (job: Job, kind: 'status' | 'progress') => void, onLive: (live: boolean) => void): () => void {
   let stopped = false;
-  let source: EventSource | undefined;
+  let closeStream: (() => void) | undefined;
   let reopenTimer: number | undefined;
 
   function open(): void {
-    source = new EventSource('/api/jobs/events');
-    source.addEventListener('status', (event: MessageEvent<string>) => onEvent(JSON.parse(event.data) as Job, 'status'));
-    source.addEventListener('progress', (event: MessageEvent<string>) => onEvent(JSON.parse(event.data) as Job, 'progress'));
-    source.onopen = () => onLive(true);
-    source.onerror = () => {
-      if (stopped) return;
-      onLive(false);
-      if (source?.readyState === EventSource.CLOSED) reopenTimer = window.setTimeout(open, REOPEN_MS);
-    };
+    closeStream = openStream('/api/jobs/events', {
+      onOpen: () => onLive(true),
+      onEvent: (type, data) => (type === 'status' || type === 'progress') && onEvent(JSON.parse(data) as Job, type),
+      onClose(err) {
+        if (stopped) return;
+        onLive(false);
+        if (err instanceof ApiError && err.status === 401) return; // reopened once a token is given
+        reopenTimer = window.setTimeout(open, REOPEN_MS);
+      },
+    });
   }
 
   open();
   return () => {
     stopped = true;
-    source?.close();
+    closeStream?.();
     window.clearTimeout(reopenTimer);
   };
 }

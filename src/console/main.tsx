@@ -1,12 +1,46 @@
 import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { accessToken, onUnauthorized } from './api.js';
 import { JobPage } from './pages/job.js';
 import { JobsPage } from './pages/jobs.js';
 import { useRoute } from './router.js';
-import { Link } from './ui.js';
+import { Link, Notice } from './ui.js';
 import './style.css';
+
+/** Asked for when the API answers 401 (Intake runs with API_TOKENS); kept for this tab's session. */
+function TokenForm({ message }: { message: string }) {
+  const [token, setToken] = useState('');
+  const hadToken = accessToken.get() !== null;
+  return (
+    <section class="panel" aria-labelledby="token-title">
+      <h2 id="token-title">Access token</h2>
+      <Notice kind={hadToken ? 'error' : 'info'}>{hadToken ? `${message}. Enter another one.` : 'This Intake requires an access token.'}</Notice>
+      <form
+        class="token-form"
+        onSubmit={(event) => {
+          event.preventDefault();
+          if (token.trim() === '') return;
+          accessToken.set(token.trim());
+          location.reload();
+        }}
+      >
+        <label class="field">
+          Token
+          <input type="password" autoComplete="off" value={token} onInput={(event) => setToken((event.currentTarget as HTMLInputElement).value)} autoFocus />
+        </label>
+        <button type="submit" class="button primary">
+          Use this token
+        </button>
+      </form>
+      <p class="help muted">It is kept in this browser tab until you close it or sign out.</p>
+    </section>
+  );
+}
 
 function App() {
   const route = useRoute();
+  const [authMessage, setAuthMessage] = useState<string | null>(null);
+  useEffect(() => onUnauthorized(setAuthMessage), []);
   return (
     <>
       <header class="top">
@@ -16,16 +50,34 @@ function App() {
         <nav aria-label="Main">
           <Link href="/">Jobs</Link>
           <a href="/docs">API</a>
+          {accessToken.get() !== null && (
+            <button
+              type="button"
+              class="link-button"
+              onClick={() => {
+                accessToken.clear();
+                location.reload();
+              }}
+            >
+              Sign out
+            </button>
+          )}
         </nav>
       </header>
       <main>
-        {route.page === 'jobs' && <JobsPage query={route.query} />}
-        {route.page === 'job' && <JobPage jobId={route.jobId} key={route.jobId} />}
-        {route.page === 'missing' && (
-          <section class="panel">
-            <p>There is no such page. </p>
-            <Link href="/">Go to the jobs</Link>
-          </section>
+        {authMessage !== null ? (
+          <TokenForm message={authMessage} />
+        ) : (
+          <>
+            {route.page === 'jobs' && <JobsPage query={route.query} />}
+            {route.page === 'job' && <JobPage jobId={route.jobId} key={route.jobId} />}
+            {route.page === 'missing' && (
+              <section class="panel">
+                <p>There is no such page. </p>
+                <Link href="/">Go to the jobs</Link>
+              </section>
+            )}
+          </>
         )}
       </main>
     </>

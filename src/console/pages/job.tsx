@@ -1,7 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, getJson, jobPath, pagePath, TERMINAL, type Job, type Page, type RecordRow, type RowError } from '../api.js';
+import { ApiError, getJson, jobAction, jobPath, pagePath, TERMINAL, type Job, type Page, type RecordRow, type RowError } from '../api.js';
 import { formatBytes, formatCount, formatDuration, formatTime } from '../format.js';
 import { followJob, type LiveState } from '../live.js';
+import { navigate } from '../router.js';
 import { Link, Notice, ProgressBar, StatusBadge } from '../ui.js';
 
 const PREVIEW_ROWS = 50;
@@ -13,9 +14,23 @@ export function JobPage({ jobId }: { jobId: string }) {
   const [error, setError] = useState<ApiError | null>(null);
   const [live, setLive] = useState<LiveState>('connecting');
   const [now, setNow] = useState(Date.now());
+  const [run, setRun] = useState(0); // a retry follows the job anew
+  const [actionError, setActionError] = useState<string | null>(null);
+
+  async function act(action: 'cancel' | 'retry' | 'delete'): Promise<void> {
+    if (action === 'delete' && !window.confirm('Delete this job, its records, its row errors and its stored upload?')) return;
+    setActionError(null);
+    try {
+      const next = await jobAction(jobId, action);
+      if (action === 'delete') return navigate('/');
+      if (next) setJob(next);
+      if (action === 'retry') setRun((n) => n + 1);
+    } catch (err) {
+      setActionError(err instanceof Error ? err.message : String(err));
+    }
+  }
 
   useEffect(() => {
-    setJob(null);
     setError(null);
     return followJob(
       jobId,
@@ -26,7 +41,7 @@ export function JobPage({ jobId }: { jobId: string }) {
       setLive,
       (err) => setError(err instanceof ApiError ? err : new ApiError(0, 'network', err.message)),
     );
-  }, [jobId]);
+  }, [jobId, run]);
 
   // The running time ticks while the job is unfinished.
   const finished = job !== null && TERMINAL.has(job.status);
@@ -105,6 +120,22 @@ export function JobPage({ jobId }: { jobId: string }) {
           </div>
         </dl>
         <Timeline job={job} now={now} />
+        <div class="actions">
+          {!TERMINAL.has(job.status) && (
+            <button type="button" class="button" onClick={() => void act('cancel')}>
+              Cancel job
+            </button>
+          )}
+          {(job.status === 'failed' || job.status === 'canceled') && (
+            <button type="button" class="button" onClick={() => void act('retry')}>
+              Retry
+            </button>
+          )}
+          <button type="button" class="button danger" onClick={() => void act('delete')}>
+            Delete
+          </button>
+        </div>
+        {actionError && <Notice kind="error">{actionError}</Notice>}
         {job.error && (
           <div class="job-error" role="alert">
             <h3>Error</h3>
@@ -112,8 +143,9 @@ export function JobPage({ jobId }: { jobId: string }) {
           </div>
         )}
       </section>
-      <RowErrors job={job} />
-      <RecordsPreview job={job} />
+      {/* A retry starts from a clean slate: the previews start over too. */}
+      <RowErrors job={job} key={`errors-${run}`} />
+      <RecordsPreview job={job} key={`records-${run}`} />
     </>
   );
 }
@@ -139,7 +171,7 @@ function Timeline({ job, now }: { job: Job; now: number }) {
         )}
       </li>
       <li class={ended ? 'done' : 'waiting'}>
-        <span class="step">{job.status === 'failed' ? 'Failed' : 'Completed'}</span>{' '}
+        <span class="step">{job.status === 'failed' ? 'Failed' : job.status === 'canceled' ? 'Canceled' : 'Completed'}</span>{' '}
         {ended ? (
           <>
             <time dateTime={job.completed_at!}>{formatTime(job.completed_at!)}</time>
