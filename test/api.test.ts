@@ -207,11 +207,16 @@ describe.each(backends())('API contract ($name)', (backend) => {
 
   it('rejects an upload over MAX_UPLOAD_BYTES with 413 and keeps nothing', async () => {
     const limitSandbox = await createSandbox(backend);
-    const small = await startServer(limitSandbox, { WORKER_CONCURRENCY: '0', MAX_UPLOAD_BYTES: '1024' });
+    const small = await startServer(limitSandbox, { WORKER_CONCURRENCY: '0', MAX_UPLOAD_BYTES: String(1024 ** 2), MAX_JSON_BODY_BYTES: '1024' });
     try {
-      const res = await upload(small.url, 'big.csv', makeCsv(100));
+      const twoMiB = 'id,text\n' + `1,${'x'.repeat(1021)}\n`.repeat(2 * 1024);
+      expect(twoMiB.length).toBeGreaterThan(2 * 1024 ** 2);
+      const res = await upload(small.url, 'big.csv', twoMiB);
       expect(res.status).toBe(413);
-      expect(res.body).toMatchObject({ code: 'payload_too_large' });
+      expect(res.body).toEqual({ detail: `The file is larger than MAX_UPLOAD_BYTES (${1024 ** 2} bytes)`, code: 'payload_too_large' });
+      const records = await postRecords(small.url, JSON.stringify([{ text: 'y'.repeat(2000) }]));
+      expect(records.status).toBe(413);
+      expect(records.body.code).toBe('payload_too_large');
       expect(readdirSync(small.config.uploadDir)).toEqual([]);
       expect((await getJson(`${small.url}/api/jobs`)).body.results).toEqual([]);
       expect((await upload(small.url, 'fits.csv', makeCsv(5))).status).toBe(202);
@@ -219,6 +224,33 @@ describe.each(backends())('API contract ($name)', (backend) => {
       await small.close();
       await limitSandbox.dispose();
     }
+  });
+
+  it('refuses more than one file, too many fields or a long field with 413, and keeps nothing', async () => {
+    const before = (await getJson(`${server.url}/api/jobs?limit=100`)).body.results.length;
+    const send = async (fill: (form: FormData) => void) => {
+      const form = new FormData();
+      fill(form);
+      const res = await fetch(`${server.url}/api/upload`, { method: 'POST', body: form });
+      return { status: res.status, body: await res.json() };
+    };
+    const two = await send((form) => {
+      form.append('file', new Blob([makeCsv(50)]), 'one.csv');
+      form.append('file', new Blob([makeCsv(50)]), 'two.csv');
+    });
+    expect(two).toEqual({ status: 413, body: { detail: 'Send one file per upload', code: 'too_many_files' } });
+    const manyFields = await send((form) => {
+      for (let i = 0; i < 11; i++) form.append(`f${i}`, 'x');
+      form.append('file', new Blob([makeCsv(5)]), 'a.csv');
+    });
+    expect(manyFields).toEqual({ status: 413, body: { detail: 'Send at most 10 form fields, before the file', code: 'too_many_fields' } });
+    const longField = await send((form) => {
+      form.append('max_errors', '1'.repeat(2000));
+      form.append('file', new Blob([makeCsv(5)]), 'a.csv');
+    });
+    expect(longField).toEqual({ status: 413, body: { detail: 'The form field "max_errors" is longer than 1024 bytes', code: 'field_too_large' } });
+    expect(readdirSync(server.config.uploadDir).filter((f) => f.endsWith('.part'))).toEqual([]);
+    expect((await getJson(`${server.url}/api/jobs?limit=100`)).body.results.length).toBe(before);
   });
 
   it('answers 400 to an upload cut short, and keeps no file and no job', async () => {

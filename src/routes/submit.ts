@@ -61,6 +61,25 @@ function idempotencyKey(request: FastifyRequest): string | undefined {
 
 class KeyTaken extends Error {}
 
+// Multipart limits: one file, and a few short fields before it (max_errors). Anything more is
+// refused with 413 while it streams, and nothing is kept.
+const MAX_FIELDS = 10;
+const MAX_FIELD_BYTES = 1024;
+const MULTIPART_LIMITS = (fileSize: number) => ({ fileSize, files: 1, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES, parts: MAX_FIELDS + 1, headerPairs: 100 });
+const tooManyFiles = () => new AppError(413, 'too_many_files', 'Send one file per upload');
+
+/** @fastify/multipart's limit errors, as the API's own. */
+function multipartLimitError(err: unknown): AppError | undefined {
+  switch ((err as { code?: string }).code) {
+    case 'FST_FILES_LIMIT':
+      return tooManyFiles();
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return new AppError(413, 'too_many_fields', `Send at most ${MAX_FIELDS} form fields, before the file`);
+  }
+  return undefined;
+}
+
 const idempotencyHeaderSchema = {
   type: 'object',
   properties: {
@@ -167,48 +186,61 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
       const query = request.query as Record<string, unknown>;
       const unknown = Object.keys(query).find((name) => name !== 'max_errors');
       if (unknown) throw validationError([{ loc: ['query', unknown], msg: `unknown parameter "${unknown}"`, type: 'additionalProperties' }]);
-      const part = await request.file({ limits: { fileSize: config.maxUploadBytes, files: 1, fields: 10 } });
-      if (!part) throw new AppError(400, 'file_missing', 'No file: send it in a multipart field named "file"');
-      // max_errors as a query parameter, or as a form field sent before the file.
-      const field = part.fields.max_errors;
-      const fieldValue = field && !Array.isArray(field) && field.type === 'field' ? field.value : undefined;
-      const maxErrors = query.max_errors !== undefined ? maxErrorsFrom(query.max_errors, 'query') : maxErrorsFrom(fieldValue, 'body');
-      if (part.fieldname !== 'file') {
-        part.file.resume();
-        throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
-      }
-      const format = FORMAT_BY_EXTENSION[extname(part.filename).toLowerCase()];
-      const fileName = part.filename.slice(0, 255).toWellFormed(); // the column holds 255
-      if (!format) {
-        part.file.resume();
-        throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .json, .ndjson or .jsonl file`);
-      }
-      const jobId = randomUUID();
-      const partial = partialUploadPath(config.uploadDir, jobId);
-      const tooLarge = () =>
-        new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`);
-      const out = createWriteStream(partial);
-      // With an Idempotency-Key, what was sent is hashed on its way to disk.
-      const hash = key ? createHash('sha256').update(`upload\0${fileName}\0${maxErrors}\0`) : undefined;
+      const tooLarge = () => new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`);
+      const fields: Record<string, string> = {};
+      let stored: { jobId: string; partial: string; fileName: string; format: Format; maxErrors: number; hash?: Hash } | undefined;
       try {
-        await pipeline(part.file, hash ? hashing(hash) : new PassThrough(), out);
-      } catch (err) {
-        // The file is opened asynchronously: let the stream finish opening and close before
-        // removing it, or its late open would create the file again after the removal.
-        if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
-        await discard(partial, request.log);
-        if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge();
-        if (request.raw.destroyed || /unexpected end|terminated early|aborted/i.test((err as Error).message)) {
-          throw new AppError(400, 'upload_incomplete', 'The upload ended before the file was complete; nothing was kept');
+        for await (const part of request.parts({ limits: MULTIPART_LIMITS(config.maxUploadBytes) })) {
+          if (part.type === 'field') {
+            if (part.valueTruncated) {
+              throw new AppError(413, 'field_too_large', `The form field "${part.fieldname}" is longer than ${MAX_FIELD_BYTES} bytes`);
+            }
+            // Only fields sent before the file are read: the file is stored as it arrives.
+            if (!stored) fields[part.fieldname] = String(part.value);
+            continue;
+          }
+          if (stored) throw tooManyFiles();
+          // max_errors as a query parameter, or as a form field sent before the file.
+          const maxErrors = query.max_errors !== undefined ? maxErrorsFrom(query.max_errors, 'query') : maxErrorsFrom(fields.max_errors, 'body');
+          if (part.fieldname !== 'file') {
+            part.file.resume();
+            throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
+          }
+          const format = FORMAT_BY_EXTENSION[extname(part.filename).toLowerCase()];
+          const fileName = part.filename.slice(0, 255).toWellFormed(); // the column holds 255
+          if (!format) {
+            part.file.resume();
+            throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .json, .ndjson or .jsonl file`);
+          }
+          const jobId = randomUUID();
+          const partial = partialUploadPath(config.uploadDir, jobId);
+          const out = createWriteStream(partial);
+          // With an Idempotency-Key, what was sent is hashed on its way to disk.
+          const hash = key ? createHash('sha256').update(`upload\0${fileName}\0${maxErrors}\0`) : undefined;
+          try {
+            await pipeline(part.file, hash ? hashing(hash) : new PassThrough(), out);
+          } catch (err) {
+            // The file is opened asynchronously: let the stream finish opening and close before
+            // removing it, or its late open would create the file again after the removal.
+            if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
+            await discard(partial, request.log);
+            if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge();
+            if (request.raw.destroyed || /unexpected end|terminated early|aborted/i.test((err as Error).message)) {
+              throw new AppError(400, 'upload_incomplete', 'The upload ended before the file was complete; nothing was kept');
+            }
+            throw err;
+          }
+          stored = { jobId, partial, fileName, format, maxErrors, hash };
+          // At the limit the parser stops writing and marks the stream truncated: a cut file
+          // must never be ingested as if it were whole.
+          if (part.file.truncated) throw tooLarge();
         }
-        throw err;
+      } catch (err) {
+        if (stored) await discard(stored.partial, request.log);
+        throw multipartLimitError(err) ?? err;
       }
-      // At the limit the parser stops writing and marks the stream truncated: a cut file
-      // must never be ingested as if it were whole.
-      if (part.file.truncated) {
-        await discard(partial, request.log);
-        throw tooLarge();
-      }
+      if (!stored) throw new AppError(400, 'file_missing', 'No file: send it in a multipart field named "file"');
+      const { jobId, partial, fileName, format, maxErrors, hash } = stored;
       if ((await stat(partial)).size === 0) {
         await discard(partial, request.log);
         throw new AppError(422, 'empty_file', `The file "${fileName}" is empty`);
