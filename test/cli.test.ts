@@ -93,6 +93,22 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect((await waitForJob(server.url, jobId)).status).toBe('completed');
   });
 
+  it('retry, cancel and delete a job', async () => {
+    const failed = await run('upload', 'bad.csv', '--wait');
+    expect(failed.code).toBe(1);
+    const jobId = failed.stdout.trim();
+    const retried = await run('retry', jobId, '--max-errors', '5', '--wait');
+    expect(retried.code).toBe(0);
+    expect(retried.stdout.trim()).toBe(jobId);
+    expect(retried.stderr.trim().split('\n').at(-1)).toMatch(/^completed: 2 records, 1 bad row reported in \d+\.\d s$/);
+    const cancel = await run('cancel', jobId);
+    expect(cancel.code).toBe(2);
+    expect(cancel.stderr).toBe('intake: The job is already completed: only a queued or running job can be canceled (HTTP 409 job_finished)\n');
+    const removed = await run('delete', jobId);
+    expect(removed).toEqual({ code: 0, stdout: '', stderr: `deleted ${jobId}\n` });
+    expect((await run('status', jobId)).code).toBe(2);
+  });
+
   it.each([
     [['upload', 'missing.csv'], 'intake: cannot read missing.csv: no such file'],
     [['upload', 'notes.txt'], 'intake: Unsupported file type "notes.txt": send a .csv, .json, .ndjson or .jsonl file (HTTP 415 unsupported_file_type)'],
@@ -100,7 +116,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     [['upload', 'people.csv', '--max-errors', 'many'], 'intake: --max-errors must be a whole number, 0 or more, not "many"'],
     [['upload'], 'intake: usage: intake upload FILE [--max-errors N] [--wait] [--json]'],
     [['status', '00000000-0000-4000-8000-000000000000'], 'intake: Job not found (HTTP 404 job_not_found)'],
-    [['jobs', '--status', 'done'], 'intake: query.status: status must be one of: queued, running, completed, failed (HTTP 422 validation_error)'],
+    [['jobs', '--status', 'done'], 'intake: query.status: status must be one of: queued, running, completed, failed, canceled (HTTP 422 validation_error)'],
     [['jobs', '--verbose'], "intake: Unknown option '--verbose'"],
     [['frobnicate'], 'intake: unknown command "frobnicate"'],
   ])('%j fails with one clear line and exit code 2', async (args, message) => {

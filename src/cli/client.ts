@@ -97,6 +97,7 @@ function plural(n: number, noun: string): string {
 function summary(job: JobPayload): string {
   const bad = job.records_failed > 0 ? `, ${plural(job.records_failed, 'bad row')} reported` : '';
   if (job.status === 'completed') return `completed: ${plural(job.records_processed, 'record')}${bad}${seconds(job.started_at, job.completed_at)}`;
+  if (job.status === 'canceled') return `canceled: ${plural(job.records_processed, 'record')} kept${bad}`;
   return `failed: ${job.error ?? 'no error given'} (${plural(job.records_processed, 'record')} kept${bad})`;
 }
 
@@ -205,6 +206,11 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   if (maxErrors !== undefined) form.append('max_errors', maxErrors);
   form.append('file', file, basename(path));
   const job = (await (await request(base, '/api/upload', { method: 'POST', body: form })).json()) as SubmittedJob;
+  return submitted(base, job, values, io);
+}
+
+/** After an upload or a retry: prints the job, or with --wait follows it to its end. */
+async function submitted(base: Target, job: SubmittedJob, values: Record<string, unknown>, io: ClientIo): Promise<number> {
   if (!values.wait) {
     if (values.json) io.stdout.write(`${JSON.stringify(job)}\n`);
     else {
@@ -242,6 +248,7 @@ async function status(args: string[], io: ClientIo): Promise<number> {
     ['submitted', job.submitted_at],
     ['started', job.started_at ?? '-'],
     ['finished', job.completed_at ?? '-'],
+    ['attempts', String(job.attempts)],
   ];
   if (job.error) rows.push(['error', job.error]);
   io.stdout.write(rows.map(([key, value]) => `${key.padEnd(10)} ${value}\n`).join(''));
@@ -287,4 +294,36 @@ async function jobs(args: string[], io: ClientIo): Promise<number> {
   return 0;
 }
 
-export const CLIENT_COMMANDS: Record<string, (args: string[], io: ClientIo) => Promise<number>> = { upload, status, jobs };
+const jobPath = (jobId: string) => `/api/job/${encodeURIComponent(jobId)}`;
+
+async function cancel(args: string[], io: ClientIo): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1, 'intake cancel JOB_ID [--json]');
+  const job = (await (await request(target(io.env), `${jobPath(positionals[0]!)}/cancel`, { method: 'POST' })).json()) as JobPayload;
+  if (values.json) io.stdout.write(`${JSON.stringify(job)}\n`);
+  else io.stderr.write(`${summary(job)}\n`);
+  return 0;
+}
+
+async function retry(args: string[], io: ClientIo): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    { 'max-errors': { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' } },
+    1,
+    'intake retry JOB_ID [--max-errors N] [--wait] [--json]',
+  );
+  const maxErrors = values['max-errors'] as string | undefined;
+  if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
+  const base = target(io.env);
+  const query = maxErrors === undefined ? '' : `?max_errors=${maxErrors}`;
+  const job = (await (await request(base, `${jobPath(positionals[0]!)}/retry${query}`, { method: 'POST' })).json()) as SubmittedJob;
+  return submitted(base, job, values, io);
+}
+
+async function remove(args: string[], io: ClientIo): Promise<number> {
+  const { positionals } = parse(args, {}, 1, 'intake delete JOB_ID');
+  await request(target(io.env), jobPath(positionals[0]!), { method: 'DELETE' });
+  io.stderr.write(`deleted ${positionals[0]}\n`);
+  return 0;
+}
+
+export const CLIENT_COMMANDS: Record<string, (args: string[], io: ClientIo) => Promise<number>> = { upload, status, jobs, cancel, retry, delete: remove };

@@ -18,8 +18,14 @@ Talk to a running Intake at INTAKE_URL (default http://localhost:8000; INTAKE_TO
             one job: status, counters, timestamps, error
   jobs [--status S] [--limit N] [--offset N] [--json]
             jobs, newest first
+  cancel JOB_ID [--json]
+            stop a queued or running job (it keeps what it committed)
+  retry JOB_ID [--max-errors N] [--wait] [--json]
+            run a failed or canceled job again, from the start, under the same id
+  delete JOB_ID
+            delete a job with its records, row errors and stored upload
 
-Exit codes: 0 done, 1 the job failed (upload --wait), 2 a usage, connection or request error.`;
+Exit codes: 0 done, 1 the job failed or was canceled (--wait), 2 a usage, connection or request error.`;
 
 async function main(argv: string[]): Promise<void> {
   const [command] = argv;
