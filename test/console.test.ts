@@ -241,6 +241,27 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await page.close();
   });
 
+  it('cancels, retries and deletes a job from its page', async () => {
+    const { page, problems } = await openPage();
+    const job = await upload(server.url, 'long.csv', makeCsv(backend.name === 'embedded' ? 200_000 : 500_000));
+    await page.goto(`${server.url}/jobs/${job.body.job_id}`);
+    await expect.poll(() => page.locator('.job-head .badge').textContent()).toBe('running');
+    await page.getByRole('button', { name: 'Cancel job' }).click();
+    await expect.poll(() => page.locator('.job-head .badge').textContent()).toBe('canceled');
+    expect(await page.locator('.timeline').textContent()).toContain('Canceled');
+    await page.screenshot({ path: join(shots, 'job-canceled.png') });
+    await page.getByRole('button', { name: 'Retry' }).click();
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 120_000 }).toBe('completed');
+    expect(await page.getByTestId('records-processed').textContent()).toBe(backend.name === 'embedded' ? '200,000' : '500,000');
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Delete' }).click();
+    await page.waitForURL(`${server.url}/`);
+    await expect.poll(() => page.locator(`tr[data-job-id="${job.body.job_id}"]`).count()).toBe(0);
+    expect((await fetch(`${server.url}/api/job/${job.body.job_id}`)).status).toBe(404);
+    expect(problems).toEqual([]);
+    await page.close();
+  }, 180_000);
+
   it('answers a job that does not exist with a clear page', async () => {
     const { page } = await openPage('/jobs/00000000-0000-4000-8000-000000000000');
     await expect.poll(() => page.locator('.notice-error').textContent()).toContain('There is no job 00000000-0000-4000-8000-000000000000');
