@@ -10,7 +10,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency'];
 
 /** A batch of good records numbered from `from`. */
 function batchOf(from: number, records: object[]): Batch {
@@ -62,6 +62,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [3, '003_version_attempts'],
       [4, '004_heartbeat'],
       [5, '005_row_errors_progress'],
+      [6, '006_cancel_retry_idempotency'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -88,6 +89,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['max_errors', 'int4', null, 'NO'],
       ['bytes_total', 'int8', null, 'YES'],
       ['bytes_processed', 'int8', null, 'NO'],
+      ['attempts_before_retry', 'int4', null, 'NO'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -97,6 +99,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       'running',
       'completed',
       'failed',
+      'canceled',
     ]);
 
     const index = first.indexes.find((i) => i.indexname === 'idx_ingest_jobs_status_submitted_at');
@@ -302,6 +305,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 3, name: '003_version_attempts' },
         { version: 4, name: '004_heartbeat' },
         { version: 5, name: '005_row_errors_progress' },
+        { version: 6, name: '006_cancel_retry_idempotency' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

@@ -71,10 +71,15 @@ export function markRunning(t: Tracker, jobId: string, staleAfterMs = 0): Promis
 
 /**
  * A worker stopping cleanly (shutdown) gives its attempt back: only crashes count towards
- * MAX_JOB_ATTEMPTS. No version bump: nothing a client sees has changed. $1 job_id
+ * MAX_JOB_ATTEMPTS. It also clears the heartbeat, so the next worker may claim the job at
+ * once instead of waiting for the heartbeat to go stale. No version bump: nothing a client
+ * sees has changed. $1 job_id
  */
 export async function releaseAttempt(t: Tracker, jobId: string): Promise<void> {
-  await t.db.query(`UPDATE ingest_jobs SET attempts = attempts - 1 WHERE job_id = $1 AND status = 'running' AND attempts > 0`, [jobId]);
+  await t.db.query(
+    `UPDATE ingest_jobs SET attempts = GREATEST(attempts - 1, 0), heartbeat_at = NULL WHERE job_id = $1 AND status = 'running'`,
+    [jobId],
+  );
 }
 
 /** A run of consecutive input records: the good ones and the bad ones, by input position. */
