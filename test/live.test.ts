@@ -15,6 +15,7 @@ import { createStatusCache } from '../src/cache/status-cache.js';
 import type { JobPayload, JobStatus } from '../src/schemas/jobs.js';
 import { findJob, payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
+import { startRedisServer } from './redis-server.js';
 import { backends, createSandbox, deleteRedisKeys, getJson, makeCsv, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 const TERMINAL = new Set<string>(['completed', 'failed', 'canceled']);
@@ -680,6 +681,43 @@ describe.runIf(scaleOutAvailable())('status cache (Redis)', () => {
     } finally {
       await cache.close();
       await proxy.down();
+    }
+  });
+
+  it('a write that timed out on a slow Redis (no disconnect) is repaired within about a second, without another cache call', async () => {
+    // Under load a write can exceed the 50 ms command timeout while the connection stays up:
+    // no 'ready' event follows, so the cache must retry by itself.
+    const server = await startRedisServer();
+    const client = fastRedis(server.url);
+    client.on('error', () => {});
+    const truth = new Map<string, { version: number; payload: string }>();
+    const cache = createStatusCache(client, { prefix, ttlSeconds: 300, log: silentLog, load: async (id) => truth.get(id) ?? null });
+    const direct = new Redis(server.url);
+    const jobId = randomUUID();
+    const key = `${prefix}ingest_job:${jobId}`;
+    try {
+      await new Promise<void>((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', () => resolve())));
+      await cache.store(jobId, 5, payload(jobId, 5));
+      // The database has moved on to version 7 by the time Redis answers again.
+      truth.set(jobId, { version: 7, payload: payload(jobId, 7, { status: 'completed' }) });
+      server.pause();
+      await cache.store(jobId, 6, payload(jobId, 6)); // times out after 50 ms (Redis runs it when resumed)
+      expect(cache.stats.errors).toBe(1);
+      server.resume();
+      const resumedAt = Date.now();
+      const latest = payload(jobId, 7, { status: 'completed' });
+      let value = await direct.get(key);
+      while (value !== latest && Date.now() - resumedAt < 5000) {
+        await sleep(50);
+        value = await direct.get(key);
+      }
+      expect(value).toBe(latest);
+      console.log(`stale key repaired ${Date.now() - resumedAt} ms after Redis resumed`);
+      expect(client.status).toBe('ready'); // it never reconnected: the timer did it
+    } finally {
+      direct.disconnect();
+      await cache.close();
+      await server.stop();
     }
   });
 

@@ -69,6 +69,21 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
     if (jobId) dirty.add(jobId);
     if (Date.now() >= skipUntil) log.warn({ err: (err as Error).message }, 'status cache unavailable; using the database');
     skipUntil = Date.now() + BREAKER_MS;
+    scheduleRepair();
+  }
+
+  // A write that timed out (a slow, not a lost, Redis) brings no 'ready' event, and a worker
+  // whose job has ended writes nothing more: without this timer its key could show an old
+  // state until the TTL. Tried again after each breaker period while keys are dirty.
+  let repairTimer: NodeJS.Timeout | undefined;
+  function scheduleRepair(): void {
+    if (repairTimer || dirty.size === 0) return;
+    repairTimer = setTimeout(() => {
+      repairTimer = undefined;
+      skipUntil = 0;
+      repair().catch((err: unknown) => failed(err));
+    }, BREAKER_MS);
+    repairTimer.unref();
   }
 
   // Rewrites the keys of jobs whose change could not be written, from the database: a key is
@@ -121,6 +136,7 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
     async store(jobId, version, payload) {
       if (Date.now() < skipUntil) {
         dirty.add(jobId);
+        scheduleRepair();
         return;
       }
       try {
@@ -141,6 +157,7 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
       await redis.ping();
     },
     async close() {
+      clearTimeout(repairTimer);
       redis.disconnect();
     },
   };
