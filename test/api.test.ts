@@ -144,6 +144,44 @@ describe.each(backends())('API contract ($name)', (backend) => {
     expect(done.body.results.every((j: JobPayload) => j.status === 'failed')).toBe(true);
   });
 
+  it('pages by cursor through every job once, in order; filters by source type and submission time; counts when asked', async () => {
+    for (let i = 0; i < 4; i++) await postRecords(idle.url, JSON.stringify([{ i }]));
+    // Jobs submitted within the same millisecond: the cursor keeps microseconds and the job id.
+    await idle.intake.db.query(`UPDATE ingest_jobs SET submitted_at = date_trunc('second', NOW()) + INTERVAL '7 microseconds' WHERE source_type = 'json_api'`);
+    const all = (await getJson(`${idle.url}/api/jobs?limit=100`)).body.results.map((j: JobPayload) => j.job_id);
+    expect(all.length).toBeGreaterThanOrEqual(9);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page: any = (await getJson(`${idle.url}/api/jobs?limit=2${cursor ? `&cursor=${cursor}` : ''}`)).body;
+      expect(page.next_offset).toBe(cursor ? null : 2);
+      seen.push(...page.results.map((j: JobPayload) => j.job_id));
+      cursor = page.next_cursor;
+      pages++;
+    } while (cursor);
+    expect(seen).toEqual(all);
+    expect(pages).toBe(Math.ceil(all.length / 2));
+
+    const api = await getJson(`${idle.url}/api/jobs?source_type=json_api&limit=100&total=true`);
+    expect(api.body.results.map((j: JobPayload) => j.source_type)).toEqual(['json_api', 'json_api', 'json_api', 'json_api']);
+    expect(api.body.total).toBe(4);
+    expect((await getJson(`${idle.url}/api/jobs?limit=1`)).body).not.toHaveProperty('total');
+    const newest = (await getJson(`${idle.url}/api/jobs?limit=100`)).body.results as JobPayload[];
+    const from = newest[2]!.submitted_at;
+    const recent = await getJson(`${idle.url}/api/jobs?limit=100&submitted_after=${encodeURIComponent(from)}`);
+    expect(recent.body.results.every((j: JobPayload) => j.submitted_at >= from)).toBe(true);
+    const older = await getJson(`${idle.url}/api/jobs?limit=100&submitted_before=${encodeURIComponent(from)}&total=true`);
+    expect(older.body.results.every((j: JobPayload) => j.submitted_at < from)).toBe(true);
+    expect(recent.body.results.length + older.body.total).toBe(newest.length);
+
+    for (const query of ['cursor=bm90IGEgY3Vyc29y', 'cursor=x&offset=2', 'submitted_after=yesterday', 'source_type=ftp', 'total=maybe']) {
+      const res = await getJson(`${idle.url}/api/jobs?${query}`);
+      expect(res.status, query).toBe(422);
+      expect(res.body.code).toBe('validation_error');
+    }
+  });
+
   it('answers 404 for an unknown and for a malformed job id', async () => {
     for (const id of ['6f1c8a52-2f35-4d43-9b0e-2b9f1f0f4c11', 'not-a-uuid', '1', "1' OR '1'='1", '6f1c8a52-2f35-4d43-9b0e-2b9f1f0f4c1Z']) {
       const res = await getJson(`${server.url}/api/job/${encodeURIComponent(id)}`);

@@ -10,7 +10,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes'];
 
 /** A batch of good records numbered from `from`. */
 function batchOf(from: number, records: object[]): Batch {
@@ -63,6 +63,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [4, '004_heartbeat'],
       [5, '005_row_errors_progress'],
       [6, '006_cancel_retry_idempotency'],
+      [7, '007_list_keyset_indexes'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -102,8 +103,14 @@ describe.each(backends())('storage ($name)', (backend) => {
       'canceled',
     ]);
 
-    const index = first.indexes.find((i) => i.indexname === 'idx_ingest_jobs_status_submitted_at');
-    expect(index?.indexdef).toMatch(/ON public\.ingest_jobs USING btree \(status, submitted_at DESC\)/);
+    // The story's (status, submitted_at DESC) index became the keyset indexes of the list (007).
+    expect(first.indexes.find((i) => i.indexname === 'idx_ingest_jobs_status_submitted_at')).toBeUndefined();
+    expect(first.indexes.find((i) => i.indexname === 'idx_ingest_jobs_status_submitted_at_job_id')?.indexdef).toMatch(
+      /ON public\.ingest_jobs USING btree \(status, submitted_at DESC, job_id DESC\)/,
+    );
+    expect(first.indexes.find((i) => i.indexname === 'idx_ingest_jobs_submitted_at_job_id')?.indexdef).toMatch(
+      /ON public\.ingest_jobs USING btree \(submitted_at DESC, job_id DESC\)/,
+    );
   });
 
   describe('tracking transitions', () => {
@@ -306,6 +313,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 4, name: '004_heartbeat' },
         { version: 5, name: '005_row_errors_progress' },
         { version: 6, name: '006_cancel_retry_idempotency' },
+        { version: 7, name: '007_list_keyset_indexes' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

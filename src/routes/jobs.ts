@@ -3,14 +3,14 @@ import type { FastifyInstance } from 'fastify';
 import type { StatusCache } from '../cache/status-cache.js';
 import type { Config } from '../config.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
-import { AppError, jobNotFound } from '../errors.js';
+import { AppError, jobNotFound, validationError } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
 import { uploadPath } from '../ingest/uploads.js';
 import { removeJob } from '../jobs/removal.js';
 import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
-import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus } from '../schemas/jobs.js';
+import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { findJob, isJobId, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
+import { countJobs, findJob, isJobId, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
 
 export interface JobRouteDeps {
   config: Config;
@@ -18,6 +18,30 @@ export interface JobRouteDeps {
   dispatcher: Dispatcher;
   events: JobEvents;
   cache?: StatusCache;
+}
+
+interface ListQuery {
+  status?: JobStatus;
+  source_type?: SourceType;
+  submitted_after?: string;
+  submitted_before?: string;
+  limit: number;
+  offset: number;
+  cursor?: string;
+  total: boolean;
+}
+
+/** A list cursor: the (submitted_at, job_id) of the last row, at full precision, opaque to clients. */
+function encodeCursor(submittedAt: string, jobId: string): string {
+  return Buffer.from(`${submittedAt}|${jobId}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { submittedAt: string; jobId: string } {
+  const [submittedAt, jobId] = Buffer.from(cursor, 'base64url').toString().split('|');
+  if (!submittedAt || !jobId || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(submittedAt) || !isJobId(jobId)) {
+    throw validationError([{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' }]);
+  }
+  return { submittedAt, jobId };
 }
 
 /** The job id of a request, lower-cased; a malformed one names no job (404, never a 500). */
@@ -55,25 +79,35 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
     },
   );
 
-  app.get<{ Querystring: { status?: JobStatus; limit: number; offset: number } }>(
+  app.get<{ Querystring: ListQuery }>(
     '/api/jobs',
     {
       schema: {
-        summary: 'Jobs, newest first, optionally filtered by status',
+        summary: 'Jobs, newest first; filtered by status, source type and submission time; paged by cursor (or offset)',
         tags: ['jobs'],
         querystring: listQuerySchema,
         response: { 200: { $ref: 'JobList#' }, 422: errorRef, 503: errorRef },
       },
     },
     async (request) => {
-      const { status, limit, offset } = request.query;
+      const { status, source_type: sourceType, submitted_after: submittedAfter, submitted_before: submittedBefore, limit, offset, cursor, total } = request.query;
+      if (cursor !== undefined && offset > 0) {
+        throw validationError([{ loc: ['query', 'cursor'], msg: 'use cursor or offset, not both', type: 'value_error' }]);
+      }
+      const after = cursor === undefined ? undefined : decodeCursor(cursor);
+      const filters = { status, sourceType, submittedAfter, submittedBefore };
       // One row more than asked tells whether another page exists, without a count.
-      const rows = await listJobs(db, { status, limit: limit + 1, offset });
+      const rows = await listJobs(db, { ...filters, after, limit: limit + 1, offset });
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      const more = rows.length > limit;
       return {
-        results: rows.slice(0, limit).map(toPayload),
+        results: page.map(toPayload),
         offset,
         limit,
-        next_offset: rows.length > limit ? offset + limit : null,
+        next_offset: more && cursor === undefined ? offset + limit : null,
+        next_cursor: more && last ? encodeCursor(last.submitted_at_text, last.job_id) : null,
+        ...(total ? { total: await countJobs(db, filters) } : {}),
       };
     },
   );

@@ -40,12 +40,14 @@ export const submittedJobSchema = {
 export const jobListSchema = {
   $id: 'JobList',
   type: 'object',
-  required: ['results', 'offset', 'limit', 'next_offset'],
+  required: ['results', 'offset', 'limit', 'next_offset', 'next_cursor'],
   properties: {
     results: { type: 'array', items: { $ref: 'Job#' } },
     offset: { type: 'integer' },
     limit: { type: 'integer' },
-    next_offset: { type: ['integer', 'null'], description: 'offset of the next page, or null on the last page' },
+    next_offset: { type: ['integer', 'null'], description: 'offset of the next page, or null on the last page (or when paging by cursor)' },
+    next_cursor: { type: ['string', 'null'], description: 'cursor of the next page, or null on the last page: as fast at any depth as the first page' },
+    total: { type: 'integer', description: 'jobs matching the filters, with total=true only' },
   },
 } as const;
 
@@ -54,8 +56,13 @@ export const listQuerySchema = {
   additionalProperties: false,
   properties: {
     status: { type: 'string', enum: JOB_STATUSES },
+    source_type: { type: 'string', enum: SOURCE_TYPES },
+    submitted_after: { type: 'string', format: 'date-time', description: 'jobs submitted at or after this time' },
+    submitted_before: { type: 'string', format: 'date-time', description: 'jobs submitted before this time' },
     limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
-    offset: { type: 'integer', minimum: 0, maximum: 2_147_483_647, default: 0 },
+    cursor: { type: 'string', maxLength: 200, description: 'next_cursor of the previous page (keyset: fast at any depth)' },
+    offset: { type: 'integer', minimum: 0, maximum: 2_147_483_647, default: 0, description: 'kept for compatibility; deep offsets are slow, use cursor' },
+    total: { type: 'boolean', default: false, description: 'also count the matching jobs (reads all of them)' },
   },
 } as const;
 

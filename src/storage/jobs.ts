@@ -90,20 +90,58 @@ export async function findJob(db: Queryable, jobId: string): Promise<JobRow | un
 
 export interface ListOptions {
   status?: JobStatus;
+  sourceType?: SourceType;
+  /** submitted_at >= this (ISO 8601). */
+  submittedAfter?: string;
+  /** submitted_at < this (ISO 8601). */
+  submittedBefore?: string;
+  /** Rows after this position (keyset): the last row of the previous page. */
+  after?: { submittedAt: string; jobId: string };
   limit: number;
   offset: number;
 }
 
-/** Newest first; job_id breaks ties so pages never overlap or skip a row. */
-export async function listJobs(db: Queryable, { status, limit, offset }: ListOptions): Promise<JobRow[]> {
-  const { rows } = await db.query<JobRow>(
-    `SELECT ${JOB_COLUMNS} FROM ingest_jobs
-     WHERE ($1::ingest_job_status IS NULL OR status = $1)
+export type ListedJob = JobRow & { submitted_at_text: string };
+
+/** The WHERE clause of a list and its parameters, from the filters given. */
+function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: string; params: unknown[] } {
+  const conditions: string[] = [];
+  const params: unknown[] = [];
+  const param = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  if (options.status) conditions.push(`status = ${param(options.status)}::ingest_job_status`);
+  if (options.sourceType) conditions.push(`source_type = ${param(options.sourceType)}`);
+  if (options.submittedAfter) conditions.push(`submitted_at >= ${param(options.submittedAfter)}::timestamptz`);
+  if (options.submittedBefore) conditions.push(`submitted_at < ${param(options.submittedBefore)}::timestamptz`);
+  if (options.after) conditions.push(`(submitted_at, job_id) < (${param(options.after.submittedAt)}::timestamptz, ${param(options.after.jobId)}::uuid)`);
+  return { where: conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '', params };
+}
+
+/**
+ * Newest first, by (submitted_at, job_id): job_id breaks ties so pages never overlap or skip a
+ * row. With `after` (keyset) a page costs the same at any depth: the indexes on
+ * (submitted_at DESC, job_id DESC) and (status, submitted_at DESC, job_id DESC) start there.
+ * `submitted_at_text` is the timestamp at full (microsecond) precision, for the next cursor.
+ */
+export async function listJobs(db: Queryable, options: ListOptions): Promise<ListedJob[]> {
+  const { where, params } = listFilter(options);
+  const { rows } = await db.query<ListedJob>(
+    `SELECT ${JOB_COLUMNS}, to_char(submitted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS submitted_at_text
+     FROM ingest_jobs ${where}
      ORDER BY submitted_at DESC, job_id DESC
-     LIMIT $2 OFFSET $3`,
-    [status ?? null, limit, offset],
+     LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
+    [...params, options.limit, options.offset],
   );
   return rows;
+}
+
+/** How many jobs match the filters (only when asked: a count reads every matching row). */
+export async function countJobs(db: Queryable, options: Omit<ListOptions, 'limit' | 'offset' | 'after'>): Promise<number> {
+  const { where, params } = listFilter(options);
+  const { rows } = await db.query<{ n: string | number }>(`SELECT count(*) AS n FROM ingest_jobs ${where}`, params);
+  return Number(rows[0]!.n);
 }
 
 /** Jobs a worker still owes work: never started, or left running by a process that died. */

@@ -38,11 +38,25 @@ async function copy(conn: pg.Pool | pg.PoolClient, sql: string, data: string): P
   }
 }
 
+// Every parameterised query runs as a named prepared statement: each connection parses and
+// plans it once, then only binds and executes it (the status and list reads are hot). The SQL
+// is fixed text with parameters, so the names are few; the cap only guards against a mistake.
+const statementNames = new Map<string, string>();
+function statementName(sql: string): string | undefined {
+  let name = statementNames.get(sql);
+  if (!name && statementNames.size < 1000) {
+    name = `intake_${statementNames.size + 1}`;
+    statementNames.set(sql, name);
+  }
+  return name;
+}
+
 function wrap(conn: pg.Pool | pg.PoolClient): Queryable {
   return {
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
       try {
-        const result = await conn.query(sql, params);
+        const name = params && params.length > 0 ? statementName(sql) : undefined;
+        const result = name ? await conn.query({ name, text: sql, values: params }) : await conn.query(sql, params);
         return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
       } catch (err) {
         translate(err);
