@@ -162,6 +162,12 @@ describe.each(backends())('API contract ($name)', (backend) => {
     } while (cursor);
     expect(seen).toEqual(all);
     expect(pages).toBe(Math.ceil(all.length / 2));
+    // A list entry is the job exactly as its status URL shows it (in both, failed ones with their error).
+    for (const url of [idle.url, server.url]) {
+      for (const job of (await getJson(`${url}/api/jobs?limit=100`)).body.results as JobPayload[]) {
+        expect(job).toEqual((await getJson(`${url}/api/job/${job.job_id}`)).body);
+      }
+    }
 
     const api = await getJson(`${idle.url}/api/jobs?source_type=json_api&limit=100&total=true`);
     expect(api.body.results.map((j: JobPayload) => j.source_type)).toEqual(['json_api', 'json_api', 'json_api', 'json_api']);

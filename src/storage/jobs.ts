@@ -101,7 +101,26 @@ export interface ListOptions {
   offset: number;
 }
 
-export type ListedJob = JobRow & { submitted_at_text: string };
+/** A row of a list page: the job's payload as JSON (built by PostgreSQL), and its cursor position. */
+export interface ListedJob {
+  json: string;
+  job_id: string;
+  submitted_at_text: string;
+}
+
+const ISO_MS = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', ${ISO_MS})`;
+
+/**
+ * The job payload as PostgreSQL builds it: the fields, order and values of toPayload (JSON
+ * numbers, timestamps in UTC to the millisecond, as Date.toISOString writes them), so a list
+ * page needs no parsing of rows into objects and no serialising back on this side.
+ */
+const PAYLOAD_JSON = `json_build_object(
+  'job_id', job_id, 'source_type', source_type, 'file_name', file_name, 'status', status,
+  'submitted_at', ${iso('submitted_at')}, 'started_at', ${iso('started_at')}, 'completed_at', ${iso('completed_at')},
+  'records_processed', records_processed, 'records_failed', records_failed, 'max_errors', max_errors,
+  'bytes_total', bytes_total, 'bytes_processed', bytes_processed, 'error', error, 'attempts', attempts, 'version', version)::text`;
 
 /** The WHERE clause of a list and its parameters, from the filters given. */
 function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: string; params: unknown[] } {
@@ -128,10 +147,12 @@ function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: st
 export async function listJobs(db: Queryable, options: ListOptions): Promise<ListedJob[]> {
   const { where, params } = listFilter(options);
   const { rows } = await db.query<ListedJob>(
-    `SELECT ${JOB_COLUMNS}, to_char(submitted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS submitted_at_text
-     FROM ingest_jobs ${where}
-     ORDER BY submitted_at DESC, job_id DESC
-     LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
+    // The JSON is built outside the LIMIT: rows skipped by OFFSET are never turned into it.
+    `SELECT ${PAYLOAD_JSON} AS json, job_id, to_char(submitted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS submitted_at_text
+     FROM (SELECT * FROM ingest_jobs ${where}
+           ORDER BY submitted_at DESC, job_id DESC
+           LIMIT $${params.length + 1} OFFSET $${params.length + 2}) AS page
+     ORDER BY submitted_at DESC, job_id DESC`,
     [...params, options.limit, options.offset],
   );
   return rows;

@@ -1,0 +1,201 @@
+/**
+ * npm run bench:api [-- --jobs 1000000 --seconds 5 --rounds 3]
+ *
+ * The status and list paths against PostgreSQL + Redis, measured with autocannon at 50
+ * connections, each beside the framework's ceiling measured in the same run:
+ *   (a) a bare Fastify route returning a constant (bench/bare-server.ts), started like Intake
+ *   (b) GET /api/job/{id} over random existing ids, cache warm
+ *   (c) the same with Redis stopped (the database path)
+ *   (d) GET /api/jobs?status=completed, first page
+ *   (e) a deep page of the same list, by cursor and by offset
+ * Seeds N jobs by COPY into a scratch database of DATABASE_URL's server (dropped at the end),
+ * on a private redis-server. Each figure is the median of --rounds runs; ratios are to (a).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { openPostgres } from '../src/storage/postgres.js';
+import { migrate } from '../src/storage/migrate.js';
+import { freePort, startRedisServer } from '../test/redis-server.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const { values } = parseArgs({
+  options: { jobs: { type: 'string', default: '1000000' }, seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' } },
+});
+const JOBS = Number(values.jobs);
+const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
+const CONNECTIONS = 50;
+const SAMPLE = 20_000; // ids requested at random in (b) and (c)
+
+const base = process.env.DATABASE_URL;
+if (!base) {
+  console.error('bench:api needs DATABASE_URL (a PostgreSQL server; a scratch database is created and dropped on it)');
+  process.exit(2);
+}
+
+/**
+ * Starts a server process on a free port (logging warnings only, as in production: request
+ * logs would cost more than the route) and waits until it answers readyPath.
+ */
+async function start(args: string[], env: Record<string, string>, readyPath: string): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${args.join(' ')} exited with code ${child.exitCode}`);
+    const res = await fetch(url + readyPath).catch(() => undefined);
+    if (res?.ok) return { child, url };
+    await sleep(100);
+  }
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await new Promise((resolve) => child.once('exit', resolve));
+}
+
+interface Figures {
+  rps: number;
+  p50: number;
+  p99: number;
+  mean: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** ROUNDS autocannon runs; the median of each figure. Throws on any error or non-2xx answer. */
+async function measure(url: string, paths: () => string): Promise<Figures> {
+  const runs: Figures[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const result = await autocannon({
+      url,
+      connections: CONNECTIONS,
+      duration: SECONDS,
+      requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths() }) }],
+    });
+    if (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0) {
+      throw new Error(`${url}: ${result.errors} errors, ${result.non2xx} non-2xx answers, ${result.timeouts} timeouts`);
+    }
+    runs.push({ rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, mean: result.latency.average });
+  }
+  return { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), mean: median(runs.map((r) => r.mean)) };
+}
+
+const STATUSES = ['completed', 'completed', 'completed', 'completed', 'completed', 'completed', 'completed', 'failed', 'failed', 'canceled'];
+
+/** N jobs by COPY, 100,000 rows a statement, submitted over the last year; returns a sample of ids. */
+async function seed(db: ReturnType<typeof openPostgres>): Promise<string[]> {
+  const sample: string[] = [];
+  const now = Date.now();
+  const yearMs = 365 * 24 * 3600 * 1000;
+  for (let done = 0; done < JOBS; ) {
+    const n = Math.min(100_000, JOBS - done);
+    let text = '';
+    for (let i = 0; i < n; i++) {
+      const id = randomUUID();
+      if (sample.length < SAMPLE && Math.random() < (SAMPLE * 2) / JOBS) sample.push(id);
+      const submitted = new Date(now - Math.random() * yearMs);
+      const status = STATUSES[(done + i) % STATUSES.length]!;
+      const startedAt = new Date(submitted.getTime() + 5).toISOString();
+      const completedAt = new Date(submitted.getTime() + 900).toISOString();
+      const error = status === 'failed' ? 'CSV error on line 3: expected 3 fields as in the header, found 2' : '\\N';
+      text += `${id}\tcsv_upload\tfile-${done + i}.csv\tcsv\t${status}\t${submitted.toISOString()}\t${startedAt}\t${completedAt}\t1000\t${error}\t4\t1\t0\t1000\t64000\t64000\n`;
+    }
+    await db.copyFrom(
+      'COPY ingest_jobs (job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts, records_failed, max_errors, bytes_total, bytes_processed) FROM STDIN',
+      text,
+    );
+    done += n;
+  }
+  await db.exec('ANALYZE ingest_jobs');
+  return sample;
+}
+
+const name = `intake_bench_api_${process.pid}`;
+const admin = new pg.Client({ connectionString: base });
+await admin.connect();
+await admin.query(`CREATE DATABASE ${name}`);
+const url = new URL(base);
+url.pathname = `/${name}`;
+const databaseUrl = url.toString();
+const redis = await startRedisServer();
+const processes: ChildProcess[] = [];
+try {
+  const db = openPostgres(databaseUrl, 2, () => {});
+  await migrate(db);
+  let t0 = performance.now();
+  const ids = await seed(db);
+  console.log(`seeded ${JOBS.toLocaleString('en')} jobs by COPY in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${ids.length} ids sampled`);
+  // The deep page: 90% of the way down the status=completed list.
+  const completed = Math.round(JOBS * 0.7);
+  const deepOffset = Math.floor(completed * 0.9);
+  const { rows } = await db.query<{ at: string; job_id: string }>(
+    `SELECT to_char(submitted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, job_id FROM ingest_jobs
+     WHERE status = 'completed' ORDER BY submitted_at DESC, job_id DESC OFFSET $1 LIMIT 1`,
+    [deepOffset - 1],
+  );
+  const cursor = Buffer.from(`${rows[0]!.at}|${rows[0]!.job_id}`).toString('base64url');
+  await db.close();
+
+  const bare = await start(['bench/bare-server.ts'], {}, '/constant');
+  processes.push(bare.child);
+  const intake = await start(['src/cli/main.ts', 'serve'], {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redis.url,
+    WORKER_CONCURRENCY: '0',
+    DATA_DIR: `/tmp/${name}`,
+  }, '/readyz');
+  processes.push(intake.child);
+  const random = () => `/api/job/${ids[Math.floor(Math.random() * ids.length)]}`;
+
+  // Warm the cache: every sampled id read once.
+  t0 = performance.now();
+  const toWarm = [...ids];
+  await autocannon({
+    url: intake.url,
+    connections: CONNECTIONS,
+    amount: toWarm.length,
+    requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, path: `/api/job/${toWarm.pop()}` }) }],
+  });
+  console.log(`cache warmed (${ids.length} ids) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  const results: [string, Figures][] = [];
+  const run = async (label: string, target: string, paths: () => string) => {
+    const figures = await measure(target, paths);
+    results.push([label, figures]);
+    console.log(`${label}: ${figures.rps.toFixed(0)} req/s, p50 ${figures.p50} ms, p99 ${figures.p99} ms`);
+  };
+  await run('(a) bare Fastify, constant', bare.url, () => '/constant');
+  await run('(b) GET /api/job/{id}, cache warm', intake.url, random);
+  await run('(d) GET /api/jobs?status=completed, first page', intake.url, () => '/api/jobs?status=completed');
+  await run(`(e) same list, deep page by cursor (row ${deepOffset.toLocaleString('en')})`, intake.url, () => `/api/jobs?status=completed&cursor=${cursor}`);
+  await run(`(e) same list, deep page by offset (${deepOffset.toLocaleString('en')})`, intake.url, () => `/api/jobs?status=completed&offset=${deepOffset}`);
+  await redis.stop('SIGKILL');
+  await sleep(1500);
+  await run('(c) GET /api/job/{id}, Redis stopped (database path)', intake.url, random);
+
+  const ceiling = results[0]![1].rps;
+  console.log(`\nbench:api — ${JOBS.toLocaleString('en')} jobs, ${CONNECTIONS} connections, median of ${ROUNDS} × ${SECONDS} s, PostgreSQL + Redis`);
+  console.log('scenario'.padEnd(62) + 'req/s'.padStart(9) + 'p50 ms'.padStart(9) + 'p99 ms'.padStart(9) + '  × (a)');
+  for (const [label, f] of results) {
+    console.log(label.padEnd(62) + f.rps.toFixed(0).padStart(9) + String(f.p50).padStart(9) + String(f.p99).padStart(9) + `  ${(f.rps / ceiling).toFixed(2)}`);
+  }
+  const first = results.find(([label]) => label.startsWith('(d)'))![1];
+  const deep = results.find(([label]) => label.includes('by cursor'))![1];
+  console.log(`deep page by cursor vs first page, mean latency: ${(deep.mean / first.mean).toFixed(2)} ×`);
+} finally {
+  for (const child of processes) await stop(child);
+  await redis.stop('SIGKILL').catch(() => {});
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.end();
+}
