@@ -11,4 +11,6 @@ export default defineConfig({
     emptyOutDir: true,
     target: 'es2022',
   },
+  // Production JSX always, also when built from the test run (where NODE_ENV is "test").
+  oxc: { jsx: { runtime: 'automatic', importSource: 'preact', development: false } },
 });
