@@ -10,7 +10,7 @@ import { removeJob } from '../jobs/removal.js';
 import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { countJobs, findJob, isJobId, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
+import { countJobs, findJob, isJobId, listedPayloadJson, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
 
 export interface JobRouteDeps {
   config: Config;
@@ -31,17 +31,17 @@ interface ListQuery {
   total: boolean;
 }
 
-/** A list cursor: the (submitted_at, job_id) of the last row, at full precision, opaque to clients. */
-function encodeCursor(submittedAt: string, jobId: string): string {
-  return Buffer.from(`${submittedAt}|${jobId}`).toString('base64url');
+/** A list cursor: the (submitted_at in microseconds, job_id) of the last row, opaque to clients. */
+function encodeCursor(submittedUs: string, jobId: string): string {
+  return Buffer.from(`${submittedUs}|${jobId}`).toString('base64url');
 }
 
-function decodeCursor(cursor: string): { submittedAt: string; jobId: string } {
-  const [submittedAt, jobId] = Buffer.from(cursor, 'base64url').toString().split('|');
-  if (!submittedAt || !jobId || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(submittedAt) || !isJobId(jobId)) {
+function decodeCursor(cursor: string): { submittedUs: string; jobId: string } {
+  const [submittedUs, jobId] = Buffer.from(cursor, 'base64url').toString().split('|');
+  if (!submittedUs || !jobId || !/^-?\d{1,17}$/.test(submittedUs) || !isJobId(jobId)) {
     throw validationError([{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' }]);
   }
-  return { submittedAt, jobId };
+  return { submittedUs, jobId };
 }
 
 /** The job id of a request, lower-cased; a malformed one names no job (404, never a 500). */
@@ -102,13 +102,13 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       const last = page.at(-1);
       const more = rows.length > limit;
       const nextOffset = more && cursor === undefined ? offset + limit : null;
-      const nextCursor = more && last ? encodeCursor(last.submitted_at_text, last.job_id) : null;
+      const nextCursor = more && last ? encodeCursor(last.submitted_us, last.job_id) : null;
       const count = total ? `,"total":${await countJobs(db, filters)}` : '';
-      // The payloads come as JSON from the database: the page is joined, not re-serialised.
+      // Each payload serialised once, as the status URL would; the page around them by hand.
       return reply
         .type('application/json; charset=utf-8')
         .send(
-          `{"results":[${page.map((row) => row.json).join(',')}],"offset":${offset},"limit":${limit},` +
+          `{"results":[${page.map(listedPayloadJson).join(',')}],"offset":${offset},"limit":${limit},` +
             `"next_offset":${nextOffset},"next_cursor":${JSON.stringify(nextCursor)}${count}}`,
         );
     },
