@@ -5,6 +5,7 @@ import type { StatusCache } from './cache/status-cache.js';
 import type { JobEvents } from './events/job-events.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, type JobPayload, type JobStatus } from './schemas/job.js';
 import type { Db } from './storage/db.js';
+import { within } from './within.js';
 
 /**
  * The Prometheus metrics of one API process. A registry per app, not prom-client's global
@@ -40,19 +41,6 @@ export interface MetricsDeps {
 
 /** How long a scrape or a readiness check waits for one source (the database, Redis). */
 export const PROBE_TIMEOUT_MS = 1000;
-
-/** Rejects if `promise` has not settled within `ms`: a hung server must not hang the caller. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 export function createMetrics(deps: MetricsDeps): Metrics {
   const { db, cache, queueCounts, log } = deps;

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import { runJob, type PipelineDeps } from '../ingest/pipeline.js';
 import { DatabaseUnavailableError } from '../storage/db.js';
+import { within } from '../within.js';
 import type { Dispatcher } from './dispatcher.js';
 
 export const QUEUE_NAME = 'intake-ingest';
@@ -21,15 +22,7 @@ const ENQUEUE_TIMEOUT_MS = 2000;
 
 /** Adds a BullMQ job whose id is the job id: adding it twice while it exists is a no-op. */
 export async function enqueue(queue: Queue<JobData>, jobId: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`enqueue timed out after ${ENQUEUE_TIMEOUT_MS} ms`)), ENQUEUE_TIMEOUT_MS);
-  });
-  try {
-    await Promise.race([queue.add('ingest', { jobId }, { jobId, removeOnComplete: true, removeOnFail: true }), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+  await within(queue.add('ingest', { jobId }, { jobId, removeOnComplete: true, removeOnFail: true }), ENQUEUE_TIMEOUT_MS, 'enqueue');
 }
 
 /** The API side: commits are done by the caller; this only enqueues the job id. */

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../storage/db.js';
+import { within } from '../within.js';
 import { enqueue, type JobData } from './queue.js';
 
 // Any constant, the same in every process: whoever holds it is the one active reconciler.
@@ -19,11 +20,7 @@ export interface ReconcilerOptions {
 }
 
 function bounded<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${REDIS_TIMEOUT_MS} ms`)), REDIS_TIMEOUT_MS);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return within(promise, REDIS_TIMEOUT_MS, what);
 }
 
 /**

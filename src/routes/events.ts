@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { jobNotFound } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
 import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas/jobs.js';
@@ -21,6 +21,34 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
   app.addHook('preClose', async () => {
     for (const close of [...open]) close();
   });
+
+  /**
+   * Turns the reply into an event stream with a heartbeat. `close` ends it (once), calling
+   * `cleanup`; it runs when the client goes away and when the server closes too.
+   */
+  function eventStream(reply: FastifyReply, cleanup: () => void): { write(text: string): void; close(): void } {
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      open.delete(close);
+      clearInterval(heartbeat);
+      cleanup();
+      raw.end();
+    };
+    raw.on('close', close);
+    open.add(close);
+    return { write: (text) => void raw.write(text), close };
+  }
 
   app.get<{ Params: { job_id: string } }>(
     '/api/job/:job_id/events',
@@ -68,33 +96,18 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
         throw jobNotFound();
       }
 
-      reply.hijack();
-      const raw = reply.raw;
-      raw.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-      });
-
-      const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
       const recheck = setInterval(() => {
         findJob(db, jobId).then(
           (latest) => latest && offer(toPayload(latest)),
           () => {}, // the next recheck or event will do
         );
       }, RECHECK_MS);
-
-      function close(): void {
-        if (closed) return;
+      const stream = eventStream(reply, () => {
         closed = true;
-        open.delete(close);
         unsubscribe();
-        clearInterval(heartbeat);
         clearInterval(recheck);
         clearTimeout(flushTimer);
-        raw.end();
-      }
+      });
 
       function write(job: JobPayload, event: 'status' | 'progress'): void {
         clearTimeout(flushTimer); // whatever it would have sent is this or older
@@ -103,8 +116,8 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
         lastStatus = job.status;
         pending = undefined;
         if (event === 'progress') lastProgressAt = Date.now();
-        raw.write(`event: ${event}\nid: ${job.version}\ndata: ${JSON.stringify(job)}\n\n`);
-        if (TERMINAL_STATUSES.has(job.status)) close();
+        stream.write(`event: ${event}\nid: ${job.version}\ndata: ${JSON.stringify(job)}\n\n`);
+        if (TERMINAL_STATUSES.has(job.status)) stream.close();
       }
 
       function offer(job: JobPayload): void {
@@ -126,8 +139,6 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
         }
       }
 
-      raw.on('close', close);
-      open.add(close);
       write(toPayload(row), 'status');
       started = true;
       for (const job of queue.splice(0)) offer(job);
@@ -147,23 +158,17 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       },
     },
     async (_request, reply) => {
-      reply.hijack();
-      const raw = reply.raw;
-      raw.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
+      const stream = eventStream(reply, () => {
+        unsubscribe();
+        clearInterval(flush);
       });
-      raw.write(': connected\n\n');
-
+      stream.write(': connected\n\n');
       const statuses = new Map<string, string>(); // last status sent, for unfinished jobs
       const pending = new Map<string, string>(); // latest progress payload held back, by job
       const flush = setInterval(() => {
-        for (const payload of pending.values()) raw.write(`event: progress\ndata: ${payload}\n\n`);
+        for (const payload of pending.values()) stream.write(`event: progress\ndata: ${payload}\n\n`);
         pending.clear();
       }, PROGRESS_INTERVAL_MS);
-      const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
       const unsubscribe = events.subscribeAll((payload) => {
         const { job_id: jobId, status } = JSON.parse(payload) as JobPayload;
         if (statuses.get(jobId) === status) {
@@ -173,18 +178,8 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
         pending.delete(jobId); // older than this
         if (TERMINAL_STATUSES.has(status)) statuses.delete(jobId);
         else statuses.set(jobId, status);
-        raw.write(`event: status\ndata: ${payload}\n\n`);
+        stream.write(`event: status\ndata: ${payload}\n\n`);
       });
-
-      function close(): void {
-        open.delete(close);
-        unsubscribe();
-        clearInterval(flush);
-        clearInterval(heartbeat);
-        raw.end();
-      }
-      raw.on('close', close);
-      open.add(close);
     },
   );
 }

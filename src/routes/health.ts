@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { StatusCache } from '../cache/status-cache.js';
-import { PROBE_TIMEOUT_MS, within, type Metrics } from '../metrics.js';
+import { PROBE_TIMEOUT_MS, type Metrics } from '../metrics.js';
+import { within } from '../within.js';
 import type { Db } from '../storage/db.js';
 
 type Check = 'ok' | 'unreachable';

@@ -8,6 +8,7 @@ import type { JobEvents } from '../events/job-events.js';
 import { uploadPath } from '../ingest/uploads.js';
 import { removeJob } from '../jobs/removal.js';
 import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
+import { sendJob } from './submit.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
 import { countJobs, findJob, isJobId, listedPayloadJson, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
@@ -160,11 +161,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       const row = await retryJob(tracker, jobId, request.query.max_errors ?? null);
       if (!row) throw new AppError(409, 'job_not_retryable', 'The job changed meanwhile: only a failed or canceled job can be retried');
       await dispatcher.dispatch(jobId).catch((err: unknown) => request.log.error({ err, jobId }, 'dispatch failed'));
-      const statusPath = `/api/job/${jobId}`;
-      return reply
-        .code(202)
-        .header('location', statusPath)
-        .send({ ...toPayload(row), status_url: `${request.protocol}://${request.host}${statusPath}` });
+      return sendJob(request, reply, 202, row);
     },
   );
 

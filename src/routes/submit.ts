@@ -35,7 +35,8 @@ const submitResponses = {
   503: errorRef,
 };
 
-function sendJob(request: FastifyRequest, reply: FastifyReply, code: 200 | 202, row: JobRow) {
+/** The job as a submit (or a retry) answers it: with its status URL, and Location. */
+export function sendJob(request: FastifyRequest, reply: FastifyReply, code: 200 | 202, row: JobRow) {
   const statusPath = `/api/job/${row.job_id}`;
   return reply
     .code(code)

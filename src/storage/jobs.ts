@@ -34,7 +34,10 @@ export function isJobId(value: string): boolean {
   return UUID.test(value);
 }
 
-export function toPayload(row: JobRow): JobPayload {
+/** What a payload is made of: the row without its internal columns. */
+type PayloadRow = Omit<JobRow, 'format' | 'attempts_before_retry'>;
+
+export function toPayload(row: PayloadRow): JobPayload {
   return {
     job_id: row.job_id,
     source_type: row.source_type,
@@ -125,31 +128,15 @@ const LIST_COLUMNS =
   `job_id, source_type, file_name, status, ${micros('submitted_at')}, ${micros('started_at')}, ${micros('completed_at')}, ` +
   'records_processed, records_failed, max_errors, bytes_total, bytes_processed, error, attempts, version';
 
-/** Microseconds since the epoch as Date.toISOString writes the time (to the millisecond, truncated). */
-function isoFromMicros(us: string | null): string | null {
-  return us === null ? null : new Date(Math.floor(Number(us) / 1000)).toISOString();
+/** Microseconds since the epoch as a Date (to the millisecond, truncated, as a timestamp column reads). */
+function dateFromMicros(us: string | null): Date | null {
+  return us === null ? null : new Date(Math.floor(Number(us) / 1000));
 }
 
 /** A list row as its payload JSON: byte for byte what payloadJson writes for the same job. */
 export function listedPayloadJson(row: ListedJob): string {
-  const payload: JobPayload = {
-    job_id: row.job_id,
-    source_type: row.source_type,
-    file_name: row.file_name,
-    status: row.status,
-    submitted_at: isoFromMicros(row.submitted_us)!,
-    started_at: isoFromMicros(row.started_us),
-    completed_at: isoFromMicros(row.completed_us),
-    records_processed: row.records_processed,
-    records_failed: row.records_failed,
-    max_errors: row.max_errors,
-    bytes_total: row.bytes_total === null ? null : Number(row.bytes_total),
-    bytes_processed: Number(row.bytes_processed),
-    error: row.error,
-    attempts: row.attempts,
-    version: row.version,
-  };
-  return JSON.stringify(payload);
+  const at = { submitted_at: dateFromMicros(row.submitted_us)!, started_at: dateFromMicros(row.started_us), completed_at: dateFromMicros(row.completed_us) };
+  return JSON.stringify(toPayload({ ...row, ...at }));
 }
 
 /** The WHERE clause of a list and its parameters, from the filters given. */
