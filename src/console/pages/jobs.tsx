@@ -40,7 +40,15 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
       lastLoad = Date.now();
       listJobs({ status, offset, limit: PAGE_SIZE }, controller.signal).then(
         (page) => {
-          setList(page);
+          // A page read before a live event can arrive after it: never show a job older than shown.
+          setList((current) => {
+            const shown = new Map(current?.results.map((job) => [job.job_id, job]));
+            const results = page.results.map((job) => {
+              const newer = shown.get(job.job_id);
+              return newer && newer.version > job.version ? newer : job;
+            });
+            return { ...page, results };
+          });
           setError(null);
         },
         (err: Error) => {
