@@ -139,12 +139,6 @@ try {
   // The deep page: 90% of the way down the status=completed list.
   const completed = Math.round(JOBS * 0.7);
   const deepOffset = Math.floor(completed * 0.9);
-  const { rows } = await db.query<{ at: string; job_id: string }>(
-    `SELECT (extract(epoch FROM submitted_at) * 1000000)::bigint AS at, job_id FROM ingest_jobs
-     WHERE status = 'completed' ORDER BY submitted_at DESC, job_id DESC OFFSET $1 LIMIT 1`,
-    [deepOffset - 1],
-  );
-  const cursor = Buffer.from(`${rows[0]!.at}|${rows[0]!.job_id}`).toString('base64url'); // as the API writes next_cursor
   await db.close();
 
   const bare = await start(['bench/bare-server.ts'], {}, '/constant');
@@ -156,6 +150,9 @@ try {
     DATA_DIR: `/tmp/${name}`,
   }, '/readyz');
   processes.push(intake.child);
+  // The deep page's cursor, as a client paging down would hold it: next_cursor of the row before.
+  const before = await fetch(`${intake.url}/api/jobs?status=completed&limit=1&offset=${deepOffset - 1}`);
+  const cursor = ((await before.json()) as { next_cursor: string }).next_cursor;
   const random = () => `/api/job/${ids[Math.floor(Math.random() * ids.length)]}`;
 
   // Warm the cache: every sampled id read once.

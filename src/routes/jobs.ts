@@ -11,7 +11,7 @@ import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
 import { sendJob } from './submit.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { countJobs, findJob, isJobId, listedPayloadJson, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
+import { countJobs, findJob, isJobId, LISTED_JOB_ID, LISTED_SUBMITTED_AT, listedPayloadJson, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
 
 export interface JobRouteDeps {
   config: Config;
@@ -32,17 +32,24 @@ interface ListQuery {
   total: boolean;
 }
 
-/** A list cursor: the (submitted_at in microseconds, job_id) of the last row, opaque to clients. */
-function encodeCursor(submittedUs: string, jobId: string): string {
-  return Buffer.from(`${submittedUs}|${jobId}`).toString('base64url');
+/** A list cursor: the (submitted_at in UTC to the microsecond, job_id) of the last row, opaque to clients. */
+function encodeCursor(submittedAt: string, jobId: string): string {
+  return Buffer.from(`${submittedAt}|${jobId}`).toString('base64url');
 }
 
-function decodeCursor(cursor: string): { submittedUs: string; jobId: string } {
-  const [submittedUs, jobId] = Buffer.from(cursor, 'base64url').toString().split('|');
-  if (!submittedUs || !jobId || !/^-?\d{1,17}$/.test(submittedUs) || !isJobId(jobId)) {
+/** A timestamp PostgreSQL takes: the form the cursor holds, and a real date and time (no Feb 30, no year 0). */
+function isCursorTimestamp(text: string): boolean {
+  if (!/^(?!0000)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?$/.test(text)) return false;
+  const date = new Date(`${text.slice(0, 10)}T${text.slice(11, 19)}Z`);
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 19) === `${text.slice(0, 10)}T${text.slice(11, 19)}`;
+}
+
+function decodeCursor(cursor: string): { submittedAt: string; jobId: string } {
+  const [submittedAt, jobId] = Buffer.from(cursor, 'base64url').toString().split('|');
+  if (!submittedAt || !jobId || !isCursorTimestamp(submittedAt) || !isJobId(jobId)) {
     throw validationError([{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' }]);
   }
-  return { submittedUs, jobId };
+  return { submittedAt, jobId };
 }
 
 /** The job id of a request, lower-cased; a malformed one names no job (404, never a 500). */
@@ -103,7 +110,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       const last = page.at(-1);
       const more = rows.length > limit;
       const nextOffset = more && cursor === undefined ? offset + limit : null;
-      const nextCursor = more && last ? encodeCursor(last.submitted_us, last.job_id) : null;
+      const nextCursor = more && last ? encodeCursor(last[LISTED_SUBMITTED_AT]!, last[LISTED_JOB_ID]!) : null;
       const count = total ? `,"total":${await countJobs(db, filters)}` : '';
       // Each payload serialised once, as the status URL would; the page around them by hand.
       return reply

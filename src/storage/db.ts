@@ -8,8 +8,15 @@ export interface QueryResult<R> {
   rowCount: number;
 }
 
+export type TextRow = (string | null)[];
+
 export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+  /**
+   * A SELECT's rows as arrays of each column's text as PostgreSQL wrote it (null for NULL),
+   * with no parsing and no row objects: for hot answers written straight into JSON.
+   */
+  queryText(sql: string, params?: unknown[]): Promise<TextRow[]>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
   /**

@@ -1,5 +1,5 @@
 import type { Format, JobPayload, JobStatus, SourceType } from '../schemas/jobs.js';
-import type { Queryable } from './db.js';
+import type { Queryable, TextRow } from './db.js';
 
 /** A row of ingest_jobs as the queries below return it. */
 export interface JobRow {
@@ -99,44 +99,48 @@ export interface ListOptions {
   /** submitted_at < this (ISO 8601). */
   submittedBefore?: string;
   /** Rows after this position (keyset): the last row of the previous page. */
-  after?: { submittedUs: string; jobId: string };
+  after?: { submittedAt: string; jobId: string };
   limit: number;
   offset: number;
 }
 
-/** A row of a list page, its timestamps as microseconds since the epoch (cheap to produce and to read). */
-export interface ListedJob {
-  job_id: string;
-  source_type: SourceType;
-  file_name: string | null;
-  status: JobStatus;
-  submitted_us: string;
-  started_us: string | null;
-  completed_us: string | null;
-  records_processed: number;
-  records_failed: number;
-  max_errors: number;
-  bytes_total: string | number | null;
-  bytes_processed: string | number;
-  error: string | null;
-  attempts: number;
-  version: number;
-}
-
-const micros = (column: string) => `(extract(epoch FROM ${column}) * 1000000)::bigint AS ${column.replace('_at', '_us')}`;
+const utc = (column: string) => `${column} AT TIME ZONE 'UTC'`;
+/**
+ * A list row, read as text (Queryable.queryText): the payload's fields in its order, the
+ * timestamps in UTC as PostgreSQL writes them (`2026-11-28 21:13:12.826123`): exact to the
+ * microsecond for the next cursor, and turned into the payload's ISO form by slicing.
+ */
 const LIST_COLUMNS =
-  `job_id, source_type, file_name, status, ${micros('submitted_at')}, ${micros('started_at')}, ${micros('completed_at')}, ` +
+  `job_id, source_type, file_name, status, ${utc('submitted_at')}, ${utc('started_at')}, ${utc('completed_at')}, ` +
   'records_processed, records_failed, max_errors, bytes_total, bytes_processed, error, attempts, version';
+export type ListedJob = TextRow;
+/** Where the next cursor's fields are in a ListedJob. */
+export const LISTED_JOB_ID = 0;
+export const LISTED_SUBMITTED_AT = 4;
 
-/** Microseconds since the epoch as a Date (to the millisecond, truncated, as a timestamp column reads). */
-function dateFromMicros(us: string | null): Date | null {
-  return us === null ? null : new Date(Math.floor(Number(us) / 1000));
+/**
+ * A UTC timestamp as PostgreSQL writes it (DateStyle ISO, as node-postgres's own date parsing
+ * also assumes) as the payload's JSON timestamp: what toISOString of the column gives, the
+ * milliseconds truncated. PostgreSQL drops trailing zeros of the fraction, and a zero fraction.
+ */
+function isoJson(ts: string | null | undefined): string {
+  if (ts == null) return 'null';
+  const ms = ts.length > 20 ? ts.slice(20, 23).padEnd(3, '0') : '000';
+  return `"${ts.slice(0, 10)}T${ts.slice(11, 19)}.${ms}Z"`;
 }
 
-/** A list row as its payload JSON: byte for byte what payloadJson writes for the same job. */
-export function listedPayloadJson(row: ListedJob): string {
-  const at = { submitted_at: dateFromMicros(row.submitted_us)!, started_at: dateFromMicros(row.started_us), completed_at: dateFromMicros(row.completed_us) };
-  return JSON.stringify(toPayload({ ...row, ...at }));
+/**
+ * A list row as its payload JSON, written from the column text with no row object: byte for
+ * byte what payloadJson writes for the same job (a test holds them together). Ids, enum labels
+ * and integers need no escaping; the two free-text columns go through JSON.stringify.
+ */
+export function listedPayloadJson(r: ListedJob): string {
+  return (
+    `{"job_id":"${r[0]}","source_type":"${r[1]}","file_name":${JSON.stringify(r[2])},"status":"${r[3]}",` +
+    `"submitted_at":${isoJson(r[4])},"started_at":${isoJson(r[5])},"completed_at":${isoJson(r[6])},` +
+    `"records_processed":${r[7]},"records_failed":${r[8]},"max_errors":${r[9]},"bytes_total":${r[10] ?? 'null'},` +
+    `"bytes_processed":${r[11]},"error":${JSON.stringify(r[12])},"attempts":${r[13]},"version":${r[14]}}`
+  );
 }
 
 /** The WHERE clause of a list and its parameters, from the filters given. */
@@ -152,7 +156,7 @@ function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: st
   if (options.submittedAfter) conditions.push(`submitted_at >= ${param(options.submittedAfter)}::timestamptz`);
   if (options.submittedBefore) conditions.push(`submitted_at < ${param(options.submittedBefore)}::timestamptz`);
   if (options.after) {
-    const at = `TIMESTAMPTZ 'epoch' + ${param(options.after.submittedUs)}::bigint * INTERVAL '1 microsecond'`;
+    const at = `${param(options.after.submittedAt)}::timestamp AT TIME ZONE 'UTC'`;
     conditions.push(`(submitted_at, job_id) < (${at}, ${param(options.after.jobId)}::uuid)`);
   }
   return { where: conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '', params };
@@ -162,18 +166,15 @@ function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: st
  * Newest first, by (submitted_at, job_id): job_id breaks ties so pages never overlap or skip a
  * row. With `after` (keyset) a page costs the same at any depth: the indexes on
  * (submitted_at DESC, job_id DESC) and (status, submitted_at DESC, job_id DESC) start there.
- * Timestamps come as integers (microseconds): cheaper for PostgreSQL to write and for Node to
- * read than timestamps, and exact for the next cursor.
  */
 export async function listJobs(db: Queryable, options: ListOptions): Promise<ListedJob[]> {
   const { where, params } = listFilter(options);
-  const { rows } = await db.query<ListedJob>(
+  return db.queryText(
     `SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where}
      ORDER BY submitted_at DESC, job_id DESC
      LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
     [...params, options.limit, options.offset],
   );
-  return rows;
 }
 
 /** How many jobs match the filters (only when asked: a count reads every matching row). */

@@ -1,14 +1,21 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import { PGlite, types } from '@electric-sql/pglite';
 import { acquireLock } from './data-dir-lock.js';
-import type { Db, Queryable, QueryResult } from './db.js';
+import type { Db, Queryable, QueryResult, TextRow } from './db.js';
+
+// Every type PGlite would parse, parsed as "keep the text" instead (see Queryable.queryText).
+const AS_TEXT = Object.fromEntries(Object.keys(types.parsers).map((oid) => [oid, (text: string) => text]));
 
 function wrap(conn: Pick<PGlite, 'query' | 'exec'>): Queryable {
   return {
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
       const result = await conn.query<R>(sql, params);
       return { rows: result.rows, rowCount: result.affectedRows ?? 0 };
+    },
+    async queryText(sql: string, params?: unknown[]): Promise<TextRow[]> {
+      const result = await conn.query<TextRow>(sql, params, { rowMode: 'array', parsers: AS_TEXT });
+      return result.rows;
     },
     async exec(sql: string): Promise<void> {
       await conn.exec(sql);

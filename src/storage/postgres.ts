@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { DatabaseUnavailableError, type Db, type Queryable, type QueryResult } from './db.js';
+import { DatabaseUnavailableError, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
 
 // SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57P
 // (operator intervention: shutdown, crash) mean "try again later", not "bad request"; so does
@@ -51,6 +51,9 @@ function statementName(sql: string): string | undefined {
   return name;
 }
 
+// Every column as the text PostgreSQL sent: no parser runs (see Queryable.queryText).
+const AS_TEXT = { getTypeParser: () => (text: string) => text };
+
 function wrap(conn: pg.Pool | pg.PoolClient): Queryable {
   return {
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
@@ -58,6 +61,15 @@ function wrap(conn: pg.Pool | pg.PoolClient): Queryable {
         const name = params && params.length > 0 ? statementName(sql) : undefined;
         const result = name ? await conn.query({ name, text: sql, values: params }) : await conn.query(sql, params);
         return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+      } catch (err) {
+        translate(err);
+      }
+    },
+    async queryText(sql: string, params?: unknown[]): Promise<TextRow[]> {
+      try {
+        const name = params && params.length > 0 ? statementName(sql) : undefined;
+        const result = await conn.query<TextRow>({ name, text: sql, values: params, rowMode: 'array', types: AS_TEXT });
+        return result.rows;
       } catch (err) {
         translate(err);
       }
