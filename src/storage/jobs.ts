@@ -169,12 +169,12 @@ function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: st
  */
 export async function listJobs(db: Queryable, options: ListOptions): Promise<ListedJob[]> {
   const { where, params } = listFilter(options);
-  return db.queryText(
-    `SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where}
-     ORDER BY submitted_at DESC, job_id DESC
-     LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
-    [...params, options.limit, options.offset],
-  );
+  if (!Number.isSafeInteger(options.limit) || options.limit < 1) throw new RangeError(`limit must be a positive integer, got ${options.limit}`);
+  // LIMIT is written into the statement, and OFFSET only when there is one: with either as a
+  // parameter PostgreSQL cannot cost a generic plan (it guesses 10% of the rows) and plans the
+  // prepared statement again on every execution, which cost more than the scan itself.
+  const offset = options.offset > 0 ? ` OFFSET $${params.push(options.offset)}` : '';
+  return db.queryText(`SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where} ORDER BY submitted_at DESC, job_id DESC LIMIT ${options.limit}${offset}`, params);
 }
 
 /** How many jobs match the filters (only when asked: a count reads every matching row). */

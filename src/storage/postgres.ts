@@ -67,8 +67,7 @@ function wrap(conn: pg.Pool | pg.PoolClient): Queryable {
     },
     async queryText(sql: string, params?: unknown[]): Promise<TextRow[]> {
       try {
-        const name = params && params.length > 0 ? statementName(sql) : undefined;
-        const result = await conn.query<TextRow>({ name, text: sql, values: params, rowMode: 'array', types: AS_TEXT });
+        const result = await conn.query<TextRow>({ name: statementName(sql), text: sql, values: params, rowMode: 'array', types: AS_TEXT });
         return result.rows;
       } catch (err) {
         translate(err);
