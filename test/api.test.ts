@@ -170,6 +170,13 @@ describe.each(backends())('API contract ($name)', (backend) => {
        completed_at = date_trunc('second', submitted_at) + INTERVAL '2 seconds' WHERE job_id = $1`,
       [all[0]],
     );
+    // Free text that needs escaping, and a fraction of a second that must truncate, not round.
+    const nasty = 'q"b\\s/ n\nt\tc\u0001\u001f d\u007f é 😀 \u2028\u2029 <>&';
+    await idle.intake.db.query(
+      `UPDATE ingest_jobs SET file_name = $2::text, error = $2::text, started_at = date_trunc('second', submitted_at) + INTERVAL '0.999999 seconds',
+       version = version + 1 WHERE job_id = $1`,
+      [all[1], nasty],
+    );
     for (const url of [idle.url, server.url]) {
       for (const job of (await getJson(`${url}/api/jobs?limit=100`)).body.results as JobPayload[]) {
         expect(JSON.stringify(job)).toBe(await (await fetch(`${url}/api/job/${job.job_id}`)).text());

@@ -11,7 +11,7 @@ import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
 import { sendJob } from './submit.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { countJobs, findJob, isJobId, LISTED_JOB_ID, LISTED_SUBMITTED_AT, listedPayloadJson, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
+import { countJobs, findJob, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
 
 export interface JobRouteDeps {
   config: Config;
@@ -112,11 +112,11 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       const nextOffset = more && cursor === undefined ? offset + limit : null;
       const nextCursor = more && last ? encodeCursor(last[LISTED_SUBMITTED_AT]!, last[LISTED_JOB_ID]!) : null;
       const count = total ? `,"total":${await countJobs(db, filters)}` : '';
-      // Each payload serialised once, as the status URL would; the page around them by hand.
+      // Each payload written by PostgreSQL as the status URL would write it; the page around them by hand.
       return reply
         .type('application/json; charset=utf-8')
         .send(
-          `{"results":[${page.map(listedPayloadJson).join(',')}],"offset":${offset},"limit":${limit},` +
+          `{"results":[${page.map((row) => row[LISTED_PAYLOAD]).join(',')}],"offset":${offset},"limit":${limit},` +
             `"next_offset":${nextOffset},"next_cursor":${JSON.stringify(nextCursor)}${count}}`,
         );
     },
