@@ -1,6 +1,9 @@
 // The framework ceiling for bench:api: a bare Fastify route answering a constant job-sized JSON
 // document, started the way Intake is (node --import tsx, one process, same Fastify version).
+// With DATABASE_URL it also answers GET /pg/:id with one indexed query by primary key through a
+// node-postgres pool: the floor under any route that reads the database, on this machine.
 import Fastify from 'fastify';
+import pg from 'pg';
 
 const body = JSON.stringify({
   job_id: '00000000-0000-4000-8000-000000000000',
@@ -22,6 +25,13 @@ const body = JSON.stringify({
 
 const app = Fastify({ logger: false });
 app.get('/constant', async (_request, reply) => reply.type('application/json; charset=utf-8').send(body));
+const pool = process.env.DATABASE_URL ? new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 }) : undefined;
+if (pool) {
+  app.get<{ Params: { id: string } }>('/pg/:id', async (request, reply) => {
+    const { rows } = await pool.query({ name: 'job', text: 'SELECT * FROM ingest_jobs WHERE job_id = $1', values: [request.params.id] });
+    return reply.code(rows.length > 0 ? 200 : 404).type('application/json; charset=utf-8').send(JSON.stringify(rows[0] ?? null));
+  });
+}
 const address = await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' });
 console.log(`Server listening at ${address}`);
-process.once('SIGTERM', () => void app.close().then(() => process.exit(0)));
+process.once('SIGTERM', () => void Promise.all([app.close(), pool?.end()]).then(() => process.exit(0)));

@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/jobs.js';
+import { findJob, findPayload, payloadJson } from '../src/storage/jobs.js';
 import { backends, createSandbox, getJson, makeCsv, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
 
 describe.each(backends())('API contract ($name)', (backend) => {
@@ -181,6 +182,10 @@ describe.each(backends())('API contract ($name)', (backend) => {
       for (const job of (await getJson(`${url}/api/jobs?limit=100`)).body.results as JobPayload[]) {
         expect(JSON.stringify(job)).toBe(await (await fetch(`${url}/api/job/${job.job_id}`)).text());
       }
+    }
+    // PostgreSQL's serialisation (lists, the status URL's database path) is Node's (the cache, events).
+    for (const jobId of all) {
+      expect((await findPayload(idle.intake.db, jobId))!.payload).toBe(payloadJson((await findJob(idle.intake.db, jobId))!));
     }
 
     const api = await getJson(`${idle.url}/api/jobs?source_type=json_api&limit=100&total=true`);

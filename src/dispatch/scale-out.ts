@@ -7,7 +7,7 @@ import type { Config } from '../config.js';
 import { createRedisEvents, type JobEvents } from '../events/job-events.js';
 import type { PipelineDeps } from '../ingest/pipeline.js';
 import type { Db } from '../storage/db.js';
-import { findJob, payloadJson } from '../storage/jobs.js';
+import { findPayload } from '../storage/jobs.js';
 import type { Dispatcher } from './dispatcher.js';
 import { bullPrefix, createQueueDispatcher, QUEUE_NAME, startQueueWorker, type JobData } from './queue.js';
 import { startReconciler } from './reconciler.js';
@@ -36,10 +36,7 @@ export function openScaleOut(config: Config, db: Db, log: FastifyBaseLogger): Sc
     prefix: config.redisKeyPrefix,
     ttlSeconds: config.cacheTtlSeconds,
     log,
-    async load(jobId) {
-      const row = await findJob(db, jobId);
-      return row ? { version: row.version, payload: payloadJson(row) } : null;
-    },
+    load: async (jobId) => (await findPayload(db, jobId)) ?? null,
   });
   const events = createRedisEvents({ publisher: fast, subscriber: () => patientRedis(url), prefix: config.redisKeyPrefix, log });
   const queueConnection = patientRedis(url);

@@ -11,7 +11,7 @@ import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
 import { sendJob } from './submit.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { countJobs, findJob, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listJobs, payloadJson, toPayload } from '../storage/jobs.js';
+import { countJobs, findJob, findPayload, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listJobs, toPayload } from '../storage/jobs.js';
 
 export interface JobRouteDeps {
   config: Config;
@@ -78,12 +78,11 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       // The cached value is the payload's JSON as the database path would send it: sent as is.
       const cached = await cache?.get(jobId);
       if (cached) return reply.send(cached);
-      const row = await findJob(db, jobId);
-      if (!row) throw jobNotFound();
-      const payload = payloadJson(row);
+      const found = await findPayload(db, jobId);
+      if (!found) throw jobNotFound();
       // Fill the key for the next reader; a newer version already there wins (see StatusCache).
-      void cache?.store(jobId, row.version, payload);
-      return reply.send(payload);
+      void cache?.store(jobId, found.version, found.payload);
+      return reply.send(found.payload);
     },
   );
 

@@ -65,52 +65,13 @@ export function payloadJson(row: JobRow): string {
   return JSON.stringify(toPayload(row));
 }
 
-export interface NewJob {
-  jobId: string;
-  sourceType: SourceType;
-  fileName: string | null;
-  format: Format;
-  maxErrors: number;
-  bytesTotal: number;
-}
-
-/** Inserts the `queued` row; committed before the job is dispatched. */
-export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
-  const { rows } = await db.query<JobRow>(
-    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total)
-     VALUES ($1, $2, $3, $4, 'queued', $5, $6)
-     RETURNING ${JOB_COLUMNS}`,
-    [job.jobId, job.sourceType, job.fileName, job.format, job.maxErrors, job.bytesTotal],
-  );
-  return rows[0]!;
-}
-
-/** $1 job_id */
-export async function findJob(db: Queryable, jobId: string): Promise<JobRow | undefined> {
-  const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM ingest_jobs WHERE job_id = $1`, [jobId]);
-  return rows[0];
-}
-
-export interface ListOptions {
-  status?: JobStatus;
-  sourceType?: SourceType;
-  /** submitted_at >= this (ISO 8601). */
-  submittedAfter?: string;
-  /** submitted_at < this (ISO 8601). */
-  submittedBefore?: string;
-  /** Rows after this position (keyset): the last row of the previous page. */
-  after?: { submittedAt: string; jobId: string };
-  limit: number;
-  offset: number;
-}
-
 /**
  * A job's payload JSON written by PostgreSQL, byte for byte what payloadJson writes (a test
  * holds them together): fields in toPayload's order; ids, enum labels and integers as their
  * text; the free-text columns escaped by to_json as JSON.stringify escapes them; timestamps in
- * UTC to the millisecond, truncated, as toISOString gives them. Plain concatenation: a list
- * page costs the API process one string per job instead of fifteen fields to parse and write
- * out (the API process is what limits a list's rate; the database has time to spare).
+ * UTC to the millisecond, truncated, as toISOString gives them. Plain concatenation: the API
+ * process gets one string per job instead of fifteen fields to parse and serialise (under load
+ * the API process is what limits the status and list reads; the database has time to spare).
  */
 const quoted = (sql: string) => `'"' || ${sql} || '"'`;
 const orNull = (sql: string) => `COALESCE(${sql}, 'null')`;
@@ -133,6 +94,55 @@ const PAYLOAD_FIELDS: [keyof JobPayload, string][] = [
   ['version', 'version'],
 ];
 const PAYLOAD_JSON_SQL = `'{' || ${PAYLOAD_FIELDS.map(([key, sql], i) => `'${i > 0 ? ',' : ''}"${key}":' || ${sql}`).join(' || ')} || '}'`;
+
+export interface NewJob {
+  jobId: string;
+  sourceType: SourceType;
+  fileName: string | null;
+  format: Format;
+  maxErrors: number;
+  bytesTotal: number;
+}
+
+/** Inserts the `queued` row; committed before the job is dispatched. */
+export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
+  const { rows } = await db.query<JobRow>(
+    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total)
+     VALUES ($1, $2, $3, $4, 'queued', $5, $6)
+     RETURNING ${JOB_COLUMNS}`,
+    [job.jobId, job.sourceType, job.fileName, job.format, job.maxErrors, job.bytesTotal],
+  );
+  return rows[0]!;
+}
+
+/**
+ * A job's payload JSON as PostgreSQL writes it (PAYLOAD_JSON_SQL), and its
+ * version: the status URL's database path, with no row to parse and nothing to serialise.
+ */
+export async function findPayload(db: Queryable, jobId: string): Promise<{ payload: string; version: number } | undefined> {
+  const [row] = await db.queryText(`SELECT ${PAYLOAD_JSON_SQL}, version FROM ingest_jobs WHERE job_id = $1`, [jobId]);
+  return row ? { payload: row[0]!, version: Number(row[1]) } : undefined;
+}
+
+/** $1 job_id */
+export async function findJob(db: Queryable, jobId: string): Promise<JobRow | undefined> {
+  const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM ingest_jobs WHERE job_id = $1`, [jobId]);
+  return rows[0];
+}
+
+export interface ListOptions {
+  status?: JobStatus;
+  sourceType?: SourceType;
+  /** submitted_at >= this (ISO 8601). */
+  submittedAfter?: string;
+  /** submitted_at < this (ISO 8601). */
+  submittedBefore?: string;
+  /** Rows after this position (keyset): the last row of the previous page. */
+  after?: { submittedAt: string; jobId: string };
+  limit: number;
+  offset: number;
+}
+
 
 /**
  * A list row, read as text (Queryable.queryText): the payload JSON, then the position of the
@@ -174,8 +184,16 @@ export async function listJobs(db: Queryable, options: ListOptions): Promise<Lis
   // LIMIT is written into the statement, and OFFSET only when there is one: with either as a
   // parameter PostgreSQL cannot cost a generic plan (it guesses 10% of the rows) and plans the
   // prepared statement again on every execution, which cost more than the scan itself.
-  const offset = options.offset > 0 ? ` OFFSET $${params.push(options.offset)}` : '';
-  return db.queryText(`SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where} ORDER BY submitted_at DESC, job_id DESC LIMIT ${options.limit}${offset}`, params);
+  const order = 'ORDER BY submitted_at DESC, job_id DESC';
+  if (options.offset === 0) return db.queryText(`SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where} ${order} LIMIT ${options.limit}`, params);
+  // Rows skipped by OFFSET go through the select list too: skip over bare ids, then write the
+  // payloads of the page's rows only.
+  return db.queryText(
+    `SELECT ${LIST_COLUMNS} FROM ingest_jobs WHERE job_id IN
+       (SELECT job_id FROM ingest_jobs ${where} ${order} LIMIT ${options.limit} OFFSET $${params.push(options.offset)})
+     ${order}`,
+    params,
+  );
 }
 
 /** How many jobs match the filters (only when asked: a count reads every matching row). */
