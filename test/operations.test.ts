@@ -177,8 +177,10 @@ describe.each(backends())('retention ($name)', (backend) => {
       const [old, old2, recent] = ids as [string, string, string];
       // Two finished two days ago; an unfinished job submitted long ago is never a candidate.
       await server.intake.db.query(`UPDATE ingest_jobs SET completed_at = NOW() - INTERVAL '2 days' WHERE job_id = ANY($1::uuid[])`, [[old, old2]]);
+      // The rows go in one transaction; the stored uploads are removed just after it commits.
+      const gone = async (id: string) => (await fetch(`${server.url}/api/job/${id}`)).status === 404 && !existsSync(join(server.config.uploadDir, id));
       const deadline = Date.now() + 10_000;
-      while ((await fetch(`${server.url}/api/job/${old2}`)).status !== 404 && Date.now() < deadline) await sleep(100);
+      while (!((await gone(old)) && (await gone(old2))) && Date.now() < deadline) await sleep(100);
       for (const id of [old, old2]) {
         expect((await fetch(`${server.url}/api/job/${id}`)).status).toBe(404);
         expect(existsSync(join(server.config.uploadDir, id))).toBe(false);
