@@ -146,9 +146,10 @@ export interface ListOptions {
 
 /**
  * A list row, read as text (Queryable.queryText): the payload JSON, then the position of the
- * row for the next cursor (submitted_at in UTC as PostgreSQL writes it, exact to the microsecond).
+ * row for the next cursor: submitted_at in UTC to the microsecond (whatever the DateStyle), and
+ * the job id.
  */
-const LIST_COLUMNS = `${PAYLOAD_JSON_SQL}, submitted_at AT TIME ZONE 'UTC', job_id`;
+const LIST_COLUMNS = `${PAYLOAD_JSON_SQL}, to_char(submitted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), job_id`;
 export type ListedJob = TextRow;
 export const LISTED_PAYLOAD = 0;
 export const LISTED_SUBMITTED_AT = 1;
