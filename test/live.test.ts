@@ -649,7 +649,7 @@ describe.runIf(scaleOutAvailable())('status cache (Redis)', () => {
     }
   });
 
-  it('a change it could not write during an outage is repaired once Redis answers again, at the next cache call', async () => {
+  it('a change it could not write during an outage is never served stale, and is repaired once Redis answers again', async () => {
     const proxy = await redisProxy(new URL(process.env.REDIS_URL!));
     const client = fastRedis(proxy.url());
     client.on('error', () => {});
@@ -678,6 +678,50 @@ describe.runIf(scaleOutAvailable())('status cache (Redis)', () => {
       // And a slow reader's older payload cannot land on it afterwards.
       await cache.store(jobId, 5, payload(jobId, 5));
       expect(await redis.get(key)).toBe(payload(jobId, 6, { status: 'completed' }));
+    } finally {
+      await cache.close();
+      await proxy.down();
+    }
+  });
+
+  it('reads that could not fill the cache during an outage leave nothing to repair: only the failed write is reloaded', async () => {
+    // Every status read on the database path offers its answer to the cache. During an outage
+    // those offers are dropped; marking them for repair made the set grow with every id read,
+    // and the repair reload all of them when Redis came back.
+    const proxy = await redisProxy(new URL(process.env.REDIS_URL!));
+    const client = fastRedis(proxy.url());
+    client.on('error', () => {});
+    const truth = new Map<string, { version: number; payload: string }>();
+    const loaded: string[] = [];
+    const load = async (id: string) => {
+      loaded.push(id);
+      return truth.get(id) ?? null;
+    };
+    const cache = createStatusCache(client, { prefix, ttlSeconds: 300, log: silentLog, load });
+    const [written, other] = [randomUUID(), randomUUID()];
+    try {
+      await new Promise<void>((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', () => resolve())));
+      await cache.store(written, 5, payload(written, 5));
+      await cache.store(other, 2, payload(other, 2));
+      truth.set(written, { version: 6, payload: payload(written, 6, { status: 'completed' }) });
+      await proxy.down();
+      await sleep(100);
+      await cache.store(written, 6, payload(written, 6, { status: 'completed' })); // fails: to be repaired
+      for (let i = 0; i < 500; i++) {
+        const id = randomUUID();
+        await cache.fill(id, 1, payload(id, 1));
+      }
+      expect(await cache.get(written)).toBeNull(); // a miss while Redis is away: the caller reads the database
+      await proxy.up();
+      let value = await redis.get(`${prefix}ingest_job:${written}`);
+      for (let i = 0; i < 50 && value !== payload(written, 6, { status: 'completed' }); i++) {
+        await sleep(100);
+        value = await redis.get(`${prefix}ingest_job:${written}`);
+      }
+      expect(value).toBe(payload(written, 6, { status: 'completed' }));
+      expect(new Set(loaded)).toEqual(new Set([written]));
+      expect(await cache.get(other)).toBe(payload(other, 2));
+      expect(await cache.get(written)).toBe(payload(written, 6, { status: 'completed' }));
     } finally {
       await cache.close();
       await proxy.down();

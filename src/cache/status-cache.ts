@@ -10,8 +10,16 @@ import type { Redis } from 'ioredis';
  */
 export interface StatusCache {
   get(jobId: string): Promise<string | null>;
-  /** Stores a job's payload unless the key already holds this version or a newer one. */
+  /**
+   * Writes a committed change through: stores the payload unless the key already holds this
+   * version or a newer one. A write that fails marks the key for repair from the database.
+   */
   store(jobId: string, version: number, payload: string): Promise<void>;
+  /**
+   * Fills the key after a miss, with what the database answered, unless it holds this version
+   * or a newer one. Best effort: skipping a fill leaves no key staler than it was.
+   */
+  fill(jobId: string, version: number, payload: string): Promise<void>;
   /** The job was deleted: its key answers as a miss from now on, and no late write lands on it. */
   forget(jobId: string): Promise<void>;
   /** PING on the cache's own fail-fast connection: /readyz asks it rather than opening one. */
@@ -88,14 +96,19 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
 
   // Rewrites the keys of jobs whose change could not be written, from the database: a key is
   // left holding the latest version (not deleted), so a slow reader's older payload still
-  // cannot land on it afterwards.
-  async function repair(): Promise<void> {
-    for (const jobId of [...dirty]) {
-      const latest = await options.load(jobId);
-      if (latest) await storeIfNewer(jobId, latest.version, latest.payload);
-      else await redis.set(key(jobId), DELETED, 'PX', ttlMs);
-      dirty.delete(jobId);
-    }
+  // cannot land on it afterwards. In the background, one pass at a time: until a key is
+  // repaired, get() answers it as a miss.
+  let repairing: Promise<void> | undefined;
+  function repair(): Promise<void> {
+    repairing ??= (async () => {
+      for (const jobId of [...dirty]) {
+        const latest = await options.load(jobId);
+        if (latest) await storeIfNewer(jobId, latest.version, latest.payload);
+        else await redis.set(key(jobId), DELETED, 'PX', ttlMs);
+        dirty.delete(jobId);
+      }
+    })().finally(() => (repairing = undefined));
+    return repairing;
   }
 
   function storeIfNewer(jobId: string, version: number, payload: string): Promise<number> {
@@ -118,9 +131,8 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
     stats,
     async get(jobId) {
       stats.reads++;
-      if (Date.now() < skipUntil) return null;
+      if (Date.now() < skipUntil || dirty.has(jobId)) return null;
       try {
-        if (dirty.size > 0) await repair();
         const value = await redis.get(key(jobId));
         if (value === null || value === DELETED) {
           stats.misses++;
@@ -140,10 +152,17 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
         return;
       }
       try {
-        if (dirty.size > 0) await repair();
         await storeIfNewer(jobId, version, payload);
       } catch (err) {
         failed(err, jobId);
+      }
+    },
+    async fill(jobId, version, payload) {
+      if (Date.now() < skipUntil || dirty.has(jobId)) return;
+      try {
+        await storeIfNewer(jobId, version, payload);
+      } catch (err) {
+        failed(err);
       }
     },
     async forget(jobId) {

@@ -81,7 +81,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       const found = await findPayload(db, jobId);
       if (!found) throw jobNotFound();
       // Fill the key for the next reader; a newer version already there wins (see StatusCache).
-      void cache?.store(jobId, found.version, found.payload);
+      void cache?.fill(jobId, found.version, found.payload);
       return reply.send(found.payload);
     },
   );
