@@ -34,10 +34,7 @@ export function isJobId(value: string): boolean {
   return UUID.test(value);
 }
 
-/** What a payload is made of: the row without its internal columns. */
-type PayloadRow = Omit<JobRow, 'format' | 'attempts_before_retry'>;
-
-export function toPayload(row: PayloadRow): JobPayload {
+export function toPayload(row: JobRow): JobPayload {
   return {
     job_id: row.job_id,
     source_type: row.source_type,

@@ -38,9 +38,10 @@ async function copy(conn: pg.Pool | pg.PoolClient, sql: string, data: string): P
   }
 }
 
-// Every parameterised query runs as a named prepared statement: each connection parses and
-// plans it once, then only binds and executes it (the status and list reads are hot). The SQL
-// is fixed text with parameters, so the names are few; the cap only guards against a mistake.
+// Every parameterised query (and every queryText read) runs as a named prepared statement:
+// each connection parses and plans it once, then only binds and executes it (the status and
+// list reads are hot). The SQL is fixed text, so the names are few; the cap only guards
+// against a mistake.
 const statementNames = new Map<string, string>();
 function statementName(sql: string): string | undefined {
   let name = statementNames.get(sql);
