@@ -6,6 +6,7 @@
  *   (a) a bare Fastify route returning a constant (bench/bare-server.ts), started like Intake
  *   (a2) the same server's route doing one indexed node-postgres query by id: what any route
  *        that reads the database can reach here (PostgreSQL shares the cores)
+ *   (a3) the same server's route doing one Redis GET of a job's cache key: the floor under (b)
  *   (b) GET /api/job/{id} over random existing ids, cache warm
  *   (c) the same with Redis stopped (the database path)
  *   (d) GET /api/jobs?status=completed, first page
@@ -158,7 +159,7 @@ try {
   const deepOffset = Math.floor(completed * 0.9);
   await db.close();
 
-  const bare = await start(['bench/bare-server.ts'], { DATABASE_URL: databaseUrl }, '/constant');
+  const bare = await start(['bench/bare-server.ts'], { DATABASE_URL: databaseUrl, REDIS_URL: redis.url }, '/constant');
   processes.push(bare.child);
   const intake = await start(['src/cli/main.ts', 'serve'], {
     DATABASE_URL: databaseUrl,
@@ -191,6 +192,7 @@ try {
   };
   await run('(a) bare Fastify, constant', bare.url, () => '/constant');
   await run('(a2) bare Fastify, one pg query by id (the floor)', bare.url, () => `/pg/${ids[Math.floor(Math.random() * ids.length)]}`);
+  await run('(a3) bare Fastify, one Redis GET (the floor under (b))', bare.url, () => `/redis/${ids[Math.floor(Math.random() * ids.length)]}`);
   await run('(b) GET /api/job/{id}, cache warm', intake.url, random);
   await run('(d) GET /api/jobs?status=completed, first page', intake.url, () => '/api/jobs?status=completed');
   await run(`(e) same list, deep page by cursor (row ${deepOffset.toLocaleString('en')})`, intake.url, () => `/api/jobs?status=completed&cursor=${cursor}`);

@@ -2,7 +2,10 @@
 // document, started the way Intake is (node --import tsx, one process, same Fastify version).
 // With DATABASE_URL it also answers GET /pg/:id with one indexed query by primary key through a
 // node-postgres pool: the floor under any route that reads the database, on this machine.
+// With REDIS_URL, GET /redis/:id answers with one Redis GET of the job's cache key: the floor
+// under the status URL's cache hit.
 import Fastify from 'fastify';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 
 const body = JSON.stringify({
@@ -32,6 +35,13 @@ if (pool) {
     return reply.code(rows.length > 0 ? 200 : 404).type('application/json; charset=utf-8').send(JSON.stringify(rows[0] ?? null));
   });
 }
+const redis = process.env.REDIS_URL ? new Redis(process.env.REDIS_URL) : undefined;
+if (redis) {
+  app.get<{ Params: { id: string } }>('/redis/:id', async (request, reply) => {
+    const value = await redis.get(`ingest_job:${request.params.id}`);
+    return reply.code(value === null ? 404 : 200).type('application/json; charset=utf-8').send(value ?? 'null');
+  });
+}
 const address = await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' });
 console.log(`Server listening at ${address}`);
-process.once('SIGTERM', () => void Promise.all([app.close(), pool?.end()]).then(() => process.exit(0)));
+process.once('SIGTERM', () => void Promise.all([app.close(), pool?.end(), redis?.disconnect()]).then(() => process.exit(0)));

@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/jobs.js';
-import { findJob, findPayload, payloadJson } from '../src/storage/jobs.js';
+import { findJob, findPayload, findPayloads, payloadJson } from '../src/storage/jobs.js';
 import { backends, createSandbox, getJson, makeCsv, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
 
 describe.each(backends())('API contract ($name)', (backend) => {
@@ -187,6 +187,11 @@ describe.each(backends())('API contract ($name)', (backend) => {
     for (const jobId of all) {
       expect((await findPayload(idle.intake.db, jobId))!.payload).toBe(payloadJson((await findJob(idle.intake.db, jobId))!));
     }
+    // Many ids in one statement (batched status reads): each its own job; an unknown id is left out.
+    const unknownId = '00000000-0000-4000-8000-000000000000';
+    const found = await findPayloads(idle.intake.db, [...all, unknownId]);
+    expect([...found.keys()].sort()).toEqual([...all].sort());
+    for (const jobId of all) expect(found.get(jobId)!.payload).toBe((await findPayload(idle.intake.db, jobId))!.payload);
 
     const api = await getJson(`${idle.url}/api/jobs?source_type=json_api&limit=100&total=true`);
     expect(api.body.results.map((j: JobPayload) => j.source_type)).toEqual(['json_api', 'json_api', 'json_api', 'json_api']);
@@ -209,6 +214,31 @@ describe.each(backends())('API contract ($name)', (backend) => {
       expect(res.status, query).toBe(422);
       expect(res.body.code).toBe('validation_error');
     }
+  });
+
+  it('answers many status reads and list pages at once, each with its own answer', async () => {
+    // Reads that arrive while the database is busy go to it together (batchReads): hundreds at
+    // once must still each get their own job, a 404 for an unknown id, and the same pages.
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push((await postRecords(idle.url, JSON.stringify([{ i }]))).body.job_id);
+    const unknown = Array.from({ length: 40 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+    const asked = [...ids, ...ids.map((id) => id.toUpperCase()), ...ids, ...unknown].sort(() => Math.random() - 0.5);
+    const pageQueries = ['limit=5', 'limit=5', 'status=queued&limit=7', 'limit=5', 'source_type=json_records&limit=3'];
+    const expected = new Map<string, unknown>();
+    for (const query of new Set(pageQueries)) expected.set(query, (await getJson(`${idle.url}/api/jobs?${query}`)).body);
+    // One connection (as PGlite has), so reads overlap a query in flight and are batched.
+    const reader = backend.name === 'embedded' ? idle : await startServer(idleSandbox, { WORKER_CONCURRENCY: '0', PG_POOL_SIZE: '1' });
+    const [reads, pages] = await Promise.all([
+      Promise.all(asked.map((id) => getJson(`${reader.url}/api/job/${id}`))),
+      Promise.all(Array.from({ length: 60 }, (_, i) => pageQueries[i % pageQueries.length]!).map(async (query) => ({ query, res: await getJson(`${reader.url}/api/jobs?${query}`) }))),
+    ]);
+    if (reader !== idle) await reader.close();
+    reads.forEach((res, i) => {
+      const id = asked[i]!.toLowerCase();
+      if (unknown.includes(id)) expect(res.status, id).toBe(404);
+      else expect([res.status, res.body.job_id, res.body.status], id).toEqual([200, id, 'queued']);
+    });
+    for (const { query, res } of pages) expect(res.body, query).toEqual(expected.get(query));
   });
 
   it('answers 404 for an unknown and for a malformed job id', async () => {

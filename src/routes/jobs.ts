@@ -11,7 +11,8 @@ import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
 import { sendJob } from './submit.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { countJobs, findJob, findPayload, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listJobs, toPayload } from '../storage/jobs.js';
+import { batchReads } from '../storage/batch.js';
+import { countJobs, findJob, findPayloads, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listJobs, toPayload, type ListOptions } from '../storage/jobs.js';
 
 export interface JobRouteDeps {
   config: Config;
@@ -60,6 +61,13 @@ function jobIdOf(params: { job_id: string }): string {
 
 export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, events, cache }: JobRouteDeps): Promise<void> {
   const tracker = createTracker(db, cache, events);
+  // Status reads and list pages that arrive while every connection is busy go to the database
+  // together: the ids in one statement, identical pages as one query (see batchReads).
+  const readPayload = batchReads(db.connections, 1000, (jobIds: string[]) => findPayloads(db, jobIds));
+  const readPage = batchReads(db.connections, 100, async (keys: string[]) => {
+    const pages = await Promise.all(keys.map((key) => listJobs(db, JSON.parse(key) as ListOptions)));
+    return new Map(keys.map((key, i) => [key, pages[i]!]));
+  });
 
   app.get<{ Params: { job_id: string } }>(
     '/api/job/:job_id',
@@ -78,7 +86,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       // The cached value is the payload's JSON as the database path would send it: sent as is.
       const cached = await cache?.get(jobId);
       if (cached) return reply.send(cached);
-      const found = await findPayload(db, jobId);
+      const found = await readPayload(jobId);
       if (!found) throw jobNotFound();
       // Fill the key for the next reader; a newer version already there wins (see StatusCache).
       void cache?.fill(jobId, found.version, found.payload);
@@ -104,7 +112,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       const after = cursor === undefined ? undefined : decodeCursor(cursor);
       const filters = { status, sourceType, submittedAfter, submittedBefore };
       // One row more than asked tells whether another page exists, without a count.
-      const rows = await listJobs(db, { ...filters, after, limit: limit + 1, offset });
+      const rows = (await readPage(JSON.stringify({ ...filters, after, limit: limit + 1, offset } satisfies ListOptions)))!;
       const page = rows.slice(0, limit);
       const last = page.at(-1);
       const more = rows.length > limit;

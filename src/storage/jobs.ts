@@ -112,13 +112,23 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
   return rows[0]!;
 }
 
+export interface PayloadText {
+  payload: string;
+  version: number;
+}
+
 /**
- * A job's payload JSON as PostgreSQL writes it (PAYLOAD_JSON_SQL), and its
- * version: the status URL's database path, with no row to parse and nothing to serialise.
+ * Jobs' payload JSON as PostgreSQL writes it (PAYLOAD_JSON_SQL), and their versions, by job
+ * id: the status URL's database path, with no row to parse and nothing to serialise. One
+ * statement for any number of ids (the status route batches the reads that arrive together).
  */
-export async function findPayload(db: Queryable, jobId: string): Promise<{ payload: string; version: number } | undefined> {
-  const [row] = await db.queryText(`SELECT ${PAYLOAD_JSON_SQL}, version FROM ingest_jobs WHERE job_id = $1`, [jobId]);
-  return row ? { payload: row[0]!, version: Number(row[1]) } : undefined;
+export async function findPayloads(db: Queryable, jobIds: string[]): Promise<Map<string, PayloadText>> {
+  const rows = await db.queryText(`SELECT job_id, ${PAYLOAD_JSON_SQL}, version FROM ingest_jobs WHERE job_id = ANY($1::uuid[])`, [jobIds]);
+  return new Map(rows.map(([jobId, payload, version]) => [jobId!, { payload: payload!, version: Number(version) }]));
+}
+
+export async function findPayload(db: Queryable, jobId: string): Promise<PayloadText | undefined> {
+  return (await findPayloads(db, [jobId])).get(jobId.toLowerCase());
 }
 
 /** $1 job_id */

@@ -42,6 +42,7 @@ export async function openPglite(dataDir: string): Promise<Db> {
   const queryable = wrap(pg);
   return {
     kind: 'pglite',
+    connections: 1,
     ...queryable,
     // PGlite is one connection; its transaction() holds a mutex, so other queries wait.
     transaction: (fn) => pg.transaction((tx) => fn(wrap(tx))),

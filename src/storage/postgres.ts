@@ -91,6 +91,7 @@ export function openPostgres(connectionString: string, poolSize: number, onError
   const queryable = wrap(pool);
   return {
     kind: 'postgres',
+    connections: poolSize,
     ...queryable,
     async transaction(fn) {
       const client = await pool.connect().catch(translate);

@@ -1,0 +1,61 @@
+/**
+ * Reads that arrive while the database is busy wait here, rather than in the pool's queue, and
+ * go to it together: up to `limit` batches at once, each of up to `maxKeys` keys, and each key
+ * in one batch at a time. Many requests for one page, or for many ids, then cost one query
+ * (one round trip). Under light load each read goes alone and at once: nothing waits for a
+ * timer. A read only joins a batch that has not been sent yet, so its answer is never older
+ * than the request: read-your-writes holds as it does without batching.
+ *
+ * `load` gets each key once, however many reads asked for it, and answers with what it found;
+ * a key it leaves out reads as undefined. When it throws, every read of the batch throws.
+ */
+export function batchReads<K, V>(limit: number, maxKeys: number, load: (keys: K[]) => Promise<Map<K, V>>): (key: K) => Promise<V | undefined> {
+  interface Waiter {
+    resolve(value: V | undefined): void;
+    reject(err: unknown): void;
+  }
+  const waiting = new Map<K, Waiter[]>();
+  const sent = new Set<K>(); // keys of the batches at the database
+  let running = 0;
+
+  function flush(): void {
+    while (running < limit) {
+      const batch = new Map<K, Waiter[]>();
+      for (const [key, waiters] of waiting) {
+        if (batch.size === maxKeys) break;
+        if (sent.has(key)) continue; // goes when its answer is back: that answer may be older than these reads
+        batch.set(key, waiters);
+        waiting.delete(key);
+        sent.add(key);
+      }
+      if (batch.size === 0) return;
+      send(batch);
+    }
+  }
+
+  function send(batch: Map<K, Waiter[]>): void {
+    running++;
+    load([...batch.keys()])
+      .then(
+        (found) => {
+          for (const [key, waiters] of batch) for (const waiter of waiters) waiter.resolve(found.get(key));
+        },
+        (err: unknown) => {
+          for (const waiters of batch.values()) for (const waiter of waiters) waiter.reject(err);
+        },
+      )
+      .finally(() => {
+        running--;
+        for (const key of batch.keys()) sent.delete(key);
+        flush();
+      });
+  }
+
+  return (key) =>
+    new Promise<V | undefined>((resolve, reject) => {
+      const waiters = waiting.get(key);
+      if (waiters) waiters.push({ resolve, reject });
+      else waiting.set(key, [{ resolve, reject }]);
+      flush();
+    });
+}
