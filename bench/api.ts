@@ -10,6 +10,8 @@
  *   (b) GET /api/job/{id} over random existing ids, cache warm
  *   (c) the same with Redis stopped (the database path)
  *   (d) GET /api/jobs?status=completed, first page
+ *   (d2) the same list from a random point in time (submitted_before): no two requests alike,
+ *        so none shares another's query (identical pages asked at once do: see batchReads)
  *   (e) a deep page of the same list, by cursor and by offset
  * Seeds N jobs by COPY into a scratch database of DATABASE_URL's server (dropped at the end),
  * on a private redis-server. Each figure is the median of --rounds runs; each ratio is to an (a)
@@ -195,6 +197,11 @@ try {
   await run('(a3) bare Fastify, one Redis GET (the floor under (b))', bare.url, () => `/redis/${ids[Math.floor(Math.random() * ids.length)]}`);
   await run('(b) GET /api/job/{id}, cache warm', intake.url, random);
   await run('(d) GET /api/jobs?status=completed, first page', intake.url, () => '/api/jobs?status=completed');
+  const yearAgo = Date.now() - 365 * 24 * 3600 * 1000;
+  await run('(d2) same list from a random time: no two requests alike', intake.url, () => {
+    const before = new Date(yearAgo + Math.random() * (Date.now() - yearAgo)).toISOString();
+    return `/api/jobs?status=completed&submitted_before=${before}`;
+  });
   await run(`(e) same list, deep page by cursor (row ${deepOffset.toLocaleString('en')})`, intake.url, () => `/api/jobs?status=completed&cursor=${cursor}`);
   await redis.stop('SIGKILL');
   await sleep(1500);
