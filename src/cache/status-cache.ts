@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
+import { batchReads } from '../batch.js';
 
 /**
  * The Redis status cache: `ingest_job:{job_id}` holds the job payload as JSON, exactly the
@@ -122,6 +123,17 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
 
   // Repair as soon as Redis is back, not at this process's next cache call: a worker that
   // wrote nothing more would otherwise leave a stale key until the TTL.
+  // Reads that arrive while one is at Redis wait for it, then go together as one MGET (see
+  // batchReads): under load one command, one reply and one timer carry dozens of status reads
+  // (bench:api (b): about an eighth more reads a second than ioredis' auto-pipelining, which
+  // still built a command and a timer per read and a pipeline per tick). Reads that were
+  // waiting when the breaker opened skip Redis like the ones after them.
+  const read = batchReads(1, 1000, async (jobIds: string[]) => {
+    if (Date.now() < skipUntil) return new Map<string, string | null>();
+    const values = await redis.mget(jobIds.map(key));
+    return new Map(jobIds.map((jobId, i) => [jobId, values[i] ?? null]));
+  });
+
   redis.on('ready', () => {
     skipUntil = 0;
     repair().catch((err: unknown) => failed(err));
@@ -133,7 +145,7 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
       stats.reads++;
       if (Date.now() < skipUntil || dirty.has(jobId)) return null;
       try {
-        const value = await redis.get(key(jobId));
+        const value = (await read(jobId)) ?? null;
         if (value === null || value === DELETED) {
           stats.misses++;
           return null;

@@ -11,7 +11,7 @@ import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
 import { sendJob } from './submit.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { batchReads } from '../storage/batch.js';
+import { batchReads } from '../batch.js';
 import { countJobs, findJob, findPayloads, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listJobs, toPayload, type ListOptions } from '../storage/jobs.js';
 
 export interface JobRouteDeps {
