@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/jobs.js';
-import { findJob, findPayload, findPayloads, payloadJson } from '../src/storage/jobs.js';
+import { findJob, findPayload, findPayloads, listJobs, listManyPages, payloadJson, type ListOptions } from '../src/storage/jobs.js';
 import { backends, createSandbox, getJson, makeCsv, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
 
 describe.each(backends())('API contract ($name)', (backend) => {
@@ -205,11 +205,40 @@ describe.each(backends())('API contract ($name)', (backend) => {
     expect(older.body.results.every((j: JobPayload) => j.submitted_at < from)).toBe(true);
     expect(recent.body.results.length + older.body.total).toBe(newest.length);
 
+    // Pages asked together (batched list reads): those of one shape in one statement, each
+    // page exactly what it is when asked alone.
+    const cursorOf = (i: number) => {
+      const [submittedAt, jobId] = Buffer.from(pagesByCursor[i]!, 'base64url').toString().split('|');
+      return { submittedAt: submittedAt!, jobId: jobId! };
+    };
+    const pagesByCursor: string[] = [];
+    for (let next: string | null = null, first = true; first || next; first = false) {
+      const body: any = (await getJson(`${idle.url}/api/jobs?limit=1${next ? `&cursor=${next}` : ''}`)).body;
+      if (body.next_cursor) pagesByCursor.push(body.next_cursor);
+      next = body.next_cursor;
+    }
+    const asked: ListOptions[] = [
+      ...pagesByCursor.map((_, i) => ({ after: cursorOf(i), limit: 3, offset: 0 })),
+      { after: cursorOf(1), limit: 3, offset: 0 },
+      { status: 'queued', after: cursorOf(2), limit: 2, offset: 0 },
+      { status: 'queued', after: cursorOf(0), limit: 2, offset: 0 },
+      { sourceType: 'json_api', submittedBefore: from, limit: 2, offset: 0 },
+      { sourceType: 'json_api', submittedBefore: new Date().toISOString(), limit: 2, offset: 0 },
+      { sourceType: 'csv_upload', submittedBefore: from, limit: 2, offset: 0 },
+      { limit: 4, offset: 0 },
+      { limit: 4, offset: 3 },
+      { status: 'failed', limit: 5, offset: 0 },
+    ];
+    const together = await listManyPages(idle.intake.db, asked);
+    for (const [i, page] of asked.entries()) expect(together[i], JSON.stringify(page)).toEqual(await listJobs(idle.intake.db, page));
+    expect(together.flat().length).toBeGreaterThan(10);
+
     // Cursors that are not ones the API gave out, some of them close: never a 500.
     const forged = ['2026-02-30 10:00:00', '0000-01-01 00:00:00', '2026-01-01 24:00:00', '1795898898587000', '2026-01-01T10:00:00Z'].map(
       (at) => `cursor=${Buffer.from(`${at}|${all[0]}`).toString('base64url')}`,
     );
-    for (const query of ['cursor=bm90IGEgY3Vyc29y', 'cursor=x&offset=2', ...forged, 'submitted_after=yesterday', 'source_type=ftp', 'total=maybe']) {
+    for (const query of ['cursor=bm90IGEgY3Vyc29y', 'cursor=x&offset=2', ...forged, 'submitted_after=yesterday', 'source_type=ftp', 'total=maybe',
+      'submitted_before=0000-01-01T00:00:00Z', 'submitted_after=0001-01-01T00:00:00%2B01:00', 'submitted_before=0001-01-01T00:00:00-23:59', 'submitted_after=2026-01-01T00:00:00%2B16:00']) {
       const res = await getJson(`${idle.url}/api/jobs?${query}`);
       expect(res.status, query).toBe(422);
       expect(res.body.code).toBe('validation_error');

@@ -162,14 +162,14 @@ export const LISTED_PAYLOAD = 0;
 export const LISTED_SUBMITTED_AT = 1;
 export const LISTED_JOB_ID = 2;
 
-/** The WHERE clause of a list and its parameters, from the filters given. */
-function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: string; params: unknown[] } {
+/**
+ * The WHERE clause of a list and its parameters, from the filters given. `ref` names the
+ * n-th parameter: `$n` in a statement of one list, a column of the page's row in listPages.
+ */
+function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>, ref = (n: number) => `$${n}`): { where: string; params: unknown[] } {
   const conditions: string[] = [];
   const params: unknown[] = [];
-  const param = (value: unknown) => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const param = (value: unknown) => ref(params.push(value));
   if (options.status) conditions.push(`status = ${param(options.status)}::ingest_job_status`);
   if (options.sourceType) conditions.push(`source_type = ${param(options.sourceType)}`);
   if (options.submittedAfter) conditions.push(`submitted_at >= ${param(options.submittedAfter)}::timestamptz`);
@@ -181,6 +181,12 @@ function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: st
   return { where: conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '', params };
 }
 
+const LIST_ORDER = 'ORDER BY submitted_at DESC, job_id DESC';
+
+function checkLimit(limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`);
+}
+
 /**
  * Newest first, by (submitted_at, job_id): job_id breaks ties so pages never overlap or skip a
  * row. With `after` (keyset) a page costs the same at any depth: the indexes on
@@ -188,20 +194,67 @@ function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: st
  */
 export async function listJobs(db: Queryable, options: ListOptions): Promise<ListedJob[]> {
   const { where, params } = listFilter(options);
-  if (!Number.isSafeInteger(options.limit) || options.limit < 1) throw new RangeError(`limit must be a positive integer, got ${options.limit}`);
+  checkLimit(options.limit);
   // LIMIT is written into the statement, and OFFSET only when there is one: with either as a
   // parameter PostgreSQL cannot cost a generic plan (it guesses 10% of the rows) and plans the
   // prepared statement again on every execution, which cost more than the scan itself.
-  const order = 'ORDER BY submitted_at DESC, job_id DESC';
-  if (options.offset === 0) return db.queryText(`SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where} ${order} LIMIT ${options.limit}`, params);
+  if (options.offset === 0) return db.queryText(`SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${options.limit}`, params);
   // Rows skipped by OFFSET go through the select list too: skip over bare ids, then write the
   // payloads of the page's rows only.
   return db.queryText(
     `SELECT ${LIST_COLUMNS} FROM ingest_jobs WHERE job_id IN
-       (SELECT job_id FROM ingest_jobs ${where} ${order} LIMIT ${options.limit} OFFSET $${params.push(options.offset)})
-     ${order}`,
+       (SELECT job_id FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${options.limit} OFFSET $${params.push(options.offset)})
+     ${LIST_ORDER}`,
     params,
   );
+}
+
+/**
+ * Several pages of one shape (the same filters given, the same limit, no offset) in one
+ * statement: a row of parameters per page, each page its own index scan (a LATERAL join),
+ * so the pages cost one round trip between them. Answers the pages in the order asked.
+ */
+export async function listPages(db: Queryable, pages: Omit<ListOptions, 'offset'>[]): Promise<ListedJob[][]> {
+  const first = pages[0]!;
+  checkLimit(first.limit);
+  const { where } = listFilter(first, (n) => `q.p${n}`);
+  const columns = pages.map((page) => {
+    if (page.limit !== first.limit) throw new RangeError('listPages: pages of one shape have one limit');
+    return listFilter(page).params.map(String);
+  });
+  const width = columns[0]!.length;
+  if (width === 0 || columns.some((params) => params.length !== width)) throw new RangeError('listPages: pages of one shape have the same filters');
+  const names = Array.from({ length: width }, (_, i) => `p${i + 1}`);
+  const rows = await db.queryText(
+    `SELECT q.i, p.* FROM unnest(${names.map((_, i) => `$${i + 1}::text[]`).join(', ')}) WITH ORDINALITY AS q(${names.join(', ')}, i)
+     CROSS JOIN LATERAL (SELECT ${LIST_COLUMNS}, submitted_at AS at FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${first.limit}) p
+     ORDER BY q.i, p.at DESC, p.job_id DESC`,
+    names.map((_, k) => columns.map((params) => params[k])),
+  );
+  const answers: ListedJob[][] = pages.map(() => []);
+  for (const row of rows) answers[Number(row[0]) - 1]!.push(row.slice(1, 4));
+  return answers;
+}
+
+/**
+ * Any pages: those of one shape (see listPages) in one statement, each other page (an offset,
+ * or a shape asked once) in its own. Answers the pages in the order asked.
+ */
+export async function listManyPages(db: Queryable, pages: ListOptions[]): Promise<ListedJob[][]> {
+  const shapes = new Map<string, number[]>();
+  pages.forEach((page, i) => {
+    const present = [page.status, page.sourceType, page.submittedAfter, page.submittedBefore, page.after].map((value) => (value === undefined ? 0 : 1));
+    const shape = page.offset > 0 ? `offset ${i}` : `${present.join('')} ${page.limit}`;
+    shapes.set(shape, [...(shapes.get(shape) ?? []), i]);
+  });
+  const answers: ListedJob[][] = [];
+  await Promise.all(
+    [...shapes.values()].map(async (indexes) => {
+      const found = indexes.length === 1 ? [await listJobs(db, pages[indexes[0]!]!)] : await listPages(db, indexes.map((i) => pages[i]!));
+      indexes.forEach((i, k) => (answers[i] = found[k]!));
+    }),
+  );
+  return answers;
 }
 
 /** How many jobs match the filters (only when asked: a count reads every matching row). */
