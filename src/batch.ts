@@ -1,10 +1,10 @@
 /**
- * Reads that arrive while the database is busy wait here, rather than in the pool's queue, and
- * go to it together: up to `limit` batches at once, each of up to `maxKeys` keys, and each key
- * in one batch at a time. Many requests for one page, or for many ids, then cost one query
- * (one round trip). Under light load each read goes alone and at once: nothing waits for a
- * timer. A read only joins a batch that has not been sent yet, so its answer is never older
- * than the request: read-your-writes holds as it does without batching.
+ * Reads that arrive while the database (or Redis) is busy wait here, rather than in the pool's
+ * queue, and go to it together: up to `limit` batches at once, each of up to `maxKeys` keys,
+ * and each key in one batch at a time. Many requests for one page, or for many ids, then cost
+ * one query (one round trip). Under light load each read goes alone and at once: nothing
+ * waits for a timer. A read only joins a batch that has not been sent yet, so its answer is
+ * never older than the request: read-your-writes holds as it does without batching.
  *
  * `load` gets each key once, however many reads asked for it, and answers with what it found;
  * a key it leaves out reads as undefined. When it throws, every read of the batch throws.
@@ -15,7 +15,7 @@ export function batchReads<K, V>(limit: number, maxKeys: number, load: (keys: K[
     reject(err: unknown): void;
   }
   const waiting = new Map<K, Waiter[]>();
-  const sent = new Set<K>(); // keys of the batches at the database
+  const sent = new Set<K>(); // keys of the batches sent and not yet answered
   let running = 0;
 
   function flush(): void {

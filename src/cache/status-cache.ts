@@ -121,8 +121,6 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
     );
   }
 
-  // Repair as soon as Redis is back, not at this process's next cache call: a worker that
-  // wrote nothing more would otherwise leave a stale key until the TTL.
   // Reads that arrive while one is at Redis wait for it, then go together as one MGET (see
   // batchReads): under load one command, one reply and one timer carry dozens of status reads
   // (bench:api (b): about an eighth more reads a second than ioredis' auto-pipelining, which
@@ -134,6 +132,8 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
     return new Map(jobIds.map((jobId, i) => [jobId, values[i] ?? null]));
   });
 
+  // Repair as soon as Redis is back, not at this process's next cache call: a worker that
+  // wrote nothing more would otherwise leave a stale key until the TTL.
   redis.on('ready', () => {
     skipUntil = 0;
     repair().catch((err: unknown) => failed(err));
