@@ -173,7 +173,8 @@ try {
   // The deep page's cursor, as a client paging down would hold it: next_cursor of the row before.
   const before = await fetch(`${intake.url}/api/jobs?status=completed&limit=1&offset=${deepOffset - 1}`);
   const cursor = ((await before.json()) as { next_cursor: string }).next_cursor;
-  const random = () => `/api/job/${ids[Math.floor(Math.random() * ids.length)]}`;
+  const randomId = () => ids[Math.floor(Math.random() * ids.length)]!;
+  const random = () => `/api/job/${randomId()}`;
 
   // Warm the cache: every sampled id read once.
   t0 = performance.now();
@@ -193,8 +194,8 @@ try {
     console.log(`${label}: ${figures.rps.toFixed(0)} req/s, p50 ${figures.p50} ms, p99 ${figures.p99} ms`);
   };
   await run('(a) bare Fastify, constant', bare.url, () => '/constant');
-  await run('(a2) bare Fastify, one pg query by id (the floor)', bare.url, () => `/pg/${ids[Math.floor(Math.random() * ids.length)]}`);
-  await run('(a3) bare Fastify, one Redis GET (the floor under (b))', bare.url, () => `/redis/${ids[Math.floor(Math.random() * ids.length)]}`);
+  await run('(a2) bare Fastify, one pg query by id (the floor)', bare.url, () => `/pg/${randomId()}`);
+  await run('(a3) bare Fastify, one Redis GET (the floor under (b))', bare.url, () => `/redis/${randomId()}`);
   await run('(b) GET /api/job/{id}, cache warm', intake.url, random);
   await run('(d) GET /api/jobs?status=completed, first page', intake.url, () => '/api/jobs?status=completed');
   const yearAgo = Date.now() - 365 * 24 * 3600 * 1000;

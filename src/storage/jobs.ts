@@ -210,26 +210,19 @@ export async function listJobs(db: Queryable, options: ListOptions): Promise<Lis
 }
 
 /**
- * Several pages of one shape (the same filters given, the same limit, no offset) in one
+ * Several pages of one shape (the same WHERE clause, the same limit, no offset) in one
  * statement: a row of parameters per page, each page its own index scan (a LATERAL join),
  * so the pages cost one round trip between them. Answers the pages in the order asked.
  */
-export async function listPages(db: Queryable, pages: Omit<ListOptions, 'offset'>[]): Promise<ListedJob[][]> {
-  const first = pages[0]!;
-  checkLimit(first.limit);
-  const { where } = listFilter(first, (n) => `q.p${n}`);
-  const columns = pages.map((page) => {
-    if (page.limit !== first.limit) throw new RangeError('listPages: pages of one shape have one limit');
-    return listFilter(page).params.map(String);
-  });
-  const width = columns[0]!.length;
-  if (width === 0 || columns.some((params) => params.length !== width)) throw new RangeError('listPages: pages of one shape have the same filters');
-  const names = Array.from({ length: width }, (_, i) => `p${i + 1}`);
+async function listPages(db: Queryable, pages: ListOptions[]): Promise<ListedJob[][]> {
+  const { where, params } = listFilter(pages[0]!, (n) => `q.p${n}`);
+  const names = params.map((_, i) => `p${i + 1}`);
+  const columns = pages.map((page) => listFilter(page).params.map(String));
   const rows = await db.queryText(
     `SELECT q.i, p.* FROM unnest(${names.map((_, i) => `$${i + 1}::text[]`).join(', ')}) WITH ORDINALITY AS q(${names.join(', ')}, i)
-     CROSS JOIN LATERAL (SELECT ${LIST_COLUMNS}, submitted_at AS at FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${first.limit}) p
+     CROSS JOIN LATERAL (SELECT ${LIST_COLUMNS}, submitted_at AS at FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${pages[0]!.limit}) p
      ORDER BY q.i, p.at DESC, p.job_id DESC`,
-    names.map((_, k) => columns.map((params) => params[k])),
+    names.map((_, k) => columns.map((values) => values[k])),
   );
   const answers: ListedJob[][] = pages.map(() => []);
   for (const row of rows) answers[Number(row[0]) - 1]!.push(row.slice(1, 4));
@@ -238,13 +231,14 @@ export async function listPages(db: Queryable, pages: Omit<ListOptions, 'offset'
 
 /**
  * Any pages: those of one shape (see listPages) in one statement, each other page (an offset,
- * or a shape asked once) in its own. Answers the pages in the order asked.
+ * no filter, or a shape asked once) in its own. Answers the pages in the order asked.
  */
 export async function listManyPages(db: Queryable, pages: ListOptions[]): Promise<ListedJob[][]> {
   const shapes = new Map<string, number[]>();
   pages.forEach((page, i) => {
-    const present = [page.status, page.sourceType, page.submittedAfter, page.submittedBefore, page.after].map((value) => (value === undefined ? 0 : 1));
-    const shape = page.offset > 0 ? `offset ${i}` : `${present.join('')} ${page.limit}`;
+    checkLimit(page.limit);
+    const { where, params } = listFilter(page);
+    const shape = page.offset > 0 || params.length === 0 ? `alone ${i}` : `${where} LIMIT ${page.limit}`;
     shapes.set(shape, [...(shapes.get(shape) ?? []), i]);
   });
   const answers: ListedJob[][] = [];
