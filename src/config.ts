@@ -28,6 +28,37 @@ export interface Config {
   apiTokens: string[];
   /** Origins allowed to call the API from a browser (CORS); empty: same origin only. */
   corsOrigins: string[];
+  /** Base of the status URLs Intake answers with (https://intake.example.com); unset: relative URLs. */
+  publicUrl: string | undefined;
+  /** Limits on what one input may hold (see README, "Limits"). */
+  limits: InputLimits;
+  /** Open event streams this process serves at once; more answer 429. */
+  maxEventStreams: number;
+  /**
+   * A request body (upload or JSON) must deliver at least `bodyMinBytesPerSecond` over every
+   * window of this length, or it is cut off with 408 and nothing is kept.
+   */
+  bodyIdleTimeoutMs: number;
+  bodyMinBytesPerSecond: number;
+}
+
+/** What one input may hold before its record fails (a row error) or its job does. */
+export interface InputLimits {
+  /** Columns of a CSV header (PostgreSQL's own limit on a table is 1600). */
+  maxColumns: number;
+  /** Characters in one CSV field. */
+  maxFieldLength: number;
+  /** Characters in one record (a CSV row, a JSON record, an NDJSON line). */
+  maxRecordLength: number;
+  /** Nesting of arrays and objects in one JSON record. */
+  maxJsonDepth: number;
+}
+
+export const DEFAULT_LIMITS: InputLimits = {
+  maxColumns: 1600,
+  maxFieldLength: 8 * 1024 ** 2,
+  maxRecordLength: 16 * 1024 ** 2,
+  maxJsonDepth: 64,
 }
 
 export class ConfigError extends Error {
@@ -91,6 +122,16 @@ function tokens(env: Env): string[] {
   return values;
 }
 
+function publicUrl(env: Env): string | undefined {
+  const raw = url(env, 'PUBLIC_URL', ['http:', 'https:']);
+  if (raw === undefined) return undefined;
+  const parsed = new URL(raw);
+  if (parsed.search || parsed.hash || parsed.username || parsed.password) {
+    throw new ConfigError('PUBLIC_URL', `must be a plain base URL such as https://intake.example.com (got "${raw}")`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
 function origins(env: Env): string[] {
   const values = list(env, 'CORS_ORIGINS');
   for (const origin of values) {
@@ -136,12 +177,24 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     logLevel,
     redisKeyPrefix: env.REDIS_KEY_PREFIX?.trim() ?? '',
     cacheTtlSeconds: integer(env, 'CACHE_TTL_SECONDS', 300, 1, 86_400),
-    maxJobAttempts: integer(env, 'MAX_JOB_ATTEMPTS', 5, 1, 100),
+    // In-process workers share the API's process: a job that crashes it takes the API down
+    // with it, so it gets one resumption, not four.
+    maxJobAttempts: integer(env, 'MAX_JOB_ATTEMPTS', redisUrl ? 5 : 2, 1, 100),
     reconcileIntervalMs: integer(env, 'RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
     workerLockMs: integer(env, 'WORKER_LOCK_MS', 30_000, 1000, 3_600_000),
     jobRetentionDays: integer(env, 'JOB_RETENTION_DAYS', 0, 0, 36_500),
     retentionIntervalMs: integer(env, 'RETENTION_INTERVAL_MS', 3_600_000, 100, 86_400_000),
     apiTokens,
     corsOrigins: origins(env),
+    publicUrl: publicUrl(env),
+    limits: {
+      maxColumns: integer(env, 'MAX_COLUMNS', DEFAULT_LIMITS.maxColumns, 1, 100_000),
+      maxFieldLength: integer(env, 'MAX_FIELD_LENGTH', DEFAULT_LIMITS.maxFieldLength, 1, 256 * 1024 ** 2),
+      maxRecordLength: integer(env, 'MAX_RECORD_LENGTH', DEFAULT_LIMITS.maxRecordLength, 1, 256 * 1024 ** 2),
+      maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', DEFAULT_LIMITS.maxJsonDepth, 1, 1000),
+    },
+    maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),
+    bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    bodyMinBytesPerSecond: integer(env, 'BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1024 ** 3),
   };
 }
