@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
-import { registerAccess } from './auth.js';
+import { registerCors, requireToken } from './auth.js';
 import { registerErrorHandlers } from './errors.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
@@ -43,7 +43,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
 
   for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema, recordPageSchema, errorPageSchema]) app.addSchema(schema);
   registerErrorHandlers(app);
-  await registerAccess(app, { tokens: deps.config.apiTokens, corsOrigins: deps.config.corsOrigins });
+  await registerCors(app, deps.config.corsOrigins);
   const metrics = createMetrics({ db: deps.db, events: deps.events, cache: deps.cache, queueCounts: deps.queueCounts, log: app.log });
   app.addHook('onClose', async () => metrics.close());
   timeRequests(app, metrics);
@@ -62,10 +62,14 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(multipart, { throwFileSizeLimit: true });
-  await app.register(jobRoutes, deps);
-  await app.register(eventRoutes, { db: deps.db, events: deps.events });
-  await app.register(rowRoutes, { db: deps.db });
-  await app.register(submitRoutes, deps);
+  // Every /api route is registered in this scope, and only here: its token check is theirs.
+  await app.register(async (api) => {
+    requireToken(api, deps.config.apiTokens);
+    await api.register(jobRoutes, deps);
+    await api.register(eventRoutes, { db: deps.db, events: deps.events, maxStreams: deps.config.maxEventStreams });
+    await api.register(rowRoutes, { db: deps.db });
+    await api.register(submitRoutes, deps);
+  });
   await app.register(consoleRoutes, { root: deps.consoleDir });
   await app.register(healthRoutes, { db: deps.db, cache: deps.cache, metrics });
   return app;

@@ -15,7 +15,7 @@ const HEARTBEAT_MS = 15_000;
  * four a second); the stream ends after the terminal state. Each event's data is the job
  * payload, its id the job's version.
  */
-export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db; events: JobEvents }): Promise<void> {
+export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db; events: JobEvents; maxStreams: number }): Promise<void> {
   // Open streams never end by themselves while their job waits; closing the server ends them.
   const open = new Set<() => void>();
   app.addHook('preClose', async () => {
