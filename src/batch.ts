@@ -7,9 +7,17 @@
  * never older than the request: read-your-writes holds as it does without batching.
  *
  * `load` gets each key once, however many reads asked for it, and answers with what it found;
- * a key it leaves out reads as undefined. When it throws, every read of the batch throws.
+ * a key it leaves out reads as undefined. When it throws for a batch of several keys, each key
+ * is loaded again alone, one after another, so that one bad key fails only its own reads;
+ * unless `shared(err)` says the error is not the keys' fault (the database is down), when
+ * every read of the batch throws it at once.
  */
-export function batchReads<K, V>(limit: number, maxKeys: number, load: (keys: K[]) => Promise<Map<K, V>>): (key: K) => Promise<V | undefined> {
+export function batchReads<K, V>(
+  limit: number,
+  maxKeys: number,
+  load: (keys: K[]) => Promise<Map<K, V>>,
+  shared: (err: unknown) => boolean = () => false,
+): (key: K) => Promise<V | undefined> {
   interface Waiter {
     resolve(value: V | undefined): void;
     reject(err: unknown): void;
@@ -33,17 +41,24 @@ export function batchReads<K, V>(limit: number, maxKeys: number, load: (keys: K[
     }
   }
 
+  function answer(batch: Map<K, Waiter[]>): Promise<void> {
+    return load([...batch.keys()]).then(
+      (found) => {
+        for (const [key, waiters] of batch) for (const waiter of waiters) waiter.resolve(found.get(key));
+      },
+      async (err: unknown) => {
+        if (batch.size === 1 || shared(err)) {
+          for (const waiters of batch.values()) for (const waiter of waiters) waiter.reject(err);
+          return;
+        }
+        for (const [key, waiters] of batch) await answer(new Map([[key, waiters]]));
+      },
+    );
+  }
+
   function send(batch: Map<K, Waiter[]>): void {
     running++;
-    load([...batch.keys()])
-      .then(
-        (found) => {
-          for (const [key, waiters] of batch) for (const waiter of waiters) waiter.resolve(found.get(key));
-        },
-        (err: unknown) => {
-          for (const waiters of batch.values()) for (const waiter of waiters) waiter.reject(err);
-        },
-      )
+    answer(batch)
       .finally(() => {
         running--;
         for (const key of batch.keys()) sent.delete(key);

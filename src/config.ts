@@ -58,7 +58,7 @@ export const DEFAULT_LIMITS: InputLimits = {
   maxColumns: 1600,
   maxFieldLength: 8 * 1024 ** 2,
   maxRecordLength: 16 * 1024 ** 2,
-  maxJsonDepth: 64,
+  maxJsonDepth: 1024,
 }
 
 export class ConfigError extends Error {
@@ -191,7 +191,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxColumns: integer(env, 'MAX_COLUMNS', DEFAULT_LIMITS.maxColumns, 1, 100_000),
       maxFieldLength: integer(env, 'MAX_FIELD_LENGTH', DEFAULT_LIMITS.maxFieldLength, 1, 256 * 1024 ** 2),
       maxRecordLength: integer(env, 'MAX_RECORD_LENGTH', DEFAULT_LIMITS.maxRecordLength, 1, 256 * 1024 ** 2),
-      maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', DEFAULT_LIMITS.maxJsonDepth, 1, 1000),
+      maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', DEFAULT_LIMITS.maxJsonDepth, 1, 1024),
     },
     maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),
     bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),

@@ -58,6 +58,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     tracker,
     uploadDir: config.uploadDir,
     batchSize: config.batchSize,
+    limits: config.limits,
     maxAttempts: config.maxJobAttempts,
     claimStaleAfterMs: scaleOut ? config.workerLockMs : 0,
     log: log.child({ component: 'worker' }),

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -58,6 +59,56 @@ describe.each(backends())('access control ($name)', (backend) => {
       detail: 'This Intake requires an access token: send Authorization: Bearer <token>',
       code: 'unauthorized',
     });
+  });
+
+  it('guards every /api route of the OpenAPI document, whatever the method', async () => {
+    const paths = server.intake.app.swagger().paths as Record<string, Record<string, unknown>>;
+    const apiPaths = Object.keys(paths).filter((path) => path.startsWith('/api/'));
+    expect(apiPaths.length).toBeGreaterThanOrEqual(9);
+    for (const path of apiPaths) {
+      for (const method of Object.keys(paths[path]!)) {
+        const url = path.replace('{job_id}', '00000000-0000-4000-8000-000000000000');
+        const res = await call(url, { method: method.toUpperCase() });
+        expect(res.status, `${method} ${url}`).toBe(401);
+      }
+    }
+  });
+
+  it('answers 401 however the URL of an /api route is spelled (percent-encoded, absolute form, HEAD, dot segments)', async () => {
+    const { port } = new URL(server.url);
+    const id = '00000000-0000-4000-8000-000000000000';
+    const requests = [
+      'GET /%61pi/jobs',
+      'GET /a%70i/jobs',
+      'GET /%61%70%69/jobs',
+      'HEAD /%61pi/jobs',
+      'GET /%61pi/jobs/events',
+      'GET /api/./jobs',
+      'GET /x/../api/jobs',
+      `GET /%61pi/job/${id}/records`,
+      'GET http://x/api/jobs',
+      'GET http://x/%61pi/jobs',
+      'GET http://x/api/jobs/events',
+      `DELETE http://x/api/job/${id}`,
+      `POST /%61pi/job/${id}/cancel`,
+    ];
+    for (const line of requests) {
+      const head = await rawRequest(Number(port), `${line} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      const status = Number(head.split(' ')[1]);
+      expect([401, 404, 400], `${line}: ${head.split('\r\n')[0]}`).toContain(status);
+      expect(head).not.toMatch(/text\/event-stream/);
+    }
+    for (const path of ['/%61pi/ingest/json', 'http://x/api/ingest/json']) {
+      const body = '[{"a":1}]';
+      const head = await rawRequest(
+        Number(port),
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      expect(head.split('\r\n')[0], path).toBe('HTTP/1.1 401 Unauthorized');
+    }
+    expect((await call('/api/jobs', { headers: bearer(TOKEN) })).status).toBe(200);
+    const jobs = await (await call('/api/jobs', { headers: bearer(TOKEN) })).json();
+    expect(jobs.results.filter((job: { source_type: string }) => job.source_type === 'json_api')).toEqual([]);
   });
 
   it('serves everything with either token; the console, API docs and OpenAPI document stay open', async () => {
@@ -179,3 +230,23 @@ describe.skipIf(!existsSync('/usr/bin/chromium'))('the console with API_TOKENS',
     }
   });
 });
+
+/** Sends a raw HTTP request (any request target) and answers the status line and headers. */
+function rawRequest(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let received = '';
+    const done = () => {
+      socket.destroy();
+      resolve(received.split('\r\n\r\n')[0]!);
+    };
+    socket.setTimeout(5000, () => reject(new Error(`no answer to ${text.split('\r\n')[0]}`)));
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+      if (received.includes('\r\n\r\n')) done();
+    });
+    socket.on('end', done);
+    socket.on('error', reject);
+    socket.write(text);
+  });
+}

@@ -41,9 +41,10 @@ describe.each(backends())('API contract ($name)', (backend) => {
     expect(job.started_at).toBeNull();
     expect(job.completed_at).toBeNull();
     expect(res.headers.get('location')).toBe(`/api/job/${job.job_id}`);
-    expect(job.status_url).toBe(`${idle.url}/api/job/${job.job_id}`);
+    // Relative without PUBLIC_URL: never built from the Host header the client sent.
+    expect(job.status_url).toBe(`/api/job/${job.job_id}`);
 
-    const status = await getJson<JobPayload>(job.status_url);
+    const status = await getJson<JobPayload>(`${idle.url}${job.status_url}`);
     expect(status.status).toBe(200);
     const { status_url: _, ...payload } = job;
     expect(status.body).toEqual(payload);

@@ -57,9 +57,9 @@ describe('batchReads', () => {
     expect(batches.length).toBe(3);
   });
 
-  it('fails every read of a batch whose load fails, and goes on with the next', async () => {
+  it('fails every read of a batch whose load fails for a shared reason (the database is down), and goes on with the next', async () => {
     const { batches, load, release } = recorder();
-    const read = batchReads(1, 100, load);
+    const read = batchReads(1, 100, load, () => true);
     const first = read('a');
     const failing = [read('boom'), read('x')];
     const settled = Promise.allSettled(failing);
@@ -71,6 +71,19 @@ describe('batchReads', () => {
     await release();
     expect(await after).toBe('value of y');
     expect(batches).toEqual([['a'], ['boom', 'x'], ['y']]);
+  });
+
+  it('loads each key of a failed batch alone, so one bad key fails only its own reads', async () => {
+    const { batches, load, release } = recorder();
+    const read = batchReads(1, 100, load);
+    const first = read('a');
+    const reads = [read('x'), read('boom'), read('boom'), read('y')];
+    const settled = Promise.allSettled(reads);
+    for (let i = 0; i < 5; i++) await release();
+    expect(await first).toBe('value of a');
+    expect((await settled).map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    expect(await reads[0]).toBe('value of x');
+    expect(batches).toEqual([['a'], ['x', 'boom', 'y'], ['x'], ['boom'], ['y']]);
   });
 
   it('sends at most maxKeys keys in one batch', async () => {

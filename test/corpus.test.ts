@@ -863,16 +863,16 @@ const JSON_CASES: Case[] = [
     records: recs({ i: 0, neg: -12, f: 3.25, e: 1000, t: true, f2: false, n: null, s: '', max: 9007199254740991 }),
   },
   {
-    // ACTUAL (data loss): values pass through JavaScript numbers, so 1e400 is stored as null,
-    // 1e-400 as 0 and a 20-digit id is rounded, silently; PostgreSQL's jsonb would keep them.
-    name: 'numbers beyond double precision are silently changed (1e400 → null)',
+    // Stored exactly (jsonb numeric); read back here through JSON.parse, which rounds them
+    // again: the exact text is checked in api.test.ts ("keeps every number as written").
+    name: 'numbers beyond double precision are stored exactly',
     file: 'bignum.json',
     content: '[{"huge":1e400,"id":12345678901234567890,"tiny":1e-400}]',
     status: 'completed',
     processed: 1,
     failed: 0,
     error: null,
-    records: recs({ huge: null, id: 12345678901234567000, tiny: 0 }),
+    records: recs({ huge: Infinity, id: 12345678901234567890, tiny: 1e-400 }),
   },
   {
     name: 'string escapes, including a surrogate pair, are decoded',
@@ -1207,14 +1207,14 @@ const JSON_CASES: Case[] = [
     records: recs({ d: DEEP_OK.value }),
   },
   {
-    // Too deep for JSON.stringify: a row error naming the record, not a retried crash.
+    // Deeper than MAX_JSON_DEPTH: a row error naming the record, not a retried crash.
     name: 'nesting 100,000 deep is a row error naming the record',
     file: 'deeper.json',
     content: () => `[{"a":1},{"d":${nested(100_000).text}}]`,
     status: 'failed',
     processed: 1,
     failed: 1,
-    error: 'record 1 (line 1) is nested too deeply to store',
+    error: 'record 1 (line 1) is nested deeper than 1024 levels (MAX_JSON_DEPTH)',
     timeoutMs: 90_000,
   },
   {

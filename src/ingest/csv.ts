@@ -1,20 +1,29 @@
+import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
 import { IngestError } from './errors.js';
 import { rowError, type ParsedRecord } from './record.js';
 
 /**
  * Header names, made usable as object keys deliberately: an empty name becomes
  * `column_N` (1-based position) and a repeated one gets `_2`, `_3`, ... so no value is lost.
+ * Each name remembers the next suffix to try, so a header of one name repeated n times costs
+ * O(n), not O(n²).
  */
 export function headerKeys(header: string[]): string[] {
   const used = new Set<string>();
+  const nextSuffix = new Map<string, number>();
   return header.map((raw, index) => {
     const base = raw.trim() === '' ? `column_${index + 1}` : raw;
     let name = base;
-    for (let n = 2; used.has(name); n++) name = `${base}_${n}`;
+    let n = nextSuffix.get(base) ?? 2;
+    while (used.has(name)) name = `${base}_${n++}`;
+    nextSuffix.set(base, n);
     used.add(name);
     return name;
   });
 }
+
+// Fields beyond the header's count kept for the row error's excerpt; the rest are only counted.
+const EXTRA_FIELDS_KEPT = 16;
 
 const enum State {
   FieldStart, // at the start of a field
@@ -29,11 +38,19 @@ const enum State {
  * Empty lines are skipped; a leading BOM is dropped. Every record must have as many fields as
  * the header. Line numbers count physical lines (CRLF, LF or CR ends one), also inside
  * quoted fields; a record's line is the one where it starts.
+ *
+ * The limits bound what one record may hold in memory: a header with more than maxColumns
+ * fields fails the job; a record with more fields than the header, a field longer than
+ * maxFieldLength or a record longer than maxRecordLength is a row error, and what it holds
+ * beyond the limit is never kept (the parser reads on to its end without storing it).
  */
-export async function* parseCsv(text: AsyncIterable<string>): AsyncGenerator<ParsedRecord> {
+export async function* parseCsv(text: AsyncIterable<string> | Iterable<string>, limits: InputLimits = DEFAULT_LIMITS): AsyncGenerator<ParsedRecord> {
   let keys: string[] | null = null;
   let hasProto = false;
-  let fields: string[] = [];
+  let fields: string[] = []; // the record's fields, while it is within the limits
+  let fieldCount = 0; // fields of the current record, kept or not
+  let recordLength = 0; // characters of the current record's fields
+  let problem: string | undefined; // why the current record is a row error; its text is no longer kept
   let field = ''; // the current field's text from earlier chunks (and before a doubled quote)
   let state = State.FieldStart as State; // (as: TypeScript narrows it wrongly after the loops)
   let line = 1; // the line of the character being read
@@ -44,19 +61,54 @@ export async function* parseCsv(text: AsyncIterable<string>): AsyncGenerator<Par
 
   const error = (at: number, what: string) => new IngestError(`CSV error on line ${at}: ${what}`);
 
+  /** Adds a field to the current record, unless the record has broken a limit. */
+  function pushField(value: string): void {
+    fieldCount++;
+    recordLength += value.length;
+    if (problem !== undefined) return;
+    if (keys === null && fieldCount > limits.maxColumns) {
+      throw error(recordLine, `the header has more than ${limits.maxColumns} columns (MAX_COLUMNS)`);
+    }
+    if (value.length > limits.maxFieldLength) problem = `field ${fieldCount} is longer than ${limits.maxFieldLength} characters (MAX_FIELD_LENGTH)`;
+    else if (recordLength > limits.maxRecordLength) problem = `the record is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`;
+    else if (keys === null || fields.length < keys.length + EXTRA_FIELDS_KEPT) fields.push(value); // more are counted, not kept
+  }
+
+  /** At the end of a chunk: the field read so far must fit the limits, or stop being kept. */
+  function checkPartialField(): void {
+    if (problem !== undefined) {
+      field = '';
+      return;
+    }
+    if (field.length > limits.maxFieldLength || recordLength + field.length > limits.maxRecordLength) {
+      if (keys === null) throw error(recordLine, `the header is longer than the limits allow (MAX_FIELD_LENGTH ${limits.maxFieldLength}, MAX_RECORD_LENGTH ${limits.maxRecordLength})`);
+      problem =
+        field.length > limits.maxFieldLength
+          ? `field ${fieldCount + 1} is longer than ${limits.maxFieldLength} characters (MAX_FIELD_LENGTH)`
+          : `the record is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`;
+      field = '';
+    }
+  }
+
   /** Ends the current record; a record (not the header) is returned. */
   function endRecord(): ParsedRecord | undefined {
     const values = fields;
+    const count = fieldCount;
+    const broken = problem;
     fields = [];
+    fieldCount = 0;
+    recordLength = 0;
+    problem = undefined;
     if (keys === null) {
       keys = headerKeys(values);
       hasProto = keys.includes('__proto__');
       return undefined;
     }
-    if (values.length !== keys.length) {
+    if (count !== keys.length) {
       const s = keys.length === 1 ? '' : 's';
-      return rowError(recordLine, `CSV error on line ${recordLine}: expected ${keys.length} field${s} as in the header, found ${values.length}`, values.join(','));
+      return rowError(recordLine, `CSV error on line ${recordLine}: expected ${keys.length} field${s} as in the header, found ${count}`, values.join(','));
     }
+    if (broken) return rowError(recordLine, `CSV error on line ${recordLine}: ${broken}`, values.join(','));
     const data: Record<string, string> = {};
     for (let k = 0; k < keys.length; k++) {
       if (hasProto && keys[k] === '__proto__') {
@@ -85,8 +137,8 @@ export async function* parseCsv(text: AsyncIterable<string>): AsyncGenerator<Par
         line++;
         if (state === State.Quoted) continue; // a line break inside a quoted field
         // A line break ends the record, if there is one: an empty line is skipped.
-        if (state === State.FieldStart && fields.length === 0) continue;
-        fields.push(state === State.Unquoted ? field + chunk.slice(start, i) : field);
+        if (state === State.FieldStart && fieldCount === 0) continue;
+        pushField(state === State.Unquoted ? field + chunk.slice(start, i) : field);
         field = '';
         state = State.FieldStart;
         const record = endRecord();
@@ -96,12 +148,12 @@ export async function* parseCsv(text: AsyncIterable<string>): AsyncGenerator<Par
       afterCR = false;
       switch (state) {
         case State.FieldStart:
-          if (fields.length === 0) recordLine = line;
+          if (fieldCount === 0) recordLine = line;
           if (c === 0x22) {
             state = State.Quoted;
             quoteLine = line;
             start = i + 1;
-          } else if (c === 0x2c) fields.push('');
+          } else if (c === 0x2c) pushField('');
           else {
             state = State.Unquoted;
             start = i;
@@ -109,13 +161,13 @@ export async function* parseCsv(text: AsyncIterable<string>): AsyncGenerator<Par
           break;
         case State.Unquoted:
           if (c === 0x2c) {
-            fields.push(field + chunk.slice(start, i));
+            pushField(field + chunk.slice(start, i));
             field = '';
             state = State.FieldStart;
           } else if (c === 0x22) {
             throw error(
               line,
-              `a '"' inside unquoted field ${fields.length + 1}; a field containing quotes must be enclosed in quotes, with each quote in it doubled`,
+              `a '"' inside unquoted field ${fieldCount + 1}; a field containing quotes must be enclosed in quotes, with each quote in it doubled`,
             );
           }
           break;
@@ -131,25 +183,26 @@ export async function* parseCsv(text: AsyncIterable<string>): AsyncGenerator<Par
             state = State.Quoted;
             start = i; // keep this '"'
           } else if (c === 0x2c) {
-            fields.push(field);
+            pushField(field);
             field = '';
             state = State.FieldStart;
           } else {
             throw error(
               line,
-              `${JSON.stringify(chunk[i])} after the closing quote of field ${fields.length + 1}; expected ',' or the end of the line`,
+              `${JSON.stringify(chunk[i])} after the closing quote of field ${fieldCount + 1}; expected ',' or the end of the line`,
             );
           }
           break;
       }
     }
     if (state === State.Unquoted || state === State.Quoted) field += chunk.slice(start);
+    checkPartialField();
   }
   if (state === State.Quoted) {
-    throw error(quoteLine, `the quoted field ${fields.length + 1} starting here is never closed (the file ends inside it)`);
+    throw error(quoteLine, `the quoted field ${fieldCount + 1} starting here is never closed (the file ends inside it)`);
   }
-  if (state !== State.FieldStart || fields.length > 0) {
-    fields.push(field);
+  if (state !== State.FieldStart || fieldCount > 0) {
+    pushField(field);
     const record = endRecord();
     if (record) yield record;
   }

@@ -79,7 +79,7 @@ function hex(bytes: Uint8Array): string {
  * text PostgreSQL cannot store) are errors naming the byte offset (0-based) and line, not
  * silent U+FFFD. A leading BOM is dropped.
  */
-export async function* decodeUtf8(bytes: AsyncIterable<Buffer>): AsyncGenerator<string> {
+export async function* decodeUtf8(bytes: AsyncIterable<Buffer> | Iterable<Buffer>): AsyncGenerator<string> {
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let offset = 0; // bytes before this chunk
   let line = 1; // line of the first byte of this chunk

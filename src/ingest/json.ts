@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
 import { IngestError } from './errors.js';
 import { describe, hasNulEscape, rowError, type ParsedRecord } from './record.js';
 
@@ -27,9 +28,13 @@ function message(err: unknown): string {
  * Streams the records of a JSON document that is an array of objects or {"records": [...]},
  * without holding the document in memory: a small scanner finds where each record starts
  * and ends, and only that slice goes through JSON.parse. The values of keys other than
- * "records" are checked (JSON.parse) and dropped.
+ * "records" are checked (JSON.parse) and dropped. Each record keeps its text as written
+ * (`raw`), so numbers are stored exactly, never through a double.
+ *
+ * A record nested deeper than maxJsonDepth or longer than maxRecordLength is a row error; the
+ * text of a long one is not kept beyond the limit (the scanner reads on to its end).
  */
-export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<ParsedRecord> {
+export async function* parseJson(text: AsyncIterable<string> | Iterable<string>, limits: InputLimits = DEFAULT_LIMITS): AsyncGenerator<ParsedRecord> {
   let state = State.Start;
   let line = 1;
   let index = 0; // records seen
@@ -40,6 +45,9 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
   // The value being captured: a record, a key, or a skipped value of another key.
   let capture: 'record' | 'key' | 'skip' | null = null;
   let parts: string[] = [];
+  let captured = 0; // characters of the value being captured, kept or not
+  let head = ''; // its first characters, for the excerpt of a value too long to keep
+  let tooDeep = false;
   let depth = 0;
   let inString = false;
   let escaped = false; // the chunk ended inside a string, just after an (unpaired) backslash
@@ -49,6 +57,12 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
     new IngestError(`JSON error at line ${line}: expected ${expected}, found ${JSON.stringify(ch)}`);
 
   function finishRecord(raw: string): ParsedRecord {
+    if (tooDeep) {
+      return rowError(valueLine, `record ${index} (line ${valueLine}) is nested deeper than ${limits.maxJsonDepth} levels (MAX_JSON_DEPTH)`, raw || head);
+    }
+    if (captured > limits.maxRecordLength) {
+      return rowError(valueLine, `record ${index} (line ${valueLine}) is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`, head);
+    }
     let value: unknown;
     try {
       value = JSON.parse(raw);
@@ -61,7 +75,17 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
     if (hasNulEscape(raw)) {
       return rowError(valueLine, `record ${index} (line ${valueLine}) contains \\u0000, which PostgreSQL cannot store`, raw);
     }
-    return { data: value as Record<string, unknown>, line: valueLine };
+    return { data: value as Record<string, unknown>, line: valueLine, raw };
+  }
+
+  /** Keeps a piece of the value being captured, unless the value is already over the limit. */
+  function keep(piece: string): void {
+    if (captured === 0) head = piece.slice(0, 200);
+    captured += piece.length;
+    if (captured <= limits.maxRecordLength) parts.push(piece);
+    else if (capture !== 'record') {
+      throw new IngestError(`JSON error at line ${valueLine}: a value in the top-level object is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`);
+    } else parts = [];
   }
 
   for await (const chunk of text) {
@@ -113,7 +137,10 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
             continue;
           }
           if (c === 0x7b || c === 0x5b) {
-            depth++;
+            if (++depth > limits.maxJsonDepth) {
+              if (capture !== 'record') throw new IngestError(`JSON error at line ${line}: a value in the top-level object is nested deeper than ${limits.maxJsonDepth} levels (MAX_JSON_DEPTH)`);
+              tooDeep = true;
+            }
             i++;
             continue;
           }
@@ -136,7 +163,7 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
             continue;
           }
         }
-        parts.push(chunk.slice(start, endAt));
+        keep(chunk.slice(start, endAt));
         const raw = parts.length === 1 ? parts[0]! : parts.join('');
         parts = [];
         const kind = capture;
@@ -144,6 +171,8 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
         i = endAt;
         if (kind === 'record') {
           yield finishRecord(raw);
+          captured = 0;
+          tooDeep = false;
           index++;
           state = State.ArrayNext;
         } else if (kind === 'key') {
@@ -153,6 +182,7 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
             throw new IngestError(`JSON error at line ${valueLine}: invalid key in the top-level object: ${message(err)}`);
           }
           state = State.ObjectColon;
+          captured = 0;
         } else {
           try {
             JSON.parse(raw);
@@ -160,6 +190,7 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
             throw new IngestError(`JSON error in the value of ${JSON.stringify(key)} (line ${valueLine}): ${message(err)}`);
           }
           state = State.ObjectNext;
+          captured = 0;
         }
         continue;
       }
@@ -243,7 +274,7 @@ export async function* parseJson(text: AsyncIterable<string>): AsyncGenerator<Pa
       }
       i++;
     }
-    if (capture !== null) parts.push(chunk.slice(start));
+    if (capture !== null) keep(chunk.slice(start));
   }
   if (capture === 'record' && depth === 0 && !inString) {
     // A bare scalar record at the very end of a truncated file: say what it is.

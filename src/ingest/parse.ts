@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
 import type { Format } from '../schemas/jobs.js';
 import { parseCsv } from './csv.js';
 import { decodeUtf8 } from './decode.js';
@@ -6,7 +7,7 @@ import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
 import type { ParsedRecord } from './record.js';
 
-const PARSERS: Record<Format, (text: AsyncIterable<string>) => AsyncGenerator<ParsedRecord>> = {
+const PARSERS: Record<Format, (text: AsyncIterable<string>, limits: InputLimits) => AsyncGenerator<ParsedRecord>> = {
   csv: parseCsv,
   json: parseJson,
   ndjson: parseNdjson,
@@ -25,6 +26,11 @@ async function* counted(bytes: AsyncIterable<Buffer>, progress: ReadProgress): A
 }
 
 /** Streams the records of a stored upload, in file order, with backpressure from the caller. */
-export function readRecords(path: string, format: Format, progress: ReadProgress = { bytes: 0 }): AsyncGenerator<ParsedRecord> {
-  return PARSERS[format](decodeUtf8(counted(createReadStream(path, { highWaterMark: 256 * 1024 }), progress)));
+export function readRecords(
+  path: string,
+  format: Format,
+  progress: ReadProgress = { bytes: 0 },
+  limits: InputLimits = DEFAULT_LIMITS,
+): AsyncGenerator<ParsedRecord> {
+  return PARSERS[format](decodeUtf8(counted(createReadStream(path, { highWaterMark: 256 * 1024 }), progress)), limits);
 }

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { FastifyBaseLogger } from 'fastify';
+import type { InputLimits } from '../config.js';
 import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, releaseAttempt, type Batch, type Tracker } from '../jobs/tracking.js';
 import { IngestError } from './errors.js';
 import { rowError, type RowProblem } from './record.js';
@@ -10,6 +11,7 @@ export interface PipelineDeps {
   tracker: Tracker;
   uploadDir: string;
   batchSize: number;
+  limits: InputLimits;
   /** Claims allowed before a job that keeps stopping its workers is failed. */
   maxAttempts: number;
   /**
@@ -39,19 +41,36 @@ function isDataError(err: unknown): boolean {
 // (pairs stay characters); an escape is one preceded by an even number of backslashes.
 const LONE_SURROGATE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/i;
 
+// Batches are also cut at this many characters of JSON, so that memory stays bounded when
+// records are large (BATCH_SIZE records of MAX_RECORD_LENGTH each would not be).
+const BATCH_MAX_CHARS = 32 * 1024 ** 2;
+
 /**
  * A record's JSON text as PostgreSQL will store it, or a row error when it cannot be: nested
- * too deeply to serialise, or holding an unpaired surrogate (which jsonb rejects).
+ * too deeply to serialise, or holding an unpaired surrogate (which jsonb rejects). A JSON
+ * record is stored as written (numbers exactly as they are, never through a double), with
+ * its line breaks and tabs, which valid JSON has only between tokens, made spaces.
  */
-function storable(data: Record<string, unknown>, line: number, recordNo: number): string | RowProblem {
+function storable(record: { data: Record<string, unknown>; raw?: string }, line: number, recordNo: number): string | RowProblem {
   let json: string;
-  try {
-    json = JSON.stringify(data);
-  } catch {
-    return rowError(line, `record ${recordNo} (line ${line}) is nested too deeply to store`, '');
+  if (record.raw !== undefined) json = /[\t\n\r]/.test(record.raw) ? record.raw.replace(/[\t\n\r]/g, ' ') : record.raw;
+  else {
+    try {
+      json = JSON.stringify(record.data);
+    } catch {
+      return rowError(line, `record ${recordNo} (line ${line}) is nested too deeply to store`, '');
+    }
   }
+  // Escaped surrogates: written as text, a pair is fine and only a lone one is not. Parsed,
+  // a lone one stays lone, and JSON.stringify writes only lone ones as escapes.
   if (json.includes('\\ud') || json.includes('\\uD')) {
-    if (LONE_SURROGATE.test(json)) {
+    let written = json;
+    try {
+      if (record.raw !== undefined) written = JSON.stringify(record.data);
+    } catch {
+      return rowError(line, `record ${recordNo} (line ${line}) is nested too deeply to store`, '');
+    }
+    if (LONE_SURROGATE.test(written)) {
       return rowError(line, `record ${recordNo} (line ${line}) contains an unpaired UTF-16 surrogate, which PostgreSQL cannot store`, json);
     }
   }
@@ -82,6 +101,7 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
   const progress: ReadProgress = { bytes: 0 };
   const newBatch = (from: number): Batch => ({ from, records: [], errors: [], bytesProcessed: 0 });
   let batch = newBatch(checkpoint);
+  let batchChars = 0;
   const commit = async (done: Batch, after?: Promise<void>) => {
     try {
       await incrementProgress(tracker, jobId, done, after);
@@ -100,15 +120,17 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
   let inFlight: Promise<void> | undefined; // the latest commit: it settles after all before it
   let position = 0;
   try {
-    for await (const record of readRecords(path, job.format, progress)) {
+    for await (const record of readRecords(path, job.format, progress, deps.limits)) {
       const recordNo = position++;
       if (recordNo < checkpoint) continue; // committed by an earlier run
       // Parsing runs in microtasks, which starve I/O: let the socket carrying the batch in
       // flight drain now and then, so PostgreSQL loads while Node parses.
       if ((recordNo & 255) === 0 && inFlight) await new Promise<void>((resolve) => setImmediate(resolve));
-      const item = record.error === undefined ? storable(record.data, record.line, recordNo) : record;
-      if (typeof item === 'string') batch.records.push({ recordNo, json: item });
-      else {
+      const item = record.error === undefined ? storable(record, record.line, recordNo) : record;
+      if (typeof item === 'string') {
+        batch.records.push({ recordNo, json: item });
+        batchChars += item.length;
+      } else {
         batch.errors.push({ recordNo, line: item.line, message: item.error, excerpt: item.excerpt });
         if (++failed > job.max_errors) {
           // Commit what came before it, and the bad row itself, then fail the job there.
@@ -120,7 +142,7 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
           throw new IngestError(`${item.error}${limit}`);
         }
       }
-      if (batch.records.length + batch.errors.length >= deps.batchSize) {
+      if (batch.records.length + batch.errors.length >= deps.batchSize || batchChars >= BATCH_MAX_CHARS) {
         if (window.length >= depth) await window.shift();
         // PGlite runs queries on this thread: let requests and events in between batches.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -134,6 +156,7 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
         inFlight.catch(() => {}); // awaited (and thrown) in turn
         window.push(inFlight);
         batch = newBatch(position);
+        batchChars = 0;
       }
     }
     await inFlight;

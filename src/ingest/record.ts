@@ -5,8 +5,9 @@
  * Errors that make the rest unreadable (invalid UTF-8, truncation) are thrown instead.
  */
 export type ParsedRecord =
-  | { data: Record<string, unknown>; line: number; error?: undefined }
-  | { data?: undefined; line: number; error: string; excerpt: string };
+  // raw: the record's JSON text as written in the input (JSON formats), stored as it is.
+  | { data: Record<string, unknown>; line: number; raw?: string; error?: undefined }
+  | { data?: undefined; line: number; raw?: undefined; error: string; excerpt: string };
 
 const EXCERPT_LENGTH = 120;
 
@@ -37,4 +38,29 @@ export function describe(value: unknown): string {
 export function hasNulEscape(json: string): boolean {
   if (!json.includes('\\u0000')) return false;
   return /(?:^|[^\\])(?:\\\\)*\\u0000/.test(json);
+}
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `max`. The text must be valid JSON:
+ * brackets inside strings are skipped. Most records hold fewer brackets than `max` in all,
+ * which a quick count shows without the scan.
+ */
+export function nestedDeeperThan(json: string, max: number): boolean {
+  let opening = 0;
+  for (let i = json.indexOf('{'); i !== -1 && opening <= max; i = json.indexOf('{', i + 1)) opening++;
+  for (let i = json.indexOf('['); i !== -1 && opening <= max; i = json.indexOf('[', i + 1)) opening++;
+  if (opening <= max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }

@@ -10,7 +10,7 @@ import { removeJob } from '../jobs/removal.js';
 import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
 import { sendJob } from './submit.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
-import type { Db } from '../storage/db.js';
+import { DatabaseUnavailableError, type Db } from '../storage/db.js';
 import { batchReads } from '../batch.js';
 import { countJobs, findJob, findPayloads, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listManyPages, toPayload, type ListOptions } from '../storage/jobs.js';
 
@@ -53,17 +53,41 @@ function decodeCursor(cursor: string): { submittedAt: string; jobId: string } {
   return { submittedAt, jobId };
 }
 
+const RFC3339 = /^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:([Zz])|([+-])(\d\d):?(\d\d))$/;
+
 /**
- * A date-time filter PostgreSQL takes as it is: the schema checks the form (RFC 3339), this the
- * range PostgreSQL has (years 1 to 9999 in UTC, an offset under 16 hours), so neither an
- * out-of-range time nor the batch of reads it rides in fails on the database.
+ * A date-time filter in one form PostgreSQL takes: a real date and time (years 1 to 9999, no
+ * Feb 30) with an offset PostgreSQL has (under 16 hours), the fraction cut to microseconds
+ * (PostgreSQL's precision), the offset with its colon. Anything else is a 422 here, so that
+ * neither it nor the batch of reads it would ride in fails on the database.
  */
-function checkTimeFilter(name: string, value: string | undefined): void {
-  if (value === undefined) return;
-  const year = new Date(value).getUTCFullYear();
-  const offset = /([+-])(\d\d):\d\d$/.exec(value);
-  if (year >= 1 && year <= 9999 && (!offset || Number(offset[2]) < 16)) return;
-  throw validationError([{ loc: ['query', name], msg: `${name} is outside the times PostgreSQL can store (years 1 to 9999, offsets under 16 hours)`, type: 'value_error' }]);
+function timeFilter(name: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const m = RFC3339.exec(value);
+  const [, year, month, day, hour, minute, second, fraction = '', zulu, sign, offsetHours, offsetMinutes] = m ?? [];
+  const date = m ? new Date(0) : undefined;
+  date?.setUTCFullYear(Number(year), Number(month) - 1, Number(day)); // (Date.UTC reads years 0–99 as 1900–1999)
+  // The instant in UTC, to the minute, must be in years 1 to 9999 too.
+  const offset = zulu ? 0 : (sign === '-' ? -1 : 1) * (Number(offsetHours) * 60 + Number(offsetMinutes));
+  const utc = date && new Date(date.getTime() + (Number(hour) * 60 + Number(minute) - offset) * 60_000);
+  const valid =
+    date !== undefined &&
+    utc !== undefined &&
+    utc.getUTCFullYear() >= 1 &&
+    utc.getUTCFullYear() <= 9999 &&
+    date.getUTCDate() === Number(day) &&
+    date.getUTCMonth() === Number(month) - 1 &&
+    Number(hour) < 24 &&
+    Number(minute) < 60 &&
+    Number(second) < 60 &&
+    (zulu !== undefined || (Number(offsetHours) < 16 && Number(offsetMinutes) < 60));
+  if (!valid) {
+    throw validationError([
+      { loc: ['query', name], msg: `${name} must be an ISO 8601 date-time such as 2026-01-31T09:30:00Z (years 1 to 9999, offsets under 16 hours)`, type: 'value_error' },
+    ]);
+  }
+  const micros = fraction ? `.${fraction.slice(0, 6)}` : '';
+  return `${year}-${month}-${day}T${hour}:${minute}:${second}${micros}${zulu ? 'Z' : `${sign}${offsetHours}:${offsetMinutes}`}`;
 }
 
 /** The job id of a request, lower-cased; a malformed one names no job (404, never a 500). */
@@ -81,13 +105,14 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
   // second of one statement per connection of the pool); the second keeps one slow statement
   // from holding up every read. A deep OFFSET page can take seconds: those are batched apart
   // (identical ones only), so that no other page waits for one.
-  const readPayload = batchReads(Math.min(2, db.connections), 1000, (jobIds: string[]) => findPayloads(db, jobIds));
+  const unavailable = (err: unknown) => err instanceof DatabaseUnavailableError;
+  const readPayload = batchReads(Math.min(2, db.connections), 1000, (jobIds: string[]) => findPayloads(db, jobIds), unavailable);
   const loadPages = async (keys: string[]) => {
     const pages = await listManyPages(db, keys.map((key) => JSON.parse(key) as ListOptions));
     return new Map(keys.map((key, i) => [key, pages[i]!]));
   };
-  const readPage = batchReads(db.connections, 100, loadPages);
-  const readOffsetPage = batchReads(db.connections, 100, loadPages);
+  const readPage = batchReads(db.connections, 100, loadPages, unavailable);
+  const readOffsetPage = batchReads(db.connections, 100, loadPages, unavailable);
 
   app.get<{ Params: { job_id: string } }>(
     '/api/job/:job_id',
@@ -129,10 +154,13 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       if (cursor !== undefined && offset > 0) {
         throw validationError([{ loc: ['query', 'cursor'], msg: 'use cursor or offset, not both', type: 'value_error' }]);
       }
-      checkTimeFilter('submitted_after', submittedAfter);
-      checkTimeFilter('submitted_before', submittedBefore);
       const after = cursor === undefined ? undefined : decodeCursor(cursor);
-      const filters = { status, sourceType, submittedAfter, submittedBefore };
+      const filters = {
+        status,
+        sourceType,
+        submittedAfter: timeFilter('submitted_after', submittedAfter),
+        submittedBefore: timeFilter('submitted_before', submittedBefore),
+      };
       // One row more than asked tells whether another page exists, without a count.
       const key = JSON.stringify({ ...filters, after, limit: limit + 1, offset } satisfies ListOptions);
       const rows = (await (offset > 0 ? readOffsetPage(key) : readPage(key)))!;
@@ -198,7 +226,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       const row = await retryJob(tracker, jobId, request.query.max_errors ?? null);
       if (!row) throw new AppError(409, 'job_not_retryable', 'The job changed meanwhile: only a failed or canceled job can be retried');
       await dispatcher.dispatch(jobId).catch((err: unknown) => request.log.error({ err, jobId }, 'dispatch failed'));
-      return sendJob(request, reply, 202, row);
+      return sendJob(reply, 202, row, config.publicUrl);
     },
   );
 

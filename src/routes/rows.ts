@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { jobNotFound } from '../errors.js';
+import { jobNotFound, validationError } from '../errors.js';
 import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
 import { findJob, isJobId, listErrors, listRecords } from '../storage/jobs.js';
@@ -9,24 +9,25 @@ interface PageRequest {
   Querystring: { cursor?: string; limit: number };
 }
 
+const MAX_RECORD_NO = 2_147_483_647; // record_no is an INTEGER
+
 /**
  * What landed: GET /api/job/{id}/records and /errors, keyset-paginated by record_no, so the
  * last page costs what the first does. The cursor is opaque to clients (it is the last
  * record_no of the page).
  */
 export async function rowRoutes(app: FastifyInstance, { db }: { db: Db }): Promise<void> {
-  async function page<T extends { record_no: number }>(
-    params: PageRequest['Params'],
-    query: PageRequest['Querystring'],
-    list: (db: Db, jobId: string, after: number, limit: number) => Promise<T[]>,
-  ) {
+  /** A page of rows after the cursor, one more than asked (it tells whether another page exists). */
+  async function rowsAfter<T>(params: PageRequest['Params'], query: PageRequest['Querystring'], list: (db: Db, jobId: string, after: number, limit: number) => Promise<T[]>) {
     if (!isJobId(params.job_id)) throw jobNotFound();
     const jobId = params.job_id.toLowerCase();
     const after = query.cursor === undefined ? -1 : Number(query.cursor);
+    if (after > MAX_RECORD_NO) {
+      throw validationError([{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' }]);
+    }
     const rows = await list(db, jobId, after, query.limit + 1);
     if (rows.length === 0 && !(await findJob(db, jobId))) throw jobNotFound();
-    const results = rows.slice(0, query.limit);
-    return { results, next_cursor: rows.length > query.limit ? String(results.at(-1)!.record_no) : null };
+    return rows;
   }
 
   app.get<PageRequest>(
@@ -40,7 +41,15 @@ export async function rowRoutes(app: FastifyInstance, { db }: { db: Db }): Promi
         response: { 200: { $ref: 'RecordPage#' }, 404: errorRef, 422: errorRef, 503: errorRef },
       },
     },
-    async (request) => page(request.params, request.query, listRecords),
+    async (request, reply) => {
+      const rows = await rowsAfter(request.params, request.query, listRecords);
+      const page = rows.slice(0, request.query.limit);
+      const next = rows.length > request.query.limit ? JSON.stringify(page.at(-1)![0]) : 'null';
+      // Each record's JSON as PostgreSQL wrote it: parsed here, a long number would be rounded.
+      return reply
+        .type('application/json; charset=utf-8')
+        .send(`{"results":[${page.map(([recordNo, data]) => `{"record_no":${recordNo},"data":${data}}`).join(',')}],"next_cursor":${next}}`);
+    },
   );
 
   app.get<PageRequest>(
@@ -54,6 +63,10 @@ export async function rowRoutes(app: FastifyInstance, { db }: { db: Db }): Promi
         response: { 200: { $ref: 'ErrorPage#' }, 404: errorRef, 422: errorRef, 503: errorRef },
       },
     },
-    async (request) => page(request.params, request.query, listErrors),
+    async (request) => {
+      const rows = await rowsAfter(request.params, request.query, listErrors);
+      const results = rows.slice(0, request.query.limit);
+      return { results, next_cursor: rows.length > request.query.limit ? String(results.at(-1)!.record_no) : null };
+    },
   );
 }

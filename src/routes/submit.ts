@@ -5,12 +5,14 @@ import { extname } from 'node:path';
 import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Config } from '../config.js';
+import type { Config, InputLimits } from '../config.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import type { JobEvents } from '../events/job-events.js';
 import { AppError, validationError, type ValidationIssue } from '../errors.js';
-import { parseNdjsonLine } from '../ingest/ndjson.js';
-import { describe } from '../ingest/record.js';
+import { decodeUtf8 } from '../ingest/decode.js';
+import { IngestError } from '../ingest/errors.js';
+import { parseJson } from '../ingest/json.js';
+import { parseNdjson } from '../ingest/ndjson.js';
 import { partialUploadPath, uploadPath } from '../ingest/uploads.js';
 import { errorRef, ingestJsonBodySchema, MAX_ERRORS_LIMIT, submitQuerySchema, uploadBodySchema, type Format } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
@@ -35,13 +37,17 @@ const submitResponses = {
   503: errorRef,
 };
 
-/** The job as a submit (or a retry) answers it: with its status URL, and Location. */
-export function sendJob(request: FastifyRequest, reply: FastifyReply, code: 200 | 202, row: JobRow) {
+/**
+ * The job as a submit (or a retry) answers it: with its status URL, and Location. The status
+ * URL is built on PUBLIC_URL, or relative: never from the request's Host header, which the
+ * client chooses.
+ */
+export function sendJob(reply: FastifyReply, code: 200 | 202, row: JobRow, publicUrl: string | undefined) {
   const statusPath = `/api/job/${row.job_id}`;
   return reply
     .code(code)
     .header('location', statusPath)
-    .send({ ...toPayload(row), status_url: `${request.protocol}://${request.host}${statusPath}` });
+    .send({ ...toPayload(row), status_url: `${publicUrl ?? ''}${statusPath}` });
 }
 
 /** A submit's Idempotency-Key and a hash of what it submitted. */
@@ -69,14 +75,20 @@ const MAX_FIELD_BYTES = 1024;
 const MULTIPART_LIMITS = (fileSize: number) => ({ fileSize, files: 1, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES, parts: MAX_FIELDS + 1, headerPairs: 100 });
 const tooManyFiles = () => new AppError(413, 'too_many_files', 'Send one file per upload');
 
-/** @fastify/multipart's limit errors, as the API's own. */
-function multipartLimitError(err: unknown): AppError | undefined {
+/**
+ * @fastify/multipart's limit errors, and the multipart parser's (busboy: a missing or wrong
+ * boundary, a malformed part header, a body cut short), as the API's own.
+ */
+function multipartError(err: unknown): AppError | undefined {
   switch ((err as { code?: string }).code) {
     case 'FST_FILES_LIMIT':
       return tooManyFiles();
     case 'FST_PARTS_LIMIT':
     case 'FST_FIELDS_LIMIT':
       return new AppError(413, 'too_many_fields', `Send at most ${MAX_FIELDS} form fields, before the file`);
+  }
+  if (err instanceof Error && !(err instanceof AppError) && /multipart|boundary|part header|end of form/i.test(err.message)) {
+    return new AppError(400, 'invalid_multipart', `The multipart/form-data body is malformed: ${err.message}`);
   }
   return undefined;
 }
@@ -108,39 +120,56 @@ function hashing(hash: Hash): Transform {
  * original job (200), or 422 if it came with another payload.
  */
 async function createJob(deps: SubmitDeps, request: FastifyRequest, reply: FastifyReply, job: NewJob, idempotency?: Idempotency) {
-  const { db } = deps;
-  for (let tries = 0; ; tries++) {
-    let row: JobRow;
+  const { db, config } = deps;
+  let row: JobRow | undefined;
+  try {
+    row = await insertOrReplay(db, job, idempotency);
+  } finally {
+    // Whatever answers the request other than the new job (an error, a replay), the upload goes.
+    if (row?.job_id !== job.jobId) await rm(uploadPath(config.uploadDir, job.jobId), { force: true });
+  }
+  if (row.job_id !== job.jobId) {
+    reply.header('idempotent-replayed', 'true');
+    return sendJob(reply, 200, row, config.publicUrl);
+  }
+  // Live job lists show the new job at once; best effort, like every event.
+  await deps.events.publish(job.jobId, payloadJson(row));
+  // A failed dispatch loses nothing: the row is committed and is taken up again at start.
+  await deps.dispatcher.dispatch(job.jobId).catch((err: unknown) => request.log.error({ err, jobId: job.jobId }, 'dispatch failed'));
+  return sendJob(reply, 202, row, config.publicUrl);
+}
+
+/** The new job's row, or with a key already taken for the same payload, the original job's. */
+async function insertOrReplay(db: Db, job: NewJob, idempotency?: Idempotency): Promise<JobRow> {
+  for (let tries = 0; tries < 3; tries++) {
     try {
-      row = await db.transaction(async (tx) => {
+      return await db.transaction(async (tx) => {
         const inserted = await insertJob(tx, job);
         if (idempotency && !(await claimKey(tx, idempotency, job.jobId))) throw new KeyTaken();
         return inserted;
       });
     } catch (err) {
-      if (!(err instanceof KeyTaken)) {
-        await rm(uploadPath(deps.config.uploadDir, job.jobId), { force: true });
-        throw err;
-      }
-      const existing = await findKey(db, idempotency!.key);
-      // Gone meanwhile (expired and swept, or its job deleted): try to take the key again.
-      if (!existing && tries < 3) continue;
-      await rm(uploadPath(deps.config.uploadDir, job.jobId), { force: true });
-      if (!existing) throw new AppError(409, 'idempotency_key_busy', 'The Idempotency-Key is being used by another request: try again');
-      if (existing.fingerprint !== idempotency!.fingerprint) {
-        throw new AppError(422, 'idempotency_key_reused', 'This Idempotency-Key was used in the last 24 hours for a different request: use a new key for new data');
-      }
-      const original = await findJob(db, existing.job_id);
-      if (!original) continue; // deleted between the two reads
-      reply.header('idempotent-replayed', 'true');
-      return sendJob(request, reply, 200, original);
+      if (!(err instanceof KeyTaken)) throw err;
     }
-    // Live job lists show the new job at once; best effort, like every event.
-    await deps.events.publish(job.jobId, payloadJson(row));
-    // A failed dispatch loses nothing: the row is committed and is taken up again at start.
-    await deps.dispatcher.dispatch(job.jobId).catch((err: unknown) => request.log.error({ err, jobId: job.jobId }, 'dispatch failed'));
-    return sendJob(request, reply, 202, row);
+    const existing = await findKey(db, idempotency!.key);
+    if (!existing) continue; // gone meanwhile (expired and swept, or its job deleted): take the key again
+    if (existing.fingerprint !== idempotency!.fingerprint) {
+      throw new AppError(422, 'idempotency_key_reused', 'This Idempotency-Key was used in the last 24 hours for a different request: use a new key for new data');
+    }
+    const original = await findJob(db, existing.job_id);
+    if (original) return original;
+    // deleted between the two reads: try again
   }
+  throw new AppError(409, 'idempotency_key_busy', 'The Idempotency-Key is being used by another request: try again');
+}
+
+/**
+ * The client's file name as stored and shown: at most 255 characters (the column's size),
+ * well-formed, and with control characters (a NUL PostgreSQL cannot store, escape sequences
+ * that would reach a terminal) replaced by U+FFFD.
+ */
+function displayName(name: string): string {
+  return name.slice(0, 255).toWellFormed().replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
 }
 
 async function discard(path: string, log: FastifyBaseLogger): Promise<void> {
@@ -208,7 +237,7 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
             throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
           }
           const format = FORMAT_BY_EXTENSION[extname(part.filename).toLowerCase()];
-          const fileName = part.filename.slice(0, 255).toWellFormed(); // the column holds 255
+          const fileName = displayName(part.filename);
           if (!format) {
             part.file.resume();
             throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .json, .ndjson or .jsonl file`);
@@ -238,7 +267,7 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
         }
       } catch (err) {
         if (stored) await discard(stored.partial, request.log);
-        throw multipartLimitError(err) ?? err;
+        throw multipartError(err) ?? err;
       }
       if (!stored) throw new AppError(400, 'file_missing', 'No file: send it in a multipart field named "file"');
       const { jobId, partial, fileName, format, maxErrors, hash } = stored;
@@ -255,12 +284,16 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
   );
 
   await app.register(async (scope) => {
-    // NDJSON arrives as text and is checked line by line below; application/json uses
-    // Fastify's parser. Both are limited by MAX_JSON_BODY_BYTES: large data belongs in an upload.
-    scope.addContentTypeParser('application/x-ndjson', { parseAs: 'string', bodyLimit: config.maxJsonBodyBytes }, (_req, body, done) =>
-      done(null, body),
-    );
-    scope.post<{ Body: unknown; Querystring: { max_errors: number } }>(
+    // The body arrives as bytes and is read here: decoded strictly as UTF-8 and scanned record
+    // by record, so each record is stored as written (a number is never rounded through a
+    // double) and a bad one is named. Only JSON and NDJSON are taken: a text/plain body (which
+    // a web page may send cross-origin without asking) answers 415. Both are limited by
+    // MAX_JSON_BODY_BYTES: large data belongs in an upload.
+    scope.removeAllContentTypeParsers();
+    for (const type of ['application/json', 'application/x-ndjson']) {
+      scope.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: config.maxJsonBodyBytes }, (_req, body, done) => done(null, body));
+    }
+    scope.post<{ Body: Buffer; Querystring: { max_errors: number } }>(
       '/api/ingest/json',
       {
         bodyLimit: config.maxJsonBodyBytes,
@@ -276,27 +309,31 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
       async (request, reply) => {
         const key = idempotencyKey(request);
         const maxErrors = request.query.max_errors;
-        const { lines, issues } = typeof request.body === 'string' ? ndjsonLines(request.body) : jsonLines(request.body);
+        const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+        if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+          throw new AppError(415, 'unsupported_media_type', `Send the body as UTF-8 (got charset=${charset.slice(0, 40)})`);
+        }
+        const format: Format = request.headers['content-type']!.toLowerCase().startsWith('application/x-ndjson') ? 'ndjson' : 'json';
+        const text = await bodyText(request.body);
+        const issues = await recordIssues(text, format, config.limits);
         // More bad records than the job may skip: refuse now rather than fail later.
         if (issues.length > maxErrors) throw validationError(issues.slice(0, 20));
         const jobId = randomUUID();
-        // Stored as NDJSON, like an upload, so the worker reads every job the same way.
+        // Stored as posted, like an upload, so the worker reads every job the same way.
         const partial = partialUploadPath(config.uploadDir, jobId);
-        const text = lines.join('\n') + '\n';
         try {
-          await writeFile(partial, text);
+          await writeFile(partial, request.body);
           await rename(partial, uploadPath(config.uploadDir, jobId));
         } catch (err) {
           await discard(partial, request.log);
           throw err;
         }
-        // A hash of max_errors and the records as stored.
-        const fingerprint = key ? createHash('sha256').update(`json\0${maxErrors}\0`).update(text).digest('hex') : '';
+        const fingerprint = key ? createHash('sha256').update(`${format}\0${maxErrors}\0`).update(request.body).digest('hex') : '';
         return createJob(
           deps,
           request,
           reply,
-          { jobId, sourceType: 'json_api', fileName: null, format: 'ndjson', maxErrors, bytesTotal: Buffer.byteLength(text) },
+          { jobId, sourceType: 'json_api', fileName: null, format, maxErrors, bytesTotal: request.body.length },
           key ? { key, fingerprint } : undefined,
         );
       },
@@ -304,40 +341,43 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
   });
 }
 
-/**
- * The posted records as NDJSON lines, and what is wrong with them. Bad records are kept (as
- * lines the worker will report as row errors) so that a job with `max_errors` can skip them.
- */
-function jsonLines(body: unknown): { lines: string[]; issues: ValidationIssue[] } {
-  let records: unknown = body;
-  let loc: (string | number)[] = ['body'];
-  if (!Array.isArray(body)) {
-    records = (body as { records?: unknown }).records;
-    loc = ['body', 'records'];
-    if (!Array.isArray(records)) {
-      throw validationError([{ loc, msg: 'expected a JSON array of objects, or {"records": [...]}', type: 'array_type' }]);
-    }
+const bodyIssue = (msg: string, type: string): ValidationIssue => ({ loc: ['body'], msg, type });
+
+/** The body as text: strict UTF-8 (an invalid byte is named, never replaced by U+FFFD). */
+async function bodyText(body: Buffer): Promise<string> {
+  let text = '';
+  try {
+    for await (const piece of decodeUtf8([body])) text += piece;
+  } catch (err) {
+    if (!(err instanceof IngestError)) throw err;
+    throw validationError([bodyIssue(err.message.replace('the file', 'the body'), 'utf8_invalid')]);
   }
-  const list = records as unknown[];
-  if (list.length === 0) throw validationError([{ loc, msg: 'no records: send at least one', type: 'too_short' }]);
-  const issues: ValidationIssue[] = [];
-  list.forEach((record, index) => {
-    if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-      issues.push({ loc: [...loc, index], msg: `record ${index} is ${describe(record)}, expected a JSON object`, type: 'object_type' });
-    }
-  });
-  return { lines: list.map((record) => JSON.stringify(record)), issues };
+  return text;
 }
 
-function ndjsonLines(body: string): { lines: string[]; issues: ValidationIssue[] } {
-  const lines: string[] = [];
+/**
+ * What is wrong with the posted records, each at its place (loc ["body", index] or
+ * ["body", "records", index]; for NDJSON ["body", line]). Bad records are kept (the worker
+ * reports them as row errors) so that a job with `max_errors` can skip them; a body that
+ * cannot be read as records at all is refused here.
+ */
+async function recordIssues(text: string, format: Format, limits: InputLimits): Promise<ValidationIssue[]> {
   const issues: ValidationIssue[] = [];
-  body.split('\n').forEach((raw, index) => {
-    if (raw.trim() === '') return;
-    const parsed = parseNdjsonLine(raw, index + 1);
-    if (parsed.error !== undefined) issues.push({ loc: ['body', index + 1], msg: parsed.error, type: 'value_error' });
-    lines.push(raw);
-  });
-  if (lines.length === 0) throw validationError([{ loc: ['body'], msg: 'no records: send at least one', type: 'too_short' }]);
-  return { lines, issues };
+  let count = 0;
+  const where: (string | number)[] = format === 'ndjson' ? ['body'] : text.trimStart().startsWith('{') ? ['body', 'records'] : ['body'];
+  try {
+    const parse = format === 'ndjson' ? parseNdjson : parseJson;
+    for await (const record of parse([text], limits)) {
+      if (record.error !== undefined) {
+        const type = record.error.endsWith('expected a JSON object') ? 'object_type' : 'value_error';
+        issues.push({ loc: [...where, format === 'ndjson' ? record.line : count], msg: record.error, type });
+      }
+      count++;
+    }
+  } catch (err) {
+    if (!(err instanceof IngestError)) throw err;
+    throw validationError([bodyIssue(`the body is not valid JSON: ${err.message}`, 'json_invalid')]);
+  }
+  if (count === 0) throw validationError([{ loc: where, msg: 'no records: send at least one', type: 'too_short' }]);
+  return issues;
 }

@@ -108,12 +108,10 @@ export const errorRef = { $ref: 'Error#' } as const;
 export const ingestJsonBodySchema = {
   content: {
     'application/json': {
-      schema: {
-        description: 'A JSON array of objects, or {"records": [...]}',
-        type: ['array', 'object'],
-      },
+      // Read as bytes by the route (no type to check here): see routes/submit.ts.
+      schema: { description: 'A JSON array of objects, or {"records": [...]}, in UTF-8' },
     },
-    'application/x-ndjson': { schema: { type: 'string', description: 'One JSON object per line' } },
+    'application/x-ndjson': { schema: { description: 'One JSON object per line, in UTF-8' } },
   },
 } as const;
 
