@@ -3,11 +3,76 @@ import { jobNotFound } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
 import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
-import { findJob, isJobId, toPayload } from '../storage/jobs.js';
+import { findJob, findPayloads, isJobId, toPayload } from '../storage/jobs.js';
 
 const PROGRESS_INTERVAL_MS = 250; // at most four progress events a second
-const RECHECK_MS = 2000; // pub/sub is best effort: re-read the row now and then
+const RECHECK_MS = 2000; // pub/sub is best effort: re-read the rows now and then
 const HEARTBEAT_MS = 15_000;
+
+type Follower = (job: JobPayload) => void;
+interface Followed {
+  followers: Set<Follower>;
+  unsubscribe(): void;
+}
+
+/**
+ * Follows jobs for their event streams, once per job however many streams it has: one
+ * subscription to its events (one parse per message), and one statement every RECHECK_MS that
+ * re-reads every followed job (pub/sub is best effort), offering each row to its streams. No
+ * timer runs while no job is followed.
+ */
+function createJobWatcher(db: Db, events: JobEvents): { follow(jobId: string, follower: Follower): () => void } {
+  const followed = new Map<string, Followed>();
+  let timer: NodeJS.Timeout | undefined;
+  let reading = false; // a slow read is not overlapped by the next one
+
+  function deliver(jobId: string, job: JobPayload): void {
+    for (const follower of followed.get(jobId)?.followers ?? []) follower(job);
+  }
+
+  function schedule(): void {
+    if (timer || reading || followed.size === 0) return;
+    timer = setTimeout(() => void recheck(), RECHECK_MS);
+  }
+
+  async function recheck(): Promise<void> {
+    timer = undefined;
+    reading = true;
+    try {
+      const found = await findPayloads(db, [...followed.keys()]);
+      for (const [jobId, { payload }] of found) deliver(jobId, JSON.parse(payload) as JobPayload);
+    } catch {
+      // the next recheck or event will do
+    } finally {
+      reading = false;
+      schedule();
+    }
+  }
+
+  function start(jobId: string): Followed {
+    const entry = { followers: new Set<Follower>(), unsubscribe: events.subscribe(jobId, (message) => deliver(jobId, JSON.parse(message) as JobPayload)) };
+    followed.set(jobId, entry);
+    return entry;
+  }
+
+  return {
+    follow(jobId, follower) {
+      const entry = followed.get(jobId) ?? start(jobId);
+      entry.followers.add(follower);
+      schedule();
+      return () => {
+        entry.followers.delete(follower);
+        if (entry.followers.size > 0) return;
+        entry.unsubscribe();
+        followed.delete(jobId);
+        if (followed.size === 0) {
+          clearTimeout(timer);
+          timer = undefined;
+        }
+      };
+    },
+  };
+}
 
 /**
  * GET /api/job/{id}/events: Server-Sent Events. The first event is the job as it is now;
@@ -16,6 +81,7 @@ const HEARTBEAT_MS = 15_000;
  * payload, its id the job's version.
  */
 export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db; events: JobEvents; maxStreams: number }): Promise<void> {
+  const watcher = createJobWatcher(db, events);
   // Open streams never end by themselves while their job waits; closing the server ends them.
   const open = new Set<() => void>();
   app.addHook('preClose', async () => {
@@ -77,10 +143,9 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       let closed = false;
       const queue: JobPayload[] = []; // changes heard before the first event was written
 
-      // Listen before reading the row, so no change between the two is missed.
+      // Follow before reading the row, so no change between the two is missed.
       let started = false;
-      const unsubscribe = events.subscribe(jobId, (message) => {
-        const job = JSON.parse(message) as JobPayload;
+      const unfollow = watcher.follow(jobId, (job) => {
         if (started) offer(job);
         else queue.push(job);
       });
@@ -88,24 +153,17 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       try {
         row = await findJob(db, jobId);
       } catch (err) {
-        unsubscribe();
+        unfollow();
         throw err;
       }
       if (!row) {
-        unsubscribe();
+        unfollow();
         throw jobNotFound();
       }
 
-      const recheck = setInterval(() => {
-        findJob(db, jobId).then(
-          (latest) => latest && offer(toPayload(latest)),
-          () => {}, // the next recheck or event will do
-        );
-      }, RECHECK_MS);
       const stream = eventStream(reply, () => {
         closed = true;
-        unsubscribe();
-        clearInterval(recheck);
+        unfollow();
         clearTimeout(flushTimer);
       });
 

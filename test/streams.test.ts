@@ -1,0 +1,129 @@
+/**
+ * Event streams as a bounded resource: the streams of one job cost one re-read of its row per
+ * recheck period, however many they are.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobPayload } from '../src/schemas/jobs.js';
+import type { Db, QueryResult } from '../src/storage/db.js';
+import { backends, createSandbox, makeCsv, startServer, upload, type Sandbox, type TestServer } from './helpers.js';
+
+const RECHECK_MS = 2000; // src/routes/events.ts
+
+interface EventStream {
+  status: number;
+  headers: Headers;
+  /** The JSON body of a non-200 answer. */
+  body?: any;
+  /** Each event's type and data (comments left out). */
+  events: { event: string; data: string }[];
+  /** Resolves when the server ends the stream (rejects if it is cut). */
+  done: Promise<void>;
+  cancel(): void;
+}
+
+async function openEvents(url: string): Promise<EventStream> {
+  const abort = new AbortController();
+  const res = await fetch(url, { signal: abort.signal, headers: { accept: 'text/event-stream' } });
+  const events: EventStream['events'] = [];
+  if (res.status !== 200 || !res.body) {
+    const text = await res.text();
+    return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined, events, done: Promise.resolve(), cancel: () => {} };
+  }
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  const done = (async () => {
+    let buffer = '';
+    for (;;) {
+      const { value, done: finished } = await reader.read();
+      if (finished) return;
+      buffer += decoder.decode(value, { stream: true });
+      for (let i = buffer.indexOf('\n\n'); i >= 0; i = buffer.indexOf('\n\n')) {
+        const lines = buffer.slice(0, i).split('\n');
+        buffer = buffer.slice(i + 2);
+        const event = lines.find((line) => line.startsWith('event: '))?.slice(7);
+        const data = lines.find((line) => line.startsWith('data: '))?.slice(6);
+        if (event !== undefined && data !== undefined) events.push({ event, data });
+      }
+    }
+  })();
+  done.catch(() => {}); // observed by whoever awaits it
+  return { status: res.status, headers: res.headers, events, done, cancel: () => abort.abort() };
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not after ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** Sets a job's row as a worker would have, without telling anyone (no event is published). */
+async function setStatus(db: Db, jobId: string, status: JobPayload['status']): Promise<void> {
+  const terminal = status === 'running' ? 'NULL' : 'NOW()';
+  await db.query(`UPDATE ingest_jobs SET status = $2, started_at = COALESCE(started_at, NOW()), completed_at = ${terminal}, version = version + 1 WHERE job_id = $1`, [
+    jobId,
+    status,
+  ]);
+}
+
+/** Counts the statements that read a job by its id (what an event stream reads), from now on. */
+function countJobReads(db: Db): { count(): number; reset(): void } {
+  let n = 0;
+  const reads = (sql: string) => /ingest_jobs\s+WHERE\s+job_id/.test(sql);
+  const { query, queryText } = db;
+  db.query = <R>(sql: string, params?: unknown[]) => {
+    if (reads(sql)) n++;
+    return query.call(db, sql, params) as Promise<QueryResult<R>>;
+  };
+  db.queryText = (sql, params) => {
+    if (reads(sql)) n++;
+    return queryText.call(db, sql, params);
+  };
+  return { count: () => n, reset: () => void (n = 0) };
+}
+
+describe.each(backends())('the streams of one job ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { WORKER_CONCURRENCY: '0' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  it('re-read the row once per recheck period for all of them, and not at all once they have ended', async () => {
+    const jobId = (await upload(server.url, 'watched.csv', makeCsv(10))).body.job_id as string;
+    await setStatus(server.intake.db, jobId, 'running');
+    const reads = countJobReads(server.intake.db);
+    const n = 200;
+    const streams = await Promise.all(Array.from({ length: n }, () => openEvents(`${server.url}/api/job/${jobId}/events`)));
+    try {
+      expect(streams.map((s) => s.status)).toEqual(streams.map(() => 200));
+      await until('every stream has its first event', () => streams.every((s) => s.events.length > 0), 10_000);
+      reads.reset();
+      await sleep(2 * RECHECK_MS + 500);
+      const rechecks = reads.count();
+      console.log(`${backend.name}: ${n} streams on one job, ${rechecks} reads of it in ${2 * RECHECK_MS + 500} ms`);
+      expect(rechecks).toBeGreaterThanOrEqual(1);
+      expect(rechecks).toBeLessThanOrEqual(3);
+
+      // The recheck offers the row to every stream: nothing is published for this change.
+      await setStatus(server.intake.db, jobId, 'completed');
+      await Promise.race([Promise.all(streams.map((s) => s.done)), sleep(RECHECK_MS + 3000).then(() => Promise.reject(new Error('not every stream ended')))]);
+      for (const stream of streams) expect(stream.events.map((e) => JSON.parse(e.data).status)).toEqual(['running', 'completed']);
+
+      reads.reset();
+      await sleep(RECHECK_MS + 500);
+      expect(reads.count(), 'no recheck runs while no stream is open').toBe(0);
+    } finally {
+      for (const stream of streams) stream.cancel();
+    }
+  });
+});
