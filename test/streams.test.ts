@@ -1,8 +1,10 @@
 /**
- * Event streams as a bounded resource: the streams of one job cost one re-read of its row per
- * recheck period, however many they are.
+ * Event streams as a bounded resource: at most MAX_EVENT_STREAMS open per process (429 past
+ * it), and the streams of one job cost one re-read of its row per recheck period, however
+ * many they are.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/jobs.js';
 import type { Db, QueryResult } from '../src/storage/db.js';
@@ -51,12 +53,29 @@ async function openEvents(url: string): Promise<EventStream> {
   return { status: res.status, headers: res.headers, events, done, cancel: () => abort.abort() };
 }
 
+/** Opens a stream, retrying while it is refused with 429 (a slot given back is given back a moment after the client leaves). */
+async function openWhenFree(url: string, timeoutMs = 3000): Promise<EventStream> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stream = await openEvents(url);
+    if (stream.status !== 429 || Date.now() > deadline) return stream;
+    await sleep(50);
+  }
+}
+
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`${what}: not after ${timeoutMs} ms`);
     await sleep(20);
   }
+}
+
+function expectRefused(stream: EventStream): void {
+  expect(stream.status).toBe(429);
+  expect(stream.headers.get('content-type')).toMatch(/^application\/json/);
+  expect(stream.body).toEqual({ detail: expect.any(String), code: 'too_many_streams' });
+  expect(Number(stream.headers.get('retry-after'))).toBeGreaterThan(0);
 }
 
 /** Sets a job's row as a worker would have, without telling anyone (no event is published). */
@@ -83,6 +102,58 @@ function countJobReads(db: Db): { count(): number; reset(): void } {
   };
   return { count: () => n, reset: () => void (n = 0) };
 }
+
+describe.each(backends())('event streams ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    // No workers: jobs stay where the tests put them.
+    server = await startServer(sandbox, { MAX_EVENT_STREAMS: '3', WORKER_CONCURRENCY: '0' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  it('holds at most MAX_EVENT_STREAMS open over both routes: one more is a 429 with Retry-After, and every way a stream ends gives its slot back', async () => {
+    const held = (await upload(server.url, 'held.csv', makeCsv(10))).body.job_id as string;
+    const all = `${server.url}/api/jobs/events`;
+    const one = `${server.url}/api/job/${held}/events`;
+    const open = [await openEvents(all), await openEvents(all), await openEvents(one)];
+    try {
+      expect(open.map((s) => s.status)).toEqual([200, 200, 200]);
+      expectRefused(await openEvents(all));
+      expectRefused(await openEvents(one));
+
+      // The client goes away.
+      open.shift()!.cancel();
+      const next = await openWhenFree(all);
+      expect(next.status).toBe(200);
+      open.push(next);
+      expectRefused(await openEvents(all));
+
+      // The job reaches its terminal state (seen by the recheck: nothing is published).
+      await setStatus(server.intake.db, held, 'canceled');
+      await Promise.race([open[1]!.done, sleep(RECHECK_MS + 2000).then(() => Promise.reject(new Error('the held job\'s stream did not end')))]);
+      expect(open[1]!.events.map((e) => JSON.parse(e.data).status)).toEqual(['queued', 'canceled']);
+      // A finished job's stream ends after its one event, every time; an unknown job takes no slot.
+      for (let i = 0; i < 5; i++) {
+        const finished = await openWhenFree(one);
+        expect(finished.status).toBe(200);
+        await finished.done;
+        expect((await openEvents(`${server.url}/api/job/${randomUUID()}/events`)).status).toBe(404);
+      }
+      open.push(await openWhenFree(all));
+      expect(open.map((s) => s.status)).toEqual([200, 200, 200, 200]);
+      expectRefused(await openEvents(all));
+    } finally {
+      for (const stream of open) stream.cancel();
+    }
+  });
+});
 
 describe.each(backends())('the streams of one job ($name)', (backend) => {
   let sandbox: Sandbox;

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { jobNotFound } from '../errors.js';
+import { AppError, jobNotFound } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
 import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas/jobs.js';
 import type { Db } from '../storage/db.js';
@@ -8,6 +8,8 @@ import { findJob, findPayloads, isJobId, toPayload } from '../storage/jobs.js';
 const PROGRESS_INTERVAL_MS = 250; // at most four progress events a second
 const RECHECK_MS = 2000; // pub/sub is best effort: re-read the rows now and then
 const HEARTBEAT_MS = 15_000;
+// Slots come back as streams end, which nothing predicts; meanwhile the status URL answers.
+const RETRY_AFTER_SECONDS = 5;
 
 type Follower = (job: JobPayload) => void;
 interface Followed {
@@ -79,20 +81,42 @@ function createJobWatcher(db: Db, events: JobEvents): { follow(jobId: string, fo
  * then one `status` event per transition and `progress` events (the latest only, at most
  * four a second); the stream ends after the terminal state. Each event's data is the job
  * payload, its id the job's version.
+ *
+ * Both routes together hold at most `maxStreams` streams open (each holds a connection,
+ * buffers and listeners); one more is refused with 429 before anything is opened.
  */
-export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db; events: JobEvents; maxStreams: number }): Promise<void> {
+export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams }: { db: Db; events: JobEvents; maxStreams: number }): Promise<void> {
   const watcher = createJobWatcher(db, events);
+  let slotsTaken = 0; // streams open, or being opened
   // Open streams never end by themselves while their job waits; closing the server ends them.
   const open = new Set<() => void>();
+  let closing = false;
   app.addHook('preClose', async () => {
+    closing = true;
     for (const close of [...open]) close();
   });
 
+  /** Takes a stream's slot, or refuses the request; returns the release (which runs once). */
+  function takeSlot(reply: FastifyReply): () => void {
+    if (slotsTaken >= maxStreams) {
+      reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+      throw new AppError(429, 'too_many_streams', `This server already serves ${maxStreams} event streams; try again later, or poll the status URL`);
+    }
+    slotsTaken++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      slotsTaken--;
+    };
+  }
+
   /**
    * Turns the reply into an event stream with a heartbeat. `close` ends it (once), calling
-   * `cleanup`; it runs when the client goes away and when the server closes too.
+   * `cleanup` and giving its slot back (`release`); it runs when the client goes away and
+   * when the server closes too.
    */
-  function eventStream(reply: FastifyReply, cleanup: () => void): { write(text: string): void; close(): void } {
+  function eventStream(reply: FastifyReply, release: () => void, cleanup: () => void): { write(text: string): void; close(): void } {
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -101,7 +125,6 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
-    const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
     let closed = false;
     const close = () => {
       if (closed) return;
@@ -109,10 +132,13 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       open.delete(close);
       clearInterval(heartbeat);
       cleanup();
+      release();
       raw.end();
     };
+    const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
     raw.on('close', close);
     open.add(close);
+    if (raw.destroyed) close(); // the client left while the stream was being opened: no 'close' is to come
     return { write: (text) => void raw.write(text), close };
   }
 
@@ -127,6 +153,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
         response: {
           200: { description: 'text/event-stream of `status` and `progress` events; data is the job payload', type: 'string' },
           404: errorRef,
+          429: errorRef,
           503: errorRef,
         },
       },
@@ -134,6 +161,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
     async (request, reply) => {
       if (!isJobId(request.params.job_id)) throw jobNotFound();
       const jobId = request.params.job_id.toLowerCase();
+      const release = takeSlot(reply);
 
       let lastVersion = 0;
       let lastStatus = '';
@@ -152,16 +180,14 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       let row;
       try {
         row = await findJob(db, jobId);
+        if (!row) throw jobNotFound();
       } catch (err) {
         unfollow();
+        release();
         throw err;
       }
-      if (!row) {
-        unfollow();
-        throw jobNotFound();
-      }
 
-      const stream = eventStream(reply, () => {
+      const stream = eventStream(reply, release, () => {
         closed = true;
         unfollow();
         clearTimeout(flushTimer);
@@ -198,6 +224,8 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
       }
 
       write(toPayload(row), 'status');
+      // The server began closing while the row was read: preClose has not seen this stream.
+      if (closing) stream.close();
       started = true;
       for (const job of queue.splice(0)) offer(job);
     },
@@ -212,11 +240,14 @@ export async function eventRoutes(app: FastifyInstance, { db, events }: { db: Db
           'A `status` event for each new job and each transition, and `progress` events (per job the latest only, at most four a second); data is the job payload. The stream does not end by itself.',
         tags: ['jobs'],
         produces: ['text/event-stream'],
-        response: { 200: { description: 'text/event-stream of `status` and `progress` events', type: 'string' } },
+        response: {
+          200: { description: 'text/event-stream of `status` and `progress` events', type: 'string' },
+          429: errorRef,
+        },
       },
     },
     async (_request, reply) => {
-      const stream = eventStream(reply, () => {
+      const stream = eventStream(reply, takeSlot(reply), () => {
         unsubscribe();
         clearInterval(flush);
       });
