@@ -79,6 +79,8 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
         log: log.child({ component: 'retention' }),
         retentionDays: config.jobRetentionDays,
         intervalMs: config.retentionIntervalMs,
+        // An upload in progress writes at least once per body window, or is cut off.
+        partialMaxAgeMs: Math.max(2 * config.bodyIdleTimeoutMs, 60_000),
       });
       return {
         async close() {

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import type { FastifyBaseLogger } from 'fastify';
-import type { StatusCache } from '../cache/status-cache.js';
-import { partialUploadPath, uploadPath } from '../ingest/uploads.js';
+import type { PendingChange, StatusCache } from '../cache/status-cache.js';
+import { partialUploadPath, sweepPartialUploads, uploadPath } from '../ingest/uploads.js';
 import type { Db } from '../storage/db.js';
 import { deleteJobs, listExpiredJobIds } from '../storage/jobs.js';
 
@@ -25,9 +25,25 @@ async function removeTraces(deps: RemovalDeps, jobIds: string[]): Promise<void> 
   }
 }
 
-/** Deletes one job: its row (with records, row errors and idempotency keys), its upload, its cache key. */
+/**
+ * Deletes one job: its row (with records, row errors and idempotency keys), its upload, its
+ * cache key. The key is marked just before the delete commits, so from then until the
+ * tombstone replaces the mark (in removeTraces) the status URL reads the database: no reader
+ * is shown the job after the database has stopped showing it.
+ */
 export async function removeJob(deps: RemovalDeps, jobId: string): Promise<boolean> {
-  const deleted = await deleteJobs(deps.db, [jobId]);
+  let pending: PendingChange | undefined;
+  let deleted: string[];
+  try {
+    deleted = await deps.db.transaction(async (tx) => {
+      const ids = await deleteJobs(tx, [jobId]);
+      if (ids.length > 0) pending = await deps.cache?.changing(jobId);
+      return ids;
+    });
+  } catch (err) {
+    await pending?.failed(); // set only if the COMMIT itself failed
+    throw err;
+  }
   await removeTraces(deps, deleted);
   return deleted.length > 0;
 }
@@ -40,6 +56,8 @@ export interface RetentionOptions extends RemovalDeps {
   /** Finished jobs older than this are deleted; 0 keeps them forever. */
   retentionDays: number;
   intervalMs: number;
+  /** Partial uploads untouched for this long are removed (see sweepPartialUploads). */
+  partialMaxAgeMs: number;
 }
 
 /**
@@ -75,9 +93,12 @@ export function startRetention(options: RetentionOptions): { close(): Promise<vo
     if (running) return;
     running = sweepOnce(options, stop.signal)
       .then((count) => count > 0 && options.log.info({ count, retentionDays: options.retentionDays }, 'retention deleted finished jobs'))
+      .then(() => sweepPartialUploads(options.uploadDir, options.partialMaxAgeMs))
+      .then((count) => count > 0 && options.log.info({ count }, 'removed partial uploads left by a process that stopped mid-upload'))
       .catch((err: unknown) => options.log.warn({ err: (err as Error).message }, 'retention pass failed'))
       .finally(() => (running = undefined));
   };
+  pass(); // at start too: what a crash left behind goes at once
   const timer = setInterval(pass, options.intervalMs);
   timer.unref();
   return {
