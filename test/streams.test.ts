@@ -1,8 +1,10 @@
 /**
  * Event streams as a bounded resource: at most MAX_EVENT_STREAMS open per process (429 past
- * it), and the streams of one job cost one re-read of its row per recheck period, however
- * many they are.
+ * it), a client that stops reading is dropped, and the streams of one job cost one re-read of
+ * its row per recheck period, however many they are.
  */
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -151,6 +153,68 @@ describe.each(backends())('event streams ($name)', (backend) => {
       expectRefused(await openEvents(all));
     } finally {
       for (const stream of open) stream.cancel();
+    }
+  });
+
+  it('drops a client that does not read once its unsent output passes the bound, and gives its slot back', async () => {
+    // A raw client: it reads the answer's head, then nothing more.
+    const serverSockets: Socket[] = [];
+    const onConnection = (socket: Socket) => serverSockets.push(socket);
+    server.intake.app.server.on('connection', onConnection);
+    const client = connect(Number(new URL(server.url).port), '127.0.0.1');
+    client.on('error', () => {});
+    try {
+      await once(client, 'connect');
+      client.write('GET /api/jobs/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n');
+      const [head] = (await once(client, 'data')) as [Buffer];
+      expect(head.toString()).toMatch(/^HTTP\/1\.1 200/);
+      client.pause();
+      const socket = serverSockets.find((s) => s.remotePort === client.localPort)!;
+      expect(socket).toBeDefined();
+      const closed = once(socket, 'close');
+
+      // Large events for many jobs, each a status event written at once; far more than the
+      // socket buffers on both sides hold (a few MiB on loopback).
+      const big = 'x'.repeat(64 * 1024);
+      let sent = 0;
+      while (!socket.destroyed && sent < 64 * 1024 * 1024) {
+        const jobId = randomUUID();
+        const payload = JSON.stringify({ job_id: jobId, status: 'canceled', file_name: big, version: 1 });
+        await server.intake.events.publish(jobId, payload);
+        sent += payload.length;
+        await sleep(1); // the server hands what it can to the kernel before the next
+      }
+      await Promise.race([closed, sleep(5000).then(() => Promise.reject(new Error(`the server kept the connection after ${sent} bytes of events`)))]);
+      console.log(`${backend.name}: a client that did not read was dropped after ${Math.round(sent / 1024)} KiB of events`);
+
+      // Its slot is free again: all three can be opened.
+      const streams = [await openWhenFree(`${server.url}/api/jobs/events`), await openWhenFree(`${server.url}/api/jobs/events`), await openWhenFree(`${server.url}/api/jobs/events`)];
+      for (const stream of streams) stream.cancel();
+      expect(streams.map((s) => s.status)).toEqual([200, 200, 200]);
+    } finally {
+      server.intake.app.server.off('connection', onConnection);
+      client.destroy();
+    }
+  });
+
+  it('does not drop a client that reads when a burst of progress is more than the bound: progress waits for it', async () => {
+    const stream = await openWhenFree(`${server.url}/api/jobs/events`);
+    try {
+      expect(stream.status).toBe(200);
+      // 1,000 jobs running, then each one's progress within one flush: over 1 MiB to write at once.
+      const note = 'y'.repeat(1000);
+      const jobs = Array.from({ length: 1000 }, () => randomUUID());
+      const payload = (jobId: string, version: number) => JSON.stringify({ job_id: jobId, status: 'running', file_name: note, version });
+      for (const jobId of jobs) {
+        await server.intake.events.publish(jobId, payload(jobId, 1));
+        await sleep(0);
+      }
+      await until('every status event', () => stream.events.length === jobs.length, 10_000);
+      for (const jobId of jobs) await server.intake.events.publish(jobId, payload(jobId, 2));
+      await until('every progress event', () => stream.events.length === 2 * jobs.length, 10_000);
+      expect(new Set(stream.events.slice(jobs.length).map((e) => `${e.event} ${JSON.parse(e.data).job_id}`))).toEqual(new Set(jobs.map((id) => `progress ${id}`)));
+    } finally {
+      stream.cancel();
     }
   });
 });

@@ -8,6 +8,13 @@ import { findJob, findPayloads, isJobId, toPayload } from '../storage/jobs.js';
 const PROGRESS_INTERVAL_MS = 250; // at most four progress events a second
 const RECHECK_MS = 2000; // pub/sub is best effort: re-read the rows now and then
 const HEARTBEAT_MS = 15_000;
+// Output a stream may hold unsent before its client is dropped. The kernel's socket buffers
+// (hundreds of KiB to a few MiB) already absorb a reader that is a moment behind; what piles
+// up in the process beyond them is a reader that stopped, and would stay in memory for as
+// long as it holds the connection. An event is at most a few KiB, so this is a hundred or
+// more events behind, while progress (the bulk of the events) waits for a slow client
+// instead (see /api/jobs/events). At the default MAX_EVENT_STREAMS (1000), 256 MiB at worst.
+const MAX_UNSENT_BYTES = 256 * 1024;
 // Slots come back as streams end, which nothing predicts; meanwhile the status URL answers.
 const RETRY_AFTER_SECONDS = 5;
 
@@ -113,10 +120,10 @@ export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams
 
   /**
    * Turns the reply into an event stream with a heartbeat. `close` ends it (once), calling
-   * `cleanup` and giving its slot back (`release`); it runs when the client goes away and
-   * when the server closes too.
+   * `cleanup` and giving its slot back (`release`); it runs when the client goes away, when
+   * the client falls too far behind, and when the server closes too.
    */
-  function eventStream(reply: FastifyReply, release: () => void, cleanup: () => void): { write(text: string): void; close(): void } {
+  function eventStream(reply: FastifyReply, release: () => void, cleanup: () => void): { write(text: string): void; unsent(): number; close(): void } {
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -133,13 +140,21 @@ export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams
       clearInterval(heartbeat);
       cleanup();
       release();
-      raw.end();
+      // Ending would queue the end behind everything unsent: a client that stopped reading
+      // would keep it all in memory. Cut it instead (its socket's buffers go with it).
+      if (raw.writableLength > MAX_UNSENT_BYTES) raw.destroy();
+      else raw.end();
     };
-    const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
+    const write = (text: string) => {
+      if (closed) return;
+      raw.write(text);
+      if (raw.writableLength > MAX_UNSENT_BYTES) close();
+    };
+    const heartbeat = setInterval(() => write(': keep-alive\n\n'), HEARTBEAT_MS);
     raw.on('close', close);
     open.add(close);
     if (raw.destroyed) close(); // the client left while the stream was being opened: no 'close' is to come
-    return { write: (text) => void raw.write(text), close };
+    return { write, unsent: () => raw.writableLength, close };
   }
 
   app.get<{ Params: { job_id: string } }>(
@@ -254,9 +269,16 @@ export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams
       stream.write(': connected\n\n');
       const statuses = new Map<string, string>(); // last status sent, for unfinished jobs
       const pending = new Map<string, string>(); // latest progress payload held back, by job
+      // One flush writes the progress of every job that moved since the last: with many jobs
+      // running, more than a client takes at once. What it has not taken yet holds the rest
+      // back (each job's latest stays pending, for the next flush), so a burst slows a client
+      // down instead of dropping it, and only a client that stopped reading reaches the bound.
       const flush = setInterval(() => {
-        for (const payload of pending.values()) stream.write(`event: progress\ndata: ${payload}\n\n`);
-        pending.clear();
+        for (const [jobId, payload] of pending) {
+          if (stream.unsent() >= MAX_UNSENT_BYTES / 2) return;
+          stream.write(`event: progress\ndata: ${payload}\n\n`);
+          pending.delete(jobId);
+        }
       }, PROGRESS_INTERVAL_MS);
       const unsubscribe = events.subscribeAll((payload) => {
         const { job_id: jobId, status } = JSON.parse(payload) as JobPayload;
