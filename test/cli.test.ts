@@ -69,6 +69,22 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect(lines.some((line) => line.startsWith(jobId) && /completed\s+5,000\s+0\s+\S+Z\s+people\.csv$/.test(line))).toBe(true);
   });
 
+  it.runIf(backend.name !== 'embedded')('never sends control characters from the server to the terminal', async () => {
+    // Rows written before file names were cleaned on upload could hold any character.
+    const jobId = '00000000-0000-4000-8000-00000000e5c0';
+    await sandbox.admin!.query(
+      `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, error, completed_at)
+       VALUES ($1, 'csv_upload', $2, 'csv', 'failed', $3, NOW())`,
+      [jobId, 'evil\u001b[2J\u001b]0;pwned\u0007.csv', 'bad \u001b[31mred\u009b line'],
+    );
+    for (const args of [['jobs'], ['status', jobId]]) {
+      const { code, stdout } = await run(...args);
+      expect(code).toBe(0);
+      expect(stdout).toContain('evil\\u001b[2J\\u001b]0;pwned\\u0007.csv');
+      expect(stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    }
+  });
+
   it('upload --wait exits 1 when the job fails, and says why in one line', async () => {
     const { code, stdout, stderr } = await run('upload', 'bad.csv', '--wait');
     expect(code).toBe(1);

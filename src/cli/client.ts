@@ -56,7 +56,7 @@ async function request({ base, token }: Target, path: string, init?: RequestInit
       : typeof body.detail === 'string'
         ? body.detail
         : res.statusText;
-    throw new ClientError(`${detail} (HTTP ${res.status}${body.code ? ` ${body.code}` : ''})`);
+    throw new ClientError(`${printable(detail)} (HTTP ${res.status}${body.code ? ` ${printable(body.code)}` : ''})`);
   }
   return res;
 }
@@ -93,12 +93,20 @@ function plural(n: number, noun: string): string {
   return `${count.format(n)} ${noun}${n === 1 ? '' : 's'}`;
 }
 
+/**
+ * Text from the server as the terminal is to show it: control characters (escape sequences a
+ * file name or a message could carry) are written as \u escapes, never sent to the terminal.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** The last line of `upload --wait`. */
 function summary(job: JobPayload): string {
   const bad = job.records_failed > 0 ? `, ${plural(job.records_failed, 'bad row')} reported` : '';
   if (job.status === 'completed') return `completed: ${plural(job.records_processed, 'record')}${bad}${seconds(job.started_at, job.completed_at)}`;
   if (job.status === 'canceled') return `canceled: ${plural(job.records_processed, 'record')} kept${bad}`;
-  return `failed: ${job.error ?? 'no error given'} (${plural(job.records_processed, 'record')} kept${bad})`;
+  return `failed: ${printable(job.error ?? 'no error given')} (${plural(job.records_processed, 'record')} kept${bad})`;
 }
 
 function progressLine(job: JobPayload, width = 30): string {
@@ -211,16 +219,18 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
 
 /** After an upload or a retry: prints the job, or with --wait follows it to its end. */
 async function submitted(base: Target, job: SubmittedJob, values: Record<string, unknown>, io: ClientIo): Promise<number> {
+  // Relative unless the server has a PUBLIC_URL: shown as the address it was reached at.
+  const statusUrl = printable(new URL(job.status_url, `${base.base}/`).href);
   if (!values.wait) {
     if (values.json) io.stdout.write(`${JSON.stringify(job)}\n`);
     else {
       io.stdout.write(`${job.job_id}\n`);
-      io.stderr.write(`queued: ${job.status_url}\n`);
+      io.stderr.write(`queued: ${statusUrl}\n`);
     }
     return 0;
   }
   // With --json, stdout carries the final job and nothing else is written.
-  if (!values.json) io.stderr.write(`queued: ${job.status_url}\n`);
+  if (!values.json) io.stderr.write(`queued: ${statusUrl}\n`);
   const display = values.json ? undefined : progressDisplay(io.stderr);
   const final = await waitFor(base, job.job_id, (update) => display?.update(update));
   display?.end();
@@ -251,7 +261,7 @@ async function status(args: string[], io: ClientIo): Promise<number> {
     ['attempts', String(job.attempts)],
   ];
   if (job.error) rows.push(['error', job.error]);
-  io.stdout.write(rows.map(([key, value]) => `${key.padEnd(10)} ${value}\n`).join(''));
+  io.stdout.write(rows.map(([key, value]) => `${key.padEnd(10)} ${printable(value)}\n`).join(''));
   return 0;
 }
 
@@ -285,7 +295,7 @@ async function jobs(args: string[], io: ClientIo): Promise<number> {
       count.format(job.records_processed),
       count.format(job.records_failed),
       job.submitted_at.replace(/\.\d+Z$/, 'Z'),
-      job.file_name ?? job.source_type,
+      printable(job.file_name ?? job.source_type),
     ]);
   }
   const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));

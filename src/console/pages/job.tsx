@@ -219,7 +219,8 @@ function usePaged<T>(job: Job, kind: 'records' | 'errors', count: number) {
       (err: Error) => err.name !== 'AbortError' && setError(err.message),
     );
     return () => controller.abort();
-  }, [job.job_id, reload]);
+    // A job that ends while a page is on its way is read once more: the page may predate the end.
+  }, [job.job_id, reload, TERMINAL.has(job.status)]);
 
   function more(): void {
     if (!next) return;
