@@ -4,38 +4,82 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { DatabaseUnavailableError, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
 
-// SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57P
-// (operator intervention: shutdown, crash) mean "try again later", not "bad request"; so does
-// any FATAL error, which ends or refuses the session (e.g. 55000 "database is not currently
-// accepting connections", 3D000 when the database is gone).
+const SOCKET_ERRORS = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE'];
+// What node-postgres says when a connection ended, broke or could not be made: these errors
+// carry no SQLSTATE.
+const LOST_CONNECTION = /Connection terminated|not queryable|timeout exceeded when trying to connect/;
+
+// "Try again later", not "bad request": a socket error or one of node-postgres's messages
+// above; SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57P
+// (operator intervention: shutdown, crash, a terminated backend); and any FATAL error, which
+// ends or refuses the session (e.g. 55000 "database is not currently accepting connections",
+// 3D000 when the database is gone).
 function isUnavailable(err: unknown): boolean {
-  const { code, severity } = err as { code?: unknown; severity?: unknown };
+  const { code, severity, message } = err as { code?: unknown; severity?: unknown; message?: unknown };
   if (severity === 'FATAL') return true;
+  if (typeof message === 'string' && LOST_CONNECTION.test(message)) return true;
   if (typeof code !== 'string') return false;
-  return (
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE'].includes(code) ||
-    code.startsWith('08') ||
-    code.startsWith('53') ||
-    code.startsWith('57P')
-  );
+  return SOCKET_ERRORS.includes(code) || code.startsWith('08') || code.startsWith('53') || code.startsWith('57P');
 }
 
-function translate(err: unknown): never {
-  if (isUnavailable(err) || (err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/.test(err.message))) {
-    throw new DatabaseUnavailableError(err);
-  }
-  throw err;
+/** A client checked out of the pool. */
+interface Held {
+  client: pg.PoolClient;
+  /** Why the client must not go back to the pool: its connection broke, or a ROLLBACK failed. */
+  broken?: Error;
 }
 
-async function copy(conn: pg.Pool | pg.PoolClient, sql: string, data: string): Promise<number> {
-  const client = conn instanceof pg.Pool ? await conn.connect() : conn;
+/**
+ * A failure as the caller sees it: DatabaseUnavailableError when the database is
+ * unavailable, or when the connection it ran on broke (whatever error that left behind,
+ * e.g. a COPY stream's).
+ */
+function surfaced(err: unknown, held?: Held): unknown {
+  if (err instanceof DatabaseUnavailableError || !(held?.broken || isUnavailable(err))) return err;
+  return new DatabaseUnavailableError(err);
+}
+
+// Runs fn on a client checked out of the pool. node-postgres emits 'error' on a client whose
+// connection breaks (terminated, reset), and the pool listens only to the clients idle in
+// it: one in use, with no listener of its own, would crash the process. So each is watched
+// for as long as it is held, and a broken one is released with its error, which makes the
+// pool discard it instead of handing it out again.
+async function withClient<T>(pool: pg.Pool, fn: (held: Held) => Promise<T>): Promise<T> {
+  const client = await pool.connect().catch((err: unknown) => {
+    throw surfaced(err);
+  });
+  const held: Held = { client };
+  const onError = (err: Error) => {
+    held.broken ??= err;
+  };
+  client.on('error', onError);
+  let unavailable: Error | undefined;
   try {
-    const stream = client.query(copyFrom(sql));
-    await pipeline(Readable.from([data]), stream);
-    return stream.rowCount ?? 0;
+    return await fn(held);
+  } catch (err) {
+    if (err instanceof DatabaseUnavailableError) unavailable = err;
+    throw err;
   } finally {
-    if (conn instanceof pg.Pool) (client as pg.PoolClient).release();
+    client.removeListener('error', onError); // the pool's own listener takes over at once
+    client.release(held.broken ?? unavailable);
   }
+}
+
+/** Runs one operation on a held client, its failure surfaced as the caller should see it. */
+async function on<T>(held: Held, op: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  try {
+    return await op(held.client);
+  } catch (err) {
+    throw surfaced(err, held);
+  }
+}
+
+type Run = <T>(op: (client: pg.PoolClient) => Promise<T>) => Promise<T>;
+
+async function copy(client: pg.PoolClient, sql: string, data: string): Promise<number> {
+  const stream = client.query(copyFrom(sql));
+  await pipeline(Readable.from([data]), stream);
+  return stream.rowCount ?? 0;
 }
 
 // Every parameterised query (and every queryText read) runs as a named prepared statement:
@@ -55,31 +99,26 @@ function statementName(sql: string): string | undefined {
 // Every column as the text PostgreSQL sent: no parser runs (see Queryable.queryText).
 const AS_TEXT = { getTypeParser: () => (text: string) => text };
 
-function wrap(conn: pg.Pool | pg.PoolClient): Queryable {
+/** The queries, each run by `run`: on a client of its own, or on a transaction's. */
+function queryable(run: Run): Queryable {
   return {
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
-      try {
-        const name = params && params.length > 0 ? statementName(sql) : undefined;
-        const result = name ? await conn.query({ name, text: sql, values: params }) : await conn.query(sql, params);
-        return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
-      } catch (err) {
-        translate(err);
-      }
+      const name = params && params.length > 0 ? statementName(sql) : undefined;
+      const result = await run((client) => (name ? client.query({ name, text: sql, values: params }) : client.query(sql, params)));
+      return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
     },
     async queryText(sql: string, params?: unknown[]): Promise<TextRow[]> {
-      try {
-        const result = await conn.query<TextRow>({ name: statementName(sql), text: sql, values: params, rowMode: 'array', types: AS_TEXT });
-        return result.rows;
-      } catch (err) {
-        translate(err);
-      }
+      const result = await run((client) =>
+        client.query<TextRow>({ name: statementName(sql), text: sql, values: params, rowMode: 'array', types: AS_TEXT }),
+      );
+      return result.rows;
     },
     async exec(sql: string): Promise<void> {
       // Without parameters pg uses the simple query protocol, which allows several statements.
-      await conn.query(sql).catch(translate);
+      await run((client) => client.query(sql));
     },
-    async copyFrom(sql: string, data: string): Promise<number> {
-      return copy(conn, sql, data).catch(translate);
+    copyFrom(sql: string, data: string): Promise<number> {
+      return run((client) => copy(client, sql, data));
     },
   };
 }
@@ -88,25 +127,25 @@ export function openPostgres(connectionString: string, poolSize: number, onError
   const pool = new pg.Pool({ connectionString, max: poolSize, connectionTimeoutMillis: 5000 });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', onError);
-  const queryable = wrap(pool);
   return {
     kind: 'postgres',
     connections: poolSize,
-    ...queryable,
-    async transaction(fn) {
-      const client = await pool.connect().catch(translate);
-      try {
-        await client.query('BEGIN');
-        const result = await fn(wrap(client));
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {});
-        if (isUnavailable(err)) throw new DatabaseUnavailableError(err);
-        throw err;
-      } finally {
-        client.release();
-      }
+    ...queryable((op) => withClient(pool, (held) => on(held, op))),
+    transaction(fn) {
+      return withClient(pool, async (held) => {
+        const tx = queryable((op) => on(held, op));
+        await tx.exec('BEGIN');
+        try {
+          const result = await fn(tx);
+          await tx.exec('COMMIT');
+          return result;
+        } catch (err) {
+          await held.client.query('ROLLBACK').catch((rollbackErr: Error) => {
+            held.broken ??= rollbackErr; // still inside the transaction: never reuse it
+          });
+          throw err;
+        }
+      });
     },
     close: () => pool.end(),
   };
