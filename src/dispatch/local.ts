@@ -1,9 +1,30 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { markFailed } from '../jobs/tracking.js';
+import { markFailed, releaseAttempt, type Tracker } from '../jobs/tracking.js';
 import { runJob, type PipelineDeps } from '../ingest/pipeline.js';
 import { DatabaseUnavailableError } from '../storage/db.js';
 import { listUnfinishedJobIds } from '../storage/jobs.js';
 import type { Dispatcher } from './dispatcher.js';
+
+/**
+ * After a run ended in DatabaseUnavailableError: waits until the database answers again and
+ * gives back the attempt the run claimed (a lost connection is not a crash, and only crashes
+ * count toward MAX_JOB_ATTEMPTS); that release is the probe. The pool replaces a dropped
+ * connection at once, so the first probe comes after `delayMs`; an outage is probed less and
+ * less often, down to every 5 × delayMs. Returns false if `signal` aborts first.
+ */
+export async function waitForDatabase(tracker: Tracker, jobId: string, delayMs: number, signal: AbortSignal): Promise<boolean> {
+  for (let wait = delayMs; ; wait = Math.min(wait * 2, delayMs * 5)) {
+    await sleep(wait, undefined, { signal }).catch(() => {});
+    if (signal.aborted) return false;
+    try {
+      await releaseAttempt(tracker, jobId);
+      return true;
+    } catch (err) {
+      // Any other error is an answer: the next run meets it and reports it.
+      if (!(err instanceof DatabaseUnavailableError)) return true;
+    }
+  }
+}
 
 export interface LocalDispatcherOptions {
   pipeline: PipelineDeps;
@@ -40,10 +61,9 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
         if (stop.signal.aborted) return; // shutting down: the job resumes on the next start
         if (err instanceof DatabaseUnavailableError) {
           // Not the job's fault, and it could not be marked failed anyway: wait and resume.
-          log.warn({ jobId }, 'database unavailable; the job resumes when it is back');
+          log.warn({ jobId, err: err.cause }, 'database unavailable; the job resumes when it is back');
           attempt--;
-          await sleep(retryDelayMs * 5, undefined, { signal: stop.signal }).catch(() => {});
-          if (stop.signal.aborted) return;
+          if (!(await waitForDatabase(tracker, jobId, retryDelayMs, stop.signal))) return;
           continue;
         }
         log.error({ err, jobId, attempt }, 'job run failed unexpectedly');
@@ -85,7 +105,9 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
 
   return {
     async dispatch(jobId) {
-      enqueue(jobId);
+      // Without workers nothing would ever take it off the list. The committed row is the
+      // job: a process with workers takes it up at its start.
+      if (concurrency > 0) enqueue(jobId);
     },
     async start() {
       if (concurrency === 0) return;
