@@ -1,10 +1,11 @@
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
-import { runJob, type PipelineDeps } from '../ingest/pipeline.js';
+import { runJob, type PipelineDeps, type RunOutcome } from '../ingest/pipeline.js';
 import { DatabaseUnavailableError } from '../storage/db.js';
 import { within } from '../within.js';
 import type { Dispatcher } from './dispatcher.js';
+import { waitForDatabase } from './local.js';
 
 export const QUEUE_NAME = 'intake-ingest';
 
@@ -19,6 +20,10 @@ export function bullPrefix(redisKeyPrefix: string): string {
 // Enqueueing waits at most this long: a Redis that is down must not hold up the answer to
 // an upload whose row is already committed; the reconciler dispatches it later.
 const ENQUEUE_TIMEOUT_MS = 2000;
+
+// After a lost connection a run resumes this long after it broke off (more when the
+// database stays away: see waitForDatabase).
+const DATABASE_RETRY_MS = 1000;
 
 /** Adds a BullMQ job whose id is the job id: adding it twice while it exists is a no-op. */
 export async function enqueue(queue: Queue<JobData>, jobId: string): Promise<void> {
@@ -58,19 +63,31 @@ export interface QueueWorkerOptions {
 export function startQueueWorker(options: QueueWorkerOptions): { close(): Promise<void> } {
   const { pipeline } = options;
   const stop = new AbortController();
+
+  // Runs the job to its end, holding its BullMQ job meanwhile. A lost connection or an
+  // outage is not the job's fault: the run resumes from its checkpoint once the database
+  // answers ('stopped' if this worker shuts down first).
+  async function runPatiently(jobId: string): Promise<RunOutcome> {
+    for (;;) {
+      try {
+        return await runJob(pipeline, jobId, stop.signal);
+      } catch (err) {
+        if (!(err instanceof DatabaseUnavailableError)) throw err;
+        pipeline.log.warn({ jobId, err: err.cause }, 'database unavailable; the job resumes when it is back');
+        if (!(await waitForDatabase(pipeline.tracker, jobId, DATABASE_RETRY_MS, stop.signal))) return 'stopped';
+      }
+    }
+  }
+
   const worker = new Worker<JobData>(
     QUEUE_NAME,
     async (job: Job<JobData>, token?: string) => {
       const jobId = job.data.jobId;
-      let outcome;
-      try {
-        outcome = await runJob(pipeline, jobId, stop.signal);
-      } catch (err) {
-        if (!(err instanceof DatabaseUnavailableError)) throw err;
-        pipeline.log.warn({ jobId }, 'database unavailable; the job is retried in 5 s');
-        await job.moveToDelayed(Date.now() + 5000, token);
-        throw new DelayedError();
-      }
+      let outcome = await runPatiently(jobId);
+      // Skipped: not claimed, or lost to a cancel. A job canceled while running and retried at
+      // once was enqueued again under this BullMQ job's id, which was a no-op while this one
+      // was active: claimed here, it starts now rather than at the reconciler's next pass.
+      if (outcome === 'skipped') outcome = await runPatiently(jobId);
       pipeline.log.info({ jobId, outcome }, 'job run ended');
       if (outcome === 'stopped') {
         // Shutting down between batches: hand the job straight back for another worker.
