@@ -1,19 +1,31 @@
+import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import { batchReads } from '../batch.js';
 
 /**
  * The Redis status cache: `ingest_job:{job_id}` holds the job payload as JSON, exactly the
- * bytes the API answers with. Freshness comes from writers, not the TTL: every committed
- * change is written through with its version, and a write only lands if it is newer than
- * what the key holds, so a slow reader filling the key after a miss can never put an older
- * state back. Any Redis error is a miss; the caller reads the database instead.
+ * bytes the API answers with. Freshness comes from writers, not the TTL: a change marks the
+ * key before it commits and writes its payload through after, so from the moment the database
+ * could show the change until its payload is in Redis, the key reads as a miss and the caller
+ * reads the database. A write only lands if it is newer than what the key holds, so a slow
+ * reader filling the key after a miss can never put an older state back. Any Redis error is a
+ * miss; the caller reads the database instead.
  */
 export interface StatusCache {
+  /** The cached payload, or null: absent, marked by a change in flight, deleted, or Redis unavailable. */
   get(jobId: string): Promise<string | null>;
   /**
-   * Writes a committed change through: stores the payload unless the key already holds this
-   * version or a newer one. A write that fails marks the key for repair from the database.
+   * Called just before a change to the job commits: from then until every change pending on
+   * the job is settled, the key reads as a miss and fills cannot make it readable. The change
+   * must then be settled exactly once, or the job forgotten (the tombstone ends every mark).
+   * Never throws.
+   */
+  changing(jobId: string): Promise<PendingChange>;
+  /**
+   * Writes a payload through with no mark of its own: stores it unless the key already holds
+   * this version or a newer one (a key marked by changes in flight keeps it as its newest).
+   * While the breaker is open, or if the write fails, the key is repaired from the database.
    */
   store(jobId: string, version: number, payload: string): Promise<void>;
   /**
@@ -21,7 +33,7 @@ export interface StatusCache {
    * or a newer one. Best effort: skipping a fill leaves no key staler than it was.
    */
   fill(jobId: string, version: number, payload: string): Promise<void>;
-  /** The job was deleted: its key answers as a miss from now on, and no late write lands on it. */
+  /** The job was deleted: its key answers as a miss from now on, and no late write lands on it (nor a pending mark). */
   forget(jobId: string): Promise<void>;
   /** PING on the cache's own fail-fast connection: /readyz asks it rather than opening one. */
   ping(): Promise<void>;
@@ -29,8 +41,17 @@ export interface StatusCache {
   close(): Promise<void>;
 }
 
-// What a deleted job's key holds until it expires: a version no write can beat, so a worker's
-// change committed before the delete but written after it cannot bring the job back.
+/** A change between its mark and its outcome. */
+export interface PendingChange {
+  /** It committed: the key answers this payload (or a newer one) once no other change is pending. */
+  stored(version: number, payload: string): Promise<void>;
+  /** Its commit failed, so it may or may not have happened: settled with the row the database holds now. */
+  failed(): Promise<void>;
+}
+
+// What a deleted job's key holds until it expires: no mark or write changes it (and its version
+// is one no write could beat), so a worker's change committed before the delete but written
+// after it cannot bring the job back.
 const DELETED = `{"deleted":true,"version":${Number.MAX_SAFE_INTEGER}}`;
 
 export interface CacheStats {
@@ -41,14 +62,58 @@ export interface CacheStats {
   errors: number;
 }
 
-// KEYS[1] key; ARGV[1] version, ARGV[2] payload, ARGV[3] ttl in ms. Returns 1 if stored.
-const STORE_IF_NEWER = `
-local current = redis.call('GET', KEYS[1])
-if current then
-  local version = tonumber(string.match(current, '"version":(%d+)'))
-  if version and version >= tonumber(ARGV[1]) then return 0 end
+// A key holds a payload (JSON: it starts with '{'), or while changes are in flight a mark,
+// `pending:{tokens}:{newest payload known, or nothing}`: one token (a random id) per change
+// marked and not yet settled, and the payload the key answers once the last token is gone.
+// A token is removed only by the settling of its own change, which carries its payload, so the
+// key answers again only once every change that may have committed has written its payload.
+// A change always settles the token it sent, whether its mark was answered or timed out, so an
+// unanswered mark that landed leaves nothing behind; a writer that dies between its mark and
+// its settling leaves its token, and the key a miss, until the TTL (slower, never stale). The
+// tombstone of a deleted job is left as it is by all of these.
+const KEY_STATE = `
+local DELETED = '${DELETED}'
+local function state(key)
+  local current = redis.call('GET', key)
+  if not current then return {}, nil end
+  local list = string.match(current, '^pending:([%w,]*):')
+  if not list then return {}, current end
+  local tokens = {}
+  for token in string.gmatch(list, '%w+') do tokens[#tokens + 1] = token end
+  local payload = string.sub(current, #list + 10)
+  if payload == '' then payload = nil end
+  return tokens, payload
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+local function write(key, tokens, payload, ttl)
+  if #tokens > 0 then redis.call('SET', key, 'pending:' .. table.concat(tokens, ',') .. ':' .. (payload or ''), 'PX', ttl)
+  elseif payload then redis.call('SET', key, payload, 'PX', ttl)
+  else redis.call('DEL', key) end
+end
+`;
+
+// KEYS[1] key; ARGV[1] ttl in ms, ARGV[2] the change's token.
+const MARK = `${KEY_STATE}
+local tokens, payload = state(KEYS[1])
+if payload == DELETED then return 0 end
+tokens[#tokens + 1] = ARGV[2]
+write(KEYS[1], tokens, payload, ARGV[1])
+return 1`;
+
+// KEYS[1] key; ARGV[1] ttl in ms, ARGV[2] the token of the change settled ('' for a fill, a
+// repair or a change that sent no mark), ARGV[3] version, ARGV[4] payload: kept if newer than
+// the key's (by its version field, not text in a file name or error). Returns 1 if the key changed.
+const SETTLE = `${KEY_STATE}
+local tokens, payload = state(KEYS[1])
+if payload == DELETED then return 0 end
+local left = {}
+for _, token in ipairs(tokens) do
+  if token ~= ARGV[2] then left[#left + 1] = token end
+end
+local newest = payload
+local version = payload and tonumber(string.match(payload, '"version":(%d+)'))
+if not (version and version >= tonumber(ARGV[3])) then newest = ARGV[4] end
+if #left == #tokens and newest == payload then return 0 end
+write(KEYS[1], left, newest, ARGV[1])
 return 1`;
 
 // After an error, Redis is skipped for this long, so a hung server costs one timeout, not one per request.
@@ -66,7 +131,12 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
   const { prefix, log } = options;
   const ttlMs = options.ttlSeconds * 1000;
   const key = (jobId: string) => `${prefix}ingest_job:${jobId}`;
-  redis.defineCommand('intakeStoreIfNewer', { numberOfKeys: 1, lua: STORE_IF_NEWER });
+  redis.defineCommand('intakeMark', { numberOfKeys: 1, lua: MARK });
+  redis.defineCommand('intakeSettle', { numberOfKeys: 1, lua: SETTLE });
+  const scripts = redis as unknown as {
+    intakeMark(key: string, ttl: number, token: string): Promise<number>;
+    intakeSettle(key: string, ttl: number, token: string, version: number, payload: string): Promise<number>;
+  };
   const stats: CacheStats = { reads: 0, hits: 0, misses: 0, errors: 0 };
   let skipUntil = 0;
   // Jobs whose latest change could not be written: their keys may hold an older state, so
@@ -97,14 +167,15 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
 
   // Rewrites the keys of jobs whose change could not be written, from the database: a key is
   // left holding the latest version (not deleted), so a slow reader's older payload still
-  // cannot land on it afterwards. In the background, one pass at a time: until a key is
-  // repaired, get() answers it as a miss.
+  // cannot land on it afterwards (a key marked by changes in flight keeps its mark and takes
+  // the version as its newest). In the background, one pass at a time: until a key is
+  // repaired, get() answers it as a miss here.
   let repairing: Promise<void> | undefined;
   function repair(): Promise<void> {
     repairing ??= (async () => {
       for (const jobId of [...dirty]) {
         const latest = await options.load(jobId);
-        if (latest) await storeIfNewer(jobId, latest.version, latest.payload);
+        if (latest) await settle(jobId, '', latest.version, latest.payload);
         else await redis.set(key(jobId), DELETED, 'PX', ttlMs);
         dirty.delete(jobId);
       }
@@ -112,13 +183,60 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
     return repairing;
   }
 
-  function storeIfNewer(jobId: string, version: number, payload: string): Promise<number> {
-    return (redis as unknown as { intakeStoreIfNewer(k: string, v: number, p: string, ttl: number): Promise<number> }).intakeStoreIfNewer(
-      key(jobId),
-      version,
-      payload,
-      ttlMs,
-    );
+  /** Offers a payload to the key (see SETTLE), removing the token of the change it settles if any. */
+  function settle(jobId: string, token: string, version: number, payload: string): Promise<number> {
+    return scripts.intakeSettle(key(jobId), ttlMs, token, version, payload);
+  }
+
+  /**
+   * Marks the key for a change about to commit; returns the token its settling must remove.
+   * Sent even while the breaker is open: the breaker spares reads a hung Redis, but a change
+   * that commits unmarked can leave other processes answering its previous state until it is
+   * repaired, and a busy worker's event loop makes Redis look slow when it is not (its timers
+   * run before the replies waiting for it are read). A mark that failed may have landed all
+   * the same (a timeout): its settling removes it either way.
+   */
+  async function mark(jobId: string): Promise<string> {
+    const token = randomBytes(8).toString('hex');
+    try {
+      await scripts.intakeMark(key(jobId), ttlMs, token);
+    } catch (err) {
+      failed(err);
+    }
+    return token;
+  }
+
+  // A committed change's payload, settling its mark: sent even while the breaker is open, as
+  // the mark was, since without it the key would read as a miss until the TTL. A write that
+  // fails is repaired from the database.
+  async function writeThrough(jobId: string, token: string, version: number, payload: string): Promise<void> {
+    try {
+      await settle(jobId, token, version, payload);
+    } catch (err) {
+      failed(err, jobId);
+    }
+  }
+
+  // A change whose commit failed may have committed or not: the database knows which, so its
+  // row as it is now settles the mark. If the database cannot say either, the mark stays and
+  // the key reads as a miss until the TTL.
+  async function settleFromDatabase(jobId: string, token: string): Promise<void> {
+    let latest: Awaited<ReturnType<StatusCacheOptions['load']>>;
+    try {
+      latest = await options.load(jobId);
+    } catch {
+      return;
+    }
+    if (latest) await writeThrough(jobId, token, latest.version, latest.payload);
+    else await forget(jobId);
+  }
+
+  async function forget(jobId: string): Promise<void> {
+    try {
+      await redis.set(key(jobId), DELETED, 'PX', ttlMs);
+    } catch (err) {
+      failed(err, jobId); // repaired from the database (where it is gone) when Redis is back
+    }
   }
 
   // Reads that arrive while one is at Redis wait for it, then go together as one MGET (see
@@ -146,7 +264,8 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
       if (Date.now() < skipUntil || dirty.has(jobId)) return null;
       try {
         const value = (await read(jobId)) ?? null;
-        if (value === null || value === DELETED) {
+        // A mark (a change in flight) does not start with '{'; the tombstone is JSON but no job.
+        if (value === null || value.charCodeAt(0) !== 0x7b || value === DELETED) {
           stats.misses++;
           return null;
         }
@@ -157,33 +276,30 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
         return null;
       }
     },
+    async changing(jobId) {
+      const token = await mark(jobId);
+      return {
+        stored: (version, payload) => writeThrough(jobId, token, version, payload),
+        failed: () => settleFromDatabase(jobId, token),
+      };
+    },
     async store(jobId, version, payload) {
       if (Date.now() < skipUntil) {
         dirty.add(jobId);
         scheduleRepair();
         return;
       }
-      try {
-        await storeIfNewer(jobId, version, payload);
-      } catch (err) {
-        failed(err, jobId);
-      }
+      await writeThrough(jobId, '', version, payload);
     },
     async fill(jobId, version, payload) {
       if (Date.now() < skipUntil || dirty.has(jobId)) return;
       try {
-        await storeIfNewer(jobId, version, payload);
+        await settle(jobId, '', version, payload);
       } catch (err) {
         failed(err);
       }
     },
-    async forget(jobId) {
-      try {
-        await redis.set(key(jobId), DELETED, 'PX', ttlMs);
-      } catch (err) {
-        failed(err, jobId); // repaired from the database (where it is gone) when Redis is back
-      }
-    },
+    forget,
     async ping() {
       await redis.ping();
     },
