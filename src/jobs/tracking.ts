@@ -2,35 +2,53 @@
  * The job tracking helpers: the only code that changes a job's status or counters.
  * Each transition is guarded in its WHERE clause, so an illegal or repeated transition
  * changes no row and the caller can tell (null / false) instead of corrupting state.
- * Every change bumps `version` and, after its commit, is handed to `changed` (which
- * refreshes the status cache and publishes the live event).
+ * Every change bumps `version` and runs in a transaction (see `tracked`): once its guard has
+ * matched the row and just before its COMMIT the tracker is told it is `changing` (the status
+ * cache marks the key, so readers go to the database), and after the COMMIT how it went (the
+ * cache gets the new payload and the live event is published).
  */
 import type { StatusCache } from '../cache/status-cache.js';
 import type { JobEvents } from '../events/job-events.js';
-import type { Db } from '../storage/db.js';
+import type { Db, Queryable } from '../storage/db.js';
 import { JOB_COLUMNS, payloadJson, type JobRow } from '../storage/jobs.js';
 
 export interface Tracker {
   db: Db;
-  /** Called after each committed change, with the row as committed. Must not throw. */
-  changed(row: JobRow): Promise<void>;
+  /** Called just before a change to the job commits; the change it returns is told how that went. Must not throw. */
+  changing(jobId: string): Promise<Change>;
+}
+
+/** A change about to commit. Exactly one of these is called, once. Neither throws. */
+export interface Change {
+  /** It committed: the row as committed. */
+  committed(row: JobRow): Promise<void>;
+  /** Its COMMIT failed, which leaves open whether it happened. */
+  failed(): Promise<void>;
 }
 
 /** The tracker of a running Intake: each change is written through to the cache, then published. */
 export function createTracker(db: Db, cache: StatusCache | undefined, events: JobEvents): Tracker {
   return {
     db,
-    async changed(row) {
-      const payload = payloadJson(row);
-      await cache?.store(row.job_id, row.version, payload);
-      await events.publish(row.job_id, payload);
+    async changing(jobId) {
+      const pending = await cache?.changing(jobId);
+      return {
+        async committed(row) {
+          const payload = payloadJson(row);
+          await pending?.stored(row.version, payload);
+          await events.publish(row.job_id, payload);
+        },
+        failed: async () => pending?.failed(),
+      };
     },
   };
 }
 
+const UNTOLD: Change = { committed: async () => {}, failed: async () => {} };
+
 /** A tracker that tells nobody: for tools and tests that only need the database. */
 export function quietTracker(db: Db): Tracker {
-  return { db, changed: async () => {} };
+  return { db, changing: async () => UNTOLD };
 }
 
 /** Another process moved the job on (or holds its checkpoint); this one must let go. */
@@ -41,11 +59,32 @@ export class CheckpointConflictError extends Error {
   }
 }
 
-async function update(t: Tracker, sql: string, params: unknown[]): Promise<JobRow | null> {
-  const { rows } = await t.db.query<JobRow>(sql, params);
-  const row = rows[0] ?? null;
-  if (row) await t.changed(row);
+/**
+ * Runs one change in a transaction: `apply` makes it and returns the row as changed, or null
+ * when its guard matched no row (then nobody is told: nothing changed). The tracker is told
+ * after `apply`, while the row is locked and before the COMMIT, so that no reader can see the
+ * change in the database while the cache still answers the state before it.
+ */
+async function tracked(t: Tracker, jobId: string, apply: (tx: Queryable) => Promise<JobRow | null>): Promise<JobRow | null> {
+  let change: Change | undefined;
+  let row: JobRow | null;
+  try {
+    row = await t.db.transaction(async (tx) => {
+      const changed = await apply(tx);
+      if (changed) change = await t.changing(jobId);
+      return changed;
+    });
+  } catch (err) {
+    await change?.failed(); // set only if the COMMIT itself failed
+    throw err;
+  }
+  if (row) await change!.committed(row);
   return row;
+}
+
+/** One guarded UPDATE … RETURNING as a tracked change. */
+function update(t: Tracker, jobId: string, sql: string, params: unknown[]): Promise<JobRow | null> {
+  return tracked(t, jobId, async (tx) => (await tx.query<JobRow>(sql, params)).rows[0] ?? null);
 }
 
 /**
@@ -59,6 +98,7 @@ async function update(t: Tracker, sql: string, params: unknown[]): Promise<JobRo
 export function markRunning(t: Tracker, jobId: string, staleAfterMs = 0): Promise<JobRow | null> {
   return update(
     t,
+    jobId,
     `UPDATE ingest_jobs
      SET status = 'running', started_at = COALESCE(started_at, NOW()), heartbeat_at = NOW(),
          attempts = attempts + 1, version = version + 1
@@ -72,12 +112,16 @@ export function markRunning(t: Tracker, jobId: string, staleAfterMs = 0): Promis
 /**
  * A worker stopping cleanly (shutdown) gives its attempt back: only crashes count towards
  * MAX_JOB_ATTEMPTS. It also clears the heartbeat, so the next worker may claim the job at
- * once instead of waiting for the heartbeat to go stale. No version bump: nothing a client
- * sees has changed. $1 job_id
+ * once instead of waiting for the heartbeat to go stale. `attempts` is part of what a client
+ * sees, so this is a change like the others (a new version, cached, published). $1 job_id
  */
 export async function releaseAttempt(t: Tracker, jobId: string): Promise<void> {
-  await t.db.query(
-    `UPDATE ingest_jobs SET attempts = GREATEST(attempts - 1, 0), heartbeat_at = NULL WHERE job_id = $1 AND status = 'running'`,
+  await update(
+    t,
+    jobId,
+    `UPDATE ingest_jobs SET attempts = GREATEST(attempts - 1, 0), heartbeat_at = NULL, version = version + 1
+     WHERE job_id = $1 AND status = 'running'
+     RETURNING ${JOB_COLUMNS}`,
     [jobId],
   );
 }
@@ -101,7 +145,7 @@ export interface Batch {
  * only once that one has committed (and not at all if it failed). Returns the row as committed.
  */
 export async function incrementProgress(t: Tracker, jobId: string, batch: Batch, after?: Promise<unknown>): Promise<JobRow> {
-  const row = await t.db.transaction(async (tx) => {
+  const row = await tracked(t, jobId, async (tx) => {
     try {
       if (batch.records.length > 0) {
         await tx.copyFrom('COPY ingest_records (job_id, record_no, data) FROM STDIN', copyRows(jobId, batch.records));
@@ -136,8 +180,7 @@ export async function incrementProgress(t: Tracker, jobId: string, batch: Batch,
     if (rows.length !== 1) throw new CheckpointConflictError(jobId, batch.from);
     return rows[0]!;
   });
-  await t.changed(row);
-  return row;
+  return row!;
 }
 
 /**
@@ -154,6 +197,7 @@ function copyRows(jobId: string, records: Batch['records']): string {
 export async function markCompleted(t: Tracker, jobId: string): Promise<boolean> {
   const row = await update(
     t,
+    jobId,
     `UPDATE ingest_jobs SET status = 'completed', completed_at = NOW(), version = version + 1
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
@@ -166,6 +210,7 @@ export async function markCompleted(t: Tracker, jobId: string): Promise<boolean>
 export async function markFailed(t: Tracker, jobId: string, error: string): Promise<boolean> {
   const row = await update(
     t,
+    jobId,
     `UPDATE ingest_jobs SET status = 'failed', completed_at = NOW(), error = $2, version = version + 1
      WHERE job_id = $1 AND status IN ('queued', 'running')
      RETURNING ${JOB_COLUMNS}`,
@@ -183,6 +228,7 @@ export async function markFailed(t: Tracker, jobId: string, error: string): Prom
 export function cancelJob(t: Tracker, jobId: string): Promise<JobRow | null> {
   return update(
     t,
+    jobId,
     `UPDATE ingest_jobs SET status = 'canceled', completed_at = NOW(), version = version + 1
      WHERE job_id = $1 AND status IN ('queued', 'running')
      RETURNING ${JOB_COLUMNS}`,
@@ -197,8 +243,8 @@ export function cancelJob(t: Tracker, jobId: string): Promise<JobRow | null> {
  * `maxErrors` replaces the job's max_errors when given. Returns null when the job is gone or
  * not failed or canceled. $1 job_id, $2 max_errors or null
  */
-export async function retryJob(t: Tracker, jobId: string, maxErrors: number | null): Promise<JobRow | null> {
-  const row = await t.db.transaction(async (tx) => {
+export function retryJob(t: Tracker, jobId: string, maxErrors: number | null): Promise<JobRow | null> {
+  return tracked(t, jobId, async (tx) => {
     const { rows } = await tx.query<JobRow>(
       `UPDATE ingest_jobs
        SET status = 'queued', started_at = NULL, completed_at = NULL, heartbeat_at = NULL, error = NULL,
@@ -213,6 +259,4 @@ export async function retryJob(t: Tracker, jobId: string, maxErrors: number | nu
     await tx.query('DELETE FROM ingest_errors WHERE job_id = $1', [jobId]);
     return rows[0]!;
   });
-  if (row) await t.changed(row);
-  return row;
 }
