@@ -94,7 +94,7 @@ export function Upload() {
           <Notice kind="info" key={index}>
             <strong>{outcome.file}</strong> uploaded, job queued. Status URL:{' '}
             <a href={outcome.job.status_url} class="status-url">
-              {outcome.job.status_url}
+              {new URL(outcome.job.status_url, location.href).href}
             </a>{' '}
             · <Link href={`/jobs/${outcome.job.job_id}`}>Open the job</Link>
           </Notice>
