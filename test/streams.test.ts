@@ -156,6 +156,22 @@ describe.each(backends())('event streams ($name)', (backend) => {
     }
   });
 
+  it('answers HEAD of a stream at once, taking no slot (a HEAD stream would send nothing and never end)', async () => {
+    const id = randomUUID();
+    for (let i = 0; i < 5; i++) {
+      for (const path of ['/api/jobs/events', `/api/job/${id}/events`]) {
+        const res = await fetch(server.url + path, { method: 'HEAD', signal: AbortSignal.timeout(2000) });
+        expect(res.status, path).toBe(404);
+      }
+    }
+    const streams = [await openEvents(`${server.url}/api/jobs/events`)];
+    try {
+      expect(streams[0]!.status).toBe(200);
+    } finally {
+      for (const stream of streams) stream.cancel();
+    }
+  });
+
   it('drops a client that does not read once its unsent output passes the bound, and gives its slot back', async () => {
     // A raw client: it reads the answer's head, then nothing more.
     const serverSockets: Socket[] = [];

@@ -160,6 +160,8 @@ export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams
   app.get<{ Params: { job_id: string } }>(
     '/api/job/:job_id/events',
     {
+      // A HEAD of a stream would open one that sends nothing and never ends: not offered.
+      exposeHeadRoute: false,
       schema: {
         summary: 'Live job changes as Server-Sent Events, ending after the terminal state',
         tags: ['jobs'],
@@ -249,6 +251,8 @@ export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams
   app.get(
     '/api/jobs/events',
     {
+      // A HEAD of a stream would open one that sends nothing and never ends: not offered.
+      exposeHeadRoute: false,
       schema: {
         summary: 'Live changes of every job (new jobs, transitions, progress) as Server-Sent Events',
         description:
