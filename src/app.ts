@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import { registerCors, requireToken } from './auth.js';
 import { limitSlowBodies } from './slow-bodies.js';
+import { refuseNonFiniteNumbers } from './numeric-query.js';
 import { registerErrorHandlers } from './errors.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
@@ -66,6 +67,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
   // Every /api route is registered in this scope, and only here: its token check is theirs.
   await app.register(async (api) => {
     requireToken(api, deps.config.apiTokens);
+    refuseNonFiniteNumbers(api);
     limitSlowBodies(api, { windowMs: deps.config.bodyIdleTimeoutMs, minBytesPerSecond: deps.config.bodyMinBytesPerSecond });
     await api.register(jobRoutes, deps);
     await api.register(eventRoutes, { db: deps.db, events: deps.events, maxStreams: deps.config.maxEventStreams });

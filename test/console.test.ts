@@ -153,28 +153,6 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await page.close();
   });
 
-  it('reads the records again when the job ends while a preview page is on its way', async () => {
-    const blocker = await upload(server.url, 'blocker.csv', makeCsv(backend.name === 'embedded' ? 60_000 : 300_000));
-    const small = await upload(server.url, 'small.csv', makeCsv(30)); // queued behind the blocker
-    const { page, problems } = await openPage();
-    // The first records page is read while the job waits, and delivered only after it has ended.
-    let held = true;
-    await page.route('**/records?**', async (route) => {
-      if (!held) return route.continue();
-      held = false;
-      const response = await route.fetch();
-      await waitForJob(server.url, small.body.job_id, 90_000);
-      await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
-      await route.fulfill({ response }).catch(() => {}); // the page may have given up on it: that is the fix
-    });
-    await page.goto(`${server.url}/jobs/${small.body.job_id}`);
-    await expect.poll(() => page.locator('table.records tbody tr').count(), { timeout: 90_000 }).toBe(30);
-    expect(held).toBe(false);
-    await waitForJob(server.url, blocker.body.job_id, 90_000);
-    expect(problems.filter((text) => !/ERR_FAILED|aborted/i.test(text))).toEqual([]);
-    await page.close();
-  });
-
   it('uploads a file dropped on the page', async () => {
     const { page, problems } = await openPage();
     await page.getByTestId('dropzone').evaluate((zone) => {
@@ -297,6 +275,28 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(problems).toEqual([]);
     await page.close();
   }, 180_000);
+
+  it('reads the records again when the job ends while a preview page is on its way', async () => {
+    const blocker = await upload(server.url, 'blocker.csv', makeCsv(backend.name === 'embedded' ? 60_000 : 300_000));
+    const small = await upload(server.url, 'small.csv', makeCsv(30)); // queued behind the blocker
+    const { page, problems } = await openPage();
+    // The first records page is read while the job waits, and delivered only after it has ended.
+    let held = true;
+    await page.route('**/records?**', async (route) => {
+      if (!held) return route.continue();
+      held = false;
+      const response = await route.fetch();
+      await waitForJob(server.url, small.body.job_id, 90_000);
+      await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
+      await route.fulfill({ response }).catch(() => {}); // the page may have given up on it: that is the fix
+    });
+    await page.goto(`${server.url}/jobs/${small.body.job_id}`);
+    await expect.poll(() => page.locator('table.records tbody tr').count(), { timeout: 90_000 }).toBe(30);
+    expect(held).toBe(false);
+    await waitForJob(server.url, blocker.body.job_id, 90_000);
+    expect(problems.filter((text) => !/ERR_FAILED|aborted/i.test(text))).toEqual([]);
+    await page.close();
+  });
 
   it('answers a job that does not exist with a clear page', async () => {
     const { page } = await openPage('/jobs/00000000-0000-4000-8000-000000000000');

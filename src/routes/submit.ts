@@ -212,6 +212,11 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
       if (!request.isMultipart()) {
         throw new AppError(415, 'unsupported_media_type', 'Send the file as multipart/form-data in a field named "file"');
       }
+      // RFC 2046 allows 70 characters; the multipart parser fails on much longer ones.
+      const boundary = /;\s*boundary\s*=\s*"?([^";]*)/i.exec(request.headers['content-type'])?.[1];
+      if (boundary !== undefined && boundary.length > 70) {
+        throw new AppError(400, 'invalid_multipart', 'The multipart boundary is longer than 70 characters (RFC 2046)');
+      }
       const key = idempotencyKey(request);
       const query = request.query as Record<string, unknown>;
       const unknown = Object.keys(query).find((name) => name !== 'max_errors');
@@ -313,7 +318,9 @@ export async function submitRoutes(app: FastifyInstance, deps: SubmitDeps): Prom
         if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
           throw new AppError(415, 'unsupported_media_type', `Send the body as UTF-8 (got charset=${charset.slice(0, 40)})`);
         }
-        const format: Format = request.headers['content-type']!.toLowerCase().startsWith('application/x-ndjson') ? 'ndjson' : 'json';
+        const type = request.headers['content-type']?.toLowerCase();
+        if (!type) throw new AppError(415, 'unsupported_media_type', 'Send the records as application/json or application/x-ndjson');
+        const format: Format = type.startsWith('application/x-ndjson') ? 'ndjson' : 'json';
         const text = await bodyText(request.body);
         const issues = await recordIssues(text, format, config.limits);
         // More bad records than the job may skip: refuse now rather than fail later.
