@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fastRedis } from '../src/cache/redis.js';
 import { createStatusCache, type StatusCache, type StatusCacheOptions } from '../src/cache/status-cache.js';
-import { removeJob } from '../src/jobs/removal.js';
+import { removeJob, sweepOnce } from '../src/jobs/removal.js';
 import {
   CheckpointConflictError,
   cancelJob,
@@ -193,7 +193,8 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
     const { db, events } = server.intake;
     const res = await upload(server.url, 'by-hand.csv', makeCsv(10));
     const jobId: string = res.body.job_id;
-    const key = `${sandbox.env.REDIS_KEY_PREFIX}ingest_job:${jobId}`;
+    const keyOf = (id: string) => `${sandbox.env.REDIS_KEY_PREFIX}ingest_job:${id}`;
+    const key = keyOf(jobId);
 
     // At each mark: what the key holds, and the version the database still shows.
     const marks: string[] = [];
@@ -203,7 +204,7 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
       async changing(id) {
         const pending = await real.changing(id);
         const { rows } = await sandbox.admin!.query<{ version: number }>('SELECT version FROM ingest_jobs WHERE job_id = $1', [id]);
-        marks.push(`${(await probe.get(key))?.split(':')[0]} with v${rows[0]?.version ?? 'none'} committed`);
+        marks.push(`${(await probe.get(keyOf(id)))?.split(':')[0]} with v${rows[0]?.version ?? 'none'} committed`);
         return pending;
       },
     };
@@ -238,6 +239,14 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
     expect(await cached()).toBe(`{"deleted":true,"version":${Number.MAX_SAFE_INTEGER}}`);
     expect(await removeJob(deps, jobId)).toBe(false);
     expect(marks).toEqual([]);
+
+    // Retention deletes the same way: each key marked before the sweep's delete commits.
+    const finished = (await upload(server.url, 'old.csv', makeCsv(10))).body.job_id as string;
+    await db.query(`UPDATE ingest_jobs SET status = 'completed', version = version + 1, completed_at = NOW() - INTERVAL '2 days' WHERE job_id = $1`, [finished]);
+    const retention = { ...deps, retentionDays: 1, intervalMs: 60_000, partialMaxAgeMs: 60_000 };
+    expect(await sweepOnce(retention)).toBe(1);
+    expect(marks).toEqual(['pending with v2 committed']);
+    expect(await probe.get(keyOf(finished))).toBe(`{"deleted":true,"version":${Number.MAX_SAFE_INTEGER}}`);
   });
 });
 
@@ -383,5 +392,32 @@ describe.skipIf(!scaleOutAvailable())('status cache marks (Redis)', () => {
     expect(value).toMatch(/^pending:/); // the mark landed once Redis ran again
     await change.stored(6, payload(jobId, 6)); // the breaker is still open: written all the same
     expect(await direct.get(key)).toBe(payload(jobId, 6));
+  });
+
+  it('a change waits for its mark on the writer connection: a Redis that answers late is not taken for one that lost it', async () => {
+    const server = await startRedisServer();
+    cleanup.push(() => server.stop('SIGKILL'));
+    const [reads, writer] = [fastRedis(server.url), fastRedis(server.url, 2000)];
+    for (const c of [reads, writer]) c.on('error', () => {});
+    cleanup.push(async () => writer.disconnect());
+    const direct = new Redis(server.url);
+    cleanup.push(async () => direct.disconnect());
+    await Promise.all([reads, writer].map((c) => new Promise<void>((resolve) => (c.status === 'ready' ? resolve() : c.once('ready', () => resolve())))));
+    const cache = open({ writer }, reads);
+    const jobId = randomUUID();
+    const key = `${prefix}ingest_job:${jobId}`;
+    await cache.store(jobId, 5, payload(jobId, 5));
+
+    server.pause();
+    let marked = false;
+    const changing = cache.changing(jobId).then((change) => ((marked = true), change));
+    await sleep(300); // six times the read timeout
+    expect(marked).toBe(false);
+    server.resume();
+    const change = await changing;
+    expect(await direct.get(key)).toMatch(/^pending:/); // landed before the change could commit
+    expect(cache.stats.errors).toBe(0);
+    await change.stored(6, payload(jobId, 6));
+    expect(await cache.get(jobId)).toBe(payload(jobId, 6));
   });
 });

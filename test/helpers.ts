@@ -135,7 +135,13 @@ export async function startServer(sandbox: Sandbox, overrides: Record<string, st
     intake,
     config,
     async close() {
-      await intake.close();
+      // A close that hangs says what is still open, so a rare hang in CI leaves a lead.
+      const watchdog = setTimeout(() => console.error(`intake.close() still running after 30 s; open: ${process.getActiveResourcesInfo().join(', ')}`), 30_000);
+      try {
+        await intake.close();
+      } finally {
+        clearTimeout(watchdog);
+      }
       if (worker) expect(await worker.stop()).toBe(0);
     },
   };

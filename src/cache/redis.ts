@@ -3,12 +3,14 @@ import { Redis, type RedisOptions } from 'ioredis';
 /**
  * A connection for the status cache and event publishing: it must fail fast, never queue
  * commands while disconnected, and keep reconnecting in the background, so that a Redis
- * that is down or hangs costs a read tens of milliseconds, not a stall.
+ * that is down or hangs costs a read tens of milliseconds, not a stall. Writes that a commit
+ * waits for take a longer `commandTimeoutMs`: a busy event loop reads a reply late, and a
+ * timeout that fires first reports as lost a command that Redis ran.
  */
-export function fastRedis(url: string): Redis {
+export function fastRedis(url: string, commandTimeoutMs = 50): Redis {
   const options: RedisOptions = {
     enableOfflineQueue: false,
-    commandTimeout: 50,
+    commandTimeout: commandTimeoutMs,
     connectTimeout: 500,
     maxRetriesPerRequest: 0,
     retryStrategy: (times) => Math.min(times * 100, 1000),

@@ -123,6 +123,11 @@ export interface StatusCacheOptions {
   prefix: string;
   ttlSeconds: number;
   log: FastifyBaseLogger;
+  /**
+   * The connection for marks and writes (default: the one given for reads). A change waits for
+   * its mark before it commits, so this one should allow a reply to come late (see fastRedis).
+   */
+  writer?: Redis;
   /** The job's current payload from the database (null if gone), to repair its key. */
   load(jobId: string): Promise<{ version: number; payload: string } | null>;
 }
@@ -131,9 +136,10 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
   const { prefix, log } = options;
   const ttlMs = options.ttlSeconds * 1000;
   const key = (jobId: string) => `${prefix}ingest_job:${jobId}`;
-  redis.defineCommand('intakeMark', { numberOfKeys: 1, lua: MARK });
-  redis.defineCommand('intakeSettle', { numberOfKeys: 1, lua: SETTLE });
-  const scripts = redis as unknown as {
+  const writer = options.writer ?? redis;
+  writer.defineCommand('intakeMark', { numberOfKeys: 1, lua: MARK });
+  writer.defineCommand('intakeSettle', { numberOfKeys: 1, lua: SETTLE });
+  const scripts = writer as unknown as {
     intakeMark(key: string, ttl: number, token: string): Promise<number>;
     intakeSettle(key: string, ttl: number, token: string, version: number, payload: string): Promise<number>;
   };
@@ -176,7 +182,7 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
       for (const jobId of [...dirty]) {
         const latest = await options.load(jobId);
         if (latest) await settle(jobId, '', latest.version, latest.payload);
-        else await redis.set(key(jobId), DELETED, 'PX', ttlMs);
+        else await writer.set(key(jobId), DELETED, 'PX', ttlMs);
         dirty.delete(jobId);
       }
     })().finally(() => (repairing = undefined));
@@ -192,16 +198,16 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
    * Marks the key for a change about to commit; returns the token its settling must remove.
    * Sent even while the breaker is open: the breaker spares reads a hung Redis, but a change
    * that commits unmarked can leave other processes answering its previous state until it is
-   * repaired, and a busy worker's event loop makes Redis look slow when it is not (its timers
-   * run before the replies waiting for it are read). A mark that failed may have landed all
-   * the same (a timeout): its settling removes it either way.
+   * repaired. A mark that failed (Redis down, or no reply within the writer's timeout) may have
+   * landed all the same, so its settling removes it either way; until then the job is dirty,
+   * and its key is repaired from the database once Redis answers.
    */
   async function mark(jobId: string): Promise<string> {
     const token = randomBytes(8).toString('hex');
     try {
       await scripts.intakeMark(key(jobId), ttlMs, token);
     } catch (err) {
-      failed(err);
+      failed(err, jobId);
     }
     return token;
   }
@@ -233,7 +239,7 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
 
   async function forget(jobId: string): Promise<void> {
     try {
-      await redis.set(key(jobId), DELETED, 'PX', ttlMs);
+      await writer.set(key(jobId), DELETED, 'PX', ttlMs);
     } catch (err) {
       failed(err, jobId); // repaired from the database (where it is gone) when Redis is back
     }
@@ -252,7 +258,7 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
 
   // Repair as soon as Redis is back, not at this process's next cache call: a worker that
   // wrote nothing more would otherwise leave a stale key until the TTL.
-  redis.on('ready', () => {
+  writer.on('ready', () => {
     skipUntil = 0;
     repair().catch((err: unknown) => failed(err));
   });

@@ -30,9 +30,14 @@ export function openScaleOut(config: Config, db: Db, log: FastifyBaseLogger): Sc
   const url = config.redisUrl!;
   const connections: Redis[] = [];
   const fast = fastRedis(url);
-  fast.on('error', () => {}); // reported by the cache when a command fails
-  connections.push(fast);
+  // Marks and writes, which a commit waits for: a reply read late must not count as lost.
+  const writer = fastRedis(url, 2000);
+  for (const connection of [fast, writer]) {
+    connection.on('error', () => {}); // reported by the cache when a command fails
+    connections.push(connection);
+  }
   const cache = createStatusCache(fast, {
+    writer,
     prefix: config.redisKeyPrefix,
     ttlSeconds: config.cacheTtlSeconds,
     log,

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import type { PendingChange, StatusCache } from '../cache/status-cache.js';
 import { partialUploadPath, sweepPartialUploads, uploadPath } from '../ingest/uploads.js';
-import type { Db } from '../storage/db.js';
+import type { Db, Queryable } from '../storage/db.js';
 import { deleteJobs, listExpiredJobIds } from '../storage/jobs.js';
 
 export interface RemovalDeps {
@@ -26,26 +26,36 @@ async function removeTraces(deps: RemovalDeps, jobIds: string[]): Promise<void> 
 }
 
 /**
- * Deletes one job: its row (with records, row errors and idempotency keys), its upload, its
- * cache key. The key is marked just before the delete commits, so from then until the
- * tombstone replaces the mark (in removeTraces) the status URL reads the database: no reader
- * is shown the job after the database has stopped showing it.
+ * Deletes jobs in a transaction: their rows (with records, row errors and idempotency keys),
+ * then their uploads and cache keys. Each key is marked just before the delete commits, so
+ * from then until the tombstone replaces the mark (in removeTraces) the status URL reads the
+ * database: no reader is shown a job after the database has stopped showing it. `select`
+ * returns the ids to delete, or null to delete nothing.
  */
-export async function removeJob(deps: RemovalDeps, jobId: string): Promise<boolean> {
-  let pending: PendingChange | undefined;
-  let deleted: string[];
+async function removeJobs(deps: RemovalDeps, select: (tx: Queryable) => Promise<string[] | null>): Promise<string[] | null> {
+  let pending: PendingChange[] = [];
+  let deleted: string[] | null;
   try {
     deleted = await deps.db.transaction(async (tx) => {
-      const ids = await deleteJobs(tx, [jobId]);
-      if (ids.length > 0) pending = await deps.cache?.changing(jobId);
-      return ids;
+      const ids = await select(tx);
+      if (!ids || ids.length === 0) return ids;
+      const gone = await deleteJobs(tx, ids);
+      const { cache } = deps;
+      if (cache) pending = await Promise.all(gone.map((id) => cache.changing(id)));
+      return gone;
     });
   } catch (err) {
-    await pending?.failed(); // set only if the COMMIT itself failed
+    await Promise.all(pending.map((change) => change.failed())); // set only if the COMMIT itself failed
     throw err;
   }
-  await removeTraces(deps, deleted);
-  return deleted.length > 0;
+  if (deleted) await removeTraces(deps, deleted);
+  return deleted;
+}
+
+/** Deletes one job, its upload and its cache key; false if there was no such job. */
+export async function removeJob(deps: RemovalDeps, jobId: string): Promise<boolean> {
+  const deleted = await removeJobs(deps, async () => [jobId]);
+  return (deleted?.length ?? 0) > 0;
 }
 
 // Any constant, the same in every process: one process at a time sweeps.
@@ -67,7 +77,7 @@ export interface RetentionOptions extends RemovalDeps {
 export async function sweepOnce(options: RetentionOptions, signal?: AbortSignal): Promise<number> {
   let total = 0;
   for (;;) {
-    const deleted = await options.db.transaction(async (tx) => {
+    const deleted = await removeJobs(options, async (tx) => {
       const { rows } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [RETENTION_LOCK_KEY]);
       if (!rows[0]?.locked) return null;
       // $1 batch size: expired keys, oldest first, a bounded number per pass
@@ -77,10 +87,9 @@ export async function sweepOnce(options: RetentionOptions, signal?: AbortSignal)
         [SWEEP_BATCH * 10],
       );
       if (options.retentionDays <= 0) return [];
-      return deleteJobs(tx, await listExpiredJobIds(tx, options.retentionDays, SWEEP_BATCH));
+      return listExpiredJobIds(tx, options.retentionDays, SWEEP_BATCH);
     });
     if (!deleted) return total; // another process is sweeping
-    await removeTraces(options, deleted);
     total += deleted.length;
     if (deleted.length < SWEEP_BATCH || signal?.aborted) return total;
   }
