@@ -72,7 +72,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
   it('never sends control characters from the server to the terminal', async () => {
     // Rows written before file names were cleaned on upload could hold any character.
     const jobId = '00000000-0000-4000-8000-00000000e5c0';
-    await (sandbox.admin ?? server.intake.db).query(
+    await server.intake.db.query(
       `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, error, completed_at)
        VALUES ($1, 'csv_upload', $2, 'csv', 'failed', $3, NOW())`,
       [jobId, 'evil\u001b[2J\u001b]0;pwned\u0007.csv', 'bad \u001b[31mred\u009b line'],
