@@ -15,6 +15,7 @@ import { rowRoutes } from './routes/rows.js';
 import type { Db } from './storage/db.js';
 import type { StatusCache } from './cache/status-cache.js';
 import type { JobEvents } from './events/job-events.js';
+import type { Tracker } from './jobs/tracking.js';
 import { eventRoutes } from './routes/events.js';
 import { consoleRoutes } from './routes/console.js';
 import { createMetrics, type QueueCounts } from './metrics.js';
@@ -24,6 +25,8 @@ export interface AppDeps {
   config: Config;
   db: Db;
   dispatcher: Dispatcher;
+  /** The one tracker of the process: every change to a job goes through it. */
+  tracker: Tracker;
   events: JobEvents;
   cache?: StatusCache;
   /** Scale-out: the BullMQ queue's counts for /metrics (otherwise counted in the database). */

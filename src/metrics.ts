@@ -1,10 +1,10 @@
-import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { StatusCache } from './cache/status-cache.js';
 import type { JobEvents } from './events/job-events.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, type JobPayload, type JobStatus } from './schemas/job.js';
 import type { Db } from './storage/db.js';
+import { countJobsByStatus } from './storage/jobs.js';
 import { within } from './within.js';
 
 /**
@@ -52,11 +52,9 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   // run together and share the one query in flight.
   let counting: Promise<Map<string, number>> | undefined;
   function jobCounts(): Promise<Map<string, number>> {
-    counting ??= within(db.query<{ status: string; n: string | number }>('SELECT status, count(*) AS n FROM ingest_jobs GROUP BY status'), PROBE_TIMEOUT_MS, 'counting jobs')
-      .then(({ rows }) => new Map(rows.map((row) => [row.status, Number(row.n)])))
-      .finally(() => {
-        counting = undefined;
-      });
+    counting ??= within(countJobsByStatus(db), PROBE_TIMEOUT_MS, 'counting jobs').finally(() => {
+      counting = undefined;
+    });
     return counting;
   }
   function unavailable(what: string) {
@@ -201,38 +199,5 @@ export function jobEventTally(metrics: {
     }
     followed.set(jobId, { version, processed, failed });
     if (followed.size > MAX_FOLLOWED_JOBS) followed.delete(followed.keys().next().value!);
-  };
-}
-
-/**
- * Scale-out: BullMQ's counts for intake_queue_depth, through a Queue handle of its own (the
- * scale-out module keeps its queue to itself) on one fail-fast connection, so a Redis that is
- * down fails a count at once instead of queueing it. BullMQ and ioredis are loaded only here.
- */
-export async function openQueueCounts(redisUrl: string, keyPrefix: string): Promise<{ counts: QueueCounts; close(): Promise<void> }> {
-  const [{ Queue }, { fastRedis }, { bullPrefix, QUEUE_NAME }] = await Promise.all([
-    import('bullmq'),
-    import('./cache/redis.js'),
-    import('./dispatch/queue.js'),
-  ]);
-  const connection = fastRedis(redisUrl);
-  connection.on('error', () => {}); // a failed count is logged by the scrape
-  let queue: Queue | undefined;
-  function open(): Queue {
-    const handle = new Queue(QUEUE_NAME, { connection, prefix: bullPrefix(keyPrefix) });
-    handle.on('error', () => {});
-    // A handle whose setup failed (its first command timed out) stays failed: the next scrape makes a new one.
-    handle.waitUntilReady().catch(() => {
-      if (queue === handle) queue = undefined;
-      void handle.close().catch(() => {});
-    });
-    return handle;
-  }
-  return {
-    counts: () => (queue ??= open()).getJobCounts(...QUEUE_STATES),
-    async close() {
-      await queue?.close();
-      connection.disconnect();
-    },
   };
 }

@@ -10,7 +10,7 @@ import type { PipelineDeps } from './ingest/pipeline.js';
 import { startRetention } from './jobs/removal.js';
 import { createTracker } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
-import { openQueueCounts } from './metrics.js';
+import type { QueueCounts } from './metrics.js';
 import { migrate } from './storage/migrate.js';
 import { openPostgres } from './storage/postgres.js';
 
@@ -32,6 +32,8 @@ interface Runtime {
   db: Db;
   events: JobEvents;
   cache?: StatusCache;
+  /** Scale-out: BullMQ's counts for /metrics. */
+  queueCounts?: QueueCounts;
   dispatcher: Dispatcher;
   pipeline: PipelineDeps;
   /** Starts this process's background work: BullMQ workers and the reconciler (scale-out), retention. */
@@ -55,6 +57,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   const cache = scaleOut?.cache;
   const tracker = createTracker(db, cache, events);
   const pipeline: PipelineDeps = {
+    db,
     tracker,
     uploadDir: config.uploadDir,
     batchSize: config.batchSize,
@@ -67,6 +70,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     db,
     events,
     cache,
+    queueCounts: scaleOut?.queueCounts,
     pipeline,
     dispatcher: scaleOut?.dispatcher ?? createLocalDispatcher({ pipeline, concurrency: config.workerConcurrency }),
     startWorkers() {
@@ -113,15 +117,10 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
   const runtime = await openRuntime(config, log);
   try {
     const { dispatcher } = runtime;
-    // Only API processes count the queue for /metrics; closed after the app.
-    const queue = config.redisUrl ? await openQueueCounts(config.redisUrl, config.redisKeyPrefix) : undefined;
     const app = await buildApp(
-      { config, db: runtime.db, dispatcher, cache: runtime.cache, events: runtime.events, queueCounts: queue?.counts },
+      { config, db: runtime.db, dispatcher, tracker: runtime.pipeline.tracker, cache: runtime.cache, events: runtime.events, queueCounts: runtime.queueCounts },
       { loggerInstance: log },
-    ).catch(async (err: unknown) => {
-      await queue?.close();
-      throw err;
-    });
+    );
     let workers: { close(): Promise<void> } | undefined;
     return {
       app,
@@ -135,7 +134,6 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
       },
       async close() {
         await app.close();
-        await queue?.close();
         await dispatcher.close();
         await workers?.close();
         await runtime.close();

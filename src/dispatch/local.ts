@@ -112,7 +112,7 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
     async start() {
       if (concurrency === 0) return;
       started = true;
-      const unfinished = await listUnfinishedJobIds(tracker.db);
+      const unfinished = await listUnfinishedJobIds(pipeline.db);
       if (unfinished.length > 0) log.info({ count: unfinished.length }, 'taking up unfinished jobs');
       for (const jobId of unfinished) enqueue(jobId);
     },

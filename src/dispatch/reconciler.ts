@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../storage/db.js';
+import { listOrphanedJobIds, tryTransactionLock } from '../storage/jobs.js';
 import { within } from '../within.js';
 import { enqueue, type JobData } from './queue.js';
 
@@ -33,19 +34,10 @@ function bounded<T>(promise: Promise<T>, what: string): Promise<T> {
 export async function reconcileOnce({ db, queue, log, intervalMs, staleAfterMs }: ReconcilerOptions): Promise<string[]> {
   await bounded(queue.waitUntilReady(), 'connecting to Redis'); // no lock taken without Redis
   return db.transaction(async (tx) => {
-    const { rows: lock } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [RECONCILER_LOCK_KEY]);
-    if (!lock[0]?.locked) return [];
-    // $1 minimum age in ms, $2 heartbeat age after which a running job's worker is presumed gone
-    const { rows } = await tx.query<{ job_id: string }>(
-      `SELECT job_id FROM ingest_jobs
-       WHERE submitted_at < NOW() - make_interval(secs => $1 / 1000.0)
-         AND (status = 'queued'
-           OR (status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < NOW() - make_interval(secs => $2 / 1000.0))))
-       ORDER BY submitted_at LIMIT 1000`,
-      [intervalMs, staleAfterMs],
-    );
+    if (!(await tryTransactionLock(tx, RECONCILER_LOCK_KEY))) return [];
+    const jobIds = await listOrphanedJobIds(tx, intervalMs, staleAfterMs);
     const dispatched: string[] = [];
-    for (const { job_id: jobId } of rows) {
+    for (const jobId of jobIds) {
       const state = await bounded(queue.getJobState(jobId), 'getJobState');
       if (state === 'active' || state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children') continue;
       if (state !== 'unknown') await bounded(queue.remove(jobId), 'remove'); // a finished BullMQ record would block the re-add

@@ -9,6 +9,7 @@ import type { PipelineDeps } from '../ingest/pipeline.js';
 import type { Db } from '../storage/db.js';
 import { findPayload } from '../storage/jobs.js';
 import type { Dispatcher } from './dispatcher.js';
+import { QUEUE_STATES, type QueueCounts } from '../metrics.js';
 import { bullPrefix, createQueueDispatcher, QUEUE_NAME, startQueueWorker, type JobData } from './queue.js';
 import { startReconciler } from './reconciler.js';
 
@@ -19,6 +20,8 @@ import { startReconciler } from './reconciler.js';
  */
 export interface ScaleOut {
   cache: StatusCache;
+  /** BullMQ's job counts for /metrics, on the fail-fast connection: a Redis that is down fails a count at once. */
+  queueCounts: QueueCounts;
   events: JobEvents;
   dispatcher: Dispatcher;
   /** BullMQ workers (unless WORKER_CONCURRENCY=0) and the reconciler. */
@@ -50,8 +53,22 @@ export function openScaleOut(config: Config, db: Db, log: FastifyBaseLogger): Sc
   const queue = new Queue<JobData>(QUEUE_NAME, { connection: queueConnection, prefix: bullPrefix(config.redisKeyPrefix) });
   queue.on('error', (err) => log.warn({ err: err.message }, 'queue error'));
 
+  // Opened at the first count (API processes only). A handle whose setup failed (its first
+  // command timed out) stays failed: the next count makes a new one.
+  let counting: Queue | undefined;
+  function countingQueue(): Queue {
+    const handle = new Queue(QUEUE_NAME, { connection: fast, prefix: bullPrefix(config.redisKeyPrefix) });
+    handle.on('error', () => {}); // a failed count is logged by the scrape
+    handle.waitUntilReady().catch(() => {
+      if (counting === handle) counting = undefined;
+      void handle.close().catch(() => {});
+    });
+    return handle;
+  }
+
   return {
     cache,
+    queueCounts: () => (counting ??= countingQueue()).getJobCounts(...QUEUE_STATES),
     events,
     dispatcher: createQueueDispatcher(queue, log),
     startWorkers(pipeline) {
@@ -77,6 +94,7 @@ export function openScaleOut(config: Config, db: Db, log: FastifyBaseLogger): Sc
       };
     },
     async close() {
+      await counting?.close();
       await queue.close();
       await events.close();
       await cache.close();

@@ -2,12 +2,14 @@ import { existsSync } from 'node:fs';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../config.js';
 import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, releaseAttempt, type Batch, type Tracker } from '../jobs/tracking.js';
+import type { Db } from '../storage/db.js';
 import { IngestError } from './errors.js';
 import { rowError, type RowProblem } from './record.js';
 import { readRecords, type ReadProgress } from './parse.js';
 import { uploadPath } from './uploads.js';
 
 export interface PipelineDeps {
+  db: Db;
   tracker: Tracker;
   uploadDir: string;
   batchSize: number;
@@ -30,13 +32,6 @@ function isDataError(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('22');
 }
 
-/**
- * Runs one job from its checkpoint to a terminal state: parse the stored upload, skip the
- * records already committed, commit the rest batch by batch. A bad input fails the job with
- * a message saying where; an abort (shutdown) stops at a batch boundary and leaves the job
- * `running` at its checkpoint for the next worker; any other error is thrown to the caller,
- * which decides whether to retry.
- */
 // JSON.stringify writes a surrogate as a \uD800–\uDFFF escape only when it is unpaired
 // (pairs stay characters); an escape is one preceded by an even number of backslashes.
 const LONE_SURROGATE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/i;
@@ -77,6 +72,13 @@ function storable(record: { data: Record<string, unknown>; raw?: string }, line:
   return json;
 }
 
+/**
+ * Runs one job from its checkpoint to a terminal state: parse the stored upload, skip the
+ * records already committed, commit the rest batch by batch. A bad input fails the job with
+ * a message saying where; an abort (shutdown) stops at a batch boundary and leaves the job
+ * `running` at its checkpoint for the next worker; any other error is thrown to the caller,
+ * which decides whether to retry.
+ */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
   const { tracker, log } = deps;
   const job = await markRunning(tracker, jobId, deps.claimStaleAfterMs);
@@ -114,8 +116,8 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
   // Batches are committed while the next ones are parsed: PostgreSQL loads while Node parses.
   // With a PostgreSQL server two are in flight, on two connections: each copies its records
   // at once but moves the checkpoint only after the one before it has committed, so they
-  // still commit one at a time, in order. (PGlite has one connection: one at a time.)
-  const depth = tracker.db.kind === 'postgres' ? 2 : 1;
+  // still commit one at a time, in order. (With one connection, as PGlite has: one at a time.)
+  const depth = deps.db.connections > 1 ? 2 : 1;
   const window: Promise<void>[] = [];
   let inFlight: Promise<void> | undefined; // the latest commit: it settles after all before it
   let position = 0;

@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { PendingChange, StatusCache } from '../cache/status-cache.js';
 import { partialUploadPath, sweepPartialUploads, uploadPath } from '../ingest/uploads.js';
 import type { Db, Queryable } from '../storage/db.js';
-import { deleteJobs, listExpiredJobIds } from '../storage/jobs.js';
+import { deleteExpiredKeys, deleteJobs, listExpiredJobIds, tryTransactionLock } from '../storage/jobs.js';
 
 export interface RemovalDeps {
   db: Db;
@@ -78,14 +78,8 @@ export async function sweepOnce(options: RetentionOptions, signal?: AbortSignal)
   let total = 0;
   for (;;) {
     const deleted = await removeJobs(options, async (tx) => {
-      const { rows } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [RETENTION_LOCK_KEY]);
-      if (!rows[0]?.locked) return null;
-      // $1 batch size: expired keys, oldest first, a bounded number per pass
-      await tx.query(
-        `DELETE FROM ingest_idempotency_keys WHERE key IN (
-           SELECT key FROM ingest_idempotency_keys WHERE created_at < NOW() - INTERVAL '24 hours' ORDER BY created_at LIMIT $1)`,
-        [SWEEP_BATCH * 10],
-      );
+      if (!(await tryTransactionLock(tx, RETENTION_LOCK_KEY))) return null;
+      await deleteExpiredKeys(tx, SWEEP_BATCH * 10);
       if (options.retentionDays <= 0) return [];
       return listExpiredJobIds(tx, options.retentionDays, SWEEP_BATCH);
     });

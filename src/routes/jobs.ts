@@ -4,10 +4,9 @@ import type { StatusCache } from '../cache/status-cache.js';
 import type { Config } from '../config.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import { AppError, jobNotFound, validationError } from '../errors.js';
-import type { JobEvents } from '../events/job-events.js';
 import { uploadPath } from '../ingest/uploads.js';
 import { removeJob } from '../jobs/removal.js';
-import { cancelJob, createTracker, retryJob } from '../jobs/tracking.js';
+import { cancelJob, retryJob, type Tracker } from '../jobs/tracking.js';
 import { sendJob } from './submit.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
 import { DatabaseUnavailableError, type Db } from '../storage/db.js';
@@ -18,7 +17,7 @@ export interface JobRouteDeps {
   config: Config;
   db: Db;
   dispatcher: Dispatcher;
-  events: JobEvents;
+  tracker: Tracker;
   cache?: StatusCache;
 }
 
@@ -96,8 +95,7 @@ function jobIdOf(params: { job_id: string }): string {
   return params.job_id.toLowerCase();
 }
 
-export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, events, cache }: JobRouteDeps): Promise<void> {
-  const tracker = createTracker(db, cache, events);
+export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, tracker, cache }: JobRouteDeps): Promise<void> {
   // Status reads and list pages that arrive while the database is busy go to it together (see
   // batchReads): the ids in one statement, pages of one shape in one statement. Status reads
   // keep at most two statements at the database: under load they then carry dozens of ids

@@ -18,14 +18,20 @@ export interface JobRow {
   attempts_before_retry: number;
   records_failed: number;
   max_errors: number;
-  /** BIGINT: node-postgres returns it as a string, PGlite as a number. */
-  bytes_total: string | number | null;
-  bytes_processed: string | number;
+  bytes_total: number | null;
+  bytes_processed: number;
 }
 
 export const JOB_COLUMNS =
   'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts, ' +
   'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed';
+
+/**
+ * A running job whose worker has shown no sign of life for longer than the parameter named (in
+ * milliseconds): its heartbeat is older than that, or it has none. Claims and the reconciler
+ * use this one condition.
+ */
+export const STALE_HEARTBEAT = (ms: string) => `(heartbeat_at IS NULL OR heartbeat_at < NOW() - make_interval(secs => ${ms} / 1000.0))`;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -46,8 +52,8 @@ export function toPayload(row: JobRow): JobPayload {
     records_processed: row.records_processed,
     records_failed: row.records_failed,
     max_errors: row.max_errors,
-    bytes_total: row.bytes_total === null ? null : Number(row.bytes_total),
-    bytes_processed: Number(row.bytes_processed),
+    bytes_total: row.bytes_total,
+    bytes_processed: row.bytes_processed,
     error: row.error,
     attempts: row.attempts,
     version: row.version,
@@ -254,8 +260,30 @@ export async function listManyPages(db: Queryable, pages: ListOptions[]): Promis
 /** How many jobs match the filters (only when asked: a count reads every matching row). */
 export async function countJobs(db: Queryable, options: Omit<ListOptions, 'limit' | 'offset' | 'after'>): Promise<number> {
   const { where, params } = listFilter(options);
-  const { rows } = await db.query<{ n: string | number }>(`SELECT count(*) AS n FROM ingest_jobs ${where}`, params);
-  return Number(rows[0]!.n);
+  const { rows } = await db.query<{ n: number }>(`SELECT count(*) AS n FROM ingest_jobs ${where}`, params);
+  return rows[0]!.n;
+}
+
+/** How many jobs there are in each status (statuses with none are left out). */
+export async function countJobsByStatus(db: Queryable): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ status: string; n: number }>('SELECT status, count(*) AS n FROM ingest_jobs GROUP BY status');
+  return new Map(rows.map((row) => [row.status, row.n]));
+}
+
+/**
+ * Jobs that may have no live queue entry: `queued`, or `running` with a stale heartbeat (see
+ * STALE_HEARTBEAT), and submitted more than `minAgeMs` ago (a younger one's enqueue may still
+ * be on its way). Oldest first, at most 1000. $1 minAgeMs, $2 staleAfterMs
+ */
+export async function listOrphanedJobIds(db: Queryable, minAgeMs: number, staleAfterMs: number): Promise<string[]> {
+  const { rows } = await db.query<{ job_id: string }>(
+    `SELECT job_id FROM ingest_jobs
+     WHERE submitted_at < NOW() - make_interval(secs => $1 / 1000.0)
+       AND (status = 'queued' OR (status = 'running' AND ${STALE_HEARTBEAT('$2')}))
+     ORDER BY submitted_at LIMIT 1000`,
+    [minAgeMs, staleAfterMs],
+  );
+  return rows.map((row) => row.job_id);
 }
 
 /** Jobs a worker still owes work: never started, or left running by a process that died. */
@@ -329,6 +357,24 @@ export async function claimKey(db: Queryable, { key, fingerprint }: { key: strin
     [key, fingerprint, jobId],
   );
   return rows.length === 1;
+}
+
+/** Idempotency keys older than 24 hours, oldest first, at most `limit`, deleted. $1 limit */
+export async function deleteExpiredKeys(db: Queryable, limit: number): Promise<void> {
+  await db.query(
+    `DELETE FROM ingest_idempotency_keys WHERE key IN (
+       SELECT key FROM ingest_idempotency_keys WHERE created_at < NOW() - INTERVAL '24 hours' ORDER BY created_at LIMIT $1)`,
+    [limit],
+  );
+}
+
+/**
+ * Takes the transaction-scoped advisory lock `key` if no other transaction holds it; it is
+ * released at COMMIT or ROLLBACK. One process at a time runs what it guards. $1 key
+ */
+export async function tryTransactionLock(tx: Queryable, key: number): Promise<boolean> {
+  const { rows } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [key]);
+  return rows[0]?.locked === true;
 }
 
 /** A live (under 24 hours old) idempotency key. $1 key */

@@ -22,6 +22,20 @@ function isUnavailable(err: unknown): boolean {
   return SOCKET_ERRORS.includes(code) || code.startsWith('08') || code.startsWith('53') || code.startsWith('57P');
 }
 
+const INT8 = 20;
+
+// BIGINT (counts, byte counts) as a number, as PGlite returns it, so a row has one type on both
+// backends; node-postgres' default is a string. A value beyond 2^53 stays exact, as a bigint.
+function getTypeParser(oid: number, format?: 'text' | 'binary'): (text: string) => unknown {
+  if (oid === INT8 && format !== 'binary') {
+    return (text) => {
+      const n = Number(text);
+      return Number.isSafeInteger(n) ? n : BigInt(text);
+    };
+  }
+  return pg.types.getTypeParser(oid, format as 'text');
+}
+
 /** A client checked out of the pool. */
 interface Held {
   client: pg.PoolClient;
@@ -124,7 +138,7 @@ function queryable(run: Run): Queryable {
 }
 
 export function openPostgres(connectionString: string, poolSize: number, onError: (err: Error) => void): Db {
-  const pool = new pg.Pool({ connectionString, max: poolSize, connectionTimeoutMillis: 5000 });
+  const pool = new pg.Pool({ connectionString, max: poolSize, connectionTimeoutMillis: 5000, types: { getTypeParser } });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', onError);
   return {
