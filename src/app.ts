@@ -10,7 +10,7 @@ import { refuseNonFiniteNumbers } from './numeric-query.js';
 import { registerErrorHandlers } from './errors.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
-import { errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas/jobs.js';
+import { errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas/api.js';
 import { rowRoutes } from './routes/rows.js';
 import type { Db } from './storage/db.js';
 import type { StatusCache } from './cache/status-cache.js';

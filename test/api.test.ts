@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/schemas/jobs.js';
+import type { JobPayload } from '../src/schemas/api.js';
 import { findJob, findPayload, findPayloads, listJobs, listManyPages, payloadJson, type ListOptions } from '../src/storage/jobs.js';
 import { backends, createSandbox, getJson, makeCsv, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
 

@@ -13,7 +13,7 @@
  * is questionable; see the comment on each.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/schemas/jobs.js';
+import type { JobPayload } from '../src/schemas/api.js';
 import { backends, createSandbox, getJson, startServer, waitForJob, type Backend, type Sandbox, type TestServer } from './helpers.js';
 
 type Content = string | Uint8Array<ArrayBuffer>;

@@ -317,8 +317,24 @@ describe.skipIf(!scaleOutAvailable())('connection loss (scale-out)', () => {
     await waitForRow(sandbox, jobId, [api, worker], (r) => r.records_processed > 0, 'the first run committing');
 
     // The worker is frozen while the job is canceled and retried, so its run is still active
-    // in BullMQ when the retry enqueues the job again (well within the BullMQ lock).
-    worker.child.kill('SIGSTOP');
+    // in BullMQ when the retry enqueues the job again (well within the BullMQ lock). Frozen
+    // between two batches: frozen inside a batch's UPDATE of the job row, it would hold the row
+    // lock that the cancel waits for, and neither would ever go on.
+    const holdsJobRow = async () => {
+      const { rows } = await sandbox.admin!.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_locks
+         WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND relation = 'ingest_jobs'::regclass AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()`,
+      );
+      return rows[0]!.n > 0;
+    };
+    for (let tries = 0; ; tries++) {
+      worker.child.kill('SIGSTOP');
+      if (!(await holdsJobRow())) break;
+      worker.child.kill('SIGCONT');
+      if (tries === 100) throw new Error('the worker was inside an update of the job row at each of 100 tries');
+      await sleep(15);
+    }
     try {
       expect((await post(`/api/job/${jobId}/cancel`)).status).toBe(200);
       expect((await post(`/api/job/${jobId}/retry`)).status).toBe(202);

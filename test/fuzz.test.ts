@@ -27,7 +27,7 @@
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JOB_STATUSES, SOURCE_TYPES } from '../src/schemas/jobs.js';
+import { JOB_STATUSES, SOURCE_TYPES } from '../src/schemas/api.js';
 import { backends, createSandbox, startServer, type Sandbox, type TestServer } from './helpers.js';
 
 const RUNS = positiveInteger('FUZZ_RUNS', 300);

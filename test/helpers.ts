@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { expect, inject } from 'vitest';
 import { startWorkerProcess } from './process.js';
 import { loadConfig, type Config } from '../src/config.js';
-import type { JobPayload } from '../src/schemas/jobs.js';
+import type { JobPayload } from '../src/schemas/api.js';
 import { createIntake, createLogger, type Intake } from '../src/server.js';
 
 export interface Backend {

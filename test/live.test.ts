@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fastRedis } from '../src/cache/redis.js';
 import { createStatusCache } from '../src/cache/status-cache.js';
-import type { JobPayload, JobStatus } from '../src/schemas/jobs.js';
+import type { JobPayload, JobStatus } from '../src/schemas/api.js';
 import { findJob, payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 import { startRedisServer } from './redis-server.js';

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/schemas/jobs.js';
+import type { JobPayload } from '../src/schemas/api.js';
 import { openPglite } from '../src/storage/pglite.js';
 import { backends, createSandbox, getJson, makeCsv, upload, waitForJob, type Backend, type Sandbox } from './helpers.js';
 import { runIntake, startIntakeProcess, type IntakeProcess } from './process.js';

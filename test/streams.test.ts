@@ -8,7 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/schemas/jobs.js';
+import type { JobPayload } from '../src/schemas/api.js';
 import type { Db, QueryResult } from '../src/storage/db.js';
 import { backends, createSandbox, makeCsv, startServer, upload, type Sandbox, type TestServer } from './helpers.js';
 

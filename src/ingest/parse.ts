@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
-import type { Format } from '../schemas/jobs.js';
+import type { Format } from '../schemas/api.js';
 import { parseCsv } from './csv.js';
 import { decodeUtf8 } from './decode.js';
 import { parseJson } from './json.js';

@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { AppError, jobNotFound } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
-import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas/jobs.js';
+import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas/api.js';
 import type { Db } from '../storage/db.js';
-import { findJob, findPayloads, isJobId, toPayload } from '../storage/jobs.js';
+import { findJob, findPayloads, toPayload } from '../storage/jobs.js';
+import { jobIdOf } from './reply.js';
 
 const PROGRESS_INTERVAL_MS = 250; // at most four progress events a second
 const RECHECK_MS = 2000; // pub/sub is best effort: re-read the rows now and then
@@ -176,8 +177,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams
       },
     },
     async (request, reply) => {
-      if (!isJobId(request.params.job_id)) throw jobNotFound();
-      const jobId = request.params.job_id.toLowerCase();
+      const jobId = jobIdOf(request.params);
       const release = takeSlot(reply);
 
       let lastVersion = 0;

@@ -7,8 +7,8 @@ import { AppError, jobNotFound, validationError } from '../errors.js';
 import { uploadPath } from '../ingest/uploads.js';
 import { removeJob } from '../jobs/removal.js';
 import { cancelJob, retryJob, type Tracker } from '../jobs/tracking.js';
-import { sendJob } from './submit.js';
-import { errorRef, jobIdParamsSchema, listQuerySchema, submitQuerySchema, type JobStatus, type SourceType } from '../schemas/jobs.js';
+import { jobIdOf, sendJob } from './reply.js';
+import { errorRef, jobIdParamsSchema, listQuerySchema, optionalMaxErrorsQuerySchema, type JobStatus, type SourceType } from '../schemas/api.js';
 import { DatabaseUnavailableError, type Db } from '../storage/db.js';
 import { batchReads } from '../batch.js';
 import { countJobs, findJob, findPayloads, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listManyPages, toPayload, type ListOptions } from '../storage/jobs.js';
@@ -89,12 +89,6 @@ function timeFilter(name: string, value: string | undefined): string | undefined
   return `${year}-${month}-${day}T${hour}:${minute}:${second}${micros}${zulu ? 'Z' : `${sign}${offsetHours}:${offsetMinutes}`}`;
 }
 
-/** The job id of a request, lower-cased; a malformed one names no job (404, never a 500). */
-function jobIdOf(params: { job_id: string }): string {
-  if (!isJobId(params.job_id)) throw jobNotFound();
-  return params.job_id.toLowerCase();
-}
-
 export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, tracker, cache }: JobRouteDeps): Promise<void> {
   // Status reads and list pages that arrive while the database is busy go to it together (see
   // batchReads): the ids in one statement, pages of one shape in one statement. Status reads
@@ -123,8 +117,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       },
     },
     async (request, reply) => {
-      if (!isJobId(request.params.job_id)) throw jobNotFound();
-      const jobId = request.params.job_id.toLowerCase();
+      const jobId = jobIdOf(request.params);
       reply.type('application/json; charset=utf-8').header('cache-control', 'no-cache');
       // The cached value is the payload's JSON as the database path would send it: sent as is.
       const cached = await cache?.get(jobId);
@@ -207,7 +200,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
           'The records and row errors of earlier runs are deleted and the stored upload is read again from the start. `max_errors`, when given, replaces the job\'s.',
         tags: ['jobs'],
         params: jobIdParamsSchema,
-        querystring: { ...submitQuerySchema, properties: { max_errors: { ...submitQuerySchema.properties.max_errors, default: undefined } } },
+        querystring: optionalMaxErrorsQuerySchema,
         response: { 202: { $ref: 'SubmittedJob#' }, 404: errorRef, 409: errorRef, 422: errorRef, 503: errorRef },
       },
     },

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { jobNotFound, validationError } from '../errors.js';
-import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas/jobs.js';
+import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas/api.js';
 import type { Db } from '../storage/db.js';
-import { findJob, isJobId, listErrors, listRecords } from '../storage/jobs.js';
+import { findJob, listErrors, listRecords } from '../storage/jobs.js';
+import { jobIdOf } from './reply.js';
 
 interface PageRequest {
   Params: { job_id: string };
@@ -19,8 +20,7 @@ const MAX_RECORD_NO = 2_147_483_647; // record_no is an INTEGER
 export async function rowRoutes(app: FastifyInstance, { db }: { db: Db }): Promise<void> {
   /** A page of rows after the cursor, one more than asked (it tells whether another page exists). */
   async function rowsAfter<T>(params: PageRequest['Params'], query: PageRequest['Querystring'], list: (db: Db, jobId: string, after: number, limit: number) => Promise<T[]>) {
-    if (!isJobId(params.job_id)) throw jobNotFound();
-    const jobId = params.job_id.toLowerCase();
+    const jobId = jobIdOf(params);
     const after = query.cursor === undefined ? -1 : Number(query.cursor);
     if (after > MAX_RECORD_NO) {
       throw validationError([{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' }]);

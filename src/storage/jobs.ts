@@ -1,4 +1,4 @@
-import type { Format, JobPayload, JobStatus, SourceType } from '../schemas/jobs.js';
+import type { Format, JobPayload, JobStatus, SourceType } from '../schemas/api.js';
 import type { Queryable, TextRow } from './db.js';
 
 /** A row of ingest_jobs as the queries below return it. */

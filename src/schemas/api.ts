@@ -131,8 +131,16 @@ export const submitQuerySchema = {
   properties: { max_errors: maxErrorsSchema },
 } as const;
 
-export const uploadBodySchema = {
+/** max_errors without a default: an upload may give it as a form field instead, a retry keeps the job's own. */
+export const optionalMaxErrorsQuerySchema = {
   type: 'object',
+  additionalProperties: false,
+  properties: { max_errors: { ...maxErrorsSchema, default: undefined } },
+} as const;
+
+// No `type`: the file is streamed (receiveUpload checks the parts as they arrive), so the
+// request has no parsed body, and a schema without a type accepts that while documenting the form.
+export const uploadBodySchema = {
   required: ['file'],
   properties: {
     max_errors: { ...maxErrorsSchema, description: `${maxErrorsSchema.description}; as a form field it must come before the file` },

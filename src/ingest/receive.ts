@@ -1,0 +1,218 @@
+/**
+ * Receiving a submit's bytes: a multipart upload streamed to disk (limited, hashed when an
+ * Idempotency-Key asks for it), or a posted body checked record by record and stored as
+ * posted. Whatever fails, nothing is left behind.
+ */
+import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { PassThrough, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Multipart } from '@fastify/multipart';
+import type { FastifyBaseLogger } from 'fastify';
+import type { InputLimits } from '../config.js';
+import { AppError, validationError, type ValidationIssue } from '../errors.js';
+import { MAX_ERRORS_LIMIT, type Format } from '../schemas/api.js';
+import { decodeUtf8 } from './decode.js';
+import { IngestError } from './errors.js';
+import { parseJson } from './json.js';
+import { parseNdjson } from './ndjson.js';
+import { partialUploadPath, uploadPath } from './uploads.js';
+
+const FORMAT_BY_EXTENSION: Record<string, Format> = { '.csv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson' };
+
+// Multipart limits: one file, and a few short fields before it (max_errors). Anything more is
+// refused with 413 while it streams, and nothing is kept.
+const MAX_FIELDS = 10;
+const MAX_FIELD_BYTES = 1024;
+export const multipartLimits = (fileSize: number) => ({ fileSize, files: 1, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES, parts: MAX_FIELDS + 1, headerPairs: 100 });
+const tooManyFiles = () => new AppError(413, 'too_many_files', 'Send one file per upload');
+
+/**
+ * @fastify/multipart's limit errors, and the multipart parser's (busboy: a missing or wrong
+ * boundary, a malformed part header, a body cut short), as the API's own.
+ */
+function multipartError(err: unknown): AppError | undefined {
+  switch ((err as { code?: string }).code) {
+    case 'FST_FILES_LIMIT':
+      return tooManyFiles();
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return new AppError(413, 'too_many_fields', `Send at most ${MAX_FIELDS} form fields, before the file`);
+  }
+  if (err instanceof Error && !(err instanceof AppError) && /multipart|boundary|part header|end of form/i.test(err.message)) {
+    return new AppError(400, 'invalid_multipart', `The multipart/form-data body is malformed: ${err.message}`);
+  }
+  return undefined;
+}
+
+function hashing(hash: Hash): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+}
+
+/**
+ * The client's file name as stored and shown: at most 255 characters (the column's size),
+ * well-formed, and with control characters (a NUL PostgreSQL cannot store, escape sequences
+ * that would reach a terminal) replaced by U+FFFD.
+ */
+function displayName(name: string): string {
+  return name.slice(0, 255).toWellFormed().replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
+}
+
+async function discard(path: string, log: FastifyBaseLogger): Promise<void> {
+  await rm(path, { force: true }).catch((err: unknown) => log.error({ err, path }, 'could not remove a partial upload'));
+}
+
+/** `max_errors` as a form field (text): an integer ≥ 0, default 0. */
+function maxErrorsField(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return 0;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value > MAX_ERRORS_LIMIT) {
+    throw validationError([{ loc: ['body', 'max_errors'], msg: `max_errors must be an integer from 0 to ${MAX_ERRORS_LIMIT}`, type: 'integer_type' }]);
+  }
+  return value;
+}
+
+export interface ReceivedUpload {
+  jobId: string;
+  fileName: string;
+  format: Format;
+  maxErrors: number;
+  size: number;
+  /** With an Idempotency-Key: the hash of what was sent (file name, max_errors, bytes). */
+  fingerprint?: string;
+}
+
+export interface ReceiveOptions {
+  uploadDir: string;
+  maxUploadBytes: number;
+  /** max_errors given in the query string, which wins over a form field. */
+  maxErrors?: number;
+  /** Hash what is received, for an Idempotency-Key. */
+  fingerprint: boolean;
+  /** The request's socket is gone: a stream error then means the client left. */
+  aborted(): boolean;
+  log: FastifyBaseLogger;
+}
+
+/**
+ * Streams the one file of a multipart body to the upload directory, under a new job id. Form
+ * fields are read only before the file (max_errors). Returns the stored upload, or throws
+ * with nothing kept.
+ */
+export async function receiveUpload(parts: AsyncIterable<Multipart>, options: ReceiveOptions): Promise<ReceivedUpload> {
+  const { uploadDir, log } = options;
+  const tooLarge = () => new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${options.maxUploadBytes} bytes)`);
+  const fields: Record<string, string> = {};
+  let stored: { jobId: string; partial: string; fileName: string; format: Format; maxErrors: number; hash?: Hash } | undefined;
+  try {
+    for await (const part of parts) {
+      if (part.type === 'field') {
+        if (part.valueTruncated) throw new AppError(413, 'field_too_large', `The form field "${part.fieldname}" is longer than ${MAX_FIELD_BYTES} bytes`);
+        // Only fields sent before the file are read: the file is stored as it arrives.
+        if (!stored) fields[part.fieldname] = String(part.value);
+        continue;
+      }
+      if (stored) throw tooManyFiles();
+      const maxErrors = options.maxErrors ?? maxErrorsField(fields.max_errors);
+      if (part.fieldname !== 'file') {
+        part.file.resume();
+        throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
+      }
+      const format = FORMAT_BY_EXTENSION[extname(part.filename).toLowerCase()];
+      const fileName = displayName(part.filename);
+      if (!format) {
+        part.file.resume();
+        throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .json, .ndjson or .jsonl file`);
+      }
+      const jobId = randomUUID();
+      const partial = partialUploadPath(uploadDir, jobId);
+      const out = createWriteStream(partial);
+      const hash = options.fingerprint ? createHash('sha256').update(`upload\0${fileName}\0${maxErrors}\0`) : undefined;
+      try {
+        await pipeline(part.file, hash ? hashing(hash) : new PassThrough(), out);
+      } catch (err) {
+        // The file is opened asynchronously: let the stream finish opening and close before
+        // removing it, or its late open would create the file again after the removal.
+        if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
+        await discard(partial, log);
+        if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge();
+        if (options.aborted() || /unexpected end|terminated early|aborted/i.test((err as Error).message)) {
+          throw new AppError(400, 'upload_incomplete', 'The upload ended before the file was complete; nothing was kept');
+        }
+        throw err;
+      }
+      stored = { jobId, partial, fileName, format, maxErrors, hash };
+      // At the limit the parser stops writing and marks the stream truncated: a cut file
+      // must never be ingested as if it were whole.
+      if (part.file.truncated) throw tooLarge();
+    }
+  } catch (err) {
+    if (stored) await discard(stored.partial, log);
+    throw multipartError(err) ?? err;
+  }
+  if (!stored) throw new AppError(400, 'file_missing', 'No file: send it in a multipart field named "file"');
+  const { jobId, partial, fileName, format, maxErrors, hash } = stored;
+  const { size } = await stat(partial);
+  if (size === 0) {
+    await discard(partial, log);
+    throw new AppError(422, 'empty_file', `The file "${fileName}" is empty`);
+  }
+  await rename(partial, uploadPath(uploadDir, jobId));
+  return { jobId, fileName, format, maxErrors, size, fingerprint: hash?.digest('hex') };
+}
+
+/** Stores a posted body as an upload, so the worker reads every job the same way. */
+export async function storeBody(uploadDir: string, jobId: string, body: Buffer, log: FastifyBaseLogger): Promise<void> {
+  const partial = partialUploadPath(uploadDir, jobId);
+  try {
+    await writeFile(partial, body);
+    await rename(partial, uploadPath(uploadDir, jobId));
+  } catch (err) {
+    await discard(partial, log);
+    throw err;
+  }
+}
+
+const bodyIssue = (msg: string, type: string): ValidationIssue => ({ loc: ['body'], msg, type });
+
+/**
+ * Checks posted records: the body must be strict UTF-8 (an invalid byte is named, never
+ * replaced by U+FFFD) and readable as records. Returns what is wrong with single records,
+ * each at its place (loc ["body", index] or ["body", "records", index]; for NDJSON
+ * ["body", line]): those are kept (the worker reports them as row errors) so that a job with
+ * `max_errors` can skip them. A body that cannot be read as records at all is refused here.
+ */
+export async function postedRecordIssues(body: Buffer, format: Format, limits: InputLimits): Promise<ValidationIssue[]> {
+  let text = '';
+  try {
+    for await (const piece of decodeUtf8([body])) text += piece;
+  } catch (err) {
+    if (!(err instanceof IngestError)) throw err;
+    throw validationError([bodyIssue(err.message.replace('the file', 'the body'), 'utf8_invalid')]);
+  }
+  const issues: ValidationIssue[] = [];
+  let count = 0;
+  const where: (string | number)[] = format === 'ndjson' ? ['body'] : text.trimStart().startsWith('{') ? ['body', 'records'] : ['body'];
+  try {
+    const parse = format === 'ndjson' ? parseNdjson : parseJson;
+    for await (const record of parse([text], limits)) {
+      if (record.error !== undefined) {
+        const type = record.error.endsWith('expected a JSON object') ? 'object_type' : 'value_error';
+        issues.push({ loc: [...where, format === 'ndjson' ? record.line : count], msg: record.error, type });
+      }
+      count++;
+    }
+  } catch (err) {
+    if (!(err instanceof IngestError)) throw err;
+    throw validationError([bodyIssue(`the body is not valid JSON: ${err.message}`, 'json_invalid')]);
+  }
+  if (count === 0) throw validationError([{ loc: where, msg: 'no records: send at least one', type: 'too_short' }]);
+  return issues;
+}

@@ -1,0 +1,70 @@
+import { rm } from 'node:fs/promises';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Dispatcher } from '../dispatch/dispatcher.js';
+import { AppError } from '../errors.js';
+import type { JobEvents } from '../events/job-events.js';
+import { uploadPath } from '../ingest/uploads.js';
+import type { Db } from '../storage/db.js';
+import { claimKey, findJob, findKey, insertJob, payloadJson, type JobRow, type NewJob } from '../storage/jobs.js';
+
+export interface SubmitDeps {
+  db: Db;
+  dispatcher: Dispatcher;
+  events: JobEvents;
+  uploadDir: string;
+  log: FastifyBaseLogger;
+}
+
+/** A submit's Idempotency-Key and a hash of what it submitted. */
+export interface Idempotency {
+  key: string;
+  fingerprint: string;
+}
+
+class KeyTaken extends Error {}
+
+/**
+ * Commits the `queued` row for a stored upload (with its idempotency key, in the same
+ * transaction), then dispatches it. If the row cannot be written, or the key already names a
+ * job, the stored file is removed, so nothing is left half-made: a repeated key answers the
+ * original job (`replayed`), or 422 if it came with another payload.
+ */
+export async function submitJob(deps: SubmitDeps, job: NewJob, idempotency?: Idempotency): Promise<{ row: JobRow; replayed: boolean }> {
+  let row: JobRow | undefined;
+  try {
+    row = await insertOrReplay(deps.db, job, idempotency);
+  } finally {
+    // Whatever answers the request other than the new job (an error, a replay), the upload goes.
+    if (row?.job_id !== job.jobId) await rm(uploadPath(deps.uploadDir, job.jobId), { force: true });
+  }
+  if (row.job_id !== job.jobId) return { row, replayed: true };
+  // Live job lists show the new job at once; best effort, like every event.
+  await deps.events.publish(job.jobId, payloadJson(row));
+  // A failed dispatch loses nothing: the row is committed and is taken up again at start.
+  await deps.dispatcher.dispatch(job.jobId).catch((err: unknown) => deps.log.error({ err, jobId: job.jobId }, 'dispatch failed'));
+  return { row, replayed: false };
+}
+
+/** The new job's row, or with a key already taken for the same payload, the original job's. */
+async function insertOrReplay(db: Db, job: NewJob, idempotency?: Idempotency): Promise<JobRow> {
+  for (let tries = 0; tries < 3; tries++) {
+    try {
+      return await db.transaction(async (tx) => {
+        const inserted = await insertJob(tx, job);
+        if (idempotency && !(await claimKey(tx, idempotency, job.jobId))) throw new KeyTaken();
+        return inserted;
+      });
+    } catch (err) {
+      if (!(err instanceof KeyTaken)) throw err;
+    }
+    const existing = await findKey(db, idempotency!.key);
+    if (!existing) continue; // gone meanwhile (expired and swept, or its job deleted): take the key again
+    if (existing.fingerprint !== idempotency!.fingerprint) {
+      throw new AppError(422, 'idempotency_key_reused', 'This Idempotency-Key was used in the last 24 hours for a different request: use a new key for new data');
+    }
+    const original = await findJob(db, existing.job_id);
+    if (original) return original;
+    // deleted between the two reads: try again
+  }
+  throw new AppError(409, 'idempotency_key_busy', 'The Idempotency-Key is being used by another request: try again');
+}
