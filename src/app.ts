@@ -41,8 +41,9 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     ...options,
     ajv: {
       // An unknown query parameter is an error (a typo such as ?stauts= must not silently
-      // list everything), so additional properties are rejected, not stripped.
-      customOptions: { removeAdditional: false, allowUnionTypes: true },
+      // list everything), so additional properties are rejected, not stripped. strictTypes
+      // off: the upload's form schema has no `type`, since a streamed body is not parsed.
+      customOptions: { removeAdditional: false, allowUnionTypes: true, strictTypes: false },
     },
   });
 

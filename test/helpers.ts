@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { expect, inject } from 'vitest';
 import { startWorkerProcess } from './process.js';
 import { loadConfig, type Config } from '../src/config.js';
-import type { JobPayload } from '../src/schemas/api.js';
+import { TERMINAL_STATUSES, type JobPayload } from '../src/schemas/job.js';
 import { createIntake, createLogger, type Intake } from '../src/server.js';
 
 export interface Backend {
@@ -164,7 +164,6 @@ export async function postRecords(baseUrl: string, body: string, contentType = '
   return { status: res.status, body: (await res.json()) as any, headers: res.headers };
 }
 
-const TERMINAL = new Set(['completed', 'failed', 'canceled']);
 
 /** Polls the status URL until the job is finished (or the timeout passes). */
 export async function waitForJob(baseUrl: string, jobId: string, timeoutMs = 30_000): Promise<JobPayload> {
@@ -172,7 +171,7 @@ export async function waitForJob(baseUrl: string, jobId: string, timeoutMs = 30_
   for (;;) {
     const { status, body } = await getJson<JobPayload>(`${baseUrl}/api/job/${jobId}`);
     if (status !== 200) throw new Error(`GET /api/job/${jobId} answered ${status}`);
-    if (TERMINAL.has(body.status)) return body;
+    if (TERMINAL_STATUSES.has(body.status)) return body;
     if (Date.now() > deadline) throw new Error(`job ${jobId} still ${body.status} after ${timeoutMs} ms`);
     await sleep(25);
   }

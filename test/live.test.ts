@@ -12,13 +12,12 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fastRedis } from '../src/cache/redis.js';
 import { createStatusCache } from '../src/cache/status-cache.js';
-import type { JobPayload, JobStatus } from '../src/schemas/api.js';
+import { TERMINAL_STATUSES, type JobPayload, type JobStatus } from '../src/schemas/job.js';
 import { findJob, payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 import { startRedisServer } from './redis-server.js';
 import { backends, createSandbox, deleteRedisKeys, getJson, makeCsv, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
-const TERMINAL = new Set<string>(['completed', 'failed', 'canceled']);
 const RANK: Record<JobStatus, number> = { queued: 0, running: 1, completed: 2, failed: 2, canceled: 2 };
 const BATCH_SIZE = 200;
 const silentLog = pino({ level: 'silent' });
@@ -54,7 +53,7 @@ async function pollJob(url: string, { extra = 5, pauseMs = 0, timeoutMs = 90_000
     const read = await readJob(url);
     if (read.status !== 200) throw new Error(`GET ${url} answered ${read.status}: ${read.text}`);
     reads.push(read);
-    if (afterTerminal >= 0 || TERMINAL.has(read.job!.status)) afterTerminal++;
+    if (afterTerminal >= 0 || TERMINAL_STATUSES.has(read.job!.status)) afterTerminal++;
     if (Date.now() > deadline) throw new Error(`${url} still ${read.job!.status} after ${timeoutMs} ms`);
     if (pauseMs > 0) await sleep(pauseMs);
   }
@@ -191,8 +190,8 @@ function checkStream(stream: EventStream): JobPayload[] {
   for (const e of stream.events.filter((e) => e.event === 'progress')) expect(JSON.parse(e.data).status).toBe('running');
   // The stream ends after the terminal event, and only there.
   const last = jobs.at(-1);
-  expect(last && TERMINAL.has(last.status), 'the last event is terminal').toBe(true);
-  jobs.slice(0, -1).forEach((job) => expect(TERMINAL.has(job.status)).toBe(false));
+  expect(last && TERMINAL_STATUSES.has(last.status), 'the last event is terminal').toBe(true);
+  jobs.slice(0, -1).forEach((job) => expect(TERMINAL_STATUSES.has(job.status)).toBe(false));
   expect(stream.endedAt()).toBeDefined();
   return jobs;
 }
@@ -232,15 +231,15 @@ describe.each(backends())('live status ($name)', (backend) => {
     const all = readers.flat();
     expect(all.some((r) => r.job!.status === 'running'), 'the readers saw the job running').toBe(true);
     for (const reads of readers) {
-      const first = reads.findIndex((r) => TERMINAL.has(r.job!.status));
+      const first = reads.findIndex((r) => TERMINAL_STATUSES.has(r.job!.status));
       expect(reads.slice(first).map((r) => r.job!.status)).toEqual(reads.slice(first).map(() => 'completed'));
     }
     // Across readers: every read sent after any reader had received a terminal answer is terminal,
     // and is the final state, byte for byte.
-    const firstTerminal = Math.min(...all.filter((r) => TERMINAL.has(r.job!.status)).map((r) => r.end));
+    const firstTerminal = Math.min(...all.filter((r) => TERMINAL_STATUSES.has(r.job!.status)).map((r) => r.end));
     const later = all.filter((r) => r.start > firstTerminal);
     expect(later.length).toBeGreaterThan(0);
-    const stale = later.filter((r) => !TERMINAL.has(r.job!.status)).map((r) => `${r.job!.status} v${r.job!.version} at +${Math.round(r.start - firstTerminal)} ms`);
+    const stale = later.filter((r) => !TERMINAL_STATUSES.has(r.job!.status)).map((r) => `${r.job!.status} v${r.job!.version} at +${Math.round(r.start - firstTerminal)} ms`);
     expect(stale).toEqual([]);
     const finalText = later.at(-1)!.text;
     expect(new Set(later.map((r) => r.text))).toEqual(new Set([finalText]));
@@ -325,7 +324,7 @@ describe.each(backends())('live status ($name)', (backend) => {
     // GET /api/job/{id} reads it on a cache miss...
     const queuedRow = (await findJob(server.intake.db, jobId))!;
     let runningRow: JobRow | undefined;
-    for (let row = queuedRow; !TERMINAL.has(row.status); row = (await findJob(server.intake.db, jobId))!) {
+    for (let row = queuedRow; !TERMINAL_STATUSES.has(row.status); row = (await findJob(server.intake.db, jobId))!) {
       if (row.status === 'running' && row.records_processed > 0) {
         runningRow = row;
         break;

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { JOB_STATUSES, TERMINAL_STATUSES, type JobPayload } from '../schemas/job.js';
 
-/** The client verbs: `intake upload`, `intake status`, `intake jobs`, over HTTP to INTAKE_URL. */
+/** The client verbs (CLIENT_COMMANDS: upload, status, jobs, cancel, retry, delete), over HTTP to INTAKE_URL. */
 
 /** Something the user can fix (bad arguments, unreachable server, refused request): one line, exit 2. */
 export class ClientError extends Error {}
