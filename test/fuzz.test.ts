@@ -27,7 +27,7 @@
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES } from '../src/schemas/job.js';
+import { JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, type JobStatus } from '../src/schemas/job.js';
 import { backends, createSandbox, startServer, type Sandbox, type TestServer } from './helpers.js';
 
 const RUNS = positiveInteger('FUZZ_RUNS', 300);
@@ -1159,7 +1159,7 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
     const { job_id: jobId } = (await res.json()) as { job_id: string };
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const job = (await (await fetch(`${server.url}/api/job/${jobId}`, { headers: bearer })).json()) as { status: string };
+      const job = (await (await fetch(`${server.url}/api/job/${jobId}`, { headers: bearer })).json()) as { status: JobStatus };
       if (TERMINAL_STATUSES.has(job.status)) return jobId;
       if (Date.now() > deadline) throw new Error(`setup: job ${jobId} still ${job.status}`);
       await new Promise((resolve) => setTimeout(resolve, 25));

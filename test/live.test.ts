@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fastRedis } from '../src/cache/redis.js';
 import { createStatusCache } from '../src/cache/status-cache.js';
+import { readEvents, type SseEvent } from '../src/client/sse.js';
 import { TERMINAL_STATUSES, type JobPayload, type JobStatus } from '../src/schemas/job.js';
 import { findJob, payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
@@ -76,11 +77,8 @@ function firstRegression(reads: Read[]): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Server-Sent Events
 
-interface SseEvent {
-  event: string | undefined;
-  id: string | undefined;
-  data: string;
-  /** performance.now() when the chunk holding the event was received. */
+interface TimedEvent extends SseEvent {
+  /** performance.now() when the event was read. */
   at: number;
 }
 
@@ -89,60 +87,27 @@ interface EventStream {
   headers: Headers;
   /** The JSON body of a non-200 answer. */
   body?: any;
-  events: SseEvent[];
+  events: TimedEvent[];
   /** Resolves when the server ends the stream (or rejects on a network error). */
   done: Promise<void>;
   endedAt(): number | undefined;
   cancel(): void;
 }
 
-function parseBlock(block: string, at: number): SseEvent | undefined {
-  let event: string | undefined;
-  let id: string | undefined;
-  const data: string[] = [];
-  for (const line of block.split('\n')) {
-    if (line === '' || line.startsWith(':')) continue; // comment (keep-alive)
-    const colon = line.indexOf(':');
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'event') event = value;
-    else if (field === 'id') id = value;
-    else if (field === 'data') data.push(value);
-  }
-  if (event === undefined && id === undefined && data.length === 0) return undefined;
-  return { event, id, data: data.join('\n'), at };
-}
-
 async function openEvents(url: string): Promise<EventStream> {
   const abort = new AbortController();
   const res = await fetch(url, { signal: abort.signal, headers: { accept: 'text/event-stream' } });
-  const events: SseEvent[] = [];
+  const events: TimedEvent[] = [];
   let endedAt: number | undefined;
   if (res.status !== 200 || !res.body) {
     const text = await res.text();
     return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined, events, done: Promise.resolve(), endedAt: () => endedAt, cancel: () => {} };
   }
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
+  const body = res.body;
   const done = (async () => {
-    let buffer = '';
-    for (;;) {
-      const { value, done: finished } = await reader.read();
-      const at = performance.now();
-      if (finished) {
-        endedAt = at;
-        buffer += decoder.decode();
-        break;
-      }
-      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
-      for (let i = buffer.indexOf('\n\n'); i >= 0; i = buffer.indexOf('\n\n')) {
-        const event = parseBlock(buffer.slice(0, i), at);
-        buffer = buffer.slice(i + 2);
-        if (event) events.push(event);
-      }
-    }
-    if (buffer.trim() !== '') throw new Error(`the stream ended inside an event: ${JSON.stringify(buffer)}`);
+    // A cut inside an event throws (StreamCutError): no stream may end that way.
+    for await (const event of readEvents(body)) events.push({ ...event, at: performance.now() });
+    endedAt = performance.now();
   })();
   done.catch(() => {}); // observed by whoever awaits it
   return { status: res.status, headers: res.headers, events, done, endedAt: () => endedAt, cancel: () => abort.abort() };

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
+import { readEvents } from '../src/client/sse.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/api.js';
 import type { Db, QueryResult } from '../src/storage/db.js';
@@ -34,22 +35,9 @@ async function openEvents(url: string): Promise<EventStream> {
     const text = await res.text();
     return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined, events, done: Promise.resolve(), cancel: () => {} };
   }
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
+  const body = res.body;
   const done = (async () => {
-    let buffer = '';
-    for (;;) {
-      const { value, done: finished } = await reader.read();
-      if (finished) return;
-      buffer += decoder.decode(value, { stream: true });
-      for (let i = buffer.indexOf('\n\n'); i >= 0; i = buffer.indexOf('\n\n')) {
-        const lines = buffer.slice(0, i).split('\n');
-        buffer = buffer.slice(i + 2);
-        const event = lines.find((line) => line.startsWith('event: '))?.slice(7);
-        const data = lines.find((line) => line.startsWith('data: '))?.slice(6);
-        if (event !== undefined && data !== undefined) events.push({ event, data });
-      }
-    }
+    for await (const { event, data } of readEvents(body)) events.push({ event, data });
   })();
   done.catch(() => {}); // observed by whoever awaits it
   return { status: res.status, headers: res.headers, events, done, cancel: () => abort.abort() };

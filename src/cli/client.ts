@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readEvents } from '../client/sse.js';
 import { JOB_STATUSES, TERMINAL_STATUSES, type JobPayload } from '../schemas/job.js';
 
 /** The client verbs (CLIENT_COMMANDS: upload, status, jobs, cancel, retry, delete), over HTTP to INTAKE_URL. */
@@ -123,25 +124,7 @@ function progressLine(job: JobPayload, width = 30): string {
 async function streamJob(base: Target, jobId: string, onJob: (job: JobPayload) => void): Promise<void> {
   const res = await request(base, `/api/job/${jobId}/events`, { headers: { accept: 'text/event-stream' } });
   if (!res.body) throw new Error('no event stream');
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let end;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const event = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = event
-        .split('\n')
-        .filter((line) => line.startsWith('data: '))
-        .map((line) => line.slice(6))
-        .join('\n');
-      if (data) onJob(JSON.parse(data) as JobPayload);
-    }
-  }
+  for await (const { data } of readEvents(res.body)) onJob(JSON.parse(data) as JobPayload);
 }
 
 /** Follows a job to its end: its event stream, or polling its status URL if the stream drops. */

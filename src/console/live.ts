@@ -1,3 +1,4 @@
+import { readEvents } from '../client/sse.js';
 import { ApiError, authHeaders, errorFrom, getJson, jobPath, TERMINAL, type Job } from './api.js';
 
 /** live: the event stream is open; polling: it dropped and the status URL is polled instead. */
@@ -13,10 +14,7 @@ interface StreamHandlers {
   onClose(err?: Error): void;
 }
 
-/**
- * Reads a Server-Sent Events stream with fetch (EventSource cannot send the Authorization
- * header a token needs). Returns the function that closes it.
- */
+/** Reads a job event stream (see readEvents). Returns the function that closes it. */
 function openStream(url: string, handlers: StreamHandlers): () => void {
   const controller = new AbortController();
   (async () => {
@@ -27,24 +25,7 @@ function openStream(url: string, handlers: StreamHandlers): () => void {
       throw errorFrom(res.status, body);
     }
     handlers.onOpen();
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buffer += value.replace(/\r\n?/g, '\n');
-      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        let type = 'message';
-        const data: string[] = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith('event:')) type = line.slice(6).trim();
-          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-        }
-        if (data.length > 0) handlers.onEvent(type, data.join('\n'));
-      }
-    }
+    for await (const { event, data } of readEvents(res.body)) handlers.onEvent(event, data);
   })().then(
     () => !controller.signal.aborted && handlers.onClose(),
     (err: Error) => !controller.signal.aborted && handlers.onClose(err),
