@@ -109,6 +109,22 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect((await waitForJob(server.url, jobId)).status).toBe('completed');
   });
 
+  it('jobs pages by cursor: each page says how to get the next', async () => {
+    const all = (await getJson(`${server.url}/api/jobs?limit=100`)).body.results.map((job: { job_id: string }) => job.job_id);
+    expect(all.length).toBeGreaterThanOrEqual(3);
+    const seen: string[] = [];
+    let args = ['jobs', '--limit', '2'];
+    for (let page = 0; page < 100; page++) {
+      const { code, stdout, stderr } = await run(...args);
+      expect(code).toBe(0);
+      seen.push(...stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[0]!));
+      const more = /^more: intake jobs --cursor ([A-Za-z0-9_-]+)$/m.exec(stderr);
+      if (!more) break;
+      args = ['jobs', '--limit', '2', '--cursor', more[1]!];
+    }
+    expect(seen).toEqual(all);
+  });
+
   it('retry, cancel and delete a job', async () => {
     const failed = await run('upload', 'bad.csv', '--wait');
     expect(failed.code).toBe(1);

@@ -1,4 +1,5 @@
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -136,7 +137,18 @@ export async function startServer(sandbox: Sandbox, overrides: Record<string, st
     config,
     async close() {
       // A close that hangs says what is still open, so a rare hang in CI leaves a lead.
-      const watchdog = setTimeout(() => console.error(`intake.close() still running after 30 s; open: ${process.getActiveResourcesInfo().join(', ')}`), 30_000);
+      const watchdog = setTimeout(() => {
+        const sockets = (process as unknown as { _getActiveHandles(): unknown[] })
+          ._getActiveHandles()
+          .filter((handle): handle is Socket => handle instanceof Socket)
+          .map((socket) => `${socket.localPort ?? '-'}->${socket.remotePort ?? '-'}${socket.destroyed ? ' (destroyed)' : ''}`);
+        intake.app.server.getConnections((_err, count) =>
+          console.error(
+            `intake.close() still running after 30 s (this server's port ${address.port}: ${count} connections open); ` +
+              `sockets ${sockets.join(', ')}; open: ${process.getActiveResourcesInfo().join(', ')}`,
+          ),
+        );
+      }, 30_000);
       try {
         await intake.close();
       } finally {

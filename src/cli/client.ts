@@ -1,10 +1,9 @@
 import { openAsBlob } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readEvents } from '../client/sse.js';
-import { JOB_STATUSES, TERMINAL_STATUSES, type JobPayload } from '../schemas/job.js';
+import { follow } from '../client/follow.js';
+import { JOB_STATUSES, type JobPayload } from '../schemas/job.js';
 
 /** The client verbs (CLIENT_COMMANDS: upload, status, jobs, cancel, retry, delete), over HTTP to INTAKE_URL. */
 
@@ -13,6 +12,7 @@ export class ClientError extends Error {}
 
 type SubmittedJob = JobPayload & { status_url: string };
 const POLL_MS = 1000;
+const REOPEN_MS = 5000;
 
 export interface ClientIo {
   env: NodeJS.ProcessEnv;
@@ -117,40 +117,21 @@ function progressLine(job: JobPayload, width = 30): string {
   return `${bar}  ${job.status.padEnd(9)} ${count.format(job.records_processed)} records, ${count.format(job.records_failed)} failed`;
 }
 
-/**
- * Reads the job's event stream until it ends; each event's data is the job payload. Throws
- * when the stream cannot be opened or breaks, so the caller can poll instead.
- */
-async function streamJob(base: Target, jobId: string, onJob: (job: JobPayload) => void): Promise<void> {
-  const res = await request(base, `/api/job/${jobId}/events`, { headers: { accept: 'text/event-stream' } });
-  if (!res.body) throw new Error('no event stream');
-  for await (const { data } of readEvents(res.body)) onJob(JSON.parse(data) as JobPayload);
-}
-
-/** Follows a job to its end: its event stream, or polling its status URL if the stream drops. */
-async function waitFor(base: Target, jobId: string, onJob: (job: JobPayload) => void): Promise<JobPayload> {
-  let last: JobPayload | undefined;
-  const seen = (job: JobPayload) => {
-    if (last && job.version <= last.version) return;
-    last = job;
-    onJob(job);
-  };
-  try {
-    await streamJob(base, jobId, seen);
-  } catch (err) {
-    if (err instanceof ClientError && /HTTP 404/.test(err.message)) throw err;
-    // The stream broke: poll instead (the server may be restarting).
-  }
-  while (!last || !TERMINAL_STATUSES.has(last.status)) {
-    if (last) await sleep(POLL_MS);
-    try {
-      seen(await getJob(base, jobId));
-    } catch (err) {
-      if (/HTTP 404/.test((err as Error).message)) throw err;
-      await sleep(POLL_MS); // unreachable for now: keep trying until the user stops us
-    }
-  }
-  return last;
+/** Follows a job to its end (see follow): its event stream, or its status URL while the stream is down. */
+function waitFor(base: Target, jobId: string, onJob: (job: JobPayload) => void): Promise<JobPayload> {
+  return follow({
+    async openStream(signal) {
+      const res = await request(base, `/api/job/${encodeURIComponent(jobId)}/events`, { headers: { accept: 'text/event-stream' }, signal });
+      if (!res.body) throw new Error('no event stream');
+      return res.body;
+    },
+    read: () => getJob(base, jobId),
+    // Gone, or refused: waiting longer cannot help. Anything else (Intake restarting) is waited out until the user stops us.
+    isFatal: (err) => err instanceof ClientError && /\(HTTP (401|403|404)\b/.test(err.message),
+    onJob,
+    pollMs: POLL_MS,
+    reopenMs: REOPEN_MS,
+  });
 }
 
 /** Shows progress on stderr: a bar redrawn in place on a terminal, a line per change of status otherwise. */
@@ -249,19 +230,19 @@ async function status(args: string[], io: ClientIo): Promise<number> {
 }
 
 async function jobs(args: string[], io: ClientIo): Promise<number> {
-  const usage = `intake jobs [--status ${JOB_STATUSES.join('|')}] [--limit N] [--offset N] [--json]`;
+  const usage = `intake jobs [--status ${JOB_STATUSES.join('|')}] [--limit N] [--cursor C] [--json]`;
   const { values } = parse(
     args,
-    { status: { type: 'string' }, limit: { type: 'string' }, offset: { type: 'string' }, json: { type: 'boolean' } },
+    { status: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' }, json: { type: 'boolean' } },
     0,
     usage,
   );
   const query = new URLSearchParams();
-  for (const name of ['status', 'limit', 'offset'] as const) {
+  for (const name of ['status', 'limit', 'cursor'] as const) {
     const value = values[name];
     if (typeof value === 'string') query.set(name, value);
   }
-  const list = (await (await request(target(io.env), `/api/jobs?${query}`)).json()) as { results: JobPayload[]; next_offset: number | null };
+  const list = (await (await request(target(io.env), `/api/jobs?${query}`)).json()) as { results: JobPayload[]; next_cursor: string | null };
   if (values.json) {
     io.stdout.write(`${JSON.stringify(list)}\n`);
     return 0;
@@ -283,7 +264,8 @@ async function jobs(args: string[], io: ClientIo): Promise<number> {
   }
   const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
   io.stdout.write(table.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ') + '\n').join(''));
-  if (list.next_offset !== null) io.stderr.write(`more: intake jobs --offset ${list.next_offset}${values.status ? ` --status ${String(values.status)}` : ''}\n`);
+  // The cursor is base64url: safe to paste into a shell as it is.
+  if (list.next_cursor !== null) io.stderr.write(`more: intake jobs --cursor ${list.next_cursor}${values.status ? ` --status ${String(values.status)}` : ''}\n`);
   return 0;
 }
 

@@ -6,9 +6,8 @@ export type Job = JobPayload;
 export type SubmittedJob = Job & { status_url: string };
 export interface JobList {
   results: Job[];
-  offset: number;
   limit: number;
-  next_offset: number | null;
+  next_cursor: string | null;
 }
 export interface Page<T> {
   results: T[];
@@ -87,9 +86,10 @@ export function jobPath(jobId: string): string {
   return `/api/job/${encodeURIComponent(jobId)}`;
 }
 
-export function listJobs(query: { status?: JobStatus; offset: number; limit: number }, signal?: AbortSignal): Promise<JobList> {
-  const params = new URLSearchParams({ limit: String(query.limit), offset: String(query.offset) });
+export function listJobs(query: { status?: JobStatus; cursor: string | null; limit: number }, signal?: AbortSignal): Promise<JobList> {
+  const params = new URLSearchParams({ limit: String(query.limit) });
   if (query.status) params.set('status', query.status);
+  if (query.cursor) params.set('cursor', query.cursor);
   return getJson<JobList>(`/api/jobs?${params}`, signal);
 }
 

@@ -1,8 +1,8 @@
+import { follow, type FollowState } from '../client/follow.js';
 import { readEvents } from '../client/sse.js';
-import { ApiError, authHeaders, errorFrom, getJson, jobPath, TERMINAL, type Job } from './api.js';
+import { ApiError, authHeaders, errorFrom, getJson, jobPath, type Job } from './api.js';
 
-/** live: the event stream is open; polling: it dropped and the status URL is polled instead. */
-export type LiveState = 'connecting' | 'live' | 'polling' | 'done';
+export type LiveState = FollowState;
 
 const POLL_MS = 1500;
 const REOPEN_MS = 3000;
@@ -34,69 +34,29 @@ function openStream(url: string, handlers: StreamHandlers): () => void {
 }
 
 /**
- * Follows one job: its event stream while it is open, polling its status URL while it is not
- * (and reopening the stream now and then). Stops after the terminal state, or when the job
- * does not exist. Returns the stop function.
+ * Follows one job (see follow): its event stream while it is open, polling its status URL
+ * while it is not. Stops after the terminal state, or when the job does not exist or a token
+ * is needed. A poll that fails is told to onError; a stream that drops only shows as polling.
+ * Returns the stop function.
  */
 export function followJob(jobId: string, onJob: (job: Job) => void, onState: (state: LiveState) => void, onError: (err: Error) => void): () => void {
-  let stopped = false;
-  let closeStream: (() => void) | undefined;
-  let pollTimer: number | undefined;
-  let reopenTimer: number | undefined;
-
-  function stop(): void {
-    stopped = true;
-    closeStream?.();
-    window.clearInterval(pollTimer);
-    window.clearTimeout(reopenTimer);
-  }
-
-  function deliver(job: Job): void {
-    if (stopped) return;
-    onJob(job);
-    if (TERMINAL.has(job.status)) {
-      stop();
-      onState('done');
-    }
-  }
-
-  function failed(err: Error): void {
-    if (stopped) return;
-    if (err instanceof ApiError && (err.status === 404 || err.status === 401)) stop(); // gone, or a token is needed first
-    onError(err);
-  }
-
-  function poll(): void {
-    getJson<Job>(jobPath(jobId)).then(deliver, failed);
-  }
-
-  function startPolling(): void {
-    if (pollTimer !== undefined || stopped) return;
-    onState('polling');
-    poll();
-    pollTimer = window.setInterval(poll, POLL_MS);
-  }
-
-  function open(): void {
-    closeStream = openStream(`${jobPath(jobId)}/events`, {
-      onOpen() {
-        window.clearInterval(pollTimer);
-        pollTimer = undefined;
-        onState('live');
-      },
-      onEvent: (_type, data) => deliver(JSON.parse(data) as Job),
-      onClose(err) {
-        if (stopped) return;
-        if (err instanceof ApiError && (err.status === 404 || err.status === 401)) return failed(err);
-        startPolling();
-        reopenTimer = window.setTimeout(open, REOPEN_MS);
-      },
-    });
-  }
-
-  onState('connecting');
-  open();
-  return stop;
+  const controller = new AbortController();
+  follow({
+    async openStream(signal) {
+      const res = await fetch(`${jobPath(jobId)}/events`, { signal, headers: { accept: 'text/event-stream', ...authHeaders() } });
+      if (!res.ok || !res.body) throw errorFrom(res.status, await res.json().catch(() => undefined));
+      return res.body;
+    },
+    read: (signal) => getJson<Job>(jobPath(jobId), signal),
+    isFatal: (err) => err instanceof ApiError && (err.status === 404 || err.status === 401),
+    onJob,
+    onState,
+    onError: (err, during) => during === 'poll' && onError(err as Error),
+    pollMs: POLL_MS,
+    reopenMs: REOPEN_MS,
+    signal: controller.signal,
+  }).catch((err: Error) => !controller.signal.aborted && onError(err));
+  return () => controller.abort();
 }
 
 /**

@@ -11,18 +11,32 @@ const PAGE_SIZE = 20;
 const POLL_MS = 3000; // while the live stream is down
 const REFRESH_MS = 500; // at most two list reloads a second, however busy
 
-function listUrl(status: JobStatus | undefined, offset: number): string {
+/** A page of the list: its cursor (none for the newest) and the position of its first row (1-based), for display. */
+interface Position {
+  cursor: string | null;
+  start: number;
+}
+
+function listUrl(status: JobStatus | undefined, at: Position = { cursor: null, start: 1 }): string {
   const params = new URLSearchParams();
   if (status) params.set('status', status);
-  if (offset > 0) params.set('offset', String(offset));
+  if (at.cursor) {
+    params.set('cursor', at.cursor);
+    params.set('start', String(at.start));
+  }
   const query = params.toString();
   return query ? `/?${query}` : '/';
 }
 
+// The page before each page reached with "Older": "Newer" goes back to it. A page opened
+// directly (a link, a reload) has none: "Newer" goes to the newest page.
+const newerPage = new Map<string, Position>();
+
 export function JobsPage({ query }: { query: URLSearchParams }) {
   const statusParam = query.get('status');
   const status = (JOB_STATUSES as readonly string[]).includes(statusParam ?? '') ? (statusParam as JobStatus) : undefined;
-  const offset = Math.max(0, Number.parseInt(query.get('offset') ?? '0', 10) || 0);
+  const cursor = query.get('cursor') || null;
+  const start = cursor ? Math.max(1, Number.parseInt(query.get('start') ?? '1', 10) || 1) : 1;
 
   const [list, setList] = useState<JobList | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -38,7 +52,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
       controller.abort();
       controller = new AbortController();
       lastLoad = Date.now();
-      listJobs({ status, offset, limit: PAGE_SIZE }, controller.signal).then(
+      listJobs({ status, cursor, limit: PAGE_SIZE }, controller.signal).then(
         (page) => {
           // A page read before a live event can arrive after it: never show a job older than shown.
           setList((current) => {
@@ -68,7 +82,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
       controller.abort();
       window.clearTimeout(timer);
     };
-  }, [status, offset]);
+  }, [status, cursor]);
 
   // Live: progress updates the row in place; a new job or a transition reloads the page
   // (it may enter or leave the filter or the page).
@@ -114,7 +128,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
             Status
             <select
               value={status ?? ''}
-              onChange={(event) => navigate(listUrl(((event.currentTarget as HTMLSelectElement).value || undefined) as JobStatus | undefined, 0))}
+              onChange={(event) => navigate(listUrl(((event.currentTarget as HTMLSelectElement).value || undefined) as JobStatus | undefined))}
             >
               <option value="">All</option>
               {JOB_STATUSES.map((value) => (
@@ -132,7 +146,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
         )}
         {list && list.results.length === 0 && (
           <p class="empty">
-            {offset > 0
+            {cursor !== null
               ? 'No more jobs on this page.'
               : status
                 ? `No ${status} jobs.`
@@ -141,15 +155,24 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
         )}
         {!list && !error && <p class="empty">Loading…</p>}
         {list && list.results.length > 0 && <JobTable jobs={list.results} />}
-        {list && (offset > 0 || list.next_offset !== null) && (
+        {list && (cursor !== null || list.next_cursor !== null) && (
           <nav class="pager" aria-label="Pages">
-            <button type="button" class="button" disabled={offset === 0} onClick={() => navigate(listUrl(status, Math.max(0, offset - PAGE_SIZE)))}>
+            <button type="button" class="button" disabled={cursor === null} onClick={() => navigate(listUrl(status, (cursor && newerPage.get(cursor)) || undefined))}>
               ← Newer
             </button>
             <span>
-              {offset + 1}–{offset + list.results.length}
+              {start}–{start + list.results.length - 1}
             </span>
-            <button type="button" class="button" disabled={list.next_offset === null} onClick={() => list.next_offset !== null && navigate(listUrl(status, list.next_offset))}>
+            <button
+              type="button"
+              class="button"
+              disabled={list.next_cursor === null}
+              onClick={() => {
+                if (list.next_cursor === null) return;
+                newerPage.set(list.next_cursor, { cursor, start });
+                navigate(listUrl(status, { cursor: list.next_cursor, start: start + list.results.length }));
+              }}
+            >
               Older →
             </button>
           </nav>
