@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
+import type { FastifyReply } from 'fastify';
 import { AppError, jobNotFound } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
 import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas/api.js';
@@ -93,7 +94,7 @@ function createJobWatcher(db: Db, events: JobEvents): { follow(jobId: string, fo
  * Both routes together hold at most `maxStreams` streams open (each holds a connection,
  * buffers and listeners); one more is refused with 429 before anything is opened.
  */
-export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams }: { db: Db; events: JobEvents; maxStreams: number }): Promise<void> {
+export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; events: JobEvents; maxStreams: number } }> = async (app, { db, events, maxStreams }) => {
   const watcher = createJobWatcher(db, events);
   let slotsTaken = 0; // streams open, or being opened
   // Open streams never end by themselves while their job waits; closing the server ends them.
@@ -158,7 +159,7 @@ export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams
     return { write, unsent: () => raw.writableLength, close };
   }
 
-  app.get<{ Params: { job_id: string } }>(
+  app.get(
     '/api/job/:job_id/events',
     {
       // A HEAD of a stream would open one that sends nothing and never ends: not offered.
@@ -297,4 +298,4 @@ export async function eventRoutes(app: FastifyInstance, { db, events, maxStreams
       });
     },
   );
-}
+};

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import type { StatusCache } from '../cache/status-cache.js';
 import type { Config } from '../config.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
@@ -8,7 +8,7 @@ import { uploadPath } from '../ingest/uploads.js';
 import { removeJob } from '../jobs/removal.js';
 import { cancelJob, retryJob, type Tracker } from '../jobs/tracking.js';
 import { jobIdOf, sendJob } from './reply.js';
-import { errorRef, jobIdParamsSchema, listQuerySchema, optionalMaxErrorsQuerySchema, type JobStatus, type SourceType } from '../schemas/api.js';
+import { errorRef, jobIdParamsSchema, listQuerySchema, optionalMaxErrorsQuerySchema } from '../schemas/api.js';
 import { DatabaseUnavailableError, type Db } from '../storage/db.js';
 import { batchReads } from '../batch.js';
 import { countJobs, findJob, findPayloads, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listManyPages, toPayload, type ListOptions } from '../storage/jobs.js';
@@ -19,17 +19,6 @@ export interface JobRouteDeps {
   dispatcher: Dispatcher;
   tracker: Tracker;
   cache?: StatusCache;
-}
-
-interface ListQuery {
-  status?: JobStatus;
-  source_type?: SourceType;
-  submitted_after?: string;
-  submitted_before?: string;
-  limit: number;
-  offset: number;
-  cursor?: string;
-  total: boolean;
 }
 
 /** A list cursor: the (submitted_at in UTC to the microsecond, job_id) of the last row, opaque to clients. */
@@ -89,7 +78,7 @@ function timeFilter(name: string, value: string | undefined): string | undefined
   return `${year}-${month}-${day}T${hour}:${minute}:${second}${micros}${zulu ? 'Z' : `${sign}${offsetHours}:${offsetMinutes}`}`;
 }
 
-export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, tracker, cache }: JobRouteDeps): Promise<void> {
+export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps }> = async (app, { config, db, dispatcher, tracker, cache }) => {
   // Status reads and list pages that arrive while the database is busy go to it together (see
   // batchReads): the ids in one statement, pages of one shape in one statement. Status reads
   // keep at most two statements at the database: under load they then carry dozens of ids
@@ -106,7 +95,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
   const readPage = batchReads(db.connections, 100, loadPages, unavailable);
   const readOffsetPage = batchReads(db.connections, 100, loadPages, unavailable);
 
-  app.get<{ Params: { job_id: string } }>(
+  app.get(
     '/api/job/:job_id',
     {
       schema: {
@@ -130,7 +119,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
     },
   );
 
-  app.get<{ Querystring: ListQuery }>(
+  app.get(
     '/api/jobs',
     {
       schema: {
@@ -171,7 +160,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
     },
   );
 
-  app.post<{ Params: { job_id: string } }>(
+  app.post(
     '/api/job/:job_id/cancel',
     {
       schema: {
@@ -191,7 +180,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
     },
   );
 
-  app.post<{ Params: { job_id: string }; Querystring: { max_errors?: number } }>(
+  app.post(
     '/api/job/:job_id/retry',
     {
       schema: {
@@ -221,7 +210,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
     },
   );
 
-  app.delete<{ Params: { job_id: string } }>(
+  app.delete(
     '/api/job/:job_id',
     {
       schema: {
@@ -236,7 +225,7 @@ export async function jobRoutes(app: FastifyInstance, { config, db, dispatcher, 
       // Canceled first, so its worker lets go at its next batch and live views see it end.
       await cancelJob(tracker, jobId);
       if (!(await removeJob({ db, uploadDir: config.uploadDir, cache, log: request.log }, jobId))) throw jobNotFound();
-      return reply.code(204).send();
+      return reply.code(204).send(null);
     },
   );
-}
+};

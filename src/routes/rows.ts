@@ -1,14 +1,9 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { jobNotFound, validationError } from '../errors.js';
 import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas/api.js';
 import type { Db } from '../storage/db.js';
 import { findJob, listErrors, listRecords } from '../storage/jobs.js';
 import { jobIdOf } from './reply.js';
-
-interface PageRequest {
-  Params: { job_id: string };
-  Querystring: { cursor?: string; limit: number };
-}
 
 const MAX_RECORD_NO = 2_147_483_647; // record_no is an INTEGER
 
@@ -17,9 +12,9 @@ const MAX_RECORD_NO = 2_147_483_647; // record_no is an INTEGER
  * last page costs what the first does. The cursor is opaque to clients (it is the last
  * record_no of the page).
  */
-export async function rowRoutes(app: FastifyInstance, { db }: { db: Db }): Promise<void> {
+export const rowRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db } }> = async (app, { db }) => {
   /** A page of rows after the cursor, one more than asked (it tells whether another page exists). */
-  async function rowsAfter<T>(params: PageRequest['Params'], query: PageRequest['Querystring'], list: (db: Db, jobId: string, after: number, limit: number) => Promise<T[]>) {
+  async function rowsAfter<T>(params: { job_id: string }, query: { cursor?: string; limit: number }, list: (db: Db, jobId: string, after: number, limit: number) => Promise<T[]>) {
     const jobId = jobIdOf(params);
     const after = query.cursor === undefined ? -1 : Number(query.cursor);
     if (after > MAX_RECORD_NO) {
@@ -30,7 +25,7 @@ export async function rowRoutes(app: FastifyInstance, { db }: { db: Db }): Promi
     return rows;
   }
 
-  app.get<PageRequest>(
+  app.get(
     '/api/job/:job_id/records',
     {
       schema: {
@@ -52,7 +47,7 @@ export async function rowRoutes(app: FastifyInstance, { db }: { db: Db }): Promi
     },
   );
 
-  app.get<PageRequest>(
+  app.get(
     '/api/job/:job_id/errors',
     {
       schema: {
@@ -69,4 +64,4 @@ export async function rowRoutes(app: FastifyInstance, { db }: { db: Db }): Promi
       return { results, next_cursor: rows.length > request.query.limit ? String(results.at(-1)!.record_no) : null };
     },
   );
-}
+};

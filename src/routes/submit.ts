@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs, JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
+import type { FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
 import { AppError, validationError } from '../errors.js';
 import { multipartLimits, postedRecordIssues, receiveUpload, storeBody } from '../ingest/receive.js';
@@ -33,12 +34,7 @@ const headersSchema = {
   },
 } as const;
 
-interface SubmitRequest {
-  Querystring: { max_errors?: number };
-  Headers: { 'idempotency-key'?: string };
-}
-
-export async function submitRoutes(app: FastifyInstance, deps: Omit<SubmitDeps, 'uploadDir' | 'log'> & { config: Config }): Promise<void> {
+export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'uploadDir' | 'log'> & { config: Config } }> = async (app, deps) => {
   const { config } = deps;
   await mkdir(config.uploadDir, { recursive: true });
   const submit = async (reply: FastifyReply, job: NewJob, idempotency: Idempotency | undefined) => {
@@ -47,7 +43,7 @@ export async function submitRoutes(app: FastifyInstance, deps: Omit<SubmitDeps, 
     return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
   };
 
-  app.post<SubmitRequest>(
+  app.post(
     '/api/upload',
     {
       schema: {
@@ -99,7 +95,7 @@ export async function submitRoutes(app: FastifyInstance, deps: Omit<SubmitDeps, 
     for (const type of ['application/json', 'application/x-ndjson']) {
       scope.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: config.maxJsonBodyBytes }, (_req, body, done) => done(null, body));
     }
-    scope.post<SubmitRequest & { Body: Buffer }>(
+    scope.withTypeProvider<JsonSchemaToTsProvider>().post(
       '/api/ingest/json',
       {
         bodyLimit: config.maxJsonBodyBytes,
@@ -113,6 +109,8 @@ export async function submitRoutes(app: FastifyInstance, deps: Omit<SubmitDeps, 
         },
       },
       async (request, reply) => {
+        // The schema documents the records; the content-type parsers above hand over the bytes.
+        const body = request.body as unknown as Buffer;
         const key = request.headers['idempotency-key'];
         const maxErrors = request.query.max_errors ?? 0;
         const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
@@ -122,18 +120,18 @@ export async function submitRoutes(app: FastifyInstance, deps: Omit<SubmitDeps, 
         const type = request.headers['content-type']?.toLowerCase();
         if (!type) throw new AppError(415, 'unsupported_media_type', 'Send the records as application/json or application/x-ndjson');
         const format: Format = type.startsWith('application/x-ndjson') ? 'ndjson' : 'json';
-        const issues = await postedRecordIssues(request.body, format, config.limits);
+        const issues = await postedRecordIssues(body, format, config.limits);
         // More bad records than the job may skip: refuse now rather than fail later.
         if (issues.length > maxErrors) throw validationError(issues.slice(0, 20));
         const jobId = randomUUID();
-        await storeBody(config.uploadDir, jobId, request.body, request.log);
-        const fingerprint = key ? createHash('sha256').update(`${format}\0${maxErrors}\0`).update(request.body).digest('hex') : '';
+        await storeBody(config.uploadDir, jobId, body, request.log);
+        const fingerprint = key ? createHash('sha256').update(`${format}\0${maxErrors}\0`).update(body).digest('hex') : '';
         return submit(
           reply,
-          { jobId, sourceType: 'json_api', fileName: null, format, maxErrors, bytesTotal: request.body.length },
+          { jobId, sourceType: 'json_api', fileName: null, format, maxErrors, bytesTotal: body.length },
           key ? { key, fingerprint } : undefined,
         );
       },
     );
   });
-}
+};
