@@ -11,7 +11,7 @@ import { jobIdOf, sendJob } from './reply.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, optionalMaxErrorsQuerySchema } from '../schemas/api.js';
 import { DatabaseUnavailableError, type Db } from '../storage/db.js';
 import { batchReads } from '../batch.js';
-import { countJobs, findJob, findPayloads, isJobId, LISTED_JOB_ID, LISTED_PAYLOAD, LISTED_SUBMITTED_AT, listManyPages, toPayload, type ListOptions } from '../storage/jobs.js';
+import { countJobs, findJob, findPayloads, isJobId, listJobs, toPayload, type ListOptions } from '../storage/jobs.js';
 
 export interface JobRouteDeps {
   config: Config;
@@ -80,20 +80,20 @@ function timeFilter(name: string, value: string | undefined): string | undefined
 
 export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps }> = async (app, { config, db, dispatcher, tracker, cache }) => {
   // Status reads and list pages that arrive while the database is busy go to it together (see
-  // batchReads): the ids in one statement, pages of one shape in one statement. Status reads
+  // batchReads): the ids of status reads in one statement, identical pages as one. Status reads
   // keep at most two statements at the database: under load they then carry dozens of ids
-  // each, and a round trip costs far more than an id (bench:api (c): about 2 × the reads a
-  // second of one statement per connection of the pool); the second keeps one slow statement
-  // from holding up every read. A deep OFFSET page can take seconds: those are batched apart
-  // (identical ones only), so that no other page waits for one.
+  // each, and a round trip costs far more than an id; the second keeps one slow statement from
+  // holding up every read. Pages take the rest of the pool, one statement each, so a deep
+  // OFFSET page (seconds) holds up one connection, not the others; together they never ask
+  // for more connections than the pool has.
   const unavailable = (err: unknown) => err instanceof DatabaseUnavailableError;
-  const readPayload = batchReads(Math.min(2, db.connections), 1000, (jobIds: string[]) => findPayloads(db, jobIds), unavailable);
-  const loadPages = async (keys: string[]) => {
-    const pages = await listManyPages(db, keys.map((key) => JSON.parse(key) as ListOptions));
-    return new Map(keys.map((key, i) => [key, pages[i]!]));
-  };
-  const readPage = batchReads(db.connections, 100, loadPages, unavailable);
-  const readOffsetPage = batchReads(db.connections, 100, loadPages, unavailable);
+  const statusSlots = Math.min(2, db.connections);
+  const readPayload = batchReads(statusSlots, 1000, (jobIds: string[]) => findPayloads(db, jobIds), unavailable);
+  const pageBatch = batchReads(Math.max(1, db.connections - statusSlots), 1, async ([key]: string[]) => {
+    return new Map([[key!, await listJobs(db, JSON.parse(key!) as ListOptions)]]);
+  });
+  // Identical pages asked at once share one statement: the options, written the same way, are the key.
+  const readPage = async (options: ListOptions) => (await pageBatch(JSON.stringify(options)))!;
 
   app.get(
     '/api/job/:job_id',
@@ -142,19 +142,18 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
         submittedBefore: timeFilter('submitted_before', submittedBefore),
       };
       // One row more than asked tells whether another page exists, without a count.
-      const key = JSON.stringify({ ...filters, after, limit: limit + 1, offset } satisfies ListOptions);
-      const rows = (await (offset > 0 ? readOffsetPage(key) : readPage(key)))!;
+      const rows = await readPage({ ...filters, after, limit: limit + 1, offset });
       const page = rows.slice(0, limit);
       const last = page.at(-1);
       const more = rows.length > limit;
       const nextOffset = more && cursor === undefined ? offset + limit : null;
-      const nextCursor = more && last ? encodeCursor(last[LISTED_SUBMITTED_AT]!, last[LISTED_JOB_ID]!) : null;
+      const nextCursor = more && last ? encodeCursor(last.submittedAt, last.jobId) : null;
       const count = total ? `,"total":${await countJobs(db, filters)}` : '';
       // Each payload written by PostgreSQL as the status URL would write it; the page around them by hand.
       return reply
         .type('application/json; charset=utf-8')
         .send(
-          `{"results":[${page.map((row) => row[LISTED_PAYLOAD]).join(',')}],"offset":${offset},"limit":${limit},` +
+          `{"results":[${page.map((job) => job.payload).join(',')}],"offset":${offset},"limit":${limit},` +
             `"next_offset":${nextOffset},"next_cursor":${JSON.stringify(nextCursor)}${count}}`,
         );
     },

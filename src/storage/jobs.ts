@@ -157,25 +157,24 @@ export interface ListOptions {
 }
 
 
-/**
- * A list row, read as text (Queryable.queryText): the payload JSON, then the position of the
- * row for the next cursor: submitted_at in UTC to the microsecond (whatever the DateStyle), and
- * the job id.
- */
+/** A job of a list page: its payload JSON as the status URL writes it, and its place for the next cursor. */
+export interface ListedJob {
+  payload: string;
+  /** submitted_at in UTC to the microsecond, whatever the DateStyle. */
+  submittedAt: string;
+  jobId: string;
+}
+
 const LIST_COLUMNS = `${PAYLOAD_JSON_SQL}, to_char(submitted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), job_id`;
-export type ListedJob = TextRow;
-export const LISTED_PAYLOAD = 0;
-export const LISTED_SUBMITTED_AT = 1;
-export const LISTED_JOB_ID = 2;
+const listed = (rows: TextRow[]): ListedJob[] => rows.map(([payload, submittedAt, jobId]) => ({ payload: payload!, submittedAt: submittedAt!, jobId: jobId! }));
 
 /**
- * The WHERE clause of a list and its parameters, from the filters given. `ref` names the
- * n-th parameter: `$n` in a statement of one list, a column of the page's row in listPages.
+ * The WHERE clause of a list and its parameters, from the filters given.
  */
-function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>, ref = (n: number) => `$${n}`): { where: string; params: unknown[] } {
+function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: string; params: unknown[] } {
   const conditions: string[] = [];
   const params: unknown[] = [];
-  const param = (value: unknown) => ref(params.push(value));
+  const param = (value: unknown) => `$${params.push(value)}`;
   if (options.status) conditions.push(`status = ${param(options.status)}::ingest_job_status`);
   if (options.sourceType) conditions.push(`source_type = ${param(options.sourceType)}`);
   if (options.submittedAfter) conditions.push(`submitted_at >= ${param(options.submittedAfter)}::timestamptz`);
@@ -204,57 +203,16 @@ export async function listJobs(db: Queryable, options: ListOptions): Promise<Lis
   // LIMIT is written into the statement, and OFFSET only when there is one: with either as a
   // parameter PostgreSQL cannot cost a generic plan (it guesses 10% of the rows) and plans the
   // prepared statement again on every execution, which cost more than the scan itself.
-  if (options.offset === 0) return db.queryText(`SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${options.limit}`, params);
+  if (options.offset === 0) return listed(await db.queryText(`SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${options.limit}`, params));
   // Rows skipped by OFFSET go through the select list too: skip over bare ids, then write the
   // payloads of the page's rows only.
-  return db.queryText(
+  const rows = await db.queryText(
     `SELECT ${LIST_COLUMNS} FROM ingest_jobs WHERE job_id IN
        (SELECT job_id FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${options.limit} OFFSET $${params.push(options.offset)})
      ${LIST_ORDER}`,
     params,
   );
-}
-
-/**
- * Several pages of one shape (the same WHERE clause, the same limit, no offset) in one
- * statement: a row of parameters per page, each page its own index scan (a LATERAL join),
- * so the pages cost one round trip between them. Answers the pages in the order asked.
- */
-async function listPages(db: Queryable, pages: ListOptions[]): Promise<ListedJob[][]> {
-  const { where, params } = listFilter(pages[0]!, (n) => `q.p${n}`);
-  const names = params.map((_, i) => `p${i + 1}`);
-  const columns = pages.map((page) => listFilter(page).params.map(String));
-  const rows = await db.queryText(
-    `SELECT q.i, p.* FROM unnest(${names.map((_, i) => `$${i + 1}::text[]`).join(', ')}) WITH ORDINALITY AS q(${names.join(', ')}, i)
-     CROSS JOIN LATERAL (SELECT ${LIST_COLUMNS}, submitted_at AS at FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${pages[0]!.limit}) p
-     ORDER BY q.i, p.at DESC, p.job_id DESC`,
-    names.map((_, k) => columns.map((values) => values[k])),
-  );
-  const answers: ListedJob[][] = pages.map(() => []);
-  for (const row of rows) answers[Number(row[0]) - 1]!.push(row.slice(1, 4));
-  return answers;
-}
-
-/**
- * Any pages: those of one shape (see listPages) in one statement, each other page (an offset,
- * no filter, or a shape asked once) in its own. Answers the pages in the order asked.
- */
-export async function listManyPages(db: Queryable, pages: ListOptions[]): Promise<ListedJob[][]> {
-  const shapes = new Map<string, number[]>();
-  pages.forEach((page, i) => {
-    checkLimit(page.limit);
-    const { where, params } = listFilter(page);
-    const shape = page.offset > 0 || params.length === 0 ? `alone ${i}` : `${where} LIMIT ${page.limit}`;
-    shapes.set(shape, [...(shapes.get(shape) ?? []), i]);
-  });
-  const answers: ListedJob[][] = [];
-  await Promise.all(
-    [...shapes.values()].map(async (indexes) => {
-      const found = indexes.length === 1 ? [await listJobs(db, pages[indexes[0]!]!)] : await listPages(db, indexes.map((i) => pages[i]!));
-      indexes.forEach((i, k) => (answers[i] = found[k]!));
-    }),
-  );
-  return answers;
+  return listed(rows);
 }
 
 /** How many jobs match the filters (only when asked: a count reads every matching row). */
