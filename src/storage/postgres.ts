@@ -99,9 +99,10 @@ async function copy(client: pg.PoolClient, sql: string, data: string): Promise<n
 // Every parameterised query (and every queryText read) runs as a named prepared statement:
 // each connection parses and plans it once, then only binds and executes it (the status and
 // list reads are hot). The SQL is fixed text except a list's, which writes its LIMIT into the
-// text (see listJobs): up to 1000 limits for each filter shape. The first 1000 distinct texts
-// get names and any later one runs unnamed (parsed and planned each time), which bounds the
-// statements each connection keeps; the usual limits (the default, the console's) are named.
+// text (see listJobs): up to 100 limits for each combination of filters, several thousand
+// texts in all. The first 1000 distinct texts get names and any later one runs unnamed (parsed
+// and planned each time), which bounds the statements each connection keeps; the usual limits
+// (the default, the console's) are named first.
 const statementNames = new Map<string, string>();
 function statementName(sql: string): string | undefined {
   let name = statementNames.get(sql);
