@@ -1,8 +1,10 @@
 /**
- * npm run bench:api [-- --jobs 1000000 --seconds 5 --rounds 3]
+ * npm run bench:api [-- --jobs 1000000 --seconds 5 --rounds 3 --only a,a3,b]
  *
- * The status and list paths against PostgreSQL + Redis, measured with autocannon at 50
- * connections, each beside the framework's ceiling measured in the same run:
+ * The status and list paths against PostgreSQL + Redis, measured at 50 connections with wrk
+ * when it is installed (a C load generator on one thread: it leaves the server more of the
+ * cores than autocannon, so the ratios are truer) or else autocannon, each beside the
+ * framework's ceiling measured in the same run:
  *   (a) a bare Fastify route returning a constant (bench/bare-server.ts), started like Intake
  *   (a2) the same server's route doing one indexed node-postgres query by id: what any route
  *        that reads the database can reach here (PostgreSQL shares the cores)
@@ -17,8 +19,12 @@
  * on a private redis-server. Each figure is the median of --rounds runs; each ratio is to an (a)
  * run made just before it in the same round (the median of those ratios).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -30,11 +36,13 @@ import { freePort, startRedisServer } from '../test/redis-server.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
-  options: { jobs: { type: 'string', default: '1000000' }, seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' } },
+  options: { jobs: { type: 'string', default: '1000000' }, seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, only: { type: 'string' } },
 });
 const JOBS = Number(values.jobs);
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
+/** The scenarios to run, by their tag ((a), (d2) …): all by default. */
+const ONLY = values.only?.split(',').map((tag) => `(${tag.trim()})`);
 const CONNECTIONS = 50;
 const SAMPLE = 20_000; // ids requested at random in (b) and (c)
 
@@ -44,16 +52,13 @@ if (!base) {
   process.exit(2);
 }
 
-/**
- * Starts a server process on a free port (logging warnings only, as in production: request
- * logs would cost more than the route) and waits until it answers readyPath.
- */
+/** Starts a server process on a free port, at its default log level, and waits until it answers readyPath. */
 async function start(args: string[], env: Record<string, string>, readyPath: string): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: String(port), HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'], // the log (stdout) as a deployment would write it, unread
   });
   const url = `http://127.0.0.1:${port}`;
   for (;;) {
@@ -79,10 +84,62 @@ interface Figures {
   ratio: number;
 }
 
+/** One run's rate and latencies (ms), from either load generator. */
+interface Run {
+  rps: number;
+  p50: number;
+  p99: number;
+  mean: number;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** One autocannon run. Failures are reported, not thrown: a deep OFFSET page may time out, which is the point of measuring it. */
-async function once(url: string, paths: () => string): Promise<autocannon.Result> {
+const WRK = (() => {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    // wrk --version prints its banner and exits 1; only a missing binary is "not installed".
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
+})();
+const scratch = mkdtempSync(join(tmpdir(), 'intake-bench-api-'));
+const PATH_SAMPLES = 20_000;
+// wrk's script: a random path from the scenario's file per request; the summary as one JSON line.
+const WRK_SCRIPT = join(scratch, 'paths.lua');
+writeFileSync(
+  WRK_SCRIPT,
+  `local paths = {}
+for line in io.lines(os.getenv("WRK_PATHS")) do paths[#paths + 1] = line end
+local n = #paths
+function init(args) math.randomseed(os.time()) end
+function request() return wrk.format("GET", paths[math.random(n)]) end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,"timeouts":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.mean))
+end
+`,
+);
+let pathFiles = 0;
+
+/** One run. Failures are reported, not thrown: a deep OFFSET page may time out, which is the point of measuring it. */
+async function once(url: string, paths: () => string): Promise<Run> {
+  if (WRK) {
+    const file = join(scratch, `paths-${pathFiles++}.txt`);
+    writeFileSync(file, Array.from({ length: PATH_SAMPLES }, paths).join('\n') + '\n');
+    const { stdout } = await promisify(execFile)('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url], {
+      env: { ...process.env, WRK_PATHS: file },
+    });
+    rmSync(file);
+    const line = stdout.split('\n').find((l) => l.startsWith('WRK '));
+    if (!line) throw new Error(`wrk printed no summary:\n${stdout}`);
+    const r = JSON.parse(line.slice(4)) as Record<string, number>;
+    const failures = r.errors! + r.non2xx! + r.timeouts!;
+    if (failures > 0) console.log(`  ${url}: ${r.errors} errors, ${r.non2xx} non-2xx answers, ${r.timeouts} timeouts`);
+    return { rps: r.requests! / (r.duration_us! / 1e6), p50: r.p50_us! / 1000, p99: r.p99_us! / 1000, mean: r.mean_us! / 1000 };
+  }
   const result = await autocannon({
     url,
     connections: CONNECTIONS,
@@ -91,7 +148,7 @@ async function once(url: string, paths: () => string): Promise<autocannon.Result
   });
   const failures = result.errors + result.non2xx + result.timeouts;
   if (failures > 0) console.log(`  ${url}: ${result.errors} errors, ${result.non2xx} non-2xx answers, ${result.timeouts} timeouts`);
-  return result;
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, mean: result.latency.average };
 }
 
 /**
@@ -103,8 +160,7 @@ async function measure(ceilingUrl: string, url: string, paths: () => string): Pr
   for (let round = 0; round < ROUNDS; round++) {
     const ceiling = await once(ceilingUrl, () => '/constant');
     const result = url === ceilingUrl && paths() === '/constant' ? ceiling : await once(url, paths);
-    const rps = result.requests.average;
-    runs.push({ rps, p50: result.latency.p50, p99: result.latency.p99, mean: result.latency.average, ratio: rps / ceiling.requests.average });
+    runs.push({ ...result, ratio: result.rps / ceiling.rps });
   }
   const of = (key: keyof Figures) => median(runs.map((r) => r[key]));
   return { rps: of('rps'), p50: of('p50'), p99: of('p99'), mean: of('mean'), ratio: of('ratio') };
@@ -189,6 +245,7 @@ try {
 
   const results: [string, Figures][] = [];
   const run = async (label: string, target: string, paths: () => string) => {
+    if (ONLY && !ONLY.some((tag) => label.startsWith(tag + ' '))) return;
     const figures = await measure(bare.url, target, paths);
     results.push([label, figures]);
     console.log(`${label}: ${figures.rps.toFixed(0)} req/s, p50 ${figures.p50} ms, p99 ${figures.p99} ms`);
@@ -196,7 +253,16 @@ try {
   await run('(a) bare Fastify, constant', bare.url, () => '/constant');
   await run('(a2) bare Fastify, one pg query by id (the floor)', bare.url, () => `/pg/${randomId()}`);
   await run('(a3) bare Fastify, one Redis GET (the floor under (b))', bare.url, () => `/redis/${randomId()}`);
+  const cacheCounts = async () => {
+    const text = await (await fetch(`${intake.url}/metrics`)).text();
+    const count = (result: string) => Number(new RegExp(`intake_status_cache_requests_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    return { hits: count('hit'), misses: count('miss') };
+  };
+  const beforeB = await cacheCounts();
   await run('(b) GET /api/job/{id}, cache warm', intake.url, random);
+  const afterB = await cacheCounts();
+  const reads = afterB.hits - beforeB.hits + afterB.misses - beforeB.misses;
+  if (reads > 0) console.log(`  (b) answered from the cache: ${(((afterB.hits - beforeB.hits) / reads) * 100).toFixed(1)} % of ${reads} reads`);
   await run('(d) GET /api/jobs?status=completed, first page', intake.url, () => '/api/jobs?status=completed');
   const yearAgo = Date.now() - 365 * 24 * 3600 * 1000;
   await run('(d2) same list from a random time: no two requests alike', intake.url, () => {
@@ -210,17 +276,18 @@ try {
   // Last: deep OFFSET queries outlive the clients that gave up on them and would slow what follows.
   await run(`(e) same list, deep page by offset (${deepOffset.toLocaleString('en')})`, intake.url, () => `/api/jobs?status=completed&offset=${deepOffset}`);
 
-  console.log(`\nbench:api — ${JOBS.toLocaleString('en')} jobs, ${CONNECTIONS} connections, median of ${ROUNDS} rounds of ${SECONDS} s, PostgreSQL + Redis`);
+  console.log(`\nbench:api — ${WRK ? 'wrk' : 'autocannon'}, ${JOBS.toLocaleString('en')} jobs, ${CONNECTIONS} connections, median of ${ROUNDS} rounds of ${SECONDS} s, PostgreSQL + Redis`);
   console.log('scenario'.padEnd(62) + 'req/s'.padStart(9) + 'p50 ms'.padStart(9) + 'p99 ms'.padStart(9) + '  × (a)');
   for (const [label, f] of results) {
     console.log(label.padEnd(62) + f.rps.toFixed(0).padStart(9) + String(f.p50).padStart(9) + String(f.p99).padStart(9) + `  ${f.ratio.toFixed(2)}`);
   }
-  const first = results.find(([label]) => label.startsWith('(d)'))![1];
-  const deep = results.find(([label]) => label.includes('by cursor'))![1];
-  console.log(`deep page by cursor vs first page, mean latency: ${(deep.mean / first.mean).toFixed(2)} ×`);
+  const first = results.find(([label]) => label.startsWith('(d)'))?.[1];
+  const deep = results.find(([label]) => label.includes('by cursor'))?.[1];
+  if (first && deep) console.log(`deep page by cursor vs first page, mean latency: ${(deep.mean / first.mean).toFixed(2)} ×`);
 } finally {
   for (const child of processes) await stop(child);
   await redis.stop('SIGKILL').catch(() => {});
   await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await admin.end();
+  rmSync(scratch, { recursive: true, force: true });
 }

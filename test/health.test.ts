@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Counter, Histogram, Registry } from 'prom-client';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { createIntake } from '../src/server.js';
 import { jobEventTally, MAX_FOLLOWED_JOBS } from '../src/metrics.js';
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../src/schemas/job.js';
 import { backends, createSandbox, getJson, makeCsv, scaleOutAvailable, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
@@ -249,6 +252,40 @@ describe.runIf(scaleOutAvailable())('readiness while Redis is hung or down (scal
 
     expect(server.statuses.filter((s) => s >= 500 && s !== 503)).toEqual([]);
   }, 60_000);
+});
+
+describe('the log of answers', () => {
+  it('logs a request and its successful answer at debug, a client error at info, never the token', async () => {
+    const sandbox = await createSandbox(backends()[0]!);
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const intake = await createIntake(loadConfig({ ...sandbox.env, API_TOKENS: 'secret-token-0123456789' }), log);
+    try {
+      const auth = { authorization: 'Bearer secret-token-0123456789' };
+      expect((await intake.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+      expect((await intake.app.inject({ url: '/api/jobs', headers: auth })).statusCode).toBe(200);
+      expect((await intake.app.inject({ url: `/api/job/${randomUUID()}`, headers: auth })).statusCode).toBe(404);
+      expect((await intake.app.inject({ url: '/api/jobs' })).statusCode).toBe(401);
+      const answers = lines.filter((line) => line.msg === 'request completed');
+      expect(answers.map((line) => [line.level, (line.res as { statusCode: number }).statusCode])).toEqual([
+        [30, 404],
+        [30, 401],
+      ]);
+      expect(lines.some((line) => line.msg === 'incoming request')).toBe(false);
+      expect(JSON.stringify(lines)).not.toContain('secret-token-0123456789');
+
+      lines.length = 0;
+      log.level = 'debug';
+      await intake.app.inject({ url: '/healthz' });
+      expect(lines.map((line) => [line.level, line.msg])).toEqual([
+        [20, 'incoming request'],
+        [20, 'request completed'],
+      ]);
+    } finally {
+      await intake.close();
+      await sandbox.dispose();
+    }
+  });
 });
 
 describe('the Prometheus text check', () => {
