@@ -2,6 +2,7 @@ import { openAsBlob } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ApiError, createApi, type Api, type SubmittedJob } from '../client/api.js';
 import { follow } from '../client/follow.js';
 import { JOB_STATUSES, type JobPayload } from '../schemas/job.js';
 
@@ -10,7 +11,6 @@ import { JOB_STATUSES, type JobPayload } from '../schemas/job.js';
 /** Something the user can fix (bad arguments, unreachable server, refused request): one line, exit 2. */
 export class ClientError extends Error {}
 
-type SubmittedJob = JobPayload & { status_url: string };
 const POLL_MS = 1000;
 const REOPEN_MS = 5000;
 
@@ -20,14 +20,10 @@ export interface ClientIo {
   stderr: NodeJS.WriteStream;
 }
 
-/** Where Intake is (INTAKE_URL) and the token it wants, if any (INTAKE_TOKEN). */
-interface Target {
-  base: string;
-  token?: string;
-}
-
-function target(env: NodeJS.ProcessEnv): Target {
-  return { base: baseUrl(env), token: env.INTAKE_TOKEN?.trim() || undefined };
+/** The API at INTAKE_URL, with INTAKE_TOKEN when set. */
+function api(env: NodeJS.ProcessEnv): Api {
+  const token = env.INTAKE_TOKEN?.trim() || undefined;
+  return createApi({ base: baseUrl(env), token: () => token });
 }
 
 function baseUrl(env: NodeJS.ProcessEnv): string {
@@ -41,29 +37,10 @@ function baseUrl(env: NodeJS.ProcessEnv): string {
   }
 }
 
-async function request({ base, token }: Target, path: string, init?: RequestInit): Promise<Response> {
-  let res: Response;
-  try {
-    const auth: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
-    res = await fetch(base + path, { ...init, headers: { accept: 'application/json', ...auth, ...init?.headers } });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new ClientError(`cannot reach Intake at ${base}: ${cause?.code ?? cause?.message ?? (err as Error).message} (is it running? set INTAKE_URL)`);
-  }
-  if (!res.ok) {
-    const body = (await res.json().catch(() => ({}))) as { detail?: unknown; code?: string };
-    const detail = Array.isArray(body.detail)
-      ? body.detail.map((issue: { loc?: unknown[]; msg?: string }) => `${issue.loc?.join('.') ?? ''}: ${issue.msg}`).join('; ')
-      : typeof body.detail === 'string'
-        ? body.detail
-        : res.statusText;
-    throw new ClientError(`${printable(detail)} (HTTP ${res.status}${body.code ? ` ${printable(body.code)}` : ''})`);
-  }
-  return res;
-}
-
-async function getJob(base: Target, jobId: string): Promise<JobPayload> {
-  return (await (await request(base, `/api/job/${encodeURIComponent(jobId)}`)).json()) as JobPayload;
+/** An API error as the one line the user sees. */
+function clientError(err: ApiError): ClientError {
+  if (err.status === 0) return new ClientError(`${printable(err.message)} (is it running? set INTAKE_URL)`);
+  return new ClientError(`${printable(err.message)} (HTTP ${err.status} ${printable(err.code)})`);
 }
 
 function parse(
@@ -118,16 +95,12 @@ function progressLine(job: JobPayload, width = 30): string {
 }
 
 /** Follows a job to its end (see follow): its event stream, or its status URL while the stream is down. */
-function waitFor(base: Target, jobId: string, onJob: (job: JobPayload) => void): Promise<JobPayload> {
+function waitFor(client: Api, jobId: string, onJob: (job: JobPayload) => void): Promise<JobPayload> {
   return follow({
-    async openStream(signal) {
-      const res = await request(base, `/api/job/${encodeURIComponent(jobId)}/events`, { headers: { accept: 'text/event-stream' }, signal });
-      if (!res.body) throw new Error('no event stream');
-      return res.body;
-    },
-    read: () => getJob(base, jobId),
+    openStream: (signal) => client.events(jobId, signal),
+    read: () => client.job(jobId),
     // Gone, or refused: waiting longer cannot help. Anything else (Intake restarting) is waited out until the user stops us.
-    isFatal: (err) => err instanceof ClientError && /\(HTTP (401|403|404)\b/.test(err.message),
+    isFatal: (err) => err instanceof ApiError && [401, 403, 404].includes(err.status),
     onJob,
     pollMs: POLL_MS,
     reopenMs: REOPEN_MS,
@@ -166,7 +139,7 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   const path = positionals[0]!;
   const maxErrors = values['max-errors'] as string | undefined;
   if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
-  const base = target(io.env);
+  const client = api(io.env);
   let file: Blob;
   try {
     if (!(await stat(path)).isFile()) throw new Error('not a file');
@@ -177,14 +150,13 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   const form = new FormData();
   if (maxErrors !== undefined) form.append('max_errors', maxErrors);
   form.append('file', file, basename(path));
-  const job = (await (await request(base, '/api/upload', { method: 'POST', body: form })).json()) as SubmittedJob;
-  return submitted(base, job, values, io);
+  return submitted(client, await client.upload(form), values, io);
 }
 
 /** After an upload or a retry: prints the job, or with --wait follows it to its end. */
-async function submitted(base: Target, job: SubmittedJob, values: Record<string, unknown>, io: ClientIo): Promise<number> {
+async function submitted(client: Api, job: SubmittedJob, values: Record<string, unknown>, io: ClientIo): Promise<number> {
   // Relative unless the server has a PUBLIC_URL: shown as the address it was reached at.
-  const statusUrl = printable(new URL(job.status_url, `${base.base}/`).href);
+  const statusUrl = printable(new URL(job.status_url, `${client.base}/`).href);
   if (!values.wait) {
     if (values.json) io.stdout.write(`${JSON.stringify(job)}\n`);
     else {
@@ -196,7 +168,7 @@ async function submitted(base: Target, job: SubmittedJob, values: Record<string,
   // With --json, stdout carries the final job and nothing else is written.
   if (!values.json) io.stderr.write(`queued: ${statusUrl}\n`);
   const display = values.json ? undefined : progressDisplay(io.stderr);
-  const final = await waitFor(base, job.job_id, (update) => display?.update(update));
+  const final = await waitFor(client, job.job_id, (update) => display?.update(update));
   display?.end();
   if (values.json) io.stdout.write(`${JSON.stringify(final)}\n`);
   else {
@@ -208,7 +180,7 @@ async function submitted(base: Target, job: SubmittedJob, values: Record<string,
 
 async function status(args: string[], io: ClientIo): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1, 'intake status JOB_ID [--json]');
-  const job = await getJob(target(io.env), positionals[0]!);
+  const job = await api(io.env).job(positionals[0]!);
   if (values.json) {
     io.stdout.write(`${JSON.stringify(job)}\n`);
     return 0;
@@ -237,12 +209,7 @@ async function jobs(args: string[], io: ClientIo): Promise<number> {
     0,
     usage,
   );
-  const query = new URLSearchParams();
-  for (const name of ['status', 'limit', 'cursor'] as const) {
-    const value = values[name];
-    if (typeof value === 'string') query.set(name, value);
-  }
-  const list = (await (await request(target(io.env), `/api/jobs?${query}`)).json()) as { results: JobPayload[]; next_cursor: string | null };
+  const list = await api(io.env).jobs({ status: values.status as string | undefined, limit: values.limit as string | undefined, cursor: values.cursor as string | undefined });
   if (values.json) {
     io.stdout.write(`${JSON.stringify(list)}\n`);
     return 0;
@@ -269,11 +236,9 @@ async function jobs(args: string[], io: ClientIo): Promise<number> {
   return 0;
 }
 
-const jobPath = (jobId: string) => `/api/job/${encodeURIComponent(jobId)}`;
-
 async function cancel(args: string[], io: ClientIo): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1, 'intake cancel JOB_ID [--json]');
-  const job = (await (await request(target(io.env), `${jobPath(positionals[0]!)}/cancel`, { method: 'POST' })).json()) as JobPayload;
+  const job = await api(io.env).cancel(positionals[0]!);
   if (values.json) io.stdout.write(`${JSON.stringify(job)}\n`);
   else io.stderr.write(`${summary(job)}\n`);
   return 0;
@@ -288,17 +253,27 @@ async function retry(args: string[], io: ClientIo): Promise<number> {
   );
   const maxErrors = values['max-errors'] as string | undefined;
   if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
-  const base = target(io.env);
-  const query = maxErrors === undefined ? '' : `?max_errors=${maxErrors}`;
-  const job = (await (await request(base, `${jobPath(positionals[0]!)}/retry${query}`, { method: 'POST' })).json()) as SubmittedJob;
-  return submitted(base, job, values, io);
+  const client = api(io.env);
+  return submitted(client, await client.retry(positionals[0]!, maxErrors), values, io);
 }
 
 async function remove(args: string[], io: ClientIo): Promise<number> {
   const { positionals } = parse(args, {}, 1, 'intake delete JOB_ID');
-  await request(target(io.env), jobPath(positionals[0]!), { method: 'DELETE' });
+  await api(io.env).remove(positionals[0]!);
   io.stderr.write(`deleted ${positionals[0]}\n`);
   return 0;
 }
 
-export const CLIENT_COMMANDS: Record<string, (args: string[], io: ClientIo) => Promise<number>> = { upload, status, jobs, cancel, retry, delete: remove };
+type Command = (args: string[], io: ClientIo) => Promise<number>;
+
+/** A command whose API errors are shown as one line each (see clientError). */
+const shown =
+  (command: Command): Command =>
+  (args, io) =>
+    command(args, io).catch((err: unknown) => {
+      throw err instanceof ApiError ? clientError(err) : err;
+    });
+
+export const CLIENT_COMMANDS: Record<string, Command> = Object.fromEntries(
+  Object.entries({ upload, status, jobs, cancel, retry, delete: remove }).map(([name, command]) => [name, shown(command)]),
+);

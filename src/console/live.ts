@@ -1,6 +1,6 @@
 import { follow, type FollowState } from '../client/follow.js';
 import { readEvents } from '../client/sse.js';
-import { ApiError, authHeaders, errorFrom, getJson, jobPath, type Job } from './api.js';
+import { api, ApiError, type Job } from './api.js';
 
 export type LiveState = FollowState;
 
@@ -15,15 +15,11 @@ interface StreamHandlers {
 }
 
 /** Reads a job event stream (see readEvents). Returns the function that closes it. */
-function openStream(url: string, handlers: StreamHandlers): () => void {
+function openStream(path: string, handlers: StreamHandlers): () => void {
   const controller = new AbortController();
   (async () => {
-    const res = await fetch(url, { signal: controller.signal, headers: { accept: 'text/event-stream', ...authHeaders() } });
-    if (!res.ok || !res.body) {
-      const body: unknown = await res.json().catch(() => undefined);
-      if (controller.signal.aborted) return; // closed meanwhile: nobody is listening
-      throw errorFrom(res.status, body);
-    }
+    const res = await api.send(path, { signal: controller.signal, headers: { accept: 'text/event-stream' } });
+    if (!res.body) throw new ApiError(res.status, 'bad_answer', 'Intake answered without an event stream');
     handlers.onOpen();
     for await (const { event, data } of readEvents(res.body)) handlers.onEvent(event, data);
   })().then(
@@ -42,12 +38,8 @@ function openStream(url: string, handlers: StreamHandlers): () => void {
 export function followJob(jobId: string, onJob: (job: Job) => void, onState: (state: LiveState) => void, onError: (err: Error) => void): () => void {
   const controller = new AbortController();
   follow({
-    async openStream(signal) {
-      const res = await fetch(`${jobPath(jobId)}/events`, { signal, headers: { accept: 'text/event-stream', ...authHeaders() } });
-      if (!res.ok || !res.body) throw errorFrom(res.status, await res.json().catch(() => undefined));
-      return res.body;
-    },
-    read: (signal) => getJson<Job>(jobPath(jobId), signal),
+    openStream: (signal) => api.events(jobId, signal),
+    read: (signal) => api.job(jobId, signal),
     isFatal: (err) => err instanceof ApiError && (err.status === 404 || err.status === 401),
     onJob,
     onState,

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, getJson, jobAction, jobPath, pagePath, TERMINAL, type Job, type Page, type RecordRow, type RowError } from '../api.js';
+import { api, ApiError, jobPath, TERMINAL, type Job, type RecordRow, type RowError } from '../api.js';
 import { formatBytes, formatCount, formatDuration, formatTime } from '../format.js';
 import { followJob, type LiveState } from '../live.js';
 import { navigate } from '../router.js';
@@ -21,9 +21,11 @@ export function JobPage({ jobId }: { jobId: string }) {
     if (action === 'delete' && !window.confirm('Delete this job, its records, its row errors and its stored upload?')) return;
     setActionError(null);
     try {
-      const next = await jobAction(jobId, action);
-      if (action === 'delete') return navigate('/');
-      if (next) setJob(next);
+      if (action === 'delete') {
+        await api.remove(jobId);
+        return navigate('/');
+      }
+      setJob(await (action === 'cancel' ? api.cancel(jobId) : api.retry(jobId)));
       if (action === 'retry') setRun((n) => n + 1);
     } catch (err) {
       setActionError(err instanceof Error ? err.message : String(err));
@@ -209,7 +211,7 @@ function usePaged<T>(job: Job, kind: 'records' | 'errors', count: number) {
   useEffect(() => {
     if (!reload) return;
     const controller = new AbortController();
-    getJson<Page<T>>(pagePath(job.job_id, kind, PREVIEW_ROWS, null), controller.signal).then(
+    api.page<T>(job.job_id, kind, PREVIEW_ROWS, null, controller.signal).then(
       (page) => {
         setRows(page.results);
         setNext(page.next_cursor);
@@ -224,7 +226,7 @@ function usePaged<T>(job: Job, kind: 'records' | 'errors', count: number) {
 
   function more(): void {
     if (!next) return;
-    getJson<Page<T>>(pagePath(job.job_id, kind, PREVIEW_ROWS, next)).then(
+    api.page<T>(job.job_id, kind, PREVIEW_ROWS, next).then(
       (page) => {
         setRows((current) => [...current, ...page.results]);
         setNext(page.next_cursor);

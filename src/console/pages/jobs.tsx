@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { JOB_STATUSES, type JobStatus } from '../../schemas/job.js';
-import { listJobs, type Job, type JobList } from '../api.js';
+import { api, type Job, type JobList } from '../api.js';
 import { formatCount, formatDuration, formatTime } from '../format.js';
 import { followAllJobs } from '../live.js';
 import { navigate } from '../router.js';
@@ -52,7 +52,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
       controller.abort();
       controller = new AbortController();
       lastLoad = Date.now();
-      listJobs({ status, cursor, limit: PAGE_SIZE }, controller.signal).then(
+      api.jobs({ status, cursor, limit: PAGE_SIZE }, controller.signal).then(
         (page) => {
           // A page read before a live event can arrive after it: never show a job older than shown.
           setList((current) => {
