@@ -1,7 +1,9 @@
 import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
+import { Ajv } from 'ajv';
+import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/schemas/api.js';
+import { jobListSchema, jobSchema, TERMINAL_STATUSES, type JobPayload } from '../src/schemas/api.js';
 import { findJob, findPayload, findPayloads, payloadJson } from '../src/storage/jobs.js';
 import { backends, createSandbox, getJson, makeCsv, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
 
@@ -374,6 +376,30 @@ describe.each(backends())('API contract ($name)', (backend) => {
     expect(answer).toContain('"code":"upload_incomplete"');
     expect(readdirSync(server.config.uploadDir).filter((f) => f.endsWith('.part'))).toEqual([]);
     expect((await getJson(`${server.url}/api/jobs?limit=100`)).body.results.length).toBe(before);
+  });
+
+  it('answers the status URL and the list exactly as their schemas say (both are written without the serializer)', async () => {
+    const ajv = new Ajv({ allowUnionTypes: true });
+    addFormats.default(ajv);
+    ajv.addSchema(jobSchema);
+    const validJob = ajv.compile({ $ref: 'Job#' });
+    const validList = ajv.compile(jobListSchema);
+    const fields = Object.keys(jobSchema.properties).sort();
+    const done = await upload(server.url, 'schema "check".csv', makeCsv(3));
+    const failed = await upload(server.url, 'bad.csv', 'a,b\n1\n');
+    const posted = await postRecords(server.url, '[{"a": 1}]');
+    for (const job of [done, failed, posted]) await waitForJob(server.url, job.body.job_id);
+    for (const query of ['limit=100&total=true', 'status=completed&limit=1', 'limit=1&offset=1']) {
+      const list = await getJson(`${server.url}/api/jobs?${query}`);
+      expect(validList(list.body), JSON.stringify(validList.errors)).toBe(true);
+      expect(list.body.results.length).toBeGreaterThan(0);
+      for (const job of list.body.results as JobPayload[]) {
+        expect(Object.keys(job).sort()).toEqual(fields);
+        const one = await getJson(`${server.url}/api/job/${job.job_id}`);
+        expect(validJob(one.body), JSON.stringify(validJob.errors)).toBe(true);
+        if (TERMINAL_STATUSES.has(job.status)) expect(one.body).toEqual(job); // the same payload, written the same way
+      }
+    }
   });
 
   it('serves the OpenAPI document and Swagger UI', async () => {

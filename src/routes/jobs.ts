@@ -149,7 +149,9 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       const nextOffset = more && cursor === undefined ? offset + limit : null;
       const nextCursor = more && last ? encodeCursor(last.submittedAt, last.jobId) : null;
       const count = total ? `,"total":${await countJobs(db, filters)}` : '';
-      // Each payload written by PostgreSQL as the status URL would write it; the page around them by hand.
+      // Each payload as PostgreSQL wrote it (as the status URL sends it), the page around them by
+      // hand: parsing the payloads to serialise them again by the schema halved the rate of a
+      // first page (wrk, 0.39 → 0.20 × the bare route). A test checks the answer against JobList.
       return reply
         .type('application/json; charset=utf-8')
         .send(
