@@ -1,0 +1,193 @@
+/**
+ * Column types of a dataset, and the inference of a column's type from every one of its values
+ * (never a sample): the narrowest type that holds them all. Tests are on the text as written,
+ * without building numbers or dates, since they run for every value of every row.
+ *
+ *   bigint       an integer in PostgreSQL's bigint range, without leading zeros ("007" is text:
+ *                codes and zip codes keep their zeros)
+ *   numeric      a decimal number, kept exactly (PostgreSQL's numeric: no rounding through a double)
+ *   boolean      true or false, in any case
+ *   date         YYYY-MM-DD, a real date in years 1–9999
+ *   timestamptz  an ISO 8601 date and time (T or a space between), to the minute or finer, with
+ *                Z or an offset; without one it is read as UTC
+ *   text         anything else
+ *   jsonb        a nested JSON value (object or array), from JSON input or a column declared so
+ *
+ * Two types join to the narrowest that holds both: bigint and numeric → numeric, date and
+ * timestamptz → timestamptz, anything and jsonb → jsonb (JSON input only), any other pair → text.
+ * A missing value (an empty CSV cell, a JSON null or absent key) has no type and joins to the other.
+ */
+
+export const COLUMN_TYPES = ['bigint', 'numeric', 'boolean', 'date', 'timestamptz', 'text', 'jsonb'] as const;
+export type ColumnType = (typeof COLUMN_TYPES)[number];
+
+export function isColumnType(value: unknown): value is ColumnType {
+  return typeof value === 'string' && (COLUMN_TYPES as readonly string[]).includes(value);
+}
+
+/** The narrowest type holding values of both (null: no value seen yet). */
+export function joinTypes(a: ColumnType | null, b: ColumnType | null): ColumnType | null {
+  if (a === b || b === null) return a;
+  if (a === null) return b;
+  if (a === 'jsonb' || b === 'jsonb') return 'jsonb';
+  if ((a === 'bigint' && b === 'numeric') || (a === 'numeric' && b === 'bigint')) return 'numeric';
+  if ((a === 'date' && b === 'timestamptz') || (a === 'timestamptz' && b === 'date')) return 'timestamptz';
+  return 'text';
+}
+
+const ZERO = 48;
+const NINE = 57;
+const isDigit = (c: number) => c >= ZERO && c <= NINE;
+const BIGINT_MAX = '9223372036854775807';
+const BIGINT_MIN_ABS = '9223372036854775808';
+// numeric's own limits are far wider (131,072 digits before the point); these keep a value's
+// text (and the cast of a million of them) within reason: past them a value is text.
+const MAX_NUMERIC_DIGITS = 1000;
+const MAX_EXPONENT = 1000;
+
+/** An integer within bigint's range, written without leading zeros or a fraction. */
+export function isBigint(s: string): boolean {
+  let i = 0;
+  const negative = s.charCodeAt(0) === 45;
+  if (negative || s.charCodeAt(0) === 43) i = 1;
+  const digits = s.length - i;
+  if (digits < 1 || digits > 19) return false;
+  if (digits > 1 && s.charCodeAt(i) === ZERO) return false;
+  for (let j = i; j < s.length; j++) if (!isDigit(s.charCodeAt(j))) return false;
+  if (digits < 19) return true;
+  const body = s.slice(i);
+  return body <= (negative ? BIGINT_MIN_ABS : BIGINT_MAX); // same length: compares as numbers
+}
+
+/** A decimal number (with a point, an exponent, or both), or an integer beyond bigint's range. */
+export function isNumeric(s: string): boolean {
+  let i = 0;
+  const n = s.length;
+  if (s.charCodeAt(0) === 45 || s.charCodeAt(0) === 43) i = 1;
+  const intStart = i;
+  while (i < n && isDigit(s.charCodeAt(i))) i++;
+  const intDigits = i - intStart;
+  if (intDigits > 1 && s.charCodeAt(intStart) === ZERO) return false; // "007.5": leading zeros are kept as text
+  let fracDigits = 0;
+  if (i < n && s.charCodeAt(i) === 46) {
+    i++;
+    const fracStart = i;
+    while (i < n && isDigit(s.charCodeAt(i))) i++;
+    fracDigits = i - fracStart;
+  }
+  if (intDigits + fracDigits === 0 || intDigits + fracDigits > MAX_NUMERIC_DIGITS) return false;
+  if (i < n && (s.charCodeAt(i) === 101 || s.charCodeAt(i) === 69)) {
+    i++;
+    if (i < n && (s.charCodeAt(i) === 45 || s.charCodeAt(i) === 43)) i++;
+    const expStart = i;
+    while (i < n && isDigit(s.charCodeAt(i))) i++;
+    if (i === expStart || i - expStart > 4 || Number(s.slice(expStart, i)) > MAX_EXPONENT) return false;
+  }
+  return i === n;
+}
+
+export function isBoolean(s: string): boolean {
+  return s.length <= 5 && /^(?:true|false)$/i.test(s);
+}
+
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function validDate(year: number, month: number, day: number): boolean {
+  if (year < 1 || month < 1 || month > 12 || day < 1) return false;
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  return day <= (month === 2 && leap ? 29 : DAYS[month - 1]!);
+}
+
+const DATE = /^(\d{4})-(\d\d)-(\d\d)$/;
+export function isDate(s: string): boolean {
+  if (s.length !== 10) return false;
+  const m = DATE.exec(s);
+  return m !== null && validDate(Number(m[1]), Number(m[2]), Number(m[3]));
+}
+
+const TIMESTAMP = /^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:\.\d{1,9})?)?(?:Z|[+-](\d\d)(?::?(\d\d))?)?$/i;
+export function isTimestamp(s: string): boolean {
+  if (s.length < 16 || s.length > 35) return false;
+  const m = TIMESTAMP.exec(s);
+  if (m === null || !validDate(Number(m[1]), Number(m[2]), Number(m[3]))) return false;
+  if (Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6] ?? 0) > 59) return false;
+  return Number(m[7] ?? 0) <= 15 && Number(m[8] ?? 0) <= 59;
+}
+
+/** The narrowest type of a value written as text (a CSV cell, a JSON string); '' has none. */
+export function textType(s: string): ColumnType | null {
+  if (s === '') return null;
+  const c = s.charCodeAt(0);
+  if (isDigit(c) || c === 45 || c === 43 || c === 46) {
+    if (isBigint(s)) return 'bigint';
+    if (isNumeric(s)) return 'numeric';
+    if (isDate(s)) return 'date';
+    if (isTimestamp(s)) return 'timestamptz';
+    return 'text';
+  }
+  return isBoolean(s) ? 'boolean' : 'text';
+}
+
+/** Whether a text value fits a column of `type` (as a cast at publish will read it). */
+export function textFits(s: string, type: ColumnType): boolean {
+  switch (type) {
+    case 'text':
+      return true;
+    case 'bigint':
+      return isBigint(s);
+    case 'numeric':
+      return isBigint(s) || isNumeric(s);
+    case 'boolean':
+      return isBoolean(s);
+    case 'date':
+      return isDate(s);
+    case 'timestamptz':
+      return isDate(s) || isTimestamp(s);
+    case 'jsonb':
+      return isJsonText(s);
+  }
+}
+
+function isJsonText(s: string): boolean {
+  try {
+    JSON.parse(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A column's type over a whole input: fed every value, it keeps the narrowest type holding
+ * them all. Values are mostly of the type already found, so that is tested first.
+ */
+export class TypeTally {
+  type: ColumnType | null;
+
+  constructor(type: ColumnType | null = null) {
+    this.type = type;
+  }
+
+  /** A value written as text ('' is missing). */
+  text(s: string): void {
+    const type = this.type;
+    if (type === 'text' || type === 'jsonb' || s === '') return;
+    if (type !== null && textFits(s, type)) return;
+    this.type = joinTypes(type, textType(s));
+  }
+
+  /** A JSON value: `literal` is a number's text as written (exact beyond a double's digits). */
+  json(value: unknown, literal?: string): void {
+    if (value === null || value === undefined || this.type === 'jsonb') return;
+    if (typeof value === 'object') this.type = 'jsonb';
+    else if (typeof value === 'boolean') this.type = joinTypes(this.type, 'boolean');
+    else if (typeof value === 'number') {
+      const text = literal ?? String(value);
+      this.type = joinTypes(this.type, isBigint(text) ? 'bigint' : 'numeric');
+    } else if (typeof value === 'string') {
+      // A JSON string is text unless it is a date or a time: "123" stays the string it was sent as.
+      if (this.type === 'text' || value === '') return;
+      this.type = joinTypes(this.type, isDate(value) ? 'date' : isTimestamp(value) ? 'timestamptz' : 'text');
+    }
+  }
+}

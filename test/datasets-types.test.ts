@@ -1,0 +1,139 @@
+import { describe, expect, it } from 'vitest';
+import { columnNames, datasetNameFor, datasetNameProblem, toName } from '../src/datasets/names.js';
+import { isBigint, isNumeric, isTimestamp, joinTypes, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
+
+describe('dataset and column names', () => {
+  it('takes a name that follows the rule and says the rule otherwise', () => {
+    for (const name of ['orders', 'a', 'sales_2026', 'x'.repeat(63)]) expect(datasetNameProblem(name), name).toBeUndefined();
+    for (const name of ['Orders', '2026', '_orders', 'sales-2026', 'x'.repeat(64), '', 'año', 'orders;drop']) {
+      expect(datasetNameProblem(name), name).toMatch(/lower-case letters, digits and _, starting with a letter, at most 63 characters/);
+    }
+    expect(datasetNameProblem('select')).toMatch(/reserves/);
+  });
+
+  it('picks a name from the file name', () => {
+    expect(datasetNameFor('Sales Report (2026).csv')).toBe('sales_report_2026');
+    expect(datasetNameFor('exports/Über Größe.csv.gz')).toBe('uber_gro_e');
+    expect(datasetNameFor('2026-orders.ndjson')).toBe('d_2026_orders');
+    expect(datasetNameFor('€€.json')).toBe('dataset');
+    expect(datasetNameFor('table.csv')).toBe('table_');
+    expect(datasetNameFor(null)).toBe('records');
+    expect(datasetNameFor(`${'Long name '.repeat(10)}.csv`)).toBe('long_name_'.repeat(6) + 'lon');
+    for (const file of ['Sales Report (2026).csv', '2026-orders.ndjson', '€€.json', 'table.csv', `${'x'.repeat(200)}.csv`]) {
+      expect(datasetNameProblem(datasetNameFor(file)), file).toBeUndefined();
+    }
+  });
+
+  it('makes column names from any header, keeping every field', () => {
+    expect(columnNames(['Order ID', 'Unit Price (€)', '', 'order id', 'Order-ID', '_intake_job_id', '1st', 'select', '%%'])).toEqual([
+      'order_id',
+      'unit_price',
+      'column_3',
+      'order_id_2',
+      'order_id_3',
+      'intake_job_id',
+      'c_1st',
+      'select_',
+      'column_9',
+    ]);
+    const long = columnNames(['y'.repeat(80), 'y'.repeat(70)]);
+    expect(long).toEqual(['y'.repeat(63), `${'y'.repeat(61)}_2`]);
+    expect(toName('Prix €/kg', 'x')).toBe('prix_kg');
+  });
+});
+
+describe('column types', () => {
+  it('reads bigint within its range, without leading zeros', () => {
+    for (const s of ['0', '-0', '7', '+7', '-42', '9223372036854775807', '-9223372036854775808']) expect(isBigint(s), s).toBe(true);
+    for (const s of ['', '-', '007', '9223372036854775808', '-9223372036854775809', '1.0', '1e3', ' 1', '1 ', '١٢']) expect(isBigint(s), s).toBe(false);
+  });
+
+  it('reads decimals exactly as written', () => {
+    for (const s of ['1.5', '-0.25', '.5', '1.', '1e5', '2.5E-3', '123456789012345678901234567890', '0.000000000000000000001']) expect(isNumeric(s), s).toBe(true);
+    for (const s of ['', '.', '-', '00.5', '1e', '1e99999', 'NaN', 'Infinity', '1,5', '1.2.3', '0x1f']) expect(isNumeric(s), s).toBe(false);
+  });
+
+  it('reads ISO 8601 dates and times, real ones only', () => {
+    expect(textType('2026-02-28')).toBe('date');
+    expect(textType('2024-02-29')).toBe('date');
+    expect(textType('2026-02-29')).toBe('text');
+    expect(textType('0000-01-01')).toBe('text');
+    for (const s of ['2026-01-31T09:30:00Z', '2026-01-31 09:30', '2026-01-31T09:30:00.123456+02:00', '2026-01-31T09:30:00-0530', '2026-01-31t09:30:00z']) {
+      expect(isTimestamp(s), s).toBe(true);
+    }
+    for (const s of ['2026-01-31T24:00:00Z', '2026-01-31T09:60', '2026-01-31T09', '2026-13-01T00:00Z', '2026-01-31T09:30:00+16:00', '31/01/2026 09:30']) {
+      expect(isTimestamp(s), s).toBe(false);
+    }
+  });
+
+  it('joins two types to the narrowest holding both', () => {
+    const cases: [ColumnType | null, ColumnType | null, ColumnType | null][] = [
+      [null, 'bigint', 'bigint'],
+      ['bigint', 'numeric', 'numeric'],
+      ['date', 'timestamptz', 'timestamptz'],
+      ['bigint', 'boolean', 'text'],
+      ['date', 'bigint', 'text'],
+      ['text', 'jsonb', 'jsonb'],
+      ['numeric', 'text', 'text'],
+    ];
+    for (const [a, b, joined] of cases) {
+      expect(joinTypes(a, b), `${a} + ${b}`).toBe(joined);
+      expect(joinTypes(b, a), `${b} + ${a}`).toBe(joined);
+    }
+  });
+
+  it('infers over every value: an integer column with one decimal on its last row is numeric', () => {
+    const tally = new TypeTally();
+    for (let i = 0; i < 999_999; i++) tally.text(String(i));
+    expect(tally.type).toBe('bigint');
+    tally.text('');
+    expect(tally.type).toBe('bigint');
+    tally.text('0.5');
+    expect(tally.type).toBe('numeric');
+    tally.text('7');
+    expect(tally.type).toBe('numeric');
+    tally.text('n/a');
+    expect(tally.type).toBe('text');
+  });
+
+  it('infers CSV text: empty cells have no type, booleans in any case, dates widening to times', () => {
+    const of = (values: string[]) => {
+      const tally = new TypeTally();
+      for (const v of values) tally.text(v);
+      return tally.type;
+    };
+    expect(of(['', ''])).toBeNull();
+    expect(of(['true', 'FALSE', '', 'True'])).toBe('boolean');
+    expect(of(['2026-01-01', '2026-01-02T10:00:00Z'])).toBe('timestamptz');
+    expect(of(['2026-01-01T10:00:00Z', '2026-01-02'])).toBe('timestamptz');
+    expect(of(['1', 'true'])).toBe('text');
+    expect(of(['007', '8'])).toBe('text');
+  });
+
+  it('infers JSON values by their JSON type: strings stay text unless they are dates or times', () => {
+    const of = (values: [unknown, string?][]) => {
+      const tally = new TypeTally();
+      for (const [v, literal] of values) tally.json(v, literal);
+      return tally.type;
+    };
+    expect(of([[1], [2], [null]])).toBe('bigint');
+    expect(of([[1], [1.5]])).toBe('numeric');
+    expect(of([[1.2345678901234568e29, '123456789012345678901234567890']])).toBe('numeric');
+    expect(of([[1e20, '100000000000000000000']])).toBe('numeric');
+    expect(of([['123'], ['456']])).toBe('text');
+    expect(of([['2026-01-01'], ['2026-01-01T00:00:00Z']])).toBe('timestamptz');
+    expect(of([[true], [false]])).toBe('boolean');
+    expect(of([[{ a: 1 }], ['x'], [3]])).toBe('jsonb');
+    expect(of([['x'], [[1, 2]]])).toBe('jsonb');
+  });
+
+  it('checks a value against a declared type as the cast will read it', () => {
+    expect(textFits('12', 'numeric')).toBe(true);
+    expect(textFits('2026-01-01', 'timestamptz')).toBe(true);
+    expect(textFits('{"a": [1]}', 'jsonb')).toBe(true);
+    expect(textFits('{a}', 'jsonb')).toBe(false);
+    expect(textFits('1.5', 'bigint')).toBe(false);
+    expect(textFits('yes', 'boolean')).toBe(false);
+    expect(textFits('anything', 'text')).toBe(true);
+  });
+});
