@@ -257,7 +257,8 @@ describe.skipIf(!process.env.DATABASE_URL)('connection loss (PostgreSQL, in-proc
 
     // The same server answers again, with new connections.
     expect((await post(`/api/job/${jobId}/retry`)).status).toBe(202);
-    expect(server.statuses.filter((status) => status >= 500)).toEqual([503, 503]);
+    // Also 503, never 500: a status read polled above that took a connection terminated while idle.
+    expect(server.statuses.filter((status) => status >= 500 && status !== 503)).toEqual([]);
   });
 
   it('WORKER_CONCURRENCY=0 without Redis: a dispatch keeps nothing (the row is the job), and a process with workers takes it up', async () => {
