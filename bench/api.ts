@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { migrate } from '../src/storage/migrate.js';
 import { freePort, startRedisServer } from '../test/redis-server.js';
@@ -55,7 +56,7 @@ if (!base) {
 /** Starts a server process on a free port, at its default log level, and waits until it answers readyPath. */
 async function start(args: string[], env: Record<string, string>, readyPath: string): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  const child = spawn(process.execPath, [...(args[0] === 'src/cli/main.ts' ? NODE_FLAGS : []), '--import', 'tsx', ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: String(port), HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'ignore', 'inherit'], // the log (stdout) as a deployment would write it, unread

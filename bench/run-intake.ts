@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { openAsBlob, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -28,7 +29,7 @@ export interface IngestRun {
  * ends, and stops the process. Throws unless the job completed.
  */
 export async function ingestThroughIntake(env: Record<string, string>, file: string, name: string): Promise<IngestRun> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', 'src/cli/main.ts', 'serve'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { backends, createSandbox, getJson, makeCsv, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../bin/intake.js', import.meta.url));
@@ -169,5 +170,13 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect(stderr).toBe(`intake: cannot reach Intake at http://127.0.0.1:${port}: ECONNREFUSED (is it running? set INTAKE_URL)\n`);
     const bad = await intake(dir, ['jobs'], 'localhost:8000');
     expect(bad.stderr).toBe('intake: INTAKE_URL must be an http(s) URL such as http://localhost:8000, not "localhost:8000"\n');
+  });
+});
+
+describe('the V8 flags of an Intake process', () => {
+  it('are the same wherever it starts: npm start, npm run worker, the installed command', () => {
+    const scripts = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    for (const name of ['start', 'worker']) expect(scripts[name], name).toMatch(new RegExp(`^node ${NODE_FLAGS.join(' ')} `));
+    expect(readFileSync(BIN, 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
   });
 });
