@@ -1,4 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { jsonKind, jsonString, topLevelFields } from '../src/datasets/json-fields.js';
 import { columnNames, datasetNameFor, datasetNameProblem, toName } from '../src/datasets/names.js';
 import { isBigint, isNumeric, isTimestamp, joinTypes, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
 
@@ -135,5 +137,29 @@ describe('column types', () => {
     expect(textFits('1.5', 'bigint')).toBe(false);
     expect(textFits('yes', 'boolean')).toBe(false);
     expect(textFits('anything', 'text')).toBe(true);
+  });
+});
+
+describe('top-level JSON fields as written', () => {
+  it('gives each value its exact text, a repeated key its last value', () => {
+    const fields = topLevelFields('{ "id" : 123456789012345678901234567890, "tags":["a","b]"], "n":null,"t":true, "s":"x\\"y", "o":{"k":[1,{"z":"}"}]}, "id": 7.50 }');
+    expect(Object.fromEntries(fields)).toEqual({ id: '7.50', tags: '["a","b]"]', n: 'null', t: 'true', s: '"x\\"y"', o: '{"k":[1,{"z":"}"}]}' });
+    expect(jsonString(fields.get('s')!)).toBe('x"y');
+    expect([...fields.values()].map(jsonKind)).toEqual(['nested', 'null', 'boolean', 'string', 'nested', 'number']);
+    expect(topLevelFields('{}').size).toBe(0);
+    expect(Object.fromEntries(topLevelFields('{"\\u0061 b":1}'))).toEqual({ 'a b': '1' });
+  });
+
+  it('agrees with JSON.parse on any object, however it is spaced', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.integer({ min: 0, max: 3 }), (object, indent) => {
+        const text = JSON.stringify(object, null, indent);
+        const parsed = JSON.parse(text) as Record<string, unknown>;
+        const fields = topLevelFields(text);
+        expect(fields.size).toBe(Object.keys(parsed).length);
+        for (const [key, value] of fields) expect(JSON.parse(value)).toEqual(parsed[key]);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
