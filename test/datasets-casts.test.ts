@@ -1,0 +1,125 @@
+import { PGlite } from '@electric-sql/pglite';
+import fc from 'fast-check';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { castFromCsv, castFromJson } from '../src/datasets/casts.js';
+import { COLUMN_TYPES, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
+
+/** Text values of every shape the inference tells apart, and near misses of each. */
+const values = fc.oneof(
+  fc.bigInt({ min: -(2n ** 65n), max: 2n ** 65n }).map(String),
+  fc.double({ noDefaultInfinity: false }).map(String),
+  fc.tuple(fc.integer({ min: -99, max: 99_999 }), fc.nat(99_999)).map(([a, b]) => `${a}.${b}`),
+  fc.tuple(fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: 13 }), fc.integer({ min: 0, max: 32 })).map(
+    ([y, m, d]) => `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}`,
+  ),
+  fc
+    .tuple(
+      fc.constantFrom('2026-01-31', '2024-02-29', '0001-01-01', '9999-12-31'),
+      fc.constantFrom('T', ' ', 't'),
+      fc.integer({ min: 0, max: 24 }),
+      fc.integer({ min: 0, max: 60 }),
+      fc.constantFrom('', ':00', ':59', ':07.5', ':07.123456789'),
+      fc.constantFrom('', 'Z', 'z', '+02:00', '-0530', '+15:59', '+14', '-12:00'),
+    )
+    .map(([d, t, h, m, s, z]) => `${d}${t}${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}${s}${z}`),
+  fc.constantFrom('true', 'FALSE', 'True', 't', 'yes', '', '-', '+', '.', '1e5', '1E-5', '007', '-0', '+12', '9223372036854775807'),
+  fc.string(),
+);
+
+interface Database {
+  name: string;
+  /** Casts each value with `expression` (of the column `v`); the results as text. */
+  cast(expression: (value: string) => string, items: string[]): Promise<(string | null)[]>;
+  close(): Promise<void>;
+}
+
+async function postgres(): Promise<Database | undefined> {
+  if (!process.env.DATABASE_URL) return undefined;
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  await client.query("SET TimeZone = 'UTC'");
+  return {
+    name: 'PostgreSQL',
+    async cast(expression, items) {
+      const { rows } = await client.query<{ v: string | null }>(`SELECT (${expression('v')})::text AS v FROM unnest($1::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n`, [items]);
+      return rows.map((row) => row.v);
+    },
+    close: () => client.end(),
+  };
+}
+
+async function pglite(): Promise<Database> {
+  const db = new PGlite();
+  await db.exec("SET TimeZone = 'UTC'");
+  return {
+    name: 'PGlite',
+    async cast(expression, items) {
+      const { rows } = await db.query<{ v: string | null }>(`SELECT (${expression('v')})::text AS v FROM unnest($1::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n`, [items]);
+      return rows.map((row) => row.v);
+    },
+    close: () => db.close(),
+  };
+}
+
+const databases: Database[] = [];
+beforeAll(async () => {
+  databases.push(await pglite());
+  const server = await postgres();
+  if (server) databases.push(server);
+}, 60_000);
+afterAll(async () => {
+  for (const db of databases) await db.close();
+});
+
+const quoted = (value: string) => `"${value}"`;
+
+describe('casts at publish agree with the inference', () => {
+  it('every value the inference lets into a column casts to it, in PGlite and PostgreSQL', async () => {
+    const sample = fc.sample(values, { numRuns: 4000, seed: 42 });
+    for (const db of databases) {
+      for (const type of COLUMN_TYPES) {
+        const fitting = sample.filter((value) => value === '' || textFits(value, type));
+        const cast = await db.cast((v) => castFromCsv(quoted(v), type), fitting).catch((err: Error) => err);
+        expect(cast, `${db.name}: CSV values into ${type}`).not.toBeInstanceOf(Error);
+        const results = cast as (string | null)[];
+        fitting.forEach((value, i) => {
+          if (value === '') expect(results[i], `${db.name}: '' into ${type}`).toBe(type === 'text' ? '' : null);
+          else if (type === 'bigint' || type === 'numeric') expect(Number(results[i]) + 0, `${db.name}: ${value}`).toBe(Number(value) + 0); // (+ 0: -0 is 0)
+          else if (type === 'boolean') expect(results[i]).toBe(String(value.toLowerCase() === 'true'));
+          else if (type === 'date') expect(results[i]).toBe(value);
+          else if (type === 'text') expect(results[i]).toBe(value);
+        });
+      }
+    }
+  });
+
+  it('reads a time without an offset as UTC, and keeps a 30-digit number exactly', async () => {
+    for (const db of databases) {
+      expect(await db.cast((v) => castFromCsv(quoted(v), 'timestamptz'), ['2026-01-31 09:30', '2026-01-31T09:30:00+02:00', '2026-01-31'])).toEqual([
+        '2026-01-31 09:30:00+00',
+        '2026-01-31 07:30:00+00',
+        '2026-01-31 00:00:00+00',
+      ]);
+      expect(await db.cast((v) => castFromCsv(quoted(v), 'numeric'), ['123456789012345678901234567890.000001'])).toEqual(['123456789012345678901234567890.000001']);
+    }
+  });
+
+  it('casts JSON values by the type inferred from them', async () => {
+    const json = ['{"a":[1,2]}', '"x\\"y"', '12.50', '123456789012345678901234567890', 'true', '"2026-01-31"', '"2026-01-31T09:30:00Z"', '""'];
+    for (const db of databases) {
+      expect(await db.cast((v) => castFromJson(quoted(v), 'jsonb'), json)).toEqual(['{"a": [1, 2]}', '"x\\"y"', '12.50', '123456789012345678901234567890', 'true', '"2026-01-31"', '"2026-01-31T09:30:00Z"', '""']);
+      expect(await db.cast((v) => castFromJson(quoted(v), 'text'), json)).toEqual(['{"a":[1,2]}', 'x"y', '12.50', '123456789012345678901234567890', 'true', '2026-01-31', '2026-01-31T09:30:00Z', '']);
+      expect(await db.cast((v) => castFromJson(quoted(v), 'numeric'), ['12.50', '123456789012345678901234567890', '""'])).toEqual(['12.50', '123456789012345678901234567890', null]);
+      expect(await db.cast((v) => castFromJson(quoted(v), 'timestamptz'), ['"2026-01-31"', '"2026-01-31T09:30:00+02:00"', '""'])).toEqual([
+        '2026-01-31 00:00:00+00',
+        '2026-01-31 07:30:00+00',
+        null,
+      ]);
+    }
+    const tally = new TypeTally();
+    for (const text of ['12.50', '7', 'null']) tally.json(JSON.parse(text), text);
+    expect(tally.type).toBe('numeric');
+    expect(textType('12.50')).toBe('numeric');
+  });
+});
