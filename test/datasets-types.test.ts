@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { jsonKind, jsonString, topLevelFields } from '../src/datasets/json-fields.js';
 import { columnNames, datasetNameFor, datasetNameProblem, toName } from '../src/datasets/names.js';
-import { isBigint, isNumeric, isTimestamp, joinTypes, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
+import { isBigint, isDate, isNumeric, isTimestamp, joinTypes, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
 
 describe('dataset and column names', () => {
   it('takes a name that follows the rule and says the rule otherwise', () => {
@@ -160,6 +160,38 @@ describe('top-level JSON fields as written', () => {
         for (const [key, value] of fields) expect(JSON.parse(value)).toEqual(parsed[key]);
       }),
       { numRuns: 500 },
+    );
+  });
+});
+
+describe('the date and time checks', () => {
+  // The rule as a regular expression: the oracle for the character-by-character checks.
+  const DAYS = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+  const realDate = (y: number, m: number, d: number) =>
+    y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= DAYS[m - 1]! && !(m === 2 && d === 29 && !((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0));
+  const TIMESTAMP = /^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d)(?::(\d\d)(?:\.\d{1,9})?)?(?:[Zz]|[+-](\d\d)(?::?(\d\d))?)?$/;
+  const oracle = (s: string) => {
+    const m = TIMESTAMP.exec(s);
+    if (!m || !realDate(Number(m[1]), Number(m[2]), Number(m[3]))) return false;
+    return Number(m[4]) <= 23 && Number(m[5]) <= 59 && Number(m[6] ?? 0) <= 59 && Number(m[7] ?? 0) <= 15 && Number(m[8] ?? 0) <= 59;
+  };
+  const timestamps = fc
+    .tuple(
+      fc.tuple(fc.integer({ min: 0, max: 9999 }), fc.integer({ min: 0, max: 13 }), fc.integer({ min: 0, max: 32 })),
+      fc.constantFrom('T', 't', ' ', 'X'),
+      fc.tuple(fc.integer({ min: 0, max: 25 }), fc.integer({ min: 0, max: 61 })),
+      fc.constantFrom('', ':00', ':60', ':07.', ':07.5', ':07.1234567890', '.5'),
+      fc.constantFrom('', 'Z', 'z', 'ZZ', '+02:00', '-0530', '+1559', '+16', '+14', '-12:', '+02:0', '+02:60', ' '),
+    )
+    .map(([[y, m, d], t, [h, min], s, z]) => `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}${t}${String(h).padStart(2, '0')}:${String(min).padStart(2, '0')}${s}${z}`);
+
+  it('agree with the rule written as a regular expression', () => {
+    fc.assert(
+      fc.property(fc.oneof(timestamps, fc.string(), timestamps.map((s) => s.slice(0, 10))), (s) => {
+        expect(isTimestamp(s), s).toBe(oracle(s));
+        expect(isDate(s), s).toBe(/^\d{4}-\d\d-\d\d$/.test(s) && realDate(Number(s.slice(0, 4)), Number(s.slice(5, 7)), Number(s.slice(8, 10))));
+      }),
+      { numRuns: 20_000 },
     );
   });
 });
