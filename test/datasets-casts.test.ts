@@ -2,8 +2,8 @@ import { PGlite } from '@electric-sql/pglite';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { castFromCsv, castFromJson } from '../src/datasets/casts.js';
-import { COLUMN_TYPES, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
+import { castFromCsv, castFromJson, widenExpression } from '../src/datasets/casts.js';
+import { COLUMN_TYPES, joinTypes, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
 
 /** Text values of every shape the inference tells apart, and near misses of each. */
 const values = fc.oneof(
@@ -121,5 +121,47 @@ describe('casts at publish agree with the inference', () => {
     for (const text of ['12.50', '7', 'null']) tally.json(JSON.parse(text), text);
     expect(tally.type).toBe('numeric');
     expect(textType('12.50')).toBe('numeric');
+  });
+});
+
+describe('widening a column', () => {
+  it('keeps every value, whatever the session time zone and date style', async () => {
+    const samples: Record<Exclude<ColumnType, 'jsonb'>, string> = {
+      bigint: "'-9223372036854775808'::bigint",
+      numeric: "'123456789012345678901234567890.5'::numeric",
+      boolean: 'true',
+      date: "'2024-02-29'::date",
+      timestamptz: "'2026-01-31T09:30:00.25+02:00'::timestamptz",
+      text: "'n/a'::text",
+    };
+    const expected: Record<string, string> = {
+      'bigint→numeric': '-9223372036854775808',
+      'bigint→text': '-9223372036854775808',
+      'bigint→jsonb': '-9223372036854775808',
+      'numeric→text': '123456789012345678901234567890.5',
+      'numeric→jsonb': '123456789012345678901234567890.5',
+      'boolean→text': 'true',
+      'boolean→jsonb': 'true',
+      'date→timestamptz': String(Date.UTC(2024, 1, 29) / 1000), // (read back as epoch seconds: its text would follow the zone)
+      'date→text': '2024-02-29',
+      'date→jsonb': '"2024-02-29"',
+      'timestamptz→text': '2026-01-31T07:30:00.250000Z',
+      'timestamptz→jsonb': '"2026-01-31T07:30:00.250000Z"',
+      'text→jsonb': '"n/a"',
+    };
+    for (const db of databases) {
+      for (const [pair, want] of Object.entries(expected)) {
+        const [from, to] = pair.split('→') as [ColumnType, ColumnType];
+        expect(joinTypes(from, to), pair).toBe(to);
+        // Widened under another zone and date style than UTC and ISO.
+        const [value] = await db.cast(
+          () =>
+            `(SELECT ${to === 'timestamptz' ? 'extract(epoch FROM v)::bigint' : 'v'} FROM (SELECT set_config('TimeZone', 'America/Sao_Paulo', true), set_config('DateStyle', 'SQL, DMY', true)) s,
+              LATERAL (SELECT (${widenExpression(`(${samples[from as keyof typeof samples]})`, from, to)})::${to} AS v) w)`,
+          ['x'],
+        );
+        expect(value, `${db.name}: ${pair}`).toBe(want);
+      }
+    }
   });
 });

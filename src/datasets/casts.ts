@@ -37,3 +37,24 @@ export function castFromJson(value: string, type: ColumnType): string {
       return `NULLIF(btrim(${value}, '"'), '')::${type}`;
   }
 }
+
+/**
+ * The USING expression that widens a column from `from` to `to` (`joinTypes(from, to) === to`)
+ * in `ALTER TABLE … ALTER COLUMN … TYPE to USING …`, written so that the result does not depend
+ * on the session's DateStyle or TimeZone: a date becomes midnight UTC, a time as text is ISO 8601
+ * in UTC (`2026-01-31T09:30:00.000000Z`), a value into jsonb keeps its JSON type.
+ */
+export function widenExpression(column: string, from: ColumnType, to: ColumnType): string {
+  if (from === to) return column;
+  if (to === 'numeric') return `${column}::numeric`;
+  if (to === 'timestamptz') return `(${column}::timestamp AT TIME ZONE 'UTC')`;
+  const asText =
+    from === 'date'
+      ? `to_char(${column}, 'YYYY-MM-DD')`
+      : from === 'timestamptz'
+        ? `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
+        : `${column}::text`;
+  if (to === 'text') return asText;
+  // jsonb: numbers and booleans as themselves, dates and times as ISO strings, text as strings.
+  return from === 'date' || from === 'timestamptz' ? `to_jsonb(${asText})` : `to_jsonb(${column})`;
+}
