@@ -20,7 +20,11 @@ import { startReconciler } from './reconciler.js';
  */
 export interface ScaleOut {
   cache: StatusCache;
-  /** BullMQ's job counts for /metrics, on the fail-fast connection: a Redis that is down fails a count at once. */
+  /**
+   * BullMQ's job counts for /metrics, on the writer connection: no offline queue, so a Redis that
+   * is down fails a count at once, and up to 2 s for a reply (the scrape waits at most 1 s), since
+   * the first count also sets the queue up, more than the read connection's 50 ms allow under load.
+   */
   queueCounts: QueueCounts;
   events: JobEvents;
   dispatcher: Dispatcher;
@@ -57,7 +61,7 @@ export function openScaleOut(config: Config, db: Db, log: FastifyBaseLogger): Sc
   // command timed out) stays failed: the next count makes a new one.
   let counting: Queue | undefined;
   function countingQueue(): Queue {
-    const handle = new Queue(QUEUE_NAME, { connection: fast, prefix: bullPrefix(config.redisKeyPrefix) });
+    const handle = new Queue(QUEUE_NAME, { connection: writer, prefix: bullPrefix(config.redisKeyPrefix) });
     handle.on('error', () => {}); // a failed count is logged by the scrape
     handle.waitUntilReady().catch(() => {
       if (counting === handle) counting = undefined;
