@@ -34,32 +34,31 @@ interface Database {
   close(): Promise<void>;
 }
 
+type Query = (sql: string, params: unknown[]) => Promise<{ rows: { v: string | null }[] }>;
+
+/** A database session in UTC, casting the items in order. */
+async function session(name: string, query: Query, close: () => Promise<void>): Promise<Database> {
+  await query("SET TimeZone = 'UTC'", []);
+  return {
+    name,
+    async cast(expression, items) {
+      const { rows } = await query(`SELECT (${expression('v')})::text AS v FROM unnest($1::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n`, [items]);
+      return rows.map((row) => row.v);
+    },
+    close,
+  };
+}
+
 async function postgres(): Promise<Database | undefined> {
   if (!process.env.DATABASE_URL) return undefined;
   const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
   await client.connect();
-  await client.query("SET TimeZone = 'UTC'");
-  return {
-    name: 'PostgreSQL',
-    async cast(expression, items) {
-      const { rows } = await client.query<{ v: string | null }>(`SELECT (${expression('v')})::text AS v FROM unnest($1::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n`, [items]);
-      return rows.map((row) => row.v);
-    },
-    close: () => client.end(),
-  };
+  return session('PostgreSQL', (sql, params) => client.query(sql, params), () => client.end());
 }
 
 async function pglite(): Promise<Database> {
   const db = new PGlite();
-  await db.exec("SET TimeZone = 'UTC'");
-  return {
-    name: 'PGlite',
-    async cast(expression, items) {
-      const { rows } = await db.query<{ v: string | null }>(`SELECT (${expression('v')})::text AS v FROM unnest($1::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n`, [items]);
-      return rows.map((row) => row.v);
-    },
-    close: () => db.close(),
-  };
+  return session('PGlite', (sql, params) => db.query(sql, params), () => db.close());
 }
 
 const databases: Database[] = [];

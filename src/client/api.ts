@@ -100,6 +100,13 @@ export function createApi({ base, token, onError }: ApiOptions) {
     return body as T;
   }
 
+  /** An event stream (text/event-stream) of the API: its body, to read with readEvents. */
+  async function stream(path: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const res = await send(path, { headers: { accept: 'text/event-stream' }, signal });
+    if (!res.body) throw new ApiError(res.status, 'bad_answer', 'Intake answered without an event stream');
+    return res.body;
+  }
+
   return {
     base,
     send,
@@ -116,12 +123,9 @@ export function createApi({ base, token, onError }: ApiOptions) {
       if (cursor) params.set('cursor', cursor);
       return json<Page<T>>(`${jobPath(jobId)}/${kind}?${params}`, { signal });
     },
-    /** The job's event stream (text/event-stream; read it with readEvents). */
-    async events(jobId: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
-      const res = await send(`${jobPath(jobId)}/events`, { headers: { accept: 'text/event-stream' }, signal });
-      if (!res.body) throw new ApiError(res.status, 'bad_answer', 'Intake answered without an event stream');
-      return res.body;
-    },
+    stream,
+    /** The job's event stream (see stream). */
+    events: (jobId: string, signal?: AbortSignal) => stream(`${jobPath(jobId)}/events`, signal),
     upload: (form: FormData) => json<SubmittedJob>('/api/upload', { method: 'POST', body: form }),
     cancel: (jobId: string) => json<JobPayload>(`${jobPath(jobId)}/cancel`, { method: 'POST' }),
     retry: (jobId: string, maxErrors?: number | string) =>

@@ -18,10 +18,9 @@ interface StreamHandlers {
 function openStream(path: string, handlers: StreamHandlers): () => void {
   const controller = new AbortController();
   (async () => {
-    const res = await api.send(path, { signal: controller.signal, headers: { accept: 'text/event-stream' } });
-    if (!res.body) throw new ApiError(res.status, 'bad_answer', 'Intake answered without an event stream');
+    const body = await api.stream(path, controller.signal);
     handlers.onOpen();
-    for await (const { event, data } of readEvents(res.body)) handlers.onEvent(event, data);
+    for await (const { event, data } of readEvents(body)) handlers.onEvent(event, data);
   })().then(
     () => !controller.signal.aborted && handlers.onClose(),
     (err: Error) => !controller.signal.aborted && handlers.onClose(err),

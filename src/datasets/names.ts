@@ -6,12 +6,9 @@
  * Intake's bookkeeping columns, never a user's.
  */
 
-export const NAME_RULE = 'lower-case letters, digits and _, starting with a letter, at most 63 characters';
+const NAME_RULE = 'lower-case letters, digits and _, starting with a letter, at most 63 characters';
 const NAME = /^[a-z][a-z0-9_]{0,62}$/;
-export const MAX_NAME_LENGTH = 63;
-
-/** Intake's own columns in every dataset table, out of the user's way. */
-export const BOOKKEEPING_PREFIX = '_intake_';
+const MAX_NAME_LENGTH = 63;
 
 /**
  * Words PostgreSQL reserves (its "reserved" and "reserved (can be function or type)" key

@@ -21,10 +21,6 @@
 export const COLUMN_TYPES = ['bigint', 'numeric', 'boolean', 'date', 'timestamptz', 'text', 'jsonb'] as const;
 export type ColumnType = (typeof COLUMN_TYPES)[number];
 
-export function isColumnType(value: unknown): value is ColumnType {
-  return typeof value === 'string' && (COLUMN_TYPES as readonly string[]).includes(value);
-}
-
 /** The narrowest type holding values of both (null: no value seen yet). */
 export function joinTypes(a: ColumnType | null, b: ColumnType | null): ColumnType | null {
   if (a === b || b === null) return a;
