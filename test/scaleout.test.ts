@@ -458,7 +458,8 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
     // The API shows the same, straight away (no stale cached `running`).
     const shown = (await getJson<JobPayload>(`${server.url}/api/job/${jobId}`)).body;
     expect(shown).toMatchObject({ status: 'failed', error: failed.error, records_processed: committed });
-    expect(logLines(w, jobId).find((line) => line.msg === 'job run ended')).toMatchObject({ outcome: 'failed' });
+    // The worker logs the end of its run just after the status URL can show it.
+    await expect.poll(() => logLines(w, jobId).find((line) => line.msg === 'job run ended'), { timeout: 10_000 }).toMatchObject({ outcome: 'failed' });
     console.log(`failed after 2 killed attempts, ${Date.now() - t0} ms after the upload: ${failed.error}`);
   }, 120_000);
 
