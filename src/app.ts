@@ -92,7 +92,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     limitSlowBodies(api, { windowMs: deps.config.bodyIdleTimeoutMs, minBytesPerSecond: deps.config.bodyMinBytesPerSecond });
     await api.register(jobRoutes, deps);
     await api.register(eventRoutes, { db: deps.db, events: deps.events, maxStreams: deps.config.maxEventStreams });
-    await api.register(rowRoutes, { db: deps.db });
+    await api.register(rowRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
     await api.register(submitRoutes, deps);
   });
   await app.register(consoleRoutes, { root: deps.consoleDir });

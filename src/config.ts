@@ -1,4 +1,5 @@
 import { isAbsolute, join, resolve } from 'node:path';
+import { datasetNameProblem } from './datasets/names.js';
 
 /** Everything Intake reads from the environment, validated once at start. */
 export interface Config {
@@ -32,6 +33,8 @@ export interface Config {
   publicUrl: string | undefined;
   /** Limits on what one input may hold (see README, "Limits"). */
   limits: InputLimits;
+  /** The PostgreSQL schema holding the datasets' tables. */
+  datasetSchema: string;
   /** Open event streams this process serves at once; more answer 429. */
   maxEventStreams: number;
   /**
@@ -146,6 +149,16 @@ function origins(env: Env): string[] {
   return values.map((origin) => origin.replace(/\/$/, ''));
 }
 
+function schemaName(env: Env): string {
+  const raw = env.DATASET_SCHEMA?.trim() || 'datasets';
+  const problem = datasetNameProblem(raw);
+  if (problem) throw new ConfigError('DATASET_SCHEMA', problem.replace('a dataset name', 'a schema name').replace('dataset name', 'schema name'));
+  if (raw === 'public' || raw.startsWith('pg_') || raw === 'intake_stage' || raw === 'information_schema') {
+    throw new ConfigError('DATASET_SCHEMA', `"${raw}" is taken: choose a schema of its own for the datasets (default datasets)`);
+  }
+  return raw;
+}
+
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
   const dataDir = path(env, 'DATA_DIR', './data', cwd);
   const logLevel = env.LOG_LEVEL?.trim() || 'info';
@@ -193,6 +206,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxRecordLength: integer(env, 'MAX_RECORD_LENGTH', DEFAULT_LIMITS.maxRecordLength, 1, 256 * 1024 ** 2),
       maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', DEFAULT_LIMITS.maxJsonDepth, 1, 1024),
     },
+    datasetSchema: schemaName(env),
     maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),
     bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     bodyMinBytesPerSecond: integer(env, 'BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1024 ** 3),

@@ -11,7 +11,7 @@ import { startRetention } from './jobs/removal.js';
 import { createTracker } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
 import type { QueueCounts } from './metrics.js';
-import { migrate } from './storage/migrate.js';
+import { ensureSchema, migrate } from './storage/migrate.js';
 import { openPostgres } from './storage/postgres.js';
 
 export function createLogger(config: Config): FastifyBaseLogger {
@@ -47,6 +47,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   try {
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
+    await ensureSchema(db, config.datasetSchema);
   } catch (err) {
     await db.close().catch(() => {});
     throw err;
@@ -62,6 +63,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     uploadDir: config.uploadDir,
     batchSize: config.batchSize,
     limits: config.limits,
+    datasetSchema: config.datasetSchema,
     maxAttempts: config.maxJobAttempts,
     claimStaleAfterMs: scaleOut ? config.workerLockMs : 0,
     log: log.child({ component: 'worker' }),

@@ -5,7 +5,7 @@ import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobListSchema, jobSchema, TERMINAL_STATUSES, type JobPayload } from '../src/schemas/api.js';
 import { findJob, findPayload, findPayloads, payloadJson } from '../src/storage/jobs.js';
-import { backends, createSandbox, getJson, makeCsv, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
+import { backends, createSandbox, getJson, makeCsv, postRecords, recordsOf as recordsOfJob, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
 
 describe.each(backends())('API contract ($name)', (backend) => {
   let sandbox: Sandbox;
@@ -27,13 +27,7 @@ describe.each(backends())('API contract ($name)', (backend) => {
     await idleSandbox?.dispose();
   });
 
-  async function recordsOf(jobId: string) {
-    const { rows } = await server.intake.db.query<{ record_no: number; data: Record<string, unknown> }>(
-      'SELECT record_no, data FROM ingest_records WHERE job_id = $1 ORDER BY record_no',
-      [jobId],
-    );
-    return rows;
-  }
+  const recordsOf = (jobId: string) => recordsOfJob(server.url, jobId);
 
   it('answers an upload at once with the queued job, visible at its status URL', async () => {
     const res = await upload(idle.url, 'people.csv', 'id,name\n1,ada\n');
@@ -63,7 +57,7 @@ describe.each(backends())('API contract ($name)', (backend) => {
     const records = await recordsOf(job.job_id);
     expect(records).toHaveLength(rows);
     expect(records.map((r) => r.record_no)).toEqual([...Array(rows).keys()]);
-    expect(records[7]!.data).toEqual({ id: '7', name: 'user 7', note: 'note 7, with "quotes" and\na newline' });
+    expect(records[7]!.data).toEqual({ id: 7, name: 'user 7', note: 'note 7, with "quotes" and\na newline' });
   });
 
   it('ingests a JSON upload ({"records": [...]}), an NDJSON upload and posted records', async () => {

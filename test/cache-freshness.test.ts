@@ -15,6 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { fastRedis } from '../src/cache/redis.js';
 import { createStatusCache, type StatusCache, type StatusCacheOptions } from '../src/cache/status-cache.js';
 import { removeJob, sweepOnce } from '../src/jobs/removal.js';
+import { createStage } from '../src/storage/datasets.js';
 import {
   CheckpointConflictError,
   cancelJob,
@@ -193,6 +194,7 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
     const { db, events } = server.intake;
     const res = await upload(server.url, 'by-hand.csv', makeCsv(10));
     const jobId: string = res.body.job_id;
+    await createStage(db, jobId, true);
     const keyOf = (id: string) => `${sandbox.env.REDIS_KEY_PREFIX}ingest_job:${id}`;
     const key = keyOf(jobId);
 
@@ -210,7 +212,7 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
     };
     const tracker = createTracker(db, cache, events);
     const cached = async () => probe.get(key);
-    const batch = (from: number): Batch => ({ from, records: [{ recordNo: from, json: '{"a":1}' }], errors: [], bytesProcessed: 10 });
+    const batch = (from: number): Batch => ({ from, rows: `${from}\t1\n`, rowCount: 1, columns: { from: from === 0 ? 0 : 1, to: 1 }, errors: [], bytesProcessed: 10, loadState: '{"columns":[]}' });
 
     const expectChange = async (row: JobRow | null, version: number) => {
       expect(row?.version).toBe(version);

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { jsonKind, jsonString, topLevelFields } from '../src/datasets/json-fields.js';
 import { columnNames, datasetNameFor, datasetNameProblem, toName } from '../src/datasets/names.js';
-import { isBigint, isDate, isNumeric, isTimestamp, joinTypes, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
+import { isBigint, isDate, isNumeric, isTimestamp, joinTypes, jsonFits, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
 
 describe('dataset and column names', () => {
   it('takes a name that follows the rule and says the rule otherwise', () => {
@@ -113,20 +113,33 @@ describe('column types', () => {
   });
 
   it('infers JSON values by their JSON type: strings stay text unless they are dates or times', () => {
-    const of = (values: [unknown, string?][]) => {
+    const of = (values: string[]) => {
       const tally = new TypeTally();
-      for (const [v, literal] of values) tally.json(v, literal);
+      for (const text of values) tally.json(text);
       return tally.type;
     };
-    expect(of([[1], [2], [null]])).toBe('bigint');
-    expect(of([[1], [1.5]])).toBe('numeric');
-    expect(of([[1.2345678901234568e29, '123456789012345678901234567890']])).toBe('numeric');
-    expect(of([[1e20, '100000000000000000000']])).toBe('numeric');
-    expect(of([['123'], ['456']])).toBe('text');
-    expect(of([['2026-01-01'], ['2026-01-01T00:00:00Z']])).toBe('timestamptz');
-    expect(of([[true], [false]])).toBe('boolean');
-    expect(of([[{ a: 1 }], ['x'], [3]])).toBe('jsonb');
-    expect(of([['x'], [[1, 2]]])).toBe('jsonb');
+    expect(of(['1', '2', 'null'])).toBe('bigint');
+    expect(of(['1', '1.5'])).toBe('numeric');
+    expect(of(['123456789012345678901234567890'])).toBe('numeric');
+    expect(of(['1e20', '-0.0'])).toBe('numeric');
+    expect(of(['"123"', '"456"'])).toBe('text');
+    expect(of(['"2026-01-01"', '"2026-01-01T00:00:00Z"', '""'])).toBe('timestamptz');
+    expect(of(['"2026\\u002d01-01"'])).toBe('date');
+    expect(of(['true', 'false'])).toBe('boolean');
+    expect(of(['{"a": 1}', '"x"', '3'])).toBe('jsonb');
+    expect(of(['"x"', '[1, 2]'])).toBe('jsonb');
+  });
+
+  it('checks a JSON value against a declared type as castFromJson will read it', () => {
+    expect(jsonFits('12', 'bigint')).toBe(true);
+    expect(jsonFits('12.5', 'bigint')).toBe(false);
+    expect(jsonFits('"12"', 'bigint')).toBe(false);
+    expect(jsonFits('""', 'bigint')).toBe(true);
+    expect(jsonFits('null', 'boolean')).toBe(true);
+    expect(jsonFits('"2026-01-31"', 'timestamptz')).toBe(true);
+    expect(jsonFits('"2026-01-31T09:30"', 'date')).toBe(false);
+    expect(jsonFits('{"a": 1}', 'text')).toBe(true);
+    expect(jsonFits('[1]', 'numeric')).toBe(false);
   });
 
   it('checks a value against a declared type as the cast will read it', () => {

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DatabaseUnavailableError, type Queryable } from '../src/storage/db.js';
 import { openPostgres } from '../src/storage/postgres.js';
-import { createSandbox, getJson, makeCsv, postRecords, scaleOutAvailable, startServer, upload, type Backend, type Sandbox } from './helpers.js';
+import { createSandbox, getJson, makeCsv, postRecords, publishedStats, scaleOutAvailable, startServer, upload, type Backend, type Sandbox } from './helpers.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 
 // What an operator runs to throw every session off a database (the issuing one excepted).
@@ -51,8 +51,8 @@ async function waitForRow(sandbox: Sandbox, jobId: string, procs: Proc[], done: 
 
 /** Every record_no once: n rows, n distinct. */
 async function recordStats(sandbox: Sandbox, jobId: string) {
-  const { rows } = await sandbox.admin!.query('SELECT count(*)::int AS n, count(DISTINCT record_no)::int AS distinct_n FROM ingest_records WHERE job_id = $1', [jobId]);
-  return rows[0];
+  const { n, distinct_n } = await publishedStats(sandbox.admin!, jobId);
+  return { n, distinct_n };
 }
 
 /**

@@ -10,6 +10,7 @@ import { startWorkerProcess } from './process.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { TERMINAL_STATUSES, type JobPayload } from '../src/schemas/job.js';
 import { createIntake, createLogger, type Intake } from '../src/server.js';
+import { stageOf } from '../src/storage/datasets.js';
 
 export interface Backend {
   /** embedded: PGlite; postgres: PostgreSQL with in-process workers; scale-out: PostgreSQL + Redis + BullMQ. */
@@ -176,6 +177,59 @@ export async function postRecords(baseUrl: string, body: string, contentType = '
   return { status: res.status, body: (await res.json()) as any, headers: res.headers };
 }
 
+/** Intake's Db or a pg Pool: enough to read a few counts. */
+interface SqlClient {
+  query(sql: string, params?: unknown[]): Promise<{ rows: any[] }>;
+}
+
+/** Rows of a dataset (in the default schema), or only a job's; 0 when the dataset does not exist. */
+export async function datasetCount(db: SqlClient, dataset: string, jobId?: string): Promise<number> {
+  const { rows } = await db.query('SELECT to_regclass($1) IS NOT NULL AS exists', [`datasets.${dataset}`]);
+  if (!rows[0]!.exists) return 0;
+  const counted = await db.query(
+    `SELECT count(*)::int AS n FROM datasets.${dataset}${jobId ? ' WHERE _intake_job_id = $1' : ''}`,
+    jobId ? [jobId] : [],
+  );
+  return counted.rows[0]!.n;
+}
+
+/**
+ * What a job published to its dataset: every input position once is n rows, n distinct,
+ * min 0, max n-1 (zeros and nulls when it published nothing).
+ */
+export async function publishedStats(db: SqlClient, jobId: string): Promise<{ n: number; distinct_n: number; min: number | null; max: number | null }> {
+  const { rows } = await db.query('SELECT dataset FROM ingest_jobs WHERE job_id = $1', [jobId]);
+  const dataset = rows[0]?.dataset;
+  const none = { n: 0, distinct_n: 0, min: null, max: null };
+  if (!dataset) return none;
+  const exists = await db.query('SELECT to_regclass($1) IS NOT NULL AS exists', [`datasets.${dataset}`]);
+  if (!exists.rows[0]!.exists) return none;
+  const stats = await db.query(
+    `SELECT count(*)::int AS n, count(DISTINCT _intake_record_no)::int AS distinct_n, min(_intake_record_no)::int AS min, max(_intake_record_no)::int AS max
+     FROM datasets.${dataset} WHERE _intake_job_id = $1`,
+    [jobId],
+  );
+  return stats.rows[0]!;
+}
+
+/** Whether a job's stage (its rows before it completes) exists. */
+export async function stageExists(db: SqlClient, jobId: string): Promise<boolean> {
+  const { rows } = await db.query('SELECT to_regclass($1) IS NOT NULL AS exists', [stageOf(jobId)]);
+  return rows[0]!.exists;
+}
+
+/** Every record of a job as GET /api/job/{id}/records pages them (its rows in its dataset, once it has completed). */
+export async function recordsOf(baseUrl: string, jobId: string): Promise<{ record_no: number; data: Record<string, unknown> }[]> {
+  const out: { record_no: number; data: Record<string, unknown> }[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: { status: number; body: any } = await getJson(`${baseUrl}/api/job/${jobId}/records?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`);
+    if (page.status !== 200) throw new Error(`GET /records answered ${page.status}`);
+    out.push(...page.body.results);
+    cursor = page.body.next_cursor;
+  } while (cursor !== null);
+  return out;
+}
 
 /** Polls the status URL until the job is finished (or the timeout passes). */
 export async function waitForJob(baseUrl: string, jobId: string, timeoutMs = 30_000): Promise<JobPayload> {

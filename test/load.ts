@@ -114,7 +114,8 @@ try {
         const file = smallFile(fileNo++);
         const form = new FormData();
         form.append('file', new Blob([file.body]), file.name);
-        const res = await call('/api/upload', { method: 'POST', body: form });
+        // Every file of a format appends to one dataset: concurrent loads into the same table.
+        const res = await call(`/api/upload?dataset=load_${file.name.endsWith('.csv') ? 'csv' : 'ndjson'}`, { method: 'POST', body: form });
         if (res?.status !== 202) {
           problems.push(`upload ${file.name} answered ${res?.status}`);
           return;
@@ -167,7 +168,10 @@ try {
   if (unfinished.length > 0) problems.push(`${unfinished.length} jobs unfinished 120 s after the end`);
   const db = new pg.Client({ connectionString: env.DATABASE_URL });
   await db.connect();
-  const { rows } = await db.query<{ job_id: string; n: number }>('SELECT job_id, count(*)::int AS n FROM ingest_records GROUP BY job_id');
+  const { rows } = await db.query<{ job_id: string; n: number }>(
+    `SELECT _intake_job_id AS job_id, count(*)::int AS n FROM datasets.load_csv GROUP BY 1
+     UNION ALL SELECT _intake_job_id, count(*)::int FROM datasets.load_ndjson GROUP BY 1`,
+  );
   await db.end();
   const stored = new Map(rows.map((row) => [row.job_id, row.n]));
   for (const [jobId, records] of expected) {

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/api.js';
-import { backends, createSandbox, getJson, makeCsv, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, datasetCount, getJson, makeCsv, stageExists, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 /** Cancel, retry and delete, in every mode (scale-out: the jobs run in a separate worker process). */
 describe.each(backends())('operating jobs ($name)', (backend) => {
@@ -23,8 +23,8 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
 
   const post = (path: string) => fetch(server.url + path, { method: 'POST' });
   const job = async (jobId: string) => (await getJson<JobPayload>(`${server.url}/api/job/${jobId}`)).body;
-  async function count(table: 'ingest_records' | 'ingest_errors', jobId: string): Promise<number> {
-    const { rows } = await server.intake.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE job_id = $1`, [jobId]);
+  async function errorCount(jobId: string): Promise<number> {
+    const { rows } = await server.intake.db.query<{ n: number }>('SELECT count(*)::int AS n FROM ingest_errors WHERE job_id = $1', [jobId]);
     return rows[0]!.n;
   }
   async function waitUntil(jobId: string, check: (job: JobPayload) => boolean, timeoutMs = 60_000): Promise<JobPayload> {
@@ -37,7 +37,7 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     }
   }
 
-  it('cancels a running 500,000-row job: it stops at a batch boundary and keeps exactly what it committed; retry reruns it from a clean slate', async () => {
+  it('cancels a running 500,000-row job: it stops at a batch boundary and publishes nothing; retry reruns it from a clean slate', async () => {
     const big = await upload(server.url, 'big.csv', makeCsv(500_000));
     const jobId: string = big.body.job_id;
     await waitUntil(jobId, (j) => j.status === 'running' && j.records_processed > 0);
@@ -57,10 +57,11 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     expect(done).toMatchObject({ status: 'completed', records_processed: 100 });
     console.log(`[${backend.name}] canceled at ${canceled.records_processed} records; the next job started ${Date.parse(done.started_at!) - canceledAt} ms after the cancel`);
 
-    // Nothing was committed after the cancel, and what is stored is what is counted.
+    // Nothing was committed after the cancel; none of it reached the dataset, and its stage is gone.
     const after = await job(jobId);
     expect(after).toEqual(canceled);
-    expect(await count('ingest_records', jobId)).toBe(canceled.records_processed);
+    expect(await datasetCount(server.intake.db, 'big', jobId)).toBe(0);
+    expect(await stageExists(server.intake.db, jobId)).toBe(false);
 
     // Cancelling it again, or a finished job, answers 409 and changes nothing.
     for (const id of [jobId, next.body.job_id]) {
@@ -79,8 +80,8 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     expect(queued).toMatchObject({ job_id: jobId, records_processed: 0, records_failed: 0, bytes_processed: 0, error: null, started_at: null, completed_at: null, attempts: 1 });
     expect(['queued', 'running']).toContain((await job(jobId)).status);
     const final = await waitForJob(server.url, jobId, 120_000);
-    expect(final).toMatchObject({ status: 'completed', records_processed: 500_000, attempts: 2 });
-    expect(await count('ingest_records', jobId)).toBe(500_000);
+    expect(final).toMatchObject({ status: 'completed', records_processed: 500_000, rows_inserted: 500_000, attempts: 2 });
+    expect(await datasetCount(server.intake.db, 'big', jobId)).toBe(500_000);
   }, 240_000);
 
   it('cancels a queued job at once; the worker skips it; retry runs it', async () => {
@@ -102,16 +103,17 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     const failed = await waitForJob(server.url, bad.body.job_id);
     expect(failed).toMatchObject({ status: 'failed', records_processed: 1, records_failed: 1 });
 
-    // The same file again fails the same way, from a clean slate (no duplicate rows).
+    // The same file again fails the same way, from a clean slate (no duplicate row errors), publishing nothing.
     expect((await post(`/api/job/${failed.job_id}/retry`)).status).toBe(202);
     expect(await waitForJob(server.url, failed.job_id)).toMatchObject({ status: 'failed', records_processed: 1, records_failed: 1, error: failed.error });
-    expect(await count('ingest_records', failed.job_id)).toBe(1);
-    expect(await count('ingest_errors', failed.job_id)).toBe(1);
+    expect(await datasetCount(server.intake.db, 'bad', failed.job_id)).toBe(0);
+    expect(await errorCount(failed.job_id)).toBe(1);
 
     const retry = await post(`/api/job/${failed.job_id}/retry?max_errors=5`);
     expect(retry.status).toBe(202);
     expect(await retry.json()).toMatchObject({ max_errors: 5, error: null });
     expect(await waitForJob(server.url, failed.job_id)).toMatchObject({ status: 'completed', records_processed: 2, records_failed: 1, error: null, attempts: 3 });
+    expect(await datasetCount(server.intake.db, 'bad', failed.job_id)).toBe(2);
 
     // Only a failed or canceled job can be retried.
     const again = await post(`/api/job/${failed.job_id}/retry`);
@@ -120,7 +122,7 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     expect((await post(`/api/job/${failed.job_id}/retry?max_errors=-1`)).status).toBe(422);
   });
 
-  it('deletes a job with every trace: row, records, row errors, stored upload, cache key', async () => {
+  it('deletes a job with every trace: row, row errors, stored upload, cache key', async () => {
     const res = await upload(server.url, 'gone.csv', 'id,name\n1,a\n2\n3,c\n', 'file');
     const jobId: string = res.body.job_id;
     const uploadFile = join(server.config.uploadDir, jobId);
@@ -133,8 +135,7 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     expect(del.status).toBe(204);
     expect(await del.text()).toBe('');
     for (const path of ['', '/records', '/errors', '/events']) expect((await fetch(`${server.url}/api/job/${jobId}${path}`)).status).toBe(404);
-    expect(await count('ingest_records', jobId)).toBe(0);
-    expect(await count('ingest_errors', jobId)).toBe(0);
+    expect(await errorCount(jobId)).toBe(0);
     expect(existsSync(uploadFile)).toBe(false);
     if (backend.name === 'scale-out') {
       const redis = new Redis(process.env.REDIS_URL!);
@@ -157,7 +158,8 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     const next = await upload(server.url, 'after.csv', makeCsv(10));
     expect(await waitForJob(server.url, next.body.job_id, 60_000)).toMatchObject({ status: 'completed', records_processed: 10 });
     expect((await fetch(`${server.url}/api/job/${jobId}`)).status).toBe(404);
-    expect(await count('ingest_records', jobId)).toBe(0);
+    expect(await datasetCount(server.intake.db, 'running', jobId)).toBe(0);
+    expect(await stageExists(server.intake.db, jobId)).toBe(false);
     expect(existsSync(join(server.config.uploadDir, jobId))).toBe(false);
   }, 120_000);
 
@@ -167,7 +169,7 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
 });
 
 describe.each(backends())('retention ($name)', (backend) => {
-  it('deletes finished jobs older than JOB_RETENTION_DAYS in the background, and nothing else', async () => {
+  it('deletes finished jobs older than JOB_RETENTION_DAYS in the background, and nothing else: their published rows stay', async () => {
     const sandbox = await createSandbox(backend);
     const server = await startServer(sandbox, { JOB_RETENTION_DAYS: '1', RETENTION_INTERVAL_MS: '200' });
     try {
@@ -187,8 +189,9 @@ describe.each(backends())('retention ($name)', (backend) => {
       }
       expect((await getJson(`${server.url}/api/job/${recent}`)).body.status).toBe('completed');
       expect(existsSync(join(server.config.uploadDir, recent))).toBe(true);
-      const { rows } = await server.intake.db.query<{ n: number }>('SELECT count(*)::int AS n FROM ingest_records WHERE job_id = ANY($1::uuid[])', [[old, old2]]);
-      expect(rows[0]!.n).toBe(0);
+      // Housekeeping never deletes user data: the rows the jobs published are the dataset's.
+      expect(await datasetCount(server.intake.db, 'r0', old)).toBe(10);
+      expect(await datasetCount(server.intake.db, 'r1', old2)).toBe(10);
     } finally {
       await server.close();
       await sandbox.dispose();

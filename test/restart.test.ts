@@ -6,20 +6,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/api.js';
 import { openPglite } from '../src/storage/pglite.js';
-import { backends, createSandbox, getJson, makeCsv, upload, waitForJob, type Backend, type Sandbox } from './helpers.js';
+import { backends, createSandbox, getJson, makeCsv, publishedStats, upload, waitForJob, type Backend, type Sandbox } from './helpers.js';
 import { runIntake, startIntakeProcess, type IntakeProcess } from './process.js';
 
 const ROWS = 60_000;
 
-/** Counts what landed for a job, straight from the database, with Intake stopped. */
+/** What a job published, straight from the database, with Intake stopped. */
 async function recordStats(backend: Backend, sandbox: Sandbox, jobId: string) {
-  const sql = `SELECT count(*)::int AS n, count(DISTINCT record_no)::int AS distinct_n,
-                      min(record_no)::int AS min, max(record_no)::int AS max
-               FROM ingest_records WHERE job_id = $1`;
-  if (sandbox.admin) return (await sandbox.admin.query(sql, [jobId])).rows[0];
+  if (sandbox.admin) return publishedStats(sandbox.admin, jobId);
   const db = await openPglite(sandbox.dataDir);
   try {
-    return (await db.query(sql, [jobId])).rows[0];
+    return await publishedStats(db, jobId);
   } finally {
     await db.close();
   }

@@ -4,17 +4,19 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, quietTracker, type Batch } from '../src/jobs/tracking.js';
 import type { Db } from '../src/storage/db.js';
-import { findJob, insertJob, type JobRow } from '../src/storage/jobs.js';
+import { createStage, stageOf } from '../src/storage/datasets.js';
+import { findJob, insertJob, type JobRow, type LoadOptions } from '../src/storage/jobs.js';
 import { migrate } from '../src/storage/migrate.js';
 import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets'];
 
-/** A batch of good records numbered from `from`. */
+/** A batch of good records numbered from `from`, each staged whole in one column. */
 function batchOf(from: number, records: object[]): Batch {
-  return { from, records: records.map((data, i) => ({ recordNo: from + i, json: JSON.stringify(data) })), errors: [], bytesProcessed: 0 };
+  const rows = records.map((data, i) => `${from + i}\t${JSON.stringify(data)}\n`).join('');
+  return { from, rows, rowCount: records.length, columns: { from: from === 0 ? 0 : 1, to: 1 }, errors: [], bytesProcessed: 0, loadState: '{"columns":[]}' };
 }
 
 /** The storage Intake itself would open on this sandbox. */
@@ -64,6 +66,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [5, '005_row_errors_progress'],
       [6, '006_cancel_retry_idempotency'],
       [7, '007_list_keyset_indexes'],
+      [8, '008_datasets'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -91,6 +94,14 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['bytes_total', 'int8', null, 'YES'],
       ['bytes_processed', 'int8', null, 'NO'],
       ['attempts_before_retry', 'int4', null, 'NO'],
+      ['dataset', 'text', null, 'YES'],
+      ['mode', 'text', null, 'YES'],
+      ['merge_key', '_text', null, 'YES'],
+      ['declared_types', 'jsonb', null, 'YES'],
+      ['widen', 'bool', null, 'NO'],
+      ['load_state', 'jsonb', null, 'YES'],
+      ['rows_inserted', 'int8', null, 'YES'],
+      ['rows_updated', 'int8', null, 'YES'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -128,7 +139,12 @@ describe.each(backends())('storage ($name)', (backend) => {
       await sandbox?.dispose();
     });
 
-    const newJob = () => insertJob(db, { jobId: randomUUID(), sourceType: 'csv_upload', fileName: 'people.csv', format: 'csv', maxErrors: 0, bytesTotal: 100 });
+    const load: LoadOptions = { dataset: 'people', mode: 'append', key: [], types: {}, widen: false };
+    const newJob = async () => {
+      const job = await insertJob(db, { jobId: randomUUID(), sourceType: 'csv_upload', fileName: 'people.csv', format: 'csv', maxErrors: 0, bytesTotal: 100, load });
+      await createStage(db, job.job_id, db.kind === 'postgres');
+      return job;
+    };
 
     async function runningJob(): Promise<JobRow> {
       const job = await newJob();
@@ -137,12 +153,12 @@ describe.each(backends())('storage ($name)', (backend) => {
       return running!;
     }
 
+    /** The job's staged records (see batchOf). */
     async function recordsOf(jobId: string) {
-      const { rows } = await db.query<{ record_no: number; data: unknown }>(
-        'SELECT record_no, data FROM ingest_records WHERE job_id = $1 ORDER BY record_no',
-        [jobId],
+      const { rows } = await db.query<{ record_no: number; data: string }>(`SELECT _intake_record_no AS record_no, c0 AS data FROM ${stageOf(jobId)} ORDER BY 1`).catch(
+        () => ({ rows: [] }),
       );
-      return rows;
+      return rows.map((r) => ({ record_no: r.record_no, data: JSON.parse(r.data) as unknown }));
     }
 
     const row = async (jobId: string) => (await findJob(db, jobId))!;
@@ -314,6 +330,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 5, name: '005_row_errors_progress' },
         { version: 6, name: '006_cancel_retry_idempotency' },
         { version: 7, name: '007_list_keyset_indexes' },
+        { version: 8, name: '008_datasets' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

@@ -76,14 +76,17 @@ export function datasetNameFor(fileName: string | null): string {
  */
 export function columnNames(fields: readonly string[]): string[] {
   const used = new Set<string>();
-  return fields.map((field, index) => {
-    const base = toName(field, `column_${index + 1}`);
-    let name = base;
-    for (let n = 2; used.has(name); n++) {
-      const suffix = `_${n}`;
-      name = `${base.slice(0, MAX_NAME_LENGTH - suffix.length)}${suffix}`;
-    }
-    used.add(name);
-    return name;
-  });
+  return fields.map((field, index) => uniqueColumnName(field, index, used));
+}
+
+/** The column name for the field at `index` (0-based), not one of `used` (which it joins). */
+export function uniqueColumnName(field: string, index: number, used: Set<string>): string {
+  const base = toName(field, `column_${index + 1}`);
+  let name = base;
+  for (let n = 2; used.has(name); n++) {
+    const suffix = `_${n}`;
+    name = `${base.slice(0, MAX_NAME_LENGTH - suffix.length)}${suffix}`;
+  }
+  used.add(name);
+  return name;
 }

@@ -212,18 +212,38 @@ export class TypeTally {
     this.type = joinTypes(type, textType(s));
   }
 
-  /** A JSON value: `literal` is a number's text as written (exact beyond a double's digits). */
-  json(value: unknown, literal?: string): void {
-    if (value === null || value === undefined || this.type === 'jsonb') return;
-    if (typeof value === 'object') this.type = 'jsonb';
-    else if (typeof value === 'boolean') this.type = joinTypes(this.type, 'boolean');
-    else if (typeof value === 'number') {
-      const text = literal ?? String(value);
-      this.type = joinTypes(this.type, isBigint(text) ? 'bigint' : 'numeric');
-    } else if (typeof value === 'string') {
+  /** A JSON value's text as written (a number keeps every digit); null and "" are missing. */
+  json(text: string): void {
+    const type = this.type;
+    if (type === 'jsonb') return;
+    const c = text.charCodeAt(0);
+    if (c === 0x22) {
       // A JSON string is text unless it is a date or a time: "123" stays the string it was sent as.
-      if (this.type === 'text' || value === '') return;
-      this.type = joinTypes(this.type, isDate(value) ? 'date' : isTimestamp(value) ? 'timestamptz' : 'text');
-    }
+      if (type === 'text' || text.length === 2) return;
+      const s = text.includes('\\') ? (JSON.parse(text) as string) : text.slice(1, -1);
+      this.type = joinTypes(type, isDate(s) ? 'date' : isTimestamp(s) ? 'timestamptz' : 'text');
+    } else if (c === 0x7b || c === 0x5b) this.type = 'jsonb';
+    else if (c === 0x74 || c === 0x66) this.type = joinTypes(type, 'boolean');
+    else if (c !== 0x6e) this.type = joinTypes(type, isBigint(text) ? 'bigint' : 'numeric');
   }
+}
+
+/**
+ * Whether a JSON value's text fits a column of `type` (as castFromJson will read it): numbers
+ * into bigint (integers) or numeric, true/false into boolean, ISO strings into date and
+ * timestamptz, "" into any of these as NULL; anything into text and jsonb.
+ */
+export function jsonFits(text: string, type: ColumnType): boolean {
+  if (type === 'text' || type === 'jsonb') return true;
+  const c = text.charCodeAt(0);
+  if (c === 0x6e) return true; // null
+  if (c === 0x22) {
+    if (text.length === 2) return true; // ""
+    if (type !== 'date' && type !== 'timestamptz') return false;
+    const s = text.includes('\\') ? (JSON.parse(text) as string) : text.slice(1, -1);
+    return type === 'date' ? isDate(s) : isDate(s) || isTimestamp(s);
+  }
+  if (c === 0x74 || c === 0x66) return type === 'boolean';
+  if (c === 0x7b || c === 0x5b) return false;
+  return type === 'numeric' || (type === 'bigint' && isBigint(text));
 }

@@ -1,10 +1,27 @@
 import { existsSync } from 'node:fs';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../config.js';
-import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, releaseAttempt, type Batch, type Tracker } from '../jobs/tracking.js';
+import { Loader, type LoadState } from '../datasets/loader.js';
+import { datasetNameFor } from '../datasets/names.js';
+import { COLUMN_TYPES, type ColumnType } from '../datasets/types.js';
+import {
+  adoptJob,
+  CheckpointConflictError,
+  incrementProgress,
+  markCompleted,
+  markFailed,
+  markRunning,
+  releaseAttempt,
+  restartJob,
+  type Batch,
+  type Tracker,
+} from '../jobs/tracking.js';
+import { TERMINAL_STATUSES } from '../schemas/job.js';
+import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount } from '../storage/datasets.js';
 import type { Db } from '../storage/db.js';
+import { findJob, type JobRow } from '../storage/jobs.js';
+import { findLoadState, type RowError } from '../storage/transitions.js';
 import { IngestError } from './errors.js';
-import { rowError, type RowProblem } from './record.js';
 import { readRecords, type ReadProgress } from './parse.js';
 import { uploadPath } from './uploads.js';
 
@@ -14,6 +31,8 @@ export interface PipelineDeps {
   uploadDir: string;
   batchSize: number;
   limits: InputLimits;
+  /** The schema of the datasets' tables. */
+  datasetSchema: string;
   /** Claims allowed before a job that keeps stopping its workers is failed. */
   maxAttempts: number;
   /**
@@ -32,63 +51,58 @@ function isDataError(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('22');
 }
 
-// JSON.stringify writes a surrogate as a \uD800–\uDFFF escape only when it is unpaired
-// (pairs stay characters); an escape is one preceded by an even number of backslashes.
-const LONE_SURROGATE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/i;
-
-// Batches are also cut at this many characters of JSON, so that memory stays bounded when
+// Batches are also cut at this many characters of staged rows, so that memory stays bounded when
 // records are large (BATCH_SIZE records of MAX_RECORD_LENGTH each would not be).
 const BATCH_MAX_CHARS = 32 * 1024 ** 2;
 
 /**
- * A record's JSON text as PostgreSQL will store it, or a row error when it cannot be: nested
- * too deeply to serialise, or holding an unpaired surrogate (which jsonb rejects). A JSON
- * record is stored as written (numbers exactly as they are, never through a double), with
- * its line breaks and tabs, which valid JSON has only between tokens, made spaces.
+ * The types a job's values must fit, by column name or name as written: those its submit
+ * declared, then (unless it replaces the dataset or may widen it) the dataset's own. A CSV
+ * value into an existing jsonb column must always be JSON.
  */
-function storable(record: { data: Record<string, unknown>; raw?: string }, line: number, recordNo: number): string | RowProblem {
-  let json: string;
-  if (record.raw !== undefined) json = /[\t\n\r]/.test(record.raw) ? record.raw.replace(/[\t\n\r]/g, ' ') : record.raw;
-  else {
-    try {
-      json = JSON.stringify(record.data);
-    } catch {
-      return rowError(line, `record ${recordNo} (line ${line}) is nested too deeply to store`, '');
-    }
+async function targetTypes(deps: PipelineDeps, job: JobRow, declared: Record<string, string> | null): Promise<Map<string, ColumnType>> {
+  const targets = new Map(Object.entries(declared ?? {}) as [string, ColumnType][]);
+  if (job.mode === 'replace') return targets;
+  for (const column of await datasetColumns(deps.db, deps.datasetSchema, job.dataset!)) {
+    if (targets.has(column.name) || !(COLUMN_TYPES as readonly string[]).includes(column.type)) continue;
+    if (!job.widen || (column.type === 'jsonb' && job.format === 'csv')) targets.set(column.name, column.type as ColumnType);
   }
-  // Escaped surrogates: written as text, a pair is fine and only a lone one is not. Parsed,
-  // a lone one stays lone, and JSON.stringify writes only lone ones as escapes.
-  if (json.includes('\\ud') || json.includes('\\uD')) {
-    let written = json;
-    try {
-      if (record.raw !== undefined) written = JSON.stringify(record.data);
-    } catch {
-      return rowError(line, `record ${recordNo} (line ${line}) is nested too deeply to store`, '');
-    }
-    if (LONE_SURROGATE.test(written)) {
-      return rowError(line, `record ${recordNo} (line ${line}) contains an unpaired UTF-16 surrogate, which PostgreSQL cannot store`, json);
-    }
+  return targets;
+}
+
+/** Drops the job's stage unless the job is still to run (best effort: a later sweep drops what is left). */
+async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void> {
+  try {
+    const job = await findJob(deps.db, jobId);
+    if (!job || TERMINAL_STATUSES.has(job.status)) await dropStage(deps.db, jobId);
+  } catch (err) {
+    deps.log.warn({ jobId, err }, 'could not drop the stage of an ended job');
   }
-  return json;
 }
 
 /**
  * Runs one job from its checkpoint to a terminal state: parse the stored upload, skip the
- * records already committed, commit the rest batch by batch. A bad input fails the job with
- * a message saying where; an abort (shutdown) stops at a batch boundary and leaves the job
- * `running` at its checkpoint for the next worker; any other error is thrown to the caller,
- * which decides whether to retry.
+ * records already committed, stage the rest batch by batch, then publish them into the
+ * job's dataset as it completes. A bad input fails the job with a message saying where; an
+ * abort (shutdown) stops at a batch boundary and leaves the job `running` at its checkpoint
+ * for the next worker; any other error is thrown to the caller, which decides whether to retry.
  */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
+  const outcome = await run(deps, jobId, signal);
+  if (outcome === 'failed' || outcome === 'skipped') await dropStageOfEnded(deps, jobId);
+  return outcome;
+}
+
+async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
   const { tracker, log } = deps;
-  const job = await markRunning(tracker, jobId, deps.claimStaleAfterMs);
+  let job = await markRunning(tracker, jobId, deps.claimStaleAfterMs);
   if (!job) return 'skipped'; // deleted, finished, or held by a live worker
   if (job.attempts - job.attempts_before_retry > deps.maxAttempts) {
     await markFailed(
       tracker,
       jobId,
       `gave up after ${deps.maxAttempts} attempts: each time, the worker ingesting this job stopped before finishing ` +
-        `(it crashed, was killed or ran out of memory); ${job.records_processed} records were committed`,
+        `(it crashed, was killed or ran out of memory); its dataset is unchanged (${job.records_processed} records had been staged)`,
     );
     return 'failed';
   }
@@ -97,19 +111,63 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
     await markFailed(tracker, jobId, 'the stored upload is missing (was UPLOAD_DIR changed or cleaned?)');
     return 'failed';
   }
-  const checkpoint = job.records_processed + job.records_failed; // input position to resume at
-  if (checkpoint > 0) log.info({ jobId, checkpoint, attempt: job.attempts }, 'resuming job from its checkpoint');
+  if (job.dataset === null) {
+    // Submitted before datasets existed: it loads into the dataset its file names, from the start.
+    job = await adoptJob(tracker, jobId, datasetNameFor(job.file_name));
+    if (!job) return 'skipped';
+  }
+  const saved = await findLoadState(deps.db, jobId);
+  let state = (saved?.load_state ?? null) as LoadState | null;
+  let checkpoint = job.records_processed + job.records_failed; // input position to resume at
+  if (checkpoint > 0) {
+    const staged = await stageRowCount(deps.db, jobId);
+    if (staged !== job.records_processed || state === null) {
+      log.warn({ jobId, checkpoint, staged }, 'the stage does not hold what the job committed: starting it over');
+      job = await restartJob(tracker, jobId);
+      if (!job) return 'skipped';
+      state = null;
+      checkpoint = 0;
+    } else log.info({ jobId, checkpoint, attempt: job.attempts }, 'resuming job from its checkpoint');
+  }
+  if (checkpoint === 0) await createStage(deps.db, jobId, deps.db.kind === 'postgres');
+  const key = job.merge_key ?? [];
+  const loader = new Loader({ format: job.format, targets: await targetTypes(deps, job, saved?.declared_types ?? null), key }, state);
+
   let failed = job.records_failed;
   const progress: ReadProgress = { bytes: 0 };
-  const newBatch = (from: number): Batch => ({ from, records: [], errors: [], bytesProcessed: 0 });
-  let batch = newBatch(checkpoint);
+  let lines: string[] = [];
+  let widths: number[] = [];
+  let errors: RowError[] = [];
+  let from = checkpoint;
+  let columnsBefore = loader.columns.length;
   let batchChars = 0;
+  const cut = (): Batch => {
+    const to = loader.columns.length;
+    let rows = '';
+    for (let i = 0; i < lines.length; i++) rows += `${lines[i]}${widths[i]! < to ? '\t\\N'.repeat(to - widths[i]!) : ''}\n`;
+    const batch: Batch = {
+      from,
+      rows,
+      rowCount: lines.length,
+      columns: { from: columnsBefore, to },
+      errors,
+      bytesProcessed: progress.bytes,
+      loadState: JSON.stringify(loader.state()),
+    };
+    from += lines.length + errors.length;
+    columnsBefore = to;
+    lines = [];
+    widths = [];
+    errors = [];
+    batchChars = 0;
+    return batch;
+  };
   const commit = async (done: Batch, after?: Promise<void>) => {
     try {
       await incrementProgress(tracker, jobId, done, after);
     } catch (err) {
       if (!isDataError(err)) throw err;
-      const last = done.from + done.records.length + done.errors.length - 1;
+      const last = done.from + done.rowCount + done.errors.length - 1;
       throw new IngestError(`records ${done.from}–${last} could not be stored: ${(err as Error).message}`);
     }
   };
@@ -128,23 +186,28 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
       // Parsing runs in microtasks, which starve I/O: let the socket carrying the batch in
       // flight drain now and then, so PostgreSQL loads while Node parses.
       if ((recordNo & 255) === 0 && inFlight) await new Promise<void>((resolve) => setImmediate(resolve));
-      const item = record.error === undefined ? storable(record, record.line, recordNo) : record;
-      if (typeof item === 'string') {
-        batch.records.push({ recordNo, json: item });
-        batchChars += item.length;
+      const item = record.error === undefined ? loader.row(record, recordNo) : record;
+      if (recordNo === checkpoint && job.format === 'csv') {
+        const missing = loader.missingKeys();
+        if (missing.length > 0) {
+          throw new IngestError(`the key column "${missing[0]}" is not in the file's header (its columns: ${loader.columns.map((c) => c.original).join(', ').slice(0, 300)})`);
+        }
+      }
+      if ('text' in item) {
+        lines.push(item.text);
+        widths.push(item.width);
+        batchChars += item.text.length;
       } else {
-        batch.errors.push({ recordNo, line: item.line, message: item.error, excerpt: item.excerpt });
+        errors.push({ recordNo, line: item.line, message: item.error, excerpt: item.excerpt });
         if (++failed > job.max_errors) {
-          // Commit what came before it, and the bad row itself, then fail the job there.
+          // Commit the row errors that came before it, and the bad row itself, then fail the job there.
           await inFlight;
-          batch.bytesProcessed = progress.bytes;
-          await commit(batch, inFlight);
-          batch = newBatch(position);
+          await commit(cut(), inFlight);
           const limit = job.max_errors === 0 ? '' : ` (more than max_errors=${job.max_errors} bad rows)`;
           throw new IngestError(`${item.error}${limit}`);
         }
       }
-      if (batch.records.length + batch.errors.length >= deps.batchSize || batchChars >= BATCH_MAX_CHARS) {
+      if (lines.length + errors.length >= deps.batchSize || batchChars >= BATCH_MAX_CHARS) {
         if (window.length >= depth) await window.shift();
         // PGlite runs queries on this thread: let requests and events in between batches.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -153,17 +216,20 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
           await releaseAttempt(tracker, jobId);
           return 'stopped';
         }
-        batch.bytesProcessed = progress.bytes;
-        inFlight = commit(batch, inFlight);
+        inFlight = commit(cut(), inFlight);
         inFlight.catch(() => {}); // awaited (and thrown) in turn
         window.push(inFlight);
-        batch = newBatch(position);
-        batchChars = 0;
       }
     }
     await inFlight;
-    batch.bytesProcessed = progress.bytes;
-    await commit(batch, inFlight); // also when empty: bytes_processed reaches bytes_total
+    await commit(cut(), inFlight); // also when empty: bytes_processed reaches bytes_total
+    const publish = { schema: deps.datasetSchema, dataset: job.dataset!, jobId, format: job.format, mode: job.mode ?? 'append', key, widen: job.widen, state: loader.state() };
+    const completed = await markCompleted(tracker, jobId, (tx) => publishStage(tx, publish)).catch((err: unknown) => {
+      if (err instanceof PublishConflict) throw new IngestError(err.message);
+      if (isDataError(err)) throw new IngestError(`the rows could not be loaded into dataset "${publish.dataset}": ${(err as Error).message}`);
+      throw err;
+    });
+    return completed ? 'completed' : 'skipped';
   } catch (err) {
     const committed = await (inFlight ?? Promise.resolve()).then(
       () => true,
@@ -174,15 +240,13 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
       return 'skipped';
     }
     if (!(err instanceof IngestError)) throw err;
-    // The input broke off (a truncated file, an unclosed quote...): the good records read
-    // before it are committed too, so what is kept does not depend on BATCH_SIZE.
-    if (committed && batch.records.length + batch.errors.length > 0) {
-      batch.bytesProcessed = progress.bytes;
-      await commit(batch).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not commit the records before a fatal error'));
+    // The input broke off (a truncated file, an unclosed quote...): what was read before it is
+    // counted too, so the counters and row errors do not depend on BATCH_SIZE. The job fails
+    // as a whole all the same: nothing reaches its dataset.
+    if (committed && lines.length + errors.length > 0) {
+      await commit(cut()).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not commit the records before a fatal error'));
     }
     await markFailed(tracker, jobId, err.message);
     return 'failed';
   }
-  if (!(await markCompleted(tracker, jobId))) return 'skipped';
-  return 'completed';
 }

@@ -79,17 +79,24 @@ function maxErrorsField(raw: string | undefined): number {
   return value;
 }
 
-export interface ReceivedUpload {
+export interface ReceivedUpload<Load> {
   jobId: string;
   fileName: string;
   format: Format;
   maxErrors: number;
+  /** What `load` made of the form fields sent before the file. */
+  load: Load;
   size: number;
   /** With an Idempotency-Key: the hash of what was sent (file name, max_errors, bytes). */
   fingerprint?: string;
 }
 
-export interface ReceiveOptions {
+export interface ReceiveOptions<Load> {
+  /**
+   * Reads the form fields sent before the file (and the file's name), when the file begins:
+   * it may throw to refuse the upload before a byte of it is stored.
+   */
+  load(fields: Record<string, string>, fileName: string): Load;
   uploadDir: string;
   maxUploadBytes: number;
   /** max_errors given in the query string, which wins over a form field. */
@@ -106,11 +113,11 @@ export interface ReceiveOptions {
  * fields are read only before the file (max_errors). Returns the stored upload, or throws
  * with nothing kept.
  */
-export async function receiveUpload(parts: AsyncIterable<Multipart>, options: ReceiveOptions): Promise<ReceivedUpload> {
+export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, options: ReceiveOptions<Load>): Promise<ReceivedUpload<Load>> {
   const { uploadDir, log } = options;
   const tooLarge = () => new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${options.maxUploadBytes} bytes)`);
   const fields: Record<string, string> = {};
-  let stored: { jobId: string; partial: string; fileName: string; format: Format; maxErrors: number; hash?: Hash } | undefined;
+  let stored: { jobId: string; partial: string; fileName: string; format: Format; maxErrors: number; load: Load; hash?: Hash } | undefined;
   try {
     for await (const part of parts) {
       if (part.type === 'field') {
@@ -131,10 +138,17 @@ export async function receiveUpload(parts: AsyncIterable<Multipart>, options: Re
         part.file.resume();
         throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .json, .ndjson or .jsonl file`);
       }
+      let load: Load;
+      try {
+        load = options.load(fields, fileName);
+      } catch (err) {
+        part.file.resume();
+        throw err;
+      }
       const jobId = randomUUID();
       const partial = partialUploadPath(uploadDir, jobId);
       const out = createWriteStream(partial);
-      const hash = options.fingerprint ? createHash('sha256').update(`upload\0${fileName}\0${maxErrors}\0`) : undefined;
+      const hash = options.fingerprint ? createHash('sha256').update(`upload\0${fileName}\0${maxErrors}\0${JSON.stringify(load)}\0`) : undefined;
       try {
         await pipeline(part.file, hash ? hashing(hash) : new PassThrough(), out);
       } catch (err) {
@@ -148,7 +162,7 @@ export async function receiveUpload(parts: AsyncIterable<Multipart>, options: Re
         }
         throw err;
       }
-      stored = { jobId, partial, fileName, format, maxErrors, hash };
+      stored = { jobId, partial, fileName, format, maxErrors, load, hash };
       // At the limit the parser stops writing and marks the stream truncated: a cut file
       // must never be ingested as if it were whole.
       if (part.file.truncated) throw tooLarge();
@@ -158,14 +172,14 @@ export async function receiveUpload(parts: AsyncIterable<Multipart>, options: Re
     throw multipartError(err) ?? err;
   }
   if (!stored) throw new AppError(400, 'file_missing', 'No file: send it in a multipart field named "file"');
-  const { jobId, partial, fileName, format, maxErrors, hash } = stored;
+  const { jobId, partial, fileName, format, maxErrors, load, hash } = stored;
   const { size } = await stat(partial);
   if (size === 0) {
     await discard(partial, log);
     throw new AppError(422, 'empty_file', `The file "${fileName}" is empty`);
   }
   await rename(partial, uploadPath(uploadDir, jobId));
-  return { jobId, fileName, format, maxErrors, size, fingerprint: hash?.digest('hex') };
+  return { jobId, fileName, format, maxErrors, load, size, fingerprint: hash?.digest('hex') };
 }
 
 /** Stores a posted body as an upload, so the worker reads every job the same way. */

@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import type { PendingChange, StatusCache } from '../cache/status-cache.js';
 import { partialUploadPath, sweepPartialUploads, uploadPath } from '../ingest/uploads.js';
+import { dropOrphanStages, dropStage } from '../storage/datasets.js';
 import type { Db, Queryable } from '../storage/db.js';
 import { deleteExpiredKeys, deleteJobs, listExpiredJobIds, tryTransactionLock } from '../storage/jobs.js';
 
@@ -13,14 +14,16 @@ export interface RemovalDeps {
 }
 
 /**
- * The traces of jobs whose rows are already deleted: their stored uploads and cache keys.
- * The row goes first, so a crash in between leaves at worst an orphan file, never a job
- * whose upload is missing.
+ * The traces of jobs whose rows are already deleted: their stored uploads, stages (the rows of
+ * a job that had not completed) and cache keys. The row goes first, so a crash in between
+ * leaves at worst an orphan file or stage (swept later), never a job whose upload is missing.
+ * Rows a completed job published stay in its dataset: they are the user's data now.
  */
 async function removeTraces(deps: RemovalDeps, jobIds: string[]): Promise<void> {
   for (const jobId of jobIds) {
     await rm(uploadPath(deps.uploadDir, jobId), { force: true });
     await rm(partialUploadPath(deps.uploadDir, jobId), { force: true });
+    await dropStage(deps.db, jobId).catch((err: unknown) => deps.log.warn({ jobId, err }, 'could not drop the stage of a deleted job'));
     await deps.cache?.forget(jobId);
   }
 }
@@ -98,6 +101,8 @@ export function startRetention(options: RetentionOptions): { close(): Promise<vo
       .then((count) => count > 0 && options.log.info({ count, retentionDays: options.retentionDays }, 'retention deleted finished jobs'))
       .then(() => sweepPartialUploads(options.uploadDir, options.partialMaxAgeMs))
       .then((count) => count > 0 && options.log.info({ count }, 'removed partial uploads left by a process that stopped mid-upload'))
+      .then(() => dropOrphanStages(options.db))
+      .then((count) => count > 0 && options.log.info({ count }, 'dropped the stages of jobs that ended without dropping them'))
       .catch((err: unknown) => options.log.warn({ err: (err as Error).message }, 'retention pass failed'))
       .finally(() => (running = undefined));
   };

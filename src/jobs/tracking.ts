@@ -11,10 +11,12 @@ import type { StatusCache } from '../cache/status-cache.js';
 import type { JobEvents } from '../events/job-events.js';
 import type { Db, Queryable } from '../storage/db.js';
 import { payloadJson, type JobRow } from '../storage/jobs.js';
+import { copyStage } from '../storage/datasets.js';
 import {
-  copyRecords,
   deleteJobData,
   insertRowErrors,
+  lockRunning,
+  updateAdopted,
   updateCanceled,
   updateClaimed,
   updateCompleted,
@@ -22,6 +24,7 @@ import {
   updateProgress,
   updateReleased,
   updateRequeued,
+  updateRestarted,
   type RowError,
 } from '../storage/transitions.js';
 
@@ -123,11 +126,16 @@ export async function releaseAttempt(t: Tracker, jobId: string): Promise<void> {
 export interface Batch {
   /** Input position of the batch's first record: the checkpoint it continues from. */
   from: number;
-  /** Each record as JSON text (JSON.stringify of its data). */
-  records: { recordNo: number; json: string }[];
+  /** The good records as rows of the job's stage (COPY text), and how many there are. */
+  rows: string;
+  rowCount: number;
+  /** Stage columns to add before the copy (from, to), and so how many the rows fill (to). */
+  columns: { from: number; to: number };
   errors: RowError[];
   /** Bytes of the input read when the batch was cut. */
   bytesProcessed: number;
+  /** What the loader had learnt of the input when the batch was cut (JSON). */
+  loadState: string;
 }
 
 /**
@@ -140,17 +148,18 @@ export interface Batch {
 export async function incrementProgress(t: Tracker, jobId: string, batch: Batch, after?: Promise<unknown>): Promise<JobRow> {
   const row = await t.change(jobId, async (tx) => {
     try {
-      if (batch.records.length > 0) await copyRecords(tx, jobId, batch.records);
+      if (batch.rowCount > 0 || batch.columns.to > batch.columns.from) await copyStage(tx, jobId, batch.columns, batch.rows);
       if (batch.errors.length > 0) await insertRowErrors(tx, jobId, batch.errors);
     } catch (err) {
-      // 23505: another worker holding the same checkpoint wrote these record numbers first;
-      // 23503: the job row is gone (deleted). Either way this worker must let go.
+      // 23505: another worker holding the same checkpoint wrote these row errors first;
+      // 23503: the job row is gone (deleted); 42P01: so is its stage (deleted, or dropped by
+      // another worker starting the job over). Either way this worker must let go.
       const code = (err as { code?: unknown }).code;
-      if (code === '23505' || code === '23503') throw new CheckpointConflictError(jobId, batch.from);
+      if (code === '23505' || code === '23503' || code === '42P01') throw new CheckpointConflictError(jobId, batch.from);
       throw err;
     }
     await after;
-    const progress = { records: batch.records.length, errors: batch.errors.length, bytesProcessed: batch.bytesProcessed, from: batch.from };
+    const progress = { records: batch.rowCount, errors: batch.errors.length, bytesProcessed: batch.bytesProcessed, from: batch.from, loadState: batch.loadState };
     const changed = await updateProgress(tx, jobId, progress);
     if (!changed) throw new CheckpointConflictError(jobId, batch.from);
     return changed;
@@ -158,9 +167,39 @@ export async function incrementProgress(t: Tracker, jobId: string, batch: Batch,
   return row!;
 }
 
-/** running → completed. */
-export async function markCompleted(t: Tracker, jobId: string): Promise<boolean> {
-  return (await t.change(jobId, (tx) => updateCompleted(tx, jobId))) !== null;
+/**
+ * running → completed. `publish` moves the job's rows into its dataset in the same
+ * transaction, so they appear exactly when the job is completed, and never for a job that is
+ * not (canceled meanwhile: nothing is published).
+ */
+export async function markCompleted(
+  t: Tracker,
+  jobId: string,
+  publish?: (tx: Queryable) => Promise<{ inserted: number; updated: number }>,
+): Promise<boolean> {
+  const row = await t.change(jobId, async (tx) => {
+    if (!(await lockRunning(tx, jobId))) return null;
+    return updateCompleted(tx, jobId, publish ? await publish(tx) : null);
+  });
+  return row !== null;
+}
+
+/** A running job started over from its first record (see updateRestarted); its row errors go too. */
+export function restartJob(t: Tracker, jobId: string): Promise<JobRow | null> {
+  return t.change(jobId, async (tx) => {
+    const row = await updateRestarted(tx, jobId);
+    if (row) await deleteJobData(tx, jobId);
+    return row;
+  });
+}
+
+/** A job from before datasets given its dataset, from its first record (see updateAdopted). */
+export function adoptJob(t: Tracker, jobId: string, dataset: string): Promise<JobRow | null> {
+  return t.change(jobId, async (tx) => {
+    const row = await updateAdopted(tx, jobId, dataset);
+    if (row) await deleteJobData(tx, jobId);
+    return row;
+  });
 }
 
 /** queued | running → failed, with the reason. */

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import { jobNotFound, validationError } from '../errors.js';
 import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas/api.js';
 import type { Db } from '../storage/db.js';
+import { listDatasetRecords } from '../storage/datasets.js';
 import { findJob, listErrors, listRecords } from '../storage/jobs.js';
 import { jobIdOf } from './reply.js';
 
@@ -12,7 +13,7 @@ const MAX_RECORD_NO = 2_147_483_647; // record_no is an INTEGER
  * last page costs what the first does. The cursor is opaque to clients (it is the last
  * record_no of the page).
  */
-export const rowRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db } }> = async (app, { db }) => {
+export const rowRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; datasetSchema: string } }> = async (app, { db, datasetSchema }) => {
   /** A page of rows after the cursor, one more than asked (it tells whether another page exists). */
   async function rowsAfter<T>(params: { job_id: string }, query: { cursor?: string; limit: number }, list: (db: Db, jobId: string, after: number, limit: number) => Promise<T[]>) {
     const jobId = jobIdOf(params);
@@ -25,11 +26,19 @@ export const rowRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db } }
     return rows;
   }
 
+  /** A job's rows in its dataset (as published: none before it completes), or for a job from before datasets, its stored records. */
+  const records = async (db: Db, jobId: string, after: number, limit: number) => {
+    const job = await findJob(db, jobId);
+    if (!job) return [];
+    if (job.dataset === null) return listRecords(db, jobId, after, limit);
+    return listDatasetRecords(db, datasetSchema, job.dataset, jobId, after, limit);
+  };
+
   app.get(
     '/api/job/:job_id/records',
     {
       schema: {
-        summary: "A job's ingested records, in input order",
+        summary: "A job's rows in its dataset (once it has completed), in input order",
         tags: ['jobs'],
         params: jobIdParamsSchema,
         querystring: pageQuerySchema,
@@ -37,7 +46,7 @@ export const rowRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db } }
       },
     },
     async (request, reply) => {
-      const rows = await rowsAfter(request.params, request.query, listRecords);
+      const rows = await rowsAfter(request.params, request.query, records);
       const page = rows.slice(0, request.query.limit);
       const next = rows.length > request.query.limit ? JSON.stringify(page.at(-1)![0]) : 'null';
       // Each record's JSON as PostgreSQL wrote it: parsed here, a long number would be rounded.

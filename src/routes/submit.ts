@@ -6,7 +6,8 @@ import type { Config } from '../config.js';
 import { AppError, validationError } from '../errors.js';
 import { multipartLimits, postedRecordIssues, receiveUpload, storeBody } from '../ingest/receive.js';
 import { submitJob, type Idempotency, type SubmitDeps } from '../jobs/submit.js';
-import { errorRef, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, optionalMaxErrorsQuerySchema, type Format } from '../schemas/api.js';
+import { LOAD_OPTION_NAMES, loadOptions } from '../datasets/options.js';
+import { errorRef, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema, type Format } from '../schemas/api.js';
 import type { NewJob } from '../storage/jobs.js';
 import { sendJob } from './reply.js';
 
@@ -50,7 +51,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         summary: 'Upload a CSV, JSON or NDJSON file; answers at once with the queued job',
         tags: ['submit'],
         consumes: ['multipart/form-data'],
-        querystring: optionalMaxErrorsQuerySchema,
+        querystring: uploadQuerySchema,
         headers: headersSchema,
         // Checked (and documented) for multipart only: another media type gets its 415 below.
         body: { content: { 'multipart/form-data': { schema: uploadBodySchema } } },
@@ -74,14 +75,20 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         uploadDir: config.uploadDir,
         maxUploadBytes: config.maxUploadBytes,
         maxErrors: request.query.max_errors,
+        // The query string wins over a form field of the same name.
+        load: (fields, fileName) => {
+          const given = Object.fromEntries(LOAD_OPTION_NAMES.map((name) => [name, request.query[name] ?? fields[name]]));
+          const where = LOAD_OPTION_NAMES.some((name) => request.query[name] === undefined && fields[name] !== undefined) ? 'body' : 'query';
+          return loadOptions(given, fileName, where);
+        },
         fingerprint: key !== undefined,
         aborted: () => request.raw.destroyed,
         log: request.log,
       });
-      const { jobId, fileName, format, maxErrors, size } = upload;
+      const { jobId, fileName, format, maxErrors, size, load } = upload;
       const sourceType = format === 'csv' ? 'csv_upload' : 'json_upload';
       const idempotency = key && upload.fingerprint ? { key, fingerprint: upload.fingerprint } : undefined;
-      return submit(reply, { jobId, sourceType, fileName, format, maxErrors, bytesTotal: size }, idempotency);
+      return submit(reply, { jobId, sourceType, fileName, format, maxErrors, bytesTotal: size, load }, idempotency);
     },
   );
 
@@ -113,6 +120,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         const body = request.body as unknown as Buffer;
         const key = request.headers['idempotency-key'];
         const maxErrors = request.query.max_errors ?? 0;
+        const load = loadOptions(request.query, null, 'query');
         const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
         if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
           throw new AppError(415, 'unsupported_media_type', `Send the body as UTF-8 (got charset=${charset.slice(0, 40)})`);
@@ -125,10 +133,10 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         if (issues.length > maxErrors) throw validationError(issues.slice(0, 20));
         const jobId = randomUUID();
         await storeBody(config.uploadDir, jobId, body, request.log);
-        const fingerprint = key ? createHash('sha256').update(`${format}\0${maxErrors}\0`).update(body).digest('hex') : '';
+        const fingerprint = key ? createHash('sha256').update(`${format}\0${maxErrors}\0${JSON.stringify(load)}\0`).update(body).digest('hex') : '';
         return submit(
           reply,
-          { jobId, sourceType: 'json_api', fileName: null, format, maxErrors, bytesTotal: body.length },
+          { jobId, sourceType: 'json_api', fileName: null, format, maxErrors, bytesTotal: body.length, load },
           key ? { key, fingerprint } : undefined,
         );
       },

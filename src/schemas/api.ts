@@ -1,13 +1,13 @@
-import { FORMATS, JOB_STATUSES, SOURCE_TYPES } from './job.js';
+import { FORMATS, JOB_STATUSES, SOURCE_TYPES, WRITE_MODES } from './job.js';
 
-export { FORMATS, JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, type Format, type JobPayload, type JobStatus, type SourceType } from './job.js';
+export { FORMATS, JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, WRITE_MODES, type Format, type WriteMode, type JobPayload, type JobStatus, type SourceType } from './job.js';
 
 const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 
 export const jobSchema = {
   $id: 'Job',
   type: 'object',
-  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'records_failed', 'max_errors', 'bytes_total', 'bytes_processed', 'error', 'attempts', 'version'],
+  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'records_failed', 'max_errors', 'bytes_total', 'bytes_processed', 'dataset', 'mode', 'key', 'rows_inserted', 'rows_updated', 'error', 'attempts', 'version'],
   properties: {
     job_id: { type: 'string', format: 'uuid' },
     source_type: { type: 'string', enum: SOURCE_TYPES, description: 'csv_upload, json_upload (a .json/.ndjson file) or json_api' },
@@ -21,6 +21,11 @@ export const jobSchema = {
     max_errors: { type: 'integer', minimum: 0, description: 'Bad rows the job may skip before it fails' },
     bytes_total: { type: ['integer', 'null'], description: 'Size of the stored input in bytes' },
     bytes_processed: { type: 'integer', minimum: 0, description: 'Bytes of the input read so far' },
+    dataset: { type: ['string', 'null'], description: 'The dataset the job loads into (table <DATASET_SCHEMA>.<dataset>); null for jobs from before datasets' },
+    mode: { type: ['string', 'null'], enum: [...WRITE_MODES, null], description: 'append, replace or merge (on key)' },
+    key: { type: ['array', 'null'], items: { type: 'string' }, description: 'The key columns of a merge' },
+    rows_inserted: { type: ['integer', 'null'], description: 'Rows the job inserted into its dataset (null until it completes)' },
+    rows_updated: { type: ['integer', 'null'], description: 'Rows of the dataset a merge updated (null until it completes)' },
     error: { type: ['string', 'null'], description: 'Why the job failed, with the line or record where it did' },
     attempts: { type: 'integer', minimum: 0, description: 'Times a worker has started the job, over all its runs (a retry keeps counting)' },
     version: { type: 'integer', minimum: 1, description: 'Grows with every change to the job: of two answers, the higher version is the newer' },
@@ -125,13 +130,38 @@ const maxErrorsSchema = {
   description: 'Bad rows to skip and report before the job fails (0: the first bad row fails it)',
 } as const;
 
+/** Where and how a job loads its rows (checked further by datasets/options.ts, which names every problem). */
+export const loadOptionProperties = {
+  dataset: {
+    type: 'string',
+    maxLength: 200,
+    description:
+      'The dataset to load into: lower-case letters, digits and _, starting with a letter, at most 63 characters. Default: made from the file name (records for posted records)',
+  },
+  mode: { type: 'string', maxLength: 40, description: 'append (default), replace (the dataset holds exactly this job\'s rows) or merge (upsert on key)' },
+  key: { type: 'string', maxLength: 2000, description: 'With mode=merge: the key column, or comma-separated columns' },
+  schema: {
+    type: 'string',
+    maxLength: 65536,
+    description: 'Declared column types as a JSON object, e.g. {"qty": "bigint"} (bigint, numeric, boolean, date, timestamptz, text, jsonb); other columns are inferred',
+  },
+  schema_update: { type: 'string', maxLength: 40, description: 'widen: existing columns may be widened to hold the job\'s values (bigint → numeric → text)' },
+} as const;
+
 export const submitQuerySchema = {
   type: 'object',
   additionalProperties: false,
-  properties: { max_errors: maxErrorsSchema },
+  properties: { max_errors: maxErrorsSchema, ...loadOptionProperties },
 } as const;
 
-/** max_errors without a default: an upload may give it as a form field instead, a retry keeps the job's own. */
+/** max_errors without a default: an upload may give it (and the load options) as form fields instead. */
+export const uploadQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { max_errors: { ...maxErrorsSchema, default: undefined }, ...loadOptionProperties },
+} as const;
+
+/** A retry keeps the job's own max_errors unless given. */
 export const optionalMaxErrorsQuerySchema = {
   type: 'object',
   additionalProperties: false,
@@ -144,6 +174,9 @@ export const uploadBodySchema = {
   required: ['file'],
   properties: {
     max_errors: { ...maxErrorsSchema, description: `${maxErrorsSchema.description}; as a form field it must come before the file` },
+    ...Object.fromEntries(
+      Object.entries(loadOptionProperties).map(([name, schema]) => [name, { ...schema, description: `${schema.description}; as a form field it must come before the file (the query string wins)` }]),
+    ),
     file: { type: 'string', format: 'binary', description: 'A .csv, .json, .ndjson or .jsonl file' },
   },
 } as const;

@@ -16,6 +16,10 @@ export type SourceType = (typeof SOURCE_TYPES)[number];
 export const FORMATS = ['csv', 'json', 'ndjson'] as const;
 export type Format = (typeof FORMATS)[number];
 
+/** How a job writes its dataset. */
+export const WRITE_MODES = ['append', 'replace', 'merge'] as const;
+export type WriteMode = (typeof WRITE_MODES)[number];
+
 /** The job as the API shows it. Timestamps are ISO 8601 in UTC, or null. */
 export interface JobPayload {
   job_id: string;
@@ -30,6 +34,14 @@ export interface JobPayload {
   max_errors: number;
   bytes_total: number | null;
   bytes_processed: number;
+  /** The dataset the job loads into (null for jobs from before datasets, whose records are kept as JSON). */
+  dataset: string | null;
+  mode: WriteMode | null;
+  /** The key columns of a merge. */
+  key: string[] | null;
+  /** Rows the job inserted into and updated in its dataset (null until it completes). */
+  rows_inserted: number | null;
+  rows_updated: number | null;
   error: string | null;
   /** Times a worker has started the job, over all its runs (a retry keeps counting). */
   attempts: number;

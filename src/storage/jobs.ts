@@ -1,4 +1,5 @@
-import type { Format, JobPayload, JobStatus, SourceType } from '../schemas/api.js';
+import type { ColumnType } from '../datasets/types.js';
+import type { Format, JobPayload, JobStatus, SourceType, WriteMode } from '../schemas/api.js';
 import type { Queryable, TextRow } from './db.js';
 
 /** A row of ingest_jobs as the queries below return it. */
@@ -20,11 +21,17 @@ export interface JobRow {
   max_errors: number;
   bytes_total: number | null;
   bytes_processed: number;
+  dataset: string | null;
+  mode: WriteMode | null;
+  merge_key: string[] | null;
+  widen: boolean;
+  rows_inserted: number | null;
+  rows_updated: number | null;
 }
 
 export const JOB_COLUMNS =
   'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts, ' +
-  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed';
+  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed, dataset, mode, merge_key, widen, rows_inserted, rows_updated';
 
 /**
  * A running job whose worker has shown no sign of life for longer than the parameter named (in
@@ -54,6 +61,11 @@ export function toPayload(row: JobRow): JobPayload {
     max_errors: row.max_errors,
     bytes_total: row.bytes_total,
     bytes_processed: row.bytes_processed,
+    dataset: row.dataset,
+    mode: row.mode,
+    key: row.merge_key,
+    rows_inserted: row.rows_inserted,
+    rows_updated: row.rows_updated,
     error: row.error,
     attempts: row.attempts,
     version: row.version,
@@ -92,6 +104,11 @@ const PAYLOAD_FIELDS: [keyof JobPayload, string][] = [
   ['max_errors', 'max_errors'],
   ['bytes_total', orNull('bytes_total::text')],
   ['bytes_processed', 'bytes_processed'],
+  ['dataset', orNull('to_json(dataset)::text')],
+  ['mode', orNull(quoted('mode'))],
+  ['key', orNull('array_to_json(merge_key)::text')],
+  ['rows_inserted', orNull('rows_inserted::text')],
+  ['rows_updated', orNull('rows_updated::text')],
   ['error', orNull('to_json(error)::text')],
   ['attempts', 'attempts'],
   ['version', 'version'],
@@ -105,15 +122,40 @@ export interface NewJob {
   format: Format;
   maxErrors: number;
   bytesTotal: number;
+  load: LoadOptions;
+}
+
+/** Where and how a job loads its rows. */
+export interface LoadOptions {
+  dataset: string;
+  mode: WriteMode;
+  /** Key columns of a merge (empty otherwise). */
+  key: string[];
+  /** Types the submit declared, by column. */
+  types: Record<string, ColumnType>;
+  /** schema_update=widen: existing columns may be widened to hold the job's values. */
+  widen: boolean;
 }
 
 /** Inserts the `queued` row; committed before the job is dispatched. */
 export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
   const { rows } = await db.query<JobRow>(
-    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total)
-     VALUES ($1, $2, $3, $4, 'queued', $5, $6)
+    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total, dataset, mode, merge_key, declared_types, widen)
+     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11)
      RETURNING ${JOB_COLUMNS}`,
-    [job.jobId, job.sourceType, job.fileName, job.format, job.maxErrors, job.bytesTotal],
+    [
+      job.jobId,
+      job.sourceType,
+      job.fileName,
+      job.format,
+      job.maxErrors,
+      job.bytesTotal,
+      job.load.dataset,
+      job.load.mode,
+      job.load.mode === 'merge' ? job.load.key : null,
+      Object.keys(job.load.types).length > 0 ? JSON.stringify(job.load.types) : null,
+      job.load.widen,
+    ],
   );
   return rows[0]!;
 }

@@ -48,3 +48,11 @@ export async function migrate(db: Db, migrations = loadMigrations()): Promise<st
     return done;
   });
 }
+
+/** The schema of the datasets, made once (under the migrations' lock: processes start together). */
+export async function ensureSchema(db: Db, schema: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await tx.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+  });
+}

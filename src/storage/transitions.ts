@@ -44,6 +44,8 @@ export interface Progress {
   bytesProcessed: number;
   /** The checkpoint the batch continues from: records_processed + records_failed must equal it. */
   from: number;
+  /** What the loader has learnt of the input by the batch's end (JSON), kept for a resumed run. */
+  loadState: string;
 }
 
 /**
@@ -56,22 +58,67 @@ export function updateProgress(tx: Queryable, jobId: string, progress: Progress)
     tx,
     `UPDATE ingest_jobs
      SET records_processed = records_processed + $2, records_failed = records_failed + $3,
-         bytes_processed = GREATEST(bytes_processed, $4), heartbeat_at = NOW(), version = version + 1
+         bytes_processed = GREATEST(bytes_processed, $4), load_state = $6::jsonb, heartbeat_at = NOW(), version = version + 1
      WHERE job_id = $1 AND status = 'running' AND records_processed + records_failed = $5
      RETURNING ${JOB_COLUMNS}`,
-    [jobId, progress.records, progress.errors, progress.bytesProcessed, progress.from],
+    [jobId, progress.records, progress.errors, progress.bytesProcessed, progress.from, progress.loadState],
   );
 }
 
-/** running → completed. $1 job_id */
-export function updateCompleted(tx: Queryable, jobId: string): Promise<JobRow | null> {
+/** Locks a running job's row for its completing transaction; false when it is no longer running. $1 job_id */
+export async function lockRunning(tx: Queryable, jobId: string): Promise<boolean> {
+  const { rows } = await tx.query(`SELECT 1 FROM ingest_jobs WHERE job_id = $1 AND status = 'running' FOR UPDATE`, [jobId]);
+  return rows.length === 1;
+}
+
+/** running → completed, with what it did to its dataset. $1 job_id, $2 rows inserted, $3 rows updated */
+export function updateCompleted(tx: Queryable, jobId: string, rows: { inserted: number; updated: number } | null): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET status = 'completed', completed_at = NOW(), version = version + 1
+    `UPDATE ingest_jobs SET status = 'completed', completed_at = NOW(), rows_inserted = $2, rows_updated = $3, load_state = NULL,
+         version = version + 1
+     WHERE job_id = $1 AND status = 'running'
+     RETURNING ${JOB_COLUMNS}`,
+    [jobId, rows?.inserted ?? null, rows?.updated ?? null],
+  );
+}
+
+/**
+ * A running job started over from its first record: its stage was lost (a PostgreSQL crash
+ * empties unlogged tables) or no longer matches its checkpoint. $1 job_id
+ */
+export function updateRestarted(tx: Queryable, jobId: string): Promise<JobRow | null> {
+  return one(
+    tx,
+    `UPDATE ingest_jobs SET records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, version = version + 1
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
     [jobId],
   );
+}
+
+/**
+ * A job from before datasets, still to run: it loads into the dataset named by its file, from
+ * its first record (the records an earlier release had committed are deleted). $1 job_id, $2 dataset
+ */
+export function updateAdopted(tx: Queryable, jobId: string, dataset: string): Promise<JobRow | null> {
+  return one(
+    tx,
+    `UPDATE ingest_jobs SET dataset = $2, mode = 'append', records_processed = 0, records_failed = 0, bytes_processed = 0,
+         version = version + 1
+     WHERE job_id = $1 AND status = 'running' AND dataset IS NULL
+     RETURNING ${JOB_COLUMNS}`,
+    [jobId, dataset],
+  );
+}
+
+/** What a job's loader had learnt, and the types its submit declared. $1 job_id */
+export async function findLoadState(tx: Queryable, jobId: string): Promise<{ load_state: unknown; declared_types: Record<string, string> | null } | undefined> {
+  const { rows } = await tx.query<{ load_state: unknown; declared_types: Record<string, string> | null }>(
+    'SELECT load_state, declared_types FROM ingest_jobs WHERE job_id = $1',
+    [jobId],
+  );
+  return rows[0];
 }
 
 /** queued | running → failed, with the reason. $1 job_id, $2 error */
@@ -105,7 +152,7 @@ export function updateRequeued(tx: Queryable, jobId: string, maxErrors: number |
     tx,
     `UPDATE ingest_jobs
      SET status = 'queued', started_at = NULL, completed_at = NULL, heartbeat_at = NULL, error = NULL,
-         records_processed = 0, records_failed = 0, bytes_processed = 0,
+         records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, rows_inserted = NULL, rows_updated = NULL,
          max_errors = COALESCE($2, max_errors), attempts_before_retry = attempts, version = version + 1
      WHERE job_id = $1 AND status IN ('failed', 'canceled')
      RETURNING ${JOB_COLUMNS}`,
@@ -117,16 +164,6 @@ export function updateRequeued(tx: Queryable, jobId: string, maxErrors: number |
 export async function deleteJobData(tx: Queryable, jobId: string): Promise<void> {
   await tx.query('DELETE FROM ingest_records WHERE job_id = $1', [jobId]);
   await tx.query('DELETE FROM ingest_errors WHERE job_id = $1', [jobId]);
-}
-
-/**
- * Copies records (each as JSON text) with COPY. JSON.stringify escapes every control
- * character inside strings, so the only character COPY's text format needs escaped is '\\'.
- */
-export async function copyRecords(tx: Queryable, jobId: string, records: { recordNo: number; json: string }[]): Promise<void> {
-  let text = '';
-  for (const { recordNo, json } of records) text += `${jobId}\t${recordNo}\t${json.replaceAll('\\', '\\\\')}\n`;
-  await tx.copyFrom('COPY ingest_records (job_id, record_no, data) FROM STDIN', text);
 }
 
 export interface RowError {

@@ -296,7 +296,13 @@ function RecordsPreview({ job }: { job: Job }) {
       <h2 id="records-title">Records ({formatCount(job.records_processed)})</h2>
       {error && <Notice kind="error">Could not load the records: {error}</Notice>}
       {rows.length === 0 ? (
-        <p class="empty">{TERMINAL.has(job.status) ? 'No records were ingested.' : 'No records yet: they appear here as batches commit.'}</p>
+        <p class="empty" data-testid="records-empty">
+          {job.status === 'completed'
+            ? 'No records were ingested.'
+            : TERMINAL.has(job.status)
+              ? `None of its records reached ${job.dataset ? `dataset ${job.dataset}` : 'its dataset'}: a ${job.status} job leaves it as it was.`
+              : 'Its records appear here when it completes: they reach its dataset all at once.'}
+        </p>
       ) : (
         <>
           <div class="table-wrap">

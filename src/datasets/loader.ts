@@ -1,0 +1,194 @@
+/**
+ * A job's records made into rows of its stage table, with every value checked or counted as it
+ * passes: one column per field of the input (named by the rule in names.ts, keeping the name
+ * as written), each value staged as text (a CSV cell as written, a JSON value as its JSON text,
+ * missing as NULL). A column with a type it must hold (declared by the submit, or the dataset's
+ * own) has each value checked, and a value that does not fit makes its record a row error; any
+ * other column's type is inferred over every value. What the loader has learnt is its state,
+ * committed with each batch, so a resumed run goes on from it.
+ */
+import type { Format } from '../schemas/job.js';
+import { IngestError } from '../ingest/errors.js';
+import { rowError, type ParsedRecord, type RowProblem } from '../ingest/record.js';
+import { topLevelFields } from './json-fields.js';
+import { uniqueColumnName } from './names.js';
+import { jsonFits, textFits, TypeTally, type ColumnType } from './types.js';
+
+export interface LoadColumn {
+  /** The dataset column's name. */
+  name: string;
+  /** The field's name as the input wrote it. */
+  original: string;
+  /** The type every value must fit (declared, or the dataset's), or null when it is inferred. */
+  target: ColumnType | null;
+  /** The narrowest type holding every value seen so far (null: none yet). */
+  seen: ColumnType | null;
+}
+
+export interface LoadState {
+  columns: LoadColumn[];
+}
+
+/**
+ * PostgreSQL's limit is 1600 columns a table; the dataset tables have three of their own
+ * (`_intake_id`, `_intake_job_id`, `_intake_record_no`).
+ */
+export const MAX_DATASET_COLUMNS = 1597;
+
+/** The stage table's column for the loader's column `index`. */
+export const stageColumn = (index: number) => `c${index}`;
+
+/** What the loader needs to know of the job. */
+export interface LoaderOptions {
+  format: Format;
+  /** Types the values of a column must fit, by column name or by the name as written; `*`: any other column. */
+  targets: ReadonlyMap<string, ColumnType>;
+  /** Key columns of a merge (names or names as written): each record must have a value for each. */
+  key: readonly string[];
+}
+
+// Characters COPY's text format needs escaped.
+const COPY_SPECIAL = /[\\\n\r\t]/;
+const escapeCopy = (s: string) => (COPY_SPECIAL.test(s) ? s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t')) : s);
+
+// JSON.stringify writes a surrogate as a \uD800–\uDFFF escape only when it is unpaired
+// (pairs stay characters); an escape is one preceded by an even number of backslashes.
+const LONE_SURROGATE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/i;
+
+export class Loader {
+  readonly columns: LoadColumn[];
+  private readonly tallies: TypeTally[];
+  private readonly byOriginal = new Map<string, number>();
+  private readonly used = new Set<string>();
+  private readonly keyColumns = new Set<number>();
+  private readonly keyNames: readonly string[];
+
+  constructor(
+    private readonly options: LoaderOptions,
+    state: LoadState | null,
+  ) {
+    this.columns = state?.columns.map((c) => ({ ...c })) ?? [];
+    this.tallies = this.columns.map((c) => new TypeTally(c.seen));
+    this.columns.forEach((c, i) => {
+      this.byOriginal.set(c.original, i);
+      this.used.add(c.name);
+    });
+    this.keyNames = options.key;
+    for (const k of options.key) {
+      const i = this.columns.findIndex((c) => c.name === k || c.original === k);
+      if (i >= 0) this.keyColumns.add(i);
+    }
+  }
+
+  state(): LoadState {
+    this.columns.forEach((c, i) => (c.seen = this.tallies[i]!.type));
+    return { columns: this.columns };
+  }
+
+  /** The key columns given that no column of the input has (CSV: known from its header). */
+  missingKeys(): string[] {
+    return this.keyNames.filter((k) => !this.columns.some((c) => c.name === k || c.original === k));
+  }
+
+  private addColumn(original: string): number | undefined {
+    if (this.columns.length >= MAX_DATASET_COLUMNS) return undefined;
+    const index = this.columns.length;
+    const name = uniqueColumnName(original, index, this.used);
+    const target = this.options.targets.get(name) ?? this.options.targets.get(original) ?? this.options.targets.get('*') ?? null;
+    this.columns.push({ name, original, target, seen: null });
+    this.tallies.push(new TypeTally());
+    this.byOriginal.set(original, index);
+    if (this.keyNames.includes(name) || this.keyNames.includes(original)) this.keyColumns.add(index);
+    return index;
+  }
+
+  /**
+   * The record as a stage row (COPY text, without the line break, its first field the record
+   * number) and how many columns it fills, or the row error that keeps it out.
+   */
+  row(record: Extract<ParsedRecord, { data: object }>, recordNo: number): { text: string; width: number } | RowProblem {
+    return this.options.format === 'csv' ? this.csvRow(record, recordNo) : this.jsonRow(record, recordNo);
+  }
+
+  private csvRow(record: Extract<ParsedRecord, { data: object }>, recordNo: number): { text: string; width: number } | RowProblem {
+    const values = Object.values(record.data) as string[];
+    if (this.columns.length === 0) {
+      const header = Object.keys(record.data);
+      if (header.length > MAX_DATASET_COLUMNS) {
+        throw new IngestError(`the header has ${header.length} columns, and a dataset holds at most ${MAX_DATASET_COLUMNS}`);
+      }
+      for (const key of header) this.addColumn(key);
+    }
+    // Checked first, counted after: a record kept out leaves no trace in the inferred types.
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i]!;
+      const column = this.columns[i]!;
+      if (value === '') {
+        if (this.keyColumns.has(i)) return this.noKey(record, recordNo, column.name, values.join(','));
+      } else if (column.target !== null && !textFits(value, column.target)) {
+        return this.misfit(record, recordNo, column, value, values.join(','));
+      } else if (value.includes('\0')) {
+        return rowError(record.line, `record ${recordNo} (line ${record.line}): column "${column.name}" contains a NUL character, which PostgreSQL cannot store`, values.join(','));
+      }
+    }
+    let text = String(recordNo);
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i]!;
+      if (value === '') text += '\t\\N'; // an empty cell is NULL, whatever the column's type (as COPY's csv format reads it)
+      else {
+        if (this.columns[i]!.target === null) this.tallies[i]!.text(value);
+        text += `\t${escapeCopy(value)}`;
+      }
+    }
+    return { text, width: values.length };
+  }
+
+  private jsonRow(record: Extract<ParsedRecord, { data: object }>, recordNo: number): { text: string; width: number } | RowProblem {
+    const raw = record.raw ?? JSON.stringify(record.data);
+    if ((raw.includes('\\ud') || raw.includes('\\uD')) && LONE_SURROGATE.test(JSON.stringify(record.data))) {
+      return rowError(record.line, `record ${recordNo} (line ${record.line}) contains an unpaired UTF-16 surrogate, which PostgreSQL cannot store`, raw);
+    }
+    const staged: (string | undefined)[] = [];
+    for (const [key, value] of topLevelFields(raw)) {
+      let i = this.byOriginal.get(key);
+      if (i === undefined) {
+        i = this.addColumn(key);
+        if (i === undefined) {
+          return rowError(record.line, `record ${recordNo} (line ${record.line}) would make the dataset wider than ${MAX_DATASET_COLUMNS} columns`, raw);
+        }
+      }
+      const column = this.columns[i]!;
+      if (value === 'null') continue;
+      if (column.target !== null && !jsonFits(value, column.target)) return this.misfit(record, recordNo, column, value, raw);
+      staged[i] = value;
+    }
+    for (const k of this.keyNames) {
+      const i = this.columns.findIndex((c) => c.name === k || c.original === k);
+      const value = i < 0 ? undefined : staged[i];
+      if (value === undefined || value === '""') return this.noKey(record, recordNo, this.columns[i]?.name ?? k, raw);
+    }
+    let text = String(recordNo);
+    for (let i = 0; i < this.columns.length; i++) {
+      const value = staged[i];
+      if (value === undefined) text += '\t\\N';
+      else {
+        if (this.columns[i]!.target === null) this.tallies[i]!.json(value);
+        text += `\t${escapeCopy(value)}`;
+      }
+    }
+    return { text, width: this.columns.length };
+  }
+
+  private misfit(record: ParsedRecord, recordNo: number, column: LoadColumn, value: string, excerpt: string): RowProblem {
+    const shown = value.length > 60 ? `${value.slice(0, 60)}…` : value;
+    return rowError(
+      record.line,
+      `record ${recordNo} (line ${record.line}): column "${column.name}" is ${column.target} and cannot hold ${JSON.stringify(shown)}`,
+      excerpt,
+    );
+  }
+
+  private noKey(record: ParsedRecord, recordNo: number, column: string, excerpt: string): RowProblem {
+    return rowError(record.line, `record ${recordNo} (line ${record.line}) has no value for the key column "${column}"`, excerpt);
+  }
+}

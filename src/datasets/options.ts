@@ -1,0 +1,69 @@
+/**
+ * A submit's load options (dataset, mode, key, schema, schema_update), from its query string or
+ * its form fields, checked into what the job row keeps. Anything wrong is a 422 naming it.
+ */
+import { validationError, type ValidationIssue } from '../errors.js';
+import { WRITE_MODES, type WriteMode } from '../schemas/job.js';
+import type { LoadOptions } from '../storage/jobs.js';
+import { datasetNameFor, datasetNameProblem } from './names.js';
+import { COLUMN_TYPES, type ColumnType } from './types.js';
+
+export interface RawLoadOptions {
+  dataset?: string;
+  mode?: string;
+  key?: string;
+  schema?: string;
+  schema_update?: string;
+}
+
+export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update'] as const;
+const MAX_KEY_COLUMNS = 32;
+const MAX_DECLARED_COLUMNS = 1600;
+
+/** The options checked; `fileName` names the dataset when none is given. Throws a 422 listing every problem. */
+export function loadOptions(raw: RawLoadOptions, fileName: string | null, where: 'query' | 'body'): LoadOptions {
+  const issues: ValidationIssue[] = [];
+  const issue = (field: string, msg: string) => issues.push({ loc: [where, field], msg, type: 'value_error' });
+
+  const dataset = raw.dataset === undefined || raw.dataset === '' ? datasetNameFor(fileName) : raw.dataset;
+  const nameProblem = datasetNameProblem(dataset);
+  if (nameProblem) issue('dataset', nameProblem);
+
+  const mode = (raw.mode === undefined || raw.mode === '' ? 'append' : raw.mode) as WriteMode;
+  if (!WRITE_MODES.includes(mode)) issue('mode', `mode is one of ${WRITE_MODES.join(', ')} (got "${String(raw.mode).slice(0, 40)}")`);
+
+  const key = raw.key === undefined || raw.key === '' ? [] : raw.key.split(',').map((k) => k.trim());
+  if (mode === 'merge' && key.length === 0) issue('key', 'mode=merge needs key: the column (or comma-separated columns) rows are matched on');
+  if (mode !== 'merge' && key.length > 0) issue('key', 'key is used only with mode=merge');
+  if (key.some((k) => k === '')) issue('key', 'key names columns separated by commas, none of them empty');
+  if (key.length > MAX_KEY_COLUMNS) issue('key', `key has more than ${MAX_KEY_COLUMNS} columns`);
+  if (new Set(key).size !== key.length) issue('key', 'key names a column twice');
+
+  const types: Record<string, ColumnType> = {};
+  if (raw.schema !== undefined && raw.schema !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw.schema);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      issue('schema', 'schema is a JSON object of column → type, e.g. {"qty": "bigint", "price": "numeric"}');
+    } else {
+      const entries = Object.entries(parsed);
+      if (entries.length > MAX_DECLARED_COLUMNS) issue('schema', `schema names more than ${MAX_DECLARED_COLUMNS} columns`);
+      for (const [column, type] of entries.slice(0, MAX_DECLARED_COLUMNS)) {
+        if (typeof type !== 'string' || !(COLUMN_TYPES as readonly string[]).includes(type)) {
+          issue('schema', `the type of "${column.slice(0, 63)}" is one of ${COLUMN_TYPES.join(', ')} (got ${JSON.stringify(type)?.slice(0, 40)})`);
+        } else if (column === '') issue('schema', 'schema names a column with an empty name');
+        else types[column] = type as ColumnType;
+      }
+    }
+  }
+
+  const update = raw.schema_update ?? '';
+  if (update !== '' && update !== 'widen') issue('schema_update', `schema_update is "widen" (let the job widen existing columns) or not given (got "${update.slice(0, 40)}")`);
+
+  if (issues.length > 0) throw validationError(issues);
+  return { dataset, mode, key: mode === 'merge' ? key : [], types, widen: update === 'widen' };
+}

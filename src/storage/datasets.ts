@@ -1,0 +1,275 @@
+/**
+ * Every SQL statement about datasets: a job's stage table (its rows until it completes), the
+ * publish that moves them into the dataset in the job's completing transaction, and the reads.
+ *
+ * A dataset is the table <schema>.<name> with one column per field and three of Intake's own,
+ * last: `_intake_id` (identity, the order rows arrived in, the rows pages' key),
+ * `_intake_job_id` and `_intake_record_no` (the job and input position that wrote the row).
+ * Names are checked by the naming rule before they get here (letters, digits, _), and quoted
+ * all the same.
+ */
+import { castFromCsv, castFromJson, widenExpression } from '../datasets/casts.js';
+import { topLevelFields } from '../datasets/json-fields.js';
+import { stageColumn, type LoadState } from '../datasets/loader.js';
+import { COLUMN_TYPES, joinTypes, type ColumnType } from '../datasets/types.js';
+import type { Format } from '../schemas/job.js';
+import type { Queryable, TextRow } from './db.js';
+
+export const STAGE_SCHEMA = 'intake_stage';
+// The two-key advisory lock of a dataset: this class, and hashtext(name).
+const DATASET_LOCK_CLASS = 7_277_462;
+export const BOOKKEEPING = ['_intake_id', '_intake_job_id', '_intake_record_no'] as const;
+
+const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
+export const tableOf = (schema: string, dataset: string) => `${ident(schema)}.${ident(dataset)}`;
+export const stageOf = (jobId: string) => `${STAGE_SCHEMA}.${ident(`job_${jobId.replaceAll('-', '').toLowerCase()}`)}`;
+
+/**
+ * The job's stage, empty: any stage left by an earlier run is dropped first. On a PostgreSQL
+ * server it is UNLOGGED (no WAL for rows copied once more at publish): a crash of the server
+ * empties it, which a resumed run notices (stageRowCount) and starts the job over. PGlite
+ * lives in Intake's process, so any kill of Intake is such a crash: there it is logged.
+ */
+export async function createStage(db: Queryable, jobId: string, unlogged: boolean): Promise<void> {
+  await db.exec(`DROP TABLE IF EXISTS ${stageOf(jobId)}; CREATE ${unlogged ? 'UNLOGGED ' : ''}TABLE ${stageOf(jobId)} (_intake_record_no BIGINT NOT NULL)`);
+}
+
+/** Rows in the job's stage, or null when it has none. */
+export async function stageRowCount(db: Queryable, jobId: string): Promise<number | null> {
+  const { rows } = await db.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [stageOf(jobId)]);
+  if (!rows[0]?.exists) return null;
+  const counted = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${stageOf(jobId)}`);
+  return Number(counted.rows[0]!.n);
+}
+
+export async function dropStage(db: Queryable, jobId: string): Promise<void> {
+  await db.query(`DROP TABLE IF EXISTS ${stageOf(jobId)}`);
+}
+
+/** Stages whose job is no longer queued or running (or gone): left by a crash between a job's end and its stage's drop. */
+export async function dropOrphanStages(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ name: string }>(
+    `SELECT t.tablename AS name FROM pg_tables t
+     WHERE t.schemaname = $1 AND t.tablename ~ '^job_[0-9a-f]{32}$'
+       AND NOT EXISTS (SELECT 1 FROM ingest_jobs j WHERE j.job_id = substr(t.tablename, 5)::uuid AND j.status IN ('queued', 'running'))`,
+    [STAGE_SCHEMA],
+  );
+  for (const { name } of rows) await db.query(`DROP TABLE IF EXISTS ${STAGE_SCHEMA}.${ident(name)}`);
+  return rows.length;
+}
+
+/** A batch's rows into the stage: `columns` is how many of the loader's columns exist by now. */
+export async function copyStage(tx: Queryable, jobId: string, addColumns: { from: number; to: number }, text: string): Promise<void> {
+  if (addColumns.to > addColumns.from) {
+    const adds = [];
+    for (let i = addColumns.from; i < addColumns.to; i++) adds.push(`ADD COLUMN IF NOT EXISTS ${stageColumn(i)} TEXT`);
+    await tx.query(`ALTER TABLE ${stageOf(jobId)} ${adds.join(', ')}`);
+  }
+  const columns = ['_intake_record_no'];
+  for (let i = 0; i < addColumns.to; i++) columns.push(stageColumn(i));
+  await tx.copyFrom(`COPY ${stageOf(jobId)} (${columns.join(', ')}) FROM STDIN`, text);
+}
+
+export interface DatasetColumn {
+  name: string;
+  /** One of COLUMN_TYPES, or PostgreSQL's name of a type set outside Intake. */
+  type: string;
+  original_name: string;
+}
+
+const TYPE_NAMES: Record<string, string> = { 'timestamp with time zone': 'timestamptz' };
+
+/** The user's columns of a dataset table, in table order (none when it does not exist). */
+export async function datasetColumns(db: Queryable, schema: string, dataset: string): Promise<DatasetColumn[]> {
+  const { rows } = await db.query<DatasetColumn>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, COALESCE(c.original_name, a.attname) AS original_name
+     FROM pg_attribute a LEFT JOIN intake_dataset_columns c ON c.dataset = $2 AND c.name = a.attname
+     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND left(a.attname, 8) <> '_intake_'
+     ORDER BY a.attnum`,
+    [tableOf(schema, dataset), dataset],
+  );
+  return rows.map((row) => ({ ...row, type: TYPE_NAMES[row.type] ?? row.type }));
+}
+
+const isColumnType = (type: string): type is ColumnType => (COLUMN_TYPES as readonly string[]).includes(type);
+
+import type { WriteMode } from '../schemas/job.js';
+
+export interface Publish {
+  schema: string;
+  dataset: string;
+  jobId: string;
+  format: Format;
+  mode: WriteMode;
+  key: string[];
+  widen: boolean;
+  state: LoadState;
+}
+
+/** A load that cannot be published as asked: the job fails with this message. */
+export class PublishConflict extends Error {}
+
+/**
+ * Moves a job's staged rows into its dataset, in the caller's transaction (the job's
+ * completing one), so they appear together or not at all: creates or evolves the table (new
+ * columns added, columns widened when the job allows it), then appends, replaces or merges on
+ * the key. One job at a time publishes to a dataset (an advisory lock, taken first and held to
+ * COMMIT). Returns how many rows were inserted and updated.
+ */
+export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserted: number; updated: number }> {
+  await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [DATASET_LOCK_CLASS, p.dataset]);
+  // Times without an offset are read as UTC, and dates widened to times are UTC midnight.
+  await tx.query("SET LOCAL TimeZone = 'UTC'");
+  const table = tableOf(p.schema, p.dataset);
+  if (p.mode === 'replace') {
+    await tx.query(`DROP TABLE IF EXISTS ${table}`);
+    await tx.query('DELETE FROM intake_dataset_columns WHERE dataset = $1', [p.dataset]);
+  }
+  await tx.query(
+    `INSERT INTO intake_datasets (name, last_job_id) VALUES ($1, $2)
+     ON CONFLICT (name) DO UPDATE SET updated_at = NOW(), last_job_id = EXCLUDED.last_job_id`,
+    [p.dataset, p.jobId],
+  );
+  if (!(await datasetExists(tx, p.schema, p.dataset))) {
+    // A new dataset: the user's columns first, Intake's last, out of the way of SELECT *.
+    const columns = p.state.columns.map((c) => `${ident(c.name)} ${c.target ?? c.seen ?? 'text'}`);
+    await tx.query(
+      `CREATE TABLE ${table} (${[
+        ...columns,
+        '_intake_id BIGINT GENERATED ALWAYS AS IDENTITY (CACHE 1000) PRIMARY KEY',
+        '_intake_job_id UUID NOT NULL',
+        '_intake_record_no BIGINT NOT NULL',
+      ].join(', ')})`,
+    );
+    // A job's rows (GET /api/job/{id}/records) are found by this index, however big the dataset.
+    await tx.query(`CREATE INDEX ${ident(`${p.dataset.slice(0, 40)}_intake_job`)} ON ${table} (_intake_job_id, _intake_record_no)`);
+    await tx.query('DELETE FROM intake_dataset_columns WHERE dataset = $1', [p.dataset]);
+  }
+  const existing = new Map((await datasetColumns(tx, p.schema, p.dataset)).map((c) => [c.name, c.type]));
+
+  // Each of the job's columns: the type its staged values are known to fit, and the column's.
+  const selects: string[] = [];
+  const targets: string[] = [];
+  const cast = p.format === 'csv' ? castFromCsv : castFromJson;
+  const adds: string[] = [];
+  for (const [i, column] of p.state.columns.entries()) {
+    const current = existing.get(column.name);
+    let staged: ColumnType = column.target ?? column.seen ?? (current !== undefined && isColumnType(current) ? current : 'text');
+    let expression = cast(`s.${stageColumn(i)}`, staged);
+    if (current === undefined) {
+      adds.push(`ADD COLUMN ${ident(column.name)} ${staged}`);
+    } else if (current !== staged) {
+      if (!isColumnType(current)) {
+        expression = `(${expression})::${current}`; // a type set outside Intake: PostgreSQL's own cast decides
+      } else {
+        const wider = joinTypes(current, staged)!;
+        if (wider !== current) {
+          if (!p.widen) {
+            throw new PublishConflict(
+              `column "${column.name}" of dataset "${p.dataset}" is ${current}, and this job's values need ${wider}: ` +
+                'submit with schema_update=widen to widen it',
+            );
+          }
+          await tx.query(`ALTER TABLE ${table} ALTER COLUMN ${ident(column.name)} TYPE ${wider} USING ${widenExpression(ident(column.name), current, wider)}`);
+        }
+        if (staged !== wider) expression = widenExpression(expression, staged, wider);
+        staged = wider;
+      }
+    }
+    selects.push(`${expression} AS ${ident(column.name)}`);
+    targets.push(ident(column.name));
+  }
+
+  if (adds.length > 0) {
+    await tx.query(`ALTER TABLE ${table} ${adds.join(', ')}`).catch((err: unknown) => {
+      if ((err as { code?: string }).code === '54011') throw new PublishConflict(`dataset "${p.dataset}" would have more than 1600 columns`);
+      throw err;
+    });
+  }
+  // The name as written is the first input's that brought the column.
+  const original = p.state.columns;
+  await tx.query(
+    `INSERT INTO intake_dataset_columns (dataset, name, original_name) SELECT $1, * FROM unnest($2::text[], $3::text[])
+     ON CONFLICT (dataset, name) DO NOTHING`,
+    [p.dataset, original.map((c) => c.name), original.map((c) => c.original)],
+  );
+
+  const stage = stageOf(p.jobId);
+  const columns = [...targets, '_intake_job_id', '_intake_record_no'].join(', ');
+  const rows = `SELECT ${[...selects, `'${p.jobId}'::uuid AS _intake_job_id`, 's._intake_record_no'].join(', ')} FROM ${stage} s`;
+  let inserted: number;
+  let updated = 0;
+  if (p.mode !== 'merge') {
+    inserted = (await tx.query(`INSERT INTO ${table} (${columns}) ${rows}`)).rowCount;
+  } else {
+    const keys = p.key.map((k) => {
+      const column = p.state.columns.find((c) => c.name === k || c.original === k);
+      if (!column) throw new PublishConflict(`the key column "${k}" is not in the input`);
+      return ident(column.name);
+    });
+    const index = ident(`${p.dataset.slice(0, 40)}_intake_key_${keyHash(keys.join(','))}`);
+    await tx.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${index} ON ${table} (${keys.join(', ')})`).catch((err: unknown) => {
+      if ((err as { code?: string }).code === '23505') {
+        throw new PublishConflict(`dataset "${p.dataset}" holds rows with the same (${keys.join(', ')}): a merge needs that key to be unique`);
+      }
+      throw err;
+    });
+    const set = [...targets, '_intake_job_id', '_intake_record_no'].map((c) => `${c} = EXCLUDED.${c}`).join(', ');
+    // A key given twice in one input: its last record wins.
+    const { rows: counts } = await tx.query<{ inserted: string; updated: string }>(
+      `WITH upserted AS (
+         INSERT INTO ${table} AS d (${columns})
+         SELECT DISTINCT ON (${keys.join(', ')}) * FROM (${rows}) r ORDER BY ${keys.join(', ')}, _intake_record_no DESC
+         ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${set}
+         RETURNING (xmax = 0) AS inserted)
+       SELECT count(*) FILTER (WHERE inserted)::text AS inserted, count(*) FILTER (WHERE NOT inserted)::text AS updated FROM upserted`,
+    );
+    inserted = Number(counts[0]!.inserted);
+    updated = Number(counts[0]!.updated);
+  }
+  await tx.query(`UPDATE intake_datasets SET row_count = ${p.mode === 'replace' ? '' : 'row_count + '}$2 WHERE name = $1`, [p.dataset, inserted]);
+  await tx.query(`DROP TABLE ${stage}`);
+  return { inserted, updated };
+}
+
+function keyHash(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
+}
+
+/** The user's columns of a row as one JSON object, in table order (values as PostgreSQL writes them: numbers exact). */
+const rowJson = (columns: DatasetColumn[]) => `row_to_json((SELECT r FROM (SELECT ${columns.map((c) => `t.${ident(c.name)}`).join(', ') || 'NULL AS _'}) r))::text`;
+
+/**
+ * A page of a job's rows in its dataset after `after` (its input position), each as
+ * [record_no, the row's JSON]. A dataset that is gone has none.
+ */
+export async function listDatasetRecords(db: Queryable, schema: string, dataset: string, jobId: string, after: number, limit: number): Promise<TextRow[]> {
+  const columns = await datasetColumns(db, schema, dataset);
+  if (columns.length === 0 && !(await datasetExists(db, schema, dataset))) return [];
+  const rows = await db.queryText(
+    `SELECT t._intake_record_no, ${rowJson(columns)} FROM ${tableOf(schema, dataset)} t
+     WHERE t._intake_job_id = $1 AND t._intake_record_no > $2 ORDER BY t._intake_record_no LIMIT $3`,
+    [jobId, after, limit],
+  );
+  // Keyed by the names as the input wrote them; each value's JSON as PostgreSQL wrote it.
+  const keys = new Map(columns.map((c) => [c.name, JSON.stringify(c.original_name)]));
+  return rows.map(([recordNo, json]) => {
+    const fields = [...topLevelFields(json!)].map(([name, value]) => `${keys.get(name) ?? JSON.stringify(name)}:${value}`);
+    return [recordNo ?? null, `{${fields.join(',')}}`];
+  });
+}
+
+/** A page of a dataset's rows in the order they arrived, after `after` (an `_intake_id`), each as [_intake_id, the row's JSON]. */
+export async function listDatasetRows(db: Queryable, schema: string, dataset: string, columns: DatasetColumn[], after: string, limit: number): Promise<TextRow[]> {
+  return db.queryText(
+    `SELECT t._intake_id, ${rowJson(columns)} FROM ${tableOf(schema, dataset)} t WHERE t._intake_id > $1 ORDER BY t._intake_id LIMIT $2`,
+    [after, limit],
+  );
+}
+
+export async function datasetExists(db: Queryable, schema: string, dataset: string): Promise<boolean> {
+  const { rows } = await db.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [tableOf(schema, dataset)]);
+  return rows[0]?.exists === true;
+}
