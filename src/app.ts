@@ -10,7 +10,8 @@ import { refuseNonFiniteNumbers } from './numeric-query.js';
 import { registerErrorHandlers } from './errors.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
-import { errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas/api.js';
+import { datasetSchemas, errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas/api.js';
+import { datasetRoutes } from './routes/datasets.js';
 import { rowRoutes } from './routes/rows.js';
 import type { Db } from './storage/db.js';
 import type { StatusCache } from './cache/status-cache.js';
@@ -64,7 +65,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     },
   });
 
-  for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema, recordPageSchema, errorPageSchema]) app.addSchema(schema);
+  for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema, recordPageSchema, errorPageSchema, ...datasetSchemas]) app.addSchema(schema);
   registerErrorHandlers(app);
   await registerCors(app, deps.config.corsOrigins);
   const metrics = createMetrics({ db: deps.db, events: deps.events, cache: deps.cache, queueCounts: deps.queueCounts, log: app.log });
@@ -94,6 +95,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     await api.register(eventRoutes, { db: deps.db, events: deps.events, maxStreams: deps.config.maxEventStreams });
     await api.register(rowRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
     await api.register(submitRoutes, deps);
+    await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
   });
   await app.register(consoleRoutes, { root: deps.consoleDir });
   await app.register(healthRoutes, { db: deps.db, cache: deps.cache, metrics });

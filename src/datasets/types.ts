@@ -14,7 +14,8 @@
  *   jsonb        a nested JSON value (object or array), from JSON input or a column declared so
  *
  * Two types join to the narrowest that holds both: bigint and numeric → numeric, date and
- * timestamptz → timestamptz, anything and jsonb → jsonb (JSON input only), any other pair → text.
+ * timestamptz → timestamptz, anything and jsonb → jsonb (JSON input; in a CSV a column is jsonb only
+ * when every value is a JSON object or array), any other pair → text.
  * A missing value (an empty CSV cell, a JSON null or absent key) has no type and joins to the other.
  */
 
@@ -204,10 +205,19 @@ export class TypeTally {
     this.type = type;
   }
 
-  /** A value written as text ('' is missing). */
+  /**
+   * A value written as text ('' is missing). A column whose every value is a JSON object or
+   * array is jsonb; such a value among others makes the column text.
+   */
   text(s: string): void {
     const type = this.type;
-    if (type === 'text' || type === 'jsonb' || s === '') return;
+    if (type === 'text' || s === '') return;
+    const c = s.charCodeAt(0);
+    const nested = (c === 0x7b || c === 0x5b) && isJsonText(s);
+    if (type === 'jsonb' || nested) {
+      this.type = nested && (type === null || type === 'jsonb') ? 'jsonb' : 'text';
+      return;
+    }
     if (type !== null && textFits(s, type)) return;
     this.type = joinTypes(type, textType(s));
   }

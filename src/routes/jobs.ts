@@ -130,7 +130,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       },
     },
     async (request, reply) => {
-      const { status, source_type: sourceType, submitted_after: submittedAfter, submitted_before: submittedBefore, limit, offset, cursor, total } = request.query;
+      const { status, source_type: sourceType, dataset, submitted_after: submittedAfter, submitted_before: submittedBefore, limit, offset, cursor, total } = request.query;
       if (cursor !== undefined && offset > 0) {
         throw validationError([{ loc: ['query', 'cursor'], msg: 'use cursor or offset, not both', type: 'value_error' }]);
       }
@@ -138,6 +138,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       const filters = {
         status,
         sourceType,
+        dataset,
         submittedAfter: timeFilter('submitted_after', submittedAfter),
         submittedBefore: timeFilter('submitted_before', submittedBefore),
       };
@@ -165,7 +166,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
     '/api/job/:job_id/cancel',
     {
       schema: {
-        summary: 'Cancel a queued or running job; a running one stops at its next batch, keeping what it committed',
+        summary: 'Cancel a queued or running job; a running one stops at its next batch, and none of its rows reach its dataset',
         tags: ['jobs'],
         params: jobIdParamsSchema,
         response: { 200: { $ref: 'Job#' }, 404: errorRef, 409: errorRef, 503: errorRef },
@@ -187,7 +188,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       schema: {
         summary: 'Run a failed or canceled job again, under the same id, from a clean slate',
         description:
-          'The records and row errors of earlier runs are deleted and the stored upload is read again from the start. `max_errors`, when given, replaces the job\'s.',
+          'The row errors of earlier runs are deleted and the stored upload is read again from the start into the job\'s dataset. `max_errors`, when given, replaces the job\'s.',
         tags: ['jobs'],
         params: jobIdParamsSchema,
         querystring: optionalMaxErrorsQuerySchema,
@@ -215,7 +216,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
     '/api/job/:job_id',
     {
       schema: {
-        summary: 'Delete a job with its records, row errors and stored upload (a running job is canceled first)',
+        summary: 'Delete a job with its row errors and stored upload (a running job is canceled first); rows it published stay in its dataset',
         tags: ['jobs'],
         params: jobIdParamsSchema,
         response: { 204: { description: 'Deleted', type: 'null' }, 404: errorRef, 503: errorRef },

@@ -62,6 +62,7 @@ export const listQuerySchema = {
   properties: {
     status: { type: 'string', enum: JOB_STATUSES },
     source_type: { type: 'string', enum: SOURCE_TYPES },
+    dataset: { type: 'string', maxLength: 63, description: 'jobs loading into this dataset' },
     submitted_after: { type: 'string', format: 'date-time', description: 'jobs submitted at or after this time' },
     submitted_before: { type: 'string', format: 'date-time', description: 'jobs submitted before this time' },
     limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
@@ -222,3 +223,49 @@ export const errorPageSchema = pageSchema('ErrorPage', {
     excerpt: { type: 'string', description: 'The start of the bad row' },
   },
 });
+
+/** The datasets' answers. */
+export const datasetSchemas = [
+  {
+    $id: 'Dataset',
+    type: 'object',
+    required: ['name', 'columns', 'row_count', 'created_at', 'updated_at', 'last_job_id'],
+    properties: {
+      name: { type: 'string' },
+      columns: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['name', 'type', 'original_name'],
+          properties: {
+            name: { type: 'string', description: 'The column in SQL' },
+            type: { type: 'string', description: 'bigint, numeric, boolean, date, timestamptz, text or jsonb' },
+            original_name: { type: 'string', description: 'The name as the input that brought the column wrote it' },
+          },
+        },
+      },
+      row_count: { type: 'integer', description: 'Rows after the last load (changes made with SQL outside Intake are not counted)' },
+      created_at: { type: 'string', format: 'date-time' },
+      updated_at: { type: 'string', format: 'date-time', description: 'When a job last loaded it' },
+      last_job_id: { type: ['string', 'null'], format: 'uuid' },
+    },
+  },
+  {
+    $id: 'DatasetList',
+    type: 'object',
+    required: ['results', 'next_cursor'],
+    properties: {
+      results: { type: 'array', items: { $ref: 'Dataset#' } },
+      next_cursor: { type: ['string', 'null'], description: 'cursor of the next page, or null on the last one' },
+    },
+  },
+  {
+    $id: 'RowPage',
+    type: 'object',
+    required: ['results', 'next_cursor'],
+    properties: {
+      results: { type: 'array', items: { type: 'object', additionalProperties: true, description: 'A row: column → value' } },
+      next_cursor: { type: ['string', 'null'], description: 'cursor of the next page, or null on the last one' },
+    },
+  },
+] as const;

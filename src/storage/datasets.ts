@@ -273,3 +273,76 @@ export async function datasetExists(db: Queryable, schema: string, dataset: stri
   const { rows } = await db.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [tableOf(schema, dataset)]);
   return rows[0]?.exists === true;
 }
+
+export interface DatasetRow {
+  name: string;
+  created_at: Date;
+  updated_at: Date;
+  row_count: number;
+  last_job_id: string | null;
+}
+
+const DATASET_COLUMNS = 'name, created_at, updated_at, row_count, last_job_id';
+
+/** Datasets by name after `after`, at most `limit`. */
+export async function listDatasets(db: Queryable, after: string | undefined, limit: number): Promise<DatasetRow[]> {
+  const { rows } = await db.query<DatasetRow>(
+    `SELECT ${DATASET_COLUMNS} FROM intake_datasets WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2`,
+    [after ?? null, limit],
+  );
+  return rows;
+}
+
+export async function findDataset(db: Queryable, name: string): Promise<DatasetRow | undefined> {
+  const { rows } = await db.query<DatasetRow>(`SELECT ${DATASET_COLUMNS} FROM intake_datasets WHERE name = $1`, [name]);
+  return rows[0];
+}
+
+/**
+ * Drops a dataset and forgets it, under its publish lock: 'busy' (nothing done) while a job
+ * that writes it is queued or running, 'missing' when Intake has no such dataset.
+ */
+export async function deleteDataset(tx: Queryable, schema: string, name: string): Promise<'deleted' | 'busy' | 'missing'> {
+  await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [DATASET_LOCK_CLASS, name]);
+  if (!(await findDataset(tx, name))) return 'missing';
+  const { rows } = await tx.query(`SELECT 1 FROM ingest_jobs WHERE dataset = $1 AND status IN ('queued', 'running') LIMIT 1`, [name]);
+  if (rows.length > 0) return 'busy';
+  await tx.query(`DROP TABLE IF EXISTS ${tableOf(schema, name)}`);
+  await tx.query('DELETE FROM intake_datasets WHERE name = $1', [name]);
+  return 'deleted';
+}
+
+/**
+ * A column as text for an export, the same whatever the session's settings: times in ISO 8601
+ * UTC, booleans as true/false, the rest as PostgreSQL writes it (numbers exactly).
+ */
+function exportExpression(column: DatasetColumn): string {
+  const c = `t.${ident(column.name)}`;
+  switch (column.type) {
+    case 'timestamptz':
+      return `to_char(${c} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+    case 'date':
+      return `to_char(${c}, 'YYYY-MM-DD')`;
+    default:
+      return `${c}::text`;
+  }
+}
+
+/**
+ * A dataset's rows in the order they arrived, `batch` at a time (keyset on `_intake_id`): each
+ * as its values' text (null for NULL), for a CSV export; or with `json`, each as the row's JSON.
+ */
+export async function* readDataset(db: Queryable, schema: string, name: string, columns: DatasetColumn[], batch: number, json: boolean): AsyncGenerator<TextRow[]> {
+  const select = json ? rowJson(columns) : columns.map(exportExpression).join(', ') || 'NULL';
+  let after = '0';
+  for (;;) {
+    const rows = await db.queryText(
+      `SELECT t._intake_id, ${select} FROM ${tableOf(schema, name)} t WHERE t._intake_id > $1 ORDER BY t._intake_id LIMIT ${batch}`,
+      [after],
+    );
+    if (rows.length === 0) return;
+    after = rows.at(-1)![0]!;
+    yield rows.map((row) => row.slice(1));
+    if (rows.length < batch) return;
+  }
+}

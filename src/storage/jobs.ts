@@ -188,6 +188,7 @@ export async function findJob(db: Queryable, jobId: string): Promise<JobRow | un
 export interface ListOptions {
   status?: JobStatus;
   sourceType?: SourceType;
+  dataset?: string;
   /** submitted_at >= this (ISO 8601). */
   submittedAfter?: string;
   /** submitted_at < this (ISO 8601). */
@@ -219,6 +220,7 @@ function listFilter(options: Omit<ListOptions, 'limit' | 'offset'>): { where: st
   const param = (value: unknown) => `$${params.push(value)}`;
   if (options.status) conditions.push(`status = ${param(options.status)}::ingest_job_status`);
   if (options.sourceType) conditions.push(`source_type = ${param(options.sourceType)}`);
+  if (options.dataset) conditions.push(`dataset = ${param(options.dataset)}`);
   if (options.submittedAfter) conditions.push(`submitted_at >= ${param(options.submittedAfter)}::timestamptz`);
   if (options.submittedBefore) conditions.push(`submitted_at < ${param(options.submittedBefore)}::timestamptz`);
   if (options.after) {

@@ -10,6 +10,8 @@ ALTER TABLE ingest_jobs ADD COLUMN widen BOOLEAN NOT NULL DEFAULT FALSE;
 -- What a running job has learnt of its input (columns, their original names, the types seen
 -- so far), committed with each batch: a resumed run goes on from it.
 ALTER TABLE ingest_jobs ADD COLUMN load_state JSONB;
+-- The jobs that wrote a dataset, newest first (GET /api/jobs?dataset=...).
+CREATE INDEX idx_ingest_jobs_dataset_submitted_at_job_id ON ingest_jobs (dataset, submitted_at DESC, job_id DESC) WHERE dataset IS NOT NULL;
 -- What a completed job did to its dataset.
 ALTER TABLE ingest_jobs ADD COLUMN rows_inserted BIGINT;
 ALTER TABLE ingest_jobs ADD COLUMN rows_updated BIGINT;

@@ -1,0 +1,240 @@
+import { PassThrough } from 'node:stream';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
+import { AppError } from '../errors.js';
+import { datasetNameProblem } from '../datasets/names.js';
+import { errorRef } from '../schemas/api.js';
+import {
+  datasetColumns,
+  deleteDataset,
+  findDataset,
+  listDatasetRows,
+  listDatasets,
+  readDataset,
+  type DatasetColumn,
+  type DatasetRow,
+} from '../storage/datasets.js';
+import type { Db, Queryable } from '../storage/db.js';
+
+export interface DatasetRouteDeps {
+  db: Db;
+  datasetSchema: string;
+}
+
+const nameParamsSchema = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', maxLength: 200, description: 'The dataset name' } },
+} as const;
+
+const listQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    cursor: { type: 'string', maxLength: 200, description: 'next_cursor of the previous page' },
+  },
+} as const;
+
+const rowsQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    cursor: { type: 'string', pattern: '^(0|[1-9][0-9]{0,18})$', description: 'next_cursor of the previous page' },
+  },
+} as const;
+
+const exportQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { format: { type: 'string', enum: ['csv', 'ndjson'], default: 'csv' } },
+} as const;
+
+// Rows read per statement of an export; exports at once per process (each holds a connection
+// for its whole length on PostgreSQL, for one consistent view of the dataset).
+const EXPORT_BATCH = 5000;
+const MAX_EXPORTS = 4;
+
+const datasetNotFound = (name: string) => new AppError(404, 'dataset_not_found', `No dataset named "${name}"`);
+
+/** A dataset as the API shows it. */
+function datasetJson(row: DatasetRow, columns: DatasetColumn[]) {
+  return {
+    name: row.name,
+    columns: columns.map((c) => ({ name: c.name, type: c.type, original_name: c.original_name })),
+    row_count: row.row_count,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+    last_job_id: row.last_job_id,
+  };
+}
+
+/** One CSV field: quoted when it holds a delimiter, a quote, a line break or edge spaces; NULL is empty, '' is "". */
+function csvField(value: string | null): string {
+  if (value === null) return '';
+  if (value === '' || /[",\r\n]/.test(value) || value.trim() !== value) return `"${value.replaceAll('"', '""')}"`;
+  return value;
+}
+
+/**
+ * The datasets: list, one with its columns, its rows (keyset pages), an export, a delete. Row
+ * values are sent as PostgreSQL writes them into JSON: bigint and numeric as JSON numbers with
+ * every digit (beyond 2^53 a client needs a parser that keeps them, such as
+ * JSON.parse with a reviver reading the source text, or json-bigint), times as ISO 8601.
+ */
+export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetRouteDeps }> = async (app, { db, datasetSchema }) => {
+  let exports = 0;
+
+  /** The dataset named in the path, with its columns, or a 404 (a name no dataset can have is one too). */
+  async function datasetOf(name: string, reader: Queryable = db): Promise<{ row: DatasetRow; columns: DatasetColumn[] }> {
+    if (datasetNameProblem(name)) throw datasetNotFound(name.slice(0, 63));
+    const row = await findDataset(reader, name);
+    if (!row) throw datasetNotFound(name);
+    return { row, columns: await datasetColumns(reader, datasetSchema, name) };
+  }
+
+  app.get(
+    '/api/datasets',
+    {
+      schema: {
+        summary: 'The datasets, by name: columns (type and name as the input wrote it), rows, when created and last loaded, the last job',
+        tags: ['datasets'],
+        querystring: listQuerySchema,
+        response: { 200: { $ref: 'DatasetList#' }, 422: errorRef, 503: errorRef },
+      },
+    },
+    async (request) => {
+      const { limit, cursor } = request.query;
+      const rows = await listDatasets(db, cursor, limit + 1);
+      const page = rows.slice(0, limit);
+      const results = [];
+      for (const row of page) results.push(datasetJson(row, await datasetColumns(db, datasetSchema, row.name)));
+      return { results, next_cursor: rows.length > limit ? page.at(-1)!.name : null };
+    },
+  );
+
+  app.get(
+    '/api/datasets/:name',
+    {
+      schema: {
+        summary: 'One dataset: its columns, rows, when created and last loaded, the last job',
+        tags: ['datasets'],
+        params: nameParamsSchema,
+        response: { 200: { $ref: 'Dataset#' }, 404: errorRef, 503: errorRef },
+      },
+    },
+    async (request) => {
+      const { row, columns } = await datasetOf(request.params.name);
+      return datasetJson(row, columns);
+    },
+  );
+
+  app.get(
+    '/api/datasets/:name/rows',
+    {
+      schema: {
+        summary: "A dataset's rows in the order they arrived, keyset-paged",
+        description: 'Values as JSON: bigint and numeric as numbers with every digit (beyond 2^53, parse them with a parser that keeps digits), times in ISO 8601.',
+        tags: ['datasets'],
+        params: nameParamsSchema,
+        querystring: rowsQuerySchema,
+        response: { 200: { $ref: 'RowPage#' }, 404: errorRef, 422: errorRef, 503: errorRef },
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      const { limit, cursor } = request.query;
+      const { columns } = await datasetOf(name);
+      const rows = await listDatasetRows(db, datasetSchema, name, columns, cursor ?? '0', limit + 1);
+      const page = rows.slice(0, limit);
+      const next = rows.length > limit ? JSON.stringify(page.at(-1)![0]) : 'null';
+      // Each row's JSON as PostgreSQL wrote it: parsed here, a long number would be rounded.
+      return reply.type('application/json; charset=utf-8').send(`{"results":[${page.map(([, json]) => json).join(',')}],"next_cursor":${next}}`);
+    },
+  );
+
+  app.get(
+    '/api/datasets/:name/export',
+    {
+      schema: {
+        summary: 'Every row of a dataset, streamed as CSV (a header of column names; NULL as an empty field) or NDJSON',
+        description: `One consistent view of the dataset on PostgreSQL. At most ${MAX_EXPORTS} exports run at once per process; more answer 429.`,
+        tags: ['datasets'],
+        params: nameParamsSchema,
+        querystring: exportQuerySchema,
+        response: { 404: errorRef, 422: errorRef, 429: errorRef, 503: errorRef },
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      const { format } = request.query;
+      await datasetOf(name); // a 404 before the stream starts
+      if (exports >= MAX_EXPORTS) throw new AppError(429, 'too_many_exports', `${MAX_EXPORTS} exports are running: try again when one has finished`);
+      exports++;
+      const out = new PassThrough();
+      const write = async (reader: Queryable) => {
+        const columns = await datasetColumns(reader, datasetSchema, name);
+        if (format === 'csv' && !out.write(`${columns.map((c) => csvField(c.name)).join(',')}\r\n`)) await drained(out);
+        for await (const rows of readDataset(reader, datasetSchema, name, columns, EXPORT_BATCH, format === 'ndjson')) {
+          if (out.destroyed) return;
+          const text = format === 'csv' ? rows.map((row) => `${row.map(csvField).join(',')}\r\n`).join('') : rows.map(([json]) => `${json}\n`).join('');
+          if (!out.write(text)) await drained(out);
+        }
+      };
+      // PostgreSQL: one snapshot for the whole export. PGlite is one connection, which a long
+      // transaction would hold from every other request: it reads statement by statement.
+      const run =
+        db.kind === 'postgres'
+          ? db.transaction(async (tx) => {
+              await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+              await write(tx);
+            })
+          : write(db);
+      run.then(
+        () => out.end(),
+        (err: unknown) => {
+          request.log.warn({ err, dataset: name }, 'export broke off');
+          out.destroy(err as Error);
+        },
+      );
+      run.finally(() => exports--).catch(() => {});
+      return reply
+        .type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
+        .header('content-disposition', `attachment; filename="${name}.${format}"`)
+        .send(out);
+    },
+  );
+
+  app.delete(
+    '/api/datasets/:name',
+    {
+      schema: {
+        summary: 'Drop a dataset and its table (409 while a job that writes it is queued or running)',
+        tags: ['datasets'],
+        params: nameParamsSchema,
+        response: { 204: { description: 'Deleted', type: 'null' }, 404: errorRef, 409: errorRef, 503: errorRef },
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      if (datasetNameProblem(name)) throw datasetNotFound(name.slice(0, 63));
+      const outcome = await db.transaction((tx) => deleteDataset(tx, datasetSchema, name));
+      if (outcome === 'missing') throw datasetNotFound(name);
+      if (outcome === 'busy') throw new AppError(409, 'dataset_busy', `A job that writes dataset "${name}" is queued or running: cancel it or wait for it to end`);
+      return reply.code(204).send(null);
+    },
+  );
+};
+
+/** Resolves when the stream can take more, or is gone. */
+function drained(stream: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.once('drain', done);
+    stream.once('close', done);
+  });
+}
