@@ -13,6 +13,7 @@ import { submitRoutes } from './routes/submit.js';
 import { datasetSchemas, errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas/api.js';
 import { datasetRoutes } from './routes/datasets.js';
 import { rowRoutes } from './routes/rows.js';
+import { sqlRoutes } from './routes/sql.js';
 import type { Db } from './storage/db.js';
 import type { StatusCache } from './cache/status-cache.js';
 import type { JobEvents } from './events/job-events.js';
@@ -96,6 +97,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     await api.register(rowRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
     await api.register(submitRoutes, deps);
     await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
+    await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql });
   });
   await app.register(consoleRoutes, { root: deps.consoleDir });
   await app.register(healthRoutes, { db: deps.db, cache: deps.cache, metrics });

@@ -35,6 +35,8 @@ export interface Config {
   limits: InputLimits;
   /** The PostgreSQL schema holding the datasets' tables. */
   datasetSchema: string;
+  /** Limits of a query of POST /api/sql: its time, its planner's cost, the rows it answers. */
+  sql: { timeoutMs: number; maxCost: number; maxRows: number };
   /** Open event streams this process serves at once; more answer 429. */
   maxEventStreams: number;
   /**
@@ -207,6 +209,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', DEFAULT_LIMITS.maxJsonDepth, 1, 1024),
     },
     datasetSchema: schemaName(env),
+    sql: {
+      timeoutMs: integer(env, 'SQL_TIMEOUT_MS', 10_000, 100, 600_000),
+      maxCost: integer(env, 'SQL_MAX_COST', 10_000_000, 1, Number.MAX_SAFE_INTEGER),
+      maxRows: integer(env, 'SQL_MAX_ROWS', 1000, 1, 100_000),
+    },
     maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),
     bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     bodyMinBytesPerSecond: integer(env, 'BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1024 ** 3),

@@ -349,6 +349,44 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect(jobs.body.results.every((j: JobPayload) => j.dataset === 'people')).toBe(true);
   });
 
+  it('answers read-only SQL over the datasets (POST /api/sql), and refuses anything else', async () => {
+    const query = async (text: string) => {
+      const res = await fetch(`${server.url}/api/sql`, { method: 'POST', body: JSON.stringify({ sql: text }), headers: { 'content-type': 'application/json' } });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    expect(await query('SELECT id, name FROM people; ')).toEqual({ status: 200, body: { rows: [{ id: 10, name: 'only' }], truncated: false } });
+    expect((await query('SELECT sum(v) AS total, count(*) AS n FROM datasets.never_sampled -- a comment')).body.rows).toEqual([{ total: 499_499_001.5, n: 1_000_000 }]);
+    expect((await query('SELECT big FROM json_types WHERE n = 1')).body).toEqual({ rows: [{ big: 123456789012345678901234567890 }], truncated: false });
+    const text = await (await fetch(`${server.url}/api/sql`, { method: 'POST', body: '{"sql": "SELECT big FROM json_types WHERE n = 1"}', headers: { 'content-type': 'application/json' } })).text();
+    expect(text).toBe('{"rows":[{"big":123456789012345678901234567890}],"truncated":false}');
+    expect((await query('SELECT id FROM never_sampled ORDER BY id')).body.truncated).toBe(true);
+    expect((await query('SELECT id FROM never_sampled ORDER BY id')).body.rows).toHaveLength(1000);
+
+    const refused = async (text: string) => {
+      const res = await query(text);
+      expect(res.status, text).toBe(422);
+      return `${res.body.code}: ${res.body.detail}`;
+    };
+    expect(await refused('SELECT * FROM public.ingest_jobs')).toBe('sql_refused: "public.ingest_jobs" is not a dataset: a query reads the tables of schema datasets only');
+    expect(await refused('SELECT * FROM ingest_jobs')).toBe('sql_refused: "ingest_jobs" is not a dataset: a query reads the tables of schema datasets only');
+    expect(await refused('SELECT * FROM pg_catalog.pg_authid')).toMatch(/^sql_refused: "pg_catalog.pg_authid" is not a dataset/);
+    expect(await refused("SELECT pg_read_file('/etc/passwd')")).toBe('sql_refused: the function pg_read_file may not be called here (functions that compute on values only)');
+    expect(await refused("SELECT set_config('role', 'postgres', true), count(*) FROM people")).toMatch(/^sql_refused: the function set_config/);
+    expect(await refused("SELECT query_to_xml('select 1', true, true, '')")).toMatch(/^sql_refused: the function query_to_xml/);
+    expect(await refused('SELECT pg_sleep(10)')).toMatch(/^sql_refused: the function pg_sleep/);
+    expect(await refused('DELETE FROM people')).toBe('sql_refused: only SELECT queries run here (got DeleteStmt)');
+    expect(await refused('WITH gone AS (DELETE FROM people RETURNING *) SELECT * FROM gone')).toBe('sql_refused: a query may not write');
+    expect(await refused('SELECT 1; DROP TABLE people')).toBe('sql_refused: send one statement at a time');
+    expect(await refused('SELECT * INTO copy FROM people')).toBe('sql_refused: SELECT INTO creates a table');
+    expect(await refused('SELECT * FROM people FOR UPDATE')).toBe('sql_refused: FOR UPDATE and FOR SHARE lock rows');
+    expect(await refused('SELEC 1')).toMatch(/^sql_refused: the query is not valid SQL: syntax error at or near "SELEC"/);
+    expect(await refused('SELECT nope FROM people')).toBe('sql_error: column "nope" does not exist');
+    expect(await refused('SELECT 1 / 0')).toBe('sql_error: division by zero');
+    expect(await refused('SELECT count(*) FROM never_sampled a, never_sampled b')).toMatch(/^sql_too_costly: the query would cost \d+ by PostgreSQL's estimate, over SQL_MAX_COST \(10000000\)/);
+    expect((await query('')).status).toBe(422);
+    expect(await sql('SELECT count(*)::int AS n FROM datasets.people')).toEqual([{ n: 1 }]); // nothing was written
+  });
+
   it('never answered 5xx', () => {
     expect(server.statuses.filter((s) => s >= 500)).toEqual([]);
   });

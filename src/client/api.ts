@@ -15,6 +15,25 @@ export interface RecordRow {
   record_no: number;
   data: Record<string, unknown>;
 }
+export interface DatasetColumn {
+  name: string;
+  type: string;
+  original_name: string;
+}
+export interface Dataset {
+  name: string;
+  columns: DatasetColumn[];
+  row_count: number;
+  created_at: string;
+  updated_at: string;
+  last_job_id: string | null;
+}
+export interface SqlResult {
+  /** Each row as an object of column → value (bigint and numeric as JSON numbers with every digit). */
+  rows: Record<string, unknown>[];
+  /** More rows were there than the answer holds. */
+  truncated: boolean;
+}
 export interface RowError {
   line: number;
   record_no: number;
@@ -46,6 +65,18 @@ function detailText(detail: unknown, status: number): string {
 
 export function jobPath(jobId: string): string {
   return `/api/job/${encodeURIComponent(jobId)}`;
+}
+
+export function datasetPath(name: string): string {
+  return `/api/datasets/${encodeURIComponent(name)}`;
+}
+
+/** `?name=value&…` of the values given (none: ''). */
+function queryOf(query: Record<string, string | number | null | undefined>): string {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) if (value !== undefined && value !== null && value !== '') params.set(name, String(value));
+  const text = params.toString();
+  return text ? `?${text}` : '';
 }
 
 export interface ApiOptions {
@@ -113,10 +144,8 @@ export function createApi({ base, token, onError }: ApiOptions) {
     /** An error answer (its status and body) as the ApiError it means, told to onError: for answers not read through send. */
     answerError: fail,
     job: (jobId: string, signal?: AbortSignal) => json<JobPayload>(jobPath(jobId), { signal }),
-    jobs(query: { status?: JobStatus | string; limit?: number | string; cursor?: string | null }, signal?: AbortSignal) {
-      const params = new URLSearchParams();
-      for (const [name, value] of Object.entries(query)) if (value !== undefined && value !== null && value !== '') params.set(name, String(value));
-      return json<JobList>(`/api/jobs?${params}`, { signal });
+    jobs(query: { status?: JobStatus | string; dataset?: string; limit?: number | string; cursor?: string | null }, signal?: AbortSignal) {
+      return json<JobList>(`/api/jobs${queryOf(query)}`, { signal });
     },
     page<T>(jobId: string, kind: 'records' | 'errors', limit: number, cursor: string | null, signal?: AbortSignal) {
       const params = new URLSearchParams({ limit: String(limit) });
@@ -133,5 +162,17 @@ export function createApi({ base, token, onError }: ApiOptions) {
     async remove(jobId: string): Promise<void> {
       await send(jobPath(jobId), { method: 'DELETE' });
     },
+    datasets: (query: { limit?: number; cursor?: string | null } = {}, signal?: AbortSignal) => json<Page<Dataset>>(`/api/datasets${queryOf(query)}`, { signal }),
+    dataset: (name: string, signal?: AbortSignal) => json<Dataset>(datasetPath(name), { signal }),
+    datasetRows: (name: string, query: { limit?: number; cursor?: string | null } = {}, signal?: AbortSignal) =>
+      json<Page<Record<string, unknown>>>(`${datasetPath(name)}/rows${queryOf(query)}`, { signal }),
+    /** The export's answer, to read as a stream (CLI) or a blob (console). */
+    exportDataset: (name: string, format: 'csv' | 'ndjson', signal?: AbortSignal) => send(`${datasetPath(name)}/export${queryOf({ format })}`, { signal, headers: { accept: '*/*' } }),
+    async removeDataset(name: string): Promise<void> {
+      await send(datasetPath(name), { method: 'DELETE' });
+    },
+    /** A read-only query of the datasets (POST /api/sql). */
+    sql: (text: string, signal?: AbortSignal) =>
+      json<SqlResult>('/api/sql', { method: 'POST', body: JSON.stringify({ sql: text }), headers: { 'content-type': 'application/json' }, signal }),
   };
 }

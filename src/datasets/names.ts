@@ -31,6 +31,7 @@ const RESERVED = new Set(
 export function datasetNameProblem(name: string): string | undefined {
   if (!NAME.test(name)) return `a dataset name is ${NAME_RULE}: "${name}" is not`;
   if (RESERVED.has(name)) return `"${name}" is a word PostgreSQL reserves: choose another dataset name`;
+  if (name.startsWith('pg_')) return `"${name}" starts with pg_, which PostgreSQL keeps for its own tables: choose another dataset name`;
   return undefined;
 }
 
@@ -59,13 +60,15 @@ export function toName(text: string, fallback: string): string {
 
 /**
  * The dataset name Intake picks when none is given: the file name without its extensions
- * (`.csv`, `.json`, `.ndjson`, `.jsonl`, `.tsv`, `.txt`, `.gz`, `.zip`, `.xlsx`), made a name;
+ * (`.csv`, `.json`, `.ndjson`, `.jsonl`, `.tsv`, `.txt`, `.gz`, `.zip`, `.xlsx`), made a name (one
+ * starting with `pg_`, which PostgreSQL keeps, gets `d_` before it);
  * records posted without a file go to `records`.
  */
 export function datasetNameFor(fileName: string | null): string {
   if (!fileName) return 'records';
   const base = fileName.replace(/^.*[\\/]/, '').replace(/(\.(csv|tsv|txt|json|ndjson|jsonl|xlsx|gz|zip))+$/i, '');
-  return toName(base, 'dataset');
+  const name = toName(base, 'dataset');
+  return name.startsWith('pg_') ? `d_${name}`.slice(0, MAX_NAME_LENGTH) : name;
 }
 
 /**

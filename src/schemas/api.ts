@@ -260,6 +260,15 @@ export const datasetSchemas = [
     },
   },
   {
+    $id: 'SqlResult',
+    type: 'object',
+    required: ['rows', 'truncated'],
+    properties: {
+      rows: { type: 'array', items: { type: 'object', additionalProperties: true, description: 'A row: column → value' } },
+      truncated: { type: 'boolean', description: 'More rows were there than the answer holds (at most SQL_MAX_ROWS rows, 8 MiB)' },
+    },
+  },
+  {
     $id: 'RowPage',
     type: 'object',
     required: ['results', 'next_cursor'],

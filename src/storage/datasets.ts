@@ -346,3 +346,12 @@ export async function* readDataset(db: Queryable, schema: string, name: string, 
     if (rows.length < batch) return;
   }
 }
+
+/** The tables of the datasets' schema that Intake made (the datasets a query may read). */
+export async function listDatasetNames(db: Queryable, schema: string): Promise<string[]> {
+  const { rows } = await db.query<{ name: string }>(
+    'SELECT d.name FROM intake_datasets d WHERE to_regclass(quote_ident($1) || \'.\' || quote_ident(d.name)) IS NOT NULL',
+    [schema],
+  );
+  return rows.map((row) => row.name);
+}
