@@ -1,24 +1,28 @@
 /**
- * npm run bench:ingest [-- ROWS]: how close Intake's ingestion comes to PostgreSQL's own
- * COPY. Generates a deterministic Jira-like CSV (bench/jira-csv.ts), then, in one run:
- *   (a) the floor: psql \copy of the same records, pre-converted to the records table's
- *       COPY format, into the same (migrated, empty) table;
- *   (b) Intake end to end in PostgreSQL mode (a real `intake serve` process): upload to
- *       `completed`, with the process's peak RSS;
- *   (c) the same in embedded mode (PGlite).
+ * npm run bench:ingest [-- ROWS]: how close loading a dataset comes to PostgreSQL's own COPY.
+ * Generates a deterministic Jira-like CSV (bench/jira-csv.ts), then, in one run:
+ *   (b) Intake, PostgreSQL mode (a real `intake serve`): upload to `completed` (inference,
+ *       staging, publish) into a new dataset, with the process's peak RSS;
+ *   (a) the floor: psql \copy of the same rows, in the dataset table's own COPY text format,
+ *       into a table made LIKE the one (b) made (same columns, types and indexes), empty;
+ *   (p) pgloader of the CSV into a typed table, when pgloader is installed;
+ *   (j) the JSONB path before datasets (every record a JSON object of strings in one shared
+ *       table): the release before datasets, run from a git worktree of BASELINE_COMMIT;
+ *   (m) Intake, merge of the same file on `id` onto the dataset (b) loaded (every row updated);
+ *   (e) Intake, embedded mode (PGlite), append into a new dataset.
  * Needs DATABASE_URL (a server where it may create and drop databases) and psql.
  */
-import { execFileSync } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createWriteStream, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseCsv } from '../src/ingest/csv.js';
-import { decodeUtf8 } from '../src/ingest/decode.js';
 import { jiraCsv } from './jira-csv.js';
-import { ingestThroughIntake, mb, statusLatency } from './run-intake.js';
+import { ingestThroughIntake, mb, statusLatency, type IngestRun } from './run-intake.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+// The last commit before datasets: its ingestion kept every record as JSONB in ingest_records.
+const BASELINE_COMMIT = process.env.BASELINE_COMMIT ?? '9a69291';
 const rows = Number(process.argv[2] ?? process.env.BENCH_ROWS ?? 1_000_000);
 const base = process.env.DATABASE_URL;
 if (!base) {
@@ -26,11 +30,10 @@ if (!base) {
   process.exit(2);
 }
 const work = mkdtempSync(join(tmpdir(), 'intake-bench-'));
-const JOB = '00000000-0000-4000-8000-000000000000';
 
-async function write(path: string, chunks: Iterable<string> | AsyncIterable<string>): Promise<void> {
+async function write(path: string, chunks: Iterable<string>): Promise<void> {
   const out = createWriteStream(path);
-  for await (const chunk of chunks) if (!out.write(chunk)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
+  for (const chunk of chunks) if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
   await new Promise<void>((resolve) => out.end(() => resolve()));
 }
 
@@ -45,7 +48,17 @@ function dropDatabase(name: string): void {
   execFileSync('psql', [base!, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' });
 }
 
-const rate = (ms: number) => `${Math.round((rows / ms) * 1000).toLocaleString('en-US')} rows/s`;
+const psql = (url: string, ...commands: string[]) => execFileSync('psql', [url, '-qAt', ...commands.flatMap((c) => ['-c', c])], { encoding: 'utf8' });
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`.padStart(7);
+const rate = (ms: number) => `${Math.round((rows / ms) * 1000).toLocaleString('en-US')} rows/s`.padStart(16);
+const timed = (fn: () => void) => {
+  const start = performance.now();
+  fn();
+  return performance.now() - start;
+};
+const intakeLine = (label: string, run: IngestRun, floorMs: number) =>
+  `${label} ${seconds(run.ms)} ${rate(run.ms)}  × floor ${(run.ms / floorMs).toFixed(2)}  (upload ${(run.uploadMs / 1000).toFixed(1)} s)  ` +
+  `peak RSS ${mb(run.peakRss)} (idle ${mb(run.idleRss)})\n      ${statusLatency(run)}`;
 
 try {
   const csv = join(work, 'jira.csv');
@@ -53,42 +66,63 @@ try {
   const size = statSync(csv).size;
   console.log(`${rows.toLocaleString('en-US')} rows, ${mb(size)} CSV (${(size / rows).toFixed(0)} bytes a row)`);
 
-  // (a) the floor: the same records in the records table's COPY format, loaded by psql.
-  const copyFile = join(work, 'records.copy');
-  let n = 0;
-  await write(
-    copyFile,
-    (async function* () {
-      for await (const record of parseCsv(decodeUtf8(createReadStream(csv)))) {
-        yield `${JOB}\t${n++}\t${JSON.stringify(record.data).replaceAll('\\', '\\\\')}\n`;
-      }
-    })(),
-  );
-  const floorUrl = database('intake_bench_floor');
-  execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'migrate'], { cwd: ROOT, env: { ...process.env, DATABASE_URL: floorUrl }, stdio: 'ignore' });
-  execFileSync('psql', [floorUrl, '-qc', `INSERT INTO ingest_jobs (job_id, source_type, status, format) VALUES ('${JOB}', 'csv_upload', 'running', 'csv')`]);
-  const floorStart = performance.now();
-  execFileSync('psql', [floorUrl, '-qc', `\\copy ingest_records (job_id, record_no, data) FROM '${copyFile}'`]);
-  const floorMs = performance.now() - floorStart;
-  dropDatabase('intake_bench_floor');
-  rmSync(copyFile);
-  console.log(`(a) psql \\copy floor        ${(floorMs / 1000).toFixed(1)} s  ${rate(floorMs)}`);
-
-  // (b) Intake, PostgreSQL mode.
+  // (b) Intake, PostgreSQL mode: a new dataset.
   const pgUrl = database('intake_bench_pg');
-  const pgRun = await ingestThroughIntake({ DATABASE_URL: pgUrl, DATA_DIR: join(work, 'pg-data') }, csv, 'jira.csv');
-  dropDatabase('intake_bench_pg');
-  console.log(
-    `(b) Intake, PostgreSQL mode  ${(pgRun.ms / 1000).toFixed(1)} s  ${rate(pgRun.ms)}  ratio b/a ${(pgRun.ms / floorMs).toFixed(2)}  ` +
-      `(upload ${(pgRun.uploadMs / 1000).toFixed(1)} s)  peak RSS ${mb(pgRun.peakRss)} (idle ${mb(pgRun.idleRss)})\n    ${statusLatency(pgRun)}`,
-  );
+  const env = { DATABASE_URL: pgUrl, DATA_DIR: join(work, 'pg-data') };
+  const append = await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira');
+  const columns = psql(pgUrl, `SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'datasets.jira'::regclass AND attnum > 0 AND NOT attisdropped AND attname <> '_intake_id'`).trim();
 
-  // (c) Intake, embedded mode.
-  const embedded = await ingestThroughIntake({ DATA_DIR: join(work, 'embedded-data') }, csv, 'jira.csv');
-  console.log(
-    `(c) Intake, embedded mode    ${(embedded.ms / 1000).toFixed(1)} s  ${rate(embedded.ms)}  ratio c/a ${(embedded.ms / floorMs).toFixed(2)}  ` +
-      `(upload ${(embedded.uploadMs / 1000).toFixed(1)} s)  peak RSS ${mb(embedded.peakRss)} (idle ${mb(embedded.idleRss)})\n    ${statusLatency(embedded)}`,
-  );
+  // (a) The floor: the rows (b) loaded, in the table's COPY text format, into an empty copy of its table.
+  const copyFile = join(work, 'rows.copy');
+  psql(pgUrl, `\\copy (SELECT ${columns} FROM datasets.jira ORDER BY _intake_id) TO '${copyFile}'`);
+  psql(pgUrl, 'CREATE SCHEMA floor', 'CREATE TABLE floor.jira (LIKE datasets.jira INCLUDING ALL)');
+  const floorMs = timed(() => psql(pgUrl, `\\copy floor.jira (${columns}) FROM '${copyFile}'`));
+  psql(pgUrl, 'DROP SCHEMA floor CASCADE');
+  rmSync(copyFile);
+  console.log(`(a) psql \\copy floor      ${seconds(floorMs)} ${rate(floorMs)}  (typed rows into the dataset's table, same columns and indexes)`);
+  console.log(intakeLine('(b) Intake append, PG   ', append, floorMs));
+
+  // (m) Merge the same rows on id: every row is updated.
+  const merge = await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira&mode=merge&key=id');
+  console.log(intakeLine('(m) Intake merge, PG    ', merge, floorMs));
+  dropDatabase('intake_bench_pg');
+
+  // (p) pgloader, when installed: the CSV into a typed table.
+  if (spawnSync('pgloader', ['--version']).status === 0) {
+    const url = database('intake_bench_pgloader');
+    psql(
+      url,
+      'CREATE TABLE jira (id bigint, key text, summary text, status text, priority text, assignee text, created timestamptz, updated timestamptz, story_points bigint, labels text)',
+    );
+    const load = join(work, 'load.pgl');
+    await write(load, [
+      `LOAD CSV FROM '${csv}' (id, key, summary, status, priority, assignee, created, updated, story_points, labels)\n` +
+        `INTO ${url}?tablename=jira (id, key, summary, status, priority, assignee, created, updated, story_points, labels)\n` +
+        `WITH skip header = 1, fields optionally enclosed by '"', fields escaped by double-quote, fields terminated by ',';\n`,
+    ]);
+    const ms = timed(() => execFileSync('pgloader', ['--quiet', load], { stdio: 'ignore' }));
+    const loaded = psql(url, 'SELECT count(*) FROM jira').trim();
+    dropDatabase('intake_bench_pgloader');
+    console.log(`(p) pgloader              ${seconds(ms)} ${rate(ms)}  × floor ${(ms / floorMs).toFixed(2)}  (${loaded} rows)`);
+  } else console.log('(p) pgloader              not installed (apt-get install pgloader)');
+
+  // (j) The JSONB path before datasets, from a worktree of the baseline commit.
+  const tree = join(work, 'baseline');
+  if (spawnSync('git', ['-C', ROOT, 'worktree', 'add', '--detach', tree, BASELINE_COMMIT], { stdio: 'ignore' }).status === 0) {
+    try {
+      symlinkSync(join(ROOT, 'node_modules'), join(tree, 'node_modules'));
+      const url = database('intake_bench_jsonb');
+      const run = await ingestThroughIntake({ DATABASE_URL: url, DATA_DIR: join(work, 'jsonb-data') }, csv, 'jira.csv', '', tree);
+      dropDatabase('intake_bench_jsonb');
+      console.log(intakeLine(`(j) JSONB path (${BASELINE_COMMIT})`, run, floorMs));
+    } finally {
+      spawnSync('git', ['-C', ROOT, 'worktree', 'remove', '--force', tree], { stdio: 'ignore' });
+    }
+  } else console.log(`(j) JSONB path            skipped: no git worktree of ${BASELINE_COMMIT}`);
+
+  // (e) Embedded mode.
+  const embedded = await ingestThroughIntake({ DATA_DIR: join(work, 'embedded-data') }, csv, 'jira.csv', '?dataset=jira');
+  console.log(intakeLine('(e) Intake append, PGlite', embedded, floorMs));
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

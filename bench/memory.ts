@@ -42,7 +42,7 @@ function* jsonArray(rows: number): Generator<string> {
 
 async function run(file: string, name: string, databaseUrl: string): Promise<void> {
   const env = { DATABASE_URL: databaseUrl, DATA_DIR: join(work, 'data'), MAX_UPLOAD_BYTES: String(4 * 1024 ** 3) };
-  const result = await ingestThroughIntake(env, file, name);
+  const result = await ingestThroughIntake(env, file, name, `?dataset=${name.replace('.', '_')}`);
   console.log(
     `${name.padEnd(10)} ${mb(statSync(file).size).padStart(8)}  ${result.records.toLocaleString('en-US')} records in ` +
       `${(result.ms / 1000).toFixed(0)} s  peak RSS ${mb(result.peakRss)} (idle ${mb(result.idleRss)})`,

@@ -25,12 +25,13 @@ export interface IngestRun {
 }
 
 /**
- * Starts a real `intake serve` with env, uploads the file, polls its status URL until the job
- * ends, and stops the process. Throws unless the job completed.
+ * Starts a real `intake serve` with env, uploads the file (with `query`, e.g. `?dataset=x`),
+ * polls its status URL until the job ends, and stops the process. Throws unless the job completed.
+ * `root` is the checkout to run (another release's, for a baseline).
  */
-export async function ingestThroughIntake(env: Record<string, string>, file: string, name: string): Promise<IngestRun> {
+export async function ingestThroughIntake(env: Record<string, string>, file: string, name: string, query = '', root = ROOT): Promise<IngestRun> {
   const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', 'src/cli/main.ts', 'serve'], {
-    cwd: ROOT,
+    cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -48,7 +49,7 @@ export async function ingestThroughIntake(env: Record<string, string>, file: str
     const started = performance.now();
     const form = new FormData();
     form.append('file', await openAsBlob(file), name);
-    const answer = (await (await fetch(`${url}/api/upload`, { method: 'POST', body: form })).json()) as { job_id: string };
+    const answer = (await (await fetch(`${url}/api/upload${query}`, { method: 'POST', body: form })).json()) as { job_id: string };
     const uploadMs = performance.now() - started;
     let job: { status: string; records_processed: number; error: string | null };
     const latencies: number[] = [];

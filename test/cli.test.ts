@@ -40,6 +40,10 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     writeFileSync(join(dir, 'one-bad.ndjson'), '{"a":1}\n{"a":2}\nnot json\n{"a":4}\n');
     writeFileSync(join(dir, 'bad.csv'), 'id,name\n1,a\n2\n3,c\n');
     writeFileSync(join(dir, 'notes.txt'), 'hello\n');
+    writeFileSync(join(dir, 'orders.csv'), 'id,qty,Unit Price,note\n1,2,10.50,first\n2,3,0.5,second\n');
+    writeFileSync(join(dir, 'orders-update.csv'), 'id,qty,Unit Price,note\n2,5,9.99,changed\n3,1,12345678901234567890.5,new\n');
+    writeFileSync(join(dir, 'orders-wider.csv'), 'id,qty\n4,2.5\n');
+    writeFileSync(join(dir, 'many.csv'), makeCsv(50_000));
   });
 
   afterAll(async () => {
@@ -50,24 +54,26 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
 
   it('upload --wait follows a job to completed and exits 0; status and jobs show it', async () => {
     const { code, stdout, stderr } = await run('upload', 'people.csv', '--wait');
-    expect(stderr).toMatch(/^queued: http:\/\/127\.0\.0\.1:\d+\/api\/job\/[0-9a-f-]{36}\n/);
+    expect(stderr).toMatch(/^queued: http:\/\/127\.0\.0\.1:\d+\/api\/job\/[0-9a-f-]{36} into people \(append\)\n/);
     expect(stderr).toMatch(/\[#{30}\] 100%  completed 5,000 records, 0 failed\n/);
-    expect(stderr).toMatch(/\ncompleted: 5,000 records in \d+\.\d s\n$/);
+    expect(stderr).toMatch(/\ncompleted: 5,000 records in \d+\.\d s; dataset people: 5,000 rows inserted, 0 updated\n$/);
     expect(code).toBe(0);
     const jobId = stdout.trim();
     expect((await getJson(`${server.url}/api/job/${jobId}`)).body).toMatchObject({ status: 'completed', records_processed: 5000 });
 
     const status = await run('status', jobId);
     expect(status.code).toBe(0);
-    expect(status.stdout).toContain(`job        ${jobId}\nstatus     completed\nsource     csv_upload (people.csv)\nrecords    5,000 ingested, 0 failed (0 allowed)\n`);
+    expect(status.stdout).toContain(
+      `job        ${jobId}\nstatus     completed\nsource     csv_upload (people.csv)\ndataset    people (append)\nrecords    5,000 ingested, 0 failed (0 allowed)\nloaded     5,000 rows inserted, 0 updated\n`,
+    );
     const asJson = await run('status', jobId, '--json');
     expect(JSON.parse(asJson.stdout)).toMatchObject({ job_id: jobId, status: 'completed', records_processed: 5000 });
 
     const jobs = await run('jobs', '--status', 'completed');
     expect(jobs.code).toBe(0);
     const lines = jobs.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^JOB_ID\s+STATUS\s+RECORDS\s+FAILED\s+SUBMITTED\s+SOURCE$/);
-    expect(lines.some((line) => line.startsWith(jobId) && /completed\s+5,000\s+0\s+\S+Z\s+people\.csv$/.test(line))).toBe(true);
+    expect(lines[0]).toMatch(/^JOB_ID\s+STATUS\s+RECORDS\s+FAILED\s+SUBMITTED\s+DATASET\s+SOURCE$/);
+    expect(lines.some((line) => line.startsWith(jobId) && /completed\s+5,000\s+0\s+\S+Z\s+people\s+people\.csv$/.test(line))).toBe(true);
   });
 
   it('never sends control characters from the server to the terminal', async () => {
@@ -91,7 +97,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect(code).toBe(1);
     expect(stdout.trim()).toMatch(/^[0-9a-f-]{36}$/);
     expect(stderr.trim().split('\n').at(-1)).toBe(
-      'failed: CSV error on line 3: expected 2 fields as in the header, found 1 (1 record kept, 1 bad row reported)',
+      'failed: CSV error on line 3: expected 2 fields as in the header, found 1 (1 record read, 1 bad row reported; dataset bad unchanged)',
     );
   });
 
@@ -106,7 +112,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     const { code, stdout, stderr } = await run('upload', 'people.csv');
     expect(code).toBe(0);
     const jobId = stdout.trim();
-    expect(stderr).toBe(`queued: ${server.url}/api/job/${jobId}\n`);
+    expect(stderr).toBe(`queued: ${server.url}/api/job/${jobId} into people (append)\n`);
     expect((await waitForJob(server.url, jobId)).status).toBe('completed');
   });
 
@@ -133,7 +139,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     const retried = await run('retry', jobId, '--max-errors', '5', '--wait');
     expect(retried.code).toBe(0);
     expect(retried.stdout.trim()).toBe(jobId);
-    expect(retried.stderr.trim().split('\n').at(-1)).toMatch(/^completed: 2 records, 1 bad row reported in \d+\.\d s$/);
+    expect(retried.stderr.trim().split('\n').at(-1)).toMatch(/^completed: 2 records, 1 bad row reported in \d+\.\d s; dataset bad: 2 rows inserted, 0 updated$/);
     const cancel = await run('cancel', jobId);
     expect(cancel.code).toBe(2);
     expect(cancel.stderr).toBe('intake: The job is already completed: only a queued or running job can be canceled (HTTP 409 job_finished)\n');
@@ -142,12 +148,135 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect((await run('status', jobId)).code).toBe(2);
   });
 
+  it('upload loads into a dataset: --dataset, --mode merge --key, --schema, --widen; the job lines say where and what was loaded', async () => {
+    const args = ['--dataset', 'orders', '--mode', 'merge', '--key', 'id'];
+    const first = await run('upload', 'orders.csv', ...args, '--schema', '{"qty":"bigint"}', '--wait');
+    expect(first.code).toBe(0);
+    expect(first.stderr).toMatch(/^queued: http:\/\/127\.0\.0\.1:\d+\/api\/job\/[0-9a-f-]{36} into orders \(merge on id\)\n/);
+    expect(first.stderr).toMatch(/\ncompleted: 2 records in \d+\.\d s; dataset orders: 2 rows inserted, 0 updated\n$/);
+
+    const second = await run('upload', 'orders-update.csv', ...args);
+    expect(second.code).toBe(0);
+    const jobId = second.stdout.trim();
+    expect(second.stderr).toBe(`queued: ${server.url}/api/job/${jobId} into orders (merge on id)\n`);
+    expect(await waitForJob(server.url, jobId)).toMatchObject({ status: 'completed', dataset: 'orders', mode: 'merge', key: ['id'], rows_inserted: 1, rows_updated: 1 });
+    const status = await run('status', jobId);
+    expect(status.stdout).toContain('dataset    orders (merge on id)\nrecords    2 ingested, 0 failed (0 allowed)\nloaded     1 row inserted, 1 updated\n');
+    const jobs = await run('jobs', '--dataset', 'orders');
+    expect(jobs.stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/).slice(-2))).toEqual([
+      ['orders', 'orders-update.csv'],
+      ['orders', 'orders.csv'],
+    ]);
+
+    // A value wider than its column (qty is bigint) fails the job, which writes nothing; --widen widens the column.
+    const narrow = await run('upload', 'orders-wider.csv', '--dataset', 'orders', '--wait');
+    expect(narrow.code).toBe(1);
+    expect(narrow.stderr.trim().split('\n').at(-1)).toMatch(/^failed: .*column "qty" is bigint and cannot hold "2\.5".*; dataset orders unchanged\)$/);
+    const widened = await run('upload', 'orders-wider.csv', '--dataset', 'orders', '--widen', '--wait');
+    expect(widened.code).toBe(0);
+    expect(widened.stderr.trim().split('\n').at(-1)).toMatch(/; dataset orders: 1 row inserted, 0 updated$/);
+  });
+
+  it('datasets lists every dataset; datasets NAME shows one with its columns', async () => {
+    const { code, stdout, stderr } = await run('datasets');
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    const lines = stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^NAME\s+ROWS\s+COLUMNS\s+LAST_LOADED\s+LAST_JOB$/);
+    const all = (await getJson(`${server.url}/api/datasets?limit=1000`)).body.results as { name: string; last_job_id: string }[];
+    expect(lines.slice(1).map((line) => line.split(/\s+/)[0])).toEqual(all.map((dataset) => dataset.name));
+    const lastJob = all.find((dataset) => dataset.name === 'orders')!.last_job_id;
+    expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^orders\\s+4\\s+4\\s+\\S+Z\\s+${lastJob}$`)));
+    const asJson = await run('datasets', '--json');
+    expect(asJson.stdout.trim().split('\n').map((line) => JSON.parse(line).name)).toEqual(all.map((dataset) => dataset.name));
+
+    const one = await run('datasets', 'orders');
+    expect(one.code).toBe(0);
+    expect(one.stdout).toMatch(
+      new RegExp(
+        `^dataset    orders\nrows       4\ncolumns    4\ncreated    \\S+Z\nloaded     \\S+Z by job ${lastJob}\n\n` +
+          'COLUMN      TYPE     ORIGINAL_NAME\nid          bigint   id\nqty         numeric  qty\nunit_price  numeric  Unit Price\nnote        text     note\n$',
+      ),
+    );
+    expect(JSON.parse((await run('datasets', 'orders', '--json')).stdout)).toMatchObject({ name: 'orders', row_count: 4, last_job_id: lastJob });
+  });
+
+  it('export streams a dataset to stdout, as CSV or NDJSON with every digit', async () => {
+    const csv = await run('export', 'orders');
+    expect(csv).toEqual({ code: 0, stdout: await (await fetch(`${server.url}/api/datasets/orders/export`)).text(), stderr: '' });
+    expect(csv.stdout.split('\r\n')[0]).toBe('id,qty,unit_price,note');
+    const ndjson = await run('export', 'orders', '--format', 'ndjson');
+    expect(ndjson.code).toBe(0);
+    expect(ndjson.stdout.trim().split('\n').sort()).toEqual([
+      '{"id":1,"qty":2,"unit_price":10.50,"note":"first"}',
+      '{"id":2,"qty":5,"unit_price":9.99,"note":"changed"}',
+      '{"id":3,"qty":1,"unit_price":12345678901234567890.5,"note":"new"}',
+      '{"id":4,"qty":2.5,"unit_price":null,"note":null}',
+    ]);
+  });
+
+  it('export stops quietly, exit 0, when the reader closes early (| head)', async () => {
+    expect((await run('upload', 'many.csv', '--wait')).code).toBe(0);
+    const child = spawn(process.execPath, [BIN, 'export', 'many'], { cwd: dir, env: { PATH: process.env.PATH ?? '', INTAKE_URL: server.url }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [first] = (await once(child.stdout, 'data')) as [Buffer];
+    expect(first.toString()).toMatch(/^id,name,note\r\n/);
+    child.stdout.destroy(); // 3.5 MB still to come: the next write finds the pipe closed (EPIPE)
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
+  it('sql prints the rows as a table or NDJSON, every digit kept, and says when the answer was truncated', async () => {
+    const query = 'SELECT id, qty, unit_price, note FROM orders ORDER BY id';
+    expect(await run('sql', query)).toEqual({
+      code: 0,
+      stdout:
+        'id  qty  unit_price              note\n' +
+        '1   2    10.50                   first\n' +
+        '2   5    9.99                    changed\n' +
+        '3   1    12345678901234567890.5  new\n' +
+        '4   2.5\n',
+      stderr: '4 rows\n',
+    });
+    expect(await run('sql', query, '--json')).toEqual({
+      code: 0,
+      stdout:
+        '{"id":1,"qty":2,"unit_price":10.50,"note":"first"}\n' +
+        '{"id":2,"qty":5,"unit_price":9.99,"note":"changed"}\n' +
+        '{"id":3,"qty":1,"unit_price":12345678901234567890.5,"note":"new"}\n' +
+        '{"id":4,"qty":2.5,"unit_price":null,"note":null}\n',
+      stderr: '',
+    });
+    const control = await run('sql', "SELECT chr(27) || '[2J' AS evil, json_build_object('n', 12345678901234567890) AS doc");
+    expect(control.stdout).toBe('evil       doc\n\\u001b[2J  {"n":12345678901234567890}\n');
+
+    // SQL_MAX_ROWS is 1,000 by default; many has 50,000 rows.
+    const many = await run('sql', 'SELECT id FROM many');
+    expect(many.code).toBe(0);
+    expect(many.stdout.trim().split('\n')).toHaveLength(1001);
+    expect(many.stderr).toBe('truncated: the query has more rows than the 1,000 here (narrow it, or add a LIMIT)\n');
+    const manyJson = await run('sql', 'SELECT id FROM many', '--json');
+    expect(manyJson.stdout.trim().split('\n')).toHaveLength(1000);
+    expect(manyJson.stderr).toBe(many.stderr);
+
+    const refused = await run('sql', 'DELETE FROM orders');
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(/^intake: [^\n]+ \(HTTP 422 sql_refused\)\n$/);
+  });
+
   it.each([
     [['upload', 'missing.csv'], 'intake: cannot read missing.csv: no such file'],
     [['upload', 'notes.txt'], 'intake: Unsupported file type "notes.txt": send a .csv, .json, .ndjson or .jsonl file (HTTP 415 unsupported_file_type)'],
     [['upload', 'people.csv', '--max-errors', '-1'], "intake: Option '--max-errors' argument is ambiguous"],
     [['upload', 'people.csv', '--max-errors', 'many'], 'intake: --max-errors must be a whole number, 0 or more, not "many"'],
-    [['upload'], 'intake: usage: intake upload FILE [--max-errors N] [--wait] [--json]'],
+    [['upload'], 'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--max-errors N] [--wait] [--json]'],
+    [['upload', 'people.csv', '--mode', 'merge'], 'intake: body.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on (HTTP 422 validation_error)'],
+    [['datasets', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
+    [['export', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
+    [['export', 'orders', '--format', 'xml'], 'intake: --format is csv or ndjson, not "xml"'],
+    [['sql'], 'intake: usage: intake sql "SELECT …" [--json]'],
     [['status', '00000000-0000-4000-8000-000000000000'], 'intake: Job not found (HTTP 404 job_not_found)'],
     [['jobs', '--status', 'done'], 'intake: query.status: status must be one of: queued, running, completed, failed, canceled (HTTP 422 validation_error)'],
     [['jobs', '--verbose'], "intake: Unknown option '--verbose'"],

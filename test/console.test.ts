@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -309,4 +309,119 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await expect.poll(() => page.locator('.notice-error').textContent()).toContain('There is no job 00000000-0000-4000-8000-000000000000');
     await page.close();
   });
+
+  it('loads uploads into a named dataset (append, then merge on a key) and shows it: columns, rows, jobs, export, SQL, delete', async () => {
+    const { page, problems } = await openPage();
+    const badge = () => page.locator('.job-head .badge').textContent();
+    await page.getByLabel('Dataset').fill('orders_2026');
+    expect(await page.getByLabel('Mode').inputValue()).toBe('append');
+    const csv = 'SKU,Qty,Unit Price,Shipped On\r\nA-1,3,2.50,2026-01-05\r\nB-2,1,10,2026-01-06\r\nC-3,5,0.99,2026-01-07\r\n';
+    await page.setInputFiles('input[type=file]', { name: 'orders.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    await page.getByRole('link', { name: 'Open the job' }).click();
+    await expect.poll(badge, { timeout: 30_000 }).toBe('completed');
+    expect(await page.getByTestId('job-dataset').textContent()).toBe('orders_2026');
+    expect(await page.getByTestId('job-mode').textContent()).toBe('append');
+    expect(await page.getByTestId('rows-inserted').textContent()).toBe('3');
+
+    // A merge: the key field is there for it only, and a merge without a key is refused, on the page.
+    await page.getByRole('link', { name: '← All jobs' }).click();
+    expect(await page.getByLabel('Key').count()).toBe(0);
+    await page.getByLabel('Dataset').fill('orders_2026');
+    await page.getByLabel('Mode').selectOption('merge');
+    const update = 'SKU,Qty,Unit Price,Shipped On\r\nB-2,4,10,2026-01-08\r\nD-4,1,3.25,2026-01-09\r\n';
+    await page.setInputFiles('input[type=file]', { name: 'update.csv', mimeType: 'text/csv', buffer: Buffer.from(update) });
+    await expect
+      .poll(() => page.locator('.notice-error').textContent())
+      .toBe('update.csv was not accepted: body.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on');
+    await page.getByLabel('Key').fill('sku');
+    await page.setInputFiles('input[type=file]', { name: 'update.csv', mimeType: 'text/csv', buffer: Buffer.from(update) });
+    await page.getByRole('link', { name: 'Open the job' }).click();
+    await expect.poll(badge, { timeout: 30_000 }).toBe('completed');
+    expect(await page.getByTestId('job-mode').textContent()).toBe('merge on sku');
+    expect(await page.getByTestId('rows-inserted').textContent()).toBe('1');
+    expect(await page.getByTestId('rows-updated').textContent()).toBe('1');
+    const mergeUrl = page.url();
+
+    // The job links its dataset.
+    await page.getByTestId('job-dataset').getByRole('link').click();
+    await page.waitForURL('**/datasets/orders_2026');
+    await expect.poll(() => page.locator('#dataset-title').textContent()).toBe('orders_2026');
+    expect(await page.getByTestId('dataset-rows').textContent()).toBe('4');
+    const schema = await page
+      .locator('table.schema tbody tr')
+      .evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent)));
+    expect(schema).toEqual([
+      ['sku', 'text', 'SKU'],
+      ['qty', 'bigint', 'Qty'],
+      ['unit_price', 'numeric', 'Unit Price'],
+      ['shipped_on', 'date', 'Shipped On'],
+    ]);
+    const preview = page.locator('table.dataset-rows');
+    await expect.poll(() => preview.locator('tbody tr').count()).toBe(4);
+    expect(await preview.locator('thead th').allTextContents()).toEqual(['sku', 'qty', 'unit_price', 'shipped_on']);
+    const shown = await preview.locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent)));
+    expect(shown).toContainEqual(['B-2', '4', '10', '2026-01-08']); // merged: the new values
+    expect(shown).toContainEqual(['A-1', '3', '2.5', '2026-01-05']);
+    expect(shown.map((row) => row[0]).sort()).toEqual(['A-1', 'B-2', 'C-3', 'D-4']);
+
+    // The jobs that wrote it, newest first, each opening its page.
+    const jobLinks = page.locator('tr[data-job-id] td.source a');
+    await expect.poll(() => jobLinks.allTextContents()).toEqual(['update.csv', 'orders.csv']);
+    await jobLinks.first().click();
+    await page.waitForURL(mergeUrl);
+    await page.goBack();
+    await expect.poll(() => page.locator('table.schema tbody tr').count()).toBe(4);
+
+    // The export goes through the API (a token may be needed) and arrives as a file.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export CSV' }).click()]);
+    expect(download.suggestedFilename()).toBe('orders_2026.csv');
+    const exported = readFileSync(await download.path(), 'utf8').split('\r\n');
+    expect(exported[0]).toBe('sku,qty,unit_price,shipped_on');
+    expect(exported.slice(1, -1).sort()).toEqual(['A-1,3,2.50,2026-01-05', 'B-2,4,10,2026-01-08', 'C-3,5,0.99,2026-01-07', 'D-4,1,3.25,2026-01-09']);
+
+    // A query, then one the server refuses, which the page shows.
+    await page.getByLabel('SQL').fill('SELECT sum(qty) AS total, count(*) AS orders FROM datasets.orders_2026');
+    await page.getByRole('button', { name: 'Run query' }).click();
+    const result = page.locator('table.sql-rows');
+    await expect.poll(() => result.locator('thead th').allTextContents()).toEqual(['total', 'orders']);
+    expect(await result.locator('tbody td').allTextContents()).toEqual(['13', '4']);
+    expect(await page.locator('.sql-count').textContent()).toBe('1 row');
+    await page.screenshot({ path: join(shots, 'dataset.png'), fullPage: true });
+    await page.getByLabel('SQL').fill('DELETE FROM datasets.orders_2026');
+    await page.getByLabel('SQL').press('Control+Enter');
+    await expect.poll(() => page.locator('.notice-error').textContent()).toMatch(/^The query was refused: only SELECT queries run here/);
+    expect(await result.count()).toBe(0);
+
+    // The list of datasets, from the navigation.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Datasets' }).click();
+    await page.waitForURL('**/datasets');
+    const listed = page.locator('tr[data-dataset="orders_2026"]');
+    await expect.poll(() => listed.locator('td.num').allTextContents()).toEqual(['4', '4']);
+    expect(await listed.locator('td.source .muted').textContent()).toBe('sku, qty, unit_price, shipped_on');
+    await page.screenshot({ path: join(shots, 'datasets.png'), fullPage: true });
+
+    // No delete while a job writes the dataset: the page says why. Once it is canceled, the delete goes through.
+    const form = new FormData();
+    form.append('dataset', 'orders_2026');
+    form.append('file', new Blob([makeCsv(backend.name === 'embedded' ? 200_000 : 500_000)]), 'more.csv');
+    const writer = (await (await fetch(`${server.url}/api/upload`, { method: 'POST', body: form })).json()) as { job_id: string };
+    await listed.getByRole('link', { name: 'orders_2026' }).click();
+    await expect.poll(() => page.locator('#dataset-title').textContent()).toBe('orders_2026');
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Delete dataset' }).click();
+    await expect
+      .poll(() => page.locator('.notice-error').textContent())
+      .toBe('A job that writes dataset "orders_2026" is queued or running: cancel it or wait for it to end');
+    expect((await fetch(`${server.url}/api/job/${writer.job_id}/cancel`, { method: 'POST' })).status).toBe(200);
+    expect((await waitForJob(server.url, writer.job_id, 60_000)).status).toBe('canceled');
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Delete dataset' }).click();
+    await page.waitForURL('**/datasets');
+    await expect.poll(() => page.locator('table.datasets, .empty').textContent()).not.toBe('Loading…');
+    expect(await listed.count()).toBe(0);
+    expect((await fetch(`${server.url}/api/datasets/orders_2026`)).status).toBe(404);
+    // The refusals (422, 409) are logged by Chromium as failed resource loads.
+    expect(problems.filter((text) => !/status of (422|409)/.test(text))).toEqual([]);
+    await page.close();
+  }, 120_000);
 });

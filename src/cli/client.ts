@@ -6,7 +6,10 @@ import { ApiError, createApi, type Api, type SubmittedJob } from '../client/api.
 import { follow } from '../client/follow.js';
 import { JOB_STATUSES, type JobPayload } from '../schemas/job.js';
 
-/** The client verbs (CLIENT_COMMANDS: upload, status, jobs, cancel, retry, delete), over HTTP to INTAKE_URL. */
+/**
+ * The client verbs of jobs (CLIENT_COMMANDS: upload, status, jobs, cancel, retry, delete), over
+ * HTTP to INTAKE_URL, and what every client verb shares (those of datasets are in datasets.ts).
+ */
 
 /** Something the user can fix (bad arguments, unreachable server, refused request): one line, exit 2. */
 export class ClientError extends Error {}
@@ -21,7 +24,7 @@ export interface ClientIo {
 }
 
 /** The API at INTAKE_URL, with INTAKE_TOKEN when set. */
-function api(env: NodeJS.ProcessEnv): Api {
+export function api(env: NodeJS.ProcessEnv): Api {
   const token = env.INTAKE_TOKEN?.trim() || undefined;
   return createApi({ base: baseUrl(env), token: () => token });
 }
@@ -43,10 +46,11 @@ function clientError(err: ApiError): ClientError {
   return new ClientError(`${printable(err.message)} (HTTP ${err.status} ${printable(err.code)})`);
 }
 
-function parse(
+/** The arguments of a command, with `positionals` of them (or between [min, max]) not options. */
+export function parse(
   args: string[],
   options: ParseArgsConfig['options'],
-  positionals: number,
+  positionals: number | [number, number],
   usage: string,
 ): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   let parsed;
@@ -56,18 +60,19 @@ function parse(
     // Node's message goes on to explain `--`; its first sentence is the point.
     throw new ClientError(`${(err as Error).message.split(/\.(?:\s|$)/)[0]}\nusage: ${usage}`);
   }
-  if (parsed.positionals.length !== positionals) throw new ClientError(`usage: ${usage}`);
+  const [min, max] = typeof positionals === 'number' ? [positionals, positionals] : positionals;
+  if (parsed.positionals.length < min || parsed.positionals.length > max) throw new ClientError(`usage: ${usage}`);
   return parsed;
 }
 
-const count = new Intl.NumberFormat('en');
+export const count = new Intl.NumberFormat('en');
 
 function seconds(from: string | null, to: string | null): string {
   if (!from || !to) return '';
   return ` in ${((Date.parse(to) - Date.parse(from)) / 1000).toFixed(1)} s`;
 }
 
-function plural(n: number, noun: string): string {
+export function plural(n: number, noun: string): string {
   return `${count.format(n)} ${noun}${n === 1 ? '' : 's'}`;
 }
 
@@ -79,12 +84,37 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** A time of the API to the second, as the tables show it. */
+export function time(iso: string): string {
+  return iso.replace(/\.\d+Z$/, 'Z');
+}
+
+/** Rows as columns two spaces apart, with no spaces at the end of a line. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, column) => rows.reduce((width, row) => Math.max(width, row[column]!.length), 0));
+  return rows.map((row) => `${row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()}\n`).join('');
+}
+
+/** Where a job loads its rows: `orders (merge on id)`. */
+function target(job: JobPayload): string {
+  const mode = job.mode === 'merge' ? `merge on ${(job.key ?? []).join(', ')}` : (job.mode ?? 'append');
+  return printable(`${job.dataset} (${mode})`);
+}
+
 /** The last line of `upload --wait`. */
 function summary(job: JobPayload): string {
   const bad = job.records_failed > 0 ? `, ${plural(job.records_failed, 'bad row')} reported` : '';
-  if (job.status === 'completed') return `completed: ${plural(job.records_processed, 'record')}${bad}${seconds(job.started_at, job.completed_at)}`;
-  if (job.status === 'canceled') return `canceled: ${plural(job.records_processed, 'record')} kept${bad}`;
-  return `failed: ${printable(job.error ?? 'no error given')} (${plural(job.records_processed, 'record')} kept${bad})`;
+  if (job.status === 'completed') {
+    const loaded =
+      job.dataset !== null && job.rows_inserted !== null
+        ? `; dataset ${printable(job.dataset)}: ${plural(job.rows_inserted, 'row')} inserted, ${count.format(job.rows_updated ?? 0)} updated`
+        : '';
+    return `completed: ${plural(job.records_processed, 'record')}${bad}${seconds(job.started_at, job.completed_at)}${loaded}`;
+  }
+  // A failed or canceled job writes nothing to its dataset; one from before datasets kept what it had committed.
+  const kept = job.dataset === null ? `${plural(job.records_processed, 'record')} kept${bad}` : `${plural(job.records_processed, 'record')} read${bad}; dataset ${printable(job.dataset)} unchanged`;
+  if (job.status === 'canceled') return `canceled: ${kept}`;
+  return `failed: ${printable(job.error ?? 'no error given')} (${kept})`;
 }
 
 function progressLine(job: JobPayload, width = 30): string {
@@ -127,12 +157,21 @@ function progressDisplay(stderr: NodeJS.WriteStream): { update(job: JobPayload):
   };
 }
 
-const UPLOAD_USAGE = 'intake upload FILE [--max-errors N] [--wait] [--json]';
+const UPLOAD_USAGE = 'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--max-errors N] [--wait] [--json]';
 
 async function upload(args: string[], io: ClientIo): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { 'max-errors': { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' } },
+    {
+      dataset: { type: 'string' },
+      mode: { type: 'string' },
+      key: { type: 'string' },
+      schema: { type: 'string' },
+      widen: { type: 'boolean' },
+      'max-errors': { type: 'string' },
+      wait: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
     1,
     UPLOAD_USAGE,
   );
@@ -147,8 +186,11 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   } catch (err) {
     throw new ClientError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
+  // Intake reads the fields before the file: they have to come first.
   const form = new FormData();
   if (maxErrors !== undefined) form.append('max_errors', maxErrors);
+  for (const name of ['dataset', 'mode', 'key', 'schema'] as const) if (values[name] !== undefined) form.append(name, values[name] as string);
+  if (values.widen) form.append('schema_update', 'widen');
   form.append('file', file, basename(path));
   return submitted(client, await client.upload(form), values, io);
 }
@@ -157,16 +199,17 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
 async function submitted(client: Api, job: SubmittedJob, values: Record<string, unknown>, io: ClientIo): Promise<number> {
   // Relative unless the server has a PUBLIC_URL: shown as the address it was reached at.
   const statusUrl = printable(new URL(job.status_url, `${client.base}/`).href);
+  const queued = `queued: ${statusUrl}${job.dataset === null ? '' : ` into ${target(job)}`}\n`;
   if (!values.wait) {
     if (values.json) io.stdout.write(`${JSON.stringify(job)}\n`);
     else {
       io.stdout.write(`${job.job_id}\n`);
-      io.stderr.write(`queued: ${statusUrl}\n`);
+      io.stderr.write(queued);
     }
     return 0;
   }
   // With --json, stdout carries the final job and nothing else is written.
-  if (!values.json) io.stderr.write(`queued: ${statusUrl}\n`);
+  if (!values.json) io.stderr.write(queued);
   const display = values.json ? undefined : progressDisplay(io.stderr);
   const final = await waitFor(client, job.job_id, (update) => display?.update(update));
   display?.end();
@@ -189,7 +232,9 @@ async function status(args: string[], io: ClientIo): Promise<number> {
     ['job', job.job_id],
     ['status', job.status],
     ['source', `${job.source_type}${job.file_name ? ` (${job.file_name})` : ''}`],
+    ...(job.dataset === null ? [] : [['dataset', target(job)] as [string, string]]),
     ['records', `${count.format(job.records_processed)} ingested, ${count.format(job.records_failed)} failed (${count.format(job.max_errors)} allowed)`],
+    ...(job.rows_inserted === null ? [] : [['loaded', `${plural(job.rows_inserted, 'row')} inserted, ${count.format(job.rows_updated ?? 0)} updated`] as [string, string]]),
     ['read', job.bytes_total ? `${count.format(job.bytes_processed)} of ${count.format(job.bytes_total)} bytes` : `${count.format(job.bytes_processed)} bytes`],
     ['submitted', job.submitted_at],
     ['started', job.started_at ?? '-'],
@@ -202,37 +247,39 @@ async function status(args: string[], io: ClientIo): Promise<number> {
 }
 
 async function jobs(args: string[], io: ClientIo): Promise<number> {
-  const usage = `intake jobs [--status ${JOB_STATUSES.join('|')}] [--limit N] [--cursor C] [--json]`;
+  const usage = `intake jobs [--status ${JOB_STATUSES.join('|')}] [--dataset NAME] [--limit N] [--cursor C] [--json]`;
   const { values } = parse(
     args,
-    { status: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' }, json: { type: 'boolean' } },
+    { status: { type: 'string' }, dataset: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' }, json: { type: 'boolean' } },
     0,
     usage,
   );
-  const list = await api(io.env).jobs({ status: values.status as string | undefined, limit: values.limit as string | undefined, cursor: values.cursor as string | undefined });
+  const filter = { status: values.status as string | undefined, dataset: values.dataset as string | undefined };
+  const list = await api(io.env).jobs({ ...filter, limit: values.limit as string | undefined, cursor: values.cursor as string | undefined });
   if (values.json) {
     io.stdout.write(`${JSON.stringify(list)}\n`);
     return 0;
   }
   if (list.results.length === 0) {
-    io.stderr.write(values.status ? `no ${String(values.status)} jobs\n` : 'no jobs\n');
+    io.stderr.write(`no ${filter.status ? `${filter.status} ` : ''}jobs${filter.dataset ? ` of dataset ${printable(filter.dataset)}` : ''}\n`);
     return 0;
   }
-  const table = [['JOB_ID', 'STATUS', 'RECORDS', 'FAILED', 'SUBMITTED', 'SOURCE']];
+  const rows = [['JOB_ID', 'STATUS', 'RECORDS', 'FAILED', 'SUBMITTED', 'DATASET', 'SOURCE']];
   for (const job of list.results) {
-    table.push([
+    rows.push([
       job.job_id,
       job.status,
       count.format(job.records_processed),
       count.format(job.records_failed),
-      job.submitted_at.replace(/\.\d+Z$/, 'Z'),
+      time(job.submitted_at),
+      printable(job.dataset ?? '-'),
       printable(job.file_name ?? job.source_type),
     ]);
   }
-  const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
-  io.stdout.write(table.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ') + '\n').join(''));
-  // The cursor is base64url: safe to paste into a shell as it is.
-  if (list.next_cursor !== null) io.stderr.write(`more: intake jobs --cursor ${list.next_cursor}${values.status ? ` --status ${String(values.status)}` : ''}\n`);
+  io.stdout.write(table(rows));
+  // The cursor is base64url, the status one the API took, the dataset (it has jobs) a name of a-z, 0-9 and _: all safe to paste into a shell.
+  const more = Object.entries(filter).map(([name, value]) => (value ? ` --${name} ${value}` : '')).join('');
+  if (list.next_cursor !== null) io.stderr.write(`more: intake jobs --cursor ${list.next_cursor}${more}\n`);
   return 0;
 }
 
@@ -264,10 +311,10 @@ async function remove(args: string[], io: ClientIo): Promise<number> {
   return 0;
 }
 
-type Command = (args: string[], io: ClientIo) => Promise<number>;
+export type Command = (args: string[], io: ClientIo) => Promise<number>;
 
 /** A command whose API errors are shown as one line each (see clientError). */
-const shown =
+export const shown =
   (command: Command): Command =>
   (args, io) =>
     command(args, io).catch((err: unknown) => {

@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig } from '../config.js';
 import { DataDirLockedError } from '../storage/data-dir-lock.js';
 import { CLIENT_COMMANDS, ClientError } from './client.js';
+import { DATASET_COMMANDS } from './datasets.js';
 
 const USAGE = `Usage: intake <command>
 
@@ -11,19 +12,34 @@ Run Intake:
   Configuration comes from the environment; see .env.example.
 
 Talk to a running Intake at INTAKE_URL (default http://localhost:8000; INTAKE_TOKEN if it has API_TOKENS):
-  upload FILE [--max-errors N] [--wait] [--json]
-            submit a .csv, .json, .ndjson or .jsonl file; prints the job id. With --wait,
-            shows progress until the job ends and exits 0 only if it completed (1 if it failed)
+  upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen]
+              [--max-errors N] [--wait] [--json]
+            submit a .csv, .json, .ndjson or .jsonl file to load into dataset NAME (by default
+            named after the file); prints the job id. --mode append (the default) adds the rows,
+            replace swaps the dataset's rows for them, merge updates the rows whose --key columns
+            (comma-separated) match and adds the others. --schema '{"qty":"bigint"}' declares
+            column types (bigint numeric boolean date timestamptz text jsonb); --widen lets the
+            job widen a column that a value does not fit. With --wait, shows progress until the
+            job ends and exits 0 only if it completed (1 if it failed)
   status JOB_ID [--json]
-            one job: status, counters, timestamps, error
-  jobs [--status S] [--limit N] [--offset N] [--json]
+            one job: status, dataset, counters, rows loaded, timestamps, error
+  jobs [--status S] [--dataset NAME] [--limit N] [--cursor C] [--json]
             jobs, newest first
   cancel JOB_ID [--json]
-            stop a queued or running job (it keeps what it committed)
+            stop a queued or running job (its dataset stays as it was)
   retry JOB_ID [--max-errors N] [--wait] [--json]
             run a failed or canceled job again, from the start, under the same id
   delete JOB_ID
-            delete a job with its records, row errors and stored upload
+            delete a job with its row errors and stored upload (the rows it loaded stay)
+  datasets [NAME] [--json]
+            the datasets: rows, columns, when last loaded. With NAME, one dataset and its
+            columns (name, type, name in the input). --json: one JSON object per dataset
+  export NAME [--format csv|ndjson]
+            every row of a dataset, streamed to stdout as CSV (the default) or NDJSON
+            (intake export orders > orders.csv)
+  sql "SELECT …" [--json]
+            one read-only query of the datasets, each a table by its name (SELECT … FROM orders);
+            prints the rows as a table, or with --json one JSON object per row
 
 Exit codes: 0 done, 1 the job failed or was canceled (--wait), 2 a usage, connection or request error.`;
 
@@ -33,8 +49,13 @@ async function main(argv: string[]): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const client = CLIENT_COMMANDS[command];
+  const client = [CLIENT_COMMANDS, DATASET_COMMANDS].find((commands) => Object.hasOwn(commands, command))?.[command];
   if (client) {
+    // The reader of the output has gone (`intake export orders | head`): there is nothing left to do.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') console.error(`intake: cannot write the output: ${err.message}`);
+      process.exit(err.code === 'EPIPE' ? 0 : 2);
+    });
     process.exitCode = await client(argv.slice(1), { env: process.env, stdout: process.stdout, stderr: process.stderr });
     return;
   }

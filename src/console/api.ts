@@ -1,7 +1,17 @@
 import { ApiError, createApi, type SubmittedJob } from '../client/api.js';
-import type { JobPayload } from '../schemas/job.js';
+import type { JobPayload, WriteMode } from '../schemas/job.js';
 
-export { ApiError, jobPath, type JobList, type Page, type RecordRow, type RowError, type SubmittedJob } from '../client/api.js';
+export {
+  ApiError,
+  jobPath,
+  type Dataset,
+  type JobList,
+  type Page,
+  type RecordRow,
+  type RowError,
+  type SqlResult,
+  type SubmittedJob,
+} from '../client/api.js';
 export { TERMINAL_STATUSES as TERMINAL } from '../schemas/job.js';
 
 export type Job = JobPayload;
@@ -32,13 +42,24 @@ export const api = createApi({
   onError: (error) => error.status === 401 && unauthorized(error.message),
 });
 
+/** How an upload is loaded; an empty dataset or key is left out (the server's defaults). */
+export interface UploadOptions {
+  maxErrors: number;
+  dataset: string;
+  mode: WriteMode;
+  key: string;
+}
+
 /**
  * POST /api/upload with upload progress (fetch cannot report it, XMLHttpRequest can).
- * max_errors goes first in the form: the server reads fields sent before the file.
+ * The options go first in the form: the server reads fields sent before the file.
  */
-export function uploadFile(file: File, maxErrors: number, onProgress: (sent: number, total: number) => void): Promise<SubmittedJob> {
+export function uploadFile(file: File, options: UploadOptions, onProgress: (sent: number, total: number) => void): Promise<SubmittedJob> {
   const form = new FormData();
-  form.append('max_errors', String(maxErrors));
+  form.append('max_errors', String(options.maxErrors));
+  if (options.dataset) form.append('dataset', options.dataset);
+  form.append('mode', options.mode);
+  if (options.key) form.append('key', options.key);
   form.append('file', file, file.name);
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();

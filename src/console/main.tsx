@@ -1,6 +1,8 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { accessToken, onUnauthorized } from './api.js';
+import { DatasetPage } from './pages/dataset.js';
+import { DatasetsPage } from './pages/datasets.js';
 import { JobPage } from './pages/job.js';
 import { JobsPage } from './pages/jobs.js';
 import { useRoute } from './router.js';
@@ -49,6 +51,7 @@ function App() {
         </Link>
         <nav aria-label="Main">
           <Link href="/">Jobs</Link>
+          <Link href="/datasets">Datasets</Link>
           <a href="/docs">API</a>
           {accessToken.get() !== null && (
             <button
@@ -71,6 +74,8 @@ function App() {
           <>
             {route.page === 'jobs' && <JobsPage query={route.query} />}
             {route.page === 'job' && <JobPage jobId={route.jobId} key={route.jobId} />}
+            {route.page === 'datasets' && <DatasetsPage />}
+            {route.page === 'dataset' && <DatasetPage name={route.name} key={route.name} />}
             {route.page === 'missing' && (
               <section class="panel">
                 <p>There is no such page. </p>

@@ -1,7 +1,12 @@
 import { useEffect, useState } from 'preact/hooks';
 
-/** The console's two pages: the jobs list (with upload) at `/` and one job at `/jobs/{id}`. */
-export type Route = { page: 'jobs'; query: URLSearchParams } | { page: 'job'; jobId: string } | { page: 'missing' };
+/** The console's pages: the jobs list (with upload) at `/`, one job at `/jobs/{id}`, the datasets at `/datasets` and one at `/datasets/{name}`. */
+export type Route =
+  | { page: 'jobs'; query: URLSearchParams }
+  | { page: 'job'; jobId: string }
+  | { page: 'datasets' }
+  | { page: 'dataset'; name: string }
+  | { page: 'missing' };
 
 const listeners = new Set<() => void>();
 window.addEventListener('popstate', () => listeners.forEach((listener) => listener()));
@@ -15,8 +20,11 @@ export function navigate(url: string): void {
 
 function parse(): Route {
   if (location.pathname === '/') return { page: 'jobs', query: new URLSearchParams(location.search) };
-  const match = /^\/jobs\/([^/]+)$/.exec(location.pathname);
-  if (match?.[1]) return { page: 'job', jobId: decodeURIComponent(match[1]) };
+  const job = /^\/jobs\/([^/]+)$/.exec(location.pathname);
+  if (job?.[1]) return { page: 'job', jobId: decodeURIComponent(job[1]) };
+  if (location.pathname === '/datasets') return { page: 'datasets' };
+  const dataset = /^\/datasets\/([^/]+)$/.exec(location.pathname);
+  if (dataset?.[1]) return { page: 'dataset', name: decodeURIComponent(dataset[1]) };
   return { page: 'missing' };
 }
 

@@ -52,3 +52,16 @@ export function Notice({ kind, children }: { kind: 'error' | 'info'; children: C
     </div>
   );
 }
+
+const CELL_CHARS = 60;
+
+/** A value of a row as a table cell: null as nothing, text as is, anything else as JSON; a long one cut, whole on hover. */
+export function ValueCell({ value, numeric = false }: { value: unknown; numeric?: boolean }) {
+  const text = value === null || value === undefined ? '' : typeof value === 'string' ? value : JSON.stringify(value);
+  const long = text.length > CELL_CHARS;
+  return (
+    <td class={numeric ? 'num' : undefined} title={long ? text : undefined}>
+      {long ? `${text.slice(0, CELL_CHARS)}…` : text}
+    </td>
+  );
+}

@@ -1,14 +1,18 @@
 import { useRef, useState } from 'preact/hooks';
+import { WRITE_MODES, type WriteMode } from '../schemas/job.js';
 import { ApiError, uploadFile, type SubmittedJob } from './api.js';
 import { formatBytes } from './format.js';
 import { Link, Notice } from './ui.js';
 
 type Outcome = { file: string; job: SubmittedJob } | { file: string; error: string };
 
-/** Drop zone and file picker; uploads one file after another and shows each status URL. */
+/** Drop zone and file picker, with how to load the files; uploads one file after another and shows each status URL. */
 export function Upload() {
   const input = useRef<HTMLInputElement>(null);
   const [maxErrors, setMaxErrors] = useState('0');
+  const [dataset, setDataset] = useState('');
+  const [mode, setMode] = useState<WriteMode>('append');
+  const [key, setKey] = useState('');
   const [dragging, setDragging] = useState(false);
   const [sending, setSending] = useState<{ file: string; sent: number; total: number } | null>(null);
   const [outcomes, setOutcomes] = useState<Outcome[]>([]);
@@ -25,7 +29,8 @@ export function Upload() {
     for (const file of files) {
       setSending({ file: file.name, sent: 0, total: file.size });
       try {
-        const job = await uploadFile(file, Number(maxErrors), (sent, total) => setSending({ file: file.name, sent, total }));
+        const options = { maxErrors: Number(maxErrors), dataset: dataset.trim(), mode, key: mode === 'merge' ? key.trim() : '' };
+        const job = await uploadFile(file, options, (sent, total) => setSending({ file: file.name, sent, total }));
         done.push({ file: file.name, job });
       } catch (err) {
         done.push({ file: file.name, error: err instanceof ApiError ? err.message : String(err) });
@@ -81,6 +86,48 @@ export function Upload() {
         </label>
         <p id="max-errors-help" class="help">
           Rows that cannot be read are skipped and listed, up to this many; one more fails the job. 0: the first bad row fails it.
+        </p>
+        <label class="field">
+          Dataset
+          <input
+            type="text"
+            class="wide-input"
+            placeholder="from the file name"
+            autoComplete="off"
+            spellcheck={false}
+            value={dataset}
+            aria-describedby="load-help"
+            onInput={(event) => setDataset((event.currentTarget as HTMLInputElement).value)}
+          />
+        </label>
+        <label class="field">
+          Mode
+          <select value={mode} aria-describedby="load-help" onChange={(event) => setMode((event.currentTarget as HTMLSelectElement).value as WriteMode)}>
+            {WRITE_MODES.map((value) => (
+              <option value={value} key={value}>
+                {value}
+              </option>
+            ))}
+          </select>
+        </label>
+        {mode === 'merge' && (
+          <label class="field">
+            Key
+            <input
+              type="text"
+              class="wide-input"
+              placeholder="id or sku,store"
+              autoComplete="off"
+              spellcheck={false}
+              value={key}
+              aria-describedby="load-help"
+              onInput={(event) => setKey((event.currentTarget as HTMLInputElement).value)}
+            />
+          </label>
+        )}
+        <p id="load-help" class="help">
+          The rows load into the dataset's table (lower-case letters, digits and _; by default named after the file). append adds them, replace
+          swaps the table's rows for them, merge updates the rows whose key columns match and adds the others.
         </p>
       </div>
       {sending && (

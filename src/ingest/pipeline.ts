@@ -224,7 +224,12 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     await inFlight;
     await commit(cut(), inFlight); // also when empty: bytes_processed reaches bytes_total
     const publish = { schema: deps.datasetSchema, dataset: job.dataset!, jobId, format: job.format, mode: job.mode ?? 'append', key, widen: job.widen, state: loader.state() };
-    const completed = await markCompleted(tracker, jobId, (tx) => publishStage(tx, publish)).catch((err: unknown) => {
+    const publishing = performance.now();
+    const completed = await markCompleted(tracker, jobId, async (tx) => {
+      const rows = await publishStage(tx, publish);
+      log.info({ jobId, dataset: publish.dataset, mode: publish.mode, ...rows, ms: Math.round(performance.now() - publishing) }, 'rows moved into its dataset, committing with the job');
+      return rows;
+    }).catch((err: unknown) => {
       if (err instanceof PublishConflict) throw new IngestError(err.message);
       if (isDataError(err)) throw new IngestError(`the rows could not be loaded into dataset "${publish.dataset}": ${(err as Error).message}`);
       throw err;

@@ -7,9 +7,9 @@ import type { FastifyInstance } from 'fastify';
 export const CONSOLE_DIR = fileURLToPath(new URL('../../dist/console/', import.meta.url));
 
 /**
- * The web console: static files built ahead by Vite. Its pages (`/`, `/jobs/{id}`) all answer
- * index.html, the app routes in the browser. Hashed assets are cached for good; the page
- * itself is revalidated so a new build is picked up at once.
+ * The web console: static files built ahead by Vite. Its pages (`/`, `/jobs/{id}`, `/datasets`,
+ * `/datasets/{name}`) all answer index.html, the app routes in the browser. Hashed assets are
+ * cached for good; the page itself is revalidated so a new build is picked up at once.
  */
 export async function consoleRoutes(app: FastifyInstance, { root = CONSOLE_DIR }: { root?: string } = {}): Promise<void> {
   if (!existsSync(`${root}/index.html`)) {
@@ -36,4 +36,6 @@ export async function consoleRoutes(app: FastifyInstance, { root = CONSOLE_DIR }
   const page = { schema: { hide: true } };
   app.get('/', page, async (_request, reply) => reply.sendFile('index.html'));
   app.get('/jobs/:job_id', page, async (_request, reply) => reply.sendFile('index.html'));
+  app.get('/datasets', page, async (_request, reply) => reply.sendFile('index.html'));
+  app.get('/datasets/:name', page, async (_request, reply) => reply.sendFile('index.html'));
 }

@@ -3,7 +3,7 @@ import { api, ApiError, jobPath, TERMINAL, type Job, type RecordRow, type RowErr
 import { formatBytes, formatCount, formatDuration, formatTime } from '../format.js';
 import { followJob, type LiveState } from '../live.js';
 import { navigate } from '../router.js';
-import { Link, Notice, ProgressBar, StatusBadge } from '../ui.js';
+import { Link, Notice, ProgressBar, StatusBadge, ValueCell } from '../ui.js';
 
 const PREVIEW_ROWS = 50;
 const PREVIEW_COLUMNS = 12;
@@ -114,6 +114,35 @@ export function JobPage({ jobId }: { jobId: string }) {
             <dt>Source</dt>
             <dd>{job.source_type}</dd>
           </div>
+          {job.dataset && (
+            <div>
+              <dt>Dataset</dt>
+              <dd data-testid="job-dataset">
+                <Link href={`/datasets/${job.dataset}`}>{job.dataset}</Link>
+              </dd>
+            </div>
+          )}
+          {job.mode && (
+            <div>
+              <dt>Mode</dt>
+              <dd data-testid="job-mode">
+                {job.mode}
+                {job.key && job.key.length > 0 && <span class="muted"> on {job.key.join(', ')}</span>}
+              </dd>
+            </div>
+          )}
+          {job.rows_inserted !== null && (
+            <div>
+              <dt>Rows inserted</dt>
+              <dd data-testid="rows-inserted">{formatCount(job.rows_inserted)}</dd>
+            </div>
+          )}
+          {job.rows_updated !== null && (
+            <div>
+              <dt>Rows updated</dt>
+              <dd data-testid="rows-updated">{formatCount(job.rows_updated)}</dd>
+            </div>
+          )}
           <div>
             <dt>Job id</dt>
             <dd>
@@ -281,11 +310,6 @@ function RowErrors({ job }: { job: Job }) {
   );
 }
 
-function cellText(value: unknown): string {
-  if (value === null || value === undefined) return '';
-  return typeof value === 'string' ? value : JSON.stringify(value);
-}
-
 function RecordsPreview({ job }: { job: Job }) {
   const { rows, next, error, more } = usePaged<RecordRow>(job, 'records', job.records_processed);
   const columns: string[] = [];
@@ -323,14 +347,9 @@ function RecordsPreview({ job }: { job: Job }) {
                 {rows.map((row) => (
                   <tr key={row.record_no}>
                     <td class="num muted">{row.record_no}</td>
-                    {shown.map((column) => {
-                      const text = cellText(row.data[column]);
-                      return (
-                        <td key={column} title={text.length > 60 ? text : undefined}>
-                          {text.length > 60 ? `${text.slice(0, 60)}…` : text}
-                        </td>
-                      );
-                    })}
+                    {shown.map((column) => (
+                      <ValueCell value={row.data[column]} key={column} />
+                    ))}
                   </tr>
                 ))}
               </tbody>

@@ -182,7 +182,8 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
   );
 }
 
-function JobTable({ jobs }: { jobs: Job[] }) {
+/** Jobs as rows, each linking to its page (also the dataset page's list of the jobs that loaded it). */
+export function JobTable({ jobs }: { jobs: Job[] }) {
   return (
     <div class="table-wrap">
       <table class="jobs">
