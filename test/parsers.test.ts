@@ -45,8 +45,9 @@ function chunkings<T extends { length: number; slice(a: number, b?: number): T }
   return out;
 }
 
-/** A record without its text as written, once that text is checked to hold the same data. */
+/** A record as plain data: without its text as written (once that text is checked to hold the same data). */
 function withoutRaw(record: ParsedRecord): ParsedRecord {
+  if (record.values !== undefined) return { data: record.data, line: record.line }; // a CSV record: its data as an object
   if (record.raw === undefined) return record;
   expect(JSON.parse(record.raw)).toStrictEqual(record.data);
   const { raw: _, ...rest } = record;

@@ -111,7 +111,7 @@ export class Loader {
   }
 
   private csvRow(record: Extract<ParsedRecord, { data: object }>, recordNo: number): { text: string; width: number } | RowProblem {
-    const values = Object.values(record.data) as string[];
+    const values = record.values ?? (Object.values(record.data) as string[]);
     if (this.columns.length === 0) {
       const header = Object.keys(record.data);
       if (header.length > MAX_DATASET_COLUMNS) {
@@ -127,18 +127,20 @@ export class Loader {
         if (this.keyColumns.has(i)) return this.noKey(record, recordNo, column.name, values.join(','));
       } else if (column.target !== null && !textFits(value, column.target)) {
         return this.misfit(record, recordNo, column, value, values.join(','));
-      } else if (value.includes('\0')) {
-        return rowError(record.line, `record ${recordNo} (line ${record.line}): column "${column.name}" contains a NUL character, which PostgreSQL cannot store`, values.join(','));
       }
     }
+    // One test of the whole row for what COPY's text format must escape: most rows have none,
+    // and then no value needs a look of its own. (A NUL never gets here: the decoder refuses it.)
+    const special = COPY_SPECIAL.test(values.join(''));
     let text = String(recordNo);
     for (let i = 0; i < values.length; i++) {
       const value = values[i]!;
-      if (value === '') text += '\t\\N'; // an empty cell is NULL, whatever the column's type (as COPY's csv format reads it)
-      else {
-        if (this.columns[i]!.target === null) this.tallies[i]!.text(value);
-        text += `\t${escapeCopy(value)}`;
+      if (value === '') {
+        text += '\t\\N'; // an empty cell is NULL, whatever the column's type (as COPY's csv format reads it)
+        continue;
       }
+      if (this.columns[i]!.target === null) this.tallies[i]!.text(value);
+      text += `\t${special ? escapeCopy(value) : value}`;
     }
     return { text, width: values.length };
   }

@@ -22,6 +22,32 @@ export function headerKeys(header: string[]): string[] {
   });
 }
 
+/**
+ * A CSV record: its fields in header order (`values`, what a dataset loads), and the same as
+ * an object keyed by the header (`data`, made when first read: loading never needs it).
+ */
+class CsvRecord {
+  private object: Record<string, string> | undefined;
+
+  constructor(
+    private readonly keys: readonly string[],
+    private readonly hasProto: boolean,
+    readonly values: readonly string[],
+    readonly line: number,
+  ) {}
+
+  get data(): Record<string, string> {
+    if (this.object) return this.object;
+    const data: Record<string, string> = {};
+    for (let k = 0; k < this.keys.length; k++) {
+      if (this.hasProto && this.keys[k] === '__proto__') {
+        Object.defineProperty(data, '__proto__', { value: this.values[k], enumerable: true, writable: true, configurable: true });
+      } else data[this.keys[k]!] = this.values[k]!;
+    }
+    return (this.object = data);
+  }
+}
+
 // Fields beyond the header's count kept for the row error's excerpt; the rest are only counted.
 const EXTRA_FIELDS_KEPT = 16;
 
@@ -109,13 +135,7 @@ export async function* parseCsv(text: AsyncIterable<string> | Iterable<string>, 
       return rowError(recordLine, `CSV error on line ${recordLine}: expected ${keys.length} field${s} as in the header, found ${count}`, values.join(','));
     }
     if (broken) return rowError(recordLine, `CSV error on line ${recordLine}: ${broken}`, values.join(','));
-    const data: Record<string, string> = {};
-    for (let k = 0; k < keys.length; k++) {
-      if (hasProto && keys[k] === '__proto__') {
-        Object.defineProperty(data, '__proto__', { value: values[k], enumerable: true, writable: true, configurable: true });
-      } else data[keys[k]!] = values[k]!;
-    }
-    return { data, line: recordLine };
+    return new CsvRecord(keys, hasProto, values, recordLine);
   }
 
   for await (const chunk of text) {

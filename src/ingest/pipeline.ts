@@ -135,31 +135,30 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
 
   let failed = job.records_failed;
   const progress: ReadProgress = { bytes: 0 };
-  let lines: string[] = [];
-  let widths: number[] = [];
+  // The batch being read: its good records as stage rows (COPY text), all of one width (a JSON
+  // record bringing a new key starts a new batch), and its row errors.
+  let rows = '';
+  let rowCount = 0;
+  let width = 0;
   let errors: RowError[] = [];
   let from = checkpoint;
   let columnsBefore = loader.columns.length;
-  let batchChars = 0;
   const cut = (): Batch => {
-    const to = loader.columns.length;
-    let rows = '';
-    for (let i = 0; i < lines.length; i++) rows += `${lines[i]}${widths[i]! < to ? '\t\\N'.repeat(to - widths[i]!) : ''}\n`;
     const batch: Batch = {
       from,
       rows,
-      rowCount: lines.length,
-      columns: { from: columnsBefore, to },
+      rowCount,
+      width: rowCount > 0 ? width : 0,
+      columns: { from: columnsBefore, to: loader.columns.length },
       errors,
       bytesProcessed: progress.bytes,
       loadState: JSON.stringify(loader.state()),
     };
-    from += lines.length + errors.length;
-    columnsBefore = to;
-    lines = [];
-    widths = [];
+    from += rowCount + errors.length;
+    columnsBefore = loader.columns.length;
+    rows = '';
+    rowCount = 0;
     errors = [];
-    batchChars = 0;
     return batch;
   };
   const commit = async (done: Batch, after?: Promise<void>) => {
@@ -178,6 +177,21 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   const depth = deps.db.connections > 1 ? 2 : 1;
   const window: Promise<void>[] = [];
   let inFlight: Promise<void> | undefined; // the latest commit: it settles after all before it
+  /** Commits the batch read so far, in the window; on shutdown, lets the job go at this boundary instead (false). */
+  const flush = async (): Promise<boolean> => {
+    if (window.length >= depth) await window.shift();
+    // PGlite runs queries on this thread: let requests and events in between batches.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (signal.aborted) {
+      await inFlight;
+      await releaseAttempt(tracker, jobId);
+      return false;
+    }
+    inFlight = commit(cut(), inFlight);
+    inFlight.catch(() => {}); // awaited (and thrown) in turn
+    window.push(inFlight);
+    return true;
+  };
   let position = 0;
   try {
     for await (const record of readRecords(path, job.format, progress, deps.limits)) {
@@ -194,9 +208,10 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
         }
       }
       if ('text' in item) {
-        lines.push(item.text);
-        widths.push(item.width);
-        batchChars += item.text.length;
+        if (rowCount > 0 && item.width !== width && !(await flush())) return 'stopped';
+        width = item.width;
+        rows += `${item.text}\n`;
+        rowCount++;
       } else {
         errors.push({ recordNo, line: item.line, message: item.error, excerpt: item.excerpt });
         if (++failed > job.max_errors) {
@@ -207,19 +222,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
           throw new IngestError(`${item.error}${limit}`);
         }
       }
-      if (lines.length + errors.length >= deps.batchSize || batchChars >= BATCH_MAX_CHARS) {
-        if (window.length >= depth) await window.shift();
-        // PGlite runs queries on this thread: let requests and events in between batches.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        if (signal.aborted) {
-          await inFlight;
-          await releaseAttempt(tracker, jobId);
-          return 'stopped';
-        }
-        inFlight = commit(cut(), inFlight);
-        inFlight.catch(() => {}); // awaited (and thrown) in turn
-        window.push(inFlight);
-      }
+      if ((rowCount + errors.length >= deps.batchSize || rows.length >= BATCH_MAX_CHARS) && !(await flush())) return 'stopped';
     }
     await inFlight;
     await commit(cut(), inFlight); // also when empty: bytes_processed reaches bytes_total
@@ -248,7 +251,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     // The input broke off (a truncated file, an unclosed quote...): what was read before it is
     // counted too, so the counters and row errors do not depend on BATCH_SIZE. The job fails
     // as a whole all the same: nothing reaches its dataset.
-    if (committed && lines.length + errors.length > 0) {
+    if (committed && rowCount + errors.length > 0) {
       await commit(cut()).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not commit the records before a fatal error'));
     }
     await markFailed(tracker, jobId, err.message);

@@ -5,9 +5,10 @@
  * Errors that make the rest unreadable (invalid UTF-8, truncation) are thrown instead.
  */
 export type ParsedRecord =
-  // raw: the record's JSON text as written in the input (JSON formats), stored as it is.
-  | { data: Record<string, unknown>; line: number; raw?: string; error?: undefined }
-  | { data?: undefined; line: number; raw?: undefined; error: string; excerpt: string };
+  // raw: the record's JSON text as written in the input (JSON formats), stored as it is;
+  // values: a CSV record's fields in header order (its data, without building an object).
+  | { data: Record<string, unknown>; line: number; raw?: string; values?: readonly string[]; error?: undefined }
+  | { data?: undefined; line: number; raw?: undefined; values?: undefined; error: string; excerpt: string };
 
 const EXCERPT_LENGTH = 120;
 

@@ -126,10 +126,11 @@ export async function releaseAttempt(t: Tracker, jobId: string): Promise<void> {
 export interface Batch {
   /** Input position of the batch's first record: the checkpoint it continues from. */
   from: number;
-  /** The good records as rows of the job's stage (COPY text), and how many there are. */
+  /** The good records as rows of the job's stage (COPY text), how many there are, and how many columns they fill. */
   rows: string;
   rowCount: number;
-  /** Stage columns to add before the copy (from, to), and so how many the rows fill (to). */
+  width: number;
+  /** Stage columns to add before the copy (from, to). */
   columns: { from: number; to: number };
   errors: RowError[];
   /** Bytes of the input read when the batch was cut. */
@@ -148,7 +149,7 @@ export interface Batch {
 export async function incrementProgress(t: Tracker, jobId: string, batch: Batch, after?: Promise<unknown>): Promise<JobRow> {
   const row = await t.change(jobId, async (tx) => {
     try {
-      if (batch.rowCount > 0 || batch.columns.to > batch.columns.from) await copyStage(tx, jobId, batch.columns, batch.rows);
+      if (batch.rowCount > 0 || batch.columns.to > batch.columns.from) await copyStage(tx, jobId, batch.columns, batch.width, batch.rows);
       if (batch.errors.length > 0) await insertRowErrors(tx, jobId, batch.errors);
     } catch (err) {
       // 23505: another worker holding the same checkpoint wrote these row errors first;
