@@ -100,7 +100,7 @@ export function JobPage({ jobId }: { jobId: string }) {
         </p>
         <dl class="stats">
           <div>
-            <dt>Records ingested</dt>
+            <dt>{job.status === 'completed' ? 'Records loaded' : 'Records read'}</dt>
             <dd data-testid="records-processed">{formatCount(job.records_processed)}</dd>
           </div>
           <div>
@@ -317,7 +317,7 @@ function RecordsPreview({ job }: { job: Job }) {
   const shown = columns.slice(0, PREVIEW_COLUMNS);
   return (
     <section class="panel" aria-labelledby="records-title">
-      <h2 id="records-title">Records ({formatCount(job.records_processed)})</h2>
+      <h2 id="records-title">{job.status === 'completed' ? `Records (${formatCount(job.records_processed)})` : 'Records'}</h2>
       {error && <Notice kind="error">Could not load the records: {error}</Notice>}
       {rows.length === 0 ? (
         <p class="empty" data-testid="records-empty">
