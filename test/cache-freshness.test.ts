@@ -212,7 +212,7 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
     };
     const tracker = createTracker(db, cache, events);
     const cached = async () => probe.get(key);
-    const batch = (from: number): Batch => ({ from, rows: `${from}\t1\n`, rowCount: 1, width: 1, columns: { from: from === 0 ? 0 : 1, to: 1 }, errors: [], bytesProcessed: 10, loadState: '{"columns":[]}' });
+    const batch = (from: number): Batch => ({ from, rows: Buffer.from(`${from}\t1\n`), rowCount: 1, width: 1, columns: { from: from === 0 ? 0 : 1, to: 1 }, errors: [], bytesProcessed: 10, loadState: '{"columns":[]}' });
 
     const expectChange = async (row: JobRow | null, version: number) => {
       expect(row?.version).toBe(version);

@@ -16,7 +16,7 @@ const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attemp
 /** A batch of good records numbered from `from`, each staged whole in one column. */
 function batchOf(from: number, records: object[]): Batch {
   const rows = records.map((data, i) => `${from + i}\t${JSON.stringify(data)}\n`).join('');
-  return { from, rows, rowCount: records.length, width: 1, columns: { from: from === 0 ? 0 : 1, to: 1 }, errors: [], bytesProcessed: 0, loadState: '{"columns":[]}' };
+  return { from, rows: Buffer.from(rows), rowCount: records.length, width: 1, columns: { from: from === 0 ? 0 : 1, to: 1 }, errors: [], bytesProcessed: 0, loadState: '{"columns":[]}' };
 }
 
 /** The storage Intake itself would open on this sandbox. */

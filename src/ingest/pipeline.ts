@@ -51,9 +51,34 @@ function isDataError(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('22');
 }
 
-// Batches are also cut at this many characters of staged rows, so that memory stays bounded when
+// Batches are also cut at this many bytes of staged rows, so that memory stays bounded when
 // records are large (BATCH_SIZE records of MAX_RECORD_LENGTH each would not be).
-const BATCH_MAX_CHARS = 32 * 1024 ** 2;
+const BATCH_MAX_BYTES = 32 * 1024 ** 2;
+
+/**
+ * A batch's stage rows as UTF-8 bytes, each written as it is made: its text (built from
+ * slices of the input's chunks) dies young, instead of living on, and being promoted to the
+ * old generation, for as long as the batch is built and in flight.
+ */
+class RowBytes {
+  private buffer = Buffer.allocUnsafe(256 * 1024);
+  length = 0;
+
+  add(text: string): void {
+    const room = this.length + text.length * 3 + 1; // UTF-8 takes at most 3 bytes a UTF-16 unit
+    if (room > this.buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(room, this.buffer.length * 2));
+      this.buffer.copy(grown, 0, 0, this.length);
+      this.buffer = grown;
+    }
+    this.length += this.buffer.write(text, this.length);
+    this.buffer[this.length++] = 0x0a;
+  }
+
+  bytes(): Uint8Array<ArrayBuffer> {
+    return new Uint8Array(this.buffer.buffer, this.buffer.byteOffset, this.length) as Uint8Array<ArrayBuffer>;
+  }
+}
 
 /**
  * The types a job's values must fit, by column name or name as written: those its submit
@@ -137,7 +162,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   const progress: ReadProgress = { bytes: 0 };
   // The batch being read: its good records as stage rows (COPY text), all of one width (a JSON
   // record bringing a new key starts a new batch), and its row errors.
-  let rows = '';
+  let rows = new RowBytes();
   let rowCount = 0;
   let width = 0;
   let errors: RowError[] = [];
@@ -146,7 +171,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   const cut = (): Batch => {
     const batch: Batch = {
       from,
-      rows,
+      rows: rows.bytes(),
       rowCount,
       width: rowCount > 0 ? width : 0,
       columns: { from: columnsBefore, to: loader.columns.length },
@@ -156,7 +181,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     };
     from += rowCount + errors.length;
     columnsBefore = loader.columns.length;
-    rows = '';
+    rows = new RowBytes();
     rowCount = 0;
     errors = [];
     return batch;
@@ -210,7 +235,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
       if ('text' in item) {
         if (rowCount > 0 && item.width !== width && !(await flush())) return 'stopped';
         width = item.width;
-        rows += `${item.text}\n`;
+        rows.add(item.text);
         rowCount++;
       } else {
         errors.push({ recordNo, line: item.line, message: item.error, excerpt: item.excerpt });
@@ -222,7 +247,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
           throw new IngestError(`${item.error}${limit}`);
         }
       }
-      if ((rowCount + errors.length >= deps.batchSize || rows.length >= BATCH_MAX_CHARS) && !(await flush())) return 'stopped';
+      if ((rowCount + errors.length >= deps.batchSize || rows.length >= BATCH_MAX_BYTES) && !(await flush())) return 'stopped';
     }
     await inFlight;
     await commit(cut(), inFlight); // also when empty: bytes_processed reaches bytes_total

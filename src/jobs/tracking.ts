@@ -127,7 +127,7 @@ export interface Batch {
   /** Input position of the batch's first record: the checkpoint it continues from. */
   from: number;
   /** The good records as rows of the job's stage (COPY text), how many there are, and how many columns they fill. */
-  rows: string;
+  rows: Uint8Array<ArrayBuffer>;
   rowCount: number;
   width: number;
   /** Stage columns to add before the copy (from, to). */

@@ -62,13 +62,13 @@ export async function dropOrphanStages(db: Queryable): Promise<number> {
  * A batch into the stage: the loader's columns `add.from` to `add.to` (exclusive) added first,
  * then the rows, each filling the first `width` columns (the rest are NULL).
  */
-export async function copyStage(tx: Queryable, jobId: string, add: { from: number; to: number }, width: number, text: string): Promise<void> {
+export async function copyStage(tx: Queryable, jobId: string, add: { from: number; to: number }, width: number, text: Uint8Array<ArrayBuffer>): Promise<void> {
   if (add.to > add.from) {
     const adds = [];
     for (let i = add.from; i < add.to; i++) adds.push(`ADD COLUMN IF NOT EXISTS ${stageColumn(i)} TEXT`);
     await tx.query(`ALTER TABLE ${stageOf(jobId)} ${adds.join(', ')}`);
   }
-  if (text === '') return;
+  if (text.length === 0) return;
   const columns = ['_intake_record_no'];
   for (let i = 0; i < width; i++) columns.push(stageColumn(i));
   await tx.copyFrom(`COPY ${stageOf(jobId)} (${columns.join(', ')}) FROM STDIN`, text);

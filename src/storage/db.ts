@@ -23,7 +23,7 @@ export interface Queryable {
    * Runs `COPY table (columns) FROM STDIN` (text format) with `data` as its input: the
    * fastest way to load rows on both backends. Returns the number of rows copied.
    */
-  copyFrom(sql: string, data: string): Promise<number>;
+  copyFrom(sql: string, data: string | Uint8Array<ArrayBuffer>): Promise<number>;
 }
 
 export interface Db extends Queryable {

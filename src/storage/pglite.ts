@@ -20,7 +20,7 @@ function wrap(conn: Pick<PGlite, 'query' | 'exec'>): Queryable {
     async exec(sql: string): Promise<void> {
       await conn.exec(sql);
     },
-    async copyFrom(sql: string, data: string): Promise<number> {
+    async copyFrom(sql: string, data: string | Uint8Array<ArrayBuffer>): Promise<number> {
       // PGlite has no COPY protocol stream: its COPY reads a virtual file given as a Blob.
       const result = await conn.query(sql.replace(/FROM STDIN\b/, "FROM '/dev/blob'"), [], { blob: new Blob([data]) });
       return result.affectedRows ?? 0;

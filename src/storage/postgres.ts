@@ -90,7 +90,7 @@ async function on<T>(held: Held, op: (client: pg.PoolClient) => Promise<T>): Pro
 
 type Run = <T>(op: (client: pg.PoolClient) => Promise<T>) => Promise<T>;
 
-async function copy(client: pg.PoolClient, sql: string, data: string): Promise<number> {
+async function copy(client: pg.PoolClient, sql: string, data: string | Uint8Array<ArrayBuffer>): Promise<number> {
   const stream = client.query(copyFrom(sql));
   await pipeline(Readable.from([data]), stream);
   return stream.rowCount ?? 0;
@@ -134,7 +134,7 @@ function queryable(run: Run): Queryable {
       // Without parameters pg uses the simple query protocol, which allows several statements.
       await run((client) => client.query(sql));
     },
-    copyFrom(sql: string, data: string): Promise<number> {
+    copyFrom(sql: string, data: string | Uint8Array<ArrayBuffer>): Promise<number> {
       return run((client) => copy(client, sql, data));
     },
   };
