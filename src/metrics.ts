@@ -94,7 +94,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     },
   });
 
-  if (cache) {
+  if (cache?.kind === 'redis') {
     const { stats } = cache;
     new Counter({
       name: 'intake_status_cache_requests_total',

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
+import { createMemoryStatusCache } from './cache/memory-status.js';
 import type { StatusCache } from './cache/status-cache.js';
 import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
@@ -55,7 +56,8 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   // BullMQ and ioredis are loaded only when they are used.
   const scaleOut = config.redisUrl ? (await import('./dispatch/scale-out.js')).openScaleOut(config, db, log) : undefined;
   const events = scaleOut?.events ?? createLocalEvents();
-  const cache = scaleOut?.cache;
+  // Embedded: in memory, so status reads answer while a publish holds PGlite's one connection.
+  const cache = scaleOut?.cache ?? (db.kind === 'pglite' ? createMemoryStatusCache() : undefined);
   const tracker = createTracker(db, cache, events);
   const pipeline: PipelineDeps = {
     db,

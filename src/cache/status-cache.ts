@@ -13,6 +13,8 @@ import { batchReads } from '../batch.js';
  * miss; the caller reads the database instead.
  */
 export interface StatusCache {
+  /** Redis (scale-out), or this process's memory (embedded mode: see memory-status.ts). */
+  readonly kind: 'redis' | 'memory';
   /** The cached payload, or null: absent, marked by a change in flight, deleted, or Redis unavailable. */
   get(jobId: string): Promise<string | null>;
   /**
@@ -264,6 +266,7 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
   });
 
   return {
+    kind: 'redis',
     stats,
     async get(jobId) {
       stats.reads++;

@@ -55,6 +55,9 @@ function isDataError(err: unknown): boolean {
 // records are large (BATCH_SIZE records of MAX_RECORD_LENGTH each would not be).
 const BATCH_MAX_BYTES = 32 * 1024 ** 2;
 
+// Stage pages (8 KiB) an embedded publish moves per statement: about 40,000 rows of 150 bytes.
+const PGLITE_PUBLISH_PAGES = 800;
+
 /**
  * A batch's stage rows as UTF-8 bytes, each written as it is made: its text (built from
  * slices of the input's chunks) dies young, instead of living on, and being promoted to the
@@ -251,7 +254,17 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     }
     await inFlight;
     await commit(cut(), inFlight); // also when empty: bytes_processed reaches bytes_total
-    const publish = { schema: deps.datasetSchema, dataset: job.dataset!, jobId, format: job.format, mode: job.mode ?? 'append', key, widen: job.widen, state: loader.state() };
+    const publish = {
+      schema: deps.datasetSchema,
+      dataset: job.dataset!,
+      jobId,
+      format: job.format,
+      mode: job.mode ?? 'append',
+      key,
+      widen: job.widen,
+      state: loader.state(),
+      chunkPages: deps.db.kind === 'pglite' ? PGLITE_PUBLISH_PAGES : undefined,
+    };
     const publishing = performance.now();
     const completed = await markCompleted(tracker, jobId, async (tx) => {
       const rows = await publishStage(tx, publish);

@@ -57,7 +57,7 @@ export async function healthRoutes(app: FastifyInstance, { db, cache, metrics }:
       },
     },
     async (_request, reply) => {
-      const [database, redis] = await Promise.all([check('database', () => db.query('SELECT 1')), cache && check('redis', () => cache.ping())]);
+      const [database, redis] = await Promise.all([check('database', () => db.query('SELECT 1')), cache?.kind === 'redis' && check('redis', () => cache.ping())]);
       const checks: Record<string, Check> = redis ? { database, redis } : { database };
       const down = Object.keys(checks).filter((name) => checks[name] !== 'ok');
       if (down.length === 0) return { status: 'ready', checks };

@@ -108,6 +108,11 @@ export interface Publish {
   key: string[];
   widen: boolean;
   state: LoadState;
+  /**
+   * Moves an append's or a replace's rows this many stage pages at a time (PGlite: it runs on
+   * Node's thread, and one statement moving a million rows would hold it for seconds).
+   */
+  chunkPages?: number;
 }
 
 /** A load that cannot be published as asked: the job fails with this message. */
@@ -203,7 +208,20 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   const rows = `SELECT ${[...selects, `'${p.jobId}'::uuid AS _intake_job_id`, 's._intake_record_no'].join(', ')} FROM ${stage} s`;
   let inserted: number;
   let updated = 0;
-  if (p.mode !== 'merge') {
+  if (p.mode !== 'merge' && p.chunkPages) {
+    // The stage's pages a slice at a time (a TID range scan each), in order, with the event
+    // loop let in between: all in the one transaction, so the rows still appear together.
+    const { rows: size } = await tx.query<{ pages: number }>(
+      `SELECT (pg_relation_size($1::regclass) / current_setting('block_size')::int)::int AS pages`,
+      [stage],
+    );
+    inserted = 0;
+    for (let first = 0; first < size[0]!.pages; first += p.chunkPages) {
+      const slice = `s.ctid >= '(${first},0)'::tid AND s.ctid < '(${first + p.chunkPages},0)'::tid`;
+      inserted += (await tx.query(`INSERT INTO ${table} (${columns}) ${rows} WHERE ${slice}`)).rowCount;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  } else if (p.mode !== 'merge') {
     inserted = (await tx.query(`INSERT INTO ${table} (${columns}) ${rows}`)).rowCount;
   } else {
     const keys = p.key.map((k) => {
