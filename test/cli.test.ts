@@ -148,6 +148,20 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect((await run('status', jobId)).code).toBe(2);
   });
 
+  it('upload reads a CSV with the delimiter and header it is given (--delimiter, --no-header)', async () => {
+    writeFileSync(join(dir, 'bare.csv'), '1|Ada\n2|Grace\n');
+    const done = await run('upload', 'bare.csv', '--dataset', 'bare', '--delimiter', '|', '--no-header', '--wait');
+    expect(done.code).toBe(0);
+    const jobId = done.stdout.trim();
+    expect((await getJson(`${server.url}/api/job/${jobId}/records`)).body.results.map((r: { data: unknown }) => r.data)).toEqual([
+      { column_1: 1, column_2: 'Ada' },
+      { column_1: 2, column_2: 'Grace' },
+    ]);
+    const bad = await run('upload', 'bare.csv', '--delimiter', ':');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^intake: body\.delimiter: delimiter is one of , ; \| or a tab/);
+  });
+
   it('upload loads into a dataset: --dataset, --mode merge --key, --schema, --widen; the job lines say where and what was loaded', async () => {
     const args = ['--dataset', 'orders', '--mode', 'merge', '--key', 'id'];
     const first = await run('upload', 'orders.csv', ...args, '--schema', '{"qty":"bigint"}', '--wait');
@@ -268,10 +282,10 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
 
   it.each([
     [['upload', 'missing.csv'], 'intake: cannot read missing.csv: no such file'],
-    [['upload', 'notes.txt'], 'intake: Unsupported file type "notes.txt": send a .csv, .json, .ndjson or .jsonl file (HTTP 415 unsupported_file_type)'],
+    [['upload', 'notes.txt'], 'intake: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson or .jsonl file (HTTP 415 unsupported_file_type)'],
     [['upload', 'people.csv', '--max-errors', '-1'], "intake: Option '--max-errors' argument is ambiguous"],
     [['upload', 'people.csv', '--max-errors', 'many'], 'intake: --max-errors must be a whole number, 0 or more, not "many"'],
-    [['upload'], 'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--max-errors N] [--wait] [--json]'],
+    [['upload'], 'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--max-errors N] [--wait] [--json]'],
     [['upload', 'people.csv', '--mode', 'merge'], 'intake: body.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on (HTTP 422 validation_error)'],
     [['datasets', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
     [['export', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],

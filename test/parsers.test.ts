@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as csvParseSync } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { headerKeys, parseCsv } from '../src/ingest/csv.js';
+import { detectDelimiter, headerKeys, parseCsv, type CsvDialect } from '../src/ingest/csv.js';
 import { decodeUtf8 } from '../src/ingest/decode.js';
 import { IngestError } from '../src/ingest/errors.js';
 import { parseJson } from '../src/ingest/json.js';
@@ -237,10 +237,38 @@ describe('parseCsv', () => {
     expect(await failure(parseCsv, '"a,b\n')).toMatch(/line 1: .*never closed/);
   });
 
-  it('fails on stray quotes, naming the line', async () => {
-    expect(await failure(parseCsv, 'a,b\n1,x"y\n')).toMatch(/^CSV error on line 2: a '"' inside unquoted field 2/);
-    expect(await failure(parseCsv, 'a,b\n1,2\n"1"x,2\n')).toMatch(/^CSV error on line 3: "x" after the closing quote of field 1/);
+  it('keeps a quote inside an unquoted field as a character; fails on text after a closing quote, naming the line', async () => {
+    expect(await data(parseCsv, 'a,b\n1,x"y\n2,5" tall\n')).toEqual([
+      { a: '1', b: 'x"y' },
+      { a: '2', b: '5" tall' },
+    ]);
+    expect(await failure(parseCsv, 'a,b\n1,2\n"1"x,2\n')).toMatch(/^CSV error on line 3: "x" after the closing quote of field 1; expected ',' or the end of the line/);
     expect(await failure(parseCsv, 'a,b\n"1" ,2\n')).toMatch(/^CSV error on line 2: " " after the closing quote/);
+  });
+
+  it('detects the delimiter among , ; tab and | from the first lines, and takes one given', async () => {
+    expect(detectDelimiter('a;b;c\n1;2,5;3\n')).toBe(';');
+    expect(detectDelimiter('a\tb\n1\t2\n')).toBe('\t');
+    expect(detectDelimiter('a|b\n"x|y"|2\n')).toBe('|');
+    expect(detectDelimiter('name,note\n"a;b;c",x\n')).toBe(',');
+    expect(detectDelimiter('single\nvalue\n')).toBe(',');
+    expect(detectDelimiter('a;b\n1;2')).toBe(';');
+    // A European export: semicolons, decimal commas, CRLF.
+    expect(await data(parseCsv, 'Artikel;Preis;Menge\r\nÄpfel;1,99;3\r\nBirnen;2,49;5\r\n')).toEqual([
+      { Artikel: 'Äpfel', Preis: '1,99', Menge: '3' },
+      { Artikel: 'Birnen', Preis: '2,49', Menge: '5' },
+    ]);
+    const given = async (text: string, dialect: CsvDialect) => {
+      const out: unknown[] = [];
+      for await (const r of parseCsv([text], undefined, dialect)) out.push(r.data ?? r.error);
+      return out;
+    };
+    expect(await given('a;b\n1;2\n', { delimiter: ',' })).toEqual([{ 'a;b': '1;2' }]);
+    expect(await given('1\t2\n3\t4\n', { delimiter: '\t', header: false })).toEqual([
+      { column_1: '1', column_2: '2' },
+      { column_1: '3', column_2: '4' },
+    ]);
+    expect(await given('1,2\n3\n', { header: false })).toEqual([{ column_1: '1', column_2: '2' }, 'CSV error on line 2: expected 2 fields as in the first row, found 1']);
   });
 
   it('agrees with csv-parse on random valid CSV, and gets every record line right', async () => {

@@ -11,7 +11,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options'];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
 function batchOf(from: number, records: object[]): Batch {
@@ -67,6 +67,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [6, '006_cancel_retry_idempotency'],
       [7, '007_list_keyset_indexes'],
       [8, '008_datasets'],
+      [9, '009_read_options'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -102,6 +103,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['load_state', 'jsonb', null, 'YES'],
       ['rows_inserted', 'int8', null, 'YES'],
       ['rows_updated', 'int8', null, 'YES'],
+      ['read_options', 'jsonb', null, 'YES'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -139,7 +141,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       await sandbox?.dispose();
     });
 
-    const load: LoadOptions = { dataset: 'people', mode: 'append', key: [], types: {}, widen: false };
+    const load: LoadOptions = { dataset: 'people', mode: 'append', key: [], types: {}, widen: false, read: {} };
     const newJob = async () => {
       const job = await insertJob(db, { jobId: randomUUID(), sourceType: 'csv_upload', fileName: 'people.csv', format: 'csv', maxErrors: 0, bytesTotal: 100, load });
       await createStage(db, job.job_id, db.kind === 'postgres');
@@ -331,6 +333,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 6, name: '006_cancel_retry_idempotency' },
         { version: 7, name: '007_list_keyset_indexes' },
         { version: 8, name: '008_datasets' },
+        { version: 9, name: '009_read_options' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

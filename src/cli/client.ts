@@ -157,7 +157,8 @@ function progressDisplay(stderr: NodeJS.WriteStream): { update(job: JobPayload):
   };
 }
 
-const UPLOAD_USAGE = 'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--max-errors N] [--wait] [--json]';
+const UPLOAD_USAGE =
+  'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--max-errors N] [--wait] [--json]';
 
 async function upload(args: string[], io: ClientIo): Promise<number> {
   const { values, positionals } = parse(
@@ -168,6 +169,8 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
       key: { type: 'string' },
       schema: { type: 'string' },
       widen: { type: 'boolean' },
+      delimiter: { type: 'string' },
+      'no-header': { type: 'boolean' },
       'max-errors': { type: 'string' },
       wait: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -189,8 +192,9 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   // Intake reads the fields before the file: they have to come first.
   const form = new FormData();
   if (maxErrors !== undefined) form.append('max_errors', maxErrors);
-  for (const name of ['dataset', 'mode', 'key', 'schema'] as const) if (values[name] !== undefined) form.append(name, values[name] as string);
+  for (const name of ['dataset', 'mode', 'key', 'schema', 'delimiter'] as const) if (values[name] !== undefined) form.append(name, values[name] as string);
   if (values.widen) form.append('schema_update', 'widen');
+  if (values['no-header']) form.append('header', 'false');
   form.append('file', file, basename(path));
   return submitted(client, await client.upload(form), values, io);
 }

@@ -3,8 +3,12 @@
  * its form fields, checked into what the job row keeps. Anything wrong is a 422 naming it.
  */
 import { validationError, type ValidationIssue } from '../errors.js';
-import { WRITE_MODES, type WriteMode } from '../schemas/job.js';
+import type { CsvDialect, Delimiter } from '../ingest/csv.js';
+import { WRITE_MODES, type Format, type WriteMode } from '../schemas/job.js';
 import type { LoadOptions } from '../storage/jobs.js';
+
+/** How the file is read: a CSV's delimiter and header (none given: detected, and a header row). */
+export type ReadOptions = CsvDialect;
 import { datasetNameFor, datasetNameProblem } from './names.js';
 import { COLUMN_TYPES, type ColumnType } from './types.js';
 
@@ -14,14 +18,22 @@ export interface RawLoadOptions {
   key?: string;
   schema?: string;
   schema_update?: string;
+  delimiter?: string;
+  header?: string | boolean;
 }
 
-export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update'] as const;
+export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update', 'delimiter', 'header'] as const;
+
+// A delimiter by its character or its name.
+const DELIMITER_NAMES: Record<string, Delimiter> = { ',': ',', ';': ';', '\t': '\t', '|': '|', comma: ',', semicolon: ';', tab: '\t', pipe: '|' };
 const MAX_KEY_COLUMNS = 32;
 const MAX_DECLARED_COLUMNS = 1600;
 
-/** The options checked; `fileName` names the dataset when none is given. Throws a 422 listing every problem. */
-export function loadOptions(raw: RawLoadOptions, fileName: string | null, where: 'query' | 'body'): LoadOptions {
+/**
+ * The options checked; `fileName` names the dataset when none is given, and a `.tsv` one is
+ * tab-separated unless said otherwise. Throws a 422 listing every problem.
+ */
+export function loadOptions(raw: RawLoadOptions, fileName: string | null, format: Format, where: 'query' | 'body'): LoadOptions {
   const issues: ValidationIssue[] = [];
   const issue = (field: string, msg: string) => issues.push({ loc: [where, field], msg, type: 'value_error' });
 
@@ -64,6 +76,21 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, where:
   const update = raw.schema_update ?? '';
   if (update !== '' && update !== 'widen') issue('schema_update', `schema_update is "widen" (let the job widen existing columns) or not given (got "${update.slice(0, 40)}")`);
 
+  const read: ReadOptions = {};
+  if (raw.delimiter !== undefined && raw.delimiter !== '') {
+    const delimiter = DELIMITER_NAMES[raw.delimiter.toLowerCase()];
+    if (!delimiter) issue('delimiter', `delimiter is one of , ; | or a tab (or comma, semicolon, pipe, tab) (got ${JSON.stringify(raw.delimiter.slice(0, 20))})`);
+    else read.delimiter = delimiter;
+  } else if (fileName?.toLowerCase().endsWith('.tsv')) read.delimiter = '\t';
+  if (raw.header !== undefined && raw.header !== '') {
+    const header = String(raw.header).toLowerCase();
+    if (header !== 'true' && header !== 'false') issue('header', `header is true (the first row names the columns, the default) or false (columns are column_1, column_2 …)`);
+    else if (header === 'false') read.header = false;
+  }
+  if (format !== 'csv' && (read.delimiter !== undefined || read.header !== undefined)) {
+    issue(raw.delimiter ? 'delimiter' : 'header', 'delimiter and header apply to CSV files only');
+  }
+
   if (issues.length > 0) throw validationError(issues);
-  return { dataset, mode, key: mode === 'merge' ? key : [], types, widen: update === 'widen' };
+  return { dataset, mode, key: mode === 'merge' ? key : [], types, widen: update === 'widen', read };
 }

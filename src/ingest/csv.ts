@@ -58,9 +58,100 @@ const enum State {
   QuoteSeen, // in a quoted field, just after a '"': it closes the field, or doubles as '""'
 }
 
+/** The delimiters Intake reads, and detects when none is given. */
+export const DELIMITERS = [',', ';', '\t', '|'] as const;
+export type Delimiter = (typeof DELIMITERS)[number];
+
+/** How a CSV file is written: its delimiter (detected from its first lines when not given) and whether it has a header row. */
+export interface CsvDialect {
+  delimiter?: Delimiter;
+  header?: boolean;
+}
+
+// Lines looked at to detect the delimiter.
+const SAMPLE_LINES = 20;
+
 /**
- * RFC 4180 CSV with a header row: quoted fields (with "" for a quote) which may hold commas
- * and line breaks; records end with CRLF, LF or (old Mac files) a lone CR, mixed at will.
+ * The delimiter of a CSV file, from its first lines (outside quoted fields): the candidate
+ * found the same number of times, at least once, on every line of the sample, the most often;
+ * failing that, the one most often on the first line (the header); a comma when the first
+ * line has none (one column).
+ */
+export function detectDelimiter(sample: string): Delimiter {
+  const counts: number[][] = [];
+  let line = DELIMITERS.map(() => 0);
+  let empty = true;
+  let quoted = false;
+  for (let i = 0; i < sample.length && counts.length < SAMPLE_LINES; i++) {
+    const c = sample[i]!;
+    if (c === '"') {
+      quoted = !quoted;
+      empty = false;
+    } else if (!quoted && (c === '\n' || c === '\r')) {
+      if (c === '\r' && sample[i + 1] === '\n') i++;
+      if (!empty) counts.push(line); // empty lines are skipped, as the parser skips them
+      line = DELIMITERS.map(() => 0);
+      empty = true;
+    } else {
+      empty = false;
+      const d = quoted ? -1 : DELIMITERS.indexOf(c as Delimiter);
+      if (d >= 0) line[d]!++;
+    }
+  }
+  if (!empty && counts.length < SAMPLE_LINES) counts.push(line); // the last line, without its line break
+  let best = -1;
+  for (let d = 0; d < DELIMITERS.length; d++) {
+    const first = counts[0]?.[d] ?? 0;
+    if (first > 0 && counts.every((n) => n[d] === first) && (best < 0 || first > counts[0]![best]!)) best = d;
+  }
+  if (best < 0 && counts.length > 0) {
+    const first = counts[0]!;
+    const most = Math.max(...first);
+    if (most > 0) best = first.indexOf(most);
+  }
+  return DELIMITERS[Math.max(best, 0)]!;
+}
+
+/**
+ * The text as it comes, after `first` has seen its start: the chunks that hold the first
+ * SAMPLE_LINES lines (or 64 KiB, or all of it), joined.
+ */
+async function* sampled(text: AsyncIterable<string> | Iterable<string>, first: (sample: string) => void): AsyncGenerator<string> {
+  let sample = '';
+  let sent = false;
+  try {
+    for await (const chunk of text) {
+      if (sent) {
+        yield chunk;
+        continue;
+      }
+      sample += chunk;
+      if (sample.length >= 64 * 1024 || (sample.match(/\n|\r(?!\n)/g)?.length ?? 0) > SAMPLE_LINES) {
+        first(sample);
+        sent = true;
+        yield sample;
+      }
+    }
+  } catch (err) {
+    // The input broke off (invalid UTF-8...): what came before it is read all the same.
+    if (!sent) {
+      first(sample);
+      sent = true;
+      yield sample;
+    }
+    throw err;
+  }
+  if (!sent) {
+    first(sample);
+    yield sample;
+  }
+}
+
+/**
+ * CSV (RFC 4180, with the delimiter of the dialect) with a header row, or without one (then
+ * columns are named `column_1` …): quoted fields (with "" for a quote) which may hold the
+ * delimiter and line breaks; records end with CRLF, LF or (old Mac files) a lone CR, mixed at
+ * will. A '"' inside an unquoted field is a character of it, as Excel and Python read it.
  * Empty lines are skipped; a leading BOM is dropped. Every record must have as many fields as
  * the header. Line numbers count physical lines (CRLF, LF or CR ends one), also inside
  * quoted fields; a record's line is the one where it starts.
@@ -70,7 +161,14 @@ const enum State {
  * maxFieldLength or a record longer than maxRecordLength is a row error, and what it holds
  * beyond the limit is never kept (the parser reads on to its end without storing it).
  */
-export async function* parseCsv(text: AsyncIterable<string> | Iterable<string>, limits: InputLimits = DEFAULT_LIMITS): AsyncGenerator<ParsedRecord> {
+export async function* parseCsv(
+  text: AsyncIterable<string> | Iterable<string>,
+  limits: InputLimits = DEFAULT_LIMITS,
+  dialect: CsvDialect = {},
+): AsyncGenerator<ParsedRecord> {
+  const header = dialect.header ?? true;
+  let delimiter = dialect.delimiter;
+  let sep = delimiter?.charCodeAt(0) ?? 0x2c;
   let keys: string[] | null = null;
   let hasProto = false;
   let fields: string[] = []; // the record's fields, while it is within the limits
@@ -126,19 +224,23 @@ export async function* parseCsv(text: AsyncIterable<string> | Iterable<string>, 
     recordLength = 0;
     problem = undefined;
     if (keys === null) {
-      keys = headerKeys(values);
+      keys = header ? headerKeys(values) : values.map((_, i) => `column_${i + 1}`);
       hasProto = keys.includes('__proto__');
-      return undefined;
+      if (header) return undefined;
     }
     if (count !== keys.length) {
       const s = keys.length === 1 ? '' : 's';
-      return rowError(recordLine, `CSV error on line ${recordLine}: expected ${keys.length} field${s} as in the header, found ${count}`, values.join(','));
+      return rowError(recordLine, `CSV error on line ${recordLine}: expected ${keys.length} field${s} as in the ${header ? 'header' : 'first row'}, found ${count}`, values.join(','));
     }
     if (broken) return rowError(recordLine, `CSV error on line ${recordLine}: ${broken}`, values.join(','));
     return new CsvRecord(keys, hasProto, values, recordLine);
   }
 
-  for await (const chunk of text) {
+  const detect = (sample: string) => {
+    delimiter = detectDelimiter(sample);
+    sep = delimiter.charCodeAt(0);
+  };
+  for await (const chunk of delimiter === undefined ? sampled(text, detect) : text) {
     let i = 0;
     if (first && chunk.length > 0) {
       first = false;
@@ -173,22 +275,17 @@ export async function* parseCsv(text: AsyncIterable<string> | Iterable<string>, 
             state = State.Quoted;
             quoteLine = line;
             start = i + 1;
-          } else if (c === 0x2c) pushField('');
+          } else if (c === sep) pushField('');
           else {
             state = State.Unquoted;
             start = i;
           }
           break;
         case State.Unquoted:
-          if (c === 0x2c) {
+          if (c === sep) {
             pushField(field + chunk.slice(start, i));
             field = '';
             state = State.FieldStart;
-          } else if (c === 0x22) {
-            throw error(
-              line,
-              `a '"' inside unquoted field ${fieldCount + 1}; a field containing quotes must be enclosed in quotes, with each quote in it doubled`,
-            );
           }
           break;
         case State.Quoted:
@@ -202,14 +299,14 @@ export async function* parseCsv(text: AsyncIterable<string> | Iterable<string>, 
             // A doubled quote: a quote in the value; the text goes on after it.
             state = State.Quoted;
             start = i; // keep this '"'
-          } else if (c === 0x2c) {
+          } else if (c === sep) {
             pushField(field);
             field = '';
             state = State.FieldStart;
           } else {
             throw error(
               line,
-              `${JSON.stringify(chunk[i])} after the closing quote of field ${fieldCount + 1}; expected ',' or the end of the line`,
+              `${JSON.stringify(chunk[i])} after the closing quote of field ${fieldCount + 1}; expected ${delimiter === '\t' ? 'a tab' : `'${delimiter}'`} or the end of the line`,
             );
           }
           break;

@@ -1,13 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
 import type { Format } from '../schemas/api.js';
-import { parseCsv } from './csv.js';
+import { parseCsv, type CsvDialect } from './csv.js';
 import { decodeUtf8 } from './decode.js';
 import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
 import type { ParsedRecord } from './record.js';
 
-const PARSERS: Record<Format, (text: AsyncIterable<string>, limits: InputLimits) => AsyncGenerator<ParsedRecord>> = {
+const PARSERS: Record<Format, (text: AsyncIterable<string>, limits: InputLimits, dialect: CsvDialect) => AsyncGenerator<ParsedRecord>> = {
   csv: parseCsv,
   json: parseJson,
   ndjson: parseNdjson,
@@ -25,12 +25,13 @@ async function* counted(bytes: AsyncIterable<Buffer>, progress: ReadProgress): A
   }
 }
 
-/** Streams the records of a stored upload, in file order, with backpressure from the caller. */
+/** Streams the records of a stored upload, in file order, with backpressure from the caller (a CSV read in `dialect`). */
 export function readRecords(
   path: string,
   format: Format,
   progress: ReadProgress = { bytes: 0 },
   limits: InputLimits = DEFAULT_LIMITS,
+  dialect: CsvDialect = {},
 ): AsyncGenerator<ParsedRecord> {
-  return PARSERS[format](decodeUtf8(counted(createReadStream(path, { highWaterMark: 256 * 1024 }), progress)), limits);
+  return PARSERS[format](decodeUtf8(counted(createReadStream(path, { highWaterMark: 256 * 1024 }), progress)), limits, dialect);
 }

@@ -222,7 +222,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   };
   let position = 0;
   try {
-    for await (const record of readRecords(path, job.format, progress, deps.limits)) {
+    for await (const record of readRecords(path, job.format, progress, deps.limits, saved?.read_options ?? {})) {
       const recordNo = position++;
       if (recordNo < checkpoint) continue; // committed by an earlier run
       // Parsing runs in microtasks, which starve I/O: let the socket carrying the batch in

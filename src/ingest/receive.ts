@@ -20,7 +20,7 @@ import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
 import { partialUploadPath, uploadPath } from './uploads.js';
 
-const FORMAT_BY_EXTENSION: Record<string, Format> = { '.csv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson' };
+const FORMAT_BY_EXTENSION: Record<string, Format> = { '.csv': 'csv', '.tsv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson' };
 
 // Multipart limits: one file, and a few short fields before it (max_errors). Anything more is
 // refused with 413 while it streams, and nothing is kept.
@@ -96,7 +96,7 @@ export interface ReceiveOptions<Load> {
    * Reads the form fields sent before the file (and the file's name), when the file begins:
    * it may throw to refuse the upload before a byte of it is stored.
    */
-  load(fields: Record<string, string>, fileName: string): Load;
+  load(fields: Record<string, string>, fileName: string, format: Format): Load;
   uploadDir: string;
   maxUploadBytes: number;
   /** max_errors given in the query string, which wins over a form field. */
@@ -136,11 +136,11 @@ export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, optio
       const fileName = displayName(part.filename);
       if (!format) {
         part.file.resume();
-        throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .json, .ndjson or .jsonl file`);
+        throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .tsv, .json, .ndjson or .jsonl file`);
       }
       let load: Load;
       try {
-        load = options.load(fields, fileName);
+        load = options.load(fields, fileName, format);
       } catch (err) {
         part.file.resume();
         throw err;

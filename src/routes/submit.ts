@@ -76,10 +76,10 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         maxUploadBytes: config.maxUploadBytes,
         maxErrors: request.query.max_errors,
         // The query string wins over a form field of the same name.
-        load: (fields, fileName) => {
+        load: (fields, fileName, format) => {
           const given = Object.fromEntries(LOAD_OPTION_NAMES.map((name) => [name, request.query[name] ?? fields[name]]));
           const where = LOAD_OPTION_NAMES.some((name) => request.query[name] === undefined && fields[name] !== undefined) ? 'body' : 'query';
-          return loadOptions(given, fileName, where);
+          return loadOptions(given, fileName, format, where);
         },
         fingerprint: key !== undefined,
         aborted: () => request.raw.destroyed,
@@ -120,7 +120,6 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         const body = request.body as unknown as Buffer;
         const key = request.headers['idempotency-key'];
         const maxErrors = request.query.max_errors ?? 0;
-        const load = loadOptions(request.query, null, 'query');
         const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
         if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
           throw new AppError(415, 'unsupported_media_type', `Send the body as UTF-8 (got charset=${charset.slice(0, 40)})`);
@@ -128,6 +127,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         const type = request.headers['content-type']?.toLowerCase();
         if (!type) throw new AppError(415, 'unsupported_media_type', 'Send the records as application/json or application/x-ndjson');
         const format: Format = type.startsWith('application/x-ndjson') ? 'ndjson' : 'json';
+        const load = loadOptions(request.query, null, format, 'query');
         const issues = await postedRecordIssues(body, format, config.limits);
         // More bad records than the job may skip: refuse now rather than fail later.
         if (issues.length > maxErrors) throw validationError(issues.slice(0, 20));

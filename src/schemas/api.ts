@@ -147,6 +147,8 @@ export const loadOptionProperties = {
     description: 'Declared column types as a JSON object, e.g. {"qty": "bigint"} (bigint, numeric, boolean, date, timestamptz, text, jsonb); other columns are inferred',
   },
   schema_update: { type: 'string', maxLength: 40, description: 'widen: existing columns may be widened to hold the job\'s values (bigint → numeric → text)' },
+  delimiter: { type: 'string', maxLength: 20, description: 'A CSV file\'s delimiter: , ; | or a tab (or comma, semicolon, pipe, tab). Default: detected from its first lines (a .tsv file: tab)' },
+  header: { type: 'string', maxLength: 10, description: 'false: the CSV file has no header row (columns are column_1, column_2 …). Default true' },
 } as const;
 
 export const submitQuerySchema = {

@@ -1,4 +1,5 @@
 import type { ColumnType } from '../datasets/types.js';
+import type { CsvDialect } from '../ingest/csv.js';
 import type { Format, JobPayload, JobStatus, SourceType, WriteMode } from '../schemas/api.js';
 import type { Queryable, TextRow } from './db.js';
 
@@ -135,13 +136,15 @@ export interface LoadOptions {
   types: Record<string, ColumnType>;
   /** schema_update=widen: existing columns may be widened to hold the job's values. */
   widen: boolean;
+  /** How the file is read (a CSV's delimiter and header). */
+  read: CsvDialect;
 }
 
 /** Inserts the `queued` row; committed before the job is dispatched. */
 export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
   const { rows } = await db.query<JobRow>(
-    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total, dataset, mode, merge_key, declared_types, widen)
-     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11)
+    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total, dataset, mode, merge_key, declared_types, widen, read_options)
+     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12)
      RETURNING ${JOB_COLUMNS}`,
     [
       job.jobId,
@@ -155,6 +158,7 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
       job.load.mode === 'merge' ? job.load.key : null,
       Object.keys(job.load.types).length > 0 ? JSON.stringify(job.load.types) : null,
       job.load.widen,
+      Object.keys(job.load.read).length > 0 ? JSON.stringify(job.load.read) : null,
     ],
   );
   return rows[0]!;

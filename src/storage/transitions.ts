@@ -4,6 +4,7 @@
  * bumps `version`. They run inside the transactions of jobs/tracking.ts, which decides what a
  * change means and who is told about it.
  */
+import type { CsvDialect } from '../ingest/csv.js';
 import type { Queryable } from './db.js';
 import { JOB_COLUMNS, STALE_HEARTBEAT, type JobRow } from './jobs.js';
 
@@ -112,10 +113,13 @@ export function updateAdopted(tx: Queryable, jobId: string, dataset: string): Pr
   );
 }
 
-/** What a job's loader had learnt, and the types its submit declared. $1 job_id */
-export async function findLoadState(tx: Queryable, jobId: string): Promise<{ load_state: unknown; declared_types: Record<string, string> | null } | undefined> {
-  const { rows } = await tx.query<{ load_state: unknown; declared_types: Record<string, string> | null }>(
-    'SELECT load_state, declared_types FROM ingest_jobs WHERE job_id = $1',
+/** What a job's loader had learnt, the types its submit declared, how its file is read. $1 job_id */
+export async function findLoadState(
+  tx: Queryable,
+  jobId: string,
+): Promise<{ load_state: unknown; declared_types: Record<string, string> | null; read_options: CsvDialect | null } | undefined> {
+  const { rows } = await tx.query<{ load_state: unknown; declared_types: Record<string, string> | null; read_options: CsvDialect | null }>(
+    'SELECT load_state, declared_types, read_options FROM ingest_jobs WHERE job_id = $1',
     [jobId],
   );
   return rows[0];
