@@ -605,7 +605,7 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xE9 0x61 at byte 23 (line 3)',
+    error: 'the file is not valid UTF-8: invalid byte sequence 0xE9 0x61 at byte 23 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     name: 'an overlong encoding (C0 AF) is invalid',
@@ -614,7 +614,7 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xC0 at byte 2 (line 2)',
+    error: 'the file is not valid UTF-8: invalid byte sequence 0xC0 at byte 2 (line 2); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     name: 'a UTF-8-encoded surrogate (ED A0 80) is invalid',
@@ -623,7 +623,7 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xED 0xA0 at byte 4 (line 3)',
+    error: 'the file is not valid UTF-8: invalid byte sequence 0xED 0xA0 at byte 4 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     name: 'the file ends inside a multi-byte character',
@@ -654,13 +654,61 @@ const CSV_CASES: Case[] = [
     error: 'the file is not valid UTF-8: invalid byte sequence 0x89 at byte 0 (line 1)',
   },
   {
-    name: 'a UTF-16LE file (as Excel saves "Unicode text")',
+    name: 'a UTF-16LE file with its BOM (as Excel saves "Unicode text"), tab-separated',
     file: 'utf16.csv',
-    content: bytes([0xff, 0xfe], Array.from(Buffer.from('id,name\r\n1,Ada\r\n', 'utf16le'))),
+    content: bytes([0xff, 0xfe], Array.from(Buffer.from('id\tname\r\n1\tAda\r\n2\tZoë 🚀\r\n', 'utf16le'))),
+    status: 'completed',
+    processed: 2,
+    failed: 0,
+    error: null,
+    records: recs({ id: '1', name: 'Ada' }, { id: '2', name: 'Zoë 🚀' }),
+  },
+  {
+    name: 'UTF-16BE with its BOM',
+    file: 'utf16be.csv',
+    content: bytes([0xfe, 0xff], Array.from(Buffer.from('a,b\n1,é\n', 'utf16le').swap16())),
+    status: 'completed',
+    processed: 1,
+    failed: 0,
+    error: null,
+    records: recs({ a: '1', b: 'é' }),
+  },
+  {
+    name: 'UTF-16LE without a BOM: the NUL bytes say so, and the error suggests it',
+    file: 'utf16-nobom.csv',
+    content: bytes(Array.from(Buffer.from('a,b\n1,2\n', 'utf16le'))),
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xFF at byte 0 (line 1)',
+    error: 'the file contains a NUL byte at byte 1 (line 1); it looks like utf-16le: retry with encoding=utf-16le',
+  },
+  {
+    name: 'a European Excel export: windows-1252, semicolons, CRLF, read with encoding=windows-1252',
+    file: 'excel-export.csv',
+    options: { encoding: 'windows-1252' },
+    content: bytes('Stadt;Preis;Notiz\r\nM', [0xfc], 'nchen;2,50;', [0x80], ' 5\r\nZ', [0xfc], 'rich;3,10;', [0x93], 'quoted', [0x94], '\r\n'),
+    status: 'completed',
+    processed: 2,
+    failed: 0,
+    error: null,
+    records: recs({ Stadt: 'München', Preis: '2,50', Notiz: '€ 5' }, { Stadt: 'Zürich', Preis: '3,10', Notiz: '\u201cquoted\u201d' }),
+  },
+  {
+    name: 'the same export without encoding: the error names the byte and suggests windows-1252; retried with it, it completes',
+    file: 'excel-export-utf8.csv',
+    content: bytes('Stadt;Preis\r\nM', [0xfc], 'nchen;2,50\r\n'),
+    status: 'failed',
+    processed: 0,
+    failed: 0,
+    error: 'the file is not valid UTF-8: invalid byte sequence 0xFC at byte 14 (line 2); it looks like windows-1252: retry with encoding=windows-1252',
+    check: async (url, job) => {
+      const retry = await fetch(`${url}/api/job/${job.job_id}/retry?encoding=windows-1252`, { method: 'POST' });
+      expect(retry.status).toBe(202);
+      const done = await waitForJob(url, job.job_id);
+      expect(done).toMatchObject({ status: 'completed', records_processed: 1 });
+      expect((await getJson(`${url}/api/job/${job.job_id}/records`)).body.results).toEqual([{ record_no: 0, data: { Stadt: 'München', Preis: '2,50' } }]);
+      expect((await fetch(`${url}/api/job/${job.job_id}/retry?encoding=klingon`, { method: 'POST' })).status).toBe(422);
+    },
   },
   {
     // A bug, now fixed: decode.ts counts only LF as a line end, but CSV lines also end at a lone CR
@@ -671,7 +719,7 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xFF at byte 11 (line 3)',
+    error: 'the file is not valid UTF-8: invalid byte sequence 0xFF at byte 11 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     // ACTUAL (questionable): a file of blanks has a header named column_1 and one record of
@@ -759,7 +807,7 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xE4 0x6D at byte 1 (line 1)',
+    error: 'the file is not valid UTF-8: invalid byte sequence 0xE4 0x6D at byte 1 (line 1); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     // ACTUAL (questionable), like the file of line breaks: no header, yet completed.
@@ -867,7 +915,7 @@ const CSV_CASES: Case[] = [
     large: true,
     status: 'failed',
     failed: 0,
-    error: () => `the file is not valid UTF-8: invalid byte sequence 0xE2 0x82 0x41 at byte ${K - 2} (line ${getAcrossChunks().line})`,
+    error: () => `the file is not valid UTF-8: invalid byte sequence 0xE2 0x82 0x41 at byte ${K - 2} (line ${getAcrossChunks().line}); it looks like windows-1252: retry with encoding=windows-1252`,
     check: async (_url, job) => {
       expect(job.records_processed).toBeGreaterThan(0);
       expect(job.records_processed).toBeLessThanOrEqual(getAcrossChunks().rows);
@@ -1493,6 +1541,7 @@ const REJECTED: Case[] = [
   { name: 'a .txt file', file: 'notes.txt', content: 'a,b\n1,2\n', http: 415, code: 'unsupported_file_type' },
   { name: 'an empty .txt file (the type is checked first)', file: 'empty.txt', content: '', http: 415, code: 'unsupported_file_type' },
   { name: 'no extension', file: 'data', content: 'a,b\n1,2\n', http: 415, code: 'unsupported_file_type' },
+  { name: 'an encoding Intake does not read', file: 'enc.csv', options: { encoding: 'ebcdic' }, content: 'a\n1\n', http: 422, code: 'validation_error' },
   { name: 'a delimiter Intake does not read', file: 'colon.csv', options: { delimiter: ':' }, content: 'a:b\n1:2\n', http: 422, code: 'validation_error' },
   { name: 'header given for a JSON file', file: 'h.json', options: { header: 'false' }, content: '[{"a":1}]', http: 422, code: 'validation_error' },
   { name: 'a compressed CSV', file: 'data.csv.gz', content: bytes([0x1f, 0x8b, 8, 0]), http: 415, code: 'unsupported_file_type' },

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parse as csvParseSync } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detectDelimiter, headerKeys, parseCsv, type CsvDialect } from '../src/ingest/csv.js';
-import { decodeUtf8 } from '../src/ingest/decode.js';
+import { decodeUtf8, type Encoding } from '../src/ingest/decode.js';
 import { IngestError } from '../src/ingest/errors.js';
 import { parseJson } from '../src/ingest/json.js';
 import { parseNdjson } from '../src/ingest/ndjson.js';
@@ -817,10 +817,26 @@ describe('readRecords', () => {
     const bad = Buffer.concat([Buffer.from('a\n'), Buffer.from([0xff]), Buffer.from('\n')]);
     for (const format of ['csv', 'json', 'ndjson'] as const) {
       await expect(readAll(file(`bad.${format}`, bad), format)).rejects.toThrow(
-        new IngestError('the file is not valid UTF-8: invalid byte sequence 0xFF at byte 2 (line 2)'),
+        new IngestError('the file is not valid UTF-8: invalid byte sequence 0xFF at byte 2 (line 2); it looks like windows-1252: retry with encoding=windows-1252'),
       );
     }
     await expect(readAll(file('nul.csv', 'a,b\n1,\0\n'), 'csv')).rejects.toBeInstanceOf(IngestError);
+  });
+
+  it('reads the encoding it is given, and UTF-16 by its byte order mark', async () => {
+    const latin = Buffer.from([...Buffer.from('name\n'), 0x4d, 0xfc, 0x6e, 0x0a, 0xa4, 0x0a]); // "Mün", then "¤" in windows-1252 but "€" in iso-8859-15
+    const names = async (path: string, encoding?: Encoding) => {
+      const out: unknown[] = [];
+      for await (const r of readRecords(path, 'csv', undefined, undefined, { encoding })) out.push(r.data?.name ?? r.error);
+      return out;
+    };
+    expect(await names(file('w1252.csv', latin), 'windows-1252')).toEqual(['Mün', '¤']);
+    expect(await names(file('iso.csv', latin), 'iso-8859-15')).toEqual(['Mün', '€']);
+    expect(await names(file('le.csv', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('name\nZoë\n', 'utf16le')])))).toEqual(['Zoë']);
+    expect(await names(file('be.csv', Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('name\n😀\n', 'utf16le').swap16()])))).toEqual(['😀']);
+    await expect(names(file('w1252-nul.csv', Buffer.from('name\na\0b\n')), 'windows-1252')).rejects.toThrow(
+      new IngestError('the file contains a NUL character (character 6 read as windows-1252): it is not windows-1252 text, or not text'),
+    );
   });
 
   it('fails with an IngestError on bad content, for every format', async () => {

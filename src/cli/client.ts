@@ -158,7 +158,7 @@ function progressDisplay(stderr: NodeJS.WriteStream): { update(job: JobPayload):
 }
 
 const UPLOAD_USAGE =
-  'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--max-errors N] [--wait] [--json]';
+  'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--max-errors N] [--wait] [--json]';
 
 async function upload(args: string[], io: ClientIo): Promise<number> {
   const { values, positionals } = parse(
@@ -171,6 +171,7 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
       widen: { type: 'boolean' },
       delimiter: { type: 'string' },
       'no-header': { type: 'boolean' },
+      encoding: { type: 'string' },
       'max-errors': { type: 'string' },
       wait: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -192,7 +193,7 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   // Intake reads the fields before the file: they have to come first.
   const form = new FormData();
   if (maxErrors !== undefined) form.append('max_errors', maxErrors);
-  for (const name of ['dataset', 'mode', 'key', 'schema', 'delimiter'] as const) if (values[name] !== undefined) form.append(name, values[name] as string);
+  for (const name of ['dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding'] as const) if (values[name] !== undefined) form.append(name, values[name] as string);
   if (values.widen) form.append('schema_update', 'widen');
   if (values['no-header']) form.append('header', 'false');
   form.append('file', file, basename(path));
@@ -298,14 +299,14 @@ async function cancel(args: string[], io: ClientIo): Promise<number> {
 async function retry(args: string[], io: ClientIo): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { 'max-errors': { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' } },
+    { 'max-errors': { type: 'string' }, encoding: { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' } },
     1,
-    'intake retry JOB_ID [--max-errors N] [--wait] [--json]',
+    'intake retry JOB_ID [--max-errors N] [--encoding E] [--wait] [--json]',
   );
   const maxErrors = values['max-errors'] as string | undefined;
   if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
   const client = api(io.env);
-  return submitted(client, await client.retry(positionals[0]!, maxErrors), values, io);
+  return submitted(client, await client.retry(positionals[0]!, maxErrors, values.encoding as string | undefined), values, io);
 }
 
 async function remove(args: string[], io: ClientIo): Promise<number> {

@@ -157,8 +157,8 @@ export function createApi({ base, token, onError }: ApiOptions) {
     events: (jobId: string, signal?: AbortSignal) => stream(`${jobPath(jobId)}/events`, signal),
     upload: (form: FormData) => json<SubmittedJob>('/api/upload', { method: 'POST', body: form }),
     cancel: (jobId: string) => json<JobPayload>(`${jobPath(jobId)}/cancel`, { method: 'POST' }),
-    retry: (jobId: string, maxErrors?: number | string) =>
-      json<SubmittedJob>(`${jobPath(jobId)}/retry${maxErrors === undefined ? '' : `?max_errors=${encodeURIComponent(maxErrors)}`}`, { method: 'POST' }),
+    retry: (jobId: string, maxErrors?: number | string, encoding?: string) =>
+      json<SubmittedJob>(`${jobPath(jobId)}/retry${queryOf({ max_errors: maxErrors, encoding })}`, { method: 'POST' }),
     async remove(jobId: string): Promise<void> {
       await send(jobPath(jobId), { method: 'DELETE' });
     },

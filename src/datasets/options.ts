@@ -3,12 +3,11 @@
  * its form fields, checked into what the job row keeps. Anything wrong is a 422 naming it.
  */
 import { validationError, type ValidationIssue } from '../errors.js';
-import type { CsvDialect, Delimiter } from '../ingest/csv.js';
+import type { Delimiter } from '../ingest/csv.js';
+import { ENCODINGS, type Encoding } from '../ingest/decode.js';
+import type { ReadOptions } from '../ingest/parse.js';
 import { WRITE_MODES, type Format, type WriteMode } from '../schemas/job.js';
 import type { LoadOptions } from '../storage/jobs.js';
-
-/** How the file is read: a CSV's delimiter and header (none given: detected, and a header row). */
-export type ReadOptions = CsvDialect;
 import { datasetNameFor, datasetNameProblem } from './names.js';
 import { COLUMN_TYPES, type ColumnType } from './types.js';
 
@@ -20,9 +19,29 @@ export interface RawLoadOptions {
   schema_update?: string;
   delimiter?: string;
   header?: string | boolean;
+  encoding?: string;
 }
 
-export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update', 'delimiter', 'header'] as const;
+export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update', 'delimiter', 'header', 'encoding'] as const;
+
+// Other names people use for the encodings Intake reads.
+const ENCODING_ALIASES: Record<string, Encoding> = { utf8: 'utf-8', latin1: 'iso-8859-1', 'latin-1': 'iso-8859-1', cp1252: 'windows-1252', latin9: 'iso-8859-15', utf16le: 'utf-16le', utf16be: 'utf-16be', 'utf-16': 'utf-16le', mac: 'macintosh' };
+
+/** An encoding by its name or an alias, or undefined when Intake does not read it. */
+export function encodingNamed(name: string): Encoding | undefined {
+  const lower = name.trim().toLowerCase();
+  return (ENCODINGS as readonly string[]).includes(lower) ? (lower as Encoding) : ENCODING_ALIASES[lower];
+}
+
+/** `encoding` checked, or a 422 naming those Intake reads. */
+export function encodingOption(raw: string | undefined, where: 'query' | 'body'): Encoding | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const encoding = encodingNamed(raw);
+  if (!encoding) {
+    throw validationError([{ loc: [where, 'encoding'], msg: `encoding is one of ${ENCODINGS.join(', ')} (got ${JSON.stringify(raw.slice(0, 40))})`, type: 'value_error' }]);
+  }
+  return encoding;
+}
 
 // A delimiter by its character or its name.
 const DELIMITER_NAMES: Record<string, Delimiter> = { ',': ',', ';': ';', '\t': '\t', '|': '|', comma: ',', semicolon: ';', tab: '\t', pipe: '|' };
@@ -86,6 +105,15 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
     const header = String(raw.header).toLowerCase();
     if (header !== 'true' && header !== 'false') issue('header', `header is true (the first row names the columns, the default) or false (columns are column_1, column_2 …)`);
     else if (header === 'false') read.header = false;
+  }
+  try {
+    const encoding = encodingOption(raw.encoding, where);
+    if (encoding) read.encoding = encoding;
+  } catch (err) {
+    issues.push(...((err as { detail: ValidationIssue[] }).detail ?? []));
+  }
+  if (fileName === null && read.encoding !== undefined && read.encoding !== 'utf-8') {
+    issue('encoding', 'posted records are read as UTF-8 (send other text as a file upload)');
   }
   if (format !== 'csv' && (read.delimiter !== undefined || read.header !== undefined)) {
     issue(raw.delimiter ? 'delimiter' : 'header', 'delimiter and header apply to CSV files only');

@@ -134,3 +134,75 @@ export async function* decodeUtf8(bytes: AsyncIterable<Buffer> | Iterable<Buffer
     );
   }
 }
+
+/** Encodings a file may be read in besides UTF-8 (WHATWG names; iso-8859-1 is read as windows-1252, as browsers do). */
+export const ENCODINGS = ['utf-8', 'utf-16le', 'utf-16be', 'windows-1252', 'iso-8859-1', 'iso-8859-15', 'windows-1250', 'windows-1251', 'macintosh'] as const;
+export type Encoding = (typeof ENCODINGS)[number];
+
+/**
+ * What a file that is not UTF-8 probably is, from its first bytes: UTF-16 without a BOM (a NUL
+ * every other byte), a single-byte encoding (text with bytes over 0x7F), or nothing (NULs
+ * elsewhere: binary).
+ */
+function likelyEncoding(head: Uint8Array): Encoding | undefined {
+  let evenNul = 0;
+  let oddNul = 0;
+  const n = Math.min(head.length, 4096);
+  for (let i = 0; i < n; i++) if (head[i] === 0) (i % 2 === 0 ? evenNul++ : oddNul++);
+  if (oddNul > n / 4 && evenNul < n / 50) return 'utf-16le';
+  if (evenNul > n / 4 && oddNul < n / 50) return 'utf-16be';
+  return evenNul + oddNul === 0 ? 'windows-1252' : undefined;
+}
+
+/** The byte order mark's encoding, and its length, or undefined. */
+function bomOf(head: Uint8Array): { encoding: Encoding; length: number } | undefined {
+  if (head[0] === 0xff && head[1] === 0xfe) return { encoding: 'utf-16le', length: 2 };
+  if (head[0] === 0xfe && head[1] === 0xff) return { encoding: 'utf-16be', length: 2 };
+  return undefined;
+}
+
+/**
+ * Decodes a stored file: in `encoding` when given; UTF-16 when it starts with a UTF-16 byte
+ * order mark; otherwise strictly as UTF-8 (decodeUtf8), and when that fails on the file's
+ * bytes, the error suggests the encoding it looks like. A NUL character fails the file in any
+ * encoding (PostgreSQL cannot store it).
+ */
+export async function* decodeText(bytes: AsyncIterable<Buffer>, encoding?: Encoding): AsyncGenerator<string> {
+  const iterator = bytes[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done) return;
+  const head = first.value;
+  const rest = { [Symbol.asyncIterator]: () => iterator };
+  const bom = encoding === undefined ? bomOf(head) : undefined;
+  const chosen = encoding ?? bom?.encoding;
+  if (chosen === undefined || chosen === 'utf-8') {
+    try {
+      yield* decodeUtf8(prepend(head, rest));
+    } catch (err) {
+      if (encoding === undefined && err instanceof IngestError) {
+        const likely = likelyEncoding(head);
+        // A NUL byte says UTF-16 when they come every other byte; a file cut inside a character was cut, not encoded otherwise.
+        const suggest = likely && (err.message.includes('invalid byte sequence') || (err.message.includes('NUL byte') && likely !== 'windows-1252'));
+        if (suggest) throw new IngestError(`${err.message.replace(': it looks binary, not CSV or JSON text', '')}; it looks like ${likely}: retry with encoding=${likely}`);
+      }
+      throw err;
+    }
+    return;
+  }
+  const decoder = new TextDecoder(chosen); // single-byte encodings map every byte; UTF-16 errors become U+FFFD
+  let chars = 0;
+  for await (const chunk of prepend(bom ? head.subarray(bom.length) : head, rest)) {
+    const text = decoder.decode(chunk, { stream: true });
+    const nul = text.indexOf('\0');
+    if (nul !== -1) throw new IngestError(`the file contains a NUL character (character ${chars + nul} read as ${chosen}): it is not ${chosen} text, or not text`);
+    chars += text.length;
+    if (text) yield text;
+  }
+  const tail = decoder.decode();
+  if (tail) yield tail;
+}
+
+async function* prepend(head: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  yield head;
+  yield* rest;
+}

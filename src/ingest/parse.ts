@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
 import type { Format } from '../schemas/api.js';
 import { parseCsv, type CsvDialect } from './csv.js';
-import { decodeUtf8 } from './decode.js';
+import { decodeText, type Encoding } from './decode.js';
 import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
 import type { ParsedRecord } from './record.js';
@@ -25,13 +25,16 @@ async function* counted(bytes: AsyncIterable<Buffer>, progress: ReadProgress): A
   }
 }
 
-/** Streams the records of a stored upload, in file order, with backpressure from the caller (a CSV read in `dialect`). */
+/** How a stored file is read: its encoding (default: UTF-8, or UTF-16 by its BOM), and a CSV's dialect. */
+export type ReadOptions = CsvDialect & { encoding?: Encoding };
+
+/** Streams the records of a stored upload, in file order, with backpressure from the caller. */
 export function readRecords(
   path: string,
   format: Format,
   progress: ReadProgress = { bytes: 0 },
   limits: InputLimits = DEFAULT_LIMITS,
-  dialect: CsvDialect = {},
+  read: ReadOptions = {},
 ): AsyncGenerator<ParsedRecord> {
-  return PARSERS[format](decodeUtf8(counted(createReadStream(path, { highWaterMark: 256 * 1024 }), progress)), limits, dialect);
+  return PARSERS[format](decodeText(counted(createReadStream(path, { highWaterMark: 256 * 1024 }), progress), read.encoding), limits, read);
 }

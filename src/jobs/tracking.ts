@@ -222,12 +222,12 @@ export function cancelJob(t: Tracker, jobId: string): Promise<JobRow | null> {
  * failed | canceled → queued, from a clean slate: the records and row errors of earlier runs
  * are deleted and the counters reset, so the job's result is always one whole run over its
  * stored upload. `attempts` keeps counting; MAX_JOB_ATTEMPTS counts again from here.
- * `maxErrors` replaces the job's max_errors when given. Returns null when the job is gone or
+ * `maxErrors` and `encoding` replace the job's when given. Returns null when the job is gone or
  * not failed or canceled.
  */
-export function retryJob(t: Tracker, jobId: string, maxErrors: number | null): Promise<JobRow | null> {
+export function retryJob(t: Tracker, jobId: string, maxErrors: number | null, encoding: string | null = null): Promise<JobRow | null> {
   return t.change(jobId, async (tx) => {
-    const row = await updateRequeued(tx, jobId, maxErrors);
+    const row = await updateRequeued(tx, jobId, maxErrors, encoding);
     if (row) await deleteJobData(tx, jobId);
     return row;
   });

@@ -8,7 +8,8 @@ import { uploadPath } from '../ingest/uploads.js';
 import { removeJob } from '../jobs/removal.js';
 import { cancelJob, retryJob, type Tracker } from '../jobs/tracking.js';
 import { jobIdOf, sendJob } from './reply.js';
-import { errorRef, jobIdParamsSchema, listQuerySchema, optionalMaxErrorsQuerySchema } from '../schemas/api.js';
+import { encodingOption } from '../datasets/options.js';
+import { errorRef, jobIdParamsSchema, listQuerySchema, retryQuerySchema } from '../schemas/api.js';
 import { DatabaseUnavailableError, type Db } from '../storage/db.js';
 import { batchReads } from '../batch.js';
 import { countJobs, findJob, findPayloads, isJobId, listJobs, toPayload, type ListOptions } from '../storage/jobs.js';
@@ -188,15 +189,16 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       schema: {
         summary: 'Run a failed or canceled job again, under the same id, from a clean slate',
         description:
-          'The row errors of earlier runs are deleted and the stored upload is read again from the start into the job\'s dataset. `max_errors`, when given, replaces the job\'s.',
+          'The row errors of earlier runs are deleted and the stored upload is read again from the start into the job\'s dataset. `max_errors` and `encoding`, when given, replace the job\'s.',
         tags: ['jobs'],
         params: jobIdParamsSchema,
-        querystring: optionalMaxErrorsQuerySchema,
+        querystring: retryQuerySchema,
         response: { 202: { $ref: 'SubmittedJob#' }, 404: errorRef, 409: errorRef, 422: errorRef, 503: errorRef },
       },
     },
     async (request, reply) => {
       const jobId = jobIdOf(request.params);
+      const encoding = encodingOption(request.query.encoding, 'query');
       const current = await findJob(db, jobId);
       if (!current) throw jobNotFound();
       if (current.status !== 'failed' && current.status !== 'canceled') {
@@ -205,7 +207,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       if (!existsSync(uploadPath(config.uploadDir, jobId))) {
         throw new AppError(409, 'upload_missing', 'The stored upload of this job is gone, so it cannot be read again: submit the data anew');
       }
-      const row = await retryJob(tracker, jobId, request.query.max_errors ?? null);
+      const row = await retryJob(tracker, jobId, request.query.max_errors ?? null, encoding ?? null);
       if (!row) throw new AppError(409, 'job_not_retryable', 'The job changed meanwhile: only a failed or canceled job can be retried');
       await dispatcher.dispatch(jobId).catch((err: unknown) => request.log.error({ err, jobId }, 'dispatch failed'));
       return sendJob(reply, 202, row, config.publicUrl);

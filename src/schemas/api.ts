@@ -149,6 +149,11 @@ export const loadOptionProperties = {
   schema_update: { type: 'string', maxLength: 40, description: 'widen: existing columns may be widened to hold the job\'s values (bigint → numeric → text)' },
   delimiter: { type: 'string', maxLength: 20, description: 'A CSV file\'s delimiter: , ; | or a tab (or comma, semicolon, pipe, tab). Default: detected from its first lines (a .tsv file: tab)' },
   header: { type: 'string', maxLength: 10, description: 'false: the CSV file has no header row (columns are column_1, column_2 …). Default true' },
+  encoding: {
+    type: 'string',
+    maxLength: 40,
+    description: 'The file\'s encoding: utf-8 (default; UTF-16 is read by its byte order mark), utf-16le, utf-16be, windows-1252, iso-8859-1, iso-8859-15, windows-1250, windows-1251, macintosh',
+  },
 } as const;
 
 export const submitQuerySchema = {
@@ -164,11 +169,11 @@ export const uploadQuerySchema = {
   properties: { max_errors: { ...maxErrorsSchema, default: undefined }, ...loadOptionProperties },
 } as const;
 
-/** A retry keeps the job's own max_errors unless given. */
-export const optionalMaxErrorsQuerySchema = {
+/** A retry keeps the job's own max_errors and encoding unless given. */
+export const retryQuerySchema = {
   type: 'object',
   additionalProperties: false,
-  properties: { max_errors: { ...maxErrorsSchema, default: undefined } },
+  properties: { max_errors: { ...maxErrorsSchema, default: undefined }, encoding: loadOptionProperties.encoding },
 } as const;
 
 // No `type`: the file is streamed (receiveUpload checks the parts as they arrive), so the

@@ -1,5 +1,5 @@
 import type { ColumnType } from '../datasets/types.js';
-import type { CsvDialect } from '../ingest/csv.js';
+import type { ReadOptions } from '../ingest/parse.js';
 import type { Format, JobPayload, JobStatus, SourceType, WriteMode } from '../schemas/api.js';
 import type { Queryable, TextRow } from './db.js';
 
@@ -136,8 +136,8 @@ export interface LoadOptions {
   types: Record<string, ColumnType>;
   /** schema_update=widen: existing columns may be widened to hold the job's values. */
   widen: boolean;
-  /** How the file is read (a CSV's delimiter and header). */
-  read: CsvDialect;
+  /** How the file is read (its encoding, a CSV's delimiter and header). */
+  read: ReadOptions;
 }
 
 /** Inserts the `queued` row; committed before the job is dispatched. */

@@ -4,7 +4,7 @@
  * bumps `version`. They run inside the transactions of jobs/tracking.ts, which decides what a
  * change means and who is told about it.
  */
-import type { CsvDialect } from '../ingest/csv.js';
+import type { ReadOptions } from '../ingest/parse.js';
 import type { Queryable } from './db.js';
 import { JOB_COLUMNS, STALE_HEARTBEAT, type JobRow } from './jobs.js';
 
@@ -117,8 +117,8 @@ export function updateAdopted(tx: Queryable, jobId: string, dataset: string): Pr
 export async function findLoadState(
   tx: Queryable,
   jobId: string,
-): Promise<{ load_state: unknown; declared_types: Record<string, string> | null; read_options: CsvDialect | null } | undefined> {
-  const { rows } = await tx.query<{ load_state: unknown; declared_types: Record<string, string> | null; read_options: CsvDialect | null }>(
+): Promise<{ load_state: unknown; declared_types: Record<string, string> | null; read_options: ReadOptions | null } | undefined> {
+  const { rows } = await tx.query<{ load_state: unknown; declared_types: Record<string, string> | null; read_options: ReadOptions | null }>(
     'SELECT load_state, declared_types, read_options FROM ingest_jobs WHERE job_id = $1',
     [jobId],
   );
@@ -149,18 +149,20 @@ export function updateCanceled(tx: Queryable, jobId: string): Promise<JobRow | n
 
 /**
  * failed | canceled → queued with its counters reset; `attempts` keeps counting and
- * attempts_before_retry remembers where this run's count starts. $1 job_id, $2 max_errors or null
+ * attempts_before_retry remembers where this run's count starts; a new encoding joins its read options.
+ * $1 job_id, $2 max_errors or null, $3 encoding or null
  */
-export function updateRequeued(tx: Queryable, jobId: string, maxErrors: number | null): Promise<JobRow | null> {
+export function updateRequeued(tx: Queryable, jobId: string, maxErrors: number | null, encoding: string | null = null): Promise<JobRow | null> {
   return one(
     tx,
     `UPDATE ingest_jobs
      SET status = 'queued', started_at = NULL, completed_at = NULL, heartbeat_at = NULL, error = NULL,
          records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, rows_inserted = NULL, rows_updated = NULL,
-         max_errors = COALESCE($2, max_errors), attempts_before_retry = attempts, version = version + 1
+         max_errors = COALESCE($2, max_errors), attempts_before_retry = attempts, version = version + 1,
+         read_options = CASE WHEN $3::text IS NULL THEN read_options ELSE COALESCE(read_options, '{}') || jsonb_build_object('encoding', $3::text) END
      WHERE job_id = $1 AND status IN ('failed', 'canceled')
      RETURNING ${JOB_COLUMNS}`,
-    [jobId, maxErrors],
+    [jobId, maxErrors, encoding],
   );
 }
 
