@@ -57,6 +57,8 @@ export interface InputLimits {
   maxRecordLength: number;
   /** Nesting of arrays and objects in one JSON record. */
   maxJsonDepth: number;
+  /** Bytes a compressed (gzip) file may decompress to: past them the job fails (a decompression bomb). */
+  maxDecompressedBytes: number;
 }
 
 export const DEFAULT_LIMITS: InputLimits = {
@@ -64,6 +66,7 @@ export const DEFAULT_LIMITS: InputLimits = {
   maxFieldLength: 8 * 1024 ** 2,
   maxRecordLength: 16 * 1024 ** 2,
   maxJsonDepth: 1024,
+  maxDecompressedBytes: 16 * 1024 ** 3,
 }
 
 export class ConfigError extends Error {
@@ -207,6 +210,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxFieldLength: integer(env, 'MAX_FIELD_LENGTH', DEFAULT_LIMITS.maxFieldLength, 1, 256 * 1024 ** 2),
       maxRecordLength: integer(env, 'MAX_RECORD_LENGTH', DEFAULT_LIMITS.maxRecordLength, 1, 256 * 1024 ** 2),
       maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', DEFAULT_LIMITS.maxJsonDepth, 1, 1024),
+      maxDecompressedBytes: integer(env, 'MAX_DECOMPRESSED_BYTES', DEFAULT_LIMITS.maxDecompressedBytes, 1, Number.MAX_SAFE_INTEGER),
     },
     datasetSchema: schemaName(env),
     sql: {

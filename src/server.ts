@@ -137,7 +137,14 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
         workers = runtime.startWorkers();
       },
       async close() {
-        await app.close();
+        // Requests in flight may finish; a connection still open after half the grace period
+        // (a client that never ends its request) is cut, so that closing always ends.
+        const cut = setTimeout(() => app.server.closeAllConnections(), Math.min(5000, config.shutdownGraceMs / 2));
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(cut);
+        }
         await dispatcher.close();
         await workers?.close();
         await runtime.close();

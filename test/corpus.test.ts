@@ -12,6 +12,7 @@
  * (they fail until it is fixed). Cases marked ACTUAL encode what the code does now although it
  * is questionable; see the comment on each.
  */
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/api.js';
 import { backends, createSandbox, getJson, startServer, waitForJob, type Backend, type Sandbox, type TestServer } from './helpers.js';
@@ -532,6 +533,56 @@ const CSV_CASES: Case[] = [
     failed: 0,
     error: null,
     records: recs({ a: '1', b: '2' }),
+  },
+  {
+    name: 'a gzipped CSV (.csv.gz), read as it is gunzipped',
+    file: 'orders.csv.gz',
+    content: () => new Uint8Array(gzipSync('id,sku\n1,A-1\n2,B-2\n')),
+    status: 'completed',
+    processed: 2,
+    failed: 0,
+    error: null,
+    records: recs({ id: '1', sku: 'A-1' }, { id: '2', sku: 'B-2' }),
+  },
+  {
+    name: 'gzip is recognised by its bytes, not its name',
+    file: 'really-gzip.ndjson',
+    content: () => new Uint8Array(gzipSync('{"a":1}\n{"a":2}\n')),
+    status: 'completed',
+    processed: 2,
+    failed: 0,
+    error: null,
+    records: recs({ a: 1 }, { a: 2 }),
+  },
+  {
+    name: 'a gzip header and nothing more: cut short',
+    file: 'data.csv.gz',
+    content: bytes([0x1f, 0x8b, 8, 0]),
+    status: 'failed',
+    processed: 0,
+    failed: 0,
+    error: 'the gzip file is cut short after 0 decompressed bytes (truncated?)',
+  },
+  {
+    name: 'a truncated gzip: the rows read before the cut are counted, none kept',
+    file: 'cut.csv.gz',
+    content: () => {
+      let csv = 'id,v\n';
+      for (let i = 0; i < 20_000; i++) csv += `${i},value ${i * 7919}\n`;
+      const gz = gzipSync(csv);
+      return new Uint8Array(gz.subarray(0, gz.length - 5000));
+    },
+    status: 'failed',
+    failed: 0,
+    error: /^the gzip file is (cut short|damaged) after \d+ decompressed bytes/,
+  },
+  {
+    name: 'a decompression bomb stops at MAX_DECOMPRESSED_BYTES (1 MB here; only gzip files count), nothing kept',
+    file: 'bomb.csv.gz',
+    content: () => new Uint8Array(gzipSync(`a,b\n${'1,2\n'.repeat(5_000_000)}`)),
+    status: 'failed',
+    failed: 0,
+    error: 'the gzip file decompresses to more than MAX_DECOMPRESSED_BYTES (1000000 bytes): nothing of it was kept',
   },
   {
     name: 'a tab-separated file (.tsv)',
@@ -1544,7 +1595,6 @@ const REJECTED: Case[] = [
   { name: 'an encoding Intake does not read', file: 'enc.csv', options: { encoding: 'ebcdic' }, content: 'a\n1\n', http: 422, code: 'validation_error' },
   { name: 'a delimiter Intake does not read', file: 'colon.csv', options: { delimiter: ':' }, content: 'a:b\n1:2\n', http: 422, code: 'validation_error' },
   { name: 'header given for a JSON file', file: 'h.json', options: { header: 'false' }, content: '[{"a":1}]', http: 422, code: 'validation_error' },
-  { name: 'a compressed CSV', file: 'data.csv.gz', content: bytes([0x1f, 0x8b, 8, 0]), http: 415, code: 'unsupported_file_type' },
   { name: 'a file named just ".csv" has no extension', file: '.csv', content: 'a\n1\n', http: 415, code: 'unsupported_file_type' },
 ];
 
@@ -1567,7 +1617,7 @@ async function submit(url: string, c: Case) {
   // Each case in a dataset of its own; a CSV's columns all text, as the parser read them (this
   // corpus is about reading files: the inference of types is tested in datasets.test.ts).
   const query = new URLSearchParams({ dataset: `corpus_${CORPUS.indexOf(c)}` });
-  if (/\.(csv|tsv)$/i.test(c.file)) query.set('schema', '{"*": "text"}');
+  if (/\.(csv|tsv)(\.gz)?$/i.test(c.file)) query.set('schema', '{"*": "text"}');
   if (c.maxErrors !== undefined) query.set('max_errors', String(c.maxErrors));
   for (const [name, value] of Object.entries(c.options ?? {})) query.set(name, value);
   const res = await fetch(`${url}/api/upload?${query}`, { method: 'POST', body: form });
@@ -1610,7 +1660,7 @@ describe.each(backends())('input corpus ($name)', (backend) => {
 
   beforeAll(async () => {
     sandbox = await createSandbox(backend);
-    server = await startServer(sandbox, { BATCH_SIZE: '1000' });
+    server = await startServer(sandbox, { BATCH_SIZE: '1000', MAX_DECOMPRESSED_BYTES: '1000000' });
   });
   afterAll(async () => {
     await server?.close();

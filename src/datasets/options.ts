@@ -100,7 +100,7 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
     const delimiter = DELIMITER_NAMES[raw.delimiter.toLowerCase()];
     if (!delimiter) issue('delimiter', `delimiter is one of , ; | or a tab (or comma, semicolon, pipe, tab) (got ${JSON.stringify(raw.delimiter.slice(0, 20))})`);
     else read.delimiter = delimiter;
-  } else if (fileName?.toLowerCase().endsWith('.tsv')) read.delimiter = '\t';
+  } else if (fileName?.toLowerCase().replace(/\.gz$/, '').endsWith('.tsv')) read.delimiter = '\t';
   if (raw.header !== undefined && raw.header !== '') {
     const header = String(raw.header).toLowerCase();
     if (header !== 'true' && header !== 'false') issue('header', `header is true (the first row names the columns, the default) or false (columns are column_1, column_2 …)`);

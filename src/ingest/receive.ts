@@ -132,7 +132,8 @@ export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, optio
         part.file.resume();
         throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
       }
-      const format = FORMAT_BY_EXTENSION[extname(part.filename).toLowerCase()];
+      // A gzipped file is named by what it holds: data.csv.gz is a CSV (gunzipped as it is read).
+      const format = FORMAT_BY_EXTENSION[extname(part.filename.replace(/\.gz$/i, '')).toLowerCase()];
       const fileName = displayName(part.filename);
       if (!format) {
         part.file.resume();
