@@ -9,14 +9,17 @@
  *   (j) the JSONB path before datasets (every record a JSON object of strings in one shared
  *       table): the release before datasets, run from a git worktree of BASELINE_COMMIT;
  *   (m) Intake, merge of the same file on `id` onto the dataset (b) loaded (every row updated);
+ *   (g) Intake, the same file gzipped, into a new dataset (against (b): the cost of gunzip);
  *   (e) Intake, embedded mode (PGlite), append into a new dataset.
  * Needs DATABASE_URL (a server where it may create and drop databases) and psql.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createWriteStream, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
+import { createGzip } from 'node:zlib';
 import { jiraCsv } from './jira-csv.js';
 import { ingestThroughIntake, mb, statusLatency, type IngestRun } from './run-intake.js';
 
@@ -85,6 +88,12 @@ try {
   // (m) Merge the same rows on id: every row is updated.
   const merge = await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira&mode=merge&key=id');
   console.log(intakeLine('(m) Intake merge, PG    ', merge, floorMs));
+
+  // (g) The same rows gzipped, into a new dataset.
+  const gz = join(work, 'jira.csv.gz');
+  await pipeline(createReadStream(csv), createGzip(), createWriteStream(gz));
+  const gzipped = await ingestThroughIntake(env, gz, 'jira.csv.gz', '?dataset=jira_gz');
+  console.log(`${intakeLine('(g) Intake gzip, PG     ', gzipped, floorMs)}\n      ${mb(statSync(gz).size)} gzipped; × the plain append ${(gzipped.ms / append.ms).toFixed(2)}`);
   dropDatabase('intake_bench_pg');
 
   // (p) pgloader, when installed: the CSV into a typed table.
