@@ -19,6 +19,8 @@
  * A missing value (an empty CSV cell, a JSON null or absent key) has no type and joins to the other.
  */
 
+import { jsonString } from './json-fields.js';
+
 export const COLUMN_TYPES = ['bigint', 'numeric', 'boolean', 'date', 'timestamptz', 'text', 'jsonb'] as const;
 export type ColumnType = (typeof COLUMN_TYPES)[number];
 
@@ -230,7 +232,7 @@ export class TypeTally {
     if (c === 0x22) {
       // A JSON string is text unless it is a date or a time: "123" stays the string it was sent as.
       if (type === 'text' || text.length === 2) return;
-      const s = text.includes('\\') ? (JSON.parse(text) as string) : text.slice(1, -1);
+      const s = jsonString(text);
       this.type = joinTypes(type, isDate(s) ? 'date' : isTimestamp(s) ? 'timestamptz' : 'text');
     } else if (c === 0x7b || c === 0x5b) this.type = 'jsonb';
     else if (c === 0x74 || c === 0x66) this.type = joinTypes(type, 'boolean');
@@ -250,7 +252,7 @@ export function jsonFits(text: string, type: ColumnType): boolean {
   if (c === 0x22) {
     if (text.length === 2) return true; // ""
     if (type !== 'date' && type !== 'timestamptz') return false;
-    const s = text.includes('\\') ? (JSON.parse(text) as string) : text.slice(1, -1);
+    const s = jsonString(text);
     return type === 'date' ? isDate(s) : isDate(s) || isTimestamp(s);
   }
   if (c === 0x74 || c === 0x66) return type === 'boolean';

@@ -18,7 +18,6 @@ import type { Queryable, TextRow } from './db.js';
 export const STAGE_SCHEMA = 'intake_stage';
 // The two-key advisory lock of a dataset: this class, and hashtext(name).
 const DATASET_LOCK_CLASS = 7_277_462;
-export const BOOKKEEPING = ['_intake_id', '_intake_job_id', '_intake_record_no'] as const;
 
 const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
 export const tableOf = (schema: string, dataset: string) => `${ident(schema)}.${ident(dataset)}`;
