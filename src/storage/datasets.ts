@@ -267,8 +267,28 @@ const rowJson = (columns: DatasetColumn[]) => `row_to_json((SELECT r FROM (SELEC
  * [record_no, the row's JSON]. A dataset that is gone has none.
  */
 export async function listDatasetRecords(db: Queryable, schema: string, dataset: string, jobId: string, after: number, limit: number): Promise<TextRow[]> {
-  const columns = await datasetColumns(db, schema, dataset);
-  if (columns.length === 0 && !(await datasetExists(db, schema, dataset))) return [];
+  return whileStable(db, schema, dataset, (columns) => recordsPage(db, schema, dataset, columns, jobId, after, limit));
+}
+
+/**
+ * Reads with the dataset's columns as they are now, once more if a load or a delete changed
+ * the table between reading its columns and reading its rows (a column or the table gone);
+ * a table that is gone has no rows.
+ */
+async function whileStable(db: Queryable, schema: string, dataset: string, read: (columns: DatasetColumn[]) => Promise<TextRow[]>): Promise<TextRow[]> {
+  for (let attempt = 0; ; attempt++) {
+    const columns = await datasetColumns(db, schema, dataset);
+    if (columns.length === 0 && !(await datasetExists(db, schema, dataset))) return [];
+    try {
+      return await read(columns);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if ((code !== '42P01' && code !== '42703') || attempt > 0) throw err;
+    }
+  }
+}
+
+async function recordsPage(db: Queryable, schema: string, dataset: string, columns: DatasetColumn[], jobId: string, after: number, limit: number): Promise<TextRow[]> {
   const rows = await db.queryText(
     `SELECT t._intake_record_no, ${rowJson(columns)} FROM ${tableOf(schema, dataset)} t
      WHERE t._intake_job_id = $1 AND t._intake_record_no > $2 ORDER BY t._intake_record_no LIMIT $3`,
@@ -283,10 +303,9 @@ export async function listDatasetRecords(db: Queryable, schema: string, dataset:
 }
 
 /** A page of a dataset's rows in the order they arrived, after `after` (an `_intake_id`), each as [_intake_id, the row's JSON]. */
-export async function listDatasetRows(db: Queryable, schema: string, dataset: string, columns: DatasetColumn[], after: string, limit: number): Promise<TextRow[]> {
-  return db.queryText(
-    `SELECT t._intake_id, ${rowJson(columns)} FROM ${tableOf(schema, dataset)} t WHERE t._intake_id > $1 ORDER BY t._intake_id LIMIT $2`,
-    [after, limit],
+export async function listDatasetRows(db: Queryable, schema: string, dataset: string, after: string, limit: number): Promise<TextRow[]> {
+  return whileStable(db, schema, dataset, (columns) =>
+    db.queryText(`SELECT t._intake_id, ${rowJson(columns)} FROM ${tableOf(schema, dataset)} t WHERE t._intake_id > $1 ORDER BY t._intake_id LIMIT $2`, [after, limit]),
   );
 }
 
