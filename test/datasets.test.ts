@@ -291,6 +291,17 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect(lines).toEqual(await rowsOf('round_src'));
   });
 
+  it('reads back columns named like the aliases its own queries use (r, t, q)', async () => {
+    const job = await load('aliases.json', '[{"r": {"x": 1}, "t": "tee", "q": 3}]', { dataset: 'aliases' });
+    expect(job.status).toBe('completed');
+    const row = { r: { x: 1 }, t: 'tee', q: 3 };
+    expect((await getJson(`${server.url}/api/job/${job.job_id}/records`)).body.results.map((result: any) => result.data)).toEqual([row]);
+    expect(await rowsOf('aliases')).toEqual([row]);
+    expect(JSON.parse(await (await fetch(`${server.url}/api/datasets/aliases/export?format=ndjson`)).text())).toEqual(row);
+    const res = await fetch(`${server.url}/api/sql`, { method: 'POST', body: '{"sql": "SELECT q, r, 1 AS q2 FROM aliases"}', headers: { 'content-type': 'application/json' } });
+    expect(await res.json()).toEqual({ rows: [{ q: 3, r: { x: 1 }, q2: 1 }], truncated: false });
+  });
+
   it('answers 404, 409 and 422 as it should', async () => {
     expect((await getJson(`${server.url}/api/datasets/nope`)).body).toEqual({ detail: 'No dataset named "nope"', code: 'dataset_not_found' });
     for (const path of ['/api/datasets/Nope', '/api/datasets/nope/rows', '/api/datasets/nope/export']) expect((await fetch(server.url + path)).status).toBe(404);

@@ -61,7 +61,7 @@ export const sqlRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SqlRouteDeps
           throw err;
         }
         // On lines of its own: a comment at the end of the query cannot reach the wrapper.
-        const wrapped = `SELECT row_to_json(q)::text FROM (\n${query}\n) q LIMIT ${limits.maxRows + 1}`;
+        const wrapped = `SELECT row_to_json(q.*)::text FROM (\n${query}\n) q LIMIT ${limits.maxRows + 1}`;
         const rows = await db
           .transaction(async (tx) => {
             await tx.query('SET TRANSACTION READ ONLY');

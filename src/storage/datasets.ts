@@ -260,7 +260,8 @@ function keyHash(text: string): string {
 }
 
 /** The user's columns of a row as one JSON object, in table order (values as PostgreSQL writes them: numbers exact). */
-const rowJson = (columns: DatasetColumn[]) => `row_to_json((SELECT r FROM (SELECT ${columns.map((c) => `t.${ident(c.name)}`).join(', ') || 'NULL AS _'}) r))::text`;
+// `r.*`, not `r`: a bare `r` would mean the user's column when one is named so.
+const rowJson = (columns: DatasetColumn[]) => `(SELECT row_to_json(r.*) FROM (SELECT ${columns.map((c) => `t.${ident(c.name)}`).join(', ') || 'NULL AS _'}) r)::text`;
 
 /**
  * A page of a job's rows in its dataset after `after` (its input position), each as
