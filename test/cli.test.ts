@@ -285,7 +285,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     [['upload', 'notes.txt'], 'intake: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson or .jsonl file (HTTP 415 unsupported_file_type)'],
     [['upload', 'people.csv', '--max-errors', '-1'], "intake: Option '--max-errors' argument is ambiguous"],
     [['upload', 'people.csv', '--max-errors', 'many'], 'intake: --max-errors must be a whole number, 0 or more, not "many"'],
-    [['upload'], 'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--max-errors N] [--wait] [--json]'],
+    [['upload'], 'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--max-errors N] [--wait] [--json]'],
     [['upload', 'people.csv', '--mode', 'merge'], 'intake: body.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on (HTTP 422 validation_error)'],
     [['datasets', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
     [['export', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],

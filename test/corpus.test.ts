@@ -12,7 +12,8 @@
  * (they fail until it is fixed). Cases marked ACTUAL encode what the code does now although it
  * is questionable; see the comment on each.
  */
-import { gzipSync } from 'node:zlib';
+import zlib, { gzipSync } from 'node:zlib';
+import { xlsxOf, zipOf } from './files.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/api.js';
 import { backends, createSandbox, getJson, startServer, waitForJob, type Backend, type Sandbox, type TestServer } from './helpers.js';
@@ -80,6 +81,14 @@ function byteLength(content: Content): number {
 /** Records numbered from 0 in order. */
 function recs(...data: unknown[]): { record_no: number; data: unknown }[] {
   return data.map((d, record_no) => ({ record_no, data: d }));
+}
+
+// zlib compresses zstd from Node.js 22.15 on.
+const zstdCompressSync = (zlib as { zstdCompressSync?: (data: string) => Buffer }).zstdCompressSync;
+
+/** An ISO date (and time) as an Excel serial number (1900 system). */
+function serial(iso: string): number {
+  return (Date.parse(iso.length === 10 ? `${iso}T00:00:00Z` : iso) - Date.UTC(1899, 11, 30)) / 86_400_000 + (iso < '1900-03-01' ? -1 : 0);
 }
 
 function csvError(line: number, what: string): string {
@@ -583,6 +592,138 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     failed: 0,
     error: 'the gzip file decompresses to more than MAX_DECOMPRESSED_BYTES (1000000 bytes): nothing of it was kept',
+  },
+  {
+    name: 'a .txt file read as CSV when format=csv says so',
+    file: 'notes.txt',
+    options: { format: 'csv' },
+    content: 'a|b\n1|2\n',
+    status: 'completed',
+    processed: 1,
+    records: recs({ a: '1', b: '2' }),
+  },
+  {
+    name: 'a zip of one CSV, read as it inflates',
+    file: 'orders.csv.zip',
+    content: () => zipOf({ 'orders.csv': 'id,sku\n1,A-1\n2,B-2\n' }),
+    status: 'completed',
+    processed: 2,
+    failed: 0,
+    error: null,
+    records: recs({ id: '1', sku: 'A-1' }, { id: '2', sku: 'B-2' }),
+  },
+  {
+    name: 'a zip of one NDJSON file beside a zip tool\'s clutter, its format given',
+    file: 'export.zip',
+    options: { format: 'ndjson' },
+    content: () => zipOf({ '__MACOSX/._export.ndjson': 'junk', 'export/.DS_Store': 'junk', 'export/export.ndjson': '{"a":1}\n{"a":2}\n' }, { stored: true }),
+    status: 'completed',
+    processed: 2,
+    failed: 0,
+    error: null,
+    records: recs({ a: 1 }, { a: 2 }),
+  },
+  {
+    name: 'a zip holding JSON submitted as CSV: the job says which format to give',
+    file: 'data.zip',
+    content: () => zipOf({ 'data.json': '[{"a":1}]' }),
+    status: 'failed',
+    processed: 0,
+    error: 'the zip holds "data.json", which is JSON, but the job reads CSV: submit it again with format=json',
+  },
+  {
+    name: 'a zip of two data files is refused by the job, naming them',
+    file: 'two.zip',
+    content: () => zipOf({ 'a.csv': 'x\n1\n', 'b.csv': 'x\n2\n' }),
+    status: 'failed',
+    processed: 0,
+    error: 'the zip holds 2 files (a.csv, b.csv): send a zip of one data file, or the files one by one',
+  },
+  {
+    name: 'a zip bomb stops at MAX_DECOMPRESSED_BYTES (1 MB here), nothing kept',
+    file: 'bomb.csv.zip',
+    content: () => zipOf({ 'bomb.csv': `a,b\n${'1,2\n'.repeat(5_000_000)}` }),
+    status: 'failed',
+    processed: 0,
+    error: '"bomb.csv" in the zip decompresses to more than MAX_DECOMPRESSED_BYTES (1000000 bytes): nothing of it was kept',
+  },
+  {
+    name: 'a zip cut short (its table of contents lost)',
+    file: 'cut.csv.zip',
+    content: () => zipOf({ 'cut.csv': 'id\n1\n2\n' }).slice(0, 40),
+    status: 'failed',
+    processed: 0,
+    error: /^the file is not a readable zip: /,
+  },
+  {
+    name: 'zstd: read where Node.js offers it, else a failure that says what to send',
+    file: 'events.ndjson.zst',
+    content: () => new Uint8Array(zstdCompressSync ? zstdCompressSync('{"a":1}\n{"a":2}\n') : [0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x10, 0x81, 0x00, 0x00]),
+    status: zstdCompressSync ? 'completed' : 'failed',
+    error: zstdCompressSync ? null : `the file is zstd-compressed, which Node.js ${process.version} cannot read (Node.js 22.15 or later can): send it uncompressed or gzipped`,
+  },
+  {
+    name: 'an Excel workbook: shared and inline strings, numbers as stored, dates and times by their format, booleans, an error cell, a gap, an empty row',
+    file: 'sales.xlsx',
+    content: () =>
+      xlsxOf({
+        Sales: [
+          ['Region', 'Units', 'Price', 'Day', 'At', 'Open', 'Paid', 'Note', 'Check'],
+          ['North', 12, 9.9, { date: serial('2026-01-31') }, { datetime: serial('2026-01-31T09:30:15Z') }, { time: 0.75 }, true, { inline: 'a <b> & "c"' }, { error: '#N/A' }],
+          null,
+          ['South', -3, 1e-7, { date: serial('1900-01-01') }, null, { time: 0 }, false, { formula: 'A3&"!"', string: 'South!' }, 0.1],
+        ],
+      }),
+    status: 'completed',
+    processed: 2,
+    failed: 0,
+    error: null,
+    records: recs(
+      { Region: 'North', Units: '12', Price: '9.9', Day: '2026-01-31', At: '2026-01-31T09:30:15', Open: '18:00:00', Paid: 'true', Note: 'a <b> & "c"', Check: null },
+      { Region: 'South', Units: '-3', Price: '1e-7', Day: '1900-01-01', At: null, Open: '00:00:00', Paid: 'false', Note: 'South!', Check: '0.1' },
+    ),
+  },
+  {
+    name: 'a workbook\'s second sheet by name (sheet=); a 1904 workbook\'s dates',
+    file: 'book.xlsx',
+    options: { sheet: 'Later' },
+    content: () => xlsxOf({ First: [['x'], [1]], Later: [['id', 'day'], [7, { date: serial('2026-03-01') - 1462 }]] }, { date1904: true }),
+    status: 'completed',
+    processed: 1,
+    error: null,
+    records: recs({ id: '7', day: '2026-03-01' }),
+  },
+  {
+    name: 'a sheet that is not in the workbook: the job names the sheets it has',
+    file: 'book2.xlsx',
+    options: { sheet: 'Missing' },
+    content: () => xlsxOf({ First: [['x'], [1]], 'Second one': [['y'], [2]] }),
+    status: 'failed',
+    processed: 0,
+    error: 'the workbook has no sheet "Missing": its sheets are "First", "Second one"',
+  },
+  {
+    name: 'a sheet row with a value beyond the header is a row error at its row',
+    file: 'wide.xlsx',
+    maxErrors: 1,
+    content: () => xlsxOf({ S: [['a', 'b'], [1, 2], [3, 4, 5], [6]] }),
+    status: 'completed',
+    processed: 2,
+    failed: 1,
+    error: null,
+    records: [
+      { record_no: 0, data: { a: '1', b: '2' } },
+      { record_no: 2, data: { a: '6', b: null } },
+    ],
+    errors: [{ line: 3, record_no: 1, message: 'row 3 has a value in column 3, beyond the 2 columns of the header', excerpt: '3,4,5' }],
+  },
+  {
+    name: 'a CSV named .xlsx: the job says it is not a workbook',
+    file: 'fake.xlsx',
+    content: 'a,b\n1,2\n',
+    status: 'failed',
+    processed: 0,
+    error: 'the file is not an Excel workbook (.xlsx): it is not a zip',
   },
   {
     name: 'a tab-separated file (.tsv)',
@@ -1595,6 +1736,9 @@ const REJECTED: Case[] = [
   { name: 'an encoding Intake does not read', file: 'enc.csv', options: { encoding: 'ebcdic' }, content: 'a\n1\n', http: 422, code: 'validation_error' },
   { name: 'a delimiter Intake does not read', file: 'colon.csv', options: { delimiter: ':' }, content: 'a:b\n1:2\n', http: 422, code: 'validation_error' },
   { name: 'header given for a JSON file', file: 'h.json', options: { header: 'false' }, content: '[{"a":1}]', http: 422, code: 'validation_error' },
+  { name: 'an Excel 97–2003 workbook (.xls)', file: 'old.xls', content: 'x', http: 415, code: 'unsupported_file_type' },
+  { name: 'a format Intake does not read', file: 'data.xml', options: { format: 'xml' }, content: '<a/>', http: 422, code: 'validation_error' },
+  { name: 'sheet given for a CSV file', file: 's.csv', options: { sheet: 'One' }, content: 'a\n1\n', http: 422, code: 'validation_error' },
   { name: 'a file named just ".csv" has no extension', file: '.csv', content: 'a\n1\n', http: 415, code: 'unsupported_file_type' },
 ];
 
@@ -1617,7 +1761,7 @@ async function submit(url: string, c: Case) {
   // Each case in a dataset of its own; a CSV's columns all text, as the parser read them (this
   // corpus is about reading files: the inference of types is tested in datasets.test.ts).
   const query = new URLSearchParams({ dataset: `corpus_${CORPUS.indexOf(c)}` });
-  if (/\.(csv|tsv)(\.gz)?$/i.test(c.file)) query.set('schema', '{"*": "text"}');
+  if (/\.(csv|tsv|xlsx|txt)(\.(gz|zip))?$/i.test(c.file) || c.file === 'two.zip') query.set('schema', '{"*": "text"}');
   if (c.maxErrors !== undefined) query.set('max_errors', String(c.maxErrors));
   for (const [name, value] of Object.entries(c.options ?? {})) query.set(name, value);
   const res = await fetch(`${url}/api/upload?${query}`, { method: 'POST', body: form });

@@ -6,6 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/api.js';
+import { xlsxOf } from './files.js';
 import { backends, createSandbox, getJson, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 interface Column {
@@ -289,6 +290,27 @@ describe.each(backends())('datasets ($name)', (backend) => {
     const ndjson = await (await fetch(`${server.url}/api/datasets/round_src/export?format=ndjson`)).text();
     const lines = ndjson.trim().split('\n').map((line) => JSON.parse(line));
     expect(lines).toEqual(await rowsOf('round_src'));
+  });
+
+  it('loads an Excel sheet with its types: numbers as numbers, dates as dates, times as timestamps, booleans', async () => {
+    const day = (iso: string) => (Date.parse(iso) - Date.UTC(1899, 11, 30)) / 86_400_000;
+    const book = xlsxOf({
+      Orders: [
+        ['Order', 'Qty', 'Price', 'Ordered', 'Shipped at', 'Paid', 'Customer'],
+        [1001, 3, 9.99, { date: day('2026-01-31T00:00:00Z') }, { datetime: day('2026-02-02T14:05:00Z') }, true, 'Ada'],
+        [1002, 12, 0.5, { date: day('2024-02-29T00:00:00Z') }, null, false, { inline: 'Grace' }],
+      ],
+    });
+    const form = new FormData();
+    form.append('file', new Blob([book]), 'Orders 2026.xlsx');
+    const res = await fetch(`${server.url}/api/upload`, { method: 'POST', body: form });
+    expect(res.status).toBe(202);
+    const job = await waitForJob(server.url, ((await res.json()) as JobPayload).job_id, 60_000);
+    expect(job).toMatchObject({ status: 'completed', source_type: 'xlsx_upload', dataset: 'orders_2026', records_processed: 2 });
+    expect(await typesOf('orders_2026')).toEqual({ order_: 'bigint', qty: 'bigint', price: 'numeric', ordered: 'date', shipped_at: 'timestamptz', paid: 'boolean', customer: 'text' });
+    expect(await sql("SELECT sum(qty * price)::text AS total, min(ordered)::text AS first, to_char(max(shipped_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS shipped FROM datasets.orders_2026")).toEqual([
+      { total: '35.97', first: '2024-02-29', shipped: '2026-02-02 14:05' },
+    ]);
   });
 
   it('reads back columns named like the aliases its own queries use (r, t, q)', async () => {

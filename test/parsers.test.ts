@@ -8,7 +8,7 @@ import { decodeUtf8, type Encoding } from '../src/ingest/decode.js';
 import { IngestError } from '../src/ingest/errors.js';
 import { parseJson } from '../src/ingest/json.js';
 import { parseNdjson } from '../src/ingest/ndjson.js';
-import { readRecords } from '../src/ingest/parse.js';
+import { fileInput, readRecords } from '../src/ingest/parse.js';
 import { hasNulEscape, type ParsedRecord } from '../src/ingest/record.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -771,7 +771,7 @@ describe('readRecords', () => {
   };
   async function readAll(path: string, format: 'csv' | 'json' | 'ndjson') {
     const out: ParsedRecord[] = [];
-    for await (const record of readRecords(path, format)) {
+    for await (const record of readRecords(fileInput(path), format)) {
       if (record.error !== undefined) throw new IngestError(record.error);
       out.push(withoutRaw(record));
     }
@@ -827,7 +827,7 @@ describe('readRecords', () => {
     const latin = Buffer.from([...Buffer.from('name\n'), 0x4d, 0xfc, 0x6e, 0x0a, 0xa4, 0x0a]); // "Mün", then "¤" in windows-1252 but "€" in iso-8859-15
     const names = async (path: string, encoding?: Encoding) => {
       const out: unknown[] = [];
-      for await (const r of readRecords(path, 'csv', undefined, undefined, { encoding })) out.push(r.data?.name ?? r.error);
+      for await (const r of readRecords(fileInput(path), 'csv', undefined, undefined, { encoding })) out.push(r.data?.name ?? r.error);
       return out;
     };
     expect(await names(file('w1252.csv', latin), 'windows-1252')).toEqual(['Mün', '¤']);
@@ -853,7 +853,7 @@ describe('readRecords', () => {
     };
     for (const format of ['csv', 'json', 'ndjson'] as const) {
       let n = 0;
-      for await (const _ of readRecords(paths[format], format)) if (++n === 3) break;
+      for await (const _ of readRecords(fileInput(paths[format]), format)) if (++n === 3) break;
       expect(n).toBe(3);
     }
   });

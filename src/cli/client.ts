@@ -158,7 +158,7 @@ function progressDisplay(stderr: NodeJS.WriteStream): { update(job: JobPayload):
 }
 
 const UPLOAD_USAGE =
-  'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--max-errors N] [--wait] [--json]';
+  'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--max-errors N] [--wait] [--json]';
 
 async function upload(args: string[], io: ClientIo): Promise<number> {
   const { values, positionals } = parse(
@@ -172,6 +172,8 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
       delimiter: { type: 'string' },
       'no-header': { type: 'boolean' },
       encoding: { type: 'string' },
+      sheet: { type: 'string' },
+      format: { type: 'string' },
       'max-errors': { type: 'string' },
       wait: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -193,7 +195,7 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   // Intake reads the fields before the file: they have to come first.
   const form = new FormData();
   if (maxErrors !== undefined) form.append('max_errors', maxErrors);
-  for (const name of ['dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding'] as const) if (values[name] !== undefined) form.append(name, values[name] as string);
+  for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const) if (values[name] !== undefined) form.append(name, values[name] as string);
   if (values.widen) form.append('schema_update', 'widen');
   if (values['no-header']) form.append('header', 'false');
   form.append('file', file, basename(path));

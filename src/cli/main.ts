@@ -13,15 +13,16 @@ Run Intake:
 
 Talk to a running Intake at INTAKE_URL (default http://localhost:8000; INTAKE_TOKEN if it has API_TOKENS):
   upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen]
-              [--delimiter D] [--no-header] [--encoding E] [--max-errors N] [--wait] [--json]
-            submit a .csv, .tsv, .json, .ndjson or .jsonl file to load into dataset NAME (by default
-            named after the file); prints the job id. --mode append (the default) adds the rows,
+              [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--max-errors N] [--wait] [--json]
+            submit a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (or one gzipped, zstd-compressed or
+            zipped) to load into dataset NAME (by default named after the file); prints the job id. --mode append (the default) adds the rows,
             replace swaps the dataset's rows for them, merge updates the rows whose --key columns
             (comma-separated) match and adds the others. --schema '{"qty":"bigint"}' declares
             column types (bigint numeric boolean date timestamptz text jsonb); --widen lets the
             job widen a column that a value does not fit. A CSV's delimiter is detected unless
             --delimiter gives it (, ; | tab); --no-header: no header row; --encoding windows-1252 (or
-            another: see the README) for a file that is not UTF-8. With --wait, shows progress until the
+            another: see the README) for a file that is not UTF-8. --sheet: a workbook's sheet (name or
+            position; the first by default). --format csv|json|ndjson|xlsx when the name does not say. With --wait, shows progress until the
             job ends and exits 0 only if it completed (1 if it failed)
   status JOB_ID [--json]
             one job: status, dataset, counters, rows loaded, timestamps, error

@@ -65,7 +65,7 @@ export function Upload() {
         <input
           ref={input}
           type="file"
-          accept=".csv,.tsv,.json,.ndjson,.jsonl"
+          accept=".csv,.tsv,.json,.ndjson,.jsonl,.xlsx,.gz,.zst,.zip"
           multiple
           hidden
           aria-label="Files to upload"

@@ -7,7 +7,7 @@
  * other column's type is inferred over every value. What the loader has learnt is its state,
  * committed with each batch, so a resumed run goes on from it.
  */
-import type { Format } from '../schemas/job.js';
+import { isTabular, type Format } from '../schemas/job.js';
 import { IngestError } from '../ingest/errors.js';
 import { rowError, type ParsedRecord, type RowProblem } from '../ingest/record.js';
 import { topLevelFields } from './json-fields.js';
@@ -107,7 +107,7 @@ export class Loader {
    * number) and how many columns it fills, or the row error that keeps it out.
    */
   row(record: Extract<ParsedRecord, { data: object }>, recordNo: number): { text: string; width: number } | RowProblem {
-    return this.options.format === 'csv' ? this.csvRow(record, recordNo) : this.jsonRow(record, recordNo);
+    return isTabular(this.options.format) ? this.csvRow(record, recordNo) : this.jsonRow(record, recordNo);
   }
 
   private csvRow(record: Extract<ParsedRecord, { data: object }>, recordNo: number): { text: string; width: number } | RowProblem {

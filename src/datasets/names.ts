@@ -60,13 +60,13 @@ export function toName(text: string, fallback: string): string {
 
 /**
  * The dataset name Intake picks when none is given: the file name without its extensions
- * (`.csv`, `.json`, `.ndjson`, `.jsonl`, `.tsv`, `.txt`, `.gz`, `.zip`, `.xlsx`), made a name (one
+ * (`.csv`, `.json`, `.ndjson`, `.jsonl`, `.tsv`, `.txt`, `.gz`, `.zst`, `.zip`, `.xlsx`), made a name (one
  * starting with `pg_`, which PostgreSQL keeps, gets `d_` before it);
  * records posted without a file go to `records`.
  */
 export function datasetNameFor(fileName: string | null): string {
   if (!fileName) return 'records';
-  const base = fileName.replace(/^.*[\\/]/, '').replace(/(\.(csv|tsv|txt|json|ndjson|jsonl|xlsx|gz|zip))+$/i, '');
+  const base = fileName.replace(/^.*[\\/]/, '').replace(/(\.(csv|tsv|txt|json|ndjson|jsonl|xlsx|gz|zst|zstd|zip))+$/i, '');
   const name = toName(base, 'dataset');
   return name.startsWith('pg_') ? `d_${name}`.slice(0, MAX_NAME_LENGTH) : name;
 }

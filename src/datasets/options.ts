@@ -6,7 +6,7 @@ import { validationError, type ValidationIssue } from '../errors.js';
 import type { Delimiter } from '../ingest/csv.js';
 import { ENCODINGS, type Encoding } from '../ingest/decode.js';
 import type { ReadOptions } from '../ingest/parse.js';
-import { WRITE_MODES, type Format, type WriteMode } from '../schemas/job.js';
+import { isTabular, WRITE_MODES, type Format, type WriteMode } from '../schemas/job.js';
 import type { LoadOptions } from '../storage/jobs.js';
 import { datasetNameFor, datasetNameProblem } from './names.js';
 import { COLUMN_TYPES, type ColumnType } from './types.js';
@@ -20,9 +20,10 @@ export interface RawLoadOptions {
   delimiter?: string;
   header?: string | boolean;
   encoding?: string;
+  sheet?: string;
 }
 
-export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update', 'delimiter', 'header', 'encoding'] as const;
+export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update', 'delimiter', 'header', 'encoding', 'sheet'] as const;
 
 // Other names people use for the encodings Intake reads.
 const ENCODING_ALIASES: Record<string, Encoding> = { utf8: 'utf-8', latin1: 'iso-8859-1', 'latin-1': 'iso-8859-1', cp1252: 'windows-1252', latin9: 'iso-8859-15', utf16le: 'utf-16le', utf16be: 'utf-16be', 'utf-16': 'utf-16le', mac: 'macintosh' };
@@ -115,9 +116,14 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
   if (fileName === null && read.encoding !== undefined && read.encoding !== 'utf-8') {
     issue('encoding', 'posted records are read as UTF-8 (send other text as a file upload)');
   }
-  if (format !== 'csv' && (read.delimiter !== undefined || read.header !== undefined)) {
-    issue(raw.delimiter ? 'delimiter' : 'header', 'delimiter and header apply to CSV files only');
+  if (raw.sheet !== undefined && raw.sheet !== '') {
+    if (format !== 'xlsx') issue('sheet', 'sheet applies to Excel workbooks (.xlsx) only');
+    else if (raw.sheet.length > 31) issue('sheet', 'sheet is a sheet name (at most 31 characters, as in Excel) or its position (1 is the first)');
+    else read.sheet = raw.sheet;
   }
+  if (format !== 'csv' && read.delimiter !== undefined) issue('delimiter', 'delimiter applies to CSV files only');
+  if (!isTabular(format) && read.header !== undefined) issue('header', 'header applies to CSV files and Excel workbooks only');
+  if (format === 'xlsx' && read.encoding !== undefined) issue('encoding', 'an Excel workbook says its own encoding');
 
   if (issues.length > 0) throw validationError(issues);
   return { dataset, mode, key: mode === 'merge' ? key : [], types, widen: update === 'widen', read };

@@ -26,7 +26,7 @@ export function headerKeys(header: string[]): string[] {
  * A CSV record: its fields in header order (`values`, what a dataset loads), and the same as
  * an object keyed by the header (`data`, made when first read: loading never needs it).
  */
-class CsvRecord {
+export class CsvRecord {
   private object: Record<string, string> | undefined;
 
   constructor(

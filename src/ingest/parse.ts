@@ -1,6 +1,10 @@
-import { createReadStream } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import { dirname, extname, join } from 'node:path';
+import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import zlib, { createGunzip } from 'node:zlib';
 import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
 import type { Format } from '../schemas/api.js';
 import { parseCsv, type CsvDialect } from './csv.js';
@@ -9,8 +13,12 @@ import { IngestError } from './errors.js';
 import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
 import type { ParsedRecord } from './record.js';
+import { parseXlsx } from './xlsx.js';
+import { Zip } from './zip.js';
 
-const PARSERS: Record<Format, (text: AsyncIterable<string>, limits: InputLimits, dialect: CsvDialect) => AsyncGenerator<ParsedRecord>> = {
+type TextFormat = Exclude<Format, 'xlsx'>;
+
+const PARSERS: Record<TextFormat, (text: AsyncIterable<string>, limits: InputLimits, dialect: CsvDialect) => AsyncGenerator<ParsedRecord>> = {
   csv: parseCsv,
   json: parseJson,
   ndjson: parseNdjson,
@@ -28,34 +36,50 @@ async function* counted(bytes: AsyncIterable<Buffer>, progress: ReadProgress): A
   }
 }
 
-/** How a stored file is read: its encoding (default: UTF-8, or UTF-16 by its BOM), and a CSV's dialect. */
-export type ReadOptions = CsvDialect & { encoding?: Encoding };
+/** How a stored file is read: its encoding (default: UTF-8, or UTF-16 by its BOM), a CSV's dialect, a workbook's sheet. */
+export type ReadOptions = CsvDialect & { encoding?: Encoding; sheet?: string };
+
+const FORMAT_BY_EXTENSION: Record<string, Format> = { '.csv': 'csv', '.tsv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson', '.xlsx': 'xlsx' };
 
 /**
- * The file's bytes, gunzipped when they are gzip (recognised by their first bytes, whatever the
- * name): at most `limit` bytes of them, or the job fails. Progress counts the bytes read from
- * the file (compressed), so a progress bar reaches its end.
+ * The format a file's name says (`orders.csv.gz` and `orders.csv.zip` are CSV: compression
+ * is recognised by the bytes), or undefined.
  */
-async function* uncompressed(file: AsyncIterable<Buffer>, limit: number): AsyncGenerator<Buffer> {
-  const iterator = file[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  if (first.done) return;
-  const rest = (async function* () {
-    yield first.value;
-    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
-  })();
-  if (first.value[0] !== 0x1f || first.value[1] !== 0x8b) {
-    yield* rest;
+export function formatOfName(name: string): Format | undefined {
+  return FORMAT_BY_EXTENSION[extname(name.toLowerCase().replace(/(\.(gz|zst|zstd|zip))+$/, ''))];
+}
+
+// Magic numbers, on the first 4 bytes (fewer when the file is shorter).
+const isGzip = (head: Buffer) => head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
+const isZstd = (head: Buffer) => head.length === 4 && head.readUInt32LE(0) === 0xfd2fb528;
+const isZip = (head: Buffer) => head.length === 4 && head.readUInt32LE(0) === 0x04034b50;
+const isOle = (head: Buffer) => head.length === 4 && head.readUInt32BE(0) === 0xd0cf11e0; // Excel 97–2003 (.xls), among others
+
+// zlib gained zstd in Node.js 22.15 / 23.8.
+const createZstdDecompress = (zlib as { createZstdDecompress?: () => Transform }).createZstdDecompress;
+
+/**
+ * The file's bytes, decompressed when they are gzip or zstd (recognised by their first bytes,
+ * whatever the name): at most `limit` bytes of them, or the job fails. Progress counts the
+ * bytes read from the file (compressed), so a progress bar reaches its end.
+ */
+async function* uncompressed(head: Buffer, file: AsyncIterable<Buffer>, limit: number): AsyncGenerator<Buffer> {
+  if (!isGzip(head) && !isZstd(head)) {
+    yield* file;
     return;
   }
-  const gunzip = createGunzip();
-  const feeding = pipeline(rest, gunzip).catch(() => {}); // its errors come out of the reads below
+  const kind = isGzip(head) ? 'gzip' : 'zstd';
+  if (kind === 'zstd' && !createZstdDecompress) {
+    throw new IngestError(`the file is zstd-compressed, which Node.js ${process.version} cannot read (Node.js 22.15 or later can): send it uncompressed or gzipped`);
+  }
+  const inflate = kind === 'gzip' ? createGunzip() : createZstdDecompress!();
+  const feeding = pipeline(file, inflate).catch(() => {}); // its errors come out of the reads below
   let total = 0;
   try {
-    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+    for await (const chunk of inflate as AsyncIterable<Buffer>) {
       total += chunk.length;
       if (total > limit) {
-        throw new IngestError(`the gzip file decompresses to more than MAX_DECOMPRESSED_BYTES (${limit} bytes): nothing of it was kept`);
+        throw new IngestError(`the ${kind} file decompresses to more than MAX_DECOMPRESSED_BYTES (${limit} bytes): nothing of it was kept`);
       }
       yield chunk;
     }
@@ -64,23 +88,108 @@ async function* uncompressed(file: AsyncIterable<Buffer>, limit: number): AsyncG
     const code = (err as { code?: string }).code;
     throw new IngestError(
       code === 'Z_BUF_ERROR' || /unexpected end/i.test((err as Error).message)
-        ? `the gzip file is cut short after ${total} decompressed bytes (truncated?)`
-        : `the gzip file is damaged after ${total} decompressed bytes: ${(err as Error).message}`,
+        ? `the ${kind} file is cut short after ${total} decompressed bytes (truncated?)`
+        : `the ${kind} file is damaged after ${total} decompressed bytes: ${(err as Error).message}`,
     );
   } finally {
-    gunzip.destroy();
+    inflate.destroy();
     await feeding;
   }
 }
 
+/** The first chunk of a stream (at least 4 bytes unless the stream is shorter), and the whole stream again. */
+async function peek(bytes: AsyncIterable<Buffer>): Promise<[Buffer, AsyncGenerator<Buffer>]> {
+  const iterator = bytes[Symbol.asyncIterator]();
+  const read: Buffer[] = [];
+  let length = 0;
+  let ended = false;
+  while (length < 4) {
+    const next = await iterator.next();
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    read.push(next.value);
+    length += next.value.length;
+  }
+  const whole = (async function* () {
+    yield* read;
+    if (!ended) for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  })();
+  return [Buffer.concat(read).subarray(0, 4), whole];
+}
+
+/** Where a job's bytes come from. */
+export interface Input {
+  /** The bytes as a file on this machine, when they are one (a zip is read from a file). */
+  path?: string;
+  open(): Promise<AsyncIterable<Buffer>>;
+  /** Where bytes that must be read as a file (a zip from elsewhere) are kept while the job reads them. */
+  scratchDir: string;
+}
+
+/** A local file as an input. */
+export const fileInput = (path: string): Input => ({
+  path,
+  open: async () => createReadStream(path, { highWaterMark: 256 * 1024 }),
+  scratchDir: dirname(path),
+});
+
 /** Streams the records of a stored upload, in file order, with backpressure from the caller. */
-export function readRecords(
-  path: string,
+export async function* readRecords(
+  input: Input,
   format: Format,
   progress: ReadProgress = { bytes: 0 },
   limits: InputLimits = DEFAULT_LIMITS,
   read: ReadOptions = {},
 ): AsyncGenerator<ParsedRecord> {
-  const bytes = uncompressed(counted(createReadStream(path, { highWaterMark: 256 * 1024 }), progress), limits.maxDecompressedBytes);
-  return PARSERS[format](decodeText(bytes, read.encoding), limits, read);
+  const [head, bytes] = await peek(counted(await input.open(), progress));
+  if (isZip(head)) {
+    yield* readZip(input, bytes, format, progress, limits, read);
+    return;
+  }
+  if (format === 'xlsx') {
+    await bytes.return(undefined);
+    throw new IngestError(
+      isOle(head)
+        ? 'the file is an Excel 97–2003 workbook (.xls), which Intake does not read: save it as .xlsx or CSV'
+        : 'the file is not an Excel workbook (.xlsx): it is not a zip',
+    );
+  }
+  yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, bytes, limits.maxDecompressedBytes), read.encoding), limits, read);
+}
+
+/** A zip: an Excel workbook, or an archive of one data file read as the job's format. */
+async function* readZip(input: Input, bytes: AsyncGenerator<Buffer>, format: Format, progress: ReadProgress, limits: InputLimits, read: ReadOptions): AsyncGenerator<ParsedRecord> {
+  let path = input.path;
+  let spooled: string | undefined;
+  if (path === undefined) {
+    spooled = join(input.scratchDir, `spool-${randomUUID()}`);
+    path = spooled;
+    await pipeline(bytes, createWriteStream(spooled));
+  } else await bytes.return(undefined);
+  // Progress, from here on: the compressed bytes of what is read, in proportion.
+  const size = (await stat(path)).size;
+  if (!spooled) progress.bytes = 0;
+  const start = progress.bytes;
+  let zip: Zip | undefined;
+  try {
+    zip = await Zip.open(path, limits.maxDecompressedBytes, (n) => (progress.bytes = Math.min(start + size, progress.bytes + n)));
+    if (format === 'xlsx') {
+      yield* parseXlsx(zip, limits, { sheet: read.sheet, header: read.header });
+    } else {
+      const entry = zip.dataEntry();
+      const inner = formatOfName(entry.fileName);
+      if (inner === 'xlsx') throw new IngestError(`the zip holds the workbook "${entry.fileName}": send the .xlsx file itself`);
+      if (inner !== undefined && inner !== format) {
+        throw new IngestError(`the zip holds "${entry.fileName}", which is ${inner.toUpperCase()}, but the job reads ${format.toUpperCase()}: submit it again with format=${inner}`);
+      }
+      const [head, data] = await peek(zip.read(entry));
+      yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, data, limits.maxDecompressedBytes), read.encoding), limits, read);
+    }
+    progress.bytes = start + size;
+  } finally {
+    zip?.close();
+    if (spooled) await rm(spooled, { force: true });
+  }
 }

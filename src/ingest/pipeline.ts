@@ -16,13 +16,13 @@ import {
   type Batch,
   type Tracker,
 } from '../jobs/tracking.js';
-import { TERMINAL_STATUSES } from '../schemas/job.js';
+import { isTabular, TERMINAL_STATUSES } from '../schemas/job.js';
 import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount } from '../storage/datasets.js';
 import type { Db } from '../storage/db.js';
 import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, type RowError } from '../storage/transitions.js';
 import { IngestError } from './errors.js';
-import { readRecords, type ReadProgress } from './parse.js';
+import { fileInput, readRecords, type ReadProgress } from './parse.js';
 import { uploadPath } from './uploads.js';
 
 export interface PipelineDeps {
@@ -93,7 +93,7 @@ async function targetTypes(deps: PipelineDeps, job: JobRow, declared: Record<str
   if (job.mode === 'replace') return targets;
   for (const column of await datasetColumns(deps.db, deps.datasetSchema, job.dataset!)) {
     if (targets.has(column.name) || !(COLUMN_TYPES as readonly string[]).includes(column.type)) continue;
-    if (!job.widen || (column.type === 'jsonb' && job.format === 'csv')) targets.set(column.name, column.type as ColumnType);
+    if (!job.widen || (column.type === 'jsonb' && isTabular(job.format))) targets.set(column.name, column.type as ColumnType);
   }
   return targets;
 }
@@ -222,14 +222,14 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   };
   let position = 0;
   try {
-    for await (const record of readRecords(path, job.format, progress, deps.limits, saved?.read_options ?? {})) {
+    for await (const record of readRecords(fileInput(path), job.format, progress, deps.limits, saved?.read_options ?? {})) {
       const recordNo = position++;
       if (recordNo < checkpoint) continue; // committed by an earlier run
       // Parsing runs in microtasks, which starve I/O: let the socket carrying the batch in
       // flight drain now and then, so PostgreSQL loads while Node parses.
       if ((recordNo & 255) === 0 && inFlight) await new Promise<void>((resolve) => setImmediate(resolve));
       const item = record.error === undefined ? loader.row(record, recordNo) : record;
-      if (recordNo === checkpoint && job.format === 'csv') {
+      if (recordNo === checkpoint && isTabular(job.format)) {
         const missing = loader.missingKeys();
         if (missing.length > 0) {
           throw new IngestError(`the key column "${missing[0]}" is not in the file's header (its columns: ${loader.columns.map((c) => c.original).join(', ').slice(0, 300)})`);

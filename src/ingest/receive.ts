@@ -6,21 +6,19 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
-import { extname } from 'node:path';
 import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Multipart } from '@fastify/multipart';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../config.js';
 import { AppError, validationError, type ValidationIssue } from '../errors.js';
-import { MAX_ERRORS_LIMIT, type Format } from '../schemas/api.js';
+import { FORMATS, MAX_ERRORS_LIMIT, type Format } from '../schemas/api.js';
 import { decodeUtf8 } from './decode.js';
 import { IngestError } from './errors.js';
 import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
+import { formatOfName } from './parse.js';
 import { partialUploadPath, uploadPath } from './uploads.js';
-
-const FORMAT_BY_EXTENSION: Record<string, Format> = { '.csv': 'csv', '.tsv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson' };
 
 // Multipart limits: one file, and a few short fields before it (max_errors). Anything more is
 // refused with 413 while it streams, and nothing is kept.
@@ -69,6 +67,15 @@ async function discard(path: string, log: FastifyBaseLogger): Promise<void> {
   await rm(path, { force: true }).catch((err: unknown) => log.error({ err, path }, 'could not remove a partial upload'));
 }
 
+/** `format` as a form field, if given. */
+function formatField(raw: string | undefined): Format | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (!(FORMATS as readonly string[]).includes(raw)) {
+    throw validationError([{ loc: ['body', 'format'], msg: `format is one of ${FORMATS.join(', ')}`, type: 'enum' }]);
+  }
+  return raw as Format;
+}
+
 /** `max_errors` as a form field (text): an integer ≥ 0, default 0. */
 function maxErrorsField(raw: string | undefined): number {
   if (raw === undefined || raw === '') return 0;
@@ -101,6 +108,8 @@ export interface ReceiveOptions<Load> {
   maxUploadBytes: number;
   /** max_errors given in the query string, which wins over a form field. */
   maxErrors?: number;
+  /** format given in the query string, which wins over a form field. */
+  format?: Format;
   /** Hash what is received, for an Idempotency-Key. */
   fingerprint: boolean;
   /** The request's socket is gone: a stream error then means the client left. */
@@ -132,12 +141,13 @@ export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, optio
         part.file.resume();
         throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
       }
-      // A gzipped file is named by what it holds: data.csv.gz is a CSV (gunzipped as it is read).
-      const format = FORMAT_BY_EXTENSION[extname(part.filename.replace(/\.gz$/i, '')).toLowerCase()];
+      // A compressed file is named by what it holds: data.csv.gz is a CSV (gunzipped as it is read).
       const fileName = displayName(part.filename);
+      const format = options.format ?? formatField(fields.format) ?? formatOfName(part.filename) ?? (/\.(zip|gz|zst|zstd)$/i.test(part.filename) ? 'csv' : undefined);
       if (!format) {
         part.file.resume();
-        throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}": send a .csv, .tsv, .json, .ndjson or .jsonl file`);
+        const xls = /\.xls$/i.test(part.filename) ? ' (an Excel 97–2003 .xls: save it as .xlsx or CSV)' : '';
+        throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}"${xls}: send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format=`);
       }
       let load: Load;
       try {
@@ -149,7 +159,7 @@ export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, optio
       const jobId = randomUUID();
       const partial = partialUploadPath(uploadDir, jobId);
       const out = createWriteStream(partial);
-      const hash = options.fingerprint ? createHash('sha256').update(`upload\0${fileName}\0${maxErrors}\0${JSON.stringify(load)}\0`) : undefined;
+      const hash = options.fingerprint ? createHash('sha256').update(`upload\0${fileName}\0${format}\0${maxErrors}\0${JSON.stringify(load)}\0`) : undefined;
       try {
         await pipeline(part.file, hash ? hashing(hash) : new PassThrough(), out);
       } catch (err) {

@@ -75,6 +75,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         uploadDir: config.uploadDir,
         maxUploadBytes: config.maxUploadBytes,
         maxErrors: request.query.max_errors,
+        format: request.query.format,
         // The query string wins over a form field of the same name.
         load: (fields, fileName, format) => {
           const given = Object.fromEntries(LOAD_OPTION_NAMES.map((name) => [name, request.query[name] ?? fields[name]]));
@@ -86,7 +87,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         log: request.log,
       });
       const { jobId, fileName, format, maxErrors, size, load } = upload;
-      const sourceType = format === 'csv' ? 'csv_upload' : 'json_upload';
+      const sourceType = format === 'csv' ? 'csv_upload' : format === 'xlsx' ? 'xlsx_upload' : 'json_upload';
       const idempotency = key && upload.fingerprint ? { key, fingerprint: upload.fingerprint } : undefined;
       return submit(reply, { jobId, sourceType, fileName, format, maxErrors, bytesTotal: size, load }, idempotency);
     },

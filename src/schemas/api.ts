@@ -148,13 +148,17 @@ export const loadOptionProperties = {
   },
   schema_update: { type: 'string', maxLength: 40, description: 'widen: existing columns may be widened to hold the job\'s values (bigint → numeric → text)' },
   delimiter: { type: 'string', maxLength: 20, description: 'A CSV file\'s delimiter: , ; | or a tab (or comma, semicolon, pipe, tab). Default: detected from its first lines (a .tsv file: tab)' },
-  header: { type: 'string', maxLength: 10, description: 'false: the CSV file has no header row (columns are column_1, column_2 …). Default true' },
+  header: { type: 'string', maxLength: 10, description: 'false: the CSV file (or sheet) has no header row (columns are column_1, column_2 …). Default true' },
   encoding: {
     type: 'string',
     maxLength: 40,
     description: 'The file\'s encoding: utf-8 (default; UTF-16 is read by its byte order mark), utf-16le, utf-16be, windows-1252, iso-8859-1, iso-8859-15, windows-1250, windows-1251, macintosh',
   },
+  sheet: { type: 'string', maxLength: 40, description: 'An Excel workbook\'s sheet to load, by name or position (1 is the first). Default: the first' },
 } as const;
+
+/** How a file is read when its name does not say (or says wrong): `data.zip` holding JSON, a URL without an extension. */
+const formatHint = { type: 'string', enum: FORMATS, description: 'csv, json, ndjson or xlsx. Default: from the file name (orders.csv.gz, orders.json.zip …), else csv' } as const;
 
 export const submitQuerySchema = {
   type: 'object',
@@ -166,7 +170,7 @@ export const submitQuerySchema = {
 export const uploadQuerySchema = {
   type: 'object',
   additionalProperties: false,
-  properties: { max_errors: { ...maxErrorsSchema, default: undefined }, ...loadOptionProperties },
+  properties: { max_errors: { ...maxErrorsSchema, default: undefined }, format: formatHint, ...loadOptionProperties },
 } as const;
 
 /** A retry keeps the job's own max_errors and encoding unless given. */
@@ -182,10 +186,11 @@ export const uploadBodySchema = {
   required: ['file'],
   properties: {
     max_errors: { ...maxErrorsSchema, description: `${maxErrorsSchema.description}; as a form field it must come before the file` },
+    format: { ...formatHint, description: `${formatHint.description}; as a form field it must come before the file (the query string wins)` },
     ...Object.fromEntries(
       Object.entries(loadOptionProperties).map(([name, schema]) => [name, { ...schema, description: `${schema.description}; as a form field it must come before the file (the query string wins)` }]),
     ),
-    file: { type: 'string', format: 'binary', description: 'A .csv, .json, .ndjson or .jsonl file' },
+    file: { type: 'string', format: 'binary', description: 'A .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file, or one of them compressed (gzip, zstd) or zipped' },
   },
 } as const;
 

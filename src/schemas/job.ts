@@ -9,12 +9,15 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 /** A job in one of these states never changes again. */
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed', 'canceled']);
 
-export const SOURCE_TYPES = ['csv_upload', 'json_upload', 'json_api'] as const;
+export const SOURCE_TYPES = ['csv_upload', 'json_upload', 'xlsx_upload', 'json_api'] as const;
 export type SourceType = (typeof SOURCE_TYPES)[number];
 
 /** How a stored upload is parsed. */
-export const FORMATS = ['csv', 'json', 'ndjson'] as const;
+export const FORMATS = ['csv', 'json', 'ndjson', 'xlsx'] as const;
 export type Format = (typeof FORMATS)[number];
+
+/** Rows of text values under a header row (CSV, a sheet), as opposed to JSON records. */
+export const isTabular = (format: Format) => format === 'csv' || format === 'xlsx';
 
 /** How a job writes its dataset. */
 export const WRITE_MODES = ['append', 'replace', 'merge'] as const;

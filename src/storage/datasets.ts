@@ -12,7 +12,7 @@ import { castFromCsv, castFromJson, widenExpression } from '../datasets/casts.js
 import { topLevelFields } from '../datasets/json-fields.js';
 import { stageColumn, type LoadState } from '../datasets/loader.js';
 import { COLUMN_TYPES, joinTypes, type ColumnType } from '../datasets/types.js';
-import type { Format } from '../schemas/job.js';
+import { isTabular, type Format } from '../schemas/job.js';
 import type { Queryable, TextRow } from './db.js';
 
 export const STAGE_SCHEMA = 'intake_stage';
@@ -158,7 +158,7 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   // Each of the job's columns: the type its staged values are known to fit, and the column's.
   const selects: string[] = [];
   const targets: string[] = [];
-  const cast = p.format === 'csv' ? castFromCsv : castFromJson;
+  const cast = isTabular(p.format) ? castFromCsv : castFromJson;
   const adds: string[] = [];
   for (const [i, column] of p.state.columns.entries()) {
     const current = existing.get(column.name);

@@ -1,0 +1,101 @@
+import { basename } from 'node:path';
+import yauzl, { type Entry, type ZipFile } from 'yauzl';
+import { IngestError } from './errors.js';
+
+// A zip's table of contents is read whole: this many entries at most.
+const MAX_ENTRIES = 10_000;
+
+/** Files a zip tool adds beside the data, never data themselves. */
+const isClutter = (name: string) => name.endsWith('/') || name.startsWith('__MACOSX/') || basename(name).startsWith('.') || basename(name) === 'Thumbs.db';
+
+/**
+ * A zip file on disk, read by entry (yauzl: the central directory, then each entry's bytes as
+ * they inflate). Sizes are checked against the directory as the bytes come, and against
+ * `limit` (MAX_DECOMPRESSED_BYTES), so a zip that lies about its sizes or expands without
+ * end stops there.
+ */
+export class Zip {
+  private constructor(
+    private readonly file: ZipFile,
+    readonly entries: Entry[],
+    private readonly limit: number,
+    private readonly onRead?: (compressedBytes: number) => void,
+  ) {}
+
+  /** `onRead` learns, as each entry is read, how many compressed bytes each chunk stood for (for progress). */
+  static async open(path: string, limit: number, onRead?: (compressedBytes: number) => void): Promise<Zip> {
+    let file: ZipFile;
+    try {
+      file = await yauzl.openPromise(path, { lazyEntries: true, autoClose: false, strictFileNames: false, validateEntrySizes: true });
+    } catch (err) {
+      throw new IngestError(`the file is not a readable zip: ${(err as Error).message}`);
+    }
+    const entries: Entry[] = [];
+    try {
+      for await (const entry of file.eachEntry()) {
+        if (entries.length >= MAX_ENTRIES) throw new IngestError(`the zip holds more than ${MAX_ENTRIES} entries`);
+        entries.push(entry);
+      }
+    } catch (err) {
+      file.close();
+      throw err instanceof IngestError ? err : new IngestError(`the zip's table of contents is damaged: ${(err as Error).message}`);
+    }
+    return new Zip(file, entries, limit, onRead);
+  }
+
+  find(name: string): Entry | undefined {
+    return this.entries.find((entry) => entry.fileName === name);
+  }
+
+  /** The one data file of a zip that holds a single file (beside a zip tool's clutter). */
+  dataEntry(): Entry {
+    const data = this.entries.filter((entry) => !isClutter(entry.fileName));
+    if (data.length === 1) return data[0]!;
+    if (data.length === 0) throw new IngestError('the zip holds no data file');
+    const names = data.slice(0, 5).map((entry) => entry.fileName);
+    throw new IngestError(`the zip holds ${data.length} files (${names.join(', ')}${data.length > 5 ? ', …' : ''}): send a zip of one data file, or the files one by one`);
+  }
+
+  /** An entry's bytes as they inflate. */
+  async *read(entry: Entry): AsyncGenerator<Buffer> {
+    if (entry.isEncrypted()) throw new IngestError(`"${entry.fileName}" in the zip is encrypted`);
+    if (!entry.canDecodeFileData()) throw new IngestError(`"${entry.fileName}" in the zip uses compression method ${entry.compressionMethod}: only stored and deflate are read`);
+    if (entry.uncompressedSize > this.limit) throw this.tooLarge(entry);
+    let stream;
+    try {
+      stream = await this.file.openReadStreamPromise(entry);
+    } catch (err) {
+      throw new IngestError(`"${entry.fileName}" in the zip cannot be read: ${(err as Error).message}`);
+    }
+    let total = 0;
+    const ratio = entry.uncompressedSize > 0 ? entry.compressedSize / entry.uncompressedSize : 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        total += chunk.length;
+        if (total > this.limit) throw this.tooLarge(entry);
+        this.onRead?.(Math.round(chunk.length * ratio));
+        yield chunk;
+      }
+    } catch (err) {
+      if (err instanceof IngestError) throw err;
+      throw new IngestError(`"${entry.fileName}" in the zip is damaged after ${total} bytes: ${(err as Error).message}`);
+    } finally {
+      stream.destroy();
+    }
+  }
+
+  /** A small entry (a workbook's parts) as text. */
+  async text(entry: Entry): Promise<string> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of this.read(entry)) chunks.push(chunk);
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  private tooLarge(entry: Entry): IngestError {
+    return new IngestError(`"${entry.fileName}" in the zip decompresses to more than MAX_DECOMPRESSED_BYTES (${this.limit} bytes): nothing of it was kept`);
+  }
+
+  close(): void {
+    this.file.close();
+  }
+}
