@@ -282,7 +282,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
 
   it.each([
     [['upload', 'missing.csv'], 'intake: cannot read missing.csv: no such file'],
-    [['upload', 'notes.txt'], 'intake: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson or .jsonl file (HTTP 415 unsupported_file_type)'],
+    [['upload', 'notes.txt'], 'intake: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format= (HTTP 415 unsupported_file_type)'],
     [['upload', 'people.csv', '--max-errors', '-1'], "intake: Option '--max-errors' argument is ambiguous"],
     [['upload', 'people.csv', '--max-errors', 'many'], 'intake: --max-errors must be a whole number, 0 or more, not "many"'],
     [['upload'], 'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--max-errors N] [--wait] [--json]'],
