@@ -8,6 +8,7 @@ import { registerCors, requireToken } from './auth.js';
 import { limitSlowBodies } from './slow-bodies.js';
 import { refuseNonFiniteNumbers } from './numeric-query.js';
 import { registerErrorHandlers } from './errors.js';
+import type { UploadStore } from './ingest/uploads.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
 import { datasetSchemas, errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas/api.js';
@@ -31,6 +32,8 @@ export interface AppDeps {
   tracker: Tracker;
   events: JobEvents;
   cache?: StatusCache;
+  /** Where uploads are kept (UPLOAD_DIR or UPLOAD_STORE). */
+  uploads: UploadStore;
   /** Scale-out: the BullMQ queue's counts for /metrics (otherwise counted in the database). */
   queueCounts?: QueueCounts;
   /** The built web console (default dist/console). */

@@ -7,6 +7,20 @@ export interface Config {
   host: string;
   dataDir: string;
   uploadDir: string;
+  /** Where uploads are kept: UPLOAD_DIR (the default), or a bucket (UPLOAD_STORE=s3://bucket/prefix). */
+  uploadStore: { kind: 'file' } | { kind: 's3'; bucket: string; prefix: string };
+  /** How Intake reaches S3 (uploads in a bucket, imports from s3://): credentials come from the AWS SDK's own chain. */
+  s3: {
+    endpoint: string | undefined;
+    region: string;
+    forcePathStyle: boolean;
+    /** AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) of this environment, if set; otherwise the SDK's chain (profile, instance role …). */
+    credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  };
+  /** Imports by URL may reach loopback, private and link-local addresses (off: no SSRF). */
+  importAllowPrivate: boolean;
+  /** An import's connection and idle time, and its transient errors' retries. */
+  importTimeoutMs: number;
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
   maxUploadBytes: number;
@@ -154,6 +168,24 @@ function origins(env: Env): string[] {
   return values.map((origin) => origin.replace(/\/$/, ''));
 }
 
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(name, `must be true or false (got "${env[name]}")`);
+}
+
+/** UPLOAD_STORE: unset or "file" (UPLOAD_DIR), or s3://bucket/prefix. */
+function uploadStore(env: Env): Config['uploadStore'] {
+  const raw = env.UPLOAD_STORE?.trim();
+  if (!raw || raw === 'file') return { kind: 'file' };
+  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(raw);
+  if (!match) throw new ConfigError('UPLOAD_STORE', `must be file or s3://bucket/prefix (got "${raw}")`);
+  const prefix = (match[2] ?? '').replace(/^\/+|\/+$/g, '');
+  return { kind: 's3', bucket: match[1]!, prefix: prefix === '' ? '' : `${prefix}/` };
+}
+
 function schemaName(env: Env): string {
   const raw = env.DATASET_SCHEMA?.trim() || 'datasets';
   const problem = datasetNameProblem(raw);
@@ -182,6 +214,19 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     host: env.HOST?.trim() || (apiTokens.length > 0 ? '0.0.0.0' : '127.0.0.1'),
     dataDir,
     uploadDir: path(env, 'UPLOAD_DIR', join(dataDir, 'uploads'), cwd),
+    uploadStore: uploadStore(env),
+    s3: {
+      endpoint: url(env, 'S3_ENDPOINT', ['http:', 'https:']),
+      region: env.S3_REGION?.trim() || env.AWS_REGION?.trim() || 'us-east-1',
+      // S3-compatible servers (MinIO, s3rver …) answer on one host: bucket in the path.
+      forcePathStyle: boolean(env, 'S3_FORCE_PATH_STYLE', env.S3_ENDPOINT !== undefined && env.S3_ENDPOINT.trim() !== ''),
+      ...(env.AWS_ACCESS_KEY_ID &&
+        env.AWS_SECRET_ACCESS_KEY && {
+          credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, ...(env.AWS_SESSION_TOKEN && { sessionToken: env.AWS_SESSION_TOKEN }) },
+        }),
+    },
+    importAllowPrivate: boolean(env, 'IMPORT_ALLOW_PRIVATE', false),
+    importTimeoutMs: integer(env, 'IMPORT_TIMEOUT_MS', 30_000, 100, 3_600_000),
     databaseUrl,
     redisUrl,
     maxUploadBytes: integer(env, 'MAX_UPLOAD_BYTES', 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),

@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
@@ -8,6 +9,7 @@ import type { Dispatcher } from './dispatch/dispatcher.js';
 import { createLocalDispatcher } from './dispatch/local.js';
 import { createLocalEvents, type JobEvents } from './events/job-events.js';
 import type { PipelineDeps } from './ingest/pipeline.js';
+import { fileStore, type UploadStore } from './ingest/uploads.js';
 import { startRetention } from './jobs/removal.js';
 import { createTracker } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
@@ -43,6 +45,14 @@ interface Runtime {
   close(): Promise<void>;
 }
 
+/** The upload store UPLOAD_STORE names; the AWS SDK is loaded only when it is used. */
+async function openUploads(config: Config): Promise<UploadStore> {
+  if (config.uploadStore.kind === 'file') return fileStore(config.uploadDir);
+  const { s3Client, s3Store } = await import('./ingest/s3.js');
+  await mkdir(config.uploadDir, { recursive: true }); // scratch space for zips read from the bucket
+  return s3Store(s3Client(config.s3), { ...config.uploadStore, maxUploadBytes: config.maxUploadBytes, scratchDir: config.uploadDir });
+}
+
 async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runtime> {
   const db = await openStorage(config, log);
   try {
@@ -59,10 +69,11 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   // Embedded: in memory, so status reads answer while a publish holds PGlite's one connection.
   const cache = scaleOut?.cache ?? (db.kind === 'pglite' ? createMemoryStatusCache() : undefined);
   const tracker = createTracker(db, cache, events);
+  const uploads = await openUploads(config);
   const pipeline: PipelineDeps = {
     db,
     tracker,
-    uploadDir: config.uploadDir,
+    uploads,
     batchSize: config.batchSize,
     limits: config.limits,
     datasetSchema: config.datasetSchema,
@@ -82,7 +93,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
       // Every process sweeps (one at a time, under a lock); retention off still expires idempotency keys.
       const retention = startRetention({
         db,
-        uploadDir: config.uploadDir,
+        uploads,
         cache,
         log: log.child({ component: 'retention' }),
         retentionDays: config.jobRetentionDays,
@@ -122,7 +133,7 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
   try {
     const { dispatcher } = runtime;
     const app = await buildApp(
-      { config, db: runtime.db, dispatcher, tracker: runtime.pipeline.tracker, cache: runtime.cache, events: runtime.events, queueCounts: runtime.queueCounts },
+      { config, db: runtime.db, dispatcher, tracker: runtime.pipeline.tracker, uploads: runtime.pipeline.uploads, cache: runtime.cache, events: runtime.events, queueCounts: runtime.queueCounts },
       { loggerInstance: log },
     );
     let workers: { close(): Promise<void> } | undefined;

@@ -277,7 +277,7 @@ describe.each(backends())('API contract ($name)', (backend) => {
     form.append('comment', 'no file here');
     expect((await fetch(`${server.url}/api/upload`, { method: 'POST', body: form })).status).toBe(400);
 
-    const wrongType = await upload(server.url, 'report.xlsx', 'PK...');
+    const wrongType = await upload(server.url, 'report.pdf', '%PDF-1.7');
     expect(wrongType.status).toBe(415);
     expect(wrongType.body).toMatchObject({ code: 'unsupported_file_type' });
     const jsonToUpload = await fetch(`${server.url}/api/upload`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });

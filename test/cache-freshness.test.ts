@@ -6,6 +6,7 @@
  * parts: the status cache's marks (changes in flight, fills, failures, dead writers, tombstones,
  * timeouts) and the tracker's use of them (marked before each COMMIT, never for a no-op).
  */
+import { fileStore } from '../src/ingest/uploads.js';
 import { randomUUID } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -235,7 +236,7 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
     expect(await cancelJob(tracker, jobId)).toBeNull();
     expect(marks).toEqual([]);
     await expectChange(await retryJob(tracker, jobId, null), 7);
-    const deps = { db, uploadDir: server.config.uploadDir, cache, log: silentLog };
+    const deps = { db, uploads: fileStore(server.config.uploadDir), cache, log: silentLog };
     expect(await removeJob(deps, jobId)).toBe(true);
     expect(marks.splice(0)).toEqual(['pending with v7 committed']);
     expect(await cached()).toBe(`{"deleted":true,"version":${Number.MAX_SAFE_INTEGER}}`);

@@ -147,7 +147,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await page.getByRole('link', { name: '← All jobs' }).click();
     await page.setInputFiles('input[type=file]', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
     await expect.poll(() => page.locator('.notice-error').textContent()).toBe(
-      'notes.txt was not accepted: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson or .jsonl file',
+      'notes.txt was not accepted: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format=',
     );
     // The refused upload is answered 415, which Chromium logs as a failed resource load.
     expect(problems.filter((text) => !text.includes('status of 415'))).toEqual([]);

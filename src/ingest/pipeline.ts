@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../config.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
@@ -22,13 +21,13 @@ import type { Db } from '../storage/db.js';
 import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, type RowError } from '../storage/transitions.js';
 import { IngestError } from './errors.js';
-import { fileInput, readRecords, type ReadProgress } from './parse.js';
-import { uploadPath } from './uploads.js';
+import { readRecords, type ReadProgress } from './parse.js';
+import type { UploadStore } from './uploads.js';
 
 export interface PipelineDeps {
   db: Db;
   tracker: Tracker;
-  uploadDir: string;
+  uploads: UploadStore;
   batchSize: number;
   limits: InputLimits;
   /** The schema of the datasets' tables. */
@@ -134,9 +133,9 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     );
     return 'failed';
   }
-  const path = uploadPath(deps.uploadDir, jobId);
-  if (!existsSync(path)) {
-    await markFailed(tracker, jobId, 'the stored upload is missing (was UPLOAD_DIR changed or cleaned?)');
+  const input = await deps.uploads.input(jobId);
+  if (!input) {
+    await markFailed(tracker, jobId, `the stored upload is missing (was ${deps.uploads.kind === 'file' ? 'UPLOAD_DIR' : 'UPLOAD_STORE'} changed or cleaned?)`);
     return 'failed';
   }
   if (job.dataset === null) {
@@ -222,7 +221,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   };
   let position = 0;
   try {
-    for await (const record of readRecords(fileInput(path), job.format, progress, deps.limits, saved?.read_options ?? {})) {
+    for await (const record of readRecords(input, job.format, progress, deps.limits, saved?.read_options ?? {})) {
       const recordNo = position++;
       if (recordNo < checkpoint) continue; // committed by an earlier run
       // Parsing runs in microtasks, which starve I/O: let the socket carrying the batch in

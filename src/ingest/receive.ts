@@ -4,9 +4,7 @@
  * posted. Whatever fails, nothing is left behind.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { rename, rm, stat, writeFile } from 'node:fs/promises';
-import { PassThrough, Transform } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Multipart } from '@fastify/multipart';
 import type { FastifyBaseLogger } from 'fastify';
@@ -18,7 +16,7 @@ import { IngestError } from './errors.js';
 import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
 import { formatOfName } from './parse.js';
-import { partialUploadPath, uploadPath } from './uploads.js';
+import type { UploadStore } from './uploads.js';
 
 // Multipart limits: one file, and a few short fields before it (max_errors). Anything more is
 // refused with 413 while it streams, and nothing is kept.
@@ -45,13 +43,16 @@ function multipartError(err: unknown): AppError | undefined {
   return undefined;
 }
 
-function hashing(hash: Hash): Transform {
-  return new Transform({
+/** The file's bytes, hashed as they pass; an error of the file comes out of them too. */
+function hashed(file: Readable, hash: Hash): Readable {
+  const passing = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       hash.update(chunk);
       callback(null, chunk);
     },
   });
+  pipeline(file, passing).catch(() => {}); // destroys `passing` with the file's error
+  return passing;
 }
 
 /**
@@ -63,8 +64,8 @@ function displayName(name: string): string {
   return name.slice(0, 255).toWellFormed().replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
 }
 
-async function discard(path: string, log: FastifyBaseLogger): Promise<void> {
-  await rm(path, { force: true }).catch((err: unknown) => log.error({ err, path }, 'could not remove a partial upload'));
+async function discard(uploads: UploadStore, jobId: string, log: FastifyBaseLogger): Promise<void> {
+  await uploads.remove(jobId).catch((err: unknown) => log.error({ err, jobId }, 'could not remove an upload refused'));
 }
 
 /** `format` as a form field, if given. */
@@ -104,7 +105,7 @@ export interface ReceiveOptions<Load> {
    * it may throw to refuse the upload before a byte of it is stored.
    */
   load(fields: Record<string, string>, fileName: string, format: Format): Load;
-  uploadDir: string;
+  uploads: UploadStore;
   maxUploadBytes: number;
   /** max_errors given in the query string, which wins over a form field. */
   maxErrors?: number;
@@ -123,10 +124,10 @@ export interface ReceiveOptions<Load> {
  * with nothing kept.
  */
 export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, options: ReceiveOptions<Load>): Promise<ReceivedUpload<Load>> {
-  const { uploadDir, log } = options;
+  const { uploads, log } = options;
   const tooLarge = () => new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${options.maxUploadBytes} bytes)`);
   const fields: Record<string, string> = {};
-  let stored: { jobId: string; partial: string; fileName: string; format: Format; maxErrors: number; load: Load; hash?: Hash } | undefined;
+  let stored: { jobId: string; size: number; fileName: string; format: Format; maxErrors: number; load: Load; hash?: Hash } | undefined;
   try {
     for await (const part of parts) {
       if (part.type === 'field') {
@@ -157,52 +158,39 @@ export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, optio
         throw err;
       }
       const jobId = randomUUID();
-      const partial = partialUploadPath(uploadDir, jobId);
-      const out = createWriteStream(partial);
       const hash = options.fingerprint ? createHash('sha256').update(`upload\0${fileName}\0${format}\0${maxErrors}\0${JSON.stringify(load)}\0`) : undefined;
+      let size: number;
       try {
-        await pipeline(part.file, hash ? hashing(hash) : new PassThrough(), out);
+        size = await uploads.put(jobId, hash ? hashed(part.file, hash) : part.file);
       } catch (err) {
-        // The file is opened asynchronously: let the stream finish opening and close before
-        // removing it, or its late open would create the file again after the removal.
-        if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
-        await discard(partial, log);
         if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge();
-        if (options.aborted() || /unexpected end|terminated early|aborted/i.test((err as Error).message)) {
+        if (err instanceof AppError) throw err;
+        if (options.aborted() || /unexpected end|terminated early|aborted|premature close/i.test((err as Error).message)) {
           throw new AppError(400, 'upload_incomplete', 'The upload ended before the file was complete; nothing was kept');
         }
         throw err;
       }
-      stored = { jobId, partial, fileName, format, maxErrors, load, hash };
+      stored = { jobId, size, fileName, format, maxErrors, load, hash };
       // At the limit the parser stops writing and marks the stream truncated: a cut file
       // must never be ingested as if it were whole.
       if (part.file.truncated) throw tooLarge();
     }
   } catch (err) {
-    if (stored) await discard(stored.partial, log);
+    if (stored) await discard(uploads, stored.jobId, log);
     throw multipartError(err) ?? err;
   }
   if (!stored) throw new AppError(400, 'file_missing', 'No file: send it in a multipart field named "file"');
-  const { jobId, partial, fileName, format, maxErrors, load, hash } = stored;
-  const { size } = await stat(partial);
+  const { jobId, size, fileName, format, maxErrors, load, hash } = stored;
   if (size === 0) {
-    await discard(partial, log);
+    await discard(uploads, jobId, log);
     throw new AppError(422, 'empty_file', `The file "${fileName}" is empty`);
   }
-  await rename(partial, uploadPath(uploadDir, jobId));
   return { jobId, fileName, format, maxErrors, load, size, fingerprint: hash?.digest('hex') };
 }
 
 /** Stores a posted body as an upload, so the worker reads every job the same way. */
-export async function storeBody(uploadDir: string, jobId: string, body: Buffer, log: FastifyBaseLogger): Promise<void> {
-  const partial = partialUploadPath(uploadDir, jobId);
-  try {
-    await writeFile(partial, body);
-    await rename(partial, uploadPath(uploadDir, jobId));
-  } catch (err) {
-    await discard(partial, log);
-    throw err;
-  }
+export async function storeBody(uploads: UploadStore, jobId: string, body: Buffer): Promise<void> {
+  await uploads.put(jobId, Readable.from([body]));
 }
 
 const bodyIssue = (msg: string, type: string): ValidationIssue => ({ loc: ['body'], msg, type });

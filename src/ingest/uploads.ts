@@ -1,32 +1,82 @@
-import { readdir, rm, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-
-/** Uploads are stored under the job id, never under the client's file name. */
-export function uploadPath(uploadDir: string, jobId: string): string {
-  return join(uploadDir, jobId);
-}
-
-/** Where an upload is written while it streams in; renamed to uploadPath once complete. */
-export function partialUploadPath(uploadDir: string, jobId: string): string {
-  return join(uploadDir, `${jobId}.part`);
-}
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Input } from './parse.js';
 
 /**
- * Removes the partial uploads nobody has written to for `olderThanMs`: left by a process that
- * died mid-upload (one in progress writes at least once per BODY_IDLE_TIMEOUT_MS, or is cut
- * off). Returns how many were removed.
+ * Where uploads are kept between the submit and the job's end, under the job id (never the
+ * client's file name): a directory (UPLOAD_DIR), or a bucket (s3.ts) so that API and worker
+ * machines share no disk.
  */
-export async function sweepPartialUploads(uploadDir: string, olderThanMs: number): Promise<number> {
-  const before = Date.now() - olderThanMs;
-  let removed = 0;
-  for (const name of await readdir(uploadDir).catch(() => [])) {
-    if (!name.endsWith('.part')) continue;
-    const path = join(uploadDir, name);
-    const info = await stat(path).catch(() => undefined);
-    if (info && info.mtimeMs < before) {
-      await rm(path, { force: true });
-      removed++;
-    }
-  }
-  return removed;
+export interface UploadStore {
+  readonly kind: 'file' | 's3';
+  /**
+   * Stores `body` as the upload of `jobId`, streamed. If it fails, nothing is kept and the
+   * error is the body's own (the client left, a limit) or the store's (503 from s3.ts).
+   * Returns the size stored.
+   */
+  put(jobId: string, body: Readable): Promise<number>;
+  /** The upload, to read; undefined if it is gone. */
+  input(jobId: string): Promise<Input | undefined>;
+  exists(jobId: string): Promise<boolean>;
+  /** Removes the upload (and a partial one) if there is one. */
+  remove(jobId: string): Promise<void>;
+  /** Removes what a process that stopped mid-upload left, untouched for `olderThanMs`; returns how many. */
+  sweep(olderThanMs: number): Promise<number>;
+  /** A directory on this machine for bytes a job must read as a file (a zip from elsewhere). */
+  readonly scratchDir: string;
+}
+
+/** Uploads as files in `dir`: written as `<id>.part`, renamed to `<id>` once complete. */
+export function fileStore(dir: string): UploadStore {
+  const path = (jobId: string) => join(dir, jobId);
+  const partial = (jobId: string) => join(dir, `${jobId}.part`);
+  return {
+    kind: 'file',
+    scratchDir: dir,
+    async put(jobId, body) {
+      await mkdir(dir, { recursive: true });
+      const out = createWriteStream(partial(jobId));
+      try {
+        await pipeline(body, out);
+      } catch (err) {
+        // The file is opened asynchronously: let the stream finish opening and close before
+        // removing it, or its late open would create the file again after the removal.
+        if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
+        await rm(partial(jobId), { force: true });
+        throw err;
+      }
+      await rename(partial(jobId), path(jobId));
+      return (await stat(path(jobId))).size;
+    },
+    async input(jobId) {
+      const file = path(jobId);
+      if (!existsSync(file)) return undefined;
+      return { path: file, open: async () => createReadStream(file, { highWaterMark: 256 * 1024 }), scratchDir: dir };
+    },
+    async exists(jobId) {
+      return existsSync(path(jobId));
+    },
+    async remove(jobId) {
+      await rm(path(jobId), { force: true });
+      await rm(partial(jobId), { force: true });
+    },
+    // A partial upload in progress writes at least once per BODY_IDLE_TIMEOUT_MS, or is cut off.
+    async sweep(olderThanMs) {
+      const before = Date.now() - olderThanMs;
+      let removed = 0;
+      for (const name of await readdir(dir).catch(() => [])) {
+        if (!name.endsWith('.part') && !name.startsWith('spool-')) continue;
+        const file = join(dir, name);
+        const info = await stat(file).catch(() => undefined);
+        if (info && info.mtimeMs < before) {
+          await rm(file, { force: true });
+          removed++;
+        }
+      }
+      return removed;
+    },
+  };
 }

@@ -1,14 +1,13 @@
-import { rm } from 'node:fs/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import type { PendingChange, StatusCache } from '../cache/status-cache.js';
-import { partialUploadPath, sweepPartialUploads, uploadPath } from '../ingest/uploads.js';
+import type { UploadStore } from '../ingest/uploads.js';
 import { dropOrphanStages, dropStage } from '../storage/datasets.js';
 import type { Db, Queryable } from '../storage/db.js';
 import { deleteExpiredKeys, deleteJobs, listExpiredJobIds, tryTransactionLock } from '../storage/jobs.js';
 
 export interface RemovalDeps {
   db: Db;
-  uploadDir: string;
+  uploads: UploadStore;
   cache?: StatusCache;
   log: FastifyBaseLogger;
 }
@@ -21,8 +20,7 @@ export interface RemovalDeps {
  */
 async function removeTraces(deps: RemovalDeps, jobIds: string[]): Promise<void> {
   for (const jobId of jobIds) {
-    await rm(uploadPath(deps.uploadDir, jobId), { force: true });
-    await rm(partialUploadPath(deps.uploadDir, jobId), { force: true });
+    await deps.uploads.remove(jobId).catch((err: unknown) => deps.log.warn({ jobId, err }, 'could not remove the upload of a deleted job'));
     await dropStage(deps.db, jobId).catch((err: unknown) => deps.log.warn({ jobId, err }, 'could not drop the stage of a deleted job'));
     await deps.cache?.forget(jobId);
   }
@@ -69,7 +67,7 @@ export interface RetentionOptions extends RemovalDeps {
   /** Finished jobs older than this are deleted; 0 keeps them forever. */
   retentionDays: number;
   intervalMs: number;
-  /** Partial uploads untouched for this long are removed (see sweepPartialUploads). */
+  /** Partial uploads untouched for this long are removed (see UploadStore.sweep). */
   partialMaxAgeMs: number;
 }
 
@@ -99,7 +97,7 @@ export function startRetention(options: RetentionOptions): { close(): Promise<vo
     if (running) return;
     running = sweepOnce(options, stop.signal)
       .then((count) => count > 0 && options.log.info({ count, retentionDays: options.retentionDays }, 'retention deleted finished jobs'))
-      .then(() => sweepPartialUploads(options.uploadDir, options.partialMaxAgeMs))
+      .then(() => options.uploads.sweep(options.partialMaxAgeMs))
       .then((count) => count > 0 && options.log.info({ count }, 'removed partial uploads left by a process that stopped mid-upload'))
       .then(() => dropOrphanStages(options.db))
       .then((count) => count > 0 && options.log.info({ count }, 'dropped the stages of jobs that ended without dropping them'))

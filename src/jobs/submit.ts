@@ -1,9 +1,8 @@
-import { rm } from 'node:fs/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import { AppError } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
-import { uploadPath } from '../ingest/uploads.js';
+import type { UploadStore } from '../ingest/uploads.js';
 import type { Db } from '../storage/db.js';
 import { claimKey, findJob, findKey, insertJob, payloadJson, type JobRow, type NewJob } from '../storage/jobs.js';
 
@@ -11,7 +10,7 @@ export interface SubmitDeps {
   db: Db;
   dispatcher: Dispatcher;
   events: JobEvents;
-  uploadDir: string;
+  uploads: UploadStore;
   log: FastifyBaseLogger;
 }
 
@@ -35,7 +34,7 @@ export async function submitJob(deps: SubmitDeps, job: NewJob, idempotency?: Ide
     row = await insertOrReplay(deps.db, job, idempotency);
   } finally {
     // Whatever answers the request other than the new job (an error, a replay), the upload goes.
-    if (row?.job_id !== job.jobId) await rm(uploadPath(deps.uploadDir, job.jobId), { force: true });
+    if (row?.job_id !== job.jobId) await deps.uploads.remove(job.jobId);
   }
   if (row.job_id !== job.jobId) return { row, replayed: true };
   // Live job lists show the new job at once; best effort, like every event.

@@ -1,10 +1,9 @@
-import { existsSync } from 'node:fs';
+import type { UploadStore } from '../ingest/uploads.js';
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import type { StatusCache } from '../cache/status-cache.js';
 import type { Config } from '../config.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import { AppError, jobNotFound, validationError } from '../errors.js';
-import { uploadPath } from '../ingest/uploads.js';
 import { removeJob } from '../jobs/removal.js';
 import { cancelJob, retryJob, type Tracker } from '../jobs/tracking.js';
 import { jobIdOf, sendJob } from './reply.js';
@@ -20,6 +19,7 @@ export interface JobRouteDeps {
   dispatcher: Dispatcher;
   tracker: Tracker;
   cache?: StatusCache;
+  uploads: UploadStore;
 }
 
 /** A list cursor: the (submitted_at in UTC to the microsecond, job_id) of the last row, opaque to clients. */
@@ -79,7 +79,7 @@ function timeFilter(name: string, value: string | undefined): string | undefined
   return `${year}-${month}-${day}T${hour}:${minute}:${second}${micros}${zulu ? 'Z' : `${sign}${offsetHours}:${offsetMinutes}`}`;
 }
 
-export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps }> = async (app, { config, db, dispatcher, tracker, cache }) => {
+export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps }> = async (app, { config, db, dispatcher, tracker, cache, uploads }) => {
   // Status reads and list pages that arrive while the database is busy go to it together (see
   // batchReads): the ids of status reads in one statement, identical pages as one. Status reads
   // keep at most two statements at the database: under load they then carry dozens of ids
@@ -204,7 +204,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       if (current.status !== 'failed' && current.status !== 'canceled') {
         throw new AppError(409, 'job_not_retryable', `The job is ${current.status}: only a failed or canceled job can be retried`);
       }
-      if (!existsSync(uploadPath(config.uploadDir, jobId))) {
+      if (!(await uploads.exists(jobId))) {
         throw new AppError(409, 'upload_missing', 'The stored upload of this job is gone, so it cannot be read again: submit the data anew');
       }
       const row = await retryJob(tracker, jobId, request.query.max_errors ?? null, encoding ?? null);
@@ -228,7 +228,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       const jobId = jobIdOf(request.params);
       // Canceled first, so its worker lets go at its next batch and live views see it end.
       await cancelJob(tracker, jobId);
-      if (!(await removeJob({ db, uploadDir: config.uploadDir, cache, log: request.log }, jobId))) throw jobNotFound();
+      if (!(await removeJob({ db, uploads, cache, log: request.log }, jobId))) throw jobNotFound();
       return reply.code(204).send(null);
     },
   );

@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import type { FastifyPluginAsyncJsonSchemaToTs, JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import type { FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
@@ -35,11 +34,10 @@ const headersSchema = {
   },
 } as const;
 
-export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'uploadDir' | 'log'> & { config: Config } }> = async (app, deps) => {
+export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'log'> & { config: Config } }> = async (app, deps) => {
   const { config } = deps;
-  await mkdir(config.uploadDir, { recursive: true });
   const submit = async (reply: FastifyReply, job: NewJob, idempotency: Idempotency | undefined) => {
-    const { row, replayed } = await submitJob({ ...deps, uploadDir: config.uploadDir, log: reply.log }, job, idempotency);
+    const { row, replayed } = await submitJob({ ...deps, log: reply.log }, job, idempotency);
     if (replayed) reply.header('idempotent-replayed', 'true');
     return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
   };
@@ -72,7 +70,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
       }
       const key = request.headers['idempotency-key'];
       const upload = await receiveUpload(request.parts({ limits: multipartLimits(config.maxUploadBytes) }), {
-        uploadDir: config.uploadDir,
+        uploads: deps.uploads,
         maxUploadBytes: config.maxUploadBytes,
         maxErrors: request.query.max_errors,
         format: request.query.format,
@@ -133,7 +131,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         // More bad records than the job may skip: refuse now rather than fail later.
         if (issues.length > maxErrors) throw validationError(issues.slice(0, 20));
         const jobId = randomUUID();
-        await storeBody(config.uploadDir, jobId, body, request.log);
+        await storeBody(deps.uploads, jobId, body);
         const fingerprint = key ? createHash('sha256').update(`${format}\0${maxErrors}\0${JSON.stringify(load)}\0`).update(body).digest('hex') : '';
         return submit(
           reply,

@@ -85,11 +85,15 @@ const TYPE_NAMES: Record<string, string> = { 'timestamp with time zone': 'timest
 /** The user's columns of a dataset table, in table order (none when it does not exist). */
 export async function datasetColumns(db: Queryable, schema: string, dataset: string): Promise<DatasetColumn[]> {
   const { rows } = await db.query<DatasetColumn>(
+    // By name through pg_class, not to_regclass(): that resolves the name in the latest catalog
+    // state, which can be a table a replace created after this statement's snapshot (then it
+    // would have no columns here).
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, COALESCE(c.original_name, a.attname) AS original_name
-     FROM pg_attribute a LEFT JOIN intake_dataset_columns c ON c.dataset = $2 AND c.name = a.attname
-     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND left(a.attname, 8) <> '_intake_'
+     FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_attribute a ON a.attrelid = t.oid
+       LEFT JOIN intake_dataset_columns c ON c.dataset = $2 AND c.name = a.attname
+     WHERE n.nspname = $1 AND t.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped AND left(a.attname, 8) <> '_intake_'
      ORDER BY a.attnum`,
-    [tableOf(schema, dataset), dataset],
+    [schema, dataset],
   );
   return rows.map((row) => ({ ...row, type: TYPE_NAMES[row.type] ?? row.type }));
 }
@@ -261,7 +265,8 @@ function keyHash(text: string): string {
 
 /** The user's columns of a row as one JSON object, in table order (values as PostgreSQL writes them: numbers exact). */
 // `r.*`, not `r`: a bare `r` would mean the user's column when one is named so.
-const rowJson = (columns: DatasetColumn[]) => `(SELECT row_to_json(r.*) FROM (SELECT ${columns.map((c) => `t.${ident(c.name)}`).join(', ') || 'NULL AS _'}) r)::text`;
+const rowJson = (columns: DatasetColumn[]) =>
+  columns.length === 0 ? `'{}'` : `(SELECT row_to_json(r.*) FROM (SELECT ${columns.map((c) => `t.${ident(c.name)}`).join(', ')}) r)::text`;
 
 /**
  * A page of a job's rows in its dataset after `after` (its input position), each as
