@@ -11,6 +11,7 @@ import { registerErrorHandlers } from './errors.js';
 import type { UploadStore } from './ingest/uploads.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
+import { importRoutes } from './routes/import.js';
 import { datasetSchemas, errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas/api.js';
 import { datasetRoutes } from './routes/datasets.js';
 import { rowRoutes } from './routes/rows.js';
@@ -99,6 +100,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     await api.register(eventRoutes, { db: deps.db, events: deps.events, maxStreams: deps.config.maxEventStreams });
     await api.register(rowRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
     await api.register(submitRoutes, deps);
+    await api.register(importRoutes, deps);
     await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
     await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql });
   });

@@ -9,6 +9,7 @@ import type { Dispatcher } from './dispatch/dispatcher.js';
 import { createLocalDispatcher } from './dispatch/local.js';
 import { createLocalEvents, type JobEvents } from './events/job-events.js';
 import type { PipelineDeps } from './ingest/pipeline.js';
+import { importSettings } from './ingest/imports.js';
 import { fileStore, type UploadStore } from './ingest/uploads.js';
 import { startRetention } from './jobs/removal.js';
 import { createTracker } from './jobs/tracking.js';
@@ -74,6 +75,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     db,
     tracker,
     uploads,
+    imports: importSettings(config),
     batchSize: config.batchSize,
     limits: config.limits,
     datasetSchema: config.datasetSchema,

@@ -7,7 +7,7 @@ import { follow } from '../client/follow.js';
 import { JOB_STATUSES, type JobPayload } from '../schemas/job.js';
 
 /**
- * The client verbs of jobs (CLIENT_COMMANDS: upload, status, jobs, cancel, retry, delete), over
+ * The client verbs of jobs (CLIENT_COMMANDS: upload, import, status, jobs, cancel, retry, delete), over
  * HTTP to INTAKE_URL, and what every client verb shares (those of datasets are in datasets.ts).
  */
 
@@ -202,6 +202,42 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   return submitted(client, await client.upload(form), values, io);
 }
 
+const IMPORT_USAGE =
+  'intake import URL [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--max-errors N] [--wait] [--json]';
+
+/** `intake import https://…|s3://bucket/key`: the server's worker reads the file itself. */
+async function importUrl(args: string[], io: ClientIo): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      dataset: { type: 'string' },
+      mode: { type: 'string' },
+      key: { type: 'string' },
+      schema: { type: 'string' },
+      widen: { type: 'boolean' },
+      format: { type: 'string' },
+      delimiter: { type: 'string' },
+      'no-header': { type: 'boolean' },
+      encoding: { type: 'string' },
+      sheet: { type: 'string' },
+      'max-errors': { type: 'string' },
+      wait: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    1,
+    IMPORT_USAGE,
+  );
+  const maxErrors = values['max-errors'] as string | undefined;
+  if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
+  const body: Record<string, unknown> = { url: positionals[0] };
+  for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const) if (values[name] !== undefined) body[name] = values[name];
+  if (maxErrors !== undefined) body.max_errors = Number(maxErrors);
+  if (values.widen) body.schema_update = 'widen';
+  if (values['no-header']) body.header = 'false';
+  const client = api(io.env);
+  return submitted(client, await client.import(body), values, io);
+}
+
 /** After an upload or a retry: prints the job, or with --wait follows it to its end. */
 async function submitted(client: Api, job: SubmittedJob, values: Record<string, unknown>, io: ClientIo): Promise<number> {
   // Relative unless the server has a PUBLIC_URL: shown as the address it was reached at.
@@ -329,5 +365,5 @@ export const shown =
     });
 
 export const CLIENT_COMMANDS: Record<string, Command> = Object.fromEntries(
-  Object.entries({ upload, status, jobs, cancel, retry, delete: remove }).map(([name, command]) => [name, shown(command)]),
+  Object.entries({ upload, import: importUrl, status, jobs, cancel, retry, delete: remove }).map(([name, command]) => [name, shown(command)]),
 );

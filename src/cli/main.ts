@@ -24,6 +24,10 @@ Talk to a running Intake at INTAKE_URL (default http://localhost:8000; INTAKE_TO
             another: see the README) for a file that is not UTF-8. --sheet: a workbook's sheet (name or
             position; the first by default). --format csv|json|ndjson|xlsx when the name does not say. With --wait, shows progress until the
             job ends and exits 0 only if it completed (1 if it failed)
+  import URL [--dataset NAME] [--mode M] [--key COLUMNS] [--format F] [… as upload] [--wait] [--json]
+            import https://… or s3://bucket/key: Intake's worker reads it (the API never holds it);
+            the same options as upload. A URL that resolves to a loopback, private or link-local
+            address is refused unless the server has IMPORT_ALLOW_PRIVATE=true
   status JOB_ID [--json]
             one job: status, dataset, counters, rows loaded, timestamps, error
   jobs [--status S] [--dataset NAME] [--limit N] [--cursor C] [--json]

@@ -156,6 +156,7 @@ export function createApi({ base, token, onError }: ApiOptions) {
     /** The job's event stream (see stream). */
     events: (jobId: string, signal?: AbortSignal) => stream(`${jobPath(jobId)}/events`, signal),
     upload: (form: FormData) => json<SubmittedJob>('/api/upload', { method: 'POST', body: form }),
+    import: (body: Record<string, unknown>) => json<SubmittedJob>('/api/import', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
     cancel: (jobId: string) => json<JobPayload>(`${jobPath(jobId)}/cancel`, { method: 'POST' }),
     retry: (jobId: string, maxErrors?: number | string, encoding?: string) =>
       json<SubmittedJob>(`${jobPath(jobId)}/retry${queryOf({ max_errors: maxErrors, encoding })}`, { method: 'POST' }),

@@ -22,12 +22,14 @@ import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, type RowError } from '../storage/transitions.js';
 import { IngestError } from './errors.js';
 import { readRecords, type ReadProgress } from './parse.js';
+import { importInput, type ImportSettings } from './imports.js';
 import type { UploadStore } from './uploads.js';
 
 export interface PipelineDeps {
   db: Db;
   tracker: Tracker;
   uploads: UploadStore;
+  imports: ImportSettings;
   batchSize: number;
   limits: InputLimits;
   /** The schema of the datasets' tables. */
@@ -133,7 +135,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     );
     return 'failed';
   }
-  const input = await deps.uploads.input(jobId);
+  const input = job.source_url ? await importInput(job.source_url, deps.imports) : await deps.uploads.input(jobId);
   if (!input) {
     await markFailed(tracker, jobId, `the stored upload is missing (was ${deps.uploads.kind === 'file' ? 'UPLOAD_DIR' : 'UPLOAD_STORE'} changed or cleaned?)`);
     return 'failed';

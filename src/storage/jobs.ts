@@ -28,11 +28,13 @@ export interface JobRow {
   widen: boolean;
   rows_inserted: number | null;
   rows_updated: number | null;
+  /** What an import reads (kept out of the payload: a signed URL's query holds its credentials). */
+  source_url: string | null;
 }
 
 export const JOB_COLUMNS =
   'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts, ' +
-  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed, dataset, mode, merge_key, widen, rows_inserted, rows_updated';
+  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed, dataset, mode, merge_key, widen, rows_inserted, rows_updated, source_url';
 
 /**
  * A running job whose worker has shown no sign of life for longer than the parameter named (in
@@ -122,8 +124,10 @@ export interface NewJob {
   fileName: string | null;
   format: Format;
   maxErrors: number;
-  bytesTotal: number;
+  bytesTotal: number | null;
   load: LoadOptions;
+  /** An import's URL. */
+  sourceUrl?: string;
 }
 
 /** Where and how a job loads its rows. */
@@ -143,8 +147,8 @@ export interface LoadOptions {
 /** Inserts the `queued` row; committed before the job is dispatched. */
 export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
   const { rows } = await db.query<JobRow>(
-    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total, dataset, mode, merge_key, declared_types, widen, read_options)
-     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12)
+    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total, dataset, mode, merge_key, declared_types, widen, read_options, source_url)
+     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13)
      RETURNING ${JOB_COLUMNS}`,
     [
       job.jobId,
@@ -159,6 +163,7 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
       Object.keys(job.load.types).length > 0 ? JSON.stringify(job.load.types) : null,
       job.load.widen,
       Object.keys(job.load.read).length > 0 ? JSON.stringify(job.load.read) : null,
+      job.sourceUrl ?? null,
     ],
   );
   return rows[0]!;

@@ -1,0 +1,183 @@
+/**
+ * Reading an import's URL: http(s) only, each hop's address checked before it is connected to
+ * (no SSRF: loopback, private, link-local and metadata addresses are refused unless
+ * IMPORT_ALLOW_PRIVATE), the address checked being the one connected to (no DNS rebinding in
+ * between), redirects followed a few times and checked the same way, transient failures
+ * (connection errors, 429, 5xx) tried again with backoff, and a clear failure for the rest.
+ */
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { BlockList, isIP } from 'node:net';
+import { IngestError } from './errors.js';
+
+const MAX_REDIRECTS = 5;
+const ATTEMPTS = 3;
+
+// Addresses an import must not reach by default (RFC 6890 special-purpose ranges, and the
+// cloud metadata services: 169.254.169.254 is link-local, fd00:ec2::254 unique-local).
+// Two lists: BlockList matches an IPv4 address against IPv6 rules too (as ::ffff:a.b.c.d).
+const FORBIDDEN_V4 = new BlockList();
+const FORBIDDEN_V6 = new BlockList();
+for (const [network, prefix] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const) {
+  FORBIDDEN_V4.addSubnet(network, prefix, 'ipv4');
+}
+for (const [network, prefix] of [
+  ['::', 128],
+  ['::1', 128],
+  ['::ffff:0:0', 96], // IPv4-mapped: an IPv4 address in disguise
+  ['64:ff9b::', 96], // NAT64: likewise
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+] as const) {
+  FORBIDDEN_V6.addSubnet(network, prefix, 'ipv6');
+}
+
+/** Whether an import may connect to this address by default. */
+export function isPublicAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 0) return false;
+  return family === 4 ? !FORBIDDEN_V4.check(address, 'ipv4') : !FORBIDDEN_V6.check(address, 'ipv6');
+}
+
+export interface FetchOptions {
+  /** Which addresses may be connected to (default: public ones only). */
+  allowed: (address: string) => boolean;
+  /** For the connection, the response's headers, and each wait for more of its body. */
+  timeoutMs: number;
+  maxBytes: number;
+  /** Waits between attempts (ms): tests shorten them. */
+  backoffMs?: number;
+}
+
+/** Whether an error is worth another attempt: the network or the server, not the request. */
+class Transient extends Error {}
+
+const hostOf = (url: URL) => url.hostname.replace(/^\[|\]$/g, '');
+
+/** An address an import may not reach. */
+export class AddressRefused extends IngestError {}
+
+function refused(url: URL, address: string): IngestError {
+  const what = hostOf(url) === address ? address : `${url.host} resolves to ${address}`;
+  return new AddressRefused(
+    `${what}, a loopback, private, link-local or metadata address: imports may not reach it (IMPORT_ALLOW_PRIVATE=true allows it)`,
+  );
+}
+
+/** Checks a URL before anything is connected to: its scheme, and its host if it is an address. */
+export function checkImportUrl(url: URL, options: Pick<FetchOptions, 'allowed'>): void {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IngestError(`${url.protocol}// URLs cannot be imported: use http, https or s3`);
+  const host = hostOf(url);
+  if (isIP(host) && !options.allowed(host)) throw refused(url, host);
+}
+
+/** Resolves a URL's host and refuses it if any of its addresses is not allowed (a DNS failure is left to the fetch). */
+export async function checkImportHost(url: URL, options: Pick<FetchOptions, 'allowed'>): Promise<void> {
+  checkImportUrl(url, options);
+  const host = hostOf(url);
+  if (isIP(host)) return;
+  const addresses = await new Promise<LookupAddress[]>((resolve) => dnsLookup(host, { all: true }, (err, found) => resolve(err ? [] : found)));
+  const bad = addresses.find((a) => !options.allowed(a.address));
+  if (bad) throw refused(url, bad.address);
+}
+
+/** One GET, connected only to an allowed address; answers the response (any status). */
+function get(url: URL, options: FetchOptions): Promise<IncomingMessage> {
+  checkImportUrl(url, options);
+  const lookup = (hostname: string, lookupOptions: { all?: boolean }, callback: (...args: any[]) => void) => {
+    dnsLookup(hostname, { all: true }, (err, addresses: LookupAddress[]) => {
+      if (err) return callback(err);
+      const bad = addresses.find((a) => !options.allowed(a.address));
+      if (bad) return callback(refused(url, bad.address));
+      if (lookupOptions.all) callback(null, addresses);
+      else callback(null, addresses[0]!.address, addresses[0]!.family);
+    });
+  };
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'GET', lookup, headers: { 'user-agent': 'Intake (import)', accept: '*/*' }, timeout: options.timeoutMs });
+    req.once('response', resolve);
+    req.once('timeout', () => req.destroy(new Transient(`no answer from ${url.host} within ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)));
+    req.once('error', (err: NodeJS.ErrnoException) => {
+      if (err instanceof IngestError || err instanceof Transient) return reject(err);
+      if (err.code === 'ENOTFOUND') return reject(new IngestError(`the host ${url.hostname} does not resolve (DNS: ${err.code})`));
+      if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /certificate/i.test(err.message)) return reject(new IngestError(`the TLS certificate of ${url.host} is not valid: ${err.message}`));
+      reject(new Transient(`could not reach ${url.host}: ${err.code ?? err.message}`));
+    });
+    req.end();
+  });
+}
+
+/** Follows redirects; answers the final 2xx response, or throws (IngestError: not worth retrying). */
+async function follow(start: URL, options: FetchOptions): Promise<IncomingMessage> {
+  let url = start;
+  for (let hop = 0; ; hop++) {
+    const res = await get(url, options);
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status < 300) return res;
+    res.resume();
+    const where = `${url.origin}${url.pathname}`;
+    if (status >= 300 && status < 400 && res.headers.location) {
+      if (hop >= MAX_REDIRECTS) throw new IngestError(`${where} redirects more than ${MAX_REDIRECTS} times`);
+      url = new URL(res.headers.location, url);
+      continue;
+    }
+    if (status === 429 || status >= 500) throw new Transient(`${where} answered HTTP ${status}`);
+    throw new IngestError(`${where} answered HTTP ${status} ${res.statusMessage ?? ''}`.trim());
+  }
+}
+
+/**
+ * The body of `url`, after up to ATTEMPTS tries at getting its answer; at most `maxBytes` of
+ * it, each wait for more bounded by the timeout. Failures are IngestErrors that say what
+ * happened.
+ */
+export async function openUrl(url: URL, options: FetchOptions): Promise<AsyncIterable<Buffer>> {
+  let res: IncomingMessage | undefined;
+  for (let attempt = 1; !res; attempt++) {
+    try {
+      res = await follow(url, options);
+    } catch (err) {
+      if (!(err instanceof Transient)) throw err;
+      if (attempt >= ATTEMPTS) throw new IngestError(`${err.message} (${ATTEMPTS} attempts)`);
+      await new Promise((resolve) => setTimeout(resolve, (options.backoffMs ?? 1000) * 2 ** (attempt - 1)));
+    }
+  }
+  const length = Number(res.headers['content-length']);
+  if (Number.isFinite(length) && length > options.maxBytes) {
+    res.destroy();
+    throw new IngestError(`${url.origin}${url.pathname} is ${length} bytes, more than MAX_UPLOAD_BYTES (${options.maxBytes})`);
+  }
+  return limited(res, url, options);
+}
+
+async function* limited(res: IncomingMessage, url: URL, options: FetchOptions): AsyncGenerator<Buffer> {
+  res.setTimeout(options.timeoutMs, () => res.destroy(new Transient(`${url.host} sent nothing for ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)));
+  let total = 0;
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > options.maxBytes) throw new IngestError(`${url.origin}${url.pathname} is more than MAX_UPLOAD_BYTES (${options.maxBytes} bytes)`);
+      yield chunk;
+    }
+  } catch (err) {
+    if (err instanceof IngestError) throw err;
+    throw new IngestError(`the download of ${url.origin}${url.pathname} broke off after ${total} bytes: ${(err as Error).message}`);
+  } finally {
+    res.destroy();
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * Imports by reference (POST /api/import): the worker streams an http(s) URL from a local
+ * server (redirects, a slow server, 404, a flaky one) or an object from a real S3-compatible
+ * server; without IMPORT_ALLOW_PRIVATE, loopback, private and metadata addresses are refused,
+ * also when a redirect leads to one.
+ */
+import { createServer, type Server } from 'node:http';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AddressRefused, isPublicAddress, openUrl } from '../src/ingest/fetch.js';
+import type { JobPayload } from '../src/schemas/api.js';
+import { backends, createSandbox, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { startS3, type S3Server } from './s3-server.js';
+
+const ORDERS = 'id,sku\n1,A-1\n2,B-2\n';
+
+/** The files the imports read, and servers that misbehave in the ways imports must survive. */
+async function startFiles(): Promise<{ server: Server; url: string; port: number }> {
+  let flaky = 0;
+  const server = createServer((req, res) => {
+    const path = req.url!.split('?')[0];
+    switch (path) {
+      case '/orders.csv':
+        return res.end(ORDERS);
+      case '/export':
+        return res.end('[{"a":1},{"a":2},{"a":3}]');
+      case '/orders.csv.gz':
+        return res.end(gzipSync(ORDERS));
+      case '/moved':
+        res.writeHead(302, { location: '/orders.csv' });
+        return res.end();
+      case '/loop':
+        res.writeHead(302, { location: '/loop' });
+        return res.end();
+      case '/elsewhere':
+        res.writeHead(301, { location: `http://127.0.0.2:${port}/orders.csv` });
+        return res.end();
+      case '/flaky':
+        if (++flaky % 3 !== 0) {
+          res.writeHead(503);
+          return res.end('busy');
+        }
+        return res.end(ORDERS);
+      case '/slow':
+        res.writeHead(200, { 'content-type': 'text/csv' });
+        return res.write('id\n1\n'); // and nothing more, ever
+      case '/big':
+        res.writeHead(200, { 'content-length': String(5_000_000) });
+        return res.end('id\n');
+      default:
+        res.writeHead(404);
+        return res.end('not here');
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  return { server, url: `http://127.0.0.1:${port}`, port };
+}
+
+async function importJob(server: TestServer, body: Record<string, unknown>) {
+  const res = await fetch(`${server.url}/api/import`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+let files: Awaited<ReturnType<typeof startFiles>>;
+let s3: S3Server;
+beforeAll(async () => {
+  files = await startFiles();
+  s3 = await startS3();
+  await s3.put('exports/orders.csv', ORDERS);
+}, 60_000);
+afterAll(async () => {
+  files?.server.closeAllConnections();
+  files?.server.close();
+  await s3?.stop();
+});
+
+describe('addresses an import may reach by default', () => {
+  it('refuses loopback, private, link-local, metadata and mapped addresses, and allows public ones', () => {
+    for (const address of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fe80::1', 'fd00:ec2::254', '::ffff:127.0.0.1', '::ffff:8.8.8.8', '224.0.0.1']) {
+      expect(isPublicAddress(address), address).toBe(false);
+    }
+    for (const address of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111']) expect(isPublicAddress(address), address).toBe(true);
+  });
+
+  it('checks the address of every hop: a redirect to a refused address is refused', async () => {
+    const only = { allowed: (address: string) => address === '127.0.0.1', timeoutMs: 2000, maxBytes: 1e6, backoffMs: 10 };
+    let text = '';
+    for await (const chunk of await openUrl(new URL(`${files.url}/moved`), only)) text += chunk;
+    expect(text).toBe(ORDERS);
+    await expect(openUrl(new URL(`${files.url}/elsewhere`), only)).rejects.toThrow(AddressRefused);
+    await expect(openUrl(new URL(`${files.url}/elsewhere`), only)).rejects.toThrow(/127\.0\.0\.2, a loopback, private, link-local or metadata address: imports may not reach it/);
+  });
+});
+
+describe('imports refused without IMPORT_ALLOW_PRIVATE', () => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  beforeAll(async () => {
+    sandbox = await createSandbox({ name: 'embedded' });
+    server = await startServer(sandbox);
+  });
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  it('answers 422 import_refused for loopback, metadata and names that resolve to them, and creates no job', async () => {
+    for (const url of [`${files.url}/orders.csv`, 'http://169.254.169.254/latest/meta-data/', 'http://[::1]:8000/x.csv', 'http://[::ffff:7f00:1]/x', `http://localhost:${files.port}/orders.csv`]) {
+      const res = await importJob(server, { url });
+      expect(res.status, url).toBe(422);
+      expect(res.body.code, url).toBe('import_refused');
+      expect(res.body.detail).toMatch(/a loopback, private, link-local or metadata address: imports may not reach it \(IMPORT_ALLOW_PRIVATE=true allows it\)$/);
+    }
+    const bad = await importJob(server, { url: 'ftp://example.com/x.csv' });
+    expect(bad.status).toBe(422);
+    expect(bad.body.detail[0]).toMatchObject({ loc: ['body', 'url'], msg: 'ftp:// URLs cannot be imported: use http, https or s3' });
+    expect((await importJob(server, { url: 'https://user:secret@example.com/x.csv' })).body.detail[0].msg).toMatch(/may not hold credentials/);
+    expect((await importJob(server, { url: 'not a url' })).status).toBe(422);
+    expect((await importJob(server, { url: `${files.url}/x`, mode: 'sideways' })).status).toBe(422);
+    const listing = await (await fetch(`${server.url}/api/jobs`)).json();
+    expect((listing as any).results).toEqual([]);
+  });
+});
+
+describe.each(backends())('imports ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { ...s3.env, IMPORT_ALLOW_PRIVATE: 'true', IMPORT_TIMEOUT_MS: '1000', MAX_UPLOAD_BYTES: '1000000' });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  async function imported(body: Record<string, unknown>): Promise<JobPayload> {
+    const res = await importJob(server, body);
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    return waitForJob(server.url, res.body.job_id, 60_000);
+  }
+
+  it('imports a URL into a dataset named after it; the job shows the URL without its query', async () => {
+    const job = await imported({ url: `${files.url}/orders.csv?signature=secret`, schema: { '*': 'text' } });
+    expect(job).toMatchObject({ status: 'completed', source_type: 'url_import', file_name: `${files.url}/orders.csv`, dataset: 'orders', records_processed: 2, error: null });
+    expect((await recordsOf(server.url, job.job_id)).map((r) => r.data)).toEqual([
+      { id: '1', sku: 'A-1' },
+      { id: '2', sku: 'B-2' },
+    ]);
+    const gz = await imported({ url: `${files.url}/orders.csv.gz`, dataset: 'orders_gz' });
+    expect(gz).toMatchObject({ status: 'completed', records_processed: 2 });
+    const json = await imported({ url: `${files.url}/export`, format: 'json', dataset: 'exported', mode: 'replace' });
+    expect(json).toMatchObject({ status: 'completed', records_processed: 3, mode: 'replace' });
+  });
+
+  it('follows a redirect, and tries a flaky server again', async () => {
+    expect(await imported({ url: `${files.url}/moved`, format: 'csv', dataset: 'moved' })).toMatchObject({ status: 'completed', records_processed: 2 });
+    expect(await imported({ url: `${files.url}/flaky`, format: 'csv', dataset: 'flaky' })).toMatchObject({ status: 'completed', records_processed: 2 });
+  });
+
+  it('fails clearly: 404, a redirect loop, a server that stalls, a file over MAX_UPLOAD_BYTES, a host that does not resolve', async () => {
+    expect(await imported({ url: `${files.url}/missing.csv` })).toMatchObject({ status: 'failed', error: `${files.url}/missing.csv answered HTTP 404 Not Found` });
+    expect(await imported({ url: `${files.url}/loop`, dataset: 'loop' })).toMatchObject({ status: 'failed', error: `${files.url}/loop redirects more than 5 times` });
+    expect(await imported({ url: `${files.url}/slow`, dataset: 'slow' })).toMatchObject({
+      status: 'failed',
+      error: `the download of ${files.url}/slow broke off after 5 bytes: 127.0.0.1:${files.port} sent nothing for 1000 ms (IMPORT_TIMEOUT_MS)`,
+    });
+    expect(await imported({ url: `${files.url}/big`, dataset: 'big' })).toMatchObject({ status: 'failed', error: `${files.url}/big is 5000000 bytes, more than MAX_UPLOAD_BYTES (1000000)` });
+    expect(await imported({ url: 'http://no-such-host.invalid/x.csv' })).toMatchObject({ status: 'failed', error: 'the host no-such-host.invalid does not resolve (DNS: ENOTFOUND)' });
+  });
+
+  it('imports an object from S3, and says so when the object is missing; retry reads it again once it is there', async () => {
+    const job = await imported({ url: 's3://intake-test/exports/orders.csv', dataset: 's3_orders' });
+    expect(job).toMatchObject({ status: 'completed', source_type: 's3_import', file_name: 's3://intake-test/exports/orders.csv', records_processed: 2 });
+    const missing = await imported({ url: `s3://intake-test/later/${backend.name}.csv`, dataset: 's3_later' });
+    expect(missing).toMatchObject({ status: 'failed', error: `s3://intake-test/later/${backend.name}.csv does not exist (404)` });
+    await s3.put(`later/${backend.name}.csv`, ORDERS);
+    expect((await fetch(`${server.url}/api/job/${missing.job_id}/retry`, { method: 'POST' })).status).toBe(202);
+    expect(await waitForJob(server.url, missing.job_id)).toMatchObject({ status: 'completed', records_processed: 2 });
+  });
+
+  it('never answered 5xx', () => {
+    expect(server.statuses.filter((s) => s >= 500)).toEqual([]);
+  });
+});
