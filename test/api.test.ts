@@ -400,7 +400,7 @@ describe.each(backends())('API contract ($name)', (backend) => {
     const doc = await getJson(`${server.url}/openapi.json`);
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toMatch(/^3\./);
-    for (const path of ['/api/upload', '/api/ingest/json', '/api/job/{job_id}', '/api/jobs', '/api/job/{job_id}/events', '/api/jobs/events']) {
+    for (const path of ['/api/upload', '/api/ingest/json', '/api/import', '/api/job/{job_id}', '/api/jobs', '/api/job/{job_id}/events', '/api/jobs/events']) {
       expect(doc.body.paths).toHaveProperty([path]);
     }
     const ui = await fetch(`${server.url}/docs`);

@@ -1021,6 +1021,8 @@ const ROUTES: Route[] = [
   { name: 'GET /api/job/{id}/errors', weight: 2, methods: ['GET', 'HEAD'], path: (id) => `/api/job/${ID(id)}/errors`, params: PAGE_PARAMS, takes: 'none' },
   { name: 'POST /api/upload', weight: 4, methods: ['POST'], path: () => '/api/upload', params: SUBMIT_PARAMS, takes: 'multipart' },
   { name: 'POST /api/ingest/json', weight: 4, methods: ['POST'], path: () => '/api/ingest/json', params: SUBMIT_PARAMS, takes: 'json' },
+  // Records-shaped bodies: refused (422) before anything is fetched, never reaching out.
+  { name: 'POST /api/import', weight: 1, methods: ['POST'], path: () => '/api/import', params: {}, takes: 'json' },
   { name: 'POST /api/job/{id}/cancel', weight: 1, methods: ['POST'], path: (id) => `/api/job/${ID(id)}/cancel`, params: {}, takes: 'none' },
   { name: 'POST /api/job/{id}/retry', weight: 1, methods: ['POST'], path: (id) => `/api/job/${ID(id)}/retry`, params: SUBMIT_PARAMS, takes: 'none' },
   { name: 'DELETE /api/job/{id}', weight: 1, methods: ['DELETE'], path: (id) => `/api/job/${ID(id)}`, params: {}, takes: 'none' },
