@@ -85,7 +85,12 @@ export function s3Store(client: S3Client, options: { bucket: string; prefix: str
           callback(null, chunk);
         },
       });
-      const piping = pipeline(body, counted).catch((err: unknown) => (bodyError ??= err));
+      // The body's own errors (the client left, a limit) are the caller's to answer; a premature
+      // close is only the echo of the upload failing and tearing the pipe down.
+      body.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ERR_STREAM_PREMATURE_CLOSE') bodyError ??= err;
+      });
+      const piping = pipeline(body, counted).catch(() => {});
       const upload = new Upload({ client, params: { Bucket: bucket, Key: key(jobId), Body: counted }, partSize, queueSize: 2, leavePartsOnError: false });
       try {
         await upload.done();
