@@ -1,13 +1,19 @@
 /**
  * npm run bench:memory [-- MiB]: peak RSS of an `intake serve` process (PostgreSQL mode)
- * while it ingests a large CSV and a large JSON array (default 1024 MiB each), against the
- * same process's RSS when idle. Streams mean the peak should not grow with the file.
+ * while it ingests a large CSV and a large JSON array (default 1024 MiB each), a gzipped CSV of
+ * 1,000,000 rows and an Excel workbook of 200,000 rows, against the same process's RSS when
+ * idle. Streams mean the peak should not grow with the file.
  * Needs DATABASE_URL (a server where it may create and drop a database).
  */
 import { execFileSync } from 'node:child_process';
-import { createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { xlsxOf, type Cell } from '../test/files.js';
+import { parse } from 'csv-parse/sync';
 import { jiraCsv } from './jira-csv.js';
 import { ingestThroughIntake, mb } from './run-intake.js';
 
@@ -40,9 +46,15 @@ function* jsonArray(rows: number): Generator<string> {
   yield '\n]\n';
 }
 
+/** The CSV's rows as a workbook: numbers as numbers, the rest as (shared) strings. */
+function workbook(rows: number): Uint8Array {
+  const records: string[][] = parse([...jiraCsv(rows)].join(''));
+  return xlsxOf({ Issues: records.map((record) => record.map((value): Cell => (/^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value === '' ? null : value))) });
+}
+
 async function run(file: string, name: string, databaseUrl: string): Promise<void> {
   const env = { DATABASE_URL: databaseUrl, DATA_DIR: join(work, 'data'), MAX_UPLOAD_BYTES: String(4 * 1024 ** 3) };
-  const result = await ingestThroughIntake(env, file, name, `?dataset=${name.replace('.', '_')}`);
+  const result = await ingestThroughIntake(env, file, name, `?dataset=${name.replace(/\W/g, '_')}`);
   console.log(
     `${name.padEnd(10)} ${mb(statSync(file).size).padStart(8)}  ${result.records.toLocaleString('en-US')} records in ` +
       `${(result.ms / 1000).toFixed(0)} s  peak RSS ${mb(result.peakRss)} (idle ${mb(result.idleRss)})`,
@@ -55,6 +67,10 @@ try {
   const json = join(work, 'big.json');
   await write(csv, jiraCsv(rows));
   await write(json, jsonArray(Math.round(rows * 0.75)));
+  const gz = join(work, 'rows.csv.gz');
+  await pipeline(Readable.from(jiraCsv(1_000_000)), createGzip(), createWriteStream(gz));
+  const xlsx = join(work, 'rows.xlsx');
+  writeFileSync(xlsx, workbook(200_000));
   const name = 'intake_bench_memory';
   execFileSync('psql', [base, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, '-c', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
   const url = new URL(base);
@@ -62,6 +78,8 @@ try {
   try {
     await run(csv, 'big.csv', url.toString());
     await run(json, 'big.json', url.toString());
+    await run(gz, 'rows.csv.gz', url.toString());
+    await run(xlsx, 'rows.xlsx', url.toString());
   } finally {
     execFileSync('psql', [base, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' });
   }

@@ -11,7 +11,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options', '010_import_source'];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
 function batchOf(from: number, records: object[]): Batch {
@@ -68,6 +68,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [7, '007_list_keyset_indexes'],
       [8, '008_datasets'],
       [9, '009_read_options'],
+      [10, '010_import_source'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -104,6 +105,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['rows_inserted', 'int8', null, 'YES'],
       ['rows_updated', 'int8', null, 'YES'],
       ['read_options', 'jsonb', null, 'YES'],
+      ['source_url', 'text', null, 'YES'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -334,6 +336,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 7, name: '007_list_keyset_indexes' },
         { version: 8, name: '008_datasets' },
         { version: 9, name: '009_read_options' },
+        { version: 10, name: '010_import_source' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }
