@@ -726,6 +726,17 @@ const CSV_CASES: Case[] = [
     error: 'the file is not an Excel workbook (.xlsx): it is not a zip',
   },
   {
+    name: 'a gzip bomb: 1 GiB of zeros in 1 MB (one gzip member repeated), stopped at MAX_DECOMPRESSED_BYTES',
+    file: 'zeros.csv.gz',
+    content: () => {
+      const zeros = gzipSync(Buffer.alloc(1024 ** 2, '0'));
+      return new Uint8Array(Buffer.concat([gzipSync('a\n'), ...Array.from({ length: 1024 }, () => zeros)]));
+    },
+    status: 'failed',
+    failed: 0,
+    error: 'the gzip file decompresses to more than MAX_DECOMPRESSED_BYTES (1000000 bytes): nothing of it was kept',
+  },
+  {
     name: 'a tab-separated file (.tsv)',
     file: 'people.tsv',
     content: 'id\tname\tnote\n1\tAda Lovelace\tlikes, commas\n2\tGrace\t"quoted\ttab"\n',
