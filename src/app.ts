@@ -12,6 +12,7 @@ import type { UploadStore } from './ingest/uploads.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
 import { importRoutes } from './routes/import.js';
+import { connectionRoutes } from './routes/connections.js';
 import { datasetSchemas, errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas/api.js';
 import { datasetRoutes } from './routes/datasets.js';
 import { rowRoutes } from './routes/rows.js';
@@ -101,6 +102,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     await api.register(rowRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
     await api.register(submitRoutes, deps);
     await api.register(importRoutes, deps);
+    await api.register(connectionRoutes, { db: deps.db, config: deps.config });
     await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
     await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql });
   });

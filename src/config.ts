@@ -1,5 +1,6 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { datasetNameProblem } from './datasets/names.js';
+import { parseSecretKey } from './secrets.js';
 
 /** Everything Intake reads from the environment, validated once at start. */
 export interface Config {
@@ -17,6 +18,8 @@ export interface Config {
     /** AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) of this environment, if set; otherwise the SDK's chain (profile, instance role …). */
     credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   };
+  /** SECRET_KEY: seals the secrets of connections (unset: the API stores none). */
+  secretKey: Buffer | undefined;
   /** Imports by URL may reach loopback, private and link-local addresses (off: no SSRF). */
   importAllowPrivate: boolean;
   /** An import's connection and idle time, and its transient errors' retries. */
@@ -176,6 +179,16 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(name, `must be true or false (got "${env[name]}")`);
 }
 
+function secretKey(env: Env): Buffer | undefined {
+  const raw = env.SECRET_KEY?.trim();
+  if (!raw) return undefined;
+  try {
+    return parseSecretKey(raw);
+  } catch (err) {
+    throw new ConfigError('SECRET_KEY', (err as Error).message);
+  }
+}
+
 /** UPLOAD_STORE: unset or "file" (UPLOAD_DIR), or s3://bucket/prefix. */
 function uploadStore(env: Env): Config['uploadStore'] {
   const raw = env.UPLOAD_STORE?.trim();
@@ -226,6 +239,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
         }),
     },
     importAllowPrivate: boolean(env, 'IMPORT_ALLOW_PRIVATE', false),
+    secretKey: secretKey(env),
     importTimeoutMs: integer(env, 'IMPORT_TIMEOUT_MS', 30_000, 100, 3_600_000),
     databaseUrl,
     redisUrl,

@@ -11,7 +11,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options', '010_import_source'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options', '010_import_source', '011_connections'];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
 function batchOf(from: number, records: object[]): Batch {
@@ -69,6 +69,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [8, '008_datasets'],
       [9, '009_read_options'],
       [10, '010_import_source'],
+      [11, '011_connections'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -337,6 +338,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 8, name: '008_datasets' },
         { version: 9, name: '009_read_options' },
         { version: 10, name: '010_import_source' },
+        { version: 11, name: '011_connections' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

@@ -96,7 +96,7 @@ export async function checkImportHost(url: URL, options: Pick<FetchOptions, 'all
 }
 
 /** One GET, connected only to an allowed address; answers the response (any status). */
-function get(url: URL, options: FetchOptions): Promise<IncomingMessage> {
+function get(url: URL, options: Pick<FetchOptions, 'allowed' | 'timeoutMs'>, headers: Record<string, string> = {}): Promise<IncomingMessage> {
   checkImportUrl(url, options);
   const lookup = (hostname: string, lookupOptions: { all?: boolean }, callback: (...args: any[]) => void) => {
     dnsLookup(hostname, { all: true }, (err, addresses: LookupAddress[]) => {
@@ -109,7 +109,7 @@ function get(url: URL, options: FetchOptions): Promise<IncomingMessage> {
   };
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', lookup, headers: { 'user-agent': 'Intake (import)', accept: '*/*' }, timeout: options.timeoutMs });
+    const req = request(url, { method: 'GET', lookup, headers: { 'user-agent': 'Intake (import)', accept: '*/*', ...headers }, timeout: options.timeoutMs });
     req.once('response', resolve);
     req.once('timeout', () => req.destroy(new Transient(`no answer from ${url.host} within ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)));
     req.once('error', (err: NodeJS.ErrnoException) => {
@@ -180,4 +180,25 @@ async function* limited(res: IncomingMessage, url: URL, options: FetchOptions): 
   } finally {
     res.destroy();
   }
+}
+
+/**
+ * One GET of a small answer (an API's JSON), with the same address rule and timeout as an
+ * import, no redirects and no retries: the status and at most `maxBytes` of text. Network
+ * failures are IngestErrors saying what happened.
+ */
+export async function getText(url: URL, options: Pick<FetchOptions, 'allowed' | 'timeoutMs'>, headers: Record<string, string>, maxBytes = 1024 ** 2): Promise<{ status: number; text: string }> {
+  let res: IncomingMessage;
+  try {
+    res = await get(url, options, headers);
+  } catch (err) {
+    throw err instanceof Transient ? new IngestError(err.message) : err;
+  }
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of limited(res, url, { ...options, maxBytes })) chunks.push(chunk);
+  } catch (err) {
+    throw err instanceof IngestError ? err : new IngestError((err as Error).message);
+  }
+  return { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') };
 }
