@@ -718,6 +718,34 @@ const CSV_CASES: Case[] = [
     errors: [{ line: 3, record_no: 1, message: 'row 3 has a value in column 3, beyond the 2 columns of the header', excerpt: '3,4,5' }],
   },
   {
+    name: 'odd cells: a shared-string cell with no value, an inline string with a phonetic guide, a date serial past 9999-12-31',
+    file: 'odd.xlsx',
+    content: () =>
+      xlsxOf({
+        S: [
+          ['a', 'b', 'c'],
+          [{ xml: (ref) => `<c r="${ref}" t="s"/>` }, { xml: (ref) => `<c r="${ref}" t="inlineStr"><is><r><t>ab</t></r><r><t>cd</t></r><rPh sb="0" eb="1"><t>PHON</t></rPh></is></c>` }, { date: 1e9 }],
+        ],
+      }),
+    status: 'completed',
+    processed: 1,
+    records: recs({ a: null, b: 'abcd', c: '1000000000' }),
+  },
+  {
+    name: 'an Excel workbook sent as CSV: the job says what it is',
+    file: 'book.csv',
+    content: () => xlsxOf({ S: [['a'], [1]] }),
+    status: 'failed',
+    error: 'the file is an Excel workbook: name it .xlsx, or submit it with format=xlsx',
+  },
+  {
+    name: 'an empty zip',
+    file: 'empty.csv.zip',
+    content: bytes([0x50, 0x4b, 0x05, 0x06, ...new Array(18).fill(0)]),
+    status: 'failed',
+    error: 'the zip holds no data file',
+  },
+  {
     name: 'a CSV named .xlsx: the job says it is not a workbook',
     file: 'fake.xlsx',
     content: 'a,b\n1,2\n',

@@ -59,7 +59,8 @@ export type Cell =
   | { datetime: number } // a serial date and time, style "yyyy-mm-dd hh:mm:ss" (custom 164)
   | { time: number } // a time of day, style "h:mm:ss" (built-in 21)
   | { error: string }
-  | { formula: string; string: string }; // a formula whose result is a string
+  | { formula: string; string: string } // a formula whose result is a string
+  | { xml: (ref: string) => string }; // the cell's XML as written, at its reference
 
 const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
@@ -73,7 +74,7 @@ function columnName(index: number): string {
  * An .xlsx workbook of `sheets` (name → rows of cells, row 1 first; a row given as `null` is
  * left out, as Excel leaves out empty rows). `date1904` makes it a 1904-system workbook.
  */
-export function xlsxOf(sheets: Record<string, (Cell[] | null)[]>, options: { date1904?: boolean } = {}): Uint8Array<ArrayBuffer> {
+export function xlsxOf(sheets: Record<string, (Cell[] | null)[]>, options: { date1904?: boolean; sharedStringsXml?: string } = {}): Uint8Array<ArrayBuffer> {
   const shared: string[] = [];
   const sharedIndex = new Map<string, number>();
   const share = (s: string) => {
@@ -98,6 +99,7 @@ export function xlsxOf(sheets: Record<string, (Cell[] | null)[]>, options: { dat
         if ('date' in cell) return `<c r="${ref}" s="1"><v>${cell.date}</v></c>`;
         if ('datetime' in cell) return `<c r="${ref}" s="2"><v>${cell.datetime}</v></c>`;
         if ('time' in cell) return `<c r="${ref}" s="3"><v>${cell.time}</v></c>`;
+        if ('xml' in cell) return cell.xml(ref);
         if ('error' in cell) return `<c r="${ref}" t="e"><v>${escapeXml(cell.error)}</v></c>`;
         return `<c r="${ref}" t="str"><f>${escapeXml(cell.formula)}</f><v>${escapeXml(cell.string)}</v></c>`;
       });
@@ -120,6 +122,6 @@ export function xlsxOf(sheets: Record<string, (Cell[] | null)[]>, options: { dat
       '<cellStyleXfs count="1"><xf numFmtId="0"/></cellStyleXfs><cellXfs count="4"><xf numFmtId="0"/><xf numFmtId="14" applyNumberFormat="1"/><xf numFmtId="164" applyNumberFormat="1"/><xf numFmtId="21" applyNumberFormat="1"/></cellXfs></styleSheet>',
     ...parts,
     // Written last, as some writers do: the reader must find it wherever it lies.
-    'xl/sharedStrings.xml': `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="${shared.length}" uniqueCount="${shared.length}">${shared.map((s) => `<si><t xml:space="preserve">${escapeXml(s)}</t></si>`).join('')}</sst>`,
+    'xl/sharedStrings.xml': options.sharedStringsXml ?? `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="${shared.length}" uniqueCount="${shared.length}">${shared.map((s) => `<si><t xml:space="preserve">${escapeXml(s)}</t></si>`).join('')}</sst>`,
   });
 }

@@ -4,12 +4,14 @@
  * server; without IMPORT_ALLOW_PRIVATE, loopback, private and metadata addresses are refused,
  * also when a redirect leads to one.
  */
+import { readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AddressRefused, isPublicAddress, openUrl } from '../src/ingest/fetch.js';
 import type { JobPayload } from '../src/schemas/api.js';
 import { backends, createSandbox, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { zipOf } from './files.js';
 import { startS3, type S3Server } from './s3-server.js';
 
 const ORDERS = 'id,sku\n1,A-1\n2,B-2\n';
@@ -26,6 +28,8 @@ async function startFiles(): Promise<{ server: Server; url: string; port: number
         return res.end('[{"a":1},{"a":2},{"a":3}]');
       case '/orders.csv.gz':
         return res.end(gzipSync(ORDERS));
+      case '/orders.zip':
+        return res.end(zipOf({ 'orders.csv': ORDERS }));
       case '/moved':
         res.writeHead(302, { location: '/orders.csv' });
         return res.end();
@@ -106,7 +110,7 @@ describe('imports refused without IMPORT_ALLOW_PRIVATE', () => {
   });
 
   it('answers 422 import_refused for loopback, metadata and names that resolve to them, and creates no job', async () => {
-    for (const url of [`${files.url}/orders.csv`, 'http://169.254.169.254/latest/meta-data/', 'http://[::1]:8000/x.csv', 'http://[::ffff:7f00:1]/x', `http://localhost:${files.port}/orders.csv`]) {
+    for (const url of [`${files.url}/orders.csv`, `${files.url}/%zz.csv`, 'http://169.254.169.254/latest/meta-data/', 'http://[::1]:8000/x.csv', 'http://[::ffff:7f00:1]/x', `http://localhost:${files.port}/orders.csv`]) {
       const res = await importJob(server, { url });
       expect(res.status, url).toBe(422);
       expect(res.body.code, url).toBe('import_refused');
@@ -142,6 +146,10 @@ describe.each(backends())('imports ($name)', (backend) => {
   }
 
   it('imports a URL into a dataset named after it; the job shows the URL without its query', async () => {
+    // First of all (no upload has made the upload directory yet): a zip is spooled to local disk to be read.
+    const zipped = await imported({ url: `${files.url}/orders.zip`, dataset: 'zipped' });
+    expect(zipped).toMatchObject({ status: 'completed', records_processed: 2 });
+    expect(readdirSync(server.config.uploadDir)).toEqual([]);
     const job = await imported({ url: `${files.url}/orders.csv?signature=secret`, schema: { '*': 'text' } });
     expect(job).toMatchObject({ status: 'completed', source_type: 'url_import', file_name: `${files.url}/orders.csv`, dataset: 'orders', records_processed: 2, error: null });
     expect((await recordsOf(server.url, job.job_id)).map((r) => r.data)).toEqual([
@@ -173,6 +181,7 @@ describe.each(backends())('imports ($name)', (backend) => {
   it('imports an object from S3, and says so when the object is missing; retry reads it again once it is there', async () => {
     const job = await imported({ url: 's3://intake-test/exports/orders.csv', dataset: 's3_orders' });
     expect(job).toMatchObject({ status: 'completed', source_type: 's3_import', file_name: 's3://intake-test/exports/orders.csv', records_processed: 2 });
+    expect(await imported({ url: 's3://intake-test/%zz.csv', dataset: 's3_odd' })).toMatchObject({ status: 'failed', error: 's3://intake-test/%zz.csv does not exist (404)' });
     const missing = await imported({ url: `s3://intake-test/later/${backend.name}.csv`, dataset: 's3_later' });
     expect(missing).toMatchObject({ status: 'failed', error: `s3://intake-test/later/${backend.name}.csv does not exist (404)` });
     await s3.put(`later/${backend.name}.csv`, ORDERS);

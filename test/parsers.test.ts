@@ -10,6 +10,7 @@ import { parseJson } from '../src/ingest/json.js';
 import { parseNdjson } from '../src/ingest/ndjson.js';
 import { fileInput, readRecords } from '../src/ingest/parse.js';
 import { hasNulEscape, type ParsedRecord } from '../src/ingest/record.js';
+import { xlsxOf } from './files.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: every input is fed in many chunkings, and all of them must give the same outcome.
@@ -857,4 +858,27 @@ describe('readRecords', () => {
       expect(n).toBe(3);
     }
   });
+});
+
+describe('an Excel workbook that would not fit in memory', () => {
+  it('fails when its shared strings pass the bound, in number or in characters, before they are held', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'intake-xlsx-'));
+    try {
+      const sst = (body: string) => `<?xml version="1.0" encoding="UTF-8"?>\n<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">${body}</sst>`;
+      const many = join(dir, 'many.xlsx');
+      writeFileSync(many, xlsxOf({ S: [['a'], [1]] }, { sharedStringsXml: sst('<si/>'.repeat(8 * 1024 ** 2 + 1)) }));
+      const long = join(dir, 'long.xlsx');
+      writeFileSync(long, xlsxOf({ S: [['a'], [1]] }, { sharedStringsXml: sst(`<si><t>${'x'.repeat(129 * 1024 ** 2)}</t></si>`) }));
+      for (const path of [many, long]) {
+        const read = async () => {
+          for await (const _ of readRecords(fileInput(path), 'xlsx')) {
+            // reading
+          }
+        };
+        await expect(read()).rejects.toThrow("the workbook's shared strings hold more than 8388608 strings or 134217728 characters: save the sheet as CSV instead");
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

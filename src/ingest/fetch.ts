@@ -68,6 +68,9 @@ class Transient extends Error {}
 
 const hostOf = (url: URL) => url.hostname.replace(/^\[|\]$/g, '');
 
+/** The network failed (no connection, a timeout): worth another try. */
+export class Unreachable extends IngestError {}
+
 /** An address an import may not reach. */
 export class AddressRefused extends IngestError {}
 
@@ -90,7 +93,14 @@ export async function checkImportHost(url: URL, options: Pick<FetchOptions, 'all
   checkImportUrl(url, options);
   const host = hostOf(url);
   if (isIP(host)) return;
-  const addresses = await new Promise<LookupAddress[]>((resolve) => dnsLookup(host, { all: true }, (err, found) => resolve(err ? [] : found)));
+  // A resolver that does not answer leaves the check to the fetch (which checks every hop).
+  const addresses = await new Promise<LookupAddress[]>((resolve) => {
+    const timer = setTimeout(() => resolve([]), 5000);
+    dnsLookup(host, { all: true }, (err, found) => {
+      clearTimeout(timer);
+      resolve(err ? [] : found);
+    });
+  });
   const bad = addresses.find((a) => !options.allowed(a.address));
   if (bad) throw refused(url, bad.address);
 }
@@ -187,12 +197,17 @@ async function* limited(res: IncomingMessage, url: URL, options: FetchOptions): 
  * import, no redirects and no retries: the status and at most `maxBytes` of text. Network
  * failures are IngestErrors saying what happened.
  */
-export async function getText(url: URL, options: Pick<FetchOptions, 'allowed' | 'timeoutMs'>, headers: Record<string, string>, maxBytes = 1024 ** 2): Promise<{ status: number; text: string }> {
+export async function getText(
+  url: URL,
+  options: Pick<FetchOptions, 'allowed' | 'timeoutMs'>,
+  headers: Record<string, string>,
+  maxBytes = 1024 ** 2,
+): Promise<{ status: number; text: string; retryAfter?: string }> {
   let res: IncomingMessage;
   try {
     res = await get(url, options, headers);
   } catch (err) {
-    throw err instanceof Transient ? new IngestError(err.message) : err;
+    throw err instanceof Transient ? new Unreachable(err.message) : err;
   }
   const chunks: Buffer[] = [];
   try {
@@ -200,5 +215,6 @@ export async function getText(url: URL, options: Pick<FetchOptions, 'allowed' | 
   } catch (err) {
     throw err instanceof IngestError ? err : new IngestError((err as Error).message);
   }
-  return { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') };
+  const retryAfter = res.headers['retry-after'];
+  return { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), ...(retryAfter !== undefined && { retryAfter }) };
 }

@@ -8,6 +8,15 @@ import { IngestError } from './errors.js';
 import { checkImportUrl, isPublicAddress, openUrl } from './fetch.js';
 import type { Input } from './parse.js';
 
+/** A URL's path percent-decoded, or as written when its escapes are not valid UTF-8 (%zz). */
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 export interface ImportSettings {
   allowPrivate: boolean;
   timeoutMs: number;
@@ -42,13 +51,13 @@ export function importSource(raw: string, settings: Pick<ImportSettings, 'allowP
     throw new IngestError('url is not a URL: give https://…, http://… or s3://bucket/key');
   }
   if (url.username || url.password) throw new IngestError('url may not hold credentials (user:password@): S3 credentials come from the environment');
-  const baseName = decodeURIComponent(url.pathname.split('/').filter(Boolean).at(-1) ?? '').slice(0, 200);
+  const baseName = decoded(url.pathname.split('/').filter(Boolean).at(-1) ?? '').slice(0, 200);
   if (url.protocol === 's3:') {
     if (!url.hostname || url.pathname.length <= 1) throw new IngestError('an s3 URL names a bucket and a key: s3://bucket/path/to/file.csv');
-    return { sourceType: 's3_import', url, fileName: `s3://${url.hostname}${decodeURIComponent(url.pathname)}`.slice(0, 255), baseName };
+    return { sourceType: 's3_import', url, fileName: `s3://${url.hostname}${decoded(url.pathname)}`.slice(0, 255), baseName };
   }
   checkImportUrl(url, { allowed: settings.allowPrivate ? () => true : isPublicAddress });
-  return { sourceType: 'url_import', url, fileName: `${url.origin}${decodeURIComponent(url.pathname)}`.slice(0, 255), baseName };
+  return { sourceType: 'url_import', url, fileName: `${url.origin}${decoded(url.pathname)}`.slice(0, 255), baseName };
 }
 
 // One client for every s3:// import of this process (the settings are the process's own).
@@ -60,7 +69,7 @@ export async function importInput(raw: string, settings: ImportSettings): Promis
   if (url.protocol === 's3:') {
     const { objectInput, s3Client } = await import('./s3.js');
     client ??= s3Client(settings.s3);
-    return objectInput(client, url.hostname, decodeURIComponent(url.pathname.slice(1)), settings.scratchDir);
+    return objectInput(client, url.hostname, decoded(url.pathname.slice(1)), settings.scratchDir);
   }
   return {
     scratchDir: settings.scratchDir,

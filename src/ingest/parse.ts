@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, extname, join } from 'node:path';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -52,7 +52,8 @@ export function formatOfName(name: string): Format | undefined {
 // Magic numbers, on the first 4 bytes (fewer when the file is shorter).
 const isGzip = (head: Buffer) => head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
 const isZstd = (head: Buffer) => head.length === 4 && head.readUInt32LE(0) === 0xfd2fb528;
-const isZip = (head: Buffer) => head.length === 4 && head.readUInt32LE(0) === 0x04034b50;
+// A local file header, or the end of an empty zip's directory.
+const isZip = (head: Buffer) => head.length === 4 && (head.readUInt32LE(0) === 0x04034b50 || head.readUInt32LE(0) === 0x06054b50);
 const isOle = (head: Buffer) => head.length === 4 && head.readUInt32BE(0) === 0xd0cf11e0; // Excel 97–2003 (.xls), among others
 
 // zlib gained zstd in Node.js 22.15 / 23.8.
@@ -163,17 +164,18 @@ export async function* readRecords(
 async function* readZip(input: Input, bytes: AsyncGenerator<Buffer>, format: Format, progress: ReadProgress, limits: InputLimits, read: ReadOptions): AsyncGenerator<ParsedRecord> {
   let path = input.path;
   let spooled: string | undefined;
-  if (path === undefined) {
-    spooled = join(input.scratchDir, `spool-${randomUUID()}`);
-    path = spooled;
-    await pipeline(bytes, createWriteStream(spooled));
-  } else await bytes.return(undefined);
-  // Progress, from here on: the compressed bytes of what is read, in proportion.
-  const size = (await stat(path)).size;
-  if (!spooled) progress.bytes = 0;
-  const start = progress.bytes;
   let zip: Zip | undefined;
   try {
+    if (path === undefined) {
+      await mkdir(input.scratchDir, { recursive: true });
+      spooled = join(input.scratchDir, `spool-${randomUUID()}`);
+      path = spooled;
+      await pipeline(bytes, createWriteStream(spooled));
+    } else await bytes.return(undefined);
+    // Progress, from here on: the compressed bytes of what is read, in proportion.
+    const size = (await stat(path)).size;
+    if (!spooled) progress.bytes = 0;
+    const start = progress.bytes;
     zip = await Zip.open(path, limits.maxDecompressedBytes, (n) => (progress.bytes = Math.min(start + size, progress.bytes + n)));
     if (format === 'xlsx') {
       yield* parseXlsx(zip, limits, { sheet: read.sheet, header: read.header });
@@ -181,6 +183,7 @@ async function* readZip(input: Input, bytes: AsyncGenerator<Buffer>, format: For
       const entry = zip.dataEntry();
       const inner = formatOfName(entry.fileName);
       if (inner === 'xlsx') throw new IngestError(`the zip holds the workbook "${entry.fileName}": send the .xlsx file itself`);
+      if (/\.zip$/i.test(entry.fileName)) throw new IngestError(`the zip holds another zip ("${entry.fileName}"): send the data file, zipped once`);
       if (inner !== undefined && inner !== format) {
         throw new IngestError(`the zip holds "${entry.fileName}", which is ${inner.toUpperCase()}, but the job reads ${format.toUpperCase()}: submit it again with format=${inner}`);
       }

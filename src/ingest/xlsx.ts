@@ -14,8 +14,10 @@ import { IngestError } from './errors.js';
 import { rowError, type ParsedRecord } from './record.js';
 import type { Zip } from './zip.js';
 
-// Distinct texts of a workbook held in memory while its sheet is read, in characters.
+// Distinct texts of a workbook held in memory while its sheet is read: in characters, and in
+// number (an empty one still costs a slot).
 const MAX_SHARED_STRING_CHARS = 128 * 1024 ** 2;
+const MAX_SHARED_STRINGS = 8 * 1024 ** 2;
 const MAX_EXCEL_COLUMNS = 16_384; // XFD
 
 const REL_TYPE = 'http://schemas.openxmlformats.org/officeDocument/2006/relationships/';
@@ -115,8 +117,12 @@ async function sharedStrings(zip: Zip, path: string | undefined): Promise<string
     else if (name === 't') inText = !inPhonetic;
     else if (name === 'rPh') inPhonetic = true;
   });
+  const tooMany = () =>
+    new IngestError(`the workbook's shared strings hold more than ${MAX_SHARED_STRINGS} strings or ${MAX_SHARED_STRING_CHARS} characters: save the sheet as CSV instead`);
   parser.on('text', (text) => {
-    if (inText && current !== null) current += text;
+    if (!inText || current === null) return;
+    if (chars + current.length + text.length > MAX_SHARED_STRING_CHARS) throw tooMany();
+    current += text;
   });
   parser.on('closetag', (tag) => {
     const name = localName(tag);
@@ -124,7 +130,7 @@ async function sharedStrings(zip: Zip, path: string | undefined): Promise<string
     else if (name === 'rPh') inPhonetic = false;
     else if (name === 'si') {
       chars += current!.length;
-      if (chars > MAX_SHARED_STRING_CHARS) throw new IngestError(`the workbook's shared strings hold more than ${MAX_SHARED_STRING_CHARS} characters: save the sheet as CSV instead`);
+      if (strings.length >= MAX_SHARED_STRINGS) throw tooMany();
       strings.push(current!);
       current = null;
     }
@@ -152,6 +158,7 @@ export function serialToIso(serial: number, date1904: boolean, shown: 'date' | '
   const epoch = date1904 ? Date.UTC(1904, 0, 1) : Date.UTC(1899, 11, 30);
   const ms = Math.round(serial * DAY_MS);
   const at = new Date(epoch + (date1904 || serial >= 61 || serial < 1 ? ms : ms + DAY_MS));
+  if (Number.isNaN(at.getTime()) || at.getUTCFullYear() > 9999) return String(serial); // past Excel's last day, 9999-12-31
   const time = `${pad(at.getUTCHours())}:${pad(at.getUTCMinutes())}:${pad(at.getUTCSeconds())}${at.getUTCMilliseconds() ? `.${pad(at.getUTCMilliseconds(), 3)}` : ''}`;
   if (shown === 'time' && serial < 1) return time;
   const day = `${pad(at.getUTCFullYear(), 4)}-${pad(at.getUTCMonth() + 1)}-${pad(at.getUTCDate())}`;
@@ -228,12 +235,14 @@ async function* sheetRows(zip: Zip, entry: Parameters<Zip['read']>[0], context: 
   let cell: { column: number; type: string; style: number } | null = null;
   let text = '';
   let collecting = false; // inside <v> or an inline string's <t>
+  let phonetic = false; // inside a phonetic guide (<rPh>), whose text is not the cell's
   let fault: IngestError | undefined;
 
   const cellValue = (): string => {
     const { type, style } = cell!;
     switch (type) {
       case 's': {
+        if (text === '') return '';
         const value = strings[Number(text)];
         if (value === undefined) throw new IngestError(`${context.sheetName}!row ${rowNumber}: a cell refers to shared string ${text.slice(0, 20)}, which the workbook does not have`);
         return value;
@@ -306,7 +315,10 @@ async function* sheetRows(zip: Zip, entry: Parameters<Zip['read']>[0], context: 
       }
       case 'v':
       case 't':
-        if (cell) collecting = true;
+        if (cell && !phonetic) collecting = true;
+        break;
+      case 'rPh':
+        phonetic = true;
         break;
     }
   });
@@ -318,6 +330,9 @@ async function* sheetRows(zip: Zip, entry: Parameters<Zip['read']>[0], context: 
       case 'v':
       case 't':
         collecting = false;
+        break;
+      case 'rPh':
+        phonetic = false;
         break;
       case 'c':
         if (cell) cells[cell.column] = cellValue();

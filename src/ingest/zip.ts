@@ -4,6 +4,8 @@ import { IngestError } from './errors.js';
 
 // A zip's table of contents is read whole: this many entries at most.
 const MAX_ENTRIES = 10_000;
+// A part read whole (a workbook's rels, styles): this many bytes at most.
+const MAX_PART_BYTES = 64 * 1024 ** 2;
 
 /** Files a zip tool adds beside the data, never data themselves. */
 const isClutter = (name: string) => name.endsWith('/') || name.startsWith('__MACOSX/') || basename(name).startsWith('.') || basename(name) === 'Thumbs.db';
@@ -52,6 +54,9 @@ export class Zip {
     const data = this.entries.filter((entry) => !isClutter(entry.fileName));
     if (data.length === 1) return data[0]!;
     if (data.length === 0) throw new IngestError('the zip holds no data file');
+    if (this.find('xl/workbook.xml') && this.find('[Content_Types].xml')) {
+      throw new IngestError('the file is an Excel workbook: name it .xlsx, or submit it with format=xlsx');
+    }
     const names = data.slice(0, 5).map((entry) => entry.fileName);
     throw new IngestError(`the zip holds ${data.length} files (${names.join(', ')}${data.length > 5 ? ', …' : ''}): send a zip of one data file, or the files one by one`);
   }
@@ -84,10 +89,16 @@ export class Zip {
     }
   }
 
-  /** A small entry (a workbook's parts) as text. */
+  /** A small entry (a workbook's parts but its sheets and strings) as text, at most 64 MiB. */
   async text(entry: Entry): Promise<string> {
+    if (entry.uncompressedSize > MAX_PART_BYTES) throw new IngestError(`"${entry.fileName}" in the zip is larger than ${MAX_PART_BYTES} bytes`);
     const chunks: Buffer[] = [];
-    for await (const chunk of this.read(entry)) chunks.push(chunk);
+    let total = 0;
+    for await (const chunk of this.read(entry)) {
+      total += chunk.length;
+      if (total > MAX_PART_BYTES) throw new IngestError(`"${entry.fileName}" in the zip is larger than ${MAX_PART_BYTES} bytes`);
+      chunks.push(chunk);
+    }
     return Buffer.concat(chunks).toString('utf8');
   }
 
