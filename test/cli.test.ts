@@ -289,7 +289,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     [['upload', 'people.csv', '--mode', 'merge'], 'intake: body.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on (HTTP 422 validation_error)'],
     [['import', 'http://169.254.169.254/latest/meta-data/'], 'intake: 169.254.169.254, a loopback, private, link-local or metadata address: imports may not reach it (IMPORT_ALLOW_PRIVATE=true allows it) (HTTP 422 import_refused)'],
     [['import', 'ftp://example.com/a.csv'], 'intake: body.url: ftp:// URLs cannot be imported: use http, https or s3 (HTTP 422 validation_error)'],
-    [['import'], 'intake: usage: intake import URL [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--max-errors N] [--wait] [--json]'],
+    [['import'], 'intake: usage: intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--max-errors N] [--wait] [--json]'],
     [['datasets', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
     [['export', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
     [['export', 'orders', '--format', 'xml'], 'intake: --format is csv or ndjson, not "xml"'],

@@ -107,6 +107,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['rows_updated', 'int8', null, 'YES'],
       ['read_options', 'jsonb', null, 'YES'],
       ['source_url', 'text', null, 'YES'],
+      ['source', 'jsonb', null, 'YES'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();

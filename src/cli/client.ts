@@ -203,7 +203,7 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
 }
 
 const IMPORT_USAGE =
-  'intake import URL [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--max-errors N] [--wait] [--json]';
+  'intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--max-errors N] [--wait] [--json]';
 
 /** `intake import https://…|s3://bucket/key`: the server's worker reads the file itself. */
 async function importUrl(args: string[], io: ClientIo): Promise<number> {
@@ -220,6 +220,8 @@ async function importUrl(args: string[], io: ClientIo): Promise<number> {
       'no-header': { type: 'boolean' },
       encoding: { type: 'string' },
       sheet: { type: 'string' },
+      connection: { type: 'string' },
+      jql: { type: 'string' },
       'max-errors': { type: 'string' },
       wait: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -229,7 +231,8 @@ async function importUrl(args: string[], io: ClientIo): Promise<number> {
   );
   const maxErrors = values['max-errors'] as string | undefined;
   if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
-  const body: Record<string, unknown> = { url: positionals[0] };
+  // `intake import jira --connection ID --jql …` pulls Jira issues; anything else is a URL.
+  const body: Record<string, unknown> = positionals[0] === 'jira' ? { source: 'jira', connection: values.connection, jql: values.jql } : { url: positionals[0] };
   for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const) if (values[name] !== undefined) body[name] = values[name];
   if (maxErrors !== undefined) body.max_errors = Number(maxErrors);
   if (values.widen) body.schema_update = 'widen';

@@ -27,7 +27,9 @@ Talk to a running Intake at INTAKE_URL (default http://localhost:8000; INTAKE_TO
   import URL [--dataset NAME] [--mode M] [--key COLUMNS] [--format F] [… as upload] [--wait] [--json]
             import https://… or s3://bucket/key: Intake's worker reads it (the API never holds it);
             the same options as upload. A URL that resolves to a loopback, private or link-local
-            address is refused unless the server has IMPORT_ALLOW_PRIVATE=true
+            address is refused unless the server has IMPORT_ALLOW_PRIVATE=true.
+            import jira --connection ID --jql "project = ABC" [--dataset NAME]: pull Jira issues
+            through a saved connection, merged on their id; later runs pull only what changed
   status JOB_ID [--json]
             one job: status, dataset, counters, rows loaded, timestamps, error
   jobs [--status S] [--dataset NAME] [--limit N] [--cursor C] [--json]

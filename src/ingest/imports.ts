@@ -23,6 +23,8 @@ export interface ImportSettings {
   maxBytes: number;
   s3: Config['s3'];
   scratchDir: string;
+  /** Opens connections' secrets (a Jira pull). */
+  secretKey: Buffer | undefined;
 }
 
 export const importSettings = (config: Config): ImportSettings => ({
@@ -31,6 +33,7 @@ export const importSettings = (config: Config): ImportSettings => ({
   maxBytes: config.maxUploadBytes,
   s3: config.s3,
   scratchDir: config.uploadDir,
+  secretKey: config.secretKey,
 });
 
 export interface ImportSource {

@@ -22,6 +22,8 @@ import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, type RowError } from '../storage/transitions.js';
 import { IngestError } from './errors.js';
 import { readRecords, type ReadProgress } from './parse.js';
+import { jiraJobInput } from '../jira/source.js';
+import { saveJiraMark } from '../storage/connections.js';
 import { importInput, type ImportSettings } from './imports.js';
 import type { UploadStore } from './uploads.js';
 
@@ -135,7 +137,13 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     );
     return 'failed';
   }
-  const input = job.source_url ? await importInput(job.source_url, deps.imports) : await deps.uploads.input(jobId);
+  let newest: number | undefined; // a Jira pull's newest `updated`, its sync's next mark
+  const jira = job.source?.jira;
+  const input = jira
+    ? jiraJobInput(deps.db, deps.imports, jira, job.dataset ?? '', (ms) => (newest = Math.max(newest ?? ms, ms)))
+    : job.source_url
+      ? await importInput(job.source_url, deps.imports)
+      : await deps.uploads.input(jobId);
   if (!input) {
     await markFailed(tracker, jobId, `the stored upload is missing (was ${deps.uploads.kind === 'file' ? 'UPLOAD_DIR' : 'UPLOAD_STORE'} changed or cleaned?)`);
     return 'failed';
@@ -150,8 +158,9 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   let checkpoint = job.records_processed + job.records_failed; // input position to resume at
   if (checkpoint > 0) {
     const staged = await stageRowCount(deps.db, jobId);
-    if (staged !== job.records_processed || state === null) {
-      log.warn({ jobId, checkpoint, staged }, 'the stage does not hold what the job committed: starting it over');
+    // A Jira pull starts over: the pages it read may have changed since.
+    if (staged !== job.records_processed || state === null || jira) {
+      log.warn({ jobId, checkpoint, staged }, jira ? 'a Jira pull resumed: pulling again from the start' : 'the stage does not hold what the job committed: starting it over');
       job = await restartJob(tracker, jobId);
       if (!job) return 'skipped';
       state = null;
@@ -269,6 +278,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     const publishing = performance.now();
     const completed = await markCompleted(tracker, jobId, async (tx) => {
       const rows = await publishStage(tx, publish);
+      if (jira && newest !== undefined) await saveJiraMark(tx, jira.connection, jira.jql, publish.dataset, newest);
       log.info({ jobId, dataset: publish.dataset, mode: publish.mode, ...rows, ms: Math.round(performance.now() - publishing) }, 'rows moved into its dataset, committing with the job');
       return rows;
     }).catch((err: unknown) => {

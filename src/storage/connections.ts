@@ -31,3 +31,17 @@ export async function findConnection(db: Queryable, id: string): Promise<(Connec
 export async function deleteConnection(db: Queryable, id: string): Promise<boolean> {
   return ((await db.query('DELETE FROM intake_connections WHERE id = $1', [id])).rowCount ?? 0) > 0;
 }
+
+/** A Jira sync's high-water mark (epoch ms of the newest `updated` its last completed run saw). */
+export async function findJiraMark(db: Queryable, connectionId: string, jql: string, dataset: string): Promise<number | undefined> {
+  const { rows } = await db.query<{ mark_ms: string }>('SELECT mark_ms::text FROM intake_jira_marks WHERE connection_id = $1 AND jql = $2 AND dataset = $3', [connectionId, jql, dataset]);
+  return rows[0] ? Number(rows[0].mark_ms) : undefined;
+}
+
+export async function saveJiraMark(db: Queryable, connectionId: string, jql: string, dataset: string, markMs: number): Promise<void> {
+  await db.query(
+    `INSERT INTO intake_jira_marks (connection_id, jql, dataset, mark_ms) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (connection_id, jql, dataset) DO UPDATE SET mark_ms = GREATEST(intake_jira_marks.mark_ms, EXCLUDED.mark_ms), updated_at = now()`,
+    [connectionId, jql, dataset, markMs],
+  );
+}

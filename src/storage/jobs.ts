@@ -30,11 +30,17 @@ export interface JobRow {
   rows_updated: number | null;
   /** What an import reads (kept out of the payload: a signed URL's query holds its credentials). */
   source_url: string | null;
+  source: JobSource | null;
+}
+
+/** What a pulling job reads. */
+export interface JobSource {
+  jira: { connection: string; jql: string };
 }
 
 export const JOB_COLUMNS =
   'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts, ' +
-  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed, dataset, mode, merge_key, widen, rows_inserted, rows_updated, source_url';
+  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed, dataset, mode, merge_key, widen, rows_inserted, rows_updated, source_url, source';
 
 /**
  * A running job whose worker has shown no sign of life for longer than the parameter named (in
@@ -128,6 +134,8 @@ export interface NewJob {
   load: LoadOptions;
   /** An import's URL. */
   sourceUrl?: string;
+  /** What a pulling job reads (a Jira query). */
+  source?: JobSource;
 }
 
 /** Where and how a job loads its rows. */
@@ -147,8 +155,8 @@ export interface LoadOptions {
 /** Inserts the `queued` row; committed before the job is dispatched. */
 export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
   const { rows } = await db.query<JobRow>(
-    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total, dataset, mode, merge_key, declared_types, widen, read_options, source_url)
-     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total, dataset, mode, merge_key, declared_types, widen, read_options, source_url, source)
+     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
      RETURNING ${JOB_COLUMNS}`,
     [
       job.jobId,
@@ -164,6 +172,7 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
       job.load.widen,
       Object.keys(job.load.read).length > 0 ? JSON.stringify(job.load.read) : null,
       job.sourceUrl ?? null,
+      job.source ? JSON.stringify(job.source) : null,
     ],
   );
   return rows[0]!;

@@ -9,3 +9,15 @@ CREATE TABLE intake_connections (
     secret TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- What a pulling job reads ({"jira": {"connection": id, "jql": …}}), and each Jira sync's
+-- high-water mark: the newest `updated` (epoch ms) its last completed run saw.
+ALTER TABLE ingest_jobs ADD COLUMN source JSONB;
+CREATE TABLE intake_jira_marks (
+    connection_id UUID NOT NULL,
+    jql TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    mark_ms BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (connection_id, jql, dataset)
+);
