@@ -115,6 +115,9 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
     const down = await pull({ jql: 'project = ABC', dataset: 'abc_down' });
     expect(down).toMatchObject({ status: 'failed', error: 'Jira answered HTTP 503: fault 503 (5 attempts)' });
     expect((await getJson(`${server.url}/api/datasets/abc_down`)).status).toBe(404); // nothing half-loaded
+    // Once Jira answers again, a retry pulls it all.
+    expect((await fetch(`${server.url}/api/job/${down.job_id}/retry`, { method: 'POST' })).status).toBe(202);
+    expect(await waitForJob(server.url, down.job_id, 120_000)).toMatchObject({ status: 'completed', records_processed: ISSUES });
   }, 120_000);
 
   it('runs from the command line: intake import jira --connection … --jql … --wait', async () => {

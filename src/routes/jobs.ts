@@ -204,7 +204,8 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       if (current.status !== 'failed' && current.status !== 'canceled') {
         throw new AppError(409, 'job_not_retryable', `The job is ${current.status}: only a failed or canceled job can be retried`);
       }
-      if (current.source_url === null && !(await uploads.exists(jobId))) {
+      // An import reads its source again; an upload needs its stored file.
+      if (current.source_url === null && current.source === null && !(await uploads.exists(jobId))) {
         throw new AppError(409, 'upload_missing', 'The stored upload of this job is gone, so it cannot be read again: submit the data anew');
       }
       const row = await retryJob(tracker, jobId, request.query.max_errors ?? null, encoding ?? null);
