@@ -86,9 +86,9 @@ export function s3Store(client: S3Client, options: { bucket: string; prefix: str
         },
       });
       // The body's own errors (the client left, a limit) are the caller's to answer; a premature
-      // close is only the echo of the upload failing and tearing the pipe down.
+      // close or an abort is only the echo of the upload failing and tearing the pipe down.
       body.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ERR_STREAM_PREMATURE_CLOSE') bodyError ??= err;
+        if (err.code !== 'ERR_STREAM_PREMATURE_CLOSE' && err.code !== 'ABORT_ERR' && err.name !== 'AbortError') bodyError ??= err;
       });
       const piping = pipeline(body, counted).catch(() => {});
       const upload = new Upload({ client, params: { Bucket: bucket, Key: key(jobId), Body: counted }, partSize, queueSize: 2, leavePartsOnError: false });
