@@ -160,30 +160,38 @@ function progressDisplay(stderr: NodeJS.WriteStream): { update(job: JobPayload):
 const UPLOAD_USAGE =
   'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--max-errors N] [--wait] [--json]';
 
-async function upload(args: string[], io: ClientIo): Promise<number> {
-  const { values, positionals } = parse(
-    args,
-    {
-      dataset: { type: 'string' },
-      mode: { type: 'string' },
-      key: { type: 'string' },
-      schema: { type: 'string' },
-      widen: { type: 'boolean' },
-      delimiter: { type: 'string' },
-      'no-header': { type: 'boolean' },
-      encoding: { type: 'string' },
-      sheet: { type: 'string' },
-      format: { type: 'string' },
-      'max-errors': { type: 'string' },
-      wait: { type: 'boolean' },
-      json: { type: 'boolean' },
-    },
-    1,
-    UPLOAD_USAGE,
-  );
-  const path = positionals[0]!;
+/** The options an upload and an import share: how the file is read and where it loads. */
+const LOAD_FLAGS = {
+  dataset: { type: 'string' },
+  mode: { type: 'string' },
+  key: { type: 'string' },
+  schema: { type: 'string' },
+  widen: { type: 'boolean' },
+  format: { type: 'string' },
+  delimiter: { type: 'string' },
+  'no-header': { type: 'boolean' },
+  encoding: { type: 'string' },
+  sheet: { type: 'string' },
+  'max-errors': { type: 'string' },
+  wait: { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
+
+/** LOAD_FLAGS as the API's fields, in the order given; --max-errors checked. */
+function loadFields(values: Record<string, unknown>): [string, string][] {
   const maxErrors = values['max-errors'] as string | undefined;
   if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
+  const fields: [string, string][] = maxErrors === undefined ? [] : [['max_errors', maxErrors]];
+  for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const) if (values[name] !== undefined) fields.push([name, values[name] as string]);
+  if (values.widen) fields.push(['schema_update', 'widen']);
+  if (values['no-header']) fields.push(['header', 'false']);
+  return fields;
+}
+
+async function upload(args: string[], io: ClientIo): Promise<number> {
+  const { values, positionals } = parse(args, LOAD_FLAGS, 1, UPLOAD_USAGE);
+  const path = positionals[0]!;
+  const fields = loadFields(values);
   const client = api(io.env);
   let file: Blob;
   try {
@@ -194,10 +202,7 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
   }
   // Intake reads the fields before the file: they have to come first.
   const form = new FormData();
-  if (maxErrors !== undefined) form.append('max_errors', maxErrors);
-  for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const) if (values[name] !== undefined) form.append(name, values[name] as string);
-  if (values.widen) form.append('schema_update', 'widen');
-  if (values['no-header']) form.append('header', 'false');
+  for (const [name, value] of fields) form.append(name, value);
   form.append('file', file, basename(path));
   return submitted(client, await client.upload(form), values, io);
 }
@@ -205,38 +210,11 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
 const IMPORT_USAGE =
   'intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--max-errors N] [--wait] [--json]';
 
-/** `intake import https://…|s3://bucket/key`: the server's worker reads the file itself. */
+/** `intake import https://…|s3://bucket/key`, or `intake import jira --connection ID --jql …`: the server's worker reads the source itself. */
 async function importUrl(args: string[], io: ClientIo): Promise<number> {
-  const { values, positionals } = parse(
-    args,
-    {
-      dataset: { type: 'string' },
-      mode: { type: 'string' },
-      key: { type: 'string' },
-      schema: { type: 'string' },
-      widen: { type: 'boolean' },
-      format: { type: 'string' },
-      delimiter: { type: 'string' },
-      'no-header': { type: 'boolean' },
-      encoding: { type: 'string' },
-      sheet: { type: 'string' },
-      connection: { type: 'string' },
-      jql: { type: 'string' },
-      'max-errors': { type: 'string' },
-      wait: { type: 'boolean' },
-      json: { type: 'boolean' },
-    },
-    1,
-    IMPORT_USAGE,
-  );
-  const maxErrors = values['max-errors'] as string | undefined;
-  if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
-  // `intake import jira --connection ID --jql …` pulls Jira issues; anything else is a URL.
+  const { values, positionals } = parse(args, { ...LOAD_FLAGS, connection: { type: 'string' }, jql: { type: 'string' } }, 1, IMPORT_USAGE);
   const body: Record<string, unknown> = positionals[0] === 'jira' ? { source: 'jira', connection: values.connection, jql: values.jql } : { url: positionals[0] };
-  for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const) if (values[name] !== undefined) body[name] = values[name];
-  if (maxErrors !== undefined) body.max_errors = Number(maxErrors);
-  if (values.widen) body.schema_update = 'widen';
-  if (values['no-header']) body.header = 'false';
+  for (const [name, value] of loadFields(values)) body[name] = name === 'max_errors' ? Number(value) : value;
   const client = api(io.env);
   return submitted(client, await client.import(body), values, io);
 }
