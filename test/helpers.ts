@@ -172,6 +172,11 @@ export async function upload(baseUrl: string, name: string, content: BlobPart, f
   return { status: res.status, body: (await res.json()) as any, headers: res.headers };
 }
 
+export async function postJson(url: string, body: unknown) {
+  const res = await fetch(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  return { status: res.status, body: (await res.json()) as any, headers: res.headers };
+}
+
 export async function postRecords(baseUrl: string, body: string, contentType = 'application/json') {
   const res = await fetch(`${baseUrl}/api/ingest/json`, { method: 'POST', body, headers: { 'content-type': contentType } });
   return { status: res.status, body: (await res.json()) as any, headers: res.headers };
