@@ -8,6 +8,8 @@ import { registerCors, requireToken } from './auth.js';
 import { limitSlowBodies } from './slow-bodies.js';
 import { refuseNonFiniteNumbers } from './numeric-query.js';
 import { registerErrorHandlers } from './errors.js';
+import { scheduleRoutes } from './routes/schedules.js';
+import type { Scheduler } from './schedules/schedules.js';
 import type { UploadStore } from './ingest/uploads.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
@@ -36,6 +38,8 @@ export interface AppDeps {
   cache?: StatusCache;
   /** Where uploads are kept (UPLOAD_DIR or UPLOAD_STORE). */
   uploads: UploadStore;
+  /** What wakes schedules (in-process, or BullMQ's job schedulers). */
+  scheduler: Scheduler;
   /** Scale-out: the BullMQ queue's counts for /metrics (otherwise counted in the database). */
   queueCounts?: QueueCounts;
   /** The built web console (default dist/console). */
@@ -103,6 +107,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     await api.register(submitRoutes, deps);
     await api.register(importRoutes, deps);
     await api.register(connectionRoutes, { db: deps.db, config: deps.config });
+    await api.register(scheduleRoutes, { db: deps.db, config: deps.config, scheduler: deps.scheduler });
     await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
     await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql });
   });

@@ -1,3 +1,4 @@
+import { webhookUrlProblem, type WebhookSettings } from './webhooks/deliver.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import { datasetNameProblem } from './datasets/names.js';
 import { parseSecretKey } from './secrets.js';
@@ -20,6 +21,7 @@ export interface Config {
   };
   /** SECRET_KEY: seals the secrets of connections (unset: the API stores none). */
   secretKey: Buffer | undefined;
+  webhooks: WebhookSettings;
   /** Imports by URL may reach loopback, private and link-local addresses (off: no SSRF). */
   importAllowPrivate: boolean;
   /** An import's connection and idle time, and its transient errors' retries. */
@@ -179,6 +181,23 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(name, `must be true or false (got "${env[name]}")`);
 }
 
+function webhooks(env: Env): WebhookSettings {
+  const urls = list(env, 'WEBHOOK_URLS');
+  for (const [index, raw] of urls.entries()) {
+    const problem = webhookUrlProblem(raw);
+    if (problem) throw new ConfigError('WEBHOOK_URLS', `URL ${index + 1}: ${problem}`);
+  }
+  const secret = env.WEBHOOK_SECRET?.trim() || undefined;
+  if (secret !== undefined && secret.length < 16) throw new ConfigError('WEBHOOK_SECRET', 'is shorter than 16 characters: use a long random secret (e.g. openssl rand -hex 32)');
+  return {
+    urls,
+    secret,
+    timeoutMs: integer(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 300_000),
+    retryMs: integer(env, 'WEBHOOK_RETRY_MS', 10_000, 10, 3_600_000),
+    allowPrivate: boolean(env, 'IMPORT_ALLOW_PRIVATE', false),
+  };
+}
+
 function secretKey(env: Env): Buffer | undefined {
   const raw = env.SECRET_KEY?.trim();
   if (!raw) return undefined;
@@ -240,6 +259,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     },
     importAllowPrivate: boolean(env, 'IMPORT_ALLOW_PRIVATE', false),
     secretKey: secretKey(env),
+    webhooks: webhooks(env),
     importTimeoutMs: integer(env, 'IMPORT_TIMEOUT_MS', 30_000, 100, 3_600_000),
     databaseUrl,
     redisUrl,

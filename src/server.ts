@@ -12,11 +12,13 @@ import type { PipelineDeps } from './ingest/pipeline.js';
 import { importSettings } from './ingest/imports.js';
 import { fileStore, type UploadStore } from './ingest/uploads.js';
 import { startRetention } from './jobs/removal.js';
-import { createTracker } from './jobs/tracking.js';
+import { createTracker, type Outbox } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
 import type { QueueCounts } from './metrics.js';
 import { ensureSchema, migrate } from './storage/migrate.js';
 import { openPostgres } from './storage/postgres.js';
+import { enqueueDeliveries, startDeliveries } from './webhooks/deliver.js';
+import { localScheduler, type Scheduler } from './schedules/schedules.js';
 
 export function createLogger(config: Config): FastifyBaseLogger {
   return pino({ level: config.logLevel });
@@ -39,6 +41,7 @@ interface Runtime {
   /** Scale-out: BullMQ's counts for /metrics. */
   queueCounts?: QueueCounts;
   dispatcher: Dispatcher;
+  scheduler: Scheduler;
   pipeline: PipelineDeps;
   /** Starts this process's background work: BullMQ workers and the reconciler (scale-out), retention. */
   startWorkers(): { close(): Promise<void> };
@@ -69,7 +72,10 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   const events = scaleOut?.events ?? createLocalEvents();
   // Embedded: in memory, so status reads answer while a publish holds PGlite's one connection.
   const cache = scaleOut?.cache ?? (db.kind === 'pglite' ? createMemoryStatusCache() : undefined);
-  const tracker = createTracker(db, cache, events);
+  // A job's end writes its webhook deliveries; this process's deliverer (once started) is woken.
+  let deliverer: ReturnType<typeof startDeliveries> | undefined;
+  const outbox: Outbox = { write: (tx, row) => enqueueDeliveries(tx, row, config.webhooks.urls), written: () => deliverer?.wake() };
+  const tracker = createTracker(db, cache, events, outbox);
   const uploads = await openUploads(config);
   const pipeline: PipelineDeps = {
     db,
@@ -83,15 +89,22 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     claimStaleAfterMs: scaleOut ? config.workerLockMs : 0,
     log: log.child({ component: 'worker' }),
   };
+  const dispatcher = scaleOut?.dispatcher ?? createLocalDispatcher({ pipeline, concurrency: config.workerConcurrency });
+  const scheduler = config.redisUrl
+    ? (await import('./schedules/bull.js')).bullScheduler(config.redisUrl, config.redisKeyPrefix, log.child({ component: 'schedules' }))
+    : localScheduler();
   return {
     db,
     events,
     cache,
     queueCounts: scaleOut?.queueCounts,
     pipeline,
-    dispatcher: scaleOut?.dispatcher ?? createLocalDispatcher({ pipeline, concurrency: config.workerConcurrency }),
+    dispatcher,
+    scheduler,
     startWorkers() {
       const workers = scaleOut?.startWorkers(pipeline) ?? { close: async () => {} };
+      deliverer = startDeliveries(db, config.webhooks, log.child({ component: 'webhooks' }));
+      const schedules = scheduler.start({ db, settings: pipeline.imports, events, dispatcher, log: log.child({ component: 'schedules' }) });
       // Every process sweeps (one at a time, under a lock); retention off still expires idempotency keys.
       const retention = startRetention({
         db,
@@ -106,11 +119,14 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
       return {
         async close() {
           await retention.close();
+          await schedules.close();
           await workers.close();
+          await deliverer?.close();
         },
       };
     },
     async close() {
+      await scheduler.close();
       await (scaleOut ? scaleOut.close() : events.close());
       await db.close();
     },
@@ -135,7 +151,7 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
   try {
     const { dispatcher } = runtime;
     const app = await buildApp(
-      { config, db: runtime.db, dispatcher, tracker: runtime.pipeline.tracker, uploads: runtime.pipeline.uploads, cache: runtime.cache, events: runtime.events, queueCounts: runtime.queueCounts },
+      { config, db: runtime.db, dispatcher, tracker: runtime.pipeline.tracker, uploads: runtime.pipeline.uploads, scheduler: runtime.scheduler, cache: runtime.cache, events: runtime.events, queueCounts: runtime.queueCounts },
       { loggerInstance: log },
     );
     let workers: { close(): Promise<void> } | undefined;

@@ -1026,6 +1026,16 @@ const ROUTES: Route[] = [
   { name: 'POST /api/job/{id}/cancel', weight: 1, methods: ['POST'], path: (id) => `/api/job/${ID(id)}/cancel`, params: {}, takes: 'none' },
   { name: 'POST /api/job/{id}/retry', weight: 1, methods: ['POST'], path: (id) => `/api/job/${ID(id)}/retry`, params: SUBMIT_PARAMS, takes: 'none' },
   { name: 'DELETE /api/job/{id}', weight: 1, methods: ['DELETE'], path: (id) => `/api/job/${ID(id)}`, params: {}, takes: 'none' },
+  { name: 'GET /api/job/{id}/deliveries', weight: 1, methods: ['GET', 'HEAD'], path: (id) => `/api/job/${ID(id)}/deliveries`, params: {}, takes: 'none' },
+  // Records-shaped bodies are never a schedule or a connection: refused (422) before anything is made or reached.
+  { name: 'POST /api/schedules', weight: 1, methods: ['POST'], path: () => '/api/schedules', params: {}, takes: 'json' },
+  { name: 'GET /api/schedules', weight: 1, methods: ['GET', 'HEAD'], path: () => '/api/schedules', params: {}, takes: 'none' },
+  { name: 'GET /api/schedules/{id}', weight: 1, methods: ['GET', 'HEAD'], path: (id) => `/api/schedules/${ID(id)}`, params: {}, takes: 'none' },
+  { name: 'POST /api/schedules/{id}/pause', weight: 1, methods: ['POST'], path: (id) => `/api/schedules/${ID(id)}/pause`, params: {}, takes: 'none' },
+  { name: 'DELETE /api/schedules/{id}', weight: 1, methods: ['DELETE'], path: (id) => `/api/schedules/${ID(id)}`, params: {}, takes: 'none' },
+  { name: 'POST /api/connections', weight: 1, methods: ['POST'], path: () => '/api/connections', params: {}, takes: 'json' },
+  { name: 'GET /api/connections', weight: 1, methods: ['GET', 'HEAD'], path: () => '/api/connections', params: {}, takes: 'none' },
+  { name: 'DELETE /api/connections/{id}', weight: 1, methods: ['DELETE'], path: (id) => `/api/connections/${ID(id)}`, params: {}, takes: 'none' },
 ];
 
 /**
@@ -1184,7 +1194,7 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
   beforeAll(async () => {
     expect(TOKEN).toHaveLength(32);
     sandbox = await createSandbox(backend);
-    server = await startServer(sandbox, { API_TOKENS: TOKEN });
+    server = await startServer(sandbox, { API_TOKENS: TOKEN, SECRET_KEY: 'ab'.repeat(32) });
     // Jobs to aim at: one completed with records, one failed (retryable), one with row errors.
     const completed = await submitAndWait('/api/ingest/json', { body: '[{"a":1},{"a":2}]', headers: { 'content-type': 'application/json' } });
     const failed = await submitAndWait('/api/upload', { body: upload('bad.csv', 'a,b\n1\n') });

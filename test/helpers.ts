@@ -177,8 +177,8 @@ export async function postJson(url: string, body: unknown) {
   return { status: res.status, body: (await res.json()) as any, headers: res.headers };
 }
 
-export async function postRecords(baseUrl: string, body: string, contentType = 'application/json') {
-  const res = await fetch(`${baseUrl}/api/ingest/json`, { method: 'POST', body, headers: { 'content-type': contentType } });
+export async function postRecords(baseUrl: string, body: string, contentType = 'application/json', query = '') {
+  const res = await fetch(`${baseUrl}/api/ingest/json${query && `?${query}`}`, { method: 'POST', body, headers: { 'content-type': contentType } });
   return { status: res.status, body: (await res.json()) as any, headers: res.headers };
 }
 

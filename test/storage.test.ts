@@ -11,7 +11,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options', '010_import_source', '011_connections'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options', '010_import_source', '011_connections', '012_webhooks_schedules'];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
 function batchOf(from: number, records: object[]): Batch {
@@ -70,6 +70,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [9, '009_read_options'],
       [10, '010_import_source'],
       [11, '011_connections'],
+      [12, '012_webhooks_schedules'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -108,6 +109,8 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['read_options', 'jsonb', null, 'YES'],
       ['source_url', 'text', null, 'YES'],
       ['source', 'jsonb', null, 'YES'],
+      ['callback_url', 'text', null, 'YES'],
+      ['schedule_id', 'uuid', null, 'YES'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -340,6 +343,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 9, name: '009_read_options' },
         { version: 10, name: '010_import_source' },
         { version: 11, name: '011_connections' },
+        { version: 12, name: '012_webhooks_schedules' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

@@ -158,7 +158,7 @@ function progressDisplay(stderr: NodeJS.WriteStream): { update(job: JobPayload):
 }
 
 const UPLOAD_USAGE =
-  'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--max-errors N] [--wait] [--json]';
+  'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]';
 
 /** The options an upload and an import share: how the file is read and where it loads. */
 const LOAD_FLAGS = {
@@ -172,6 +172,7 @@ const LOAD_FLAGS = {
   'no-header': { type: 'boolean' },
   encoding: { type: 'string' },
   sheet: { type: 'string' },
+  'callback-url': { type: 'string' },
   'max-errors': { type: 'string' },
   wait: { type: 'boolean' },
   json: { type: 'boolean' },
@@ -185,6 +186,7 @@ function loadFields(values: Record<string, unknown>): [string, string][] {
   for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const) if (values[name] !== undefined) fields.push([name, values[name] as string]);
   if (values.widen) fields.push(['schema_update', 'widen']);
   if (values['no-header']) fields.push(['header', 'false']);
+  if (values['callback-url'] !== undefined) fields.push(['callback_url', values['callback-url'] as string]);
   return fields;
 }
 
@@ -208,7 +210,7 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
 }
 
 const IMPORT_USAGE =
-  'intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--max-errors N] [--wait] [--json]';
+  'intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--callback-url URL] [--max-errors N] [--wait] [--json]';
 
 /** `intake import https://…|s3://bucket/key`, or `intake import jira --connection ID --jql …`: the server's worker reads the source itself. */
 async function importUrl(args: string[], io: ClientIo): Promise<number> {

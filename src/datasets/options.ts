@@ -8,6 +8,7 @@ import { ENCODINGS, type Encoding } from '../ingest/decode.js';
 import type { ReadOptions } from '../ingest/parse.js';
 import { isTabular, WRITE_MODES, type Format, type WriteMode } from '../schemas/job.js';
 import type { LoadOptions } from '../storage/jobs.js';
+import { webhookUrlProblem } from '../webhooks/deliver.js';
 import { datasetNameFor, datasetNameProblem } from './names.js';
 import { COLUMN_TYPES, type ColumnType } from './types.js';
 
@@ -21,9 +22,10 @@ export interface RawLoadOptions {
   header?: string | boolean;
   encoding?: string;
   sheet?: string;
+  callback_url?: string;
 }
 
-export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update', 'delimiter', 'header', 'encoding', 'sheet'] as const;
+export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update', 'delimiter', 'header', 'encoding', 'sheet', 'callback_url'] as const;
 
 // Other names people use for the encodings Intake reads.
 const ENCODING_ALIASES: Record<string, Encoding> = { utf8: 'utf-8', latin1: 'iso-8859-1', 'latin-1': 'iso-8859-1', cp1252: 'windows-1252', latin9: 'iso-8859-15', utf16le: 'utf-16le', utf16be: 'utf-16be', 'utf-16': 'utf-16le', mac: 'macintosh' };
@@ -125,6 +127,10 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
   if (!isTabular(format) && read.header !== undefined) issue('header', 'header applies to CSV files and Excel workbooks only');
   if (format === 'xlsx' && read.encoding !== undefined) issue('encoding', 'an Excel workbook says its own encoding');
 
+  const callbackUrl = raw.callback_url === undefined || raw.callback_url === '' ? undefined : raw.callback_url;
+  const callbackProblem = callbackUrl === undefined ? undefined : webhookUrlProblem(callbackUrl);
+  if (callbackProblem) issue('callback_url', callbackProblem);
+
   if (issues.length > 0) throw validationError(issues);
-  return { dataset, mode, key: mode === 'merge' ? key : [], types, widen: update === 'widen', read };
+  return { dataset, mode, key: mode === 'merge' ? key : [], types, widen: update === 'widen', read, ...(callbackUrl !== undefined && { callbackUrl }) };
 }

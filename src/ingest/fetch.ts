@@ -74,10 +74,10 @@ export class Unreachable extends IngestError {}
 /** An address an import may not reach. */
 export class AddressRefused extends IngestError {}
 
-function refused(url: URL, address: string): IngestError {
+function refused(url: URL, address: string, who = 'imports'): IngestError {
   const what = hostOf(url) === address ? address : `${url.host} resolves to ${address}`;
   return new AddressRefused(
-    `${what}, a loopback, private, link-local or metadata address: imports may not reach it (IMPORT_ALLOW_PRIVATE=true allows it)`,
+    `${what}, a loopback, private, link-local or metadata address: ${who} may not reach it (IMPORT_ALLOW_PRIVATE=true allows it)`,
   );
 }
 
@@ -89,10 +89,13 @@ export function checkImportUrl(url: URL, options: Pick<FetchOptions, 'allowed'>)
 }
 
 /** Resolves a URL's host and refuses it if any of its addresses is not allowed (a DNS failure is left to the fetch). */
-export async function checkImportHost(url: URL, options: Pick<FetchOptions, 'allowed'>): Promise<void> {
-  checkImportUrl(url, options);
+export async function checkImportHost(url: URL, options: Pick<FetchOptions, 'allowed'>, who = 'imports'): Promise<void> {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IngestError(`${url.protocol}// URLs cannot be imported: use http, https or s3`);
   const host = hostOf(url);
-  if (isIP(host)) return;
+  if (isIP(host)) {
+    if (!options.allowed(host)) throw refused(url, host, who);
+    return;
+  }
   // A resolver that does not answer leaves the check to the fetch (which checks every hop).
   const addresses = await new Promise<LookupAddress[]>((resolve) => {
     const timer = setTimeout(() => resolve([]), 5000);
@@ -102,21 +105,30 @@ export async function checkImportHost(url: URL, options: Pick<FetchOptions, 'all
     });
   });
   const bad = addresses.find((a) => !options.allowed(a.address));
-  if (bad) throw refused(url, bad.address);
+  if (bad) throw refused(url, bad.address, who);
+}
+
+/**
+ * The `lookup` of an http(s) request to `url` that connects only to allowed addresses: the
+ * address checked is the one connected to (no DNS rebinding in between). A refusal is an
+ * AddressRefused error of the request.
+ */
+export function guardedLookup(url: URL, allowed: (address: string) => boolean, who = 'imports') {
+  return (hostname: string, lookupOptions: { all?: boolean }, callback: (...args: any[]) => void) => {
+    dnsLookup(hostname, { all: true }, (err, addresses: LookupAddress[]) => {
+      if (err) return callback(err);
+      const bad = addresses.find((a) => !allowed(a.address));
+      if (bad) return callback(refused(url, bad.address, who));
+      if (lookupOptions.all) callback(null, addresses);
+      else callback(null, addresses[0]!.address, addresses[0]!.family);
+    });
+  };
 }
 
 /** One GET, connected only to an allowed address; answers the response (any status). */
 function get(url: URL, options: Pick<FetchOptions, 'allowed' | 'timeoutMs'>, headers: Record<string, string> = {}): Promise<IncomingMessage> {
   checkImportUrl(url, options);
-  const lookup = (hostname: string, lookupOptions: { all?: boolean }, callback: (...args: any[]) => void) => {
-    dnsLookup(hostname, { all: true }, (err, addresses: LookupAddress[]) => {
-      if (err) return callback(err);
-      const bad = addresses.find((a) => !options.allowed(a.address));
-      if (bad) return callback(refused(url, bad.address));
-      if (lookupOptions.all) callback(null, addresses);
-      else callback(null, addresses[0]!.address, addresses[0]!.family);
-    });
-  };
+  const lookup = guardedLookup(url, options.allowed);
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'GET', lookup, headers: { 'user-agent': 'Intake (import)', accept: '*/*', ...headers }, timeout: options.timeoutMs });

@@ -3,6 +3,7 @@ import type { PendingChange, StatusCache } from '../cache/status-cache.js';
 import type { UploadStore } from '../ingest/uploads.js';
 import { dropOrphanStages, dropStage } from '../storage/datasets.js';
 import type { Db, Queryable } from '../storage/db.js';
+import { deleteOrphanDeliveries } from '../storage/deliveries.js';
 import { deleteExpiredKeys, deleteJobs, listExpiredJobIds, tryTransactionLock } from '../storage/jobs.js';
 
 export interface RemovalDeps {
@@ -81,6 +82,7 @@ export async function sweepOnce(options: RetentionOptions, signal?: AbortSignal)
     const deleted = await removeJobs(options, async (tx) => {
       if (!(await tryTransactionLock(tx, RETENTION_LOCK_KEY))) return null;
       await deleteExpiredKeys(tx, SWEEP_BATCH * 10);
+      await deleteOrphanDeliveries(tx);
       if (options.retentionDays <= 0) return [];
       return listExpiredJobIds(tx, options.retentionDays, SWEEP_BATCH);
     });

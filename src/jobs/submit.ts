@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import { AppError } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
+import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetch.js';
 import type { UploadStore } from '../ingest/uploads.js';
 import type { Db } from '../storage/db.js';
 import { claimKey, findJob, findKey, insertJob, payloadJson, type JobRow, type NewJob } from '../storage/jobs.js';
@@ -12,6 +13,8 @@ export interface SubmitDeps {
   events: JobEvents;
   uploads: UploadStore;
   log: FastifyBaseLogger;
+  /** A callback_url may name a loopback or private address (IMPORT_ALLOW_PRIVATE). */
+  allowPrivate: boolean;
 }
 
 /** A submit's Idempotency-Key and a hash of what it submitted. */
@@ -31,17 +34,33 @@ class KeyTaken extends Error {}
 export async function submitJob(deps: SubmitDeps, job: NewJob, idempotency?: Idempotency): Promise<{ row: JobRow; replayed: boolean }> {
   let row: JobRow | undefined;
   try {
+    if (job.load.callbackUrl && !deps.allowPrivate) await checkCallback(job.load.callbackUrl);
     row = await insertOrReplay(deps.db, job, idempotency);
   } finally {
     // Whatever answers the request other than the new job (an error, a replay), the upload goes.
     if (row?.job_id !== job.jobId) await deps.uploads.remove(job.jobId);
   }
   if (row.job_id !== job.jobId) return { row, replayed: true };
-  // Live job lists show the new job at once; best effort, like every event.
-  await deps.events.publish(job.jobId, payloadJson(row));
-  // A failed dispatch loses nothing: the row is committed and is taken up again at start.
-  await deps.dispatcher.dispatch(job.jobId).catch((err: unknown) => deps.log.error({ err, jobId: job.jobId }, 'dispatch failed'));
+  await announce(deps, row);
   return { row, replayed: false };
+}
+
+/** A new job's committed row told to live lists and handed to a worker. */
+export async function announce(deps: Pick<SubmitDeps, 'events' | 'dispatcher' | 'log'>, row: JobRow): Promise<void> {
+  // Live job lists show the new job at once; best effort, like every event.
+  await deps.events.publish(row.job_id, payloadJson(row));
+  // A failed dispatch loses nothing: the row is committed and is taken up again at start.
+  await deps.dispatcher.dispatch(row.job_id).catch((err: unknown) => deps.log.error({ err, jobId: row.job_id }, 'dispatch failed'));
+}
+
+/** A callback URL whose host resolves to a loopback, private or metadata address is refused (it is checked again at each delivery). */
+async function checkCallback(raw: string): Promise<void> {
+  try {
+    await checkImportHost(new URL(raw), { allowed: isPublicAddress }, 'callback URLs');
+  } catch (err) {
+    if (err instanceof AddressRefused) throw new AppError(422, 'callback_refused', err.message);
+    throw err;
+  }
 }
 
 /** The new job's row, or with a key already taken for the same payload, the original job's. */

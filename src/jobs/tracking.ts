@@ -50,14 +50,24 @@ interface Change {
 /** Called just before a change to the job commits; the change it returns is told how that went. Must not throw. */
 type Changing = (jobId: string) => Promise<Change>;
 
-function trackerOf(db: Db, changing: Changing): Tracker {
+/** Where a job's end is told: its webhook deliveries, written with the change (see webhooks/deliver.ts). */
+export interface Outbox {
+  /** In the changing transaction: true when it wrote deliveries. */
+  write(tx: Queryable, row: JobRow): Promise<boolean>;
+  /** After the COMMIT of a change that wrote some. */
+  written(): void;
+}
+
+function trackerOf(db: Db, changing: Changing, outbox?: Outbox): Tracker {
   return {
     async change(jobId, apply) {
       let change: Change | undefined;
       let row: JobRow | null;
+      let wrote = false;
       try {
         row = await db.transaction(async (tx) => {
           const changed = await apply(tx);
+          if (changed && outbox) wrote = await outbox.write(tx, changed);
           if (changed) change = await changing(jobId);
           return changed;
         });
@@ -66,13 +76,14 @@ function trackerOf(db: Db, changing: Changing): Tracker {
         throw err;
       }
       if (row) await change!.committed(row);
+      if (wrote) outbox!.written();
       return row;
     },
   };
 }
 
 /** The tracker of a running Intake: each change is written through to the cache, then published. */
-export function createTracker(db: Db, cache: StatusCache | undefined, events: JobEvents): Tracker {
+export function createTracker(db: Db, cache: StatusCache | undefined, events: JobEvents, outbox?: Outbox): Tracker {
   return trackerOf(db, async (jobId) => {
     const pending = await cache?.changing(jobId);
     return {
@@ -83,7 +94,7 @@ export function createTracker(db: Db, cache: StatusCache | undefined, events: Jo
       },
       failed: async () => pending?.failed(),
     };
-  });
+  }, outbox);
 }
 
 const UNTOLD: Change = { committed: async () => {}, failed: async () => {} };

@@ -11,6 +11,8 @@ import { encodingOption } from '../datasets/options.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, retryQuerySchema } from '../schemas/api.js';
 import { DatabaseUnavailableError, type Db } from '../storage/db.js';
 import { batchReads } from '../batch.js';
+import { listDeliveries } from '../storage/deliveries.js';
+import { shownUrl } from '../webhooks/deliver.js';
 import { countJobs, findJob, findPayloads, isJobId, listJobs, toPayload, type ListOptions } from '../storage/jobs.js';
 
 export interface JobRouteDeps {
@@ -163,6 +165,37 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
     },
   );
 
+  app.get(
+    '/api/job/:job_id/deliveries',
+    {
+      schema: {
+        summary: 'The webhook deliveries of the job\'s ends (WEBHOOK_URLS and its callback_url): each with its attempts and the answers',
+        tags: ['jobs'],
+        params: jobIdParamsSchema,
+        response: { 200: deliveryListSchema, 404: errorRef, 503: errorRef },
+      },
+    },
+    async (request) => {
+      const jobId = jobIdOf(request.params);
+      if (!(await findJob(db, jobId))) throw jobNotFound();
+      const rows = await listDeliveries(db, jobId);
+      return {
+        results: rows.map((row) => ({
+          delivery_id: row.delivery_id,
+          event: row.event,
+          url: shownUrl(row.url),
+          status: row.status,
+          attempts: row.attempts,
+          created_at: row.created_at.toISOString(),
+          next_attempt_at: row.status === 'pending' ? row.next_attempt_at.toISOString() : null,
+          delivered_at: row.delivered_at?.toISOString() ?? null,
+          last_error: row.last_error,
+          attempt_log: row.log.map((a) => ({ ...a, started_at: new Date(a.started_at).toISOString() })),
+        })),
+      };
+    },
+  );
+
   app.post(
     '/api/job/:job_id/cancel',
     {
@@ -234,3 +267,42 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
     },
   );
 };
+
+const nullable = (type: string) => ({ type: [type, 'null'] }) as const;
+
+const deliveryListSchema = {
+  type: 'object',
+  properties: {
+    results: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          delivery_id: { type: 'string', description: 'Also sent as the Intake-Delivery header: receivers may use it to drop a repeat' },
+          event: { type: 'string', enum: ['job.completed', 'job.failed', 'job.canceled'] },
+          url: { type: 'string', description: 'The receiving URL, without its query' },
+          status: { type: 'string', enum: ['pending', 'delivered', 'failed'], description: 'failed: given up after a day of attempts' },
+          attempts: { type: 'integer' },
+          created_at: { type: 'string', format: 'date-time' },
+          next_attempt_at: { ...nullable('string'), description: 'When a pending delivery is tried next' },
+          delivered_at: nullable('string'),
+          last_error: nullable('string'),
+          attempt_log: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                attempt: { type: 'integer' },
+                started_at: { type: 'string', format: 'date-time' },
+                duration_ms: { type: 'integer' },
+                status_code: nullable('integer'),
+                error: nullable('string'),
+                response: { ...nullable('string'), description: 'The first KiB of the answer' },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;

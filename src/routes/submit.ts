@@ -34,10 +34,10 @@ const headersSchema = {
   },
 } as const;
 
-export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'log'> & { config: Config } }> = async (app, deps) => {
+export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config } }> = async (app, deps) => {
   const { config } = deps;
   const submit = async (reply: FastifyReply, job: NewJob, idempotency: Idempotency | undefined) => {
-    const { row, replayed } = await submitJob({ ...deps, log: reply.log }, job, idempotency);
+    const { row, replayed } = await submitJob({ ...deps, log: reply.log, allowPrivate: config.importAllowPrivate }, job, idempotency);
     if (replayed) reply.header('idempotent-replayed', 'true');
     return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
   };

@@ -155,6 +155,11 @@ export const loadOptionProperties = {
     description: 'The file\'s encoding: utf-8 (default; UTF-16 is read by its byte order mark), utf-16le, utf-16be, windows-1252, iso-8859-1, iso-8859-15, windows-1250, windows-1251, macintosh',
   },
   sheet: { type: 'string', maxLength: 40, description: 'An Excel workbook\'s sheet to load, by name or position (1 is the first). Default: the first' },
+  callback_url: {
+    type: 'string',
+    maxLength: 2048,
+    description: 'An http(s) URL that receives a signed POST of the job payload when the job ends (besides WEBHOOK_URLS); loopback and private addresses are refused unless IMPORT_ALLOW_PRIVATE=true',
+  },
 } as const;
 
 /** How a file is read when its name does not say (or says wrong): `data.zip` holding JSON, a URL without an extension. */

@@ -31,6 +31,8 @@ export interface JobRow {
   /** What an import reads (kept out of the payload: a signed URL's query holds its credentials). */
   source_url: string | null;
   source: JobSource | null;
+  /** Where the job's end is posted, besides WEBHOOK_URLS (kept out of the payload, like source_url). */
+  callback_url: string | null;
 }
 
 /** What a pulling job reads. */
@@ -40,7 +42,7 @@ export interface JobSource {
 
 export const JOB_COLUMNS =
   'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts, ' +
-  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed, dataset, mode, merge_key, widen, rows_inserted, rows_updated, source_url, source';
+  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed, dataset, mode, merge_key, widen, rows_inserted, rows_updated, source_url, source, callback_url';
 
 /**
  * A running job whose worker has shown no sign of life for longer than the parameter named (in
@@ -136,6 +138,8 @@ export interface NewJob {
   sourceUrl?: string;
   /** What a pulling job reads (a Jira query). */
   source?: JobSource;
+  /** The schedule that made it. */
+  scheduleId?: string;
 }
 
 /** Where and how a job loads its rows. */
@@ -150,13 +154,15 @@ export interface LoadOptions {
   widen: boolean;
   /** How the file is read (its encoding, a CSV's delimiter and header). */
   read: ReadOptions;
+  /** callback_url: told when the job ends. */
+  callbackUrl?: string;
 }
 
 /** Inserts the `queued` row; committed before the job is dispatched. */
 export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
   const { rows } = await db.query<JobRow>(
-    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total, dataset, mode, merge_key, declared_types, widen, read_options, source_url, source)
-     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    `INSERT INTO ingest_jobs (job_id, source_type, file_name, format, status, max_errors, bytes_total, dataset, mode, merge_key, declared_types, widen, read_options, source_url, source, callback_url, schedule_id)
+     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
      RETURNING ${JOB_COLUMNS}`,
     [
       job.jobId,
@@ -173,6 +179,8 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
       Object.keys(job.load.read).length > 0 ? JSON.stringify(job.load.read) : null,
       job.sourceUrl ?? null,
       job.source ? JSON.stringify(job.source) : null,
+      job.load.callbackUrl ?? null,
+      job.scheduleId ?? null,
     ],
   );
   return rows[0]!;
@@ -348,6 +356,8 @@ export async function listErrors(db: Queryable, jobId: string, after: number, li
  * Returns the ids deleted. $1 job ids
  */
 export async function deleteJobs(db: Queryable, jobIds: string[]): Promise<string[]> {
+  // Deliveries still pending are made all the same (retention removes them once finished).
+  await db.query(`DELETE FROM intake_webhook_deliveries WHERE job_id = ANY($1::uuid[]) AND status <> 'pending'`, [jobIds]);
   const { rows } = await db.query<{ job_id: string }>('DELETE FROM ingest_jobs WHERE job_id = ANY($1::uuid[]) RETURNING job_id', [jobIds]);
   return rows.map((row) => row.job_id);
 }

@@ -1,0 +1,83 @@
+/**
+ * What an import request (POST /api/import, or a schedule's import) asks for, checked into the
+ * job it makes: a URL read by the worker, or a Jira pull through a saved connection. Anything
+ * wrong is a 422 naming the field.
+ */
+import { loadOptions } from '../datasets/options.js';
+import { AppError, validationError } from '../errors.js';
+import { IngestError } from '../ingest/errors.js';
+import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetch.js';
+import { importSource, type ImportSettings } from '../ingest/imports.js';
+import { formatOfName } from '../ingest/parse.js';
+import type { Format } from '../schemas/api.js';
+import type { Queryable } from '../storage/db.js';
+import { findConnection } from '../storage/connections.js';
+import type { NewJob } from '../storage/jobs.js';
+
+/** An import request's body, as the schema of POST /api/import lets it through. */
+export type ImportRequest = Record<string, unknown> & {
+  source?: 'url' | 'jira';
+  url?: string;
+  format?: Format;
+  max_errors?: number;
+  schema?: string | Record<string, unknown>;
+  header?: string | boolean;
+};
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export async function prepareImport(deps: { db: Queryable; settings: ImportSettings }, body: ImportRequest): Promise<Omit<NewJob, 'jobId'>> {
+  const { settings } = deps;
+  if (body.source === 'jira') return jiraJob(deps.db, body);
+  if (body.url === undefined) throw validationError([{ loc: ['body', 'url'], msg: 'url is required (or source=jira with connection and jql)', type: 'missing' }]);
+  for (const field of ['connection', 'jql'] as const) {
+    if (body[field] !== undefined) throw validationError([{ loc: ['body', field], msg: `${field} is for source=jira`, type: 'value_error' }]);
+  }
+  let source;
+  try {
+    source = importSource(body.url, settings);
+    if (source.sourceType === 'url_import' && !settings.allowPrivate) await checkImportHost(source.url, { allowed: isPublicAddress });
+  } catch (err) {
+    if (err instanceof AddressRefused) throw new AppError(422, 'import_refused', err.message);
+    if (err instanceof IngestError) throw validationError([{ loc: ['body', 'url'], msg: err.message, type: 'value_error' }]);
+    throw err;
+  }
+  const format: Format = body.format ?? formatOfName(source.baseName) ?? 'csv';
+  const raw = { ...body, schema: typeof body.schema === 'object' ? JSON.stringify(body.schema) : body.schema };
+  const load = loadOptions(raw, source.baseName || source.url.hostname, format, 'body');
+  return { sourceType: source.sourceType, fileName: source.fileName, format, maxErrors: body.max_errors ?? 0, bytesTotal: null, load, sourceUrl: body.url };
+}
+
+/** A Jira pull: its connection must exist; rows merge on the issue id into the dataset named (default jira_issues). */
+async function jiraJob(db: Queryable, body: ImportRequest): Promise<Omit<NewJob, 'jobId'>> {
+  const issue = (field: string, msg: string) => validationError([{ loc: ['body', field], msg, type: 'value_error' }]);
+  for (const field of ['url', 'format', 'mode', 'key', 'delimiter', 'header', 'encoding', 'sheet', 'schema_update']) {
+    if (body[field] !== undefined) throw issue(field, `${field} does not apply to source=jira (issues are merged on their id)`);
+  }
+  const connection = typeof body.connection === 'string' && UUID.test(body.connection) ? await findConnection(db, body.connection) : undefined;
+  if (!connection) throw issue('connection', 'connection is the id of a saved connection (POST /api/connections)');
+  const jql = typeof body.jql === 'string' ? body.jql.trim() : '';
+  if (jql === '') throw issue('jql', 'jql selects the issues to pull, e.g. project = ABC');
+  if (/\border\s+by\b/i.test(jql)) throw issue('jql', 'jql may not have ORDER BY: Intake pulls in order of updated, to sync incrementally');
+  const load = loadOptions(
+    {
+      dataset: (body.dataset as string | undefined) ?? 'jira_issues',
+      mode: 'merge',
+      key: 'id',
+      callback_url: body.callback_url as string | undefined,
+      schema: typeof body.schema === 'object' ? JSON.stringify(body.schema) : body.schema,
+    },
+    null,
+    'ndjson',
+    'body',
+  );
+  return {
+    sourceType: 'jira_ingest',
+    fileName: `${connection.name}: ${jql}`.slice(0, 255),
+    format: 'ndjson',
+    maxErrors: body.max_errors ?? 0,
+    bytesTotal: null,
+    load,
+    source: { jira: { connection: connection.id, jql } },
+  };
+}

@@ -1,0 +1,175 @@
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config.js';
+import { AppError, validationError } from '../errors.js';
+import { importSettings } from '../ingest/imports.js';
+import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
+import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../schedules/schedules.js';
+import type { Db } from '../storage/db.js';
+import { findPayloads } from '../storage/jobs.js';
+import { deleteSchedule, findSchedule, insertSchedule, listRuns, listSchedules, updatePaused, type ScheduleRow } from '../storage/schedules.js';
+import { errorRef } from '../schemas/api.js';
+import { importBodySchema } from './import.js';
+
+const RECENT_RUNS = 10;
+const MAX_SCHEDULES = 1000;
+
+const scheduleSchema = {
+  type: 'object',
+  properties: {
+    schedule_id: { type: 'string', format: 'uuid' },
+    import: { type: 'object', additionalProperties: true, description: 'The import each run submits (POST /api/import); URLs shown without their query' },
+    every: { type: 'string' },
+    every_ms: { type: 'integer' },
+    paused: { type: 'boolean' },
+    created_at: { type: 'string', format: 'date-time' },
+    next_run_at: { type: ['string', 'null'], description: 'null while paused' },
+    last_run_at: { type: ['string', 'null'] },
+    last_error: { type: ['string', 'null'], description: 'Why the last beat could not start a job (the connection was deleted …)' },
+    runs: { type: 'integer', description: 'Jobs the schedule has started' },
+    skipped: { type: 'integer', description: 'Beats skipped because the previous run was still queued or running' },
+    last_run: { type: ['object', 'null'], additionalProperties: true, description: 'The last job it started (a Job), or null' },
+    recent_runs: { type: 'array', items: { type: 'object', additionalProperties: true }, description: 'GET /api/schedules/{id}: its last jobs (Jobs), newest first' },
+  },
+} as const;
+
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 100 } } } as const;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const notFound = () => new AppError(404, 'schedule_not_found', 'No schedule with this id');
+
+const withoutQuery = (raw: unknown) => {
+  if (typeof raw !== 'string') return raw;
+  try {
+    const url = new URL(raw);
+    return url.search ? `${url.origin === 'null' ? `${url.protocol}//${url.host}` : url.origin}${url.pathname}` : raw;
+  } catch {
+    return raw;
+  }
+};
+
+export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; config: Config; scheduler: Scheduler } }> = async (app, { db, config, scheduler }) => {
+  const settings = importSettings(config);
+
+  async function shown(row: ScheduleRow, runs?: string[]) {
+    const ids = [...(row.last_job_id ? [row.last_job_id] : []), ...(runs ?? [])];
+    const payloads = ids.length > 0 ? await findPayloads(db, ids) : new Map();
+    const payload = (id: string) => (payloads.has(id) ? JSON.parse(payloads.get(id).payload) : null);
+    return {
+      schedule_id: row.schedule_id,
+      import: { ...row.import, url: withoutQuery(row.import.url), callback_url: withoutQuery(row.import.callback_url) },
+      every: row.every,
+      every_ms: Number(row.every_ms),
+      paused: row.paused,
+      created_at: row.created_at.toISOString(),
+      next_run_at: row.paused ? null : row.next_run_at.toISOString(),
+      last_run_at: row.last_run_at?.toISOString() ?? null,
+      last_error: row.last_error,
+      runs: row.runs,
+      skipped: row.skipped,
+      last_run: row.last_job_id ? payload(row.last_job_id) : null,
+      ...(runs && { recent_runs: runs.map(payload).filter(Boolean) }),
+    };
+  }
+
+  async function find(id: string): Promise<ScheduleRow> {
+    const row = UUID.test(id) ? await findSchedule(db, id) : undefined;
+    if (!row) throw notFound();
+    return row;
+  }
+
+  app.post(
+    '/api/schedules',
+    {
+      schema: {
+        summary: 'Run an import periodically: {"import": {…as POST /api/import…}, "every": "15m"}; a beat whose previous run is still going is skipped',
+        tags: ['schedules'],
+        body: {
+          type: 'object',
+          required: ['import', 'every'],
+          additionalProperties: false,
+          properties: {
+            import: importBodySchema,
+            every: { type: 'string', maxLength: 40, description: 'How often: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m; at least 1s' },
+            paused: { type: 'boolean', default: false, description: 'Made paused: it runs once resumed' },
+          },
+        },
+        response: { 201: scheduleSchema, 400: errorRef, 409: errorRef, 422: errorRef, 503: errorRef },
+      },
+    },
+    async (request, reply) => {
+      const { every, paused = false } = request.body;
+      const body = request.body.import as ImportRequest;
+      const everyMs = parseEvery(every);
+      if (everyMs === undefined || everyMs < MIN_EVERY_MS || everyMs > MAX_EVERY_MS) {
+        throw validationError([{ loc: ['body', 'every'], msg: `every is a duration from 1s to 366d: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m (got ${JSON.stringify(every)})`, type: 'value_error' }]);
+      }
+      // Checked as an import would be now; each run checks it again.
+      await prepareImport({ db, settings }, body);
+      if ((await listSchedules(db)).length >= MAX_SCHEDULES) throw new AppError(409, 'too_many_schedules', `At most ${MAX_SCHEDULES} schedules: delete some first`);
+      const row = await insertSchedule(db, randomUUID(), body, every.trim().toLowerCase(), everyMs, paused);
+      if (!paused) {
+        try {
+          await scheduler.set(row.schedule_id, everyMs);
+        } catch (err) {
+          await deleteSchedule(db, row.schedule_id);
+          request.log.error({ err }, 'could not set the schedule');
+          throw new AppError(503, 'scheduler_unavailable', 'The scheduler (Redis) is unavailable; try again shortly');
+        }
+      }
+      return reply.code(201).send(await shown(row));
+    },
+  );
+
+  app.get('/api/schedules', { schema: { summary: 'Every schedule, oldest first, with its last run', tags: ['schedules'], response: { 200: { type: 'object', properties: { results: { type: 'array', items: scheduleSchema } } } } } }, async () => ({
+    results: await Promise.all((await listSchedules(db)).map((row) => shown(row))),
+  }));
+
+  app.get(
+    '/api/schedules/:id',
+    { schema: { summary: 'A schedule and its last runs', tags: ['schedules'], params: idParams, response: { 200: scheduleSchema, 404: errorRef } } },
+    async (request) => {
+      const row = await find(request.params.id);
+      return shown(row, await listRuns(db, row.schedule_id, RECENT_RUNS));
+    },
+  );
+
+  for (const action of ['pause', 'resume'] as const) {
+    app.post(
+      `/api/schedules/:id/${action}`,
+      {
+        schema: {
+          summary: action === 'pause' ? 'Pause a schedule: no run starts until it is resumed (a run going on goes on)' : 'Resume a paused schedule: its next run is one interval from now',
+          tags: ['schedules'],
+          params: idParams,
+          response: { 200: scheduleSchema, 404: errorRef, 503: errorRef },
+        },
+      },
+      async (request) => {
+        await find(request.params.id);
+        const row = await updatePaused(db, request.params.id, action === 'pause');
+        if (!row) throw notFound();
+        try {
+          if (row.paused) await scheduler.unset(row.schedule_id);
+          else await scheduler.set(row.schedule_id, Number(row.every_ms));
+        } catch (err) {
+          // The row says what it should be; worker processes set the schedulers from the rows at start.
+          request.log.error({ err }, 'could not update the scheduler');
+          throw new AppError(503, 'scheduler_unavailable', 'The scheduler (Redis) is unavailable; the change is saved and takes effect once it is back');
+        }
+        return shown(row);
+      },
+    );
+  }
+
+  app.delete(
+    '/api/schedules/:id',
+    { schema: { summary: 'Delete a schedule (the jobs it made stay)', tags: ['schedules'], params: idParams, response: { 204: { type: 'null' }, 404: errorRef, 503: errorRef } } },
+    async (request, reply) => {
+      const row = await find(request.params.id);
+      if (!(await deleteSchedule(db, row.schedule_id))) throw notFound();
+      // A beat that still fires finds no row and does nothing.
+      await scheduler.unset(row.schedule_id).catch((err: unknown) => request.log.warn({ err }, 'could not remove the scheduler; a beat that fires finds no schedule'));
+      return reply.code(204).send(null);
+    },
+  );
+};

@@ -1,0 +1,79 @@
+/**
+ * Scale-out: each schedule is a BullMQ job scheduler on its own queue, so one beat fires per
+ * interval across every worker process, and it outlives restarts (it is kept in Redis). At
+ * each start a worker process sets the schedulers again from the rows (Redis may have lost
+ * them) and removes any the rows no longer hold.
+ */
+import { Queue, Worker } from 'bullmq';
+import type { FastifyBaseLogger } from 'fastify';
+import { patientRedis } from '../cache/redis.js';
+import { bullPrefix } from '../dispatch/queue.js';
+import { within } from '../within.js';
+import { tick, type Scheduler } from './schedules.js';
+import { listSchedules } from '../storage/schedules.js';
+
+const QUEUE = 'intake-schedules';
+const TIMEOUT_MS = 5000;
+
+interface Beat {
+  scheduleId: string;
+}
+
+export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyBaseLogger): Scheduler {
+  const prefix = bullPrefix(redisKeyPrefix);
+  const connection = patientRedis(url);
+  connection.on('error', (err) => log.warn({ err: err.message }, 'schedule queue connection error'));
+  const queue = new Queue<Beat>(QUEUE, { connection, prefix });
+  queue.on('error', (err) => log.warn({ err: err.message }, 'schedule queue error'));
+
+  const upsert = (id: string, everyMs: number, startDate: number) =>
+    within(
+      queue.upsertJobScheduler(id, { every: everyMs, startDate }, { name: 'beat', data: { scheduleId: id }, opts: { removeOnComplete: true, removeOnFail: true } }),
+      TIMEOUT_MS,
+      'set a schedule',
+    );
+
+  return {
+    async set(id, everyMs) {
+      await upsert(id, everyMs, Date.now() + everyMs);
+    },
+    async unset(id) {
+      await within(queue.removeJobScheduler(id), TIMEOUT_MS, 'remove a schedule');
+    },
+    start(deps) {
+      const synced = (async () => {
+        // Redis first, then the rows: a schedule made or deleted meanwhile is in both or gone
+        // from the rows, never taken for one to remove.
+        const present = new Set((await queue.getJobSchedulers(0, -1)).map((scheduler) => scheduler.key));
+        const rows = await listSchedules(deps.db);
+        const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [row.schedule_id, row]));
+        for (const id of present) if (!wanted.has(id)) await queue.removeJobScheduler(id);
+        for (const [id, row] of wanted) {
+          if (!present.has(id)) await upsert(id, Number(row.every_ms), Math.max(row.next_run_at.getTime(), Date.now()));
+        }
+      })().catch((err: unknown) => log.warn({ err }, 'schedules: could not set the schedulers from the rows'));
+      const workerConnection = patientRedis(url);
+      workerConnection.on('error', (err) => log.warn({ err: err.message }, 'schedule worker connection error'));
+      const worker = new Worker<Beat>(
+        QUEUE,
+        async (job) => {
+          await tick(deps, job.data.scheduleId, 'bull');
+        },
+        { connection: workerConnection, prefix, concurrency: 1 },
+      );
+      worker.on('error', (err) => log.warn({ err: err.message }, 'schedule worker error'));
+      worker.on('failed', (job, err) => log.warn({ schedule: job?.data.scheduleId, err: err.message }, 'a schedule beat failed'));
+      return {
+        async close() {
+          await synced;
+          await worker.close();
+          workerConnection.disconnect();
+        },
+      };
+    },
+    async close() {
+      await queue.close();
+      connection.disconnect();
+    },
+  };
+}

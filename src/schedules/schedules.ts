@@ -1,0 +1,129 @@
+/**
+ * Schedules run an import every so often. The schedule rows are the truth; what wakes them
+ * differs: embedded and on PostgreSQL alone, a loop in each process reads the ones due; in
+ * scale-out mode, BullMQ's job schedulers (one per schedule, kept in Redis, set again from the
+ * rows at every start). Either way a beat is one transaction on the locked schedule row: a
+ * schedule whose last job is still queued or running skips the beat, so it never overlaps itself.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Dispatcher } from '../dispatch/dispatcher.js';
+import type { JobEvents } from '../events/job-events.js';
+import type { ImportSettings } from '../ingest/imports.js';
+import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
+import { announce } from '../jobs/submit.js';
+import type { Db } from '../storage/db.js';
+import { findJob, insertJob, type JobRow, type NewJob } from '../storage/jobs.js';
+import { findSchedule, listDue, updateTicked, type ScheduleRow, type TickOutcome } from '../storage/schedules.js';
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+export const MIN_EVERY_MS = 1000;
+export const MAX_EVERY_MS = 366 * 86_400_000;
+
+/** "15m", "2s", "1h30m" … in milliseconds, or undefined when it is not such a duration. */
+export function parseEvery(raw: string): number | undefined {
+  const text = raw.trim().toLowerCase();
+  if (!/^(\d+(ms|s|m|h|d))+$/.test(text)) return undefined;
+  let total = 0;
+  for (const [, n, unit] of text.matchAll(/(\d+)(ms|s|m|h|d)/g)) total += Number(n) * UNITS[unit!]!;
+  return total;
+}
+
+export interface ScheduleDeps {
+  db: Db;
+  settings: ImportSettings;
+  events: JobEvents;
+  dispatcher: Dispatcher;
+  log: FastifyBaseLogger;
+}
+
+/** The run after `now` on the schedule's own clock: beats missed while nothing ran are not made up. */
+function nextAfter(row: ScheduleRow, now: number): Date {
+  const every = Number(row.every_ms);
+  const due = row.next_run_at.getTime();
+  return new Date(due > now ? due : due + (Math.floor((now - due) / every) + 1) * every);
+}
+
+/**
+ * One beat of a schedule. `clock`: 'own' when the schedule's next_run_at said it was due (a
+ * beat another process took already is let go), 'bull' when BullMQ's scheduler fired it.
+ */
+export async function tick(deps: ScheduleDeps, id: string, clock: 'own' | 'bull'): Promise<TickOutcome | null> {
+  const seen = await findSchedule(deps.db, id);
+  if (!seen || seen.paused || (clock === 'own' && seen.next_run_at.getTime() > Date.now())) return null;
+  // Checked before the row is locked: a slow DNS answer must not hold the database.
+  let prepared: Omit<NewJob, 'jobId'> | undefined;
+  let problem: string | undefined;
+  try {
+    prepared = await prepareImport({ db: deps.db, settings: deps.settings }, seen.import as ImportRequest);
+  } catch (err) {
+    problem = err instanceof Error ? err.message : String(err);
+  }
+  let made: JobRow | undefined;
+  const outcome = await deps.db.transaction(async (tx): Promise<TickOutcome | null> => {
+    const row = await findSchedule(tx, id, true);
+    const now = Date.now();
+    if (!row || row.paused || (clock === 'own' && row.next_run_at.getTime() > now)) return null;
+    const next = clock === 'bull' ? new Date(now + Number(row.every_ms)) : nextAfter(row, now);
+    const last = row.last_job_id ? await findJob(tx, row.last_job_id) : undefined;
+    let result: TickOutcome;
+    if (last && (last.status === 'queued' || last.status === 'running')) result = { skipped: true };
+    else if (!prepared) result = { failed: problem! };
+    else {
+      made = await insertJob(tx, { ...prepared, jobId: randomUUID(), scheduleId: id });
+      result = { ran: made.job_id };
+    }
+    await updateTicked(tx, id, result, next);
+    return result;
+  });
+  if (made) await announce(deps, made);
+  if (outcome && 'failed' in outcome) deps.log.warn({ schedule: id, error: outcome.failed }, 'a scheduled import could not start');
+  return outcome;
+}
+
+/** What wakes schedules. */
+export interface Scheduler {
+  /** A schedule made or resumed. */
+  set(id: string, everyMs: number): Promise<void>;
+  /** A schedule paused or deleted. */
+  unset(id: string): Promise<void>;
+  /** Starts waking the schedules. */
+  start(deps: ScheduleDeps): { close(): Promise<void> };
+  close(): Promise<void>;
+}
+
+const POLL_MS = 250;
+
+/** Embedded and PostgreSQL modes: each process looks for schedules due, four times a second. */
+export function localScheduler(): Scheduler {
+  return {
+    set: async () => {},
+    unset: async () => {},
+    close: async () => {},
+    start(deps) {
+      let closed = false;
+      let timer: NodeJS.Timeout | undefined;
+      let running: Promise<void> | undefined;
+      const beat = () => {
+        running = (async () => {
+          for (const id of await listDue(deps.db)) {
+            if (closed) return;
+            await tick(deps, id, 'own');
+          }
+        })()
+          .catch((err: unknown) => deps.log.warn({ err }, 'schedules: a beat failed'))
+          .finally(() => {
+            if (!closed) timer = setTimeout(beat, POLL_MS);
+          });
+      };
+      timer = setTimeout(beat, POLL_MS);
+      return {
+        async close() {
+          closed = true;
+          clearTimeout(timer);
+          await running;
+        },
+      };
+    },
+  };
+}

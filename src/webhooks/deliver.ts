@@ -1,0 +1,189 @@
+/**
+ * Completion webhooks. When a job ends, its payload is POSTed to every WEBHOOK_URLS entry and to
+ * the job's callback_url, signed like Stripe's: `Intake-Signature: t=<unix seconds>,v1=<hex
+ * HMAC-SHA256 of "<t>.<body>" with WEBHOOK_SECRET>`. The deliveries are rows written with the
+ * job's end (see storage/deliveries.ts); every process with workers attempts the ones due,
+ * each under a lease, so one delivery is in flight in one process at a time; a failed attempt
+ * is tried again after WEBHOOK_RETRY_MS, doubling up to an hour, for a day.
+ */
+import { createHmac } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import type { FastifyBaseLogger } from 'fastify';
+import { AddressRefused, guardedLookup, isPublicAddress } from '../ingest/fetch.js';
+import type { Db, Queryable } from '../storage/db.js';
+import { claimDue, insertDeliveries, recordAttempt, type AttemptResult, type DueDelivery, type NewDelivery } from '../storage/deliveries.js';
+import type { JobRow } from '../storage/jobs.js';
+import { payloadJson } from '../storage/jobs.js';
+
+export interface WebhookSettings {
+  urls: string[];
+  secret?: string;
+  timeoutMs: number;
+  /** The wait before the first retry; each later one doubles, up to MAX_RETRY_MS. */
+  retryMs: number;
+  /** Callback URLs may reach loopback and private addresses (IMPORT_ALLOW_PRIVATE). */
+  allowPrivate: boolean;
+}
+
+const GIVE_UP_AFTER_MS = 24 * 3600_000;
+const MAX_RETRY_MS = 3600_000;
+const RESPONSE_EXCERPT = 1024;
+const BATCH = 8;
+const POLL_MS = 1000;
+
+/** What is wrong with a webhook URL as written, or undefined. */
+export function webhookUrlProblem(raw: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return `a webhook URL is an absolute http(s) URL (got ${JSON.stringify(raw.slice(0, 80))})`;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `a webhook URL is http or https (got ${url.protocol})`;
+  if (url.username || url.password) return 'a webhook URL may not hold credentials (put a token in its path or query, or check the signature)';
+  if (raw.length > 2048) return 'a webhook URL is at most 2048 characters';
+  return undefined;
+}
+
+/** The URL as shown: without its query, which may hold a token. */
+export const shownUrl = (raw: string) => {
+  const url = new URL(raw);
+  return `${url.origin}${url.pathname}`;
+};
+
+export function signature(secret: string, timestamp: number, body: string): string {
+  return `t=${timestamp},v1=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
+}
+
+const EVENTS: Partial<Record<JobRow['status'], string>> = { completed: 'job.completed', failed: 'job.failed', canceled: 'job.canceled' };
+
+/**
+ * The deliveries of a job's end, written in the transaction that ends it (the tracker calls
+ * this with every change; only terminal ones make deliveries).
+ */
+export async function enqueueDeliveries(tx: Queryable, row: JobRow, urls: string[]): Promise<boolean> {
+  const event = EVENTS[row.status];
+  if (!event) return false;
+  const deliveries: NewDelivery[] = urls.map((url) => ({ url, origin: 'config' }));
+  if (row.callback_url) deliveries.push({ url: row.callback_url, origin: 'callback' });
+  if (deliveries.length === 0) return false;
+  await insertDeliveries(tx, row.job_id, row.version, event, payloadJson(row), deliveries);
+  return true;
+}
+
+/** One POST; its answer (any status) or what went wrong. Never throws. */
+async function attempt(delivery: DueDelivery, settings: WebhookSettings): Promise<AttemptResult> {
+  const startedAt = new Date();
+  const url = new URL(delivery.url);
+  const allowed = delivery.origin === 'config' || settings.allowPrivate ? () => true : isPublicAddress;
+  const result = (statusCode: number | null, error: string | null, response: string | null): AttemptResult => ({
+    startedAt,
+    durationMs: Date.now() - startedAt.getTime(),
+    statusCode,
+    error,
+    response,
+  });
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (isIP(host) && !allowed(host)) {
+    return result(null, `${host}, a loopback, private, link-local or metadata address: callback URLs may not reach it (IMPORT_ALLOW_PRIVATE=true allows it)`, null);
+  }
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'user-agent': 'Intake (webhooks)',
+    'intake-event': delivery.event,
+    'intake-delivery': delivery.delivery_id,
+    'intake-attempt': String(delivery.attempts),
+    'content-length': String(Buffer.byteLength(delivery.body)),
+  };
+  if (settings.secret) headers['intake-signature'] = signature(settings.secret, Math.floor(Date.now() / 1000), delivery.body);
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve) => {
+    const req = request(url, { method: 'POST', headers, lookup: guardedLookup(url, allowed, 'callback URLs') });
+    // The whole attempt, answer included, within the timeout (the lease outlasts it).
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${settings.timeoutMs} ms (WEBHOOK_TIMEOUT_MS)`)), settings.timeoutMs);
+    req.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const message = err instanceof AddressRefused || err.message.startsWith('no answer') ? err.message : `could not reach ${url.host}: ${err.code ?? err.message}`;
+      resolve(result(null, message, null));
+    });
+    req.once('response', (res) => {
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      res.on('data', (chunk: Buffer) => {
+        if (kept < RESPONSE_EXCERPT) chunks.push(chunk.subarray(0, RESPONSE_EXCERPT - kept));
+        kept += chunk.length;
+      });
+      res.once('end', () => {
+        clearTimeout(timer);
+        const status = res.statusCode ?? 0;
+        const redirect = status >= 300 && status < 400 ? `HTTP ${status}: redirects are not followed` : null;
+        resolve(result(status, redirect, Buffer.concat(chunks).toString('utf8') || null));
+      });
+      res.once('error', () => {});
+    });
+    req.end(delivery.body);
+  });
+}
+
+/** The wait after attempt n (1-based) failed. */
+export const retryDelay = (retryMs: number, attempts: number) => Math.min(retryMs * 2 ** Math.min(attempts - 1, 30), MAX_RETRY_MS);
+
+/**
+ * Attempts due deliveries until closed: polls every second, and at once when woken (a job of
+ * this process ended). Returns wake and close.
+ */
+export function startDeliveries(db: Db, settings: WebhookSettings, log: FastifyBaseLogger): { wake(): void; close(): Promise<void> } {
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let again = false;
+
+  async function round(): Promise<void> {
+    for (;;) {
+      const due = await claimDue(db, BATCH, settings.timeoutMs + 5000);
+      if (due.length === 0) return;
+      await Promise.all(
+        due.map(async (delivery) => {
+          const result = await attempt(delivery, settings);
+          const giveUpAt = new Date(delivery.created_at.getTime() + GIVE_UP_AFTER_MS);
+          await recordAttempt(db, delivery, result, retryDelay(settings.retryMs, delivery.attempts), giveUpAt);
+          if (result.error || result.statusCode === null || result.statusCode >= 300) {
+            log.warn({ jobId: delivery.job_id, delivery: delivery.delivery_id, attempt: delivery.attempts, url: shownUrl(delivery.url), status: result.statusCode, error: result.error }, 'webhook delivery failed');
+          }
+        }),
+      );
+      if (closed) return;
+    }
+  }
+
+  function run(): void {
+    if (closed) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    clearTimeout(timer);
+    running = round()
+      .catch((err: unknown) => log.warn({ err }, 'webhook deliveries: could not read the due ones'))
+      .finally(() => {
+        running = undefined;
+        if (closed) return;
+        if (again) {
+          again = false;
+          run();
+        } else timer = setTimeout(run, POLL_MS);
+      });
+  }
+
+  timer = setTimeout(run, 0);
+  return {
+    wake: run,
+    async close() {
+      closed = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}
