@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createSandbox, getJson, postJson, startServer, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, deleteRedisKeys, getJson, postJson, startServer, type Sandbox, type TestServer } from './helpers.js';
 import { startWorkerProcess } from './process.js';
 
 /** A CSV that takes `slowMs` to send, counting requests and how many were open at once. */
@@ -103,6 +103,27 @@ describe.each(backends())('schedules ($name)', (backend) => {
       expect(source.stats.requests).toBe(requestsAtDelete);
       expect((await getJson(`${server.url}/api/job/${runs[0].job_id}`)).status).toBe(200);
       expect(source.stats.maxOpen).toBe(1);
+    } finally {
+      await source.close();
+    }
+  }, 90_000);
+
+  it('keeps running across a restart of Intake (in scale-out, even when Redis lost its schedulers)', async () => {
+    const source = await slowSource(0);
+    try {
+      const made = await postJson(`${server.url}/api/schedules`, { import: { url: source.url, dataset: 'restarted' }, every: '1s' });
+      expect(made.status).toBe(201);
+      const id = made.body.schedule_id;
+      const runs = async () => (await getJson(`${server.url}/api/schedules/${id}`)).body.runs as number;
+      await expect.poll(runs, { timeout: 20_000, interval: 200 }).toBeGreaterThanOrEqual(1);
+      if (second) expect(await second.stop()).toBe(0);
+      await server.close();
+      if (backend.name === 'scale-out') await deleteRedisKeys(sandbox.env.REDIS_URL!, sandbox.env.REDIS_KEY_PREFIX!);
+      server = await startServer(sandbox, { IMPORT_ALLOW_PRIVATE: 'true' });
+      if (second) second = await startWorkerProcess({ ...sandbox.env, IMPORT_ALLOW_PRIVATE: 'true' });
+      const before = await runs();
+      await expect.poll(runs, { timeout: 20_000, interval: 200 }).toBeGreaterThan(before);
+      expect((await fetch(`${server.url}/api/schedules/${id}`, { method: 'DELETE' })).status).toBe(204);
     } finally {
       await source.close();
     }
