@@ -97,7 +97,7 @@ describe.each(backends())('webhooks ($name)', (backend) => {
   let sandbox: Sandbox;
   let server: TestServer | undefined;
   const receiver = new Receiver();
-  const env = () => ({ WEBHOOK_URLS: `${receiver.url}/all`, WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_MS: '200', IMPORT_ALLOW_PRIVATE: 'true' });
+  const env = () => ({ WEBHOOK_URLS: `${receiver.url}/all`, WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_MS: '200', WEBHOOK_TIMEOUT_MS: '1000', IMPORT_ALLOW_PRIVATE: 'true' });
 
   beforeAll(async () => {
     await receiver.start();
@@ -178,6 +178,18 @@ describe.each(backends())('webhooks ($name)', (backend) => {
     const starts = delivered.attempt_log.map((a: any) => Date.parse(a.started_at));
     for (let i = 2; i < starts.length; i++) expect(starts[i] - starts[i - 1]).toBeGreaterThanOrEqual(200 * 2 ** (i - 1) * 0.9);
   }, 120_000);
+
+  it('gives up on an attempt a receiver does not answer within WEBHOOK_TIMEOUT_MS, and tries again', async () => {
+    receiver.delayMs = 1500;
+    const res = await postRecords(server!.url, '[{"n": 3}]');
+    const job = await waitForJob(server!.url, res.body.job_id);
+    await expect.poll(async () => (await deliveries(server!, job.job_id))[0]?.attempt_log.length ?? 0, { timeout: 20_000 }).toBeGreaterThanOrEqual(1);
+    const [slow] = await deliveries(server!, job.job_id);
+    expect(slow.attempt_log[0]).toMatchObject({ status_code: null, error: 'no answer within 1000 ms (WEBHOOK_TIMEOUT_MS)' });
+    receiver.delayMs = 0;
+    const [done] = await waitDelivered(server!, job.job_id, 1);
+    expect(done.attempt_log.at(-1)).toMatchObject({ status_code: 200, error: null });
+  }, 60_000);
 
   it('loses no delivery to a restart of Intake between attempts', async () => {
     receiver.answer = 500;

@@ -60,7 +60,7 @@ export interface AttemptResult {
  * whose lease ran out (and whose delivery was claimed again) changes nothing but its log.
  */
 export async function recordAttempt(db: Db, delivery: DueDelivery, result: AttemptResult, retryInMs: number, giveUpAt: Date): Promise<void> {
-  const delivered = result.statusCode !== null && result.statusCode >= 200 && result.statusCode < 300;
+  const delivered = result.error === null && result.statusCode !== null && result.statusCode >= 200 && result.statusCode < 300;
   await db.transaction(async (tx) => {
     await tx.query(
       `INSERT INTO intake_webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response)

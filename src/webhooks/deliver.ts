@@ -100,28 +100,33 @@ async function attempt(delivery: DueDelivery, settings: WebhookSettings): Promis
   if (settings.secret) headers['intake-signature'] = signature(settings.secret, Math.floor(Date.now() / 1000), delivery.body);
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve) => {
+    let settled = false;
+    const settle = (answer: AttemptResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(answer);
+    };
     const req = request(url, { method: 'POST', headers, lookup: guardedLookup(url, allowed, 'callback URLs') });
     // The whole attempt, answer included, within the timeout (the lease outlasts it).
     const timer = setTimeout(() => req.destroy(new Error(`no answer within ${settings.timeoutMs} ms (WEBHOOK_TIMEOUT_MS)`)), settings.timeoutMs);
     req.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
       const message = err instanceof AddressRefused || err.message.startsWith('no answer') ? err.message : `could not reach ${url.host}: ${err.code ?? err.message}`;
-      resolve(result(null, message, null));
+      settle(result(null, message, null));
     });
     req.once('response', (res) => {
+      const status = res.statusCode ?? 0;
       const chunks: Buffer[] = [];
       let kept = 0;
+      const excerpt = () => Buffer.concat(chunks).toString('utf8') || null;
       res.on('data', (chunk: Buffer) => {
         if (kept < RESPONSE_EXCERPT) chunks.push(chunk.subarray(0, RESPONSE_EXCERPT - kept));
         kept += chunk.length;
       });
-      res.once('end', () => {
-        clearTimeout(timer);
-        const status = res.statusCode ?? 0;
-        const redirect = status >= 300 && status < 400 ? `HTTP ${status}: redirects are not followed` : null;
-        resolve(result(status, redirect, Buffer.concat(chunks).toString('utf8') || null));
-      });
+      res.once('end', () => settle(result(status, status >= 300 && status < 400 ? `HTTP ${status}: redirects are not followed` : null, excerpt())));
+      // Cut off mid-answer (or by the timeout): the status stands, but it is not a delivery.
       res.once('error', () => {});
+      res.once('close', () => settle(result(status, `the answer (HTTP ${status}) was cut off before its end`, excerpt())));
     });
     req.end(delivery.body);
   });
