@@ -460,4 +460,75 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(problems.filter((text) => !/status of (422|409)/.test(text))).toEqual([]);
     await page.close();
   }, 120_000);
+
+  it('lists a schedule, its last run opening the job, and pauses, resumes and deletes it', async () => {
+    const { page, problems } = await openPage();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Schedules' }).click();
+    await page.waitForURL('**/schedules');
+    await expect.poll(() => page.locator('.empty').textContent()).toContain('No schedules yet');
+    expect(await page.locator('.empty code').textContent()).toContain(`curl -X POST ${server.url}/api/schedules`);
+    await page.screenshot({ path: join(shots, 'schedules-empty.png') });
+
+    // A two-row CSV over loopback, imported every 2 s; the list shows it without a reload.
+    const csv = createServer((_req, res) => void res.writeHead(200, { 'content-type': 'text/csv' }).end('id,name\n1,a\n'));
+    await new Promise<void>((resolve) => csv.listen(0, '127.0.0.1', resolve));
+    closers.push(() => csv.close());
+    const url = `http://127.0.0.1:${(csv.address() as AddressInfo).port}/ticks.csv`;
+    const created = await postJson(`${server.url}/api/schedules`, { import: { url, dataset: 'scheduled_ticks' }, every: '2s' });
+    expect(created.status).toBe(201);
+    const scheduleId: string = created.body.schedule_id;
+    const row = page.locator(`tr[data-schedule-id="${scheduleId}"]`);
+    const state = () => row.locator('.state').textContent();
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+    expect(await row.locator('td.source a').textContent()).toBe(url);
+    expect(await row.getByTestId('schedule-every').textContent()).toBe('2s');
+    expect(await row.getByTestId('schedule-dataset').textContent()).toBe('scheduled_ticks');
+    expect(await state()).toBe('active');
+
+    // Its runs show up as they happen; the last one's badge opens its job.
+    await expect.poll(() => row.locator('td.last-run .badge').allTextContents(), { timeout: 30_000 }).toEqual(['completed']);
+    await page.screenshot({ path: join(shots, 'schedules.png'), fullPage: true });
+    await row.locator('td.last-run a').click();
+    await page.waitForURL('**/jobs/*');
+    const jobId = page.url().split('/').at(-1)!;
+    expect((await getJson(`${server.url}/api/job/${jobId}`)).body.source_type).toBe('url_import');
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
+    expect(await page.getByTestId('job-dataset').textContent()).toBe('scheduled_ticks');
+    expect(await page.getByTestId('records-processed').textContent()).toBe('1');
+
+    // Its own page, loaded by its address: the import, and its recent runs, newest first.
+    await page.goto(`${server.url}/schedules/${scheduleId}`);
+    await expect.poll(() => page.locator('#schedule-title').textContent()).toBe(url);
+    await expect.poll(() => page.locator('tr[data-job-id]').count(), { timeout: 10_000 }).toBeGreaterThan(0);
+    const runs = (await getJson(`${server.url}/api/schedules/${scheduleId}`)).body.recent_runs.map((job: { job_id: string }) => job.job_id);
+    expect(runs).toContain(jobId);
+    await page.screenshot({ path: join(shots, 'schedule.png'), fullPage: true });
+    await page.getByRole('link', { name: '← All schedules' }).click();
+    await page.waitForURL('**/schedules');
+
+    await row.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(state).toBe('paused');
+    expect((await getJson(`${server.url}/api/schedules/${scheduleId}`)).body.paused).toBe(true);
+    await row.getByRole('button', { name: 'Resume' }).click();
+    await expect.poll(state).toBe('active');
+    expect((await getJson(`${server.url}/api/schedules/${scheduleId}`)).body.paused).toBe(false);
+
+    // Delete asks first: dismissed, nothing happens; accepted, the schedule is gone.
+    page.once('dialog', (dialog) => void dialog.dismiss());
+    await row.getByRole('button', { name: 'Delete' }).click();
+    expect((await getJson(`${server.url}/api/schedules/${scheduleId}`)).status).toBe(200);
+    expect(await row.count()).toBe(1);
+    let asked = '';
+    page.once('dialog', (dialog) => {
+      asked = dialog.message();
+      void dialog.accept();
+    });
+    await row.getByRole('button', { name: 'Delete' }).click();
+    await expect.poll(() => row.count()).toBe(0);
+    expect(asked).toBe(`Delete the schedule of ${url}? The jobs it started stay.`);
+    expect((await fetch(`${server.url}/api/schedules/${scheduleId}`)).status).toBe(404);
+    await expect.poll(() => page.locator('.empty').textContent()).toContain('No schedules yet');
+    expect(problems).toEqual([]);
+    await page.close();
+  });
 });

@@ -73,3 +73,56 @@ export function uploadFile(file: File, options: UploadOptions, onProgress: (sent
     xhr.send(form);
   });
 }
+
+/** The import a schedule submits at each beat (the body of POST /api/import; URLs without their query). */
+export type ScheduleImport = Record<string, unknown> & {
+  source?: 'url' | 'jira';
+  url?: string;
+  connection?: string;
+  jql?: string;
+  dataset?: string;
+};
+
+/** A schedule as GET /api/schedules lists it (see src/routes/schedules.ts). */
+export interface Schedule {
+  schedule_id: string;
+  import: ScheduleImport;
+  every: string;
+  every_ms: number;
+  paused: boolean;
+  created_at: string;
+  /** null while paused */
+  next_run_at: string | null;
+  last_run_at: string | null;
+  /** Why the last beat could not start a job. */
+  last_error: string | null;
+  runs: number;
+  /** Beats skipped because the previous run was still queued or running. */
+  skipped: number;
+  last_run: Job | null;
+}
+
+/** GET /api/schedules/{id}: the schedule and its last jobs, newest first. */
+export type ScheduleDetail = Schedule & { recent_runs: Job[] };
+
+export function schedulePath(scheduleId: string): string {
+  return `/api/schedules/${encodeURIComponent(scheduleId)}`;
+}
+
+/** An answer of the API as JSON (an error answer throws an ApiError, through api.send). */
+async function readJson<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const res = await api.send(path, init);
+  const body: unknown = await res.json().catch(() => {
+    throw new ApiError(res.status, 'bad_answer', `Intake answered ${res.status} with a body that is not JSON`);
+  });
+  init.signal?.throwIfAborted(); // closed meanwhile: an unread body is not an answer
+  return body as T;
+}
+
+export const listSchedules = (signal?: AbortSignal) => readJson<{ results: Schedule[] }>('/api/schedules', { signal }).then((answer) => answer.results);
+export const getSchedule = (scheduleId: string, signal?: AbortSignal) => readJson<ScheduleDetail>(schedulePath(scheduleId), { signal });
+export const pauseSchedule = (scheduleId: string) => readJson<Schedule>(`${schedulePath(scheduleId)}/pause`, { method: 'POST' });
+export const resumeSchedule = (scheduleId: string) => readJson<Schedule>(`${schedulePath(scheduleId)}/resume`, { method: 'POST' });
+export async function removeSchedule(scheduleId: string): Promise<void> {
+  await api.send(schedulePath(scheduleId), { method: 'DELETE' });
+}

@@ -5,6 +5,7 @@ import { DatasetPage } from './pages/dataset.js';
 import { DatasetsPage } from './pages/datasets.js';
 import { JobPage } from './pages/job.js';
 import { JobsPage } from './pages/jobs.js';
+import { SchedulePage, SchedulesPage } from './pages/schedules.js';
 import { useRoute } from './router.js';
 import { Link, Notice } from './ui.js';
 import './style.css';
@@ -52,6 +53,7 @@ function App() {
         <nav aria-label="Main">
           <Link href="/">Jobs</Link>
           <Link href="/datasets">Datasets</Link>
+          <Link href="/schedules">Schedules</Link>
           <a href="/docs">API</a>
           {accessToken.get() !== null && (
             <button
@@ -76,6 +78,8 @@ function App() {
             {route.page === 'job' && <JobPage jobId={route.jobId} key={route.jobId} />}
             {route.page === 'datasets' && <DatasetsPage />}
             {route.page === 'dataset' && <DatasetPage name={route.name} key={route.name} />}
+            {route.page === 'schedules' && <SchedulesPage />}
+            {route.page === 'schedule' && <SchedulePage scheduleId={route.scheduleId} key={route.scheduleId} />}
             {route.page === 'missing' && (
               <section class="panel">
                 <p>There is no such page. </p>

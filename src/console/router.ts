@@ -1,11 +1,16 @@
 import { useEffect, useState } from 'preact/hooks';
 
-/** The console's pages: the jobs list (with upload) at `/`, one job at `/jobs/{id}`, the datasets at `/datasets` and one at `/datasets/{name}`. */
+/**
+ * The console's pages: the jobs list (with upload) at `/`, one job at `/jobs/{id}`, the datasets
+ * at `/datasets` and one at `/datasets/{name}`, the schedules at `/schedules` and one at `/schedules/{id}`.
+ */
 export type Route =
   | { page: 'jobs'; query: URLSearchParams }
   | { page: 'job'; jobId: string }
   | { page: 'datasets' }
   | { page: 'dataset'; name: string }
+  | { page: 'schedules' }
+  | { page: 'schedule'; scheduleId: string }
   | { page: 'missing' };
 
 const listeners = new Set<() => void>();
@@ -25,6 +30,9 @@ function parse(): Route {
   if (location.pathname === '/datasets') return { page: 'datasets' };
   const dataset = /^\/datasets\/([^/]+)$/.exec(location.pathname);
   if (dataset?.[1]) return { page: 'dataset', name: decodeURIComponent(dataset[1]) };
+  if (location.pathname === '/schedules') return { page: 'schedules' };
+  const schedule = /^\/schedules\/([^/]+)$/.exec(location.pathname);
+  if (schedule?.[1]) return { page: 'schedule', scheduleId: decodeURIComponent(schedule[1]) };
   return { page: 'missing' };
 }
 
