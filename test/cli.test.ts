@@ -326,3 +326,69 @@ describe('the V8 flags of an Intake process', () => {
     expect(readFileSync(BIN, 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
   });
 });
+
+/** The installed command with an environment of its own (no INTAKE_URL). */
+async function intakeWith(env: Record<string, string>, args: string[]) {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+describe('intake --version and intake doctor', () => {
+  const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  let dataDir: string;
+  beforeAll(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'intake-doctor-'));
+  });
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('prints the version', async () => {
+    for (const flag of ['--version', '-V', 'version']) {
+      const { code, stdout } = await intakeWith({}, [flag]);
+      expect(code).toBe(0);
+      expect(stdout).toBe(`intake ${version} (Node.js ${process.versions.node})\n`);
+    }
+  });
+
+  it('checks the machine and the configuration, a line each, and exits 1 when something fails', async () => {
+    const embedded = await intakeWith({ DATA_DIR: join(dataDir, 'new') }, ['doctor']);
+    expect(embedded.code).toBe(0);
+    expect(embedded.stdout).toMatch(new RegExp(`^ok {4}Intake ${version.replace(/\./g, '\\.')}\n`));
+    expect(embedded.stdout).toMatch(/^(ok|warn) +Node\.js \d+\.\d+\.\d+/m);
+    expect(embedded.stdout).toMatch(/^ok {4}configuration: valid; mode embedded/m);
+    expect(embedded.stdout).toMatch(new RegExp(`^ok {4}DATA_DIR ${join(dataDir, 'new')} \\(made at the first start, in ${dataDir}\\): writable, [\\d.]+ GiB free$`, 'm'));
+    expect(embedded.stdout).toMatch(/Nothing failed\.\n$/);
+
+    const refused = await intakeWith({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' }, ['doctor']);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toMatch(/^FAIL {2}PostgreSQL at 127\.0\.0\.1:1\/none: connect ECONNREFUSED/m);
+
+    const bad = await intakeWith({ PORT: 'eighty' }, ['doctor']);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/^FAIL {2}configuration: PORT/m);
+
+    if (process.env.DATABASE_URL && process.env.REDIS_URL) {
+      const scaleOut = await intakeWith({ DATABASE_URL: process.env.DATABASE_URL, REDIS_URL: process.env.REDIS_URL }, ['doctor']);
+      expect(scaleOut.code).toBe(0);
+      expect(scaleOut.stdout).toMatch(/^ok {4}PostgreSQL \d+\.\d+.* at .*: reachable/m);
+      expect(scaleOut.stdout).toMatch(/^ok {4}Redis \d+\.\d+\.\d+ at .*: reachable$/m);
+    }
+  });
+
+  it('says in one line which port is taken and what to change', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const { code, stderr } = await intakeWith({ PORT: String(port), DATA_DIR: join(dataDir, 'serve'), LOG_LEVEL: 'silent' }, ['serve']);
+      expect(code).toBe(2);
+      expect(stderr).toBe(`intake: port ${port} on 127.0.0.1 is already in use (is Intake already running?): set PORT to another port\n`);
+    } finally {
+      taken.close();
+    }
+  }, 60_000);
+});

@@ -9,11 +9,13 @@ Run Intake:
   serve     run the HTTP API and the web console, with workers unless WORKER_CONCURRENCY=0 (npm start)
   worker    run ingestion workers only (scale-out mode: needs DATABASE_URL and REDIS_URL)
   migrate   apply pending database migrations and exit
+  doctor    check this machine and the configuration (Node, DATA_DIR, PostgreSQL, Redis) and say what it found
+  --version print Intake's version
   Configuration comes from the environment; see .env.example.
 
 Talk to a running Intake at INTAKE_URL (default http://localhost:8000; INTAKE_TOKEN if it has API_TOKENS):
   upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen]
-              [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--max-errors N] [--wait] [--json]
+              [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]
             submit a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (or one gzipped, zstd-compressed or
             zipped) to load into dataset NAME (by default named after the file); prints the job id. --mode append (the default) adds the rows,
             replace swaps the dataset's rows for them, merge updates the rows whose --key columns
@@ -57,6 +59,16 @@ async function main(argv: string[]): Promise<void> {
   const [command] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     console.log(USAGE);
+    return;
+  }
+  if (command === '--version' || command === '-V' || command === 'version') {
+    const { version } = await import('./doctor.js');
+    console.log(`intake ${version()} (Node.js ${process.versions.node})`);
+    return;
+  }
+  if (command === 'doctor') {
+    const { doctor } = await import('./doctor.js');
+    process.exitCode = await doctor(process.env, process.stdout);
     return;
   }
   const client = [CLIENT_COMMANDS, DATASET_COMMANDS].find((commands) => Object.hasOwn(commands, command))?.[command];
@@ -107,7 +119,10 @@ main(process.argv.slice(2)).catch((err: unknown) => {
   // One clear line for what the user can fix; a stack trace only for what they cannot.
   if (err instanceof ConfigError) console.error(`intake: invalid configuration: ${err.message}`);
   else if (err instanceof DataDirLockedError || err instanceof UsageError || err instanceof ClientError) console.error(`intake: ${err.message}`);
-  else if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') console.error(`intake: ${(err as Error).message}: is Intake already running?`);
+  else if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    const { address, port } = err as { address?: string; port?: number };
+    console.error(`intake: port ${port ?? process.env.PORT} on ${address ?? 'this machine'} is already in use (is Intake already running?): set PORT to another port`);
+  }
   else console.error(`intake: ${process.argv[2] === 'serve' || process.argv[2] === 'worker' ? 'failed to start' : 'failed'}:`, err);
   process.exit(2);
 });
