@@ -322,7 +322,8 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
 describe('the V8 flags of an Intake process', () => {
   it('are the same wherever it starts: npm start, npm run worker, the installed command', () => {
     const scripts = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> }).scripts;
-    for (const name of ['start', 'worker']) expect(scripts[name], name).toMatch(new RegExp(`^node ${NODE_FLAGS.join(' ')} `));
+    // exec: npm's child is Intake itself, so a SIGTERM npm passes on reaches it (not only the shell).
+    for (const name of ['start', 'worker']) expect(scripts[name], name).toMatch(new RegExp(`^exec node ${NODE_FLAGS.join(' ')} `));
     expect(readFileSync(BIN, 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
   });
 });

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -82,6 +82,32 @@ describe('embedded data directory', () => {
       await sandbox.dispose();
     }
   });
+
+  it('stops when the process `npm start` started is sent SIGTERM (as a process manager does)', async () => {
+    const sandbox = await createSandbox({ name: 'embedded' });
+    // --ignore-scripts skips prestart (the console build, which other tests read meanwhile).
+    const npm = spawn('npm', ['start', '--ignore-scripts'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...sandbox.env, PORT: '0', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    npm.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    npm.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      await expect.poll(() => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1], { timeout: 60_000, interval: 100 }).toBeTruthy();
+      const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
+      expect((await getJson(`${url}/healthz`)).status).toBe(200);
+      npm.kill('SIGTERM');
+      // Intake itself shuts down: the port is let go and the data directory unlocked.
+      await expect.poll(() => fetch(`${url}/healthz`).then(() => 'answering', () => 'gone'), { timeout: 20_000, interval: 200 }).toBe('gone');
+      await expect.poll(() => existsSync(join(sandbox.dataDir, 'intake.lock')), { timeout: 10_000 }).toBe(false);
+      expect(output).toContain('"msg":"stopped"');
+    } finally {
+      npm.kill('SIGKILL');
+      await sandbox.dispose();
+    }
+  }, 90_000);
 
   it('the installed `intake` command runs the CLI', () => {
     const help = execFileSync(process.execPath, ['bin/intake.js', '--help'], { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8' });
