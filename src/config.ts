@@ -35,6 +35,8 @@ export interface Config {
   pgPoolSize: number;
   shutdownGraceMs: number;
   logLevel: string;
+  /** auto: readable lines on a terminal, JSON lines otherwise. */
+  logFormat: 'auto' | 'json' | 'pretty';
   /** Prefix of every Redis key Intake writes (cache, queue, channel): several Intakes can share a Redis. */
   redisKeyPrefix: string;
   cacheTtlSeconds: number;
@@ -198,6 +200,12 @@ function webhooks(env: Env): WebhookSettings {
   };
 }
 
+function logFormat(env: Env): Config['logFormat'] {
+  const raw = env.LOG_FORMAT?.trim().toLowerCase() || 'auto';
+  if (raw !== 'auto' && raw !== 'json' && raw !== 'pretty') throw new ConfigError('LOG_FORMAT', `must be auto, json or pretty (got "${env.LOG_FORMAT}")`);
+  return raw;
+}
+
 function secretKey(env: Env): Buffer | undefined {
   const raw = env.SECRET_KEY?.trim();
   if (!raw) return undefined;
@@ -272,6 +280,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     pgPoolSize: integer(env, 'PG_POOL_SIZE', 10, 1, 1000),
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     logLevel,
+    logFormat: logFormat(env),
     redisKeyPrefix: env.REDIS_KEY_PREFIX?.trim() ?? '',
     cacheTtlSeconds: integer(env, 'CACHE_TTL_SECONDS', 300, 1, 86_400),
     // In-process workers share the API's process: a job that crashes it takes the API down

@@ -18,10 +18,12 @@ import type { QueueCounts } from './metrics.js';
 import { ensureSchema, migrate } from './storage/migrate.js';
 import { openPostgres } from './storage/postgres.js';
 import { enqueueDeliveries, startDeliveries } from './webhooks/deliver.js';
+import { prettyStream } from './log/pretty.js';
 import { localScheduler, type Scheduler } from './schedules/schedules.js';
 
 export function createLogger(config: Config): FastifyBaseLogger {
-  return pino({ level: config.logLevel });
+  const pretty = config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stdout.isTTY);
+  return pretty ? pino({ level: config.logLevel }, prettyStream(process.stdout)) : pino({ level: config.logLevel });
 }
 
 export async function openStorage(config: Config, log: FastifyBaseLogger): Promise<Db> {
@@ -221,8 +223,10 @@ export async function serve(config: Config): Promise<void> {
     log.info('no API_TOKENS: listening on loopback only; set API_TOKENS (and HOST) to accept other machines');
   } else log.warn({ host: config.host }, 'no API_TOKENS and not on loopback: anyone who can reach this port can submit, read and delete jobs');
   onSignals(log, config.shutdownGraceMs, () => intake.close());
-  await intake.app.listen({ port: config.port, host: config.host });
+  const address = await intake.app.listen({ port: config.port, host: config.host });
   await intake.start();
+  const base = (config.publicUrl ?? address).replace('0.0.0.0', 'localhost').replace(/\/$/, '');
+  log.info(`Intake is ready: the console is at ${base}/ and the API docs at ${base}/docs`);
 }
 
 /** `intake worker`: BullMQ workers and the reconciler, no HTTP. */

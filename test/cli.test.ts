@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NODE_FLAGS } from '../src/cli/node-flags.js';
+import { loadConfig } from '../src/config.js';
+import { prettyLine } from '../src/log/pretty.js';
 import { backends, createSandbox, getJson, makeCsv, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../bin/intake.js', import.meta.url));
@@ -338,6 +340,22 @@ async function intakeWith(env: Record<string, string>, args: string[]) {
   const [code] = (await once(child, 'exit')) as [number | null];
   return { code, stdout, stderr };
 }
+
+describe('logs', () => {
+  it('read as lines on a terminal (LOG_FORMAT=pretty), as JSON lines otherwise', () => {
+    const time = Date.UTC(2026, 11, 1, 12, 0, 1);
+    const clock = new Date(time).toTimeString().slice(0, 8);
+    expect(prettyLine(JSON.stringify({ level: 30, time, pid: 1, hostname: 'h', msg: 'job run ended', jobId: 'ab', outcome: 'completed' }), false)).toBe(
+      `${clock} INFO  job run ended jobId=ab outcome=completed`,
+    );
+    expect(prettyLine(JSON.stringify({ level: 50, time, msg: 'failed', path: 'a b', err: { message: 'boom', stack: 'Error: boom\n    at x' } }), false)).toBe(
+      `${clock} ERROR failed path="a b"\n  Error: boom\n    at x`,
+    );
+    expect(prettyLine('not json', false)).toBe('not json');
+    expect(() => loadConfig({ LOG_FORMAT: 'xml' })).toThrow(/LOG_FORMAT/);
+    expect(loadConfig({}).logFormat).toBe('auto');
+  });
+});
 
 describe('intake --version and intake doctor', () => {
   const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;

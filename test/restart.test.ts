@@ -98,6 +98,7 @@ describe('embedded data directory', () => {
       await expect.poll(() => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1], { timeout: 60_000, interval: 100 }).toBeTruthy();
       const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
       expect((await getJson(`${url}/healthz`)).status).toBe(200);
+      expect(output).toContain(`Intake is ready: the console is at ${url}/ and the API docs at ${url}/docs`);
       npm.kill('SIGTERM');
       // Intake itself shuts down: the port is let go and the data directory unlocked.
       await expect.poll(() => fetch(`${url}/healthz`).then(() => 'answering', () => 'gone'), { timeout: 20_000, interval: 200 }).toBe('gone');
