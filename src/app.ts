@@ -77,6 +77,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
 
   for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema, recordPageSchema, errorPageSchema, ...datasetSchemas]) app.addSchema(schema);
   registerErrorHandlers(app);
+  describeOperations(app);
   await registerCors(app, deps.config.corsOrigins);
   const metrics = createMetrics({ db: deps.db, events: deps.events, cache: deps.cache, queueCounts: deps.queueCounts, log: app.log });
   app.addHook('onClose', async () => metrics.close());
@@ -88,7 +89,11 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
         title: 'Intake',
         version: '0.1.0',
         description: 'Durable CSV/JSON ingestion jobs. Submit a file or records; follow the job at its status URL.',
+        license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' },
       },
+      servers: [{ url: deps.config.publicUrl ?? '/', description: deps.config.publicUrl ? 'This Intake' : 'This Intake (PUBLIC_URL unset: relative)' }],
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'One of API_TOKENS; not needed when API_TOKENS is unset' } } },
+      security: [{ bearerAuth: [] }],
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) ?? `def-${i}` },
   });
@@ -114,4 +119,34 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
   await app.register(consoleRoutes, { root: deps.consoleDir });
   await app.register(healthRoutes, { db: deps.db, cache: deps.cache, metrics });
   return app;
+}
+
+/**
+ * The OpenAPI document as tools want it: every operation has an operationId (from its method
+ * and path unless it names one), every /api operation says it takes the bearer token and may
+ * answer 401, and the others say they need nothing.
+ */
+function describeOperations(app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as ({ hide?: boolean; operationId?: string; security?: unknown; response?: Record<string, unknown> } | undefined);
+    if (!schema || schema.hide) return;
+    const method = (Array.isArray(route.method) ? route.method[0]! : route.method).toLowerCase();
+    schema.operationId ??= operationId(method, route.url);
+    if (route.url.startsWith('/api/')) {
+      schema.security = [{ bearerAuth: [] }];
+      if (schema.response && !schema.response[401]) schema.response = { ...schema.response, 401: { $ref: 'Error#' } };
+    } else schema.security = [];
+  });
+}
+
+/** GET /api/job/:job_id/events → getJobByJobIdEvents. */
+function operationId(method: string, url: string): string {
+  const words = url
+    .replace(/^\/api\//, '/')
+    .split('/')
+    .filter(Boolean)
+    .map((part) => (part.startsWith(':') ? `by_${part.slice(1)}` : part))
+    .flatMap((part) => part.split(/[_.-]/))
+    .map((word) => word.charAt(0).toUpperCase() + word.slice(1));
+  return method + words.join('');
 }

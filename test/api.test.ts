@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
@@ -403,6 +403,26 @@ describe.each(backends())('API contract ($name)', (backend) => {
     for (const path of ['/api/upload', '/api/ingest/json', '/api/import', '/api/job/{job_id}', '/api/jobs', '/api/job/{job_id}/events', '/api/jobs/events']) {
       expect(doc.body.paths).toHaveProperty([path]);
     }
+    // What OpenAPI tools need (redocly's recommended rules; .ci/run lints this very document):
+    // a unique operationId, the security each operation needs, a 2xx and a 4xx answer.
+    const ids = new Set<string>();
+    for (const [path, operations] of Object.entries(doc.body.paths as Record<string, Record<string, any>>)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const where = `${method.toUpperCase()} ${path}`;
+        expect(operation.operationId, where).toMatch(/^[a-z][A-Za-z]+$/);
+        expect(ids.has(operation.operationId), where).toBe(false);
+        ids.add(operation.operationId);
+        expect(operation.security, where).toEqual(path.startsWith('/api/') ? [{ bearerAuth: [] }] : []);
+        const codes = Object.keys(operation.responses);
+        expect(codes.some((code) => code.startsWith('2')), where).toBe(true);
+        expect(codes.some((code) => code.startsWith('4')), where).toBe(true);
+        if (path.startsWith('/api/')) expect(codes, where).toContain('401');
+      }
+    }
+    expect(doc.body.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
+    expect(doc.body.servers).toEqual([{ url: '/', description: expect.any(String) }]);
+    mkdirSync('test-output', { recursive: true });
+    writeFileSync('test-output/openapi.json', JSON.stringify(doc.body, null, 2));
     const ui = await fetch(`${server.url}/docs`);
     expect(ui.status).toBe(200);
   });

@@ -162,7 +162,7 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
         tags: ['datasets'],
         params: nameParamsSchema,
         querystring: exportQuerySchema,
-        response: { 404: errorRef, 422: errorRef, 429: errorRef, 503: errorRef },
+        response: { 200: { description: 'Every row, streamed: text/csv or application/x-ndjson' }, 404: errorRef, 422: errorRef, 429: errorRef, 503: errorRef },
       },
     },
     async (request, reply) => {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { StatusCache } from '../cache/status-cache.js';
 import { PROBE_TIMEOUT_MS, type Metrics } from '../metrics.js';
+import { errorRef } from '../schemas/api.js';
 import { within } from '../within.js';
 import type { Db } from '../storage/db.js';
 
@@ -15,6 +16,9 @@ const checksSchema = {
   },
 } as const;
 
+// Like every route: an unknown query parameter is a 422, never ignored.
+const noParameters = { type: 'object', additionalProperties: false, properties: {} } as const;
+
 /** `/healthz` (alive), `/readyz` (can serve: the database, and Redis when configured), `/metrics` (Prometheus). */
 export async function healthRoutes(app: FastifyInstance, { db, cache, metrics }: { db: Db; cache?: StatusCache; metrics: Metrics }): Promise<void> {
   app.get(
@@ -23,7 +27,8 @@ export async function healthRoutes(app: FastifyInstance, { db, cache, metrics }:
       schema: {
         summary: 'Liveness: the process answers (touches nothing else)',
         tags: ['operations'],
-        response: { 200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ok'] } } } },
+        querystring: noParameters,
+        response: { 200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ok'] } } }, 422: errorRef },
       },
     },
     async () => ({ status: 'ok' }),
@@ -45,7 +50,9 @@ export async function healthRoutes(app: FastifyInstance, { db, cache, metrics }:
       schema: {
         summary: 'Readiness: the database, and Redis in scale-out mode, answer within a second',
         tags: ['operations'],
+        querystring: noParameters,
         response: {
+          422: errorRef,
           200: { type: 'object', required: ['status', 'checks'], properties: { status: { type: 'string', enum: ['ready'] }, checks: checksSchema } },
           503: {
             description: 'Something Intake needs is not reachable: `detail` names it, `checks` says which',
