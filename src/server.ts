@@ -106,7 +106,11 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     startWorkers() {
       const workers = scaleOut?.startWorkers(pipeline) ?? { close: async () => {} };
       deliverer = startDeliveries(db, config.webhooks, log.child({ component: 'webhooks' }));
-      const schedules = scheduler.start({ db, settings: pipeline.imports, events, dispatcher, log: log.child({ component: 'schedules' }) });
+      // In scale-out mode beats are taken by the processes that take jobs, as BullMQ jobs.
+      const schedules =
+        config.redisUrl && config.workerConcurrency === 0
+          ? { close: async () => {} }
+          : scheduler.start({ db, settings: pipeline.imports, events, dispatcher, log: log.child({ component: 'schedules' }) });
       // Every process sweeps (one at a time, under a lock); retention off still expires idempotency keys.
       const retention = startRetention({
         db,

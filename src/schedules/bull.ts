@@ -41,7 +41,8 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
       await within(queue.removeJobScheduler(id), TIMEOUT_MS, 'remove a schedule');
     },
     start(deps) {
-      const synced = (async () => {
+      // Not waited for at close: a Redis that does not answer must not hold the shutdown.
+      void within((async () => {
         // Redis first, then the rows: a schedule made or deleted meanwhile is in both or gone
         // from the rows, never taken for one to remove.
         const present = new Set((await queue.getJobSchedulers(0, -1)).map((scheduler) => scheduler.key));
@@ -51,7 +52,7 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
         for (const [id, row] of wanted) {
           if (!present.has(id)) await upsert(id, Number(row.every_ms), Math.max(row.next_run_at.getTime(), Date.now()));
         }
-      })().catch((err: unknown) => log.warn({ err }, 'schedules: could not set the schedulers from the rows'));
+      })(), 30_000, 'set the schedulers from the rows').catch((err: unknown) => log.warn({ err }, 'schedules: could not set the schedulers from the rows'));
       const workerConnection = patientRedis(url);
       workerConnection.on('error', (err) => log.warn({ err: err.message }, 'schedule worker connection error'));
       const worker = new Worker<Beat>(
@@ -65,7 +66,6 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
       worker.on('failed', (job, err) => log.warn({ schedule: job?.data.scheduleId, err: err.message }, 'a schedule beat failed'));
       return {
         async close() {
-          await synced;
           await worker.close();
           workerConnection.disconnect();
         },
