@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createSandbox, getJson, postRecords, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, getJson, postJson, postRecords, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { startWorkerProcess } from './process.js';
 
 const SECRET = 'whsec_0123456789abcdef0123456789abcdef';
@@ -36,6 +36,8 @@ function verify(header: string | undefined, body: string, secret: string): boole
 class Receiver {
   received: Received[] = [];
   answer = 200;
+  /** The answer's body when it is 200. */
+  thanks = 'thanks';
   delayMs = 0;
   port = 0;
   private server?: Server;
@@ -60,7 +62,7 @@ class Receiver {
           verified: verify(req.headers['intake-signature'] as string | undefined, body, SECRET),
         });
         res.writeHead(this.answer, { 'content-type': 'text/plain' });
-        res.end(this.answer === 200 ? 'thanks' : 'down for maintenance');
+        res.end(this.answer === 200 ? this.thanks : 'down for maintenance');
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
@@ -107,6 +109,7 @@ describe.each(backends())('webhooks ($name)', (backend) => {
 
   afterEach(() => {
     receiver.answer = 200;
+    receiver.thanks = 'thanks';
     receiver.delayMs = 0;
   });
 
@@ -191,6 +194,16 @@ describe.each(backends())('webhooks ($name)', (backend) => {
     expect(done.attempt_log.at(-1)).toMatchObject({ status_code: 200, error: null });
   }, 60_000);
 
+  it('records an answer holding a NUL byte (TEXT cannot) and counts the delivery done', async () => {
+    receiver.thanks = 'ok\u0000then';
+    const res = await postRecords(server!.url, '[{"n": 4}]');
+    const job = await waitForJob(server!.url, res.body.job_id);
+    const [done] = await waitDelivered(server!, job.job_id, 1);
+    expect(done.attempt_log).toEqual([expect.objectContaining({ attempt: 1, status_code: 200, response: 'ok\ufffdthen' })]);
+    await sleep(600);
+    expect(receiver.of(job.job_id)).toHaveLength(1);
+  });
+
   it('loses no delivery to a restart of Intake between attempts', async () => {
     receiver.answer = 500;
     const res = await postRecords(server!.url, '[{"n": 2}]');
@@ -231,6 +244,10 @@ describe.each(backends())('webhooks ($name)', (backend) => {
       const res = await fetch(`${strict.url}/api/upload`, { method: 'POST', body: form });
       expect(res.status).toBe(422);
       expect(((await res.json()) as any).code).toBe('callback_refused');
+      // A schedule's callback_url is held to the same rule when the schedule is made.
+      const schedule = await postJson(`${strict.url}/api/schedules`, { import: { url: 'https://93.184.215.14/a.csv', callback_url: 'http://169.254.169.254/hook' }, every: '1h' });
+      expect(schedule.status).toBe(422);
+      expect(schedule.body.code).toBe('callback_refused');
       const jobs = await getJson(`${strict.url}/api/jobs?limit=100`);
       expect(jobs.body.results.filter((j: any) => j.file_name === 'a.csv')).toEqual([]);
     } finally {

@@ -54,7 +54,7 @@ export async function announce(deps: Pick<SubmitDeps, 'events' | 'dispatcher' | 
 }
 
 /** A callback URL whose host resolves to a loopback, private or metadata address is refused (it is checked again at each delivery). */
-async function checkCallback(raw: string): Promise<void> {
+export async function checkCallback(raw: string): Promise<void> {
   try {
     await checkImportHost(new URL(raw), { allowed: isPublicAddress }, 'callback URLs');
   } catch (err) {

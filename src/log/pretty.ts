@@ -9,7 +9,10 @@ const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 
 const COLORS: Record<number, string> = { 40: '\x1b[33m', 50: '\x1b[31m', 60: '\x1b[31m' };
 const SKIP = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'err']);
 
-const shown = (value: unknown) => (typeof value === 'string' ? (/[\s"=]/.test(value) ? JSON.stringify(value) : value) : JSON.stringify(value));
+// A value with a space, a quote, an = or a control character is quoted (JSON escapes the
+// control characters: a logged value cannot move the terminal's cursor or change its colours).
+const shown = (value: unknown) => (typeof value === 'string' ? (/[\s"=\x00-\x1f\x7f]/.test(value) ? JSON.stringify(value) : value) : JSON.stringify(value));
+const printable = (text: string) => text.replace(/[\x00-\x09\x0b-\x1f\x7f]/g, '\ufffd');
 
 /** One pino JSON line as a person reads it; a line that is not pino's JSON is left as it is. */
 export function prettyLine(line: string, color: boolean): string {
@@ -26,8 +29,8 @@ export function prettyLine(line: string, color: boolean): string {
     .map(([key, value]) => `${key}=${shown(value)}`);
   const err = entry.err as { message?: string; stack?: string } | undefined;
   const label = color && COLORS[level] ? `${COLORS[level]}${LEVELS[level]}\x1b[0m` : (LEVELS[level] ?? String(level));
-  const text = [time, label, String(entry.msg ?? ''), ...fields].filter((part) => part !== '').join(' ');
-  return err ? `${text}\n  ${err.stack ?? err.message}` : text;
+  const text = [time, label, printable(String(entry.msg ?? '')), ...fields].filter((part) => part !== '').join(' ');
+  return err ? `${text}\n  ${printable(String(err.stack ?? err.message))}` : text;
 }
 
 /** A destination for pino that writes pretty lines to `out`. */

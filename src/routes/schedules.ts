@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import { AppError, validationError } from '../errors.js';
 import { importSettings } from '../ingest/imports.js';
 import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
+import { checkCallback } from '../jobs/submit.js';
 import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../schedules/schedules.js';
 import type { Db } from '../storage/db.js';
 import { findPayloads } from '../storage/jobs.js';
@@ -50,10 +51,14 @@ const withoutQuery = (raw: unknown) => {
 export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; config: Config; scheduler: Scheduler } }> = async (app, { db, config, scheduler }) => {
   const settings = importSettings(config);
 
-  async function shown(row: ScheduleRow, runs?: string[]) {
-    const ids = [...(row.last_job_id ? [row.last_job_id] : []), ...(runs ?? [])];
-    const payloads = ids.length > 0 ? await findPayloads(db, ids) : new Map();
-    const payload = (id: string) => (payloads.has(id) ? JSON.parse(payloads.get(id).payload) : null);
+  /** The payloads of these jobs, read in one statement. */
+  async function payloadsOf(ids: string[]): Promise<Map<string, { payload: string }>> {
+    return ids.length > 0 ? findPayloads(db, ids) : new Map();
+  }
+
+  async function shown(row: ScheduleRow, runs?: string[], known?: Map<string, { payload: string }>) {
+    const payloads = known ?? (await payloadsOf([...(row.last_job_id ? [row.last_job_id] : []), ...(runs ?? [])]));
+    const payload = (id: string) => (payloads.has(id) ? JSON.parse(payloads.get(id)!.payload) : null);
     return {
       schedule_id: row.schedule_id,
       import: { ...row.import, url: withoutQuery(row.import.url), callback_url: withoutQuery(row.import.callback_url) },
@@ -104,7 +109,8 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
         throw validationError([{ loc: ['body', 'every'], msg: `every is a duration from 1s to 366d: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m (got ${JSON.stringify(every)})`, type: 'value_error' }]);
       }
       // Checked as an import would be now; each run checks it again.
-      await prepareImport({ db, settings }, body);
+      const job = await prepareImport({ db, settings }, body);
+      if (job.load.callbackUrl && !config.importAllowPrivate) await checkCallback(job.load.callbackUrl);
       if ((await listSchedules(db)).length >= MAX_SCHEDULES) throw new AppError(409, 'too_many_schedules', `At most ${MAX_SCHEDULES} schedules: delete some first`);
       const row = await insertSchedule(db, randomUUID(), body, every.trim().toLowerCase(), everyMs, paused);
       if (!paused) {
@@ -120,9 +126,11 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
     },
   );
 
-  app.get('/api/schedules', { schema: { summary: 'Every schedule, oldest first, with its last run', tags: ['schedules'], response: { 200: { type: 'object', properties: { results: { type: 'array', items: scheduleSchema } } } } } }, async () => ({
-    results: await Promise.all((await listSchedules(db)).map((row) => shown(row))),
-  }));
+  app.get('/api/schedules', { schema: { summary: 'Every schedule, oldest first, with its last run', tags: ['schedules'], response: { 200: { type: 'object', properties: { results: { type: 'array', items: scheduleSchema } } } } } }, async () => {
+    const rows = await listSchedules(db);
+    const payloads = await payloadsOf(rows.flatMap((row) => (row.last_job_id ? [row.last_job_id] : [])));
+    return { results: await Promise.all(rows.map((row) => shown(row, undefined, payloads))) };
+  });
 
   app.get(
     '/api/schedules/:id',

@@ -14,6 +14,7 @@ import { listSchedules } from '../storage/schedules.js';
 
 const QUEUE = 'intake-schedules';
 const TIMEOUT_MS = 5000;
+const SYNC_MS = 60_000;
 
 interface Beat {
   scheduleId: string;
@@ -28,7 +29,7 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
 
   const upsert = (id: string, everyMs: number, startDate: number) =>
     within(
-      queue.upsertJobScheduler(id, { every: everyMs, startDate }, { name: 'beat', data: { scheduleId: id }, opts: { removeOnComplete: true, removeOnFail: true } }),
+      queue.upsertJobScheduler(id, { every: everyMs, startDate }, { name: 'beat', data: { scheduleId: id }, opts: { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 5000 } } }),
       TIMEOUT_MS,
       'set a schedule',
     );
@@ -41,18 +42,29 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
       await within(queue.removeJobScheduler(id), TIMEOUT_MS, 'remove a schedule');
     },
     start(deps) {
-      // Not waited for at close: a Redis that does not answer must not hold the shutdown.
-      void within((async () => {
-        // Redis first, then the rows: a schedule made or deleted meanwhile is in both or gone
-        // from the rows, never taken for one to remove.
-        const present = new Set((await queue.getJobSchedulers(0, -1)).map((scheduler) => scheduler.key));
-        const rows = await listSchedules(deps.db);
-        const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [row.schedule_id, row]));
-        for (const id of present) if (!wanted.has(id)) await queue.removeJobScheduler(id);
-        for (const [id, row] of wanted) {
-          if (!present.has(id)) await upsert(id, Number(row.every_ms), Math.max(row.next_run_at.getTime(), Date.now()));
-        }
-      })(), 30_000, 'set the schedulers from the rows').catch((err: unknown) => log.warn({ err }, 'schedules: could not set the schedulers from the rows'));
+      // At start and every minute (a Redis that restarted empty, a resume that could not reach
+      // it); never waited for at close: a Redis that does not answer must not hold the shutdown.
+      let syncing = false;
+      const sync = () => {
+        if (syncing) return;
+        syncing = true;
+        void within((async () => {
+          // Redis first, then the rows: a schedule made or deleted meanwhile is in both or gone
+          // from the rows, never taken for one to remove.
+          const present = new Set((await queue.getJobSchedulers(0, -1)).map((scheduler) => scheduler.key));
+          const rows = await listSchedules(deps.db);
+          const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [row.schedule_id, row]));
+          for (const id of present) if (!wanted.has(id)) await queue.removeJobScheduler(id);
+          for (const [id, row] of wanted) {
+            if (!present.has(id)) await upsert(id, Number(row.every_ms), Math.max(row.next_run_at.getTime(), Date.now()));
+          }
+        })(), 30_000, 'set the schedulers from the rows')
+          .catch((err: unknown) => log.warn({ err }, 'schedules: could not set the schedulers from the rows'))
+          .finally(() => (syncing = false));
+      };
+      sync();
+      const resync = setInterval(sync, SYNC_MS);
+      resync.unref();
       const workerConnection = patientRedis(url);
       workerConnection.on('error', (err) => log.warn({ err: err.message }, 'schedule worker connection error'));
       const worker = new Worker<Beat>(
@@ -66,6 +78,7 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
       worker.on('failed', (job, err) => log.warn({ schedule: job?.data.scheduleId, err: err.message }, 'a schedule beat failed'));
       return {
         async close() {
+          clearInterval(resync);
           await worker.close();
           workerConnection.disconnect();
         },

@@ -108,7 +108,8 @@ export function localScheduler(): Scheduler {
         running = (async () => {
           for (const id of await listDue(deps.db)) {
             if (closed) return;
-            await tick(deps, id, 'own');
+            // One schedule's failure (its beat tried again at the next look) holds up no other.
+            await tick(deps, id, 'own').catch((err: unknown) => deps.log.warn({ err, schedule: id }, 'schedules: a beat failed'));
           }
         })()
           .catch((err: unknown) => deps.log.warn({ err }, 'schedules: a beat failed'))

@@ -55,28 +55,40 @@ export interface AttemptResult {
 }
 
 /**
- * An attempt's result. Delivered on a 2xx; otherwise tried again after `retryInMs`, or given up
- * (status failed) when that would be past `giveUpAt`. Guarded by the attempt number: a holder
- * whose lease ran out (and whose delivery was claimed again) changes nothing but its log.
+ * An attempt's result. Delivered on a 2xx with its whole answer; otherwise tried again after
+ * `retryInMs` (the last try at `giveUpAt` at the latest), or given up (status failed) once
+ * `giveUpAt` has passed. Guarded by the attempt number: a holder whose lease ran out (and whose
+ * delivery was claimed again) changes nothing but its log.
  */
 export async function recordAttempt(db: Db, delivery: DueDelivery, result: AttemptResult, retryInMs: number, giveUpAt: Date): Promise<void> {
   const delivered = result.error === null && result.statusCode !== null && result.statusCode >= 200 && result.statusCode < 300;
+  // TEXT holds no NUL: an answer with one must not keep the attempt from being recorded.
+  const clean = (text: string | null) => text?.replace(/\u0000/g, '\ufffd') ?? null;
   await db.transaction(async (tx) => {
     await tx.query(
       `INSERT INTO intake_webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response)
        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-      [delivery.delivery_id, delivery.attempts, result.startedAt, result.durationMs, result.statusCode, result.error, result.response],
+      [delivery.delivery_id, delivery.attempts, result.startedAt, result.durationMs, result.statusCode, clean(result.error), clean(result.response)],
     );
-    const next = new Date(Date.now() + retryInMs);
-    const error = delivered ? null : (result.error ?? `HTTP ${result.statusCode}`);
+    const next = new Date(Math.min(Date.now() + retryInMs, giveUpAt.getTime()));
+    const error = delivered ? null : clean(result.error ?? `HTTP ${result.statusCode}`);
     await tx.query(
       `UPDATE intake_webhook_deliveries
-       SET status = CASE WHEN $3 THEN 'delivered' WHEN $4::timestamptz > $5::timestamptz THEN 'failed' ELSE 'pending' END,
+       SET status = CASE WHEN $3 THEN 'delivered' WHEN now() >= $5::timestamptz THEN 'failed' ELSE 'pending' END,
            delivered_at = CASE WHEN $3 THEN now() END, next_attempt_at = $4, lease_until = NULL, last_error = $6
        WHERE delivery_id = $1 AND attempts = $2 AND status = 'pending'`,
       [delivery.delivery_id, delivery.attempts, delivered, next, giveUpAt, error],
     );
   });
+}
+
+/** Deliveries still pending past their last day (their attempts kept failing to be recorded): given up. */
+export async function failExpired(db: Queryable, maxAgeMs: number): Promise<void> {
+  await db.query(
+    `UPDATE intake_webhook_deliveries SET status = 'failed', lease_until = NULL, last_error = COALESCE(last_error, 'given up after a day')
+     WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1::bigint / 1000.0)`,
+    [maxAgeMs],
+  );
 }
 
 export interface DeliveryRow {

@@ -13,9 +13,8 @@ import { isIP } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { AddressRefused, guardedLookup, isPublicAddress } from '../ingest/fetch.js';
 import type { Db, Queryable } from '../storage/db.js';
-import { claimDue, insertDeliveries, recordAttempt, type AttemptResult, type DueDelivery, type NewDelivery } from '../storage/deliveries.js';
-import type { JobRow } from '../storage/jobs.js';
-import { payloadJson } from '../storage/jobs.js';
+import { claimDue, failExpired, insertDeliveries, recordAttempt, type AttemptResult, type DueDelivery, type NewDelivery } from '../storage/deliveries.js';
+import { payloadJson, type JobRow } from '../storage/jobs.js';
 
 export interface WebhookSettings {
   urls: string[];
@@ -146,14 +145,19 @@ export function startDeliveries(db: Db, settings: WebhookSettings, log: FastifyB
   let again = false;
 
   async function round(): Promise<void> {
+    await failExpired(db, GIVE_UP_AFTER_MS);
     for (;;) {
       const due = await claimDue(db, BATCH, settings.timeoutMs + 5000);
       if (due.length === 0) return;
+      // Each attempt on its own: one that cannot be recorded (its lease runs out and it is tried
+      // again) holds up none of the others.
       await Promise.all(
         due.map(async (delivery) => {
           const result = await attempt(delivery, settings);
           const giveUpAt = new Date(delivery.created_at.getTime() + GIVE_UP_AFTER_MS);
-          await recordAttempt(db, delivery, result, retryDelay(settings.retryMs, delivery.attempts), giveUpAt);
+          await recordAttempt(db, delivery, result, retryDelay(settings.retryMs, delivery.attempts), giveUpAt).catch((err: unknown) =>
+            log.warn({ err, delivery: delivery.delivery_id }, 'webhook deliveries: could not record an attempt'),
+          );
           if (result.error || result.statusCode === null || result.statusCode >= 300) {
             log.warn({ jobId: delivery.job_id, delivery: delivery.delivery_id, attempt: delivery.attempts, url: shownUrl(delivery.url), status: result.statusCode, error: result.error }, 'webhook delivery failed');
           }
