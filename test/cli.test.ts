@@ -14,12 +14,13 @@ import { backends, createSandbox, getJson, makeCsv, startServer, waitForJob, typ
 const BIN = fileURLToPath(new URL('../bin/intake.js', import.meta.url));
 
 /** The `intake` command, as installed (bin/intake.js), run in a folder of files to upload. */
-async function intake(cwd: string, args: string[], intakeUrl: string) {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', INTAKE_URL: intakeUrl },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+function intake(cwd: string, args: string[], intakeUrl: string) {
+  return intakeWith({ INTAKE_URL: intakeUrl }, args, cwd);
+}
+
+/** The installed command with an environment of its own. */
+async function intakeWith(env: Record<string, string>, args: string[], cwd?: string) {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -329,17 +330,6 @@ describe('the V8 flags of an Intake process', () => {
     expect(readFileSync(BIN, 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
   });
 });
-
-/** The installed command with an environment of its own (no INTAKE_URL). */
-async function intakeWith(env: Record<string, string>, args: string[]) {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
-}
 
 describe('logs', () => {
   it('read as lines on a terminal (LOG_FORMAT=pretty), as JSON lines otherwise', () => {

@@ -10,7 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AddressRefused, isPublicAddress, openUrl } from '../src/ingest/fetch.js';
 import type { JobPayload } from '../src/schemas/api.js';
-import { backends, createSandbox, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, postJson, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { zipOf } from './files.js';
 import { startS3, type S3Server } from './s3-server.js';
 
@@ -61,10 +61,7 @@ async function startFiles(): Promise<{ server: Server; url: string; port: number
   return { server, url: `http://127.0.0.1:${port}`, port };
 }
 
-async function importJob(server: TestServer, body: Record<string, unknown>) {
-  const res = await fetch(`${server.url}/api/import`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
-  return { status: res.status, body: (await res.json()) as any };
-}
+const importJob = (server: TestServer, body: Record<string, unknown>) => postJson(`${server.url}/api/import`, body);
 
 let files: Awaited<ReturnType<typeof startFiles>>;
 let s3: S3Server;

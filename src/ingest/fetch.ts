@@ -82,20 +82,17 @@ function refused(url: URL, address: string, who = 'imports'): IngestError {
 }
 
 /** Checks a URL before anything is connected to: its scheme, and its host if it is an address. */
-export function checkImportUrl(url: URL, options: Pick<FetchOptions, 'allowed'>): void {
+export function checkImportUrl(url: URL, options: Pick<FetchOptions, 'allowed'>, who = 'imports'): void {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IngestError(`${url.protocol}// URLs cannot be imported: use http, https or s3`);
   const host = hostOf(url);
-  if (isIP(host) && !options.allowed(host)) throw refused(url, host);
+  if (isIP(host) && !options.allowed(host)) throw refused(url, host, who);
 }
 
 /** Resolves a URL's host and refuses it if any of its addresses is not allowed (a DNS failure is left to the fetch). */
 export async function checkImportHost(url: URL, options: Pick<FetchOptions, 'allowed'>, who = 'imports'): Promise<void> {
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IngestError(`${url.protocol}// URLs cannot be imported: use http, https or s3`);
+  checkImportUrl(url, options, who);
   const host = hostOf(url);
-  if (isIP(host)) {
-    if (!options.allowed(host)) throw refused(url, host, who);
-    return;
-  }
+  if (isIP(host)) return;
   // A resolver that does not answer leaves the check to the fetch (which checks every hop).
   const addresses = await new Promise<LookupAddress[]>((resolve) => {
     const timer = setTimeout(() => resolve([]), 5000);

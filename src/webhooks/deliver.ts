@@ -9,9 +9,8 @@
 import { createHmac } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { isIP } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
-import { AddressRefused, guardedLookup, isPublicAddress } from '../ingest/fetch.js';
+import { AddressRefused, checkImportUrl, guardedLookup, isPublicAddress } from '../ingest/fetch.js';
 import type { Db, Queryable } from '../storage/db.js';
 import { claimDue, failExpired, insertDeliveries, recordAttempt, type AttemptResult, type DueDelivery, type NewDelivery } from '../storage/deliveries.js';
 import { payloadJson, type JobRow } from '../storage/jobs.js';
@@ -84,9 +83,10 @@ async function attempt(delivery: DueDelivery, settings: WebhookSettings): Promis
     error,
     response,
   });
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host) && !allowed(host)) {
-    return result(null, `${host}, a loopback, private, link-local or metadata address: callback URLs may not reach it (IMPORT_ALLOW_PRIVATE=true allows it)`, null);
+  try {
+    checkImportUrl(url, { allowed }, 'callback URLs'); // an address as the host: never looked up
+  } catch (err) {
+    return result(null, (err as Error).message, null);
   }
   const headers: Record<string, string> = {
     'content-type': 'application/json',
