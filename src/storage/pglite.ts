@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite, types } from '@electric-sql/pglite';
 import { acquireLock } from './data-dir-lock.js';
+import { pgliteOptions } from './pglite-options.js';
 import type { Db, Queryable, QueryResult, TextRow } from './db.js';
 
 // Every type PGlite would parse, parsed as "keep the text" instead (see Queryable.queryText).
@@ -34,7 +35,7 @@ export async function openPglite(dataDir: string): Promise<Db> {
   const releaseLock = acquireLock(dataDir);
   let pg: PGlite;
   try {
-    pg = await PGlite.create(join(dataDir, 'pgdata'));
+    pg = await PGlite.create(join(dataDir, 'pgdata'), pgliteOptions());
   } catch (err) {
     releaseLock();
     throw err;
