@@ -1,8 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { build } from 'vite';
 import type { TestProject } from 'vitest/node';
 
 declare module 'vitest' {
@@ -24,7 +24,8 @@ export default async function setup(project: TestProject) {
   if (process.env.CI && !(process.env.DATABASE_URL && process.env.REDIS_URL)) {
     throw new Error('CI must run with DATABASE_URL and REDIS_URL set: nothing may be skipped for lack of a service');
   }
-  // The console the tests load is the one `npm start` serves: build it as npm start does.
-  await build({ configFile: 'src/console/vite.config.ts' });
+  // The tests run the installed command (bin/intake.js: the compiled server) and load the
+  // console that `npm start` serves: build them as npm start does, when a source changed.
+  execFileSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { stdio: 'inherit' });
   return () => rmSync(root, { recursive: true, force: true });
 }
