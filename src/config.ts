@@ -8,6 +8,8 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** Embedded mode: each commit is flushed to disk (fsync); off trades the last commits before a power failure for speed. */
+  embeddedFsync: boolean;
   uploadDir: string;
   /** Where uploads are kept: UPLOAD_DIR (the default), or a bucket (UPLOAD_STORE=s3://bucket/prefix). */
   uploadStore: { kind: 'file' } | { kind: 's3'; bucket: string; prefix: string };
@@ -253,6 +255,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     // Without tokens anyone who reaches the port can use the API: loopback unless asked.
     host: env.HOST?.trim() || (apiTokens.length > 0 ? '0.0.0.0' : '127.0.0.1'),
     dataDir,
+    embeddedFsync: boolean(env, 'EMBEDDED_FSYNC', true),
     uploadDir: path(env, 'UPLOAD_DIR', join(dataDir, 'uploads'), cwd),
     uploadStore: uploadStore(env),
     s3: {

@@ -1,4 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +16,7 @@ import { openPglite } from '../src/storage/pglite.js';
 import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options', '010_import_source', '011_connections', '012_webhooks_schedules'];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
@@ -406,4 +412,43 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
     expect(status).toBe(200);
     expect((await getJson(`${server.url}/api/job/${randomUUID()}`)).status).toBe(404);
   });
+});
+
+// What reaches the disk when the embedded database commits, read off the system calls. (PGlite's
+// own Node filesystem never flushed: 20 commits made 21 writes and no fsync or fdatasync.)
+describe('embedded commits reach the disk', () => {
+  const script = (dataDir: string, fsync: boolean) => `
+    import { openPglite } from './src/storage/pglite.ts';
+    const db = await openPglite(${JSON.stringify(dataDir)}, { fsync: ${fsync} });
+    await db.exec('CREATE TABLE t (n int)');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    process.stdout.write('commits start\\n');
+    for (let n = 0; n < 20; n++) await db.query('INSERT INTO t VALUES ($1)', [n]);
+    process.stdout.write('commits end\\n');
+    await db.close();`;
+
+  /** The fdatasync calls made between the two marks, under strace. */
+  function syncsDuringCommits(fsync: boolean): number {
+    const dir = mkdtempSync(join(tmpdir(), 'intake-fsync-'));
+    try {
+      const trace = join(dir, 'trace');
+      execFileSync('strace', ['-f', '-qq', '-e', 'trace=fsync,fdatasync,write', '-o', trace, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script(join(dir, 'data'), fsync)], { cwd: ROOT });
+      const lines = readFileSync(trace, 'utf8').split('\n');
+      const start = lines.findIndex((line) => line.includes('"commits start\\n"'));
+      const end = lines.findIndex((line) => line.includes('"commits end\\n"'));
+      expect(start).toBeGreaterThan(-1);
+      expect(end).toBeGreaterThan(start);
+      return lines.slice(start, end).filter((line) => /\b(fsync|fdatasync)\(/.test(line)).length;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('with EMBEDDED_FSYNC (the default) each commit is flushed before it returns', () => {
+    expect(syncsDuringCommits(true)).toBeGreaterThanOrEqual(20);
+  }, 60_000);
+
+  it('with EMBEDDED_FSYNC=false nothing is flushed at commit', () => {
+    expect(syncsDuringCommits(false)).toBe(0);
+  }, 60_000);
 });

@@ -1,6 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite, types } from '@electric-sql/pglite';
+import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { acquireLock } from './data-dir-lock.js';
 import { pgliteOptions } from './pglite-options.js';
 import type { Db, Queryable, QueryResult, TextRow } from './db.js';
@@ -29,13 +30,73 @@ function wrap(conn: Pick<PGlite, 'query' | 'exec'>): Queryable {
   };
 }
 
-/** Opens (creating on first use) the embedded database in dataDir/pgdata. */
-export async function openPglite(dataDir: string): Promise<Db> {
+/** What of Emscripten's NODEFS is touched here: a file's stream operations. */
+interface NodeFsOperations {
+  stream_ops: { fsync?: (stream: { nfd?: number }) => number };
+}
+
+/**
+ * PGlite's Node filesystem (Emscripten's NODEFS) has no fsync: PostgreSQL's flush of the WAL
+ * at commit returned at once and nothing reached the disk until the kernel wrote it back. This
+ * one flushes the file for real. (Emscripten's fdatasync() does nothing at all, so PostgreSQL
+ * is told to use fsync(), which reaches here.)
+ */
+class DurableNodeFS extends NodeFS {
+  override async init(pg: PGlite, emscriptenOptions: Parameters<NodeFS['init']>[1]) {
+    const result = await super.init(pg, emscriptenOptions);
+    const flush = (mod: { NODEFS: unknown }) => {
+      (mod.NODEFS as NodeFsOperations).stream_ops.fsync = (stream) => {
+        if (stream.nfd !== undefined) fdatasyncSync(stream.nfd);
+        return 0;
+      };
+    };
+    result.emscriptenOpts.preRun = [flush, ...(result.emscriptenOpts.preRun ?? [])];
+    return result;
+  }
+}
+
+/** fdatasync every file and folder under dir (what initdb wrote was never flushed). */
+function flushTree(dir: string): void {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) flushTree(join(dir, entry.name));
+    else if (entry.isFile()) flushPath(join(dir, entry.name));
+  }
+  flushPath(dir);
+}
+
+function flushPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Opens (creating on first use) the embedded database in dataDir/pgdata. With fsync (the
+ * default) a commit is on disk when it returns, as on PostgreSQL; without, the last commits
+ * before a power failure (not a crash of Intake) can be lost, for faster small commits.
+ */
+export async function openPglite(dataDir: string, { fsync = true }: { fsync?: boolean } = {}): Promise<Db> {
   mkdirSync(dataDir, { recursive: true });
   const releaseLock = acquireLock(dataDir);
+  const pgdata = join(dataDir, 'pgdata');
+  const created = !existsSync(join(pgdata, 'PG_VERSION'));
   let pg: PGlite;
   try {
-    pg = await PGlite.create(join(dataDir, 'pgdata'), pgliteOptions());
+    const options = pgliteOptions();
+    const startParams = options.startParams ?? PGlite.defaultStartParams;
+    pg = await PGlite.create({
+      ...options,
+      ...(fsync && {
+        fs: new DurableNodeFS(pgdata),
+        // PGlite starts PostgreSQL with -F (fsync off).
+        startParams: [...startParams.filter((param) => param !== '-F'), '-c', 'fsync=on', '-c', 'wal_sync_method=fsync'],
+      }),
+      ...(!fsync && { dataDir: pgdata }),
+    });
+    if (fsync && created) flushTree(pgdata);
   } catch (err) {
     releaseLock();
     throw err;
