@@ -272,11 +272,13 @@ const nullable = (type: string) => ({ type: [type, 'null'] }) as const;
 
 const deliveryListSchema = {
   type: 'object',
+  required: ['results'],
   properties: {
     results: {
       type: 'array',
       items: {
         type: 'object',
+        required: ['delivery_id', 'event', 'url', 'status', 'attempts', 'created_at', 'next_attempt_at', 'delivered_at', 'last_error', 'attempt_log'],
         properties: {
           delivery_id: { type: 'string', description: 'Also sent as the Intake-Delivery header: receivers may use it to drop a repeat' },
           event: { type: 'string', enum: ['job.completed', 'job.failed', 'job.canceled'] },
@@ -291,6 +293,7 @@ const deliveryListSchema = {
             type: 'array',
             items: {
               type: 'object',
+              required: ['attempt', 'started_at', 'duration_ms', 'status_code', 'error', 'response'],
               properties: {
                 attempt: { type: 'integer' },
                 started_at: { type: 'string', format: 'date-time' },

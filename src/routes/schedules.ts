@@ -17,6 +17,7 @@ const MAX_SCHEDULES = 1000;
 
 const scheduleSchema = {
   type: 'object',
+  required: ['schedule_id', 'import', 'every', 'every_ms', 'paused', 'created_at', 'next_run_at', 'last_run_at', 'last_error', 'runs', 'skipped', 'last_run'],
   properties: {
     schedule_id: { type: 'string', format: 'uuid' },
     import: { type: 'object', additionalProperties: true, description: 'The import each run submits (POST /api/import); URLs shown without their query' },
@@ -126,7 +127,7 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
     },
   );
 
-  app.get('/api/schedules', { schema: { summary: 'Every schedule, oldest first, with its last run', tags: ['schedules'], response: { 200: { type: 'object', properties: { results: { type: 'array', items: scheduleSchema } } } } } }, async () => {
+  app.get('/api/schedules', { schema: { summary: 'Every schedule, oldest first, with its last run', tags: ['schedules'], response: { 200: { type: 'object', required: ['results'], properties: { results: { type: 'array', items: scheduleSchema } } } } } }, async () => {
     const rows = await listSchedules(db);
     const payloads = await payloadsOf(rows.flatMap((row) => (row.last_job_id ? [row.last_job_id] : [])));
     return { results: await Promise.all(rows.map((row) => shown(row, undefined, payloads))) };
