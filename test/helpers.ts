@@ -19,6 +19,15 @@ export interface Backend {
 
 /** The backends every contract test runs against: embedded always; the others when configured. */
 export function backends(): Backend[] {
+  // TEST_BACKENDS=embedded,postgres: only these (CI runs the contract on other Node majors so).
+  const chosen = process.env.TEST_BACKENDS?.split(',').map((name) => name.trim());
+  if (chosen) {
+    const unknown = chosen.filter((name) => !['embedded', 'postgres', 'scale-out'].includes(name));
+    if (unknown.length > 0) throw new Error(`TEST_BACKENDS: no backend ${unknown.join(', ')} (embedded, postgres, scale-out)`);
+    if (chosen.some((name) => name !== 'embedded') && !process.env.DATABASE_URL) throw new Error('TEST_BACKENDS names a PostgreSQL backend: set DATABASE_URL');
+    if (chosen.includes('scale-out') && !process.env.REDIS_URL) throw new Error('TEST_BACKENDS names scale-out: set REDIS_URL');
+    return chosen.map((name) => ({ name: name as Backend['name'] }));
+  }
   const list: Backend[] = [{ name: 'embedded' }];
   if (process.env.DATABASE_URL) list.push({ name: 'postgres' });
   else console.warn('DATABASE_URL is not set: the PostgreSQL runs of the contract tests are skipped');
