@@ -10,16 +10,19 @@
  *       table): the release before datasets, run from a git worktree of BASELINE_COMMIT;
  *   (m) Intake, merge of the same file on `id` onto the dataset (b) loaded (every row updated);
  *   (g) Intake, the same file gzipped, into a new dataset (against (b): the cost of gunzip);
- *   (e) Intake, embedded mode (PGlite), append into a new dataset.
+ *   (e) Intake, embedded mode (PGlite), append into a new dataset;
+ *   (f) the embedded floor: PGlite's own COPY of (a)'s file into an empty copy of the table (e)
+ *       made, in (e)'s database opened as Intake opens it (storage/pglite.ts, pgliteOptions()).
  * Needs DATABASE_URL (a server where it may create and drop databases) and psql.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGzip } from 'node:zlib';
+import { openPglite } from '../src/storage/pglite.js';
 import { jiraCsv } from './jira-csv.js';
 import { ingestThroughIntake, mb, statusLatency, type IngestRun } from './run-intake.js';
 
@@ -81,7 +84,6 @@ try {
   psql(pgUrl, 'CREATE SCHEMA floor', 'CREATE TABLE floor.jira (LIKE datasets.jira INCLUDING ALL)');
   const floorMs = timed(() => psql(pgUrl, `\\copy floor.jira (${columns}) FROM '${copyFile}'`));
   psql(pgUrl, 'DROP SCHEMA floor CASCADE');
-  rmSync(copyFile);
   console.log(`(a) psql \\copy floor      ${seconds(floorMs)} ${rate(floorMs)}  (typed rows into the dataset's table, same columns and indexes)`);
   console.log(intakeLine('(b) Intake append, PG   ', append, floorMs));
 
@@ -131,7 +133,20 @@ try {
 
   // (e) Embedded mode.
   const embedded = await ingestThroughIntake({ DATA_DIR: join(work, 'embedded-data') }, csv, 'jira.csv', '?dataset=jira');
-  console.log(intakeLine('(e) Intake append, PGlite', embedded, floorMs));
+
+  // (f) The embedded floor: (a)'s file by PGlite's COPY into an empty copy of the table (e) made.
+  const pglite = await openPglite(join(work, 'embedded-data'));
+  let embeddedFloorMs: number;
+  try {
+    await pglite.exec('CREATE SCHEMA floor; CREATE TABLE floor.jira (LIKE datasets.jira INCLUDING ALL)');
+    const start = performance.now();
+    await pglite.copyFrom(`COPY floor.jira (${columns}) FROM STDIN`, readFileSync(copyFile));
+    embeddedFloorMs = performance.now() - start;
+  } finally {
+    await pglite.close();
+  }
+  console.log(`(f) PGlite COPY floor     ${seconds(embeddedFloorMs)} ${rate(embeddedFloorMs)}  × floor ${(embeddedFloorMs / floorMs).toFixed(2)}  (the same file, typed rows into (e)'s table)`);
+  console.log(`${intakeLine('(e) Intake append, PGlite', embedded, floorMs)}\n      × the embedded floor (f) ${(embedded.ms / embeddedFloorMs).toFixed(2)}`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

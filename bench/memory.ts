@@ -2,7 +2,9 @@
  * npm run bench:memory [-- MiB]: peak RSS of an `intake serve` process (PostgreSQL mode)
  * while it ingests a large CSV and a large JSON array (default 1024 MiB each), a gzipped CSV of
  * 1,000,000 rows and an Excel workbook of 200,000 rows, against the same process's RSS when
- * idle. Streams mean the peak should not grow with the file.
+ * idle. Streams mean the peak should not grow with the file. Then embedded mode (PGlite): a
+ * fresh `intake serve` on a new data directory (its start-up peak includes initdb), its idle
+ * RSS once settled, and its peak while it loads a CSV of 1,000,000 rows.
  * Needs DATABASE_URL (a server where it may create and drop a database).
  */
 import { execFileSync } from 'node:child_process';
@@ -52,12 +54,15 @@ function workbook(rows: number): Uint8Array {
   return xlsxOf({ Issues: records.map((record) => record.map((value): Cell => (/^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value === '' ? null : value))) });
 }
 
-async function run(file: string, name: string, databaseUrl: string): Promise<void> {
-  const env = { DATABASE_URL: databaseUrl, DATA_DIR: join(work, 'data'), MAX_UPLOAD_BYTES: String(4 * 1024 ** 3) };
+/** One upload; without databaseUrl, in embedded mode on a new data directory. */
+async function run(file: string, name: string, databaseUrl?: string): Promise<void> {
+  const env: Record<string, string> = databaseUrl
+    ? { DATABASE_URL: databaseUrl, DATA_DIR: join(work, 'data'), MAX_UPLOAD_BYTES: String(4 * 1024 ** 3) }
+    : { DATA_DIR: mkdtempSync(join(work, 'embedded-')), MAX_UPLOAD_BYTES: String(4 * 1024 ** 3) };
   const result = await ingestThroughIntake(env, file, name, `?dataset=${name.replace(/\W/g, '_')}`);
   console.log(
-    `${name.padEnd(10)} ${mb(statSync(file).size).padStart(8)}  ${result.records.toLocaleString('en-US')} records in ` +
-      `${(result.ms / 1000).toFixed(0)} s  peak RSS ${mb(result.peakRss)} (idle ${mb(result.idleRss)})`,
+    `${(databaseUrl ? name : `${name}, PGlite`).padEnd(10)} ${mb(statSync(file).size).padStart(8)}  ${result.records.toLocaleString('en-US')} records in ` +
+      `${(result.ms / 1000).toFixed(0)} s  peak RSS ${mb(result.peakRss)} (idle ${mb(result.idleRss)}, start-up peak ${mb(result.startPeakRss)})`,
   );
 }
 
@@ -71,6 +76,8 @@ try {
   await pipeline(Readable.from(jiraCsv(1_000_000)), createGzip(), createWriteStream(gz));
   const xlsx = join(work, 'rows.xlsx');
   writeFileSync(xlsx, workbook(200_000));
+  const embeddedCsv = join(work, 'rows.csv');
+  await write(embeddedCsv, jiraCsv(1_000_000));
   const name = 'intake_bench_memory';
   execFileSync('psql', [base, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, '-c', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
   const url = new URL(base);
@@ -83,6 +90,7 @@ try {
   } finally {
     execFileSync('psql', [base, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' });
   }
+  await run(embeddedCsv, 'rows.csv');
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

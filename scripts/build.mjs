@@ -1,4 +1,4 @@
-// npm run build: the server compiled to dist/ (tsc), its migrations beside it, and the web
+// npm run build: the server compiled to dist/ (tsc), its migrations and plain scripts beside it, and the web
 // console (vite) into dist/console. With --if-stale (npm start) it does nothing when no source
 // is newer than the last build. Plain JavaScript: it runs before anything is compiled.
 import { execFileSync } from 'node:child_process';
@@ -27,6 +27,7 @@ export async function build({ ifStale = false } = {}) {
   rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
   execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
   cpSync(join(ROOT, 'src/storage/migrations'), join(ROOT, 'dist/storage/migrations'), { recursive: true });
+  cpSync(join(ROOT, 'src/storage/pglite-initdb.mjs'), join(ROOT, 'dist/storage/pglite-initdb.mjs'));
   const { build: vite } = await import('vite');
   await vite({ configFile: join(ROOT, 'src/console/vite.config.ts') });
   writeFileSync(STAMP, `${new Date().toISOString()}\n`);

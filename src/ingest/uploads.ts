@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -29,7 +29,10 @@ export interface UploadStore {
   readonly scratchDir: string;
 }
 
-/** Uploads as files in `dir`: written as `<id>.part`, renamed to `<id>` once complete. */
+/**
+ * Uploads as files in `dir`: written as `<id>.part`, flushed to disk, renamed to `<id>` once
+ * complete, and the rename flushed, so an upload answered 202 survives a power failure as its job does.
+ */
 export function fileStore(dir: string): UploadStore {
   const path = (jobId: string) => join(dir, jobId);
   const partial = (jobId: string) => join(dir, `${jobId}.part`);
@@ -38,7 +41,7 @@ export function fileStore(dir: string): UploadStore {
     scratchDir: dir,
     async put(jobId, body) {
       await mkdir(dir, { recursive: true });
-      const out = createWriteStream(partial(jobId));
+      const out = createWriteStream(partial(jobId), { flush: true });
       try {
         await pipeline(body, out);
       } catch (err) {
@@ -49,6 +52,12 @@ export function fileStore(dir: string): UploadStore {
         throw err;
       }
       await rename(partial(jobId), path(jobId));
+      const folder = await open(dir, 'r');
+      try {
+        await folder.datasync();
+      } finally {
+        await folder.close();
+      }
       return (await stat(path(jobId))).size;
     },
     async input(jobId) {

@@ -1,6 +1,9 @@
 import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { PGlite, types } from '@electric-sql/pglite';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { PGlite, types, type PGliteOptions } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { acquireLock } from './data-dir-lock.js';
 import { pgliteOptions } from './pglite-options.js';
@@ -73,6 +76,18 @@ function flushPath(path: string): void {
   }
 }
 
+const INITDB = fileURLToPath(new URL('./pglite-initdb.mjs', import.meta.url));
+
+async function initdb(pgdata: string, options: PGliteOptions): Promise<void> {
+  const { startParams, initDbStartParams } = options;
+  try {
+    await promisify(execFile)(process.execPath, [INITDB, pgdata, JSON.stringify({ startParams, initDbStartParams })]);
+  } catch (err) {
+    const { stderr } = err as { stderr?: string };
+    throw new Error(`could not create the embedded database in ${pgdata}: ${stderr?.trim() || (err as Error).message}`);
+  }
+}
+
 /**
  * Opens (creating on first use) the embedded database in dataDir/pgdata. With fsync (the
  * default) a commit is on disk when it returns, as on PostgreSQL; without, the last commits
@@ -86,6 +101,7 @@ export async function openPglite(dataDir: string, { fsync = true }: { fsync?: bo
   let pg: PGlite;
   try {
     const options = pgliteOptions();
+    if (created) await initdb(pgdata, options);
     const startParams = options.startParams ?? PGlite.defaultStartParams;
     pg = await PGlite.create({
       ...options,
