@@ -6,7 +6,8 @@
  * file, reach another schema or the system catalogs. The query then runs in a READ ONLY
  * transaction with a time limit, a cost limit and a row cap (routes/sql.ts).
  */
-import { parse } from 'libpg-query';
+// libpg-query is loaded at the first query, not at start: it holds about 17 MB.
+const parser = () => import('libpg-query');
 
 /** Functions a query may call (by name, optionally qualified by pg_catalog): pure computations on values. */
 const FUNCTIONS = new Set(
@@ -72,7 +73,7 @@ export class SqlRefused extends Error {}
 export async function checkQuery(sql: string, schema: string, datasets: ReadonlySet<string>): Promise<void> {
   let tree: { stmts?: { stmt: Node }[] };
   try {
-    tree = (await parse(sql)) as typeof tree;
+    tree = (await (await parser()).parse(sql)) as typeof tree;
   } catch (err) {
     throw new SqlRefused(`the query is not valid SQL: ${(err as Error).message}`);
   }
