@@ -370,7 +370,11 @@ describe('intake --version and intake doctor', () => {
     expect(embedded.stdout).toMatch(/^(ok|warn) +Node\.js \d+\.\d+\.\d+/m);
     expect(embedded.stdout).toMatch(/^ok {4}configuration: valid; mode embedded/m);
     expect(embedded.stdout).toMatch(new RegExp(`^ok {4}DATA_DIR ${join(dataDir, 'new')} \\(made at the first start, in ${dataDir}\\): writable, [\\d.]+ GiB free$`, 'm'));
+    expect(embedded.stdout).toMatch(/^ok {4}EMBEDDED_FSYNC: each commit is flushed to disk/m);
     expect(embedded.stdout).toMatch(/Nothing failed\.\n$/);
+    const unflushed = await intakeWith({ DATA_DIR: join(dataDir, 'new'), EMBEDDED_FSYNC: 'false' }, ['doctor']);
+    expect(unflushed.code).toBe(0);
+    expect(unflushed.stdout).toMatch(/^warn {2}EMBEDDED_FSYNC=false: a power failure can lose the last commits$/m);
 
     const refused = await intakeWith({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' }, ['doctor']);
     expect(refused.code).toBe(1);

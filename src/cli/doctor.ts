@@ -106,6 +106,8 @@ export async function doctor(env: NodeJS.ProcessEnv, out: NodeJS.WritableStream)
   report('ok', `configuration: valid; mode ${mode}; listens on ${config.host}:${config.port}`);
   if (!config.databaseUrl) {
     checkDirectory(report, 'DATA_DIR', config.dataDir);
+    if (config.embeddedFsync) report('ok', 'EMBEDDED_FSYNC: each commit is flushed to disk before it returns');
+    else report('warn', 'EMBEDDED_FSYNC=false: a power failure can lose the last commits');
     const lock = join(config.dataDir, 'intake.lock');
     if (existsSync(lock)) report('warn', `DATA_DIR is locked by pid ${readFileSync(lock, 'utf8').trim()}: an Intake may be running on it (a stale lock is taken over at start)`);
   }
