@@ -6,8 +6,21 @@ import { NODE_FLAGS } from '../src/cli/node-flags.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-function memory(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+export function memory(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+}
+
+/** A process's RSS once it has settled: it moved less than 1 MB in half a second (or 10 s have passed). */
+export async function settledRss(pid: number): Promise<number> {
+  let rss = memory(pid, 'VmRSS');
+  for (let i = 0; i < 20; i++) {
+    await sleep(500);
+    const now = memory(pid, 'VmRSS');
+    const moved = Math.abs(now - rss);
+    rss = now;
+    if (moved < 1024 ** 2) break;
+  }
+  return rss;
 }
 
 export interface IngestRun {
@@ -50,15 +63,7 @@ export async function ingestThroughIntake(env: Record<string, string>, file: str
       if (child.exitCode !== null) throw new Error(`intake serve exited:\n${output}`);
       await sleep(50);
     }
-    // Settled: the RSS moved less than 1 MB in half a second (or 10 s have passed).
-    let idleRss = memory(child.pid!, 'VmRSS');
-    for (let i = 0; i < 20; i++) {
-      await sleep(500);
-      const now = memory(child.pid!, 'VmRSS');
-      const moved = Math.abs(now - idleRss);
-      idleRss = now;
-      if (moved < 1024 ** 2) break;
-    }
+    const idleRss = await settledRss(child.pid!);
     const startPeakRss = memory(child.pid!, 'VmHWM');
     writeFileSync(`/proc/${child.pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
     const started = performance.now();

@@ -6,12 +6,13 @@
  * (with DATABASE_URL). Medians; the ratio is dist / tsx.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { NODE_FLAGS } from '../src/cli/node-flags.js';
+import { memory, settledRss } from './run-intake.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RUNS = Number(process.argv[2] ?? 5);
@@ -19,10 +20,6 @@ const RUNNERS = {
   tsx: [...NODE_FLAGS, '--import', 'tsx', 'src/cli/main.ts', 'serve'],
   dist: [...NODE_FLAGS, 'dist/cli/main.js', 'serve'],
 };
-
-function memory(pid: number, field: 'VmHWM' | 'VmRSS'): number {
-  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
-}
 
 interface Start {
   ms: number;
@@ -45,15 +42,7 @@ async function start(args: string[], env: Record<string, string>): Promise<Start
       await sleep(5);
     }
     const ms = performance.now() - started;
-    // Idle: the RSS moved less than 1 MB in half a second (or 10 s have passed).
-    let idleRss = memory(child.pid!, 'VmRSS');
-    for (let i = 0; i < 20; i++) {
-      await sleep(500);
-      const now = memory(child.pid!, 'VmRSS');
-      const moved = Math.abs(now - idleRss);
-      idleRss = now;
-      if (moved < 1024 ** 2) break;
-    }
+    const idleRss = await settledRss(child.pid!);
     return { ms, idleRss, peakRss: memory(child.pid!, 'VmHWM') };
   } finally {
     child.kill('SIGTERM');

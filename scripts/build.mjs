@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STAMP = join(ROOT, 'dist', '.built');
-const SOURCES = ['src', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json'];
+const SOURCES = ['src', 'package.json', 'npm-shrinkwrap.json', 'tsconfig.json', 'tsconfig.build.json'];
 
 function newest(path) {
   const stat = statSync(path);
@@ -16,13 +16,13 @@ function newest(path) {
   return Math.max(stat.mtimeMs, ...readdirSync(path).map((name) => newest(join(path, name))));
 }
 
-export function isStale() {
+function isStale() {
   if (!existsSync(STAMP)) return true;
   const built = statSync(STAMP).mtimeMs;
   return SOURCES.some((source) => existsSync(join(ROOT, source)) && newest(join(ROOT, source)) > built);
 }
 
-export async function build({ ifStale = false } = {}) {
+async function build({ ifStale = false } = {}) {
   if (ifStale && !isStale()) return false;
   rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
   execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
@@ -34,7 +34,5 @@ export async function build({ ifStale = false } = {}) {
   return true;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const started = Date.now();
-  if (await build({ ifStale: process.argv.includes('--if-stale') })) console.log(`built dist/ in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-}
+const started = Date.now();
+if (await build({ ifStale: process.argv.includes('--if-stale') })) console.log(`built dist/ in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -10,6 +10,7 @@ import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { loadConfig } from '../src/config.js';
 import { prettyLine } from '../src/log/pretty.js';
 import { backends, createSandbox, getJson, makeCsv, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { runCommand } from './process.js';
 
 const BIN = fileURLToPath(new URL('../bin/intake.js', import.meta.url));
 
@@ -19,14 +20,8 @@ function intake(cwd: string, args: string[], intakeUrl: string) {
 }
 
 /** The installed command with an environment of its own. */
-async function intakeWith(env: Record<string, string>, args: string[], cwd?: string) {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
+function intakeWith(env: Record<string, string>, args: string[], cwd?: string) {
+  return runCommand(process.execPath, [BIN, ...args], { cwd, env });
 }
 
 describe.each(backends())('intake CLI ($name)', (backend) => {

@@ -74,3 +74,14 @@ export async function startWorkerProcess(env: Record<string, string>, timeoutMs 
     },
   };
 }
+
+/** Runs a command to its end, with PATH and HOME and `env`; resolves with its exit code and output. */
+export async function runCommand(command: string, args: string[], { cwd, env = {} }: { cwd?: string; env?: Record<string, string> } = {}) {
+  const child = spawn(command, args, { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}

@@ -103,15 +103,11 @@ export async function openPglite(dataDir: string, { fsync = true }: { fsync?: bo
     const options = pgliteOptions();
     if (created) await initdb(pgdata, options);
     const startParams = options.startParams ?? PGlite.defaultStartParams;
-    pg = await PGlite.create({
-      ...options,
-      ...(fsync && {
-        fs: new DurableNodeFS(pgdata),
-        // PGlite starts PostgreSQL with -F (fsync off).
-        startParams: [...startParams.filter((param) => param !== '-F'), '-c', 'fsync=on', '-c', 'wal_sync_method=fsync'],
-      }),
-      ...(!fsync && { dataDir: pgdata }),
-    });
+    const storage: PGliteOptions = fsync
+      ? // PGlite starts PostgreSQL with -F (fsync off).
+        { fs: new DurableNodeFS(pgdata), startParams: [...startParams.filter((param) => param !== '-F'), '-c', 'fsync=on', '-c', 'wal_sync_method=fsync'] }
+      : { dataDir: pgdata };
+    pg = await PGlite.create({ ...options, ...storage });
     if (fsync && created) flushTree(pgdata);
   } catch (err) {
     releaseLock();
