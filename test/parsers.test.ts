@@ -882,3 +882,47 @@ describe('an Excel workbook that would not fit in memory', () => {
     }
   }, 60_000);
 });
+
+describe('a CSV record: its columns, values and text in the file order (issue 23, items 0, 3, 9)', () => {
+  /** Every item of a CSV (records and row errors), the same in every chunking: what a dataset loads from each. */
+  async function items(text: string, dialect: CsvDialect = {}) {
+    const read = async (chunks: string[]) => {
+      const out: unknown[] = [];
+      for await (const r of parseCsv(feed(chunks), undefined, dialect)) {
+        out.push(r.error === undefined ? { columns: r.columns, values: r.values, text: r.text, line: r.line } : { columns: r.columns, error: r.error, excerpt: r.excerpt });
+      }
+      return out;
+    };
+    const expected = await read([text]);
+    for (const [label, chunks] of chunkings(text, '')) expect(await read(chunks), label).toEqual(expected);
+    return expected;
+  }
+
+  it('keeps each header name with its own values, whatever the names (digits, __proto__, repeated, empty)', async () => {
+    expect(await items('a,2,b\nx,y,z\n')).toEqual([{ columns: ['a', '2', 'b'], values: ['x', 'y', 'z'], text: 'x,y,z', line: 2 }]);
+    expect(await items('b,10,1,__proto__,,a,a\n1,2,3,4,5,6,7')).toEqual([
+      { columns: ['b', '10', '1', '__proto__', 'column_5', 'a', 'a_2'], values: ['1', '2', '3', '4', '5', '6', '7'], text: '1,2,3,4,5,6,7', line: 2 },
+    ]);
+  });
+
+  it('gives a row error the header, so a bad first row does not hide it', async () => {
+    expect(await items('id,v\n1\n2,b\n')).toEqual([
+      { columns: ['id', 'v'], error: 'CSV error on line 2: expected 2 fields as in the header, found 1', excerpt: '1' },
+      { columns: ['id', 'v'], values: ['2', 'b'], text: '2,b', line: 3 },
+    ]);
+  });
+
+  it('shows a bad row as written: its own delimiter, quotes and tabs', async () => {
+    expect(await items('a;b;c\n"x;1";8,493;25;9\n1;2;3\n')).toEqual([
+      { columns: ['a', 'b', 'c'], error: 'CSV error on line 2: expected 3 fields as in the header, found 4', excerpt: '"x;1";8,493;25;9' },
+      { columns: ['a', 'b', 'c'], values: ['1', '2', '3'], text: '1;2;3', line: 3 },
+    ]);
+    const [bad] = await items('a\tb\n1\t2\t3\n', { delimiter: '\t' });
+    expect(bad).toMatchObject({ excerpt: '1\t2\t3' });
+    // A record over several lines is shown on one; a long one is cut.
+    const [multi] = await items('a,b\n"x\ny",2,3\n');
+    expect(multi).toMatchObject({ excerpt: '"x y",2,3' });
+    const [long] = await items(`a,b\n${'9,'.repeat(200)}9\n`);
+    expect(long).toMatchObject({ excerpt: `${'9,'.repeat(59)}9…` });
+  });
+});

@@ -12,7 +12,7 @@ import { IngestError } from '../ingest/errors.js';
 import { rowError, type ParsedRecord, type RowProblem } from '../ingest/record.js';
 import { topLevelFields } from './json-fields.js';
 import { uniqueColumnName } from './names.js';
-import { jsonFits, textFits, TypeTally, type ColumnType } from './types.js';
+import { jsonFits, jsonStorable, textFits, TypeTally, type ColumnType } from './types.js';
 
 export interface LoadColumn {
   /** The dataset column's name. */
@@ -85,6 +85,18 @@ export class Loader {
     return { columns: this.columns };
   }
 
+  /**
+   * A tabular input's header, in the file's order (from its first record, good or bad: a
+   * row error carries it too); nothing when the columns are known already.
+   */
+  header(names: readonly string[]): void {
+    if (this.columns.length > 0) return;
+    if (names.length > MAX_DATASET_COLUMNS) {
+      throw new IngestError(`the header has ${names.length} columns, and a dataset holds at most ${MAX_DATASET_COLUMNS}`);
+    }
+    for (const name of names) this.addColumn(name);
+  }
+
   /** The key columns given that no column of the input has (CSV: known from its header). */
   missingKeys(): string[] {
     return this.keyNames.filter((k) => !this.columns.some((c) => c.name === k || c.original === k));
@@ -111,22 +123,20 @@ export class Loader {
   }
 
   private csvRow(record: Extract<ParsedRecord, { data: object }>, recordNo: number): { text: string; width: number } | RowProblem {
-    const values = record.values ?? (Object.values(record.data) as string[]);
-    if (this.columns.length === 0) {
-      const header = Object.keys(record.data);
-      if (header.length > MAX_DATASET_COLUMNS) {
-        throw new IngestError(`the header has ${header.length} columns, and a dataset holds at most ${MAX_DATASET_COLUMNS}`);
-      }
-      for (const key of header) this.addColumn(key);
-    }
+    // The columns and values in the file's order: never an object's keys, which list
+    // integer-like names first (the values of `a,2,b` would go to `2,a,b`).
+    const { columns, values } = record;
+    if (columns === undefined || values === undefined) throw new Error('a tabular record comes with its columns and values');
+    this.header(columns);
+    const excerpt = () => record.text ?? values.join(',');
     // Checked first, counted after: a record kept out leaves no trace in the inferred types.
     for (let i = 0; i < values.length; i++) {
       const value = values[i]!;
       const column = this.columns[i]!;
       if (value === '') {
-        if (this.keyColumns.has(i)) return this.noKey(record, recordNo, column.name, values.join(','));
+        if (this.keyColumns.has(i)) return this.noKey(record, recordNo, column.name, excerpt(), true);
       } else if (column.target !== null && !textFits(value, column.target)) {
-        return this.misfit(record, recordNo, column, value, values.join(','));
+        return this.misfit(record, recordNo, column, value, excerpt(), true);
       }
     }
     // One test of the whole row for what COPY's text format must escape: most rows have none,
@@ -161,7 +171,7 @@ export class Loader {
       }
       const column = this.columns[i]!;
       if (value === 'null') continue;
-      if (column.target !== null && !jsonFits(value, column.target)) return this.misfit(record, recordNo, column, value, raw);
+      if (column.target !== null ? !jsonFits(value, column.target) : !jsonStorable(value)) return this.misfit(record, recordNo, column, value, raw);
       staged[i] = value;
     }
     for (const k of this.keyNames) {
@@ -181,16 +191,21 @@ export class Loader {
     return { text, width: this.columns.length };
   }
 
-  private misfit(record: ParsedRecord, recordNo: number, column: LoadColumn, value: string, excerpt: string): RowProblem {
-    const shown = value.length > 60 ? `${value.slice(0, 60)}…` : value;
+  private misfit(record: ParsedRecord, recordNo: number, column: LoadColumn, value: string, excerpt: string, asWritten = false): RowProblem {
+    const shown = JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+    const why =
+      column.target === null
+        ? `column "${column.name}" cannot hold ${shown}: PostgreSQL's numbers hold at most 131072 digits before the point and 16383 after it`
+        : `column "${column.name}" is ${column.target} and cannot hold ${shown}`;
     return rowError(
       record.line,
-      `record ${recordNo} (line ${record.line}): column "${column.name}" is ${column.target} and cannot hold ${JSON.stringify(shown)}`,
+      `record ${recordNo} (line ${record.line}): ${why}`,
       excerpt,
+      asWritten,
     );
   }
 
-  private noKey(record: ParsedRecord, recordNo: number, column: string, excerpt: string): RowProblem {
-    return rowError(record.line, `record ${recordNo} (line ${record.line}) has no value for the key column "${column}"`, excerpt);
+  private noKey(record: ParsedRecord, recordNo: number, column: string, excerpt: string, asWritten = false): RowProblem {
+    return rowError(record.line, `record ${recordNo} (line ${record.line}) has no value for the key column "${column}"`, excerpt, asWritten);
   }
 }

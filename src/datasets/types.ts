@@ -9,7 +9,9 @@
  *   boolean      true or false, in any case
  *   date         YYYY-MM-DD, a real date in years 1–9999
  *   timestamptz  an ISO 8601 date and time (T or a space between), to the minute or finer, with
- *                Z or an offset; without one it is read as UTC
+ *                Z or an offset; without one it is read as UTC. Its time in UTC (to the
+ *                microsecond PostgreSQL keeps) must be in years 1–9999 too, which ISO 8601 can
+ *                write: `9999-12-31T23:59:59-15:00` (year 10000 in UTC) is not a time
  *   text         anything else
  *   jsonb        a nested JSON value (object or array), from JSON input or a column declared so
  *
@@ -85,6 +87,60 @@ export function isNumeric(s: string): boolean {
   return i === n;
 }
 
+// PostgreSQL's numeric (and jsonb's numbers): digits before the point, digits after it (the
+// scale, counted as written: `0.0e-99999` is refused though it is zero), the exponent's bound.
+const NUMERIC_MAX_WEIGHT_DIGITS = 131_072;
+const NUMERIC_MAX_SCALE = 16_383;
+const NUMERIC_MAX_EXPONENT = 2 ** 30 - 1;
+
+/**
+ * Whether a number's text (a JSON number, or a value isNumeric accepts) is one PostgreSQL's
+ * numeric can hold, as numeric_in reads it; past it the cast fails ("value overflows numeric
+ * format"). Most numbers are short and have no exponent: those always fit.
+ */
+export function fitsNumeric(s: string): boolean {
+  if (s.length <= 1000 && s.indexOf('e') < 0 && s.indexOf('E') < 0) return true;
+  const n = s.length;
+  let i = s.charCodeAt(0) === 45 || s.charCodeAt(0) === 43 ? 1 : 0;
+  const intStart = i;
+  while (i < n && isDigit(s.charCodeAt(i))) i++;
+  const intEnd = i;
+  let fracStart = i;
+  if (s.charCodeAt(i) === 46) fracStart = ++i;
+  while (i < n && isDigit(s.charCodeAt(i))) i++;
+  const fracDigits = i - fracStart;
+  let exponent = 0;
+  if (i < n) {
+    const digits = s.slice(i + 1).replace(/^[+-]/, '').replace(/^0+/, '');
+    if (digits.length > 10) return false;
+    exponent = Number(digits) * (s.charCodeAt(i + 1) === 45 ? -1 : 1);
+    if (Math.abs(exponent) >= NUMERIC_MAX_EXPONENT) return false;
+  }
+  if (fracDigits - exponent > NUMERIC_MAX_SCALE) return false;
+  // The power of ten of the first significant digit: it sets the digits before the point.
+  let first: number | undefined;
+  for (let k = intStart; k < intEnd && first === undefined; k++) if (s.charCodeAt(k) !== ZERO) first = intEnd - k - 1;
+  for (let k = fracStart; k < fracStart + fracDigits && first === undefined; k++) if (s.charCodeAt(k) !== ZERO) first = fracStart - k - 1;
+  return first === undefined || first + exponent < NUMERIC_MAX_WEIGHT_DIGITS;
+}
+
+/** Whether every number in valid JSON text fits PostgreSQL's numeric (as jsonb stores them). */
+export function jsonNumbersFit(json: string): boolean {
+  // Without an exponent, and short, every number fits.
+  if (json.length <= NUMERIC_MAX_SCALE && !/[0-9][eE]/.test(json)) return true;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c === 0x22) {
+      for (i++; i < json.length && json.charCodeAt(i) !== 0x22; i++) if (json.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 45 || isDigit(c)) {
+      const start = i;
+      while (i + 1 < json.length && /[0-9.eE+-]/.test(json.charAt(i + 1))) i++;
+      if (!fitsNumeric(json.slice(start, i + 1))) return false;
+    }
+  }
+  return true;
+}
+
 export function isBoolean(s: string): boolean {
   return s.length <= 5 && /^(?:true|false)$/i.test(s);
 }
@@ -104,14 +160,16 @@ function twoDigits(s: string, i: number): number {
   return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1;
 }
 
-/** Whether s starts with a real date YYYY-MM-DD. (Char by char: it runs for every value of a date column.) */
-function startsWithDate(s: string): boolean {
-  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return false;
+/** The year of s if it starts with a real date YYYY-MM-DD, else 0. (Char by char: it runs for every value of a date column.) */
+function dateYear(s: string): number {
+  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return 0;
   const century = twoDigits(s, 0);
   const year = twoDigits(s, 2);
-  if (century < 0 || year < 0) return false;
-  return validDate(century * 100 + year, twoDigits(s, 5), twoDigits(s, 8));
+  if (century < 0 || year < 0) return 0;
+  return validDate(century * 100 + year, twoDigits(s, 5), twoDigits(s, 8)) ? century * 100 + year : 0;
 }
+
+const startsWithDate = (s: string) => dateYear(s) !== 0;
 
 export function isDate(s: string): boolean {
   return s.length === 10 && startsWithDate(s);
@@ -123,34 +181,53 @@ export function isDate(s: string): boolean {
  */
 export function isTimestamp(s: string): boolean {
   const n = s.length;
-  if (n < 16 || n > 35 || !startsWithDate(s)) return false;
+  if (n < 16 || n > 35) return false;
+  const year = dateYear(s);
+  if (year === 0) return false;
   const t = s.charCodeAt(10);
   if (t !== 84 && t !== 116 && t !== 32) return false;
   const hour = twoDigits(s, 11);
   const minute = twoDigits(s, 14);
   if (hour < 0 || hour > 23 || s.charCodeAt(13) !== 58 || minute < 0 || minute > 59) return false;
   let i = 16;
+  let second = 0;
+  let roundsUp = false; // a fraction PostgreSQL rounds to the next second (.9999995 and up)
   if (s.charCodeAt(i) === 58) {
-    const second = twoDigits(s, i + 1);
+    second = twoDigits(s, i + 1);
     if (second < 0 || second > 59) return false;
     i += 3;
     if (s.charCodeAt(i) === 46) {
       const start = ++i;
       while (i < n && isDigit(s.charCodeAt(i))) i++;
       if (i === start || i - start > 9) return false;
+      roundsUp = i - start > 6 && s.startsWith('999999', start) && s.charCodeAt(start + 6) >= 53;
     }
   }
-  if (i === n) return true;
-  const zone = s.charCodeAt(i);
-  if (zone === 90 || zone === 122) return i + 1 === n;
-  if (zone !== 43 && zone !== 45) return false;
-  const offsetHours = twoDigits(s, i + 1);
-  if (offsetHours < 0 || offsetHours > 15) return false;
-  i += 3;
-  if (i === n) return true;
-  if (s.charCodeAt(i) === 58) i++;
-  const offsetMinutes = twoDigits(s, i);
-  return offsetMinutes >= 0 && offsetMinutes <= 59 && i + 2 === n;
+  let offset = 0; // seconds east of UTC
+  if (i < n) {
+    const zone = s.charCodeAt(i);
+    if (zone === 90 || zone === 122) {
+      if (i + 1 !== n) return false;
+    } else {
+      if (zone !== 43 && zone !== 45) return false;
+      const offsetHours = twoDigits(s, i + 1);
+      if (offsetHours < 0 || offsetHours > 15) return false;
+      i += 3;
+      let offsetMinutes = 0;
+      if (i !== n) {
+        if (s.charCodeAt(i) === 58) i++;
+        offsetMinutes = twoDigits(s, i);
+        if (offsetMinutes < 0 || offsetMinutes > 59 || i + 2 !== n) return false;
+      }
+      offset = (zone === 43 ? 1 : -1) * (offsetHours * 3600 + offsetMinutes * 60);
+    }
+  }
+  if (year !== 1 && year !== 9999) return true;
+  // In UTC the time must stay in years 1–9999: only the first and the last day can leave them.
+  const inDay = hour * 3600 + minute * 60 + second + (roundsUp ? 1 : 0) - offset;
+  if (year === 1 && s.startsWith('01-01', 5)) return inDay >= 0;
+  if (year === 9999 && s.startsWith('12-31', 5)) return inDay < 86_400;
+  return true;
 }
 
 /** The narrowest type of a value written as text (a CSV cell, a JSON string); '' has none. */
@@ -187,13 +264,14 @@ export function textFits(s: string, type: ColumnType): boolean {
   }
 }
 
+/** Whether s is JSON that jsonb can hold (its numbers within numeric's range). */
 function isJsonText(s: string): boolean {
   try {
     JSON.parse(s);
-    return true;
   } catch {
     return false;
   }
+  return jsonNumbersFit(s);
 }
 
 /**
@@ -246,7 +324,8 @@ export class TypeTally {
  * timestamptz, "" into any of these as NULL; anything into text and jsonb.
  */
 export function jsonFits(text: string, type: ColumnType): boolean {
-  if (type === 'text' || type === 'jsonb') return true;
+  if (type === 'text') return true;
+  if (type === 'jsonb') return jsonStorable(text);
   const c = text.charCodeAt(0);
   if (c === 0x6e) return true; // null
   if (c === 0x22) {
@@ -257,5 +336,15 @@ export function jsonFits(text: string, type: ColumnType): boolean {
   }
   if (c === 0x74 || c === 0x66) return type === 'boolean';
   if (c === 0x7b || c === 0x5b) return false;
-  return type === 'numeric' || (type === 'bigint' && isBigint(text));
+  return type === 'numeric' ? fitsNumeric(text) : type === 'bigint' && isBigint(text);
+}
+
+/**
+ * Whether a JSON value's text can be stored in a column whose type is inferred (whatever it
+ * turns out to be: numeric, jsonb...): its numbers within numeric's range.
+ */
+export function jsonStorable(text: string): boolean {
+  const c = text.charCodeAt(0);
+  if (c === 0x7b || c === 0x5b) return jsonNumbersFit(text);
+  return c === 0x22 || c === 0x74 || c === 0x66 || c === 0x6e || fitsNumeric(text);
 }

@@ -23,30 +23,36 @@ export function headerKeys(header: string[]): string[] {
 }
 
 /**
- * A CSV record: its fields in header order (`values`, what a dataset loads), and the same as
- * an object keyed by the header (`data`, made when first read: loading never needs it).
+ * A CSV record: the header's names and its fields, both in the file's order (`columns` and
+ * `values`, what a dataset loads), the start of its text as written (`text`, for an excerpt),
+ * and the same as an object keyed by the header (`data`, made when first read: loading never
+ * needs it, and an object lists integer-like keys such as `2` before the others).
  */
 export class CsvRecord {
   private object: Record<string, string> | undefined;
 
   constructor(
-    private readonly keys: readonly string[],
+    readonly columns: readonly string[],
     private readonly hasProto: boolean,
     readonly values: readonly string[],
     readonly line: number,
+    readonly text?: string,
   ) {}
 
   get data(): Record<string, string> {
     if (this.object) return this.object;
     const data: Record<string, string> = {};
-    for (let k = 0; k < this.keys.length; k++) {
-      if (this.hasProto && this.keys[k] === '__proto__') {
+    for (let k = 0; k < this.columns.length; k++) {
+      if (this.hasProto && this.columns[k] === '__proto__') {
         Object.defineProperty(data, '__proto__', { value: this.values[k], enumerable: true, writable: true, configurable: true });
-      } else data[this.keys[k]!] = this.values[k]!;
+      } else data[this.columns[k]!] = this.values[k]!;
     }
     return (this.object = data);
   }
 }
+
+// Characters of a record's text kept for its excerpt (a row error shows at most 120).
+const TEXT_KEPT = 256;
 
 // Fields beyond the header's count kept for the row error's excerpt; the rest are only counted.
 const EXTRA_FIELDS_KEPT = 16;
@@ -182,6 +188,8 @@ export async function* parseCsv(
   let quoteLine = 1; // where the current quoted field starts
   let afterCR = false; // the previous character was a CR: a LF now completes the CRLF
   let first = true;
+  let textHead = ''; // the current record's text in earlier chunks (at most TEXT_KEPT characters)
+  let textStart = 0; // where the current record's text begins in this chunk
 
   const error = (at: number, what: string) => new IngestError(`CSV error on line ${at}: ${what}`);
 
@@ -214,8 +222,12 @@ export async function* parseCsv(
     }
   }
 
-  /** Ends the current record; a record (not the header) is returned. */
-  function endRecord(): ParsedRecord | undefined {
+  /** The current record's text as written (its first TEXT_KEPT characters), when it ends at `end` of `chunk`. */
+  const recordText = (chunk: string, end: number) =>
+    textHead.length >= TEXT_KEPT ? textHead : textHead + chunk.slice(textStart, Math.min(end, textStart + TEXT_KEPT - textHead.length));
+
+  /** Ends the current record, whose text (as written) is `text`; a record (not the header) is returned. */
+  function endRecord(text: string): ParsedRecord | undefined {
     const values = fields;
     const count = fieldCount;
     const broken = problem;
@@ -223,6 +235,7 @@ export async function* parseCsv(
     fieldCount = 0;
     recordLength = 0;
     problem = undefined;
+    textHead = '';
     if (keys === null) {
       keys = header ? headerKeys(values) : values.map((_, i) => `column_${i + 1}`);
       hasProto = keys.includes('__proto__');
@@ -230,10 +243,11 @@ export async function* parseCsv(
     }
     if (count !== keys.length) {
       const s = keys.length === 1 ? '' : 's';
-      return rowError(recordLine, `CSV error on line ${recordLine}: expected ${keys.length} field${s} as in the ${header ? 'header' : 'first row'}, found ${count}`, values.join(','));
+      const message = `CSV error on line ${recordLine}: expected ${keys.length} field${s} as in the ${header ? 'header' : 'first row'}, found ${count}`;
+      return { ...rowError(recordLine, message, text, true), columns: keys };
     }
-    if (broken) return rowError(recordLine, `CSV error on line ${recordLine}: ${broken}`, values.join(','));
-    return new CsvRecord(keys, hasProto, values, recordLine);
+    if (broken) return { ...rowError(recordLine, `CSV error on line ${recordLine}: ${broken}`, text, true), columns: keys };
+    return new CsvRecord(keys, hasProto, values, recordLine, text);
   }
 
   const detect = (sample: string) => {
@@ -247,6 +261,7 @@ export async function* parseCsv(
       if (chunk.charCodeAt(0) === 0xfeff) i = 1;
     }
     let start = i; // where the current field's text begins in this chunk
+    textStart = i;
     const len = chunk.length;
     for (; i < len; i++) {
       const c = chunk.charCodeAt(i);
@@ -263,14 +278,17 @@ export async function* parseCsv(
         pushField(state === State.Unquoted ? field + chunk.slice(start, i) : field);
         field = '';
         state = State.FieldStart;
-        const record = endRecord();
+        const record = endRecord(recordText(chunk, i));
         if (record) yield record;
         continue;
       }
       afterCR = false;
       switch (state) {
         case State.FieldStart:
-          if (fieldCount === 0) recordLine = line;
+          if (fieldCount === 0) {
+            recordLine = line;
+            textStart = i;
+          }
           if (c === 0x22) {
             state = State.Quoted;
             quoteLine = line;
@@ -314,13 +332,14 @@ export async function* parseCsv(
     }
     if (state === State.Unquoted || state === State.Quoted) field += chunk.slice(start);
     checkPartialField();
+    if (state !== State.FieldStart || fieldCount > 0) textHead = recordText(chunk, len);
   }
   if (state === State.Quoted) {
     throw error(quoteLine, `the quoted field ${fieldCount + 1} starting here is never closed (the file ends inside it)`);
   }
   if (state !== State.FieldStart || fieldCount > 0) {
     pushField(field);
-    const record = endRecord();
+    const record = endRecord(textHead);
     if (record) yield record;
   }
 }

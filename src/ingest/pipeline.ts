@@ -238,13 +238,14 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
       // Parsing runs in microtasks, which starve I/O: let the socket carrying the batch in
       // flight drain now and then, so PostgreSQL loads while Node parses.
       if ((recordNo & 255) === 0 && inFlight) await new Promise<void>((resolve) => setImmediate(resolve));
-      const item = record.error === undefined ? loader.row(record, recordNo) : record;
-      if (recordNo === checkpoint && isTabular(job.format)) {
+      if (recordNo === checkpoint && record.columns !== undefined) {
+        loader.header(record.columns); // known from a CSV's header, even when its first record is bad
         const missing = loader.missingKeys();
         if (missing.length > 0) {
           throw new IngestError(`the key column "${missing[0]}" is not in the file's header (its columns: ${loader.columns.map((c) => c.original).join(', ').slice(0, 300)})`);
         }
       }
+      const item = record.error === undefined ? loader.row(record, recordNo) : record;
       if ('text' in item) {
         if (rowCount > 0 && item.width !== width && !(await flush())) return 'stopped';
         width = item.width;

@@ -6,17 +6,24 @@
  */
 export type ParsedRecord =
   // raw: the record's JSON text as written in the input (JSON formats), stored as it is;
-  // values: a CSV record's fields in header order (its data, without building an object).
-  | { data: Record<string, unknown>; line: number; raw?: string; values?: readonly string[]; error?: undefined }
-  | { data?: undefined; line: number; raw?: undefined; values?: undefined; error: string; excerpt: string };
+  // columns and values: a CSV (or sheet) record's header names and its fields, both in the
+  // file's order, the one source of its columns (`data` is a convenience: an object lists
+  // integer-like keys first); text: the start of its line as written, for excerpts.
+  | { data: Record<string, unknown>; line: number; raw?: string; columns?: readonly string[]; values?: readonly string[]; text?: string; error?: undefined }
+  // columns: the header of a CSV (or sheet) row error, so a header is known even when its first row is bad.
+  | { data?: undefined; line: number; raw?: undefined; columns?: readonly string[]; values?: undefined; error: string; excerpt: string };
 
 const EXCERPT_LENGTH = 120;
 
 /** A row-level error, as parsers yield it. */
 export type RowProblem = Extract<ParsedRecord, { error: string }>;
 
-export function rowError(line: number, error: string, raw: string): RowProblem {
-  const flat = raw.replace(/\s+/g, ' ').trim();
+/**
+ * A row error with an excerpt of its text: on one line, its whitespace run together, or with
+ * `asWritten` (a CSV line, whose delimiter may be a tab) only its line breaks made spaces.
+ */
+export function rowError(line: number, error: string, raw: string, asWritten = false): RowProblem {
+  const flat = (asWritten ? raw.replace(/\r\n?|\n/g, ' ') : raw.replace(/\s+/g, ' ')).trim();
   let cut = EXCERPT_LENGTH - 1;
   if (/[\ud800-\udbff]/.test(flat.charAt(cut - 1))) cut--; // not between the halves of a pair
   const excerpt = flat.length > EXCERPT_LENGTH ? `${flat.slice(0, cut)}…` : flat;

@@ -264,6 +264,9 @@ async function* sheetRows(zip: Zip, entry: Parameters<Zip['read']>[0], context: 
     }
   };
 
+  /** A row error of the row being read (with the header, known by then, as its columns). */
+  const problem = (message: string, values: string[]): ParsedRecord => ({ ...rowError(rowNumber, message, values.join(',')), columns: keys ?? [] });
+
   const endRow = () => {
     let width = cells.length;
     while (width > 0 && (cells[width - 1] === undefined || cells[width - 1] === '')) width--;
@@ -276,21 +279,20 @@ async function* sheetRows(zip: Zip, entry: Parameters<Zip['read']>[0], context: 
       hasProto = keys.includes('__proto__');
       if (context.header) return;
     }
-    const excerpt = () => values.join(',');
     if (width > keys.length) {
-      done.push(rowError(rowNumber, `row ${rowNumber} has a value in column ${width}, beyond the ${keys.length} columns of the ${context.header ? 'header' : 'first row'}`, excerpt()));
+      done.push(problem(`row ${rowNumber} has a value in column ${width}, beyond the ${keys.length} columns of the ${context.header ? 'header' : 'first row'}`, values));
       return;
     }
     let length = 0;
     for (const value of values) {
       if (value.length > limits.maxFieldLength) {
-        done.push(rowError(rowNumber, `row ${rowNumber}: a cell is longer than ${limits.maxFieldLength} characters (MAX_FIELD_LENGTH)`, excerpt()));
+        done.push(problem(`row ${rowNumber}: a cell is longer than ${limits.maxFieldLength} characters (MAX_FIELD_LENGTH)`, values));
         return;
       }
       length += value.length;
     }
     if (length > limits.maxRecordLength) {
-      done.push(rowError(rowNumber, `row ${rowNumber} is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`, excerpt()));
+      done.push(problem(`row ${rowNumber} is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`, values));
       return;
     }
     while (values.length < keys.length) values.push('');
