@@ -163,4 +163,72 @@ describe.each(backends())('dataset integrity ($name)', (backend) => {
     for (const row of rows) expect(row.at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$/);
     expect(rows.map((r) => r.at)).toEqual(['9999-12-31T23:59:59.999999+00:00', '9999-12-31T08:59:59+00:00', '0001-01-01T15:00:00+00:00', '9999-12-31T23:59:59+00:00']);
   });
+
+  it('gives two datasets objects of different names, however alike the datasets\' names (item 1)', async () => {
+    const long = 'monthly_sales_report_region_north_america_2024_';
+    for (const name of [`${long}01`, `${long}02`, 'sales', 'sales_intake_job', 'sales_pkey', 'sales__intake_id_seq', `${'s'.repeat(63)}`, `${'s'.repeat(62)}t`]) {
+      for (const mode of ['append', 'merge'] as const) {
+        const job = await load(`${name}.csv`, 'id,v\n1,a\n2,b\n', { dataset: name, mode, ...(mode === 'merge' ? { key: 'id' } : {}) });
+        expect(job, `${name} ${mode}: ${job.error}`).toMatchObject({ status: 'completed' });
+      }
+      expect(await sql(`SELECT count(*)::text AS n FROM datasets.${name}`), name).toEqual([{ n: '2' }]);
+    }
+    // Every object but the tables is Intake's own name, never a dataset's.
+    const others = await sql<{ relname: string }>(
+      `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'datasets' AND c.relkind NOT IN ('r', 'p')`,
+    );
+    expect(others.length).toBeGreaterThan(0);
+    for (const { relname } of others) expect(relname).toMatch(/^_intake_(pk|seq|job|key)_[0-9a-f]{32}$/);
+  });
+});
+
+describe.each(backends().filter((b) => b.name !== 'scale-out'))('datasets an older Intake made ($name)', (backend) => {
+  let sandbox: Sandbox;
+  afterAll(async () => {
+    await sandbox?.dispose();
+  });
+
+  it('renames their indexes, key and sequence at start, and they keep loading and merging (item 1)', async () => {
+    sandbox = await createSandbox(backend);
+    let server = await startServer(sandbox);
+    const load = async (name: string, csv: string, query: Record<string, string>) => {
+      const form = new FormData();
+      form.append('file', new Blob([csv]), `${name}.csv`);
+      const res = await fetch(`${server.url}/api/upload?${new URLSearchParams({ dataset: name, ...query })}`, { method: 'POST', body: form });
+      return waitForJob(server.url, ((await res.json()) as { job_id: string }).job_id);
+    };
+    const sql = async (text: string) => (await server.intake.db.query<Record<string, unknown>>(text)).rows;
+    try {
+      expect(await load('sales', 'id,v\n1,a\n2,b\n', { mode: 'merge', key: 'id' })).toMatchObject({ status: 'completed', rows_inserted: 2 });
+      // The names af9e390 gave: PostgreSQL's own for the key and the sequence, the name cut to 40 and a suffix for the indexes.
+      const named = async (kind: string) =>
+        (await sql(`SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'datasets' AND c.relname LIKE '_intake_${kind}_%'`))[0]!.name;
+      const [pk, seq, job, key] = [await named('pk'), await named('seq'), await named('job'), await named('key')];
+      await sql(`ALTER TABLE datasets.sales RENAME CONSTRAINT ${pk} TO sales_pkey`);
+      await sql(`ALTER SEQUENCE datasets.${seq} RENAME TO sales__intake_id_seq`);
+      await sql(`ALTER INDEX datasets.${job} RENAME TO sales_intake_job`);
+      await sql(`ALTER INDEX datasets.${key} RENAME TO sales_intake_key_0123abcd`);
+    } finally {
+      await server.close();
+    }
+
+    server = await startServer(sandbox);
+    try {
+      for (const name of ['sales_pkey', 'sales__intake_id_seq', 'sales_intake_job', 'sales_intake_key_0123abcd']) {
+        expect(await load(name, 'id,v\n1,a\n', {}), name).toMatchObject({ status: 'completed', rows_inserted: 1 });
+      }
+      // The merge finds the key's unique index by its columns: no second one is made.
+      expect(await load('sales', 'id,v\n2,B\n3,c\n', { mode: 'merge', key: 'id' })).toMatchObject({ status: 'completed', rows_inserted: 1, rows_updated: 1 });
+      expect(await sql(`SELECT id::text, v, _intake_id::text FROM datasets.sales ORDER BY id`)).toEqual([
+        { id: '1', v: 'a', _intake_id: '1' },
+        { id: '2', v: 'B', _intake_id: '2' },
+        { id: '3', v: 'c', _intake_id: expect.any(String) },
+      ]);
+      const indexes = await sql(`SELECT indexname FROM pg_indexes WHERE schemaname = 'datasets' AND tablename = 'sales' ORDER BY 1`);
+      expect(indexes).toHaveLength(3);
+      for (const { indexname } of indexes) expect(indexname).toMatch(/^_intake_(pk|job|key)_[0-9a-f]{32}$/);
+    } finally {
+      await server.close();
+    }
+  });
 });

@@ -241,6 +241,20 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
     expect((await refused({ connection, jql: '  ' })).loc).toEqual(['body', 'jql']);
   });
 
+  it('completes a pull that finds no issue with 0 rows, into a new dataset or one that has rows, leaving it as it was (issue 23, item 23)', async () => {
+    expect(await pull({ jql: 'project = NONE', dataset: 'no_issues' })).toMatchObject({ status: 'completed', records_processed: 0, rows_inserted: 0, rows_updated: 0 });
+    for (let n = 1; n <= 3; n++) jira.issues.push(issueOf('ZER', 40_000 + n, n, BASE + n * MINUTE));
+    expect(await pull({ jql: 'project = ZER', dataset: 'zero_issues' })).toMatchObject({ status: 'completed', rows_inserted: 3 });
+    const rows = () => sql<Record<string, unknown>>('SELECT id::text, summary, _intake_job_id::text, _intake_record_no::text FROM datasets.zero_issues ORDER BY id');
+    const before = await rows();
+    expect(before).toHaveLength(3);
+    expect(await pull({ jql: 'project = NONE', dataset: 'zero_issues' })).toMatchObject({ status: 'completed', records_processed: 0, rows_inserted: 0, rows_updated: 0 });
+    expect(await rows()).toEqual(before);
+    // The next pull merges as before.
+    jira.issues.push(issueOf('ZER', 40_004, 4, BASE + 4 * MINUTE));
+    expect(await pull({ jql: 'project = ZER', dataset: 'zero_issues' })).toMatchObject({ status: 'completed', rows_inserted: 1 });
+  });
+
   it('cancels a pull mid-way: it ends canceled, its dataset and its mark as they were', async () => {
     // A first run loads 300 issues and sets the mark; 1,000 more change after it.
     for (let n = 1; n <= 300; n++) jira.issues.push(issueOf('CAN', 30_000 + n, n, BASE + n * MINUTE));

@@ -6,8 +6,10 @@
  * last: `_intake_id` (identity, the order rows arrived in, the rows pages' key),
  * `_intake_job_id` and `_intake_record_no` (the job and input position that wrote the row).
  * Names are checked by the naming rule before they get here (letters, digits, _), and quoted
- * all the same.
+ * all the same. The other objects of a dataset (its indexes, primary key and identity
+ * sequence) are named by `objectName`, never a dataset's name.
  */
+import { createHash } from 'node:crypto';
 import { castFromCsv, castFromJson, widenExpression } from '../datasets/casts.js';
 import { topLevelFields } from '../datasets/json-fields.js';
 import { stageColumn, type LoadState } from '../datasets/loader.js';
@@ -21,6 +23,54 @@ const DATASET_LOCK_CLASS = 7_277_462;
 
 const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
 export const tableOf = (schema: string, dataset: string) => `${ident(schema)}.${ident(dataset)}`;
+/**
+ * The name of one of a dataset's own objects (`kind`: an index, its primary key, its identity
+ * sequence), which share the schema's namespace with the datasets: `_intake_<kind>_` and 128
+ * bits of a hash of the dataset's name (and of `detail`, e.g. a key's columns). It cannot be a
+ * dataset's name (those start with a letter), and two datasets never get the same one,
+ * however long and alike their names.
+ */
+export function objectName(kind: 'pk' | 'seq' | 'job' | 'key', dataset: string, detail = ''): string {
+  return `_intake_${kind}_${createHash('sha256').update(`${dataset}\0${detail}`).digest('hex').slice(0, 32)}`;
+}
+
+/**
+ * Gives the objects of datasets made by an older Intake (which named them `<name>_pkey`,
+ * `<name>__intake_id_seq`, `<name cut to 40>_intake_job`, `…_intake_key_<hash>`: names that
+ * can be another dataset's) their `objectName`. Run at start, under the migrations' lock;
+ * once done it finds nothing. Returns how many objects it renamed.
+ */
+export async function renameLegacyObjects(tx: Queryable, schema: string): Promise<number> {
+  const { rows } = await tx.query<{ dataset: string; name: string; kind: 'pk' | 'seq' | 'job' | 'key'; detail: string }>(
+    `WITH t AS (
+       SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN intake_datasets d ON d.name = c.relname
+       WHERE n.nspname = $1 AND c.relkind IN ('r', 'p'))
+     SELECT t.relname AS dataset, k.conname AS name, 'pk' AS kind, '' AS detail
+       FROM t JOIN pg_constraint k ON k.conrelid = t.oid AND k.contype = 'p'
+     UNION ALL
+     SELECT t.relname, s.relname, 'seq', ''
+       FROM t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attname = '_intake_id'
+       JOIN pg_depend d ON d.refobjid = t.oid AND d.refobjsubid = a.attnum AND d.classid = 'pg_class'::regclass
+       JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+     UNION ALL
+     SELECT t.relname, i.relname, CASE WHEN x.indisunique THEN 'key' ELSE 'job' END,
+            (SELECT string_agg(a.attname, ',' ORDER BY array_position(x.indkey::int2[], a.attnum)) FROM pg_attribute a
+             WHERE a.attrelid = t.oid AND a.attnum = ANY (x.indkey::int2[]))
+       FROM t JOIN pg_index x ON x.indrelid = t.oid JOIN pg_class i ON i.oid = x.indexrelid
+       WHERE NOT x.indisprimary AND (i.relname ~ '_intake_job$' OR i.relname ~ '_intake_key_[0-9a-f]{8}$')`,
+    [schema],
+  );
+  let renamed = 0;
+  for (const { dataset, name, kind, detail } of rows) {
+    const target = objectName(kind, dataset, kind === 'key' ? detail : '');
+    if (name === target) continue;
+    if (kind === 'pk') await tx.query(`ALTER TABLE ${tableOf(schema, dataset)} RENAME CONSTRAINT ${ident(name)} TO ${ident(target)}`);
+    else await tx.query(`ALTER ${kind === 'seq' ? 'SEQUENCE' : 'INDEX'} ${tableOf(schema, name)} RENAME TO ${ident(target)}`);
+    renamed++;
+  }
+  return renamed;
+}
+
 export const stageOf = (jobId: string) => `${STAGE_SCHEMA}.${ident(`job_${jobId.replaceAll('-', '').toLowerCase()}`)}`;
 
 /**
@@ -91,7 +141,7 @@ export async function datasetColumns(db: Queryable, schema: string, dataset: str
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, COALESCE(c.original_name, a.attname) AS original_name
      FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_attribute a ON a.attrelid = t.oid
        LEFT JOIN intake_dataset_columns c ON c.dataset = $2 AND c.name = a.attname
-     WHERE n.nspname = $1 AND t.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped AND left(a.attname, 8) <> '_intake_'
+     WHERE n.nspname = $1 AND t.relname = $2 AND t.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND left(a.attname, 8) <> '_intake_'
      ORDER BY a.attnum`,
     [schema, dataset],
   );
@@ -145,16 +195,18 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   if (!(await datasetExists(tx, p.schema, p.dataset))) {
     // A new dataset: the user's columns first, Intake's last, out of the way of SELECT *.
     const columns = p.state.columns.map((c) => `${ident(c.name)} ${c.target ?? c.seen ?? 'text'}`);
+    // Every object named, none left to PostgreSQL (`<name>_pkey` could be another dataset's name).
+    const sequence = `${ident(p.schema)}.${ident(objectName('seq', p.dataset))}`;
     await tx.query(
       `CREATE TABLE ${table} (${[
         ...columns,
-        '_intake_id BIGINT GENERATED ALWAYS AS IDENTITY (CACHE 1000) PRIMARY KEY',
+        `_intake_id BIGINT GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME ${sequence} CACHE 1000) CONSTRAINT ${ident(objectName('pk', p.dataset))} PRIMARY KEY`,
         '_intake_job_id UUID NOT NULL',
         '_intake_record_no BIGINT NOT NULL',
       ].join(', ')})`,
     );
     // A job's rows (GET /api/job/{id}/records) are found by this index, however big the dataset.
-    await tx.query(`CREATE INDEX ${ident(`${p.dataset.slice(0, 40)}_intake_job`)} ON ${table} (_intake_job_id, _intake_record_no)`);
+    await tx.query(`CREATE INDEX ${ident(objectName('job', p.dataset))} ON ${table} (_intake_job_id, _intake_record_no)`);
     await tx.query('DELETE FROM intake_dataset_columns WHERE dataset = $1', [p.dataset]);
   }
   const existing = new Map((await datasetColumns(tx, p.schema, p.dataset)).map((c) => [c.name, c.type]));
@@ -227,40 +279,68 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   } else if (p.mode !== 'merge') {
     inserted = (await tx.query(`INSERT INTO ${table} (${columns}) ${rows}`)).rowCount;
   } else {
-    const keys = p.key.map((k) => {
-      const column = p.state.columns.find((c) => c.name === k || c.original === k);
-      if (!column) throw new PublishConflict(`the key column "${k}" is not in the input`);
-      return ident(column.name);
-    });
-    const index = ident(`${p.dataset.slice(0, 40)}_intake_key_${keyHash(keys.join(','))}`);
-    await tx.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${index} ON ${table} (${keys.join(', ')})`).catch((err: unknown) => {
-      if ((err as { code?: string }).code === '23505') {
-        throw new PublishConflict(`dataset "${p.dataset}" holds rows with the same (${keys.join(', ')}): a merge needs that key to be unique`);
-      }
-      throw err;
-    });
-    const set = [...targets, '_intake_job_id', '_intake_record_no'].map((c) => `${c} = EXCLUDED.${c}`).join(', ');
-    // A key given twice in one input: its last record wins.
-    const { rows: counts } = await tx.query<{ inserted: string; updated: string }>(
-      `WITH upserted AS (
-         INSERT INTO ${table} AS d (${columns})
-         SELECT DISTINCT ON (${keys.join(', ')}) * FROM (${rows}) r ORDER BY ${keys.join(', ')}, _intake_record_no DESC
-         ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${set}
-         RETURNING (xmax = 0) AS inserted)
-       SELECT count(*) FILTER (WHERE inserted)::text AS inserted, count(*) FILTER (WHERE NOT inserted)::text AS updated FROM upserted`,
-    );
-    inserted = Number(counts[0]!.inserted);
-    updated = Number(counts[0]!.updated);
+    const keyNames = p.key.map((k) => p.state.columns.find((c) => c.name === k || c.original === k)?.name);
+    const missing = keyNames.indexOf(undefined);
+    if (missing < 0) ({ inserted, updated } = await mergeRows(tx, p, keyNames as string[], targets, rows));
+    else {
+      // Each staged record has a value for the key (one without is a row error), so an input
+      // without the key's column has no record at all (a Jira pull that found no issue):
+      // there is nothing to merge.
+      const { rows: staged } = await tx.query<{ any: boolean }>(`SELECT EXISTS (SELECT FROM ${stage}) AS any`);
+      if (staged[0]!.any) throw new PublishConflict(`the key column "${p.key[missing]}" is not in the input`);
+      inserted = 0;
+    }
   }
   await tx.query(`UPDATE intake_datasets SET row_count = ${p.mode === 'replace' ? '' : 'row_count + '}$2 WHERE name = $1`, [p.dataset, inserted]);
   await tx.query(`DROP TABLE ${stage}`);
   return { inserted, updated };
 }
 
-function keyHash(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return (h >>> 0).toString(16).padStart(8, '0');
+/**
+ * Upserts the staged rows (`rows`, a SELECT of them as the table's `targets`) on the key
+ * columns `keyNames`, adding the key's unique index first when the dataset has none.
+ */
+async function mergeRows(tx: Queryable, p: Publish, keyNames: string[], targets: string[], rows: string): Promise<{ inserted: number; updated: number }> {
+  const table = tableOf(p.schema, p.dataset);
+  const keys = keyNames.map(ident);
+  if (!(await hasUniqueIndex(tx, p.schema, p.dataset, keyNames))) {
+    await tx.query(`CREATE UNIQUE INDEX ${ident(objectName('key', p.dataset, keyNames.join(',')))} ON ${table} (${keys.join(', ')})`).catch((err: unknown) => {
+      if ((err as { code?: string }).code === '23505') {
+        throw new PublishConflict(`dataset "${p.dataset}" holds rows with the same (${keys.join(', ')}): a merge needs that key to be unique`);
+      }
+      throw err;
+    });
+  }
+  const columns = [...targets, '_intake_job_id', '_intake_record_no'];
+  const set = columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ');
+  // A key given twice in one input: its last record wins.
+  const { rows: counts } = await tx.query<{ inserted: string; updated: string }>(
+    `WITH upserted AS (
+       INSERT INTO ${table} AS d (${columns.join(', ')})
+       SELECT DISTINCT ON (${keys.join(', ')}) * FROM (${rows}) r ORDER BY ${keys.join(', ')}, _intake_record_no DESC
+       ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${set}
+       RETURNING (xmax = 0) AS inserted)
+     SELECT count(*) FILTER (WHERE inserted)::text AS inserted, count(*) FILTER (WHERE NOT inserted)::text AS updated FROM upserted`,
+  );
+  return { inserted: Number(counts[0]!.inserted), updated: Number(counts[0]!.updated) };
+}
+
+/**
+ * Whether the dataset has a unique index on exactly these columns (what ON CONFLICT needs),
+ * whatever its name: a dataset made by an older Intake named its key's index otherwise.
+ */
+async function hasUniqueIndex(tx: Queryable, schema: string, dataset: string, columns: string[]): Promise<boolean> {
+  const { rows } = await tx.query<{ found: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+       WHERE n.nspname = $1 AND t.relname = $2 AND t.relkind IN ('r', 'p') AND i.indisunique AND i.indisvalid
+         AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = cardinality($3::text[])
+         AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+              WHERE a.attrelid = t.oid AND a.attnum = ANY (i.indkey::int2[])) = (SELECT array_agg(c ORDER BY c) FROM unnest($3::text[]) c)
+     ) AS found`,
+    [schema, dataset, columns],
+  );
+  return rows[0]?.found === true;
 }
 
 /** The user's columns of a row as one JSON object, in table order (values as PostgreSQL writes them: numbers exact). */
@@ -315,8 +395,13 @@ export async function listDatasetRows(db: Queryable, schema: string, dataset: st
   );
 }
 
+/** Whether the dataset's table exists (a table: an index or a sequence of that name is not one). */
 export async function datasetExists(db: Queryable, schema: string, dataset: string): Promise<boolean> {
-  const { rows } = await db.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [tableOf(schema, dataset)]);
+  const { rows } = await db.query<{ exists: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')) AS exists`,
+    [schema, dataset],
+  );
   return rows[0]?.exists === true;
 }
 
@@ -396,7 +481,8 @@ export async function* readDataset(db: Queryable, schema: string, name: string, 
 /** The tables of the datasets' schema that Intake made (the datasets a query may read). */
 export async function listDatasetNames(db: Queryable, schema: string): Promise<string[]> {
   const { rows } = await db.query<{ name: string }>(
-    'SELECT d.name FROM intake_datasets d WHERE to_regclass(quote_ident($1) || \'.\' || quote_ident(d.name)) IS NOT NULL',
+    `SELECT d.name FROM intake_datasets d WHERE EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname = d.name AND c.relkind IN ('r', 'p'))`,
     [schema],
   );
   return rows.map((row) => row.name);

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { renameLegacyObjects } from './datasets.js';
 import type { Db } from './db.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
@@ -49,10 +50,14 @@ export async function migrate(db: Db, migrations = loadMigrations()): Promise<st
   });
 }
 
-/** The schema of the datasets, made once (under the migrations' lock: processes start together). */
+/**
+ * The schema of the datasets, made once, and the objects of datasets an older Intake made
+ * given today's names (under the migrations' lock: processes start together).
+ */
 export async function ensureSchema(db: Db, schema: string): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
     await tx.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    await renameLegacyObjects(tx, schema);
   });
 }
