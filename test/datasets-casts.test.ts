@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { castFromCsv, castFromJson, widenExpression } from '../src/datasets/casts.js';
-import { COLUMN_TYPES, joinTypes, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
+import { COLUMN_TYPES, fitsNumeric, isTimestamp, joinTypes, jsonNumbersFit, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
 
 /** Text values of every shape the inference tells apart, and near misses of each. */
 const values = fc.oneof(
@@ -163,4 +163,61 @@ describe('widening a column', () => {
       }
     }
   });
+});
+
+describe('the bounds of PostgreSQL\'s types (issue 23, items 22 and 28)', () => {
+  /** Whether the database casts the one value with `expression`, and what it gives. */
+  const attempt = (db: Database, expression: (value: string) => string, value: string) =>
+    db.cast(expression, [value]).then(([result]) => ({ ok: true, result }), () => ({ ok: false, result: null }));
+
+  /** JSON numbers around numeric's bounds: 131072 digits before the point, a scale of 16383, the exponent's limit. */
+  const numbers = fc
+    .tuple(
+      fc.constantFrom('', '-'),
+      fc.oneof(fc.constantFrom('0', '1', '9', '10', '99', '123'), fc.integer({ min: 131_068, max: 131_073 }).map((n) => '9'.repeat(n))),
+      fc.oneof(fc.constant(''), fc.constantFrom('.0', '.5', '.000', '.00001'), fc.integer({ min: 16_380, max: 16_385 }).map((n) => `.${'0'.repeat(n - 1)}1`)),
+      fc.oneof(
+        fc.constant(''),
+        fc.tuple(
+          fc.constantFrom('e', 'E'),
+          fc.constantFrom('', '+', '-'),
+          fc.oneof(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 131_060, max: 131_080 }), fc.integer({ min: 16_375, max: 16_390 }), fc.constantFrom(200_000, 2 ** 30 - 2, 2 ** 30, 10 ** 10, 10 ** 12)),
+        ).map(([e, sign, n]) => `${e}${sign}${n}`),
+      ),
+    )
+    .map(([sign, int, frac, exp]) => `${sign}${int}${frac}${exp}`);
+
+  it('fitsNumeric and jsonNumbersFit say what numeric and jsonb accept, in PGlite and PostgreSQL', async () => {
+    const sample = [...new Set(fc.sample(numbers, { numRuns: 150, seed: 23 }))];
+    expect(new Set(sample.map(fitsNumeric))).toEqual(new Set([true, false])); // both sides of the bounds
+    for (const db of databases) {
+      for (const value of sample) {
+        const label = `${db.name}: ${value.length > 40 ? `${value.slice(0, 12)}…(${value.length})…${value.slice(-16)}` : value}`;
+        expect(fitsNumeric(value), label).toBe((await attempt(db, (v) => `${v}::numeric`, value)).ok);
+        expect(jsonNumbersFit(`{"a":[1,${value}]}`), label).toBe((await attempt(db, (v) => `('{"a":[1,' || ${v} || ']}')::jsonb`, value)).ok);
+      }
+    }
+  }, 120_000);
+
+  it('isTimestamp takes a time only when its UTC year is 1 to 9999, as PostgreSQL writes it back', async () => {
+    const times = fc
+      .tuple(
+        fc.constantFrom('0001-01-01', '0001-01-02', '9999-12-31', '9999-12-30'),
+        fc.integer({ min: 0, max: 23 }),
+        fc.constantFrom(0, 1, 30, 59),
+        fc.constantFrom('', ':00', ':59', ':59.999999', ':59.9999995', ':59.9999994', ':59.99999951', ':00.0000005'),
+        fc.constantFrom('', 'Z', '+15:59', '-15:59', '+00:01', '-00:01', '+14', '-12:00', '+0530', '-1500'),
+      )
+      .map(([day, h, m, s, zone]) => `${day}T${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}${s}${zone}`);
+    const sample = [...new Set(fc.sample(times, { numRuns: 400, seed: 28 }))];
+    expect(new Set(sample.map(isTimestamp))).toEqual(new Set([true, false]));
+    for (const db of databases) {
+      for (const value of sample) {
+        const { ok, result } = await attempt(db, (v) => `extract(year FROM ${castFromCsv(v, 'timestamptz')} AT TIME ZONE 'UTC')::int`, value);
+        expect(ok, `${db.name}: ${value}`).toBe(true);
+        const year = Number(result);
+        expect(isTimestamp(value), `${db.name}: ${value} is year ${year} in UTC`).toBe(year >= 1 && year <= 9999);
+      }
+    }
+  }, 120_000);
 });

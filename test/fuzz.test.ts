@@ -16,7 +16,9 @@
  *      sent holds no 5xx (checked with every request of (a), (c) and (d), and at the end);
  *  (c) with the valid token, the requests that do reach the handlers never answer 5xx;
  *  (d) a submit is accepted (2xx) only with a media type the API documents (README: a body
- *      that is not multipart / JSON / NDJSON is a 415).
+ *      that is not multipart / JSON / NDJSON is a 415);
+ *  (e) a CSV's columns keep their own values whatever the header's names (digits, `__proto__`,
+ *      repeated, empty: what an object would reorder or lose), with any delimiter.
  *
  * FUZZ_RUNS (default 300) sets the runs per property; `npm run test:fuzz` runs 5000. A failure
  * prints fast-check's seed and path, and the request as it went on the wire; replay it with
@@ -27,6 +29,7 @@
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { headerKeys } from '../src/ingest/csv.js';
 import { JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, type JobStatus } from '../src/schemas/job.js';
 import { backends, createSandbox, startServer, type Sandbox, type TestServer } from './helpers.js';
 
@@ -667,9 +670,9 @@ const deepJsonArb = fc
     }
   });
 
-/** Numbers no double holds: 1e400, 400-digit integers, 5000-digit fractions. */
+/** Numbers no double holds: 1e400, 400-digit integers, 5000-digit fractions; and past PostgreSQL's numeric (1e200000, a scale over 16383). */
 const hugeNumberArb = fc.oneof(
-  fc.constantFrom('1e400', '-1e400', '1e-400', '-0', '123456789012345678901234567890', '1E+999999999'),
+  fc.constantFrom('1e400', '-1e400', '1e-400', '-0', '123456789012345678901234567890', '1E+999999999', '1e200000', '1e-20000', '0.0e-99999999', '9.9e131071', '1e131072'),
   fc.integer({ min: 20, max: 5000 }).map((n) => '9'.repeat(n)),
   fc.integer({ min: 20, max: 5000 }).map((n) => `1.${'5'.repeat(n)}`),
 );
@@ -679,6 +682,7 @@ const jsonTextArb = fc.oneof(
   { weight: 2, arbitrary: fc.array(recordArb, { maxLength: 4 }).map((records) => JSON.stringify({ records, other: 1 })) },
   { weight: 3, arbitrary: deepJsonArb },
   { weight: 2, arbitrary: hugeNumberArb.map((number) => `[{"n":${number}}]`) },
+  { weight: 1, arbitrary: hugeNumberArb.map((number) => `[{"j":{"a":[${number}]}}]`) },
   {
     weight: 2,
     arbitrary: fc.constantFrom(
@@ -686,6 +690,8 @@ const jsonTextArb = fc.oneof(
       '[{"\\u0000":1}]',
       '[{"s":"\\ud800"}]',
       '[{"__proto__":{"x":1}}]',
+      '[{"a":1,"2":2,"__proto__":3,"":4,"a":5,"10":6}]',
+      '[{"t":"9999-12-31T23:59:59-15:00"},{"t":"0001-01-01T00:00:00+00:01"},{"t":"9999-12-31T23:59:59.9999995Z"}]',
       '[{"constructor":{"prototype":{"x":1}}}]',
       '1',
       'null',
@@ -760,7 +766,23 @@ const filePartArb = validButOne<Part>(
     fileName: fc.tuple(fc.constantFrom('a', 'data', 'people'), fc.constantFrom('.csv', '.json', '.ndjson', '.jsonl')).map(([base, extension]) => base + extension),
     extendedName: fc.constant(false),
     contentType: fc.constantFrom(undefined, 'text/csv', 'application/json'),
-    data: fc.constantFrom('a,b\n1,2\n', 'a,b\n1\n', 'id\n1\n2\n', '[{"a":1}]', '{"a":1}\n{"b":2}\n').map(utf8),
+    data: fc
+      .constantFrom(
+        'a,b\n1,2\n',
+        'a,b\n1\n',
+        'id\n1\n2\n',
+        '[{"a":1}]',
+        '{"a":1}\n{"b":2}\n',
+        // Header names an object would reorder or lose: digits, __proto__, repeated, empty.
+        'a,2,b\nx,y,z\n',
+        '10,1,__proto__,,a,a,constructor\n1,2,3,4,5,6,7\n',
+        'id,v\n1\n2,b\n',
+        'a;b;c\n1;8,493\n2;3;4\n',
+        't\n9999-12-31T23:59:59-15:00\n2026-01-31T00:00:00Z\n',
+        'n,j\n1e200000,"[1e200000]"\n',
+        '{"n":1e200000}\n{"n":1}\n',
+      )
+      .map(utf8),
   },
   {
     name: fc.oneof(fc.constantFrom('FILE', 'other', '', 'file"', 'max_errors', 'file\u0000'), fc.string({ maxLength: 8 })),
@@ -1261,6 +1283,32 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
         }
         return problems;
       });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    '(e) a CSV\'s columns keep their own values, whatever the header\'s names and delimiter',
+    async () => {
+      const nameArb = fc.oneof(
+        fc.constantFrom('2', '10', '0', '1', '-1', '1.5', '4294967294', '4294967295', '9007199254740993', '__proto__', 'constructor', 'toString', 'hasOwnProperty', '', ' ', 'a', 'A', 'id'),
+        fc.string({ maxLength: 4 }).filter((name) => !/[,;\t|"\r\n\ufeff]/.test(name)),
+      );
+      const csvArb = fc
+        .record({ names: fc.array(nameArb, { minLength: 1, maxLength: 8 }), delimiter: fc.constantFrom(',', ';', '\t', '|') })
+        .filter(({ names }) => names.length > 1 || names[0] !== ''); // one empty name is an empty line, skipped
+      const runs = Math.min(RUNS, 40);
+      await fc.assert(
+        fc.asyncProperty(csvArb, async ({ names, delimiter }) => {
+          const values = names.map((_, i) => `v${i}`);
+          const csv = `${names.join(delimiter)}\n${values.join(delimiter)}\n`;
+          const jobId = await submitAndWait(`/api/upload?${new URLSearchParams({ dataset: 'fuzz_names', mode: 'replace', delimiter })}`, { body: upload('names.csv', csv) });
+          const records = (await (await fetch(`${server.url}/api/job/${jobId}/records`, { headers: bearer })).json()) as { results: { data: Record<string, unknown> }[] };
+          const expected = Object.fromEntries(headerKeys(names).map((name, i) => [name, values[i]]));
+          expect(records.results.map((r) => r.data), JSON.stringify(csv)).toEqual([expected]);
+        }),
+        { ...runParameters(), numRuns: runs } as fc.Parameters<[{ names: string[]; delimiter: string }]>,
+      );
     },
     TEST_TIMEOUT_MS,
   );

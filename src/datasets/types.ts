@@ -320,8 +320,9 @@ export class TypeTally {
 
 /**
  * Whether a JSON value's text fits a column of `type` (as castFromJson will read it): numbers
- * into bigint (integers) or numeric, true/false into boolean, ISO strings into date and
- * timestamptz, "" into any of these as NULL; anything into text and jsonb.
+ * into bigint (integers) or numeric (within its range), true/false into boolean, ISO strings
+ * into date and timestamptz, "" into any of these as NULL; anything into text, and into jsonb
+ * anything whose numbers numeric can hold.
  */
 export function jsonFits(text: string, type: ColumnType): boolean {
   if (type === 'text') return true;
