@@ -91,6 +91,9 @@ describe.each(backends())('dataset integrity ($name)', (backend) => {
         ['v', 'v', 'b'],
       ],
     ]);
+    // A sheet the same: its first row has a value beyond the header's columns.
+    const sheet = xlsxOf({ S: [['id', 'v'], [1, 'a', 'x'], [2, 'b']] });
+    expect(await load('first_bad_sheet.xlsx', sheet, { key: 'id', mode: 'merge', max_errors: '5' })).toMatchObject({ status: 'completed', rows_inserted: 1, records_failed: 1 });
     // A key the header does not have is still refused, saying which columns it has.
     const missing = await load('first_bad_missing.csv', 'id,v\n1\n2,b\n', { key: 'code', mode: 'merge', max_errors: '5' });
     expect(missing).toMatchObject({ status: 'failed', error: 'the key column "code" is not in the file\'s header (its columns: id, v)' });
