@@ -998,9 +998,9 @@ const CSV_CASES: Case[] = [
     errors: [{ line: 4, record_no: 1, message: fieldCount(4, 2, 1), excerpt: '3' }],
   },
   {
-    // ACTUAL (misleading): the excerpt is the fields joined with commas, not the line as
-    // written, so a one-field row "x,y" is shown as x,y, which looks like the two fields expected.
-    name: 'the excerpt of a bad row drops its quotes',
+    // The excerpt is the line as written (issue 23, item 9): a one-field row "x,y" keeps its
+    // quotes, and does not look like the two fields expected.
+    name: 'the excerpt of a bad row keeps its quotes',
     file: 'quoted-excerpt.csv',
     content: 'a,b\n"x,y"\n',
     maxErrors: 1,
@@ -1008,7 +1008,7 @@ const CSV_CASES: Case[] = [
     processed: 0,
     failed: 1,
     error: null,
-    errors: [{ line: 2, record_no: 0, message: fieldCount(2, 2, 1), excerpt: 'x,y' }],
+    errors: [{ line: 2, record_no: 0, message: fieldCount(2, 2, 1), excerpt: '"x,y"' }],
   },
   {
     name: 'the excerpt of a long bad row is cut to 120 characters',
