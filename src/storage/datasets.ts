@@ -30,7 +30,7 @@ export const tableOf = (schema: string, dataset: string) => `${ident(schema)}.${
  * dataset's name (those start with a letter), and two datasets never get the same one,
  * however long and alike their names.
  */
-export function objectName(kind: 'pk' | 'seq' | 'job' | 'key', dataset: string, detail = ''): string {
+function objectName(kind: 'pk' | 'seq' | 'job' | 'key', dataset: string, detail = ''): string {
   return `_intake_${kind}_${createHash('sha256').update(`${dataset}\0${detail}`).digest('hex').slice(0, 32)}`;
 }
 
@@ -333,7 +333,7 @@ async function hasUniqueIndex(tx: Queryable, schema: string, dataset: string, co
   const { rows } = await tx.query<{ found: boolean }>(
     `SELECT EXISTS (
        SELECT 1 FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
-       WHERE n.nspname = $1 AND t.relname = $2 AND t.relkind IN ('r', 'p') AND i.indisunique AND i.indisvalid
+       WHERE n.nspname = $1 AND t.relname = $2 AND t.relkind IN ('r', 'p') AND i.indisunique AND i.indimmediate AND i.indisvalid
          AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = cardinality($3::text[])
          AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
               WHERE a.attrelid = t.oid AND a.attnum = ANY (i.indkey::int2[])) = (SELECT array_agg(c ORDER BY c) FROM unnest($3::text[]) c)
