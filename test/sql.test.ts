@@ -2,7 +2,8 @@
  * POST /api/sql under attack, in every mode: the guard's scopes (a WITH name is not visible in
  * its own body), the role that is the second wall (attacked with the guard out of the way),
  * the limits of time, memory and answer size (a 422 naming the limit, never a 500), the SQL
- * errors a query can cause, and that no query stays prepared on a connection.
+ * errors a query can cause, and that no query stays prepared on a connection; and a dataset
+ * rows cursor past what PostgreSQL holds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SQL_ROLE } from '../src/storage/sql-role.js';
@@ -214,5 +215,15 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
     expect(wide.status).toBe(200);
     expect(wide.body.truncated).toBe(true);
     expect(wide.body.rows.map((row: { g: number }) => row.g)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('answers 422 to a rows cursor past BIGINT, and pages by the largest one', async () => {
+    for (const cursor of ['9223372036854775808', '9999999999999999999']) {
+      const res = await fetch(`${server.url}/api/datasets/people/rows?cursor=${cursor}`);
+      expect(res.status, cursor).toBe(422);
+      expect(await res.json()).toMatchObject({ code: 'validation_error', detail: [{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is' }] });
+    }
+    const last = await fetch(`${server.url}/api/datasets/people/rows?cursor=9223372036854775807`);
+    expect(await last.json()).toEqual({ results: [], next_cursor: null });
   });
 });
