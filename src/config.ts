@@ -10,6 +10,8 @@ export interface Config {
   dataDir: string;
   /** Embedded mode: each commit is flushed to disk (fsync); off trades the last commits before a power failure for speed. */
   embeddedFsync: boolean;
+  /** Embedded mode: the most memory PGlite's PostgreSQL may take (it never gives memory back). */
+  embeddedMaxMemoryMb: number;
   uploadDir: string;
   /** Where uploads are kept: UPLOAD_DIR (the default), or a bucket (UPLOAD_STORE=s3://bucket/prefix). */
   uploadStore: { kind: 'file' } | { kind: 's3'; bucket: string; prefix: string };
@@ -256,6 +258,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     host: env.HOST?.trim() || (apiTokens.length > 0 ? '0.0.0.0' : '127.0.0.1'),
     dataDir,
     embeddedFsync: boolean(env, 'EMBEDDED_FSYNC', true),
+    // WebAssembly's 32-bit memory, as PGlite builds it, holds at most 2 GiB.
+    embeddedMaxMemoryMb: integer(env, 'EMBEDDED_MAX_MEMORY_MB', 512, 128, 2048),
     uploadDir: path(env, 'UPLOAD_DIR', join(dataDir, 'uploads'), cwd),
     uploadStore: uploadStore(env),
     s3: {

@@ -33,7 +33,7 @@ export async function openStorage(config: Config, log: FastifyBaseLogger): Promi
   }
   // PGlite (tens of MB of JavaScript and WebAssembly) is loaded only in embedded mode.
   const { openPglite } = await import('./storage/pglite.js');
-  return openPglite(config.dataDir, { fsync: config.embeddedFsync });
+  return openPglite(config.dataDir, { fsync: config.embeddedFsync, maxMemoryBytes: config.embeddedMaxMemoryMb * 1024 ** 2 });
 }
 
 /** What every Intake process shares: storage, and in scale-out mode the cache, events and queue. */
