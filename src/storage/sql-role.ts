@@ -21,6 +21,9 @@ export interface SqlRole {
   superuser: boolean;
 }
 
+/** The role exists with rights beyond reading (made by someone else): it is no wall. */
+class RoleTooBroad extends Error {}
+
 /**
  * Makes the role (when this user may) and grants it the dataset schema: its tables now and
  * those made later. Answers the role, or why queries run as the connecting user instead.
@@ -47,7 +50,7 @@ export async function ensureSqlRole(db: Db, schema: string): Promise<SqlRole> {
         )
       ).rows;
       // Made by someone else with more than it needs: running as it would be no wall.
-      if (!role || role.broad) throw new Error(`the role ${SQL_ROLE} exists with more rights than reading (it can log in, is a superuser or a member of another role)`);
+      if (!role || role.broad) throw new RoleTooBroad(`the role ${SQL_ROLE} exists with more rights than reading (it can log in, is a superuser or a member of another role)`);
       // A user who is not a superuser may switch only to a role it is a member of.
       if (!superuser && !role.member) await tx.exec(`GRANT ${SQL_ROLE} TO CURRENT_USER`);
       await grantSchema(tx, schema);
@@ -56,7 +59,9 @@ export async function ensureSqlRole(db: Db, schema: string): Promise<SqlRole> {
     await db.transaction((tx) => tx.exec(`SET TRANSACTION READ ONLY; SET LOCAL ROLE ${SQL_ROLE}`));
     return { role: SQL_ROLE, superuser };
   } catch (err) {
-    return { reason: (err as Error).message, superuser };
+    // Only what this user may not do falls back; anything else fails the start, as a migration would.
+    if (err instanceof RoleTooBroad || (err as { code?: unknown }).code === '42501') return { reason: (err as Error).message, superuser };
+    throw err;
   }
 }
 
