@@ -68,9 +68,10 @@ export class SqlRefused extends Error {}
 
 // In embedded mode nothing can stop a query once it runs (PGlite has no interrupt), so a
 // query must be one whose size the planner can see. generate_series' row count is estimated
-// exactly only from constant bounds; lpad and rpad make a value as long as their length;
-// repeat one as long as its text times its count.
-const MAX_BUILT_CHARS = 1024 * 1024;
+// exactly only from constant bounds. lpad and rpad make a value as long as their length,
+// repeat one as long as its text times its count, and the planner counts each call the same
+// whatever it makes: kept short, a call's work stays near what the estimate assumes.
+const MAX_BUILT_CHARS = 1024;
 const SIZED_BY_CONSTANTS = 'in embedded mode (which cannot stop a running query) its size must be known before it runs';
 
 /** A constant as written: a literal, maybe signed or cast. */
