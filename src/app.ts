@@ -19,6 +19,7 @@ import { datasetSchemas, errorPageSchema, errorSchema, jobListSchema, jobSchema,
 import { datasetRoutes } from './routes/datasets.js';
 import { rowRoutes } from './routes/rows.js';
 import { sqlRoutes } from './routes/sql.js';
+import type { SqlRole } from './storage/sql-role.js';
 import type { Db } from './storage/db.js';
 import type { StatusCache } from './cache/status-cache.js';
 import type { JobEvents } from './events/job-events.js';
@@ -44,6 +45,8 @@ export interface AppDeps {
   queueCounts?: QueueCounts;
   /** The built web console (default dist/console). */
   consoleDir?: string;
+  /** The role POST /api/sql queries run as (storage/sql-role.ts). */
+  sqlRole: SqlRole;
 }
 
 /**
@@ -114,7 +117,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     await api.register(connectionRoutes, { db: deps.db, config: deps.config });
     await api.register(scheduleRoutes, { db: deps.db, config: deps.config, scheduler: deps.scheduler });
     await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
-    await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql });
+    await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql, role: deps.sqlRole });
   });
   await app.register(consoleRoutes, { root: deps.consoleDir });
   await app.register(healthRoutes, { db: deps.db, cache: deps.cache, metrics });

@@ -10,6 +10,8 @@ export interface Config {
   dataDir: string;
   /** Embedded mode: each commit is flushed to disk (fsync); off trades the last commits before a power failure for speed. */
   embeddedFsync: boolean;
+  /** Embedded mode: the most memory PGlite's PostgreSQL may take (it never gives memory back). */
+  embeddedMaxMemoryMb: number;
   uploadDir: string;
   /** Where uploads are kept: UPLOAD_DIR (the default), or a bucket (UPLOAD_STORE=s3://bucket/prefix). */
   uploadStore: { kind: 'file' } | { kind: 's3'; bucket: string; prefix: string };
@@ -256,6 +258,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     host: env.HOST?.trim() || (apiTokens.length > 0 ? '0.0.0.0' : '127.0.0.1'),
     dataDir,
     embeddedFsync: boolean(env, 'EMBEDDED_FSYNC', true),
+    // WebAssembly's 32-bit memory, as PGlite builds it, holds at most 2 GiB.
+    embeddedMaxMemoryMb: integer(env, 'EMBEDDED_MAX_MEMORY_MB', 512, 128, 2048),
     uploadDir: path(env, 'UPLOAD_DIR', join(dataDir, 'uploads'), cwd),
     uploadStore: uploadStore(env),
     s3: {
@@ -306,7 +310,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     datasetSchema: schemaName(env),
     sql: {
       timeoutMs: integer(env, 'SQL_TIMEOUT_MS', 10_000, 100, 600_000),
-      maxCost: integer(env, 'SQL_MAX_COST', 10_000_000, 1, Number.MAX_SAFE_INTEGER),
+      // PGlite cannot stop a running query, so its cost bound is its time bound: about ten
+      // seconds of the slowest plans at the default (a scan of a 1,000,000-row dataset costs about 25,000).
+      maxCost: integer(env, 'SQL_MAX_COST', databaseUrl ? 10_000_000 : 100_000, 1, Number.MAX_SAFE_INTEGER),
       maxRows: integer(env, 'SQL_MAX_ROWS', 1000, 1, 100_000),
     },
     maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),

@@ -16,6 +16,7 @@ import { createTracker, type Outbox } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
 import type { QueueCounts } from './metrics.js';
 import { ensureSchema, migrate } from './storage/migrate.js';
+import { ensureSqlRole, SQL_ROLE, type SqlRole } from './storage/sql-role.js';
 import { openPostgres } from './storage/postgres.js';
 import { enqueueDeliveries, startDeliveries } from './webhooks/deliver.js';
 import { prettyStream } from './log/pretty.js';
@@ -32,12 +33,13 @@ export async function openStorage(config: Config, log: FastifyBaseLogger): Promi
   }
   // PGlite (tens of MB of JavaScript and WebAssembly) is loaded only in embedded mode.
   const { openPglite } = await import('./storage/pglite.js');
-  return openPglite(config.dataDir, { fsync: config.embeddedFsync });
+  return openPglite(config.dataDir, { fsync: config.embeddedFsync, maxMemoryBytes: config.embeddedMaxMemoryMb * 1024 ** 2 });
 }
 
 /** What every Intake process shares: storage, and in scale-out mode the cache, events and queue. */
 interface Runtime {
   db: Db;
+  sqlRole: SqlRole;
   events: JobEvents;
   cache?: StatusCache;
   /** Scale-out: BullMQ's counts for /metrics. */
@@ -61,10 +63,12 @@ async function openUploads(config: Config): Promise<UploadStore> {
 
 async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runtime> {
   const db = await openStorage(config, log);
+  let sqlRole: SqlRole;
   try {
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     await ensureSchema(db, config.datasetSchema);
+    sqlRole = await ensureSqlRole(db, config.datasetSchema);
   } catch (err) {
     await db.close().catch(() => {});
     throw err;
@@ -95,8 +99,10 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   const scheduler = config.redisUrl
     ? (await import('./schedules/bull.js')).bullScheduler(config.redisUrl, config.redisKeyPrefix, log.child({ component: 'schedules' }))
     : localScheduler();
+  if (sqlRole.reason) log.warn(`POST /api/sql runs queries as the connecting user, not as the role ${SQL_ROLE} that can read only the datasets (${sqlRole.reason}): the SQL guard is its only wall`);
   return {
     db,
+    sqlRole,
     events,
     cache,
     queueCounts: scaleOut?.queueCounts,
@@ -157,7 +163,7 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
   try {
     const { dispatcher } = runtime;
     const app = await buildApp(
-      { config, db: runtime.db, dispatcher, tracker: runtime.pipeline.tracker, uploads: runtime.pipeline.uploads, scheduler: runtime.scheduler, cache: runtime.cache, events: runtime.events, queueCounts: runtime.queueCounts },
+      { config, db: runtime.db, dispatcher, tracker: runtime.pipeline.tracker, uploads: runtime.pipeline.uploads, scheduler: runtime.scheduler, cache: runtime.cache, events: runtime.events, queueCounts: runtime.queueCounts, sqlRole: runtime.sqlRole },
       { loggerInstance: log },
     );
     let workers: { close(): Promise<void> } | undefined;

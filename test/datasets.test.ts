@@ -392,8 +392,8 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect((await query('SELECT big FROM json_types WHERE n = 1')).body).toEqual({ rows: [{ big: 123456789012345678901234567890 }], truncated: false });
     const text = await (await fetch(`${server.url}/api/sql`, { method: 'POST', body: '{"sql": "SELECT big FROM json_types WHERE n = 1"}', headers: { 'content-type': 'application/json' } })).text();
     expect(text).toBe('{"rows":[{"big":123456789012345678901234567890}],"truncated":false}');
-    expect((await query('SELECT id FROM never_sampled ORDER BY id')).body.truncated).toBe(true);
-    expect((await query('SELECT id FROM never_sampled ORDER BY id')).body.rows).toHaveLength(1000);
+    expect((await query('SELECT id FROM never_sampled')).body.truncated).toBe(true);
+    expect((await query('SELECT id FROM never_sampled')).body.rows).toHaveLength(1000);
 
     const refused = async (text: string) => {
       const res = await query(text);
@@ -415,7 +415,7 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect(await refused('SELEC 1')).toMatch(/^sql_refused: the query is not valid SQL: syntax error at or near "SELEC"/);
     expect(await refused('SELECT nope FROM people')).toBe('sql_error: column "nope" does not exist');
     expect(await refused('SELECT 1 / 0')).toBe('sql_error: division by zero');
-    expect(await refused('SELECT count(*) FROM never_sampled a, never_sampled b')).toMatch(/^sql_too_costly: the query would cost \d+ by PostgreSQL's estimate, over SQL_MAX_COST \(10000000\)/);
+    expect(await refused('SELECT count(*) FROM never_sampled a, never_sampled b')).toMatch(/^sql_too_costly: the query would cost \d+ by PostgreSQL's estimate, over SQL_MAX_COST \((10000000|100000)\)/);
     expect((await query('')).status).toBe(422);
     expect(await sql('SELECT count(*)::int AS n FROM datasets.people')).toEqual([{ n: 1 }]); // nothing was written
   });

@@ -18,7 +18,11 @@
  *  (d) a submit is accepted (2xx) only with a media type the API documents (README: a body
  *      that is not multipart / JSON / NDJSON is a 415);
  *  (e) a CSV's columns keep their own values whatever the header's names (digits, `__proto__`,
- *      repeated, empty: what an object would reorder or lose), with any delimiter.
+ *      repeated, empty: what an object would reorder or lose), with any delimiter;
+ *  (f) a POST /api/sql query that reads a catalog or Intake's own tables (spelled quoted,
+ *      qualified, in upper case; wrapped in WITH queries named like it, subqueries, LATERAL,
+ *      set operations) or calls a refused function is a 422, never answered;
+ *  (g) the same queries run as the role intake_sql, with no guard, read nothing of Intake's.
  *
  * FUZZ_RUNS (default 300) sets the runs per property; `npm run test:fuzz` runs 5000. A failure
  * prints fast-check's seed and path, and the request as it went on the wire; replay it with
@@ -1318,4 +1322,117 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
     const failures = server.statuses.filter((status) => status >= 500);
     expect(failures, `${failures.length} of ${server.statuses.length} answers were 5xx`).toEqual([]);
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// POST /api/sql: the adversarial run's spellings, combined
+// ---------------------------------------------------------------------------------------------
+
+/** What a query must never reach, in the spellings PostgreSQL takes for each. */
+const SQL_TARGETS = [
+  'pg_authid', 'PG_AUTHID', '"pg_authid"', 'pg_catalog.pg_authid', '"pg_catalog"."pg_authid"', 'Pg_Catalog."pg_authid"',
+  'pg_shadow', 'pg_stat_activity', 'pg_file_settings', 'pg_hba_file_rules', 'pg_stats', 'pg_statistic', 'pg_settings',
+  'pg_largeobject', 'pg_user_mappings', 'ingest_jobs', 'public.ingest_jobs', '"public"."ingest_jobs"', 'ingest_idempotency_keys',
+  'intake_connections', 'intake_migrations', 'intake_stage.job_x', 'information_schema.tables', 'pg_temp.x', 'pg_toast.pg_toast_1',
+];
+const SQL_CALLS = [
+  "pg_read_file('/etc/passwd')", "pg_ls_dir('.')", "current_setting('data_directory')", "set_config('role', 'postgres', true)",
+  "query_to_xml('select * from pg_authid', true, true, '')", "lo_import('/etc/passwd')", 'pg_sleep(1)', "pg_stat_file('PG_VERSION')",
+  "pg_catalog.pg_read_binary_file('/etc/passwd')", "to_regclass('pg_authid')", 'txid_current()', "pg_catalog.set_config('search_path', 'public', true)",
+  "xpath('/a', query_to_xml('select 1', true, true, ''))", "dblink('dbname=postgres', 'select 1')",
+];
+
+/** A query that reads `target` (a catalog or Intake's own table) or calls something refused, wrapped so that no WITH name can stand for it. */
+const sqlAttackArb: fc.Arbitrary<string> = fc
+  .tuple(
+    fc.oneof(
+      fc.constantFrom(...SQL_TARGETS).chain((target) =>
+        fc.constantFrom(`select * from ${target}`, `table ${target}`, `select count(*) from ${target}`, `select (select count(*) from ${target})`, `select 1 where exists (select 1 from ${target})`, `with recursive r as (select * from ${target}) select * from r`).map((sql) => ({ sql, name: target.split('.').at(-1)! })),
+      ),
+      fc.constantFrom(...SQL_CALLS).map((call) => ({ sql: `select ${call}`, name: 'x' })),
+    ),
+    // Each wrapping keeps the inner query out of the scope of any WITH named like its target
+    // (so no WITH RECURSIVE named so: its name is visible in its own body).
+    fc.array(
+      fc.constantFrom(
+        (x: string, n: string) => `with ${n} as (${x}) select * from ${n}`,
+        (x: string, n: string) => `WITH ${n.toUpperCase().startsWith('"') ? n : n.toUpperCase()} AS (${x}) TABLE ${n}`,
+        (x: string, n: string) => `with a as (select 1), ${n} as (${x}), b as (select 2) select * from ${n}`,
+        (x: string, n: string) => `with a as (${x}), ${n} as (select 1) select * from a`,
+        (x: string) => `select * from (${x}) s`,
+        (x: string) => `select (select count(*) from (${x}) s)`,
+        (x: string) => `select * from (select 1) p, lateral (${x}) s`,
+        (x: string) => `select 1 where exists (${x})`,
+        (x: string, n: string) => `(with ${n} as (select 1) select * from ${n}) union all (${x})`,
+        (x: string, n: string) => `with q as (with ${n} as (${x}) select * from ${n}) select * from q`,
+      ),
+      { maxLength: 3 },
+    ),
+  )
+  .map(([{ sql, name }, wraps]) => wraps.reduce((inner, wrap) => wrap(inner, name), sql));
+
+describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('SQL fuzzing ($name)', (backend) => {
+  const SECRET = 'fuzz-secret-idempotency-key-0123';
+  let dataDirectory: string;
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { SQL_TIMEOUT_MS: '2000' });
+    dataDirectory = (await server.intake.db.query<{ data_directory: string }>('SHOW data_directory')).rows[0]!.data_directory;
+    const form = new FormData();
+    form.append('file', new Blob(['a\n1\n']), 'people.csv');
+    const res = await fetch(`${server.url}/api/upload?dataset=people`, { method: 'POST', body: form, headers: { 'idempotency-key': SECRET } });
+    expect(res.status).toBe(202);
+    await server.intake.db.exec('ANALYZE'); // pg_stats then samples ingest_jobs, the key among them
+  });
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  it(
+    '(f) a query reaching a catalog or Intake\'s own tables is refused (422) however it is spelled or wrapped, never answered',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(sqlAttackArb, async (sql) => {
+          const res = await fetch(`${server.url}/api/sql`, { method: 'POST', body: JSON.stringify({ sql }), headers: { 'content-type': 'application/json' } });
+          const text = await res.text();
+          if (res.status !== 422 || !/^\{"detail":.*"code":"sql_/.test(text) || text.includes(SECRET)) throw new Error(`${sql}\n→ ${res.status} ${text.slice(0, 300)}`);
+        }),
+        { numRuns: RUNS, ...(SEED !== undefined && { seed: SEED }) },
+      );
+      expect(server.statuses.filter((status) => status >= 500)).toEqual([]);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    '(g) run as the role intake_sql with no guard at all, the same queries read nothing of Intake\'s and no secret',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(sqlAttackArb, async (sql) => {
+          const answer = await server.intake.db.transaction(async (tx) => {
+            await tx.exec('SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = 2000; SET LOCAL ROLE intake_sql');
+            expect((await tx.query('SELECT current_user AS who')).rows).toEqual([{ who: 'intake_sql' }]);
+            await tx.exec('SAVEPOINT attack');
+            return tx.query(sql).then(
+              (result) => JSON.stringify(result.rows),
+              async (err: { code?: string; message: string }) => {
+                await tx.exec('ROLLBACK TO SAVEPOINT attack');
+                return `${err.code}: ${err.message}`;
+              },
+            );
+          });
+          // pg_sleep and the like may run; reading a file, a setting, Intake's tables or a role's password may not.
+          if (answer.includes(SECRET) || answer.includes(dataDirectory) || /rolpassword|SCRAM-SHA-256|root:|"idempotency_key"|"job_id"/.test(answer) || /^(XX|58)/.test(answer)) {
+            throw new Error(`${sql}\n→ ${answer.slice(0, 300)}`);
+          }
+        }),
+        { numRuns: RUNS, ...(SEED !== undefined && { seed: SEED }) },
+      );
+    },
+    TEST_TIMEOUT_MS,
+  );
 });

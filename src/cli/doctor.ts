@@ -6,6 +6,7 @@
 import { accessSync, constants, existsSync, readFileSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../config.js';
+import { SQL_ROLE } from '../storage/sql-role.js';
 
 const MIN_FREE_BYTES = 1024 ** 3;
 
@@ -58,11 +59,29 @@ async function checkPostgres(report: Report, url: string): Promise<void> {
     );
     const major = Number.parseInt(rows[0]!.server_version, 10);
     report(major >= 14 ? 'ok' : 'warn', `PostgreSQL ${rows[0]!.server_version} at ${shown}: reachable, ${migrated}${major >= 14 ? '' : ' (Intake is tested on 14 and later)'}`);
+    await checkSqlRole(report, client);
   } catch (err) {
     report('FAIL', `PostgreSQL at ${shown}: ${(err as Error).message || (err as NodeJS.ErrnoException).code}`);
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/** Whether POST /api/sql can run its queries as the role that reads only the datasets (storage/sql-role.ts). */
+async function checkSqlRole(report: Report, client: import('pg').Client): Promise<void> {
+  const { rows } = await client.query<{ user: string; creates: boolean; member: boolean | null }>(
+    `SELECT current_user AS user, r.rolsuper OR r.rolcreaterole AS creates,
+            (SELECT pg_has_role(current_user, s.oid, 'MEMBER') FROM pg_roles s WHERE s.rolname = $1) AS member
+       FROM pg_roles r WHERE r.rolname = current_user`,
+    [SQL_ROLE],
+  );
+  const { user, creates, member } = rows[0]!;
+  if (creates || member) return report('ok', `POST /api/sql: queries run as the role ${SQL_ROLE}, which reads only the datasets`);
+  report(
+    'warn',
+    `POST /api/sql: ${user} cannot create the role ${SQL_ROLE} nor switch to it, so queries run as ${user} and the SQL guard is their only wall ` +
+      `(as a superuser: CREATE ROLE ${SQL_ROLE} NOLOGIN; GRANT ${SQL_ROLE} TO ${user})`,
+  );
 }
 
 async function checkRedis(report: Report, url: string): Promise<void> {

@@ -1,10 +1,11 @@
 /**
  * What a query of POST /api/sql may be, checked on PostgreSQL's own parse tree (libpg-query,
  * the server's parser compiled to WebAssembly): one SELECT (or VALUES), reading only the
- * dataset tables and the query's own WITH names, calling only functions from a list of
- * side-effect-free ones. So it cannot write, lock, change a setting or role, sleep, read a
- * file, reach another schema or the system catalogs. The query then runs in a READ ONLY
- * transaction with a time limit, a cost limit and a row cap (routes/sql.ts).
+ * dataset tables and the query's own WITH names (each resolved by scope, as PostgreSQL
+ * resolves it), calling only functions from a list of side-effect-free ones. So it cannot
+ * write, lock, change a setting or role, sleep, read a file, reach another schema or the
+ * system catalogs. This is the first wall; the second is the role the query runs as
+ * (storage/sql-role.ts); the limits are in routes/sql.ts.
  */
 // libpg-query is loaded at the first query, not at start: it holds about 17 MB.
 const parser = () => import('libpg-query');
@@ -52,25 +53,132 @@ const REFUSED: Record<string, string> = {
 
 type Node = Record<string, unknown>;
 
-/** Every object in the tree, with the key it was found under. */
-function* walk(node: unknown, key = ''): Generator<[string, Node]> {
-  if (Array.isArray(node)) {
-    for (const item of node) yield* walk(item, key);
-  } else if (node !== null && typeof node === 'object') {
-    yield [key, node as Node];
-    for (const [k, v] of Object.entries(node)) yield* walk(v, k);
-  }
+/** The WITH names a reference can see where it stands, innermost query first. */
+type Scope = readonly ReadonlySet<string>[];
+
+interface Rules {
+  schema: string;
+  datasets: ReadonlySet<string>;
+  embedded: boolean;
 }
 
 const names = (list: unknown): string[] => (Array.isArray(list) ? list.map((n) => ((n as { String?: { sval?: string } }).String?.sval ?? '')) : []);
 
 export class SqlRefused extends Error {}
 
+// In embedded mode nothing can stop a query once it runs (PGlite has no interrupt), so a
+// query must be one whose size the planner can see. generate_series' row count is estimated
+// exactly only from constant bounds. lpad and rpad make a value as long as their length,
+// repeat one as long as its text times its count, and the planner counts each call the same
+// whatever it makes: kept short, a call's work stays near what the estimate assumes.
+const MAX_BUILT_CHARS = 1024;
+const SIZED_BY_CONSTANTS = 'in embedded mode (which cannot stop a running query) its size must be known before it runs';
+
+/** A constant as written: a literal, maybe signed or cast. */
+function constant(node: unknown): Node | undefined {
+  const n = node as { A_Const?: Node; TypeCast?: { arg?: unknown }; A_Expr?: { kind?: string; lexpr?: unknown; rexpr?: unknown; name?: unknown } };
+  if (n?.A_Const) return n.A_Const;
+  if (n?.TypeCast) return constant(n.TypeCast.arg);
+  const minus = n?.A_Expr;
+  if (minus && minus.kind === 'AEXPR_OP' && minus.lexpr === undefined && ['-', '+'].includes(names(minus.name).at(-1)!)) return constant(minus.rexpr);
+  return undefined;
+}
+
+const constantNumber = (node: unknown): number | undefined => {
+  const c = constant(node) as { ival?: { ival?: number }; fval?: { fval?: string } } | undefined;
+  if (!c) return undefined;
+  return c.ival ? Math.abs(c.ival.ival ?? 0) : c.fval ? Math.abs(Number(c.fval.fval)) : undefined;
+};
+
+function checkFunction(call: Node, rules: Rules): void {
+  const parts = names(call.funcname);
+  const name = parts.at(-1)!;
+  if ((parts.length > 1 && (parts.length > 2 || parts[0] !== 'pg_catalog')) || !FUNCTIONS.has(name)) {
+    throw new SqlRefused(`the function ${parts.join('.')} may not be called here (functions that compute on values only)`);
+  }
+  if (!rules.embedded) return;
+  const args = Array.isArray(call.args) ? call.args : [];
+  if (name === 'generate_series' && !args.every((arg) => constant(arg))) {
+    throw new SqlRefused(`generate_series takes constant arguments here: ${SIZED_BY_CONSTANTS}`);
+  }
+  if (name === 'lpad' || name === 'rpad' || name === 'repeat') {
+    const count = constantNumber(args[1]);
+    const text = name === 'repeat' ? (constant(args[0]) as { sval?: { sval?: string } } | undefined) : {};
+    const chars = name === 'repeat' ? (text?.sval?.sval?.length ?? Number.NaN) * (count ?? Number.NaN) : count;
+    if (chars === undefined || !(chars <= MAX_BUILT_CHARS)) {
+      throw new SqlRefused(`${name} takes ${name === 'repeat' ? 'a constant text and count' : 'a constant length'} making at most ${MAX_BUILT_CHARS} characters here: ${SIZED_BY_CONSTANTS}`);
+    }
+  }
+}
+
+function checkRelation(range: Node, scope: Scope, rules: Rules): void {
+  const table = String(range.relname);
+  const qualified = range.schemaname !== undefined || range.catalogname !== undefined;
+  // An unqualified name is a WITH query's when one is in scope (PostgreSQL looks there
+  // first), else a table; a qualified name is always a table.
+  const allowed = qualified
+    ? range.catalogname === undefined && range.schemaname === rules.schema && rules.datasets.has(table)
+    : scope.some((visible) => visible.has(table)) || rules.datasets.has(table);
+  if (!allowed) {
+    const shown = [range.catalogname, range.schemaname, table].filter((part) => part !== undefined).join('.');
+    throw new SqlRefused(`"${shown}" is not a dataset: a query reads the tables of schema ${rules.schema} only`);
+  }
+}
+
+/**
+ * A SELECT (or one side of a set operation): its WITH queries, each seeing the names PostgreSQL
+ * lets it see, then the rest of it seeing them all.
+ */
+function visitSelect(select: Node, scope: Scope, rules: Rules): void {
+  const withClause = select.withClause as { ctes?: { CommonTableExpr: Node }[]; recursive?: boolean } | undefined;
+  let inner = scope;
+  if (withClause) {
+    if (withClause.recursive && rules.embedded) throw new SqlRefused(`WITH RECURSIVE may not be used here: ${SIZED_BY_CONSTANTS}`);
+    const ctes = (withClause.ctes ?? []).map((cte) => cte.CommonTableExpr);
+    const all = new Set(ctes.map((cte) => String(cte.ctename)));
+    ctes.forEach((cte, i) => {
+      // Without RECURSIVE a WITH query sees only the ones before it, not itself: inside its
+      // own body its name is a table's. With RECURSIVE every one sees all of them.
+      const visible = withClause.recursive ? all : new Set(ctes.slice(0, i).map((earlier) => String(earlier.ctename)));
+      visit(cte, [visible, ...scope], rules);
+    });
+    inner = [all, ...scope];
+  }
+  for (const [key, value] of Object.entries(select)) if (key !== 'withClause') visit({ [key]: value }, inner, rules);
+}
+
+/** Checks every node under `node`, by the key it is found under (libpg-query's node names). */
+function visit(node: unknown, scope: Scope, rules: Rules): void {
+  if (Array.isArray(node)) {
+    for (const item of node) visit(item, scope, rules);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  for (const [key, value] of Object.entries(node as Node)) {
+    if (value === null || typeof value !== 'object') continue;
+    const refused = REFUSED[key];
+    if (refused) throw new SqlRefused(refused);
+    // larg and rarg: the sides of a UNION, INTERSECT or EXCEPT (each may have its own WITH), or of a JOIN.
+    if (key === 'SelectStmt' || key === 'larg' || key === 'rarg') {
+      visitSelect(value as Node, scope, rules);
+      continue;
+    }
+    if (key === 'RangeVar') checkRelation(value as Node, scope, rules);
+    else if (key === 'FuncCall') checkFunction(value as Node, rules);
+    else if (key === 'A_Expr') {
+      const operator = names((value as Node).name);
+      if (operator.length > 1 && operator[0] !== 'pg_catalog') throw new SqlRefused(`the operator ${operator.join('.')} may not be used here (operators of pg_catalog only)`);
+    }
+    visit(value, scope, rules);
+  }
+}
+
 /**
  * Checks a query; throws SqlRefused saying why it may not run. `datasets` are the tables it
- * may read (the dataset schema's, by name), `schema` that schema's name.
+ * may read (the dataset schema's, by name), `schema` that schema's name; `embedded` refuses
+ * what only a running query's interruption could bound.
  */
-export async function checkQuery(sql: string, schema: string, datasets: ReadonlySet<string>): Promise<void> {
+export async function checkQuery(sql: string, schema: string, datasets: ReadonlySet<string>, { embedded = false } = {}): Promise<void> {
   let tree: { stmts?: { stmt: Node }[] };
   try {
     tree = (await (await parser()).parse(sql)) as typeof tree;
@@ -81,28 +189,5 @@ export async function checkQuery(sql: string, schema: string, datasets: Readonly
   if (statements.length !== 1) throw new SqlRefused(statements.length === 0 ? 'the query is empty' : 'send one statement at a time');
   const top = statements[0]!.stmt;
   if (!('SelectStmt' in top)) throw new SqlRefused(`only SELECT queries run here (got ${Object.keys(top)[0]})`);
-
-  const withNames = new Set<string>();
-  for (const [key, node] of walk(top)) if (key === 'CommonTableExpr') withNames.add(String(node.ctename));
-  for (const [key, node] of walk(top)) {
-    const refused = REFUSED[key];
-    if (refused) throw new SqlRefused(refused);
-    if (key === 'RangeVar') {
-      const table = String(node.relname);
-      const qualified = node.schemaname !== undefined || node.catalogname !== undefined;
-      const allowed = qualified ? node.catalogname === undefined && node.schemaname === schema && datasets.has(table) : withNames.has(table) || datasets.has(table);
-      if (!allowed) {
-        const shown = [node.catalogname, node.schemaname, table].filter((part) => part !== undefined).join('.');
-        throw new SqlRefused(`"${shown}" is not a dataset: a query reads the tables of schema ${schema} only`);
-      }
-    } else if (key === 'A_Expr' && names(node.name).length > 1 && names(node.name)[0] !== 'pg_catalog') {
-      throw new SqlRefused(`the operator ${names(node.name).join('.')} may not be used here (operators of pg_catalog only)`);
-    } else if (key === 'FuncCall') {
-      const parts = names(node.funcname);
-      const name = parts.at(-1)!;
-      if ((parts.length > 1 && (parts.length > 2 || parts[0] !== 'pg_catalog')) || !FUNCTIONS.has(name)) {
-        throw new SqlRefused(`the function ${parts.join('.')} may not be called here (functions that compute on values only)`);
-      }
-    }
-  }
+  visit(top, [], { schema, datasets, embedded });
 }

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
-import { AppError } from '../errors.js';
+import { AppError, validationError } from '../errors.js';
 import { datasetNameProblem } from '../datasets/names.js';
 import { errorRef } from '../schemas/api.js';
 import {
@@ -34,6 +34,8 @@ const listQuerySchema = {
     cursor: { type: 'string', maxLength: 200, description: 'next_cursor of the previous page' },
   },
 } as const;
+
+const MAX_ROW_ID = 9_223_372_036_854_775_807n;
 
 const rowsQuerySchema = {
   type: 'object',
@@ -144,6 +146,10 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
     async (request, reply) => {
       const { name } = request.params;
       const { limit, cursor } = request.query;
+      // The pattern takes 19 digits; a BIGINT (_intake_id) holds up to MAX_ROW_ID.
+      if (cursor !== undefined && BigInt(cursor) > MAX_ROW_ID) {
+        throw validationError([{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' }]);
+      }
       await datasetOf(name); // a 404 for a dataset Intake does not have
       const rows = await listDatasetRows(db, datasetSchema, name, cursor ?? '0', limit + 1);
       const page = rows.slice(0, limit);

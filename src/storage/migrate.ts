@@ -5,7 +5,7 @@ import type { Db } from './db.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 // Any constant will do; it only has to be the same in every Intake process.
-const MIGRATION_LOCK_KEY = 7_277_461;
+export const MIGRATION_LOCK_KEY = 7_277_461;
 
 export interface Migration {
   version: number;

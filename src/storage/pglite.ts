@@ -38,15 +38,34 @@ interface NodeFsOperations {
   stream_ops: { fsync?: (stream: { nfd?: number }) => number };
 }
 
+const PAGE = 64 * 1024; // a WebAssembly memory page
+// What PGlite's module starts with (its INITIAL_MEMORY), shared_buffers included (pglite-options.ts).
+const INITIAL_MEMORY = 128 * 1024 ** 2;
+
 /**
- * PGlite's Node filesystem (Emscripten's NODEFS) has no fsync: PostgreSQL's flush of the WAL
- * at commit returned at once and nothing reached the disk until the kernel wrote it back. This
- * one flushes the file for real. (Emscripten's fdatasync() does nothing at all, so PostgreSQL
- * is told to use fsync(), which reaches here.)
+ * The embedded PostgreSQL's storage and memory. Its memory is one WebAssembly memory, which
+ * only grows (never given back) and, left to itself, up to 2 GB: one query gathering a large
+ * value (string_agg over many rows) left the process at 1.29 GB for good. With a maximum, a
+ * statement that needs more fails with PostgreSQL's "out of memory" (53200) and PGlite carries
+ * on; loads stay within the initial 128 MB (PostgreSQL's sorts and hashes spill to disk).
+ * And PGlite's Node filesystem (Emscripten's NODEFS) has no fsync: PostgreSQL's flush of the
+ * WAL at commit returned at once and nothing reached the disk until the kernel wrote it back.
+ * With `durable`, a flush reaches the disk for real. (Emscripten's fdatasync() does nothing
+ * at all, so PostgreSQL is told to use fsync(), which reaches here.)
  */
-class DurableNodeFS extends NodeFS {
+class EmbeddedFS extends NodeFS {
+  constructor(
+    dataDir: string,
+    private readonly settings: { durable: boolean; maxMemoryBytes: number },
+  ) {
+    super(dataDir);
+  }
+
   override async init(pg: PGlite, emscriptenOptions: Parameters<NodeFS['init']>[1]) {
     const result = await super.init(pg, emscriptenOptions);
+    const maximum = Math.max(INITIAL_MEMORY, this.settings.maxMemoryBytes);
+    (result.emscriptenOpts as { wasmMemory?: WebAssembly.Memory }).wasmMemory = new WebAssembly.Memory({ initial: INITIAL_MEMORY / PAGE, maximum: Math.floor(maximum / PAGE) });
+    if (!this.settings.durable) return result;
     const flush = (mod: { NODEFS: unknown }) => {
       (mod.NODEFS as NodeFsOperations).stream_ops.fsync = (stream) => {
         if (stream.nfd !== undefined) fdatasyncSync(stream.nfd);
@@ -93,7 +112,7 @@ async function initdb(pgdata: string, options: PGliteOptions): Promise<void> {
  * default) a commit is on disk when it returns, as on PostgreSQL; without, the last commits
  * before a power failure (not a crash of Intake) can be lost, for faster small commits.
  */
-export async function openPglite(dataDir: string, { fsync = true }: { fsync?: boolean } = {}): Promise<Db> {
+export async function openPglite(dataDir: string, { fsync = true, maxMemoryBytes = 512 * 1024 ** 2 }: { fsync?: boolean; maxMemoryBytes?: number } = {}): Promise<Db> {
   mkdirSync(dataDir, { recursive: true });
   const releaseLock = acquireLock(dataDir);
   const pgdata = join(dataDir, 'pgdata');
@@ -103,10 +122,11 @@ export async function openPglite(dataDir: string, { fsync = true }: { fsync?: bo
     const options = pgliteOptions();
     if (created) await initdb(pgdata, options);
     const startParams = options.startParams ?? PGlite.defaultStartParams;
+    const fs = new EmbeddedFS(pgdata, { durable: fsync, maxMemoryBytes });
     const storage: PGliteOptions = fsync
       ? // PGlite starts PostgreSQL with -F (fsync off).
-        { fs: new DurableNodeFS(pgdata), startParams: [...startParams.filter((param) => param !== '-F'), '-c', 'fsync=on', '-c', 'wal_sync_method=fsync'] }
-      : { dataDir: pgdata };
+        { fs, startParams: [...startParams.filter((param) => param !== '-F'), '-c', 'fsync=on', '-c', 'wal_sync_method=fsync'] }
+      : { fs };
     pg = await PGlite.create({ ...options, ...storage });
     if (fsync && created) flushTree(pgdata);
   } catch (err) {
