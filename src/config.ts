@@ -50,6 +50,8 @@ export interface Config {
   retentionIntervalMs: number;
   /** Bearer tokens any of which opens the API; empty: no access control (loopback by default). */
   apiTokens: string[];
+  /** METRICS_TOKEN: with one (or several, comma-separated), /metrics needs it as a bearer token. */
+  metricsTokens: string[];
   /** Origins allowed to call the API from a browser (CORS); empty: same origin only. */
   corsOrigins: string[];
   /** Base of the status URLs Intake answers with (https://intake.example.com); unset: relative URLs. */
@@ -143,12 +145,12 @@ function list(env: Env, name: string): string[] {
     .filter((item) => item !== '');
 }
 
-function tokens(env: Env): string[] {
-  const values = list(env, 'API_TOKENS');
+function tokens(env: Env, name = 'API_TOKENS'): string[] {
+  const values = list(env, name);
   for (const [index, token] of values.entries()) {
     // Never echo a token: name it by position.
-    if (token.length < 16) throw new ConfigError('API_TOKENS', `token ${index + 1} is shorter than 16 characters: use long random tokens (e.g. openssl rand -hex 32)`);
-    if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError('API_TOKENS', `token ${index + 1} must be printable ASCII without spaces`);
+    if (token.length < 16) throw new ConfigError(name, `token ${index + 1} is shorter than 16 characters: use long random tokens (e.g. openssl rand -hex 32)`);
+    if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError(name, `token ${index + 1} must be printable ASCII without spaces`);
   }
   return values;
 }
@@ -294,6 +296,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     jobRetentionDays: integer(env, 'JOB_RETENTION_DAYS', 0, 0, 36_500),
     retentionIntervalMs: integer(env, 'RETENTION_INTERVAL_MS', 3_600_000, 100, 86_400_000),
     apiTokens,
+    metricsTokens: tokens(env, 'METRICS_TOKEN'),
     corsOrigins: origins(env),
     publicUrl: publicUrl(env),
     limits: {
