@@ -69,6 +69,7 @@ beforeAll(async () => {
   files = await startFiles();
   s3 = await startS3();
   await s3.put('exports/orders.csv', ORDERS);
+  await s3.put('exports/orders.zip', zipOf({ 'orders.csv': ORDERS }));
 }, 60_000);
 afterAll(async () => {
   files?.server.closeAllConnections();
@@ -164,7 +165,8 @@ describe.each(backends())('imports ($name)', (backend) => {
   it('imports a URL into a dataset named after it; the job shows the URL without its query', async () => {
     // First of all (no upload has made the upload directory yet): a zip is spooled to local disk to be read.
     const zipped = await imported({ url: `${files.url}/orders.zip`, dataset: 'zipped' });
-    expect(zipped).toMatchObject({ status: 'completed', records_processed: 2 });
+    // Its bytes counted once, though read twice (downloaded to the spool, then read from it).
+    expect(zipped).toMatchObject({ status: 'completed', records_processed: 2, bytes_processed: zipOf({ 'orders.csv': ORDERS }).length });
     expect(readdirSync(server.config.uploadDir)).toEqual([]);
     const job = await imported({ url: `${files.url}/orders.csv?signature=secret`, schema: { '*': 'text' } });
     expect(job).toMatchObject({ status: 'completed', source_type: 'url_import', file_name: `${files.url}/orders.csv`, dataset: 'orders', records_processed: 2, error: null });
@@ -197,6 +199,8 @@ describe.each(backends())('imports ($name)', (backend) => {
   it('imports an object from S3, and says so when the object is missing; retry reads it again once it is there', async () => {
     const job = await imported({ url: 's3://intake-test/exports/orders.csv', dataset: 's3_orders' });
     expect(job).toMatchObject({ status: 'completed', source_type: 's3_import', file_name: 's3://intake-test/exports/orders.csv', records_processed: 2 });
+    const zipped = await imported({ url: 's3://intake-test/exports/orders.zip', dataset: 's3_zipped' });
+    expect(zipped).toMatchObject({ status: 'completed', records_processed: 2, bytes_processed: zipOf({ 'orders.csv': ORDERS }).length });
     expect(await imported({ url: 's3://intake-test/%zz.csv', dataset: 's3_odd' })).toMatchObject({ status: 'failed', error: 's3://intake-test/%zz.csv does not exist (404)' });
     const missing = await imported({ url: `s3://intake-test/later/${backend.name}.csv`, dataset: 's3_later' });
     expect(missing).toMatchObject({ status: 'failed', error: `s3://intake-test/later/${backend.name}.csv does not exist (404)` });
