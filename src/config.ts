@@ -64,6 +64,10 @@ export interface Config {
   sql: { timeoutMs: number; maxCost: number; maxRows: number };
   /** Open event streams this process serves at once; more answer 429. */
   maxEventStreams: number;
+  /** Schedules at most (MAX_SCHEDULES). */
+  maxSchedules: number;
+  /** Jobs all schedules together may start per minute, every process together (MAX_SCHEDULED_JOBS_PER_MINUTE). */
+  maxScheduledJobsPerMinute: number;
   /**
    * A request body (upload or JSON) must deliver at least `bodyMinBytesPerSecond` over every
    * window of this length, or it is cut off with 408 and nothing is kept.
@@ -313,6 +317,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxRows: integer(env, 'SQL_MAX_ROWS', 1000, 1, 100_000),
     },
     maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),
+    maxSchedules: integer(env, 'MAX_SCHEDULES', 1000, 1, 100_000),
+    maxScheduledJobsPerMinute: integer(env, 'MAX_SCHEDULED_JOBS_PER_MINUTE', 60, 1, 100_000),
     bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     bodyMinBytesPerSecond: integer(env, 'BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1024 ** 3),
   };

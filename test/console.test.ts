@@ -208,6 +208,8 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
 
   it('uploads a file dropped on the page', async () => {
     const { page, problems } = await openPage();
+    // It names every kind of file an upload takes.
+    expect(await page.getByTestId('dropzone').textContent()).toContain('Drop CSV, JSON, NDJSON or Excel files (also .gz, .zst, .zip) here');
     await page.getByTestId('dropzone').evaluate((zone) => {
       const transfer = new DataTransfer();
       transfer.items.add(new File(['{"records": [{"sku": "A-1", "qty": 3}, {"sku": "B-2", "qty": 1}]}'], 'orders.json', { type: 'application/json' }));
