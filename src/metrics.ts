@@ -42,7 +42,7 @@ export interface MetricsDeps {
 
 /** How long a scrape or a readiness check waits for one source (the database, Redis). */
 export const PROBE_TIMEOUT_MS = 1000;
-/** How long the job and queue counts of one scrape serve the next ones (seconds-old gauges are fine to Prometheus). */
+/** How long the job counts of one scrape serve the next ones (seconds-old gauges are fine to Prometheus). */
 export const COUNTS_TTL_MS = 2000;
 
 /**
@@ -73,8 +73,8 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   // Jobs by status, counted at most once per COUNTS_TTL_MS however often /metrics is scraped
   // (it needs no token by default, and each count reads every job row), one count at a time:
   // scrapes meanwhile share the count in flight or the last one. A failed count is not kept.
+  // (BullMQ's counts are a few Redis reads: they are read at each scrape.)
   const jobCounts = sharedFor(COUNTS_TTL_MS, () => within(countJobsByStatus(db), PROBE_TIMEOUT_MS, 'counting jobs'));
-  const queueDepth = queueCounts && sharedFor(COUNTS_TTL_MS, () => within(queueCounts(), PROBE_TIMEOUT_MS, 'counting the queue'));
   function unavailable(what: string) {
     return (err: unknown) => {
       log.warn({ err: (err as Error).message }, `metrics: ${what} unavailable; left out of this scrape`);
@@ -103,8 +103,8 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     async collect() {
       this.reset();
       const depth = await (
-        queueDepth
-          ? queueDepth()
+        queueCounts
+          ? within(queueCounts(), PROBE_TIMEOUT_MS, 'counting the queue')
           : jobCounts().then((counts) => ({ waiting: counts.get('queued') ?? 0, active: counts.get('running') ?? 0, delayed: 0 }))
       ).catch(unavailable('queue depth'));
       if (!depth) return;
