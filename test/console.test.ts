@@ -52,18 +52,20 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     let rows = 0;
     let released = false;
     let complete = false; // the last rows are written: each body ends once it has sent them
-    const grow = setInterval(() => {
-      rows += 500;
-      if (released) {
-        clearInterval(grow);
-        complete = true;
-      }
-    }, 100);
+    let grow: NodeJS.Timeout | undefined; // from the first request on
     const line = (n: number) => `${n},user ${n},note ${n}\n`;
     const server = createServer((_req, res) => {
+      grow ??= setInterval(() => {
+        rows += 500;
+        if (released) {
+          clearInterval(grow);
+          complete = true;
+        }
+      }, 100);
       res.writeHead(200, { 'content-type': 'text/csv' });
       res.write('id,name,note\n');
       let written = 0;
+      // Each body follows the file as it grows (a later request catches up at once).
       const timer = setInterval(() => {
         const lines = [];
         for (; written < rows; written++) lines.push(line(written));
