@@ -120,7 +120,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql, role: deps.sqlRole });
   });
   await app.register(consoleRoutes, { root: deps.consoleDir });
-  await app.register(healthRoutes, { db: deps.db, cache: deps.cache, metrics });
+  await app.register(healthRoutes, { db: deps.db, cache: deps.cache, metrics, metricsTokens: deps.config.metricsTokens });
   return app;
 }
 

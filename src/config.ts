@@ -52,6 +52,8 @@ export interface Config {
   retentionIntervalMs: number;
   /** Bearer tokens any of which opens the API; empty: no access control (loopback by default). */
   apiTokens: string[];
+  /** METRICS_TOKEN: with one (or several, comma-separated), /metrics needs it as a bearer token. */
+  metricsTokens: string[];
   /** Origins allowed to call the API from a browser (CORS); empty: same origin only. */
   corsOrigins: string[];
   /** Base of the status URLs Intake answers with (https://intake.example.com); unset: relative URLs. */
@@ -64,6 +66,10 @@ export interface Config {
   sql: { timeoutMs: number; maxCost: number; maxRows: number };
   /** Open event streams this process serves at once; more answer 429. */
   maxEventStreams: number;
+  /** Schedules at most (MAX_SCHEDULES). */
+  maxSchedules: number;
+  /** Jobs all schedules together may start per minute, every process together (MAX_SCHEDULED_JOBS_PER_MINUTE). */
+  maxScheduledJobsPerMinute: number;
   /**
    * A request body (upload or JSON) must deliver at least `bodyMinBytesPerSecond` over every
    * window of this length, or it is cut off with 408 and nothing is kept.
@@ -145,12 +151,12 @@ function list(env: Env, name: string): string[] {
     .filter((item) => item !== '');
 }
 
-function tokens(env: Env): string[] {
-  const values = list(env, 'API_TOKENS');
+function tokens(env: Env, name = 'API_TOKENS'): string[] {
+  const values = list(env, name);
   for (const [index, token] of values.entries()) {
     // Never echo a token: name it by position.
-    if (token.length < 16) throw new ConfigError('API_TOKENS', `token ${index + 1} is shorter than 16 characters: use long random tokens (e.g. openssl rand -hex 32)`);
-    if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError('API_TOKENS', `token ${index + 1} must be printable ASCII without spaces`);
+    if (token.length < 16) throw new ConfigError(name, `token ${index + 1} is shorter than 16 characters: use long random tokens (e.g. openssl rand -hex 32)`);
+    if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError(name, `token ${index + 1} must be printable ASCII without spaces`);
   }
   return values;
 }
@@ -298,6 +304,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     jobRetentionDays: integer(env, 'JOB_RETENTION_DAYS', 0, 0, 36_500),
     retentionIntervalMs: integer(env, 'RETENTION_INTERVAL_MS', 3_600_000, 100, 86_400_000),
     apiTokens,
+    metricsTokens: tokens(env, 'METRICS_TOKEN'),
     corsOrigins: origins(env),
     publicUrl: publicUrl(env),
     limits: {
@@ -316,6 +323,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxRows: integer(env, 'SQL_MAX_ROWS', 1000, 1, 100_000),
     },
     maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),
+    maxSchedules: integer(env, 'MAX_SCHEDULES', 1000, 1, 100_000),
+    maxScheduledJobsPerMinute: integer(env, 'MAX_SCHEDULED_JOBS_PER_MINUTE', 60, 1, 100_000),
     bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     bodyMinBytesPerSecond: integer(env, 'BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1024 ** 3),
   };

@@ -13,8 +13,9 @@ import { within } from './within.js';
  *
  * Job counters come from the live job events, not from the code that runs jobs: in scale-out
  * mode the workers are other processes, and the events are what reaches this one. Gauges are
- * read at scrape time (the database, the BullMQ queue), each bounded by a timeout: a source
- * that is down leaves its series out of the answer, never holds it up.
+ * read at scrape time (the database, the BullMQ queue), at most every COUNTS_TTL_MS, each
+ * bounded by a timeout: a source that is down leaves its series out of the answer, never
+ * holds it up.
  */
 export interface Metrics {
   registry: Registry;
@@ -41,6 +42,27 @@ export interface MetricsDeps {
 
 /** How long a scrape or a readiness check waits for one source (the database, Redis). */
 export const PROBE_TIMEOUT_MS = 1000;
+/** How long the job counts of one scrape serve the next ones (seconds-old gauges are fine to Prometheus). */
+export const COUNTS_TTL_MS = 2000;
+
+/**
+ * `read`, run at most once at a time and at most once per `ttlMs` from its last success: a
+ * call meanwhile gets the read in flight or the last result.
+ */
+function sharedFor<T>(ttlMs: number, read: () => Promise<T>): () => Promise<T> {
+  let last: { at: number; value: Promise<T> } | undefined;
+  let inFlight: Promise<T> | undefined;
+  return () => {
+    if (last && performance.now() - last.at < ttlMs) return last.value;
+    inFlight ??= read()
+      .then((value) => {
+        last = { at: performance.now(), value: Promise.resolve(value) };
+        return value;
+      })
+      .finally(() => (inFlight = undefined));
+    return inFlight;
+  };
+}
 
 export function createMetrics(deps: MetricsDeps): Metrics {
   const { db, cache, queueCounts, log } = deps;
@@ -48,15 +70,11 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
 
-  // Jobs by status (no parameters). Both gauges below read it: the collects of one scrape
-  // run together and share the one query in flight.
-  let counting: Promise<Map<string, number>> | undefined;
-  function jobCounts(): Promise<Map<string, number>> {
-    counting ??= within(countJobsByStatus(db), PROBE_TIMEOUT_MS, 'counting jobs').finally(() => {
-      counting = undefined;
-    });
-    return counting;
-  }
+  // Jobs by status, counted at most once per COUNTS_TTL_MS however often /metrics is scraped
+  // (it needs no token by default, and each count reads every job row), one count at a time:
+  // scrapes meanwhile share the count in flight or the last one. A failed count is not kept.
+  // (BullMQ's counts are a few Redis reads: they are read at each scrape.)
+  const jobCounts = sharedFor(COUNTS_TTL_MS, () => within(countJobsByStatus(db), PROBE_TIMEOUT_MS, 'counting jobs'));
   function unavailable(what: string) {
     return (err: unknown) => {
       log.warn({ err: (err as Error).message }, `metrics: ${what} unavailable; left out of this scrape`);
@@ -66,7 +84,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
 
   new Gauge({
     name: 'intake_jobs',
-    help: 'Jobs by status, counted in the database at scrape time',
+    help: 'Jobs by status, counted in the database at scrape time (at most every 2 s)',
     labelNames: ['status'],
     registers,
     async collect() {

@@ -16,11 +16,13 @@ export function parseSecretKey(raw: string): Buffer {
   return key;
 }
 
+const TAG_BYTES = 16;
+
 const keyId = (key: Buffer) => createHash('sha256').update(key).digest('hex').slice(0, 8);
 
 export function seal(key: Buffer, plaintext: string, boundTo: string): string {
   const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
   cipher.setAAD(Buffer.from(boundTo));
   const sealed = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
   return ['v1', keyId(key), iv.toString('base64'), cipher.getAuthTag().toString('base64'), sealed.toString('base64')].join(':');
@@ -30,10 +32,14 @@ export function unseal(key: Buffer, text: string, boundTo: string): string {
   const [version, id, iv, tag, sealed] = text.split(':');
   if (version !== 'v1' || sealed === undefined) throw new SecretKeyError('the stored secret is not in a form Intake writes');
   if (id !== keyId(key)) throw new SecretKeyError('the secret was stored with another SECRET_KEY: set that key again, or save the connection anew');
-  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv!, 'base64'));
+  // The tag's length is fixed: GCM would otherwise check a tag cut to 4 bytes, which a forger
+  // can guess.
+  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv!, 'base64'), { authTagLength: TAG_BYTES });
   decipher.setAAD(Buffer.from(boundTo));
-  decipher.setAuthTag(Buffer.from(tag!, 'base64'));
   try {
+    const tagBytes = Buffer.from(tag!, 'base64');
+    if (tagBytes.length !== TAG_BYTES) throw new Error('tag length');
+    decipher.setAuthTag(tagBytes);
     return Buffer.concat([decipher.update(Buffer.from(sealed, 'base64')), decipher.final()]).toString('utf8');
   } catch {
     throw new SecretKeyError('the stored secret does not open with SECRET_KEY (it was altered)');

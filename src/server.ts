@@ -116,7 +116,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
       const schedules =
         config.redisUrl && config.workerConcurrency === 0
           ? { close: async () => {} }
-          : scheduler.start({ db, settings: pipeline.imports, events, dispatcher, log: log.child({ component: 'schedules' }) });
+          : scheduler.start({ db, settings: pipeline.imports, events, dispatcher, log: log.child({ component: 'schedules' }), maxJobsPerMinute: config.maxScheduledJobsPerMinute });
       // Every process sweeps (one at a time, under a lock); retention off still expires idempotency keys.
       const retention = startRetention({
         db,

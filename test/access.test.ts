@@ -11,6 +11,7 @@ import { startIntakeProcess } from './process.js';
 
 const TOKEN = 'tok-0123456789abcdef-first';
 const OTHER = 'tok-fedcba9876543210-second';
+const SCRAPER = 'metrics-0123456789abcdef';
 const BIN = fileURLToPath(new URL('../bin/intake.js', import.meta.url));
 
 /** Access control (API_TOKENS) and CORS (CORS_ORIGINS), in every mode. */
@@ -20,7 +21,7 @@ describe.each(backends())('access control ($name)', (backend) => {
 
   beforeAll(async () => {
     sandbox = await createSandbox(backend);
-    server = await startServer(sandbox, { API_TOKENS: `${TOKEN}, ${OTHER}`, CORS_ORIGINS: 'https://app.example.com' });
+    server = await startServer(sandbox, { API_TOKENS: `${TOKEN}, ${OTHER}`, CORS_ORIGINS: 'https://app.example.com', METRICS_TOKEN: SCRAPER });
   });
 
   afterAll(async () => {
@@ -124,6 +125,20 @@ describe.each(backends())('access control ($name)', (backend) => {
     while (job.status !== 'completed' && Date.now() < deadline);
     expect(job).toMatchObject({ status: 'completed', records_processed: 20 });
     for (const path of ['/', `/jobs/${jobId}`, '/openapi.json', '/docs']) expect((await call(path)).status, path).toBe(200);
+  });
+
+  it('with METRICS_TOKEN, /metrics answers only that bearer token (not an API token); health checks stay open', async () => {
+    for (const headers of [{}, bearer(TOKEN), bearer(SCRAPER.slice(0, -1)), { authorization: `Basic ${btoa(`x:${SCRAPER}`)}` }]) {
+      const res = await call('/metrics', { headers });
+      expect(res.status, JSON.stringify(headers)).toBe(401);
+      expect((await res.json()).code).toBe('unauthorized');
+    }
+    const res = await call('/metrics', { headers: bearer(SCRAPER) });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('intake_jobs{status="completed"}');
+    expect((await call('/api/jobs', { headers: bearer(SCRAPER) })).status).toBe(401);
+    for (const path of ['/healthz', '/readyz']) expect((await call(path)).status, path).toBe(200);
+    expect(() => loadConfig({ METRICS_TOKEN: 'short' })).toThrow('METRICS_TOKEN token 1 is shorter than 16 characters');
   });
 
   it('lets the named origins call it from a browser (CORS), and no others', async () => {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -374,6 +374,14 @@ describe('intake --version and intake doctor', () => {
     const refused = await intakeWith({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' }, ['doctor']);
     expect(refused.code).toBe(1);
     expect(refused.stdout).toMatch(/^FAIL {2}PostgreSQL at 127\.0\.0\.1:1\/none: connect ECONNREFUSED/m);
+
+    // PostgreSQL mode on a DATA_DIR that holds an embedded Intake: their default UPLOAD_DIR is one folder.
+    mkdirSync(join(dataDir, 'shared', 'pgdata'), { recursive: true });
+    writeFileSync(join(dataDir, 'shared', 'pgdata', 'PG_VERSION'), '17\n');
+    const shared = await intakeWith({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', DATA_DIR: join(dataDir, 'shared') }, ['doctor']);
+    expect(shared.stdout).toContain(`warn  UPLOAD_DIR ${join(dataDir, 'shared', 'uploads')} (the default) is also where the embedded Intake in DATA_DIR ${join(dataDir, 'shared')} keeps its uploads`);
+    const apart = await intakeWith({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', DATA_DIR: join(dataDir, 'shared'), UPLOAD_DIR: join(dataDir, 'pg-uploads') }, ['doctor']);
+    expect(apart.stdout).not.toContain('is also where the embedded Intake');
 
     const bad = await intakeWith({ PORT: 'eighty' }, ['doctor']);
     expect(bad.code).toBe(1);

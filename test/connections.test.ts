@@ -47,6 +47,15 @@ describe('sealed secrets', () => {
     flipped[0]! ^= 1;
     expect(() => unseal(key, [v, id, iv, tag, flipped.toString('base64')].join(':'), 'row-a')).toThrow(/altered/);
   });
+
+  it('refuse a stored secret whose tag is cut short (GCM would check the first bytes only)', () => {
+    const key = parseSecretKey(KEY);
+    const [v, id, iv, tag, data] = seal(key, 'token-1', 'row-a').split(':');
+    for (const bytes of [15, 12, 8, 4, 0]) {
+      const cut = Buffer.from(tag!, 'base64').subarray(0, bytes).toString('base64');
+      expect(() => unseal(key, [v, id, iv, cut, data].join(':'), 'row-a')).toThrow(/altered/);
+    }
+  });
 });
 
 describe.each(backends().filter((b) => b.name !== 'scale-out'))('connections ($name)', (backend) => {

@@ -42,20 +42,35 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
   const closers: (() => void)[] = [];
 
   /**
-   * A CSV served over loopback a batch of rows every 100 ms, until release() is called: the
-   * body then ends. sent() is the number of rows it held.
+   * A CSV served over loopback, growing by a batch of rows every 100 ms until release() is
+   * called: its body then ends. Every request reads the same file (rows from 0 to the last
+   * one written), so a job started over by another worker (a redelivered queue job whose
+   * heartbeat looked stale on a busy machine) reads what the first run read, not a tail that
+   * begins where the first request's rows had got to. sent() is the number of rows in the file.
    */
   async function trickle(): Promise<{ url: string; release(): void; sent(): number }> {
     let rows = 0;
     let released = false;
+    let complete = false; // the last rows are written: each body ends once it has sent them
+    let grow: NodeJS.Timeout | undefined; // from the first request on
+    const line = (n: number) => `${n},user ${n},note ${n}\n`;
     const server = createServer((_req, res) => {
+      grow ??= setInterval(() => {
+        rows += 500;
+        if (released) {
+          clearInterval(grow);
+          complete = true;
+        }
+      }, 100);
       res.writeHead(200, { 'content-type': 'text/csv' });
       res.write('id,name,note\n');
+      let written = 0;
+      // Each body follows the file as it grows (a later request catches up at once).
       const timer = setInterval(() => {
         const lines = [];
-        for (let i = 0; i < 500; i++, rows++) lines.push(`${rows},user ${rows},note ${rows}\n`);
+        for (; written < rows; written++) lines.push(line(written));
         res.write(lines.join(''));
-        if (released) {
+        if (complete && written === rows) {
           clearInterval(timer);
           res.end();
         }
@@ -63,7 +78,10 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
       res.once('close', () => clearInterval(timer));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    closers.push(() => server.close());
+    closers.push(() => {
+      clearInterval(grow);
+      server.close();
+    });
     const { port } = server.address() as AddressInfo;
     return { url: `http://127.0.0.1:${port}/blocker.csv`, release: () => (released = true), sent: () => rows };
   }
@@ -192,6 +210,8 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
 
   it('uploads a file dropped on the page', async () => {
     const { page, problems } = await openPage();
+    // It names every kind of file an upload takes.
+    expect(await page.getByTestId('dropzone').textContent()).toContain('Drop CSV, JSON, NDJSON or Excel files (also .gz, .zst, .zip) here');
     await page.getByTestId('dropzone').evaluate((zone) => {
       const transfer = new DataTransfer();
       transfer.items.add(new File(['{"records": [{"sku": "A-1", "qty": 3}, {"sku": "B-2", "qty": 1}]}'], 'orders.json', { type: 'application/json' }));
@@ -271,6 +291,9 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await expect.poll(() => polls.length, { timeout: 30_000 }).toBeGreaterThan(1);
     rows.release();
     await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 60_000 }).toBe('completed');
+    // The job's own count first: a page showing another number than the job would be the page's fault.
+    const done = await getJson(statusUrl);
+    expect(done.body).toMatchObject({ status: 'completed', records_processed: rows.sent() });
     expect(await page.getByTestId('records-processed').textContent()).toBe(rows.sent().toLocaleString('en-US'));
     await page.close();
   });
@@ -418,6 +441,9 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     const exported = readFileSync(await download.path(), 'utf8').split('\r\n');
     expect(exported[0]).toBe('sku,qty,unit_price,shipped_on');
     expect(exported.slice(1, -1).sort()).toEqual(['A-1,3,2.50,2026-01-05', 'B-2,4,10,2026-01-08', 'C-3,5,0.99,2026-01-07', 'D-4,1,3.25,2026-01-09']);
+    const [safe] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export for a spreadsheet' }).click()]);
+    expect(safe.suggestedFilename()).toBe('orders_2026.csv');
+    expect(readFileSync(await safe.path(), 'utf8').split('\r\n').slice(1, -1).sort()).toEqual(exported.slice(1, -1).sort()); // nothing here looks like a formula
 
     // A query, then one the server refuses, which the page shows.
     await page.getByLabel('SQL').fill('SELECT sum(qty) AS total, count(*) AS orders FROM datasets.orders_2026');

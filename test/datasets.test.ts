@@ -292,6 +292,33 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect(lines).toEqual(await rowsOf('round_src'));
   });
 
+  it('exports CSV safe for a spreadsheet with excel_safe=true: formulas made text, control characters escaped', async () => {
+    const values = ['=HYPERLINK("http://evil.example","click")', '+cmd|\' /C calc\'!A0', '-2+3', '@SUM(A1:A2)', '\tx', '\r=1', '-5', '+1.5e3', 'plain', 'red \x1b[31mhi\x07'];
+    const csv = `n,v\n${values.map((v, i) => `${i},"${v.replaceAll('"', '""')}"`).join('\n')}\n`;
+    expect((await load('formulas.csv', csv, { dataset: 'formulas', schema: JSON.stringify({ v: 'text' }) })).status).toBe('completed');
+    const read = async (query: string) => {
+      const res = await fetch(`${server.url}/api/datasets/formulas/export?${query}`);
+      expect(res.status).toBe(200);
+      const back = await load('back.csv', await res.text(), { dataset: `formulas_${query.length}`, mode: 'replace', schema: JSON.stringify({ v: 'text' }) });
+      expect(back.status).toBe('completed');
+      return (await rowsOf(`formulas_${query.length}`)).map((row) => row.v);
+    };
+    expect(await read('format=csv')).toEqual(values);
+    expect(await read('format=csv&excel_safe=true')).toEqual([
+      `'=HYPERLINK("http://evil.example","click")`,
+      `'+cmd|' /C calc'!A0`,
+      `'-2+3`,
+      `'@SUM(A1:A2)`,
+      `'\tx`,
+      `'\r=1`,
+      '-5',
+      '+1.5e3',
+      'plain',
+      'red \\u{1b}[31mhi\\u{7}',
+    ]);
+    expect((await fetch(`${server.url}/api/datasets/formulas/export?excel_safe=maybe`)).status).toBe(422);
+  });
+
   it('loads an Excel sheet with its types: numbers as numbers, dates as dates, times as timestamps, booleans', async () => {
     const day = (iso: string) => (Date.parse(iso) - Date.UTC(1899, 11, 30)) / 86_400_000;
     const book = xlsxOf({

@@ -68,6 +68,33 @@ describe('follow (the event stream, polling while it is down)', () => {
     expect(states).toContain('polling');
   });
 
+  it('never tells a polled payload older than one the stream told, nor the other way round', async () => {
+    const seen: string[] = [];
+    let opens = 0;
+    const polled = [job(2), job(4), job(3, 'completed'), job(6), job(5)];
+    const last = await follow({
+      async openStream() {
+        opens++;
+        // The stream tells 3, then drops; later it opens again with what it held then (older).
+        if (opens > 1) return stream([job(5), job(7, 'completed')]);
+        let pulls = 0;
+        return new ReadableStream({
+          pull(controller) {
+            if (pulls++ === 0) controller.enqueue(new TextEncoder().encode(`event: status\ndata: ${JSON.stringify(job(3))}\n\n`));
+            else controller.error(new Error('dropped'));
+          },
+        });
+      },
+      read: async () => polled.shift() ?? job(6),
+      isFatal: () => false,
+      onJob: (j) => seen.push(`${j.version} ${j.status}`),
+      pollMs: 1,
+      reopenMs: 20,
+    });
+    expect(seen).toEqual(['3 running', '4 running', '6 running', '7 completed']);
+    expect(last).toMatchObject({ version: 7, status: 'completed' });
+  });
+
   it('stops at a fatal error, and when its signal aborts', async () => {
     const gone = new Error('HTTP 404');
     await expect(

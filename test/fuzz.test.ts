@@ -1436,3 +1436,57 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('SQL
     TEST_TIMEOUT_MS,
   );
 });
+
+// ---------------------------------------------------------------------------------------------
+// The import address check (SSRF): an IPv4 address carried in IPv6, in any spelling
+// ---------------------------------------------------------------------------------------------
+
+describe('the import address check', () => {
+  const hex = (a: number, b: number) => ((a << 8) | b).toString(16);
+  /** An IPv6 address's eight groups spelled some way: upper or lower case, zero-padded or not, the longest zero run as `::` or not. */
+  const spellings = (groups: string[]) =>
+    fc.record({ upper: fc.boolean(), pad: fc.boolean(), compress: fc.boolean() }).map(({ upper, pad, compress }) => {
+      const words = groups.map((g) => (pad ? g.padStart(4, '0') : g.replace(/^0+(?=.)/, '')));
+      let text = words.join(':');
+      if (compress) {
+        const zero = pad ? '0000' : '0';
+        const runs = [...text.matchAll(new RegExp(`(^|:)(${zero}(:${zero})+)(:|$)`, 'g'))];
+        const longest = runs.sort((x, y) => y[2]!.length - x[2]!.length)[0];
+        if (longest) text = `${text.slice(0, longest.index)}::${text.slice(longest.index! + longest[0].length)}`;
+      }
+      return upper ? text.toUpperCase() : text;
+    });
+
+  it('refuses IPv4-mapped, -compatible and NAT64 addresses whatever they carry, and 6to4 and Teredo ones exactly when what they carry is refused', async () => {
+    const { isPublicAddress } = await import('../src/ingest/fetch.js');
+    const v4Arb = fc.oneof(
+      fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)),
+      fc.constantFrom<[number, number, number, number]>([127, 0, 0, 1], [10, 1, 2, 3], [192, 168, 1, 1], [169, 254, 169, 254], [172, 16, 0, 1], [100, 64, 0, 1], [0, 0, 0, 0], [8, 8, 8, 8]),
+    );
+    fc.assert(
+      fc.property(
+        v4Arb.chain((v4) => {
+          const [a, b, c, d] = v4;
+          const hi = hex(a, b);
+          const lo = hex(c, d);
+          const always = [
+            ['0', '0', '0', '0', '0', 'ffff', hi, lo], // IPv4-mapped
+            ['0', '0', '0', '0', '0', '0', hi, lo], // IPv4-compatible
+            ['64', 'ff9b', '0', '0', '0', '0', hi, lo], // NAT64
+          ];
+          const carried = [
+            ['2002', hi, lo, '0', '0', '0', '0', '1'], // 6to4
+            ['2001', '0', hi, lo, '0', '0', 'f7f7', 'f7f7'], // Teredo: this server, client 8.8.8.8
+            ['2001', '0', '808', '808', '0', '0', hex(a ^ 255, b ^ 255), hex(c ^ 255, d ^ 255)], // Teredo: server 8.8.8.8, this client
+          ];
+          return fc.tuple(fc.constant(v4), fc.tuple(...always.map(spellings)), fc.tuple(...carried.map(spellings)));
+        }),
+        ([v4, always, carried]) => {
+          for (const address of always) expect(isPublicAddress(address), address).toBe(false);
+          for (const address of carried) expect(isPublicAddress(address), address).toBe(isPublicAddress(v4.join('.')));
+        },
+      ),
+      { numRuns: RUNS, ...(SEED !== undefined && { seed: SEED }) },
+    );
+  });
+});

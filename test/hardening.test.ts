@@ -84,6 +84,20 @@ describe.each(backends())('hardening ($name)', (backend) => {
       expect(name).toMatch(/^a\uFFFD.*\.csv$/);
       expect(name).not.toMatch(/[\u0000-\u001f]/);
     }
+    // Characters that reorder or hide text are stored and shown written out, never as themselves.
+    const hidden: [string, string][] = [
+      ["filename*=UTF-8''invoice%E2%80%AEvsc.exe.csv", 'invoice\\u{202e}vsc.exe.csv'],
+      ["filename*=UTF-8''a%E2%80%8Bb%E2%81%A6c%E2%81%A9%EF%BB%BF%E2%80%8F.csv", 'a\\u{200b}b\\u{2066}c\\u{2069}\\u{feff}\\u{200f}.csv'],
+      ["filename*=UTF-8''tag%F3%A0%80%81%E2%80%A8%E3%85%A4.csv", 'tag\\u{e0001}\\u{2028}\\u{3164}.csv'],
+      ["filename*=UTF-8''caf%C3%A9%20%D7%A9%D7%9C%D7%95%D7%9D.csv", 'café שלום.csv'],
+    ];
+    for (const [disposition, shown] of hidden) {
+      const res = await multipart('x', part(disposition));
+      expect(res.status, disposition).toBe(202);
+      const job = await res.json();
+      expect(job.file_name).toBe(shown);
+      expect((await getJson(`${server.url}/api/job/${job.job_id}`)).body.file_name).toBe(shown);
+    }
 
     const deep = `[${'['.repeat(100_000)}${']'.repeat(100_000)}]`;
     expect((await postRecords(server.url, deep)).status).toBe(422);

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createIntake } from '../src/server.js';
-import { jobEventTally, MAX_FOLLOWED_JOBS } from '../src/metrics.js';
+import { COUNTS_TTL_MS, jobEventTally, MAX_FOLLOWED_JOBS } from '../src/metrics.js';
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../src/schemas/job.js';
 import { backends, createSandbox, getJson, makeCsv, scaleOutAvailable, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
@@ -157,10 +157,13 @@ describe.each(backends())('health checks and metrics ($name)', (backend) => {
       if (backend.name === 'scale-out') expect(valueOf((await scrape(server.url)).samples, 'intake_status_cache_requests_total', { result: 'hit' })).toBeGreaterThan(hitsBefore);
     }, 10_000);
 
-    // The counters follow the job's events, which may arrive a moment after the status read.
+    // The counters follow the job's events, which may arrive a moment after the status read;
+    // the gauges are counted at most every COUNTS_TTL_MS.
     const after = await eventually(async () => {
       const { samples } = await scrape(server.url);
       expect(valueOf(samples, 'intake_jobs_finished_total', { status: 'completed' })).toBe(valueOf(before, 'intake_jobs_finished_total', { status: 'completed' }) + 1);
+      expect(valueOf(samples, 'intake_jobs', { status: 'completed' })).toBe(valueOf(before, 'intake_jobs', { status: 'completed' }) + 1);
+      expect(valueOf(samples, 'intake_queue_depth', { state: 'waiting' }) + valueOf(samples, 'intake_queue_depth', { state: 'active' })).toBe(0);
       return samples;
     }, 10_000);
     const delta = (name: string, labels: Record<string, string> = {}) => valueOf(after, name, labels) - valueOf(before, name, labels);
@@ -191,6 +194,27 @@ describe.each(backends())('health checks and metrics ($name)', (backend) => {
       expect(after.some((s) => s.name === 'intake_status_cache_requests_total')).toBe(false);
     }
     expect(server.statuses.filter((s) => s >= 500)).toEqual([]);
+  });
+
+  it('counts the jobs in the database once for many scrapes, at once or one after another', async () => {
+    const { db } = server.intake;
+    const query = db.query.bind(db);
+    let counts = 0;
+    db.query = ((text: string, ...rest: unknown[]) => {
+      if (/GROUP BY status/.test(text)) counts++;
+      return (query as (...args: unknown[]) => unknown)(text, ...rest);
+    }) as typeof db.query;
+    try {
+      await sleep(COUNTS_TTL_MS); // the last scrape's counts are stale
+      const scrapes = await Promise.all(Array.from({ length: 50 }, () => scrape(server.url)));
+      for (let i = 0; i < 20; i++) scrapes.push(await scrape(server.url));
+      for (const { samples } of scrapes) expect(samples.some((s) => s.name === 'intake_jobs' && s.labels.status === 'completed')).toBe(true);
+      // One count, or two if the scrapes outlasted COUNTS_TTL_MS on a slow machine; never one each.
+      expect(counts).toBeGreaterThanOrEqual(1);
+      expect(counts).toBeLessThanOrEqual(2);
+    } finally {
+      db.query = query;
+    }
   });
 
   it('an unknown path is timed as route "unmatched"', async () => {

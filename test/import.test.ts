@@ -69,6 +69,7 @@ beforeAll(async () => {
   files = await startFiles();
   s3 = await startS3();
   await s3.put('exports/orders.csv', ORDERS);
+  await s3.put('exports/orders.zip', zipOf({ 'orders.csv': ORDERS }));
 }, 60_000);
 afterAll(async () => {
   files?.server.closeAllConnections();
@@ -82,6 +83,25 @@ describe('addresses an import may reach by default', () => {
       expect(isPublicAddress(address), address).toBe(false);
     }
     for (const address of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111']) expect(isPublicAddress(address), address).toBe(true);
+  });
+
+  it('refuses an IPv4 address carried in IPv6, in every spelling', () => {
+    const carried = [
+      // IPv4-compatible (::a.b.c.d)
+      ...['::7f00:1', '::127.0.0.1', '::a00:1', '::10.0.0.1', '::c0a8:101', '::a9fe:a9fe', '0:0:0:0:0:0:7f00:1', '::8.8.8.8'],
+      // IPv4-mapped, IPv4-translated
+      ...['::ffff:7f00:1', '::FFFF:127.0.0.1', '0:0:0:0:0:ffff:7f00:1', '0000:0000:0000:0000:0000:ffff:7f00:0001', '::ffff:a9fe:a9fe', '::ffff:0:127.0.0.1', '::ffff:0:7f00:1'],
+      // NAT64 (well-known and local-use prefixes)
+      ...['64:ff9b::7f00:1', '64:ff9b::10.0.0.1', '64:FF9B:0:0:0:0:a9fe:a9fe', '64:ff9b:1::a00:1'],
+      // 6to4 with a private IPv4 inside
+      ...['2002:7f00:1::', '2002:7f00:0001::1', '2002:a00:1::1', '2002:c0a8:101::1', '2002:a9fe:a9fe::'],
+      // Teredo: a private server, or a private client (inverted in the last 32 bits)
+      ...['2001:0:a00:1::', '2001:0:4136:e378:8000:63bf:80ff:fffe', '2001:0:808:808:0:0:3f57:fefe'],
+      // scoped and deprecated spellings
+      ...['fe80::1%eth0', 'fec0::1', '::'],
+    ];
+    for (const address of carried) expect(isPublicAddress(address), address).toBe(false);
+    for (const address of ['2002:808:808::1', '2001:0:808:808::f7f7:f7f7', '2001:4860:4860::8888']) expect(isPublicAddress(address), address).toBe(true);
   });
 
   it('checks the address of every hop: a redirect to a refused address is refused', async () => {
@@ -107,7 +127,7 @@ describe('imports refused without IMPORT_ALLOW_PRIVATE', () => {
   });
 
   it('answers 422 import_refused for loopback, metadata and names that resolve to them, and creates no job', async () => {
-    for (const url of [`${files.url}/orders.csv`, `${files.url}/%zz.csv`, 'http://169.254.169.254/latest/meta-data/', 'http://[::1]:8000/x.csv', 'http://[::ffff:7f00:1]/x', `http://localhost:${files.port}/orders.csv`]) {
+    for (const url of [`${files.url}/orders.csv`, `${files.url}/%zz.csv`, 'http://169.254.169.254/latest/meta-data/', 'http://[::1]:8000/x.csv', 'http://[::ffff:7f00:1]/x', 'http://[::7f00:1]/x', 'http://[::127.0.0.1]/x', 'http://[64:ff9b::7f00:1]/x', 'http://[2002:7f00:1::]/x', `http://localhost:${files.port}/orders.csv`]) {
       const res = await importJob(server, { url });
       expect(res.status, url).toBe(422);
       expect(res.body.code, url).toBe('import_refused');
@@ -145,7 +165,8 @@ describe.each(backends())('imports ($name)', (backend) => {
   it('imports a URL into a dataset named after it; the job shows the URL without its query', async () => {
     // First of all (no upload has made the upload directory yet): a zip is spooled to local disk to be read.
     const zipped = await imported({ url: `${files.url}/orders.zip`, dataset: 'zipped' });
-    expect(zipped).toMatchObject({ status: 'completed', records_processed: 2 });
+    // Its bytes counted once, though read twice (downloaded to the spool, then read from it).
+    expect(zipped).toMatchObject({ status: 'completed', records_processed: 2, bytes_processed: zipOf({ 'orders.csv': ORDERS }).length });
     expect(readdirSync(server.config.uploadDir)).toEqual([]);
     const job = await imported({ url: `${files.url}/orders.csv?signature=secret`, schema: { '*': 'text' } });
     expect(job).toMatchObject({ status: 'completed', source_type: 'url_import', file_name: `${files.url}/orders.csv`, dataset: 'orders', records_processed: 2, error: null });
@@ -178,6 +199,8 @@ describe.each(backends())('imports ($name)', (backend) => {
   it('imports an object from S3, and says so when the object is missing; retry reads it again once it is there', async () => {
     const job = await imported({ url: 's3://intake-test/exports/orders.csv', dataset: 's3_orders' });
     expect(job).toMatchObject({ status: 'completed', source_type: 's3_import', file_name: 's3://intake-test/exports/orders.csv', records_processed: 2 });
+    const zipped = await imported({ url: 's3://intake-test/exports/orders.zip', dataset: 's3_zipped' });
+    expect(zipped).toMatchObject({ status: 'completed', records_processed: 2, bytes_processed: zipOf({ 'orders.csv': ORDERS }).length });
     expect(await imported({ url: 's3://intake-test/%zz.csv', dataset: 's3_odd' })).toMatchObject({ status: 'failed', error: 's3://intake-test/%zz.csv does not exist (404)' });
     const missing = await imported({ url: `s3://intake-test/later/${backend.name}.csv`, dataset: 's3_later' });
     expect(missing).toMatchObject({ status: 'failed', error: `s3://intake-test/later/${backend.name}.csv does not exist (404)` });

@@ -91,3 +91,26 @@ describe('the npm package', () => {
     expect(result.stdout).toContain(`intake ${VERSION}`);
   }, 180_000);
 });
+
+describe('the checkout', () => {
+  it('ignores the tarball `npm pack` writes', () => {
+    expect(execFileSync('git', ['check-ignore', `intake-${VERSION}.tgz`], { cwd: ROOT, encoding: 'utf8' }).trim()).toBe(`intake-${VERSION}.tgz`);
+  });
+
+  it('names only npm scripts that exist: in the docs and in the page served when the console is not built', async () => {
+    const scripts = Object.keys((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts);
+    const { default: Fastify } = await import('fastify');
+    const { consoleRoutes } = await import('../src/routes/console.js');
+    const app = Fastify({ logger: false });
+    await app.register(consoleRoutes, { root: join(ROOT, 'no-such-build') });
+    const page = await app.inject({ method: 'GET', url: '/' });
+    await app.close();
+    expect(page.statusCode).toBe(503);
+    const texts = { 'the not-built page': page.body, 'README.md': readFileSync(join(ROOT, 'README.md'), 'utf8') };
+    for (const doc of readdirSync(join(ROOT, 'docs')).filter((name) => name.endsWith('.md'))) Object.assign(texts, { [`docs/${doc}`]: readFileSync(join(ROOT, 'docs', doc), 'utf8') });
+    expect(page.body).toContain('npm run build');
+    for (const [where, text] of Object.entries(texts)) {
+      for (const [, script] of text.matchAll(/npm run ([\w:-]+)/g)) expect(scripts, `${where}: npm run ${script}`).toContain(script);
+    }
+  });
+});

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createSandbox, deleteRedisKeys, getJson, postJson, startServer, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, deleteRedisKeys, getJson, postJson, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { startWorkerProcess } from './process.js';
 
 /** A CSV that takes `slowMs` to send, counting requests and how many were open at once. */
@@ -129,6 +129,47 @@ describe.each(backends())('schedules ($name)', (backend) => {
     }
   }, 90_000);
 
+  it('backs off a schedule whose runs keep failing, says so on it, and pauses it after a day of failures', async () => {
+    let requests = 0;
+    const gone = createServer((_req, res) => {
+      requests++;
+      res.writeHead(404);
+      res.end('no such export');
+    });
+    await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(gone.address() as AddressInfo).port}/gone.csv`;
+      const made = await postJson(`${server.url}/api/schedules`, { import: { url, dataset: 'gone' }, every: '1s' });
+      expect(made.status).toBe(201);
+      expect(made.body).toMatchObject({ consecutive_failures: 0, failing_since: null, deferred: 0 });
+      const id = made.body.schedule_id;
+      const read = async () => (await getJson(`${server.url}/api/schedules/${id}`)).body;
+      const failing = await expect.poll(async () => (await read()).consecutive_failures, { timeout: 30_000, interval: 200 }).toBeGreaterThanOrEqual(3).then(read);
+      expect(failing.last_error).toMatch(/^its last run failed: .*HTTP 404/);
+      expect(failing.failing_since).not.toBeNull();
+      // From the 3rd failure in a row, each run waits twice as long as the one before: 2 s, 4 s …
+      const wait = Date.parse(failing.next_run_at) - Date.parse(failing.last_run_at);
+      expect(wait).toBeGreaterThanOrEqual(2000 * 2 ** (failing.consecutive_failures - 3) - 100);
+      expect(requests).toBeLessThanOrEqual(failing.consecutive_failures + 1);
+
+      // A day of nothing but failures: the next beat pauses it, with its error.
+      await server.intake.db.query(`UPDATE intake_schedules SET failing_since = now() - interval '25 hours', next_run_at = now() WHERE schedule_id = $1`, [id]);
+      const paused = await expect.poll(async () => (await read()).paused, { timeout: 30_000, interval: 200 }).toBe(true).then(read);
+      expect(paused.last_error).toMatch(/^paused after failing since \S+: its last run failed: .*HTTP 404/);
+      expect(paused.next_run_at).toBeNull();
+      await sleep(500);
+      const requestsAtPause = requests;
+      await sleep(3000);
+      expect(requests).toBe(requestsAtPause);
+      // Resumed, it starts afresh.
+      const resumed = await postJson(`${server.url}/api/schedules/${id}/resume`, {});
+      expect(resumed.body).toMatchObject({ paused: false, consecutive_failures: 0, failing_since: null });
+      expect((await fetch(`${server.url}/api/schedules/${id}`, { method: 'DELETE' })).status).toBe(204);
+    } finally {
+      await new Promise((resolve) => gone.close(resolve));
+    }
+  }, 90_000);
+
   it('refuses what it cannot run, with a 422 naming the field', async () => {
     const cases: [unknown, number, RegExp][] = [
       [{ import: { url: 'http://example.com/a.csv' }, every: 'often' }, 422, /every is a duration/],
@@ -150,6 +191,77 @@ describe.each(backends())('schedules ($name)', (backend) => {
       expect((await fetch(server.url + path, { method: 'DELETE' })).status).toBe(404);
     }
   });
+
+  it('never answered 5xx', () => {
+    expect(server.statuses.filter((status) => status >= 500)).toEqual([]);
+  });
+});
+
+describe.each(backends())('schedules within limits ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { IMPORT_ALLOW_PRIVATE: 'true', WORKER_CONCURRENCY: '1', MAX_SCHEDULES: '12', MAX_SCHEDULED_JOBS_PER_MINUTE: '4' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  const scheduledJobs = async () =>
+    (await server.intake.db.query<{ job_id: string; submitted_at: Date; started_at: Date | null }>('SELECT job_id, submitted_at, started_at FROM ingest_jobs WHERE schedule_id IS NOT NULL')).rows;
+
+  it('makes at most MAX_SCHEDULES schedules, however many are asked for at once', async () => {
+    const source = 'http://127.0.0.1:9/never.csv';
+    const answers = await Promise.all(Array.from({ length: 30 }, () => postJson(`${server.url}/api/schedules`, { import: { url: source }, every: '1h', paused: true })));
+    expect(answers.filter((a) => a.status === 201)).toHaveLength(12);
+    const refused = answers.filter((a) => a.status !== 201);
+    expect(refused).toHaveLength(18);
+    for (const answer of refused) expect(answer).toMatchObject({ status: 409, body: { code: 'too_many_schedules' } });
+    const listed = (await getJson(`${server.url}/api/schedules`)).body.results;
+    expect(listed).toHaveLength(12);
+    for (const schedule of listed) expect((await fetch(`${server.url}/api/schedules/${schedule.schedule_id}`, { method: 'DELETE' })).status).toBe(204);
+  });
+
+  it('starts at most MAX_SCHEDULED_JOBS_PER_MINUTE scheduled jobs (the other beats wait), and an upload runs before the scheduled jobs waiting', async () => {
+    const blocker = await slowSource(6000);
+    const fast = await slowSource(0);
+    const ids: string[] = [];
+    try {
+      // The one worker is busy with an import while the schedules' jobs queue up behind it.
+      const held = await postJson(`${server.url}/api/import`, { url: blocker.url, dataset: 'held' });
+      expect(held.status).toBe(202);
+      await expect.poll(async () => (await getJson(`${server.url}/api/job/${held.body.job_id}`)).body.status, { timeout: 20_000, interval: 100 }).toBe('running');
+      for (let i = 0; i < 8; i++) {
+        const made = await postJson(`${server.url}/api/schedules`, { import: { url: fast.url, dataset: `every_${i}` }, every: '1s' });
+        expect(made.status).toBe(201);
+        ids.push(made.body.schedule_id);
+      }
+      await expect.poll(async () => (await scheduledJobs()).length, { timeout: 20_000, interval: 100 }).toBe(4);
+      const uploaded = await upload(server.url, 'people.csv', 'id,name\n1,ada\n');
+      expect(uploaded.status).toBe(202);
+      const done = await waitForJob(server.url, uploaded.body.job_id, 60_000);
+      expect(done.status).toBe('completed');
+      // Every scheduled job waiting when the upload came started after it.
+      const before = (await scheduledJobs()).filter((job) => job.submitted_at.getTime() < Date.parse(done.submitted_at));
+      expect(before.length).toBeGreaterThan(0);
+      for (const job of before) if (job.started_at) expect(job.started_at.getTime()).toBeGreaterThanOrEqual(Date.parse(done.started_at!));
+
+      // The budget holds for the rest of the minute: the other beats are put off, not run.
+      await sleep(3000);
+      expect((await scheduledJobs()).length).toBe(4);
+      const shown = (await getJson(`${server.url}/api/schedules`)).body.results;
+      expect(shown.reduce((sum: number, s: any) => sum + s.deferred, 0)).toBeGreaterThan(0);
+      expect(shown.reduce((sum: number, s: any) => sum + s.runs, 0)).toBe(4);
+    } finally {
+      for (const id of ids) await fetch(`${server.url}/api/schedules/${id}`, { method: 'DELETE' });
+      await blocker.close();
+      await fast.close();
+    }
+  }, 90_000);
 
   it('never answered 5xx', () => {
     expect(server.statuses.filter((status) => status >= 500)).toEqual([]);

@@ -17,7 +17,7 @@ import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options', '010_import_source', '011_connections', '012_webhooks_schedules'];
+const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options', '010_import_source', '011_connections', '012_webhooks_schedules', '013_schedule_budget_backoff'];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
 function batchOf(from: number, records: object[]): Batch {
@@ -77,6 +77,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [10, '010_import_source'],
       [11, '011_connections'],
       [12, '012_webhooks_schedules'],
+      [13, '013_schedule_budget_backoff'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -350,6 +351,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 10, name: '010_import_source' },
         { version: 11, name: '011_connections' },
         { version: 12, name: '012_webhooks_schedules' },
+        { version: 13, name: '013_schedule_budget_backoff' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

@@ -132,6 +132,16 @@ export async function doctor(env: NodeJS.ProcessEnv, out: NodeJS.WritableStream)
   }
   if (config.uploadStore.kind === 'file') checkDirectory(report, 'UPLOAD_DIR', config.uploadDir);
   else report('ok', `UPLOAD_STORE s3://${config.uploadStore.bucket}/${config.uploadStore.prefix} (not checked here)`);
+  // PostgreSQL mode keeps its uploads in DATA_DIR/uploads by default, as embedded mode does: with
+  // an embedded Intake on the same DATA_DIR, each would take the other's files for its own (and
+  // sweep them as left over).
+  const embeddedThere = existsSync(join(config.dataDir, 'pgdata', 'PG_VERSION')) || existsSync(join(config.dataDir, 'intake.lock'));
+  if (config.databaseUrl && config.uploadStore.kind === 'file' && !env.UPLOAD_DIR?.trim() && embeddedThere) {
+    report(
+      'warn',
+      `UPLOAD_DIR ${config.uploadDir} (the default) is also where the embedded Intake in DATA_DIR ${config.dataDir} keeps its uploads: set UPLOAD_DIR (or DATA_DIR) to a folder of this PostgreSQL Intake's own`,
+    );
+  }
   if (config.databaseUrl) await checkPostgres(report, config.databaseUrl);
   if (config.redisUrl) await checkRedis(report, config.redisUrl);
   const loopback = ['127.0.0.1', 'localhost', '::1'].includes(config.host);

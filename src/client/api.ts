@@ -168,7 +168,9 @@ export function createApi({ base, token, onError }: ApiOptions) {
     datasetRows: (name: string, query: { limit?: number; cursor?: string | null } = {}, signal?: AbortSignal) =>
       json<Page<Record<string, unknown>>>(`${datasetPath(name)}/rows${queryOf(query)}`, { signal }),
     /** The export's answer, to read as a stream (CLI) or a blob (console). */
-    exportDataset: (name: string, format: 'csv' | 'ndjson', signal?: AbortSignal) => send(`${datasetPath(name)}/export${queryOf({ format })}`, { signal, headers: { accept: '*/*' } }),
+    /** `excelSafe`: CSV with formulas and control characters made inert, for a spreadsheet. */
+    exportDataset: (name: string, format: 'csv' | 'ndjson', signal?: AbortSignal, excelSafe = false) =>
+      send(`${datasetPath(name)}/export${queryOf({ format, excel_safe: excelSafe ? 'true' : undefined })}`, { signal, headers: { accept: '*/*' } }),
     async removeDataset(name: string): Promise<void> {
       await send(datasetPath(name), { method: 'DELETE' });
     },

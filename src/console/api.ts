@@ -94,11 +94,16 @@ export interface Schedule {
   /** null while paused */
   next_run_at: string | null;
   last_run_at: string | null;
-  /** Why the last beat could not start a job. */
+  /** Why the last beat could not start a job, or its last run failed (and, paused after a day of failures, that it was). */
   last_error: string | null;
   runs: number;
   /** Beats skipped because the previous run was still queued or running. */
   skipped: number;
+  /** Beats put off while schedules together had spent MAX_SCHEDULED_JOBS_PER_MINUTE. */
+  deferred: number;
+  /** Failures in a row: from the 3rd each next run waits twice as long. */
+  consecutive_failures: number;
+  failing_since: string | null;
   last_run: Job | null;
 }
 

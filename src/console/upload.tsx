@@ -58,7 +58,7 @@ export function Upload() {
           void send([...(event.dataTransfer?.files ?? [])]);
         }}
       >
-        <p>Drop CSV, JSON or NDJSON files here, or</p>
+        <p>Drop CSV, JSON, NDJSON or Excel files (also .gz, .zst, .zip) here, or</p>
         <button type="button" class="button primary" onClick={() => input.current?.click()} disabled={sending !== null}>
           Choose files…
         </button>

@@ -3,7 +3,7 @@ import { markFailed, releaseAttempt, type Tracker } from '../jobs/tracking.js';
 import { runJob, type PipelineDeps } from '../ingest/pipeline.js';
 import { DatabaseUnavailableError } from '../storage/db.js';
 import { listUnfinishedJobIds } from '../storage/jobs.js';
-import type { Dispatcher } from './dispatcher.js';
+import type { Dispatcher, JobKind } from './dispatcher.js';
 
 /**
  * After a run ended in DatabaseUnavailableError: waits until the database answers again and
@@ -35,7 +35,8 @@ export interface LocalDispatcherOptions {
 }
 
 /**
- * Runs jobs in this process, `concurrency` at a time, in submission order. The job rows are
+ * Runs jobs in this process, `concurrency` at a time, in submission order, interactive ones
+ * (uploads, imports, retries) before scheduled ones waiting with them. The job rows are
  * the queue's truth: at start every `queued` or `running` row is taken up again, so a
  * restart (even after kill -9) resumes all unfinished work from its checkpoint.
  */
@@ -43,6 +44,7 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
   const { pipeline, concurrency, maxErrors = 3, retryDelayMs = 1000 } = options;
   const { log, tracker } = pipeline;
   const pending: string[] = [];
+  const scheduled: string[] = []; // taken only when no interactive job waits
   const known = new Set<string>(); // queued or in hand, so a job is never run twice at once
   // Dispatched again while in hand (a retry of a job whose canceled run has not let go yet):
   // run once more when the current run ends.
@@ -81,8 +83,8 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
   }
 
   function pump(): void {
-    while (started && !stop.signal.aborted && active.size < concurrency && pending.length > 0) {
-      const jobId = pending.shift()!;
+    while (started && !stop.signal.aborted && active.size < concurrency && pending.length + scheduled.length > 0) {
+      const jobId = pending.length > 0 ? pending.shift()! : scheduled.shift()!;
       const run: Promise<void> = work(jobId).finally(() => {
         active.delete(run);
         known.delete(jobId);
@@ -93,21 +95,21 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
     }
   }
 
-  function enqueue(jobId: string): void {
+  function enqueue(jobId: string, kind: JobKind = 'interactive'): void {
     if (known.has(jobId)) {
-      if (!pending.includes(jobId)) again.add(jobId);
+      if (!pending.includes(jobId) && !scheduled.includes(jobId)) again.add(jobId);
       return;
     }
     known.add(jobId);
-    pending.push(jobId);
+    (kind === 'scheduled' ? scheduled : pending).push(jobId);
     pump();
   }
 
   return {
-    async dispatch(jobId) {
+    async dispatch(jobId, kind) {
       // Without workers nothing would ever take it off the list. The committed row is the
       // job: a process with workers takes it up at its start.
-      if (concurrency > 0) enqueue(jobId);
+      if (concurrency > 0) enqueue(jobId, kind);
     },
     async start() {
       if (concurrency === 0) return;

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { runJob, type PipelineDeps, type RunOutcome } from '../ingest/pipeline.js';
 import { DatabaseUnavailableError } from '../storage/db.js';
 import { within } from '../within.js';
-import type { Dispatcher } from './dispatcher.js';
+import type { Dispatcher, JobKind } from './dispatcher.js';
 import { waitForDatabase } from './local.js';
 
 export const QUEUE_NAME = 'intake-ingest';
@@ -25,17 +25,22 @@ const ENQUEUE_TIMEOUT_MS = 2000;
 // database stays away: see waitForDatabase).
 const DATABASE_RETRY_MS = 1000;
 
+// BullMQ takes jobs without a priority (0) before any with one: a scheduled job waits behind
+// every interactive one.
+const SCHEDULED_PRIORITY = 10;
+
 /** Adds a BullMQ job whose id is the job id: adding it twice while it exists is a no-op. */
-export async function enqueue(queue: Queue<JobData>, jobId: string): Promise<void> {
-  await within(queue.add('ingest', { jobId }, { jobId, removeOnComplete: true, removeOnFail: true }), ENQUEUE_TIMEOUT_MS, 'enqueue');
+export async function enqueue(queue: Queue<JobData>, jobId: string, kind: JobKind = 'interactive'): Promise<void> {
+  const priority = kind === 'scheduled' ? { priority: SCHEDULED_PRIORITY } : {};
+  await within(queue.add('ingest', { jobId }, { jobId, removeOnComplete: true, removeOnFail: true, ...priority }), ENQUEUE_TIMEOUT_MS, 'enqueue');
 }
 
 /** The API side: commits are done by the caller; this only enqueues the job id. */
 export function createQueueDispatcher(queue: Queue<JobData>, log: FastifyBaseLogger): Dispatcher {
   return {
-    async dispatch(jobId) {
+    async dispatch(jobId, kind) {
       try {
-        await enqueue(queue, jobId);
+        await enqueue(queue, jobId, kind);
       } catch (err) {
         // The row is committed: the reconciler will find it without a live BullMQ job.
         log.warn({ jobId, err: (err as Error).message }, 'enqueue failed; the reconciler will dispatch the job');

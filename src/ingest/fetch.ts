@@ -35,22 +35,59 @@ for (const [network, prefix] of [
   FORBIDDEN_V4.addSubnet(network, prefix, 'ipv4');
 }
 for (const [network, prefix] of [
-  ['::', 128],
-  ['::1', 128],
+  ['::', 96], // unspecified, loopback and IPv4-compatible (::a.b.c.d, ::7f00:1)
   ['::ffff:0:0', 96], // IPv4-mapped: an IPv4 address in disguise
+  ['::ffff:0:0:0', 96], // IPv4-translated (SIIT): likewise
   ['64:ff9b::', 96], // NAT64: likewise
+  ['64:ff9b:1::', 48], // NAT64 for local use
+  ['100::', 64], // discard
   ['fc00::', 7],
   ['fe80::', 10],
+  ['fec0::', 10], // site-local (deprecated, still private)
   ['ff00::', 8],
 ] as const) {
   FORBIDDEN_V6.addSubnet(network, prefix, 'ipv6');
+}
+
+/** The 16 bytes of an IPv6 address in any spelling (a zone, `::`, a dotted IPv4 tail). */
+function ipv6Bytes(address: string): number[] {
+  const [head = '', tail] = address.replace(/%.*$/, '').split('::');
+  const groups = (text: string) =>
+    text === ''
+      ? []
+      : text.split(':').flatMap((group) => {
+          if (!group.includes('.')) return [parseInt(group, 16)];
+          const [a = 0, b = 0, c = 0, d = 0] = group.split('.').map(Number);
+          return [(a << 8) | b, (c << 8) | d];
+        });
+  const front = groups(head);
+  const back = tail === undefined ? [] : groups(tail);
+  const words = [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
+  return words.flatMap((word) => [word >> 8, word & 0xff]);
+}
+
+/**
+ * The IPv4 addresses an IPv6 address is routed to besides the ranges above: 6to4
+ * (2002:V4HI:V4LO::/48) and Teredo (2001:0::/32: the server's address, then the client's
+ * inverted in the last 32 bits).
+ */
+function embeddedV4(bytes: number[]): string[] {
+  const v4 = (at: number, mask = 0) => bytes.slice(at, at + 4).map((b) => b ^ mask).join('.');
+  if (bytes[0] === 0x20 && bytes[1] === 0x02) return [v4(2)];
+  if (bytes[0] === 0x20 && bytes[1] === 0x01 && bytes[2] === 0 && bytes[3] === 0) return [v4(4), v4(12, 0xff)];
+  return [];
 }
 
 /** Whether an import may connect to this address by default. */
 export function isPublicAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return false;
-  return family === 4 ? !FORBIDDEN_V4.check(address, 'ipv4') : !FORBIDDEN_V6.check(address, 'ipv6');
+  if (family === 4) return !FORBIDDEN_V4.check(address, 'ipv4');
+  // Checked in one spelling (eight hex groups), so no other spelling slips past the lists.
+  const bytes = ipv6Bytes(address);
+  const canonical = Array.from({ length: 8 }, (_, i) => ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16)).join(':');
+  if (FORBIDDEN_V6.check(canonical, 'ipv6')) return false;
+  return embeddedV4(bytes).every((v4) => !FORBIDDEN_V4.check(v4, 'ipv4'));
 }
 
 export interface FetchOptions {

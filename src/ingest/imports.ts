@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import type { SourceType } from '../schemas/job.js';
 import { IngestError } from './errors.js';
 import { checkImportUrl, isPublicAddress, openUrl } from './fetch.js';
+import { shownFileName } from './file-name.js';
 import type { Input } from './parse.js';
 
 /** A URL's path percent-decoded, or as written when its escapes are not valid UTF-8 (%zz). */
@@ -57,10 +58,10 @@ export function importSource(raw: string, settings: Pick<ImportSettings, 'allowP
   const baseName = decoded(url.pathname.split('/').filter(Boolean).at(-1) ?? '').slice(0, 200);
   if (url.protocol === 's3:') {
     if (!url.hostname || url.pathname.length <= 1) throw new IngestError('an s3 URL names a bucket and a key: s3://bucket/path/to/file.csv');
-    return { sourceType: 's3_import', url, fileName: `s3://${url.hostname}${decoded(url.pathname)}`.slice(0, 255), baseName };
+    return { sourceType: 's3_import', url, fileName: shownFileName(`s3://${url.hostname}${decoded(url.pathname)}`), baseName };
   }
   checkImportUrl(url, { allowed: settings.allowPrivate ? () => true : isPublicAddress });
-  return { sourceType: 'url_import', url, fileName: `${url.origin}${decoded(url.pathname)}`.slice(0, 255), baseName };
+  return { sourceType: 'url_import', url, fileName: shownFileName(`${url.origin}${decoded(url.pathname)}`), baseName };
 }
 
 // One client for every s3:// import of this process (the settings are the process's own).

@@ -172,11 +172,11 @@ async function* readZip(input: Input, bytes: AsyncGenerator<Buffer>, format: For
       path = spooled;
       await pipeline(bytes, createWriteStream(spooled));
     } else await bytes.return(undefined);
-    // Progress, from here on: the compressed bytes of what is read, in proportion.
+    // Progress, from here on: the compressed bytes of what is read, in proportion, from 0 (the
+    // bytes counted while spooling are the same file's: counting both would reach twice its size).
     const size = (await stat(path)).size;
-    if (!spooled) progress.bytes = 0;
-    const start = progress.bytes;
-    zip = await Zip.open(path, limits.maxDecompressedBytes, (n) => (progress.bytes = Math.min(start + size, progress.bytes + n)));
+    progress.bytes = 0;
+    zip = await Zip.open(path, limits.maxDecompressedBytes, (n) => (progress.bytes = Math.min(size, progress.bytes + n)));
     if (format === 'xlsx') {
       yield* parseXlsx(zip, limits, { sheet: read.sheet, header: read.header });
     } else {
@@ -190,7 +190,7 @@ async function* readZip(input: Input, bytes: AsyncGenerator<Buffer>, format: For
       const [head, data] = await peek(zip.read(entry));
       yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, data, limits.maxDecompressedBytes), read.encoding), limits, read);
     }
-    progress.bytes = start + size;
+    progress.bytes = size;
   } finally {
     zip?.close();
     if (spooled) await rm(spooled, { force: true });

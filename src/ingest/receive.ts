@@ -10,6 +10,7 @@ import type { Multipart } from '@fastify/multipart';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../config.js';
 import { AppError, validationError, type ValidationIssue } from '../errors.js';
+import { shownFileName } from './file-name.js';
 import { FORMATS, MAX_ERRORS_LIMIT, type Format } from '../schemas/api.js';
 import { decodeUtf8 } from './decode.js';
 import { IngestError } from './errors.js';
@@ -53,15 +54,6 @@ function hashed(file: Readable, hash: Hash): Readable {
   });
   pipeline(file, passing).catch(() => {}); // destroys `passing` with the file's error
   return passing;
-}
-
-/**
- * The client's file name as stored and shown: at most 255 characters (the column's size),
- * well-formed, and with control characters (a NUL PostgreSQL cannot store, escape sequences
- * that would reach a terminal) replaced by U+FFFD.
- */
-function displayName(name: string): string {
-  return name.slice(0, 255).toWellFormed().replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
 }
 
 async function discard(uploads: UploadStore, jobId: string, log: FastifyBaseLogger): Promise<void> {
@@ -143,7 +135,7 @@ export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, optio
         throw new AppError(400, 'file_missing', `Send the file in a field named "file", not "${part.fieldname}"`);
       }
       // A compressed file is named by what it holds: data.csv.gz is a CSV (gunzipped as it is read).
-      const fileName = displayName(part.filename);
+      const fileName = shownFileName(part.filename);
       const format = options.format ?? formatField(fields.format) ?? formatOfName(part.filename) ?? (/\.(zip|gz|zst|zstd)$/i.test(part.filename) ? 'csv' : undefined);
       if (!format) {
         part.file.resume();

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { Dispatcher } from '../dispatch/dispatcher.js';
+import type { Dispatcher, JobKind } from '../dispatch/dispatcher.js';
 import { AppError } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetch.js';
@@ -46,11 +46,11 @@ export async function submitJob(deps: SubmitDeps, job: NewJob, idempotency?: Ide
 }
 
 /** A new job's committed row told to live lists and handed to a worker. */
-export async function announce(deps: Pick<SubmitDeps, 'events' | 'dispatcher' | 'log'>, row: JobRow): Promise<void> {
+export async function announce(deps: Pick<SubmitDeps, 'events' | 'dispatcher' | 'log'>, row: JobRow, kind: JobKind = 'interactive'): Promise<void> {
   // Live job lists show the new job at once; best effort, like every event.
   await deps.events.publish(row.job_id, payloadJson(row));
   // A failed dispatch loses nothing: the row is committed and is taken up again at start.
-  await deps.dispatcher.dispatch(row.job_id).catch((err: unknown) => deps.log.error({ err, jobId: row.job_id }, 'dispatch failed'));
+  await deps.dispatcher.dispatch(row.job_id, kind).catch((err: unknown) => deps.log.error({ err, jobId: row.job_id }, 'dispatch failed'));
 }
 
 /** A callback URL whose host resolves to a loopback, private or metadata address is refused (it is checked again at each delivery). */

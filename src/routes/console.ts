@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
 
-/** Where `npm run build:console` (run by `npm start`) puts the console: dist/console. */
+/** Where `npm run build` (run by `npm start`) puts the console: dist/console. */
 export const CONSOLE_DIR = fileURLToPath(new URL('../../dist/console/', import.meta.url));
 
 /**
@@ -13,12 +13,12 @@ export const CONSOLE_DIR = fileURLToPath(new URL('../../dist/console/', import.m
  */
 export async function consoleRoutes(app: FastifyInstance, { root = CONSOLE_DIR }: { root?: string } = {}): Promise<void> {
   if (!existsSync(`${root}/index.html`)) {
-    app.log.warn({ root }, 'the web console is not built: run `npm run build:console` (npm start does)');
+    app.log.warn({ root }, 'the web console is not built: run `npm run build` (npm start does)');
     app.get('/', { schema: { hide: true } }, async (_request, reply) =>
       reply
         .code(503)
         .type('text/html; charset=utf-8')
-        .send('<!doctype html><title>Intake</title><p>The web console is not built: run <code>npm run build:console</code> (<code>npm start</code> does it), then reload. The API is at <a href="/docs">/docs</a>.</p>'),
+        .send('<!doctype html><title>Intake</title><p>The web console is not built: run <code>npm run build</code> (<code>npm start</code> does it), then reload. The API is at <a href="/docs">/docs</a>.</p>'),
     );
     return;
   }

@@ -49,7 +49,15 @@ const rowsQuerySchema = {
 const exportQuerySchema = {
   type: 'object',
   additionalProperties: false,
-  properties: { format: { type: 'string', enum: ['csv', 'ndjson'], default: 'csv' } },
+  properties: {
+    format: { type: 'string', enum: ['csv', 'ndjson'], default: 'csv' },
+    excel_safe: {
+      type: 'boolean',
+      default: false,
+      description:
+        "CSV only: a field a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a carriage return, other than a plain number) is written with a leading ' (OWASP CSV injection guidance), and control characters other than tabs and line breaks as \\u{…}. The file then no longer holds the values exactly as stored.",
+    },
+  },
 } as const;
 
 // Rows read per statement of an export; exports at once per process (each holds a connection
@@ -76,6 +84,21 @@ function csvField(value: string | null): string {
   if (value === null) return '';
   if (value === '' || /[",\r\n]/.test(value) || value.trim() !== value) return `"${value.replaceAll('"', '""')}"`;
   return value;
+}
+
+// A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(…), +cmd|…);
+// a plain number is left alone so that negative numbers stay numbers.
+const FORMULA_START = /^[=+\-@\t\r]/;
+const PLAIN_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+// Control characters a terminal or spreadsheet may act on (escape sequences), but not tab or line breaks.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g;
+
+/** A value made safe to open in a spreadsheet: formulas made text, control characters escaped. */
+function excelSafe(value: string | null): string | null {
+  if (value === null) return null;
+  const escaped = value.replace(CONTROL, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+  return FORMULA_START.test(escaped) && !PLAIN_NUMBER.test(escaped) ? `'${escaped}` : escaped;
 }
 
 /**
@@ -173,17 +196,18 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
     },
     async (request, reply) => {
       const { name } = request.params;
-      const { format } = request.query;
+      const { format, excel_safe: excelSafeQuery } = request.query;
+      const field = format === 'csv' && excelSafeQuery ? (value: string | null) => csvField(excelSafe(value)) : csvField;
       await datasetOf(name); // a 404 before the stream starts
       if (exports >= MAX_EXPORTS) throw new AppError(429, 'too_many_exports', `${MAX_EXPORTS} exports are running: try again when one has finished`);
       exports++;
       const out = new PassThrough();
       const write = async (reader: Queryable) => {
         const columns = await datasetColumns(reader, datasetSchema, name);
-        if (format === 'csv' && !out.write(`${columns.map((c) => csvField(c.name)).join(',')}\r\n`)) await drained(out);
+        if (format === 'csv' && !out.write(`${columns.map((c) => field(c.name)).join(',')}\r\n`)) await drained(out);
         for await (const rows of readDataset(reader, datasetSchema, name, columns, EXPORT_BATCH, format === 'ndjson')) {
           if (out.destroyed) return;
-          const text = format === 'csv' ? rows.map((row) => `${row.map(csvField).join(',')}\r\n`).join('') : rows.map(([json]) => `${json}\n`).join('');
+          const text = format === 'csv' ? rows.map((row) => `${row.map(field).join(',')}\r\n`).join('') : rows.map(([json]) => `${json}\n`).join('');
           if (!out.write(text)) await drained(out);
         }
       };

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { StatusCache } from '../cache/status-cache.js';
+import { requireToken } from '../auth.js';
 import { PROBE_TIMEOUT_MS, type Metrics } from '../metrics.js';
 import { errorRef } from '../schemas/api.js';
 import { within } from '../within.js';
@@ -20,7 +21,10 @@ const checksSchema = {
 const noParameters = { type: 'object', additionalProperties: false, properties: {} } as const;
 
 /** `/healthz` (alive), `/readyz` (can serve: the database, and Redis when configured), `/metrics` (Prometheus). */
-export async function healthRoutes(app: FastifyInstance, { db, cache, metrics }: { db: Db; cache?: StatusCache; metrics: Metrics }): Promise<void> {
+export async function healthRoutes(
+  app: FastifyInstance,
+  { db, cache, metrics, metricsTokens = [] }: { db: Db; cache?: StatusCache; metrics: Metrics; metricsTokens?: string[] },
+): Promise<void> {
   app.get(
     '/healthz',
     {
@@ -73,9 +77,13 @@ export async function healthRoutes(app: FastifyInstance, { db, cache, metrics }:
     },
   );
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
-    reply.type(metrics.registry.contentType).header('cache-control', 'no-cache');
-    return metrics.registry.metrics();
+  // Its own scope: with METRICS_TOKEN a scraper needs that token (API tokens do not open it).
+  await app.register(async (scope) => {
+    requireToken(scope, metricsTokens);
+    scope.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+      reply.type(metrics.registry.contentType).header('cache-control', 'no-cache');
+      return metrics.registry.metrics();
+    });
   });
 }
 

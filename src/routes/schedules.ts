@@ -13,11 +13,26 @@ import { errorRef } from '../schemas/api.js';
 import { importBodySchema } from './import.js';
 
 const RECENT_RUNS = 10;
-const MAX_SCHEDULES = 1000;
 
 const scheduleSchema = {
   type: 'object',
-  required: ['schedule_id', 'import', 'every', 'every_ms', 'paused', 'created_at', 'next_run_at', 'last_run_at', 'last_error', 'runs', 'skipped', 'last_run'],
+  required: [
+    'schedule_id',
+    'import',
+    'every',
+    'every_ms',
+    'paused',
+    'created_at',
+    'next_run_at',
+    'last_run_at',
+    'last_error',
+    'runs',
+    'skipped',
+    'deferred',
+    'consecutive_failures',
+    'failing_since',
+    'last_run',
+  ],
   properties: {
     schedule_id: { type: 'string', format: 'uuid' },
     import: { type: 'object', additionalProperties: true, description: 'The import each run submits (POST /api/import); URLs shown without their query' },
@@ -27,9 +42,18 @@ const scheduleSchema = {
     created_at: { type: 'string', format: 'date-time' },
     next_run_at: { type: ['string', 'null'], description: 'null while paused' },
     last_run_at: { type: ['string', 'null'] },
-    last_error: { type: ['string', 'null'], description: 'Why the last beat could not start a job (the connection was deleted …)' },
+    last_error: {
+      type: ['string', 'null'],
+      description: "Why the last beat could not start a job (the connection was deleted …) or its last run failed; null once a run completes. A schedule paused after a day of failures says so here",
+    },
     runs: { type: 'integer', description: 'Jobs the schedule has started' },
     skipped: { type: 'integer', description: 'Beats skipped because the previous run was still queued or running' },
+    deferred: { type: 'integer', description: 'Beats put off because schedules together had started MAX_SCHEDULED_JOBS_PER_MINUTE jobs in the last minute (each ran once there was room)' },
+    consecutive_failures: {
+      type: 'integer',
+      description: 'Runs (or beats that could not start one) that failed in a row. From the 3rd, each next run waits twice as long (next_run_at, up to an hour); after a day of failures the schedule is paused',
+    },
+    failing_since: { type: ['string', 'null'], description: 'When the current run of failures began (null while it succeeds)' },
     last_run: { type: ['object', 'null'], additionalProperties: true, description: 'The last job it started (a Job), or null' },
     recent_runs: { type: 'array', items: { type: 'object', additionalProperties: true }, description: 'GET /api/schedules/{id}: its last jobs (Jobs), newest first' },
   },
@@ -72,6 +96,9 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
       last_error: row.last_error,
       runs: row.runs,
       skipped: row.skipped,
+      deferred: row.deferred,
+      consecutive_failures: row.consecutive_failures,
+      failing_since: row.failing_since?.toISOString() ?? null,
       last_run: row.last_job_id ? payload(row.last_job_id) : null,
       ...(runs && { recent_runs: runs.map(payload).filter(Boolean) }),
     };
@@ -112,8 +139,9 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
       // Checked as an import would be now; each run checks it again.
       const job = await prepareImport({ db, settings }, body);
       if (job.load.callbackUrl && !config.importAllowPrivate) await checkCallback(job.load.callbackUrl);
-      if ((await listSchedules(db)).length >= MAX_SCHEDULES) throw new AppError(409, 'too_many_schedules', `At most ${MAX_SCHEDULES} schedules: delete some first`);
-      const row = await insertSchedule(db, randomUUID(), body, every.trim().toLowerCase(), everyMs, paused);
+      const max = config.maxSchedules;
+      const row = await db.transaction((tx) => insertSchedule(tx, max, randomUUID(), body, every.trim().toLowerCase(), everyMs, paused));
+      if (!row) throw new AppError(409, 'too_many_schedules', `At most ${max} schedules (MAX_SCHEDULES): delete some first`);
       if (!paused) {
         try {
           await scheduler.set(row.schedule_id, everyMs);

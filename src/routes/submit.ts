@@ -46,7 +46,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
     '/api/upload',
     {
       schema: {
-        summary: 'Upload a CSV, JSON or NDJSON file; answers at once with the queued job',
+        summary: 'Upload a CSV, JSON, NDJSON or Excel (.xlsx) file, plain or compressed (gzip, zstd, zip); answers at once with the queued job',
         tags: ['submit'],
         consumes: ['multipart/form-data'],
         querystring: uploadQuerySchema,

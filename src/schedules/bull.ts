@@ -10,7 +10,7 @@ import { patientRedis } from '../cache/redis.js';
 import { bullPrefix } from '../dispatch/queue.js';
 import { within } from '../within.js';
 import { tick, type Scheduler } from './schedules.js';
-import { listSchedules } from '../storage/schedules.js';
+import { findSchedule, listSchedules } from '../storage/schedules.js';
 
 const QUEUE = 'intake-schedules';
 const TIMEOUT_MS = 5000;
@@ -70,7 +70,17 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
       const worker = new Worker<Beat>(
         QUEUE,
         async (job) => {
-          await tick(deps, job.data.scheduleId, 'bull');
+          const id = job.data.scheduleId;
+          const outcome = await tick(deps, id, 'bull');
+          if (outcome && 'deferred' in outcome) {
+            // Over the budget: one beat of this schedule waits for room, unless its next regular
+            // beat comes first (then that one takes the run).
+            const row = await findSchedule(deps.db, id);
+            const wait = outcome.deferred.getTime() - Date.now();
+            if (row && wait < Number(row.every_ms)) {
+              await queue.add('beat', { scheduleId: id }, { jobId: `deferred-${id}`, delay: Math.max(0, wait), removeOnComplete: true, removeOnFail: true });
+            }
+          }
         },
         { connection: workerConnection, prefix, concurrency: 1 },
       );

@@ -14,7 +14,7 @@ import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
 import { announce } from '../jobs/submit.js';
 import type { Db } from '../storage/db.js';
 import { findJob, insertJob, type JobRow, type NewJob } from '../storage/jobs.js';
-import { findSchedule, listDue, updateTicked, type ScheduleRow, type TickOutcome } from '../storage/schedules.js';
+import { budgetFullUntil, findSchedule, listDue, updateTicked, type Health, type ScheduleRow, type TickOutcome } from '../storage/schedules.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 export const MIN_EVERY_MS = 1000;
@@ -35,6 +35,38 @@ export interface ScheduleDeps {
   events: JobEvents;
   dispatcher: Dispatcher;
   log: FastifyBaseLogger;
+  /** Jobs all schedules together may start per minute (MAX_SCHEDULED_JOBS_PER_MINUTE). */
+  maxJobsPerMinute: number;
+}
+
+// A schedule whose runs keep failing: from the BACKOFF_AFTER-th failure in a row, each next run
+// waits twice as long as the one before (up to MAX_BACKOFF_MS, never less than its interval),
+// and after PAUSE_AFTER_MS of nothing but failures it is paused, its error kept on it.
+export const BACKOFF_AFTER = 3;
+const MAX_BACKOFF_MS = 3_600_000;
+export const PAUSE_AFTER_MS = 86_400_000;
+
+/** The schedule's health after this beat, from its last job's end or the beat's own failure (undefined: nothing new). */
+function healthAfter(row: ScheduleRow, last: JobRow | undefined, problem: string | undefined, now: number): Health | undefined {
+  let error: string;
+  if (problem !== undefined) error = problem;
+  else if (last?.status === 'failed') error = `its last run failed: ${last.error ?? 'no reason given'}`;
+  else if (last && last.status === 'completed' && (row.consecutive_failures > 0 || row.last_error !== null)) return { failures: 0, failingSince: null, error: null, paused: false };
+  else return undefined;
+  const failingSince = row.failing_since ?? new Date(now);
+  const paused = now - failingSince.getTime() >= PAUSE_AFTER_MS;
+  return {
+    failures: row.consecutive_failures + 1,
+    failingSince,
+    error: paused ? `paused after failing since ${failingSince.toISOString()}: ${error}` : error,
+    paused,
+  };
+}
+
+/** When a schedule with `failures` in a row runs next: its interval, doubled from the BACKOFF_AFTER-th on. */
+function backoffMs(everyMs: number, failures: number): number {
+  if (failures < BACKOFF_AFTER) return everyMs;
+  return Math.max(everyMs, Math.min(MAX_BACKOFF_MS, everyMs * 2 ** (failures - BACKOFF_AFTER + 1)));
 }
 
 /** The run after `now` on the schedule's own clock: beats missed while nothing ran are not made up. */
@@ -63,21 +95,39 @@ export async function tick(deps: ScheduleDeps, id: string, clock: 'own' | 'bull'
   const outcome = await deps.db.transaction(async (tx): Promise<TickOutcome | null> => {
     const row = await findSchedule(tx, id, true);
     const now = Date.now();
-    if (!row || row.paused || (clock === 'own' && row.next_run_at.getTime() > now)) return null;
-    const next = clock === 'bull' ? new Date(now + Number(row.every_ms)) : nextAfter(row, now);
+    // A schedule backing off waits for its own next_run_at whatever woke it.
+    const ownClock = clock === 'own' || (row?.consecutive_failures ?? 0) >= BACKOFF_AFTER;
+    if (!row || row.paused || (ownClock && row.next_run_at.getTime() > now)) return null;
+    let next = clock === 'bull' ? new Date(now + Number(row.every_ms)) : nextAfter(row, now);
     const last = row.last_job_id ? await findJob(tx, row.last_job_id) : undefined;
+    if (last && (last.status === 'queued' || last.status === 'running')) {
+      await updateTicked(tx, id, { skipped: true }, next);
+      return { skipped: true };
+    }
+    if (prepared) {
+      // Over the budget the beat waits for room (it is not lost): its run starts when the oldest
+      // scheduled job of the last minute leaves the count.
+      const until = await budgetFullUntil(tx, deps.maxJobsPerMinute);
+      if (until) {
+        await updateTicked(tx, id, { deferred: until }, until);
+        return { deferred: until };
+      }
+    }
+    // The last run's failure is counted once: when the job that follows it is made.
+    const health = healthAfter(row, prepared ? last : undefined, problem, now);
     let result: TickOutcome;
-    if (last && (last.status === 'queued' || last.status === 'running')) result = { skipped: true };
+    if (health?.paused) result = { failed: health.error!, paused: true };
     else if (!prepared) result = { failed: problem! };
     else {
       made = await insertJob(tx, { ...prepared, jobId: randomUUID(), scheduleId: id });
       result = { ran: made.job_id };
     }
-    await updateTicked(tx, id, result, next);
+    if (health && health.failures >= BACKOFF_AFTER) next = new Date(now + backoffMs(Number(row.every_ms), health.failures));
+    await updateTicked(tx, id, result, next, health);
     return result;
   });
-  if (made) await announce(deps, made);
-  if (outcome && 'failed' in outcome) deps.log.warn({ schedule: id, error: outcome.failed }, 'a scheduled import could not start');
+  if (made) await announce(deps, made, 'scheduled');
+  if (outcome && 'failed' in outcome) deps.log.warn({ schedule: id, error: outcome.failed, paused: outcome.paused === true }, outcome.paused ? 'a schedule failing for a day was paused' : 'a scheduled import could not start');
   return outcome;
 }
 

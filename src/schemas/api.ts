@@ -11,7 +11,7 @@ export const jobSchema = {
   properties: {
     job_id: { type: 'string', format: 'uuid' },
     source_type: { type: 'string', enum: SOURCE_TYPES, description: 'csv_upload, json_upload (a .json/.ndjson file) or json_api' },
-    file_name: { type: ['string', 'null'], description: 'The uploaded file name as the client sent it (null for json_api)' },
+    file_name: { type: ['string', 'null'], description: 'The uploaded file name as the client sent it (null for json_api), at most 255 characters, with control characters replaced by U+FFFD and characters that reorder or hide text (bidi controls, zero-width and other format characters) written out as \\u{202e}' },
     status: { type: 'string', enum: JOB_STATUSES },
     submitted_at: { type: 'string', format: 'date-time' },
     started_at: timestamp,

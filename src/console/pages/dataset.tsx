@@ -10,7 +10,8 @@ const PREVIEW_ROWS = 50;
 const JOBS_PAGE = 20;
 const NUMERIC_TYPES = new Set(['bigint', 'numeric']);
 
-type ExportFormat = 'csv' | 'ndjson';
+// 'spreadsheet': CSV with formulas and control characters made inert (excel_safe=true).
+type ExportFormat = 'csv' | 'ndjson' | 'spreadsheet';
 
 export function DatasetPage({ name }: { name: string }) {
   const [dataset, setDataset] = useState<Dataset | null>(null);
@@ -32,11 +33,11 @@ export function DatasetPage({ name }: { name: string }) {
     setActionError(null);
     setExporting(format);
     try {
-      const blob = await (await api.exportDataset(name, format)).blob();
+      const blob = await (await api.exportDataset(name, format === 'ndjson' ? 'ndjson' : 'csv', undefined, format === 'spreadsheet')).blob();
       const url = URL.createObjectURL(blob);
       const link = document.createElement('a');
       link.href = url;
-      link.download = `${name}.${format}`;
+      link.download = `${name}.${format === 'ndjson' ? 'ndjson' : 'csv'}`;
       link.click();
       window.setTimeout(() => URL.revokeObjectURL(url), 60_000); // once the browser has taken it
     } catch (err) {
@@ -114,6 +115,15 @@ export function DatasetPage({ name }: { name: string }) {
         <div class="actions">
           <button type="button" class="button" disabled={exporting !== null} onClick={() => void download('csv')}>
             {exporting === 'csv' ? 'Exporting…' : 'Export CSV'}
+          </button>
+          <button
+            type="button"
+            class="button"
+            disabled={exporting !== null}
+            title="Values that a spreadsheet would run as formulas get a leading ', control characters are written out"
+            onClick={() => void download('spreadsheet')}
+          >
+            {exporting === 'spreadsheet' ? 'Exporting…' : 'Export for a spreadsheet'}
           </button>
           <button type="button" class="button" disabled={exporting !== null} onClick={() => void download('ndjson')}>
             {exporting === 'ndjson' ? 'Exporting…' : 'Export NDJSON'}

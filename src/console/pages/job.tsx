@@ -9,6 +9,9 @@ const PREVIEW_ROWS = 50;
 const PREVIEW_COLUMNS = 12;
 const ROWS_REFRESH_MS = 2000; // while running, the previews are re-read at most this often
 
+/** Of two payloads of one job, the newer (by version): a page never shows an older one over a newer one. */
+const newer = (current: Job | null, next: Job): Job => (current && current.version >= next.version ? current : next);
+
 export function JobPage({ jobId }: { jobId: string }) {
   const [job, setJob] = useState<Job | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
@@ -25,7 +28,8 @@ export function JobPage({ jobId }: { jobId: string }) {
         await api.remove(jobId);
         return navigate('/');
       }
-      setJob(await (action === 'cancel' ? api.cancel(jobId) : api.retry(jobId)));
+      const answered = await (action === 'cancel' ? api.cancel(jobId) : api.retry(jobId));
+      setJob((current) => newer(current, answered));
       if (action === 'retry') setRun((n) => n + 1);
     } catch (err) {
       setActionError(err instanceof Error ? err.message : String(err));
@@ -37,7 +41,7 @@ export function JobPage({ jobId }: { jobId: string }) {
     return followJob(
       jobId,
       (next) => {
-        setJob((current) => (current && current.version >= next.version ? current : next));
+        setJob((current) => newer(current, next));
         setError(null);
       },
       setLive,

@@ -150,7 +150,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
               ? 'No more jobs on this page.'
               : status
                 ? `No ${status} jobs.`
-                : 'No jobs yet. Upload a CSV, JSON or NDJSON file above, or post records to /api/ingest/json, and it appears here.'}
+                : 'No jobs yet. Upload a CSV, JSON, NDJSON or Excel file above, or post records to /api/ingest/json, and it appears here.'}
           </p>
         )}
         {!list && !error && <p class="empty">Loading…</p>}

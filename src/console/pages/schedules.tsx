@@ -259,8 +259,23 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
             <dd>
               {formatCount(schedule.skipped)}
               <span class="muted"> while a run was still going</span>
+              {schedule.deferred > 0 && <span class="muted">; {formatCount(schedule.deferred)} put off by the scheduled jobs' budget</span>}
             </dd>
           </div>
+          {schedule.consecutive_failures > 0 && (
+            <div>
+              <dt>Failing</dt>
+              <dd data-testid="schedule-failures">
+                {formatCount(schedule.consecutive_failures)} in a row
+                {schedule.failing_since && (
+                  <span class="muted">
+                    {' '}
+                    since <time dateTime={schedule.failing_since}>{formatTime(schedule.failing_since)}</time>; runs back off from the 3rd, paused after a day
+                  </span>
+                )}
+              </dd>
+            </div>
+          )}
           <div>
             <dt>Created</dt>
             <dd>
@@ -280,7 +295,7 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
         {actionError && <Notice kind="error">{actionError}</Notice>}
         {schedule.last_error && (
           <div class="job-error">
-            <h3>The last beat could not start a job</h3>
+            <h3>{schedule.paused && schedule.last_error.startsWith('paused after failing') ? 'Paused after a day of failures' : schedule.consecutive_failures > 0 ? 'Failing' : 'The last beat could not start a job'}</h3>
             <pre data-testid="schedule-error">{schedule.last_error}</pre>
           </div>
         )}
