@@ -266,3 +266,40 @@ describe.each(backends())('the streams of one job ($name)', (backend) => {
     }
   });
 });
+
+describe.each(backends())('event streams whose clients leave at once ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { MAX_EVENT_STREAMS: '2', WORKER_CONCURRENCY: '0' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+    expect(server.statuses.filter((status) => status >= 500)).toEqual([]);
+  });
+
+  it('gives back the slot of a client that left at once, its stream pipelined behind another (issue 23, item 12)', async () => {
+    const held = (await upload(server.url, 'held.csv', makeCsv(10))).body.job_id as string;
+    const port = Number(new URL(server.url).port);
+    // Clients that send the request twice on one connection and are gone at once (the second
+    // answer waits behind the first and never gets the socket), more than there are slots.
+    for (const path of ['/api/jobs/events', `/api/job/${held}/events`]) {
+      for (let i = 0; i < 6; i++) {
+        const client = connect(port, '127.0.0.1');
+        client.on('error', () => {});
+        await once(client, 'connect');
+        const request = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
+        client.write(request + request);
+        client.resetAndDestroy();
+        await sleep(20);
+      }
+    }
+    const streams = [await openWhenFree(`${server.url}/api/jobs/events`), await openWhenFree(`${server.url}/api/job/${held}/events`)];
+    for (const stream of streams) stream.cancel();
+    expect(streams.map((s) => s.status)).toEqual([200, 200]);
+  });
+});
