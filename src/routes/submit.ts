@@ -2,8 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncJsonSchemaToTs, JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import type { FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
-import { AppError, validationError } from '../errors.js';
-import { multipartLimits, postedRecordIssues, receiveUpload, storeBody } from '../ingest/receive.js';
+import { AppError } from '../errors.js';
+import { multipartLimits, checkPostedRecords, receiveUpload, storeBody } from '../ingest/receive.js';
 import { submitJob, type Idempotency, type SubmitDeps } from '../jobs/submit.js';
 import { LOAD_OPTION_NAMES, loadOptions } from '../datasets/options.js';
 import { errorRef, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema, type Format } from '../schemas/api.js';
@@ -92,7 +92,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
   );
 
   await app.register(async (scope) => {
-    // The body arrives as bytes and is read by postedRecordIssues: decoded strictly as UTF-8
+    // The body arrives as bytes and is read by checkPostedRecords: decoded strictly as UTF-8
     // and scanned record by record, so each record is stored as written (a number is never
     // rounded through a double) and a bad one is named. Only JSON and NDJSON are taken: a
     // text/plain body (which a web page may send cross-origin without asking) answers 415.
@@ -127,9 +127,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         if (!type) throw new AppError(415, 'unsupported_media_type', 'Send the records as application/json or application/x-ndjson');
         const format: Format = type.startsWith('application/x-ndjson') ? 'ndjson' : 'json';
         const load = loadOptions(request.query, null, format, 'query');
-        const issues = await postedRecordIssues(body, format, config.limits);
-        // More bad records than the job may skip: refuse now rather than fail later.
-        if (issues.length > maxErrors) throw validationError(issues.slice(0, 20));
+        await checkPostedRecords(body, format, config.limits, maxErrors);
         const jobId = randomUUID();
         await storeBody(deps.uploads, jobId, body);
         const fingerprint = key ? createHash('sha256').update(`${format}\0${maxErrors}\0${JSON.stringify(load)}\0`).update(body).digest('hex') : '';
