@@ -1,7 +1,8 @@
+import type { Server } from 'node:http';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import { registerCors, requireToken } from './auth.js';
@@ -63,7 +64,7 @@ class AnswerLog extends LogController {
 }
 
 /** Builds the HTTP app; the process concerns (listen, signals) live in server.ts. */
-export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}): Promise<FastifyInstance> {
+export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server> = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logController: new AnswerLog(),
     ...options,

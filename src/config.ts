@@ -2,6 +2,7 @@ import { webhookUrlProblem, type WebhookSettings } from './webhooks/deliver.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import { datasetNameProblem } from './datasets/names.js';
 import { parseSecretKey } from './secrets.js';
+import { defaultMaxConnections } from './sockets.js';
 
 /** Everything Intake reads from the environment, validated once at start. */
 export interface Config {
@@ -68,6 +69,11 @@ export interface Config {
    */
   bodyIdleTimeoutMs: number;
   bodyMinBytesPerSecond: number;
+  /** Connections the HTTP server holds at once (below the open-files limit), and from one client address (0: no such cap). */
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  /** A request's headers must arrive whole within this time, or its connection is answered 408 and closed. */
+  headersTimeoutMs: number;
 }
 
 /** What one input may hold before its record fails (a row error) or its job does. */
@@ -312,5 +318,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),
     bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     bodyMinBytesPerSecond: integer(env, 'BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1024 ** 3),
+    maxConnections: integer(env, 'MAX_CONNECTIONS', defaultMaxConnections(), 1, 1_000_000),
+    maxConnectionsPerAddress: integer(env, 'MAX_CONNECTIONS_PER_ADDRESS', 0, 0, 1_000_000),
+    headersTimeoutMs: integer(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
   };
 }

@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -256,6 +257,53 @@ describe('slow request bodies', () => {
     const form = new FormData();
     form.append('file', new Blob(['a,b\n1,2\n']), 'fast.csv');
     expect((await fetch(`${server.url}/api/upload`, { method: 'POST', body: form })).status).toBe(202);
+  });
+});
+
+describe.each(backends())('a flood of connections ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { MAX_CONNECTIONS: '60', MAX_CONNECTIONS_PER_ADDRESS: '40', HEADERS_TIMEOUT_MS: '1000', WORKER_CONCURRENCY: '0' });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  /** `count` connections from `from` that send half a request's headers and then nothing; resolves once all are open or refused. */
+  async function halfSent(count: number, from: string): Promise<Socket[]> {
+    const port = Number(new URL(server.url).port);
+    return Promise.all(
+      Array.from({ length: count }, async () => {
+        const socket = connect({ port, host: '127.0.0.1', localAddress: from });
+        socket.on('error', () => {});
+        socket.resume(); // reads what the server answers, and its end
+        await once(socket, 'connect').catch(() => {});
+        socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+        return socket;
+      }),
+    );
+  }
+
+  const held = () => new Promise<number>((resolve) => server.intake.app.server.getConnections((_err, n) => resolve(n)));
+
+  it('holds at most MAX_CONNECTIONS (and MAX_CONNECTIONS_PER_ADDRESS from one address), cuts headers that never end, and answers and reaches its database after (issue 23, item 19)', async () => {
+    const sockets = [...(await halfSent(150, '127.0.0.2')), ...(await halfSent(150, '127.0.0.3'))];
+    try {
+      await sleep(200);
+      expect(await held()).toBeLessThanOrEqual(60);
+      // From one address at most 40 were kept: another address still got in.
+      expect(sockets.slice(0, 150).filter((s) => !s.destroyed).length).toBeLessThanOrEqual(40);
+      expect(sockets.slice(150).filter((s) => !s.destroyed).length).toBeGreaterThan(0);
+      // Headers that never end are cut after HEADERS_TIMEOUT_MS (within the next check, every second).
+      await expect.poll(() => sockets.filter((s) => !s.destroyed).length, { timeout: 5000 }).toBe(0);
+      expect((await getJson(`${server.url}/healthz`)).status).toBe(200);
+      expect((await server.intake.db.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
   });
 });
 
