@@ -114,7 +114,7 @@ export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server
     await api.register(importRoutes, deps);
     await api.register(connectionRoutes, { db: deps.db, config: deps.config });
     await api.register(scheduleRoutes, { db: deps.db, config: deps.config, scheduler: deps.scheduler });
-    await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
+    await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, exportIdleTimeoutMs: deps.config.exportIdleTimeoutMs });
     await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql });
   });
   await app.register(consoleRoutes, { root: deps.consoleDir });

@@ -74,6 +74,8 @@ export interface Config {
   maxConnectionsPerAddress: number;
   /** A request's headers must arrive whole within this time, or its connection is answered 408 and closed. */
   headersTimeoutMs: number;
+  /** An export (GET /api/datasets/{name}/export) whose client takes nothing for this long is cut off. */
+  exportIdleTimeoutMs: number;
 }
 
 /** What one input may hold before its record fails (a row error) or its job does. */
@@ -321,5 +323,6 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     maxConnections: integer(env, 'MAX_CONNECTIONS', defaultMaxConnections(), 1, 1_000_000),
     maxConnectionsPerAddress: integer(env, 'MAX_CONNECTIONS_PER_ADDRESS', 0, 0, 1_000_000),
     headersTimeoutMs: integer(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+    exportIdleTimeoutMs: integer(env, 'EXPORT_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
   };
 }
