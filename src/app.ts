@@ -106,7 +106,11 @@ export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server
   await app.register(async (api) => {
     requireToken(api, deps.config.apiTokens);
     refuseNonFiniteNumbers(api);
-    limitSlowBodies(api, { windowMs: deps.config.bodyIdleTimeoutMs, minBytesPerSecond: deps.config.bodyMinBytesPerSecond });
+    limitSlowBodies(api, {
+      windowMs: deps.config.bodyIdleTimeoutMs,
+      minBytesPerSecond: deps.config.bodyMinBytesPerSecond,
+      minAverageBytesPerSecond: deps.config.bodyMinAverageBytesPerSecond,
+    });
     await api.register(jobRoutes, deps);
     await api.register(eventRoutes, { db: deps.db, events: deps.events, maxStreams: deps.config.maxEventStreams });
     await api.register(rowRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });

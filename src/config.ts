@@ -69,6 +69,12 @@ export interface Config {
    */
   bodyIdleTimeoutMs: number;
   bodyMinBytesPerSecond: number;
+  /** ... and at least this on average over the whole body, from its second window on (0: no such bound). */
+  bodyMinAverageBytesPerSecond: number;
+  /** Uploads and posted bodies received at once by this process; more answer 503 with Retry-After. */
+  maxUploadsInFlight: number;
+  /** Datasets Intake holds at most: a load that would create one more is refused (409) or fails. */
+  maxDatasets: number;
   /** Connections the HTTP server holds at once (below the open-files limit), and from one client address (0: no such cap). */
   maxConnections: number;
   maxConnectionsPerAddress: number;
@@ -90,6 +96,8 @@ export interface InputLimits {
   maxJsonDepth: number;
   /** Bytes a compressed (gzip) file may decompress to: past them the job fails (a decompression bomb). */
   maxDecompressedBytes: number;
+  /** Times its compressed size a compressed file (or zip entry) may decompress to, beyond its first MiB (0: no bound). */
+  maxDecompressionRatio: number;
 }
 
 export const DEFAULT_LIMITS: InputLimits = {
@@ -98,6 +106,7 @@ export const DEFAULT_LIMITS: InputLimits = {
   maxRecordLength: 16 * 1024 ** 2,
   maxJsonDepth: 1024,
   maxDecompressedBytes: 16 * 1024 ** 3,
+  maxDecompressionRatio: 100,
 }
 
 export class ConfigError extends Error {
@@ -310,6 +319,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxRecordLength: integer(env, 'MAX_RECORD_LENGTH', DEFAULT_LIMITS.maxRecordLength, 1, 256 * 1024 ** 2),
       maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', DEFAULT_LIMITS.maxJsonDepth, 1, 1024),
       maxDecompressedBytes: integer(env, 'MAX_DECOMPRESSED_BYTES', DEFAULT_LIMITS.maxDecompressedBytes, 1, Number.MAX_SAFE_INTEGER),
+      maxDecompressionRatio: integer(env, 'MAX_DECOMPRESSION_RATIO', DEFAULT_LIMITS.maxDecompressionRatio, 0, 1_000_000),
     },
     datasetSchema: schemaName(env),
     sql: {
@@ -320,6 +330,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),
     bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     bodyMinBytesPerSecond: integer(env, 'BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1024 ** 3),
+    bodyMinAverageBytesPerSecond: integer(env, 'BODY_MIN_AVERAGE_BYTES_PER_SECOND', 32 * 1024, 0, 1024 ** 3),
+    maxUploadsInFlight: integer(env, 'MAX_UPLOADS_IN_FLIGHT', 16, 1, 100_000),
+    maxDatasets: integer(env, 'MAX_DATASETS', 10_000, 1, 1_000_000),
     maxConnections: integer(env, 'MAX_CONNECTIONS', defaultMaxConnections(), 1, 1_000_000),
     maxConnectionsPerAddress: integer(env, 'MAX_CONNECTIONS_PER_ADDRESS', 0, 0, 1_000_000),
     headersTimeoutMs: integer(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),

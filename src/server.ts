@@ -89,6 +89,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     limits: config.limits,
     datasetSchema: config.datasetSchema,
     maxAttempts: config.maxJobAttempts,
+    maxDatasets: config.maxDatasets,
     claimStaleAfterMs: scaleOut ? config.workerLockMs : 0,
     log: log.child({ component: 'worker' }),
   };

@@ -4,7 +4,9 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gzipSync } from 'node:zlib';
 import { headerKeys } from '../src/ingest/csv.js';
+import { zipOf } from './files.js';
 import { backends, createSandbox, getJson, postRecords, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 /** Findings of the adversarial review (issue 12) that an API server shows, in every mode. */
@@ -305,6 +307,113 @@ describe.each(backends())('a flood of connections ($name)', (backend) => {
       for (const socket of sockets) socket.destroy();
     }
   });
+});
+
+describe.each(backends())('limits on uploads, decompression and datasets (issue 23, item 31) ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, {
+      MAX_DATASETS: '2',
+      MAX_UPLOADS_IN_FLIGHT: '2',
+      MAX_DECOMPRESSION_RATIO: '10',
+      BODY_IDLE_TIMEOUT_MS: '400',
+      BODY_MIN_BYTES_PER_SECOND: '1',
+      BODY_MIN_AVERAGE_BYTES_PER_SECOND: '4096',
+    });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+    expect(server.statuses.filter((status) => status >= 500 && status !== 503)).toEqual([]);
+  });
+
+  async function uploadTo(query: string, name: string, content: BlobPart) {
+    const form = new FormData();
+    form.append('file', new Blob([content]), name);
+    const res = await fetch(`${server.url}/api/upload?${query}`, { method: 'POST', body: form });
+    return { status: res.status, body: (await res.json()) as any, headers: res.headers };
+  }
+
+  /** An upload whose body arrives `bytes` every `everyMs`; `answer` resolves with what the server sent once it closes. */
+  function paced(bytes: number, everyMs: number) {
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    let answer = '';
+    socket.on('error', () => {});
+    socket.on('data', (chunk) => (answer += chunk.toString()));
+    socket.write(
+      `POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000000\r\n\r\n` +
+        '--x\r\nContent-Disposition: form-data; name="file"; filename="paced.csv"\r\n\r\na,b\n',
+    );
+    const timer = setInterval(() => socket.writable && socket.write('1,2\n'.repeat(bytes / 4)), everyMs);
+    const answered = new Promise<string>((resolve) => socket.on('close', () => resolve(answer)));
+    return {
+      answered,
+      stop() {
+        clearInterval(timer);
+        socket.destroy();
+      },
+    };
+  }
+
+  it('refuses a load that would create more than MAX_DATASETS, at submit (409) or at its publish, and loads into existing ones', async () => {
+    const first = await uploadTo('dataset=d1', 'd.csv', 'a\n1\n');
+    expect(await waitForJob(server.url, first.body.job_id)).toMatchObject({ status: 'completed' });
+    // Both pass the submit's check while there is one dataset (unless the first is published
+    // before the second is submitted: then a 409); only one can be created, the other fails.
+    const both = await Promise.all([uploadTo('dataset=d2', 'd.csv', 'a\n1\n'), uploadTo('dataset=d3', 'd.csv', 'a\n1\n')]);
+    const outcomes = await Promise.all(both.map(async (res) => (res.status === 202 ? waitForJob(server.url, res.body.job_id) : { status: res.status, error: res.body.detail })));
+    expect(outcomes.map((job) => job.status).sort()).toEqual(expect.arrayContaining(['completed']));
+    const refusedOne = outcomes.find((job) => job.status !== 'completed')!;
+    expect([409, 'failed']).toContain(refusedOne.status);
+    expect(refusedOne.error).toMatch(/already holds 2 datasets \(MAX_DATASETS\)/);
+    const refused = await uploadTo('dataset=d4', 'd.csv', 'a\n1\n');
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ code: 'too_many_datasets', detail: expect.stringContaining('MAX_DATASETS') });
+    expect((await postRecords(server.url, '[{"a":1}]', 'application/json', 'dataset=d5')).status).toBe(409);
+    const existing = await uploadTo('dataset=d1&mode=replace', 'd.csv', 'a\n2\n');
+    expect(await waitForJob(server.url, existing.body.job_id)).toMatchObject({ status: 'completed' });
+  });
+
+  it('fails a gzip file or zip entry that expands more than MAX_DECOMPRESSION_RATIO times its size, and loads one that does not', async () => {
+    const bomb = `a\n${'x'.repeat(4 * 1024 ** 2)}\n`; // 4 MiB from a few KiB
+    for (const [name, bytes] of [['bomb.csv.gz', gzipSync(bomb)], ['bomb.zip', zipOf({ 'bomb.csv': bomb })]] as const) {
+      const res = await uploadTo('dataset=d1', name, bytes); // datasets are at their cap: into an existing one
+      expect(res.status).toBe(202);
+      const job = await waitForJob(server.url, res.body.job_id);
+      expect(job.status, name).toBe('failed');
+      expect(job.error).toMatch(/expands to more than 10 times its compressed size \(MAX_DECOMPRESSION_RATIO/);
+    }
+    const fine = await uploadTo('dataset=d1', 'fine.csv.gz', gzipSync('a,b\n1,2\n'));
+    expect(await waitForJob(server.url, fine.body.job_id)).toMatchObject({ status: 'completed', records_processed: 1 });
+  });
+
+  it('cuts off an upload that keeps arriving, but under BODY_MIN_AVERAGE_BYTES_PER_SECOND on average', async () => {
+    const upload = paced(100, 50); // 2,000 bytes a second: more than 1 a second, less than 4,096 on average
+    try {
+      const answer = await Promise.race([upload.answered, sleep(10_000).then(() => 'not cut off')]);
+      expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+      expect(answer).toContain('BODY_MIN_AVERAGE_BYTES_PER_SECOND');
+    } finally {
+      upload.stop();
+    }
+  });
+
+  it('answers 503 with Retry-After past MAX_UPLOADS_IN_FLIGHT, and takes uploads again once they end', async () => {
+    const uploads = [paced(1000, 50), paced(1000, 50)]; // 20 KB a second each: within every limit
+    try {
+      await sleep(300);
+      const refused = await uploadTo('dataset=d1', 'third.csv', 'a,b\n1,2\n');
+      expect(refused.status).toBe(503);
+      expect(refused.body.code).toBe('too_many_uploads');
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    } finally {
+      for (const upload of uploads) upload.stop();
+    }
+    await expect.poll(async () => (await uploadTo('dataset=d1', 'later.csv', 'a,b\n1,2\n')).status, { timeout: 5000 }).toBe(202);
+  });
+
 });
 
 describe('header names', () => {

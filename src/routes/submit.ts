@@ -15,6 +15,7 @@ const submitResponses = {
   202: { $ref: 'SubmittedJob#' },
   400: errorRef,
   413: errorRef,
+  409: errorRef,
   415: errorRef,
   422: errorRef,
   503: errorRef,
@@ -34,10 +35,33 @@ const headersSchema = {
   },
 } as const;
 
+// Uploads in flight end as their bodies arrive, which nothing predicts.
+const UPLOAD_RETRY_AFTER_SECONDS = 5;
+
 export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config } }> = async (app, deps) => {
   const { config } = deps;
+  // Each upload being received holds a connection, a file being written or (posted records) its
+  // body in memory: at most MAX_UPLOADS_IN_FLIGHT at once; one more is refused before its body is read.
+  let inFlight = 0;
+  app.addHook('onRequest', async (_request, reply) => {
+    if (inFlight >= config.maxUploadsInFlight) {
+      reply.header('retry-after', String(UPLOAD_RETRY_AFTER_SECONDS));
+      reply.header('connection', 'close'); // its body is not read
+      throw new AppError(503, 'too_many_uploads', `This server is already receiving ${config.maxUploadsInFlight} uploads (MAX_UPLOADS_IN_FLIGHT): try again shortly`);
+    }
+    inFlight++;
+    // A pipelined request's answer gets no 'close' if the client leaves first: its socket's counts too.
+    const socket = reply.request.raw.socket;
+    const release = () => {
+      reply.raw.off('close', release);
+      socket.off('close', release);
+      inFlight--;
+    };
+    reply.raw.once('close', release);
+    socket.once('close', release);
+  });
   const submit = async (reply: FastifyReply, job: NewJob, idempotency: Idempotency | undefined) => {
-    const { row, replayed } = await submitJob({ ...deps, log: reply.log, allowPrivate: config.importAllowPrivate }, job, idempotency);
+    const { row, replayed } = await submitJob({ ...deps, log: reply.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets }, job, idempotency);
     if (replayed) reply.header('idempotent-replayed', 'true');
     return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
   };

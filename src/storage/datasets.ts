@@ -111,6 +111,8 @@ export interface Publish {
   key: string[];
   widen: boolean;
   state: LoadState;
+  /** Datasets Intake may hold (MAX_DATASETS): a publish that would create one more fails. */
+  maxDatasets?: number;
   /**
    * Moves an append's or a replace's rows this many stage pages at a time (PGlite: it runs on
    * Node's thread, and one statement moving a million rows would hold it for seconds).
@@ -155,6 +157,18 @@ async function takeTable(tx: Queryable, table: string): Promise<void> {
 /** A load that cannot be published as asked: the job fails with this message. */
 export class PublishConflict extends Error {}
 
+// Any constant, the same in every process (a one-key advisory lock: not the datasets' two-key ones).
+const DATASET_COUNT_LOCK = 7_277_464;
+
+export const tooManyDatasets = (max: number, name: string) =>
+  new PublishConflict(`Intake already holds ${max} datasets (MAX_DATASETS): dataset "${name}" was not created; delete a dataset or load into an existing one`);
+
+/** Whether Intake holds `max` datasets or more and none named `name`: a load into it would make one too many. */
+export async function datasetCapReached(db: Queryable, name: string, max: number): Promise<boolean> {
+  const { rows } = await db.query<{ n: number; found: boolean | null }>('SELECT count(*)::int AS n, bool_or(name = $1) AS found FROM intake_datasets', [name]);
+  return rows[0]!.n >= max && rows[0]!.found !== true;
+}
+
 /**
  * Moves a job's staged rows into its dataset, in the caller's transaction (the job's
  * completing one), so they appear together or not at all: creates or evolves the table (new
@@ -183,6 +197,12 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
     [p.dataset, p.jobId],
   );
   if (!(await datasetExists(tx, p.schema, p.dataset))) {
+    if (p.maxDatasets !== undefined) {
+      // One new dataset at a time, so that concurrent publishes cannot pass the cap together.
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [DATASET_COUNT_LOCK]);
+      const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM intake_datasets'); // this one's row included
+      if (rows[0]!.n > p.maxDatasets) throw tooManyDatasets(p.maxDatasets, p.dataset);
+    }
     // A new dataset: the user's columns first, Intake's last, out of the way of SELECT *.
     const columns = p.state.columns.map((c) => `${ident(c.name)} ${c.target ?? c.seen ?? 'text'}`);
     await tx.query(
