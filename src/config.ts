@@ -71,8 +71,10 @@ export interface Config {
   bodyMinBytesPerSecond: number;
   /** ... and at least this on average over the whole body, from its second window on (0: no such bound). */
   bodyMinAverageBytesPerSecond: number;
-  /** Uploads and posted bodies received at once by this process; more answer 503 with Retry-After. */
+  /** Uploads (multipart) received at once by this process; more answer 503 with Retry-After. */
   maxUploadsInFlight: number;
+  /** Posted bodies (POST /api/ingest/json, each held in memory) received at once; more answer 503 with Retry-After. */
+  maxJsonBodiesInFlight: number;
   /** Datasets Intake holds at most: a load that would create one more is refused (409) or fails. */
   maxDatasets: number;
   /** Connections the HTTP server holds at once (below the open-files limit), and from one client address (0: no such cap). */
@@ -331,7 +333,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     bodyMinBytesPerSecond: integer(env, 'BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1024 ** 3),
     bodyMinAverageBytesPerSecond: integer(env, 'BODY_MIN_AVERAGE_BYTES_PER_SECOND', 32 * 1024, 0, 1024 ** 3),
-    maxUploadsInFlight: integer(env, 'MAX_UPLOADS_IN_FLIGHT', 16, 1, 100_000),
+    maxUploadsInFlight: integer(env, 'MAX_UPLOADS_IN_FLIGHT', 256, 1, 100_000),
+    maxJsonBodiesInFlight: integer(env, 'MAX_JSON_BODIES_IN_FLIGHT', 16, 1, 100_000),
     maxDatasets: integer(env, 'MAX_DATASETS', 10_000, 1, 1_000_000),
     maxConnections: integer(env, 'MAX_CONNECTIONS', defaultMaxConnections(), 1, 1_000_000),
     maxConnectionsPerAddress: integer(env, 'MAX_CONNECTIONS_PER_ADDRESS', 0, 0, 1_000_000),

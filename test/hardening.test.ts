@@ -317,6 +317,7 @@ describe.each(backends())('limits on uploads, decompression and datasets (issue 
     server = await startServer(sandbox, {
       MAX_DATASETS: '2',
       MAX_UPLOADS_IN_FLIGHT: '2',
+      MAX_JSON_BODIES_IN_FLIGHT: '1',
       MAX_DECOMPRESSION_RATIO: '10',
       BODY_IDLE_TIMEOUT_MS: '400',
       BODY_MIN_BYTES_PER_SECOND: '1',
@@ -337,16 +338,18 @@ describe.each(backends())('limits on uploads, decompression and datasets (issue 
   }
 
   /** An upload whose body arrives `bytes` every `everyMs`; `answer` resolves with what the server sent once it closes. */
-  function paced(bytes: number, everyMs: number) {
+  function paced(bytes: number, everyMs: number, json = false) {
     const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
     let answer = '';
     socket.on('error', () => {});
     socket.on('data', (chunk) => (answer += chunk.toString()));
     socket.write(
-      `POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000000\r\n\r\n` +
-        '--x\r\nContent-Disposition: form-data; name="file"; filename="paced.csv"\r\n\r\na,b\n',
+      json
+        ? 'POST /api/ingest/json HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 10000000\r\n\r\n'
+        : `POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000000\r\n\r\n` +
+            '--x\r\nContent-Disposition: form-data; name="file"; filename="paced.csv"\r\n\r\na,b\n',
     );
-    const timer = setInterval(() => socket.writable && socket.write('1,2\n'.repeat(bytes / 4)), everyMs);
+    const timer = setInterval(() => socket.writable && socket.write((json ? '{"a":1}\n' : '1,2\n').repeat(bytes / (json ? 8 : 4))), everyMs);
     const answered = new Promise<string>((resolve) => socket.on('close', () => resolve(answer)));
     return {
       answered,
@@ -400,18 +403,23 @@ describe.each(backends())('limits on uploads, decompression and datasets (issue 
     }
   });
 
-  it('answers 503 with Retry-After past MAX_UPLOADS_IN_FLIGHT, and takes uploads again once they end', async () => {
-    const uploads = [paced(1000, 50), paced(1000, 50)]; // 20 KB a second each: within every limit
+  it('answers 503 with Retry-After past MAX_UPLOADS_IN_FLIGHT (and MAX_JSON_BODIES_IN_FLIGHT), and takes uploads again once they end', async () => {
+    const uploads = [paced(1000, 50), paced(1000, 50), paced(1000, 50, true)]; // 20 KB a second each: within every limit
     try {
       await sleep(300);
       const refused = await uploadTo('dataset=d1', 'third.csv', 'a,b\n1,2\n');
       expect(refused.status).toBe(503);
       expect(refused.body.code).toBe('too_many_uploads');
+      expect(refused.body.detail).toContain('MAX_UPLOADS_IN_FLIGHT');
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+      const posted = await postRecords(server.url, '{"a":1}\n', 'application/x-ndjson', 'dataset=d1');
+      expect(posted.status).toBe(503);
+      expect(posted.body.detail).toContain('MAX_JSON_BODIES_IN_FLIGHT');
     } finally {
       for (const upload of uploads) upload.stop();
     }
     await expect.poll(async () => (await uploadTo('dataset=d1', 'later.csv', 'a,b\n1,2\n')).status, { timeout: 5000 }).toBe(202);
+    await expect.poll(async () => (await postRecords(server.url, '{"a":1}\n', 'application/x-ndjson', 'dataset=d1')).status, { timeout: 5000 }).toBe(202);
   });
 
 });

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncJsonSchemaToTs, JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, onRequestHookHandler } from 'fastify';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { multipartLimits, checkPostedRecords, receiveUpload, storeBody } from '../ingest/receive.js';
@@ -38,20 +38,22 @@ const headersSchema = {
 // Uploads in flight end as their bodies arrive, which nothing predicts.
 const UPLOAD_RETRY_AFTER_SECONDS = 5;
 
-export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config } }> = async (app, deps) => {
-  const { config } = deps;
-  // Each upload being received holds a connection, a file being written or (posted records) its
-  // body in memory: at most MAX_UPLOADS_IN_FLIGHT at once; one more is refused before its body is read.
+/**
+ * A route hook that lets at most `max` requests be received at once (each holds a connection
+ * and a file being written, or its body in memory); one more is refused with 503 before its
+ * body is read. `what` names the limit in the answer.
+ */
+function inFlightLimit(max: number, what: string): onRequestHookHandler {
   let inFlight = 0;
-  app.addHook('onRequest', async (_request, reply) => {
-    if (inFlight >= config.maxUploadsInFlight) {
+  return async (request, reply) => {
+    if (inFlight >= max) {
       reply.header('retry-after', String(UPLOAD_RETRY_AFTER_SECONDS));
       reply.header('connection', 'close'); // its body is not read
-      throw new AppError(503, 'too_many_uploads', `This server is already receiving ${config.maxUploadsInFlight} uploads (MAX_UPLOADS_IN_FLIGHT): try again shortly`);
+      throw new AppError(503, 'too_many_uploads', `This server is already receiving ${max} ${what}: try again shortly`);
     }
     inFlight++;
     // A pipelined request's answer gets no 'close' if the client leaves first: its socket's counts too.
-    const socket = reply.request.raw.socket;
+    const socket = request.raw.socket;
     const release = () => {
       reply.raw.off('close', release);
       socket.off('close', release);
@@ -59,7 +61,11 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
     };
     reply.raw.once('close', release);
     socket.once('close', release);
-  });
+  };
+}
+
+export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config } }> = async (app, deps) => {
+  const { config } = deps;
   const submit = async (reply: FastifyReply, job: NewJob, idempotency: Idempotency | undefined) => {
     const { row, replayed } = await submitJob({ ...deps, log: reply.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets }, job, idempotency);
     if (replayed) reply.header('idempotent-replayed', 'true');
@@ -69,6 +75,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
   app.post(
     '/api/upload',
     {
+      onRequest: inFlightLimit(config.maxUploadsInFlight, 'uploads (MAX_UPLOADS_IN_FLIGHT)'),
       schema: {
         summary: 'Upload a CSV, JSON or NDJSON file; answers at once with the queued job',
         tags: ['submit'],
@@ -129,6 +136,8 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
       '/api/ingest/json',
       {
         bodyLimit: config.maxJsonBodyBytes,
+        // Each holds up to MAX_JSON_BODY_BYTES in memory (and its text while it is checked).
+        onRequest: inFlightLimit(config.maxJsonBodiesInFlight, 'posted bodies (MAX_JSON_BODIES_IN_FLIGHT)'),
         schema: {
           querystring: submitQuerySchema,
           summary: 'Post records as JSON (array or {"records": [...]}) or NDJSON; answers at once with the queued job',
