@@ -1,7 +1,8 @@
+import type { Server } from 'node:http';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import { registerCors, requireToken } from './auth.js';
@@ -66,7 +67,7 @@ class AnswerLog extends LogController {
 }
 
 /** Builds the HTTP app; the process concerns (listen, signals) live in server.ts. */
-export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}): Promise<FastifyInstance> {
+export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server> = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logController: new AnswerLog(),
     ...options,
@@ -108,7 +109,11 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
   await app.register(async (api) => {
     requireToken(api, deps.config.apiTokens);
     refuseNonFiniteNumbers(api);
-    limitSlowBodies(api, { windowMs: deps.config.bodyIdleTimeoutMs, minBytesPerSecond: deps.config.bodyMinBytesPerSecond });
+    limitSlowBodies(api, {
+      windowMs: deps.config.bodyIdleTimeoutMs,
+      minBytesPerSecond: deps.config.bodyMinBytesPerSecond,
+      minAverageBytesPerSecond: deps.config.bodyMinAverageBytesPerSecond,
+    });
     await api.register(jobRoutes, deps);
     await api.register(eventRoutes, { db: deps.db, events: deps.events, maxStreams: deps.config.maxEventStreams });
     await api.register(rowRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
@@ -116,7 +121,7 @@ export async function buildApp(deps: AppDeps, options: FastifyServerOptions = {}
     await api.register(importRoutes, deps);
     await api.register(connectionRoutes, { db: deps.db, config: deps.config });
     await api.register(scheduleRoutes, { db: deps.db, config: deps.config, scheduler: deps.scheduler });
-    await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
+    await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, exportIdleTimeoutMs: deps.config.exportIdleTimeoutMs });
     await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql, role: deps.sqlRole });
   });
   await app.register(consoleRoutes, { root: deps.consoleDir });

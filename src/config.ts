@@ -2,6 +2,7 @@ import { webhookUrlProblem, type WebhookSettings } from './webhooks/deliver.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import { datasetNameProblem } from './datasets/names.js';
 import { parseSecretKey } from './secrets.js';
+import { defaultMaxConnections } from './sockets.js';
 
 /** Everything Intake reads from the environment, validated once at start. */
 export interface Config {
@@ -76,6 +77,21 @@ export interface Config {
    */
   bodyIdleTimeoutMs: number;
   bodyMinBytesPerSecond: number;
+  /** ... and at least this on average over the whole body, from its second window on (0: no such bound). */
+  bodyMinAverageBytesPerSecond: number;
+  /** Uploads (multipart) received at once by this process; more answer 503 with Retry-After. */
+  maxUploadsInFlight: number;
+  /** Posted bodies (POST /api/ingest/json, each held in memory) received at once; more answer 503 with Retry-After. */
+  maxJsonBodiesInFlight: number;
+  /** Datasets Intake holds at most: a load that would create one more is refused (409) or fails. */
+  maxDatasets: number;
+  /** Connections the HTTP server holds at once (below the open-files limit), and from one client address (0: no such cap). */
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  /** A request's headers must arrive whole within this time, or its connection is answered 408 and closed. */
+  headersTimeoutMs: number;
+  /** An export (GET /api/datasets/{name}/export) whose client takes nothing for this long is cut off. */
+  exportIdleTimeoutMs: number;
 }
 
 /** What one input may hold before its record fails (a row error) or its job does. */
@@ -90,6 +106,8 @@ export interface InputLimits {
   maxJsonDepth: number;
   /** Bytes a compressed (gzip) file may decompress to: past them the job fails (a decompression bomb). */
   maxDecompressedBytes: number;
+  /** Times its compressed size a compressed file (or zip entry) may decompress to, beyond its first MiB (0: no bound). */
+  maxDecompressionRatio: number;
 }
 
 export const DEFAULT_LIMITS: InputLimits = {
@@ -98,6 +116,7 @@ export const DEFAULT_LIMITS: InputLimits = {
   maxRecordLength: 16 * 1024 ** 2,
   maxJsonDepth: 1024,
   maxDecompressedBytes: 16 * 1024 ** 3,
+  maxDecompressionRatio: 100,
 }
 
 export class ConfigError extends Error {
@@ -313,6 +332,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxRecordLength: integer(env, 'MAX_RECORD_LENGTH', DEFAULT_LIMITS.maxRecordLength, 1, 256 * 1024 ** 2),
       maxJsonDepth: integer(env, 'MAX_JSON_DEPTH', DEFAULT_LIMITS.maxJsonDepth, 1, 1024),
       maxDecompressedBytes: integer(env, 'MAX_DECOMPRESSED_BYTES', DEFAULT_LIMITS.maxDecompressedBytes, 1, Number.MAX_SAFE_INTEGER),
+      maxDecompressionRatio: integer(env, 'MAX_DECOMPRESSION_RATIO', DEFAULT_LIMITS.maxDecompressionRatio, 0, 1_000_000),
     },
     datasetSchema: schemaName(env),
     sql: {
@@ -327,5 +347,13 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     maxScheduledJobsPerMinute: integer(env, 'MAX_SCHEDULED_JOBS_PER_MINUTE', 60, 1, 100_000),
     bodyIdleTimeoutMs: integer(env, 'BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     bodyMinBytesPerSecond: integer(env, 'BODY_MIN_BYTES_PER_SECOND', 1024, 0, 1024 ** 3),
+    bodyMinAverageBytesPerSecond: integer(env, 'BODY_MIN_AVERAGE_BYTES_PER_SECOND', 32 * 1024, 0, 1024 ** 3),
+    maxUploadsInFlight: integer(env, 'MAX_UPLOADS_IN_FLIGHT', 256, 1, 100_000),
+    maxJsonBodiesInFlight: integer(env, 'MAX_JSON_BODIES_IN_FLIGHT', 16, 1, 100_000),
+    maxDatasets: integer(env, 'MAX_DATASETS', 10_000, 1, 1_000_000),
+    maxConnections: integer(env, 'MAX_CONNECTIONS', defaultMaxConnections(), 1, 1_000_000),
+    maxConnectionsPerAddress: integer(env, 'MAX_CONNECTIONS_PER_ADDRESS', 0, 0, 1_000_000),
+    headersTimeoutMs: integer(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+    exportIdleTimeoutMs: integer(env, 'EXPORT_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
   };
 }

@@ -21,6 +21,7 @@ import { openPostgres } from './storage/postgres.js';
 import { enqueueDeliveries, startDeliveries } from './webhooks/deliver.js';
 import { prettyStream } from './log/pretty.js';
 import { localScheduler, type Scheduler } from './schedules/schedules.js';
+import { limitConnections, openFilesLimit } from './sockets.js';
 
 export function createLogger(config: Config): FastifyBaseLogger {
   const pretty = config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stdout.isTTY);
@@ -92,6 +93,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     limits: config.limits,
     datasetSchema: config.datasetSchema,
     maxAttempts: config.maxJobAttempts,
+    maxDatasets: config.maxDatasets,
     claimStaleAfterMs: scaleOut ? config.workerLockMs : 0,
     log: log.child({ component: 'worker' }),
   };
@@ -164,8 +166,13 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
     const { dispatcher } = runtime;
     const app = await buildApp(
       { config, db: runtime.db, dispatcher, tracker: runtime.pipeline.tracker, uploads: runtime.pipeline.uploads, scheduler: runtime.scheduler, cache: runtime.cache, events: runtime.events, queueCounts: runtime.queueCounts, sqlRole: runtime.sqlRole },
-      { loggerInstance: log },
+      {
+        loggerInstance: log,
+        // Headers that never end hold a connection: cut after headersTimeoutMs, checked every second.
+        http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs) },
+      },
     );
+    limitConnections(app.server, { max: config.maxConnections, perAddress: config.maxConnectionsPerAddress });
     let workers: { close(): Promise<void> } | undefined;
     return {
       app,
@@ -232,6 +239,10 @@ export async function serve(config: Config): Promise<void> {
   else if (config.host === '127.0.0.1' || config.host === 'localhost' || config.host === '::1') {
     log.info('no API_TOKENS: listening on loopback only; set API_TOKENS (and HOST) to accept other machines');
   } else log.warn({ host: config.host }, 'no API_TOKENS and not on loopback: anyone who can reach this port can submit, read and delete jobs');
+  const files = openFilesLimit();
+  if (files !== undefined && config.maxConnections > files - 256) {
+    log.warn({ maxConnections: config.maxConnections, openFilesLimit: files }, 'MAX_CONNECTIONS leaves fewer than 256 open files for the database and uploads: lower it, or raise the limit (ulimit -n)');
+  }
   onSignals(log, config.shutdownGraceMs, () => intake.close());
   const address = await intake.app.listen({ port: config.port, host: config.host });
   await intake.start();

@@ -31,11 +31,13 @@
  * FUZZ_TIMEOUT_MS (default 5000) is how long one request may go unanswered.
  */
 import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headerKeys } from '../src/ingest/csv.js';
 import { JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, type JobStatus } from '../src/schemas/job.js';
 import { backends, createSandbox, startServer, type Sandbox, type TestServer } from './helpers.js';
+import { zipOf } from './files.js';
 
 const RUNS = positiveInteger('FUZZ_RUNS', 300);
 const ANSWER_TIMEOUT_MS = positiveInteger('FUZZ_TIMEOUT_MS', 5_000);
@@ -715,6 +717,9 @@ const jsonTextArb = fc.oneof(
     ),
   },
   { weight: 1, arbitrary: fc.string({ maxLength: 60 }) },
+  // Many records that are not objects (issue 23: an error object was kept for each before max_errors was compared).
+  { weight: 1, arbitrary: fc.integer({ min: 100, max: 20_000 }).map((n) => `[${'1,'.repeat(n)}1]`) },
+  { weight: 1, arbitrary: fc.integer({ min: 100, max: 20_000 }).map((n) => `{"records":[${'1,'.repeat(n)}1]}`) },
 );
 
 /** JSON whose strings hold invalid UTF-8 (lone continuation bytes, overlong forms, surrogates). */
@@ -728,7 +733,8 @@ const ndjsonTextArb = fc
     newline: fc.constantFrom('\n', '\r\n', '\r'),
     bom: fc.boolean(),
   })
-  .map(({ lines, newline, bom }) => (bom ? '\ufeff' : '') + lines.join(newline));
+  .map(({ lines, newline, bom }) => (bom ? '\ufeff' : '') + lines.join(newline))
+  .chain((text) => fc.oneof({ weight: 9, arbitrary: fc.constant(text) }, { weight: 1, arbitrary: fc.integer({ min: 100, max: 20_000 }).map((n) => text + '\n' + '1\n'.repeat(n)) }));
 
 // Multipart: a well-formed upload but for one thing: its boundary, its Content-Type, its
 // framing, a field, or the file part's name, file name, type or content.
@@ -764,6 +770,8 @@ interface Part {
   data: Uint8Array;
 }
 
+const BOMB_TEXT = `a\n${'x'.repeat(2 * 1024 ** 2)}\n`;
+
 const filePartArb = validButOne<Part>(
   {
     name: fc.constant('file'),
@@ -793,7 +801,13 @@ const filePartArb = validButOne<Part>(
     fileName: fc.oneof({ weight: 6, arbitrary: hostileFileNameArb }, { weight: 1, arbitrary: fc.constant(undefined) }),
     extendedName: fc.constant(true),
     contentType: fc.constantFrom('application/octet-stream', 'text/plain; charset=utf-16', '', 'multipart/mixed; boundary=x'),
-    data: fc.oneof(fc.constantFrom('', 'a,b\n"unclosed\n', '\u0000\u0001', '\ufeffa,b\n1,2\n').map(utf8), jsonTextArb.map(utf8), fc.uint8Array({ maxLength: 512 })),
+    data: fc.oneof(
+      fc.constantFrom('', 'a,b\n"unclosed\n', '\u0000\u0001', '\ufeffa,b\n1,2\n').map(utf8),
+      jsonTextArb.map(utf8),
+      fc.uint8Array({ maxLength: 512 }),
+      // Decompression bombs past MAX_DECOMPRESSION_RATIO (a few KiB that expand to 2 MiB).
+      fc.constantFrom(new Uint8Array(gzipSync(BOMB_TEXT)), zipOf({ 'bomb.csv': BOMB_TEXT })),
+    ),
   },
 );
 

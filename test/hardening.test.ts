@@ -1,9 +1,12 @@
 import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gzipSync } from 'node:zlib';
 import { headerKeys } from '../src/ingest/csv.js';
+import { zipOf } from './files.js';
 import { backends, createSandbox, getJson, postRecords, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 /** Findings of the adversarial review (issue 12) that an API server shows, in every mode. */
@@ -174,6 +177,48 @@ describe.each(backends())('hardening ($name)', (backend) => {
     });
   });
 
+  it('refuses a large body of bad records at the first one past max_errors, holding only the first few, in every shape (issue 23, item 16)', async () => {
+    const lines = 2_000_000; // 4 MB of `1\n`: it used to keep an error object for each
+    const bodies: [string, string, (i: number) => (string | number)[]][] = [
+      ['application/x-ndjson', '1\n'.repeat(lines), (i) => ['body', i + 1]],
+      ['application/json', `[${'1,'.repeat(lines)}1]`, (i) => ['body', i]],
+      ['application/json', `{"records":[${'1,'.repeat(lines)}1]}`, (i) => ['body', 'records', i]],
+    ];
+    for (const [type, body, loc] of bodies) {
+      global.gc?.();
+      const before = process.memoryUsage().heapUsed;
+      let peak = before;
+      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 5);
+      const res = await postRecords(server.url, body, type, 'max_errors=5');
+      clearInterval(sampler);
+      peak = Math.max(peak, process.memoryUsage().heapUsed);
+      expect(res.status).toBe(422);
+      expect(res.body.detail.map((issue: { loc: unknown }) => issue.loc)).toEqual([0, 1, 2, 3, 4, 5].map(loc));
+      expect(res.body.detail[0].msg).toMatch(/is a number, expected a JSON object/);
+      // The body itself is a few MB (and its text twice that); an object per record was hundreds.
+      expect(peak - before).toBeLessThan(150 * 1024 ** 2);
+    }
+  });
+
+  it('answers other requests while a large posted body is checked (issue 23, item 16)', async () => {
+    // Every record is checked (one fewer bad record than may be skipped … then one more).
+    const lines = 1_000_000;
+    const post = postRecords(server.url, '1\n'.repeat(lines), 'application/x-ndjson', `max_errors=${lines - 1}`);
+    let answered = false;
+    void post.finally(() => (answered = true));
+    let healthy = 0;
+    while (!answered) {
+      const res = await fetch(`${server.url}/healthz`);
+      if (!answered && res.status === 200) healthy++;
+      await sleep(50);
+    }
+    const res = await post;
+    expect(res.status).toBe(422);
+    expect(res.body.detail).toHaveLength(20);
+    // Seconds of checking: the health check answered all along, not once the check was done.
+    expect(healthy).toBeGreaterThanOrEqual(5);
+  });
+
   it('swept the partial upload a killed process left behind', async () => {
     const partials = () => readdirSync(join(sandbox.dataDir, 'uploads')).filter((name) => name.endsWith('.part'));
     for (let i = 0; i < 100 && partials().length > 0; i++) await sleep(100);
@@ -229,6 +274,168 @@ describe('slow request bodies', () => {
     form.append('file', new Blob(['a,b\n1,2\n']), 'fast.csv');
     expect((await fetch(`${server.url}/api/upload`, { method: 'POST', body: form })).status).toBe(202);
   });
+});
+
+describe.each(backends())('a flood of connections ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { MAX_CONNECTIONS: '60', MAX_CONNECTIONS_PER_ADDRESS: '40', HEADERS_TIMEOUT_MS: '1000', WORKER_CONCURRENCY: '0' });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  /** `count` connections from `from` that send half a request's headers and then nothing; resolves once all are open or refused. */
+  async function halfSent(count: number, from: string): Promise<Socket[]> {
+    const port = Number(new URL(server.url).port);
+    return Promise.all(
+      Array.from({ length: count }, async () => {
+        const socket = connect({ port, host: '127.0.0.1', localAddress: from });
+        socket.on('error', () => {});
+        socket.resume(); // reads what the server answers, and its end
+        await once(socket, 'connect').catch(() => {});
+        socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+        return socket;
+      }),
+    );
+  }
+
+  const held = () => new Promise<number>((resolve) => server.intake.app.server.getConnections((_err, n) => resolve(n)));
+
+  it('holds at most MAX_CONNECTIONS (and MAX_CONNECTIONS_PER_ADDRESS from one address), cuts headers that never end, and answers and reaches its database after (issue 23, item 19)', async () => {
+    const sockets = [...(await halfSent(150, '127.0.0.2')), ...(await halfSent(150, '127.0.0.3'))];
+    try {
+      await sleep(200);
+      expect(await held()).toBeLessThanOrEqual(60);
+      // From one address at most 40 were kept: another address still got in.
+      expect(sockets.slice(0, 150).filter((s) => !s.destroyed).length).toBeLessThanOrEqual(40);
+      expect(sockets.slice(150).filter((s) => !s.destroyed).length).toBeGreaterThan(0);
+      // Headers that never end are cut after HEADERS_TIMEOUT_MS (within the next check, every second).
+      await expect.poll(() => sockets.filter((s) => !s.destroyed).length, { timeout: 5000 }).toBe(0);
+      expect((await getJson(`${server.url}/healthz`)).status).toBe(200);
+      expect((await server.intake.db.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+});
+
+describe.each(backends())('limits on uploads, decompression and datasets (issue 23, item 31) ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, {
+      MAX_DATASETS: '2',
+      MAX_UPLOADS_IN_FLIGHT: '2',
+      MAX_JSON_BODIES_IN_FLIGHT: '1',
+      MAX_DECOMPRESSION_RATIO: '10',
+      BODY_IDLE_TIMEOUT_MS: '400',
+      BODY_MIN_BYTES_PER_SECOND: '1',
+      BODY_MIN_AVERAGE_BYTES_PER_SECOND: '4096',
+    });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+    expect(server.statuses.filter((status) => status >= 500 && status !== 503)).toEqual([]);
+  });
+
+  async function uploadTo(query: string, name: string, content: BlobPart) {
+    const form = new FormData();
+    form.append('file', new Blob([content]), name);
+    const res = await fetch(`${server.url}/api/upload?${query}`, { method: 'POST', body: form });
+    return { status: res.status, body: (await res.json()) as any, headers: res.headers };
+  }
+
+  /** An upload whose body arrives `bytes` every `everyMs`; `answer` resolves with what the server sent once it closes. */
+  function paced(bytes: number, everyMs: number, json = false) {
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    let answer = '';
+    socket.on('error', () => {});
+    socket.on('data', (chunk) => (answer += chunk.toString()));
+    socket.write(
+      json
+        ? 'POST /api/ingest/json HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 10000000\r\n\r\n'
+        : `POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000000\r\n\r\n` +
+            '--x\r\nContent-Disposition: form-data; name="file"; filename="paced.csv"\r\n\r\na,b\n',
+    );
+    const timer = setInterval(() => socket.writable && socket.write((json ? '{"a":1}\n' : '1,2\n').repeat(bytes / (json ? 8 : 4))), everyMs);
+    const answered = new Promise<string>((resolve) => socket.on('close', () => resolve(answer)));
+    return {
+      answered,
+      stop() {
+        clearInterval(timer);
+        socket.destroy();
+      },
+    };
+  }
+
+  it('refuses a load that would create more than MAX_DATASETS, at submit (409) or at its publish, and loads into existing ones', async () => {
+    const first = await uploadTo('dataset=d1', 'd.csv', 'a\n1\n');
+    expect(await waitForJob(server.url, first.body.job_id)).toMatchObject({ status: 'completed' });
+    // Both pass the submit's check while there is one dataset (unless the first is published
+    // before the second is submitted: then a 409); only one can be created, the other fails.
+    const both = await Promise.all([uploadTo('dataset=d2', 'd.csv', 'a\n1\n'), uploadTo('dataset=d3', 'd.csv', 'a\n1\n')]);
+    const outcomes = await Promise.all(both.map(async (res) => (res.status === 202 ? waitForJob(server.url, res.body.job_id) : { status: res.status, error: res.body.detail })));
+    expect(outcomes.map((job) => job.status).sort()).toEqual(expect.arrayContaining(['completed']));
+    const refusedOne = outcomes.find((job) => job.status !== 'completed')!;
+    expect([409, 'failed']).toContain(refusedOne.status);
+    expect(refusedOne.error).toMatch(/already holds 2 datasets \(MAX_DATASETS\)/);
+    const refused = await uploadTo('dataset=d4', 'd.csv', 'a\n1\n');
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ code: 'too_many_datasets', detail: expect.stringContaining('MAX_DATASETS') });
+    expect((await postRecords(server.url, '[{"a":1}]', 'application/json', 'dataset=d5')).status).toBe(409);
+    const existing = await uploadTo('dataset=d1&mode=replace', 'd.csv', 'a\n2\n');
+    expect(await waitForJob(server.url, existing.body.job_id)).toMatchObject({ status: 'completed' });
+  });
+
+  it('fails a gzip file or zip entry that expands more than MAX_DECOMPRESSION_RATIO times its size, and loads one that does not', async () => {
+    const bomb = `a\n${'x'.repeat(4 * 1024 ** 2)}\n`; // 4 MiB from a few KiB
+    for (const [name, bytes] of [['bomb.csv.gz', gzipSync(bomb)], ['bomb.zip', zipOf({ 'bomb.csv': bomb })]] as const) {
+      const res = await uploadTo('dataset=d1', name, bytes); // datasets are at their cap: into an existing one
+      expect(res.status).toBe(202);
+      const job = await waitForJob(server.url, res.body.job_id);
+      expect(job.status, name).toBe('failed');
+      expect(job.error).toMatch(/expands to more than 10 times its compressed size \(MAX_DECOMPRESSION_RATIO/);
+    }
+    const fine = await uploadTo('dataset=d1', 'fine.csv.gz', gzipSync('a,b\n1,2\n'));
+    expect(await waitForJob(server.url, fine.body.job_id)).toMatchObject({ status: 'completed', records_processed: 1 });
+  });
+
+  it('cuts off an upload that keeps arriving, but under BODY_MIN_AVERAGE_BYTES_PER_SECOND on average', async () => {
+    const upload = paced(100, 50); // 2,000 bytes a second: more than 1 a second, less than 4,096 on average
+    try {
+      const answer = await Promise.race([upload.answered, sleep(10_000).then(() => 'not cut off')]);
+      expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+      expect(answer).toContain('BODY_MIN_AVERAGE_BYTES_PER_SECOND');
+    } finally {
+      upload.stop();
+    }
+  });
+
+  it('answers 503 with Retry-After past MAX_UPLOADS_IN_FLIGHT (and MAX_JSON_BODIES_IN_FLIGHT), and takes uploads again once they end', async () => {
+    const uploads = [paced(1000, 50), paced(1000, 50), paced(1000, 50, true)]; // 20 KB a second each: within every limit
+    try {
+      await sleep(300);
+      const refused = await uploadTo('dataset=d1', 'third.csv', 'a,b\n1,2\n');
+      expect(refused.status).toBe(503);
+      expect(refused.body.code).toBe('too_many_uploads');
+      expect(refused.body.detail).toContain('MAX_UPLOADS_IN_FLIGHT');
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+      const posted = await postRecords(server.url, '{"a":1}\n', 'application/x-ndjson', 'dataset=d1');
+      expect(posted.status).toBe(503);
+      expect(posted.body.detail).toContain('MAX_JSON_BODIES_IN_FLIGHT');
+    } finally {
+      for (const upload of uploads) upload.stop();
+    }
+    await expect.poll(async () => (await uploadTo('dataset=d1', 'later.csv', 'a,b\n1,2\n')).status, { timeout: 5000 }).toBe(202);
+    await expect.poll(async () => (await postRecords(server.url, '{"a":1}\n', 'application/x-ndjson', 'dataset=d1')).status, { timeout: 5000 }).toBe(202);
+  });
+
 });
 
 describe('header names', () => {

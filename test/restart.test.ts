@@ -1,11 +1,16 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/api.js';
 import { openPglite } from '../src/storage/pglite.js';
+import { DataDirLockedError } from '../src/storage/data-dir-lock.js';
+import { ownerTagOf, processIdOf } from '../src/process-identity.js';
 import { backends, createSandbox, getJson, makeCsv, publishedStats, upload, waitForJob, type Backend, type Sandbox } from './helpers.js';
 import { runIntake, startIntakeProcess, type IntakeProcess } from './process.js';
 
@@ -83,6 +88,83 @@ describe('embedded data directory', () => {
     }
   });
 
+  it('takes over a lock file holding its own pid (a container restarted as pid 1 again), but not a lock it holds itself (issue 23, item 6)', async () => {
+    const sandbox = await createSandbox({ name: 'embedded' });
+    try {
+      writeFileSync(join(sandbox.dataDir, 'intake.lock'), String(process.pid));
+      const db = await openPglite(sandbox.dataDir);
+      try {
+        await expect(openPglite(sandbox.dataDir)).rejects.toThrow(DataDirLockedError);
+      } finally {
+        await db.close();
+      }
+      expect(existsSync(join(sandbox.dataDir, 'intake.lock'))).toBe(false);
+    } finally {
+      await sandbox.dispose();
+    }
+  });
+
+  it('takes over the lock of a killed process not yet reaped (a zombie) and of a pid now another process\'s; refuses a live owner (issue 23, item 26)', async () => {
+    const sandbox = await createSandbox({ name: 'embedded' });
+    const lock = join(sandbox.dataDir, 'intake.lock');
+    // The shell's child `sleep` is killed; its parent, now `exec sleep`, never reaps it.
+    const parent = spawn('sh', ['-c', 'sleep 60 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const live = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
+      const zombie = Number(line.toString().trim());
+      const owner = processIdOf(zombie);
+      process.kill(zombie, 'SIGKILL');
+      await expect.poll(() => processIdOf(zombie).start === owner.start && readFileState(zombie), { timeout: 5000 }).toBe('Z');
+      for (const text of [`${zombie} ${owner.start}`, String(zombie)]) {
+        writeFileSync(lock, text);
+        await (await openPglite(sandbox.dataDir)).close();
+      }
+      // A live pid, but not the process that wrote the lock (its start time differs).
+      const other = processIdOf(live.pid!);
+      writeFileSync(lock, `${other.pid} ${Number(other.start) + 1}`);
+      await (await openPglite(sandbox.dataDir)).close();
+      writeFileSync(lock, `${other.pid} ${other.start}`);
+      await expect(openPglite(sandbox.dataDir)).rejects.toThrow(`in use by another Intake process (pid ${other.pid})`);
+    } finally {
+      parent.kill('SIGKILL');
+      live.kill('SIGKILL');
+      await sandbox.dispose();
+    }
+  });
+
+  it('a restart right after kill -9 removes the partial upload the killed process left at once, not a live process\'s (issue 23, item 26)', async () => {
+    const sandbox = await createSandbox({ name: 'embedded' });
+    const uploads = join(sandbox.dataDir, 'uploads');
+    const live = spawn('sleep', ['60'], { stdio: 'ignore' });
+    let first: IntakeProcess | undefined = await startIntakeProcess(sandbox.env);
+    let second: IntakeProcess | undefined;
+    const client = connect(Number(new URL(first.url).port), '127.0.0.1');
+    client.on('error', () => {});
+    try {
+      await once(client, 'connect');
+      client.write(
+        'POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n' +
+          '--x\r\nContent-Disposition: form-data; name="file"; filename="half.csv"\r\n\r\na,b\n1,2\n',
+      );
+      const partials = () => readdirSync(uploads).filter((name) => name.endsWith('.part'));
+      await expect.poll(partials, { timeout: 10_000 }).toHaveLength(1);
+      // A partial upload of another live process on this machine (a PostgreSQL-mode Intake sharing the directory).
+      const livePart = `${randomUUID()}.${ownerTagOf(processIdOf(live.pid!))}.part`;
+      writeFileSync(join(uploads, livePart), 'a,b\n');
+      expect(await first.stop('SIGKILL')).toBeNull();
+      first = undefined;
+      second = await startIntakeProcess(sandbox.env);
+      await expect.poll(partials, { timeout: 5000 }).toEqual([livePart]);
+    } finally {
+      client.destroy();
+      live.kill('SIGKILL');
+      await first?.stop('SIGKILL');
+      await second?.stop();
+      await sandbox.dispose();
+    }
+  });
+
   it('stops when the process `npm start` started is sent SIGTERM (as a process manager does)', async () => {
     const sandbox = await createSandbox({ name: 'embedded' });
     // --ignore-scripts skips prestart (the console build, which other tests read meanwhile).
@@ -124,3 +206,13 @@ describe('embedded data directory', () => {
     }
   });
 });
+
+/** A process's state letter from /proc (Z: a zombie). */
+function readFileState(pid: number): string | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}

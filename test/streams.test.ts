@@ -11,7 +11,7 @@ import { readEvents } from '../src/client/sse.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/api.js';
 import type { Db, QueryResult } from '../src/storage/db.js';
-import { backends, createSandbox, makeCsv, startServer, upload, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, getJson, makeCsv, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 const RECHECK_MS = 2000; // src/routes/events.ts
 
@@ -265,4 +265,129 @@ describe.each(backends())('the streams of one job ($name)', (backend) => {
       for (const stream of streams) stream.cancel();
     }
   });
+});
+
+describe.each(backends())('event streams whose clients leave at once ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { MAX_EVENT_STREAMS: '2', WORKER_CONCURRENCY: '0' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+    expect(server.statuses.filter((status) => status >= 500)).toEqual([]);
+  });
+
+  it('gives back the slot of a client that left at once, its stream pipelined behind another (issue 23, item 12)', async () => {
+    const held = (await upload(server.url, 'held.csv', makeCsv(10))).body.job_id as string;
+    const port = Number(new URL(server.url).port);
+    // Clients that send the request twice on one connection and are gone at once (the second
+    // answer waits behind the first and never gets the socket), more than there are slots.
+    for (const path of ['/api/jobs/events', `/api/job/${held}/events`]) {
+      for (let i = 0; i < 6; i++) {
+        const client = connect(port, '127.0.0.1');
+        client.on('error', () => {});
+        await once(client, 'connect');
+        const request = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
+        client.write(request + request);
+        client.resetAndDestroy();
+        await sleep(20);
+      }
+    }
+    const streams = [await openWhenFree(`${server.url}/api/jobs/events`), await openWhenFree(`${server.url}/api/job/${held}/events`)];
+    for (const stream of streams) stream.cancel();
+    expect(streams.map((s) => s.status)).toEqual([200, 200]);
+  });
+});
+
+describe.each(backends())('exports whose client stops reading ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  // 20 MB of rows: more than the socket buffers on both sides hold.
+  const bigCsv = `id,note\n${Array.from({ length: 20_000 }, (_, i) => `${i},${'x'.repeat(1000)}`).join('\n')}\n`;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { EXPORT_IDLE_TIMEOUT_MS: '120000' });
+    const { body } = await load('dataset=big', bigCsv);
+    expect(await waitForJob(server.url, body.job_id, 120_000)).toMatchObject({ status: 'completed', records_processed: 20_000 });
+  }, 180_000);
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  async function load(query: string, csv: string) {
+    const form = new FormData();
+    form.append('file', new Blob([csv]), 'big.csv');
+    const res = await fetch(`${server.url}/api/upload?${query}`, { method: 'POST', body: form });
+    expect(res.status).toBe(202);
+    return { body: (await res.json()) as { job_id: string } };
+  }
+
+  /** An export read by a raw client that takes the answer's head and then nothing more; with the server's side of its connection. */
+  async function stalledExport(): Promise<{ client: Socket; serverClosed: Promise<unknown> }> {
+    const serverSockets: Socket[] = [];
+    const onConnection = (socket: Socket) => serverSockets.push(socket);
+    server.intake.app.server.on('connection', onConnection);
+    const client = connect(Number(new URL(server.url).port), '127.0.0.1');
+    client.on('error', () => {});
+    try {
+      await once(client, 'connect');
+      client.write('GET /api/datasets/big/export?format=csv HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      const [head] = (await once(client, 'data')) as [Buffer];
+      expect(head.toString()).toMatch(/^HTTP\/1\.1 200/);
+      client.pause();
+      const socket = serverSockets.find((s) => s.remotePort === client.localPort)!;
+      return { client, serverClosed: socket.destroyed ? Promise.resolve() : new Promise((resolve) => socket.once('close', resolve)) };
+    } finally {
+      server.intake.app.server.off('connection', onConnection);
+    }
+  }
+
+  it('a replace of the dataset completes while an export of it is stalled, ending the export\'s transaction (issue 23, item 18)', async () => {
+    const stalled = await stalledExport();
+    try {
+      // The export's transaction holds the table as long as its client does not read.
+      const openExports = async () => (await sandbox.admin!.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'intake-export'`)).rows[0].n;
+      if (sandbox.admin) expect(await openExports()).toBe(1);
+      const { body } = await load('dataset=big&mode=replace', 'id,note\n1,a\n');
+      expect(await waitForJob(server.url, body.job_id, 30_000)).toMatchObject({ status: 'completed', rows_inserted: 1 });
+      expect((await getJson(`${server.url}/api/datasets/big`)).body.row_count).toBe(1);
+      // Its transaction was ended (its answer is cut at the next write, or by the idle timeout).
+      if (sandbox.admin) expect(await openExports()).toBe(0);
+      // Other exports run.
+      const res = await fetch(`${server.url}/api/datasets/big/export?format=ndjson`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('{"id":1,"note":"a"}\n');
+    } finally {
+      stalled.client.destroy();
+    }
+  }, 60_000);
+
+  it('cuts off an export whose client takes nothing for EXPORT_IDLE_TIMEOUT_MS, freeing its slot (issue 23, item 18)', async () => {
+    await server.close();
+    server = await startServer(sandbox, { EXPORT_IDLE_TIMEOUT_MS: '1500' });
+    const { body } = await load('dataset=big&mode=replace', bigCsv);
+    expect(await waitForJob(server.url, body.job_id, 120_000)).toMatchObject({ status: 'completed' });
+    const stalled = [await stalledExport(), await stalledExport(), await stalledExport(), await stalledExport()];
+    try {
+      expect((await fetch(`${server.url}/api/datasets/big/export`)).status).toBe(429);
+      await Promise.race([Promise.all(stalled.map((s) => s.serverClosed)), sleep(10_000).then(() => Promise.reject(new Error('stalled exports were kept')))]);
+      await until('an export slot free', async () => (await fetch(`${server.url}/api/datasets/big`)).status === 200 && (await exportStatus()) === 200, 5000);
+    } finally {
+      for (const s of stalled) s.client.destroy();
+    }
+  }, 180_000);
+
+  async function exportStatus(): Promise<number> {
+    const res = await fetch(`${server.url}/api/datasets/big/export?format=ndjson`);
+    await res.arrayBuffer();
+    return res.status;
+  }
 });

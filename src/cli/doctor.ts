@@ -6,6 +6,7 @@
 import { accessSync, constants, existsSync, readFileSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../config.js';
+import { isRunning, parseProcessId } from '../process-identity.js';
 import { SQL_ROLE } from '../storage/sql-role.js';
 
 const MIN_FREE_BYTES = 1024 ** 3;
@@ -128,7 +129,8 @@ export async function doctor(env: NodeJS.ProcessEnv, out: NodeJS.WritableStream)
     if (config.embeddedFsync) report('ok', 'EMBEDDED_FSYNC: each commit is flushed to disk before it returns');
     else report('warn', 'EMBEDDED_FSYNC=false: a power failure can lose the last commits');
     const lock = join(config.dataDir, 'intake.lock');
-    if (existsSync(lock)) report('warn', `DATA_DIR is locked by pid ${readFileSync(lock, 'utf8').trim()}: an Intake may be running on it (a stale lock is taken over at start)`);
+    const owner = existsSync(lock) ? parseProcessId(readFileSync(lock, 'utf8')) : undefined;
+    if (owner && isRunning(owner)) report('warn', `DATA_DIR is locked by pid ${owner.pid}: an Intake is running on it`);
   }
   if (config.uploadStore.kind === 'file') checkDirectory(report, 'UPLOAD_DIR', config.uploadDir);
   else report('ok', `UPLOAD_STORE s3://${config.uploadStore.bucket}/${config.uploadStore.prefix} (not checked here)`);

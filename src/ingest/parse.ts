@@ -14,7 +14,7 @@ import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
 import type { ParsedRecord } from './record.js';
 import { parseXlsx } from './xlsx.js';
-import { Zip } from './zip.js';
+import { expansionLimit, Zip } from './zip.js';
 
 type TextFormat = Exclude<Format, 'xlsx'>;
 
@@ -64,7 +64,8 @@ const createZstdDecompress = (zlib as { createZstdDecompress?: () => Transform }
  * whatever the name): at most `limit` bytes of them, or the job fails. Progress counts the
  * bytes read from the file (compressed), so a progress bar reaches its end.
  */
-async function* uncompressed(head: Buffer, file: AsyncIterable<Buffer>, limit: number): AsyncGenerator<Buffer> {
+async function* uncompressed(head: Buffer, file: AsyncIterable<Buffer>, limits: InputLimits): AsyncGenerator<Buffer> {
+  const limit = limits.maxDecompressedBytes;
   if (!isGzip(head) && !isZstd(head)) {
     yield* file;
     return;
@@ -74,13 +75,25 @@ async function* uncompressed(head: Buffer, file: AsyncIterable<Buffer>, limit: n
     throw new IngestError(`the file is zstd-compressed, which Node.js ${process.version} cannot read (Node.js 22.15 or later can): send it uncompressed or gzipped`);
   }
   const inflate = kind === 'gzip' ? createGunzip() : createZstdDecompress!();
-  const feeding = pipeline(file, inflate).catch(() => {}); // its errors come out of the reads below
+  let compressed = 0; // fed to the decompressor so far
+  const counting = async function* () {
+    for await (const chunk of file) {
+      compressed += chunk.length;
+      yield chunk;
+    }
+  };
+  const feeding = pipeline(counting, inflate).catch(() => {}); // its errors come out of the reads below
   let total = 0;
   try {
     for await (const chunk of inflate as AsyncIterable<Buffer>) {
       total += chunk.length;
       if (total > limit) {
         throw new IngestError(`the ${kind} file decompresses to more than MAX_DECOMPRESSED_BYTES (${limit} bytes): nothing of it was kept`);
+      }
+      if (total > expansionLimit(compressed, limits.maxDecompressionRatio)) {
+        throw new IngestError(
+          `the ${kind} file expands to more than ${limits.maxDecompressionRatio} times its compressed size (MAX_DECOMPRESSION_RATIO; a decompression bomb?): nothing of it was kept`,
+        );
       }
       yield chunk;
     }
@@ -157,7 +170,7 @@ export async function* readRecords(
         : 'the file is not an Excel workbook (.xlsx): it is not a zip',
     );
   }
-  yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, bytes, limits.maxDecompressedBytes), read.encoding), limits, read);
+  yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, bytes, limits), read.encoding), limits, read);
 }
 
 /** A zip: an Excel workbook, or an archive of one data file read as the job's format. */
@@ -176,7 +189,7 @@ async function* readZip(input: Input, bytes: AsyncGenerator<Buffer>, format: For
     // bytes counted while spooling are the same file's: counting both would reach twice its size).
     const size = (await stat(path)).size;
     progress.bytes = 0;
-    zip = await Zip.open(path, limits.maxDecompressedBytes, (n) => (progress.bytes = Math.min(size, progress.bytes + n)));
+    zip = await Zip.open(path, { limit: limits.maxDecompressedBytes, ratio: limits.maxDecompressionRatio }, (n) => (progress.bytes = Math.min(size, progress.bytes + n)));
     if (format === 'xlsx') {
       yield* parseXlsx(zip, limits, { sheet: read.sheet, header: read.header });
     } else {
@@ -188,7 +201,7 @@ async function* readZip(input: Input, bytes: AsyncGenerator<Buffer>, format: For
         throw new IngestError(`the zip holds "${entry.fileName}", which is ${inner.toUpperCase()}, but the job reads ${format.toUpperCase()}: submit it again with format=${inner}`);
       }
       const [head, data] = await peek(zip.read(entry));
-      yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, data, limits.maxDecompressedBytes), read.encoding), limits, read);
+      yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, data, limits), read.encoding), limits, read);
     }
     progress.bytes = size;
   } finally {

@@ -36,6 +36,8 @@ export interface PipelineDeps {
   limits: InputLimits;
   /** The schema of the datasets' tables. */
   datasetSchema: string;
+  /** Datasets Intake may hold (MAX_DATASETS). */
+  maxDatasets: number;
   /** Claims allowed before a job that keeps stopping its workers is failed. */
   maxAttempts: number;
   /**
@@ -275,6 +277,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
       widen: job.widen,
       state: loader.state(),
       chunkPages: deps.db.kind === 'pglite' ? PGLITE_PUBLISH_PAGES : undefined,
+      maxDatasets: deps.maxDatasets,
     };
     const publishing = performance.now();
     const completed = await markCompleted(tracker, jobId, async (tx) => {

@@ -187,14 +187,22 @@ export async function storeBody(uploads: UploadStore, jobId: string, body: Buffe
 
 const bodyIssue = (msg: string, type: string): ValidationIssue => ({ loc: ['body'], msg, type });
 
+// Bad records named in a refusal: the first ones are what a client needs to fix its body.
+const SHOWN_ISSUES = 20;
+// A body of up to MAX_JSON_BODY_BYTES is checked for seconds: the check gives the event loop
+// back this often, so the other requests of the process are answered meanwhile.
+const CHECK_SLICE_MS = 20;
+
 /**
  * Checks posted records: the body must be strict UTF-8 (an invalid byte is named, never
- * replaced by U+FFFD) and readable as records. Returns what is wrong with single records,
- * each at its place (loc ["body", index] or ["body", "records", index]; for NDJSON
- * ["body", line]): those are kept (the worker reports them as row errors) so that a job with
- * `max_errors` can skip them. A body that cannot be read as records at all is refused here.
+ * replaced by U+FFFD) and readable as records. Single bad records (wrong shape, too deep, too
+ * long) are kept in the body (the worker reports them as row errors), up to `maxErrors`; one
+ * more refuses the body with 422 naming the first of them, each at its place (loc
+ * ["body", index] or ["body", "records", index]; for NDJSON ["body", line]), and the check
+ * stops there. Only those first few are held, whatever the body holds. A body that cannot be
+ * read as records at all is refused too. Returns how many bad records the body holds.
  */
-export async function postedRecordIssues(body: Buffer, format: Format, limits: InputLimits): Promise<ValidationIssue[]> {
+export async function checkPostedRecords(body: Buffer, format: Format, limits: InputLimits, maxErrors: number): Promise<number> {
   let text = '';
   try {
     for await (const piece of decodeUtf8([body])) text += piece;
@@ -202,22 +210,30 @@ export async function postedRecordIssues(body: Buffer, format: Format, limits: I
     if (!(err instanceof IngestError)) throw err;
     throw validationError([bodyIssue(err.message.replace('the file', 'the body'), 'utf8_invalid')]);
   }
-  const issues: ValidationIssue[] = [];
+  const shown: ValidationIssue[] = [];
+  let bad = 0;
   let count = 0;
+  let sliceStart = performance.now();
   const where: (string | number)[] = format === 'ndjson' ? ['body'] : text.trimStart().startsWith('{') ? ['body', 'records'] : ['body'];
   try {
     const parse = format === 'ndjson' ? parseNdjson : parseJson;
     for await (const record of parse([text], limits)) {
       if (record.error !== undefined) {
         const type = record.error.endsWith('expected a JSON object') ? 'object_type' : 'value_error';
-        issues.push({ loc: [...where, format === 'ndjson' ? record.line : count], msg: record.error, type });
+        if (shown.length < SHOWN_ISSUES) shown.push({ loc: [...where, format === 'ndjson' ? record.line : count], msg: record.error, type });
+        // More bad records than the job may skip: refuse now rather than fail later.
+        if (++bad > maxErrors) throw validationError(shown);
       }
       count++;
+      if (count % 256 === 0 && performance.now() - sliceStart > CHECK_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
     }
   } catch (err) {
     if (!(err instanceof IngestError)) throw err;
     throw validationError([bodyIssue(`the body is not valid JSON: ${err.message}`, 'json_invalid')]);
   }
   if (count === 0) throw validationError([{ loc: where, msg: 'no records: send at least one', type: 'too_short' }]);
-  return issues;
+  return bad;
 }

@@ -3,6 +3,7 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { ownerGone, ownerTag } from '../process-identity.js';
 import type { Input } from './parse.js';
 
 /**
@@ -23,19 +24,23 @@ export interface UploadStore {
   exists(jobId: string): Promise<boolean>;
   /** Removes the upload (and a partial one) if there is one. */
   remove(jobId: string): Promise<void>;
-  /** Removes what a process that stopped mid-upload left, untouched for `olderThanMs`; returns how many. */
+  /**
+   * Removes what a process that stopped mid-upload left: at once where its owner is known to be
+   * gone, otherwise once untouched for `olderThanMs`; returns how many.
+   */
   sweep(olderThanMs: number): Promise<number>;
   /** A directory on this machine for bytes a job must read as a file (a zip from elsewhere). */
   readonly scratchDir: string;
 }
 
 /**
- * Uploads as files in `dir`: written as `<id>.part`, flushed to disk, renamed to `<id>` once
- * complete, and the rename flushed, so an upload answered 202 survives a power failure as its job does.
+ * Uploads as files in `dir`: written as `<id>.<owner>.part` (the owner is this process, see
+ * ownerTag), flushed to disk, renamed to `<id>` once complete, and the rename flushed, so an
+ * upload answered 202 survives a power failure as its job does.
  */
 export function fileStore(dir: string): UploadStore {
   const path = (jobId: string) => join(dir, jobId);
-  const partial = (jobId: string) => join(dir, `${jobId}.part`);
+  const partial = (jobId: string) => join(dir, `${jobId}.${ownerTag}.part`);
   return {
     kind: 'file',
     scratchDir: dir,
@@ -72,15 +77,19 @@ export function fileStore(dir: string): UploadStore {
       await rm(path(jobId), { force: true });
       await rm(partial(jobId), { force: true });
     },
-    // A partial upload in progress writes at least once per BODY_IDLE_TIMEOUT_MS, or is cut off.
+    // A partial upload whose owner process no longer runs on this machine is dead at once (a
+    // restart after kill -9); one of another machine sharing the directory (or a spool file)
+    // is dead once untouched for longer than an upload in progress may be (it writes at least
+    // once per BODY_IDLE_TIMEOUT_MS, or is cut off).
     async sweep(olderThanMs) {
       const before = Date.now() - olderThanMs;
       let removed = 0;
       for (const name of await readdir(dir).catch(() => [])) {
         if (!name.endsWith('.part') && !name.startsWith('spool-')) continue;
         const file = join(dir, name);
+        const owner = /^[^.]+\.(.+)\.part$/.exec(name)?.[1];
         const info = await stat(file).catch(() => undefined);
-        if (info && info.mtimeMs < before) {
+        if (info && ((owner !== undefined && ownerGone(owner)) || info.mtimeMs < before)) {
           await rm(file, { force: true });
           removed++;
         }

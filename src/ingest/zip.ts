@@ -16,16 +16,34 @@ const isClutter = (name: string) => name.endsWith('/') || name.startsWith('__MAC
  * `limit` (MAX_DECOMPRESSED_BYTES), so a zip that lies about its sizes or expands without
  * end stops there.
  */
+// Bytes any compressed input may expand to whatever its ratio: a small file of very repetitive
+// data (a sparse CSV) is no threat at this size.
+const RATIO_FREE_BYTES = 1024 ** 2;
+
+/**
+ * The bytes a compressed input of `compressed` bytes may decompress to under
+ * MAX_DECOMPRESSION_RATIO (`ratio`; 0: no bound): a few hundred KB that expand to gigabytes
+ * (millions of rows) are a decompression bomb, however far below MAX_DECOMPRESSED_BYTES.
+ */
+export function expansionLimit(compressed: number, ratio: number): number {
+  return ratio > 0 ? Math.max(RATIO_FREE_BYTES, compressed * ratio) : Infinity;
+}
+
 export class Zip {
   private constructor(
     private readonly file: ZipFile,
     readonly entries: Entry[],
     private readonly limit: number,
+    private readonly ratio: number,
     private readonly onRead?: (compressedBytes: number) => void,
   ) {}
 
-  /** `onRead` learns, as each entry is read, how many compressed bytes each chunk stood for (for progress). */
-  static async open(path: string, limit: number, onRead?: (compressedBytes: number) => void): Promise<Zip> {
+  /**
+   * `limit` bounds what an entry decompresses to (MAX_DECOMPRESSED_BYTES), and `ratio` how many
+   * times its compressed size (MAX_DECOMPRESSION_RATIO, see expansionLimit). `onRead` learns, as
+   * each entry is read, how many compressed bytes each chunk stood for (for progress).
+   */
+  static async open(path: string, { limit, ratio }: { limit: number; ratio: number }, onRead?: (compressedBytes: number) => void): Promise<Zip> {
     let file: ZipFile;
     try {
       file = await yauzl.openPromise(path, { lazyEntries: true, autoClose: false, strictFileNames: false, validateEntrySizes: true });
@@ -42,7 +60,7 @@ export class Zip {
       file.close();
       throw err instanceof IngestError ? err : new IngestError(`the zip's table of contents is damaged: ${(err as Error).message}`);
     }
-    return new Zip(file, entries, limit, onRead);
+    return new Zip(file, entries, limit, ratio, onRead);
   }
 
   find(name: string): Entry | undefined {
@@ -74,10 +92,13 @@ export class Zip {
     }
     let total = 0;
     const ratio = entry.uncompressedSize > 0 ? entry.compressedSize / entry.uncompressedSize : 0;
+    // The entry's compressed size bounds the bytes read for it (yauzl reads no more).
+    const expansion = expansionLimit(entry.compressedSize, this.ratio);
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         total += chunk.length;
         if (total > this.limit) throw this.tooLarge(entry);
+        if (total > expansion) throw new IngestError(`"${entry.fileName}" in the zip expands to more than ${this.ratio} times its compressed size (MAX_DECOMPRESSION_RATIO; a decompression bomb?): nothing of it was kept`);
         this.onRead?.(Math.round(chunk.length * ratio));
         yield chunk;
       }

@@ -5,6 +5,7 @@ import type { JobEvents } from '../events/job-events.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetch.js';
 import type { UploadStore } from '../ingest/uploads.js';
 import type { Db } from '../storage/db.js';
+import { datasetCapReached, tooManyDatasets } from '../storage/datasets.js';
 import { claimKey, findJob, findKey, insertJob, payloadJson, type JobRow, type NewJob } from '../storage/jobs.js';
 
 export interface SubmitDeps {
@@ -15,6 +16,8 @@ export interface SubmitDeps {
   log: FastifyBaseLogger;
   /** A callback_url may name a loopback or private address (IMPORT_ALLOW_PRIVATE). */
   allowPrivate: boolean;
+  /** Datasets Intake may hold (MAX_DATASETS): a load that would create one more is refused. */
+  maxDatasets?: number;
 }
 
 /** A submit's Idempotency-Key and a hash of what it submitted. */
@@ -35,6 +38,10 @@ export async function submitJob(deps: SubmitDeps, job: NewJob, idempotency?: Ide
   let row: JobRow | undefined;
   try {
     if (job.load.callbackUrl && !deps.allowPrivate) await checkCallback(job.load.callbackUrl);
+    // The publish checks again (datasets made meanwhile): this answers most such loads at once.
+    if (job.load.dataset && deps.maxDatasets !== undefined && (await datasetCapReached(deps.db, job.load.dataset, deps.maxDatasets))) {
+      throw new AppError(409, 'too_many_datasets', tooManyDatasets(deps.maxDatasets, job.load.dataset).message);
+    }
     row = await insertOrReplay(deps.db, job, idempotency);
   } finally {
     // Whatever answers the request other than the new job (an error, a replay), the upload goes.

@@ -12,12 +12,15 @@ import {
   readDataset,
   type DatasetColumn,
   type DatasetRow,
+  EXPORT_APPLICATION_NAME,
 } from '../storage/datasets.js';
 import type { Db, Queryable } from '../storage/db.js';
 
 export interface DatasetRouteDeps {
   db: Db;
   datasetSchema: string;
+  /** An export whose client takes nothing for this long is cut off (its transaction and slot freed). */
+  exportIdleTimeoutMs: number;
 }
 
 const nameParamsSchema = {
@@ -107,7 +110,7 @@ function excelSafe(value: string | null): string | null {
  * every digit (beyond 2^53 a client needs a parser that keeps them, such as
  * JSON.parse with a reviver reading the source text, or json-bigint), times as ISO 8601.
  */
-export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetRouteDeps }> = async (app, { db, datasetSchema }) => {
+export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetRouteDeps }> = async (app, { db, datasetSchema, exportIdleTimeoutMs }) => {
   let exports = 0;
 
   /** The dataset named in the path, with its columns, or a 404 (a name no dataset can have is one too). */
@@ -187,7 +190,7 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
     {
       schema: {
         summary: 'Every row of a dataset, streamed as CSV (a header of column names; NULL as an empty field) or NDJSON',
-        description: `One consistent view of the dataset on PostgreSQL. At most ${MAX_EXPORTS} exports run at once per process; more answer 429.`,
+        description: `One consistent view of the dataset on PostgreSQL. At most ${MAX_EXPORTS} exports run at once per process; more answer 429. A client that takes nothing for EXPORT_IDLE_TIMEOUT_MS is cut off, and a load that must drop or alter the dataset's table cuts off the exports reading it: the answer then ends without its last chunk.`,
         tags: ['datasets'],
         params: nameParamsSchema,
         querystring: exportQuerySchema,
@@ -204,11 +207,11 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
       const out = new PassThrough();
       const write = async (reader: Queryable) => {
         const columns = await datasetColumns(reader, datasetSchema, name);
-        if (format === 'csv' && !out.write(`${columns.map((c) => field(c.name)).join(',')}\r\n`)) await drained(out);
+        if (format === 'csv' && !out.write(`${columns.map((c) => field(c.name)).join(',')}\r\n`)) await drained(out, exportIdleTimeoutMs);
         for await (const rows of readDataset(reader, datasetSchema, name, columns, EXPORT_BATCH, format === 'ndjson')) {
           if (out.destroyed) return;
           const text = format === 'csv' ? rows.map((row) => `${row.map(field).join(',')}\r\n`).join('') : rows.map(([json]) => `${json}\n`).join('');
-          if (!out.write(text)) await drained(out);
+          if (!out.write(text)) await drained(out, exportIdleTimeoutMs);
         }
       };
       // PostgreSQL: one snapshot for the whole export. PGlite is one connection, which a long
@@ -217,6 +220,12 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
         db.kind === 'postgres'
           ? db.transaction(async (tx) => {
               await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+              // Named, so that a load which must drop or alter the table ends it (publishStage)
+              // rather than wait for it; and ended by PostgreSQL too if this process stops tending it.
+              await tx.query(`SELECT set_config('application_name', $1, true), set_config('idle_in_transaction_session_timeout', $2, true)`, [
+                EXPORT_APPLICATION_NAME,
+                String(2 * exportIdleTimeoutMs),
+              ]);
               await write(tx);
             })
           : write(db);
@@ -256,14 +265,23 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
   );
 };
 
-/** Resolves when the stream can take more, or is gone. */
-function drained(stream: PassThrough): Promise<void> {
-  return new Promise((resolve) => {
+/**
+ * Resolves when the stream can take more, or is gone; rejects when it has taken nothing for
+ * `timeoutMs` (a client that stopped reading would hold the export's slot and transaction).
+ */
+function drained(stream: PassThrough, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
     const done = () => {
+      clearTimeout(timer);
       stream.off('drain', done);
       stream.off('close', done);
       resolve();
     };
+    const timer = setTimeout(() => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      reject(new Error(`the client took nothing for ${timeoutMs} ms (EXPORT_IDLE_TIMEOUT_MS): export cut off`));
+    }, timeoutMs);
     stream.once('drain', done);
     stream.once('close', done);
   });

@@ -140,8 +140,12 @@ export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; 
       closed = true;
       open.delete(close);
       clearInterval(heartbeat);
-      cleanup();
-      release();
+      socket.off('close', close);
+      try {
+        cleanup();
+      } finally {
+        release();
+      }
       // Ending would queue the end behind everything unsent: a client that stopped reading
       // would keep it all in memory. Cut it instead (its socket's buffers go with it).
       if (raw.writableLength > MAX_UNSENT_BYTES) raw.destroy();
@@ -153,9 +157,13 @@ export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; 
       if (raw.writableLength > MAX_UNSENT_BYTES) close();
     };
     const heartbeat = setInterval(() => write(': keep-alive\n\n'), HEARTBEAT_MS);
+    // A pipelined request's answer waits behind the one before it and is not given the socket
+    // until then: its own 'close' never comes if the client leaves first. The socket's does.
+    const socket = reply.request.raw.socket;
     raw.on('close', close);
+    socket.once('close', close);
     open.add(close);
-    if (raw.destroyed) close(); // the client left while the stream was being opened: no 'close' is to come
+    if (raw.destroyed || socket.destroyed) close(); // the client left while the stream was being opened: no 'close' is to come
     return { write, unsent: () => raw.writableLength, close };
   }
 
@@ -267,18 +275,17 @@ export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; 
       },
     },
     async (_request, reply) => {
-      const stream = eventStream(reply, takeSlot(reply), () => {
-        unsubscribe();
-        clearInterval(flush);
-      });
-      stream.write(': connected\n\n');
+      const release = takeSlot(reply);
       const statuses = new Map<string, string>(); // last status sent, for unfinished jobs
       const pending = new Map<string, string>(); // latest progress payload held back, by job
       // One flush writes the progress of every job that moved since the last: with many jobs
       // running, more than a client takes at once. What it has not taken yet holds the rest
       // back (each job's latest stays pending, for the next flush), so a burst slows a client
       // down instead of dropping it, and only a client that stopped reading reaches the bound.
+      // Everything the stream's end undoes is set up before it opens: it may end at once.
+      let stream: ReturnType<typeof eventStream> | undefined;
       const flush = setInterval(() => {
+        if (!stream) return;
         for (const [jobId, payload] of pending) {
           if (stream.unsent() >= MAX_UNSENT_BYTES / 2) return;
           stream.write(`event: progress\ndata: ${payload}\n\n`);
@@ -294,8 +301,13 @@ export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; 
         pending.delete(jobId); // older than this
         if (TERMINAL_STATUSES.has(status)) statuses.delete(jobId);
         else statuses.set(jobId, status);
-        stream.write(`event: status\ndata: ${payload}\n\n`);
+        stream?.write(`event: status\ndata: ${payload}\n\n`);
       });
+      stream = eventStream(reply, release, () => {
+        unsubscribe();
+        clearInterval(flush);
+      });
+      stream.write(': connected\n\n');
     },
   );
 };

@@ -46,7 +46,7 @@ export const importRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
       const key = request.headers['idempotency-key'];
       const idempotency = key ? { key, fingerprint: createHash('sha256').update(`import\0${JSON.stringify(body)}`).digest('hex') } : undefined;
       const submit = async (job: Omit<NewJob, 'jobId'>) => {
-        const { row, replayed } = await submitJob({ ...deps, log: request.log, allowPrivate: config.importAllowPrivate }, { jobId: randomUUID(), ...job }, idempotency);
+        const { row, replayed } = await submitJob({ ...deps, log: request.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets }, { jobId: randomUUID(), ...job }, idempotency);
         if (replayed) reply.header('idempotent-replayed', 'true');
         return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
       };

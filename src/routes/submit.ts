@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncJsonSchemaToTs, JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, onRequestHookHandler } from 'fastify';
 import type { Config } from '../config.js';
-import { AppError, validationError } from '../errors.js';
-import { multipartLimits, postedRecordIssues, receiveUpload, storeBody } from '../ingest/receive.js';
+import { AppError } from '../errors.js';
+import { multipartLimits, checkPostedRecords, receiveUpload, storeBody } from '../ingest/receive.js';
 import { submitJob, type Idempotency, type SubmitDeps } from '../jobs/submit.js';
 import { LOAD_OPTION_NAMES, loadOptions } from '../datasets/options.js';
 import { errorRef, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema, type Format } from '../schemas/api.js';
@@ -15,6 +15,7 @@ const submitResponses = {
   202: { $ref: 'SubmittedJob#' },
   400: errorRef,
   413: errorRef,
+  409: errorRef,
   415: errorRef,
   422: errorRef,
   503: errorRef,
@@ -34,10 +35,39 @@ const headersSchema = {
   },
 } as const;
 
+// Uploads in flight end as their bodies arrive, which nothing predicts.
+const UPLOAD_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * A route hook that lets at most `max` requests be received at once (each holds a connection
+ * and a file being written, or its body in memory); one more is refused with 503 before its
+ * body is read. `what` names the limit in the answer.
+ */
+function inFlightLimit(max: number, what: string): onRequestHookHandler {
+  let inFlight = 0;
+  return async (request, reply) => {
+    if (inFlight >= max) {
+      reply.header('retry-after', String(UPLOAD_RETRY_AFTER_SECONDS));
+      reply.header('connection', 'close'); // its body is not read
+      throw new AppError(503, 'too_many_uploads', `This server is already receiving ${max} ${what}: try again shortly`);
+    }
+    inFlight++;
+    // A pipelined request's answer gets no 'close' if the client leaves first: its socket's counts too.
+    const socket = request.raw.socket;
+    const release = () => {
+      reply.raw.off('close', release);
+      socket.off('close', release);
+      inFlight--;
+    };
+    reply.raw.once('close', release);
+    socket.once('close', release);
+  };
+}
+
 export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config } }> = async (app, deps) => {
   const { config } = deps;
   const submit = async (reply: FastifyReply, job: NewJob, idempotency: Idempotency | undefined) => {
-    const { row, replayed } = await submitJob({ ...deps, log: reply.log, allowPrivate: config.importAllowPrivate }, job, idempotency);
+    const { row, replayed } = await submitJob({ ...deps, log: reply.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets }, job, idempotency);
     if (replayed) reply.header('idempotent-replayed', 'true');
     return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
   };
@@ -45,6 +75,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
   app.post(
     '/api/upload',
     {
+      onRequest: inFlightLimit(config.maxUploadsInFlight, 'uploads (MAX_UPLOADS_IN_FLIGHT)'),
       schema: {
         summary: 'Upload a CSV, JSON, NDJSON or Excel (.xlsx) file, plain or compressed (gzip, zstd, zip); answers at once with the queued job',
         tags: ['submit'],
@@ -92,7 +123,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
   );
 
   await app.register(async (scope) => {
-    // The body arrives as bytes and is read by postedRecordIssues: decoded strictly as UTF-8
+    // The body arrives as bytes and is read by checkPostedRecords: decoded strictly as UTF-8
     // and scanned record by record, so each record is stored as written (a number is never
     // rounded through a double) and a bad one is named. Only JSON and NDJSON are taken: a
     // text/plain body (which a web page may send cross-origin without asking) answers 415.
@@ -105,6 +136,8 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
       '/api/ingest/json',
       {
         bodyLimit: config.maxJsonBodyBytes,
+        // Each holds up to MAX_JSON_BODY_BYTES in memory (and its text while it is checked).
+        onRequest: inFlightLimit(config.maxJsonBodiesInFlight, 'posted bodies (MAX_JSON_BODIES_IN_FLIGHT)'),
         schema: {
           querystring: submitQuerySchema,
           summary: 'Post records as JSON (array or {"records": [...]}) or NDJSON; answers at once with the queued job',
@@ -127,9 +160,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         if (!type) throw new AppError(415, 'unsupported_media_type', 'Send the records as application/json or application/x-ndjson');
         const format: Format = type.startsWith('application/x-ndjson') ? 'ndjson' : 'json';
         const load = loadOptions(request.query, null, format, 'query');
-        const issues = await postedRecordIssues(body, format, config.limits);
-        // More bad records than the job may skip: refuse now rather than fail later.
-        if (issues.length > maxErrors) throw validationError(issues.slice(0, 20));
+        await checkPostedRecords(body, format, config.limits, maxErrors);
         const jobId = randomUUID();
         await storeBody(deps.uploads, jobId, body);
         const fingerprint = key ? createHash('sha256').update(`${format}\0${maxErrors}\0${JSON.stringify(load)}\0`).update(body).digest('hex') : '';

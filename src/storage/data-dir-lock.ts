@@ -1,5 +1,6 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { formatProcessId, isRunning, parseProcessId, thisProcess } from '../process-identity.js';
 
 export class DataDirLockedError extends Error {
   constructor(dataDir: string, pid: number) {
@@ -12,33 +13,41 @@ export class DataDirLockedError extends Error {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+/** Lock files this process holds: its own pid in a lock file it does not hold is an earlier process's. */
+const held = new Set<string>();
 
 /**
  * PGlite takes no lock of its own, and two processes writing one data directory corrupt it.
- * The lock file holds the owner's pid; a file left by a dead process (kill -9) is taken over.
+ * The lock file holds the owner's pid and start time; a file left by a process that no longer
+ * runs (kill -9, a container restarted with the same pid) is taken over.
  */
 export function acquireLock(dataDir: string): () => void {
-  const lockPath = join(dataDir, 'intake.lock');
+  const lockPath = resolve(join(dataDir, 'intake.lock'));
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(lockPath, 'wx');
-      writeSync(fd, String(process.pid));
+      writeSync(fd, formatProcessId(thisProcess));
       closeSync(fd);
-      return () => rmSync(lockPath, { force: true });
+      held.add(lockPath);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        held.delete(lockPath);
+        rmSync(lockPath, { force: true });
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number.parseInt(readFileSync(lockPath, 'utf8'), 10);
-      if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) {
-        throw new DataDirLockedError(dataDir, owner);
+      let text = '';
+      try {
+        text = readFileSync(lockPath, 'utf8');
+      } catch (readErr) {
+        if ((readErr as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
+        throw readErr;
       }
+      const owner = parseProcessId(text);
+      const ownPid = owner?.pid === process.pid;
+      if (owner && (ownPid ? held.has(lockPath) : isRunning(owner))) throw new DataDirLockedError(dataDir, owner.pid);
       rmSync(lockPath, { force: true }); // stale: its owner is gone
     }
   }

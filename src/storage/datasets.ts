@@ -161,6 +161,8 @@ export interface Publish {
   key: string[];
   widen: boolean;
   state: LoadState;
+  /** Datasets Intake may hold (MAX_DATASETS): a publish that would create one more fails. */
+  maxDatasets?: number;
   /**
    * Moves an append's or a replace's rows this many stage pages at a time (PGlite: it runs on
    * Node's thread, and one statement moving a million rows would hold it for seconds).
@@ -168,8 +170,54 @@ export interface Publish {
   chunkPages?: number;
 }
 
+/** The application_name of an export's transaction: a publish that must change its table ends it (see takeTable). */
+export const EXPORT_APPLICATION_NAME = 'intake-export';
+// How long a publish waits for the table before it ends the exports holding it, and tries again.
+const TABLE_LOCK_WAIT_MS = 1000;
+
+/**
+ * Takes the dataset's table for a change (DROP, ALTER) before it is made, in the caller's
+ * transaction: an export holds the table (ACCESS SHARE) for as long as its client takes to read
+ * it, so a publish that waits more than a moment ends the exports holding it and tries again.
+ * A load never waits on a reader's pace; other holders (a query, bounded by SQL_TIMEOUT_MS)
+ * are waited for.
+ */
+async function takeTable(tx: Queryable, table: string): Promise<void> {
+  const { rows } = await tx.query<{ wait: string }>(`SELECT current_setting('lock_timeout') AS wait`);
+  for (;;) {
+    await tx.query('SAVEPOINT intake_take_table');
+    try {
+      await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [`${TABLE_LOCK_WAIT_MS}ms`]);
+      await tx.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [rows[0]!.wait]);
+      await tx.query('RELEASE SAVEPOINT intake_take_table');
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '55P03') throw err; // lock_not_available
+      await tx.query('ROLLBACK TO SAVEPOINT intake_take_table');
+      await tx.query(
+        `SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND a.application_name = $2 AND l.pid <> pg_backend_pid()`,
+        [table, EXPORT_APPLICATION_NAME],
+      );
+    }
+  }
+}
+
 /** A load that cannot be published as asked: the job fails with this message. */
 export class PublishConflict extends Error {}
+
+// Any constant, the same in every process (a one-key advisory lock: not the datasets' two-key ones).
+const DATASET_COUNT_LOCK = 7_277_464;
+
+export const tooManyDatasets = (max: number, name: string) =>
+  new PublishConflict(`Intake already holds ${max} datasets (MAX_DATASETS): dataset "${name}" was not created; delete a dataset or load into an existing one`);
+
+/** Whether Intake holds `max` datasets or more and none named `name`: a load into it would make one too many. */
+export async function datasetCapReached(db: Queryable, name: string, max: number): Promise<boolean> {
+  const { rows } = await db.query<{ n: number; found: boolean | null }>('SELECT count(*)::int AS n, bool_or(name = $1) AS found FROM intake_datasets', [name]);
+  return rows[0]!.n >= max && rows[0]!.found !== true;
+}
 
 /**
  * Moves a job's staged rows into its dataset, in the caller's transaction (the job's
@@ -183,7 +231,13 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   // Times without an offset are read as UTC, and dates widened to times are UTC midnight.
   await tx.query("SET LOCAL TimeZone = 'UTC'");
   const table = tableOf(p.schema, p.dataset);
+  let taken = false;
+  const take = async () => {
+    if (!taken && (await datasetExists(tx, p.schema, p.dataset))) await takeTable(tx, table);
+    taken = true;
+  };
   if (p.mode === 'replace') {
+    await take();
     await tx.query(`DROP TABLE IF EXISTS ${table}`);
     await tx.query('DELETE FROM intake_dataset_columns WHERE dataset = $1', [p.dataset]);
   }
@@ -193,6 +247,12 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
     [p.dataset, p.jobId],
   );
   if (!(await datasetExists(tx, p.schema, p.dataset))) {
+    if (p.maxDatasets !== undefined) {
+      // One new dataset at a time, so that concurrent publishes cannot pass the cap together.
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [DATASET_COUNT_LOCK]);
+      const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM intake_datasets'); // this one's row included
+      if (rows[0]!.n > p.maxDatasets) throw tooManyDatasets(p.maxDatasets, p.dataset);
+    }
     // A new dataset: the user's columns first, Intake's last, out of the way of SELECT *.
     const columns = p.state.columns.map((c) => `${ident(c.name)} ${c.target ?? c.seen ?? 'text'}`);
     // Every object named, none left to PostgreSQL (`<name>_pkey` could be another dataset's name).
@@ -234,6 +294,7 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
                 'submit with schema_update=widen to widen it',
             );
           }
+          await take();
           await tx.query(`ALTER TABLE ${table} ALTER COLUMN ${ident(column.name)} TYPE ${wider} USING ${widenExpression(ident(column.name), current, wider)}`);
         }
         if (staged !== wider) expression = widenExpression(expression, staged, wider);
@@ -245,6 +306,7 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   }
 
   if (adds.length > 0) {
+    await take();
     await tx.query(`ALTER TABLE ${table} ${adds.join(', ')}`).catch((err: unknown) => {
       if ((err as { code?: string }).code === '54011') throw new PublishConflict(`dataset "${p.dataset}" would have more than 1600 columns`);
       throw err;
@@ -438,6 +500,7 @@ export async function deleteDataset(tx: Queryable, schema: string, name: string)
   if (!(await findDataset(tx, name))) return 'missing';
   const { rows } = await tx.query(`SELECT 1 FROM ingest_jobs WHERE dataset = $1 AND status IN ('queued', 'running') LIMIT 1`, [name]);
   if (rows.length > 0) return 'busy';
+  if (await datasetExists(tx, schema, name)) await takeTable(tx, tableOf(schema, name));
   await tx.query(`DROP TABLE IF EXISTS ${tableOf(schema, name)}`);
   await tx.query('DELETE FROM intake_datasets WHERE name = $1', [name]);
   return 'deleted';
