@@ -48,10 +48,24 @@ export interface PipelineDeps {
 
 export type RunOutcome = 'completed' | 'failed' | 'skipped' | 'stopped';
 
-// SQLSTATE class 22 (data exception), e.g. a string PostgreSQL's jsonb cannot hold.
-function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && code.startsWith('22');
+// SQLSTATE classes that the same statement on the same data meets again, whatever the timing:
+// 0A feature not supported, 21 cardinality violation, 22 data exception (a string jsonb cannot
+// hold), 23 integrity constraint violation (a duplicate key), 42 syntax error or access rule
+// violation (an object that exists already), 44 WITH CHECK OPTION violation, 54 program limit
+// exceeded (too many columns). The others (40 a serialization failure or deadlock, 55P03 a lock
+// not available, 57014 a canceled statement, XX internal errors) may pass when tried again.
+const PERMANENT_CLASSES = new Set(['0A', '21', '22', '23', '42', '44', '54']);
+
+/** A database error that retrying cannot mend: the job fails at once with it. */
+export function isPermanentDatabaseError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.length === 5 && PERMANENT_CLASSES.has(code.slice(0, 2));
+}
+
+/** A database error's message with its detail (which names the key, the value or the column). */
+function databaseMessage(err: unknown): string {
+  const { message, detail } = err as { message?: unknown; detail?: unknown };
+  return typeof detail === 'string' && detail ? `${String(message)} (${detail})` : String(message);
 }
 
 // Batches are also cut at this many bytes of staged rows, so that memory stays bounded when
@@ -119,7 +133,14 @@ async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void
  * for the next worker; any other error is thrown to the caller, which decides whether to retry.
  */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
-  const outcome = await run(deps, jobId, signal);
+  let outcome: RunOutcome;
+  try {
+    outcome = await run(deps, jobId, signal);
+  } catch (err) {
+    if (!isPermanentDatabaseError(err)) throw err;
+    deps.log.warn({ jobId, err }, 'the job met a permanent database error');
+    outcome = (await markFailed(deps.tracker, jobId, `the job could not be stored: ${databaseMessage(err)}`)) ? 'failed' : 'skipped';
+  }
   if (outcome === 'failed' || outcome === 'skipped') await dropStageOfEnded(deps, jobId);
   return outcome;
 }
@@ -203,9 +224,9 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     try {
       await incrementProgress(tracker, jobId, done, after);
     } catch (err) {
-      if (!isDataError(err)) throw err;
+      if (!isPermanentDatabaseError(err)) throw err;
       const last = done.from + done.rowCount + done.errors.length - 1;
-      throw new IngestError(`records ${done.from}–${last} could not be stored: ${(err as Error).message}`);
+      throw new IngestError(`records ${done.from}–${last} could not be stored: ${databaseMessage(err)}`);
     }
   };
   // Batches are committed while the next ones are parsed: PostgreSQL loads while Node parses.
@@ -283,7 +304,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
       return rows;
     }).catch((err: unknown) => {
       if (err instanceof PublishConflict) throw new IngestError(err.message);
-      if (isDataError(err)) throw new IngestError(`the rows could not be loaded into dataset "${publish.dataset}": ${(err as Error).message}`);
+      if (isPermanentDatabaseError(err)) throw new IngestError(`the rows could not be loaded into dataset "${publish.dataset}": ${databaseMessage(err)}`);
       throw err;
     });
     return completed ? 'completed' : 'skipped';
@@ -297,10 +318,11 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
       return 'skipped';
     }
     if (!(err instanceof IngestError)) throw err;
-    // The input broke off (a truncated file, an unclosed quote...): what was read before it is
-    // counted too, so the counters and row errors do not depend on BATCH_SIZE. The job fails
-    // as a whole all the same: nothing reaches its dataset.
-    if (committed && rowCount + errors.length > 0) {
+    // The input broke off (a truncated file, an unclosed quote, a byte that is not UTF-8...): what
+    // was read before it is counted too, records and bytes, so the counters and row errors do not
+    // depend on BATCH_SIZE and the job shows how far it read. The job fails as a whole all the
+    // same: nothing reaches its dataset.
+    if (committed) {
       await commit(cut()).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not commit the records before a fatal error'));
     }
     await markFailed(tracker, jobId, err.message);

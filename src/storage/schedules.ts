@@ -66,7 +66,7 @@ export async function updateTicked(db: Queryable, id: string, outcome: TickOutco
        runs = runs + (CASE WHEN $2::uuid IS NULL THEN 0 ELSE 1 END),
        skipped = skipped + (CASE WHEN $3 THEN 1 ELSE 0 END),
        last_job_id = COALESCE($2::uuid, last_job_id),
-       last_run_at = CASE WHEN $2::uuid IS NULL THEN last_run_at ELSE now() END,
+       last_run_at = CASE WHEN $2::uuid IS NULL THEN last_run_at ELSE clock_timestamp() END,
        last_error = CASE WHEN $3 THEN last_error ELSE $4 END,
        next_run_at = $5
      WHERE schedule_id = $1`,
