@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../config.js';
+import type { JobEvents } from '../events/job-events.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
 import { datasetNameFor } from '../datasets/names.js';
 import { COLUMN_TYPES, type ColumnType } from '../datasets/types.js';
@@ -21,7 +22,7 @@ import type { Db } from '../storage/db.js';
 import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, type RowError } from '../storage/transitions.js';
 import { IngestError } from './errors.js';
-import { readRecords, type ReadProgress } from './parse.js';
+import { readRecords, type Input, type ReadProgress } from './parse.js';
 import { jiraJobInput } from '../jira/source.js';
 import { saveJiraMark } from '../storage/connections.js';
 import { importInput, type ImportSettings } from './imports.js';
@@ -30,6 +31,8 @@ import type { UploadStore } from './uploads.js';
 export interface PipelineDeps {
   db: Db;
   tracker: Tracker;
+  /** Where a cancel made by another request (or process) is heard. */
+  events: JobEvents;
   uploads: UploadStore;
   imports: ImportSettings;
   batchSize: number;
@@ -115,6 +118,40 @@ async function targetTypes(deps: PipelineDeps, job: JobRow, declared: Record<str
   return targets;
 }
 
+// How often a running job's row is read for a cancel whose event was missed (events are best effort).
+const CANCEL_POLL_MS = 2000;
+
+/**
+ * Aborts when the job is canceled (or deleted) while this worker runs it: heard at once from
+ * its events (in scale-out they come over Redis from the API process that took the cancel), or
+ * read from its row every CANCEL_POLL_MS. The job's input takes the signal, so a request in
+ * flight to a source that hangs is aborted at once instead of holding the worker until
+ * IMPORT_TIMEOUT_MS.
+ */
+function watchCancel(deps: PipelineDeps, jobId: string): { signal: AbortSignal; stop(): void } {
+  const controller = new AbortController();
+  const cancel = () => controller.abort(new Error('the job was canceled'));
+  const unsubscribe = deps.events.subscribe(jobId, (payload) => {
+    if ((JSON.parse(payload) as { status?: string }).status === 'canceled') cancel();
+  });
+  let reading = false;
+  const timer = setInterval(() => {
+    if (reading || controller.signal.aborted) return;
+    reading = true;
+    findJob(deps.db, jobId)
+      .then((row) => (!row || row.status === 'canceled') && cancel(), () => {}) // a failed read: the next one tells
+      .finally(() => (reading = false));
+  }, CANCEL_POLL_MS);
+  timer.unref();
+  return {
+    signal: controller.signal,
+    stop() {
+      unsubscribe();
+      clearInterval(timer);
+    },
+  };
+}
+
 /** Drops the job's stage unless the job is still to run (best effort: a later sweep drops what is left). */
 async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void> {
   try {
@@ -134,18 +171,21 @@ async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void
  */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
   let outcome: RunOutcome;
+  const canceled = watchCancel(deps, jobId);
   try {
-    outcome = await run(deps, jobId, signal);
+    outcome = await run(deps, jobId, signal, canceled.signal);
   } catch (err) {
     if (!isPermanentDatabaseError(err)) throw err;
     deps.log.warn({ jobId, err }, 'the job met a permanent database error');
     outcome = (await markFailed(deps.tracker, jobId, `the job could not be stored: ${databaseMessage(err)}`)) ? 'failed' : 'skipped';
+  } finally {
+    canceled.stop();
   }
   if (outcome === 'failed' || outcome === 'skipped') await dropStageOfEnded(deps, jobId);
   return outcome;
 }
 
-async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
+async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, canceled: AbortSignal): Promise<RunOutcome> {
   const { tracker, log } = deps;
   let job = await markRunning(tracker, jobId, deps.claimStaleAfterMs);
   if (!job) return 'skipped'; // deleted, finished, or held by a live worker
@@ -160,15 +200,16 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   }
   let newest: number | undefined; // a Jira pull's newest `updated`, its sync's next mark
   const jira = job.source?.jira;
-  const input = jira
+  const source = jira
     ? jiraJobInput(deps.db, deps.imports, jira, job.dataset ?? '', (ms) => (newest = Math.max(newest ?? ms, ms)))
     : job.source_url
       ? await importInput(job.source_url, deps.imports)
       : await deps.uploads.input(jobId);
-  if (!input) {
+  if (!source) {
     await markFailed(tracker, jobId, `the stored upload is missing (was ${deps.uploads.kind === 'file' ? 'UPLOAD_DIR' : 'UPLOAD_STORE'} changed or cleaned?)`);
     return 'failed';
   }
+  const input: Input = { ...source, open: () => source.open(canceled) };
   if (job.dataset === null) {
     // Submitted before datasets existed: it loads into the dataset its file names, from the start.
     job = await adoptJob(tracker, jobId, datasetNameFor(job.file_name));
@@ -313,6 +354,10 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
       () => true,
       () => false,
     ); // never leave a commit running behind a failure
+    if (canceled.aborted) {
+      log.info({ jobId }, 'the job was canceled: its read was aborted');
+      return 'skipped';
+    }
     if (err instanceof CheckpointConflictError) {
       log.warn({ jobId }, err.message);
       return 'skipped';
