@@ -132,7 +132,7 @@ describe.each(backends())('canceling an import in flight ($name)', (backend) => 
   beforeAll(async () => {
     sandbox = await createSandbox(backend);
     // A source that hangs would hold the only worker for 10 minutes: only a cancel can end it sooner.
-    server = await startServer(sandbox, { IMPORT_ALLOW_PRIVATE: 'true', IMPORT_TIMEOUT_MS: '600000', WORKER_CONCURRENCY: '1' });
+    server = await startServer(sandbox, { ...s3.env, IMPORT_ALLOW_PRIVATE: 'true', IMPORT_TIMEOUT_MS: '600000', WORKER_CONCURRENCY: '1' });
   });
   afterAll(async () => {
     await server?.close();
@@ -154,6 +154,28 @@ describe.each(backends())('canceling an import in flight ($name)', (backend) => 
     expect(await waitForJob(server.url, next.body.job_id)).toMatchObject({ status: 'completed', records_processed: 2 });
     expect(await waitForJob(server.url, res.body.job_id)).toMatchObject({ status: 'canceled', records_processed: 0 });
   });
+
+  it('a cancel aborts the read of an S3 object from a server that hangs, and frees the worker (issue 23, item 14)', async () => {
+    s3.freeze();
+    try {
+      const res = await importJob(server, { url: 's3://intake-test/exports/orders.csv', dataset: 's3_hung' });
+      expect(res.status).toBe(202);
+      // Claimed: from here its run reads the object, which the frozen server never answers.
+      const deadline = Date.now() + 20_000;
+      while ((await statusOf(res.body.job_id)) !== 'running') {
+        if (Date.now() > deadline) throw new Error('the job was never claimed');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect((await fetch(`${server.url}/api/job/${res.body.job_id}/cancel`, { method: 'POST' })).status).toBe(200);
+      const next = await importJob(server, { url: `${files.url}/orders.csv`, dataset: 'after_s3_hung' });
+      expect(await waitForJob(server.url, next.body.job_id)).toMatchObject({ status: 'completed', records_processed: 2 });
+      expect(await waitForJob(server.url, res.body.job_id)).toMatchObject({ status: 'canceled', records_processed: 0 });
+    } finally {
+      s3.thaw();
+    }
+  });
+
+  const statusOf = async (jobId: string) => ((await (await fetch(`${server.url}/api/job/${jobId}`)).json()) as JobPayload).status;
 
   it('never answered 5xx', () => {
     expect(server.statuses.filter((s) => s >= 500)).toEqual([]);
