@@ -132,7 +132,11 @@ function watchCancel(deps: PipelineDeps, jobId: string): { signal: AbortSignal; 
   const controller = new AbortController();
   const cancel = () => controller.abort(new Error('the job was canceled'));
   const unsubscribe = deps.events.subscribe(jobId, (payload) => {
-    if ((JSON.parse(payload) as { status?: string }).status === 'canceled') cancel();
+    try {
+      if ((JSON.parse(payload) as { status?: string }).status === 'canceled') cancel();
+    } catch {
+      // not a payload: the row is read in a moment anyway
+    }
   });
   let reading = false;
   const timer = setInterval(() => {
@@ -167,7 +171,9 @@ async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void
  * records already committed, stage the rest batch by batch, then publish them into the
  * job's dataset as it completes. A bad input fails the job with a message saying where; an
  * abort (shutdown) stops at a batch boundary and leaves the job `running` at its checkpoint
- * for the next worker; any other error is thrown to the caller, which decides whether to retry.
+ * for the next worker; a permanent database error (a duplicate key...) fails the job at once
+ * with its message; a cancel aborts the input's read in flight; any other error is thrown to
+ * the caller, which decides whether to retry.
  */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
   let outcome: RunOutcome;
