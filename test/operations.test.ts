@@ -385,7 +385,7 @@ describe.each(backends().filter((backend) => backend.name !== 'embedded'))('writ
 
   beforeAll(async () => {
     sandbox = await createSandbox(backend);
-    server = await startServer(sandbox);
+    server = await startServer(sandbox, { IMPORT_ALLOW_PRIVATE: 'true' });
   });
 
   afterAll(async () => {
@@ -432,5 +432,20 @@ describe.each(backends().filter((backend) => backend.name !== 'embedded'))('writ
       await expectLocked(await send('DELETE', '/api/datasets/held'));
     });
     expect((await send('DELETE', '/api/datasets/held')).status).toBe(204);
+  });
+
+  it("a schedule's resume and delete answer 503 while a beat holds its row (issue 23, item 13)", async () => {
+    const made = await fetch(`${server.url}/api/schedules`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ import: { url: 'http://127.0.0.1:9/never.csv', dataset: 'never' }, every: '1h', paused: true }),
+    });
+    expect(made.status).toBe(201);
+    const id = ((await made.json()) as { schedule_id: string }).schedule_id;
+    await whileLocked('SELECT 1 FROM intake_schedules WHERE schedule_id = $1 FOR UPDATE', [id], async () => {
+      await expectLocked(await send('POST', `/api/schedules/${id}/resume`));
+      await expectLocked(await send('DELETE', `/api/schedules/${id}`));
+    });
+    expect((await send('DELETE', `/api/schedules/${id}`)).status).toBe(204);
   });
 });

@@ -59,8 +59,8 @@ export type RunOutcome = 'completed' | 'failed' | 'skipped' | 'stopped';
 // not available, 57014 a canceled statement, XX internal errors) may pass when tried again.
 const PERMANENT_CLASSES = new Set(['0A', '21', '22', '23', '42', '44', '54']);
 
-/** A database error that retrying cannot mend: the job fails at once with it. */
-export function isPermanentDatabaseError(err: unknown): boolean {
+/** A database error that retrying cannot mend: met by a batch or the publish, it fails the job at once. */
+function isPermanentDatabaseError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.length === 5 && PERMANENT_CLASSES.has(code.slice(0, 2));
 }
@@ -171,19 +171,15 @@ async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void
  * records already committed, stage the rest batch by batch, then publish them into the
  * job's dataset as it completes. A bad input fails the job with a message saying where; an
  * abort (shutdown) stops at a batch boundary and leaves the job `running` at its checkpoint
- * for the next worker; a permanent database error (a duplicate key...) fails the job at once
- * with its message; a cancel aborts the input's read in flight; any other error is thrown to
- * the caller, which decides whether to retry.
+ * for the next worker; a database error that retrying cannot mend, met by a batch or the
+ * publish (a duplicate key...), fails the job at once with its message; a cancel aborts the
+ * input's read in flight; any other error is thrown to the caller, which decides whether to retry.
  */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
   let outcome: RunOutcome;
   const canceled = watchCancel(deps, jobId);
   try {
     outcome = await run(deps, jobId, signal, canceled.signal);
-  } catch (err) {
-    if (!isPermanentDatabaseError(err)) throw err;
-    deps.log.warn({ jobId, err }, 'the job met a permanent database error');
-    outcome = (await markFailed(deps.tracker, jobId, `the job could not be stored: ${databaseMessage(err)}`)) ? 'failed' : 'skipped';
   } finally {
     canceled.stop();
   }
