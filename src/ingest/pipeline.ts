@@ -59,10 +59,18 @@ export type RunOutcome = 'completed' | 'failed' | 'skipped' | 'stopped';
 // not available, 57014 a canceled statement, XX internal errors) may pass when tried again.
 const PERMANENT_CLASSES = new Set(['0A', '21', '22', '23', '42', '44', '54']);
 
-/** A database error that retrying cannot mend: met by a batch or the publish, it fails the job at once. */
+/** A database error that retrying cannot mend: met by the publish, it fails the job at once. */
 function isPermanentDatabaseError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.length === 5 && PERMANENT_CLASSES.has(code.slice(0, 2));
+}
+
+// SQLSTATE class 22 (data exception), e.g. a string PostgreSQL's jsonb cannot hold: a batch's
+// rows are wrong. A batch's other errors are about its stage (a column another batch in flight
+// is adding, a stage another worker made anew) and pass when tried again.
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('22');
 }
 
 /** A database error's message with its detail (which names the key, the value or the column). */
@@ -171,8 +179,8 @@ async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void
  * records already committed, stage the rest batch by batch, then publish them into the
  * job's dataset as it completes. A bad input fails the job with a message saying where; an
  * abort (shutdown) stops at a batch boundary and leaves the job `running` at its checkpoint
- * for the next worker; a database error that retrying cannot mend, met by a batch or the
- * publish (a duplicate key...), fails the job at once with its message; a cancel aborts the
+ * for the next worker; a database error that retrying cannot mend, met by the publish (a
+ * duplicate key...) or a batch (a value the stage refuses), fails the job at once with its message; a cancel aborts the
  * input's read in flight; any other error is thrown to the caller, which decides whether to retry.
  */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
@@ -267,7 +275,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
     try {
       await incrementProgress(tracker, jobId, done, after);
     } catch (err) {
-      if (!isPermanentDatabaseError(err)) throw err;
+      if (!isDataError(err)) throw err;
       const last = done.from + done.rowCount + done.errors.length - 1;
       throw new IngestError(`records ${done.from}–${last} could not be stored: ${databaseMessage(err)}`);
     }

@@ -165,10 +165,9 @@ export async function incrementProgress(t: Tracker, jobId: string, batch: Batch,
     } catch (err) {
       // 23505: another worker holding the same checkpoint wrote these row errors first;
       // 23503: the job row is gone (deleted); 42P01: so is its stage (deleted, or dropped by
-      // another worker starting the job over); 42703: its stage lost the columns this run added
-      // (created anew by another worker starting the job over). Either way this worker must let go.
+      // another worker starting the job over). Either way this worker must let go.
       const code = (err as { code?: unknown }).code;
-      if (code === '23505' || code === '23503' || code === '42P01' || code === '42703') throw new CheckpointConflictError(jobId, batch.from);
+      if (code === '23505' || code === '23503' || code === '42P01') throw new CheckpointConflictError(jobId, batch.from);
       throw err;
     }
     await after;
