@@ -287,6 +287,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
   const depth = deps.db.connections > 1 ? 2 : 1;
   const window: Promise<void>[] = [];
   let inFlight: Promise<void> | undefined; // the latest commit: it settles after all before it
+  let widening = false; // the latest commit adds stage columns
   /** Commits the batch read so far, in the window; on shutdown, lets the job go at this boundary instead (false). */
   const flush = async (): Promise<boolean> => {
     if (window.length >= depth) await window.shift();
@@ -297,7 +298,12 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
       await releaseAttempt(tracker, jobId);
       return false;
     }
-    inFlight = commit(cut(), inFlight);
+    // Columns a batch adds to the stage exist for the next batch's COPY (on another connection)
+    // only once that batch has committed.
+    if (widening) await inFlight;
+    const batch = cut();
+    widening = batch.columns.to > batch.columns.from;
+    inFlight = commit(batch, inFlight);
     inFlight.catch(() => {}); // awaited (and thrown) in turn
     window.push(inFlight);
     return true;
