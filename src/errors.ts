@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { DatabaseUnavailableError } from './storage/db.js';
+import { API_LOCK_TIMEOUT_MS, DatabaseUnavailableError, isLockTimeout } from './storage/db.js';
 
 export interface ValidationIssue {
   loc: (string | number)[];
@@ -56,6 +56,14 @@ export function registerErrorHandlers(app: FastifyInstance): void {
     if (error instanceof DatabaseUnavailableError) {
       request.log.error({ err: error.cause }, 'database unavailable');
       return reply.code(503).send({ detail: 'The database is unavailable; try again shortly', code: 'database_unavailable' });
+    }
+    if (isLockTimeout(error)) {
+      // A write waited API_LOCK_TIMEOUT_MS for a row or table that a worker (or a publish) holds.
+      request.log.warn({ err: error }, 'a write gave up waiting for a lock');
+      return reply
+        .code(503)
+        .header('retry-after', String(Math.ceil(API_LOCK_TIMEOUT_MS / 1000)))
+        .send({ detail: 'What this request changes is locked by a job at work (a batch or a publish); try again shortly', code: 'locked' });
     }
     switch (error.code) {
       case 'FST_ERR_CTP_BODY_TOO_LARGE':

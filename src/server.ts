@@ -87,6 +87,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   const pipeline: PipelineDeps = {
     db,
     tracker,
+    events,
     uploads,
     imports: importSettings(config),
     batchSize: config.batchSize,

@@ -5,7 +5,7 @@
  * also when a redirect leads to one.
  */
 import { readdirSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AddressRefused, isPublicAddress, openUrl } from '../src/ingest/fetch.js';
@@ -48,6 +48,8 @@ async function startFiles(): Promise<{ server: Server; url: string; port: number
       case '/slow':
         res.writeHead(200, { 'content-type': 'text/csv' });
         return res.write('id\n1\n'); // and nothing more, ever
+      case '/hang':
+        return; // no answer, ever
       case '/big':
         res.writeHead(200, { 'content-length': String(5_000_000) });
         return res.end('id\n');
@@ -141,6 +143,62 @@ describe('imports refused without IMPORT_ALLOW_PRIVATE', () => {
     expect((await importJob(server, { url: `${files.url}/x`, mode: 'sideways' })).status).toBe(422);
     const listing = await (await fetch(`${server.url}/api/jobs`)).json();
     expect((listing as any).results).toEqual([]);
+  });
+});
+
+describe.each(backends())('canceling an import in flight ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    // A source that hangs would hold the only worker for 10 minutes: only a cancel can end it sooner.
+    server = await startServer(sandbox, { ...s3.env, IMPORT_ALLOW_PRIVATE: 'true', IMPORT_TIMEOUT_MS: '600000', WORKER_CONCURRENCY: '1' });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  it.each(['/hang', '/slow'])('a cancel aborts the request to %s at once and frees the worker (issue 23, item 14)', async (path) => {
+    const arrived = new Promise<IncomingMessage>((resolve) => files.server.once('request', resolve));
+    const res = await importJob(server, { url: `${files.url}${path}`, format: 'csv', dataset: 'hung' });
+    expect(res.status).toBe(202);
+    const request = await arrived;
+    const closed = new Promise<void>((resolve) => request.socket.once('close', () => resolve()));
+    const canceled = await fetch(`${server.url}/api/job/${res.body.job_id}/cancel`, { method: 'POST' });
+    expect(canceled.status).toBe(200);
+    // The worker closes its connection (this test's timeout is far below IMPORT_TIMEOUT_MS)...
+    await closed;
+    // ...and takes the next job.
+    const next = await importJob(server, { url: `${files.url}/orders.csv`, dataset: 'after_hung' });
+    expect(await waitForJob(server.url, next.body.job_id)).toMatchObject({ status: 'completed', records_processed: 2 });
+    expect(await waitForJob(server.url, res.body.job_id)).toMatchObject({ status: 'canceled', records_processed: 0 });
+  });
+
+  it('a cancel aborts the read of an S3 object from a server that hangs, and frees the worker (issue 23, item 14)', async () => {
+    s3.freeze();
+    try {
+      const res = await importJob(server, { url: 's3://intake-test/exports/orders.csv', dataset: 's3_hung' });
+      expect(res.status).toBe(202);
+      // Claimed: from here its run reads the object, which the frozen server never answers.
+      const deadline = Date.now() + 20_000;
+      while ((await statusOf(res.body.job_id)) !== 'running') {
+        if (Date.now() > deadline) throw new Error('the job was never claimed');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect((await fetch(`${server.url}/api/job/${res.body.job_id}/cancel`, { method: 'POST' })).status).toBe(200);
+      const next = await importJob(server, { url: `${files.url}/orders.csv`, dataset: 'after_s3_hung' });
+      expect(await waitForJob(server.url, next.body.job_id)).toMatchObject({ status: 'completed', records_processed: 2 });
+      expect(await waitForJob(server.url, res.body.job_id)).toMatchObject({ status: 'canceled', records_processed: 0 });
+    } finally {
+      s3.thaw();
+    }
+  });
+
+  const statusOf = async (jobId: string) => ((await (await fetch(`${server.url}/api/job/${jobId}`)).json()) as JobPayload).status;
+
+  it('never answered 5xx', () => {
+    expect(server.statuses.filter((s) => s >= 500)).toEqual([]);
   });
 });
 

@@ -7,7 +7,7 @@
  * can queue faults (429 with Retry-After, 503, 400 with Jira's error body) and stall a page
  * (hold its answer until they release it).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 
 export interface JiraIssue {
   id: string;
@@ -24,6 +24,8 @@ export interface Stall {
   reached: Promise<void>;
   /** Answers the held searches, and every later one for the page, as usual. */
   release(): void;
+  /** Settles when a client closes its connection while its search is held (it gave up on it). */
+  dropped: Promise<void>;
 }
 
 export interface JiraServer {
@@ -84,7 +86,7 @@ export async function startJira(options: { email?: string; token?: string; timeZ
   const issues: JiraIssue[] = [];
   const faults: JiraServer['faults'] = [];
   const searches: string[] = [];
-  const stalls = new Map<number, { reached(): void; released: Promise<void>; release(): void }>();
+  const stalls = new Map<number, { reached(res: ServerResponse): void; released: Promise<void>; release(): void }>();
   const server: Server = createServer(async (req, res) => {
     const path = req.url!.split('?')[0]!;
     requests.push({ path, authorization: req.headers.authorization });
@@ -123,7 +125,7 @@ export async function startJira(options: { email?: string; token?: string; timeZ
       const stall = stalls.get(Math.floor(start / max) + 1);
       if (stall) {
         // Held before the issues are selected: the answer is what Jira holds when it is sent.
-        stall.reached();
+        stall.reached(res);
         await stall.released;
       }
       const selected = issues
@@ -155,9 +157,13 @@ export async function startJira(options: { email?: string; token?: string; timeZ
     stall(page) {
       let reached!: () => void;
       let release!: () => void;
+      let dropped!: () => void;
       const released = new Promise<void>((resolve) => (release = resolve));
       const held = {
-        reached: () => reached(),
+        reached: (res: ServerResponse) => {
+          reached();
+          res.once('close', () => !res.writableFinished && dropped());
+        },
         released,
         release() {
           if (stalls.get(page) === held) stalls.delete(page);
@@ -165,7 +171,7 @@ export async function startJira(options: { email?: string; token?: string; timeZ
         },
       };
       stalls.set(page, held);
-      return { reached: new Promise<void>((resolve) => (reached = resolve)), release: held.release };
+      return { reached: new Promise<void>((resolve) => (reached = resolve)), release: held.release, dropped: new Promise<void>((resolve) => (dropped = resolve)) };
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -131,8 +131,9 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
     jira = await startJira();
     for (let i = 1; i <= ISSUES; i++) jira.issues.push(issueOf('ABC', 10_000 + i, i, BASE + i * HOUR));
     sandbox = await createSandbox(backend);
-    // Batches of a page: a pull's progress is seen page by page (the cancel waits for it).
-    server = await startServer(sandbox, { SECRET_KEY: randomBytes(32).toString('hex'), IMPORT_ALLOW_PRIVATE: 'true', BATCH_SIZE: '100' });
+    // Batches of a page: a pull's progress is seen page by page (the cancel waits for it). A
+    // search that hangs would hold a worker for 10 minutes: only a cancel can end it sooner.
+    server = await startServer(sandbox, { SECRET_KEY: randomBytes(32).toString('hex'), IMPORT_ALLOW_PRIVATE: 'true', BATCH_SIZE: '100', IMPORT_TIMEOUT_MS: '600000' });
     const saved = await fetch(`${server.url}/api/connections`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -298,6 +299,27 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
     expect(jira.searches[again]).toBe(sent[0]);
     expect(next).toMatchObject({ status: 'completed', records_processed: 1003, rows_inserted: 1000, rows_updated: 3 }); // 3: the overlap's
     expect(await sql('SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM datasets.can_issues')).toEqual([{ n: 1300, ids: 1300 }]);
+  });
+
+  it('a cancel aborts the search in flight at once, instead of waiting IMPORT_TIMEOUT_MS for Jira (issue 23, item 14)', async () => {
+    for (let n = 1; n <= 5; n++) jira.issues.push(issueOf('HNG', 50_000 + n, n, BASE + n * MINUTE));
+    const stall = jira.stall(1);
+    const res = await fetch(`${server.url}/api/import`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: 'jira', connection, jql: 'project = HNG', dataset: 'hng_issues' }) });
+    expect(res.status).toBe(202);
+    const jobId = ((await res.json()) as { job_id: string }).job_id;
+    await stall.reached;
+    const canceled = await fetch(`${server.url}/api/job/${jobId}/cancel`, { method: 'POST' });
+    expect(canceled.status).toBe(200);
+    // The worker closes its connection to Jira (this test's timeout is far below IMPORT_TIMEOUT_MS).
+    await stall.dropped;
+    stall.release();
+    expect(await waitForJob(server.url, jobId)).toMatchObject({ status: 'canceled', records_processed: 0 });
+    const deadline = Date.now() + 20_000;
+    while (await stageExists(server.intake.db, jobId)) {
+      if (Date.now() > deadline) throw new Error('the canceled run never let go of its stage');
+      await sleep(20);
+    }
+    expect(await pull({ jql: 'project = HNG', dataset: 'hng_issues' })).toMatchObject({ status: 'completed', records_processed: 5 });
   });
 
   describe('killed mid-pull', () => {

@@ -50,6 +50,7 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     expect(canceled.completed_at).not.toBeNull();
     expect(canceled.records_processed).toBeGreaterThan(0);
     expect(canceled.records_processed).toBeLessThan(500_000);
+    expect(canceled.bytes_processed).toBeGreaterThan(0);
 
     // The worker lets go at its next batch: the job behind it starts and completes.
     const next = await upload(server.url, 'next.csv', makeCsv(100));
@@ -280,5 +281,171 @@ describe.each(backends())('idempotent submits ($name)', (backend) => {
     const second = await send('upload-key-3', 'other.csv', makeCsv(7));
     expect(second.status).toBe(202);
     expect((await second.json()).job_id).not.toBe(firstId);
+  });
+});
+
+/**
+ * What a failed job says, and when things happened: a trigger the test puts on a dataset's
+ * table fires inside the job's publish (the completing transaction), where it can raise an
+ * error of a chosen SQLSTATE or note the time.
+ */
+describe.each(backends())('why and when a job ended ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { MAX_JOB_ATTEMPTS: '2' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  const submit = async (dataset: string, body: string, query = '') => {
+    const res = await fetch(`${server.url}/api/ingest/json?dataset=${dataset}${query}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(202);
+    return ((await res.json()) as JobPayload).job_id;
+  };
+  /** A dataset with one row, and a trigger on its table running `body` (PL/pgSQL) at each insert. */
+  async function datasetWithTrigger(dataset: string, body: string): Promise<void> {
+    expect(await waitForJob(server.url, await submit(dataset, '[{"id": 0}]'))).toMatchObject({ status: 'completed' });
+    await server.intake.db.exec(`
+      CREATE FUNCTION public.${dataset}_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN ${body} RETURN NULL; END $$;
+      CREATE TRIGGER on_insert AFTER INSERT ON datasets.${dataset} FOR EACH STATEMENT EXECUTE FUNCTION public.${dataset}_trigger();`);
+  }
+
+  it('fails a job at once with a duplicate key of its dataset as its error (issue 23, items 2 and 20)', async () => {
+    expect(await waitForJob(server.url, await submit('keyed', '[{"id": 1, "v": "a"}]', '&mode=merge&key=id'))).toMatchObject({ status: 'completed' });
+    const job = await waitForJob(server.url, await submit('keyed', '[{"id": 2, "v": "b"}, {"id": 1, "v": "c"}]'), 60_000);
+    expect(job).toMatchObject({ status: 'failed', attempts: 1, records_processed: 2 });
+    expect(job.error).toMatch(/^the rows could not be loaded into dataset "keyed": duplicate key value violates unique constraint .*\(id\)=\(1\) already exists/);
+    expect(await datasetCount(server.intake.db, 'keyed')).toBe(1);
+  }, 90_000);
+
+  it('fails a job at once on any permanent database error, with its message (issue 23, item 2)', async () => {
+    await datasetWithTrigger('checked', `RAISE EXCEPTION 'a check of this dataset refused the rows' USING ERRCODE = '23514';`);
+    const job = await waitForJob(server.url, await submit('checked', '[{"id": 1}]'), 60_000);
+    expect(job).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(job.error).toMatch(/a check of this dataset refused the rows/);
+  }, 90_000);
+
+  it('retries a transient error without counting it as a crash, then fails with its message (issue 23, item 2)', async () => {
+    await datasetWithTrigger('flaky', `RAISE EXCEPTION 'could not serialize access (test)' USING ERRCODE = '40001';`);
+    const job = await waitForJob(server.url, await submit('flaky', '[{"id": 1}]'), 60_000);
+    // MAX_JOB_ATTEMPTS=2 counts crashes only: three runs that each met the error are not crashes.
+    expect(job).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(job.error).toMatch(/^ingestion failed after 3 attempts: .*could not serialize access \(test\)/);
+  }, 90_000);
+
+  it('shows how far a failed job read, even when it failed before its first batch (issue 23, item 10)', async () => {
+    const csv = makeCsv(1_000);
+    // The decoder meets the bad byte at the end of the file's first chunk: no record was read.
+    const notUtf8 = await upload(server.url, 'latin.csv', Buffer.concat([Buffer.from(csv), Buffer.from([0xff, 0x0a])]));
+    const failed = await waitForJob(server.url, notUtf8.body.job_id);
+    expect(failed).toMatchObject({ status: 'failed', records_processed: 0, bytes_total: csv.length + 2, bytes_processed: csv.length + 2 });
+    expect(failed.error).toMatch(/not valid UTF-8/);
+
+    // The key's check fails on the first record, after the file's first chunk was read.
+    const form = new FormData();
+    form.append('file', new Blob([csv]), 'keyless.csv');
+    const res = await fetch(`${server.url}/api/upload?mode=merge&key=sku`, { method: 'POST', body: form });
+    const keyless = await waitForJob(server.url, ((await res.json()) as JobPayload).job_id);
+    expect(keyless).toMatchObject({ status: 'failed', bytes_total: csv.length, bytes_processed: csv.length });
+    expect(keyless.error).toMatch(/the key column "sku" is not in the file's header/);
+  });
+
+  it('sets completed_at when the publish has done its work, not when its transaction began (issue 23, item 4)', async () => {
+    await server.intake.db.exec('CREATE TABLE public.publish_seen (at timestamptz NOT NULL)');
+    await datasetWithTrigger('timed', 'PERFORM pg_sleep(0.05); INSERT INTO public.publish_seen VALUES (clock_timestamp());');
+    const jobId = await submit('timed', '[{"id": 1}, {"id": 2}]');
+    expect(await waitForJob(server.url, jobId)).toMatchObject({ status: 'completed', rows_inserted: 2 });
+    const { rows } = await server.intake.db.query<{ after: boolean; started: boolean; dataset: boolean }>(
+      `SELECT completed_at >= (SELECT max(at) FROM public.publish_seen) AS after, started_at < completed_at AS started,
+         (SELECT updated_at FROM intake_datasets WHERE name = 'timed') >= (SELECT max(at) FROM public.publish_seen) AS dataset
+       FROM ingest_jobs WHERE job_id = $1`,
+      [jobId],
+    );
+    expect(rows[0]).toEqual({ after: true, started: true, dataset: true });
+  }, 90_000);
+
+  it('never answered 5xx', () => {
+    expect(server.statuses.filter((status) => status >= 500)).toEqual([]);
+  });
+});
+
+/**
+ * A worker frozen in the middle of a batch holds its job's row lock until PostgreSQL drops it;
+ * here a test connection holds the lock the same way (SELECT … FOR UPDATE in an open transaction).
+ */
+describe.each(backends().filter((backend) => backend.name !== 'embedded'))('writes meeting a locked row ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { IMPORT_ALLOW_PRIVATE: 'true' });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  /** Runs `during` while a connection of the test holds `lock` (a statement) in an open transaction. */
+  async function whileLocked(lock: string, params: unknown[], during: () => Promise<void>): Promise<void> {
+    const holder = await sandbox.admin!.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(lock, params);
+      await during();
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+  }
+  const send = (method: string, path: string) => fetch(server.url + path, { method, signal: AbortSignal.timeout(20_000) });
+  async function expectLocked(res: Response): Promise<void> {
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('2');
+    expect(await res.json()).toEqual({ detail: 'What this request changes is locked by a job at work (a batch or a publish); try again shortly', code: 'locked' });
+  }
+
+  it('cancel, retry and delete answer 503 with Retry-After while the job row is locked, then work (issue 23, item 13)', async () => {
+    const failed = await waitForJob(server.url, (await upload(server.url, 'bad.csv', 'id,name\n1,a\n2\n')).body.job_id);
+    expect(failed.status).toBe('failed');
+    const queued = await upload(server.url, 'later.csv', makeCsv(10));
+    await whileLocked('SELECT 1 FROM ingest_jobs WHERE job_id = ANY($1::uuid[]) FOR UPDATE', [[failed.job_id, queued.body.job_id]], async () => {
+      await expectLocked(await send('POST', `/api/job/${failed.job_id}/retry`));
+      await expectLocked(await send('POST', `/api/job/${queued.body.job_id}/cancel`));
+      await expectLocked(await send('DELETE', `/api/job/${failed.job_id}`));
+      expect((await getJson(`${server.url}/api/job/${failed.job_id}`)).body).toMatchObject({ status: 'failed', version: failed.version });
+    });
+    expect((await send('POST', `/api/job/${failed.job_id}/retry`)).status).toBe(202);
+    expect((await send('DELETE', `/api/job/${queued.body.job_id}`)).status).toBe(204);
+  });
+
+  it('a dataset delete answers 503 while a transaction holds its table (issue 23, item 13)', async () => {
+    expect(await waitForJob(server.url, (await upload(server.url, 'held.csv', makeCsv(10))).body.job_id)).toMatchObject({ status: 'completed' });
+    await whileLocked('LOCK TABLE datasets.held IN ACCESS SHARE MODE', [], async () => {
+      await expectLocked(await send('DELETE', '/api/datasets/held'));
+    });
+    expect((await send('DELETE', '/api/datasets/held')).status).toBe(204);
+  });
+
+  it("a schedule's resume and delete answer 503 while a beat holds its row (issue 23, item 13)", async () => {
+    const made = await fetch(`${server.url}/api/schedules`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ import: { url: 'http://127.0.0.1:9/never.csv', dataset: 'never' }, every: '1h', paused: true }),
+    });
+    expect(made.status).toBe(201);
+    const id = ((await made.json()) as { schedule_id: string }).schedule_id;
+    await whileLocked('SELECT 1 FROM intake_schedules WHERE schedule_id = $1 FOR UPDATE', [id], async () => {
+      await expectLocked(await send('POST', `/api/schedules/${id}/resume`));
+      await expectLocked(await send('DELETE', `/api/schedules/${id}`));
+    });
+    expect((await send('DELETE', `/api/schedules/${id}`)).status).toBe(204);
   });
 });

@@ -28,6 +28,9 @@ export interface S3Server {
   kill(): Promise<void>;
   /** Starts it again on the same port and directory. */
   restart(): Promise<void>;
+  /** Freezes its process (SIGSTOP): connections are taken, nothing is answered, until thaw(). */
+  freeze(): void;
+  thaw(): void;
   keys(prefix?: string): Promise<string[]>;
   exists(key: string): Promise<boolean>;
   put(key: string, body: string | Uint8Array): Promise<void>;
@@ -74,6 +77,12 @@ export async function startS3(): Promise<S3Server> {
     },
     async restart() {
       ({ child } = await launch(dir, port));
+    },
+    freeze() {
+      child.kill('SIGSTOP');
+    },
+    thaw() {
+      child.kill('SIGCONT');
     },
     async keys(prefix = '') {
       const { Contents } = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }));

@@ -1,35 +1,12 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { markFailed, releaseAttempt, type Tracker } from '../jobs/tracking.js';
-import { runJob, type PipelineDeps } from '../ingest/pipeline.js';
-import { DatabaseUnavailableError } from '../storage/db.js';
+import type { PipelineDeps } from '../ingest/pipeline.js';
 import { listUnfinishedJobIds } from '../storage/jobs.js';
 import type { Dispatcher, JobKind } from './dispatcher.js';
-
-/**
- * After a run ended in DatabaseUnavailableError: waits until the database answers again and
- * gives back the attempt the run claimed (a lost connection is not a crash, and only crashes
- * count toward MAX_JOB_ATTEMPTS); that release is the probe. The pool replaces a dropped
- * connection at once, so the first probe comes after `delayMs`; an outage is probed less and
- * less often, down to every 5 × delayMs. Returns false if `signal` aborts first.
- */
-export async function waitForDatabase(tracker: Tracker, jobId: string, delayMs: number, signal: AbortSignal): Promise<boolean> {
-  for (let wait = delayMs; ; wait = Math.min(wait * 2, delayMs * 5)) {
-    await sleep(wait, undefined, { signal }).catch(() => {});
-    if (signal.aborted) return false;
-    try {
-      await releaseAttempt(tracker, jobId);
-      return true;
-    } catch (err) {
-      // Any other error is an answer: the next run meets it and reports it.
-      if (!(err instanceof DatabaseUnavailableError)) return true;
-    }
-  }
-}
+import { runToEnd } from './run.js';
 
 export interface LocalDispatcherOptions {
   pipeline: PipelineDeps;
   concurrency: number;
-  /** Runs after an unexpected (not input) error before the job is failed. */
+  /** Runs that may end in an unexpected (transient) error before the job fails with it. */
   maxErrors?: number;
   retryDelayMs?: number;
 }
@@ -42,7 +19,7 @@ export interface LocalDispatcherOptions {
  */
 export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatcher {
   const { pipeline, concurrency, maxErrors = 3, retryDelayMs = 1000 } = options;
-  const { log, tracker } = pipeline;
+  const { log } = pipeline;
   const pending: string[] = [];
   const scheduled: string[] = []; // taken only when no interactive job waits
   const known = new Set<string>(); // queued or in hand, so a job is never run twice at once
@@ -54,31 +31,11 @@ export function createLocalDispatcher(options: LocalDispatcherOptions): Dispatch
   let started = false;
 
   async function work(jobId: string): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const outcome = await runJob(pipeline, jobId, stop.signal);
-        log.info({ jobId, outcome }, 'job run ended');
-        return;
-      } catch (err) {
-        if (stop.signal.aborted) return; // shutting down: the job resumes on the next start
-        if (err instanceof DatabaseUnavailableError) {
-          // Not the job's fault, and it could not be marked failed anyway: wait and resume.
-          log.warn({ jobId, err: err.cause }, 'database unavailable; the job resumes when it is back');
-          attempt--;
-          if (!(await waitForDatabase(tracker, jobId, retryDelayMs, stop.signal))) return;
-          continue;
-        }
-        log.error({ err, jobId, attempt }, 'job run failed unexpectedly');
-        if (attempt >= maxErrors) {
-          const reason = err instanceof Error ? err.message : String(err);
-          await markFailed(tracker, jobId, `ingestion failed after ${attempt} attempts: ${reason}`).catch((e: unknown) =>
-            log.error({ err: e, jobId }, 'could not mark the job failed'),
-          );
-          return;
-        }
-        await sleep(retryDelayMs * attempt, undefined, { signal: stop.signal }).catch(() => {});
-        if (stop.signal.aborted) return;
-      }
+    try {
+      const outcome = await runToEnd(pipeline, jobId, stop.signal, { maxErrors, retryDelayMs });
+      log.info({ jobId, outcome }, 'job run ended');
+    } catch (err) {
+      log.error({ err, jobId }, 'could not end the job');
     }
   }
 

@@ -1,11 +1,10 @@
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
-import { runJob, type PipelineDeps, type RunOutcome } from '../ingest/pipeline.js';
-import { DatabaseUnavailableError } from '../storage/db.js';
+import type { PipelineDeps, RunOutcome } from '../ingest/pipeline.js';
 import { within } from '../within.js';
 import type { Dispatcher, JobKind } from './dispatcher.js';
-import { waitForDatabase } from './local.js';
+import { runToEnd } from './run.js';
 
 export const QUEUE_NAME = 'intake-ingest';
 
@@ -21,9 +20,10 @@ export function bullPrefix(redisKeyPrefix: string): string {
 // an upload whose row is already committed; the reconciler dispatches it later.
 const ENQUEUE_TIMEOUT_MS = 2000;
 
-// After a lost connection a run resumes this long after it broke off (more when the
-// database stays away: see waitForDatabase).
-const DATABASE_RETRY_MS = 1000;
+// After an error (or a lost connection) a run resumes this long after it broke off (more when
+// the database stays away: see waitForDatabase); after this many errors the job fails with the last.
+const RETRY_DELAY_MS = 1000;
+const MAX_ERRORS = 3;
 
 // BullMQ takes jobs without a priority (0) before any with one: a scheduled job waits behind
 // every interactive one.
@@ -69,20 +69,10 @@ export function startQueueWorker(options: QueueWorkerOptions): { close(): Promis
   const { pipeline } = options;
   const stop = new AbortController();
 
-  // Runs the job to its end, holding its BullMQ job meanwhile. A lost connection or an
-  // outage is not the job's fault: the run resumes from its checkpoint once the database
-  // answers ('stopped' if this worker shuts down first).
-  async function runPatiently(jobId: string): Promise<RunOutcome> {
-    for (;;) {
-      try {
-        return await runJob(pipeline, jobId, stop.signal);
-      } catch (err) {
-        if (!(err instanceof DatabaseUnavailableError)) throw err;
-        pipeline.log.warn({ jobId, err: err.cause }, 'database unavailable; the job resumes when it is back');
-        if (!(await waitForDatabase(pipeline.tracker, jobId, DATABASE_RETRY_MS, stop.signal))) return 'stopped';
-      }
-    }
-  }
+  // Runs the job to its end, holding its BullMQ job meanwhile: its errors are retried and end
+  // the job here, so a failed BullMQ job never leaves the row to be claimed again as a crash.
+  const runPatiently = (jobId: string): Promise<RunOutcome> =>
+    runToEnd(pipeline, jobId, stop.signal, { maxErrors: MAX_ERRORS, retryDelayMs: RETRY_DELAY_MS });
 
   const worker = new Worker<JobData>(
     QUEUE_NAME,

@@ -9,6 +9,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { IngestError } from './errors.js';
 
 const MAX_REDIRECTS = 5;
@@ -98,6 +99,8 @@ export interface FetchOptions {
   maxBytes: number;
   /** Waits between attempts (ms): tests shorten them. */
   backoffMs?: number;
+  /** Aborts the request, the wait for its answer or body, or the wait between attempts: they throw its reason. */
+  signal?: AbortSignal;
 }
 
 /** Whether an error is worth another attempt: the network or the server, not the request. */
@@ -160,15 +163,18 @@ export function guardedLookup(url: URL, allowed: (address: string) => boolean, w
 }
 
 /** One GET, connected only to an allowed address; answers the response (any status). */
-function get(url: URL, options: Pick<FetchOptions, 'allowed' | 'timeoutMs'>, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+function get(url: URL, options: Pick<FetchOptions, 'allowed' | 'timeoutMs' | 'signal'>, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+  options.signal?.throwIfAborted();
   checkImportUrl(url, options);
   const lookup = guardedLookup(url, options.allowed);
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', lookup, headers: { 'user-agent': 'Intake (import)', accept: '*/*', ...headers }, timeout: options.timeoutMs });
+    const { signal } = options;
+    const req = request(url, { method: 'GET', lookup, headers: { 'user-agent': 'Intake (import)', accept: '*/*', ...headers }, timeout: options.timeoutMs, signal });
     req.once('response', resolve);
     req.once('timeout', () => req.destroy(new Transient(`no answer from ${url.host} within ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)));
     req.once('error', (err: NodeJS.ErrnoException) => {
+      if (signal?.aborted) return reject(signal.reason);
       if (err instanceof IngestError || err instanceof Transient) return reject(err);
       if (err.code === 'ENOTFOUND') return reject(new IngestError(`the host ${url.hostname} does not resolve (DNS: ${err.code})`));
       if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /certificate/i.test(err.message)) return reject(new IngestError(`the TLS certificate of ${url.host} is not valid: ${err.message}`));
@@ -210,7 +216,7 @@ export async function openUrl(url: URL, options: FetchOptions): Promise<AsyncIte
     } catch (err) {
       if (!(err instanceof Transient)) throw err;
       if (attempt >= ATTEMPTS) throw new IngestError(`${err.message} (${ATTEMPTS} attempts)`);
-      await new Promise((resolve) => setTimeout(resolve, (options.backoffMs ?? 1000) * 2 ** (attempt - 1)));
+      await sleep((options.backoffMs ?? 1000) * 2 ** (attempt - 1), undefined, { signal: options.signal }).catch(() => options.signal!.throwIfAborted());
     }
   }
   const length = Number(res.headers['content-length']);
@@ -223,17 +229,23 @@ export async function openUrl(url: URL, options: FetchOptions): Promise<AsyncIte
 
 async function* limited(res: IncomingMessage, url: URL, options: FetchOptions): AsyncGenerator<Buffer> {
   res.setTimeout(options.timeoutMs, () => res.destroy(new Transient(`${url.host} sent nothing for ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)));
+  const { signal } = options;
+  const abort = () => res.destroy(signal!.reason);
+  signal?.addEventListener('abort', abort, { once: true });
   let total = 0;
   try {
+    signal?.throwIfAborted();
     for await (const chunk of res as AsyncIterable<Buffer>) {
       total += chunk.length;
       if (total > options.maxBytes) throw new IngestError(`${url.origin}${url.pathname} is more than MAX_UPLOAD_BYTES (${options.maxBytes} bytes)`);
       yield chunk;
     }
   } catch (err) {
+    signal?.throwIfAborted();
     if (err instanceof IngestError) throw err;
     throw new IngestError(`the download of ${url.origin}${url.pathname} broke off after ${total} bytes: ${(err as Error).message}`);
   } finally {
+    signal?.removeEventListener('abort', abort);
     res.destroy();
   }
 }
@@ -245,7 +257,7 @@ async function* limited(res: IncomingMessage, url: URL, options: FetchOptions): 
  */
 export async function getText(
   url: URL,
-  options: Pick<FetchOptions, 'allowed' | 'timeoutMs'>,
+  options: Pick<FetchOptions, 'allowed' | 'timeoutMs' | 'signal'>,
   headers: Record<string, string>,
   maxBytes = 1024 ** 2,
 ): Promise<{ status: number; text: string; retryAfter?: string }> {
@@ -259,6 +271,7 @@ export async function getText(
   try {
     for await (const chunk of limited(res, url, { ...options, maxBytes })) chunks.push(chunk);
   } catch (err) {
+    options.signal?.throwIfAborted();
     throw err instanceof IngestError ? err : new IngestError((err as Error).message);
   }
   const retryAfter = res.headers['retry-after'];

@@ -77,6 +77,6 @@ export async function importInput(raw: string, settings: ImportSettings): Promis
   }
   return {
     scratchDir: settings.scratchDir,
-    open: () => openUrl(url, { allowed: settings.allowPrivate ? () => true : isPublicAddress, timeoutMs: settings.timeoutMs, maxBytes: settings.maxBytes }),
+    open: (signal) => openUrl(url, { allowed: settings.allowPrivate ? () => true : isPublicAddress, timeoutMs: settings.timeoutMs, maxBytes: settings.maxBytes, signal }),
   };
 }

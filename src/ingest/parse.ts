@@ -137,7 +137,8 @@ async function peek(bytes: AsyncIterable<Buffer>): Promise<[Buffer, AsyncGenerat
 export interface Input {
   /** The bytes as a file on this machine, when they are one (a zip is read from a file). */
   path?: string;
-  open(): Promise<AsyncIterable<Buffer>>;
+  /** `signal` aborts a read in flight (the job was canceled): the read throws its reason. */
+  open(signal?: AbortSignal): Promise<AsyncIterable<Buffer>>;
   /** Where bytes that must be read as a file (a zip from elsewhere) are kept while the job reads them. */
   scratchDir: string;
 }

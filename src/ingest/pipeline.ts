@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../config.js';
+import type { JobEvents } from '../events/job-events.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
 import { datasetNameFor } from '../datasets/names.js';
 import { COLUMN_TYPES, type ColumnType } from '../datasets/types.js';
@@ -21,7 +22,7 @@ import type { Db } from '../storage/db.js';
 import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, type RowError } from '../storage/transitions.js';
 import { IngestError } from './errors.js';
-import { readRecords, type ReadProgress } from './parse.js';
+import { readRecords, type Input, type ReadProgress } from './parse.js';
 import { jiraJobInput } from '../jira/source.js';
 import { saveJiraMark } from '../storage/connections.js';
 import { importInput, type ImportSettings } from './imports.js';
@@ -30,6 +31,8 @@ import type { UploadStore } from './uploads.js';
 export interface PipelineDeps {
   db: Db;
   tracker: Tracker;
+  /** Where a cancel made by another request (or process) is heard. */
+  events: JobEvents;
   uploads: UploadStore;
   imports: ImportSettings;
   batchSize: number;
@@ -50,10 +53,32 @@ export interface PipelineDeps {
 
 export type RunOutcome = 'completed' | 'failed' | 'skipped' | 'stopped';
 
-// SQLSTATE class 22 (data exception), e.g. a string PostgreSQL's jsonb cannot hold.
+// SQLSTATE classes that the same statement on the same data meets again, whatever the timing:
+// 0A feature not supported, 21 cardinality violation, 22 data exception (a string jsonb cannot
+// hold), 23 integrity constraint violation (a duplicate key), 42 syntax error or access rule
+// violation (an object that exists already), 44 WITH CHECK OPTION violation, 54 program limit
+// exceeded (too many columns). The others (40 a serialization failure or deadlock, 55P03 a lock
+// not available, 57014 a canceled statement, XX internal errors) may pass when tried again.
+const PERMANENT_CLASSES = new Set(['0A', '21', '22', '23', '42', '44', '54']);
+
+/** A database error that retrying cannot mend: met by the publish, it fails the job at once. */
+function isPermanentDatabaseError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.length === 5 && PERMANENT_CLASSES.has(code.slice(0, 2));
+}
+
+// SQLSTATE class 22 (data exception), e.g. a string PostgreSQL's jsonb cannot hold: a batch's
+// rows are wrong. A batch's other errors are about its stage (a column another batch in flight
+// is adding, a stage another worker made anew) and pass when tried again.
 function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
+  const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('22');
+}
+
+/** A database error's message with its detail (which names the key, the value or the column). */
+function databaseMessage(err: unknown): string {
+  const { message, detail } = err as { message?: unknown; detail?: unknown };
+  return typeof detail === 'string' && detail ? `${String(message)} (${detail})` : String(message);
 }
 
 // Batches are also cut at this many bytes of staged rows, so that memory stays bounded when
@@ -103,6 +128,44 @@ async function targetTypes(deps: PipelineDeps, job: JobRow, declared: Record<str
   return targets;
 }
 
+// How often a running job's row is read for a cancel whose event was missed (events are best effort).
+const CANCEL_POLL_MS = 2000;
+
+/**
+ * Aborts when the job is canceled (or deleted) while this worker runs it: heard at once from
+ * its events (in scale-out they come over Redis from the API process that took the cancel), or
+ * read from its row every CANCEL_POLL_MS. The job's input takes the signal, so a request in
+ * flight to a source that hangs is aborted at once instead of holding the worker until
+ * IMPORT_TIMEOUT_MS.
+ */
+function watchCancel(deps: PipelineDeps, jobId: string): { signal: AbortSignal; stop(): void } {
+  const controller = new AbortController();
+  const cancel = () => controller.abort(new Error('the job was canceled'));
+  const unsubscribe = deps.events.subscribe(jobId, (payload) => {
+    try {
+      if ((JSON.parse(payload) as { status?: string }).status === 'canceled') cancel();
+    } catch {
+      // not a payload: the row is read in a moment anyway
+    }
+  });
+  let reading = false;
+  const timer = setInterval(() => {
+    if (reading || controller.signal.aborted) return;
+    reading = true;
+    findJob(deps.db, jobId)
+      .then((row) => (!row || row.status === 'canceled') && cancel(), () => {}) // a failed read: the next one tells
+      .finally(() => (reading = false));
+  }, CANCEL_POLL_MS);
+  timer.unref();
+  return {
+    signal: controller.signal,
+    stop() {
+      unsubscribe();
+      clearInterval(timer);
+    },
+  };
+}
+
 /** Drops the job's stage unless the job is still to run (best effort: a later sweep drops what is left). */
 async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void> {
   try {
@@ -118,15 +181,23 @@ async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void
  * records already committed, stage the rest batch by batch, then publish them into the
  * job's dataset as it completes. A bad input fails the job with a message saying where; an
  * abort (shutdown) stops at a batch boundary and leaves the job `running` at its checkpoint
- * for the next worker; any other error is thrown to the caller, which decides whether to retry.
+ * for the next worker; a database error that retrying cannot mend, met by the publish (a
+ * duplicate key...) or a batch (a value the stage refuses), fails the job at once with its message; a cancel aborts the
+ * input's read in flight; any other error is thrown to the caller, which decides whether to retry.
  */
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
-  const outcome = await run(deps, jobId, signal);
+  let outcome: RunOutcome;
+  const canceled = watchCancel(deps, jobId);
+  try {
+    outcome = await run(deps, jobId, signal, canceled.signal);
+  } finally {
+    canceled.stop();
+  }
   if (outcome === 'failed' || outcome === 'skipped') await dropStageOfEnded(deps, jobId);
   return outcome;
 }
 
-async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
+async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, canceled: AbortSignal): Promise<RunOutcome> {
   const { tracker, log } = deps;
   let job = await markRunning(tracker, jobId, deps.claimStaleAfterMs);
   if (!job) return 'skipped'; // deleted, finished, or held by a live worker
@@ -141,15 +212,16 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   }
   let newest: number | undefined; // a Jira pull's newest `updated`, its sync's next mark
   const jira = job.source?.jira;
-  const input = jira
+  const source = jira
     ? jiraJobInput(deps.db, deps.imports, jira, job.dataset ?? '', (ms) => (newest = Math.max(newest ?? ms, ms)))
     : job.source_url
       ? await importInput(job.source_url, deps.imports)
       : await deps.uploads.input(jobId);
-  if (!input) {
+  if (!source) {
     await markFailed(tracker, jobId, `the stored upload is missing (was ${deps.uploads.kind === 'file' ? 'UPLOAD_DIR' : 'UPLOAD_STORE'} changed or cleaned?)`);
     return 'failed';
   }
+  const input: Input = { ...source, open: () => source.open(canceled) };
   if (job.dataset === null) {
     // Submitted before datasets existed: it loads into the dataset its file names, from the start.
     job = await adoptJob(tracker, jobId, datasetNameFor(job.file_name));
@@ -207,7 +279,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
     } catch (err) {
       if (!isDataError(err)) throw err;
       const last = done.from + done.rowCount + done.errors.length - 1;
-      throw new IngestError(`records ${done.from}–${last} could not be stored: ${(err as Error).message}`);
+      throw new IngestError(`records ${done.from}–${last} could not be stored: ${databaseMessage(err)}`);
     }
   };
   // Batches are committed while the next ones are parsed: PostgreSQL loads while Node parses.
@@ -217,6 +289,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
   const depth = deps.db.connections > 1 ? 2 : 1;
   const window: Promise<void>[] = [];
   let inFlight: Promise<void> | undefined; // the latest commit: it settles after all before it
+  let widening = false; // the latest commit adds stage columns
   /** Commits the batch read so far, in the window; on shutdown, lets the job go at this boundary instead (false). */
   const flush = async (): Promise<boolean> => {
     if (window.length >= depth) await window.shift();
@@ -227,7 +300,12 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
       await releaseAttempt(tracker, jobId);
       return false;
     }
-    inFlight = commit(cut(), inFlight);
+    // Columns a batch adds to the stage exist for the next batch's COPY (on another connection)
+    // only once that batch has committed.
+    if (widening) await inFlight;
+    const batch = cut();
+    widening = batch.columns.to > batch.columns.from;
+    inFlight = commit(batch, inFlight);
     inFlight.catch(() => {}); // awaited (and thrown) in turn
     window.push(inFlight);
     return true;
@@ -287,7 +365,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
       return rows;
     }).catch((err: unknown) => {
       if (err instanceof PublishConflict) throw new IngestError(err.message);
-      if (isDataError(err)) throw new IngestError(`the rows could not be loaded into dataset "${publish.dataset}": ${(err as Error).message}`);
+      if (isPermanentDatabaseError(err)) throw new IngestError(`the rows could not be loaded into dataset "${publish.dataset}": ${databaseMessage(err)}`);
       throw err;
     });
     return completed ? 'completed' : 'skipped';
@@ -296,15 +374,20 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal): Prom
       () => true,
       () => false,
     ); // never leave a commit running behind a failure
+    if (canceled.aborted) {
+      log.info({ jobId }, 'the job was canceled: its read was aborted');
+      return 'skipped';
+    }
     if (err instanceof CheckpointConflictError) {
       log.warn({ jobId }, err.message);
       return 'skipped';
     }
     if (!(err instanceof IngestError)) throw err;
-    // The input broke off (a truncated file, an unclosed quote...): what was read before it is
-    // counted too, so the counters and row errors do not depend on BATCH_SIZE. The job fails
-    // as a whole all the same: nothing reaches its dataset.
-    if (committed && rowCount + errors.length > 0) {
+    // The input broke off (a truncated file, an unclosed quote, a byte that is not UTF-8...): what
+    // was read before it is counted too, records and bytes, so the counters and row errors do not
+    // depend on BATCH_SIZE and the job shows how far it read. The job fails as a whole all the
+    // same: nothing reaches its dataset.
+    if (committed) {
       await commit(cut()).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not commit the records before a fatal error'));
     }
     await markFailed(tracker, jobId, err.message);

@@ -5,7 +5,7 @@
  */
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { Transform, type Readable } from 'node:stream';
+import { addAbortSignal, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
@@ -49,11 +49,14 @@ export function s3Problem(err: unknown): string {
 export function objectInput(client: S3Client, bucket: string, key: string, scratchDir: string): Input {
   return {
     scratchDir,
-    async open() {
+    async open(signal) {
       try {
-        const { Body } = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-        return Body as Readable;
+        const body = (await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal })).Body as Readable;
+        // The request's signal ends its wait for an answer; a body that stalls is ended here.
+        if (signal) addAbortSignal(signal, body);
+        return body;
       } catch (err) {
+        signal?.throwIfAborted();
         if (isMissing(err)) throw new IngestError(`s3://${bucket}/${key} does not exist (404)`);
         const status = statusOf(err);
         if (status === 403 || status === 401) throw new IngestError(`s3://${bucket}/${key} may not be read with Intake's credentials: ${s3Problem(err)}`);

@@ -23,7 +23,7 @@ export function jiraMessage(text: string): string {
   }
 }
 
-export async function jiraGet(account: JiraAccount, path: string, options: Pick<FetchOptions, 'allowed' | 'timeoutMs'>): Promise<{ status: number; text: string; retryAfter?: string }> {
+export async function jiraGet(account: JiraAccount, path: string, options: Pick<FetchOptions, 'allowed' | 'timeoutMs' | 'signal'>): Promise<{ status: number; text: string; retryAfter?: string }> {
   const url = new URL(`${account.baseUrl}${path}`);
   const auth = Buffer.from(`${account.email}:${account.apiToken}`).toString('base64');
   return getText(url, options, { authorization: `Basic ${auth}`, accept: 'application/json' }, 64 * 1024 ** 2);

@@ -3,7 +3,7 @@
  * (nextPageToken / isLast, the fields asked for explicitly: the endpoint answers ids only
  * otherwise), each written as one NDJSON record — the common fields as columns, the whole
  * issue as `raw` — so a dataset merges them on `id` like any other input. Pages are fetched as
- * the job reads, so a cancel stops between pages.
+ * the job reads; a cancel aborts the page in flight (or the wait before the next try).
  *
  * Incremental: the query asks only for `updated >= <mark>` where the mark is the newest
  * `updated` the last completed run saw, less an overlap, sent as epoch milliseconds (a date
@@ -82,18 +82,19 @@ export function pullJql(jql: string, sinceMs: number | undefined): string {
   return `(${jql})${since} ORDER BY updated ASC, id ASC`;
 }
 
-async function page(pull: JiraPull, jql: string, token: string | undefined): Promise<{ issues: Issue[]; nextPageToken?: string; isLast?: boolean }> {
+async function page(pull: JiraPull, jql: string, token: string | undefined, signal?: AbortSignal): Promise<{ issues: Issue[]; nextPageToken?: string; isLast?: boolean }> {
   const params = new URLSearchParams({ jql, maxResults: String(PAGE_SIZE), fields: FIELDS.join(',') });
   if (token) params.set('nextPageToken', token);
   const path = `/rest/api/3/search/jql?${params}`;
   const scale = pull.waitScale ?? 1;
+  const wait = (ms: number) => sleep(ms, undefined, { signal }).catch(() => signal!.throwIfAborted());
   for (let attempt = 1; ; attempt++) {
     let answer: { status: number; text: string; retryAfter?: string };
     try {
-      answer = await jiraGet(pull.account, path, pull.options);
+      answer = await jiraGet(pull.account, path, { ...pull.options, signal });
     } catch (err) {
       if (!(err instanceof Unreachable) || attempt >= ATTEMPTS) throw err instanceof Unreachable ? new IngestError(`Jira could not be reached: ${err.message} (${attempt} attempts)`) : err;
-      await sleep(1000 * 2 ** (attempt - 1) * scale);
+      await wait(1000 * 2 ** (attempt - 1) * scale);
       continue;
     }
     const { status, text } = answer;
@@ -111,8 +112,8 @@ async function page(pull: JiraPull, jql: string, token: string | undefined): Pro
     }
     // Retry-After in seconds (Jira sends seconds), bounded; else exponential backoff.
     const seconds = Number(answer.retryAfter);
-    const wait = Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds * 1000, MAX_WAIT_MS) : Math.min(1000 * 2 ** (attempt - 1), MAX_WAIT_MS);
-    await sleep(wait * scale);
+    const ms = Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds * 1000, MAX_WAIT_MS) : Math.min(1000 * 2 ** (attempt - 1), MAX_WAIT_MS);
+    await wait(ms * scale);
   }
 }
 
@@ -120,12 +121,12 @@ async function page(pull: JiraPull, jql: string, token: string | undefined): Pro
 export function jiraInput(pull: JiraPull, scratchDir: string): Input {
   return {
     scratchDir,
-    async open() {
+    async open(signal) {
       const jql = pullJql(pull.jql, pull.sinceMs);
       return (async function* () {
         let token: string | undefined;
         for (;;) {
-          const result = await page(pull, jql, token);
+          const result = await page(pull, jql, token, signal);
           const lines: string[] = [];
           for (const issue of result.issues ?? []) {
             const record = issueRecord(issue);
@@ -149,7 +150,7 @@ export function jiraInput(pull: JiraPull, scratchDir: string): Input {
 export function jiraJobInput(db: Queryable, settings: ImportSettings, source: { connection: string; jql: string }, dataset: string, onUpdated: (ms: number) => void): Input {
   return {
     scratchDir: settings.scratchDir,
-    async open() {
+    async open(signal) {
       const connection = await findConnection(db, source.connection);
       if (!connection) throw new IngestError(`the connection ${source.connection} no longer exists`);
       if (!settings.secretKey) throw new IngestError('SECRET_KEY is not set: the connection\'s API token cannot be opened');
@@ -164,7 +165,7 @@ export function jiraJobInput(db: Queryable, settings: ImportSettings, source: { 
       return jiraInput(
         { account: { baseUrl: connection.base_url, email: connection.email, apiToken }, jql: source.jql, sinceMs, options: { allowed, timeoutMs: settings.timeoutMs }, onUpdated },
         settings.scratchDir,
-      ).open();
+      ).open(signal);
     },
   };
 }

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { PendingChange, StatusCache } from '../cache/status-cache.js';
 import type { UploadStore } from '../ingest/uploads.js';
 import { dropOrphanStages, dropStage } from '../storage/datasets.js';
-import type { Db, Queryable } from '../storage/db.js';
+import { limitLockWait, type Db, type Queryable } from '../storage/db.js';
 import { deleteOrphanDeliveries } from '../storage/deliveries.js';
 import { deleteExpiredKeys, deleteJobs, listExpiredJobIds, tryTransactionLock } from '../storage/jobs.js';
 
@@ -56,7 +56,10 @@ async function removeJobs(deps: RemovalDeps, select: (tx: Queryable) => Promise<
 
 /** Deletes one job, its upload and its cache key; false if there was no such job. */
 export async function removeJob(deps: RemovalDeps, jobId: string): Promise<boolean> {
-  const deleted = await removeJobs(deps, async () => [jobId]);
+  const deleted = await removeJobs(deps, async (tx) => {
+    await limitLockWait(tx); // asked by an API client: never left waiting on a worker's lock
+    return [jobId];
+  });
   return (deleted?.length ?? 0) > 0;
 }
 

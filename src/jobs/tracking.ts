@@ -9,7 +9,7 @@
  */
 import type { StatusCache } from '../cache/status-cache.js';
 import type { JobEvents } from '../events/job-events.js';
-import type { Db, Queryable } from '../storage/db.js';
+import { limitLockWait, type Db, type Queryable } from '../storage/db.js';
 import { payloadJson, type JobRow } from '../storage/jobs.js';
 import { copyStage } from '../storage/datasets.js';
 import {
@@ -223,10 +223,14 @@ export async function markFailed(t: Tracker, jobId: string, error: string): Prom
  * queued | running → canceled. A running job's worker is not interrupted: its next batch
  * commit finds the job no longer running (the guard in incrementProgress) and lets go, its
  * uncommitted batch rolled back, so what stays is exactly the records counted here.
- * Returns null when the job is gone or already finished.
+ * Returns null when the job is gone or already finished. Made for an API client, it waits a
+ * bounded time for the row's lock (limitLockWait).
  */
 export function cancelJob(t: Tracker, jobId: string): Promise<JobRow | null> {
-  return t.change(jobId, (tx) => updateCanceled(tx, jobId));
+  return t.change(jobId, async (tx) => {
+    await limitLockWait(tx);
+    return updateCanceled(tx, jobId);
+  });
 }
 
 /**
@@ -234,10 +238,11 @@ export function cancelJob(t: Tracker, jobId: string): Promise<JobRow | null> {
  * are deleted and the counters reset, so the job's result is always one whole run over its
  * stored upload. `attempts` keeps counting; MAX_JOB_ATTEMPTS counts again from here.
  * `maxErrors` and `encoding` replace the job's when given. Returns null when the job is gone or
- * not failed or canceled.
+ * not failed or canceled. Like a cancel, it waits a bounded time for the row's lock.
  */
 export function retryJob(t: Tracker, jobId: string, maxErrors: number | null, encoding: string | null = null): Promise<JobRow | null> {
   return t.change(jobId, async (tx) => {
+    await limitLockWait(tx);
     const row = await updateRequeued(tx, jobId, maxErrors, encoding);
     if (row) await deleteJobData(tx, jobId);
     return row;

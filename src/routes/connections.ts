@@ -7,7 +7,7 @@ import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetc
 import { checkJiraAccount } from '../jira/client.js';
 import { seal } from '../secrets.js';
 import { deleteConnection, findConnection, insertConnection, listConnections, type ConnectionRow } from '../storage/connections.js';
-import type { Db } from '../storage/db.js';
+import { apiTransaction, type Db } from '../storage/db.js';
 import { errorRef } from '../schemas/api.js';
 
 const connectionSchema = {
@@ -109,9 +109,9 @@ export const connectionRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db:
 
   app.delete(
     '/api/connections/:id',
-    { schema: { summary: 'Delete a connection and its sealed secret', tags: ['connections'], params: idParams, response: { 204: { type: 'null' }, 404: errorRef } } },
+    { schema: { summary: 'Delete a connection and its sealed secret', tags: ['connections'], params: idParams, response: { 204: { type: 'null' }, 404: errorRef, 503: errorRef } } },
     async (request, reply) => {
-      if (!UUID.test(request.params.id) || !(await deleteConnection(db, request.params.id))) throw notFound();
+      if (!UUID.test(request.params.id) || !(await apiTransaction(db, (tx) => deleteConnection(tx, request.params.id)))) throw notFound();
       return reply.code(204).send(null);
     },
   );

@@ -14,7 +14,7 @@ import {
   type DatasetRow,
   EXPORT_APPLICATION_NAME,
 } from '../storage/datasets.js';
-import type { Db, Queryable } from '../storage/db.js';
+import { apiTransaction, type Db, type Queryable } from '../storage/db.js';
 
 export interface DatasetRouteDeps {
   db: Db;
@@ -257,7 +257,7 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
     async (request, reply) => {
       const { name } = request.params;
       if (datasetNameProblem(name)) throw datasetNotFound(name.slice(0, 63));
-      const outcome = await db.transaction((tx) => deleteDataset(tx, datasetSchema, name));
+      const outcome = await apiTransaction(db, (tx) => deleteDataset(tx, datasetSchema, name));
       if (outcome === 'missing') throw datasetNotFound(name);
       if (outcome === 'busy') throw new AppError(409, 'dataset_busy', `A job that writes dataset "${name}" is queued or running: cancel it or wait for it to end`);
       return reply.code(204).send(null);

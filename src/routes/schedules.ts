@@ -6,7 +6,7 @@ import { importSettings } from '../ingest/imports.js';
 import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
 import { checkCallback } from '../jobs/submit.js';
 import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../schedules/schedules.js';
-import type { Db } from '../storage/db.js';
+import { apiTransaction, type Db } from '../storage/db.js';
 import { findPayloads } from '../storage/jobs.js';
 import { deleteSchedule, findSchedule, insertSchedule, listRuns, listSchedules, updatePaused, type ScheduleRow } from '../storage/schedules.js';
 import { errorRef } from '../schemas/api.js';
@@ -183,7 +183,7 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
       },
       async (request) => {
         await find(request.params.id);
-        const row = await updatePaused(db, request.params.id, action === 'pause');
+        const row = await apiTransaction(db, (tx) => updatePaused(tx, request.params.id, action === 'pause'));
         if (!row) throw notFound();
         try {
           if (row.paused) await scheduler.unset(row.schedule_id);
@@ -203,7 +203,7 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
     { schema: { summary: 'Delete a schedule (the jobs it made stay)', tags: ['schedules'], params: idParams, response: { 204: { type: 'null' }, 404: errorRef, 503: errorRef } } },
     async (request, reply) => {
       const row = await find(request.params.id);
-      if (!(await deleteSchedule(db, row.schedule_id))) throw notFound();
+      if (!(await apiTransaction(db, (tx) => deleteSchedule(tx, row.schedule_id)))) throw notFound();
       // A beat that still fires finds no row and does nothing.
       await scheduler.unset(row.schedule_id).catch((err: unknown) => request.log.warn({ err }, 'could not remove the scheduler; a beat that fires finds no schedule'));
       return reply.code(204).send(null);

@@ -243,7 +243,7 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   }
   await tx.query(
     `INSERT INTO intake_datasets (name, last_job_id) VALUES ($1, $2)
-     ON CONFLICT (name) DO UPDATE SET updated_at = NOW(), last_job_id = EXCLUDED.last_job_id`,
+     ON CONFLICT (name) DO UPDATE SET last_job_id = EXCLUDED.last_job_id`,
     [p.dataset, p.jobId],
   );
   if (!(await datasetExists(tx, p.schema, p.dataset))) {
@@ -353,7 +353,14 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
       inserted = 0;
     }
   }
-  await tx.query(`UPDATE intake_datasets SET row_count = ${p.mode === 'replace' ? '' : 'row_count + '}$2 WHERE name = $1`, [p.dataset, inserted]);
+  // Stamped once the rows are in (NOW() is when the job's completing transaction began); a
+  // dataset this transaction created (its created_at is that NOW()) is created now too.
+  await tx.query(
+    `UPDATE intake_datasets SET row_count = ${p.mode === 'replace' ? '' : 'row_count + '}$2, updated_at = clock_timestamp(),
+       created_at = CASE WHEN created_at = NOW() THEN clock_timestamp() ELSE created_at END
+     WHERE name = $1`,
+    [p.dataset, inserted],
+  );
   await tx.query(`DROP TABLE ${stage}`);
   return { inserted, updated };
 }

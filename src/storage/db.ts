@@ -42,3 +42,28 @@ export class DatabaseUnavailableError extends Error {
     this.name = 'DatabaseUnavailableError';
   }
 }
+
+/**
+ * How long a write made for an API client waits for a lock held by someone else (a worker's
+ * batch or publish, a worker frozen in the middle of one) before PostgreSQL gives up with
+ * SQLSTATE 55P03, which the API answers with 503 and Retry-After: a client never hangs on a lock.
+ */
+export const API_LOCK_TIMEOUT_MS = 2000;
+
+/** From here to its end, this transaction waits at most API_LOCK_TIMEOUT_MS for each lock. */
+export async function limitLockWait(tx: Queryable): Promise<void> {
+  await tx.exec(`SET LOCAL lock_timeout = '${API_LOCK_TIMEOUT_MS}ms'`);
+}
+
+/** Runs fn in a transaction whose lock waits are bounded (see API_LOCK_TIMEOUT_MS): for the API's writes. */
+export function apiTransaction<T>(db: Db, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  return db.transaction(async (tx) => {
+    await limitLockWait(tx);
+    return fn(tx);
+  });
+}
+
+/** A lock not granted within the lock_timeout (SQLSTATE 55P03). */
+export function isLockTimeout(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '55P03';
+}

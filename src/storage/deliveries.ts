@@ -9,11 +9,13 @@ export interface NewDelivery {
   origin: 'callback' | 'config';
 }
 
-/** One pending delivery per URL of a job's end. $1 job_id, $2 version, $3 event, $4 body, $5 the deliveries */
+/**
+ * One pending delivery per URL of a job's end, created when the job's end is written (NOW() is
+ * when its transaction began, before the publish). $1 job_id, $2 version, $3 event, $4 body, $5 the deliveries */
 export async function insertDeliveries(tx: Queryable, jobId: string, version: number, event: string, body: string, deliveries: NewDelivery[]): Promise<void> {
   await tx.query(
-    `INSERT INTO intake_webhook_deliveries (job_id, job_version, event, body, url, origin)
-     SELECT $1, $2, $3, $4, d.url, d.origin FROM jsonb_to_recordset($5::jsonb) AS d(url TEXT, origin TEXT)`,
+    `INSERT INTO intake_webhook_deliveries (job_id, job_version, event, body, url, origin, created_at, next_attempt_at)
+     SELECT $1, $2, $3, $4, d.url, d.origin, clock_timestamp(), clock_timestamp() FROM jsonb_to_recordset($5::jsonb) AS d(url TEXT, origin TEXT)`,
     [jobId, version, event, body, JSON.stringify(deliveries)],
   );
 }

@@ -124,7 +124,7 @@ export async function updateTicked(db: Queryable, id: string, outcome: TickOutco
        skipped = skipped + (CASE WHEN $3 THEN 1 ELSE 0 END),
        deferred = deferred + (CASE WHEN $4 THEN 1 ELSE 0 END),
        last_job_id = COALESCE($2::uuid, last_job_id),
-       last_run_at = CASE WHEN $2::uuid IS NULL THEN last_run_at ELSE now() END,
+       last_run_at = CASE WHEN $2::uuid IS NULL THEN last_run_at ELSE clock_timestamp() END,
        last_error = CASE WHEN $6 THEN $7 ELSE last_error END,
        consecutive_failures = CASE WHEN $6 THEN $8 ELSE consecutive_failures END,
        failing_since = CASE WHEN $6 THEN $9::timestamptz ELSE failing_since END,

@@ -2,7 +2,8 @@
  * The statements that change a job: one function per statement. Each UPDATE is guarded in its
  * WHERE clause, so an illegal or repeated transition matches no row and returns null; each
  * bumps `version`. They run inside the transactions of jobs/tracking.ts, which decides what a
- * change means and who is told about it.
+ * change means and who is told about it. Times are clock_timestamp(), when the statement runs:
+ * NOW() is when its transaction began, which for a completing job is before its publish.
  */
 import type { ReadOptions } from '../ingest/parse.js';
 import type { Queryable } from './db.js';
@@ -20,7 +21,7 @@ export function updateClaimed(tx: Queryable, jobId: string, staleAfterMs: number
   return one(
     tx,
     `UPDATE ingest_jobs
-     SET status = 'running', started_at = COALESCE(started_at, NOW()), heartbeat_at = NOW(),
+     SET status = 'running', started_at = COALESCE(started_at, clock_timestamp()), heartbeat_at = clock_timestamp(),
          attempts = attempts + 1, version = version + 1
      WHERE job_id = $1 AND (status = 'queued' OR (status = 'running' AND ${STALE_HEARTBEAT('$2')}))
      RETURNING ${JOB_COLUMNS}`,
@@ -59,7 +60,7 @@ export function updateProgress(tx: Queryable, jobId: string, progress: Progress)
     tx,
     `UPDATE ingest_jobs
      SET records_processed = records_processed + $2, records_failed = records_failed + $3,
-         bytes_processed = GREATEST(bytes_processed, $4), load_state = $6::jsonb, heartbeat_at = NOW(), version = version + 1
+         bytes_processed = GREATEST(bytes_processed, $4), load_state = $6::jsonb, heartbeat_at = clock_timestamp(), version = version + 1
      WHERE job_id = $1 AND status = 'running' AND records_processed + records_failed = $5
      RETURNING ${JOB_COLUMNS}`,
     [jobId, progress.records, progress.errors, progress.bytesProcessed, progress.from, progress.loadState],
@@ -76,7 +77,7 @@ export async function lockRunning(tx: Queryable, jobId: string): Promise<boolean
 export function updateCompleted(tx: Queryable, jobId: string, rows: { inserted: number; updated: number } | null): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET status = 'completed', completed_at = NOW(), rows_inserted = $2, rows_updated = $3, load_state = NULL,
+    `UPDATE ingest_jobs SET status = 'completed', completed_at = clock_timestamp(), rows_inserted = $2, rows_updated = $3, load_state = NULL,
          version = version + 1
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
@@ -129,7 +130,7 @@ export async function findLoadState(
 export function updateFailed(tx: Queryable, jobId: string, error: string): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET status = 'failed', completed_at = NOW(), error = $2, version = version + 1
+    `UPDATE ingest_jobs SET status = 'failed', completed_at = clock_timestamp(), error = $2, version = version + 1
      WHERE job_id = $1 AND status IN ('queued', 'running')
      RETURNING ${JOB_COLUMNS}`,
     [jobId, error],
@@ -140,7 +141,7 @@ export function updateFailed(tx: Queryable, jobId: string, error: string): Promi
 export function updateCanceled(tx: Queryable, jobId: string): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET status = 'canceled', completed_at = NOW(), version = version + 1
+    `UPDATE ingest_jobs SET status = 'canceled', completed_at = clock_timestamp(), version = version + 1
      WHERE job_id = $1 AND status IN ('queued', 'running')
      RETURNING ${JOB_COLUMNS}`,
     [jobId],
