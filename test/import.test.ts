@@ -17,6 +17,11 @@ import { startS3, type S3Server } from './s3-server.js';
 const ORDERS = 'id,sku\n1,A-1\n2,B-2\n';
 
 /** The files the imports read, and servers that misbehave in the ways imports must survive. */
+// /pause holds its body this long between its first row and its last: longer than a scale-out
+// test worker's WORKER_LOCK_MS (2000), after which a job whose heartbeat is not beaten looks dead.
+const PAUSE_MS = 6000;
+let pauses = 0;
+
 async function startFiles(): Promise<{ server: Server; url: string; port: number }> {
   let flaky = 0;
   const server = createServer((req, res) => {
@@ -50,6 +55,12 @@ async function startFiles(): Promise<{ server: Server; url: string; port: number
         return res.write('id\n1\n'); // and nothing more, ever
       case '/hang':
         return; // no answer, ever
+      case '/pause':
+        pauses++;
+        res.writeHead(200, { 'content-type': 'text/csv' });
+        res.write('id\n1\n');
+        setTimeout(() => res.end('2\n'), PAUSE_MS);
+        return;
       case '/big':
         res.writeHead(200, { 'content-length': String(5_000_000) });
         return res.end('id\n');
@@ -199,6 +210,40 @@ describe.each(backends())('canceling an import in flight ($name)', (backend) => 
 
   it('never answered 5xx', () => {
     expect(server.statuses.filter((s) => s >= 500)).toEqual([]);
+  });
+});
+
+describe.each(backends().filter((backend) => backend.name === 'scale-out'))('a slow source ($name)', (backend) => {
+  let sandbox: Sandbox;
+  let server: TestServer;
+  beforeAll(async () => {
+    sandbox = await createSandbox(backend);
+    server = await startServer(sandbox, { IMPORT_ALLOW_PRIVATE: 'true', IMPORT_TIMEOUT_MS: '600000' });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await sandbox?.dispose();
+  });
+
+  it('keeps its job\'s heartbeat fresh while the worker waits on it, so no other worker takes the job up', async () => {
+    const before = pauses;
+    const res = await importJob(server, { url: `${files.url}/pause`, format: 'csv', dataset: 'paused' });
+    expect(res.status).toBe(202);
+    const ages: number[] = [];
+    const until = Date.now() + PAUSE_MS - 1000;
+    while (Date.now() < until) {
+      const { rows } = await server.intake.db.query<{ status: string; age_ms: number | null }>(
+        `SELECT status, (extract(epoch FROM clock_timestamp() - heartbeat_at) * 1000)::float8 AS age_ms FROM ingest_jobs WHERE job_id = $1`,
+        [res.body.job_id],
+      );
+      if (rows[0]!.status === 'running' && rows[0]!.age_ms !== null) ages.push(rows[0]!.age_ms);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    expect(ages.length).toBeGreaterThan(5);
+    // Older than WORKER_LOCK_MS, a running job may be claimed by any worker (DESIGN: stalled jobs resume elsewhere).
+    expect(Math.max(...ages)).toBeLessThan(2000);
+    expect(await waitForJob(server.url, res.body.job_id)).toMatchObject({ status: 'completed', records_processed: 2, attempts: 1 });
+    expect(pauses - before).toBe(1);
   });
 });
 

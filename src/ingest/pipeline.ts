@@ -20,7 +20,7 @@ import { isTabular, TERMINAL_STATUSES } from '../schemas/job.js';
 import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount } from '../storage/datasets.js';
 import type { Db } from '../storage/db.js';
 import { findJob, type JobRow } from '../storage/jobs.js';
-import { findLoadState, type RowError } from '../storage/transitions.js';
+import { findLoadState, updateHeartbeat, type RowError } from '../storage/transitions.js';
 import { IngestError } from './errors.js';
 import { readRecords, type Input, type ReadProgress } from './parse.js';
 import { jiraJobInput } from '../jira/source.js';
@@ -136,7 +136,9 @@ const CANCEL_POLL_MS = 2000;
  * its events (in scale-out they come over Redis from the API process that took the cancel), or
  * read from its row every CANCEL_POLL_MS. The job's input takes the signal, so a request in
  * flight to a source that hangs is aborted at once instead of holding the worker until
- * IMPORT_TIMEOUT_MS.
+ * IMPORT_TIMEOUT_MS. Where a running job can be claimed by another worker once its heartbeat
+ * is stale (claimStaleAfterMs > 0), the same read beats the heartbeat, at least three times
+ * per stale period: batches beat it too, but a slow source can hold one batch far longer.
  */
 function watchCancel(deps: PipelineDeps, jobId: string): { signal: AbortSignal; stop(): void } {
   const controller = new AbortController();
@@ -152,10 +154,12 @@ function watchCancel(deps: PipelineDeps, jobId: string): { signal: AbortSignal; 
   const timer = setInterval(() => {
     if (reading || controller.signal.aborted) return;
     reading = true;
-    findJob(deps.db, jobId)
-      .then((row) => (!row || row.status === 'canceled') && cancel(), () => {}) // a failed read: the next one tells
+    const beat = deps.claimStaleAfterMs > 0 ? updateHeartbeat(deps.db, jobId) : Promise.resolve(false);
+    beat
+      .then((running) => (running ? undefined : findJob(deps.db, jobId).then((row) => (!row || row.status === 'canceled') && cancel())))
+      .catch(() => {}) // a failed read: the next one tells
       .finally(() => (reading = false));
-  }, CANCEL_POLL_MS);
+  }, deps.claimStaleAfterMs > 0 ? Math.min(CANCEL_POLL_MS, Math.floor(deps.claimStaleAfterMs / 3)) : CANCEL_POLL_MS);
   timer.unref();
   return {
     signal: controller.signal,

@@ -29,6 +29,16 @@ export function updateClaimed(tx: Queryable, jobId: string, staleAfterMs: number
   );
 }
 
+/**
+ * A running job's heartbeat, beaten while its worker waits on its source between batches (a
+ * slow URL or Jira page would otherwise look like a dead worker, and another would take the
+ * job up while this one still runs it). Answers whether the job is still running. $1 job_id
+ */
+export async function updateHeartbeat(db: Queryable, jobId: string): Promise<boolean> {
+  const result = await db.query(`UPDATE ingest_jobs SET heartbeat_at = clock_timestamp() WHERE job_id = $1 AND status = 'running'`, [jobId]);
+  return result.rowCount > 0;
+}
+
 /** A running job's attempt given back and its heartbeat cleared. $1 job_id */
 export function updateReleased(tx: Queryable, jobId: string): Promise<JobRow | null> {
   return one(
