@@ -184,6 +184,10 @@ describe.each(backends())('canceling an import in flight ($name)', (backend) => 
     const next = await importJob(server, { url: `${files.url}/orders.csv`, dataset: 'after_hung' });
     expect(await waitForJob(server.url, next.body.job_id)).toMatchObject({ status: 'completed', records_processed: 2 });
     expect(await waitForJob(server.url, res.body.job_id)).toMatchObject({ status: 'canceled', records_processed: 0 });
+    if (path === '/slow') {
+      // A canceled job shows how far it read ('id\n1\n'), though no batch of it was committed (issue 23, item 10).
+      await expect.poll(async () => (await waitForJob(server.url, res.body.job_id)).bytes_processed, { timeout: 10_000 }).toBe(5);
+    }
   });
 
   it('a cancel aborts the read of an S3 object from a server that hangs, and frees the worker (issue 23, item 14)', async () => {

@@ -11,6 +11,7 @@ import {
   markCompleted,
   markFailed,
   markRunning,
+  noteCanceledRead,
   releaseAttempt,
   restartJob,
   type Batch,
@@ -380,10 +381,12 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
     ); // never leave a commit running behind a failure
     if (canceled.aborted) {
       log.info({ jobId }, 'the job was canceled: its read was aborted');
+      await noteCanceledRead(tracker, jobId, progress.bytes).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not note how far a canceled job read'));
       return 'skipped';
     }
     if (err instanceof CheckpointConflictError) {
       log.warn({ jobId }, err.message);
+      await noteCanceledRead(tracker, jobId, progress.bytes).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not note how far a canceled job read'));
       return 'skipped';
     }
     if (!(err instanceof IngestError)) throw err;

@@ -18,6 +18,7 @@ import {
   lockRunning,
   updateAdopted,
   updateCanceled,
+  updateCanceledBytes,
   updateClaimed,
   updateCompleted,
   updateFailed,
@@ -231,6 +232,11 @@ export function cancelJob(t: Tracker, jobId: string): Promise<JobRow | null> {
     await limitLockWait(tx);
     return updateCanceled(tx, jobId);
   });
+}
+
+/** A canceled job shows how far its worker read before it heard the cancel (the bytes only: no record is added). */
+export async function noteCanceledRead(t: Tracker, jobId: string, bytes: number): Promise<void> {
+  if (bytes > 0) await t.change(jobId, (tx) => updateCanceledBytes(tx, jobId, bytes));
 }
 
 /**

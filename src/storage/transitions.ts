@@ -39,6 +39,20 @@ export async function updateHeartbeat(db: Queryable, jobId: string): Promise<boo
   return result.rowCount > 0;
 }
 
+/**
+ * A canceled job's bytes read, as far as its worker got before it heard the cancel (its last
+ * batch was not committed, so the counter stood where the one before left it). $1 job_id, $2 bytes
+ */
+export function updateCanceledBytes(tx: Queryable, jobId: string, bytes: number): Promise<JobRow | null> {
+  return one(
+    tx,
+    `UPDATE ingest_jobs SET bytes_processed = $2, version = version + 1
+     WHERE job_id = $1 AND status = 'canceled' AND bytes_processed < $2
+     RETURNING ${JOB_COLUMNS}`,
+    [jobId, bytes],
+  );
+}
+
 /** A running job's attempt given back and its heartbeat cleared. $1 job_id */
 export function updateReleased(tx: Queryable, jobId: string): Promise<JobRow | null> {
   return one(
