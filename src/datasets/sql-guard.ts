@@ -4,7 +4,8 @@
  * dataset tables and the query's own WITH names (each resolved by scope, as PostgreSQL
  * resolves it), calling only functions from a list of side-effect-free ones. So it cannot
  * write, lock, change a setting or role, sleep, read a file, reach another schema or the
- * system catalogs. This is the first wall; the second is the role the query runs as
+ * system catalogs; nor make PostgreSQL copy parts of it exponentially before the plan (and its
+ * cost) exists, nor nest past what the walk and PGlite's stack hold. This is the first wall; the second is the role the query runs as
  * (storage/sql-role.ts); the limits are in routes/sql.ts.
  */
 // libpg-query is loaded at the first query, not at start: it holds about 17 MB.
@@ -307,6 +308,8 @@ export async function checkQuery(sql: string, schema: string, datasets: Readonly
   try {
     tree = (await (await parser()).parse(sql)) as typeof tree;
   } catch (err) {
+    // Reading the parser's tree of a very deep query can overflow the JS stack too.
+    if (err instanceof RangeError) throw new SqlRefused('the query nests too deeply: flatten it');
     throw new SqlRefused(`the query is not valid SQL: ${(err as Error).message}`);
   }
   const statements = tree.stmts ?? [];
