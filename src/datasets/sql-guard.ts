@@ -4,7 +4,8 @@
  * dataset tables and the query's own WITH names (each resolved by scope, as PostgreSQL
  * resolves it), calling only functions from a list of side-effect-free ones. So it cannot
  * write, lock, change a setting or role, sleep, read a file, reach another schema or the
- * system catalogs. This is the first wall; the second is the role the query runs as
+ * system catalogs; nor make PostgreSQL copy parts of it exponentially before the plan (and its
+ * cost) exists, nor nest past what the walk and PGlite's stack hold. This is the first wall; the second is the role the query runs as
  * (storage/sql-role.ts); the limits are in routes/sql.ts.
  */
 // libpg-query is loaded at the first query, not at start: it holds about 17 MB.
@@ -49,7 +50,20 @@ const REFUSED: Record<string, string> = {
   UpdateStmt: 'a query may not write',
   DeleteStmt: 'a query may not write',
   MergeStmt: 'a query may not write',
+  // XML syntax (XMLTABLE, xmlparse, xmlelement, xmlserialize...) is no function call: refused
+  // like xpath, whose work it does (an XPath PostgreSQL cannot compile fails as an internal error).
+  RangeTableFunc: 'XMLTABLE may not be used here (XML functions are not allowed)',
+  XmlExpr: 'XML expressions may not be used here (XML functions are not allowed)',
+  XmlSerialize: 'XMLSERIALIZE may not be used here (XML functions are not allowed)',
 };
+
+/**
+ * How deep the parse tree may nest (libpg-query's JSON: about two levels per operator in a
+ * chain, seven per nested subquery). Past it the guard's walk could overflow the JS stack, and
+ * PGlite fails well before PostgreSQL's own stack limit, with an unrelated message ("unnamed
+ * prepared statement does not exist", "cannot drop portal"): at about 600 levels of operators.
+ */
+const MAX_DEPTH = 400;
 
 type Node = Record<string, unknown>;
 
@@ -67,18 +81,34 @@ const names = (list: unknown): string[] => (Array.isArray(list) ? list.map((n) =
 export class SqlRefused extends Error {}
 
 // In embedded mode nothing can stop a query once it runs (PGlite has no interrupt), so a
-// query must be one whose size the planner can see. generate_series' row count is estimated
-// exactly only from constant bounds. lpad and rpad make a value as long as their length,
-// repeat one as long as its text times its count, and the planner counts each call the same
+// query must be one whose size the planner can see. A set-returning function's rows are
+// estimated from its arguments only by generate_series and unnest (support functions that
+// read constants); any other is taken to yield a fixed count (prorows: 100 for the JSON ones)
+// whatever it is given. lpad and rpad make a value as long as their length, repeat one as
+// long as its text times its count, format as wide as its widths, replace and regexp_replace
+// one as long as the text times its replacements, and the planner counts each call the same
 // whatever it makes: kept short, a call's work stays near what the estimate assumes.
 const MAX_BUILT_CHARS = 1024;
 const SIZED_BY_CONSTANTS = 'in embedded mode (which cannot stop a running query) its size must be known before it runs';
+/** Set-returning functions of FUNCTIONS whose row count the planner takes from constant arguments. */
+const SIZED_SETS = new Set(['generate_series', 'unnest']);
+/** The other set-returning functions of FUNCTIONS, estimated at 100 rows: a constant this long yields no more. */
+const JSON_SETS = new Set(
+  'jsonb_array_elements jsonb_array_elements_text json_array_elements json_array_elements_text jsonb_each jsonb_each_text json_each json_each_text jsonb_object_keys json_object_keys'.split(' '),
+);
+const JSON_SET_CHARS = 200;
+/**
+ * A JSON path runs every accessor on every item the one before made (`$[0,0][0,0]…` doubles
+ * at each step), unseen by the planner: refused in embedded mode, as the operators @? and @@.
+ */
+const JSON_PATHS = new Set(['jsonb_path_query', 'jsonb_path_query_array', 'jsonb_path_query_first', 'jsonb_path_exists', 'jsonb_path_match']);
 
-/** A constant as written: a literal, maybe signed or cast. */
+/** A constant as written: a literal, maybe signed or cast, or an ARRAY[...] of them. */
 function constant(node: unknown): Node | undefined {
-  const n = node as { A_Const?: Node; TypeCast?: { arg?: unknown }; A_Expr?: { kind?: string; lexpr?: unknown; rexpr?: unknown; name?: unknown } };
+  const n = node as { A_Const?: Node; TypeCast?: { arg?: unknown }; A_ArrayExpr?: { elements?: unknown[] }; A_Expr?: { kind?: string; lexpr?: unknown; rexpr?: unknown; name?: unknown } };
   if (n?.A_Const) return n.A_Const;
   if (n?.TypeCast) return constant(n.TypeCast.arg);
+  if (n?.A_ArrayExpr) return (n.A_ArrayExpr.elements ?? []).every((element) => constant(element)) ? n.A_ArrayExpr : undefined;
   const minus = n?.A_Expr;
   if (minus && minus.kind === 'AEXPR_OP' && minus.lexpr === undefined && ['-', '+'].includes(names(minus.name).at(-1)!)) return constant(minus.rexpr);
   return undefined;
@@ -90,6 +120,24 @@ const constantNumber = (node: unknown): number | undefined => {
   return c.ival ? Math.abs(c.ival.ival ?? 0) : c.fval ? Math.abs(Number(c.fval.fval)) : undefined;
 };
 
+/** A string literal as written (maybe cast), else undefined. */
+const constantText = (node: unknown): string | undefined => {
+  const c = constant(node) as { sval?: { sval?: string } } | undefined;
+  return c?.sval ? (c.sval.sval ?? '') : undefined;
+};
+
+/**
+ * format's width is a length like lpad's: each `%[n$][-][width]type` must have a written width
+ * of at most MAX_BUILT_CHARS (none taken from an argument, `*`).
+ */
+function formatWidthsBounded(spec: string): boolean {
+  for (const match of spec.matchAll(/%(%|(?:\d+\$)?-?(\*(?:\d+\$)?|\d*)[sIL]?)/g)) {
+    const width = match[2] ?? '';
+    if (width.startsWith('*') || (width !== '' && !(Number(width) <= MAX_BUILT_CHARS))) return false;
+  }
+  return true;
+}
+
 function checkFunction(call: Node, rules: Rules): void {
   const parts = names(call.funcname);
   const name = parts.at(-1)!;
@@ -98,16 +146,84 @@ function checkFunction(call: Node, rules: Rules): void {
   }
   if (!rules.embedded) return;
   const args = Array.isArray(call.args) ? call.args : [];
-  if (name === 'generate_series' && !args.every((arg) => constant(arg))) {
-    throw new SqlRefused(`generate_series takes constant arguments here: ${SIZED_BY_CONSTANTS}`);
+  if (SIZED_SETS.has(name) && !args.every((arg) => constant(arg))) {
+    throw new SqlRefused(`${name} takes constant arguments here: ${SIZED_BY_CONSTANTS}`);
+  }
+  if (JSON_SETS.has(name) && !(args.length === 1 && (constantText(args[0])?.length ?? Infinity) <= JSON_SET_CHARS)) {
+    throw new SqlRefused(`${name} takes a constant of at most ${JSON_SET_CHARS} characters here (the planner takes it to yield 100 rows whatever it is given): ${SIZED_BY_CONSTANTS}`);
+  }
+  if (JSON_PATHS.has(name)) throw new SqlRefused(`${name} may not be called here (a path's work is not seen by the planner): ${SIZED_BY_CONSTANTS}`);
+  if (name === 'regexp_matches') {
+    // Without the flag g it yields one row at most, as the planner takes it to.
+    const flags = args.length > 2 ? constantText(args[2]) : '';
+    if (flags === undefined || flags.includes('g')) throw new SqlRefused(`regexp_matches takes constant flags without g here (regexp_match yields the first match): ${SIZED_BY_CONSTANTS}`);
   }
   if (name === 'lpad' || name === 'rpad' || name === 'repeat') {
     const count = constantNumber(args[1]);
-    const text = name === 'repeat' ? (constant(args[0]) as { sval?: { sval?: string } } | undefined) : {};
-    const chars = name === 'repeat' ? (text?.sval?.sval?.length ?? Number.NaN) * (count ?? Number.NaN) : count;
+    const text = name === 'repeat' ? constantText(args[0]) : '';
+    const chars = name === 'repeat' ? (text?.length ?? Number.NaN) * (count ?? Number.NaN) : count;
     if (chars === undefined || !(chars <= MAX_BUILT_CHARS)) {
       throw new SqlRefused(`${name} takes ${name === 'repeat' ? 'a constant text and count' : 'a constant length'} making at most ${MAX_BUILT_CHARS} characters here: ${SIZED_BY_CONSTANTS}`);
     }
+  }
+  if (name === 'format') {
+    const spec = constantText(args[0]);
+    if (spec === undefined || !formatWidthsBounded(spec)) {
+      throw new SqlRefused(`format takes a constant format with written widths of at most ${MAX_BUILT_CHARS} here: ${SIZED_BY_CONSTANTS}`);
+    }
+  }
+  if (name === 'replace') {
+    // A replacement no longer than what it replaces makes the text no longer: nested calls cannot multiply it.
+    const from = constantText(args[1]);
+    const to = constantText(args[2]);
+    if (from === undefined || to === undefined || to.length > Math.max(from.length, 1)) {
+      throw new SqlRefused(`replace takes a constant replacement no longer than the constant it replaces here: ${SIZED_BY_CONSTANTS}`);
+    }
+  }
+  if (name === 'regexp_replace') {
+    // A pattern may match at every character, and \& copies a match: a written replacement
+    // without back-references replacing one match adds at most its length; every match
+    // (flag g, or N = 0) may be replaced only by nothing.
+    const to = constantText(args[2]);
+    const flags = args.length === 4 && constantNumber(args[3]) === undefined ? constantText(args[3]) : args.length === 6 ? constantText(args[5]) : '';
+    const nth = args.length >= 5 ? constantNumber(args[4]) : 1;
+    const every = flags === undefined || flags.includes('g') || nth === undefined || nth === 0;
+    if (to === undefined || to.includes('\\') || (to !== '' && every)) {
+      throw new SqlRefused(`regexp_replace takes a constant replacement without back-references here, and replaces every match only by '': ${SIZED_BY_CONSTANTS}`);
+    }
+  }
+}
+
+/** Only operators of pg_catalog, wherever one is written (A_Expr of every kind, ORDER BY ... USING, x op ANY (subquery)). */
+function checkOperator(name: unknown, rules: Rules): void {
+  const operator = names(name);
+  if (operator.length > 1 && (operator.length > 2 || operator[0] !== 'pg_catalog')) {
+    throw new SqlRefused(`the operator ${operator.join('.')} may not be used here (operators of pg_catalog only)`);
+  }
+  // @? and @@ run a JSON path (see JSON_PATHS).
+  if (rules.embedded && ['@?', '@@'].includes(operator.at(-1)!)) throw new SqlRefused(`the operator ${operator.at(-1)} may not be used here: ${SIZED_BY_CONSTANTS}`);
+}
+
+/** The A_Expr kinds PostgreSQL turns into several comparisons, each with its own copy of an operand. */
+const DUPLICATING = new Set(['AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM', 'AEXPR_IN']);
+
+const containsDuplicating = (node: unknown): boolean =>
+  node !== null &&
+  typeof node === 'object' &&
+  Object.entries(node as Node).some(([key, value]) => (key === 'A_Expr' && DUPLICATING.has(String((value as Node).kind))) || containsDuplicating(value));
+
+/**
+ * `x BETWEEN a AND b` is analysed as `x >= a AND x <= b` with a copy of x (SYMMETRIC: four
+ * copies of x, two of a and b), `x IN (c1, c2)` as a comparison per column: nested in one
+ * another they multiply, 4^n copies to analyse and plan (8 levels of BETWEEN SYMMETRIC held a
+ * PostgreSQL backend past a 20 s statement_timeout). A copied operand may hold none of them.
+ */
+function checkDuplicated(expr: Node): void {
+  const kind = String(expr.kind);
+  if (!DUPLICATING.has(kind)) return;
+  const copied = kind.endsWith('_SYM') ? [expr.lexpr, expr.rexpr] : [expr.lexpr];
+  if (copied.some(containsDuplicating)) {
+    throw new SqlRefused('BETWEEN and IN (list) may not be nested in the value they compare (PostgreSQL copies it for each comparison): compare it in a subquery or with >= and <=');
   }
 }
 
@@ -129,28 +245,36 @@ function checkRelation(range: Node, scope: Scope, rules: Rules): void {
  * A SELECT (or one side of a set operation): its WITH queries, each seeing the names PostgreSQL
  * lets it see, then the rest of it seeing them all.
  */
-function visitSelect(select: Node, scope: Scope, rules: Rules): void {
+function visitSelect(select: Node, scope: Scope, rules: Rules, depth: number): void {
   const withClause = select.withClause as { ctes?: { CommonTableExpr: Node }[]; recursive?: boolean } | undefined;
   let inner = scope;
   if (withClause) {
     if (withClause.recursive && rules.embedded) throw new SqlRefused(`WITH RECURSIVE may not be used here: ${SIZED_BY_CONSTANTS}`);
     const ctes = (withClause.ctes ?? []).map((cte) => cte.CommonTableExpr);
+    // Inlined at every reference, n of them each reading the one before twice make a query of
+    // 2^n relations to plan (planning is not stopped by statement_timeout). Without the
+    // keywords, one read more than once is computed once; one read once is inlined, which
+    // copies nothing.
+    if (ctes.some((cte) => cte.ctematerialized === 'CTEMaterializeNever')) {
+      throw new SqlRefused('WITH ... AS NOT MATERIALIZED may not be used here: inlined at every reference, it can multiply the query');
+    }
     const all = new Set(ctes.map((cte) => String(cte.ctename)));
     ctes.forEach((cte, i) => {
       // Without RECURSIVE a WITH query sees only the ones before it, not itself: inside its
       // own body its name is a table's. With RECURSIVE every one sees all of them.
       const visible = withClause.recursive ? all : new Set(ctes.slice(0, i).map((earlier) => String(earlier.ctename)));
-      visit(cte, [visible, ...scope], rules);
+      visit(cte, [visible, ...scope], rules, depth + 1);
     });
     inner = [all, ...scope];
   }
-  for (const [key, value] of Object.entries(select)) if (key !== 'withClause') visit({ [key]: value }, inner, rules);
+  for (const [key, value] of Object.entries(select)) if (key !== 'withClause') visit({ [key]: value }, inner, rules, depth);
 }
 
 /** Checks every node under `node`, by the key it is found under (libpg-query's node names). */
-function visit(node: unknown, scope: Scope, rules: Rules): void {
+function visit(node: unknown, scope: Scope, rules: Rules, depth: number): void {
+  if (depth > MAX_DEPTH) throw new SqlRefused(`the query nests deeper than ${MAX_DEPTH} levels (of operators, calls, subqueries): flatten it`);
   if (Array.isArray(node)) {
-    for (const item of node) visit(item, scope, rules);
+    for (const item of node) visit(item, scope, rules, depth + 1);
     return;
   }
   if (node === null || typeof node !== 'object') return;
@@ -160,16 +284,17 @@ function visit(node: unknown, scope: Scope, rules: Rules): void {
     if (refused) throw new SqlRefused(refused);
     // larg and rarg: the sides of a UNION, INTERSECT or EXCEPT (each may have its own WITH), or of a JOIN.
     if (key === 'SelectStmt' || key === 'larg' || key === 'rarg') {
-      visitSelect(value as Node, scope, rules);
+      visitSelect(value as Node, scope, rules, depth + 1);
       continue;
     }
     if (key === 'RangeVar') checkRelation(value as Node, scope, rules);
     else if (key === 'FuncCall') checkFunction(value as Node, rules);
     else if (key === 'A_Expr') {
-      const operator = names((value as Node).name);
-      if (operator.length > 1 && operator[0] !== 'pg_catalog') throw new SqlRefused(`the operator ${operator.join('.')} may not be used here (operators of pg_catalog only)`);
-    }
-    visit(value, scope, rules);
+      checkOperator((value as Node).name, rules);
+      checkDuplicated(value as Node);
+    } else if (key === 'SortBy') checkOperator((value as Node).useOp, rules);
+    else if (key === 'SubLink') checkOperator((value as Node).operName, rules);
+    visit(value, scope, rules, depth + 1);
   }
 }
 
@@ -183,11 +308,19 @@ export async function checkQuery(sql: string, schema: string, datasets: Readonly
   try {
     tree = (await (await parser()).parse(sql)) as typeof tree;
   } catch (err) {
+    // Reading the parser's tree of a very deep query can overflow the JS stack too.
+    if (err instanceof RangeError) throw new SqlRefused('the query nests too deeply: flatten it');
     throw new SqlRefused(`the query is not valid SQL: ${(err as Error).message}`);
   }
   const statements = tree.stmts ?? [];
   if (statements.length !== 1) throw new SqlRefused(statements.length === 0 ? 'the query is empty' : 'send one statement at a time');
   const top = statements[0]!.stmt;
   if (!('SelectStmt' in top)) throw new SqlRefused(`only SELECT queries run here (got ${Object.keys(top)[0]})`);
-  visit(top, [], { schema, datasets, embedded });
+  try {
+    visit(top, [], { schema, datasets, embedded }, 0);
+  } catch (err) {
+    // MAX_DEPTH keeps the walk far from the stack's end; should it be reached all the same, it is the query's size.
+    if (err instanceof RangeError) throw new SqlRefused(`the query nests too deeply: flatten it`);
+    throw err;
+  }
 }
