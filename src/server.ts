@@ -59,7 +59,7 @@ async function openUploads(config: Config): Promise<UploadStore> {
   if (config.uploadStore.kind === 'file') return fileStore(config.uploadDir);
   const { s3Client, s3Store } = await import('./ingest/s3.js');
   await mkdir(config.uploadDir, { recursive: true }); // scratch space for zips read from the bucket
-  return s3Store(s3Client(config.s3), { ...config.uploadStore, maxUploadBytes: config.maxUploadBytes, scratchDir: config.uploadDir });
+  return s3Store(s3Client(config.s3, config.importTimeoutMs), { ...config.uploadStore, maxUploadBytes: config.maxUploadBytes, scratchDir: config.uploadDir });
 }
 
 async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runtime> {

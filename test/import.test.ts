@@ -287,6 +287,17 @@ describe.each(backends())('imports ($name)', (backend) => {
     expect(json).toMatchObject({ status: 'completed', records_processed: 3, mode: 'replace' });
   });
 
+  it('fails an S3 import whose server hangs within IMPORT_TIMEOUT_MS per try, instead of holding its worker', async () => {
+    s3.freeze();
+    try {
+      const job = await imported({ url: 's3://intake-test/exports/orders.csv', dataset: 's3_frozen' });
+      expect(job).toMatchObject({ status: 'failed', records_processed: 0 });
+      expect(job.error).toMatch(/^ingestion failed after \d+ attempts: .*(time|hang)/i);
+    } finally {
+      s3.thaw();
+    }
+  });
+
   it('follows a redirect, and tries a flaky server again', async () => {
     expect(await imported({ url: `${files.url}/moved`, format: 'csv', dataset: 'moved' })).toMatchObject({ status: 'completed', records_processed: 2 });
     expect(await imported({ url: `${files.url}/flaky`, format: 'csv', dataset: 'flaky' })).toMatchObject({ status: 'completed', records_processed: 2 });

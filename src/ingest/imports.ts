@@ -72,7 +72,7 @@ export async function importInput(raw: string, settings: ImportSettings): Promis
   const url = new URL(raw);
   if (url.protocol === 's3:') {
     const { objectInput, s3Client } = await import('./s3.js');
-    client ??= s3Client(settings.s3);
+    client ??= s3Client(settings.s3, settings.timeoutMs);
     return objectInput(client, url.hostname, decoded(url.pathname.slice(1)), settings.scratchDir);
   }
   return {

@@ -15,7 +15,12 @@ import type { UploadStore } from './uploads.js';
 
 const MIB = 1024 ** 2;
 
-export function s3Client(config: Config['s3']): S3Client {
+/**
+ * `timeoutMs`: how long a connection may take to open, and a request's socket may stay silent
+ * (also while a body streams): an S3 server that hangs fails the read as a network error
+ * instead of holding the job for ever.
+ */
+export function s3Client(config: Config['s3'], timeoutMs: number): S3Client {
   return new S3Client({
     region: config.region,
     endpoint: config.endpoint,
@@ -26,6 +31,7 @@ export function s3Client(config: Config['s3']): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 3,
+    requestHandler: { connectionTimeout: timeoutMs, requestTimeout: timeoutMs, throwOnRequestTimeout: true },
   });
 }
 
