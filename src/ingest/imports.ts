@@ -64,15 +64,16 @@ export function importSource(raw: string, settings: Pick<ImportSettings, 'allowP
   return { sourceType: 'url_import', url, fileName: shownFileName(`${url.origin}${decoded(url.pathname)}`), baseName };
 }
 
-// One client for every s3:// import of this process (the settings are the process's own).
-let client: import('@aws-sdk/client-s3').S3Client | undefined;
+// One client for every s3:// import made with the same settings (a process has one set; tests start several).
+const clients = new WeakMap<ImportSettings, import('@aws-sdk/client-s3').S3Client>();
 
 /** The bytes an import reads, fetched when the job opens them. */
 export async function importInput(raw: string, settings: ImportSettings): Promise<Input> {
   const url = new URL(raw);
   if (url.protocol === 's3:') {
     const { objectInput, s3Client } = await import('./s3.js');
-    client ??= s3Client(settings.s3, settings.timeoutMs);
+    let client = clients.get(settings);
+    if (!client) clients.set(settings, (client = s3Client(settings.s3, settings.timeoutMs)));
     return objectInput(client, url.hostname, decoded(url.pathname.slice(1)), settings.scratchDir);
   }
   return {

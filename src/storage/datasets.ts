@@ -184,24 +184,25 @@ const TABLE_LOCK_WAIT_MS = 1000;
  */
 async function takeTable(tx: Queryable, table: string): Promise<void> {
   const { rows } = await tx.query<{ wait: string }>(`SELECT current_setting('lock_timeout') AS wait`);
-  for (;;) {
-    await tx.query('SAVEPOINT intake_take_table');
-    try {
-      await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [`${TABLE_LOCK_WAIT_MS}ms`]);
-      await tx.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-      await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [rows[0]!.wait]);
-      await tx.query('RELEASE SAVEPOINT intake_take_table');
-      return;
-    } catch (err) {
-      if ((err as { code?: string }).code !== '55P03') throw err; // lock_not_available
-      await tx.query('ROLLBACK TO SAVEPOINT intake_take_table');
-      await tx.query(
-        `SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND a.application_name = $2 AND l.pid <> pg_backend_pid()`,
-        [table, EXPORT_APPLICATION_NAME],
-      );
-    }
+  await tx.query('SAVEPOINT intake_take_table');
+  try {
+    await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [`${TABLE_LOCK_WAIT_MS}ms`]);
+    await tx.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+    await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [rows[0]!.wait]);
+    await tx.query('RELEASE SAVEPOINT intake_take_table');
+    return;
+  } catch (err) {
+    if ((err as { code?: string }).code !== '55P03') throw err; // lock_not_available
+    await tx.query('ROLLBACK TO SAVEPOINT intake_take_table'); // the caller's lock_timeout again
   }
+  await tx.query(
+    `SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND a.application_name = $2 AND l.pid <> pg_backend_pid()`,
+    [table, EXPORT_APPLICATION_NAME],
+  );
+  // The exports are ended; whatever else holds the table is waited for as the caller waits for
+  // any lock (a worker's publish: until it is free; an API write: API_LOCK_TIMEOUT_MS, then 503).
+  await tx.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
 }
 
 /** A load that cannot be published as asked: the job fails with this message. */
