@@ -146,6 +146,10 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     const row = page.locator(`tr[data-job-id="${jobId}"]`);
     await expect.poll(() => row.locator('.badge').textContent()).toBe('queued');
     await page.screenshot({ path: join(shots, 'jobs-live.png') }); // the blocker running, this one queued
+    // Released once the page has shown the blocker's count move a few batches (a fast machine
+    // could otherwise finish it in fewer batches than the check below wants to see).
+    const seenOf = (id: string) => page.evaluate((jobId) => (window as unknown as { seenCounts: Record<string, string[]> }).seenCounts[jobId]?.length ?? 0, id);
+    await expect.poll(() => seenOf(blocker.body.job_id), { timeout: 30_000 }).toBeGreaterThan(3);
     blockerRows.release();
     await expect.poll(() => row.locator('.badge').textContent(), { timeout: 60_000 }).toBe('completed');
     expect(await seenStatuses(page, jobId)).toEqual(['queued', 'running', 'completed']);
