@@ -37,6 +37,8 @@ const headersSchema = {
 
 // Uploads in flight end as their bodies arrive, which nothing predicts.
 const UPLOAD_RETRY_AFTER_SECONDS = 5;
+// A refused body up to this size is read and dropped rather than cut off (see inFlightLimit).
+const SMALL_REFUSED_BODY_BYTES = 64 * 1024;
 
 /**
  * A route hook that lets at most `max` requests be received at once (each holds a connection
@@ -48,7 +50,10 @@ function inFlightLimit(max: number, what: string): onRequestHookHandler {
   return async (request, reply) => {
     if (inFlight >= max) {
       reply.header('retry-after', String(UPLOAD_RETRY_AFTER_SECONDS));
-      reply.header('connection', 'close'); // its body is not read
+      // A large (or unsized) body is not read: the connection closes after the answer. A small
+      // one is read and dropped, so a client still writing it gets the answer, not a broken pipe.
+      const length = Number(request.headers['content-length']);
+      if (!(length <= SMALL_REFUSED_BODY_BYTES)) reply.header('connection', 'close');
       throw new AppError(503, 'too_many_uploads', `This server is already receiving ${max} ${what}: try again shortly`);
     }
     inFlight++;
