@@ -379,13 +379,10 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
       () => true,
       () => false,
     ); // never leave a commit running behind a failure
-    if (canceled.aborted) {
-      log.info({ jobId }, 'the job was canceled: its read was aborted');
-      await noteCanceledRead(tracker, jobId, progress.bytes).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not note how far a canceled job read'));
-      return 'skipped';
-    }
-    if (err instanceof CheckpointConflictError) {
-      log.warn({ jobId }, err.message);
+    if (canceled.aborted || err instanceof CheckpointConflictError) {
+      if (canceled.aborted) log.info({ jobId }, 'the job was canceled: its read was aborted');
+      else log.warn({ jobId }, (err as Error).message);
+      // A no-op unless the job was canceled: then it shows how far this run read.
       await noteCanceledRead(tracker, jobId, progress.bytes).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not note how far a canceled job read'));
       return 'skipped';
     }
