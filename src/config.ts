@@ -1,8 +1,8 @@
 import { webhookUrlProblem, type WebhookSettings } from './webhooks/deliver.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import { datasetNameProblem } from './datasets/names.js';
-import { parseSecretKey } from './secrets.js';
-import { defaultMaxConnections } from './sockets.js';
+import { parseSecretKey } from './core/secrets.js';
+import { defaultMaxConnections } from './core/sockets.js';
 
 /** Everything Intake reads from the environment, validated once at start. */
 export interface Config {

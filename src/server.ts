@@ -19,9 +19,9 @@ import { ensureSchema, migrate } from './storage/migrate.js';
 import { ensureSqlRole, SQL_ROLE, type SqlRole } from './storage/sql-role.js';
 import { openPostgres } from './storage/postgres.js';
 import { enqueueDeliveries, startDeliveries } from './webhooks/deliver.js';
-import { prettyStream } from './log/pretty.js';
+import { prettyStream } from './core/pretty-log.js';
 import { localScheduler, type Scheduler } from './schedules/schedules.js';
-import { limitConnections, openFilesLimit } from './sockets.js';
+import { limitConnections, openFilesLimit } from './core/sockets.js';
 
 export function createLogger(config: Config): FastifyBaseLogger {
   const pretty = config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stdout.isTTY);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { batchReads } from '../src/batch.js';
+import { batchReads } from '../src/core/batch.js';
 
 /** A load that records each batch and answers when release() is called. */
 function recorder() {

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { parseSecretKey, seal, unseal } from '../src/secrets.js';
+import { parseSecretKey, seal, unseal } from '../src/core/secrets.js';
 import { backends, createSandbox, getJson, startServer, type Sandbox, type TestServer } from './helpers.js';
 import { startJira, type JiraServer } from './jira-server.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { follow, type FollowState } from '../src/client/follow.js';
-import type { JobPayload } from '../src/schemas/job.js';
+import type { JobPayload } from '../src/core/job.js';
 
 const job = (version: number, status: JobPayload['status'] = 'running') => ({ job_id: 'j', status, version }) as JobPayload;
 

@@ -35,7 +35,7 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headerKeys } from '../src/ingest/csv.js';
-import { JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, type JobStatus } from '../src/schemas/job.js';
+import { JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, type JobStatus } from '../src/core/job.js';
 import { backends, createSandbox, startServer, type Sandbox, type TestServer } from './helpers.js';
 import { zipOf } from './files.js';
 

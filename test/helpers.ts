@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { expect, inject } from 'vitest';
 import { startWorkerProcess } from './process.js';
 import { loadConfig, type Config } from '../src/config.js';
-import { TERMINAL_STATUSES, type JobPayload } from '../src/schemas/job.js';
+import { TERMINAL_STATUSES, type JobPayload } from '../src/core/job.js';
 import { createIntake, createLogger, type Intake } from '../src/server.js';
 import { stageOf } from '../src/storage/datasets.js';
 

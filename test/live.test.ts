@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fastRedis } from '../src/cache/redis.js';
 import { createStatusCache } from '../src/cache/status-cache.js';
 import { readEvents, type SseEvent } from '../src/client/sse.js';
-import { TERMINAL_STATUSES, type JobPayload, type JobStatus } from '../src/schemas/job.js';
+import { TERMINAL_STATUSES, type JobPayload, type JobStatus } from '../src/core/job.js';
 import { findJob, payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 import { startRedisServer } from './redis-server.js';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../src/config.js';
 import { detectDelimiter, headerKeys, parseCsv, type CsvDialect } from '../src/ingest/csv.js';
 import { decodeUtf8, type Encoding } from '../src/ingest/decode.js';
-import { IngestError } from '../src/ingest/errors.js';
+import { IngestError } from '../src/core/errors.js';
 import { parseJson } from '../src/ingest/json.js';
 import { parseNdjson } from '../src/ingest/ndjson.js';
 import { fileInput, readRecords } from '../src/ingest/parse.js';

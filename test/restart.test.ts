@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/schemas/api.js';
 import { openPglite } from '../src/storage/pglite.js';
 import { DataDirLockedError } from '../src/storage/data-dir-lock.js';
-import { ownerTagOf, processIdOf } from '../src/process-identity.js';
+import { ownerTagOf, processIdOf } from '../src/core/process-identity.js';
 import { backends, createSandbox, getJson, makeCsv, publishedStats, upload, waitForJob, type Backend, type Sandbox } from './helpers.js';
 import { runIntake, startIntakeProcess, type IntakeProcess } from './process.js';
 

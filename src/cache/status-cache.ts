@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
-import { batchReads } from '../batch.js';
+import { batchReads } from '../core/batch.js';
 
 /**
  * The Redis status cache: `ingest_job:{job_id}` holds the job payload as JSON, exactly the

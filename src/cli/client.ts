@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ApiError, createApi, type Api, type SubmittedJob } from '../client/api.js';
 import { follow } from '../client/follow.js';
-import { JOB_STATUSES, type JobPayload } from '../schemas/job.js';
+import { JOB_STATUSES, type JobPayload } from '../core/job.js';
 
 /**
  * The client verbs of jobs (CLIENT_COMMANDS: upload, import, status, jobs, cancel, retry, delete), over

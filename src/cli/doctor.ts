@@ -6,7 +6,7 @@
 import { accessSync, constants, existsSync, readFileSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../config.js';
-import { isRunning, parseProcessId } from '../process-identity.js';
+import { isRunning, parseProcessId } from '../core/process-identity.js';
 import { SQL_ROLE } from '../storage/sql-role.js';
 
 const MIN_FREE_BYTES = 1024 ** 3;

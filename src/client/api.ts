@@ -1,4 +1,4 @@
-import type { JobPayload, JobStatus } from '../schemas/job.js';
+import type { JobPayload, JobStatus } from '../core/job.js';
 
 /** The API's answers, as the CLI and the console read them (the server's schemas are in src/schemas). */
 export type SubmittedJob = JobPayload & { status_url: string };

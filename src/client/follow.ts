@@ -1,4 +1,4 @@
-import { TERMINAL_STATUSES, type JobPayload } from '../schemas/job.js';
+import { TERMINAL_STATUSES, type JobPayload } from '../core/job.js';
 import { readEvents } from './sse.js';
 
 /** connecting: opening the event stream; live: it is open; polling: it is down and the status URL is polled; done: the job ended. */

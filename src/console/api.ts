@@ -1,5 +1,5 @@
 import { ApiError, createApi, type SubmittedJob } from '../client/api.js';
-import type { JobPayload, WriteMode } from '../schemas/job.js';
+import type { JobPayload, WriteMode } from '../core/job.js';
 
 export {
   ApiError,
@@ -12,7 +12,7 @@ export {
   type SqlResult,
   type SubmittedJob,
 } from '../client/api.js';
-export { TERMINAL_STATUSES as TERMINAL } from '../schemas/job.js';
+export { TERMINAL_STATUSES as TERMINAL } from '../core/job.js';
 
 export type Job = JobPayload;
 

@@ -1,5 +1,5 @@
 import { useRef, useState } from 'preact/hooks';
-import { WRITE_MODES, type WriteMode } from '../schemas/job.js';
+import { WRITE_MODES, type WriteMode } from '../core/job.js';
 import { ApiError, uploadFile, type SubmittedJob } from './api.js';
 import { formatBytes } from './format.js';
 import { Link, Notice } from './ui.js';

@@ -7,8 +7,8 @@
  * other column's type is inferred over every value. What the loader has learnt is its state,
  * committed with each batch, so a resumed run goes on from it.
  */
-import { isTabular, type Format } from '../schemas/job.js';
-import { IngestError } from '../ingest/errors.js';
+import { isTabular, type Format } from '../core/job.js';
+import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord, type RowProblem } from '../ingest/record.js';
 import { topLevelFields } from './json-fields.js';
 import { uniqueColumnName } from './names.js';

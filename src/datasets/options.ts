@@ -6,7 +6,7 @@ import { validationError, type ValidationIssue } from '../errors.js';
 import type { Delimiter } from '../ingest/csv.js';
 import { ENCODINGS, type Encoding } from '../ingest/decode.js';
 import type { ReadOptions } from '../ingest/parse.js';
-import { isTabular, WRITE_MODES, type Format, type WriteMode } from '../schemas/job.js';
+import { isTabular, WRITE_MODES, type Format, type WriteMode } from '../core/job.js';
 import type { LoadOptions } from '../storage/jobs.js';
 import { webhookUrlProblem } from '../webhooks/deliver.js';
 import { datasetNameFor, datasetNameProblem } from './names.js';

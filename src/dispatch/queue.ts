@@ -2,7 +2,7 @@ import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { PipelineDeps, RunOutcome } from '../ingest/pipeline.js';
-import { within } from '../within.js';
+import { within } from '../core/within.js';
 import type { Dispatcher, JobKind } from './dispatcher.js';
 import { runToEnd } from './run.js';
 

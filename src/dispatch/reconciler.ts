@@ -2,7 +2,7 @@ import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../storage/db.js';
 import { listOrphanedJobIds, tryTransactionLock } from '../storage/jobs.js';
-import { within } from '../within.js';
+import { within } from '../core/within.js';
 import { enqueue, type JobData } from './queue.js';
 
 // Any constant, the same in every process: whoever holds it is the one active reconciler.

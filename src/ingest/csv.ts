@@ -1,5 +1,5 @@
 import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
-import { IngestError } from './errors.js';
+import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord } from './record.js';
 
 /**

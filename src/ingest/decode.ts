@@ -1,4 +1,4 @@
-import { IngestError } from './errors.js';
+import { IngestError } from '../core/errors.js';
 
 const EMPTY = new Uint8Array(0);
 

@@ -10,7 +10,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IngestError } from './errors.js';
+import { IngestError } from '../core/errors.js';
 
 const MAX_REDIRECTS = 5;
 const ATTEMPTS = 3;

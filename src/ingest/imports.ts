@@ -3,8 +3,8 @@
  * object itself, in the worker, each time it runs. The API only checks and records the URL.
  */
 import type { Config } from '../config.js';
-import type { SourceType } from '../schemas/job.js';
-import { IngestError } from './errors.js';
+import type { SourceType } from '../core/job.js';
+import { IngestError } from '../core/errors.js';
 import { checkImportUrl, isPublicAddress, openUrl } from './fetch.js';
 import { shownFileName } from './file-name.js';
 import type { Input } from './parse.js';

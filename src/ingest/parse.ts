@@ -9,7 +9,7 @@ import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
 import type { Format } from '../schemas/api.js';
 import { parseCsv, type CsvDialect } from './csv.js';
 import { decodeText, type Encoding } from './decode.js';
-import { IngestError } from './errors.js';
+import { IngestError } from '../core/errors.js';
 import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
 import type { ParsedRecord } from './record.js';

@@ -17,12 +17,12 @@ import {
   type Batch,
   type Tracker,
 } from '../jobs/tracking.js';
-import { isTabular, TERMINAL_STATUSES } from '../schemas/job.js';
+import { isTabular, TERMINAL_STATUSES } from '../core/job.js';
 import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount } from '../storage/datasets.js';
 import type { Db } from '../storage/db.js';
 import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, updateHeartbeat, type RowError } from '../storage/transitions.js';
-import { IngestError } from './errors.js';
+import { IngestError } from '../core/errors.js';
 import { readRecords, type Input, type ReadProgress } from './parse.js';
 import { jiraJobInput } from '../jira/source.js';
 import { saveJiraMark } from '../storage/connections.js';

@@ -13,7 +13,7 @@ import { AppError, validationError, type ValidationIssue } from '../errors.js';
 import { shownFileName } from './file-name.js';
 import { FORMATS, MAX_ERRORS_LIMIT, type Format } from '../schemas/api.js';
 import { decodeUtf8 } from './decode.js';
-import { IngestError } from './errors.js';
+import { IngestError } from '../core/errors.js';
 import { parseJson } from './json.js';
 import { parseNdjson } from './ndjson.js';
 import { formatOfName } from './parse.js';

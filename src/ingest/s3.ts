@@ -9,7 +9,7 @@ import { addAbortSignal, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
-import { IngestError } from './errors.js';
+import { IngestError } from '../core/errors.js';
 import type { Input } from './parse.js';
 import type { UploadStore } from './uploads.js';
 

@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ownerGone, ownerTag } from '../process-identity.js';
+import { ownerGone, ownerTag } from '../core/process-identity.js';
 import type { Input } from './parse.js';
 
 /**

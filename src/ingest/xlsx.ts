@@ -10,7 +10,7 @@ import { posix } from 'node:path';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import type { InputLimits } from '../config.js';
 import { CsvRecord, headerKeys } from './csv.js';
-import { IngestError } from './errors.js';
+import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord } from './record.js';
 import type { Zip } from './zip.js';
 

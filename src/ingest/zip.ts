@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import yauzl, { type Entry, type ZipFile } from 'yauzl';
-import { IngestError } from './errors.js';
+import { IngestError } from '../core/errors.js';
 
 // A zip's table of contents is read whole: this many entries at most.
 const MAX_ENTRIES = 10_000;

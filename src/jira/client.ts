@@ -2,7 +2,7 @@
  * Talking to Jira's REST API (v3): Basic auth with the account's email and an API token, over
  * the same guarded HTTP as imports (no private addresses unless IMPORT_ALLOW_PRIVATE).
  */
-import { IngestError } from '../ingest/errors.js';
+import { IngestError } from '../core/errors.js';
 import { getText, type FetchOptions } from '../ingest/fetch.js';
 
 export interface JiraAccount {

@@ -10,12 +10,12 @@
  * written as text Jira reads in the *account's* time zone, which skips or repeats issues).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IngestError } from '../ingest/errors.js';
+import { IngestError } from '../core/errors.js';
 import { Unreachable, type FetchOptions } from '../ingest/fetch.js';
 import type { Input } from '../ingest/parse.js';
 import type { ImportSettings } from '../ingest/imports.js';
 import { isPublicAddress } from '../ingest/fetch.js';
-import { unseal } from '../secrets.js';
+import { unseal } from '../core/secrets.js';
 import { findConnection, findJiraMark } from '../storage/connections.js';
 import type { Queryable } from '../storage/db.js';
 import { jiraGet, jiraMessage, type JiraAccount } from './client.js';

@@ -5,7 +5,7 @@
  */
 import { loadOptions } from '../datasets/options.js';
 import { AppError, validationError } from '../errors.js';
-import { IngestError } from '../ingest/errors.js';
+import { IngestError } from '../core/errors.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetch.js';
 import { importSource, type ImportSettings } from '../ingest/imports.js';
 import { formatOfName } from '../ingest/parse.js';

@@ -2,10 +2,10 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
 import { AppError, validationError } from '../errors.js';
-import { IngestError } from '../ingest/errors.js';
+import { IngestError } from '../core/errors.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetch.js';
 import { checkJiraAccount } from '../jira/client.js';
-import { seal } from '../secrets.js';
+import { seal } from '../core/secrets.js';
 import { deleteConnection, findConnection, insertConnection, listConnections, type ConnectionRow } from '../storage/connections.js';
 import { apiTransaction, type Db } from '../storage/db.js';
 import { errorRef } from '../schemas/api.js';

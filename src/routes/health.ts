@@ -3,7 +3,7 @@ import type { StatusCache } from '../cache/status-cache.js';
 import { requireToken } from '../auth.js';
 import { PROBE_TIMEOUT_MS, type Metrics } from '../metrics.js';
 import { errorRef } from '../schemas/api.js';
-import { within } from '../within.js';
+import { within } from '../core/within.js';
 import type { Db } from '../storage/db.js';
 
 type Check = 'ok' | 'unreachable';

@@ -10,7 +10,7 @@ import { jobIdOf, sendJob } from './reply.js';
 import { encodingOption } from '../datasets/options.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, retryQuerySchema } from '../schemas/api.js';
 import { DatabaseUnavailableError, type Db } from '../storage/db.js';
-import { batchReads } from '../batch.js';
+import { batchReads } from '../core/batch.js';
 import { listDeliveries } from '../storage/deliveries.js';
 import { shownUrl } from '../webhooks/deliver.js';
 import { countJobs, findJob, findPayloads, isJobId, listJobs, toPayload, type ListOptions } from '../storage/jobs.js';

@@ -8,7 +8,7 @@ import { Queue, Worker } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import { patientRedis } from '../cache/redis.js';
 import { bullPrefix } from '../dispatch/queue.js';
-import { within } from '../within.js';
+import { within } from '../core/within.js';
 import { tick, type Scheduler } from './schedules.js';
 import { findSchedule, listSchedules } from '../storage/schedules.js';
 

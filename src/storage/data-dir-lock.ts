@@ -1,6 +1,6 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { formatProcessId, isRunning, parseProcessId, thisProcess } from '../process-identity.js';
+import { formatProcessId, isRunning, parseProcessId, thisProcess } from '../core/process-identity.js';
 
 export class DataDirLockedError extends Error {
   constructor(dataDir: string, pid: number) {

@@ -14,7 +14,7 @@ import { castFromCsv, castFromJson, widenExpression } from '../datasets/casts.js
 import { topLevelFields } from '../datasets/json-fields.js';
 import { stageColumn, type LoadState } from '../datasets/loader.js';
 import { COLUMN_TYPES, joinTypes, type ColumnType } from '../datasets/types.js';
-import { isTabular, type Format } from '../schemas/job.js';
+import { isTabular, type Format } from '../core/job.js';
 import type { Queryable, TextRow } from './db.js';
 
 export const STAGE_SCHEMA = 'intake_stage';
@@ -150,7 +150,7 @@ export async function datasetColumns(db: Queryable, schema: string, dataset: str
 
 const isColumnType = (type: string): type is ColumnType => (COLUMN_TYPES as readonly string[]).includes(type);
 
-import type { WriteMode } from '../schemas/job.js';
+import type { WriteMode } from '../core/job.js';
 
 export interface Publish {
   schema: string;

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { JOB_STATUSES, type JobStatus } from '../../schemas/job.js';
+import { JOB_STATUSES, type JobStatus } from '../../core/job.js';
 import { api, type Job, type JobList } from '../api.js';
 import { formatCount, formatDuration, formatTime } from '../format.js';
 import { followAllJobs } from '../live.js';
