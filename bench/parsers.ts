@@ -1,11 +1,11 @@
 /**
  * npm run bench:parsers [-- ROWS]: the CSV parser picked by measurement. Parses the same
  * deterministic Jira-like CSV (default 300,000 rows, ~45 MB) with Intake's streaming parser
- * (src/ingest/csv.ts) and with csv-parse (the common choice, `columns: true`), alternating,
+ * (src/formats/csv.ts) and with csv-parse (the common choice, `columns: true`), alternating,
  * five runs each, and prints the medians and their ratio.
  */
 import { parse } from 'csv-parse';
-import { parseCsv } from '../src/ingest/csv.js';
+import { parseCsv } from '../src/formats/csv.js';
 import { jiraCsv } from './jira-csv.js';
 
 const rows = Number(process.argv[2] ?? 300_000);

@@ -34,7 +34,7 @@ import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { headerKeys } from '../src/ingest/csv.js';
+import { headerKeys } from '../src/formats/csv.js';
 import { JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, type JobStatus } from '../src/core/job.js';
 import { backends, createSandbox, startServer, type Sandbox, type TestServer } from './helpers.js';
 import { zipOf } from './files.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
-import { headerKeys } from '../src/ingest/csv.js';
+import { headerKeys } from '../src/formats/csv.js';
 import { zipOf } from './files.js';
 import { backends, createSandbox, getJson, postRecords, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 

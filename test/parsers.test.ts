@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { parse as csvParseSync } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../src/config.js';
-import { detectDelimiter, headerKeys, parseCsv, type CsvDialect } from '../src/ingest/csv.js';
-import { decodeUtf8, type Encoding } from '../src/ingest/decode.js';
+import { detectDelimiter, headerKeys, parseCsv, type CsvDialect } from '../src/formats/csv.js';
+import { decodeUtf8, type Encoding } from '../src/formats/decode.js';
 import { IngestError } from '../src/core/errors.js';
-import { parseJson } from '../src/ingest/json.js';
-import { parseNdjson } from '../src/ingest/ndjson.js';
-import { fileInput, readRecords } from '../src/ingest/parse.js';
-import { hasNulEscape, type ParsedRecord } from '../src/ingest/record.js';
+import { parseJson } from '../src/formats/json.js';
+import { parseNdjson } from '../src/formats/ndjson.js';
+import { fileInput, readRecords } from '../src/formats/parse.js';
+import { hasNulEscape, type ParsedRecord } from '../src/formats/record.js';
 import { xlsxOf } from './files.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
  */
 import { isTabular, type Format } from '../core/job.js';
 import { IngestError } from '../core/errors.js';
-import { rowError, type ParsedRecord, type RowProblem } from '../ingest/record.js';
+import { rowError, type ParsedRecord, type RowProblem } from '../formats/record.js';
 import { topLevelFields } from './json-fields.js';
 import { uniqueColumnName } from './names.js';
 import { jsonFits, jsonStorable, textFits, TypeTally, type ColumnType } from './types.js';

@@ -3,9 +3,9 @@
  * its form fields, checked into what the job row keeps. Anything wrong is a 422 naming it.
  */
 import { validationError, type ValidationIssue } from '../errors.js';
-import type { Delimiter } from '../ingest/csv.js';
-import { ENCODINGS, type Encoding } from '../ingest/decode.js';
-import type { ReadOptions } from '../ingest/parse.js';
+import type { Delimiter } from '../formats/csv.js';
+import { ENCODINGS, type Encoding } from '../formats/decode.js';
+import type { ReadOptions } from '../formats/parse.js';
 import { isTabular, WRITE_MODES, type Format, type WriteMode } from '../core/job.js';
 import type { LoadOptions } from '../storage/jobs.js';
 import { webhookUrlProblem } from '../webhooks/deliver.js';

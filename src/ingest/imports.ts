@@ -6,8 +6,8 @@ import type { Config } from '../config.js';
 import type { SourceType } from '../core/job.js';
 import { IngestError } from '../core/errors.js';
 import { checkImportUrl, isPublicAddress, openUrl } from './fetch.js';
-import { shownFileName } from './file-name.js';
-import type { Input } from './parse.js';
+import { shownFileName } from '../formats/file-name.js';
+import type { Input } from '../formats/parse.js';
 
 /** A URL's path percent-decoded, or as written when its escapes are not valid UTF-8 (%zz). */
 function decoded(text: string): string {

@@ -23,7 +23,7 @@ import type { Db } from '../storage/db.js';
 import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, updateHeartbeat, type RowError } from '../storage/transitions.js';
 import { IngestError } from '../core/errors.js';
-import { readRecords, type Input, type ReadProgress } from './parse.js';
+import { readRecords, type Input, type ReadProgress } from '../formats/parse.js';
 import { jiraJobInput } from '../jira/source.js';
 import { saveJiraMark } from '../storage/connections.js';
 import { importInput, type ImportSettings } from './imports.js';

@@ -10,13 +10,13 @@ import type { Multipart } from '@fastify/multipart';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../config.js';
 import { AppError, validationError, type ValidationIssue } from '../errors.js';
-import { shownFileName } from './file-name.js';
+import { shownFileName } from '../formats/file-name.js';
 import { FORMATS, MAX_ERRORS_LIMIT, type Format } from '../schemas/api.js';
-import { decodeUtf8 } from './decode.js';
+import { decodeUtf8 } from '../formats/decode.js';
 import { IngestError } from '../core/errors.js';
-import { parseJson } from './json.js';
-import { parseNdjson } from './ndjson.js';
-import { formatOfName } from './parse.js';
+import { parseJson } from '../formats/json.js';
+import { parseNdjson } from '../formats/ndjson.js';
+import { formatOfName } from '../formats/parse.js';
 import type { UploadStore } from './uploads.js';
 
 // Multipart limits: one file, and a few short fields before it (max_errors). Anything more is

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { IngestError } from '../core/errors.js';
-import type { Input } from './parse.js';
+import type { Input } from '../formats/parse.js';
 import type { UploadStore } from './uploads.js';
 
 const MIB = 1024 ** 2;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ownerGone, ownerTag } from '../core/process-identity.js';
-import type { Input } from './parse.js';
+import type { Input } from '../formats/parse.js';
 
 /**
  * Where uploads are kept between the submit and the job's end, under the job id (never the

@@ -12,7 +12,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IngestError } from '../core/errors.js';
 import { Unreachable, type FetchOptions } from '../ingest/fetch.js';
-import type { Input } from '../ingest/parse.js';
+import type { Input } from '../formats/parse.js';
 import type { ImportSettings } from '../ingest/imports.js';
 import { isPublicAddress } from '../ingest/fetch.js';
 import { unseal } from '../core/secrets.js';

@@ -8,7 +8,7 @@ import { AppError, validationError } from '../errors.js';
 import { IngestError } from '../core/errors.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetch.js';
 import { importSource, type ImportSettings } from '../ingest/imports.js';
-import { formatOfName } from '../ingest/parse.js';
+import { formatOfName } from '../formats/parse.js';
 import type { Format } from '../schemas/api.js';
 import type { Queryable } from '../storage/db.js';
 import { findConnection } from '../storage/connections.js';

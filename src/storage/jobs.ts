@@ -1,5 +1,5 @@
 import type { ColumnType } from '../datasets/types.js';
-import type { ReadOptions } from '../ingest/parse.js';
+import type { ReadOptions } from '../formats/parse.js';
 import type { Format, JobPayload, JobStatus, SourceType, WriteMode } from '../schemas/api.js';
 import type { Queryable, TextRow } from './db.js';
 

@@ -5,7 +5,7 @@
  * change means and who is told about it. Times are clock_timestamp(), when the statement runs:
  * NOW() is when its transaction began, which for a completing job is before its publish.
  */
-import type { ReadOptions } from '../ingest/parse.js';
+import type { ReadOptions } from '../formats/parse.js';
 import type { Queryable } from './db.js';
 import { JOB_COLUMNS, STALE_HEARTBEAT, type JobRow } from './jobs.js';
 
