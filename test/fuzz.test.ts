@@ -1472,7 +1472,7 @@ describe('the import address check', () => {
     });
 
   it('refuses IPv4-mapped, -compatible and NAT64 addresses whatever they carry, and 6to4 and Teredo ones exactly when what they carry is refused', async () => {
-    const { isPublicAddress } = await import('../src/ingest/fetch.js');
+    const { isPublicAddress } = await import('../src/net/fetch.js');
     const v4Arb = fc.oneof(
       fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)),
       fc.constantFrom<[number, number, number, number]>([127, 0, 0, 1], [10, 1, 2, 3], [192, 168, 1, 1], [169, 254, 169, 254], [172, 16, 0, 1], [100, 64, 0, 1], [0, 0, 0, 0], [8, 8, 8, 8]),

@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AddressRefused, isPublicAddress, openUrl } from '../src/ingest/fetch.js';
+import { AddressRefused, isPublicAddress, openUrl } from '../src/net/fetch.js';
 import type { JobPayload } from '../src/schemas/api.js';
 import { backends, createSandbox, postJson, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { zipOf } from './files.js';

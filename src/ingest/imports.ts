@@ -5,7 +5,7 @@
 import type { Config } from '../config.js';
 import type { SourceType } from '../core/job.js';
 import { IngestError } from '../core/errors.js';
-import { checkImportUrl, isPublicAddress, openUrl } from './fetch.js';
+import { checkImportUrl, isPublicAddress, openUrl } from '../net/fetch.js';
 import { shownFileName } from '../formats/file-name.js';
 import type { Input } from '../formats/parse.js';
 

@@ -3,7 +3,7 @@
  * the same guarded HTTP as imports (no private addresses unless IMPORT_ALLOW_PRIVATE).
  */
 import { IngestError } from '../core/errors.js';
-import { getText, type FetchOptions } from '../ingest/fetch.js';
+import { getText, type FetchOptions } from '../net/fetch.js';
 
 export interface JiraAccount {
   baseUrl: string;

@@ -11,10 +11,10 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IngestError } from '../core/errors.js';
-import { Unreachable, type FetchOptions } from '../ingest/fetch.js';
+import { Unreachable, type FetchOptions } from '../net/fetch.js';
 import type { Input } from '../formats/parse.js';
 import type { ImportSettings } from '../ingest/imports.js';
-import { isPublicAddress } from '../ingest/fetch.js';
+import { isPublicAddress } from '../net/fetch.js';
 import { unseal } from '../core/secrets.js';
 import { findConnection, findJiraMark } from '../storage/connections.js';
 import type { Queryable } from '../storage/db.js';

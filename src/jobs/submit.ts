@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Dispatcher, JobKind } from '../dispatch/dispatcher.js';
 import { AppError } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
-import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetch.js';
+import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';
 import type { UploadStore } from '../ingest/uploads.js';
 import type { Db } from '../storage/db.js';
 import { datasetCapReached, tooManyDatasets } from '../storage/datasets.js';

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
 import { AppError, validationError } from '../errors.js';
 import { IngestError } from '../core/errors.js';
-import { AddressRefused, checkImportHost, isPublicAddress } from '../ingest/fetch.js';
+import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';
 import { checkJiraAccount } from '../jira/client.js';
 import { seal } from '../core/secrets.js';
 import { deleteConnection, findConnection, insertConnection, listConnections, type ConnectionRow } from '../storage/connections.js';

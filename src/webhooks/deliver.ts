@@ -10,7 +10,7 @@ import { createHmac } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { FastifyBaseLogger } from 'fastify';
-import { AddressRefused, checkImportUrl, guardedLookup, isPublicAddress } from '../ingest/fetch.js';
+import { AddressRefused, checkImportUrl, guardedLookup, isPublicAddress } from '../net/fetch.js';
 import type { Db, Queryable } from '../storage/db.js';
 import { claimDue, failExpired, insertDeliveries, recordAttempt, type AttemptResult, type DueDelivery, type NewDelivery } from '../storage/deliveries.js';
 import { payloadJson, type JobRow } from '../storage/jobs.js';
