@@ -11,7 +11,7 @@ import { refuseNonFiniteNumbers } from './numeric-query.js';
 import { registerErrorHandlers } from './errors.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import type { Scheduler } from './schedules/schedules.js';
-import type { UploadStore } from './ingest/uploads.js';
+import type { UploadStore } from './sources/uploads.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
 import { importRoutes } from './routes/import.js';

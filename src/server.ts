@@ -9,8 +9,8 @@ import type { Dispatcher } from './dispatch/dispatcher.js';
 import { createLocalDispatcher } from './dispatch/local.js';
 import { createLocalEvents, type JobEvents } from './events/job-events.js';
 import type { PipelineDeps } from './ingest/pipeline.js';
-import { importSettings } from './ingest/imports.js';
-import { fileStore, type UploadStore } from './ingest/uploads.js';
+import { importSettings } from './sources/imports.js';
+import { fileStore, type UploadStore } from './sources/uploads.js';
 import { startRetention } from './jobs/removal.js';
 import { createTracker, type Outbox } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
@@ -57,7 +57,7 @@ interface Runtime {
 /** The upload store UPLOAD_STORE names; the AWS SDK is loaded only when it is used. */
 async function openUploads(config: Config): Promise<UploadStore> {
   if (config.uploadStore.kind === 'file') return fileStore(config.uploadDir);
-  const { s3Client, s3Store } = await import('./ingest/s3.js');
+  const { s3Client, s3Store } = await import('./sources/s3.js');
   await mkdir(config.uploadDir, { recursive: true }); // scratch space for zips read from the bucket
   return s3Store(s3Client(config.s3, config.importTimeoutMs), { ...config.uploadStore, maxUploadBytes: config.maxUploadBytes, scratchDir: config.uploadDir });
 }

@@ -6,7 +6,7 @@
  * parts: the status cache's marks (changes in flight, fills, failures, dead writers, tombstones,
  * timeouts) and the tracker's use of them (marked before each COMMIT, never for a no-op).
  */
-import { fileStore } from '../src/ingest/uploads.js';
+import { fileStore } from '../src/sources/uploads.js';
 import { randomUUID } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { issueRecord, OVERLAP_MS } from '../src/jira/source.js';
+import { issueRecord, OVERLAP_MS } from '../src/sources/jira.js';
 import type { JobPayload } from '../src/schemas/api.js';
 import { backends, createSandbox, getJson, stageExists, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { jiraTime, startJira, zonedTime, type JiraIssue, type JiraServer } from './jira-server.js';

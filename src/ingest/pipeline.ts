@@ -24,10 +24,10 @@ import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, updateHeartbeat, type RowError } from '../storage/transitions.js';
 import { IngestError } from '../core/errors.js';
 import { readRecords, type Input, type ReadProgress } from '../formats/parse.js';
-import { jiraJobInput } from '../jira/source.js';
+import { jiraJobInput } from '../sources/jira.js';
 import { saveJiraMark } from '../storage/connections.js';
-import { importInput, type ImportSettings } from './imports.js';
-import type { UploadStore } from './uploads.js';
+import { importInput, type ImportSettings } from '../sources/imports.js';
+import type { UploadStore } from '../sources/uploads.js';
 
 export interface PipelineDeps {
   db: Db;

@@ -17,7 +17,7 @@ import { IngestError } from '../core/errors.js';
 import { parseJson } from '../formats/json.js';
 import { parseNdjson } from '../formats/ndjson.js';
 import { formatOfName } from '../formats/parse.js';
-import type { UploadStore } from './uploads.js';
+import type { UploadStore } from '../sources/uploads.js';
 
 // Multipart limits: one file, and a few short fields before it (max_errors). Anything more is
 // refused with 413 while it streams, and nothing is kept.

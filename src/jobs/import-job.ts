@@ -7,7 +7,7 @@ import { loadOptions } from '../datasets/options.js';
 import { AppError, validationError } from '../errors.js';
 import { IngestError } from '../core/errors.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';
-import { importSource, type ImportSettings } from '../ingest/imports.js';
+import { importSource, type ImportSettings } from '../sources/imports.js';
 import { formatOfName } from '../formats/parse.js';
 import type { Format } from '../schemas/api.js';
 import type { Queryable } from '../storage/db.js';

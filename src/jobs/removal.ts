@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { PendingChange, StatusCache } from '../cache/status-cache.js';
-import type { UploadStore } from '../ingest/uploads.js';
+import type { UploadStore } from '../sources/uploads.js';
 import { dropOrphanStages, dropStage } from '../storage/datasets.js';
 import { limitLockWait, type Db, type Queryable } from '../storage/db.js';
 import { deleteOrphanDeliveries } from '../storage/deliveries.js';

@@ -3,7 +3,7 @@ import type { Dispatcher, JobKind } from '../dispatch/dispatcher.js';
 import { AppError } from '../errors.js';
 import type { JobEvents } from '../events/job-events.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';
-import type { UploadStore } from '../ingest/uploads.js';
+import type { UploadStore } from '../sources/uploads.js';
 import type { Db } from '../storage/db.js';
 import { datasetCapReached, tooManyDatasets } from '../storage/datasets.js';
 import { claimKey, findJob, findKey, insertJob, payloadJson, type JobRow, type NewJob } from '../storage/jobs.js';

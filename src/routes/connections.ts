@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import { AppError, validationError } from '../errors.js';
 import { IngestError } from '../core/errors.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';
-import { checkJiraAccount } from '../jira/client.js';
+import { checkJiraAccount } from '../sources/jira-client.js';
 import { seal } from '../core/secrets.js';
 import { deleteConnection, findConnection, insertConnection, listConnections, type ConnectionRow } from '../storage/connections.js';
 import { apiTransaction, type Db } from '../storage/db.js';

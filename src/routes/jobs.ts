@@ -1,4 +1,4 @@
-import type { UploadStore } from '../ingest/uploads.js';
+import type { UploadStore } from '../sources/uploads.js';
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import type { StatusCache } from '../cache/status-cache.js';
 import type { Config } from '../config.js';

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
 import { AppError, validationError } from '../errors.js';
-import { importSettings } from '../ingest/imports.js';
+import { importSettings } from '../sources/imports.js';
 import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
 import { checkCallback } from '../jobs/submit.js';
 import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../schedules/schedules.js';

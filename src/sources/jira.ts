@@ -13,12 +13,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { IngestError } from '../core/errors.js';
 import { Unreachable, type FetchOptions } from '../net/fetch.js';
 import type { Input } from '../formats/parse.js';
-import type { ImportSettings } from '../ingest/imports.js';
+import type { ImportSettings } from './imports.js';
 import { isPublicAddress } from '../net/fetch.js';
 import { unseal } from '../core/secrets.js';
 import { findConnection, findJiraMark } from '../storage/connections.js';
 import type { Queryable } from '../storage/db.js';
-import { jiraGet, jiraMessage, type JiraAccount } from './client.js';
+import { jiraGet, jiraMessage, type JiraAccount } from './jira-client.js';
 
 /** The fields asked for: the typed columns' sources (the raw issue holds whatever else Jira sends with them). */
 const FIELDS = ['summary', 'status', 'issuetype', 'priority', 'assignee', 'reporter', 'created', 'updated', 'resolutiondate', 'labels', 'project', 'parent', 'description'];
