@@ -13,8 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fastRedis } from '../src/cache/redis.js';
-import { createStatusCache, type StatusCache, type StatusCacheOptions } from '../src/cache/status-cache.js';
+import { fastRedis } from '../src/live/redis.js';
+import { createStatusCache, type StatusCache, type StatusCacheOptions } from '../src/live/status-cache.js';
 import { removeJob, sweepOnce } from '../src/jobs/removal.js';
 import { createStage } from '../src/storage/datasets.js';
 import {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CacheStats, StatusCache } from '../src/cache/status-cache.js';
+import type { CacheStats, StatusCache } from '../src/live/status-cache.js';
 import type { JobPayload } from '../src/schemas/api.js';
 import { createSandbox, getJson, makeCsv, publishedStats, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';

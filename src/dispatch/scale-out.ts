@@ -1,10 +1,10 @@
 import { Queue } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
-import { fastRedis, patientRedis } from '../cache/redis.js';
-import { createStatusCache, type StatusCache } from '../cache/status-cache.js';
+import { fastRedis, patientRedis } from '../live/redis.js';
+import { createStatusCache, type StatusCache } from '../live/status-cache.js';
 import type { Config } from '../config.js';
-import { createRedisEvents, type JobEvents } from '../events/job-events.js';
+import { createRedisEvents, type JobEvents } from '../live/job-events.js';
 import type { PipelineDeps } from '../ingest/pipeline.js';
 import type { Db } from '../storage/db.js';
 import { findPayload } from '../storage/jobs.js';

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../config.js';
-import type { JobEvents } from '../events/job-events.js';
+import type { JobEvents } from '../live/job-events.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
 import { datasetNameFor } from '../datasets/names.js';
 import { COLUMN_TYPES, type ColumnType } from '../datasets/types.js';

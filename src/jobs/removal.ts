@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { PendingChange, StatusCache } from '../cache/status-cache.js';
+import type { PendingChange, StatusCache } from '../live/status-cache.js';
 import type { UploadStore } from '../sources/uploads.js';
 import { dropOrphanStages, dropStage } from '../storage/datasets.js';
 import { limitLockWait, type Db, type Queryable } from '../storage/db.js';

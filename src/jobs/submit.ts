@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Dispatcher, JobKind } from '../dispatch/dispatcher.js';
 import { AppError } from '../errors.js';
-import type { JobEvents } from '../events/job-events.js';
+import type { JobEvents } from '../live/job-events.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';
 import type { UploadStore } from '../sources/uploads.js';
 import type { Db } from '../storage/db.js';

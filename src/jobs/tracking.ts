@@ -7,8 +7,8 @@
  * cache marks the key, so readers go to the database), and after the COMMIT how it went (the
  * cache gets the new payload and the live event is published).
  */
-import type { StatusCache } from '../cache/status-cache.js';
-import type { JobEvents } from '../events/job-events.js';
+import type { StatusCache } from '../live/status-cache.js';
+import type { JobEvents } from '../live/job-events.js';
 import { limitLockWait, type Db, type Queryable } from '../storage/db.js';
 import { payloadJson, type JobRow } from '../storage/jobs.js';
 import { copyStage } from '../storage/datasets.js';

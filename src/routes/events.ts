@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import type { FastifyReply } from 'fastify';
 import { AppError, jobNotFound } from '../errors.js';
-import type { JobEvents } from '../events/job-events.js';
+import type { JobEvents } from '../live/job-events.js';
 import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas/api.js';
 import type { Db } from '../storage/db.js';
 import { findJob, findPayloads, toPayload } from '../storage/jobs.js';

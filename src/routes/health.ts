@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { StatusCache } from '../cache/status-cache.js';
+import type { StatusCache } from '../live/status-cache.js';
 import { requireToken } from '../auth.js';
 import { PROBE_TIMEOUT_MS, type Metrics } from '../metrics.js';
 import { errorRef } from '../schemas/api.js';

@@ -1,6 +1,6 @@
 import type { UploadStore } from '../sources/uploads.js';
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
-import type { StatusCache } from '../cache/status-cache.js';
+import type { StatusCache } from '../live/status-cache.js';
 import type { Config } from '../config.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import { AppError, jobNotFound, validationError } from '../errors.js';

@@ -6,7 +6,7 @@
  */
 import { Queue, Worker } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
-import { patientRedis } from '../cache/redis.js';
+import { patientRedis } from '../live/redis.js';
 import { bullPrefix } from '../dispatch/queue.js';
 import { within } from '../core/within.js';
 import { tick, type Scheduler } from './schedules.js';
