@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config } from './config.js';
-import type { Dispatcher } from './dispatch/dispatcher.js';
+import type { Dispatcher } from './jobs/dispatcher.js';
 import { registerCors, requireToken } from './auth.js';
 import { limitSlowBodies } from './slow-bodies.js';
 import { refuseNonFiniteNumbers } from './numeric-query.js';

@@ -1,7 +1,7 @@
-import type { PipelineDeps } from '../ingest/pipeline.js';
+import type { PipelineDeps } from '../jobs/runner.js';
 import { listUnfinishedJobIds } from '../storage/jobs.js';
-import type { Dispatcher, JobKind } from './dispatcher.js';
-import { runToEnd } from './run.js';
+import type { Dispatcher, JobKind } from '../jobs/dispatcher.js';
+import { runToEnd } from '../jobs/run.js';
 
 export interface LocalDispatcherOptions {
   pipeline: PipelineDeps;

@@ -1,10 +1,10 @@
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
-import type { PipelineDeps, RunOutcome } from '../ingest/pipeline.js';
+import type { PipelineDeps, RunOutcome } from '../jobs/runner.js';
 import { within } from '../core/within.js';
-import type { Dispatcher, JobKind } from './dispatcher.js';
-import { runToEnd } from './run.js';
+import type { Dispatcher, JobKind } from '../jobs/dispatcher.js';
+import { runToEnd } from '../jobs/run.js';
 
 export const QUEUE_NAME = 'intake-ingest';
 

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { Dispatcher, JobKind } from '../dispatch/dispatcher.js';
+import type { Dispatcher, JobKind } from './dispatcher.js';
 import { AppError } from '../errors.js';
 import type { JobEvents } from '../live/job-events.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';

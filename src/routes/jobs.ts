@@ -2,7 +2,7 @@ import type { UploadStore } from '../sources/uploads.js';
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import type { StatusCache } from '../live/status-cache.js';
 import type { Config } from '../config.js';
-import type { Dispatcher } from '../dispatch/dispatcher.js';
+import type { Dispatcher } from '../jobs/dispatcher.js';
 import { AppError, jobNotFound, validationError } from '../errors.js';
 import { removeJob } from '../jobs/removal.js';
 import { cancelJob, retryJob, type Tracker } from '../jobs/tracking.js';

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Dispatcher } from '../dispatch/dispatcher.js';
+import type { Dispatcher } from '../jobs/dispatcher.js';
 import type { JobEvents } from '../live/job-events.js';
 import type { ImportSettings } from '../sources/imports.js';
 import { prepareImport, type ImportRequest } from '../jobs/import-job.js';

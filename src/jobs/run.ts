@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { markFailed, releaseAttempt, type Tracker } from '../jobs/tracking.js';
-import { runJob, type PipelineDeps, type RunOutcome } from '../ingest/pipeline.js';
+import { markFailed, releaseAttempt, type Tracker } from './tracking.js';
+import { runJob, type PipelineDeps, type RunOutcome } from './runner.js';
 import { DatabaseUnavailableError } from '../storage/db.js';
 
 /**

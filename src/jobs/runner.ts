@@ -16,7 +16,7 @@ import {
   restartJob,
   type Batch,
   type Tracker,
-} from '../jobs/tracking.js';
+} from './tracking.js';
 import { isTabular, TERMINAL_STATUSES } from '../core/job.js';
 import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount } from '../storage/datasets.js';
 import type { Db } from '../storage/db.js';
