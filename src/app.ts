@@ -10,7 +10,7 @@ import { limitSlowBodies } from './slow-bodies.js';
 import { refuseNonFiniteNumbers } from './numeric-query.js';
 import { registerErrorHandlers } from './errors.js';
 import { scheduleRoutes } from './routes/schedules.js';
-import type { Scheduler } from './schedules/schedules.js';
+import type { Scheduler } from './runtime/schedules.js';
 import type { UploadStore } from './sources/uploads.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
@@ -27,7 +27,7 @@ import type { JobEvents } from './live/job-events.js';
 import type { Tracker } from './jobs/tracking.js';
 import { eventRoutes } from './routes/events.js';
 import { consoleRoutes } from './routes/console.js';
-import { createMetrics, type QueueCounts } from './metrics.js';
+import { createMetrics, type QueueCounts } from './runtime/metrics.js';
 import { healthRoutes, timeRequests } from './routes/health.js';
 
 export interface AppDeps {

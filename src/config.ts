@@ -1,4 +1,4 @@
-import { webhookUrlProblem, type WebhookSettings } from './webhooks/deliver.js';
+import { webhookUrlProblem, type WebhookSettings } from './runtime/webhooks.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import { datasetNameProblem } from './datasets/names.js';
 import { parseSecretKey } from './core/secrets.js';

@@ -6,7 +6,7 @@ import { createMemoryStatusCache } from './live/memory-status.js';
 import type { StatusCache } from './live/status-cache.js';
 import type { Config } from './config.js';
 import type { Dispatcher } from './jobs/dispatcher.js';
-import { createLocalDispatcher } from './dispatch/local.js';
+import { createLocalDispatcher } from './runtime/local-dispatcher.js';
 import { createLocalEvents, type JobEvents } from './live/job-events.js';
 import type { PipelineDeps } from './jobs/runner.js';
 import { importSettings } from './sources/imports.js';
@@ -14,13 +14,13 @@ import { fileStore, type UploadStore } from './sources/uploads.js';
 import { startRetention } from './jobs/removal.js';
 import { createTracker, type Outbox } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
-import type { QueueCounts } from './metrics.js';
+import type { QueueCounts } from './runtime/metrics.js';
 import { ensureSchema, migrate } from './storage/migrate.js';
 import { ensureSqlRole, SQL_ROLE, type SqlRole } from './storage/sql-role.js';
 import { openPostgres } from './storage/postgres.js';
-import { enqueueDeliveries, startDeliveries } from './webhooks/deliver.js';
+import { enqueueDeliveries, startDeliveries } from './runtime/webhooks.js';
 import { prettyStream } from './core/pretty-log.js';
-import { localScheduler, type Scheduler } from './schedules/schedules.js';
+import { localScheduler, type Scheduler } from './runtime/schedules.js';
 import { limitConnections, openFilesLimit } from './core/sockets.js';
 
 export function createLogger(config: Config): FastifyBaseLogger {
@@ -75,7 +75,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     throw err;
   }
   // BullMQ and ioredis are loaded only when they are used.
-  const scaleOut = config.redisUrl ? (await import('./dispatch/scale-out.js')).openScaleOut(config, db, log) : undefined;
+  const scaleOut = config.redisUrl ? (await import('./runtime/scale-out.js')).openScaleOut(config, db, log) : undefined;
   const events = scaleOut?.events ?? createLocalEvents();
   // Embedded: in memory, so status reads answer while a publish holds PGlite's one connection.
   const cache = scaleOut?.cache ?? (db.kind === 'pglite' ? createMemoryStatusCache() : undefined);
@@ -100,7 +100,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   };
   const dispatcher = scaleOut?.dispatcher ?? createLocalDispatcher({ pipeline, concurrency: config.workerConcurrency });
   const scheduler = config.redisUrl
-    ? (await import('./schedules/bull.js')).bullScheduler(config.redisUrl, config.redisKeyPrefix, log.child({ component: 'schedules' }))
+    ? (await import('./runtime/schedule-queue.js')).bullScheduler(config.redisUrl, config.redisKeyPrefix, log.child({ component: 'schedules' }))
     : localScheduler();
   if (sqlRole.reason) log.warn(`POST /api/sql runs queries as the connecting user, not as the role ${SQL_ROLE} that can read only the datasets (${sqlRole.reason}): the SQL guard is its only wall`);
   return {

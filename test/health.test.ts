@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createIntake } from '../src/server.js';
-import { COUNTS_TTL_MS, jobEventTally, MAX_FOLLOWED_JOBS } from '../src/metrics.js';
+import { COUNTS_TTL_MS, jobEventTally, MAX_FOLLOWED_JOBS } from '../src/runtime/metrics.js';
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../src/core/job.js';
 import { backends, createSandbox, getJson, makeCsv, scaleOutAvailable, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';

@@ -8,7 +8,7 @@ import { ENCODINGS, type Encoding } from '../formats/decode.js';
 import type { ReadOptions } from '../formats/parse.js';
 import { isTabular, WRITE_MODES, type Format, type WriteMode } from '../core/job.js';
 import type { LoadOptions } from '../storage/jobs.js';
-import { webhookUrlProblem } from '../webhooks/deliver.js';
+import { webhookUrlProblem } from '../runtime/webhooks.js';
 import { datasetNameFor, datasetNameProblem } from './names.js';
 import { COLUMN_TYPES, type ColumnType } from './types.js';
 

@@ -12,7 +12,7 @@ import { errorRef, jobIdParamsSchema, listQuerySchema, retryQuerySchema } from '
 import { DatabaseUnavailableError, type Db } from '../storage/db.js';
 import { batchReads } from '../core/batch.js';
 import { listDeliveries } from '../storage/deliveries.js';
-import { shownUrl } from '../webhooks/deliver.js';
+import { shownUrl } from '../runtime/webhooks.js';
 import { countJobs, findJob, findPayloads, isJobId, listJobs, toPayload, type ListOptions } from '../storage/jobs.js';
 
 export interface JobRouteDeps {

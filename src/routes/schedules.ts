@@ -5,7 +5,7 @@ import { AppError, validationError } from '../errors.js';
 import { importSettings } from '../sources/imports.js';
 import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
 import { checkCallback } from '../jobs/submit.js';
-import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../schedules/schedules.js';
+import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../runtime/schedules.js';
 import { apiTransaction, type Db } from '../storage/db.js';
 import { findPayloads } from '../storage/jobs.js';
 import { deleteSchedule, findSchedule, insertSchedule, listRuns, listSchedules, updatePaused, type ScheduleRow } from '../storage/schedules.js';

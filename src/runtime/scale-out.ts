@@ -9,7 +9,7 @@ import type { PipelineDeps } from '../jobs/runner.js';
 import type { Db } from '../storage/db.js';
 import { findPayload } from '../storage/jobs.js';
 import type { Dispatcher } from '../jobs/dispatcher.js';
-import { QUEUE_STATES, type QueueCounts } from '../metrics.js';
+import { QUEUE_STATES, type QueueCounts } from './metrics.js';
 import { bullPrefix, createQueueDispatcher, QUEUE_NAME, startQueueWorker, type JobData } from './queue.js';
 import { startReconciler } from './reconciler.js';
 

@@ -1,11 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { StatusCache } from './live/status-cache.js';
-import type { JobEvents } from './live/job-events.js';
-import { JOB_STATUSES, TERMINAL_STATUSES, type JobPayload, type JobStatus } from './core/job.js';
-import type { Db } from './storage/db.js';
-import { countJobsByStatus } from './storage/jobs.js';
-import { within } from './core/within.js';
+import type { StatusCache } from '../live/status-cache.js';
+import type { JobEvents } from '../live/job-events.js';
+import { JOB_STATUSES, TERMINAL_STATUSES, type JobPayload, type JobStatus } from '../core/job.js';
+import type { Db } from '../storage/db.js';
+import { countJobsByStatus } from '../storage/jobs.js';
+import { within } from '../core/within.js';
 
 /**
  * The Prometheus metrics of one API process. A registry per app, not prom-client's global

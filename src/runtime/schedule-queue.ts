@@ -7,7 +7,7 @@
 import { Queue, Worker } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import { patientRedis } from '../live/redis.js';
-import { bullPrefix } from '../dispatch/queue.js';
+import { bullPrefix } from './queue.js';
 import { within } from '../core/within.js';
 import { tick, type Scheduler } from './schedules.js';
 import { findSchedule, listSchedules } from '../storage/schedules.js';
