@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { buildApp } from './app.js';
+import { buildApp } from './http/app.js';
 import { createMemoryStatusCache } from './live/memory-status.js';
 import type { StatusCache } from './live/status-cache.js';
 import type { Config } from './config.js';

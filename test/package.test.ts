@@ -100,7 +100,7 @@ describe('the checkout', () => {
   it('names only npm scripts that exist: in the docs and in the page served when the console is not built', async () => {
     const scripts = Object.keys((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts);
     const { default: Fastify } = await import('fastify');
-    const { consoleRoutes } = await import('../src/routes/console.js');
+    const { consoleRoutes } = await import('../src/http/routes/console.js');
     const app = Fastify({ logger: false });
     await app.register(consoleRoutes, { root: join(ROOT, 'no-such-build') });
     const page = await app.inject({ method: 'GET', url: '/' });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/schemas/api.js';
+import type { JobPayload } from '../src/http/schemas.js';
 import { backends, createSandbox, getJson, postRecords, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 /** Every page of /records or /errors, following next_cursor. */

@@ -9,11 +9,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { readEvents } from '../src/client/sse.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/schemas/api.js';
+import type { JobPayload } from '../src/http/schemas.js';
 import type { Db, QueryResult } from '../src/storage/db.js';
 import { backends, createSandbox, getJson, makeCsv, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
-const RECHECK_MS = 2000; // src/routes/events.ts
+const RECHECK_MS = 2000; // src/http/routes/events.ts
 
 interface EventStream {
   status: number;

@@ -83,7 +83,7 @@ export type ScheduleImport = Record<string, unknown> & {
   dataset?: string;
 };
 
-/** A schedule as GET /api/schedules lists it (see src/routes/schedules.ts). */
+/** A schedule as GET /api/schedules lists it (see src/http/routes/schedules.ts). */
 export interface Schedule {
   schedule_id: string;
   import: ScheduleImport;

@@ -1,6 +1,6 @@
 /**
  * The job's values and shape, with no schema objects: small enough for the console and the CLI
- * to import (src/schemas/api.ts holds the JSON schemas of the HTTP API built from them).
+ * to import (src/http/schemas.ts holds the JSON schemas of the HTTP API built from them).
  */
 /** Job statuses, defined once: the SQL enum (migrations 001 and 006), the API schema, the tracking SQL and the console. */
 export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'canceled'] as const;

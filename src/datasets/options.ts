@@ -2,7 +2,7 @@
  * A submit's load options (dataset, mode, key, schema, schema_update), from its query string or
  * its form fields, checked into what the job row keeps. Anything wrong is a 422 naming it.
  */
-import { validationError, type ValidationIssue } from '../errors.js';
+import { validationError, type ValidationIssue } from '../http/errors.js';
 import type { Delimiter } from '../formats/csv.js';
 import { ENCODINGS, type Encoding } from '../formats/decode.js';
 import type { ReadOptions } from '../formats/parse.js';

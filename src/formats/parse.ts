@@ -6,7 +6,7 @@ import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib, { createGunzip } from 'node:zlib';
 import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
-import type { Format } from '../schemas/api.js';
+import type { Format } from '../http/schemas.js';
 import { parseCsv, type CsvDialect } from './csv.js';
 import { decodeText, type Encoding } from './decode.js';
 import { IngestError } from '../core/errors.js';

@@ -1,6 +1,6 @@
 import type { ColumnType } from '../datasets/types.js';
 import type { ReadOptions } from '../formats/parse.js';
-import type { Format, JobPayload, JobStatus, SourceType, WriteMode } from '../schemas/api.js';
+import type { Format, JobPayload, JobStatus, SourceType, WriteMode } from '../http/schemas.js';
 import type { Queryable, TextRow } from './db.js';
 
 /** A row of ingest_jobs as the queries below return it. */

@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import { jobNotFound } from '../errors.js';
-import { isJobId, toPayload, type JobRow } from '../storage/jobs.js';
+import { isJobId, toPayload, type JobRow } from '../../storage/jobs.js';
 
 /** The job id of a request, lower-cased; a malformed one names no job (404, never a 500). */
 export function jobIdOf(params: { job_id: string }): string {

@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
-import type { Config } from '../config.js';
-import { checkQuery, SqlRefused } from '../datasets/sql-guard.js';
+import type { Config } from '../../config.js';
+import { checkQuery, SqlRefused } from '../../datasets/sql-guard.js';
 import { AppError } from '../errors.js';
-import { errorRef } from '../schemas/api.js';
-import { listDatasetNames } from '../storage/datasets.js';
-import { DatabaseUnavailableError, type Db } from '../storage/db.js';
-import type { SqlRole } from '../storage/sql-role.js';
+import { errorRef } from '../schemas.js';
+import { listDatasetNames } from '../../storage/datasets.js';
+import { DatabaseUnavailableError, type Db } from '../../storage/db.js';
+import type { SqlRole } from '../../storage/sql-role.js';
 
 export interface SqlRouteDeps {
   db: Db;

@@ -1,13 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncJsonSchemaToTs, JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import type { FastifyReply, onRequestHookHandler } from 'fastify';
-import type { Config } from '../config.js';
+import type { Config } from '../../config.js';
 import { AppError } from '../errors.js';
-import { multipartLimits, checkPostedRecords, receiveUpload, storeBody } from '../ingest/receive.js';
-import { submitJob, type Idempotency, type SubmitDeps } from '../jobs/submit.js';
-import { LOAD_OPTION_NAMES, loadOptions } from '../datasets/options.js';
-import { errorRef, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema, type Format } from '../schemas/api.js';
-import type { NewJob } from '../storage/jobs.js';
+import { multipartLimits, checkPostedRecords, receiveUpload, storeBody } from '../receive.js';
+import { submitJob, type Idempotency, type SubmitDeps } from '../../jobs/submit.js';
+import { LOAD_OPTION_NAMES, loadOptions } from '../../datasets/options.js';
+import { errorRef, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema, type Format } from '../schemas.js';
+import type { NewJob } from '../../storage/jobs.js';
 import { sendJob } from './reply.js';
 
 const submitResponses = {

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { API_LOCK_TIMEOUT_MS, DatabaseUnavailableError, isLockTimeout } from './storage/db.js';
+import { API_LOCK_TIMEOUT_MS, DatabaseUnavailableError, isLockTimeout } from '../storage/db.js';
 
 export interface ValidationIssue {
   loc: (string | number)[];

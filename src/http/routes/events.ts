@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import type { FastifyReply } from 'fastify';
 import { AppError, jobNotFound } from '../errors.js';
-import type { JobEvents } from '../live/job-events.js';
-import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas/api.js';
-import type { Db } from '../storage/db.js';
-import { findJob, findPayloads, toPayload } from '../storage/jobs.js';
+import type { JobEvents } from '../../live/job-events.js';
+import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas.js';
+import type { Db } from '../../storage/db.js';
+import { findJob, findPayloads, toPayload } from '../../storage/jobs.js';
 import { jobIdOf } from './reply.js';
 
 const PROGRESS_INTERVAL_MS = 250; // at most four progress events a second

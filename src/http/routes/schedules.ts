@@ -1,15 +1,15 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { randomUUID } from 'node:crypto';
-import type { Config } from '../config.js';
+import type { Config } from '../../config.js';
 import { AppError, validationError } from '../errors.js';
-import { importSettings } from '../sources/imports.js';
-import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
-import { checkCallback } from '../jobs/submit.js';
-import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../runtime/schedules.js';
-import { apiTransaction, type Db } from '../storage/db.js';
-import { findPayloads } from '../storage/jobs.js';
-import { deleteSchedule, findSchedule, insertSchedule, listRuns, listSchedules, updatePaused, type ScheduleRow } from '../storage/schedules.js';
-import { errorRef } from '../schemas/api.js';
+import { importSettings } from '../../sources/imports.js';
+import { prepareImport, type ImportRequest } from '../../jobs/import-job.js';
+import { checkCallback } from '../../jobs/submit.js';
+import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../../runtime/schedules.js';
+import { apiTransaction, type Db } from '../../storage/db.js';
+import { findPayloads } from '../../storage/jobs.js';
+import { deleteSchedule, findSchedule, insertSchedule, listRuns, listSchedules, updatePaused, type ScheduleRow } from '../../storage/schedules.js';
+import { errorRef } from '../schemas.js';
 import { importBodySchema } from './import.js';
 
 const RECENT_RUNS = 10;

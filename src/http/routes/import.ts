@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { createHash, randomUUID } from 'node:crypto';
-import type { Config } from '../config.js';
-import { importSettings } from '../sources/imports.js';
-import { prepareImport } from '../jobs/import-job.js';
-import { submitJob, type SubmitDeps } from '../jobs/submit.js';
-import type { NewJob } from '../storage/jobs.js';
-import { errorRef, FORMATS, loadOptionProperties, MAX_ERRORS_LIMIT } from '../schemas/api.js';
+import type { Config } from '../../config.js';
+import { importSettings } from '../../sources/imports.js';
+import { prepareImport } from '../../jobs/import-job.js';
+import { submitJob, type SubmitDeps } from '../../jobs/submit.js';
+import type { NewJob } from '../../storage/jobs.js';
+import { errorRef, FORMATS, loadOptionProperties, MAX_ERRORS_LIMIT } from '../schemas.js';
 import { sendJob } from './reply.js';
 
 export const importBodySchema = {

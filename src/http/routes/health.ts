@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import type { StatusCache } from '../live/status-cache.js';
+import type { StatusCache } from '../../live/status-cache.js';
 import { requireToken } from '../auth.js';
-import { PROBE_TIMEOUT_MS, type Metrics } from '../runtime/metrics.js';
-import { errorRef } from '../schemas/api.js';
-import { within } from '../core/within.js';
-import type { Db } from '../storage/db.js';
+import { PROBE_TIMEOUT_MS, type Metrics } from '../../runtime/metrics.js';
+import { errorRef } from '../schemas.js';
+import { within } from '../../core/within.js';
+import type { Db } from '../../storage/db.js';
 
 type Check = 'ok' | 'unreachable';
 

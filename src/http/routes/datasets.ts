@@ -1,8 +1,8 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { AppError, validationError } from '../errors.js';
-import { datasetNameProblem } from '../datasets/names.js';
-import { errorRef } from '../schemas/api.js';
+import { datasetNameProblem } from '../../datasets/names.js';
+import { errorRef } from '../schemas.js';
 import {
   datasetColumns,
   deleteDataset,
@@ -13,8 +13,8 @@ import {
   type DatasetColumn,
   type DatasetRow,
   EXPORT_APPLICATION_NAME,
-} from '../storage/datasets.js';
-import { apiTransaction, type Db, type Queryable } from '../storage/db.js';
+} from '../../storage/datasets.js';
+import { apiTransaction, type Db, type Queryable } from '../../storage/db.js';
 
 export interface DatasetRouteDeps {
   db: Db;

@@ -1,14 +1,14 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { randomUUID } from 'node:crypto';
-import type { Config } from '../config.js';
+import type { Config } from '../../config.js';
 import { AppError, validationError } from '../errors.js';
-import { IngestError } from '../core/errors.js';
-import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';
-import { checkJiraAccount } from '../sources/jira-client.js';
-import { seal } from '../core/secrets.js';
-import { deleteConnection, findConnection, insertConnection, listConnections, type ConnectionRow } from '../storage/connections.js';
-import { apiTransaction, type Db } from '../storage/db.js';
-import { errorRef } from '../schemas/api.js';
+import { IngestError } from '../../core/errors.js';
+import { AddressRefused, checkImportHost, isPublicAddress } from '../../net/fetch.js';
+import { checkJiraAccount } from '../../sources/jira-client.js';
+import { seal } from '../../core/secrets.js';
+import { deleteConnection, findConnection, insertConnection, listConnections, type ConnectionRow } from '../../storage/connections.js';
+import { apiTransaction, type Db } from '../../storage/db.js';
+import { errorRef } from '../schemas.js';
 
 const connectionSchema = {
   type: 'object',

@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { jobNotFound, validationError } from '../errors.js';
-import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas/api.js';
-import type { Db } from '../storage/db.js';
-import { listDatasetRecords } from '../storage/datasets.js';
-import { findJob, listErrors, listRecords } from '../storage/jobs.js';
+import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas.js';
+import type { Db } from '../../storage/db.js';
+import { listDatasetRecords } from '../../storage/datasets.js';
+import { findJob, listErrors, listRecords } from '../../storage/jobs.js';
 import { jobIdOf } from './reply.js';
 
 const MAX_RECORD_NO = 2_147_483_647; // record_no is an INTEGER

@@ -1,19 +1,19 @@
-import type { UploadStore } from '../sources/uploads.js';
+import type { UploadStore } from '../../sources/uploads.js';
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
-import type { StatusCache } from '../live/status-cache.js';
-import type { Config } from '../config.js';
-import type { Dispatcher } from '../jobs/dispatcher.js';
+import type { StatusCache } from '../../live/status-cache.js';
+import type { Config } from '../../config.js';
+import type { Dispatcher } from '../../jobs/dispatcher.js';
 import { AppError, jobNotFound, validationError } from '../errors.js';
-import { removeJob } from '../jobs/removal.js';
-import { cancelJob, retryJob, type Tracker } from '../jobs/tracking.js';
+import { removeJob } from '../../jobs/removal.js';
+import { cancelJob, retryJob, type Tracker } from '../../jobs/tracking.js';
 import { jobIdOf, sendJob } from './reply.js';
-import { encodingOption } from '../datasets/options.js';
-import { errorRef, jobIdParamsSchema, listQuerySchema, retryQuerySchema } from '../schemas/api.js';
-import { DatabaseUnavailableError, type Db } from '../storage/db.js';
-import { batchReads } from '../core/batch.js';
-import { listDeliveries } from '../storage/deliveries.js';
-import { shownUrl } from '../runtime/webhooks.js';
-import { countJobs, findJob, findPayloads, isJobId, listJobs, toPayload, type ListOptions } from '../storage/jobs.js';
+import { encodingOption } from '../../datasets/options.js';
+import { errorRef, jobIdParamsSchema, listQuerySchema, retryQuerySchema } from '../schemas.js';
+import { DatabaseUnavailableError, type Db } from '../../storage/db.js';
+import { batchReads } from '../../core/batch.js';
+import { listDeliveries } from '../../storage/deliveries.js';
+import { shownUrl } from '../../runtime/webhooks.js';
+import { countJobs, findJob, findPayloads, isJobId, listJobs, toPayload, type ListOptions } from '../../storage/jobs.js';
 
 export interface JobRouteDeps {
   config: Config;
