@@ -3,7 +3,8 @@ import { connect } from 'node:net';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jobListSchema, jobSchema, TERMINAL_STATUSES, type JobPayload } from '../src/http/schemas.js';
+import { jobListSchema, jobSchema } from '../src/http/schemas.js';
+import { TERMINAL_STATUSES, type JobPayload } from '../src/core/job.js';
 import { findJob, findPayload, findPayloads, payloadJson } from '../src/storage/jobs.js';
 import { backends, createSandbox, getJson, makeCsv, postRecords, recordsOf as recordsOfJob, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
 

@@ -28,7 +28,7 @@ import {
   retryJob,
   type Batch,
 } from '../src/jobs/tracking.js';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { createSandbox, deleteRedisKeys, makeCsv, scaleOutAvailable, startServer, upload, type Sandbox } from './helpers.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';

@@ -15,7 +15,7 @@
 import zlib, { gzipSync } from 'node:zlib';
 import { xlsxOf, zipOf } from './files.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { backends, createSandbox, getJson, startServer, waitForJob, type Backend, type Sandbox, type TestServer } from './helpers.js';
 
 type Content = string | Uint8Array<ArrayBuffer>;

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { createSandbox, getJson, makeCsv, upload, waitForJob } from './helpers.js';
 import { startIntakeProcess, type IntakeProcess } from './process.js';
 

@@ -5,7 +5,7 @@
  * the objects of two datasets never share a name, also with datasets an older Intake made.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { xlsxOf } from './files.js';
 import { backends, createSandbox, getJson, postRecords, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 

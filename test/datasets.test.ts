@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { xlsxOf } from './files.js';
 import { backends, createSandbox, getJson, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 

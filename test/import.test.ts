@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AddressRefused, isPublicAddress, openUrl } from '../src/net/fetch.js';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { backends, createSandbox, postJson, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { zipOf } from './files.js';
 import { startS3, type S3Server } from './s3-server.js';

@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { zipOf } from './files.js';
 import { backends, createSandbox, getJson, recordsOf, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { startWorkerProcess } from './process.js';

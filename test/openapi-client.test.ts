@@ -18,7 +18,7 @@ import openapiTS, { astToString } from 'openapi-typescript';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { TERMINAL_STATUSES } from '../src/http/schemas.js';
+import { TERMINAL_STATUSES } from '../src/core/job.js';
 import { createIntake, createLogger } from '../src/server.js';
 import { createSandbox, getJson, waitForJob, type Sandbox } from './helpers.js';
 

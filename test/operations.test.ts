@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { backends, createSandbox, datasetCount, getJson, makeCsv, stageExists, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 /** Cancel, retry and delete, in every mode (scale-out: the jobs run in a separate worker process). */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as csvParseSync } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS } from '../src/config.js';
+import { DEFAULT_LIMITS } from '../src/formats/limits.js';
 import { detectDelimiter, headerKeys, parseCsv, type CsvDialect } from '../src/formats/csv.js';
 import { decodeUtf8, type Encoding } from '../src/formats/decode.js';
 import { IngestError } from '../src/core/errors.js';

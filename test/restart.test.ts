@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { openPglite } from '../src/storage/pglite.js';
 import { DataDirLockedError } from '../src/storage/data-dir-lock.js';
 import { ownerTagOf, processIdOf } from '../src/core/process-identity.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { backends, createSandbox, getJson, postRecords, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 /** Every page of /records or /errors, following next_cursor. */

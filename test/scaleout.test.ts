@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CacheStats, StatusCache } from '../src/live/status-cache.js';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import { createSandbox, getJson, makeCsv, publishedStats, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 import { freePort, startRedisServer, type RedisServer } from './redis-server.js';

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { readEvents } from '../src/client/sse.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import type { Db, QueryResult } from '../src/storage/db.js';
 import { backends, createSandbox, getJson, makeCsv, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 

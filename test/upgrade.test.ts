@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { JobPayload } from '../src/http/schemas.js';
+import type { JobPayload } from '../src/core/job.js';
 import type { Db } from '../src/storage/db.js';
 import { loadMigrations, migrate } from '../src/storage/migrate.js';
 import { openPglite } from '../src/storage/pglite.js';

@@ -8,3 +8,24 @@ export class IngestError extends Error {
     this.name = 'IngestError';
   }
 }
+
+export interface ValidationIssue {
+  loc: (string | number)[];
+  msg: string;
+  type: string;
+}
+
+/** An error the client can act on: its status, a stable code and a message (or issues). */
+export class AppError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    readonly detail: string | ValidationIssue[],
+  ) {
+    super(typeof detail === 'string' ? detail : detail.map((issue) => issue.msg).join('; '));
+    this.name = 'AppError';
+  }
+}
+
+export const validationError = (issues: ValidationIssue[]) => new AppError(422, 'validation_error', issues);
+export const jobNotFound = () => new AppError(404, 'job_not_found', 'Job not found');

@@ -2,15 +2,30 @@
  * A submit's load options (dataset, mode, key, schema, schema_update), from its query string or
  * its form fields, checked into what the job row keeps. Anything wrong is a 422 naming it.
  */
-import { validationError, type ValidationIssue } from '../http/errors.js';
+import { validationError, type ValidationIssue } from '../core/errors.js';
 import type { Delimiter } from '../formats/csv.js';
 import { ENCODINGS, type Encoding } from '../formats/decode.js';
 import type { ReadOptions } from '../formats/parse.js';
 import { isTabular, WRITE_MODES, type Format, type WriteMode } from '../core/job.js';
-import type { LoadOptions } from '../storage/jobs.js';
-import { webhookUrlProblem } from '../runtime/webhooks.js';
+import { webhookUrlProblem } from '../net/webhook-url.js';
 import { datasetNameFor, datasetNameProblem } from './names.js';
 import { COLUMN_TYPES, type ColumnType } from './types.js';
+
+/** Where and how a job loads its rows. */
+export interface LoadOptions {
+  dataset: string;
+  mode: WriteMode;
+  /** Key columns of a merge (empty otherwise). */
+  key: string[];
+  /** Types the submit declared, by column. */
+  types: Record<string, ColumnType>;
+  /** schema_update=widen: existing columns may be widened to hold the job's values. */
+  widen: boolean;
+  /** How the file is read (its encoding, a CSV's delimiter and header). */
+  read: ReadOptions;
+  /** callback_url: told when the job ends. */
+  callbackUrl?: string;
+}
 
 export interface RawLoadOptions {
   dataset?: string;

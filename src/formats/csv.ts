@@ -1,4 +1,4 @@
-import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
+import { DEFAULT_LIMITS, type InputLimits } from './limits.js';
 import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord } from './record.js';
 

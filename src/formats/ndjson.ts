@@ -1,4 +1,4 @@
-import { DEFAULT_LIMITS, type InputLimits } from '../config.js';
+import { DEFAULT_LIMITS, type InputLimits } from './limits.js';
 import { describe, hasNulEscape, nestedDeeperThan, rowError, type ParsedRecord } from './record.js';
 
 /** Parses one NDJSON line (already known to be non-blank) as a record, keeping its text as written. */

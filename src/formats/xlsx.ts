@@ -8,7 +8,7 @@
  */
 import { posix } from 'node:path';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
-import type { InputLimits } from '../config.js';
+import type { InputLimits } from './limits.js';
 import { CsvRecord, headerKeys } from './csv.js';
 import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord } from './record.js';

@@ -1,26 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { AppError, type ValidationIssue } from '../core/errors.js';
 import { API_LOCK_TIMEOUT_MS, DatabaseUnavailableError, isLockTimeout } from '../storage/db.js';
 
-export interface ValidationIssue {
-  loc: (string | number)[];
-  msg: string;
-  type: string;
-}
-
-/** An error the client can act on: its status, a stable code and a message (or issues). */
-export class AppError extends Error {
-  constructor(
-    readonly statusCode: number,
-    readonly code: string,
-    readonly detail: string | ValidationIssue[],
-  ) {
-    super(typeof detail === 'string' ? detail : detail.map((issue) => issue.msg).join('; '));
-    this.name = 'AppError';
-  }
-}
-
-export const validationError = (issues: ValidationIssue[]) => new AppError(422, 'validation_error', issues);
-export const jobNotFound = () => new AppError(404, 'job_not_found', 'Job not found');
 
 const LOCATIONS: Record<string, string> = { querystring: 'query', params: 'path', body: 'body', headers: 'header' };
 

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { validationError } from './errors.js';
+import { validationError } from '../core/errors.js';
 
 // A number the schema would coerce to ±Infinity ("Infinity", "1e400", 309 digits), which passes
 // an integer's minimum/maximum checks as no real number would.

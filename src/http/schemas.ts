@@ -1,6 +1,5 @@
 import { FORMATS, JOB_STATUSES, SOURCE_TYPES, WRITE_MODES } from '../core/job.js';
 
-export { FORMATS, JOB_STATUSES, SOURCE_TYPES, TERMINAL_STATUSES, WRITE_MODES, type Format, type WriteMode, type JobPayload, type JobStatus, type SourceType } from '../core/job.js';
 
 const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 

@@ -4,12 +4,12 @@
  * wrong is a 422 naming the field.
  */
 import { loadOptions } from '../datasets/options.js';
-import { AppError, validationError } from '../http/errors.js';
+import { AppError, validationError } from '../core/errors.js';
 import { IngestError } from '../core/errors.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';
 import { importSource, type ImportSettings } from '../sources/imports.js';
 import { formatOfName } from '../formats/parse.js';
-import type { Format } from '../http/schemas.js';
+import type { Format } from '../core/job.js';
 import type { Queryable } from '../storage/db.js';
 import { findConnection } from '../storage/connections.js';
 import type { NewJob } from '../storage/jobs.js';

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { InputLimits } from '../config.js';
+import type { InputLimits } from '../formats/limits.js';
 import type { JobEvents } from '../live/job-events.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
 import { datasetNameFor } from '../datasets/names.js';

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Dispatcher, JobKind } from './dispatcher.js';
-import { AppError } from '../http/errors.js';
+import { AppError } from '../core/errors.js';
 import type { JobEvents } from '../live/job-events.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.js';
 import type { UploadStore } from '../sources/uploads.js';

@@ -11,19 +11,11 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { FastifyBaseLogger } from 'fastify';
 import { AddressRefused, checkImportUrl, guardedLookup, isPublicAddress } from '../net/fetch.js';
+import type { WebhookSettings } from '../config.js';
 import type { Db, Queryable } from '../storage/db.js';
 import { claimDue, failExpired, insertDeliveries, recordAttempt, type AttemptResult, type DueDelivery, type NewDelivery } from '../storage/deliveries.js';
 import { payloadJson, type JobRow } from '../storage/jobs.js';
 
-export interface WebhookSettings {
-  urls: string[];
-  secret?: string;
-  timeoutMs: number;
-  /** The wait before the first retry; each later one doubles, up to MAX_RETRY_MS. */
-  retryMs: number;
-  /** Callback URLs may reach loopback and private addresses (IMPORT_ALLOW_PRIVATE). */
-  allowPrivate: boolean;
-}
 
 const GIVE_UP_AFTER_MS = 24 * 3600_000;
 const MAX_RETRY_MS = 3600_000;
@@ -31,19 +23,6 @@ const RESPONSE_EXCERPT = 1024;
 const BATCH = 8;
 const POLL_MS = 1000;
 
-/** What is wrong with a webhook URL as written, or undefined. */
-export function webhookUrlProblem(raw: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    return `a webhook URL is an absolute http(s) URL (got ${JSON.stringify(raw.slice(0, 80))})`;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `a webhook URL is http or https (got ${url.protocol})`;
-  if (url.username || url.password) return 'a webhook URL may not hold credentials (put a token in its path or query, or check the signature)';
-  if (raw.length > 2048) return 'a webhook URL is at most 2048 characters';
-  return undefined;
-}
 
 /** The URL as shown: without its query, which may hold a token. */
 export const shownUrl = (raw: string) => {

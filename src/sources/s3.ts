@@ -8,7 +8,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { addAbortSignal, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config.js';
-import { AppError } from '../http/errors.js';
+import { AppError } from '../core/errors.js';
 import { IngestError } from '../core/errors.js';
 import type { Input } from '../formats/parse.js';
 import type { UploadStore } from './uploads.js';

@@ -1,6 +1,7 @@
+import type { LoadOptions } from '../datasets/options.js';
 import type { ColumnType } from '../datasets/types.js';
 import type { ReadOptions } from '../formats/parse.js';
-import type { Format, JobPayload, JobStatus, SourceType, WriteMode } from '../http/schemas.js';
+import type { Format, JobPayload, JobStatus, SourceType, WriteMode } from '../core/job.js';
 import type { Queryable, TextRow } from './db.js';
 
 /** A row of ingest_jobs as the queries below return it. */
@@ -142,21 +143,6 @@ export interface NewJob {
   scheduleId?: string;
 }
 
-/** Where and how a job loads its rows. */
-export interface LoadOptions {
-  dataset: string;
-  mode: WriteMode;
-  /** Key columns of a merge (empty otherwise). */
-  key: string[];
-  /** Types the submit declared, by column. */
-  types: Record<string, ColumnType>;
-  /** schema_update=widen: existing columns may be widened to hold the job's values. */
-  widen: boolean;
-  /** How the file is read (its encoding, a CSV's delimiter and header). */
-  read: ReadOptions;
-  /** callback_url: told when the job ends. */
-  callbackUrl?: string;
-}
 
 /** Inserts the `queued` row; committed before the job is dispatched. */
 export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../../config.js';
-import { AppError, validationError } from '../errors.js';
+import { AppError, validationError } from '../../core/errors.js';
 import { IngestError } from '../../core/errors.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../../net/fetch.js';
 import { checkJiraAccount } from '../../sources/jira-client.js';

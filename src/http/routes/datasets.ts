@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
-import { AppError, validationError } from '../errors.js';
+import { AppError, validationError } from '../../core/errors.js';
 import { datasetNameProblem } from '../../datasets/names.js';
 import { errorRef } from '../schemas.js';
 import {

@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import type { FastifyReply } from 'fastify';
-import { AppError, jobNotFound } from '../errors.js';
+import { AppError, jobNotFound } from '../../core/errors.js';
 import type { JobEvents } from '../../live/job-events.js';
-import { errorRef, jobIdParamsSchema, TERMINAL_STATUSES, type JobPayload } from '../schemas.js';
+import { errorRef, jobIdParamsSchema } from '../schemas.js';
+import { TERMINAL_STATUSES, type JobPayload } from '../../core/job.js';
 import type { Db } from '../../storage/db.js';
 import { findJob, findPayloads, toPayload } from '../../storage/jobs.js';
 import { jobIdOf } from './reply.js';

@@ -5,7 +5,8 @@ import { importSettings } from '../../sources/imports.js';
 import { prepareImport } from '../../jobs/import-job.js';
 import { submitJob, type SubmitDeps } from '../../jobs/submit.js';
 import type { NewJob } from '../../storage/jobs.js';
-import { errorRef, FORMATS, loadOptionProperties, MAX_ERRORS_LIMIT } from '../schemas.js';
+import { errorRef, loadOptionProperties, MAX_ERRORS_LIMIT } from '../schemas.js';
+import { FORMATS } from '../../core/job.js';
 import { sendJob } from './reply.js';
 
 export const importBodySchema = {

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import type { StatusCache } from '../../live/status-cache.js';
 import type { Config } from '../../config.js';
 import type { Dispatcher } from '../../jobs/dispatcher.js';
-import { AppError, jobNotFound, validationError } from '../errors.js';
+import { AppError, jobNotFound, validationError } from '../../core/errors.js';
 import { removeJob } from '../../jobs/removal.js';
 import { cancelJob, retryJob, type Tracker } from '../../jobs/tracking.js';
 import { jobIdOf, sendJob } from './reply.js';

@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify';
-import { jobNotFound } from '../errors.js';
+import { jobNotFound } from '../../core/errors.js';
 import { isJobId, toPayload, type JobRow } from '../../storage/jobs.js';
 
 /** The job id of a request, lower-cased; a malformed one names no job (404, never a 500). */

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
-import { jobNotFound, validationError } from '../errors.js';
+import { jobNotFound, validationError } from '../../core/errors.js';
 import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas.js';
 import type { Db } from '../../storage/db.js';
 import { listDatasetRecords } from '../../storage/datasets.js';

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../../config.js';
-import { AppError, validationError } from '../errors.js';
+import { AppError, validationError } from '../../core/errors.js';
 import { importSettings } from '../../sources/imports.js';
 import { prepareImport, type ImportRequest } from '../../jobs/import-job.js';
 import { checkCallback } from '../../jobs/submit.js';

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import type { Config } from '../../config.js';
 import { checkQuery, SqlRefused } from '../../datasets/sql-guard.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../core/errors.js';
 import { errorRef } from '../schemas.js';
 import { listDatasetNames } from '../../storage/datasets.js';
 import { DatabaseUnavailableError, type Db } from '../../storage/db.js';

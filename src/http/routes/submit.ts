@@ -2,11 +2,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncJsonSchemaToTs, JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import type { FastifyReply, onRequestHookHandler } from 'fastify';
 import type { Config } from '../../config.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../../core/errors.js';
 import { multipartLimits, checkPostedRecords, receiveUpload, storeBody } from '../receive.js';
 import { submitJob, type Idempotency, type SubmitDeps } from '../../jobs/submit.js';
 import { LOAD_OPTION_NAMES, loadOptions } from '../../datasets/options.js';
-import { errorRef, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema, type Format } from '../schemas.js';
+import { errorRef, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema } from '../schemas.js';
+import { type Format } from '../../core/job.js';
 import type { NewJob } from '../../storage/jobs.js';
 import { sendJob } from './reply.js';
 
