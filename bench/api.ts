@@ -37,7 +37,12 @@ import { freePort, startRedisServer } from '../test/redis-server.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
-  options: { jobs: { type: 'string', default: '1000000' }, seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, only: { type: 'string' } },
+  options: {
+    jobs: { type: 'string', default: '1000000' },
+    seconds: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '3' },
+    only: { type: 'string' },
+  },
 });
 const JOBS = Number(values.jobs);
 const SECONDS = Number(values.seconds);
@@ -130,9 +135,13 @@ async function once(url: string, paths: () => string): Promise<Run> {
   if (WRK) {
     const file = join(scratch, `paths-${pathFiles++}.txt`);
     writeFileSync(file, Array.from({ length: PATH_SAMPLES }, paths).join('\n') + '\n');
-    const { stdout } = await promisify(execFile)('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url], {
-      env: { ...process.env, WRK_PATHS: file },
-    });
+    const { stdout } = await promisify(execFile)(
+      'wrk',
+      ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url],
+      {
+        env: { ...process.env, WRK_PATHS: file },
+      },
+    );
     rmSync(file);
     const line = stdout.split('\n').find((l) => l.startsWith('WRK '));
     if (!line) throw new Error(`wrk printed no summary:\n${stdout}`);
@@ -167,14 +176,25 @@ async function measure(ceilingUrl: string, url: string, paths: () => string): Pr
   return { rps: of('rps'), p50: of('p50'), p99: of('p99'), mean: of('mean'), ratio: of('ratio') };
 }
 
-const STATUSES = ['completed', 'completed', 'completed', 'completed', 'completed', 'completed', 'completed', 'failed', 'failed', 'canceled'];
+const STATUSES = [
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'failed',
+  'failed',
+  'canceled',
+];
 
 /** N jobs by COPY, 100,000 rows a statement, submitted over the last year; returns a sample of ids. */
 async function seed(db: ReturnType<typeof openPostgres>): Promise<string[]> {
   const sample: string[] = [];
   const now = Date.now();
   const yearMs = 365 * 24 * 3600 * 1000;
-  for (let done = 0; done < JOBS; ) {
+  for (let done = 0; done < JOBS;) {
     const n = Math.min(100_000, JOBS - done);
     let text = '';
     for (let i = 0; i < n; i++) {
@@ -212,7 +232,9 @@ try {
   await migrate(db);
   let t0 = performance.now();
   const ids = await seed(db);
-  console.log(`seeded ${JOBS.toLocaleString('en')} jobs by COPY in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${ids.length} ids sampled`);
+  console.log(
+    `seeded ${JOBS.toLocaleString('en')} jobs by COPY in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${ids.length} ids sampled`,
+  );
   // The deep page: 90% of the way down the status=completed list.
   const completed = Math.round(JOBS * 0.7);
   const deepOffset = Math.floor(completed * 0.9);
@@ -220,12 +242,16 @@ try {
 
   const bare = await start(['bench/bare-server.ts'], { DATABASE_URL: databaseUrl, REDIS_URL: redis.url }, '/constant');
   processes.push(bare.child);
-  const intake = await start(['src/cli/main.ts', 'serve'], {
-    DATABASE_URL: databaseUrl,
-    REDIS_URL: redis.url,
-    WORKER_CONCURRENCY: '0',
-    DATA_DIR: `/tmp/${name}`,
-  }, '/readyz');
+  const intake = await start(
+    ['src/cli/main.ts', 'serve'],
+    {
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redis.url,
+      WORKER_CONCURRENCY: '0',
+      DATA_DIR: `/tmp/${name}`,
+    },
+    '/readyz',
+  );
   processes.push(intake.child);
   // The deep page's cursor, as a client paging down would hold it: next_cursor of the row before.
   const before = await fetch(`${intake.url}/api/jobs?status=completed&limit=1&offset=${deepOffset - 1}`);
@@ -256,31 +282,45 @@ try {
   await run('(a3) bare Fastify, one Redis GET (the floor under (b))', bare.url, () => `/redis/${randomId()}`);
   const cacheCounts = async () => {
     const text = await (await fetch(`${intake.url}/metrics`)).text();
-    const count = (result: string) => Number(new RegExp(`intake_status_cache_requests_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    const count = (result: string) =>
+      Number(new RegExp(`intake_status_cache_requests_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
     return { hits: count('hit'), misses: count('miss') };
   };
   const beforeB = await cacheCounts();
   await run('(b) GET /api/job/{id}, cache warm', intake.url, random);
   const afterB = await cacheCounts();
   const reads = afterB.hits - beforeB.hits + afterB.misses - beforeB.misses;
-  if (reads > 0) console.log(`  (b) answered from the cache: ${(((afterB.hits - beforeB.hits) / reads) * 100).toFixed(1)} % of ${reads} reads`);
+  if (reads > 0)
+    console.log(`  (b) answered from the cache: ${(((afterB.hits - beforeB.hits) / reads) * 100).toFixed(1)} % of ${reads} reads`);
   await run('(d) GET /api/jobs?status=completed, first page', intake.url, () => '/api/jobs?status=completed');
   const yearAgo = Date.now() - 365 * 24 * 3600 * 1000;
   await run('(d2) same list from a random time: no two requests alike', intake.url, () => {
     const before = new Date(yearAgo + Math.random() * (Date.now() - yearAgo)).toISOString();
     return `/api/jobs?status=completed&submitted_before=${before}`;
   });
-  await run(`(e) same list, deep page by cursor (row ${deepOffset.toLocaleString('en')})`, intake.url, () => `/api/jobs?status=completed&cursor=${cursor}`);
+  await run(
+    `(e) same list, deep page by cursor (row ${deepOffset.toLocaleString('en')})`,
+    intake.url,
+    () => `/api/jobs?status=completed&cursor=${cursor}`,
+  );
   await redis.stop('SIGKILL');
   await sleep(1500);
   await run('(c) GET /api/job/{id}, Redis stopped (database path)', intake.url, random);
   // Last: deep OFFSET queries outlive the clients that gave up on them and would slow what follows.
-  await run(`(e) same list, deep page by offset (${deepOffset.toLocaleString('en')})`, intake.url, () => `/api/jobs?status=completed&offset=${deepOffset}`);
+  await run(
+    `(e) same list, deep page by offset (${deepOffset.toLocaleString('en')})`,
+    intake.url,
+    () => `/api/jobs?status=completed&offset=${deepOffset}`,
+  );
 
-  console.log(`\nbench:api — ${WRK ? 'wrk' : 'autocannon'}, ${JOBS.toLocaleString('en')} jobs, ${CONNECTIONS} connections, median of ${ROUNDS} rounds of ${SECONDS} s, PostgreSQL + Redis`);
+  console.log(
+    `\nbench:api — ${WRK ? 'wrk' : 'autocannon'}, ${JOBS.toLocaleString('en')} jobs, ${CONNECTIONS} connections, median of ${ROUNDS} rounds of ${SECONDS} s, PostgreSQL + Redis`,
+  );
   console.log('scenario'.padEnd(62) + 'req/s'.padStart(9) + 'p50 ms'.padStart(9) + 'p99 ms'.padStart(9) + '  × (a)');
   for (const [label, f] of results) {
-    console.log(label.padEnd(62) + f.rps.toFixed(0).padStart(9) + String(f.p50).padStart(9) + String(f.p99).padStart(9) + `  ${f.ratio.toFixed(2)}`);
+    console.log(
+      label.padEnd(62) + f.rps.toFixed(0).padStart(9) + String(f.p50).padStart(9) + String(f.p99).padStart(9) + `  ${f.ratio.toFixed(2)}`,
+    );
   }
   const first = results.find(([label]) => label.startsWith('(d)'))?.[1];
   const deep = results.find(([label]) => label.includes('by cursor'))?.[1];

@@ -32,7 +32,10 @@ const pool = process.env.DATABASE_URL ? new pg.Pool({ connectionString: process.
 if (pool) {
   app.get<{ Params: { id: string } }>('/pg/:id', async (request, reply) => {
     const { rows } = await pool.query({ name: 'job', text: 'SELECT * FROM ingest_jobs WHERE job_id = $1', values: [request.params.id] });
-    return reply.code(rows.length > 0 ? 200 : 404).type('application/json; charset=utf-8').send(JSON.stringify(rows[0] ?? null));
+    return reply
+      .code(rows.length > 0 ? 200 : 404)
+      .type('application/json; charset=utf-8')
+      .send(JSON.stringify(rows[0] ?? null));
   });
 }
 const redis = process.env.REDIS_URL ? new Redis(process.env.REDIS_URL) : undefined;
@@ -40,7 +43,10 @@ redis?.on('error', () => {}); // (c) stops Redis: this route is not used then
 if (redis) {
   app.get<{ Params: { id: string } }>('/redis/:id', async (request, reply) => {
     const value = await redis.get(`ingest_job:${request.params.id}`);
-    return reply.code(value === null ? 404 : 200).type('application/json; charset=utf-8').send(value ?? 'null');
+    return reply
+      .code(value === null ? 404 : 200)
+      .type('application/json; charset=utf-8')
+      .send(value ?? 'null');
   });
 }
 const address = await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' });

@@ -44,7 +44,9 @@ async function write(path: string, chunks: Iterable<string>): Promise<void> {
 }
 
 function database(name: string): string {
-  execFileSync('psql', [base!, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, '-c', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
+  execFileSync('psql', [base!, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, '-c', `CREATE DATABASE ${name}`], {
+    stdio: 'ignore',
+  });
   const url = new URL(base!);
   url.pathname = `/${name}`;
   return url.toString();
@@ -54,7 +56,8 @@ function dropDatabase(name: string): void {
   execFileSync('psql', [base!, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' });
 }
 
-const psql = (url: string, ...commands: string[]) => execFileSync('psql', [url, '-qAt', ...commands.flatMap((c) => ['-c', c])], { encoding: 'utf8' });
+const psql = (url: string, ...commands: string[]) =>
+  execFileSync('psql', [url, '-qAt', ...commands.flatMap((c) => ['-c', c])], { encoding: 'utf8' });
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`.padStart(7);
 const rate = (ms: number) => `${Math.round((rows / ms) * 1000).toLocaleString('en-US')} rows/s`.padStart(16);
 const timed = (fn: () => void) => {
@@ -76,7 +79,10 @@ try {
   const pgUrl = database('intake_bench_pg');
   const env = { DATABASE_URL: pgUrl, DATA_DIR: join(work, 'pg-data') };
   const append = await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira');
-  const columns = psql(pgUrl, `SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'datasets.jira'::regclass AND attnum > 0 AND NOT attisdropped AND attname <> '_intake_id'`).trim();
+  const columns = psql(
+    pgUrl,
+    `SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'datasets.jira'::regclass AND attnum > 0 AND NOT attisdropped AND attname <> '_intake_id'`,
+  ).trim();
 
   // (a) The floor: the rows (b) loaded, in the table's COPY text format, into an empty copy of its table.
   const copyFile = join(work, 'rows.copy');
@@ -84,7 +90,9 @@ try {
   psql(pgUrl, 'CREATE SCHEMA floor', 'CREATE TABLE floor.jira (LIKE datasets.jira INCLUDING ALL)');
   const floorMs = timed(() => psql(pgUrl, `\\copy floor.jira (${columns}) FROM '${copyFile}'`));
   psql(pgUrl, 'DROP SCHEMA floor CASCADE');
-  console.log(`(a) psql \\copy floor      ${seconds(floorMs)} ${rate(floorMs)}  (typed rows into the dataset's table, same columns and indexes)`);
+  console.log(
+    `(a) psql \\copy floor      ${seconds(floorMs)} ${rate(floorMs)}  (typed rows into the dataset's table, same columns and indexes)`,
+  );
   console.log(intakeLine('(b) Intake append, PG   ', append, floorMs));
 
   // (m) Merge the same rows on id: every row is updated.
@@ -95,7 +103,9 @@ try {
   const gz = join(work, 'jira.csv.gz');
   await pipeline(createReadStream(csv), createGzip(), createWriteStream(gz));
   const gzipped = await ingestThroughIntake(env, gz, 'jira.csv.gz', '?dataset=jira_gz');
-  console.log(`${intakeLine('(g) Intake gzip, PG     ', gzipped, floorMs)}\n      ${mb(statSync(gz).size)} gzipped; × the plain append ${(gzipped.ms / append.ms).toFixed(2)}`);
+  console.log(
+    `${intakeLine('(g) Intake gzip, PG     ', gzipped, floorMs)}\n      ${mb(statSync(gz).size)} gzipped; × the plain append ${(gzipped.ms / append.ms).toFixed(2)}`,
+  );
   dropDatabase('intake_bench_pg');
 
   // (p) pgloader, when installed: the CSV into a typed table.
@@ -145,8 +155,12 @@ try {
   } finally {
     await pglite.close();
   }
-  console.log(`(f) PGlite COPY floor     ${seconds(embeddedFloorMs)} ${rate(embeddedFloorMs)}  × floor ${(embeddedFloorMs / floorMs).toFixed(2)}  (the same file, typed rows into (e)'s table)`);
-  console.log(`${intakeLine('(e) Intake append, PGlite', embedded, floorMs)}\n      × the embedded floor (f) ${(embedded.ms / embeddedFloorMs).toFixed(2)}`);
+  console.log(
+    `(f) PGlite COPY floor     ${seconds(embeddedFloorMs)} ${rate(embeddedFloorMs)}  × floor ${(embeddedFloorMs / floorMs).toFixed(2)}  (the same file, typed rows into (e)'s table)`,
+  );
+  console.log(
+    `${intakeLine('(e) Intake append, PGlite', embedded, floorMs)}\n      × the embedded floor (f) ${(embedded.ms / embeddedFloorMs).toFixed(2)}`,
+  );
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -39,7 +39,8 @@ export function* jiraCsv(rows: number, seed = 42): Generator<string> {
     for (let w = 0; w < n; w++) words.push(pick(WORDS));
     let summary = words.join(' ');
     const r = random();
-    if (r < 0.15) summary = `"${summary.replace(' ', ', ')}"`; // a comma inside
+    if (r < 0.15)
+      summary = `"${summary.replace(' ', ', ')}"`; // a comma inside
     else if (r < 0.25) summary = `"${summary} ""${pick(WORDS)}"""`; // doubled quotes inside
     const created = base + Math.floor(random() * 3e10);
     const updated = created + Math.floor(random() * 1e9);

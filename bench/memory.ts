@@ -51,7 +51,11 @@ function* jsonArray(rows: number): Generator<string> {
 /** The CSV's rows as a workbook: numbers as numbers, the rest as (shared) strings. */
 function workbook(rows: number): Uint8Array {
   const records: string[][] = parse([...jiraCsv(rows)].join(''));
-  return xlsxOf({ Issues: records.map((record) => record.map((value): Cell => (/^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value === '' ? null : value))) });
+  return xlsxOf({
+    Issues: records.map((record) =>
+      record.map((value): Cell => (/^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value === '' ? null : value)),
+    ),
+  });
 }
 
 /** One upload; without databaseUrl, in embedded mode on a new data directory. */

@@ -45,7 +45,13 @@ export interface IngestRun {
  * polls its status URL until the job ends, and stops the process. Throws unless the job completed.
  * `root` is the checkout to run (another release's, for a baseline).
  */
-export async function ingestThroughIntake(env: Record<string, string>, file: string, name: string, query = '', root = ROOT): Promise<IngestRun> {
+export async function ingestThroughIntake(
+  env: Record<string, string>,
+  file: string,
+  name: string,
+  query = '',
+  root = ROOT,
+): Promise<IngestRun> {
   // This checkout as npm start runs it (compiled); another release's from its sources.
   if (root === ROOT) execFileSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { cwd: ROOT, stdio: 'inherit' });
   const args = root === ROOT ? ['dist/cli/main.js', 'serve'] : ['--import', 'tsx', 'src/cli/main.ts', 'serve'];

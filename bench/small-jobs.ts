@@ -30,15 +30,32 @@ url.pathname = `/${name}`;
 const work = mkdtempSync(join(tmpdir(), 'intake-small-'));
 const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', 'src/cli/main.ts', 'serve'], {
   cwd: ROOT,
-  env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_LEVEL: 'info', DATABASE_URL: url.toString(), DATA_DIR: work, WORKER_CONCURRENCY: '2' },
+  env: {
+    PATH: process.env.PATH ?? '',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    DATABASE_URL: url.toString(),
+    DATA_DIR: work,
+    WORKER_CONCURRENCY: '2',
+  },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const db = new pg.Client({ connectionString: url.toString() });
 
-const record = (job: number, row: number) => ({ id: job * rowsPerJob + row, job, name: `row ${row} of job ${job}`, amount: (row * 7.25).toFixed(2), at: '2026-12-01T10:00:00Z' });
+const record = (job: number, row: number) => ({
+  id: job * rowsPerJob + row,
+  job,
+  name: `row ${row} of job ${job}`,
+  amount: (row * 7.25).toFixed(2),
+  at: '2026-12-01T10:00:00Z',
+});
 
 async function post(api: string, dataset: string, records: object[]): Promise<string> {
-  const res = await fetch(`${api}/api/ingest/json?dataset=${dataset}`, { method: 'POST', body: JSON.stringify(records), headers: { 'content-type': 'application/json' } });
+  const res = await fetch(`${api}/api/ingest/json?dataset=${dataset}`, {
+    method: 'POST',
+    body: JSON.stringify(records),
+    headers: { 'content-type': 'application/json' },
+  });
   if (res.status !== 202) throw new Error(`submit answered ${res.status}: ${await res.text()}`);
   return ((await res.json()) as { job_id: string }).job_id;
 }
@@ -78,7 +95,14 @@ try {
   await Promise.all(
     Array.from({ length: 10 }, async () => {
       for (let job = next++; job < jobs; job = next++) {
-        await waitFor(api, await post(api, 'many', Array.from({ length: rowsPerJob }, (_, row) => record(job, row))));
+        await waitFor(
+          api,
+          await post(
+            api,
+            'many',
+            Array.from({ length: rowsPerJob }, (_, row) => record(job, row)),
+          ),
+        );
       }
     }),
   );
@@ -86,7 +110,9 @@ try {
   const all: object[] = [];
   for (let job = 0; job < jobs; job++) for (let row = 0; row < rowsPerJob; row++) all.push(record(job, row));
   await waitFor(api, await post(api, 'one', all));
-  console.log(`${jobs.toLocaleString('en-US')} jobs of ${rowsPerJob} rows into "many" in ${(manyMs / 1000).toFixed(1)} s (${((manyMs / jobs) | 0)} ms a job, 10 clients); the same ${(jobs * rowsPerJob).toLocaleString('en-US')} rows as one job into "one"`);
+  console.log(
+    `${jobs.toLocaleString('en-US')} jobs of ${rowsPerJob} rows into "many" in ${(manyMs / 1000).toFixed(1)} s (${(manyMs / jobs) | 0} ms a job, 10 clients); the same ${(jobs * rowsPerJob).toLocaleString('en-US')} rows as one job into "one"`,
+  );
 
   await db.connect();
   await db.query('VACUUM ANALYZE datasets.many, datasets.one');
@@ -95,14 +121,19 @@ try {
     ['SELECT count(*)', (d: string) => db.query(`SELECT count(*) FROM datasets.${d}`)],
     ['rows page, first (API)', (d: string) => fetch(`${api}/api/datasets/${d}/rows?limit=100`).then((r) => r.text())],
     ['rows page at 90% (API)', (d: string) => fetch(`${api}/api/datasets/${d}/rows?limit=100&cursor=${deep}`).then((r) => r.text())],
-    ["a job's records (API)", async (d: string) => {
-      const { rows } = await db.query(`SELECT _intake_job_id AS id FROM datasets.${d} WHERE _intake_id = $1`, [deep]);
-      return fetch(`${api}/api/job/${rows[0].id}/records?limit=100`).then((r) => r.text());
-    }],
+    [
+      "a job's records (API)",
+      async (d: string) => {
+        const { rows } = await db.query(`SELECT _intake_job_id AS id FROM datasets.${d} WHERE _intake_id = $1`, [deep]);
+        return fetch(`${api}/api/job/${rows[0].id}/records?limit=100`).then((r) => r.text());
+      },
+    ],
   ] as const) {
     const many = await median(() => run('many'));
     const one = await median(() => run('one'));
-    console.log(`${label.padEnd(24)} many ${many.toFixed(2).padStart(8)} ms   one ${one.toFixed(2).padStart(8)} ms   many/one ${(many / one).toFixed(2)}`);
+    console.log(
+      `${label.padEnd(24)} many ${many.toFixed(2).padStart(8)} ms   one ${one.toFixed(2).padStart(8)} ms   many/one ${(many / one).toFixed(2)}`,
+    );
   }
 } finally {
   await db.end().catch(() => {});

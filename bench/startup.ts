@@ -62,9 +62,13 @@ try {
 
   const modes: [string, (run: number) => Record<string, string>][] = [
     ['embedded, new DATA_DIR', (run) => ({ DATA_DIR: join(work, `new-${run}`) })],
-    ['embedded, existing    ', (run) => (cpSync(made, join(work, `old-${run}`), { recursive: true }), { DATA_DIR: join(work, `old-${run}`) })],
+    [
+      'embedded, existing    ',
+      (run) => (cpSync(made, join(work, `old-${run}`), { recursive: true }), { DATA_DIR: join(work, `old-${run}`) }),
+    ],
   ];
-  if (process.env.DATABASE_URL) modes.push(['PostgreSQL            ', (run) => ({ DATA_DIR: join(work, `pg-${run}`), DATABASE_URL: process.env.DATABASE_URL! })]);
+  if (process.env.DATABASE_URL)
+    modes.push(['PostgreSQL            ', (run) => ({ DATA_DIR: join(work, `pg-${run}`), DATABASE_URL: process.env.DATABASE_URL! })]);
   else console.log('(no DATABASE_URL: the PostgreSQL row is left out)');
 
   console.log(`intake serve, median of ${RUNS} starts each          time to listening        idle RSS            peak RSS`);

@@ -25,7 +25,9 @@ function isStale() {
 async function build({ ifStale = false } = {}) {
   if (ifStale && !isStale()) return false;
   rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], {
+    stdio: 'inherit',
+  });
   cpSync(join(ROOT, 'src/storage/migrations'), join(ROOT, 'dist/storage/migrations'), { recursive: true });
   cpSync(join(ROOT, 'src/storage/pglite-initdb.mjs'), join(ROOT, 'dist/storage/pglite-initdb.mjs'));
   const { build: vite } = await import('vite');
@@ -35,4 +37,5 @@ async function build({ ifStale = false } = {}) {
 }
 
 const started = Date.now();
-if (await build({ ifStale: process.argv.includes('--if-stale') })) console.log(`built dist/ in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+if (await build({ ifStale: process.argv.includes('--if-stale') }))
+  console.log(`built dist/ in ${((Date.now() - started) / 1000).toFixed(1)} s`);

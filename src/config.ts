@@ -160,7 +160,8 @@ function tokens(env: Env, name = 'API_TOKENS'): string[] {
   const values = list(env, name);
   for (const [index, token] of values.entries()) {
     // Never echo a token: name it by position.
-    if (token.length < 16) throw new ConfigError(name, `token ${index + 1} is shorter than 16 characters: use long random tokens (e.g. openssl rand -hex 32)`);
+    if (token.length < 16)
+      throw new ConfigError(name, `token ${index + 1} is shorter than 16 characters: use long random tokens (e.g. openssl rand -hex 32)`);
     if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError(name, `token ${index + 1} must be printable ASCII without spaces`);
   }
   return values;
@@ -205,7 +206,8 @@ function webhooks(env: Env): WebhookSettings {
     if (problem) throw new ConfigError('WEBHOOK_URLS', `URL ${index + 1}: ${problem}`);
   }
   const secret = env.WEBHOOK_SECRET?.trim() || undefined;
-  if (secret !== undefined && secret.length < 16) throw new ConfigError('WEBHOOK_SECRET', 'is shorter than 16 characters: use a long random secret (e.g. openssl rand -hex 32)');
+  if (secret !== undefined && secret.length < 16)
+    throw new ConfigError('WEBHOOK_SECRET', 'is shorter than 16 characters: use a long random secret (e.g. openssl rand -hex 32)');
   return {
     urls,
     secret,
@@ -217,7 +219,8 @@ function webhooks(env: Env): WebhookSettings {
 
 function logFormat(env: Env): Config['logFormat'] {
   const raw = env.LOG_FORMAT?.trim().toLowerCase() || 'auto';
-  if (raw !== 'auto' && raw !== 'json' && raw !== 'pretty') throw new ConfigError('LOG_FORMAT', `must be auto, json or pretty (got "${env.LOG_FORMAT}")`);
+  if (raw !== 'auto' && raw !== 'json' && raw !== 'pretty')
+    throw new ConfigError('LOG_FORMAT', `must be auto, json or pretty (got "${env.LOG_FORMAT}")`);
   return raw;
 }
 
@@ -244,7 +247,8 @@ function uploadStore(env: Env): Config['uploadStore'] {
 function schemaName(env: Env): string {
   const raw = env.DATASET_SCHEMA?.trim() || 'datasets';
   const problem = datasetNameProblem(raw);
-  if (problem) throw new ConfigError('DATASET_SCHEMA', problem.replace('a dataset name', 'a schema name').replace('dataset name', 'schema name'));
+  if (problem)
+    throw new ConfigError('DATASET_SCHEMA', problem.replace('a dataset name', 'a schema name').replace('dataset name', 'schema name'));
   if (raw === 'public' || raw.startsWith('pg_') || raw === 'intake_stage' || raw === 'information_schema') {
     throw new ConfigError('DATASET_SCHEMA', `"${raw}" is taken: choose a schema of its own for the datasets (default datasets)`);
   }
@@ -280,7 +284,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       forcePathStyle: boolean(env, 'S3_FORCE_PATH_STYLE', env.S3_ENDPOINT !== undefined && env.S3_ENDPOINT.trim() !== ''),
       ...(env.AWS_ACCESS_KEY_ID &&
         env.AWS_SECRET_ACCESS_KEY && {
-          credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, ...(env.AWS_SESSION_TOKEN && { sessionToken: env.AWS_SESSION_TOKEN }) },
+          credentials: {
+            accessKeyId: env.AWS_ACCESS_KEY_ID,
+            secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+            ...(env.AWS_SESSION_TOKEN && { sessionToken: env.AWS_SESSION_TOKEN }),
+          },
         }),
     },
     importAllowPrivate: boolean(env, 'IMPORT_ALLOW_PRIVATE', false),

@@ -59,7 +59,11 @@ async function openUploads(config: Config): Promise<UploadStore> {
   if (config.uploadStore.kind === 'file') return fileStore(config.uploadDir);
   const { s3Client, s3Store } = await import('./sources/s3.js');
   await mkdir(config.uploadDir, { recursive: true }); // scratch space for zips read from the bucket
-  return s3Store(s3Client(config.s3, config.importTimeoutMs), { ...config.uploadStore, maxUploadBytes: config.maxUploadBytes, scratchDir: config.uploadDir });
+  return s3Store(s3Client(config.s3, config.importTimeoutMs), {
+    ...config.uploadStore,
+    maxUploadBytes: config.maxUploadBytes,
+    scratchDir: config.uploadDir,
+  });
 }
 
 async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runtime> {
@@ -100,9 +104,16 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   };
   const dispatcher = scaleOut?.dispatcher ?? createLocalDispatcher({ pipeline, concurrency: config.workerConcurrency });
   const scheduler = config.redisUrl
-    ? (await import('./runtime/schedule-queue.js')).bullScheduler(config.redisUrl, config.redisKeyPrefix, log.child({ component: 'schedules' }))
+    ? (await import('./runtime/schedule-queue.js')).bullScheduler(
+        config.redisUrl,
+        config.redisKeyPrefix,
+        log.child({ component: 'schedules' }),
+      )
     : localScheduler();
-  if (sqlRole.reason) log.warn(`POST /api/sql runs queries as the connecting user, not as the role ${SQL_ROLE} that can read only the datasets (${sqlRole.reason}): the SQL guard is its only wall`);
+  if (sqlRole.reason)
+    log.warn(
+      `POST /api/sql runs queries as the connecting user, not as the role ${SQL_ROLE} that can read only the datasets (${sqlRole.reason}): the SQL guard is its only wall`,
+    );
   return {
     db,
     sqlRole,
@@ -119,7 +130,14 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
       const schedules =
         config.redisUrl && config.workerConcurrency === 0
           ? { close: async () => {} }
-          : scheduler.start({ db, settings: pipeline.imports, events, dispatcher, log: log.child({ component: 'schedules' }), maxJobsPerMinute: config.maxScheduledJobsPerMinute });
+          : scheduler.start({
+              db,
+              settings: pipeline.imports,
+              events,
+              dispatcher,
+              log: log.child({ component: 'schedules' }),
+              maxJobsPerMinute: config.maxScheduledJobsPerMinute,
+            });
       // Every process sweeps (one at a time, under a lock); retention off still expires idempotency keys.
       const retention = startRetention({
         db,
@@ -166,7 +184,18 @@ export async function createIntake(config: Config, log: FastifyBaseLogger): Prom
   try {
     const { dispatcher } = runtime;
     const app = await buildApp(
-      { config, db: runtime.db, dispatcher, tracker: runtime.pipeline.tracker, uploads: runtime.pipeline.uploads, scheduler: runtime.scheduler, cache: runtime.cache, events: runtime.events, queueCounts: runtime.queueCounts, sqlRole: runtime.sqlRole },
+      {
+        config,
+        db: runtime.db,
+        dispatcher,
+        tracker: runtime.pipeline.tracker,
+        uploads: runtime.pipeline.uploads,
+        scheduler: runtime.scheduler,
+        cache: runtime.cache,
+        events: runtime.events,
+        queueCounts: runtime.queueCounts,
+        sqlRole: runtime.sqlRole,
+      },
       {
         loggerInstance: log,
         // Headers that never end hold a connection: cut after headersTimeoutMs, checked every second.
@@ -234,15 +263,26 @@ function onSignals(log: FastifyBaseLogger, graceMs: number, close: () => Promise
 export async function serve(config: Config): Promise<void> {
   const log = createLogger(config);
   const intake = await createIntake(config, log);
-  const mode = config.redisUrl ? 'scale-out: PostgreSQL + Redis + BullMQ' : config.databaseUrl ? 'PostgreSQL, in-process workers' : 'embedded PGlite';
-  log.info({ mode, dataDir: config.databaseUrl ? undefined : config.dataDir, workers: config.workerConcurrency }, `storage and queue: ${mode}`);
+  const mode = config.redisUrl
+    ? 'scale-out: PostgreSQL + Redis + BullMQ'
+    : config.databaseUrl
+      ? 'PostgreSQL, in-process workers'
+      : 'embedded PGlite';
+  log.info(
+    { mode, dataDir: config.databaseUrl ? undefined : config.dataDir, workers: config.workerConcurrency },
+    `storage and queue: ${mode}`,
+  );
   if (config.apiTokens.length > 0) log.info({ tokens: config.apiTokens.length }, 'access control on: /api needs a bearer token');
   else if (config.host === '127.0.0.1' || config.host === 'localhost' || config.host === '::1') {
     log.info('no API_TOKENS: listening on loopback only; set API_TOKENS (and HOST) to accept other machines');
-  } else log.warn({ host: config.host }, 'no API_TOKENS and not on loopback: anyone who can reach this port can submit, read and delete jobs');
+  } else
+    log.warn({ host: config.host }, 'no API_TOKENS and not on loopback: anyone who can reach this port can submit, read and delete jobs');
   const files = openFilesLimit();
   if (files !== undefined && config.maxConnections > files - 256) {
-    log.warn({ maxConnections: config.maxConnections, openFilesLimit: files }, 'MAX_CONNECTIONS leaves fewer than 256 open files for the database and uploads: lower it, or raise the limit (ulimit -n)');
+    log.warn(
+      { maxConnections: config.maxConnections, openFilesLimit: files },
+      'MAX_CONNECTIONS leaves fewer than 256 open files for the database and uploads: lower it, or raise the limit (ulimit -n)',
+    );
   }
   onSignals(log, config.shutdownGraceMs, () => intake.close());
   const address = await intake.app.listen({ port: config.port, host: config.host });

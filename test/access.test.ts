@@ -21,7 +21,11 @@ describe.each(backends())('access control ($name)', (backend) => {
 
   beforeAll(async () => {
     sandbox = await createSandbox(backend);
-    server = await startServer(sandbox, { API_TOKENS: `${TOKEN}, ${OTHER}`, CORS_ORIGINS: 'https://app.example.com', METRICS_TOKEN: SCRAPER });
+    server = await startServer(sandbox, {
+      API_TOKENS: `${TOKEN}, ${OTHER}`,
+      CORS_ORIGINS: 'https://app.example.com',
+      METRICS_TOKEN: SCRAPER,
+    });
   });
 
   afterAll(async () => {
@@ -47,7 +51,12 @@ describe.each(backends())('access control ($name)', (backend) => {
       ['DELETE', `/api/job/${id}`],
     ];
     for (const [method, path] of routes) {
-      for (const headers of [{}, bearer('tok-not-a-valid-token-at-all'), bearer(TOKEN.slice(0, -1)), { authorization: `Basic ${btoa(`user:${TOKEN}`)}` }]) {
+      for (const headers of [
+        {},
+        bearer('tok-not-a-valid-token-at-all'),
+        bearer(TOKEN.slice(0, -1)),
+        { authorization: `Basic ${btoa(`user:${TOKEN}`)}` },
+      ]) {
         const res = await call(path, { method, headers });
         expect(res.status, `${method} ${path} ${JSON.stringify(headers)}`).toBe(401);
         expect(res.headers.get('www-authenticate')).toBe('Bearer realm="intake"');
@@ -144,7 +153,11 @@ describe.each(backends())('access control ($name)', (backend) => {
   it('lets the named origins call it from a browser (CORS), and no others', async () => {
     const preflight = await call('/api/upload', {
       method: 'OPTIONS',
-      headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,idempotency-key' },
+      headers: {
+        origin: 'https://app.example.com',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization,idempotency-key',
+      },
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
@@ -158,7 +171,10 @@ describe.each(backends())('access control ($name)', (backend) => {
 
   it('the CLI sends INTAKE_TOKEN, and says so in one line when it is missing', async () => {
     const run = async (env: Record<string, string>) => {
-      const child = spawn(process.execPath, [BIN, 'jobs', '--json'], { env: { PATH: process.env.PATH ?? '', INTAKE_URL: server.url, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [BIN, 'jobs', '--json'], {
+        env: { PATH: process.env.PATH ?? '', INTAKE_URL: server.url, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -171,7 +187,9 @@ describe.each(backends())('access control ($name)', (backend) => {
     expect(JSON.parse(ok.stdout).results.length).toBeGreaterThan(0);
     const refused = await run({});
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toBe('intake: This Intake requires an access token: send Authorization: Bearer <token> (HTTP 401 unauthorized)\n');
+    expect(refused.stderr).toBe(
+      'intake: This Intake requires an access token: send Authorization: Bearer <token> (HTTP 401 unauthorized)\n',
+    );
   });
 });
 
@@ -217,7 +235,10 @@ describe.skipIf(!existsSync('/usr/bin/chromium'))('the console with API_TOKENS',
   it('asks for a token, refuses a wrong one, then works live with the right one', async () => {
     const sandbox = await createSandbox({ name: 'embedded' });
     const server = await startServer(sandbox, { API_TOKENS: TOKEN });
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
     try {
       const page = await browser.newPage();
       await page.goto(server.url);
@@ -233,7 +254,7 @@ describe.skipIf(!existsSync('/usr/bin/chromium'))('the console with API_TOKENS',
       const row = page.locator('tr[data-job-id]');
       await expect.poll(() => row.locator('.badge').textContent(), { timeout: 30_000 }).toBe('completed');
       const jobId = (await row.getAttribute('data-job-id'))!;
-      expect((await waitForJob(server.url, jobId).catch((err: Error) => err.message))).toContain('answered 401'); // the API itself still wants the token
+      expect(await waitForJob(server.url, jobId).catch((err: Error) => err.message)).toContain('answered 401'); // the API itself still wants the token
       await row.getByRole('link').click();
       await expect.poll(() => page.locator('table.records tbody tr').count()).toBe(50);
       await page.getByRole('button', { name: 'Sign out' }).click();

@@ -6,7 +6,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobListSchema, jobSchema } from '../src/http/schemas.js';
 import { TERMINAL_STATUSES, type JobPayload } from '../src/core/job.js';
 import { findJob, findPayload, findPayloads, payloadJson } from '../src/storage/jobs.js';
-import { backends, createSandbox, getJson, makeCsv, postRecords, recordsOf as recordsOfJob, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  getJson,
+  makeCsv,
+  postRecords,
+  recordsOf as recordsOfJob,
+  upload,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+  startServer,
+} from './helpers.js';
 
 describe.each(backends())('API contract ($name)', (backend) => {
   let sandbox: Sandbox;
@@ -146,7 +158,9 @@ describe.each(backends())('API contract ($name)', (backend) => {
   it('pages by cursor through every job once, in order; filters by source type and submission time; counts when asked', async () => {
     for (let i = 0; i < 4; i++) await postRecords(idle.url, JSON.stringify([{ i }]));
     // Jobs submitted within the same millisecond: the cursor keeps microseconds and the job id.
-    await idle.intake.db.query(`UPDATE ingest_jobs SET submitted_at = date_trunc('second', NOW()) + INTERVAL '7 microseconds' WHERE source_type = 'json_api'`);
+    await idle.intake.db.query(
+      `UPDATE ingest_jobs SET submitted_at = date_trunc('second', NOW()) + INTERVAL '7 microseconds' WHERE source_type = 'json_api'`,
+    );
     const all = (await getJson(`${idle.url}/api/jobs?limit=100`)).body.results.map((j: JobPayload) => j.job_id);
     expect(all.length).toBeGreaterThanOrEqual(9);
     const seen: string[] = [];
@@ -207,8 +221,18 @@ describe.each(backends())('API contract ($name)', (backend) => {
     const forged = ['2026-02-30 10:00:00', '0000-01-01 00:00:00', '2026-01-01 24:00:00', '1795898898587000', '2026-01-01T10:00:00Z'].map(
       (at) => `cursor=${Buffer.from(`${at}|${all[0]}`).toString('base64url')}`,
     );
-    for (const query of ['cursor=bm90IGEgY3Vyc29y', 'cursor=x&offset=2', ...forged, 'submitted_after=yesterday', 'source_type=ftp', 'total=maybe',
-      'submitted_before=0000-01-01T00:00:00Z', 'submitted_after=0001-01-01T00:00:00%2B01:00', 'submitted_before=0001-01-01T00:00:00-23:59', 'submitted_after=2026-01-01T00:00:00%2B16:00']) {
+    for (const query of [
+      'cursor=bm90IGEgY3Vyc29y',
+      'cursor=x&offset=2',
+      ...forged,
+      'submitted_after=yesterday',
+      'source_type=ftp',
+      'total=maybe',
+      'submitted_before=0000-01-01T00:00:00Z',
+      'submitted_after=0001-01-01T00:00:00%2B01:00',
+      'submitted_before=0001-01-01T00:00:00-23:59',
+      'submitted_after=2026-01-01T00:00:00%2B16:00',
+    ]) {
       const res = await getJson(`${idle.url}/api/jobs?${query}`);
       expect(res.status, query).toBe(422);
       expect(res.body.code).toBe('validation_error');
@@ -229,7 +253,12 @@ describe.each(backends())('API contract ($name)', (backend) => {
     const reader = backend.name === 'embedded' ? idle : await startServer(idleSandbox, { WORKER_CONCURRENCY: '0', PG_POOL_SIZE: '1' });
     const [reads, pages] = await Promise.all([
       Promise.all(asked.map((id) => getJson(`${reader.url}/api/job/${id}`))),
-      Promise.all(Array.from({ length: 60 }, (_, i) => pageQueries[i % pageQueries.length]!).map(async (query) => ({ query, res: await getJson(`${reader.url}/api/jobs?${query}`) }))),
+      Promise.all(
+        Array.from({ length: 60 }, (_, i) => pageQueries[i % pageQueries.length]!).map(async (query) => ({
+          query,
+          res: await getJson(`${reader.url}/api/jobs?${query}`),
+        })),
+      ),
     ]);
     if (reader !== idle) await reader.close();
     reads.forEach((res, i) => {
@@ -281,7 +310,11 @@ describe.each(backends())('API contract ($name)', (backend) => {
     const wrongType = await upload(server.url, 'report.pdf', '%PDF-1.7');
     expect(wrongType.status).toBe(415);
     expect(wrongType.body).toMatchObject({ code: 'unsupported_file_type' });
-    const jsonToUpload = await fetch(`${server.url}/api/upload`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const jsonToUpload = await fetch(`${server.url}/api/upload`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(jsonToUpload.status).toBe(415);
     expect((await upload(server.url, 'empty.csv', '')).status).toBe(422);
 
@@ -303,7 +336,11 @@ describe.each(backends())('API contract ($name)', (backend) => {
 
   it('rejects an upload over MAX_UPLOAD_BYTES with 413 and keeps nothing', async () => {
     const limitSandbox = await createSandbox(backend);
-    const small = await startServer(limitSandbox, { WORKER_CONCURRENCY: '0', MAX_UPLOAD_BYTES: String(1024 ** 2), MAX_JSON_BODY_BYTES: '1024' });
+    const small = await startServer(limitSandbox, {
+      WORKER_CONCURRENCY: '0',
+      MAX_UPLOAD_BYTES: String(1024 ** 2),
+      MAX_JSON_BODY_BYTES: '1024',
+    });
     try {
       const twoMiB = 'id,text\n' + `1,${'x'.repeat(1021)}\n`.repeat(2 * 1024);
       expect(twoMiB.length).toBeGreaterThan(2 * 1024 ** 2);
@@ -344,7 +381,10 @@ describe.each(backends())('API contract ($name)', (backend) => {
       form.append('max_errors', '1'.repeat(2000));
       form.append('file', new Blob([makeCsv(5)]), 'a.csv');
     });
-    expect(longField).toEqual({ status: 413, body: { detail: 'The form field "max_errors" is longer than 1024 bytes', code: 'field_too_large' } });
+    expect(longField).toEqual({
+      status: 413,
+      body: { detail: 'The form field "max_errors" is longer than 1024 bytes', code: 'field_too_large' },
+    });
     expect(readdirSync(server.config.uploadDir).filter((f) => f.endsWith('.part'))).toEqual([]);
     expect((await getJson(`${server.url}/api/jobs?limit=100`)).body.results.length).toBe(before);
   });
@@ -401,7 +441,15 @@ describe.each(backends())('API contract ($name)', (backend) => {
     const doc = await getJson(`${server.url}/openapi.json`);
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toMatch(/^3\./);
-    for (const path of ['/api/upload', '/api/ingest/json', '/api/import', '/api/job/{job_id}', '/api/jobs', '/api/job/{job_id}/events', '/api/jobs/events']) {
+    for (const path of [
+      '/api/upload',
+      '/api/ingest/json',
+      '/api/import',
+      '/api/job/{job_id}',
+      '/api/jobs',
+      '/api/job/{job_id}/events',
+      '/api/jobs/events',
+    ]) {
       expect(doc.body.paths).toHaveProperty([path]);
     }
     // What OpenAPI tools need (redocly's recommended rules; .ci/run lints this very document):
@@ -415,8 +463,14 @@ describe.each(backends())('API contract ($name)', (backend) => {
         ids.add(operation.operationId);
         expect(operation.security, where).toEqual(path.startsWith('/api/') ? [{ bearerAuth: [] }] : []);
         const codes = Object.keys(operation.responses);
-        expect(codes.some((code) => code.startsWith('2')), where).toBe(true);
-        expect(codes.some((code) => code.startsWith('4')), where).toBe(true);
+        expect(
+          codes.some((code) => code.startsWith('2')),
+          where,
+        ).toBe(true);
+        expect(
+          codes.some((code) => code.startsWith('4')),
+          where,
+        ).toBe(true);
         if (path.startsWith('/api/')) expect(codes, where).toContain('401');
       }
     }

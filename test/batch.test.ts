@@ -8,7 +8,11 @@ function recorder() {
   const load = (keys: string[]) =>
     new Promise<Map<string, string>>((resolve, reject) => {
       batches.push(keys);
-      pending.push(() => (keys.includes('boom') ? reject(new Error('database unavailable')) : resolve(new Map(keys.filter((k) => k !== 'none').map((k) => [k, `value of ${k}`])))));
+      pending.push(() =>
+        keys.includes('boom')
+          ? reject(new Error('database unavailable'))
+          : resolve(new Map(keys.filter((k) => k !== 'none').map((k) => [k, `value of ${k}`]))),
+      );
     });
   const release = async () => {
     pending.shift()!();

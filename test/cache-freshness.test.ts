@@ -134,9 +134,12 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
         const body = (await res.json()) as JobPayload;
         api.reads++;
         if (res.status === 200) api.versions.add(body.version);
-        if (gone && res.status !== 404) violations.push(`the database had no row, the API answered ${res.status} v${body.version} ${body.status}`);
+        if (gone && res.status !== 404)
+          violations.push(`the database had no row, the API answered ${res.status} v${body.version} ${body.status}`);
         else if (res.status === 200 && body.version < floor) {
-          violations.push(`the database showed v${floor}, the API then answered v${body.version} ${body.status} (${body.records_processed} records)`);
+          violations.push(
+            `the database showed v${floor}, the API then answered v${body.version} ${body.status} (${body.records_processed} records)`,
+          );
         } else if (res.status !== 200 && res.status !== 404) violations.push(`the API answered ${res.status}`);
       }
     }
@@ -213,7 +216,16 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
     };
     const tracker = createTracker(db, cache, events);
     const cached = async () => probe.get(key);
-    const batch = (from: number): Batch => ({ from, rows: Buffer.from(`${from}\t1\n`), rowCount: 1, width: 1, columns: { from: from === 0 ? 0 : 1, to: 1 }, errors: [], bytesProcessed: 10, loadState: '{"columns":[]}' });
+    const batch = (from: number): Batch => ({
+      from,
+      rows: Buffer.from(`${from}\t1\n`),
+      rowCount: 1,
+      width: 1,
+      columns: { from: from === 0 ? 0 : 1, to: 1 },
+      errors: [],
+      bytesProcessed: 10,
+      loadState: '{"columns":[]}',
+    });
 
     const expectChange = async (row: JobRow | null, version: number) => {
       expect(row?.version).toBe(version);
@@ -245,7 +257,10 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
 
     // Retention deletes the same way: each key marked before the sweep's delete commits.
     const finished = (await upload(server.url, 'old.csv', makeCsv(10))).body.job_id as string;
-    await db.query(`UPDATE ingest_jobs SET status = 'completed', version = version + 1, completed_at = NOW() - INTERVAL '2 days' WHERE job_id = $1`, [finished]);
+    await db.query(
+      `UPDATE ingest_jobs SET status = 'completed', version = version + 1, completed_at = NOW() - INTERVAL '2 days' WHERE job_id = $1`,
+      [finished],
+    );
     const retention = { ...deps, retentionDays: 1, intervalMs: 60_000, partialMaxAgeMs: 60_000 };
     expect(await sweepOnce(retention)).toBe(1);
     expect(marks).toEqual(['pending with v2 committed']);
@@ -405,7 +420,9 @@ describe.skipIf(!scaleOutAvailable())('status cache marks (Redis)', () => {
     cleanup.push(async () => writer.disconnect());
     const direct = new Redis(server.url);
     cleanup.push(async () => direct.disconnect());
-    await Promise.all([reads, writer].map((c) => new Promise<void>((resolve) => (c.status === 'ready' ? resolve() : c.once('ready', () => resolve())))));
+    await Promise.all(
+      [reads, writer].map((c) => new Promise<void>((resolve) => (c.status === 'ready' ? resolve() : c.once('ready', () => resolve())))),
+    );
     const cache = open({ writer }, reads);
     const jobId = randomUUID();
     const key = `${prefix}ingest_job:${jobId}`;

@@ -122,7 +122,13 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     for (let page = 0; page < 100; page++) {
       const { code, stdout, stderr } = await run(...args);
       expect(code).toBe(0);
-      seen.push(...stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[0]!));
+      seen.push(
+        ...stdout
+          .trim()
+          .split('\n')
+          .slice(1)
+          .map((line) => line.split(/\s+/)[0]!),
+      );
       const more = /^more: intake jobs --cursor ([A-Za-z0-9_-]+)$/m.exec(stderr);
       if (!more) break;
       args = ['jobs', '--limit', '2', '--cursor', more[1]!];
@@ -137,10 +143,14 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     const retried = await run('retry', jobId, '--max-errors', '5', '--wait');
     expect(retried.code).toBe(0);
     expect(retried.stdout.trim()).toBe(jobId);
-    expect(retried.stderr.trim().split('\n').at(-1)).toMatch(/^completed: 2 records, 1 bad row reported in \d+\.\d s; dataset bad: 2 rows inserted, 0 updated$/);
+    expect(retried.stderr.trim().split('\n').at(-1)).toMatch(
+      /^completed: 2 records, 1 bad row reported in \d+\.\d s; dataset bad: 2 rows inserted, 0 updated$/,
+    );
     const cancel = await run('cancel', jobId);
     expect(cancel.code).toBe(2);
-    expect(cancel.stderr).toBe('intake: The job is already completed: only a queued or running job can be canceled (HTTP 409 job_finished)\n');
+    expect(cancel.stderr).toBe(
+      'intake: The job is already completed: only a queued or running job can be canceled (HTTP 409 job_finished)\n',
+    );
     const removed = await run('delete', jobId);
     expect(removed).toEqual({ code: 0, stdout: '', stderr: `deleted ${jobId}\n` });
     expect((await run('status', jobId)).code).toBe(2);
@@ -171,11 +181,26 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect(second.code).toBe(0);
     const jobId = second.stdout.trim();
     expect(second.stderr).toBe(`queued: ${server.url}/api/job/${jobId} into orders (merge on id)\n`);
-    expect(await waitForJob(server.url, jobId)).toMatchObject({ status: 'completed', dataset: 'orders', mode: 'merge', key: ['id'], rows_inserted: 1, rows_updated: 1 });
+    expect(await waitForJob(server.url, jobId)).toMatchObject({
+      status: 'completed',
+      dataset: 'orders',
+      mode: 'merge',
+      key: ['id'],
+      rows_inserted: 1,
+      rows_updated: 1,
+    });
     const status = await run('status', jobId);
-    expect(status.stdout).toContain('dataset    orders (merge on id)\nrecords    2 ingested, 0 failed (0 allowed)\nloaded     1 row inserted, 1 updated\n');
+    expect(status.stdout).toContain(
+      'dataset    orders (merge on id)\nrecords    2 ingested, 0 failed (0 allowed)\nloaded     1 row inserted, 1 updated\n',
+    );
     const jobs = await run('jobs', '--dataset', 'orders');
-    expect(jobs.stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/).slice(-2))).toEqual([
+    expect(
+      jobs.stdout
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((line) => line.split(/\s+/).slice(-2)),
+    ).toEqual([
       ['orders', 'orders-update.csv'],
       ['orders', 'orders.csv'],
     ]);
@@ -183,7 +208,9 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     // A value wider than its column (qty is bigint) fails the job, which writes nothing; --widen widens the column.
     const narrow = await run('upload', 'orders-wider.csv', '--dataset', 'orders', '--wait');
     expect(narrow.code).toBe(1);
-    expect(narrow.stderr.trim().split('\n').at(-1)).toMatch(/^failed: .*column "qty" is bigint and cannot hold "2\.5".*; dataset orders unchanged\)$/);
+    expect(narrow.stderr.trim().split('\n').at(-1)).toMatch(
+      /^failed: .*column "qty" is bigint and cannot hold "2\.5".*; dataset orders unchanged\)$/,
+    );
     const widened = await run('upload', 'orders-wider.csv', '--dataset', 'orders', '--widen', '--wait');
     expect(widened.code).toBe(0);
     expect(widened.stderr.trim().split('\n').at(-1)).toMatch(/; dataset orders: 1 row inserted, 0 updated$/);
@@ -200,7 +227,12 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     const lastJob = all.find((dataset) => dataset.name === 'orders')!.last_job_id;
     expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^orders\\s+4\\s+4\\s+\\S+Z\\s+${lastJob}$`)));
     const asJson = await run('datasets', '--json');
-    expect(asJson.stdout.trim().split('\n').map((line) => JSON.parse(line).name)).toEqual(all.map((dataset) => dataset.name));
+    expect(
+      asJson.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).name),
+    ).toEqual(all.map((dataset) => dataset.name));
 
     const one = await run('datasets', 'orders');
     expect(one.code).toBe(0);
@@ -210,7 +242,11 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
           'COLUMN      TYPE     ORIGINAL_NAME\nid          bigint   id\nqty         numeric  qty\nunit_price  numeric  Unit Price\nnote        text     note\n$',
       ),
     );
-    expect(JSON.parse((await run('datasets', 'orders', '--json')).stdout)).toMatchObject({ name: 'orders', row_count: 4, last_job_id: lastJob });
+    expect(JSON.parse((await run('datasets', 'orders', '--json')).stdout)).toMatchObject({
+      name: 'orders',
+      row_count: 4,
+      last_job_id: lastJob,
+    });
   });
 
   it('export streams a dataset to stdout, as CSV or NDJSON with every digit', async () => {
@@ -229,7 +265,11 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
 
   it('export stops quietly, exit 0, when the reader closes early (| head)', async () => {
     expect((await run('upload', 'many.csv', '--wait')).code).toBe(0);
-    const child = spawn(process.execPath, [BIN, 'export', 'many'], { cwd: dir, env: { PATH: process.env.PATH ?? '', INTAKE_URL: server.url }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'export', 'many'], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '', INTAKE_URL: server.url },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const [first] = (await once(child.stdout, 'data')) as [Buffer];
@@ -280,20 +320,41 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
 
   it.each([
     [['upload', 'missing.csv'], 'intake: cannot read missing.csv: no such file'],
-    [['upload', 'notes.txt'], 'intake: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format= (HTTP 415 unsupported_file_type)'],
+    [
+      ['upload', 'notes.txt'],
+      'intake: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format= (HTTP 415 unsupported_file_type)',
+    ],
     [['upload', 'people.csv', '--max-errors', '-1'], "intake: Option '--max-errors' argument is ambiguous"],
     [['upload', 'people.csv', '--max-errors', 'many'], 'intake: --max-errors must be a whole number, 0 or more, not "many"'],
-    [['upload'], 'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]'],
-    [['upload', 'people.csv', '--mode', 'merge'], 'intake: body.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on (HTTP 422 validation_error)'],
-    [['import', 'http://169.254.169.254/latest/meta-data/'], 'intake: 169.254.169.254, a loopback, private, link-local or metadata address: imports may not reach it (IMPORT_ALLOW_PRIVATE=true allows it) (HTTP 422 import_refused)'],
-    [['import', 'ftp://example.com/a.csv'], 'intake: body.url: ftp:// URLs cannot be imported: use http, https or s3 (HTTP 422 validation_error)'],
-    [['import'], 'intake: usage: intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--callback-url URL] [--max-errors N] [--wait] [--json]'],
+    [
+      ['upload'],
+      'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]',
+    ],
+    [
+      ['upload', 'people.csv', '--mode', 'merge'],
+      'intake: body.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on (HTTP 422 validation_error)',
+    ],
+    [
+      ['import', 'http://169.254.169.254/latest/meta-data/'],
+      'intake: 169.254.169.254, a loopback, private, link-local or metadata address: imports may not reach it (IMPORT_ALLOW_PRIVATE=true allows it) (HTTP 422 import_refused)',
+    ],
+    [
+      ['import', 'ftp://example.com/a.csv'],
+      'intake: body.url: ftp:// URLs cannot be imported: use http, https or s3 (HTTP 422 validation_error)',
+    ],
+    [
+      ['import'],
+      'intake: usage: intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--callback-url URL] [--max-errors N] [--wait] [--json]',
+    ],
     [['datasets', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
     [['export', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
     [['export', 'orders', '--format', 'xml'], 'intake: --format is csv or ndjson, not "xml"'],
     [['sql'], 'intake: usage: intake sql "SELECT …" [--json]'],
     [['status', '00000000-0000-4000-8000-000000000000'], 'intake: Job not found (HTTP 404 job_not_found)'],
-    [['jobs', '--status', 'done'], 'intake: query.status: status must be one of: queued, running, completed, failed, canceled (HTTP 422 validation_error)'],
+    [
+      ['jobs', '--status', 'done'],
+      'intake: query.status: status must be one of: queued, running, completed, failed, canceled (HTTP 422 validation_error)',
+    ],
     [['jobs', '--verbose'], "intake: Unknown option '--verbose'"],
     [['frobnicate'], 'intake: unknown command "frobnicate"'],
   ])('%j fails with one clear line and exit code 2', async (args, message) => {
@@ -319,7 +380,8 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
 
 describe('the V8 flags of an Intake process', () => {
   it('are the same wherever it starts: npm start, npm run worker, the installed command', () => {
-    const scripts = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    const scripts = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> })
+      .scripts;
     // exec: npm's child is Intake itself, so a SIGTERM npm passes on reaches it (not only the shell).
     for (const name of ['start', 'worker']) expect(scripts[name], name).toMatch(new RegExp(`^exec node ${NODE_FLAGS.join(' ')} `));
     expect(readFileSync(BIN, 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
@@ -330,12 +392,18 @@ describe('logs', () => {
   it('read as lines on a terminal (LOG_FORMAT=pretty), as JSON lines otherwise', () => {
     const time = Date.UTC(2026, 11, 1, 12, 0, 1);
     const clock = new Date(time).toTimeString().slice(0, 8);
-    expect(prettyLine(JSON.stringify({ level: 30, time, pid: 1, hostname: 'h', msg: 'job run ended', jobId: 'ab', outcome: 'completed' }), false)).toBe(
-      `${clock} INFO  job run ended jobId=ab outcome=completed`,
-    );
-    expect(prettyLine(JSON.stringify({ level: 50, time, msg: 'failed', path: 'a b', err: { message: 'boom', stack: 'Error: boom\n    at x' } }), false)).toBe(
-      `${clock} ERROR failed path="a b"\n  Error: boom\n    at x`,
-    );
+    expect(
+      prettyLine(
+        JSON.stringify({ level: 30, time, pid: 1, hostname: 'h', msg: 'job run ended', jobId: 'ab', outcome: 'completed' }),
+        false,
+      ),
+    ).toBe(`${clock} INFO  job run ended jobId=ab outcome=completed`);
+    expect(
+      prettyLine(
+        JSON.stringify({ level: 50, time, msg: 'failed', path: 'a b', err: { message: 'boom', stack: 'Error: boom\n    at x' } }),
+        false,
+      ),
+    ).toBe(`${clock} ERROR failed path="a b"\n  Error: boom\n    at x`);
     expect(prettyLine('not json', false)).toBe('not json');
     expect(() => loadConfig({ LOG_FORMAT: 'xml' })).toThrow(/LOG_FORMAT/);
     expect(loadConfig({}).logFormat).toBe('auto');
@@ -364,7 +432,9 @@ describe('intake --version and intake doctor', () => {
     expect(embedded.stdout).toMatch(new RegExp(`^ok {4}Intake ${version.replace(/\./g, '\\.')}\n`));
     expect(embedded.stdout).toMatch(/^(ok|warn) +Node\.js \d+\.\d+\.\d+/m);
     expect(embedded.stdout).toMatch(/^ok {4}configuration: valid; mode embedded/m);
-    expect(embedded.stdout).toMatch(new RegExp(`^ok {4}DATA_DIR ${join(dataDir, 'new')} \\(made at the first start, in ${dataDir}\\): writable, [\\d.]+ GiB free$`, 'm'));
+    expect(embedded.stdout).toMatch(
+      new RegExp(`^ok {4}DATA_DIR ${join(dataDir, 'new')} \\(made at the first start, in ${dataDir}\\): writable, [\\d.]+ GiB free$`, 'm'),
+    );
     expect(embedded.stdout).toMatch(/^ok {4}EMBEDDED_FSYNC: each commit is flushed to disk/m);
     expect(embedded.stdout).toMatch(/Nothing failed\.\n$/);
     const unflushed = await intakeWith({ DATA_DIR: join(dataDir, 'new'), EMBEDDED_FSYNC: 'false' }, ['doctor']);
@@ -378,9 +448,16 @@ describe('intake --version and intake doctor', () => {
     // PostgreSQL mode on a DATA_DIR that holds an embedded Intake: their default UPLOAD_DIR is one folder.
     mkdirSync(join(dataDir, 'shared', 'pgdata'), { recursive: true });
     writeFileSync(join(dataDir, 'shared', 'pgdata', 'PG_VERSION'), '17\n');
-    const shared = await intakeWith({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', DATA_DIR: join(dataDir, 'shared') }, ['doctor']);
-    expect(shared.stdout).toContain(`warn  UPLOAD_DIR ${join(dataDir, 'shared', 'uploads')} (the default) is also where the embedded Intake in DATA_DIR ${join(dataDir, 'shared')} keeps its uploads`);
-    const apart = await intakeWith({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', DATA_DIR: join(dataDir, 'shared'), UPLOAD_DIR: join(dataDir, 'pg-uploads') }, ['doctor']);
+    const shared = await intakeWith({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', DATA_DIR: join(dataDir, 'shared') }, [
+      'doctor',
+    ]);
+    expect(shared.stdout).toContain(
+      `warn  UPLOAD_DIR ${join(dataDir, 'shared', 'uploads')} (the default) is also where the embedded Intake in DATA_DIR ${join(dataDir, 'shared')} keeps its uploads`,
+    );
+    const apart = await intakeWith(
+      { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', DATA_DIR: join(dataDir, 'shared'), UPLOAD_DIR: join(dataDir, 'pg-uploads') },
+      ['doctor'],
+    );
     expect(apart.stdout).not.toContain('is also where the embedded Intake');
 
     const bad = await intakeWith({ PORT: 'eighty' }, ['doctor']);

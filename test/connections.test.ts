@@ -13,7 +13,11 @@ import { startJira, type JiraServer } from './jira-server.js';
 const KEY = randomBytes(32).toString('hex');
 
 async function save(server: TestServer, body: Record<string, unknown>) {
-  const res = await fetch(`${server.url}/api/connections`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  const res = await fetch(`${server.url}/api/connections`, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json' },
+  });
   return { status: res.status, body: (await res.json()) as any, text: '' };
 }
 
@@ -73,12 +77,24 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('connections ($n
   it('saves a Jira connection after checking it, and never shows its token', async () => {
     const saved = await save(server, { type: 'jira', base_url: `${jira.url}/`, email: jira.email, api_token: jira.token });
     expect(saved.status).toBe(201);
-    expect(saved.body).toEqual({ id: expect.any(String), type: 'jira', name: new URL(jira.url).host, base_url: jira.url, email: jira.email, created_at: expect.any(String) });
-    expect(jira.requests.at(-1)).toEqual({ path: '/rest/api/3/myself', authorization: `Basic ${Buffer.from(`${jira.email}:${jira.token}`).toString('base64')}` });
+    expect(saved.body).toEqual({
+      id: expect.any(String),
+      type: 'jira',
+      name: new URL(jira.url).host,
+      base_url: jira.url,
+      email: jira.email,
+      created_at: expect.any(String),
+    });
+    expect(jira.requests.at(-1)).toEqual({
+      path: '/rest/api/3/myself',
+      authorization: `Basic ${Buffer.from(`${jira.email}:${jira.token}`).toString('base64')}`,
+    });
     const listed = await getJson(`${server.url}/api/connections`);
     expect(listed.body.results).toEqual([saved.body]);
     expect((await getJson(`${server.url}/api/connections/${saved.body.id}`)).body).toEqual(saved.body);
-    const stored = (await server.intake.db.query<{ secret: string }>('SELECT secret FROM intake_connections WHERE id = $1', [saved.body.id])).rows[0]!.secret;
+    const stored = (
+      await server.intake.db.query<{ secret: string }>('SELECT secret FROM intake_connections WHERE id = $1', [saved.body.id])
+    ).rows[0]!.secret;
     expect(stored).not.toContain(jira.token);
     expect(stored).not.toContain(Buffer.from(jira.token).toString('base64'));
     expect(unseal(parseSecretKey(KEY), stored, saved.body.id)).toBe(jira.token);
@@ -93,13 +109,22 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('connections ($n
   it('refuses a wrong token, a site that is not Jira, and bad input with a 422 that says so, storing nothing', async () => {
     const wrong = await save(server, { type: 'jira', base_url: jira.url, email: jira.email, api_token: 'not-the-token' });
     expect(wrong.status).toBe(422);
-    expect(wrong.body).toEqual({ code: 'connection_invalid', detail: 'The connection was not saved: Jira refused the email and API token (HTTP 401): check both, and that the token is not revoked' });
+    expect(wrong.body).toEqual({
+      code: 'connection_invalid',
+      detail:
+        'The connection was not saved: Jira refused the email and API token (HTTP 401): check both, and that the token is not revoked',
+    });
     const notJira = await save(server, { type: 'jira', base_url: `${jira.url}/some/where`, email: jira.email, api_token: jira.token });
-    expect(notJira.body.detail).toBe(`The connection was not saved: ${jira.url}/some/where has no Jira REST API v3 (HTTP 404): give the site's address, e.g. https://your-team.atlassian.net`);
+    expect(notJira.body.detail).toBe(
+      `The connection was not saved: ${jira.url}/some/where has no Jira REST API v3 (HTTP 404): give the site's address, e.g. https://your-team.atlassian.net`,
+    );
     const gone = await save(server, { type: 'jira', base_url: 'http://127.0.0.1:9', email: jira.email, api_token: jira.token });
     expect(gone.status).toBe(422);
     expect(gone.body.detail).toMatch(/^The connection was not saved: could not reach 127\.0\.0\.1:9: ECONNREFUSED/);
-    expect((await save(server, { type: 'jira', base_url: 'ftp://x', email: jira.email, api_token: 't' })).body.detail[0].loc).toEqual(['body', 'base_url']);
+    expect((await save(server, { type: 'jira', base_url: 'ftp://x', email: jira.email, api_token: 't' })).body.detail[0].loc).toEqual([
+      'body',
+      'base_url',
+    ]);
     expect((await save(server, { type: 'github', base_url: jira.url, email: jira.email, api_token: 't' })).status).toBe(422);
     expect((await save(server, { type: 'jira', base_url: jira.url, email: jira.email })).status).toBe(422);
     expect((await getJson(`${server.url}/api/connections`)).body.results).toEqual([]);

@@ -4,7 +4,19 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createSandbox, getJson, makeCsv, postJson, postRecords, upload, waitForJob, type Sandbox, type TestServer, startServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  getJson,
+  makeCsv,
+  postJson,
+  postRecords,
+  upload,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+  startServer,
+} from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -27,7 +39,14 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     server = await startServer(sandbox, { BATCH_SIZE: '1000', IMPORT_ALLOW_PRIVATE: 'true' });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+      ],
     });
   });
 
@@ -135,7 +154,9 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     const blockerRows = await trickle();
     const blocker = await postJson(server.url + '/api/import', { url: blockerRows.url, dataset: 'blocker' });
     expect(blocker.status).toBe(202);
-    await expect.poll(() => page.locator(`tr[data-job-id="${blocker.body.job_id}"] .badge`).textContent(), { timeout: 30_000 }).toBe('running');
+    await expect
+      .poll(() => page.locator(`tr[data-job-id="${blocker.body.job_id}"] .badge`).textContent(), { timeout: 30_000 })
+      .toBe('running');
 
     await page.setInputFiles('input[type=file]', { name: 'people.csv', mimeType: 'text/csv', buffer: Buffer.from(makeCsv(20_000)) });
     const notice = page.locator('.notice-info');
@@ -148,7 +169,8 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await page.screenshot({ path: join(shots, 'jobs-live.png') }); // the blocker running, this one queued
     // Released once the page has shown the blocker's count move a few batches (a fast machine
     // could otherwise finish it in fewer batches than the check below wants to see).
-    const seenOf = (id: string) => page.evaluate((jobId) => (window as unknown as { seenCounts: Record<string, string[]> }).seenCounts[jobId]?.length ?? 0, id);
+    const seenOf = (id: string) =>
+      page.evaluate((jobId) => (window as unknown as { seenCounts: Record<string, string[]> }).seenCounts[jobId]?.length ?? 0, id);
     await expect.poll(() => seenOf(blocker.body.job_id), { timeout: 30_000 }).toBeGreaterThan(3);
     blockerRows.release();
     await expect.poll(() => row.locator('.badge').textContent(), { timeout: 60_000 }).toBe('completed');
@@ -159,7 +181,10 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await waitForJob(server.url, blocker.body.job_id, 60_000);
     await expect.poll(() => page.locator(`tr[data-job-id="${blocker.body.job_id}"] .badge`).textContent()).toBe('completed');
     // The running job's record count moved on the page, batch by batch, up to its total.
-    const counts = await page.evaluate((id) => (window as unknown as { seenCounts: Record<string, string[]> }).seenCounts[id]!, blocker.body.job_id);
+    const counts = await page.evaluate(
+      (id) => (window as unknown as { seenCounts: Record<string, string[]> }).seenCounts[id]!,
+      blocker.body.job_id,
+    );
     expect(counts.length, counts.join(' → ')).toBeGreaterThan(3);
     expect(counts.at(-1)).toBe(blockerRows.sent().toLocaleString('en-US'));
     await page.screenshot({ path: join(shots, 'jobs-list.png'), fullPage: true });
@@ -174,7 +199,12 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     const records = page.locator('table.records');
     await expect.poll(() => records.locator('tbody tr').count()).toBe(50);
     expect(await records.locator('thead th').allTextContents()).toEqual(['#', 'id', 'name', 'note']);
-    expect(await records.locator('tbody tr').first().locator('td').allTextContents()).toEqual(['0', '0', 'user 0', 'note 0, with "quotes" and\na newline']);
+    expect(await records.locator('tbody tr').first().locator('td').allTextContents()).toEqual([
+      '0',
+      '0',
+      'user 0',
+      'note 0, with "quotes" and\na newline',
+    ]);
     await page.getByRole('button', { name: 'Show more records' }).click();
     await expect.poll(() => records.locator('tbody tr').count()).toBe(100);
     await page.screenshot({ path: join(shots, 'job-detail.png') });
@@ -194,19 +224,28 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(await page.getByTestId('records-failed').textContent()).toBe('2 of 1 allowed');
     const errorRows = page.locator('table.row-errors tbody tr');
     await expect.poll(() => errorRows.count()).toBe(2);
-    expect(await errorRows.nth(0).locator('td').allTextContents()).toEqual(['3', '1', 'CSV error on line 3: expected 3 fields as in the header, found 4', '2,too,many,fields']);
+    expect(await errorRows.nth(0).locator('td').allTextContents()).toEqual([
+      '3',
+      '1',
+      'CSV error on line 3: expected 3 fields as in the header, found 4',
+      '2,too,many,fields',
+    ]);
     expect(await errorRows.nth(1).locator('td').first().textContent()).toBe('5');
     // The good rows read before the failure never reached the dataset: the page says so.
-    await expect.poll(() => page.getByTestId('records-empty').textContent()).toBe('None of its records reached dataset bad: a failed job leaves it as it was.');
+    await expect
+      .poll(() => page.getByTestId('records-empty').textContent())
+      .toBe('None of its records reached dataset bad: a failed job leaves it as it was.');
     expect(await page.locator('table.records').count()).toBe(0);
     await page.screenshot({ path: join(shots, 'job-failed.png'), fullPage: true });
 
     // An upload the server refuses says why, on the page.
     await page.getByRole('link', { name: '← All jobs' }).click();
     await page.setInputFiles('input[type=file]', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
-    await expect.poll(() => page.locator('.notice-error').textContent()).toBe(
-      'notes.txt was not accepted: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format=',
-    );
+    await expect
+      .poll(() => page.locator('.notice-error').textContent())
+      .toBe(
+        'notes.txt was not accepted: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format=',
+      );
     // The refused upload is answered 415, which Chromium logs as a failed resource load.
     expect(problems.filter((text) => !text.includes('status of 415'))).toEqual([]);
     await page.close();
@@ -218,7 +257,9 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(await page.getByTestId('dropzone').textContent()).toContain('Drop CSV, JSON, NDJSON or Excel files (also .gz, .zst, .zip) here');
     await page.getByTestId('dropzone').evaluate((zone) => {
       const transfer = new DataTransfer();
-      transfer.items.add(new File(['{"records": [{"sku": "A-1", "qty": 3}, {"sku": "B-2", "qty": 1}]}'], 'orders.json', { type: 'application/json' }));
+      transfer.items.add(
+        new File(['{"records": [{"sku": "A-1", "qty": 3}, {"sku": "B-2", "qty": 1}]}'], 'orders.json', { type: 'application/json' }),
+      );
       zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: transfer, bubbles: true, cancelable: true }));
       zone.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
     });
@@ -426,7 +467,9 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     const preview = page.locator('table.dataset-rows');
     await expect.poll(() => preview.locator('tbody tr').count()).toBe(4);
     expect(await preview.locator('thead th').allTextContents()).toEqual(['sku', 'qty', 'unit_price', 'shipped_on']);
-    const shown = await preview.locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent)));
+    const shown = await preview
+      .locator('tbody tr')
+      .evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent)));
     expect(shown).toContainEqual(['B-2', '4', '10', '2026-01-08']); // merged: the new values
     expect(shown).toContainEqual(['A-1', '3', '2.5', '2026-01-05']);
     expect(shown.map((row) => row[0]).sort()).toEqual(['A-1', 'B-2', 'C-3', 'D-4']);
@@ -444,10 +487,23 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(download.suggestedFilename()).toBe('orders_2026.csv');
     const exported = readFileSync(await download.path(), 'utf8').split('\r\n');
     expect(exported[0]).toBe('sku,qty,unit_price,shipped_on');
-    expect(exported.slice(1, -1).sort()).toEqual(['A-1,3,2.50,2026-01-05', 'B-2,4,10,2026-01-08', 'C-3,5,0.99,2026-01-07', 'D-4,1,3.25,2026-01-09']);
-    const [safe] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export for a spreadsheet' }).click()]);
+    expect(exported.slice(1, -1).sort()).toEqual([
+      'A-1,3,2.50,2026-01-05',
+      'B-2,4,10,2026-01-08',
+      'C-3,5,0.99,2026-01-07',
+      'D-4,1,3.25,2026-01-09',
+    ]);
+    const [safe] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Export for a spreadsheet' }).click(),
+    ]);
     expect(safe.suggestedFilename()).toBe('orders_2026.csv');
-    expect(readFileSync(await safe.path(), 'utf8').split('\r\n').slice(1, -1).sort()).toEqual(exported.slice(1, -1).sort()); // nothing here looks like a formula
+    expect(
+      readFileSync(await safe.path(), 'utf8')
+        .split('\r\n')
+        .slice(1, -1)
+        .sort(),
+    ).toEqual(exported.slice(1, -1).sort()); // nothing here looks like a formula
 
     // A query, then one the server refuses, which the page shows.
     await page.getByLabel('SQL').fill('SELECT sum(qty) AS total, count(*) AS orders FROM datasets.orders_2026');

@@ -613,10 +613,14 @@ const CSV_CASES: Case[] = [
     records: recs({ id: '1', sku: 'A-1' }, { id: '2', sku: 'B-2' }),
   },
   {
-    name: 'a zip of one NDJSON file beside a zip tool\'s clutter, its format given',
+    name: "a zip of one NDJSON file beside a zip tool's clutter, its format given",
     file: 'export.zip',
     options: { format: 'ndjson' },
-    content: () => zipOf({ '__MACOSX/._export.ndjson': 'junk', 'export/.DS_Store': 'junk', 'export/export.ndjson': '{"a":1}\n{"a":2}\n' }, { stored: true }),
+    content: () =>
+      zipOf(
+        { '__MACOSX/._export.ndjson': 'junk', 'export/.DS_Store': 'junk', 'export/export.ndjson': '{"a":1}\n{"a":2}\n' },
+        { stored: true },
+      ),
     status: 'completed',
     processed: 2,
     failed: 0,
@@ -658,9 +662,12 @@ const CSV_CASES: Case[] = [
   {
     name: 'zstd: read where Node.js offers it, else a failure that says what to send',
     file: 'events.ndjson.zst',
-    content: () => new Uint8Array(zstdCompressSync ? zstdCompressSync('{"a":1}\n{"a":2}\n') : [0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x10, 0x81, 0x00, 0x00]),
+    content: () =>
+      new Uint8Array(zstdCompressSync ? zstdCompressSync('{"a":1}\n{"a":2}\n') : [0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x10, 0x81, 0x00, 0x00]),
     status: zstdCompressSync ? 'completed' : 'failed',
-    error: zstdCompressSync ? null : `the file is zstd-compressed, which Node.js ${process.version} cannot read (Node.js 22.15 or later can): send it uncompressed or gzipped`,
+    error: zstdCompressSync
+      ? null
+      : `the file is zstd-compressed, which Node.js ${process.version} cannot read (Node.js 22.15 or later can): send it uncompressed or gzipped`,
   },
   {
     name: 'an Excel workbook: shared and inline strings, numbers as stored, dates and times by their format, booleans, an error cell, a gap, an empty row',
@@ -669,7 +676,17 @@ const CSV_CASES: Case[] = [
       xlsxOf({
         Sales: [
           ['Region', 'Units', 'Price', 'Day', 'At', 'Open', 'Paid', 'Note', 'Check'],
-          ['North', 12, 9.9, { date: serial('2026-01-31') }, { datetime: serial('2026-01-31T09:30:15Z') }, { time: 0.75 }, true, { inline: 'a <b> & "c"' }, { error: '#N/A' }],
+          [
+            'North',
+            12,
+            9.9,
+            { date: serial('2026-01-31') },
+            { datetime: serial('2026-01-31T09:30:15Z') },
+            { time: 0.75 },
+            true,
+            { inline: 'a <b> & "c"' },
+            { error: '#N/A' },
+          ],
           null,
           ['South', -3, 1e-7, { date: serial('1900-01-01') }, null, { time: 0 }, false, { formula: 'A3&"!"', string: 'South!' }, 0.1],
         ],
@@ -679,15 +696,45 @@ const CSV_CASES: Case[] = [
     failed: 0,
     error: null,
     records: recs(
-      { Region: 'North', Units: '12', Price: '9.9', Day: '2026-01-31', At: '2026-01-31T09:30:15', Open: '18:00:00', Paid: 'true', Note: 'a <b> & "c"', Check: null },
-      { Region: 'South', Units: '-3', Price: '1e-7', Day: '1900-01-01', At: null, Open: '00:00:00', Paid: 'false', Note: 'South!', Check: '0.1' },
+      {
+        Region: 'North',
+        Units: '12',
+        Price: '9.9',
+        Day: '2026-01-31',
+        At: '2026-01-31T09:30:15',
+        Open: '18:00:00',
+        Paid: 'true',
+        Note: 'a <b> & "c"',
+        Check: null,
+      },
+      {
+        Region: 'South',
+        Units: '-3',
+        Price: '1e-7',
+        Day: '1900-01-01',
+        At: null,
+        Open: '00:00:00',
+        Paid: 'false',
+        Note: 'South!',
+        Check: '0.1',
+      },
     ),
   },
   {
-    name: 'a workbook\'s second sheet by name (sheet=); a 1904 workbook\'s dates',
+    name: "a workbook's second sheet by name (sheet=); a 1904 workbook's dates",
     file: 'book.xlsx',
     options: { sheet: 'Later' },
-    content: () => xlsxOf({ First: [['x'], [1]], Later: [['id', 'day'], [7, { date: serial('2026-03-01') - 1462 }]] }, { date1904: true }),
+    content: () =>
+      xlsxOf(
+        {
+          First: [['x'], [1]],
+          Later: [
+            ['id', 'day'],
+            [7, { date: serial('2026-03-01') - 1462 }],
+          ],
+        },
+        { date1904: true },
+      ),
     status: 'completed',
     processed: 1,
     error: null,
@@ -724,7 +771,13 @@ const CSV_CASES: Case[] = [
       xlsxOf({
         S: [
           ['a', 'b', 'c'],
-          [{ xml: (ref) => `<c r="${ref}" t="s"/>` }, { xml: (ref) => `<c r="${ref}" t="inlineStr"><is><r><t>ab</t></r><r><t>cd</t></r><rPh sb="0" eb="1"><t>PHON</t></rPh></is></c>` }, { date: 1e9 }],
+          [
+            { xml: (ref) => `<c r="${ref}" t="s"/>` },
+            {
+              xml: (ref) => `<c r="${ref}" t="inlineStr"><is><r><t>ab</t></r><r><t>cd</t></r><rPh sb="0" eb="1"><t>PHON</t></rPh></is></c>`,
+            },
+            { date: 1e9 },
+          ],
         ],
       }),
     status: 'completed',
@@ -836,7 +889,8 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xE9 0x61 at byte 23 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
+    error:
+      'the file is not valid UTF-8: invalid byte sequence 0xE9 0x61 at byte 23 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     name: 'an overlong encoding (C0 AF) is invalid',
@@ -845,7 +899,8 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xC0 at byte 2 (line 2); it looks like windows-1252: retry with encoding=windows-1252',
+    error:
+      'the file is not valid UTF-8: invalid byte sequence 0xC0 at byte 2 (line 2); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     name: 'a UTF-8-encoded surrogate (ED A0 80) is invalid',
@@ -854,7 +909,8 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xED 0xA0 at byte 4 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
+    error:
+      'the file is not valid UTF-8: invalid byte sequence 0xED 0xA0 at byte 4 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     name: 'the file ends inside a multi-byte character',
@@ -878,7 +934,15 @@ const CSV_CASES: Case[] = [
   {
     name: 'a PNG renamed .csv',
     file: 'image.csv',
-    content: bytes([0x89], 'PNG\r\n', [0x1a], '\n', [0, 0, 0, 0x0d], 'IHDR', [0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89]),
+    content: bytes(
+      [0x89],
+      'PNG\r\n',
+      [0x1a],
+      '\n',
+      [0, 0, 0, 0x0d],
+      'IHDR',
+      [0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89],
+    ),
     status: 'failed',
     processed: 0,
     failed: 0,
@@ -917,7 +981,19 @@ const CSV_CASES: Case[] = [
     name: 'a European Excel export: windows-1252, semicolons, CRLF, read with encoding=windows-1252',
     file: 'excel-export.csv',
     options: { encoding: 'windows-1252' },
-    content: bytes('Stadt;Preis;Notiz\r\nM', [0xfc], 'nchen;2,50;', [0x80], ' 5\r\nZ', [0xfc], 'rich;3,10;', [0x93], 'quoted', [0x94], '\r\n'),
+    content: bytes(
+      'Stadt;Preis;Notiz\r\nM',
+      [0xfc],
+      'nchen;2,50;',
+      [0x80],
+      ' 5\r\nZ',
+      [0xfc],
+      'rich;3,10;',
+      [0x93],
+      'quoted',
+      [0x94],
+      '\r\n',
+    ),
     status: 'completed',
     processed: 2,
     failed: 0,
@@ -931,13 +1007,16 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xFC at byte 14 (line 2); it looks like windows-1252: retry with encoding=windows-1252',
+    error:
+      'the file is not valid UTF-8: invalid byte sequence 0xFC at byte 14 (line 2); it looks like windows-1252: retry with encoding=windows-1252',
     check: async (url, job) => {
       const retry = await fetch(`${url}/api/job/${job.job_id}/retry?encoding=windows-1252`, { method: 'POST' });
       expect(retry.status).toBe(202);
       const done = await waitForJob(url, job.job_id);
       expect(done).toMatchObject({ status: 'completed', records_processed: 1 });
-      expect((await getJson(`${url}/api/job/${job.job_id}/records`)).body.results).toEqual([{ record_no: 0, data: { Stadt: 'München', Preis: '2,50' } }]);
+      expect((await getJson(`${url}/api/job/${job.job_id}/records`)).body.results).toEqual([
+        { record_no: 0, data: { Stadt: 'München', Preis: '2,50' } },
+      ]);
       expect((await fetch(`${url}/api/job/${job.job_id}/retry?encoding=klingon`, { method: 'POST' })).status).toBe(422);
     },
   },
@@ -950,7 +1029,8 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xFF at byte 11 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
+    error:
+      'the file is not valid UTF-8: invalid byte sequence 0xFF at byte 11 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     // ACTUAL (questionable): a file of blanks has a header named column_1 and one record of
@@ -1038,7 +1118,8 @@ const CSV_CASES: Case[] = [
     status: 'failed',
     processed: 0,
     failed: 0,
-    error: 'the file is not valid UTF-8: invalid byte sequence 0xE4 0x6D at byte 1 (line 1); it looks like windows-1252: retry with encoding=windows-1252',
+    error:
+      'the file is not valid UTF-8: invalid byte sequence 0xE4 0x6D at byte 1 (line 1); it looks like windows-1252: retry with encoding=windows-1252',
   },
   {
     // ACTUAL (questionable), like the file of line breaks: no header, yet completed.
@@ -1146,7 +1227,8 @@ const CSV_CASES: Case[] = [
     large: true,
     status: 'failed',
     failed: 0,
-    error: () => `the file is not valid UTF-8: invalid byte sequence 0xE2 0x82 0x41 at byte ${K - 2} (line ${getAcrossChunks().line}); it looks like windows-1252: retry with encoding=windows-1252`,
+    error: () =>
+      `the file is not valid UTF-8: invalid byte sequence 0xE2 0x82 0x41 at byte ${K - 2} (line ${getAcrossChunks().line}); it looks like windows-1252: retry with encoding=windows-1252`,
     check: async (_url, job) => {
       expect(job.records_processed).toBeGreaterThan(0);
       expect(job.records_processed).toBeLessThanOrEqual(getAcrossChunks().rows);
@@ -1466,7 +1548,12 @@ const JSON_CASES: Case[] = [
       { record_no: 2, data: { a: 3 } },
     ],
     errors: [
-      { line: 1, record_no: 1, message: `JSON error in record 1 (line 1): Unexpected token '}', "{"a":tru}" is not valid JSON`, excerpt: '{"a":tru}' },
+      {
+        line: 1,
+        record_no: 1,
+        message: `JSON error in record 1 (line 1): Unexpected token '}', "{"a":tru}" is not valid JSON`,
+        excerpt: '{"a":tru}',
+      },
     ],
   },
   {
@@ -1480,7 +1567,12 @@ const JSON_CASES: Case[] = [
     error: null,
     records: [{ record_no: 1, data: { a: 2 } }],
     errors: [
-      { line: 1, record_no: 0, message: atPosition('JSON error in record 0 (line 1): ', 'Bad control character in string literal in JSON', 7), excerpt: '{"a":"x y"}' },
+      {
+        line: 1,
+        record_no: 0,
+        message: atPosition('JSON error in record 0 (line 1): ', 'Bad control character in string literal in JSON', 7),
+        excerpt: '{"a":"x y"}',
+      },
     ],
   },
   {
@@ -1506,7 +1598,12 @@ const JSON_CASES: Case[] = [
       { record_no: 3, data: { a: 'literal \\u0000' } },
     ],
     errors: [
-      { line: 1, record_no: 1, message: 'record 1 (line 1) contains \\u0000, which PostgreSQL cannot store', excerpt: '{"a":"bad\\u0000"}' },
+      {
+        line: 1,
+        record_no: 1,
+        message: 'record 1 (line 1) contains \\u0000, which PostgreSQL cannot store',
+        excerpt: '{"a":"bad\\u0000"}',
+      },
       { line: 1, record_no: 2, message: 'record 2 (line 1) contains \\u0000, which PostgreSQL cannot store', excerpt: '{"\\u0000key":1}' },
     ],
   },
@@ -1585,7 +1682,9 @@ const JSON_CASES: Case[] = [
     failed: 0,
     error: null,
     check: async (url, job) => {
-      expect(await recordsAfter(url, job, -1, 10)).toEqual(recs({ q: '"'.repeat(QUOTES), b: `x${'\\'.repeat(BACKSLASHES)}`, after: null }, { q: null, b: null, after: 1 }));
+      expect(await recordsAfter(url, job, -1, 10)).toEqual(
+        recs({ q: '"'.repeat(QUOTES), b: `x${'\\'.repeat(BACKSLASHES)}`, after: null }, { q: null, b: null, after: 1 }),
+      );
     },
   },
 ];
@@ -1772,11 +1871,39 @@ const REJECTED: Case[] = [
   { name: 'a .txt file', file: 'notes.txt', content: 'a,b\n1,2\n', http: 415, code: 'unsupported_file_type' },
   { name: 'an empty .txt file (the type is checked first)', file: 'empty.txt', content: '', http: 415, code: 'unsupported_file_type' },
   { name: 'no extension', file: 'data', content: 'a,b\n1,2\n', http: 415, code: 'unsupported_file_type' },
-  { name: 'an encoding Intake does not read', file: 'enc.csv', options: { encoding: 'ebcdic' }, content: 'a\n1\n', http: 422, code: 'validation_error' },
-  { name: 'a delimiter Intake does not read', file: 'colon.csv', options: { delimiter: ':' }, content: 'a:b\n1:2\n', http: 422, code: 'validation_error' },
-  { name: 'header given for a JSON file', file: 'h.json', options: { header: 'false' }, content: '[{"a":1}]', http: 422, code: 'validation_error' },
+  {
+    name: 'an encoding Intake does not read',
+    file: 'enc.csv',
+    options: { encoding: 'ebcdic' },
+    content: 'a\n1\n',
+    http: 422,
+    code: 'validation_error',
+  },
+  {
+    name: 'a delimiter Intake does not read',
+    file: 'colon.csv',
+    options: { delimiter: ':' },
+    content: 'a:b\n1:2\n',
+    http: 422,
+    code: 'validation_error',
+  },
+  {
+    name: 'header given for a JSON file',
+    file: 'h.json',
+    options: { header: 'false' },
+    content: '[{"a":1}]',
+    http: 422,
+    code: 'validation_error',
+  },
   { name: 'an Excel 97–2003 workbook (.xls)', file: 'old.xls', content: 'x', http: 415, code: 'unsupported_file_type' },
-  { name: 'a format Intake does not read', file: 'data.xml', options: { format: 'xml' }, content: '<a/>', http: 422, code: 'validation_error' },
+  {
+    name: 'a format Intake does not read',
+    file: 'data.xml',
+    options: { format: 'xml' },
+    content: '<a/>',
+    http: 422,
+    code: 'validation_error',
+  },
   { name: 'sheet given for a CSV file', file: 's.csv', options: { sheet: 'One' }, content: 'a\n1\n', http: 422, code: 'validation_error' },
   { name: 'a file named just ".csv" has no extension', file: '.csv', content: 'a\n1\n', http: 415, code: 'unsupported_file_type' },
 ];

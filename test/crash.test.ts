@@ -50,7 +50,8 @@ describe('an embedded server is not brought down by one upload', () => {
       for (;;) {
         const { body } = await getJson<JobPayload>(`${intake.url}/api/job/${id}`);
         if (body.status === 'running' && body.records_processed > before) break;
-        if (body.status !== 'queued' && body.status !== 'running') throw new Error(`job ended ${body.status} before the crash: ${body.error}`);
+        if (body.status !== 'queued' && body.status !== 'running')
+          throw new Error(`job ended ${body.status} before the crash: ${body.error}`);
         if (Date.now() > deadline) throw new Error('the job never made progress');
         await sleep(20);
       }

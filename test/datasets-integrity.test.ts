@@ -7,7 +7,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/core/job.js';
 import { xlsxOf } from './files.js';
-import { backends, createSandbox, getJson, postRecords, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  getJson,
+  postRecords,
+  recordsOf,
+  startServer,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+} from './helpers.js';
 
 describe.each(backends())('dataset integrity ($name)', (backend) => {
   let sandbox: Sandbox;
@@ -31,10 +41,12 @@ describe.each(backends())('dataset integrity ($name)', (backend) => {
     return waitForJob(server.url, body.job_id, 60_000);
   }
 
-  const sql = async <R = Record<string, unknown>>(text: string, params: unknown[] = []) => (await server.intake.db.query<R>(text, params)).rows;
+  const sql = async <R = Record<string, unknown>>(text: string, params: unknown[] = []) =>
+    (await server.intake.db.query<R>(text, params)).rows;
   const columnsOf = async (name: string): Promise<{ name: string; type: string; original_name: string }[]> =>
     (await getJson(`${server.url}/api/datasets/${name}`)).body.columns;
-  const rowErrors = async (jobId: string): Promise<{ line: number; message: string; excerpt: string }[]> => (await getJson(`${server.url}/api/job/${jobId}/errors`)).body.results;
+  const rowErrors = async (jobId: string): Promise<{ line: number; message: string; excerpt: string }[]> =>
+    (await getJson(`${server.url}/api/job/${jobId}/errors`)).body.results;
   /** The dataset's user columns as [name, original name, value as text] per row, in table order. */
   async function cells(dataset: string): Promise<string[][][]> {
     const columns = await columnsOf(dataset);
@@ -92,15 +104,28 @@ describe.each(backends())('dataset integrity ($name)', (backend) => {
       ],
     ]);
     // A sheet the same: its first row has a value beyond the header's columns.
-    const sheet = xlsxOf({ S: [['id', 'v'], [1, 'a', 'x'], [2, 'b']] });
-    expect(await load('first_bad_sheet.xlsx', sheet, { key: 'id', mode: 'merge', max_errors: '5' })).toMatchObject({ status: 'completed', rows_inserted: 1, records_failed: 1 });
+    const sheet = xlsxOf({
+      S: [
+        ['id', 'v'],
+        [1, 'a', 'x'],
+        [2, 'b'],
+      ],
+    });
+    expect(await load('first_bad_sheet.xlsx', sheet, { key: 'id', mode: 'merge', max_errors: '5' })).toMatchObject({
+      status: 'completed',
+      rows_inserted: 1,
+      records_failed: 1,
+    });
     // A key the header does not have is still refused, saying which columns it has.
     const missing = await load('first_bad_missing.csv', 'id,v\n1\n2,b\n', { key: 'code', mode: 'merge', max_errors: '5' });
     expect(missing).toMatchObject({ status: 'failed', error: 'the key column "code" is not in the file\'s header (its columns: id, v)' });
   });
 
   it('shows a bad row as the file wrote it, with its own delimiter (item 9)', async () => {
-    const job = await load('semicolons.csv', 'a;b;c\n1;8,493;25\n2;9,5\n3;x;"q;r"\n', { max_errors: '5', schema: '{"a":"bigint","c":"bigint"}' });
+    const job = await load('semicolons.csv', 'a;b;c\n1;8,493;25\n2;9,5\n3;x;"q;r"\n', {
+      max_errors: '5',
+      schema: '{"a":"bigint","c":"bigint"}',
+    });
     expect(job).toMatchObject({ status: 'completed', rows_inserted: 1, records_failed: 2 });
     expect((await rowErrors(job.job_id)).map((e) => [e.line, e.excerpt])).toEqual([
       [3, '2;9,5'],
@@ -120,20 +145,32 @@ describe.each(backends())('dataset integrity ($name)', (backend) => {
     expect((await columnsOf('huge'))[0]).toMatchObject({ name: 'n', type: 'numeric' });
 
     // Inside a nested value (jsonb), posted, and into declared types.
-    const posted = await postRecords(server.url, '[{"j":{"a":[1,2e200000]}},{"j":{"a":1}}]', 'application/json', 'dataset=huge_nested&max_errors=5');
+    const posted = await postRecords(
+      server.url,
+      '[{"j":{"a":[1,2e200000]}},{"j":{"a":1}}]',
+      'application/json',
+      'dataset=huge_nested&max_errors=5',
+    );
     expect(posted.status).toBe(202);
     const nested = await waitForJob(server.url, posted.body.job_id);
     expect(nested).toMatchObject({ status: 'completed', rows_inserted: 1, records_failed: 1 });
-    const declared = await load('huge_declared.ndjson', '{"n":1e200000,"i":1}\n{"n":2,"i":9223372036854775808}\n{"n":3,"i":3,"j":[1e999999]}\n{"n":4,"i":4}\n', {
-      max_errors: '5',
-      schema: '{"n":"numeric","i":"bigint","j":"jsonb"}',
-    });
+    const declared = await load(
+      'huge_declared.ndjson',
+      '{"n":1e200000,"i":1}\n{"n":2,"i":9223372036854775808}\n{"n":3,"i":3,"j":[1e999999]}\n{"n":4,"i":4}\n',
+      {
+        max_errors: '5',
+        schema: '{"n":"numeric","i":"bigint","j":"jsonb"}',
+      },
+    );
     expect(declared).toMatchObject({ status: 'completed', rows_inserted: 1, records_failed: 3 });
     // A CSV: past numeric's range a value is text (inferred), or a row error (declared).
     const csv = await load('huge_csv.csv', 'n,j\n1e200000,"[1e200000]"\n1,"[1]"\n', { max_errors: '5' });
     expect(csv).toMatchObject({ status: 'completed', rows_inserted: 2 });
     expect(Object.fromEntries((await columnsOf('huge_csv')).map((c) => [c.name, c.type]))).toEqual({ n: 'text', j: 'text' });
-    const csvDeclared = await load('huge_csv_declared.csv', 'n,j\n1e200000,[1]\n1,"[1e200000]"\n2,[2]\n', { max_errors: '5', schema: '{"n":"numeric","j":"jsonb"}' });
+    const csvDeclared = await load('huge_csv_declared.csv', 'n,j\n1e200000,[1]\n1,"[1e200000]"\n2,[2]\n', {
+      max_errors: '5',
+      schema: '{"n":"numeric","j":"jsonb"}',
+    });
     expect(csvDeclared).toMatchObject({ status: 'completed', rows_inserted: 1, records_failed: 2 });
   });
 
@@ -164,12 +201,26 @@ describe.each(backends())('dataset integrity ($name)', (backend) => {
     const rows = (await getJson(`${server.url}/api/datasets/edge_times/rows`)).body.results as { at: string }[];
     // Every time comes back as ISO 8601: a four-digit year, no BC.
     for (const row of rows) expect(row.at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$/);
-    expect(rows.map((r) => r.at)).toEqual(['9999-12-31T23:59:59.999999+00:00', '9999-12-31T08:59:59+00:00', '0001-01-01T15:00:00+00:00', '9999-12-31T23:59:59+00:00']);
+    expect(rows.map((r) => r.at)).toEqual([
+      '9999-12-31T23:59:59.999999+00:00',
+      '9999-12-31T08:59:59+00:00',
+      '0001-01-01T15:00:00+00:00',
+      '9999-12-31T23:59:59+00:00',
+    ]);
   });
 
-  it('gives two datasets objects of different names, however alike the datasets\' names (item 1)', async () => {
+  it("gives two datasets objects of different names, however alike the datasets' names (item 1)", async () => {
     const long = 'monthly_sales_report_region_north_america_2024_';
-    for (const name of [`${long}01`, `${long}02`, 'sales', 'sales_intake_job', 'sales_pkey', 'sales__intake_id_seq', `${'s'.repeat(63)}`, `${'s'.repeat(62)}t`]) {
+    for (const name of [
+      `${long}01`,
+      `${long}02`,
+      'sales',
+      'sales_intake_job',
+      'sales_pkey',
+      'sales__intake_id_seq',
+      `${'s'.repeat(63)}`,
+      `${'s'.repeat(62)}t`,
+    ]) {
       for (const mode of ['append', 'merge'] as const) {
         const job = await load(`${name}.csv`, 'id,v\n1,a\n2,b\n', { dataset: name, mode, ...(mode === 'merge' ? { key: 'id' } : {}) });
         expect(job, `${name} ${mode}: ${job.error}`).toMatchObject({ status: 'completed' });
@@ -197,15 +248,25 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('datasets an old
     const load = async (name: string, csv: string, query: Record<string, string>) => {
       const form = new FormData();
       form.append('file', new Blob([csv]), `${name}.csv`);
-      const res = await fetch(`${server.url}/api/upload?${new URLSearchParams({ dataset: name, ...query })}`, { method: 'POST', body: form });
+      const res = await fetch(`${server.url}/api/upload?${new URLSearchParams({ dataset: name, ...query })}`, {
+        method: 'POST',
+        body: form,
+      });
       return waitForJob(server.url, ((await res.json()) as { job_id: string }).job_id);
     };
     const sql = async (text: string) => (await server.intake.db.query<Record<string, unknown>>(text)).rows;
     try {
-      expect(await load('sales', 'id,v\n1,a\n2,b\n', { mode: 'merge', key: 'id' })).toMatchObject({ status: 'completed', rows_inserted: 2 });
+      expect(await load('sales', 'id,v\n1,a\n2,b\n', { mode: 'merge', key: 'id' })).toMatchObject({
+        status: 'completed',
+        rows_inserted: 2,
+      });
       // The names af9e390 gave: PostgreSQL's own for the key and the sequence, the name cut to 40 and a suffix for the indexes.
       const named = async (kind: string) =>
-        (await sql(`SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'datasets' AND c.relname LIKE '_intake_${kind}_%'`))[0]!.name;
+        (
+          await sql(
+            `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'datasets' AND c.relname LIKE '_intake_${kind}_%'`,
+          )
+        )[0]!.name;
       const [pk, seq, job, key] = [await named('pk'), await named('seq'), await named('job'), await named('key')];
       await sql(`ALTER TABLE datasets.sales RENAME CONSTRAINT ${pk} TO sales_pkey`);
       await sql(`ALTER SEQUENCE datasets.${seq} RENAME TO sales__intake_id_seq`);
@@ -221,7 +282,11 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('datasets an old
         expect(await load(name, 'id,v\n1,a\n', {}), name).toMatchObject({ status: 'completed', rows_inserted: 1 });
       }
       // The merge finds the key's unique index by its columns: no second one is made.
-      expect(await load('sales', 'id,v\n2,B\n3,c\n', { mode: 'merge', key: 'id' })).toMatchObject({ status: 'completed', rows_inserted: 1, rows_updated: 1 });
+      expect(await load('sales', 'id,v\n2,B\n3,c\n', { mode: 'merge', key: 'id' })).toMatchObject({
+        status: 'completed',
+        rows_inserted: 1,
+        rows_updated: 1,
+      });
       expect(await sql(`SELECT id::text, v, _intake_id::text FROM datasets.sales ORDER BY id`)).toEqual([
         { id: '1', v: 'a', _intake_id: '1' },
         { id: '2', v: 'B', _intake_id: '2' },

@@ -2,7 +2,18 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { jsonKind, jsonString, topLevelFields } from '../src/datasets/json-fields.js';
 import { columnNames, datasetNameFor, datasetNameProblem, toName } from '../src/datasets/names.js';
-import { isBigint, isDate, isNumeric, isTimestamp, joinTypes, jsonFits, textFits, textType, TypeTally, type ColumnType } from '../src/datasets/types.js';
+import {
+  isBigint,
+  isDate,
+  isNumeric,
+  isTimestamp,
+  joinTypes,
+  jsonFits,
+  textFits,
+  textType,
+  TypeTally,
+  type ColumnType,
+} from '../src/datasets/types.js';
 
 describe('dataset and column names', () => {
   it('takes a name that follows the rule and says the rule otherwise', () => {
@@ -47,11 +58,13 @@ describe('dataset and column names', () => {
 describe('column types', () => {
   it('reads bigint within its range, without leading zeros', () => {
     for (const s of ['0', '-0', '7', '+7', '-42', '9223372036854775807', '-9223372036854775808']) expect(isBigint(s), s).toBe(true);
-    for (const s of ['', '-', '007', '9223372036854775808', '-9223372036854775809', '1.0', '1e3', ' 1', '1 ', '١٢']) expect(isBigint(s), s).toBe(false);
+    for (const s of ['', '-', '007', '9223372036854775808', '-9223372036854775809', '1.0', '1e3', ' 1', '1 ', '١٢'])
+      expect(isBigint(s), s).toBe(false);
   });
 
   it('reads decimals exactly as written', () => {
-    for (const s of ['1.5', '-0.25', '.5', '1.', '1e5', '2.5E-3', '123456789012345678901234567890', '0.000000000000000000001']) expect(isNumeric(s), s).toBe(true);
+    for (const s of ['1.5', '-0.25', '.5', '1.', '1e5', '2.5E-3', '123456789012345678901234567890', '0.000000000000000000001'])
+      expect(isNumeric(s), s).toBe(true);
     for (const s of ['', '.', '-', '00.5', '1e', '1e99999', 'NaN', 'Infinity', '1,5', '1.2.3', '0x1f']) expect(isNumeric(s), s).toBe(false);
   });
 
@@ -60,10 +73,23 @@ describe('column types', () => {
     expect(textType('2024-02-29')).toBe('date');
     expect(textType('2026-02-29')).toBe('text');
     expect(textType('0000-01-01')).toBe('text');
-    for (const s of ['2026-01-31T09:30:00Z', '2026-01-31 09:30', '2026-01-31T09:30:00.123456+02:00', '2026-01-31T09:30:00-0530', '2026-01-31t09:30:00z']) {
+    for (const s of [
+      '2026-01-31T09:30:00Z',
+      '2026-01-31 09:30',
+      '2026-01-31T09:30:00.123456+02:00',
+      '2026-01-31T09:30:00-0530',
+      '2026-01-31t09:30:00z',
+    ]) {
       expect(isTimestamp(s), s).toBe(true);
     }
-    for (const s of ['2026-01-31T24:00:00Z', '2026-01-31T09:60', '2026-01-31T09', '2026-13-01T00:00Z', '2026-01-31T09:30:00+16:00', '31/01/2026 09:30']) {
+    for (const s of [
+      '2026-01-31T24:00:00Z',
+      '2026-01-31T09:60',
+      '2026-01-31T09',
+      '2026-13-01T00:00Z',
+      '2026-01-31T09:30:00+16:00',
+      '31/01/2026 09:30',
+    ]) {
       expect(isTimestamp(s), s).toBe(false);
     }
   });
@@ -155,8 +181,17 @@ describe('column types', () => {
 
 describe('top-level JSON fields as written', () => {
   it('gives each value its exact text, a repeated key its last value', () => {
-    const fields = topLevelFields('{ "id" : 123456789012345678901234567890, "tags":["a","b]"], "n":null,"t":true, "s":"x\\"y", "o":{"k":[1,{"z":"}"}]}, "id": 7.50 }');
-    expect(Object.fromEntries(fields)).toEqual({ id: '7.50', tags: '["a","b]"]', n: 'null', t: 'true', s: '"x\\"y"', o: '{"k":[1,{"z":"}"}]}' });
+    const fields = topLevelFields(
+      '{ "id" : 123456789012345678901234567890, "tags":["a","b]"], "n":null,"t":true, "s":"x\\"y", "o":{"k":[1,{"z":"}"}]}, "id": 7.50 }',
+    );
+    expect(Object.fromEntries(fields)).toEqual({
+      id: '7.50',
+      tags: '["a","b]"]',
+      n: 'null',
+      t: 'true',
+      s: '"x\\"y"',
+      o: '{"k":[1,{"z":"}"}]}',
+    });
     expect(jsonString(fields.get('s')!)).toBe('x"y');
     expect([...fields.values()].map(jsonKind)).toEqual(['nested', 'null', 'boolean', 'string', 'nested', 'number']);
     expect(topLevelFields('{}').size).toBe(0);
@@ -181,7 +216,12 @@ describe('the date and time checks', () => {
   // The rule as a regular expression: the oracle for the character-by-character checks.
   const DAYS = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
   const realDate = (y: number, m: number, d: number) =>
-    y >= 1 && m >= 1 && m <= 12 && d >= 1 && d <= DAYS[m - 1]! && !(m === 2 && d === 29 && !((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0));
+    y >= 1 &&
+    m >= 1 &&
+    m <= 12 &&
+    d >= 1 &&
+    d <= DAYS[m - 1]! &&
+    !(m === 2 && d === 29 && !((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0));
   const TIMESTAMP = /^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d)(?::(\d\d)(?:\.\d{1,9})?)?(?:[Zz]|[+-](\d\d)(?::?(\d\d))?)?$/;
   const oracle = (s: string) => {
     const m = TIMESTAMP.exec(s);
@@ -196,14 +236,26 @@ describe('the date and time checks', () => {
       fc.constantFrom('', ':00', ':60', ':07.', ':07.5', ':07.1234567890', '.5'),
       fc.constantFrom('', 'Z', 'z', 'ZZ', '+02:00', '-0530', '+1559', '+16', '+14', '-12:', '+02:0', '+02:60', ' '),
     )
-    .map(([[y, m, d], t, [h, min], s, z]) => `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}${t}${String(h).padStart(2, '0')}:${String(min).padStart(2, '0')}${s}${z}`);
+    .map(
+      ([[y, m, d], t, [h, min], s, z]) =>
+        `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}${t}${String(h).padStart(2, '0')}:${String(min).padStart(2, '0')}${s}${z}`,
+    );
 
   it('agree with the rule written as a regular expression', () => {
     fc.assert(
-      fc.property(fc.oneof(timestamps, fc.string(), timestamps.map((s) => s.slice(0, 10))), (s) => {
-        expect(isTimestamp(s), s).toBe(oracle(s));
-        expect(isDate(s), s).toBe(/^\d{4}-\d\d-\d\d$/.test(s) && realDate(Number(s.slice(0, 4)), Number(s.slice(5, 7)), Number(s.slice(8, 10))));
-      }),
+      fc.property(
+        fc.oneof(
+          timestamps,
+          fc.string(),
+          timestamps.map((s) => s.slice(0, 10)),
+        ),
+        (s) => {
+          expect(isTimestamp(s), s).toBe(oracle(s));
+          expect(isDate(s), s).toBe(
+            /^\d{4}-\d\d-\d\d$/.test(s) && realDate(Number(s.slice(0, 4)), Number(s.slice(5, 7)), Number(s.slice(8, 10))),
+          );
+        },
+      ),
       { numRuns: 20_000 },
     );
   });

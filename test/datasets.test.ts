@@ -44,14 +44,17 @@ describe.each(backends())('datasets ($name)', (backend) => {
     return waitForJob(server.url, res.body.job_id, 120_000);
   }
 
-  const sql = async <R = Record<string, unknown>>(text: string, params: unknown[] = []) => (await server.intake.db.query<R>(text, params)).rows;
+  const sql = async <R = Record<string, unknown>>(text: string, params: unknown[] = []) =>
+    (await server.intake.db.query<R>(text, params)).rows;
   const columnsOf = async (name: string): Promise<Column[]> => (await getJson(`${server.url}/api/datasets/${name}`)).body.columns;
   const typesOf = async (name: string) => Object.fromEntries((await columnsOf(name)).map((c) => [c.name, c.type]));
   async function rowsOf(name: string): Promise<Record<string, unknown>[]> {
     const out: Record<string, unknown>[] = [];
     let cursor: string | null = null;
     do {
-      const page: { status: number; body: any } = await getJson(`${server.url}/api/datasets/${name}/rows?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`);
+      const page: { status: number; body: any } = await getJson(
+        `${server.url}/api/datasets/${name}/rows?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`,
+      );
       expect(page.status).toBe(200);
       out.push(...page.body.results);
       cursor = page.body.next_cursor;
@@ -115,7 +118,16 @@ describe.each(backends())('datasets ($name)', (backend) => {
 
   it('infers JSON types: numbers exactly, strings as text unless dates or times, nested values as jsonb, a missing key as NULL', async () => {
     const records = [
-      { n: 1, big: 123456789012345678901234567890, ok: true, on: '2026-01-31', at: '2026-01-31T09:30:00Z', code: '123', nested: { a: [1, 2] }, list: [1] },
+      {
+        n: 1,
+        big: 123456789012345678901234567890,
+        ok: true,
+        on: '2026-01-31',
+        at: '2026-01-31T09:30:00Z',
+        code: '123',
+        nested: { a: [1, 2] },
+        list: [1],
+      },
       { n: 2, big: 1.5, ok: false, on: '2026-02-01', at: '2026-02-01', code: 'x', nested: null, mixed: 'a' },
       { n: 3, big: 7, ok: null, code: '', list: ['x'], mixed: 4 },
     ];
@@ -170,7 +182,11 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect(again.rows_inserted).toBe(1);
     expect(await sql('SELECT id FROM datasets.people ORDER BY _intake_id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
 
-    const merge = await load('people.csv', 'id,name,age\n2,grace hopper,46\n4,margaret,33\n2,grace b. hopper,47\n', { dataset: 'people', mode: 'merge', key: 'id' });
+    const merge = await load('people.csv', 'id,name,age\n2,grace hopper,46\n4,margaret,33\n2,grace b. hopper,47\n', {
+      dataset: 'people',
+      mode: 'merge',
+      key: 'id',
+    });
     expect(merge).toMatchObject({ status: 'completed', mode: 'merge', key: ['id'], rows_inserted: 1, rows_updated: 1 });
     expect(await sql('SELECT id, name, age FROM datasets.people ORDER BY id')).toEqual([
       { id: 1, name: 'ada', age: 36 },
@@ -181,9 +197,16 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect((await getJson(`${server.url}/api/datasets/people`)).body).toMatchObject({ row_count: 4, last_job_id: merge.job_id });
 
     // A row without its key is a row error; a key column the file lacks fails the job.
-    const noKey = await load('people.csv', 'id,name,age\n,nobody,1\n5,eve,29\n', { dataset: 'people', mode: 'merge', key: 'id', max_errors: '1' });
+    const noKey = await load('people.csv', 'id,name,age\n,nobody,1\n5,eve,29\n', {
+      dataset: 'people',
+      mode: 'merge',
+      key: 'id',
+      max_errors: '1',
+    });
     expect(noKey).toMatchObject({ status: 'completed', records_failed: 1, rows_inserted: 1 });
-    expect((await getJson(`${server.url}/api/job/${noKey.job_id}/errors`)).body.results[0].message).toBe('record 0 (line 2) has no value for the key column "id"');
+    expect((await getJson(`${server.url}/api/job/${noKey.job_id}/errors`)).body.results[0].message).toBe(
+      'record 0 (line 2) has no value for the key column "id"',
+    );
     const wrongKey = await load('people.csv', 'id,name,age\n6,x,1\n', { dataset: 'people', mode: 'merge', key: 'email' });
     expect(wrongKey.status).toBe('failed');
     expect(wrongKey.error).toBe('the key column "email" is not in the file\'s header (its columns: id, name, age)');
@@ -217,7 +240,8 @@ describe.each(backends())('datasets ($name)', (backend) => {
 
   it('a job failing at row 500,000 and a job canceled mid-way leave the dataset exactly as it was, read with SQL while they run', async () => {
     await load('atomic.csv', 'id,v\n-1,seed\n', { dataset: 'atomic' });
-    const snapshot = async () => sql<{ n: number; ids: string }>('SELECT count(*)::int AS n, string_agg(id::text, \',\' ORDER BY id) AS ids FROM datasets.atomic');
+    const snapshot = async () =>
+      sql<{ n: number; ids: string }>("SELECT count(*)::int AS n, string_agg(id::text, ',' ORDER BY id) AS ids FROM datasets.atomic");
     const before = await snapshot();
     let csv = 'id,v\n';
     for (let i = 0; i < 500_000; i++) csv += `${i},value ${i}\n`;
@@ -267,14 +291,15 @@ describe.each(backends())('datasets ($name)', (backend) => {
       submit('race.csv', rows(45_001, 5000), { dataset: 'race' }),
     ]);
     for (const res of jobs) expect((await waitForJob(server.url, res.body.job_id, 120_000)).status).toBe('completed');
-    expect(await sql('SELECT count(*)::int AS n, count(DISTINCT id)::int AS d, min(id)::int AS lo, max(id)::int AS hi FROM datasets.race')).toEqual([
-      { n: 50_001, d: 50_001, lo: 0, hi: 50_000 },
-    ]);
+    expect(
+      await sql('SELECT count(*)::int AS n, count(DISTINCT id)::int AS d, min(id)::int AS lo, max(id)::int AS hi FROM datasets.race'),
+    ).toEqual([{ n: 50_001, d: 50_001, lo: 0, hi: 50_000 }]);
     expect((await getJson(`${server.url}/api/datasets/race`)).body.row_count).toBe(50_001);
   }, 180_000);
 
   it('exports CSV and NDJSON; a CSV exported and loaded again gives the same rows and types', async () => {
-    const csv = 'id,price,ok,day,at,name,doc\n1,9.50,true,2026-01-31,2026-01-31T09:30:00.123456Z,"a, ""b""","{""k"": [1]}"\n2,,false,,,,\n3,-0.25,TRUE,2024-02-29,2026-03-01T00:00:00+01:00, padded ,[1]\n';
+    const csv =
+      'id,price,ok,day,at,name,doc\n1,9.50,true,2026-01-31,2026-01-31T09:30:00.123456Z,"a, ""b""","{""k"": [1]}"\n2,,false,,,,\n3,-0.25,TRUE,2024-02-29,2026-03-01T00:00:00+01:00, padded ,[1]\n';
     expect((await load('source.csv', csv, { dataset: 'round_src' })).status).toBe('completed');
     const types = await typesOf('round_src');
     expect(types).toEqual({ id: 'bigint', price: 'numeric', ok: 'boolean', day: 'date', at: 'timestamptz', name: 'text', doc: 'jsonb' });
@@ -288,18 +313,36 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect(await rowsOf('round_back')).toEqual(await rowsOf('round_src'));
 
     const ndjson = await (await fetch(`${server.url}/api/datasets/round_src/export?format=ndjson`)).text();
-    const lines = ndjson.trim().split('\n').map((line) => JSON.parse(line));
+    const lines = ndjson
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(lines).toEqual(await rowsOf('round_src'));
   });
 
   it('exports CSV safe for a spreadsheet with excel_safe=true: formulas made text, control characters escaped', async () => {
-    const values = ['=HYPERLINK("http://evil.example","click")', '+cmd|\' /C calc\'!A0', '-2+3', '@SUM(A1:A2)', '\tx', '\r=1', '-5', '+1.5e3', 'plain', 'red \x1b[31mhi\x07'];
+    const values = [
+      '=HYPERLINK("http://evil.example","click")',
+      "+cmd|' /C calc'!A0",
+      '-2+3',
+      '@SUM(A1:A2)',
+      '\tx',
+      '\r=1',
+      '-5',
+      '+1.5e3',
+      'plain',
+      'red \x1b[31mhi\x07',
+    ];
     const csv = `n,v\n${values.map((v, i) => `${i},"${v.replaceAll('"', '""')}"`).join('\n')}\n`;
     expect((await load('formulas.csv', csv, { dataset: 'formulas', schema: JSON.stringify({ v: 'text' }) })).status).toBe('completed');
     const read = async (query: string) => {
       const res = await fetch(`${server.url}/api/datasets/formulas/export?${query}`);
       expect(res.status).toBe(200);
-      const back = await load('back.csv', await res.text(), { dataset: `formulas_${query.length}`, mode: 'replace', schema: JSON.stringify({ v: 'text' }) });
+      const back = await load('back.csv', await res.text(), {
+        dataset: `formulas_${query.length}`,
+        mode: 'replace',
+        schema: JSON.stringify({ v: 'text' }),
+      });
       expect(back.status).toBe('completed');
       return (await rowsOf(`formulas_${query.length}`)).map((row) => row.v);
     };
@@ -334,10 +377,20 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect(res.status).toBe(202);
     const job = await waitForJob(server.url, ((await res.json()) as JobPayload).job_id, 60_000);
     expect(job).toMatchObject({ status: 'completed', source_type: 'xlsx_upload', dataset: 'orders_2026', records_processed: 2 });
-    expect(await typesOf('orders_2026')).toEqual({ order_: 'bigint', qty: 'bigint', price: 'numeric', ordered: 'date', shipped_at: 'timestamptz', paid: 'boolean', customer: 'text' });
-    expect(await sql("SELECT sum(qty * price)::text AS total, min(ordered)::text AS first, to_char(max(shipped_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS shipped FROM datasets.orders_2026")).toEqual([
-      { total: '35.97', first: '2024-02-29', shipped: '2026-02-02 14:05' },
-    ]);
+    expect(await typesOf('orders_2026')).toEqual({
+      order_: 'bigint',
+      qty: 'bigint',
+      price: 'numeric',
+      ordered: 'date',
+      shipped_at: 'timestamptz',
+      paid: 'boolean',
+      customer: 'text',
+    });
+    expect(
+      await sql(
+        "SELECT sum(qty * price)::text AS total, min(ordered)::text AS first, to_char(max(shipped_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS shipped FROM datasets.orders_2026",
+      ),
+    ).toEqual([{ total: '35.97', first: '2024-02-29', shipped: '2026-02-02 14:05' }]);
   });
 
   it('reads back columns named like the aliases its own queries use (r, t, q)', async () => {
@@ -347,13 +400,21 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect((await getJson(`${server.url}/api/job/${job.job_id}/records`)).body.results.map((result: any) => result.data)).toEqual([row]);
     expect(await rowsOf('aliases')).toEqual([row]);
     expect(JSON.parse(await (await fetch(`${server.url}/api/datasets/aliases/export?format=ndjson`)).text())).toEqual(row);
-    const res = await fetch(`${server.url}/api/sql`, { method: 'POST', body: '{"sql": "SELECT q, r, 1 AS q2 FROM aliases"}', headers: { 'content-type': 'application/json' } });
+    const res = await fetch(`${server.url}/api/sql`, {
+      method: 'POST',
+      body: '{"sql": "SELECT q, r, 1 AS q2 FROM aliases"}',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(await res.json()).toEqual({ rows: [{ q: 3, r: { x: 1 }, q2: 1 }], truncated: false });
   });
 
   it('answers 404, 409 and 422 as it should', async () => {
-    expect((await getJson(`${server.url}/api/datasets/nope`)).body).toEqual({ detail: 'No dataset named "nope"', code: 'dataset_not_found' });
-    for (const path of ['/api/datasets/Nope', '/api/datasets/nope/rows', '/api/datasets/nope/export']) expect((await fetch(server.url + path)).status).toBe(404);
+    expect((await getJson(`${server.url}/api/datasets/nope`)).body).toEqual({
+      detail: 'No dataset named "nope"',
+      code: 'dataset_not_found',
+    });
+    for (const path of ['/api/datasets/Nope', '/api/datasets/nope/rows', '/api/datasets/nope/export'])
+      expect((await fetch(server.url + path)).status).toBe(404);
     expect((await fetch(`${server.url}/api/datasets/nope`, { method: 'DELETE' })).status).toBe(404);
 
     const bad = async (query: Record<string, string>, fields: Record<string, string> = {}) => {
@@ -361,26 +422,42 @@ describe.each(backends())('datasets ($name)', (backend) => {
       expect(res.status, JSON.stringify(res.body)).toBe(422);
       return res.body.detail.map((d: { loc: string[]; msg: string }) => `${d.loc.join('.')}: ${d.msg}`);
     };
-    expect(await bad({ dataset: 'Orders' })).toEqual(['query.dataset: a dataset name is lower-case letters, digits and _, starting with a letter, at most 63 characters: "Orders" is not']);
-    expect(await bad({ dataset: 'select' })).toEqual(['query.dataset: "select" is a word PostgreSQL reserves: choose another dataset name']);
+    expect(await bad({ dataset: 'Orders' })).toEqual([
+      'query.dataset: a dataset name is lower-case letters, digits and _, starting with a letter, at most 63 characters: "Orders" is not',
+    ]);
+    expect(await bad({ dataset: 'select' })).toEqual([
+      'query.dataset: "select" is a word PostgreSQL reserves: choose another dataset name',
+    ]);
     expect(await bad({ dataset: 'a'.repeat(64) })).toHaveLength(1);
     expect(await bad({ mode: 'upsert' })).toEqual(['query.mode: mode is one of append, replace, merge (got "upsert")']);
-    expect(await bad({ mode: 'merge' })).toEqual(['query.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on']);
+    expect(await bad({ mode: 'merge' })).toEqual([
+      'query.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on',
+    ]);
     expect(await bad({ key: 'id' })).toEqual(['query.key: key is used only with mode=merge']);
     expect(await bad({ schema: '{"a": "integer"}' })).toEqual([
       'query.schema: the type of "a" is one of bigint, numeric, boolean, date, timestamptz, text, jsonb (got "integer")',
     ]);
     expect(await bad({ schema: '[1]' })).toHaveLength(1);
     expect(await bad({ schema_update: 'yes' })).toHaveLength(1);
-    expect(await bad({}, { dataset: 'Bad Name' })).toEqual(['body.dataset: a dataset name is lower-case letters, digits and _, starting with a letter, at most 63 characters: "Bad Name" is not']);
+    expect(await bad({}, { dataset: 'Bad Name' })).toEqual([
+      'body.dataset: a dataset name is lower-case letters, digits and _, starting with a letter, at most 63 characters: "Bad Name" is not',
+    ]);
     // A form field before the file names the dataset; the query string wins over it.
     const byField = await submit('x.csv', 'a\n1\n', {}, { dataset: 'from_field' });
     expect(byField.body.dataset).toBe('from_field');
     const byQuery = await submit('x.csv', 'a\n1\n', { dataset: 'from_query' }, { dataset: 'from_field' });
     expect(byQuery.body.dataset).toBe('from_query');
-    const posted = await fetch(`${server.url}/api/ingest/json?dataset=posted&mode=merge&key=id`, { method: 'POST', body: '[{"id": 1}]', headers: { 'content-type': 'application/json' } });
+    const posted = await fetch(`${server.url}/api/ingest/json?dataset=posted&mode=merge&key=id`, {
+      method: 'POST',
+      body: '[{"id": 1}]',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(await posted.json()).toMatchObject({ dataset: 'posted', mode: 'merge', key: ['id'] });
-    const unnamed = await fetch(`${server.url}/api/ingest/json`, { method: 'POST', body: '[{"id": 1}]', headers: { 'content-type': 'application/json' } });
+    const unnamed = await fetch(`${server.url}/api/ingest/json`, {
+      method: 'POST',
+      body: '[{"id": 1}]',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(await unnamed.json()).toMatchObject({ dataset: 'records', mode: 'append', key: null });
     for (const res of [byField, byQuery]) await waitForJob(server.url, res.body.job_id);
 
@@ -390,7 +467,10 @@ describe.each(backends())('datasets ($name)', (backend) => {
     await load('busy.csv', 'id\n-1\n', { dataset: 'busy' });
     const busy = await submit('busy.csv', big, { dataset: 'busy' });
     const refused = await fetch(`${server.url}/api/datasets/busy`, { method: 'DELETE' });
-    expect(await refused.json()).toEqual({ detail: 'A job that writes dataset "busy" is queued or running: cancel it or wait for it to end', code: 'dataset_busy' });
+    expect(await refused.json()).toEqual({
+      detail: 'A job that writes dataset "busy" is queued or running: cancel it or wait for it to end',
+      code: 'dataset_busy',
+    });
     expect((await waitForJob(server.url, busy.body.job_id, 120_000)).status).toBe('completed');
     expect((await fetch(`${server.url}/api/datasets/busy`, { method: 'DELETE' })).status).toBe(204);
     expect(await (await fetch(`${server.url}/api/datasets/from_field`, { method: 'DELETE' })).text()).toBe('');
@@ -411,13 +491,31 @@ describe.each(backends())('datasets ($name)', (backend) => {
 
   it('answers read-only SQL over the datasets (POST /api/sql), and refuses anything else', async () => {
     const query = async (text: string) => {
-      const res = await fetch(`${server.url}/api/sql`, { method: 'POST', body: JSON.stringify({ sql: text }), headers: { 'content-type': 'application/json' } });
+      const res = await fetch(`${server.url}/api/sql`, {
+        method: 'POST',
+        body: JSON.stringify({ sql: text }),
+        headers: { 'content-type': 'application/json' },
+      });
       return { status: res.status, body: (await res.json()) as any };
     };
-    expect(await query('SELECT id, name FROM people; ')).toEqual({ status: 200, body: { rows: [{ id: 10, name: 'only' }], truncated: false } });
-    expect((await query('SELECT sum(v) AS total, count(*) AS n FROM datasets.never_sampled -- a comment')).body.rows).toEqual([{ total: 499_499_001.5, n: 1_000_000 }]);
-    expect((await query('SELECT big FROM json_types WHERE n = 1')).body).toEqual({ rows: [{ big: 123456789012345678901234567890 }], truncated: false });
-    const text = await (await fetch(`${server.url}/api/sql`, { method: 'POST', body: '{"sql": "SELECT big FROM json_types WHERE n = 1"}', headers: { 'content-type': 'application/json' } })).text();
+    expect(await query('SELECT id, name FROM people; ')).toEqual({
+      status: 200,
+      body: { rows: [{ id: 10, name: 'only' }], truncated: false },
+    });
+    expect((await query('SELECT sum(v) AS total, count(*) AS n FROM datasets.never_sampled -- a comment')).body.rows).toEqual([
+      { total: 499_499_001.5, n: 1_000_000 },
+    ]);
+    expect((await query('SELECT big FROM json_types WHERE n = 1')).body).toEqual({
+      rows: [{ big: 123456789012345678901234567890 }],
+      truncated: false,
+    });
+    const text = await (
+      await fetch(`${server.url}/api/sql`, {
+        method: 'POST',
+        body: '{"sql": "SELECT big FROM json_types WHERE n = 1"}',
+        headers: { 'content-type': 'application/json' },
+      })
+    ).text();
     expect(text).toBe('{"rows":[{"big":123456789012345678901234567890}],"truncated":false}');
     expect((await query('SELECT id FROM never_sampled')).body.truncated).toBe(true);
     expect((await query('SELECT id FROM never_sampled')).body.rows).toHaveLength(1000);
@@ -427,11 +525,19 @@ describe.each(backends())('datasets ($name)', (backend) => {
       expect(res.status, text).toBe(422);
       return `${res.body.code}: ${res.body.detail}`;
     };
-    expect(await refused('SELECT * FROM public.ingest_jobs')).toBe('sql_refused: "public.ingest_jobs" is not a dataset: a query reads the tables of schema datasets only');
-    expect(await refused('SELECT * FROM ingest_jobs')).toBe('sql_refused: "ingest_jobs" is not a dataset: a query reads the tables of schema datasets only');
+    expect(await refused('SELECT * FROM public.ingest_jobs')).toBe(
+      'sql_refused: "public.ingest_jobs" is not a dataset: a query reads the tables of schema datasets only',
+    );
+    expect(await refused('SELECT * FROM ingest_jobs')).toBe(
+      'sql_refused: "ingest_jobs" is not a dataset: a query reads the tables of schema datasets only',
+    );
     expect(await refused('SELECT * FROM pg_catalog.pg_authid')).toMatch(/^sql_refused: "pg_catalog.pg_authid" is not a dataset/);
-    expect(await refused("SELECT pg_read_file('/etc/passwd')")).toBe('sql_refused: the function pg_read_file may not be called here (functions that compute on values only)');
-    expect(await refused("SELECT set_config('role', 'postgres', true), count(*) FROM people")).toMatch(/^sql_refused: the function set_config/);
+    expect(await refused("SELECT pg_read_file('/etc/passwd')")).toBe(
+      'sql_refused: the function pg_read_file may not be called here (functions that compute on values only)',
+    );
+    expect(await refused("SELECT set_config('role', 'postgres', true), count(*) FROM people")).toMatch(
+      /^sql_refused: the function set_config/,
+    );
     expect(await refused("SELECT query_to_xml('select 1', true, true, '')")).toMatch(/^sql_refused: the function query_to_xml/);
     expect(await refused('SELECT pg_sleep(10)')).toMatch(/^sql_refused: the function pg_sleep/);
     expect(await refused('DELETE FROM people')).toBe('sql_refused: only SELECT queries run here (got DeleteStmt)');
@@ -442,7 +548,9 @@ describe.each(backends())('datasets ($name)', (backend) => {
     expect(await refused('SELEC 1')).toMatch(/^sql_refused: the query is not valid SQL: syntax error at or near "SELEC"/);
     expect(await refused('SELECT nope FROM people')).toBe('sql_error: column "nope" does not exist');
     expect(await refused('SELECT 1 / 0')).toBe('sql_error: division by zero');
-    expect(await refused('SELECT count(*) FROM never_sampled a, never_sampled b')).toMatch(/^sql_too_costly: the query would cost \d+ by PostgreSQL's estimate, over SQL_MAX_COST \((10000000|100000)\)/);
+    expect(await refused('SELECT count(*) FROM never_sampled a, never_sampled b')).toMatch(
+      /^sql_too_costly: the query would cost \d+ by PostgreSQL's estimate, over SQL_MAX_COST \((10000000|100000)\)/,
+    );
     expect((await query('')).status).toBe(422);
     expect(await sql('SELECT count(*)::int AS n FROM datasets.people')).toEqual([{ n: 1 }]); // nothing was written
   });

@@ -8,7 +8,18 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DatabaseUnavailableError, type Queryable } from '../src/storage/db.js';
 import { openPostgres } from '../src/storage/postgres.js';
-import { createSandbox, getJson, makeCsv, postRecords, publishedStats, scaleOutAvailable, startServer, upload, type Backend, type Sandbox } from './helpers.js';
+import {
+  createSandbox,
+  getJson,
+  makeCsv,
+  postRecords,
+  publishedStats,
+  scaleOutAvailable,
+  startServer,
+  upload,
+  type Backend,
+  type Sandbox,
+} from './helpers.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 
 // What an operator runs to throw every session off a database (the issuing one excepted).
@@ -32,16 +43,27 @@ function alive(proc: Proc): boolean {
 }
 
 async function jobRow(sandbox: Sandbox, jobId: string): Promise<Row> {
-  const { rows } = await sandbox.admin!.query<Row>('SELECT status, records_processed, attempts, started_at FROM ingest_jobs WHERE job_id = $1', [jobId]);
+  const { rows } = await sandbox.admin!.query<Row>(
+    'SELECT status, records_processed, attempts, started_at FROM ingest_jobs WHERE job_id = $1',
+    [jobId],
+  );
   return rows[0]!;
 }
 
 /** Polls the job row until `done`; fails at once if one of `procs` exits, naming it with its output. */
-async function waitForRow(sandbox: Sandbox, jobId: string, procs: Proc[], done: (row: Row) => boolean, what: string, timeoutMs = 60_000): Promise<Row> {
+async function waitForRow(
+  sandbox: Sandbox,
+  jobId: string,
+  procs: Proc[],
+  done: (row: Row) => boolean,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<Row> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const dead = procs.find((proc) => !alive(proc));
-    if (dead) throw new Error(`a process exited (${dead.child.exitCode ?? dead.child.signalCode}) before ${what}:\n${dead.output().slice(-3000)}`);
+    if (dead)
+      throw new Error(`a process exited (${dead.child.exitCode ?? dead.child.signalCode}) before ${what}:\n${dead.output().slice(-3000)}`);
     const row = await jobRow(sandbox, jobId);
     if (done(row)) return row;
     if (Date.now() > deadline) throw new Error(`${what}: not reached in ${timeoutMs} ms; last row ${JSON.stringify(row)}`);
@@ -85,7 +107,10 @@ async function expectCompletedOnce(sandbox: Sandbox, jobId: string, worker: Proc
   expect(status).toBe(200);
   expect(body).toMatchObject({ status: 'completed', records_processed: ROWS, records_failed: 0, error: null, attempts: 1 });
   expect(await recordStats(sandbox, jobId)).toEqual({ n: ROWS, distinct_n: ROWS });
-  const waits = worker.output().split('\n').filter((line) => line.includes('database unavailable; the job resumes when it is back'));
+  const waits = worker
+    .output()
+    .split('\n')
+    .filter((line) => line.includes('database unavailable; the job resumes when it is back'));
   const causes = new Set(waits.map((line) => (JSON.parse(line) as { err?: { message?: string } }).err?.message));
   console.log(`the worker waited for the database ${waits.length} times, after: ${[...causes].join(' | ')}`);
   expect(waits.length).toBeGreaterThan(0);

@@ -74,7 +74,10 @@ function columnName(index: number): string {
  * An .xlsx workbook of `sheets` (name → rows of cells, row 1 first; a row given as `null` is
  * left out, as Excel leaves out empty rows). `date1904` makes it a 1904-system workbook.
  */
-export function xlsxOf(sheets: Record<string, (Cell[] | null)[]>, options: { date1904?: boolean; sharedStringsXml?: string } = {}): Uint8Array<ArrayBuffer> {
+export function xlsxOf(
+  sheets: Record<string, (Cell[] | null)[]>,
+  options: { date1904?: boolean; sharedStringsXml?: string } = {},
+): Uint8Array<ArrayBuffer> {
   const shared: string[] = [];
   const sharedIndex = new Map<string, number>();
   const share = (s: string) => {
@@ -110,7 +113,8 @@ export function xlsxOf(sheets: Record<string, (Cell[] | null)[]>, options: { dat
   const names = Object.keys(sheets);
   const parts: Record<string, string> = {};
   names.forEach((name, i) => (parts[`xl/worksheets/sheet${i + 1}.xml`] = sheetXml(sheets[name]!)));
-  const rel = (id: string, type: string, target: string) => `<Relationship Id="${id}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/${type}" Target="${target}"/>`;
+  const rel = (id: string, type: string, target: string) =>
+    `<Relationship Id="${id}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/${type}" Target="${target}"/>`;
   return zipOf({
     '[Content_Types].xml':
       '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/></Types>',
@@ -122,6 +126,8 @@ export function xlsxOf(sheets: Record<string, (Cell[] | null)[]>, options: { dat
       '<cellStyleXfs count="1"><xf numFmtId="0"/></cellStyleXfs><cellXfs count="4"><xf numFmtId="0"/><xf numFmtId="14" applyNumberFormat="1"/><xf numFmtId="164" applyNumberFormat="1"/><xf numFmtId="21" applyNumberFormat="1"/></cellXfs></styleSheet>',
     ...parts,
     // Written last, as some writers do: the reader must find it wherever it lies.
-    'xl/sharedStrings.xml': options.sharedStringsXml ?? `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="${shared.length}" uniqueCount="${shared.length}">${shared.map((s) => `<si><t xml:space="preserve">${escapeXml(s)}</t></si>`).join('')}</sst>`,
+    'xl/sharedStrings.xml':
+      options.sharedStringsXml ??
+      `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="${shared.length}" uniqueCount="${shared.length}">${shared.map((s) => `<si><t xml:space="preserve">${escapeXml(s)}</t></si>`).join('')}</sst>`,
   });
 }

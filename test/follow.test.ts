@@ -20,7 +20,8 @@ describe('follow (the event stream, polling while it is down)', () => {
     const seen: number[] = [];
     const states: FollowState[] = [];
     const last = await follow({
-      openStream: async () => stream([job(1, 'queued'), job(2), job(2), job(1, 'queued'), job(3), job(4, 'completed'), job(5, 'completed')]),
+      openStream: async () =>
+        stream([job(1, 'queued'), job(2), job(2), job(1, 'queued'), job(3), job(4, 'completed'), job(5, 'completed')]),
       read: async () => {
         throw new Error('no poll expected');
       },

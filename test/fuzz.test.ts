@@ -87,7 +87,10 @@ function serialize(request: FuzzRequest): Buffer {
     const at = request.chunkAt % body.length;
     const chunks = [body.subarray(0, at), body.subarray(at)].filter((chunk) => chunk.length > 0);
     lines.push('Transfer-Encoding: chunked');
-    body = Buffer.concat([...chunks.flatMap((chunk) => [Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]), Buffer.from('0\r\n\r\n')]);
+    body = Buffer.concat([
+      ...chunks.flatMap((chunk) => [Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]),
+      Buffer.from('0\r\n\r\n'),
+    ]);
   } else if (body.length > 0 || BODY_METHODS.has(request.method)) {
     lines.push(`Content-Length: ${body.length}`);
   }
@@ -102,7 +105,9 @@ const visible = (text: string) => JSON.stringify(text).slice(1, -1);
 /** The request as a readable, replayable text: fast-check prints it as the counterexample. */
 function describeRequest(request: FuzzRequest): string {
   const body = Buffer.from(request.body);
-  const lines = [`${request.method} ${request.target} HTTP/1.1`, ...request.headers.map(([name, value]) => `${name}: ${value}`)].map(visible);
+  const lines = [`${request.method} ${request.target} HTTP/1.1`, ...request.headers.map(([name, value]) => `${name}: ${value}`)].map(
+    visible,
+  );
   if (request.chunkAt !== undefined) lines.push(`(body sent chunked, cut at byte ${request.chunkAt % Math.max(1, body.length)})`);
   lines.push(
     body.length === 0
@@ -127,7 +132,8 @@ interface Answer {
 
 const BODY_CAP = 1 << 20;
 
-const isEventStream = (answer: Pick<Answer, 'headers'>) => (answer.headers['content-type'] ?? '').toLowerCase().startsWith('text/event-stream');
+const isEventStream = (answer: Pick<Answer, 'headers'>) =>
+  (answer.headers['content-type'] ?? '').toLowerCase().startsWith('text/event-stream');
 
 function parseHead(text: string): Pick<Answer, 'status' | 'statusLine' | 'headers'> {
   const [statusLine = '', ...lines] = text.split('\r\n');
@@ -198,7 +204,8 @@ function answerProblems(answer: Answer): string[] {
     );
   }
   if (answer.status !== undefined && answer.status >= 500) problems.push(`answered ${answer.status}`);
-  if (answer.status === undefined && answer.statusLine !== undefined) problems.push('answered something that is not an HTTP/1.1 status line');
+  if (answer.status === undefined && answer.statusLine !== undefined)
+    problems.push('answered something that is not an HTTP/1.1 status line');
   problems.push(...jsonProblems(answer));
   return problems;
 }
@@ -207,7 +214,7 @@ function answerProblems(answer: Answer): string[] {
 function decodedBody(answer: Answer): Buffer | undefined {
   if (!/\bchunked\b/i.test(answer.headers['transfer-encoding'] ?? '')) return answer.body;
   const chunks: Buffer[] = [];
-  for (let at = 0; ; ) {
+  for (let at = 0; ;) {
     const end = answer.body.indexOf('\r\n', at);
     if (end < 0) return undefined;
     const size = Number.parseInt(answer.body.subarray(at, end).toString('latin1').split(';')[0]!, 16);
@@ -220,7 +227,8 @@ function decodedBody(answer: Answer): Buffer | undefined {
 
 /** An answer that says it is JSON must be JSON (a client parses it): a non-finite number written as `Infinity` is not. */
 function jsonProblems(answer: Answer): string[] {
-  if (answer.status === undefined || answer.status === 204 || answer.status === 304 || !answer.bodyComplete || answer.body.length === 0) return [];
+  if (answer.status === undefined || answer.status === 204 || answer.status === 304 || !answer.bodyComplete || answer.body.length === 0)
+    return [];
   if (mediaType(answer.headers['content-type']) !== 'application/json') return [];
   const body = decodedBody(answer);
   if (body === undefined) return [`answered ${answer.status} with a chunked body that does not decode`];
@@ -305,7 +313,7 @@ const charRespellingArb = fc.record({ at: respellingAtArb, how: fc.constantFrom(
 /** The path (or key) split into characters, a `%XX` escape counting as one. */
 function pathTokens(path: string): string[] {
   const tokens: string[] = [];
-  for (let i = 0; i < path.length; ) {
+  for (let i = 0; i < path.length;) {
     const escape = /^%[0-9A-Fa-f]{2}/.exec(path.slice(i));
     const token = escape ? escape[0] : path[i]!;
     tokens.push(token);
@@ -321,7 +329,12 @@ function respell(text: string, ops: { at: number; how: string }[], from = 0): st
     const i = from + (at % (tokens.length - from));
     const token = tokens[i]!;
     if (token.length === 3) {
-      tokens[i] = how === 'double-pct' ? `%25${token.slice(1)}` : how === 'case' ? `%${token.slice(1).toLowerCase() === token.slice(1) ? token.slice(1).toUpperCase() : token.slice(1).toLowerCase()}` : token;
+      tokens[i] =
+        how === 'double-pct'
+          ? `%25${token.slice(1)}`
+          : how === 'case'
+            ? `%${token.slice(1).toLowerCase() === token.slice(1) ? token.slice(1).toUpperCase() : token.slice(1).toLowerCase()}`
+            : token;
     } else if (how === 'case') {
       tokens[i] = token === token.toUpperCase() ? token.toLowerCase() : token.toUpperCase();
     } else {
@@ -371,7 +384,23 @@ function restructure(path: string, ops: { at: number; how: string; param: string
 const hostArb = (port: number) =>
   fc.oneof(
     { weight: 3, arbitrary: fc.constantFrom(`127.0.0.1:${port}`, `localhost:${port}`) },
-    { weight: 3, arbitrary: fc.constantFrom('x', 'evil.example', 'EVIL.EXAMPLE:8000', '[::1]', '[::1]:80', 'user:pw@127.0.0.1', '127.0.0.1:0', '127.0.0.1:65536', '', ':', '0', 'a'.repeat(300)) },
+    {
+      weight: 3,
+      arbitrary: fc.constantFrom(
+        'x',
+        'evil.example',
+        'EVIL.EXAMPLE:8000',
+        '[::1]',
+        '[::1]:80',
+        'user:pw@127.0.0.1',
+        '127.0.0.1:0',
+        '127.0.0.1:65536',
+        '',
+        ':',
+        '0',
+        'a'.repeat(300),
+      ),
+    },
     { weight: 2, arbitrary: fc.domain() },
   );
 
@@ -461,9 +490,17 @@ function validButOne<T extends object>(
   cleanWeight = 1,
   weights: { [K in keyof T]?: number } = {},
 ): fc.Arbitrary<T> {
-  const overrides = (Object.keys(hostile) as (keyof T)[]).map((key) => ({ weight: weights[key] ?? 1, arbitrary: hostile[key]!.map((value) => ({ key, value })) }));
-  const override = cleanWeight > 0 ? fc.oneof(SHRINK_TO_FIRST, { weight: cleanWeight, arbitrary: fc.constant(undefined) }, ...overrides) : fc.oneof(...overrides);
-  return fc.tuple(fc.record(valid) as fc.Arbitrary<T>, override).map(([base, change]) => (change ? { ...base, [change.key]: change.value } : base));
+  const overrides = (Object.keys(hostile) as (keyof T)[]).map((key) => ({
+    weight: weights[key] ?? 1,
+    arbitrary: hostile[key]!.map((value) => ({ key, value })),
+  }));
+  const override =
+    cleanWeight > 0
+      ? fc.oneof(SHRINK_TO_FIRST, { weight: cleanWeight, arbitrary: fc.constant(undefined) }, ...overrides)
+      : fc.oneof(...overrides);
+  return fc
+    .tuple(fc.record(valid) as fc.Arbitrary<T>, override)
+    .map(([base, change]) => (change ? { ...base, [change.key]: change.value } : base));
 }
 
 /** `valid` most of the time (validWeight to 1), `hostile` otherwise. */
@@ -473,7 +510,27 @@ const mostly = <T>(valid: fc.Arbitrary<T>, hostile: fc.Arbitrary<T>, validWeight
 // --- Query strings ---------------------------------------------------------------------------
 
 /** Percent-escapes that decode to nothing valid: bad hex, truncated, overlong, surrogates, NUL, CR LF. */
-const badEscapeArb = fc.constantFrom('%', '%0', '%G0', '%zz', '%FF', '%C0%80', '%C3', '%ED%A0%80', '%F4%90%80%80', '%EF%BF%BF', '%00', '%0A', '%0D%0A', '%7F', '%25', '%2525', '%E2%82', '%uD800', '+');
+const badEscapeArb = fc.constantFrom(
+  '%',
+  '%0',
+  '%G0',
+  '%zz',
+  '%FF',
+  '%C0%80',
+  '%C3',
+  '%ED%A0%80',
+  '%F4%90%80%80',
+  '%EF%BF%BF',
+  '%00',
+  '%0A',
+  '%0D%0A',
+  '%7F',
+  '%25',
+  '%2525',
+  '%E2%82',
+  '%uD800',
+  '+',
+);
 
 /** Any text, with control characters, NUL and unpaired surrogates. */
 const hostileTextArb = fc.oneof(
@@ -485,11 +542,51 @@ const hostileTextArb = fc.oneof(
 /** Integers as text that no int4, int8 or double holds, and spellings a lenient parser might take. */
 const hostileIntegerTextArb = fc.oneof(
   // Just past what PostgreSQL's integer and bigint and a double hold exactly, and any 10-digit number (a 10-digit pattern is no int4).
-  fc.constantFrom('2147483647', '2147483648', '-2147483648', '-2147483649', '4294967295', '4294967296', '9999999999', '9007199254740991', '9007199254740992', '9007199254740993', '9223372036854775807', '9223372036854775808', '18446744073709551616', '1000000000', '1000000001'),
+  fc.constantFrom(
+    '2147483647',
+    '2147483648',
+    '-2147483648',
+    '-2147483649',
+    '4294967295',
+    '4294967296',
+    '9999999999',
+    '9007199254740991',
+    '9007199254740992',
+    '9007199254740993',
+    '9223372036854775807',
+    '9223372036854775808',
+    '18446744073709551616',
+    '1000000000',
+    '1000000001',
+  ),
   fc.bigInt({ min: 10n ** 9n, max: 10n ** 10n - 1n }).map(String),
   fc.bigInt({ min: -(10n ** 40n), max: 10n ** 40n }).map(String),
   fc.integer({ min: 10, max: 400 }).map((n) => '9'.repeat(n)),
-  fc.constantFrom('-1', '-0', '1e3', '1e2', '1E400', '1e-7', '1.5', '1.0', '100.0', '+5', '007', '0x10', '0b1', ' 5', '5 ', 'NaN', 'Infinity', '-Infinity', '', 'true', 'null', '[]', '1,2'),
+  fc.constantFrom(
+    '-1',
+    '-0',
+    '1e3',
+    '1e2',
+    '1E400',
+    '1e-7',
+    '1.5',
+    '1.0',
+    '100.0',
+    '+5',
+    '007',
+    '0x10',
+    '0b1',
+    ' 5',
+    '5 ',
+    'NaN',
+    'Infinity',
+    '-Infinity',
+    '',
+    'true',
+    'null',
+    '[]',
+    '1,2',
+  ),
   // Fractions as long as a query allows: 3000 digits.
   fc.integer({ min: 1, max: 3000 }).map((n) => `0.${'5'.repeat(n)}`),
   fc.integer({ min: 1, max: 3000 }).map((n) => `1.${'0'.repeat(n)}`),
@@ -519,9 +616,19 @@ const timestampPartsArb = validButOne<TimestampParts>(
     month: fc.integer({ min: 1, max: 12 }).map((n) => pad(n, 2)),
     day: fc.integer({ min: 1, max: 28 }).map((n) => pad(n, 2)),
     separator: fc.constant('T'),
-    time: fc.tuple(fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 }), fc.integer({ min: 0, max: 59 })).map(([h, m, sec]) => `${pad(h, 2)}:${pad(m, 2)}:${pad(sec, 2)}`),
-    fraction: fc.oneof(fc.constant(''), fc.integer({ min: 1, max: 6 }).map((n) => `.${'1'.repeat(n)}`)),
-    offset: fc.oneof(fc.constant('Z'), fc.tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 59 })).map(([sign, h, m]) => `${sign}${pad(h, 2)}:${pad(m, 2)}`)),
+    time: fc
+      .tuple(fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 }), fc.integer({ min: 0, max: 59 }))
+      .map(([h, m, sec]) => `${pad(h, 2)}:${pad(m, 2)}:${pad(sec, 2)}`),
+    fraction: fc.oneof(
+      fc.constant(''),
+      fc.integer({ min: 1, max: 6 }).map((n) => `.${'1'.repeat(n)}`),
+    ),
+    offset: fc.oneof(
+      fc.constant('Z'),
+      fc
+        .tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 59 }))
+        .map(([sign, h, m]) => `${sign}${pad(h, 2)}:${pad(m, 2)}`),
+    ),
   },
   {
     year: fc.constantFrom('0000', '0001', '9999', '10000', '+275760', '-000001', '275760', '999'),
@@ -531,9 +638,26 @@ const timestampPartsArb = validButOne<TimestampParts>(
     time: fc.constantFrom('23:59:60', '24:00:00', '12:00', '25:00:00', '12:60:00', '12:00:00:00'),
     fraction: fc.integer({ min: 7, max: 3000 }).map((n) => `.${'9'.repeat(n)}`),
     offset: fc.oneof(
-      fc.constantFrom('z', '', '-00:00', '+16:00', '+23:59', '-23:59', '+24:00', '+99:99', '+2300', '-2300', '+1600', '+23', '+0000', '+23:00:00'),
+      fc.constantFrom(
+        'z',
+        '',
+        '-00:00',
+        '+16:00',
+        '+23:59',
+        '-23:59',
+        '+24:00',
+        '+99:99',
+        '+2300',
+        '-2300',
+        '+1600',
+        '+23',
+        '+0000',
+        '+23:00:00',
+      ),
       // Around the 16 hours PostgreSQL's offsets stop at, with and without the colon.
-      fc.tuple(fc.constantFrom('+', '-'), fc.integer({ min: 14, max: 25 }), fc.integer({ min: 0, max: 60 }), fc.constantFrom(':', '')).map(([sign, h, m, colon]) => `${sign}${pad(h, 2)}${colon}${pad(m, 2)}`),
+      fc
+        .tuple(fc.constantFrom('+', '-'), fc.integer({ min: 14, max: 25 }), fc.integer({ min: 0, max: 60 }), fc.constantFrom(':', ''))
+        .map(([sign, h, m, colon]) => `${sign}${pad(h, 2)}${colon}${pad(m, 2)}`),
     ),
   },
   0,
@@ -547,10 +671,22 @@ const timestampText = (p: TimestampParts) => `${p.year}-${p.month}-${p.day}${p.s
 
 /** List cursors as next_cursor spells them: base64url of `YYYY-MM-DD HH:MM:SS.ffffff|job id`. */
 const listCursor = (timestamp: string, id: string) => Buffer.from(`${timestamp}|${id}`).toString('base64url');
-const validListCursorArb = fc.tuple(validTimestampArb, fc.uuid()).map(([timestamp, id]) => listCursor(timestamp.slice(0, 19).replace('T', ' '), id));
+const validListCursorArb = fc
+  .tuple(validTimestampArb, fc.uuid())
+  .map(([timestamp, id]) => listCursor(timestamp.slice(0, 19).replace('T', ' '), id));
 const hostileListCursorArb = fc.oneof(
-  { weight: 3, arbitrary: fc.tuple(timestampPartsArb, fc.uuid()).map(([p, id]) => listCursor(`${p.year}-${p.month}-${p.day} ${p.time}${p.fraction}`, id)) },
-  { weight: 1, arbitrary: fc.tuple(validTimestampArb, malformedIdArb).map(([timestamp, id]) => listCursor(timestamp.slice(0, 19).replace('T', ' '), id)) },
+  {
+    weight: 3,
+    arbitrary: fc
+      .tuple(timestampPartsArb, fc.uuid())
+      .map(([p, id]) => listCursor(`${p.year}-${p.month}-${p.day} ${p.time}${p.fraction}`, id)),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(validTimestampArb, malformedIdArb)
+      .map(([timestamp, id]) => listCursor(timestamp.slice(0, 19).replace('T', ' '), id)),
+  },
   { weight: 1, arbitrary: fc.tuple(validListCursorArb, fc.constantFrom('|x', '|', '=', '==', '.')).map(([cursor, tail]) => cursor + tail) },
   { weight: 1, arbitrary: fc.base64String({ maxLength: 300 }) },
   { weight: 1, arbitrary: fc.integer({ min: 190, max: 210 }).map((n) => 'A'.repeat(n)) },
@@ -570,7 +706,10 @@ const enumParam = (allowed: readonly string[]): Param => ({
 });
 const timestampParam: Param = {
   valid: validTimestampArb,
-  hostile: fc.oneof({ weight: 6, arbitrary: timestampPartsArb.map(timestampText) }, { weight: 1, arbitrary: fc.constantFrom('now', 'today', '2024-01-01', '1e10', '', '2024-01-01T00:00:00ZZ') }),
+  hostile: fc.oneof(
+    { weight: 6, arbitrary: timestampPartsArb.map(timestampText) },
+    { weight: 1, arbitrary: fc.constantFrom('now', 'today', '2024-01-01', '1e10', '', '2024-01-01T00:00:00ZZ') },
+  ),
 };
 
 const LIST_PARAMS: ParamSpec = {
@@ -586,7 +725,23 @@ const LIST_PARAMS: ParamSpec = {
 const PAGE_PARAMS: ParamSpec = { cursor: integerParam(0, 1000), limit: integerParam(1, 1000) };
 const SUBMIT_PARAMS: ParamSpec = { max_errors: integerParam(0, 10) };
 
-const UNKNOWN_PARAM_NAMES = ['stauts', 'LIMIT', 'Limit', 'token', 'access_token', '__proto__', 'constructor', 'prototype', 'limit[]', 'limit[0]', 'a.b', '', 'max_errors', 'cursor', 'offset'];
+const UNKNOWN_PARAM_NAMES = [
+  'stauts',
+  'LIMIT',
+  'Limit',
+  'token',
+  'access_token',
+  '__proto__',
+  'constructor',
+  'prototype',
+  'limit[]',
+  'limit[0]',
+  'a.b',
+  '',
+  'max_errors',
+  'cursor',
+  'offset',
+];
 
 const encodeQuery = (text: string) => percentEncode(text, QUERY_SAFE);
 
@@ -598,17 +753,30 @@ const hostilePairArb = (spec: ParamSpec) => {
   return fc.oneof(
     ...known.map((arbitrary) => ({ weight: 6, arbitrary })),
     // An unknown parameter (a 422), or a known one without a value, respelled, or with a bad escape.
-    { weight: 1, arbitrary: fc.tuple(fc.oneof(fc.constantFrom(...UNKNOWN_PARAM_NAMES), fc.string({ maxLength: 8 })), anyValue).map(([key, value]) => `${encodeQuery(key)}=${encodeQuery(value)}`) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(fc.oneof(fc.constantFrom(...UNKNOWN_PARAM_NAMES), fc.string({ maxLength: 8 })), anyValue)
+        .map(([key, value]) => `${encodeQuery(key)}=${encodeQuery(value)}`),
+    },
     ...(keys.length === 0
       ? []
       : [
           { weight: 1, arbitrary: fc.constantFrom(...keys).map(encodeQuery) },
-          { weight: 1, arbitrary: fc.tuple(fc.constantFrom(...keys), anyValue, fc.array(charRespellingArb, { minLength: 1, maxLength: 2 })).map(([key, value, ops]) => `${respell(encodeQuery(key), ops)}=${encodeQuery(value)}`) },
-          { weight: 2, arbitrary: fc.tuple(fc.constantFrom(...keys), anyValue, badEscapeArb, fc.nat()).map(([key, value, escape, at]) => {
-            const encoded = encodeQuery(value);
-            const cut = at % (encoded.length + 1);
-            return `${encodeQuery(key)}=${encoded.slice(0, cut)}${escape}${encoded.slice(cut)}`;
-          }) },
+          {
+            weight: 1,
+            arbitrary: fc
+              .tuple(fc.constantFrom(...keys), anyValue, fc.array(charRespellingArb, { minLength: 1, maxLength: 2 }))
+              .map(([key, value, ops]) => `${respell(encodeQuery(key), ops)}=${encodeQuery(value)}`),
+          },
+          {
+            weight: 2,
+            arbitrary: fc.tuple(fc.constantFrom(...keys), anyValue, badEscapeArb, fc.nat()).map(([key, value, escape, at]) => {
+              const encoded = encodeQuery(value);
+              const cut = at % (encoded.length + 1);
+              return `${encodeQuery(key)}=${encoded.slice(0, cut)}${escape}${encoded.slice(cut)}`;
+            }),
+          },
         ]),
   );
 };
@@ -621,7 +789,13 @@ const queryArb = (spec: ParamSpec) => {
   const keys = Object.keys(spec);
   // A valid value for every parameter, of which up to two are sent (no chain: it would shrink poorly).
   const validPairs = fc
-    .tuple(fc.tuple(...keys.map((key) => spec[key]!.valid)), fc.subarray(keys.map((_, i) => i), { maxLength: Math.min(2, keys.length) }))
+    .tuple(
+      fc.tuple(...keys.map((key) => spec[key]!.valid)),
+      fc.subarray(
+        keys.map((_, i) => i),
+        { maxLength: Math.min(2, keys.length) },
+      ),
+    )
     .map(([values, chosen]) => chosen.map((i) => `${encodeQuery(keys[i]!)}=${encodeQuery(values[i]!)}`));
   return fc.oneof(
     SHRINK_TO_FIRST,
@@ -631,7 +805,11 @@ const queryArb = (spec: ParamSpec) => {
       arbitrary: fc
         .record({
           valid: validPairs,
-          hostile: fc.oneof(SHRINK_TO_FIRST, { weight: 1, arbitrary: fc.constant(undefined) }, { weight: 3, arbitrary: hostilePairArb(spec) }),
+          hostile: fc.oneof(
+            SHRINK_TO_FIRST,
+            { weight: 1, arbitrary: fc.constant(undefined) },
+            { weight: 3, arbitrary: hostilePairArb(spec) },
+          ),
           at: fc.nat(),
           separator: mostly(fc.constant('&'), fc.constantFrom('&&', ';')),
         })
@@ -678,7 +856,19 @@ const deepJsonArb = fc
 
 /** Numbers no double holds: 1e400, 400-digit integers, 5000-digit fractions; and past PostgreSQL's numeric (1e200000, a scale over 16383). */
 const hugeNumberArb = fc.oneof(
-  fc.constantFrom('1e400', '-1e400', '1e-400', '-0', '123456789012345678901234567890', '1E+999999999', '1e200000', '1e-20000', '0.0e-99999999', '9.9e131071', '1e131072'),
+  fc.constantFrom(
+    '1e400',
+    '-1e400',
+    '1e-400',
+    '-0',
+    '123456789012345678901234567890',
+    '1E+999999999',
+    '1e200000',
+    '1e-20000',
+    '0.0e-99999999',
+    '9.9e131071',
+    '1e131072',
+  ),
   fc.integer({ min: 20, max: 5000 }).map((n) => '9'.repeat(n)),
   fc.integer({ min: 20, max: 5000 }).map((n) => `1.${'5'.repeat(n)}`),
 );
@@ -724,17 +914,32 @@ const jsonTextArb = fc.oneof(
 
 /** JSON whose strings hold invalid UTF-8 (lone continuation bytes, overlong forms, surrogates). */
 const invalidUtf8JsonArb = fc
-  .tuple(fc.constantFrom([0xff], [0xfe, 0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0x80], [0xf8, 0x88, 0x80, 0x80, 0x80]), fc.boolean())
+  .tuple(
+    fc.constantFrom([0xff], [0xfe, 0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0x80], [0xf8, 0x88, 0x80, 0x80, 0x80]),
+    fc.boolean(),
+  )
   .map(([bytes, inKey]) => concat(utf8(inKey ? '[{"' : '[{"a":"'), new Uint8Array(bytes), utf8(inKey ? '":1}]' : '"}]')));
 
 const ndjsonTextArb = fc
   .record({
-    lines: fc.array(fc.oneof({ weight: 4, arbitrary: recordArb.map((record) => JSON.stringify(record)) }, { weight: 1, arbitrary: jsonTextArb }, { weight: 1, arbitrary: fc.constant('') }), { maxLength: 5 }),
+    lines: fc.array(
+      fc.oneof(
+        { weight: 4, arbitrary: recordArb.map((record) => JSON.stringify(record)) },
+        { weight: 1, arbitrary: jsonTextArb },
+        { weight: 1, arbitrary: fc.constant('') },
+      ),
+      { maxLength: 5 },
+    ),
     newline: fc.constantFrom('\n', '\r\n', '\r'),
     bom: fc.boolean(),
   })
   .map(({ lines, newline, bom }) => (bom ? '\ufeff' : '') + lines.join(newline))
-  .chain((text) => fc.oneof({ weight: 9, arbitrary: fc.constant(text) }, { weight: 1, arbitrary: fc.integer({ min: 100, max: 20_000 }).map((n) => text + '\n' + '1\n'.repeat(n)) }));
+  .chain((text) =>
+    fc.oneof(
+      { weight: 9, arbitrary: fc.constant(text) },
+      { weight: 1, arbitrary: fc.integer({ min: 100, max: 20_000 }).map((n) => text + '\n' + '1\n'.repeat(n)) },
+    ),
+  );
 
 // Multipart: a well-formed upload but for one thing: its boundary, its Content-Type, its
 // framing, a field, or the file part's name, file name, type or content.
@@ -751,14 +956,35 @@ const hostileFileNameArb = fc.oneof(
   fc
     .tuple(
       fc.oneof(
-        fc.constantFrom('../../etc/passwd', 'a\u0000b', '\u0000', 'a\u0000', 'C:\\x\\y', 'name with spaces', '"quoted"', 'a"b', 'é', '😀', '', 'a\r\nX-Injected: 1', '\ud800', 'a\u0001\u001f', '\u202ecsv.exe'),
+        fc.constantFrom(
+          '../../etc/passwd',
+          'a\u0000b',
+          '\u0000',
+          'a\u0000',
+          'C:\\x\\y',
+          'name with spaces',
+          '"quoted"',
+          'a"b',
+          'é',
+          '😀',
+          '',
+          'a\r\nX-Injected: 1',
+          '\ud800',
+          'a\u0001\u001f',
+          '\u202ecsv.exe',
+        ),
         fc.string({ unit: 'binary', maxLength: 20 }),
         fc.integer({ min: 250, max: 300 }).map((n) => 'f'.repeat(n)),
       ),
       fc.constantFrom('.csv', '.json', '.ndjson', '.jsonl'),
     )
     .map(([base, extension]) => base + extension),
-  fc.tuple(fc.constantFrom('a', 'data'), fc.constantFrom('.CSV', '.txt', '', '.csv\u0000', '.csv\u0000.txt', '.txt\u0000.csv', '.csv.exe', '.json ', '.')).map(([base, extension]) => base + extension),
+  fc
+    .tuple(
+      fc.constantFrom('a', 'data'),
+      fc.constantFrom('.CSV', '.txt', '', '.csv\u0000', '.csv\u0000.txt', '.txt\u0000.csv', '.csv.exe', '.json ', '.'),
+    )
+    .map(([base, extension]) => base + extension),
 );
 
 interface Part {
@@ -775,7 +1001,9 @@ const BOMB_TEXT = `a\n${'x'.repeat(2 * 1024 ** 2)}\n`;
 const filePartArb = validButOne<Part>(
   {
     name: fc.constant('file'),
-    fileName: fc.tuple(fc.constantFrom('a', 'data', 'people'), fc.constantFrom('.csv', '.json', '.ndjson', '.jsonl')).map(([base, extension]) => base + extension),
+    fileName: fc
+      .tuple(fc.constantFrom('a', 'data', 'people'), fc.constantFrom('.csv', '.json', '.ndjson', '.jsonl'))
+      .map(([base, extension]) => base + extension),
     extendedName: fc.constant(false),
     contentType: fc.constantFrom(undefined, 'text/csv', 'application/json'),
     data: fc
@@ -814,11 +1042,16 @@ const filePartArb = validButOne<Part>(
 /** A form field sent before the file: max_errors (valid), or a hostile one. */
 const fieldPartArb = (hostile: boolean): fc.Arbitrary<Part> =>
   fc.record({
-    name: hostile ? fc.oneof(fc.constantFrom('file', 'FILE', 'other', '', 'a\u0000', 'max_errors\u0000'), fc.string({ maxLength: 8 })) : fc.constant('max_errors'),
+    name: hostile
+      ? fc.oneof(fc.constantFrom('file', 'FILE', 'other', '', 'a\u0000', 'max_errors\u0000'), fc.string({ maxLength: 8 }))
+      : fc.constant('max_errors'),
     fileName: fc.constant(undefined),
     extendedName: fc.constant(false),
     contentType: fc.constant(undefined),
-    data: (hostile ? fc.oneof(hostileIntegerTextArb, hostileTextArb, fc.constant('x'.repeat(1025))) : fc.integer({ min: 0, max: 10 }).map(String)).map(utf8),
+    data: (hostile
+      ? fc.oneof(hostileIntegerTextArb, hostileTextArb, fc.constant('x'.repeat(1025)))
+      : fc.integer({ min: 0, max: 10 }).map(String)
+    ).map(utf8),
   });
 
 interface Multipart {
@@ -874,7 +1107,9 @@ const multipartArb = validButOne<Multipart>(
   for (const part of parts) {
     let disposition = `Content-Disposition: form-data; name="${part.name}"`;
     if (part.fileName !== undefined) {
-      disposition += part.extendedName ? `; filename*=UTF-8''${percentEncode(part.fileName, /[A-Za-z0-9.\-_]/)}` : `; filename="${part.fileName}"`;
+      disposition += part.extendedName
+        ? `; filename*=UTF-8''${percentEncode(part.fileName, /[A-Za-z0-9.\-_]/)}`
+        : `; filename="${part.fileName}"`;
     }
     const type = part.contentType === undefined ? '' : `Content-Type: ${part.contentType}${newline}`;
     chunks.push(utf8(`--${used}${newline}${disposition}${newline}${type}${newline}`), part.data, utf8(newline));
@@ -895,7 +1130,12 @@ const JSON_TYPES = [
   'application/json; foo=bar',
   'application/json;',
 ];
-const NDJSON_TYPES = ['application/x-ndjson', 'application/x-ndjson; charset=utf-8', 'APPLICATION/X-NDJSON', 'application/x-ndjson; charset=latin1'];
+const NDJSON_TYPES = [
+  'application/x-ndjson',
+  'application/x-ndjson; charset=utf-8',
+  'APPLICATION/X-NDJSON',
+  'application/x-ndjson; charset=latin1',
+];
 /** Types the API does not take for a submit (README: 415), and malformed ones. */
 const OTHER_TYPES = [
   'text/plain',
@@ -921,12 +1161,13 @@ const OTHER_TYPES = [
 ];
 const ALL_TYPES = [...JSON_TYPES, ...NDJSON_TYPES, ...OTHER_TYPES];
 
-const jsonPayloadArb = fc.oneof(
-  { weight: 5, arbitrary: jsonTextArb.map((text) => utf8(text)) },
-  { weight: 1, arbitrary: invalidUtf8JsonArb },
-).map((body): Payload => ({ kind: 'json', contentType: 'application/json', body }));
+const jsonPayloadArb = fc
+  .oneof({ weight: 5, arbitrary: jsonTextArb.map((text) => utf8(text)) }, { weight: 1, arbitrary: invalidUtf8JsonArb })
+  .map((body): Payload => ({ kind: 'json', contentType: 'application/json', body }));
 const ndjsonPayloadArb = ndjsonTextArb.map((text): Payload => ({ kind: 'ndjson', contentType: 'application/x-ndjson', body: utf8(text) }));
-const bytesPayloadArb = fc.uint8Array({ maxLength: 2048 }).map((body): Payload => ({ kind: 'bytes', contentType: 'application/octet-stream', body }));
+const bytesPayloadArb = fc
+  .uint8Array({ maxLength: 2048 })
+  .map((body): Payload => ({ kind: 'bytes', contentType: 'application/octet-stream', body }));
 const emptyPayload: Payload = { kind: 'empty', contentType: undefined, body: new Uint8Array() };
 
 /** What a route is sent: mostly the kind of body it takes, and sometimes anything else; under its own Content-Type, mostly. */
@@ -951,13 +1192,17 @@ function payloadArb(takes: Route['takes'], otherContentType: number): fc.Arbitra
     { weight: otherContentType, arbitrary: fc.constantFrom(...ALL_TYPES) },
     { weight: 1, arbitrary: fc.constant<'none'>('none') },
   );
-  return fc.tuple(payload, contentType).map(([p, type]) => ({ ...p, contentType: type === 'natural' ? p.contentType : type === 'none' ? undefined : type }));
+  return fc
+    .tuple(payload, contentType)
+    .map(([p, type]) => ({ ...p, contentType: type === 'natural' ? p.contentType : type === 'none' ? undefined : type }));
 }
 
 // --- Headers ---------------------------------------------------------------------------------
 
 /** The valid token, as a Bearer credential (the scheme is case-insensitive). */
-const validAuthArb = fc.constantFrom(`Bearer ${TOKEN}`, `bearer ${TOKEN}`, `BEARER ${TOKEN}`).map((value): [string, string][] => [['Authorization', value]]);
+const validAuthArb = fc
+  .constantFrom(`Bearer ${TOKEN}`, `bearer ${TOKEN}`, `BEARER ${TOKEN}`)
+  .map((value): [string, string][] => [['Authorization', value]]);
 
 /**
  * Credentials that are not the valid token: none, near misses of it (one character changed,
@@ -973,7 +1218,10 @@ const invalidAuthArb: fc.Arbitrary<[string, string][]> = fc.oneof(
       .filter(([at, char]) => TOKEN[at] !== char)
       .map(([at, char]): [string, string][] => [['Authorization', `Bearer ${TOKEN.slice(0, at)}${char}${TOKEN.slice(at + 1)}`]]),
   },
-  { weight: 1, arbitrary: fc.nat({ max: TOKEN.length - 1 }).map((n): [string, string][] => [['Authorization', `Bearer ${TOKEN.slice(0, n)}`]]) },
+  {
+    weight: 1,
+    arbitrary: fc.nat({ max: TOKEN.length - 1 }).map((n): [string, string][] => [['Authorization', `Bearer ${TOKEN.slice(0, n)}`]]),
+  },
   {
     weight: 1,
     arbitrary: fc.stringMatching(/^[\x21-\x7e]{1,5}$/).map((extra): [string, string][] => [['Authorization', `Bearer ${TOKEN}${extra}`]]),
@@ -997,16 +1245,23 @@ const invalidAuthArb: fc.Arbitrary<[string, string][]> = fc.oneof(
       )
       .map((value): [string, string][] => [['Authorization', value]]),
   },
-  { weight: 1, arbitrary: fc.string({ unit: 'grapheme-ascii', maxLength: 40 }).map((value): [string, string][] => [['Authorization', `Bearer ${value}`]]) },
   {
     weight: 1,
     arbitrary: fc
-      .constantFrom<[string, string][]>(
-        [['X-Api-Key', TOKEN]],
-        [['Proxy-Authorization', `Bearer ${TOKEN}`]],
-        [['Cookie', `token=${TOKEN}`]],
-        [['Authorization', 'Bearer wrong-token-0123456789'], ['Authorization', 'Bearer another-wrong-token-01']],
-      ),
+      .string({ unit: 'grapheme-ascii', maxLength: 40 })
+      .map((value): [string, string][] => [['Authorization', `Bearer ${value}`]]),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom<[string, string][]>(
+      [['X-Api-Key', TOKEN]],
+      [['Proxy-Authorization', `Bearer ${TOKEN}`]],
+      [['Cookie', `token=${TOKEN}`]],
+      [
+        ['Authorization', 'Bearer wrong-token-0123456789'],
+        ['Authorization', 'Bearer another-wrong-token-01'],
+      ],
+    ),
   },
 );
 
@@ -1056,26 +1311,89 @@ const ROUTES: Route[] = [
   { name: 'GET /api/jobs', weight: 4, methods: ['GET', 'HEAD'], path: () => '/api/jobs', params: LIST_PARAMS, takes: 'none' },
   { name: 'GET /api/jobs/events', weight: 1, methods: ['GET', 'HEAD'], path: () => '/api/jobs/events', params: {}, takes: 'none' },
   { name: 'GET /api/job/{id}', weight: 1, methods: ['GET', 'HEAD'], path: (id) => `/api/job/${ID(id)}`, params: {}, takes: 'none' },
-  { name: 'GET /api/job/{id}/events', weight: 1, methods: ['GET', 'HEAD'], path: (id) => `/api/job/${ID(id)}/events`, params: {}, takes: 'none' },
-  { name: 'GET /api/job/{id}/records', weight: 2, methods: ['GET', 'HEAD'], path: (id) => `/api/job/${ID(id)}/records`, params: PAGE_PARAMS, takes: 'none' },
-  { name: 'GET /api/job/{id}/errors', weight: 2, methods: ['GET', 'HEAD'], path: (id) => `/api/job/${ID(id)}/errors`, params: PAGE_PARAMS, takes: 'none' },
+  {
+    name: 'GET /api/job/{id}/events',
+    weight: 1,
+    methods: ['GET', 'HEAD'],
+    path: (id) => `/api/job/${ID(id)}/events`,
+    params: {},
+    takes: 'none',
+  },
+  {
+    name: 'GET /api/job/{id}/records',
+    weight: 2,
+    methods: ['GET', 'HEAD'],
+    path: (id) => `/api/job/${ID(id)}/records`,
+    params: PAGE_PARAMS,
+    takes: 'none',
+  },
+  {
+    name: 'GET /api/job/{id}/errors',
+    weight: 2,
+    methods: ['GET', 'HEAD'],
+    path: (id) => `/api/job/${ID(id)}/errors`,
+    params: PAGE_PARAMS,
+    takes: 'none',
+  },
   { name: 'POST /api/upload', weight: 4, methods: ['POST'], path: () => '/api/upload', params: SUBMIT_PARAMS, takes: 'multipart' },
   { name: 'POST /api/ingest/json', weight: 4, methods: ['POST'], path: () => '/api/ingest/json', params: SUBMIT_PARAMS, takes: 'json' },
   // Records-shaped bodies: refused (422) before anything is fetched, never reaching out.
   { name: 'POST /api/import', weight: 1, methods: ['POST'], path: () => '/api/import', params: {}, takes: 'json' },
   { name: 'POST /api/job/{id}/cancel', weight: 1, methods: ['POST'], path: (id) => `/api/job/${ID(id)}/cancel`, params: {}, takes: 'none' },
-  { name: 'POST /api/job/{id}/retry', weight: 1, methods: ['POST'], path: (id) => `/api/job/${ID(id)}/retry`, params: SUBMIT_PARAMS, takes: 'none' },
+  {
+    name: 'POST /api/job/{id}/retry',
+    weight: 1,
+    methods: ['POST'],
+    path: (id) => `/api/job/${ID(id)}/retry`,
+    params: SUBMIT_PARAMS,
+    takes: 'none',
+  },
   { name: 'DELETE /api/job/{id}', weight: 1, methods: ['DELETE'], path: (id) => `/api/job/${ID(id)}`, params: {}, takes: 'none' },
-  { name: 'GET /api/job/{id}/deliveries', weight: 1, methods: ['GET', 'HEAD'], path: (id) => `/api/job/${ID(id)}/deliveries`, params: {}, takes: 'none' },
+  {
+    name: 'GET /api/job/{id}/deliveries',
+    weight: 1,
+    methods: ['GET', 'HEAD'],
+    path: (id) => `/api/job/${ID(id)}/deliveries`,
+    params: {},
+    takes: 'none',
+  },
   // Records-shaped bodies are never a schedule or a connection: refused (422) before anything is made or reached.
   { name: 'POST /api/schedules', weight: 1, methods: ['POST'], path: () => '/api/schedules', params: {}, takes: 'json' },
   { name: 'GET /api/schedules', weight: 1, methods: ['GET', 'HEAD'], path: () => '/api/schedules', params: {}, takes: 'none' },
-  { name: 'GET /api/schedules/{id}', weight: 1, methods: ['GET', 'HEAD'], path: (id) => `/api/schedules/${ID(id)}`, params: {}, takes: 'none' },
-  { name: 'POST /api/schedules/{id}/pause', weight: 1, methods: ['POST'], path: (id) => `/api/schedules/${ID(id)}/pause`, params: {}, takes: 'none' },
-  { name: 'DELETE /api/schedules/{id}', weight: 1, methods: ['DELETE'], path: (id) => `/api/schedules/${ID(id)}`, params: {}, takes: 'none' },
+  {
+    name: 'GET /api/schedules/{id}',
+    weight: 1,
+    methods: ['GET', 'HEAD'],
+    path: (id) => `/api/schedules/${ID(id)}`,
+    params: {},
+    takes: 'none',
+  },
+  {
+    name: 'POST /api/schedules/{id}/pause',
+    weight: 1,
+    methods: ['POST'],
+    path: (id) => `/api/schedules/${ID(id)}/pause`,
+    params: {},
+    takes: 'none',
+  },
+  {
+    name: 'DELETE /api/schedules/{id}',
+    weight: 1,
+    methods: ['DELETE'],
+    path: (id) => `/api/schedules/${ID(id)}`,
+    params: {},
+    takes: 'none',
+  },
   { name: 'POST /api/connections', weight: 1, methods: ['POST'], path: () => '/api/connections', params: {}, takes: 'json' },
   { name: 'GET /api/connections', weight: 1, methods: ['GET', 'HEAD'], path: () => '/api/connections', params: {}, takes: 'none' },
-  { name: 'DELETE /api/connections/{id}', weight: 1, methods: ['DELETE'], path: (id) => `/api/connections/${ID(id)}`, params: {}, takes: 'none' },
+  {
+    name: 'DELETE /api/connections/{id}',
+    weight: 1,
+    methods: ['DELETE'],
+    path: (id) => `/api/connections/${ID(id)}`,
+    params: {},
+    takes: 'none',
+  },
 ];
 
 /**
@@ -1102,7 +1420,10 @@ const methodArb = (route: Route, otherMethod: number) =>
   fc.oneof(
     SHRINK_TO_FIRST,
     { weight: 10, arbitrary: fc.constantFrom(...route.methods) },
-    { weight: otherMethod, arbitrary: fc.constantFrom('OPTIONS', 'OPTIONS', 'GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'TRACE', 'SEARCH', 'PROPFIND', 'get') },
+    {
+      weight: otherMethod,
+      arbitrary: fc.constantFrom('OPTIONS', 'OPTIONS', 'GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'TRACE', 'SEARCH', 'PROPFIND', 'get'),
+    },
   );
 
 /** A request to one of the routes, with `authArb`'s credentials. */
@@ -1114,48 +1435,62 @@ function requestArb(target: Target, authArb: fc.Arbitrary<[string, string][]>, h
       route: fc.constant(route),
       method: methodArb(route, hostility.otherMethod),
       id: jobIdArb(target.jobIds, hostility.unknownId),
-      spelling: fc.oneof(SHRINK_TO_FIRST, { weight: 10 - hostility.spelled, arbitrary: fc.constant(undefined) }, { weight: hostility.spelled, arbitrary: spellingArb(target.port) }),
+      spelling: fc.oneof(
+        SHRINK_TO_FIRST,
+        { weight: 10 - hostility.spelled, arbitrary: fc.constant(undefined) },
+        { weight: hostility.spelled, arbitrary: spellingArb(target.port) },
+      ),
       asterisk: fc.oneof(SHRINK_TO_FIRST, { weight: 40, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
       query: queryArb(route.params),
       auth: authArb,
       // Another Host, or none at all (a parser 400).
-      host: sometimes(fc.oneof({ weight: 10, arbitrary: hostArb(target.port) }, { weight: 1, arbitrary: fc.constant(null) }), hostility.hostOneIn),
+      host: sometimes(
+        fc.oneof({ weight: 10, arbitrary: hostArb(target.port) }, { weight: 1, arbitrary: fc.constant(null) }),
+        hostility.hostOneIn,
+      ),
       payload: payloadArb(route.takes, hostility.otherContentType),
       idempotencyKey: route.takes === 'none' ? fc.constant(undefined) : idempotencyKeyArb,
       noise: mostly(fc.constant<[string, string][]>([]), noiseHeadersArb, 3),
       chunkAt: sometimes(fc.nat(), 8),
     });
-  return fc
-    .oneof(...ROUTES.map((route) => ({ weight: route.weight, arbitrary: perRoute(route) })))
-    .map((r): FuzzRequest => {
-      const path = r.spelling ? spell(r.route.path(r.id), r.spelling) : r.route.path(r.id);
-      const headers: [string, string][] = [];
-      if (r.host !== null) headers.push(['Host', r.host ?? `127.0.0.1:${target.port}`]);
-      headers.push(...r.auth);
-      if (r.payload.contentType !== undefined) headers.push(['Content-Type', r.payload.contentType]);
-      if (r.idempotencyKey !== undefined) headers.push(['Idempotency-Key', r.idempotencyKey]);
-      headers.push(...r.noise);
-      return withDescription({
-        route: r.route.name,
-        method: r.method,
-        target: r.asterisk && r.method === 'OPTIONS' ? '*' : path + r.query,
-        // A CR or LF would end the header early: keep each request one well-framed request.
-        headers: headers.map(([name, value]): [string, string] => [name, value.replace(/[\r\n]/g, '')]),
-        body: r.payload.body,
-        chunkAt: r.payload.body.length > 0 ? r.chunkAt : undefined,
-      });
+  return fc.oneof(...ROUTES.map((route) => ({ weight: route.weight, arbitrary: perRoute(route) }))).map((r): FuzzRequest => {
+    const path = r.spelling ? spell(r.route.path(r.id), r.spelling) : r.route.path(r.id);
+    const headers: [string, string][] = [];
+    if (r.host !== null) headers.push(['Host', r.host ?? `127.0.0.1:${target.port}`]);
+    headers.push(...r.auth);
+    if (r.payload.contentType !== undefined) headers.push(['Content-Type', r.payload.contentType]);
+    if (r.idempotencyKey !== undefined) headers.push(['Idempotency-Key', r.idempotencyKey]);
+    headers.push(...r.noise);
+    return withDescription({
+      route: r.route.name,
+      method: r.method,
+      target: r.asterisk && r.method === 'OPTIONS' ? '*' : path + r.query,
+      // A CR or LF would end the header early: keep each request one well-framed request.
+      headers: headers.map(([name, value]): [string, string] => [name, value.replace(/[\r\n]/g, '')]),
+      body: r.payload.body,
+      chunkAt: r.payload.body.length > 0 ? r.chunkAt : undefined,
     });
+  });
 }
 
 /** Submits with the token, to the canonical paths, with bodies the API would take, under every Content-Type: (d). */
 function submitArb(target: Target): fc.Arbitrary<FuzzRequest> {
   const validJson = fc.array(recordArb, { minLength: 1, maxLength: 3 }).map((records) => utf8(JSON.stringify(records)));
-  const validNdjson = fc.array(recordArb, { minLength: 1, maxLength: 3 }).map((records) => utf8(records.map((record) => JSON.stringify(record)).join('\n')));
+  const validNdjson = fc
+    .array(recordArb, { minLength: 1, maxLength: 3 })
+    .map((records) => utf8(records.map((record) => JSON.stringify(record)).join('\n')));
   const boundary = '----intake-fuzz-boundary';
-  const validUpload = fc.constantFrom('a.csv', 'a.json', 'a.ndjson').map((name) =>
-    utf8(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n\r\n${name.endsWith('.csv') ? 'a,b\n1,2\n' : '{"a":1}\n'}\r\n--${boundary}--\r\n`),
+  const validUpload = fc
+    .constantFrom('a.csv', 'a.json', 'a.ndjson')
+    .map((name) =>
+      utf8(
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n\r\n${name.endsWith('.csv') ? 'a,b\n1,2\n' : '{"a":1}\n'}\r\n--${boundary}--\r\n`,
+      ),
+    );
+  const types = fc.constantFrom(
+    ...ALL_TYPES,
+    ...[`multipart/form-data; boundary=${boundary}`, `multipart/mixed; boundary=${boundary}`, `text/plain; boundary=${boundary}`],
   );
-  const types = fc.constantFrom(...ALL_TYPES, ...[`multipart/form-data; boundary=${boundary}`, `multipart/mixed; boundary=${boundary}`, `text/plain; boundary=${boundary}`]);
   return fc
     .record({
       route: fc.constantFrom('POST /api/upload', 'POST /api/ingest/json'),
@@ -1168,7 +1503,11 @@ function submitArb(target: Target): fc.Arbitrary<FuzzRequest> {
         route,
         method: 'POST',
         target: route.slice('POST '.length),
-        headers: [['Host', `127.0.0.1:${target.port}`], ...auth, ...(contentType === undefined ? [] : [['Content-Type', contentType] as [string, string]])],
+        headers: [
+          ['Host', `127.0.0.1:${target.port}`],
+          ...auth,
+          ...(contentType === undefined ? [] : [['Content-Type', contentType] as [string, string]]),
+        ],
         body,
       }),
     );
@@ -1194,7 +1533,11 @@ function tally(): { add(answer: Answer): void; summary(): string } {
       const key = answer.status === undefined ? answer.ending : String(answer.status);
       counts.set(key, (counts.get(key) ?? 0) + 1);
     },
-    summary: () => [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([key, n]) => `${key}×${n}`).join(' '),
+    summary: () =>
+      [...counts]
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([key, n]) => `${key}×${n}`)
+        .join(' '),
   };
 }
 
@@ -1206,7 +1549,11 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
   const bearer = { authorization: `Bearer ${TOKEN}` };
 
   async function submitAndWait(path: string, init: RequestInit): Promise<string> {
-    const res = await fetch(server.url + path, { method: 'POST', ...init, headers: { ...bearer, ...(init.headers as Record<string, string>) } });
+    const res = await fetch(server.url + path, {
+      method: 'POST',
+      ...init,
+      headers: { ...bearer, ...(init.headers as Record<string, string>) },
+    });
     expect(res.status, `setup: POST ${path}`).toBe(202);
     const { job_id: jobId } = (await res.json()) as { job_id: string };
     const deadline = Date.now() + 30_000;
@@ -1236,7 +1583,10 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
     sandbox = await createSandbox(backend);
     server = await startServer(sandbox, { API_TOKENS: TOKEN, SECRET_KEY: 'ab'.repeat(32) });
     // Jobs to aim at: one completed with records, one failed (retryable), one with row errors.
-    const completed = await submitAndWait('/api/ingest/json', { body: '[{"a":1},{"a":2}]', headers: { 'content-type': 'application/json' } });
+    const completed = await submitAndWait('/api/ingest/json', {
+      body: '[{"a":1},{"a":2}]',
+      headers: { 'content-type': 'application/json' },
+    });
     const failed = await submitAndWait('/api/upload', { body: upload('bad.csv', 'a,b\n1\n') });
     const withErrors = await submitAndWait('/api/upload?max_errors=5', { body: upload('some-bad.csv', 'a,b\n1,2\n3\n4,5\n') });
     target = { port: Number(new URL(server.url).port), jobIds: [completed, failed, withErrors] };
@@ -1265,14 +1615,20 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
       console.info(`fuzz ${backend.name} ${label}: ${counts.summary()}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100)); // onResponse runs after the last byte is out
-    expect(server.statuses.slice(before).filter((status) => status >= 500), `${label}: statuses the server recorded`).toEqual([]);
+    expect(
+      server.statuses.slice(before).filter((status) => status >= 500),
+      `${label}: statuses the server recorded`,
+    ).toEqual([]);
   }
 
   it(
     '(a) without a valid token no request reaches an /api handler: no 2xx or 3xx, no event stream, nothing changed',
     async () => {
       const listing = await jobListing();
-      await fuzz('(a)', requestArb(target, invalidAuthArb, WITHOUT_TOKEN), (_request, answer) => [...answerProblems(answer), ...unauthorizedProblems(answer)]);
+      await fuzz('(a)', requestArb(target, invalidAuthArb, WITHOUT_TOKEN), (_request, answer) => [
+        ...answerProblems(answer),
+        ...unauthorizedProblems(answer),
+      ]);
       expect(await jobListing(), 'the jobs changed while no request had a valid token').toBe(listing);
     },
     TEST_TIMEOUT_MS,
@@ -1297,7 +1653,9 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
         const problems = answerProblems(answer);
         const type = mediaType(contentTypeOf(request));
         if (answer.status !== undefined && answer.status < 300 && !documented[request.route]!.includes(type)) {
-          problems.push(`accepted (${answer.status}) a body sent as ${JSON.stringify(contentTypeOf(request) ?? '(no Content-Type)')}: the API takes ${documented[request.route]!.join(' or ')} (else 415)`);
+          problems.push(
+            `accepted (${answer.status}) a body sent as ${JSON.stringify(contentTypeOf(request) ?? '(no Content-Type)')}: the API takes ${documented[request.route]!.join(' or ')} (else 415)`,
+          );
         }
         return problems;
       });
@@ -1306,10 +1664,29 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
   );
 
   it(
-    '(e) a CSV\'s columns keep their own values, whatever the header\'s names and delimiter',
+    "(e) a CSV's columns keep their own values, whatever the header's names and delimiter",
     async () => {
       const nameArb = fc.oneof(
-        fc.constantFrom('2', '10', '0', '1', '-1', '1.5', '4294967294', '4294967295', '9007199254740993', '__proto__', 'constructor', 'toString', 'hasOwnProperty', '', ' ', 'a', 'A', 'id'),
+        fc.constantFrom(
+          '2',
+          '10',
+          '0',
+          '1',
+          '-1',
+          '1.5',
+          '4294967294',
+          '4294967295',
+          '9007199254740993',
+          '__proto__',
+          'constructor',
+          'toString',
+          'hasOwnProperty',
+          '',
+          ' ',
+          'a',
+          'A',
+          'id',
+        ),
         fc.string({ maxLength: 4 }).filter((name) => !/[,;\t|"\r\n\ufeff]/.test(name)),
       );
       const csvArb = fc
@@ -1320,10 +1697,17 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
         fc.asyncProperty(csvArb, async ({ names, delimiter }) => {
           const values = names.map((_, i) => `v${i}`);
           const csv = `${names.join(delimiter)}\n${values.join(delimiter)}\n`;
-          const jobId = await submitAndWait(`/api/upload?${new URLSearchParams({ dataset: 'fuzz_names', mode: 'replace', delimiter })}`, { body: upload('names.csv', csv) });
-          const records = (await (await fetch(`${server.url}/api/job/${jobId}/records`, { headers: bearer })).json()) as { results: { data: Record<string, unknown> }[] };
+          const jobId = await submitAndWait(`/api/upload?${new URLSearchParams({ dataset: 'fuzz_names', mode: 'replace', delimiter })}`, {
+            body: upload('names.csv', csv),
+          });
+          const records = (await (await fetch(`${server.url}/api/job/${jobId}/records`, { headers: bearer })).json()) as {
+            results: { data: Record<string, unknown> }[];
+          };
           const expected = Object.fromEntries(headerKeys(names).map((name, i) => [name, values[i]]));
-          expect(records.results.map((r) => r.data), JSON.stringify(csv)).toEqual([expected]);
+          expect(
+            records.results.map((r) => r.data),
+            JSON.stringify(csv),
+          ).toEqual([expected]);
         }),
         { ...runParameters(), numRuns: runs } as fc.Parameters<[{ names: string[]; delimiter: string }]>,
       );
@@ -1344,25 +1728,67 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('HTT
 
 /** What a query must never reach, in the spellings PostgreSQL takes for each. */
 const SQL_TARGETS = [
-  'pg_authid', 'PG_AUTHID', '"pg_authid"', 'pg_catalog.pg_authid', '"pg_catalog"."pg_authid"', 'Pg_Catalog."pg_authid"',
-  'pg_shadow', 'pg_stat_activity', 'pg_file_settings', 'pg_hba_file_rules', 'pg_stats', 'pg_statistic', 'pg_settings',
-  'pg_largeobject', 'pg_user_mappings', 'ingest_jobs', 'public.ingest_jobs', '"public"."ingest_jobs"', 'ingest_idempotency_keys',
-  'intake_connections', 'intake_migrations', 'intake_stage.job_x', 'information_schema.tables', 'pg_temp.x', 'pg_toast.pg_toast_1',
+  'pg_authid',
+  'PG_AUTHID',
+  '"pg_authid"',
+  'pg_catalog.pg_authid',
+  '"pg_catalog"."pg_authid"',
+  'Pg_Catalog."pg_authid"',
+  'pg_shadow',
+  'pg_stat_activity',
+  'pg_file_settings',
+  'pg_hba_file_rules',
+  'pg_stats',
+  'pg_statistic',
+  'pg_settings',
+  'pg_largeobject',
+  'pg_user_mappings',
+  'ingest_jobs',
+  'public.ingest_jobs',
+  '"public"."ingest_jobs"',
+  'ingest_idempotency_keys',
+  'intake_connections',
+  'intake_migrations',
+  'intake_stage.job_x',
+  'information_schema.tables',
+  'pg_temp.x',
+  'pg_toast.pg_toast_1',
 ];
 const SQL_CALLS = [
-  "pg_read_file('/etc/passwd')", "pg_ls_dir('.')", "current_setting('data_directory')", "set_config('role', 'postgres', true)",
-  "query_to_xml('select * from pg_authid', true, true, '')", "lo_import('/etc/passwd')", 'pg_sleep(1)', "pg_stat_file('PG_VERSION')",
-  "pg_catalog.pg_read_binary_file('/etc/passwd')", "to_regclass('pg_authid')", 'txid_current()', "pg_catalog.set_config('search_path', 'public', true)",
-  "xpath('/a', query_to_xml('select 1', true, true, ''))", "dblink('dbname=postgres', 'select 1')",
+  "pg_read_file('/etc/passwd')",
+  "pg_ls_dir('.')",
+  "current_setting('data_directory')",
+  "set_config('role', 'postgres', true)",
+  "query_to_xml('select * from pg_authid', true, true, '')",
+  "lo_import('/etc/passwd')",
+  'pg_sleep(1)',
+  "pg_stat_file('PG_VERSION')",
+  "pg_catalog.pg_read_binary_file('/etc/passwd')",
+  "to_regclass('pg_authid')",
+  'txid_current()',
+  "pg_catalog.set_config('search_path', 'public', true)",
+  "xpath('/a', query_to_xml('select 1', true, true, ''))",
+  "dblink('dbname=postgres', 'select 1')",
 ];
 
 /** A query that reads `target` (a catalog or Intake's own table) or calls something refused, wrapped so that no WITH name can stand for it. */
 const sqlAttackArb: fc.Arbitrary<string> = fc
   .tuple(
     fc.oneof(
-      fc.constantFrom(...SQL_TARGETS).chain((target) =>
-        fc.constantFrom(`select * from ${target}`, `table ${target}`, `select count(*) from ${target}`, `select (select count(*) from ${target})`, `select 1 where exists (select 1 from ${target})`, `with recursive r as (select * from ${target}) select * from r`).map((sql) => ({ sql, name: target.split('.').at(-1)! })),
-      ),
+      fc
+        .constantFrom(...SQL_TARGETS)
+        .chain((target) =>
+          fc
+            .constantFrom(
+              `select * from ${target}`,
+              `table ${target}`,
+              `select count(*) from ${target}`,
+              `select (select count(*) from ${target})`,
+              `select 1 where exists (select 1 from ${target})`,
+              `with recursive r as (select * from ${target}) select * from r`,
+            )
+            .map((sql) => ({ sql, name: target.split('.').at(-1)! })),
+        ),
       fc.constantFrom(...SQL_CALLS).map((call) => ({ sql: `select ${call}`, name: 'x' })),
     ),
     // Each wrapping keeps the inner query out of the scope of any WITH named like its target
@@ -1397,7 +1823,11 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('SQL
     dataDirectory = (await server.intake.db.query<{ data_directory: string }>('SHOW data_directory')).rows[0]!.data_directory;
     const form = new FormData();
     form.append('file', new Blob(['a\n1\n']), 'people.csv');
-    const res = await fetch(`${server.url}/api/upload?dataset=people`, { method: 'POST', body: form, headers: { 'idempotency-key': SECRET } });
+    const res = await fetch(`${server.url}/api/upload?dataset=people`, {
+      method: 'POST',
+      body: form,
+      headers: { 'idempotency-key': SECRET },
+    });
     expect(res.status).toBe(202);
     await server.intake.db.exec('ANALYZE'); // pg_stats then samples ingest_jobs, the key among them
   });
@@ -1407,13 +1837,18 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('SQL
   });
 
   it(
-    '(f) a query reaching a catalog or Intake\'s own tables is refused (422) however it is spelled or wrapped, never answered',
+    "(f) a query reaching a catalog or Intake's own tables is refused (422) however it is spelled or wrapped, never answered",
     async () => {
       await fc.assert(
         fc.asyncProperty(sqlAttackArb, async (sql) => {
-          const res = await fetch(`${server.url}/api/sql`, { method: 'POST', body: JSON.stringify({ sql }), headers: { 'content-type': 'application/json' } });
+          const res = await fetch(`${server.url}/api/sql`, {
+            method: 'POST',
+            body: JSON.stringify({ sql }),
+            headers: { 'content-type': 'application/json' },
+          });
           const text = await res.text();
-          if (res.status !== 422 || !/^\{"detail":.*"code":"sql_/.test(text) || text.includes(SECRET)) throw new Error(`${sql}\n→ ${res.status} ${text.slice(0, 300)}`);
+          if (res.status !== 422 || !/^\{"detail":.*"code":"sql_/.test(text) || text.includes(SECRET))
+            throw new Error(`${sql}\n→ ${res.status} ${text.slice(0, 300)}`);
         }),
         { numRuns: RUNS, ...(SEED !== undefined && { seed: SEED }) },
       );
@@ -1423,7 +1858,7 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('SQL
   );
 
   it(
-    '(g) run as the role intake_sql with no guard at all, the same queries read nothing of Intake\'s and no secret',
+    "(g) run as the role intake_sql with no guard at all, the same queries read nothing of Intake's and no secret",
     async () => {
       await fc.assert(
         fc.asyncProperty(sqlAttackArb, async (sql) => {
@@ -1440,7 +1875,12 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('SQL
             );
           });
           // pg_sleep and the like may run; reading a file, a setting, Intake's tables or a role's password may not.
-          if (answer.includes(SECRET) || answer.includes(dataDirectory) || /rolpassword|SCRAM-SHA-256|root:|"idempotency_key"|"job_id"/.test(answer) || /^(XX|58)/.test(answer)) {
+          if (
+            answer.includes(SECRET) ||
+            answer.includes(dataDirectory) ||
+            /rolpassword|SCRAM-SHA-256|root:|"idempotency_key"|"job_id"/.test(answer) ||
+            /^(XX|58)/.test(answer)
+          ) {
             throw new Error(`${sql}\n→ ${answer.slice(0, 300)}`);
           }
         }),
@@ -1475,7 +1915,16 @@ describe('the import address check', () => {
     const { isPublicAddress } = await import('../src/net/fetch.js');
     const v4Arb = fc.oneof(
       fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)),
-      fc.constantFrom<[number, number, number, number]>([127, 0, 0, 1], [10, 1, 2, 3], [192, 168, 1, 1], [169, 254, 169, 254], [172, 16, 0, 1], [100, 64, 0, 1], [0, 0, 0, 0], [8, 8, 8, 8]),
+      fc.constantFrom<[number, number, number, number]>(
+        [127, 0, 0, 1],
+        [10, 1, 2, 3],
+        [192, 168, 1, 1],
+        [169, 254, 169, 254],
+        [172, 16, 0, 1],
+        [100, 64, 0, 1],
+        [0, 0, 0, 0],
+        [8, 8, 8, 8],
+      ),
     );
     fc.assert(
       fc.property(

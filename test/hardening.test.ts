@@ -7,7 +7,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
 import { headerKeys } from '../src/formats/csv.js';
 import { zipOf } from './files.js';
-import { backends, createSandbox, getJson, postRecords, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  getJson,
+  postRecords,
+  startServer,
+  upload,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+} from './helpers.js';
 
 /** Findings of the adversarial review (issue 12) that an API server shows, in every mode. */
 describe.each(backends())('hardening ($name)', (backend) => {
@@ -125,7 +135,9 @@ describe.each(backends())('hardening ($name)', (backend) => {
     };
     await Promise.all([
       ...Array.from({ length: 10 }, () => reader(bad, statuses.bad)),
-      ...Array.from({ length: 20 }, (_, k) => reader([`status=completed&limit=${1 + (k % 3)}`, 'submitted_after=2020-01-01T00:00:00Z'], statuses.valid)),
+      ...Array.from({ length: 20 }, (_, k) =>
+        reader([`status=completed&limit=${1 + (k % 3)}`, 'submitted_after=2020-01-01T00:00:00Z'], statuses.valid),
+      ),
     ]);
     expect(statuses.valid.filter((s) => s !== 200)).toEqual([]);
     expect(new Set(statuses.bad)).toEqual(new Set([422]));
@@ -281,7 +293,12 @@ describe.each(backends())('a flood of connections ($name)', (backend) => {
   let server: TestServer;
   beforeAll(async () => {
     sandbox = await createSandbox(backend);
-    server = await startServer(sandbox, { MAX_CONNECTIONS: '60', MAX_CONNECTIONS_PER_ADDRESS: '40', HEADERS_TIMEOUT_MS: '1000', WORKER_CONCURRENCY: '0' });
+    server = await startServer(sandbox, {
+      MAX_CONNECTIONS: '60',
+      MAX_CONNECTIONS_PER_ADDRESS: '40',
+      HEADERS_TIMEOUT_MS: '1000',
+      WORKER_CONCURRENCY: '0',
+    });
   });
   afterAll(async () => {
     await server?.close();
@@ -363,7 +380,10 @@ describe.each(backends())('limits on uploads, decompression and datasets (issue 
         : `POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000000\r\n\r\n` +
             '--x\r\nContent-Disposition: form-data; name="file"; filename="paced.csv"\r\n\r\na,b\n',
     );
-    const timer = setInterval(() => socket.writable && socket.write((json ? '{"a":1}\n' : '1,2\n').repeat(bytes / (json ? 8 : 4))), everyMs);
+    const timer = setInterval(
+      () => socket.writable && socket.write((json ? '{"a":1}\n' : '1,2\n').repeat(bytes / (json ? 8 : 4))),
+      everyMs,
+    );
     const answered = new Promise<string>((resolve) => socket.on('close', () => resolve(answer)));
     return {
       answered,
@@ -380,7 +400,11 @@ describe.each(backends())('limits on uploads, decompression and datasets (issue 
     // Both pass the submit's check while there is one dataset (unless the first is published
     // before the second is submitted: then a 409); only one can be created, the other fails.
     const both = await Promise.all([uploadTo('dataset=d2', 'd.csv', 'a\n1\n'), uploadTo('dataset=d3', 'd.csv', 'a\n1\n')]);
-    const outcomes = await Promise.all(both.map(async (res) => (res.status === 202 ? waitForJob(server.url, res.body.job_id) : { status: res.status, error: res.body.detail })));
+    const outcomes = await Promise.all(
+      both.map(async (res) =>
+        res.status === 202 ? waitForJob(server.url, res.body.job_id) : { status: res.status, error: res.body.detail },
+      ),
+    );
     expect(outcomes.map((job) => job.status).sort()).toEqual(expect.arrayContaining(['completed']));
     const refusedOne = outcomes.find((job) => job.status !== 'completed')!;
     expect([409, 'failed']).toContain(refusedOne.status);
@@ -395,7 +419,10 @@ describe.each(backends())('limits on uploads, decompression and datasets (issue 
 
   it('fails a gzip file or zip entry that expands more than MAX_DECOMPRESSION_RATIO times its size, and loads one that does not', async () => {
     const bomb = `a\n${'x'.repeat(4 * 1024 ** 2)}\n`; // 4 MiB from a few KiB
-    for (const [name, bytes] of [['bomb.csv.gz', gzipSync(bomb)], ['bomb.zip', zipOf({ 'bomb.csv': bomb })]] as const) {
+    for (const [name, bytes] of [
+      ['bomb.csv.gz', gzipSync(bomb)],
+      ['bomb.zip', zipOf({ 'bomb.csv': bomb })],
+    ] as const) {
       const res = await uploadTo('dataset=d1', name, bytes); // datasets are at their cap: into an existing one
       expect(res.status).toBe(202);
       const job = await waitForJob(server.url, res.body.job_id);
@@ -433,9 +460,10 @@ describe.each(backends())('limits on uploads, decompression and datasets (issue 
       for (const upload of uploads) upload.stop();
     }
     await expect.poll(async () => (await uploadTo('dataset=d1', 'later.csv', 'a,b\n1,2\n')).status, { timeout: 5000 }).toBe(202);
-    await expect.poll(async () => (await postRecords(server.url, '{"a":1}\n', 'application/x-ndjson', 'dataset=d1')).status, { timeout: 5000 }).toBe(202);
+    await expect
+      .poll(async () => (await postRecords(server.url, '{"a":1}\n', 'application/x-ndjson', 'dataset=d1')).status, { timeout: 5000 })
+      .toBe(202);
   });
-
 });
 
 describe('header names', () => {

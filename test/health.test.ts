@@ -7,7 +7,17 @@ import { loadConfig } from '../src/config.js';
 import { createIntake } from '../src/server.js';
 import { COUNTS_TTL_MS, jobEventTally, MAX_FOLLOWED_JOBS } from '../src/runtime/metrics.js';
 import { JOB_STATUSES, TERMINAL_STATUSES } from '../src/core/job.js';
-import { backends, createSandbox, getJson, makeCsv, scaleOutAvailable, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  getJson,
+  makeCsv,
+  scaleOutAvailable,
+  startServer,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+} from './helpers.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
 interface Sample {
@@ -20,7 +30,8 @@ const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
 const LABEL = '[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\[\\\\"n])*"';
 // Values as Go's ParseFloat reads them (what Prometheus uses): NaN and Inf in any case
 // (prom-client writes "Nan"), Inf with a sign.
-const VALUE = '(?:[+-]?(?:\\d+(?:\\.\\d*)?(?:[eE][+-]?\\d+)?|\\.\\d+(?:[eE][+-]?\\d+)?|[Ii][Nn][Ff](?:[Ii][Nn][Ii][Tt][Yy])?)|[Nn][Aa][Nn])';
+const VALUE =
+  '(?:[+-]?(?:\\d+(?:\\.\\d*)?(?:[eE][+-]?\\d+)?|\\.\\d+(?:[eE][+-]?\\d+)?|[Ii][Nn][Ff](?:[Ii][Nn][Ii][Tt][Yy])?)|[Nn][Aa][Nn])';
 const SAMPLE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL})(?:,${LABEL})*,?)?\\})? (${VALUE})(?: -?\\d+)?$`);
 const HELP = new RegExp(`^# HELP (${NAME}) .*$`);
 const TYPE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|histogram|summary|untyped)$`);
@@ -134,9 +145,18 @@ describe.each(backends())('health checks and metrics ($name)', (backend) => {
   it('/metrics is Prometheus text, and a job moves its counters by exactly its numbers', async () => {
     const first = await scrape(server.url);
     expect(first.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
-    for (const status of JOB_STATUSES) expect(first.samples.some((s) => s.name === 'intake_jobs' && s.labels.status === status), `intake_jobs{status="${status}"}`).toBe(true);
-    for (const state of ['waiting', 'active', 'delayed']) expect(first.samples.some((s) => s.name === 'intake_queue_depth' && s.labels.state === state), `intake_queue_depth{state="${state}"}`).toBe(true);
-    for (const status of TERMINAL_STATUSES) expect(first.samples.some((s) => s.name === 'intake_jobs_finished_total' && s.labels.status === status)).toBe(true);
+    for (const status of JOB_STATUSES)
+      expect(
+        first.samples.some((s) => s.name === 'intake_jobs' && s.labels.status === status),
+        `intake_jobs{status="${status}"}`,
+      ).toBe(true);
+    for (const state of ['waiting', 'active', 'delayed'])
+      expect(
+        first.samples.some((s) => s.name === 'intake_queue_depth' && s.labels.state === state),
+        `intake_queue_depth{state="${state}"}`,
+      ).toBe(true);
+    for (const status of TERMINAL_STATUSES)
+      expect(first.samples.some((s) => s.name === 'intake_jobs_finished_total' && s.labels.status === status)).toBe(true);
     expect(first.samples.some((s) => s.name === 'process_cpu_user_seconds_total')).toBe(true); // the default process metrics
     const before = first.samples;
 
@@ -154,16 +174,23 @@ describe.each(backends())('health checks and metrics ($name)', (backend) => {
     const hitsBefore = valueOf(before, 'intake_status_cache_requests_total', { result: 'hit' });
     await eventually(async () => {
       expect((await getJson(`${server.url}/api/job/${jobId}`)).status).toBe(200);
-      if (backend.name === 'scale-out') expect(valueOf((await scrape(server.url)).samples, 'intake_status_cache_requests_total', { result: 'hit' })).toBeGreaterThan(hitsBefore);
+      if (backend.name === 'scale-out')
+        expect(valueOf((await scrape(server.url)).samples, 'intake_status_cache_requests_total', { result: 'hit' })).toBeGreaterThan(
+          hitsBefore,
+        );
     }, 10_000);
 
     // The counters follow the job's events, which may arrive a moment after the status read;
     // the gauges are counted at most every COUNTS_TTL_MS.
     const after = await eventually(async () => {
       const { samples } = await scrape(server.url);
-      expect(valueOf(samples, 'intake_jobs_finished_total', { status: 'completed' })).toBe(valueOf(before, 'intake_jobs_finished_total', { status: 'completed' }) + 1);
+      expect(valueOf(samples, 'intake_jobs_finished_total', { status: 'completed' })).toBe(
+        valueOf(before, 'intake_jobs_finished_total', { status: 'completed' }) + 1,
+      );
       expect(valueOf(samples, 'intake_jobs', { status: 'completed' })).toBe(valueOf(before, 'intake_jobs', { status: 'completed' }) + 1);
-      expect(valueOf(samples, 'intake_queue_depth', { state: 'waiting' }) + valueOf(samples, 'intake_queue_depth', { state: 'active' })).toBe(0);
+      expect(
+        valueOf(samples, 'intake_queue_depth', { state: 'waiting' }) + valueOf(samples, 'intake_queue_depth', { state: 'active' }),
+      ).toBe(0);
       return samples;
     }, 10_000);
     const delta = (name: string, labels: Record<string, string> = {}) => valueOf(after, name, labels) - valueOf(before, name, labels);
@@ -171,14 +198,21 @@ describe.each(backends())('health checks and metrics ($name)', (backend) => {
     expect(delta('intake_rows_failed_total')).toBe(1);
     expect(delta('intake_jobs', { status: 'completed' })).toBe(1);
     expect(delta('intake_job_duration_seconds_count', { status: 'completed' })).toBe(1);
-    expect(delta('intake_job_duration_seconds_sum', { status: 'completed' })).toBeCloseTo((Date.parse(job.completed_at!) - Date.parse(job.started_at!)) / 1000, 3);
+    expect(delta('intake_job_duration_seconds_sum', { status: 'completed' })).toBeCloseTo(
+      (Date.parse(job.completed_at!) - Date.parse(job.started_at!)) / 1000,
+      3,
+    );
     expect(delta('intake_jobs_finished_total', { status: 'failed' })).toBe(0);
     expect(valueOf(after, 'intake_jobs', { status: 'queued' }) + valueOf(after, 'intake_jobs', { status: 'running' })).toBe(0);
     expect(valueOf(after, 'intake_queue_depth', { state: 'waiting' })).toBe(0);
 
     // Requests by route pattern: the status reads above, never a raw URL with the job id.
     const statusReads = after.find(
-      (s) => s.name === 'intake_http_request_duration_seconds_count' && s.labels.route === '/api/job/:job_id' && s.labels.method === 'GET' && s.labels.status_code === '200',
+      (s) =>
+        s.name === 'intake_http_request_duration_seconds_count' &&
+        s.labels.route === '/api/job/:job_id' &&
+        s.labels.method === 'GET' &&
+        s.labels.status_code === '200',
     );
     expect(statusReads?.value).toBeGreaterThan(0);
     expect(after.some((s) => s.labels.route === '/api/upload' && s.labels.method === 'POST' && s.labels.status_code === '202')).toBe(true);
@@ -187,8 +221,11 @@ describe.each(backends())('health checks and metrics ($name)', (backend) => {
 
     if (backend.name === 'scale-out') {
       // waitForJob read the status URL: each read was a hit or a miss of the Redis cache.
-      const reads = delta('intake_status_cache_requests_total', { result: 'hit' }) + delta('intake_status_cache_requests_total', { result: 'miss' });
-      expect(reads).toBeGreaterThanOrEqual(statusReads!.value - valueOf(before, 'intake_http_request_duration_seconds_count', statusReads!.labels));
+      const reads =
+        delta('intake_status_cache_requests_total', { result: 'hit' }) + delta('intake_status_cache_requests_total', { result: 'miss' });
+      expect(reads).toBeGreaterThanOrEqual(
+        statusReads!.value - valueOf(before, 'intake_http_request_duration_seconds_count', statusReads!.labels),
+      );
       expect(delta('intake_status_cache_requests_total', { result: 'hit' })).toBeGreaterThan(0);
     } else {
       expect(after.some((s) => s.name === 'intake_status_cache_requests_total')).toBe(false);
@@ -208,7 +245,8 @@ describe.each(backends())('health checks and metrics ($name)', (backend) => {
       await sleep(COUNTS_TTL_MS); // the last scrape's counts are stale
       const scrapes = await Promise.all(Array.from({ length: 50 }, () => scrape(server.url)));
       for (let i = 0; i < 20; i++) scrapes.push(await scrape(server.url));
-      for (const { samples } of scrapes) expect(samples.some((s) => s.name === 'intake_jobs' && s.labels.status === 'completed')).toBe(true);
+      for (const { samples } of scrapes)
+        expect(samples.some((s) => s.name === 'intake_jobs' && s.labels.status === 'completed')).toBe(true);
       // One count, or two if the scrapes outlasted COUNTS_TTL_MS on a slow machine; never one each.
       expect(counts).toBeGreaterThanOrEqual(1);
       expect(counts).toBeLessThanOrEqual(2);
@@ -220,7 +258,9 @@ describe.each(backends())('health checks and metrics ($name)', (backend) => {
   it('an unknown path is timed as route "unmatched"', async () => {
     expect((await fetch(`${server.url}/no/such/${crypto.randomUUID()}`)).status).toBe(404);
     const { samples } = await scrape(server.url);
-    expect(valueOf(samples, 'intake_http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' })).toBeGreaterThan(0);
+    expect(
+      valueOf(samples, 'intake_http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' }),
+    ).toBeGreaterThan(0);
   });
 });
 
@@ -256,15 +296,24 @@ describe.runIf(scaleOutAvailable())('readiness while Redis is hung or down (scal
       const metrics = await timedGet(`${server.url}/metrics`);
       expect(metrics.status, phase).toBe(200);
       const samples = parsePrometheus(metrics.body as string);
-      expect(samples.some((s) => s.name === 'intake_jobs'), phase).toBe(true);
-      expect(samples.some((s) => s.name === 'intake_queue_depth'), phase).toBe(false);
+      expect(
+        samples.some((s) => s.name === 'intake_jobs'),
+        phase,
+      ).toBe(true);
+      expect(
+        samples.some((s) => s.name === 'intake_queue_depth'),
+        phase,
+      ).toBe(false);
     };
     const backUp = (phase: string) =>
       eventually(async () => {
         const res = await timedGet(`${server.url}/readyz`);
         expect(res.body, phase).toEqual(ready);
         const metrics = parsePrometheus((await timedGet(`${server.url}/metrics`)).body as string);
-        expect(metrics.some((s) => s.name === 'intake_queue_depth'), phase).toBe(true);
+        expect(
+          metrics.some((s) => s.name === 'intake_queue_depth'),
+          phase,
+        ).toBe(true);
       }, 10_000);
 
     // Hung: the process is stopped, its connections stay open and nothing answers.
@@ -332,7 +381,7 @@ describe('the Prometheus text check', () => {
 });
 
 describe('counting from job events', () => {
-  it('adds each job\'s counter differences once: repeats and older events change nothing, a retry starts from 0, the map is bounded', async () => {
+  it("adds each job's counter differences once: repeats and older events change nothing, a retry starts from 0, the map is bounded", async () => {
     const registry = new Registry();
     const registers = [registry];
     const tally = jobEventTally({
@@ -354,7 +403,15 @@ describe('counting from job events', () => {
         version,
       });
 
-    for (const payload of [event(1, 'queued', 0), event(2, 'running', 0), event(3, 'running', 100), event(3, 'running', 100), event(5, 'running', 300, 2), event(4, 'running', 200)]) tally(payload);
+    for (const payload of [
+      event(1, 'queued', 0),
+      event(2, 'running', 0),
+      event(3, 'running', 100),
+      event(3, 'running', 100),
+      event(5, 'running', 300, 2),
+      event(4, 'running', 200),
+    ])
+      tally(payload);
     let samples = await read();
     expect(valueOf(samples, 'records')).toBe(300);
     expect(valueOf(samples, 'rows_failed')).toBe(2);
@@ -367,7 +424,12 @@ describe('counting from job events', () => {
     // Retried: queued again with its counters at 0, then a whole new run.
     for (const payload of [event(7, 'queued', 0), event(8, 'running', 50), event(9, 'completed', 80, 0, 2)]) tally(payload);
     // Not job changes: ignored.
-    for (const payload of ['not json', '{"deleted":true,"version":9007199254740991}', JSON.stringify({ job_id: jobId, status: 'bogus', version: 10 })]) tally(payload);
+    for (const payload of [
+      'not json',
+      '{"deleted":true,"version":9007199254740991}',
+      JSON.stringify({ job_id: jobId, status: 'bogus', version: 10 }),
+    ])
+      tally(payload);
     samples = await read();
     expect(valueOf(samples, 'records')).toBe(430);
     expect(valueOf(samples, 'finished', { status: 'completed' })).toBe(1);
@@ -378,7 +440,8 @@ describe('counting from job events', () => {
     // next event counts its records from 0 again (the price of a bounded map).
     const first = randomUUID();
     tally(JSON.stringify({ job_id: first, status: 'running', records_processed: 10, records_failed: 0, version: 3 }));
-    for (let i = 0; i < MAX_FOLLOWED_JOBS; i++) tally(JSON.stringify({ job_id: randomUUID(), status: 'queued', records_processed: 0, records_failed: 0, version: 1 }));
+    for (let i = 0; i < MAX_FOLLOWED_JOBS; i++)
+      tally(JSON.stringify({ job_id: randomUUID(), status: 'queued', records_processed: 0, records_failed: 0, version: 1 }));
     tally(JSON.stringify({ job_id: first, status: 'running', records_processed: 20, records_failed: 0, version: 4 }));
     expect(valueOf(await read(), 'records')).toBe(430 + 10 + 20);
   });

@@ -24,7 +24,8 @@ export function backends(): Backend[] {
   if (chosen) {
     const unknown = chosen.filter((name) => !['embedded', 'postgres', 'scale-out'].includes(name));
     if (unknown.length > 0) throw new Error(`TEST_BACKENDS: no backend ${unknown.join(', ')} (embedded, postgres, scale-out)`);
-    if (chosen.some((name) => name !== 'embedded') && !process.env.DATABASE_URL) throw new Error('TEST_BACKENDS names a PostgreSQL backend: set DATABASE_URL');
+    if (chosen.some((name) => name !== 'embedded') && !process.env.DATABASE_URL)
+      throw new Error('TEST_BACKENDS names a PostgreSQL backend: set DATABASE_URL');
     if (chosen.includes('scale-out') && !process.env.REDIS_URL) throw new Error('TEST_BACKENDS names scale-out: set REDIS_URL');
     return chosen.map((name) => ({ name: name as Backend['name'] }));
   }
@@ -187,7 +188,11 @@ export async function postJson(url: string, body: unknown) {
 }
 
 export async function postRecords(baseUrl: string, body: string, contentType = 'application/json', query = '') {
-  const res = await fetch(`${baseUrl}/api/ingest/json${query && `?${query}`}`, { method: 'POST', body, headers: { 'content-type': contentType } });
+  const res = await fetch(`${baseUrl}/api/ingest/json${query && `?${query}`}`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': contentType },
+  });
   return { status: res.status, body: (await res.json()) as any, headers: res.headers };
 }
 
@@ -211,7 +216,10 @@ export async function datasetCount(db: SqlClient, dataset: string, jobId?: strin
  * What a job published to its dataset: every input position once is n rows, n distinct,
  * min 0, max n-1 (zeros and nulls when it published nothing).
  */
-export async function publishedStats(db: SqlClient, jobId: string): Promise<{ n: number; distinct_n: number; min: number | null; max: number | null }> {
+export async function publishedStats(
+  db: SqlClient,
+  jobId: string,
+): Promise<{ n: number; distinct_n: number; min: number | null; max: number | null }> {
   const { rows } = await db.query('SELECT dataset FROM ingest_jobs WHERE job_id = $1', [jobId]);
   const dataset = rows[0]?.dataset;
   const none = { n: 0, distinct_n: 0, min: null, max: null };
@@ -237,7 +245,9 @@ export async function recordsOf(baseUrl: string, jobId: string): Promise<{ recor
   const out: { record_no: number; data: Record<string, unknown> }[] = [];
   let cursor: string | null = null;
   do {
-    const page: { status: number; body: any } = await getJson(`${baseUrl}/api/job/${jobId}/records?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`);
+    const page: { status: number; body: any } = await getJson(
+      `${baseUrl}/api/job/${jobId}/records?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`,
+    );
     if (page.status !== 200) throw new Error(`GET /records answered ${page.status}`);
     out.push(...page.body.results);
     cursor = page.body.next_cursor;

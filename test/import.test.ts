@@ -92,7 +92,22 @@ afterAll(async () => {
 
 describe('addresses an import may reach by default', () => {
   it('refuses loopback, private, link-local, metadata and mapped addresses, and allows public ones', () => {
-    for (const address of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fe80::1', 'fd00:ec2::254', '::ffff:127.0.0.1', '::ffff:8.8.8.8', '224.0.0.1']) {
+    for (const address of [
+      '127.0.0.1',
+      '10.1.2.3',
+      '172.16.0.1',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.64.0.1',
+      '0.0.0.0',
+      '::1',
+      '::',
+      'fe80::1',
+      'fd00:ec2::254',
+      '::ffff:127.0.0.1',
+      '::ffff:8.8.8.8',
+      '224.0.0.1',
+    ]) {
       expect(isPublicAddress(address), address).toBe(false);
     }
     for (const address of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111']) expect(isPublicAddress(address), address).toBe(true);
@@ -103,7 +118,15 @@ describe('addresses an import may reach by default', () => {
       // IPv4-compatible (::a.b.c.d)
       ...['::7f00:1', '::127.0.0.1', '::a00:1', '::10.0.0.1', '::c0a8:101', '::a9fe:a9fe', '0:0:0:0:0:0:7f00:1', '::8.8.8.8'],
       // IPv4-mapped, IPv4-translated
-      ...['::ffff:7f00:1', '::FFFF:127.0.0.1', '0:0:0:0:0:ffff:7f00:1', '0000:0000:0000:0000:0000:ffff:7f00:0001', '::ffff:a9fe:a9fe', '::ffff:0:127.0.0.1', '::ffff:0:7f00:1'],
+      ...[
+        '::ffff:7f00:1',
+        '::FFFF:127.0.0.1',
+        '0:0:0:0:0:ffff:7f00:1',
+        '0000:0000:0000:0000:0000:ffff:7f00:0001',
+        '::ffff:a9fe:a9fe',
+        '::ffff:0:127.0.0.1',
+        '::ffff:0:7f00:1',
+      ],
       // NAT64 (well-known and local-use prefixes)
       ...['64:ff9b::7f00:1', '64:ff9b::10.0.0.1', '64:FF9B:0:0:0:0:a9fe:a9fe', '64:ff9b:1::a00:1'],
       // 6to4 with a private IPv4 inside
@@ -114,7 +137,8 @@ describe('addresses an import may reach by default', () => {
       ...['fe80::1%eth0', 'fec0::1', '::'],
     ];
     for (const address of carried) expect(isPublicAddress(address), address).toBe(false);
-    for (const address of ['2002:808:808::1', '2001:0:808:808::f7f7:f7f7', '2001:4860:4860::8888']) expect(isPublicAddress(address), address).toBe(true);
+    for (const address of ['2002:808:808::1', '2001:0:808:808::f7f7:f7f7', '2001:4860:4860::8888'])
+      expect(isPublicAddress(address), address).toBe(true);
   });
 
   it('checks the address of every hop: a redirect to a refused address is refused', async () => {
@@ -123,7 +147,9 @@ describe('addresses an import may reach by default', () => {
     for await (const chunk of await openUrl(new URL(`${files.url}/moved`), only)) text += chunk;
     expect(text).toBe(ORDERS);
     await expect(openUrl(new URL(`${files.url}/elsewhere`), only)).rejects.toThrow(AddressRefused);
-    await expect(openUrl(new URL(`${files.url}/elsewhere`), only)).rejects.toThrow(/127\.0\.0\.2, a loopback, private, link-local or metadata address: imports may not reach it/);
+    await expect(openUrl(new URL(`${files.url}/elsewhere`), only)).rejects.toThrow(
+      /127\.0\.0\.2, a loopback, private, link-local or metadata address: imports may not reach it/,
+    );
   });
 });
 
@@ -140,16 +166,31 @@ describe('imports refused without IMPORT_ALLOW_PRIVATE', () => {
   });
 
   it('answers 422 import_refused for loopback, metadata and names that resolve to them, and creates no job', async () => {
-    for (const url of [`${files.url}/orders.csv`, `${files.url}/%zz.csv`, 'http://169.254.169.254/latest/meta-data/', 'http://[::1]:8000/x.csv', 'http://[::ffff:7f00:1]/x', 'http://[::7f00:1]/x', 'http://[::127.0.0.1]/x', 'http://[64:ff9b::7f00:1]/x', 'http://[2002:7f00:1::]/x', `http://localhost:${files.port}/orders.csv`]) {
+    for (const url of [
+      `${files.url}/orders.csv`,
+      `${files.url}/%zz.csv`,
+      'http://169.254.169.254/latest/meta-data/',
+      'http://[::1]:8000/x.csv',
+      'http://[::ffff:7f00:1]/x',
+      'http://[::7f00:1]/x',
+      'http://[::127.0.0.1]/x',
+      'http://[64:ff9b::7f00:1]/x',
+      'http://[2002:7f00:1::]/x',
+      `http://localhost:${files.port}/orders.csv`,
+    ]) {
       const res = await importJob(server, { url });
       expect(res.status, url).toBe(422);
       expect(res.body.code, url).toBe('import_refused');
-      expect(res.body.detail).toMatch(/a loopback, private, link-local or metadata address: imports may not reach it \(IMPORT_ALLOW_PRIVATE=true allows it\)$/);
+      expect(res.body.detail).toMatch(
+        /a loopback, private, link-local or metadata address: imports may not reach it \(IMPORT_ALLOW_PRIVATE=true allows it\)$/,
+      );
     }
     const bad = await importJob(server, { url: 'ftp://example.com/x.csv' });
     expect(bad.status).toBe(422);
     expect(bad.body.detail[0]).toMatchObject({ loc: ['body', 'url'], msg: 'ftp:// URLs cannot be imported: use http, https or s3' });
-    expect((await importJob(server, { url: 'https://user:secret@example.com/x.csv' })).body.detail[0].msg).toMatch(/may not hold credentials/);
+    expect((await importJob(server, { url: 'https://user:secret@example.com/x.csv' })).body.detail[0].msg).toMatch(
+      /may not hold credentials/,
+    );
     expect((await importJob(server, { url: 'not a url' })).status).toBe(422);
     expect((await importJob(server, { url: `${files.url}/x`, mode: 'sideways' })).status).toBe(422);
     const listing = await (await fetch(`${server.url}/api/jobs`)).json();
@@ -229,7 +270,7 @@ describe.each(backends().filter((backend) => backend.name === 'scale-out'))('a s
     await sandbox?.dispose();
   });
 
-  it('keeps its job\'s heartbeat fresh while the worker waits on it, so no other worker takes the job up', async () => {
+  it("keeps its job's heartbeat fresh while the worker waits on it, so no other worker takes the job up", async () => {
     const before = pauses;
     const res = await importJob(server, { url: `${files.url}/pause`, format: 'csv', dataset: 'paused' });
     expect(res.status).toBe(202);
@@ -256,7 +297,12 @@ describe.each(backends())('imports ($name)', (backend) => {
   let server: TestServer;
   beforeAll(async () => {
     sandbox = await createSandbox(backend);
-    server = await startServer(sandbox, { ...s3.env, IMPORT_ALLOW_PRIVATE: 'true', IMPORT_TIMEOUT_MS: '1000', MAX_UPLOAD_BYTES: '1000000' });
+    server = await startServer(sandbox, {
+      ...s3.env,
+      IMPORT_ALLOW_PRIVATE: 'true',
+      IMPORT_TIMEOUT_MS: '1000',
+      MAX_UPLOAD_BYTES: '1000000',
+    });
   });
   afterAll(async () => {
     await server?.close();
@@ -276,7 +322,14 @@ describe.each(backends())('imports ($name)', (backend) => {
     expect(zipped).toMatchObject({ status: 'completed', records_processed: 2, bytes_processed: zipOf({ 'orders.csv': ORDERS }).length });
     expect(readdirSync(server.config.uploadDir)).toEqual([]);
     const job = await imported({ url: `${files.url}/orders.csv?signature=secret`, schema: { '*': 'text' } });
-    expect(job).toMatchObject({ status: 'completed', source_type: 'url_import', file_name: `${files.url}/orders.csv`, dataset: 'orders', records_processed: 2, error: null });
+    expect(job).toMatchObject({
+      status: 'completed',
+      source_type: 'url_import',
+      file_name: `${files.url}/orders.csv`,
+      dataset: 'orders',
+      records_processed: 2,
+      error: null,
+    });
     expect((await recordsOf(server.url, job.job_id)).map((r) => r.data)).toEqual([
       { id: '1', sku: 'A-1' },
       { id: '2', sku: 'B-2' },
@@ -299,27 +352,53 @@ describe.each(backends())('imports ($name)', (backend) => {
   });
 
   it('follows a redirect, and tries a flaky server again', async () => {
-    expect(await imported({ url: `${files.url}/moved`, format: 'csv', dataset: 'moved' })).toMatchObject({ status: 'completed', records_processed: 2 });
-    expect(await imported({ url: `${files.url}/flaky`, format: 'csv', dataset: 'flaky' })).toMatchObject({ status: 'completed', records_processed: 2 });
+    expect(await imported({ url: `${files.url}/moved`, format: 'csv', dataset: 'moved' })).toMatchObject({
+      status: 'completed',
+      records_processed: 2,
+    });
+    expect(await imported({ url: `${files.url}/flaky`, format: 'csv', dataset: 'flaky' })).toMatchObject({
+      status: 'completed',
+      records_processed: 2,
+    });
   });
 
   it('fails clearly: 404, a redirect loop, a server that stalls, a file over MAX_UPLOAD_BYTES, a host that does not resolve', async () => {
-    expect(await imported({ url: `${files.url}/missing.csv` })).toMatchObject({ status: 'failed', error: `${files.url}/missing.csv answered HTTP 404 Not Found` });
-    expect(await imported({ url: `${files.url}/loop`, dataset: 'loop' })).toMatchObject({ status: 'failed', error: `${files.url}/loop redirects more than 5 times` });
+    expect(await imported({ url: `${files.url}/missing.csv` })).toMatchObject({
+      status: 'failed',
+      error: `${files.url}/missing.csv answered HTTP 404 Not Found`,
+    });
+    expect(await imported({ url: `${files.url}/loop`, dataset: 'loop' })).toMatchObject({
+      status: 'failed',
+      error: `${files.url}/loop redirects more than 5 times`,
+    });
     expect(await imported({ url: `${files.url}/slow`, dataset: 'slow' })).toMatchObject({
       status: 'failed',
       error: `the download of ${files.url}/slow broke off after 5 bytes: 127.0.0.1:${files.port} sent nothing for 1000 ms (IMPORT_TIMEOUT_MS)`,
     });
-    expect(await imported({ url: `${files.url}/big`, dataset: 'big' })).toMatchObject({ status: 'failed', error: `${files.url}/big is 5000000 bytes, more than MAX_UPLOAD_BYTES (1000000)` });
-    expect(await imported({ url: 'http://no-such-host.invalid/x.csv' })).toMatchObject({ status: 'failed', error: 'the host no-such-host.invalid does not resolve (DNS: ENOTFOUND)' });
+    expect(await imported({ url: `${files.url}/big`, dataset: 'big' })).toMatchObject({
+      status: 'failed',
+      error: `${files.url}/big is 5000000 bytes, more than MAX_UPLOAD_BYTES (1000000)`,
+    });
+    expect(await imported({ url: 'http://no-such-host.invalid/x.csv' })).toMatchObject({
+      status: 'failed',
+      error: 'the host no-such-host.invalid does not resolve (DNS: ENOTFOUND)',
+    });
   });
 
   it('imports an object from S3, and says so when the object is missing; retry reads it again once it is there', async () => {
     const job = await imported({ url: 's3://intake-test/exports/orders.csv', dataset: 's3_orders' });
-    expect(job).toMatchObject({ status: 'completed', source_type: 's3_import', file_name: 's3://intake-test/exports/orders.csv', records_processed: 2 });
+    expect(job).toMatchObject({
+      status: 'completed',
+      source_type: 's3_import',
+      file_name: 's3://intake-test/exports/orders.csv',
+      records_processed: 2,
+    });
     const zipped = await imported({ url: 's3://intake-test/exports/orders.zip', dataset: 's3_zipped' });
     expect(zipped).toMatchObject({ status: 'completed', records_processed: 2, bytes_processed: zipOf({ 'orders.csv': ORDERS }).length });
-    expect(await imported({ url: 's3://intake-test/%zz.csv', dataset: 's3_odd' })).toMatchObject({ status: 'failed', error: 's3://intake-test/%zz.csv does not exist (404)' });
+    expect(await imported({ url: 's3://intake-test/%zz.csv', dataset: 's3_odd' })).toMatchObject({
+      status: 'failed',
+      error: 's3://intake-test/%zz.csv does not exist (404)',
+    });
     const missing = await imported({ url: `s3://intake-test/later/${backend.name}.csv`, dataset: 's3_later' });
     expect(missing).toMatchObject({ status: 'failed', error: `s3://intake-test/later/${backend.name}.csv does not exist (404)` });
     await s3.put(`later/${backend.name}.csv`, ORDERS);

@@ -12,7 +12,19 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 export interface JiraIssue {
   id: string;
   key: string;
-  fields: { summary: string; status: { name: string }; issuetype: { name: string }; priority: { name: string }; assignee: { displayName: string } | null; reporter: { displayName: string }; created: string; updated: string; resolutiondate: string | null; labels: string[]; project: { key: string } };
+  fields: {
+    summary: string;
+    status: { name: string };
+    issuetype: { name: string };
+    priority: { name: string };
+    assignee: { displayName: string } | null;
+    reporter: { displayName: string };
+    created: string;
+    updated: string;
+    resolutiondate: string | null;
+    labels: string[];
+    project: { key: string };
+  };
 }
 
 /** Jira writes times as 2024-01-02T10:20:30.000+0000. */
@@ -53,7 +65,16 @@ export interface JiraServer {
  * across a change of offset (daylight saving) unless the time is in the hour skipped.
  */
 export function zonedTime(timeZone: string, year: number, month: number, day: number, hour: number, minute: number): number {
-  const format = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+  const format = new Intl.DateTimeFormat('en-US', {
+    timeZone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+  });
   const offsetAt = (ms: number) => {
     const part = Object.fromEntries(format.formatToParts(ms).map((p) => [p.type, Number(p.value)]));
     const seconds = Math.floor(ms / 1000) * 1000;
@@ -72,7 +93,13 @@ function sinceOf(value: string, timeZone: string): number | undefined {
   const text = /^"(.*)"$|^'(.*)'$/.exec(value);
   const m = TEXT_DATE.exec(text ? (text[1] ?? text[2]!) : value);
   if (!m) return undefined;
-  const [year, month, day, hour, minute] = [m[1], m[3], m[4], m[5] ?? '0', m[6] ?? '0'].map(Number) as [number, number, number, number, number];
+  const [year, month, day, hour, minute] = [m[1], m[3], m[4], m[5] ?? '0', m[6] ?? '0'].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const valid = month >= 1 && month <= 12 && day >= 1 && day <= new Date(Date.UTC(year, month, 0)).getUTCDate() && hour < 24 && minute < 60;
   return valid ? zonedTime(timeZone, year, month, day, hour, minute) : undefined;
 }
@@ -98,25 +125,39 @@ export async function startJira(options: { email?: string; token?: string; timeZ
     if (req.headers.authorization !== expected) {
       return json(401, { errorMessages: ['You are not authorized to perform this operation. Please log in.'], errors: {} });
     }
-    if (path === '/rest/api/3/myself') return json(200, { accountId: '5b10a2844c20165700ede21g', emailAddress: email, displayName: 'Ada Lovelace', timeZone: jira.timeZone });
+    if (path === '/rest/api/3/myself')
+      return json(200, {
+        accountId: '5b10a2844c20165700ede21g',
+        emailAddress: email,
+        displayName: 'Ada Lovelace',
+        timeZone: jira.timeZone,
+      });
     if (path === '/rest/api/3/search/jql') {
       const params = new URL(req.url!, 'http://x').searchParams;
       const jql = params.get('jql') ?? '';
       searches.push(jql);
       const fault = faults.shift();
       if (fault) {
-        res.writeHead(fault.status, { 'content-type': 'application/json', ...(fault.retryAfter !== undefined && { 'retry-after': fault.retryAfter }) });
+        res.writeHead(fault.status, {
+          'content-type': 'application/json',
+          ...(fault.retryAfter !== undefined && { 'retry-after': fault.retryAfter }),
+        });
         return res.end(JSON.stringify(fault.body ?? { errorMessages: [`fault ${fault.status}`] }));
       }
       // The JQL this server reads: (project = KEY) [AND updated >= <ms or date>] [ORDER BY updated ASC, id ASC].
       // A date with a time must be quoted (Jira reads an unquoted one as two terms).
-      const match = /^\(project = ([A-Z]+)\)(?: AND updated >= (\d+|"[^"]*"|'[^']*'|[^\s"']+))?(?: ORDER BY updated ASC, id ASC)?$/.exec(jql);
-      if (!match) return json(400, { errorMessages: [`Error in the JQL Query: the query ${JSON.stringify(jql)} is not valid here.`], errors: {} });
+      const match = /^\(project = ([A-Z]+)\)(?: AND updated >= (\d+|"[^"]*"|'[^']*'|[^\s"']+))?(?: ORDER BY updated ASC, id ASC)?$/.exec(
+        jql,
+      );
+      if (!match)
+        return json(400, { errorMessages: [`Error in the JQL Query: the query ${JSON.stringify(jql)} is not valid here.`], errors: {} });
       const since = match[2] === undefined ? -Infinity : sinceOf(match[2], jira.timeZone);
       if (since === undefined) {
         const value = match[2]!.replace(/^["']|["']$/g, '');
         return json(400, {
-          errorMessages: [`Date value '${value}' for field 'updated' is invalid. Valid formats include: 'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period format e.g. '-5d', '4w 2d'.`],
+          errorMessages: [
+            `Date value '${value}' for field 'updated' is invalid. Valid formats include: 'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period format e.g. '-5d', '4w 2d'.`,
+          ],
           errors: {},
         });
       }
@@ -140,7 +181,8 @@ export async function startJira(options: { email?: string; token?: string; timeZ
         ...(!isLast && { nextPageToken: Buffer.from(String(start + max)).toString('base64url') }),
       });
     }
-    if (path === '/rest/api/3/search') return json(410, { errorMessages: ['The requested API has been removed. Please migrate to the /rest/api/3/search/jql API.'] });
+    if (path === '/rest/api/3/search')
+      return json(410, { errorMessages: ['The requested API has been removed. Please migrate to the /rest/api/3/search/jql API.'] });
     return json(404, { errorMessages: ['Not found'] });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -171,7 +213,11 @@ export async function startJira(options: { email?: string; token?: string; timeZ
         },
       };
       stalls.set(page, held);
-      return { reached: new Promise<void>((resolve) => (reached = resolve)), release: held.release, dropped: new Promise<void>((resolve) => (dropped = resolve)) };
+      return {
+        reached: new Promise<void>((resolve) => (reached = resolve)),
+        release: held.release,
+        dropped: new Promise<void>((resolve) => (dropped = resolve)),
+      };
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -54,7 +54,8 @@ async function waitForProgress(url: string, jobId: string, done: (job: JobPayloa
     const { body } = await getJson<JobPayload>(`${url}/api/job/${jobId}`);
     if (done(body)) return body;
     if (body.status !== 'queued' && body.status !== 'running') throw new Error(`job ${jobId} ended ${body.status} first: ${body.error}`);
-    if (Date.now() > deadline) throw new Error(`job ${jobId} still ${body.status} at ${body.records_processed} records after ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`job ${jobId} still ${body.status} at ${body.records_processed} records after ${timeoutMs} ms`);
     await sleep(20);
   }
 }
@@ -79,7 +80,7 @@ async function searchIds(jira: JiraServer, jql: string): Promise<{ status: numbe
 describe('the Jira test server', () => {
   // It is what shows that Intake sends its mark as epoch milliseconds: a connector that wrote
   // the mark as a date, in UTC, would be answered hours off by an account far from UTC.
-  it('reads `updated >=` a date as text in the account\'s time zone, and epoch milliseconds as they are', async () => {
+  it("reads `updated >=` a date as text in the account's time zone, and epoch milliseconds as they are", async () => {
     const jira = await startJira();
     try {
       const t0 = Date.UTC(2025, 5, 1); // 2025-06-01 00:00 UTC
@@ -89,7 +90,9 @@ describe('the Jira test server', () => {
       const since = async (value: string) => (await searchIds(jira, `(project = ZON) AND updated >= ${value}`)).ids;
 
       expect(jira.timeZone).toBe('Pacific/Kiritimati');
-      expect((await (await fetch(`${jira.url}/rest/api/3/myself`, { headers: signedIn(jira) })).json()) as object).toMatchObject({ timeZone: 'Pacific/Kiritimati' });
+      expect((await (await fetch(`${jira.url}/rest/api/3/myself`, { headers: signedIn(jira) })).json()) as object).toMatchObject({
+        timeZone: 'Pacific/Kiritimati',
+      });
       expect(await since(String(cut))).toEqual(from(24));
       // The UTC wall-clock time of the cut, read at UTC+14: 14 hours early, 14 issues too many.
       for (const text of ['"2025-06-02 00:00"', '"2025/06/02 00:00"', "'2025-06-02 00:00'", '2025-06-02', '"2025/06/02"', '2025/6/2']) {
@@ -111,7 +114,11 @@ describe('the Jira test server', () => {
 
       expect(await searchIds(jira, '(project = ZON) AND updated >= "2025-02-30"')).toMatchObject({
         status: 400,
-        body: { errorMessages: [expect.stringMatching(/^Date value '2025-02-30' for field 'updated' is invalid\. Valid formats include: 'yyyy\/MM\/dd HH:mm'/)] },
+        body: {
+          errorMessages: [
+            expect.stringMatching(/^Date value '2025-02-30' for field 'updated' is invalid\. Valid formats include: 'yyyy\/MM\/dd HH:mm'/),
+          ],
+        },
       });
       // A time must be quoted: unquoted, Jira reads it as a second term.
       expect((await searchIds(jira, '(project = ZON) AND updated >= 2025-06-02 00:00')).status).toBe(400);
@@ -133,7 +140,12 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
     sandbox = await createSandbox(backend);
     // Batches of a page: a pull's progress is seen page by page (the cancel waits for it). A
     // search that hangs would hold a worker for 10 minutes: only a cancel can end it sooner.
-    server = await startServer(sandbox, { SECRET_KEY: randomBytes(32).toString('hex'), IMPORT_ALLOW_PRIVATE: 'true', BATCH_SIZE: '100', IMPORT_TIMEOUT_MS: '600000' });
+    server = await startServer(sandbox, {
+      SECRET_KEY: randomBytes(32).toString('hex'),
+      IMPORT_ALLOW_PRIVATE: 'true',
+      BATCH_SIZE: '100',
+      IMPORT_TIMEOUT_MS: '600000',
+    });
     const saved = await fetch(`${server.url}/api/connections`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -149,7 +161,11 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
   });
 
   async function pull(body: Record<string, unknown>): Promise<JobPayload> {
-    const res = await fetch(`${server.url}/api/import`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: 'jira', connection, ...body }) });
+    const res = await fetch(`${server.url}/api/import`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ source: 'jira', connection, ...body }),
+    });
     const answer = (await res.json()) as any;
     expect(res.status, JSON.stringify(answer)).toBe(202);
     return waitForJob(server.url, answer.job_id, 120_000);
@@ -159,16 +175,43 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
   it('pulls every issue page by page, with the fields asked for, into typed columns merged on the id', async () => {
     const searches = jira.searches.length;
     const job = await pull({ jql: 'project = ABC', dataset: 'abc_issues' });
-    expect(job).toMatchObject({ status: 'completed', source_type: 'jira_ingest', dataset: 'abc_issues', mode: 'merge', key: ['id'], records_processed: ISSUES, rows_inserted: ISSUES, rows_updated: 0 });
+    expect(job).toMatchObject({
+      status: 'completed',
+      source_type: 'jira_ingest',
+      dataset: 'abc_issues',
+      mode: 'merge',
+      key: ['id'],
+      records_processed: ISSUES,
+      rows_inserted: ISSUES,
+      rows_updated: 0,
+    });
     const sent = jira.searches.slice(searches);
     expect(sent).toHaveLength(ISSUES / 100);
     expect(sent[0]).toBe('(project = ABC) ORDER BY updated ASC, id ASC');
-    const columns = Object.fromEntries(((await getJson(`${server.url}/api/datasets/abc_issues`)).body.columns as { name: string; type: string }[]).map((c) => [c.name, c.type]));
-    expect(columns).toMatchObject({ id: 'bigint', key: 'text', summary: 'text', status: 'text', created: 'timestamptz', updated: 'timestamptz', labels: 'jsonb', raw: 'jsonb' });
-    expect(await sql<{ n: number; ids: number; done: number }>("SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids, count(*) FILTER (WHERE status = 'Done')::int AS done FROM datasets.abc_issues")).toEqual([
-      { n: ISSUES, ids: ISSUES, done: Math.floor(ISSUES / 3) },
-    ]);
-    const [row] = await sql<Record<string, unknown>>("SELECT key, assignee, resolved IS NULL AS open, labels::text, raw->>'key' AS raw_key FROM datasets.abc_issues WHERE id = 10005");
+    const columns = Object.fromEntries(
+      ((await getJson(`${server.url}/api/datasets/abc_issues`)).body.columns as { name: string; type: string }[]).map((c) => [
+        c.name,
+        c.type,
+      ]),
+    );
+    expect(columns).toMatchObject({
+      id: 'bigint',
+      key: 'text',
+      summary: 'text',
+      status: 'text',
+      created: 'timestamptz',
+      updated: 'timestamptz',
+      labels: 'jsonb',
+      raw: 'jsonb',
+    });
+    expect(
+      await sql<{ n: number; ids: number; done: number }>(
+        "SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids, count(*) FILTER (WHERE status = 'Done')::int AS done FROM datasets.abc_issues",
+      ),
+    ).toEqual([{ n: ISSUES, ids: ISSUES, done: Math.floor(ISSUES / 3) }]);
+    const [row] = await sql<Record<string, unknown>>(
+      "SELECT key, assignee, resolved IS NULL AS open, labels::text, raw->>'key' AS raw_key FROM datasets.abc_issues WHERE id = 10005",
+    );
     expect(row).toEqual({ key: 'ABC-5', assignee: 'Grace Hopper', open: true, labels: '["five"]', raw_key: 'ABC-5' });
   });
 
@@ -179,27 +222,36 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
   it.each([
     { timeZone: 'Pacific/Kiritimati', first: 100 },
     { timeZone: 'Pacific/Pago_Pago', first: 150 },
-  ])('pulls again only what changed since the mark, sent as epoch milliseconds, and merges it (account in $timeZone)', async ({ timeZone, first }) => {
-    jira.timeZone = timeZone;
-    const abc = jira.issues.slice(0, ISSUES);
-    const newest = Math.max(...abc.map(updatedMs));
-    const touched = new Set([abc.find((issue) => updatedMs(issue) === newest)!]);
-    for (let n = first; touched.size < 37; n += 97) touched.add(abc[n]!);
-    [...touched].forEach((issue, i) => {
-      issue.fields.summary = `changed in ${timeZone}`;
-      issue.fields.updated = jiraTime(newest + (i + 1) * 5 * MINUTE); // apart by more than the overlap
-    });
-    const searches = jira.searches.length;
-    const job = await pull({ jql: 'project = ABC', dataset: 'abc_issues' });
-    expect(job).toMatchObject({ status: 'completed', records_processed: touched.size, rows_inserted: 0, rows_updated: touched.size });
-    expect(await sql<{ n: number; ids: number }>('SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM datasets.abc_issues')).toEqual([{ n: ISSUES, ids: ISSUES }]);
-    // Exactly the issues changed were written by this run, each with its new summary.
-    const written = await sql<{ id: string; summary: string }>(`SELECT id::text, summary FROM datasets.abc_issues WHERE _intake_job_id = '${job.job_id}' ORDER BY id`);
-    expect(written).toEqual([...touched].map((issue) => ({ id: issue.id, summary: `changed in ${timeZone}` })).sort((a, b) => Number(a.id) - Number(b.id)));
-    expect(jira.searches[searches]).toBe(`(project = ABC) AND updated >= ${newest - OVERLAP_MS} ORDER BY updated ASC, id ASC`);
-  });
+  ])(
+    'pulls again only what changed since the mark, sent as epoch milliseconds, and merges it (account in $timeZone)',
+    async ({ timeZone, first }) => {
+      jira.timeZone = timeZone;
+      const abc = jira.issues.slice(0, ISSUES);
+      const newest = Math.max(...abc.map(updatedMs));
+      const touched = new Set([abc.find((issue) => updatedMs(issue) === newest)!]);
+      for (let n = first; touched.size < 37; n += 97) touched.add(abc[n]!);
+      [...touched].forEach((issue, i) => {
+        issue.fields.summary = `changed in ${timeZone}`;
+        issue.fields.updated = jiraTime(newest + (i + 1) * 5 * MINUTE); // apart by more than the overlap
+      });
+      const searches = jira.searches.length;
+      const job = await pull({ jql: 'project = ABC', dataset: 'abc_issues' });
+      expect(job).toMatchObject({ status: 'completed', records_processed: touched.size, rows_inserted: 0, rows_updated: touched.size });
+      expect(
+        await sql<{ n: number; ids: number }>('SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM datasets.abc_issues'),
+      ).toEqual([{ n: ISSUES, ids: ISSUES }]);
+      // Exactly the issues changed were written by this run, each with its new summary.
+      const written = await sql<{ id: string; summary: string }>(
+        `SELECT id::text, summary FROM datasets.abc_issues WHERE _intake_job_id = '${job.job_id}' ORDER BY id`,
+      );
+      expect(written).toEqual(
+        [...touched].map((issue) => ({ id: issue.id, summary: `changed in ${timeZone}` })).sort((a, b) => Number(a.id) - Number(b.id)),
+      );
+      expect(jira.searches[searches]).toBe(`(project = ABC) AND updated >= ${newest - OVERLAP_MS} ORDER BY updated ASC, id ASC`);
+    },
+  );
 
-  it('waits as Retry-After says on 429, retries a 503, and fails loudly on a bad query with Jira\'s words', async () => {
+  it("waits as Retry-After says on 429, retries a 503, and fails loudly on a bad query with Jira's words", async () => {
     jira.faults.push({ status: 429, retryAfter: '1' }, { status: 503 });
     const started = Date.now();
     const job = await pull({ jql: 'project = ABC', dataset: 'abc_again' });
@@ -207,7 +259,11 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
 
     const bad = await pull({ jql: 'project = abc', dataset: 'abc_bad' });
-    expect(bad).toMatchObject({ status: 'failed', records_processed: 0, error: 'Jira answered HTTP 400: Error in the JQL Query: the query "(project = abc) ORDER BY updated ASC, id ASC" is not valid here.' });
+    expect(bad).toMatchObject({
+      status: 'failed',
+      records_processed: 0,
+      error: 'Jira answered HTTP 400: Error in the JQL Query: the query "(project = abc) ORDER BY updated ASC, id ASC" is not valid here.',
+    });
     if (backend.name !== 'embedded') return; // the retries' waits (1 + 2 + 4 + 8 s) once are enough
     jira.faults.push(...Array.from({ length: 5 }, () => ({ status: 503 })));
     const down = await pull({ jql: 'project = ABC', dataset: 'abc_down' });
@@ -219,20 +275,43 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
   }, 120_000);
 
   it('runs from the command line: intake import jira --connection … --jql … --wait', async () => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/intake.js'), 'import', 'jira', '--connection', connection, '--jql', 'project = ABC', '--dataset', 'abc_cli', '--wait'], {
-      env: { PATH: process.env.PATH ?? '', INTAKE_URL: server.url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'bin/intake.js'),
+        'import',
+        'jira',
+        '--connection',
+        connection,
+        '--jql',
+        'project = ABC',
+        '--dataset',
+        'abc_cli',
+        '--wait',
+      ],
+      {
+        env: { PATH: process.env.PATH ?? '', INTAKE_URL: server.url },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(code, stderr).toBe(0);
-    expect(stderr).toMatch(new RegExp(`completed: ${ISSUES.toLocaleString('en-US')} records in [\\d.]+ s; dataset abc_cli: ${ISSUES.toLocaleString('en-US')} rows inserted, 0 updated`));
+    expect(stderr).toMatch(
+      new RegExp(
+        `completed: ${ISSUES.toLocaleString('en-US')} records in [\\d.]+ s; dataset abc_cli: ${ISSUES.toLocaleString('en-US')} rows inserted, 0 updated`,
+      ),
+    );
   }, 120_000);
 
   it('refuses what a Jira pull cannot take, with a 422 naming the field', async () => {
     const refused = async (body: Record<string, unknown>) => {
-      const res = await fetch(`${server.url}/api/import`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: 'jira', ...body }) });
+      const res = await fetch(`${server.url}/api/import`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ source: 'jira', ...body }),
+      });
       expect(res.status).toBe(422);
       return ((await res.json()) as any).detail[0];
     };
@@ -243,13 +322,26 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
   });
 
   it('completes a pull that finds no issue with 0 rows, into a new dataset or one that has rows, leaving it as it was (issue 23, item 23)', async () => {
-    expect(await pull({ jql: 'project = NONE', dataset: 'no_issues' })).toMatchObject({ status: 'completed', records_processed: 0, rows_inserted: 0, rows_updated: 0 });
+    expect(await pull({ jql: 'project = NONE', dataset: 'no_issues' })).toMatchObject({
+      status: 'completed',
+      records_processed: 0,
+      rows_inserted: 0,
+      rows_updated: 0,
+    });
     for (let n = 1; n <= 3; n++) jira.issues.push(issueOf('ZER', 40_000 + n, n, BASE + n * MINUTE));
     expect(await pull({ jql: 'project = ZER', dataset: 'zero_issues' })).toMatchObject({ status: 'completed', rows_inserted: 3 });
-    const rows = () => sql<Record<string, unknown>>('SELECT id::text, summary, _intake_job_id::text, _intake_record_no::text FROM datasets.zero_issues ORDER BY id');
+    const rows = () =>
+      sql<Record<string, unknown>>(
+        'SELECT id::text, summary, _intake_job_id::text, _intake_record_no::text FROM datasets.zero_issues ORDER BY id',
+      );
     const before = await rows();
     expect(before).toHaveLength(3);
-    expect(await pull({ jql: 'project = NONE', dataset: 'zero_issues' })).toMatchObject({ status: 'completed', records_processed: 0, rows_inserted: 0, rows_updated: 0 });
+    expect(await pull({ jql: 'project = NONE', dataset: 'zero_issues' })).toMatchObject({
+      status: 'completed',
+      records_processed: 0,
+      rows_inserted: 0,
+      rows_updated: 0,
+    });
     expect(await rows()).toEqual(before);
     // The next pull merges as before.
     jira.issues.push(issueOf('ZER', 40_004, 4, BASE + 4 * MINUTE));
@@ -262,14 +354,19 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
     expect(await pull({ jql: 'project = CAN', dataset: 'can_issues' })).toMatchObject({ status: 'completed', records_processed: 300 });
     const mark = BASE + 300 * MINUTE;
     for (let n = 301; n <= 1300; n++) jira.issues.push(issueOf('CAN', 30_000 + n, n, BASE + HOUR * 24 + n * MINUTE));
-    const rows = () => sql<Record<string, unknown>>('SELECT id, summary, updated, _intake_job_id, _intake_record_no FROM datasets.can_issues ORDER BY id');
+    const rows = () =>
+      sql<Record<string, unknown>>('SELECT id, summary, updated, _intake_job_id, _intake_record_no FROM datasets.can_issues ORDER BY id');
     const before = await rows();
     expect(before).toHaveLength(300);
 
     // The run reads three pages (committed, a batch each), then waits on the fourth.
     const stall = jira.stall(4);
     const searches = jira.searches.length;
-    const res = await fetch(`${server.url}/api/import`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: 'jira', connection, jql: 'project = CAN', dataset: 'can_issues' }) });
+    const res = await fetch(`${server.url}/api/import`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ source: 'jira', connection, jql: 'project = CAN', dataset: 'can_issues' }),
+    });
     expect(res.status).toBe(202);
     const jobId = ((await res.json()) as { job_id: string }).job_id;
     await stall.reached;
@@ -298,13 +395,19 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
     const next = await pull({ jql: 'project = CAN', dataset: 'can_issues' });
     expect(jira.searches[again]).toBe(sent[0]);
     expect(next).toMatchObject({ status: 'completed', records_processed: 1003, rows_inserted: 1000, rows_updated: 3 }); // 3: the overlap's
-    expect(await sql('SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM datasets.can_issues')).toEqual([{ n: 1300, ids: 1300 }]);
+    expect(await sql('SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM datasets.can_issues')).toEqual([
+      { n: 1300, ids: 1300 },
+    ]);
   });
 
   it('a cancel aborts the search in flight at once, instead of waiting IMPORT_TIMEOUT_MS for Jira (issue 23, item 14)', async () => {
     for (let n = 1; n <= 5; n++) jira.issues.push(issueOf('HNG', 50_000 + n, n, BASE + n * MINUTE));
     const stall = jira.stall(1);
-    const res = await fetch(`${server.url}/api/import`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: 'jira', connection, jql: 'project = HNG', dataset: 'hng_issues' }) });
+    const res = await fetch(`${server.url}/api/import`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ source: 'jira', connection, jql: 'project = HNG', dataset: 'hng_issues' }),
+    });
     expect(res.status).toBe(202);
     const jobId = ((await res.json()) as { job_id: string }).job_id;
     await stall.reached;
@@ -329,7 +432,7 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
     });
 
     // In scale-out mode the job runs in `intake worker`, the process killed; otherwise in `intake serve`.
-    it('takes a pull killed (SIGKILL) mid-way up again: every issue once, the counters the whole pull\'s', async () => {
+    it("takes a pull killed (SIGKILL) mid-way up again: every issue once, the counters the whole pull's", async () => {
       const killed = await createSandbox(backend);
       cleanup.push(() => killed.dispose());
       const env = { ...killed.env, SECRET_KEY: randomBytes(32).toString('hex'), IMPORT_ALLOW_PRIVATE: 'true', BATCH_SIZE: '100' };
@@ -347,11 +450,18 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
       const id = ((await saved.json()) as { id: string }).id;
 
       const stall = jira.stall(4);
-      const res = await fetch(`${api.url}/api/import`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: 'jira', connection: id, jql: 'project = ABC', dataset: 'abc_killed' }) });
+      const res = await fetch(`${api.url}/api/import`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ source: 'jira', connection: id, jql: 'project = ABC', dataset: 'abc_killed' }),
+      });
       expect(res.status).toBe(202);
       const jobId = ((await res.json()) as { job_id: string }).job_id;
       await stall.reached;
-      expect(await waitForProgress(api.url, jobId, (job) => job.records_processed >= 300)).toMatchObject({ status: 'running', records_processed: 300 });
+      expect(await waitForProgress(api.url, jobId, (job) => job.records_processed >= 300)).toMatchObject({
+        status: 'running',
+        records_processed: 300,
+      });
       expect(await runner.stop('SIGKILL')).toBeNull();
 
       // Started again, the pull reads from the first page again, up to the stalled one.
@@ -361,9 +471,19 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
       stall.release();
       resumed.release();
       const job = await waitForJob(api.url, jobId, 60_000);
-      expect(job).toMatchObject({ status: 'completed', records_processed: ISSUES, records_failed: 0, rows_inserted: ISSUES, rows_updated: 0, attempts: 2, error: null });
+      expect(job).toMatchObject({
+        status: 'completed',
+        records_processed: ISSUES,
+        records_failed: 0,
+        rows_inserted: ISSUES,
+        rows_updated: 0,
+        attempts: 2,
+        error: null,
+      });
       // The bytes of one whole pull (the killed run's were counted again from nothing).
-      expect(job.bytes_processed).toBe(jira.issues.slice(0, ISSUES).reduce((sum, issue) => sum + Buffer.byteLength(JSON.stringify(issueRecord(issue))) + 1, 0));
+      expect(job.bytes_processed).toBe(
+        jira.issues.slice(0, ISSUES).reduce((sum, issue) => sum + Buffer.byteLength(JSON.stringify(issueRecord(issue))) + 1, 0),
+      );
       expect(runner.output()).toContain('a Jira pull resumed: pulling again from the start');
 
       // What the dataset holds, as POST /api/sql reads it.

@@ -17,7 +17,19 @@ import { TERMINAL_STATUSES, type JobPayload, type JobStatus } from '../src/core/
 import { findJob, payloadJson, type JobRow } from '../src/storage/jobs.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 import { startRedisServer } from './redis-server.js';
-import { backends, createSandbox, deleteRedisKeys, getJson, makeCsv, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  deleteRedisKeys,
+  getJson,
+  makeCsv,
+  scaleOutAvailable,
+  startServer,
+  upload,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+} from './helpers.js';
 
 const RANK: Record<JobStatus, number> = { queued: 0, running: 1, completed: 2, failed: 2, canceled: 2 };
 const BATCH_SIZE = 200;
@@ -42,7 +54,14 @@ async function readJob(url: string): Promise<Read> {
   const res = await fetch(url);
   const text = await res.text();
   const end = performance.now();
-  return { start, end, status: res.status, text, contentType: res.headers.get('content-type'), job: res.status === 200 ? (JSON.parse(text) as JobPayload) : undefined };
+  return {
+    start,
+    end,
+    status: res.status,
+    text,
+    contentType: res.headers.get('content-type'),
+    job: res.status === 200 ? (JSON.parse(text) as JobPayload) : undefined,
+  };
 }
 
 /** One reader: GETs the job back to back until it has seen a terminal state, then `extra` reads more. */
@@ -68,7 +87,8 @@ function firstRegression(reads: Read[]): string | undefined {
     const b = reads[i]!.job!;
     if (b.version < a.version) return `read ${i}: version ${b.version} after ${a.version}`;
     if (RANK[b.status] < RANK[a.status]) return `read ${i}: ${b.status} after ${a.status}`;
-    if (b.records_processed < a.records_processed) return `read ${i}: records_processed ${b.records_processed} after ${a.records_processed}`;
+    if (b.records_processed < a.records_processed)
+      return `read ${i}: records_processed ${b.records_processed} after ${a.records_processed}`;
     if (b.version === a.version && reads[i]!.text !== reads[i - 1]!.text) return `read ${i}: two different answers at version ${b.version}`;
   }
   return undefined;
@@ -101,7 +121,15 @@ async function openEvents(url: string): Promise<EventStream> {
   let endedAt: number | undefined;
   if (res.status !== 200 || !res.body) {
     const text = await res.text();
-    return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined, events, done: Promise.resolve(), endedAt: () => endedAt, cancel: () => {} };
+    return {
+      status: res.status,
+      headers: res.headers,
+      body: text ? JSON.parse(text) : undefined,
+      events,
+      done: Promise.resolve(),
+      endedAt: () => endedAt,
+      cancel: () => {},
+    };
   }
   const body = res.body;
   const done = (async () => {
@@ -150,7 +178,10 @@ function checkStream(stream: EventStream): JobPayload[] {
   for (let i = 0; i < times.length; i++) {
     const inWindow = times.filter((t) => t >= times[i]! && t <= times[i]! + 1000).length;
     const around = times.filter((t) => t >= times[i]! - 1000 && t <= times[i]! + 2000).map((t) => Math.round(t - times[i]!));
-    expect(inWindow, `progress events in the second from ${Math.round(times[i]!)} ms (received at ${around.join(', ')} ms)`).toBeLessThanOrEqual(5);
+    expect(
+      inWindow,
+      `progress events in the second from ${Math.round(times[i]!)} ms (received at ${around.join(', ')} ms)`,
+    ).toBeLessThanOrEqual(5);
   }
   for (const e of stream.events.filter((e) => e.event === 'progress')) expect(JSON.parse(e.data).status).toBe('running');
   // The stream ends after the terminal event, and only there.
@@ -194,7 +225,10 @@ describe.each(backends())('live status ($name)', (backend) => {
     expect(waited.job).toMatchObject({ status: 'completed', records_processed: rows, error: null });
 
     const all = readers.flat();
-    expect(all.some((r) => r.job!.status === 'running'), 'the readers saw the job running').toBe(true);
+    expect(
+      all.some((r) => r.job!.status === 'running'),
+      'the readers saw the job running',
+    ).toBe(true);
     for (const reads of readers) {
       const first = reads.findIndex((r) => TERMINAL_STATUSES.has(r.job!.status));
       expect(reads.slice(first).map((r) => r.job!.status)).toEqual(reads.slice(first).map(() => 'completed'));
@@ -204,7 +238,9 @@ describe.each(backends())('live status ($name)', (backend) => {
     const firstTerminal = Math.min(...all.filter((r) => TERMINAL_STATUSES.has(r.job!.status)).map((r) => r.end));
     const later = all.filter((r) => r.start > firstTerminal);
     expect(later.length).toBeGreaterThan(0);
-    const stale = later.filter((r) => !TERMINAL_STATUSES.has(r.job!.status)).map((r) => `${r.job!.status} v${r.job!.version} at +${Math.round(r.start - firstTerminal)} ms`);
+    const stale = later
+      .filter((r) => !TERMINAL_STATUSES.has(r.job!.status))
+      .map((r) => `${r.job!.status} v${r.job!.version} at +${Math.round(r.start - firstTerminal)} ms`);
     expect(stale).toEqual([]);
     const finalText = later.at(-1)!.text;
     expect(new Set(later.map((r) => r.text))).toEqual(new Set([finalText]));
@@ -216,38 +252,39 @@ describe.each(backends())('live status ($name)', (backend) => {
   });
 
   // Scale-out only: defined (not skipped) just for that backend.
-  if (backend.name === 'scale-out') it('caches exactly the bytes it answers with; a cached answer is the uncached one, byte for byte', async () => {
-    const res = await upload(server.url, 'bytes.csv', makeCsv(500));
-    const jobId: string = res.body.job_id;
-    const url = `${server.url}/api/job/${jobId}`;
-    const done = await waitForJob(server.url, jobId);
-    expect(done.status).toBe('completed');
+  if (backend.name === 'scale-out')
+    it('caches exactly the bytes it answers with; a cached answer is the uncached one, byte for byte', async () => {
+      const res = await upload(server.url, 'bytes.csv', makeCsv(500));
+      const jobId: string = res.body.job_id;
+      const url = `${server.url}/api/job/${jobId}`;
+      const done = await waitForJob(server.url, jobId);
+      expect(done.status).toBe('completed');
 
-    const cached = await readJob(url);
-    expect(cached.job!.status).toBe('completed');
-    expect(await redis!.get(cacheKey(jobId))).toBe(cached.text);
-    // The TTL is only a safety net, but there is one.
-    const ttl = await redis!.pttl(cacheKey(jobId));
-    expect(ttl).toBeGreaterThan(0);
+      const cached = await readJob(url);
+      expect(cached.job!.status).toBe('completed');
+      expect(await redis!.get(cacheKey(jobId))).toBe(cached.text);
+      // The TTL is only a safety net, but there is one.
+      const ttl = await redis!.pttl(cacheKey(jobId));
+      expect(ttl).toBeGreaterThan(0);
 
-    expect(await redis!.del(cacheKey(jobId))).toBe(1);
-    const uncached = await readJob(url); // from the database; refills the key
-    expect(uncached.text).toBe(cached.text);
-    expect(uncached.contentType).toBe(cached.contentType);
-    // Refilled by a read, unless a slow reply just opened the cache's breaker (a busy CI
-    // machine): then by a later read, once it has closed.
-    let refilled: string | null = null;
-    for (let i = 0; i < 250 && refilled === null; i++) {
-      refilled = await redis!.get(cacheKey(jobId));
-      if (refilled !== null) break;
-      await sleep(20);
-      if (i % 10 === 9) expect((await readJob(url)).text).toBe(uncached.text);
-    }
-    expect(refilled).toBe(uncached.text);
-    const again = await readJob(url);
-    expect(again.text).toBe(uncached.text);
-    expect(again.contentType).toBe(uncached.contentType);
-  });
+      expect(await redis!.del(cacheKey(jobId))).toBe(1);
+      const uncached = await readJob(url); // from the database; refills the key
+      expect(uncached.text).toBe(cached.text);
+      expect(uncached.contentType).toBe(cached.contentType);
+      // Refilled by a read, unless a slow reply just opened the cache's breaker (a busy CI
+      // machine): then by a later read, once it has closed.
+      let refilled: string | null = null;
+      for (let i = 0; i < 250 && refilled === null; i++) {
+        refilled = await redis!.get(cacheKey(jobId));
+        if (refilled !== null) break;
+        await sleep(20);
+        if (i % 10 === 9) expect((await readJob(url)).text).toBe(uncached.text);
+      }
+      expect(refilled).toBe(uncached.text);
+      const again = await readJob(url);
+      expect(again.text).toBe(uncached.text);
+      expect(again.contentType).toBe(uncached.contentType);
+    });
 
   it('never answers a reader with an older state than it already had, under 20 concurrent readers', async () => {
     const rows = 40_000;
@@ -285,42 +322,48 @@ describe.each(backends())('live status ($name)', (backend) => {
     expect((await readJob(`${server.url}/api/job/${jobId.toUpperCase()}`)).status).toBe(404);
   });
 
-  if (backend.name === 'scale-out') it('keeps the completed state when a slow reader stores the payload it read before the job finished', async () => {
-    const rows = 10_000;
-    const res = await upload(server.url, 'slow.csv', makeCsv(rows));
-    const jobId: string = res.body.job_id;
-    // A reader that read the row while it was queued, and one while it was running, exactly as
-    // GET /api/job/{id} reads it on a cache miss...
-    const queuedRow = (await findJob(server.intake.db, jobId))!;
-    let runningRow: JobRow | undefined;
-    for (let row = queuedRow; !TERMINAL_STATUSES.has(row.status); row = (await findJob(server.intake.db, jobId))!) {
-      if (row.status === 'running' && row.records_processed > 0) {
-        runningRow = row;
-        break;
+  if (backend.name === 'scale-out')
+    it('keeps the completed state when a slow reader stores the payload it read before the job finished', async () => {
+      const rows = 10_000;
+      const res = await upload(server.url, 'slow.csv', makeCsv(rows));
+      const jobId: string = res.body.job_id;
+      // A reader that read the row while it was queued, and one while it was running, exactly as
+      // GET /api/job/{id} reads it on a cache miss...
+      const queuedRow = (await findJob(server.intake.db, jobId))!;
+      let runningRow: JobRow | undefined;
+      for (let row = queuedRow; !TERMINAL_STATUSES.has(row.status); row = (await findJob(server.intake.db, jobId))!) {
+        if (row.status === 'running' && row.records_processed > 0) {
+          runningRow = row;
+          break;
+        }
+        await sleep(2);
       }
-      await sleep(2);
-    }
-    const done = await waitForJob(server.url, jobId, 90_000);
-    expect(done.status).toBe('completed');
-    const finalText = (await readJob(`${server.url}/api/job/${jobId}`)).text;
-    expect(await redis!.get(cacheKey(jobId))).toBe(finalText);
+      const done = await waitForJob(server.url, jobId, 90_000);
+      expect(done.status).toBe('completed');
+      const finalText = (await readJob(`${server.url}/api/job/${jobId}`)).text;
+      expect(await redis!.get(cacheKey(jobId))).toBe(finalText);
 
-    // ... and only now gets to fill the cache with what it read.
-    const cache = createStatusCache(new Redis(process.env.REDIS_URL!), { prefix: sandbox.env.REDIS_KEY_PREFIX!, ttlSeconds: 300, log: silentLog, load: noLoad });
-    try {
-      const staleRows = runningRow ? [queuedRow, runningRow] : [queuedRow];
-      expect(queuedRow.version).toBeLessThan(done.version);
-      for (const row of staleRows) {
-        await cache.store(jobId, row.version, payloadJson(row));
-        expect(await redis!.get(cacheKey(jobId))).toBe(finalText);
-        const read = await readJob(`${server.url}/api/job/${jobId}`);
-        expect(read.text).toBe(finalText);
+      // ... and only now gets to fill the cache with what it read.
+      const cache = createStatusCache(new Redis(process.env.REDIS_URL!), {
+        prefix: sandbox.env.REDIS_KEY_PREFIX!,
+        ttlSeconds: 300,
+        log: silentLog,
+        load: noLoad,
+      });
+      try {
+        const staleRows = runningRow ? [queuedRow, runningRow] : [queuedRow];
+        expect(queuedRow.version).toBeLessThan(done.version);
+        for (const row of staleRows) {
+          await cache.store(jobId, row.version, payloadJson(row));
+          expect(await redis!.get(cacheKey(jobId))).toBe(finalText);
+          const read = await readJob(`${server.url}/api/job/${jobId}`);
+          expect(read.text).toBe(finalText);
+        }
+        expect(cache.stats.errors).toBe(0);
+      } finally {
+        await cache.close();
       }
-      expect(cache.stats.errors).toBe(0);
-    } finally {
-      await cache.close();
-    }
-  });
+    });
 
   it('streams a job as Server-Sent Events: queued → running → completed once each, progress at most 4/s, then ends', async () => {
     // Served by a real `intake serve` process (API and workers in one process, as `npm start`
@@ -374,7 +417,10 @@ describe.each(backends())('live status ($name)', (backend) => {
       // is its state then, and each later transition appears once.
       const blockerJobs = checkStream(blockerStream);
       const blockerStatuses = blockerStream.events.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data).status as string);
-      expect([['queued', 'running', 'completed'], ['running', 'completed']]).toContainEqual(blockerStatuses);
+      expect([
+        ['queued', 'running', 'completed'],
+        ['running', 'completed'],
+      ]).toContainEqual(blockerStatuses);
       expect(blockerJobs.at(-1)).toMatchObject({ status: 'completed', records_processed: blockerRows });
     } finally {
       exitCode = await proc.stop();
@@ -396,7 +442,11 @@ describe.each(backends())('live status ($name)', (backend) => {
       for (const id of ids) {
         const events = stream.events.filter((e) => JSON.parse(e.data).job_id === id);
         const jobs = events.map((e) => JSON.parse(e.data) as JobPayload);
-        expect(events.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data).status)).toEqual(['queued', 'running', 'completed']);
+        expect(events.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data).status)).toEqual([
+          'queued',
+          'running',
+          'completed',
+        ]);
         events.forEach((e, i) => expect(e.event).toBe(i === 0 || jobs[i]!.status !== jobs[i - 1]!.status ? 'status' : 'progress'));
         for (let i = 1; i < jobs.length; i++) expect(jobs[i]!.version).toBeGreaterThan(jobs[i - 1]!.version);
         expect(jobs.at(-1)).toEqual((await getJson(`${server.url}/api/job/${id}`)).body);
@@ -449,7 +499,13 @@ describe.each(backends())('live status ($name)', (backend) => {
       closing.catch(() => {});
       const outcome = await Promise.race([closing.then(() => 'closed'), sleep(5000).then(() => 'still closing after 5 s')]);
       // Ended cleanly by the server (not cut): the last chunk of the response arrived.
-      const ended = await Promise.race([stream.done.then(() => 'ended', () => 'cut'), sleep(1000).then(() => 'still open')]);
+      const ended = await Promise.race([
+        stream.done.then(
+          () => 'ended',
+          () => 'cut',
+        ),
+        sleep(1000).then(() => 'still open'),
+      ]);
       stream.cancel(); // lets a hung close finish
       await closing;
       expect(outcome).toBe('closed');

@@ -46,7 +46,11 @@ function rss(pid: number): number {
 }
 
 function launch(args: string[], extra: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, env: { ...env, ...extra }, stdio: ['ignore', 'ignore', 'inherit'] });
+  return spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    cwd: ROOT,
+    env: { ...env, ...extra },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
 
 /** A small file: CSV or NDJSON, 50 to 2,000 records. */
@@ -75,7 +79,7 @@ let failedAnswers = 0;
 let requests = 0;
 
 try {
-  for (let ready = false; !ready; ) {
+  for (let ready = false; !ready;) {
     if (processes.some((child) => child.exitCode !== null)) throw new Error('an Intake process exited at start');
     ready = (await fetch(`${apiUrl}/readyz`).catch(() => undefined))?.ok ?? false;
     if (!ready) await sleep(200);
@@ -197,7 +201,9 @@ try {
   problems.push((err as Error).message);
 } finally {
   for (const child of processes) if (child.exitCode === null) child.kill('SIGTERM');
-  await Promise.all(processes.map((child) => (child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve)) : undefined)));
+  await Promise.all(
+    processes.map((child) => (child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve)) : undefined)),
+  );
   const redis = new Redis(redisUrl);
   for (let cursor = '0', first = true; first || cursor !== '0'; first = false) {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);

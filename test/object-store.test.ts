@@ -65,7 +65,12 @@ describe.each(backends())('uploads in object storage ($name)', (backend) => {
     expect(zipped.status).toBe(202);
     const size = zipOf({ 'orders.csv': 'id,sku\n1,A\n2,B\n' }).length;
     // Read from a local copy of the object: its bytes counted once, not for the copy and again for the read.
-    expect(await waitForJob(server.url, zipped.body.job_id)).toMatchObject({ status: 'completed', records_processed: 2, bytes_total: size, bytes_processed: size });
+    expect(await waitForJob(server.url, zipped.body.job_id)).toMatchObject({
+      status: 'completed',
+      records_processed: 2,
+      bytes_total: size,
+      bytes_processed: size,
+    });
     expect(readdirSync(server.config.uploadDir).filter((name) => name.startsWith('spool-'))).toEqual([]);
 
     const bad = await upload(server.url, 'short.csv', 'a,b\n1,2\n3\n');
@@ -87,7 +92,10 @@ describe.each(backends())('uploads in object storage ($name)', (backend) => {
     const boundary = 'cut-short';
     const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.csv"\r\nContent-Type: text/csv\r\n\r\n`;
     await new Promise<void>((resolve) => {
-      const req = request(`${server.url}/api/upload`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(20 * 1024 ** 2) } });
+      const req = request(`${server.url}/api/upload`, {
+        method: 'POST',
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(20 * 1024 ** 2) },
+      });
       req.on('error', () => resolve());
       req.write(head + 'a,b\n' + '1,2\n'.repeat(500_000));
       setTimeout(() => {
@@ -106,11 +114,18 @@ describe.each(backends())('uploads in object storage ($name)', (backend) => {
     const boundary = 'store-stops';
     const body = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.csv"\r\n\r\na,b\n${'1,2\n'.repeat(3 * 1024 ** 2)}\r\n--${boundary}--\r\n`;
     const answer = new Promise<{ status: number; body: any }>((resolve, reject) => {
-      const req = request(`${server.url}/api/upload`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-        let text = '';
-        res.on('data', (chunk) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
-      });
+      const req = request(
+        `${server.url}/api/upload`,
+        {
+          method: 'POST',
+          headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(Buffer.byteLength(body)) },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (chunk) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        },
+      );
       req.on('error', reject);
       // The first part (5 MiB) goes at once; the store is killed; then the rest follows.
       req.write(body.slice(0, 6 * 1024 ** 2));

@@ -129,7 +129,13 @@ describe('a client generated from the OpenAPI document (embedded)', () => {
   });
 
   /** Calls the API, expects `status`, and keeps the answer for the type check. */
-  async function call(method: Answer['method'], path: string, status: number, url: string, init: { json?: unknown; form?: FormData; headers?: Record<string, string> } = {}) {
+  async function call(
+    method: Answer['method'],
+    path: string,
+    status: number,
+    url: string,
+    init: { json?: unknown; form?: FormData; headers?: Record<string, string> } = {},
+  ) {
     const id = String(answers.length);
     const res = await fetch(`${server.url}${url}`, {
       method: method.toUpperCase(),
@@ -159,10 +165,16 @@ describe('a client generated from the OpenAPI document (embedded)', () => {
     // records, an import by URL, and records that fail (a merge on a key they lack).
     const csv = 'id,name,joined\n1,Ada,2024-01-05\n2,Grace\n3,Linus,2024-03-01\n';
     const key = { 'idempotency-key': `client-${Date.now()}` };
-    const uploaded = await call('post', '/api/upload', 202, '/api/upload?max_errors=1&dataset=people', { form: csvForm('people.csv', csv), headers: key });
+    const uploaded = await call('post', '/api/upload', 202, '/api/upload?max_errors=1&dataset=people', {
+      form: csvForm('people.csv', csv),
+      headers: key,
+    });
     await call('post', '/api/upload', 200, '/api/upload?max_errors=1&dataset=people', { form: csvForm('people.csv', csv), headers: key });
     const posted = await call('post', '/api/ingest/json', 202, '/api/ingest/json?dataset=events', {
-      json: [{ n: 1, tags: ['a'], at: '2024-01-01T00:00:00Z' }, { n: 2, tags: [], at: null }],
+      json: [
+        { n: 1, tags: ['a'], at: '2024-01-01T00:00:00Z' },
+        { n: 2, tags: [], at: null },
+      ],
     });
     const imported = await call('post', '/api/import', 202, '/api/import', { json: { url: `${peer.url}/cities.csv`, dataset: 'cities' } });
     const failing = await call('post', '/api/ingest/json', 202, '/api/ingest/json?mode=merge&key=id', { json: [{ name: 'no key' }] });
@@ -182,7 +194,11 @@ describe('a client generated from the OpenAPI document (embedded)', () => {
     const errors = await call('get', '/api/job/{job_id}/errors', 200, `/api/job/${uploaded.job_id}/errors`);
     expect(errors.results).toHaveLength(1);
     await expect
-      .poll(async () => (await getJson(`${server.url}/api/job/${uploaded.job_id}/deliveries`)).body.results.map((d: { status: string }) => d.status), { timeout: 10_000 })
+      .poll(
+        async () =>
+          (await getJson(`${server.url}/api/job/${uploaded.job_id}/deliveries`)).body.results.map((d: { status: string }) => d.status),
+        { timeout: 10_000 },
+      )
       .toEqual(['delivered']);
     await call('get', '/api/job/{job_id}/deliveries', 200, `/api/job/${uploaded.job_id}/deliveries`);
     await call('post', '/api/job/{job_id}/cancel', 409, `/api/job/${uploaded.job_id}/cancel`);
@@ -197,10 +213,14 @@ describe('a client generated from the OpenAPI document (embedded)', () => {
     const rows = await call('get', '/api/datasets/{name}/rows', 200, '/api/datasets/people/rows?limit=1');
     expect(rows.next_cursor).toEqual(expect.any(String));
     await call('get', '/api/datasets/{name}/rows', 200, `/api/datasets/people/rows?cursor=${rows.next_cursor}`);
-    await call('post', '/api/sql', 200, '/api/sql', { json: { sql: 'SELECT e.n, e.tags, p.name, p.joined FROM events e CROSS JOIN people p ORDER BY 1, 3' } });
+    await call('post', '/api/sql', 200, '/api/sql', {
+      json: { sql: 'SELECT e.n, e.tags, p.name, p.joined FROM events e CROSS JOIN people p ORDER BY 1, 3' },
+    });
 
     // Schedules: made (beating every second), its first run awaited, paused, listed, read.
-    const schedule = await call('post', '/api/schedules', 201, '/api/schedules', { json: { import: { url: `${peer.url}/cities.csv?sig=x`, dataset: 'cities', mode: 'replace' }, every: '1s' } });
+    const schedule = await call('post', '/api/schedules', 201, '/api/schedules', {
+      json: { import: { url: `${peer.url}/cities.csv?sig=x`, dataset: 'cities', mode: 'replace' }, every: '1s' },
+    });
     const deadline = Date.now() + 10_000;
     for (;;) {
       const { body } = await getJson(`${server.url}/api/schedules/${schedule.schedule_id}`);
@@ -227,7 +247,10 @@ describe('a client generated from the OpenAPI document (embedded)', () => {
     expect(invalid).toMatchObject({ code: 'validation_error', detail: [{ loc: ['query', 'stauts'] }] });
     await call('get', '/api/job/{job_id}/errors', 422, `/api/job/${uploaded.job_id}/errors?cursor=x`);
     await call('post', '/api/ingest/json', 422, '/api/ingest/json', { json: [{ a: 1 }, 2] });
-    await call('post', '/api/ingest/json', 415, '/api/ingest/json', { headers: { 'content-type': 'application/json; charset=latin1' }, json: [] });
+    await call('post', '/api/ingest/json', 415, '/api/ingest/json', {
+      headers: { 'content-type': 'application/json; charset=latin1' },
+      json: [],
+    });
     await call('post', '/api/upload', 400, '/api/upload');
     await call('post', '/api/sql', 422, '/api/sql', { json: { sql: 'DELETE FROM people' } });
 
@@ -237,7 +260,8 @@ describe('a client generated from the OpenAPI document (embedded)', () => {
     await call('get', '/healthz', 422, '/healthz?verbose=1');
 
     // The serializer changed nothing: what each handler gave is what its client got.
-    for (const a of answers) if (a.handed !== undefined) expect(a.body, `${a.method.toUpperCase()} ${a.path} ${a.status}`).toEqual(a.handed);
+    for (const a of answers)
+      if (a.handed !== undefined) expect(a.body, `${a.method.toUpperCase()} ${a.path} ${a.status}`).toEqual(a.handed);
 
     // Each answer (and what its handler gave) as a literal of its operation's type.
     const lines = ["import type { paths } from './openapi';", ''];
@@ -261,18 +285,35 @@ describe('a client generated from the OpenAPI document (embedded)', () => {
     const { version: _, ...withoutVersion } = job.body as Record<string, unknown>;
     const wrong: [what: string, answer: Answer, caughtBy: string][] = [
       ['status as a number', { ...job, body: { ...(job.body as object), status: 3 } }, "Type 'number' is not assignable"],
-      ['a property the schema does not have', { ...job, body: { ...(job.body as object), priority: 'high' } }, `'"priority"' does not exist`],
+      [
+        'a property the schema does not have',
+        { ...job, body: { ...(job.body as object), priority: 'high' } },
+        `'"priority"' does not exist`,
+      ],
       ['a required property missing', { ...job, body: withoutVersion }, "Property 'version' is missing"],
-      ['null where the schema says string', { ...job, body: { ...(job.body as object), submitted_at: null } }, "Type 'null' is not assignable to type 'string'"],
+      [
+        'null where the schema says string',
+        { ...job, body: { ...(job.body as object), submitted_at: null } },
+        "Type 'null' is not assignable to type 'string'",
+      ],
       ['a status the operation does not answer', { ...job, status: 418 }, "Property '418' does not exist"],
-      ['a body where the document says none', { ...answers.find((a) => a.status === 204)!, body: {} }, "Type '{}' is not assignable to type 'undefined'"],
-      ...answers.filter((a) => a.status !== 204).map((a): [string, Answer, string] => [
-        `${a.method.toUpperCase()} ${a.path} ${a.status} with a property more`,
-        { ...a, body: { ...(a.body as object), not_in_the_document: true } },
-        `'"not_in_the_document"' does not exist`,
-      ]),
+      [
+        'a body where the document says none',
+        { ...answers.find((a) => a.status === 204)!, body: {} },
+        "Type '{}' is not assignable to type 'undefined'",
+      ],
+      ...answers
+        .filter((a) => a.status !== 204)
+        .map((a): [string, Answer, string] => [
+          `${a.method.toUpperCase()} ${a.path} ${a.status} with a property more`,
+          { ...a, body: { ...(a.body as object), not_in_the_document: true } },
+          `'"not_in_the_document"' does not exist`,
+        ]),
     ];
-    const wrongLines = ["import type { paths } from './openapi';", ...wrong.map(([, answer], i) => `export const wrong${i}: ${answerType(answer)} = ${JSON.stringify(answer.body)};`)];
+    const wrongLines = [
+      "import type { paths } from './openapi';",
+      ...wrong.map(([, answer], i) => `export const wrong${i}: ${answerType(answer)} = ${JSON.stringify(answer.body)};`),
+    ];
     writeFileSync(join(dir, 'wrong.ts'), `${wrongLines.join('\n')}\n`);
 
     const diagnostics = typeCheck([join(dir, 'answers.ts'), join(dir, 'wrong.ts')]);
@@ -280,7 +321,10 @@ describe('a client generated from the OpenAPI document (embedded)', () => {
     expect(diagnostics.filter((d) => d.file !== join(dir, 'answers.ts') && d.file !== join(dir, 'wrong.ts'))).toEqual([]);
     expect(of('answers.ts').map((d) => `${labels.get(d.line)} (answers.ts:${d.line}): ${d.text}`)).toEqual([]);
     const uncaught = wrong.filter(([, , caughtBy], i) => !of('wrong.ts').some((d) => d.line === i + 2 && d.text.includes(caughtBy)));
-    expect(uncaught.map(([what]) => `not caught: ${what}`), JSON.stringify(of('wrong.ts'), null, 2)).toEqual([]);
+    expect(
+      uncaught.map(([what]) => `not caught: ${what}`),
+      JSON.stringify(of('wrong.ts'), null, 2),
+    ).toEqual([]);
 
     // What the check covered: every operation and status of the session.
     expect([...new Set(answers.map((a) => `${a.method.toUpperCase()} ${a.path} ${a.status}`))].sort()).toEqual([

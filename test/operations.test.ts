@@ -4,7 +4,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/core/job.js';
-import { backends, createSandbox, datasetCount, getJson, makeCsv, stageExists, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  datasetCount,
+  getJson,
+  makeCsv,
+  stageExists,
+  startServer,
+  upload,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+} from './helpers.js';
 
 /** Cancel, retry and delete, in every mode (scale-out: the jobs run in a separate worker process). */
 describe.each(backends())('operating jobs ($name)', (backend) => {
@@ -56,7 +68,9 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     const next = await upload(server.url, 'next.csv', makeCsv(100));
     const done = await waitForJob(server.url, next.body.job_id, 60_000);
     expect(done).toMatchObject({ status: 'completed', records_processed: 100 });
-    console.log(`[${backend.name}] canceled at ${canceled.records_processed} records; the next job started ${Date.parse(done.started_at!) - canceledAt} ms after the cancel`);
+    console.log(
+      `[${backend.name}] canceled at ${canceled.records_processed} records; the next job started ${Date.parse(done.started_at!) - canceledAt} ms after the cancel`,
+    );
 
     // No record was committed after the cancel; none of it reached the dataset, and its stage is
     // gone. Only the bytes may have grown: how far the worker read before it heard the cancel.
@@ -72,7 +86,10 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
       const before = await job(id);
       const again = await post(`/api/job/${id}/cancel`);
       expect(again.status).toBe(409);
-      expect(await again.json()).toEqual({ detail: `The job is already ${before.status}: only a queued or running job can be canceled`, code: 'job_finished' });
+      expect(await again.json()).toEqual({
+        detail: `The job is already ${before.status}: only a queued or running job can be canceled`,
+        code: 'job_finished',
+      });
       expect(await job(id)).toEqual(before);
     }
 
@@ -81,7 +98,16 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     expect(retry.status).toBe(202);
     expect(retry.headers.get('location')).toBe(`/api/job/${jobId}`);
     const queued = (await retry.json()) as JobPayload & { status_url: string };
-    expect(queued).toMatchObject({ job_id: jobId, records_processed: 0, records_failed: 0, bytes_processed: 0, error: null, started_at: null, completed_at: null, attempts: 1 });
+    expect(queued).toMatchObject({
+      job_id: jobId,
+      records_processed: 0,
+      records_failed: 0,
+      bytes_processed: 0,
+      error: null,
+      started_at: null,
+      completed_at: null,
+      attempts: 1,
+    });
     expect(['queued', 'running']).toContain((await job(jobId)).status);
     const final = await waitForJob(server.url, jobId, 120_000);
     expect(final).toMatchObject({ status: 'completed', records_processed: 500_000, rows_inserted: 500_000, attempts: 2 });
@@ -109,20 +135,34 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
 
     // The same file again fails the same way, from a clean slate (no duplicate row errors), publishing nothing.
     expect((await post(`/api/job/${failed.job_id}/retry`)).status).toBe(202);
-    expect(await waitForJob(server.url, failed.job_id)).toMatchObject({ status: 'failed', records_processed: 1, records_failed: 1, error: failed.error });
+    expect(await waitForJob(server.url, failed.job_id)).toMatchObject({
+      status: 'failed',
+      records_processed: 1,
+      records_failed: 1,
+      error: failed.error,
+    });
     expect(await datasetCount(server.intake.db, 'bad', failed.job_id)).toBe(0);
     expect(await errorCount(failed.job_id)).toBe(1);
 
     const retry = await post(`/api/job/${failed.job_id}/retry?max_errors=5`);
     expect(retry.status).toBe(202);
     expect(await retry.json()).toMatchObject({ max_errors: 5, error: null });
-    expect(await waitForJob(server.url, failed.job_id)).toMatchObject({ status: 'completed', records_processed: 2, records_failed: 1, error: null, attempts: 3 });
+    expect(await waitForJob(server.url, failed.job_id)).toMatchObject({
+      status: 'completed',
+      records_processed: 2,
+      records_failed: 1,
+      error: null,
+      attempts: 3,
+    });
     expect(await datasetCount(server.intake.db, 'bad', failed.job_id)).toBe(2);
 
     // Only a failed or canceled job can be retried.
     const again = await post(`/api/job/${failed.job_id}/retry`);
     expect(again.status).toBe(409);
-    expect(await again.json()).toEqual({ detail: 'The job is completed: only a failed or canceled job can be retried', code: 'job_not_retryable' });
+    expect(await again.json()).toEqual({
+      detail: 'The job is completed: only a failed or canceled job can be retried',
+      code: 'job_not_retryable',
+    });
     expect((await post(`/api/job/${failed.job_id}/retry?max_errors=-1`)).status).toBe(422);
   });
 
@@ -138,7 +178,8 @@ describe.each(backends())('operating jobs ($name)', (backend) => {
     const del = await fetch(`${server.url}/api/job/${jobId}`, { method: 'DELETE' });
     expect(del.status).toBe(204);
     expect(await del.text()).toBe('');
-    for (const path of ['', '/records', '/errors', '/events']) expect((await fetch(`${server.url}/api/job/${jobId}${path}`)).status).toBe(404);
+    for (const path of ['', '/records', '/errors', '/events'])
+      expect((await fetch(`${server.url}/api/job/${jobId}${path}`)).status).toBe(404);
     expect(await errorCount(jobId)).toBe(0);
     expect(existsSync(uploadFile)).toBe(false);
     if (backend.name === 'scale-out') {
@@ -182,9 +223,12 @@ describe.each(backends())('retention ($name)', (backend) => {
       for (const id of ids) await waitForJob(server.url, id);
       const [old, old2, recent] = ids as [string, string, string];
       // Two finished two days ago; an unfinished job submitted long ago is never a candidate.
-      await server.intake.db.query(`UPDATE ingest_jobs SET completed_at = NOW() - INTERVAL '2 days' WHERE job_id = ANY($1::uuid[])`, [[old, old2]]);
+      await server.intake.db.query(`UPDATE ingest_jobs SET completed_at = NOW() - INTERVAL '2 days' WHERE job_id = ANY($1::uuid[])`, [
+        [old, old2],
+      ]);
       // The rows go in one transaction; the stored uploads are removed just after it commits.
-      const gone = async (id: string) => (await fetch(`${server.url}/api/job/${id}`)).status === 404 && !existsSync(join(server.config.uploadDir, id));
+      const gone = async (id: string) =>
+        (await fetch(`${server.url}/api/job/${id}`)).status === 404 && !existsSync(join(server.config.uploadDir, id));
       const deadline = Date.now() + 10_000;
       while (!((await gone(old)) && (await gone(old2))) && Date.now() < deadline) await sleep(100);
       for (const id of [old, old2]) {
@@ -253,7 +297,11 @@ describe.each(backends())('idempotent submits ($name)', (backend) => {
     const first = await send('upload-key-2', 'a.csv', makeCsv(5));
     expect(first.status).toBe(202);
     const before = await jobCount();
-    for (const res of [await send('upload-key-2', 'a.csv', makeCsv(6)), await send('upload-key-2', 'b.csv', makeCsv(5)), await send('upload-key-2', 'a.csv', makeCsv(5), 3)]) {
+    for (const res of [
+      await send('upload-key-2', 'a.csv', makeCsv(6)),
+      await send('upload-key-2', 'b.csv', makeCsv(5)),
+      await send('upload-key-2', 'a.csv', makeCsv(5), 3),
+    ]) {
       expect(res.status).toBe(422);
       expect(await res.json()).toEqual({
         detail: 'This Idempotency-Key was used in the last 24 hours for a different request: use a new key for new data',
@@ -264,7 +312,11 @@ describe.each(backends())('idempotent submits ($name)', (backend) => {
 
     // Posted records: the same body again is the same job; other records are refused.
     const post = (body: string) =>
-      fetch(`${server.url}/api/ingest/json`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'idempotency-key': 'json-key-1' } });
+      fetch(`${server.url}/api/ingest/json`, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'json-key-1' },
+      });
     const created = await post('[{"sku":"A-1"}]');
     expect(created.status).toBe(202);
     const again = await post('[{"sku":"A-1"}]');
@@ -280,7 +332,9 @@ describe.each(backends())('idempotent submits ($name)', (backend) => {
   it('forgets a key after 24 hours', async () => {
     const first = await send('upload-key-3', 'a.csv', makeCsv(5));
     const { job_id: firstId } = await first.json();
-    await server.intake.db.query(`UPDATE ingest_idempotency_keys SET created_at = NOW() - INTERVAL '25 hours' WHERE key = $1`, ['upload-key-3']);
+    await server.intake.db.query(`UPDATE ingest_idempotency_keys SET created_at = NOW() - INTERVAL '25 hours' WHERE key = $1`, [
+      'upload-key-3',
+    ]);
     const second = await send('upload-key-3', 'other.csv', makeCsv(7));
     expect(second.status).toBe(202);
     expect((await second.json()).job_id).not.toBe(firstId);
@@ -307,7 +361,11 @@ describe.each(backends())('why and when a job ended ($name)', (backend) => {
   });
 
   const submit = async (dataset: string, body: string, query = '') => {
-    const res = await fetch(`${server.url}/api/ingest/json?dataset=${dataset}${query}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    const res = await fetch(`${server.url}/api/ingest/json?dataset=${dataset}${query}`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json' },
+    });
     expect(res.status).toBe(202);
     return ((await res.json()) as JobPayload).job_id;
   };
@@ -320,10 +378,14 @@ describe.each(backends())('why and when a job ended ($name)', (backend) => {
   }
 
   it('fails a job at once with a duplicate key of its dataset as its error (issue 23, items 2 and 20)', async () => {
-    expect(await waitForJob(server.url, await submit('keyed', '[{"id": 1, "v": "a"}]', '&mode=merge&key=id'))).toMatchObject({ status: 'completed' });
+    expect(await waitForJob(server.url, await submit('keyed', '[{"id": 1, "v": "a"}]', '&mode=merge&key=id'))).toMatchObject({
+      status: 'completed',
+    });
     const job = await waitForJob(server.url, await submit('keyed', '[{"id": 2, "v": "b"}, {"id": 1, "v": "c"}]'), 60_000);
     expect(job).toMatchObject({ status: 'failed', attempts: 1, records_processed: 2 });
-    expect(job.error).toMatch(/^the rows could not be loaded into dataset "keyed": duplicate key value violates unique constraint .*\(id\)=\(1\) already exists/);
+    expect(job.error).toMatch(
+      /^the rows could not be loaded into dataset "keyed": duplicate key value violates unique constraint .*\(id\)=\(1\) already exists/,
+    );
     expect(await datasetCount(server.intake.db, 'keyed')).toBe(1);
   }, 90_000);
 
@@ -412,25 +474,34 @@ describe.each(backends().filter((backend) => backend.name !== 'embedded'))('writ
   async function expectLocked(res: Response): Promise<void> {
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('2');
-    expect(await res.json()).toEqual({ detail: 'What this request changes is locked by a job at work (a batch or a publish); try again shortly', code: 'locked' });
+    expect(await res.json()).toEqual({
+      detail: 'What this request changes is locked by a job at work (a batch or a publish); try again shortly',
+      code: 'locked',
+    });
   }
 
   it('cancel, retry and delete answer 503 with Retry-After while the job row is locked, then work (issue 23, item 13)', async () => {
     const failed = await waitForJob(server.url, (await upload(server.url, 'bad.csv', 'id,name\n1,a\n2\n')).body.job_id);
     expect(failed.status).toBe('failed');
     const queued = await upload(server.url, 'later.csv', makeCsv(10));
-    await whileLocked('SELECT 1 FROM ingest_jobs WHERE job_id = ANY($1::uuid[]) FOR UPDATE', [[failed.job_id, queued.body.job_id]], async () => {
-      await expectLocked(await send('POST', `/api/job/${failed.job_id}/retry`));
-      await expectLocked(await send('POST', `/api/job/${queued.body.job_id}/cancel`));
-      await expectLocked(await send('DELETE', `/api/job/${failed.job_id}`));
-      expect((await getJson(`${server.url}/api/job/${failed.job_id}`)).body).toMatchObject({ status: 'failed', version: failed.version });
-    });
+    await whileLocked(
+      'SELECT 1 FROM ingest_jobs WHERE job_id = ANY($1::uuid[]) FOR UPDATE',
+      [[failed.job_id, queued.body.job_id]],
+      async () => {
+        await expectLocked(await send('POST', `/api/job/${failed.job_id}/retry`));
+        await expectLocked(await send('POST', `/api/job/${queued.body.job_id}/cancel`));
+        await expectLocked(await send('DELETE', `/api/job/${failed.job_id}`));
+        expect((await getJson(`${server.url}/api/job/${failed.job_id}`)).body).toMatchObject({ status: 'failed', version: failed.version });
+      },
+    );
     expect((await send('POST', `/api/job/${failed.job_id}/retry`)).status).toBe(202);
     expect((await send('DELETE', `/api/job/${queued.body.job_id}`)).status).toBe(204);
   });
 
   it('a dataset delete answers 503 while a transaction holds its table (issue 23, item 13)', async () => {
-    expect(await waitForJob(server.url, (await upload(server.url, 'held.csv', makeCsv(10))).body.job_id)).toMatchObject({ status: 'completed' });
+    expect(await waitForJob(server.url, (await upload(server.url, 'held.csv', makeCsv(10))).body.job_id)).toMatchObject({
+      status: 'completed',
+    });
     await whileLocked('LOCK TABLE datasets.held IN ACCESS SHARE MODE', [], async () => {
       await expectLocked(await send('DELETE', '/api/datasets/held'));
     });

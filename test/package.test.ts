@@ -25,7 +25,9 @@ describe('the npm package', () => {
     work = mkdtempSync(join(tmpdir(), 'intake-package-'));
     // --ignore-scripts: dist/ is already built (the test setup builds it); prepack would rebuild
     // it under the feet of the other test files.
-    const packed = JSON.parse(execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8' })) as [{ filename: string; files: { path: string }[] }];
+    const packed = JSON.parse(
+      execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8' }),
+    ) as [{ filename: string; files: { path: string }[] }];
     tarball = join(work, packed[0].filename);
     packedFiles = packed[0].files.map((file) => file.path);
     prefix = join(work, 'prefix');
@@ -41,7 +43,9 @@ describe('the npm package', () => {
     expect(files).toContain('dist/cli/main.js');
     expect(files).toContain('dist/console/index.html');
     expect(files).toContain('npm-shrinkwrap.json');
-    expect(files.filter((file) => file.startsWith('dist/storage/migrations/')).length).toBe(readdirSync(join(ROOT, 'src/storage/migrations')).length);
+    expect(files.filter((file) => file.startsWith('dist/storage/migrations/')).length).toBe(
+      readdirSync(join(ROOT, 'src/storage/migrations')).length,
+    );
     expect(files.filter((file) => file.startsWith('src/') || file.startsWith('test/') || file.endsWith('.ts'))).toEqual([]);
     const installed = join(prefix, 'lib/node_modules/intake');
     expect(existsSync(join(installed, 'dist/cli/main.js'))).toBe(true);
@@ -58,14 +62,26 @@ describe('the npm package', () => {
 
     const server = spawn(intake, ['serve'], {
       cwd: elsewhere,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', DATA_DIR: join(work, 'data'), PORT: '0', HOST: '127.0.0.1', LOG_FORMAT: 'json' },
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '',
+        DATA_DIR: join(work, 'data'),
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_FORMAT: 'json',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
     server.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     server.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     try {
-      await expect.poll(() => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1] ?? (server.exitCode !== null ? output : undefined), { timeout: 60_000, interval: 100 }).toMatch(/^http:/);
+      await expect
+        .poll(
+          () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1] ?? (server.exitCode !== null ? output : undefined),
+          { timeout: 60_000, interval: 100 },
+        )
+        .toMatch(/^http:/);
       const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
 
       const uploaded = await run(intake, ['upload', 'orders.csv', '--wait', '--json'], elsewhere, { INTAKE_URL: url });
@@ -94,11 +110,15 @@ describe('the npm package', () => {
 
 describe('the checkout', () => {
   it('ignores the tarball `npm pack` writes', () => {
-    expect(execFileSync('git', ['check-ignore', `intake-${VERSION}.tgz`], { cwd: ROOT, encoding: 'utf8' }).trim()).toBe(`intake-${VERSION}.tgz`);
+    expect(execFileSync('git', ['check-ignore', `intake-${VERSION}.tgz`], { cwd: ROOT, encoding: 'utf8' }).trim()).toBe(
+      `intake-${VERSION}.tgz`,
+    );
   });
 
   it('names only npm scripts that exist: in the docs and in the page served when the console is not built', async () => {
-    const scripts = Object.keys((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts);
+    const scripts = Object.keys(
+      (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts,
+    );
     const { default: Fastify } = await import('fastify');
     const { consoleRoutes } = await import('../src/http/routes/console.js');
     const app = Fastify({ logger: false });
@@ -107,7 +127,8 @@ describe('the checkout', () => {
     await app.close();
     expect(page.statusCode).toBe(503);
     const texts = { 'the not-built page': page.body, 'README.md': readFileSync(join(ROOT, 'README.md'), 'utf8') };
-    for (const doc of readdirSync(join(ROOT, 'docs')).filter((name) => name.endsWith('.md'))) Object.assign(texts, { [`docs/${doc}`]: readFileSync(join(ROOT, 'docs', doc), 'utf8') });
+    for (const doc of readdirSync(join(ROOT, 'docs')).filter((name) => name.endsWith('.md')))
+      Object.assign(texts, { [`docs/${doc}`]: readFileSync(join(ROOT, 'docs', doc), 'utf8') });
     expect(page.body).toContain('npm run build');
     for (const [where, text] of Object.entries(texts)) {
       for (const [, script] of text.matchAll(/npm run ([\w:-]+)/g)) expect(scripts, `${where}: npm run ${script}`).toContain(script);

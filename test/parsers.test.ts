@@ -244,7 +244,9 @@ describe('parseCsv', () => {
       { a: '1', b: 'x"y' },
       { a: '2', b: '5" tall' },
     ]);
-    expect(await failure(parseCsv, 'a,b\n1,2\n"1"x,2\n')).toMatch(/^CSV error on line 3: "x" after the closing quote of field 1; expected ',' or the end of the line/);
+    expect(await failure(parseCsv, 'a,b\n1,2\n"1"x,2\n')).toMatch(
+      /^CSV error on line 3: "x" after the closing quote of field 1; expected ',' or the end of the line/,
+    );
     expect(await failure(parseCsv, 'a,b\n"1" ,2\n')).toMatch(/^CSV error on line 2: " " after the closing quote/);
   });
 
@@ -270,7 +272,10 @@ describe('parseCsv', () => {
       { column_1: '1', column_2: '2' },
       { column_1: '3', column_2: '4' },
     ]);
-    expect(await given('1,2\n3\n', { header: false })).toEqual([{ column_1: '1', column_2: '2' }, 'CSV error on line 2: expected 2 fields as in the first row, found 1']);
+    expect(await given('1,2\n3\n', { header: false })).toEqual([
+      { column_1: '1', column_2: '2' },
+      'CSV error on line 2: expected 2 fields as in the first row, found 1',
+    ]);
   });
 
   it('agrees with csv-parse on random valid CSV, and gets every record line right', async () => {
@@ -404,7 +409,18 @@ describe('parseJson', () => {
     expect(await failure(parseJson, '[{"a":1},\n{"b":"x\ny\n')).toBe(
       'the JSON document ends early at line 4, inside record 1 (which starts on line 2) (truncated file?)',
     );
-    for (const text of ['[', '{', '{"rec', '{"records"', '{"records":', '{"records":[', '{"records":[]', '{"x":[1,', '[{"a":1},', '{"a":"]}"']) {
+    for (const text of [
+      '[',
+      '{',
+      '{"rec',
+      '{"records"',
+      '{"records":',
+      '{"records":[',
+      '{"records":[]',
+      '{"x":[1,',
+      '[{"a":1},',
+      '{"a":"]}"',
+    ]) {
       expect(await failure(parseJson, text), text).toMatch(/^the JSON document ends early at line 1/);
     }
     // A truncated bare scalar says what it is.
@@ -415,7 +431,9 @@ describe('parseJson', () => {
     expect(await failure(parseJson, '[{"a":1},]')).toBe(`JSON error at line 1: expected record 1, found "]"`);
     expect(await failure(parseJson, '[,{"a":1}]')).toBe(`JSON error at line 1: expected record 0, found ","`);
     expect(await failure(parseJson, '[{"a":1},,{"a":2}]')).toBe(`JSON error at line 1: expected record 1, found ","`);
-    expect(await failure(parseJson, '{"records":[{"a":1}],}')).toMatch(/^JSON error at line 1: expected a key in double quotes, found "}"$/);
+    expect(await failure(parseJson, '{"records":[{"a":1}],}')).toMatch(
+      /^JSON error at line 1: expected a key in double quotes, found "}"$/,
+    );
     expect(await failure(parseJson, '{"records":[],"":1,}')).toMatch(/^JSON error at line 1: expected a key/);
     expect(await failure(parseJson, '{"":1,}')).toMatch(/^JSON error at line 1: expected a key/);
     expect(await failure(parseJson, '{,"records":[]}')).toMatch(/^JSON error at line 1: expected a key/);
@@ -461,11 +479,15 @@ describe('parseJson', () => {
     expect(await failure(parseJson, '{"m": {"a": ]]}, "records": []}')).toMatch(/^JSON error in the value of "m" \(line 1\): /);
     expect(await failure(parseJson, '{"records": [], "m":\n tru}')).toMatch(/^JSON error in the value of "m" \(line 2\): /);
     expect(await failure(parseJson, '{"m": "a\nb", "records": []}')).toMatch(/^JSON error in the value of "m" \(line 1\): /);
-    expect(await failure(parseJson, '{"meta": , "records": []}')).toBe('JSON error at line 1: expected a value for the key "meta", found ","');
+    expect(await failure(parseJson, '{"meta": , "records": []}')).toBe(
+      'JSON error at line 1: expected a value for the key "meta", found ","',
+    );
     expect(await failure(parseJson, '{"meta": }')).toBe('JSON error at line 1: expected a value for the key "meta", found "}"');
     expect(await failure(parseJson, '{"a" 1}')).toBe(`JSON error at line 1: expected ':' after the key "a", found "1"`);
     expect(await failure(parseJson, '{"a": 1 "records": []}')).toBe(`JSON error at line 1: expected ',' or '}', found "\\""`);
-    expect(await failure(parseJson, "{'records': []}")).toMatch(/^JSON error at line 1: expected a key in double quotes or '}', found "'"$/);
+    expect(await failure(parseJson, "{'records': []}")).toMatch(
+      /^JSON error at line 1: expected a key in double quotes or '}', found "'"$/,
+    );
   });
 
   it('fails on an invalid key with an IngestError', async () => {
@@ -481,7 +503,9 @@ describe('parseJson', () => {
   });
 
   it('rejects \\u0000 (PostgreSQL cannot store it) but not an escaped backslash before "u0000"', async () => {
-    expect(await failure(parseJson, '[{"a":1},{"a":"x\\u0000"}]')).toBe('record 1 (line 1) contains \\u0000, which PostgreSQL cannot store');
+    expect(await failure(parseJson, '[{"a":1},{"a":"x\\u0000"}]')).toBe(
+      'record 1 (line 1) contains \\u0000, which PostgreSQL cannot store',
+    );
     expect(await failure(parseJson, '[{"\\\\\\u0000":1}]')).toMatch(/contains \\u0000/);
     expect(await data(parseJson, '[{"a":"\\\\u0000"}]')).toEqual([{ a: '\\u0000' }]);
     expect(await failure(parseJson, '[{"a":"\\u00000"}]')).toMatch(/contains \\u0000/);
@@ -736,8 +760,18 @@ describe('decodeUtf8', () => {
     );
     expect(await decodeError(Buffer.from([0x61, 0xf0, 0x9f, 0x98, 0x41]))).toMatch(/sequence 0xF0 0x9F 0x98 0x41 at byte 1 \(line 1\)$/);
     // Overlong encodings, surrogates, code points past U+10FFFF, lone continuation bytes.
-    for (const bad of [[0xc0, 0x80], [0xe0, 0x80, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xf5], [0x80], [0xf0, 0x9f, 0x41]]) {
-      expect(await decodeError(Buffer.from([0x78, 0x0a, ...bad, 0x79])), String(bad)).toMatch(/^the file is not valid UTF-8: .* at byte 2 \(line 2\)$/);
+    for (const bad of [
+      [0xc0, 0x80],
+      [0xe0, 0x80, 0x80],
+      [0xed, 0xa0, 0x80],
+      [0xf4, 0x90, 0x80, 0x80],
+      [0xf5],
+      [0x80],
+      [0xf0, 0x9f, 0x41],
+    ]) {
+      expect(await decodeError(Buffer.from([0x78, 0x0a, ...bad, 0x79])), String(bad)).toMatch(
+        /^the file is not valid UTF-8: .* at byte 2 \(line 2\)$/,
+      );
     }
   });
 
@@ -819,7 +853,9 @@ describe('readRecords', () => {
     const bad = Buffer.concat([Buffer.from('a\n'), Buffer.from([0xff]), Buffer.from('\n')]);
     for (const format of ['csv', 'json', 'ndjson'] as const) {
       await expect(readAll(file(`bad.${format}`, bad), format)).rejects.toThrow(
-        new IngestError('the file is not valid UTF-8: invalid byte sequence 0xFF at byte 2 (line 2); it looks like windows-1252: retry with encoding=windows-1252'),
+        new IngestError(
+          'the file is not valid UTF-8: invalid byte sequence 0xFF at byte 2 (line 2); it looks like windows-1252: retry with encoding=windows-1252',
+        ),
       );
     }
     await expect(readAll(file('nul.csv', 'a,b\n1,\0\n'), 'csv')).rejects.toBeInstanceOf(IngestError);
@@ -835,7 +871,9 @@ describe('readRecords', () => {
     expect(await names(file('w1252.csv', latin), 'windows-1252')).toEqual(['Mün', '¤']);
     expect(await names(file('iso.csv', latin), 'iso-8859-15')).toEqual(['Mün', '€']);
     expect(await names(file('le.csv', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('name\nZoë\n', 'utf16le')])))).toEqual(['Zoë']);
-    expect(await names(file('be.csv', Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('name\n😀\n', 'utf16le').swap16()])))).toEqual(['😀']);
+    expect(await names(file('be.csv', Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('name\n😀\n', 'utf16le').swap16()])))).toEqual([
+      '😀',
+    ]);
     await expect(names(file('w1252-nul.csv', Buffer.from('name\na\0b\n')), 'windows-1252')).rejects.toThrow(
       new IngestError('the file contains a NUL character (character 6 read as windows-1252): it is not windows-1252 text, or not text'),
     );
@@ -865,7 +903,8 @@ describe('an Excel workbook that would not fit in memory', () => {
   it('fails when its shared strings pass the bound, in number or in characters, before they are held', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'intake-xlsx-'));
     try {
-      const sst = (body: string) => `<?xml version="1.0" encoding="UTF-8"?>\n<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">${body}</sst>`;
+      const sst = (body: string) =>
+        `<?xml version="1.0" encoding="UTF-8"?>\n<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">${body}</sst>`;
       const many = join(dir, 'many.xlsx');
       writeFileSync(many, xlsxOf({ S: [['a'], [1]] }, { sharedStringsXml: sst('<si/>'.repeat(8 * 1024 ** 2 + 1)) }));
       const long = join(dir, 'long.xlsx');
@@ -877,7 +916,9 @@ describe('an Excel workbook that would not fit in memory', () => {
             // reading
           }
         };
-        await expect(read()).rejects.toThrow("the workbook's shared strings hold more than 8388608 strings or 134217728 characters: save the sheet as CSV instead");
+        await expect(read()).rejects.toThrow(
+          "the workbook's shared strings hold more than 8388608 strings or 134217728 characters: save the sheet as CSV instead",
+        );
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -891,7 +932,11 @@ describe('a CSV record: its columns, values and text in the file order (issue 23
     const read = async (chunks: string[]) => {
       const out: unknown[] = [];
       for await (const r of parseCsv(feed(chunks), undefined, dialect)) {
-        out.push(r.error === undefined ? { columns: r.columns, values: r.values, text: r.text, line: r.line } : { columns: r.columns, error: r.error, excerpt: r.excerpt });
+        out.push(
+          r.error === undefined
+            ? { columns: r.columns, values: r.values, text: r.text, line: r.line }
+            : { columns: r.columns, error: r.error, excerpt: r.excerpt },
+        );
       }
       return out;
     };
@@ -903,7 +948,12 @@ describe('a CSV record: its columns, values and text in the file order (issue 23
   it('keeps each header name with its own values, whatever the names (digits, __proto__, repeated, empty)', async () => {
     expect(await items('a,2,b\nx,y,z\n')).toEqual([{ columns: ['a', '2', 'b'], values: ['x', 'y', 'z'], text: 'x,y,z', line: 2 }]);
     expect(await items('b,10,1,__proto__,,a,a\n1,2,3,4,5,6,7')).toEqual([
-      { columns: ['b', '10', '1', '__proto__', 'column_5', 'a', 'a_2'], values: ['1', '2', '3', '4', '5', '6', '7'], text: '1,2,3,4,5,6,7', line: 2 },
+      {
+        columns: ['b', '10', '1', '__proto__', 'column_5', 'a', 'a_2'],
+        values: ['1', '2', '3', '4', '5', '6', '7'],
+        text: '1,2,3,4,5,6,7',
+        line: 2,
+      },
     ]);
   });
 

@@ -39,8 +39,7 @@ export async function startIntakeProcess(env: Record<string, string>, timeoutMs 
     else if (Date.now() > deadline) {
       run.child.kill('SIGKILL');
       throw new Error(`intake serve did not start in ${timeoutMs} ms:\n${run.output()}`);
-    }
-    else await new Promise((resolve) => setTimeout(resolve, 50));
+    } else await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return {
     child: run.child,
@@ -77,7 +76,11 @@ export async function startWorkerProcess(env: Record<string, string>, timeoutMs 
 
 /** Runs a command to its end, with PATH and HOME and `env`; resolves with its exit code and output. */
 export async function runCommand(command: string, args: string[], { cwd, env = {} }: { cwd?: string; env?: Record<string, string> } = {}) {
-  const child = spawn(command, args, { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

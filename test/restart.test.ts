@@ -48,7 +48,7 @@ describe.each(backends())('restart ($name)', (backend) => {
     let seen: JobPayload;
     for (;;) {
       seen = (await getJson<JobPayload>(`${first.url}/api/job/${jobId}`)).body;
-      if (seen.records_processed >= ROWS / 10 || seen.status !== 'queued' && seen.status !== 'running') break;
+      if (seen.records_processed >= ROWS / 10 || (seen.status !== 'queued' && seen.status !== 'running')) break;
       await sleep(5);
     }
     expect(seen.status).toBe('running');
@@ -104,7 +104,7 @@ describe('embedded data directory', () => {
     }
   });
 
-  it('takes over the lock of a killed process not yet reaped (a zombie) and of a pid now another process\'s; refuses a live owner (issue 23, item 26)', async () => {
+  it("takes over the lock of a killed process not yet reaped (a zombie) and of a pid now another process's; refuses a live owner (issue 23, item 26)", async () => {
     const sandbox = await createSandbox({ name: 'embedded' });
     const lock = join(sandbox.dataDir, 'intake.lock');
     // The shell's child `sleep` is killed; its parent, now `exec sleep`, never reaps it.
@@ -133,7 +133,7 @@ describe('embedded data directory', () => {
     }
   });
 
-  it('a restart right after kill -9 removes the partial upload the killed process left at once, not a live process\'s (issue 23, item 26)', async () => {
+  it("a restart right after kill -9 removes the partial upload the killed process left at once, not a live process's (issue 23, item 26)", async () => {
     const sandbox = await createSandbox({ name: 'embedded' });
     const uploads = join(sandbox.dataDir, 'uploads');
     const live = spawn('sleep', ['60'], { stdio: 'ignore' });
@@ -177,13 +177,24 @@ describe('embedded data directory', () => {
     npm.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     npm.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     try {
-      await expect.poll(() => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1], { timeout: 60_000, interval: 100 }).toBeTruthy();
+      await expect
+        .poll(() => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1], { timeout: 60_000, interval: 100 })
+        .toBeTruthy();
       const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
       expect((await getJson(`${url}/healthz`)).status).toBe(200);
       expect(output).toContain(`Intake is ready: the console is at ${url}/ and the API docs at ${url}/docs`);
       npm.kill('SIGTERM');
       // Intake itself shuts down: the port is let go and the data directory unlocked.
-      await expect.poll(() => fetch(`${url}/healthz`).then(() => 'answering', () => 'gone'), { timeout: 20_000, interval: 200 }).toBe('gone');
+      await expect
+        .poll(
+          () =>
+            fetch(`${url}/healthz`).then(
+              () => 'answering',
+              () => 'gone',
+            ),
+          { timeout: 20_000, interval: 200 },
+        )
+        .toBe('gone');
       await expect.poll(() => existsSync(join(sandbox.dataDir, 'intake.lock')), { timeout: 10_000 }).toBe(false);
       expect(output).toContain('"msg":"stopped"');
     } finally {
@@ -193,13 +204,21 @@ describe('embedded data directory', () => {
   }, 90_000);
 
   it('the installed `intake` command runs the CLI', () => {
-    const help = execFileSync(process.execPath, ['bin/intake.js', '--help'], { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8' });
+    const help = execFileSync(process.execPath, ['bin/intake.js', '--help'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      encoding: 'utf8',
+    });
     expect(help).toMatch(/^Usage: intake <command>/);
     expect(help).toContain('worker');
   });
 
   it('exits at start naming the variable when the configuration is bad', async () => {
-    for (const [name, value] of [['PORT', 'eighty'], ['MAX_UPLOAD_BYTES', '-1'], ['DATABASE_URL', 'mysql://x'], ['LOG_LEVEL', 'loud']]) {
+    for (const [name, value] of [
+      ['PORT', 'eighty'],
+      ['MAX_UPLOAD_BYTES', '-1'],
+      ['DATABASE_URL', 'mysql://x'],
+      ['LOG_LEVEL', 'loud'],
+    ]) {
       const run = runIntake(['serve'], { [name!]: value! });
       expect(await run.exited).toBe(2);
       expect(run.output()).toMatch(new RegExp(`^intake: invalid configuration: ${name} `));

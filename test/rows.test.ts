@@ -1,6 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/core/job.js';
-import { backends, createSandbox, getJson, postRecords, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  getJson,
+  postRecords,
+  startServer,
+  upload,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+} from './helpers.js';
 
 /** Every page of /records or /errors, following next_cursor. */
 async function allPages(url: string, limit = 7): Promise<any[]> {
@@ -73,7 +83,10 @@ describe.each(backends())('row errors, max_errors, records and byte progress ($n
     const nd = await upload(server.url, 'x.ndjson', '{"a":1}\nnot json\n\n[1,2]\n{"a":2}\n');
     const ndJob = await waitForJob(server.url, nd.body.job_id);
     expect(ndJob).toMatchObject({ status: 'failed', records_processed: 1, records_failed: 1 });
-    const ndRetry = await fetch(`${server.url}/api/upload?max_errors=5`, { method: 'POST', body: form('x.ndjson', '{"a":1}\nnot json\n\n[1,2]\n{"a":2}\n') });
+    const ndRetry = await fetch(`${server.url}/api/upload?max_errors=5`, {
+      method: 'POST',
+      body: form('x.ndjson', '{"a":1}\nnot json\n\n[1,2]\n{"a":2}\n'),
+    });
     const ndDone = await waitForJob(server.url, ((await ndRetry.json()) as JobPayload).job_id);
     expect(ndDone).toMatchObject({ status: 'completed', records_processed: 2, records_failed: 2 });
     const ndErrors = await allPages(`${server.url}/api/job/${ndDone.job_id}/errors`);
@@ -99,7 +112,11 @@ describe.each(backends())('row errors, max_errors, records and byte progress ($n
     for (const query of ['max_errors=-1', 'max_errors=abc', 'max_errors=1.5', 'maxerrors=1']) {
       const res = await fetch(`${server.url}/api/upload?${query}`, { method: 'POST', body: form('a.csv', 'a\n1\n') });
       expect(res.status, query).toBe(422);
-      const posted = await fetch(`${server.url}/api/ingest/json?${query}`, { method: 'POST', body: '[{}]', headers: { 'content-type': 'application/json' } });
+      const posted = await fetch(`${server.url}/api/ingest/json?${query}`, {
+        method: 'POST',
+        body: '[{}]',
+        headers: { 'content-type': 'application/json' },
+      });
       expect(posted.status, query).toBe(422);
     }
     const job = (await upload(server.url, 'a.csv', 'a\n1\n')).body as JobPayload;
@@ -133,7 +150,10 @@ describe.each(backends())('row errors, max_errors, records and byte progress ($n
       const job = await waitForJob(server.url, ((await res.json()) as JobPayload).job_id);
       expect(job.status, name).toBe('completed');
       const records = await allPages(`${server.url}/api/job/${job.job_id}/records`, 2);
-      expect(records.map((r) => r.data), name).toEqual(expected);
+      expect(
+        records.map((r) => r.data),
+        name,
+      ).toEqual(expected);
       expect(records.map((r) => r.record_no)).toEqual([0, 1, 2]);
     }
   });

@@ -3,7 +3,18 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CacheStats, StatusCache } from '../src/live/status-cache.js';
 import type { JobPayload } from '../src/core/job.js';
-import { createSandbox, getJson, makeCsv, publishedStats, scaleOutAvailable, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import {
+  createSandbox,
+  getJson,
+  makeCsv,
+  publishedStats,
+  scaleOutAvailable,
+  startServer,
+  upload,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+} from './helpers.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 import { freePort, startRedisServer, type RedisServer } from './redis-server.js';
 
@@ -201,7 +212,10 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
     expect(job.started_at).toBe(before.started_at!.toISOString()); // resumed, not restarted
     // The worker logs the end of its run just after the status URL can show it. A delivery that
     // came while the killed worker's heartbeat was still fresh ended as 'skipped' before it.
-    const outcomes = () => logLines(survivor, jobId).filter((line) => line.msg === 'job run ended').map((line) => line.outcome);
+    const outcomes = () =>
+      logLines(survivor, jobId)
+        .filter((line) => line.msg === 'job run ended')
+        .map((line) => line.outcome);
     await expect.poll(outcomes, { timeout: 10_000 }).toContain('completed');
     expect(outcomes().filter((outcome) => outcome !== 'skipped')).toEqual(['completed']);
     expect(await recordStats(sandbox, jobId)).toEqual({ n: ROWS, distinct_n: ROWS, min: 0, max: ROWS - 1 });
@@ -238,7 +252,10 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
     const report: string[] = [];
     const check = (phase: string, run: Awaited<ReturnType<typeof pollLatencies>>) => {
       report.push(`${phase}: n=${run.n} p50=${run.p50.toFixed(1)} ms p99=${run.p99.toFixed(1)} ms max=${run.max.toFixed(1)} ms`);
-      expect(run.statuses.filter((s) => s !== 200), `${phase}: non-200 answers`).toEqual([]);
+      expect(
+        run.statuses.filter((s) => s !== 200),
+        `${phase}: non-200 answers`,
+      ).toEqual([]);
       for (const body of run.bodies) expect(body).toEqual(done);
     };
 
@@ -275,7 +292,8 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
     let hitsBackMs: number | undefined;
     const statuses: number[] = [];
     while (keyBackMs === undefined || hitsBackMs === undefined) {
-      if (Date.now() - restartedAt > 10_000) throw new Error(`the cache was not used again within 10 s (key back: ${keyBackMs}, hits back: ${hitsBackMs})`);
+      if (Date.now() - restartedAt > 10_000)
+        throw new Error(`the cache was not used again within 10 s (key back: ${keyBackMs}, hits back: ${hitsBackMs})`);
       const { status, body } = await getJson<JobPayload>(statusUrl);
       statuses.push(status);
       expect(body).toEqual(done);
@@ -335,7 +353,9 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
       expect(await recordStats(sandbox, jobId), `records of job ${jobId}`).toEqual({ n: rows, distinct_n: rows, min: 0, max: rows - 1 });
     }
     const { rows: attempts } = await sandbox.admin!.query<{ max: number }>('SELECT max(attempts)::int AS max FROM ingest_jobs');
-    console.log(`all ${jobs.length} jobs completed ${Date.now() - flushedAt} ms after the FLUSHALL (at most ${attempts[0]!.max} claims of one job)`);
+    console.log(
+      `all ${jobs.length} jobs completed ${Date.now() - flushedAt} ms after the FLUSHALL (at most ${attempts[0]!.max} claims of one job)`,
+    );
     const reconciled = [server, ...workers].some((p) => p.output().includes('reconciler re-enqueued jobs with no live queue entry'));
     expect(reconciled).toBe(true);
   }, 150_000);
@@ -368,7 +388,9 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
 
     const job = await waitForJob(server.url, jobId, 60_000);
     const row = await jobRow(sandbox, jobId);
-    console.log(`after the FLUSHALL: ${row.status}, ${row.records_processed} records, ${row.attempts} claims, error ${JSON.stringify(row.error)}`);
+    console.log(
+      `after the FLUSHALL: ${row.status}, ${row.records_processed} records, ${row.attempts} claims, error ${JSON.stringify(row.error)}`,
+    );
     expect(job).toMatchObject({ status: 'completed', records_processed: ROWS, error: null });
     expect(await recordStats(sandbox, jobId)).toEqual({ n: ROWS, distinct_n: ROWS, min: 0, max: ROWS - 1 });
   }, 90_000);
@@ -412,7 +434,9 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
     expect(started.attempts).toBe(1);
     expect(await recordStats(sandbox, jobId)).toEqual({ n: 1000, distinct_n: 1000, min: 0, max: 999 });
     expect(w.output()).toContain('reconciler re-enqueued jobs with no live queue entry');
-    console.log(`upload answered in ${answerMs} ms with no Redis; the worker's reconciler dispatched the job ${dispatchMs} ms after the worker started`);
+    console.log(
+      `upload answered in ${answerMs} ms with no Redis; the worker's reconciler dispatched the job ${dispatchMs} ms after the worker started`,
+    );
 
     // And the API, still without Redis, stops cleanly within its grace period.
     const stopAt = Date.now();
@@ -434,7 +458,13 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
     // Each attempt: wait until this worker has claimed the job and committed a batch, then kill it.
     let committed = 0;
     for (let attempt = 1; attempt <= 2; attempt++) {
-      const row = await waitForRow(sandbox, jobId, (r) => r.attempts === attempt && r.records_processed > committed, `attempt ${attempt} under way`, 30_000);
+      const row = await waitForRow(
+        sandbox,
+        jobId,
+        (r) => r.attempts === attempt && r.records_processed > committed,
+        `attempt ${attempt} under way`,
+        30_000,
+      );
       expect(row.status).toBe('running');
       expect(await w.stop('SIGKILL')).toBeNull();
       await sleep(200); // a COMMIT sent just before the kill lands in PostgreSQL too
@@ -451,7 +481,9 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
     const shown = (await getJson<JobPayload>(`${server.url}/api/job/${jobId}`)).body;
     expect(shown).toMatchObject({ status: 'failed', error: failed.error, records_processed: committed });
     // The worker logs the end of its run just after the status URL can show it.
-    await expect.poll(() => logLines(w, jobId).find((line) => line.msg === 'job run ended'), { timeout: 10_000 }).toMatchObject({ outcome: 'failed' });
+    await expect
+      .poll(() => logLines(w, jobId).find((line) => line.msg === 'job run ended'), { timeout: 10_000 })
+      .toMatchObject({ outcome: 'failed' });
     console.log(`failed after 2 killed attempts, ${Date.now() - t0} ms after the upload: ${failed.error}`);
   }, 120_000);
 

@@ -7,7 +7,18 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createSandbox, deleteRedisKeys, getJson, postJson, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  deleteRedisKeys,
+  getJson,
+  postJson,
+  startServer,
+  upload,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+} from './helpers.js';
 import { startWorkerProcess } from './process.js';
 
 /** A CSV that takes `slowMs` to send, counting requests and how many were open at once. */
@@ -33,11 +44,17 @@ async function slowSource(slowMs: number) {
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/beats.csv?sig=abc`, stats, close: () => new Promise((r) => server.close(r)) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/beats.csv?sig=abc`,
+    stats,
+    close: () => new Promise((r) => server.close(r)),
+  };
 }
 
 const overlaps = (runs: { started_at: string | null; completed_at: string | null }[]) => {
-  const spans = runs.filter((r) => r.started_at).map((r) => [Date.parse(r.started_at!), r.completed_at ? Date.parse(r.completed_at) : Infinity] as const);
+  const spans = runs
+    .filter((r) => r.started_at)
+    .map((r) => [Date.parse(r.started_at!), r.completed_at ? Date.parse(r.completed_at) : Infinity] as const);
   spans.sort((a, b) => a[0] - b[0]);
   return spans.some((span, i) => i > 0 && span[0] < spans[i - 1]![1]);
 };
@@ -63,12 +80,17 @@ describe.each(backends())('schedules ($name)', (backend) => {
   it('runs an import every 2 seconds, skipping a beat while the last run is still going; pause, resume and delete', async () => {
     const source = await slowSource(3000); // each run takes longer than the interval
     try {
-      const made = await postJson(`${server.url}/api/schedules`, { import: { url: source.url, dataset: 'beats', mode: 'append' }, every: '2s' });
+      const made = await postJson(`${server.url}/api/schedules`, {
+        import: { url: source.url, dataset: 'beats', mode: 'append' },
+        every: '2s',
+      });
       expect(made.status).toBe(201);
       const id = made.body.schedule_id;
       expect(made.body).toMatchObject({ every: '2s', every_ms: 2000, paused: false, runs: 0, skipped: 0, last_run: null });
       expect(made.body.import.url).toBe(source.url.replace('?sig=abc', '')); // a signed URL's query is not shown
-      await expect.poll(async () => (await getJson(`${server.url}/api/schedules/${id}`)).body.runs, { timeout: 30_000, interval: 200 }).toBeGreaterThanOrEqual(3);
+      await expect
+        .poll(async () => (await getJson(`${server.url}/api/schedules/${id}`)).body.runs, { timeout: 30_000, interval: 200 })
+        .toBeGreaterThanOrEqual(3);
       const shown = (await getJson(`${server.url}/api/schedules/${id}`)).body;
       expect(shown.skipped).toBeGreaterThanOrEqual(1);
       expect(shown.recent_runs.length).toBe(Math.min(shown.runs, 10));
@@ -144,7 +166,10 @@ describe.each(backends())('schedules ($name)', (backend) => {
       expect(made.body).toMatchObject({ consecutive_failures: 0, failing_since: null, deferred: 0 });
       const id = made.body.schedule_id;
       const read = async () => (await getJson(`${server.url}/api/schedules/${id}`)).body;
-      const failing = await expect.poll(async () => (await read()).consecutive_failures, { timeout: 30_000, interval: 200 }).toBeGreaterThanOrEqual(3).then(read);
+      const failing = await expect
+        .poll(async () => (await read()).consecutive_failures, { timeout: 30_000, interval: 200 })
+        .toBeGreaterThanOrEqual(3)
+        .then(read);
       expect(failing.last_error).toMatch(/^its last run failed: .*HTTP 404/);
       expect(failing.failing_since).not.toBeNull();
       // From the 3rd failure in a row, each run waits twice as long as the one before: 2 s, 4 s …
@@ -153,8 +178,14 @@ describe.each(backends())('schedules ($name)', (backend) => {
       expect(requests).toBeLessThanOrEqual(failing.consecutive_failures + 1);
 
       // A day of nothing but failures: the next beat pauses it, with its error.
-      await server.intake.db.query(`UPDATE intake_schedules SET failing_since = now() - interval '25 hours', next_run_at = now() WHERE schedule_id = $1`, [id]);
-      const paused = await expect.poll(async () => (await read()).paused, { timeout: 30_000, interval: 200 }).toBe(true).then(read);
+      await server.intake.db.query(
+        `UPDATE intake_schedules SET failing_since = now() - interval '25 hours', next_run_at = now() WHERE schedule_id = $1`,
+        [id],
+      );
+      const paused = await expect
+        .poll(async () => (await read()).paused, { timeout: 30_000, interval: 200 })
+        .toBe(true)
+        .then(read);
       expect(paused.last_error).toMatch(/^paused after failing since \S+: its last run failed: .*HTTP 404/);
       expect(paused.next_run_at).toBeNull();
       await sleep(500);
@@ -178,7 +209,11 @@ describe.each(backends())('schedules ($name)', (backend) => {
       [{ import: {}, every: '1m' }, 422, /url is required/],
       [{ import: { url: 'http://example.com/a.csv', mode: 'merge' }, every: '1m' }, 422, /key/],
       [{ every: '1m' }, 422, /import/],
-      [{ import: { source: 'jira', connection: '00000000-0000-4000-8000-000000000000', jql: 'project = A' }, every: '1h' }, 422, /saved connection/],
+      [
+        { import: { source: 'jira', connection: '00000000-0000-4000-8000-000000000000', jql: 'project = A' }, every: '1h' },
+        422,
+        /saved connection/,
+      ],
     ];
     for (const [body, status, detail] of cases) {
       const res = await postJson(`${server.url}/api/schedules`, body);
@@ -203,7 +238,12 @@ describe.each(backends())('schedules within limits ($name)', (backend) => {
 
   beforeAll(async () => {
     sandbox = await createSandbox(backend);
-    server = await startServer(sandbox, { IMPORT_ALLOW_PRIVATE: 'true', WORKER_CONCURRENCY: '1', MAX_SCHEDULES: '12', MAX_SCHEDULED_JOBS_PER_MINUTE: '4' });
+    server = await startServer(sandbox, {
+      IMPORT_ALLOW_PRIVATE: 'true',
+      WORKER_CONCURRENCY: '1',
+      MAX_SCHEDULES: '12',
+      MAX_SCHEDULED_JOBS_PER_MINUTE: '4',
+    });
   });
 
   afterAll(async () => {
@@ -212,18 +252,25 @@ describe.each(backends())('schedules within limits ($name)', (backend) => {
   });
 
   const scheduledJobs = async () =>
-    (await server.intake.db.query<{ job_id: string; submitted_at: Date; started_at: Date | null }>('SELECT job_id, submitted_at, started_at FROM ingest_jobs WHERE schedule_id IS NOT NULL')).rows;
+    (
+      await server.intake.db.query<{ job_id: string; submitted_at: Date; started_at: Date | null }>(
+        'SELECT job_id, submitted_at, started_at FROM ingest_jobs WHERE schedule_id IS NOT NULL',
+      )
+    ).rows;
 
   it('makes at most MAX_SCHEDULES schedules, however many are asked for at once', async () => {
     const source = 'http://127.0.0.1:9/never.csv';
-    const answers = await Promise.all(Array.from({ length: 30 }, () => postJson(`${server.url}/api/schedules`, { import: { url: source }, every: '1h', paused: true })));
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, () => postJson(`${server.url}/api/schedules`, { import: { url: source }, every: '1h', paused: true })),
+    );
     expect(answers.filter((a) => a.status === 201)).toHaveLength(12);
     const refused = answers.filter((a) => a.status !== 201);
     expect(refused).toHaveLength(18);
     for (const answer of refused) expect(answer).toMatchObject({ status: 409, body: { code: 'too_many_schedules' } });
     const listed = (await getJson(`${server.url}/api/schedules`)).body.results;
     expect(listed).toHaveLength(12);
-    for (const schedule of listed) expect((await fetch(`${server.url}/api/schedules/${schedule.schedule_id}`, { method: 'DELETE' })).status).toBe(204);
+    for (const schedule of listed)
+      expect((await fetch(`${server.url}/api/schedules/${schedule.schedule_id}`, { method: 'DELETE' })).status).toBe(204);
   });
 
   it('starts at most MAX_SCHEDULED_JOBS_PER_MINUTE scheduled jobs (the other beats wait), and an upload runs before the scheduled jobs waiting', async () => {
@@ -234,7 +281,9 @@ describe.each(backends())('schedules within limits ($name)', (backend) => {
       // The one worker is busy with an import while the schedules' jobs queue up behind it.
       const held = await postJson(`${server.url}/api/import`, { url: blocker.url, dataset: 'held' });
       expect(held.status).toBe(202);
-      await expect.poll(async () => (await getJson(`${server.url}/api/job/${held.body.job_id}`)).body.status, { timeout: 20_000, interval: 100 }).toBe('running');
+      await expect
+        .poll(async () => (await getJson(`${server.url}/api/job/${held.body.job_id}`)).body.status, { timeout: 20_000, interval: 100 })
+        .toBe('running');
       for (let i = 0; i < 8; i++) {
         const made = await postJson(`${server.url}/api/schedules`, { import: { url: fast.url, dataset: `every_${i}` }, every: '1s' });
         expect(made.status).toBe(201);

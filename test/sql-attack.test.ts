@@ -27,7 +27,11 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('POS
 
   async function query(sql: string): Promise<{ status: number; body: any; ms: number }> {
     const started = Date.now();
-    const res = await fetch(`${server.url}/api/sql`, { method: 'POST', body: JSON.stringify({ sql }), headers: { 'content-type': 'application/json' } });
+    const res = await fetch(`${server.url}/api/sql`, {
+      method: 'POST',
+      body: JSON.stringify({ sql }),
+      headers: { 'content-type': 'application/json' },
+    });
     return { status: res.status, body: await res.json(), ms: Date.now() - started };
   }
 
@@ -62,7 +66,10 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('POS
     const res = await query(sql);
     expect(res.status, JSON.stringify(res.body)).toBe(422);
     expect(res.body.code).toBe('sql_refused');
-    expect((await query('select id from people where id between 1 and 2 and id in (1, 2) order by id')).body.rows).toEqual([{ id: 1 }, { id: 2 }]);
+    expect((await query('select id from people where id between 1 and 2 and id in (1, 2) order by id')).body.rows).toEqual([
+      { id: 1 },
+      { id: 2 },
+    ]);
   });
 
   it.each(["select xmlparse(document '<a/>') as x", 'select xmlelement(name a) as x', "select xmlserialize(content '<a/>' as text) as x"])(
@@ -99,14 +106,14 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('POS
   // Operators are checked only as A_Expr: ORDER BY ... USING and `x op ANY (subquery)` hold
   // theirs elsewhere (SortBy.useOp, SubLink.operName), so a schema-qualified operator outside
   // pg_catalog reaches PostgreSQL.
-  it.each(['select id from people order by id using operator(public.<)', 'select 1 from people where id operator(public.=) any (select 1)'])(
-    'an operator outside pg_catalog is refused wherever it is written: %s',
-    async (sql) => {
-      const res = await query(sql);
-      expect(res.status, JSON.stringify(res.body)).toBe(422);
-      expect(res.body.code).toBe('sql_refused');
-    },
-  );
+  it.each([
+    'select id from people order by id using operator(public.<)',
+    'select 1 from people where id operator(public.=) any (select 1)',
+  ])('an operator outside pg_catalog is refused wherever it is written: %s', async (sql) => {
+    const res = await query(sql);
+    expect(res.status, JSON.stringify(res.body)).toBe(422);
+    expect(res.body.code).toBe('sql_refused');
+  });
 
   // Embedded mode bounds time only by the planner's estimate, but unnest (and
   // jsonb_array_elements, regexp_split_to_table...) of a computed array is estimated at 10
@@ -136,18 +143,20 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('POS
 
   // The other ways a value or a row count grows unseen by the planner, each refused in
   // embedded mode; and what stays sized is still answered.
-  it.runIf(embedded).each([
-    "select count(*) from people p, jsonb_array_elements(to_jsonb(array[p.id, p.id])) e",
-    "select count(*) from jsonb_array_elements((select jsonb_agg(g) from generate_series(1, 3000) g)) e",
-    "select jsonb_array_elements_text(to_jsonb(array[id])) from people",
-    "select regexp_matches(name, '', 'g') from people",
-    "select jsonb_path_query_array('[[1]]', '$[0,0][0,0]') as n",
-    "select '[1]'::jsonb @? '$[0,0]' as n",
-    "select format('%*s', 100000000, 'x') as n",
-    "select regexp_replace(repeat('a', 1024), '', 'bb', 'g') as n",
-    "select regexp_replace(repeat('a', 1024), 'a', '\\&\\&') as n",
-    "select replace(name, 'a', name) from people",
-  ])('refused in embedded mode: %s', async (sql) => {
+  it
+    .runIf(embedded)
+    .each([
+      'select count(*) from people p, jsonb_array_elements(to_jsonb(array[p.id, p.id])) e',
+      'select count(*) from jsonb_array_elements((select jsonb_agg(g) from generate_series(1, 3000) g)) e',
+      'select jsonb_array_elements_text(to_jsonb(array[id])) from people',
+      "select regexp_matches(name, '', 'g') from people",
+      "select jsonb_path_query_array('[[1]]', '$[0,0][0,0]') as n",
+      "select '[1]'::jsonb @? '$[0,0]' as n",
+      "select format('%*s', 100000000, 'x') as n",
+      "select regexp_replace(repeat('a', 1024), '', 'bb', 'g') as n",
+      "select regexp_replace(repeat('a', 1024), 'a', '\\&\\&') as n",
+      "select replace(name, 'a', name) from people",
+    ])('refused in embedded mode: %s', async (sql) => {
     const res = await query(sql);
     expect(res.status, JSON.stringify(res.body)).toBe(422);
     expect(res.body.code).toBe('sql_refused');

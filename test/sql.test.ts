@@ -29,7 +29,11 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
     server = await startServer(sandbox, { PG_POOL_SIZE: '1', SQL_TIMEOUT_MS: '1000' });
     const form = new FormData();
     form.append('file', new Blob(['id,name\n1,ann\n2,bob\n']), 'people.csv');
-    const res = await fetch(`${server.url}/api/upload?dataset=people`, { method: 'POST', body: form, headers: { 'idempotency-key': SECRET } });
+    const res = await fetch(`${server.url}/api/upload?dataset=people`, {
+      method: 'POST',
+      body: form,
+      headers: { 'idempotency-key': SECRET },
+    });
     expect(res.status).toBe(202);
     await waitForJob(server.url, ((await res.json()) as { job_id: string }).job_id);
     // pg_stats then holds sample values of ingest_jobs, the idempotency key among them.
@@ -42,7 +46,11 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
   });
 
   async function query(sql: string): Promise<{ status: number; body: any }> {
-    const res = await fetch(`${server.url}/api/sql`, { method: 'POST', body: JSON.stringify({ sql }), headers: { 'content-type': 'application/json' } });
+    const res = await fetch(`${server.url}/api/sql`, {
+      method: 'POST',
+      body: JSON.stringify({ sql }),
+      headers: { 'content-type': 'application/json' },
+    });
     return { status: res.status, body: await res.json() };
   }
 
@@ -105,10 +113,21 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
     expect(await rows('with people as (select * from people where id = 1) select name from people')).toEqual([{ name: 'ann' }]);
     expect(await rows('with pg_authid as (select 1 as n) select * from pg_authid')).toEqual([{ n: 1 }]);
     // the outer WITH is visible inside the inner one's body
-    expect(await rows('with pg_authid as (select 1 as n) select * from (with pg_authid as (select * from pg_authid) select * from pg_authid) s')).toEqual([{ n: 1 }]);
-    expect(await rows('with a as (select 1 as n), pg_stats as (select n from a) select * from (select * from pg_stats) s')).toEqual([{ n: 1 }]);
-    expect(await rows('with pg_authid as (select 2 as n) select (select n from pg_authid) as a, (with y as (select * from pg_authid) select n from y) as b')).toEqual([{ a: 2, b: 2 }]);
-    if (!embedded) expect(await rows('with recursive t(n) as (select 1 union all select n + 1 from t where n < 3) select sum(n) as s from t')).toEqual([{ s: 6 }]);
+    expect(
+      await rows('with pg_authid as (select 1 as n) select * from (with pg_authid as (select * from pg_authid) select * from pg_authid) s'),
+    ).toEqual([{ n: 1 }]);
+    expect(await rows('with a as (select 1 as n), pg_stats as (select n from a) select * from (select * from pg_stats) s')).toEqual([
+      { n: 1 },
+    ]);
+    expect(
+      await rows(
+        'with pg_authid as (select 2 as n) select (select n from pg_authid) as a, (with y as (select * from pg_authid) select n from y) as b',
+      ),
+    ).toEqual([{ a: 2, b: 2 }]);
+    if (!embedded)
+      expect(await rows('with recursive t(n) as (select 1 union all select n + 1 from t where n < 3) select sum(n) as s from t')).toEqual([
+        { s: 6 },
+      ]);
   });
 
   it('refuses functions that read files, settings or catalogs, change the role, or run other SQL', async () => {
@@ -122,12 +141,18 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
       "select * from dblink('dbname=postgres', 'select 1') as t(n int)",
       'select pg_sleep(5)',
       "select pg_stat_file('postgresql.conf')",
-      "select * from people where name = (select rolpassword from pg_authid limit 1)",
+      'select * from people where name = (select rolpassword from pg_authid limit 1)',
       "select to_regclass('pg_authid')",
       "select * from xmltable('/a' passing (select query_to_xml('select 1', true, true, '')) columns x text)",
     ];
     for (const attack of attacks) expect(await refused(attack), attack).toMatch(/^sql_refused: /);
-    for (const statement of ['set role postgres', 'reset role', 'set session authorization postgres', 'select 1; reset role', 'show data_directory']) {
+    for (const statement of [
+      'set role postgres',
+      'reset role',
+      'set session authorization postgres',
+      'select 1; reset role',
+      'show data_directory',
+    ]) {
       expect(await refused(statement), statement).toMatch(/^sql_refused: (only SELECT queries run here|send one statement at a time)/);
     }
   });
@@ -172,7 +197,10 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
   });
 
   it('grants the role the datasets made after the start (and a replaced one)', async () => {
-    for (const [name, mode] of [['later', 'append'], ['later', 'replace']]) {
+    for (const [name, mode] of [
+      ['later', 'append'],
+      ['later', 'replace'],
+    ]) {
       const form = new FormData();
       form.append('file', new Blob(['v\n7\n']), 'later.csv');
       const res = await fetch(`${server.url}/api/upload?dataset=${name}&mode=${mode}`, { method: 'POST', body: form });
@@ -196,10 +224,18 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
       'with recursive r(n) as (select 1 union all select n + 1 from r) select count(*) from r',
     ];
     for (const sql of unbounded) {
-      expect(await refused(sql), sql).toMatch(embedded ? /^sql_refused: .*in embedded mode \(which cannot stop a running query\)/ : /^sql_timeout: the query ran longer than SQL_TIMEOUT_MS \(1000 ms\)/);
+      expect(await refused(sql), sql).toMatch(
+        embedded
+          ? /^sql_refused: .*in embedded mode \(which cannot stop a running query\)/
+          : /^sql_timeout: the query ran longer than SQL_TIMEOUT_MS \(1000 ms\)/,
+      );
     }
     // A value too large: PostgreSQL refuses it before making it, or runs out of room making it.
-    expect(await refused("select lpad('x', 2147483647)")).toMatch(embedded ? /^sql_refused: lpad takes a constant length making at most 1024 characters/ : /^sql_too_large: the query is over a limit of PostgreSQL: requested length too large/);
+    expect(await refused("select lpad('x', 2147483647)")).toMatch(
+      embedded
+        ? /^sql_refused: lpad takes a constant length making at most 1024 characters/
+        : /^sql_too_large: the query is over a limit of PostgreSQL: requested length too large/,
+    );
     if (embedded) expect(await refused("select repeat('xy', 5000000)")).toMatch(/^sql_refused: repeat takes a constant text and count/);
     else expect(await query("select repeat('xy', 5000000)")).toEqual({ status: 200, body: { rows: [], truncated: true } });
     expect(await refused('select count(*) from generate_series(1, 3000000000)')).toMatch(/^sql_too_costly: /);
@@ -209,10 +245,14 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
         'sql_too_large: the query needs more memory than it may use (out of memory): narrow it down',
       );
     } else {
-      expect(await refused("select repeat(repeat('x', 1000000), 2000)")).toMatch(/^sql_too_large: the query is over a limit of PostgreSQL: requested length too large/);
+      expect(await refused("select repeat(repeat('x', 1000000), 2000)")).toMatch(
+        /^sql_too_large: the query is over a limit of PostgreSQL: requested length too large/,
+      );
     }
     // What PostgreSQL says of the query's own mistakes, as it says it.
-    expect(await refused('select (select 1 union select 2)')).toBe('sql_error: more than one row returned by a subquery used as an expression');
+    expect(await refused('select (select 1 union select 2)')).toBe(
+      'sql_error: more than one row returned by a subquery used as an expression',
+    );
     expect(await refused("select 'x'::int")).toBe('sql_error: invalid input syntax for type integer: "x"');
     expect(await refused('select 1 / 0')).toBe('sql_error: division by zero');
     // The server is free afterwards.
@@ -224,7 +264,9 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
     expect(rows.body.rows).toHaveLength(1000);
     expect(rows.body.truncated).toBe(true);
     // 20 rows of 1,000,000 characters each (32 × 31,250)
-    const wide = await query("select g, (select string_agg(md5(h::text), '') from generate_series(1, 31250) h) as x from generate_series(1, 20) g");
+    const wide = await query(
+      "select g, (select string_agg(md5(h::text), '') from generate_series(1, 31250) h) as x from generate_series(1, 20) g",
+    );
     expect(wide.status).toBe(200);
     expect(wide.body.truncated).toBe(true);
     expect(wide.body.rows.map((row: { g: number }) => row.g)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -234,7 +276,10 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
     for (const cursor of ['9223372036854775808', '9999999999999999999']) {
       const res = await fetch(`${server.url}/api/datasets/people/rows?cursor=${cursor}`);
       expect(res.status, cursor).toBe(422);
-      expect(await res.json()).toMatchObject({ code: 'validation_error', detail: [{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is' }] });
+      expect(await res.json()).toMatchObject({
+        code: 'validation_error',
+        detail: [{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is' }],
+      });
     }
     const last = await fetch(`${server.url}/api/datasets/people/rows?cursor=9223372036854775807`);
     expect(await last.json()).toEqual({ results: [], next_cursor: null });
@@ -271,16 +316,30 @@ describe.skipIf(!process.env.DATABASE_URL)('POST /api/sql when the role cannot b
     try {
       const found = await ensureSqlRole(db, 'datasets');
       expect(found.role).toBeUndefined();
-      expect(found).toMatchObject({ reason: expect.stringMatching(/permission denied to create role|must have admin option on role/), superuser: false });
+      expect(found).toMatchObject({
+        reason: expect.stringMatching(/permission denied to create role|must have admin option on role/),
+        superuser: false,
+      });
     } finally {
       await db.close();
     }
-    const sandbox: Sandbox = { backend: { name: 'postgres' }, env: { DATABASE_URL: url, DATA_DIR: mkdtempSync(join(tmpdir(), 'intake-plain-')), LOG_LEVEL: 'silent' }, dataDir: '', dispose: async () => {} };
+    const sandbox: Sandbox = {
+      backend: { name: 'postgres' },
+      env: { DATABASE_URL: url, DATA_DIR: mkdtempSync(join(tmpdir(), 'intake-plain-')), LOG_LEVEL: 'silent' },
+      dataDir: '',
+      dispose: async () => {},
+    };
     const server = await startServer(sandbox);
     try {
-      const res = await fetch(`${server.url}/api/sql`, { method: 'POST', body: '{"sql": "select current_user as who"}', headers: { 'content-type': 'application/json' } });
+      const res = await fetch(`${server.url}/api/sql`, {
+        method: 'POST',
+        body: '{"sql": "select current_user as who"}',
+        headers: { 'content-type': 'application/json' },
+      });
       expect(await res.json()).toEqual({ rows: [{ who: user }], truncated: false });
-      expect(await refused(server.url, 'with pg_authid as (select * from pg_authid) select * from pg_authid')).toMatch(/^sql_refused: "pg_authid" is not a dataset/);
+      expect(await refused(server.url, 'with pg_authid as (select * from pg_authid) select * from pg_authid')).toMatch(
+        /^sql_refused: "pg_authid" is not a dataset/,
+      );
     } finally {
       await server.close();
       rmSync(sandbox.env.DATA_DIR!, { recursive: true, force: true });
@@ -288,7 +347,12 @@ describe.skipIf(!process.env.DATABASE_URL)('POST /api/sql when the role cannot b
     let printed = '';
     const out = new Writable({ write: (chunk, _encoding, done) => ((printed += String(chunk)), done()) });
     await doctor({ DATABASE_URL: url, DATA_DIR: tmpdir() }, out);
-    expect(printed).toMatch(new RegExp(`^warn  POST /api/sql: ${user} cannot create the role ${SQL_ROLE} nor switch to it, so queries run as ${user} and the SQL guard is their only wall`, 'm'));
+    expect(printed).toMatch(
+      new RegExp(
+        `^warn  POST /api/sql: ${user} cannot create the role ${SQL_ROLE} nor switch to it, so queries run as ${user} and the SQL guard is their only wall`,
+        'm',
+      ),
+    );
     printed = '';
     await doctor({ DATABASE_URL: process.env.DATABASE_URL, DATA_DIR: tmpdir() }, out);
     expect(printed).toMatch(new RegExp(`^ok    POST /api/sql: queries run as the role ${SQL_ROLE}, which reads only the datasets$`, 'm'));
@@ -296,7 +360,11 @@ describe.skipIf(!process.env.DATABASE_URL)('POST /api/sql when the role cannot b
 });
 
 async function refused(url: string, sql: string): Promise<string> {
-  const res = await fetch(`${url}/api/sql`, { method: 'POST', body: JSON.stringify({ sql }), headers: { 'content-type': 'application/json' } });
+  const res = await fetch(`${url}/api/sql`, {
+    method: 'POST',
+    body: JSON.stringify({ sql }),
+    headers: { 'content-type': 'application/json' },
+  });
   expect(res.status).toBe(422);
   const body = (await res.json()) as { code: string; detail: string };
   return `${body.code}: ${body.detail}`;

@@ -7,7 +7,15 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CheckpointConflictError, incrementProgress, markCompleted, markFailed, markRunning, quietTracker, type Batch } from '../src/jobs/tracking.js';
+import {
+  CheckpointConflictError,
+  incrementProgress,
+  markCompleted,
+  markFailed,
+  markRunning,
+  quietTracker,
+  type Batch,
+} from '../src/jobs/tracking.js';
 import type { Db } from '../src/storage/db.js';
 import { createStage, stageOf } from '../src/storage/datasets.js';
 import { findJob, insertJob, type JobRow } from '../src/storage/jobs.js';
@@ -18,12 +26,35 @@ import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const MIGRATIONS = ['001_ingest_jobs', '002_ingest_records', '003_version_attempts', '004_heartbeat', '005_row_errors_progress', '006_cancel_retry_idempotency', '007_list_keyset_indexes', '008_datasets', '009_read_options', '010_import_source', '011_connections', '012_webhooks_schedules', '013_schedule_budget_backoff'];
+const MIGRATIONS = [
+  '001_ingest_jobs',
+  '002_ingest_records',
+  '003_version_attempts',
+  '004_heartbeat',
+  '005_row_errors_progress',
+  '006_cancel_retry_idempotency',
+  '007_list_keyset_indexes',
+  '008_datasets',
+  '009_read_options',
+  '010_import_source',
+  '011_connections',
+  '012_webhooks_schedules',
+  '013_schedule_budget_backoff',
+];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
 function batchOf(from: number, records: object[]): Batch {
   const rows = records.map((data, i) => `${from + i}\t${JSON.stringify(data)}\n`).join('');
-  return { from, rows: Buffer.from(rows), rowCount: records.length, width: 1, columns: { from: from === 0 ? 0 : 1, to: 1 }, errors: [], bytesProcessed: 0, loadState: '{"columns":[]}' };
+  return {
+    from,
+    rows: Buffer.from(rows),
+    rowCount: records.length,
+    width: 1,
+    columns: { from: from === 0 ? 0 : 1, to: 1 },
+    errors: [],
+    bytesProcessed: 0,
+    loadState: '{"columns":[]}',
+  };
 }
 
 /** The storage Intake itself would open on this sandbox. */
@@ -158,7 +189,15 @@ describe.each(backends())('storage ($name)', (backend) => {
 
     const load: LoadOptions = { dataset: 'people', mode: 'append', key: [], types: {}, widen: false, read: {} };
     const newJob = async () => {
-      const job = await insertJob(db, { jobId: randomUUID(), sourceType: 'csv_upload', fileName: 'people.csv', format: 'csv', maxErrors: 0, bytesTotal: 100, load });
+      const job = await insertJob(db, {
+        jobId: randomUUID(),
+        sourceType: 'csv_upload',
+        fileName: 'people.csv',
+        format: 'csv',
+        maxErrors: 0,
+        bytesTotal: 100,
+        load,
+      });
       await createStage(db, job.job_id, db.kind === 'postgres');
       return job;
     };
@@ -172,9 +211,9 @@ describe.each(backends())('storage ($name)', (backend) => {
 
     /** The job's staged records (see batchOf). */
     async function recordsOf(jobId: string) {
-      const { rows } = await db.query<{ record_no: number; data: string }>(`SELECT _intake_record_no AS record_no, c0 AS data FROM ${stageOf(jobId)} ORDER BY 1`).catch(
-        () => ({ rows: [] }),
-      );
+      const { rows } = await db
+        .query<{ record_no: number; data: string }>(`SELECT _intake_record_no AS record_no, c0 AS data FROM ${stageOf(jobId)} ORDER BY 1`)
+        .catch(() => ({ rows: [] }));
       return rows.map((r) => ({ record_no: r.record_no, data: JSON.parse(r.data) as unknown }));
     }
 
@@ -224,9 +263,13 @@ describe.each(backends())('storage ($name)', (backend) => {
       expect(await recordsOf(job.job_id)).toEqual(batch.map((data, i) => ({ record_no: i, data })));
 
       // Stale: another worker already committed from 0.
-      await expect(incrementProgress(quietTracker(db), job.job_id, batchOf(0, [{ stale: 0 }, { stale: 1 }]))).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), job.job_id, batchOf(0, [{ stale: 0 }, { stale: 1 }]))).rejects.toThrow(
+        CheckpointConflictError,
+      );
       // Ahead of the real checkpoint: numbers 10, 11 are free, so only the guard stops the write.
-      await expect(incrementProgress(quietTracker(db), job.job_id, batchOf(10, [{ ahead: 0 }, { ahead: 1 }]))).rejects.toThrow(CheckpointConflictError);
+      await expect(incrementProgress(quietTracker(db), job.job_id, batchOf(10, [{ ahead: 0 }, { ahead: 1 }]))).rejects.toThrow(
+        CheckpointConflictError,
+      );
       expect((await row(job.job_id)).records_processed).toBe(3);
       expect(await recordsOf(job.job_id)).toEqual(batch.map((data, i) => ({ record_no: i, data })));
 
@@ -253,8 +296,23 @@ describe.each(backends())('storage ($name)', (backend) => {
       for (let round = 0; round < 5; round++) {
         const job = await runningJob();
         const results = await Promise.allSettled([
-          incrementProgress(quietTracker(db), job.job_id, batchOf(0, [{ w: 'a', i: 0 }, { w: 'a', i: 1 }, { w: 'a', i: 2 }])),
-          incrementProgress(quietTracker(db), job.job_id, batchOf(0, [{ w: 'b', i: 0 }, { w: 'b', i: 1 }])),
+          incrementProgress(
+            quietTracker(db),
+            job.job_id,
+            batchOf(0, [
+              { w: 'a', i: 0 },
+              { w: 'a', i: 1 },
+              { w: 'a', i: 2 },
+            ]),
+          ),
+          incrementProgress(
+            quietTracker(db),
+            job.job_id,
+            batchOf(0, [
+              { w: 'b', i: 0 },
+              { w: 'b', i: 1 },
+            ]),
+          ),
         ]);
         const won = results.filter((r) => r.status === 'fulfilled');
         const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -338,7 +396,9 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
       // One process did all the work; the others waited on the lock and found nothing to do.
       expect(results.map((r) => (r as PromiseFulfilledResult<string[]>).value.length).sort()).toEqual([0, 0, 0, MIGRATIONS.length]);
 
-      const { rows } = await dbs[0]!.query<{ version: number; name: string }>('SELECT version, name FROM intake_migrations ORDER BY version');
+      const { rows } = await dbs[0]!.query<{ version: number; name: string }>(
+        'SELECT version, name FROM intake_migrations ORDER BY version',
+      );
       expect(rows).toEqual([
         { version: 1, name: '001_ingest_jobs' },
         { version: 2, name: '002_ingest_records' },
@@ -435,7 +495,24 @@ describe('embedded commits reach the disk', () => {
     const dir = mkdtempSync(join(tmpdir(), 'intake-fsync-'));
     try {
       const trace = join(dir, 'trace');
-      execFileSync('strace', ['-f', '-qq', '-e', 'trace=fsync,fdatasync,write', '-o', trace, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script(join(dir, 'data'), fsync)], { cwd: ROOT });
+      execFileSync(
+        'strace',
+        [
+          '-f',
+          '-qq',
+          '-e',
+          'trace=fsync,fdatasync,write',
+          '-o',
+          trace,
+          process.execPath,
+          '--import',
+          'tsx',
+          '--input-type=module',
+          '-e',
+          script(join(dir, 'data'), fsync),
+        ],
+        { cwd: ROOT },
+      );
       const lines = readFileSync(trace, 'utf8').split('\n');
       const start = lines.findIndex((line) => line.includes('"commits start\\n"'));
       const end = lines.findIndex((line) => line.includes('"commits end\\n"'));

@@ -33,7 +33,14 @@ async function openEvents(url: string): Promise<EventStream> {
   const events: EventStream['events'] = [];
   if (res.status !== 200 || !res.body) {
     const text = await res.text();
-    return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined, events, done: Promise.resolve(), cancel: () => {} };
+    return {
+      status: res.status,
+      headers: res.headers,
+      body: text ? JSON.parse(text) : undefined,
+      events,
+      done: Promise.resolve(),
+      cancel: () => {},
+    };
   }
   const body = res.body;
   const done = (async () => {
@@ -71,10 +78,10 @@ function expectRefused(stream: EventStream): void {
 /** Sets a job's row as a worker would have, without telling anyone (no event is published). */
 async function setStatus(db: Db, jobId: string, status: JobPayload['status']): Promise<void> {
   const terminal = status === 'running' ? 'NULL' : 'NOW()';
-  await db.query(`UPDATE ingest_jobs SET status = $2, started_at = COALESCE(started_at, NOW()), completed_at = ${terminal}, version = version + 1 WHERE job_id = $1`, [
-    jobId,
-    status,
-  ]);
+  await db.query(
+    `UPDATE ingest_jobs SET status = $2, started_at = COALESCE(started_at, NOW()), completed_at = ${terminal}, version = version + 1 WHERE job_id = $1`,
+    [jobId, status],
+  );
 }
 
 /** Counts the statements that read a job by its id (what an event stream reads), from now on. */
@@ -127,7 +134,10 @@ describe.each(backends())('event streams ($name)', (backend) => {
 
       // The job reaches its terminal state (seen by the recheck: nothing is published).
       await setStatus(server.intake.db, held, 'canceled');
-      await Promise.race([open[1]!.done, sleep(RECHECK_MS + 2000).then(() => Promise.reject(new Error('the held job\'s stream did not end')))]);
+      await Promise.race([
+        open[1]!.done,
+        sleep(RECHECK_MS + 2000).then(() => Promise.reject(new Error("the held job's stream did not end"))),
+      ]);
       expect(open[1]!.events.map((e) => JSON.parse(e.data).status)).toEqual(['queued', 'canceled']);
       // A finished job's stream ends after its one event, every time; an unknown job takes no slot.
       for (let i = 0; i < 5; i++) {
@@ -188,11 +198,18 @@ describe.each(backends())('event streams ($name)', (backend) => {
         sent += payload.length;
         await sleep(1); // the server hands what it can to the kernel before the next
       }
-      await Promise.race([closed, sleep(5000).then(() => Promise.reject(new Error(`the server kept the connection after ${sent} bytes of events`)))]);
+      await Promise.race([
+        closed,
+        sleep(5000).then(() => Promise.reject(new Error(`the server kept the connection after ${sent} bytes of events`))),
+      ]);
       console.log(`${backend.name}: a client that did not read was dropped after ${Math.round(sent / 1024)} KiB of events`);
 
       // Its slot is free again: all three can be opened.
-      const streams = [await openWhenFree(`${server.url}/api/jobs/events`), await openWhenFree(`${server.url}/api/jobs/events`), await openWhenFree(`${server.url}/api/jobs/events`)];
+      const streams = [
+        await openWhenFree(`${server.url}/api/jobs/events`),
+        await openWhenFree(`${server.url}/api/jobs/events`),
+        await openWhenFree(`${server.url}/api/jobs/events`),
+      ];
       for (const stream of streams) stream.cancel();
       expect(streams.map((s) => s.status)).toEqual([200, 200, 200]);
     } finally {
@@ -216,7 +233,9 @@ describe.each(backends())('event streams ($name)', (backend) => {
       await until('every status event', () => stream.events.length === jobs.length, 10_000);
       for (const jobId of jobs) await server.intake.events.publish(jobId, payload(jobId, 2));
       await until('every progress event', () => stream.events.length === 2 * jobs.length, 10_000);
-      expect(new Set(stream.events.slice(jobs.length).map((e) => `${e.event} ${JSON.parse(e.data).job_id}`))).toEqual(new Set(jobs.map((id) => `progress ${id}`)));
+      expect(new Set(stream.events.slice(jobs.length).map((e) => `${e.event} ${JSON.parse(e.data).job_id}`))).toEqual(
+        new Set(jobs.map((id) => `progress ${id}`)),
+      );
     } finally {
       stream.cancel();
     }
@@ -255,7 +274,10 @@ describe.each(backends())('the streams of one job ($name)', (backend) => {
 
       // The recheck offers the row to every stream: nothing is published for this change.
       await setStatus(server.intake.db, jobId, 'completed');
-      await Promise.race([Promise.all(streams.map((s) => s.done)), sleep(RECHECK_MS + 3000).then(() => Promise.reject(new Error('not every stream ended')))]);
+      await Promise.race([
+        Promise.all(streams.map((s) => s.done)),
+        sleep(RECHECK_MS + 3000).then(() => Promise.reject(new Error('not every stream ended'))),
+      ]);
       for (const stream of streams) expect(stream.events.map((e) => JSON.parse(e.data).status)).toEqual(['running', 'completed']);
 
       reads.reset();
@@ -350,11 +372,12 @@ describe.each(backends())('exports whose client stops reading ($name)', (backend
     }
   }
 
-  it('a replace of the dataset completes while an export of it is stalled, ending the export\'s transaction (issue 23, item 18)', async () => {
+  it("a replace of the dataset completes while an export of it is stalled, ending the export's transaction (issue 23, item 18)", async () => {
     const stalled = await stalledExport();
     try {
       // The export's transaction holds the table as long as its client does not read.
-      const openExports = async () => (await sandbox.admin!.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'intake-export'`)).rows[0].n;
+      const openExports = async () =>
+        (await sandbox.admin!.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'intake-export'`)).rows[0].n;
       if (sandbox.admin) expect(await openExports()).toBe(1);
       const { body } = await load('dataset=big&mode=replace', 'id,note\n1,a\n');
       expect(await waitForJob(server.url, body.job_id, 30_000)).toMatchObject({ status: 'completed', rows_inserted: 1 });
@@ -378,8 +401,15 @@ describe.each(backends())('exports whose client stops reading ($name)', (backend
     const stalled = [await stalledExport(), await stalledExport(), await stalledExport(), await stalledExport()];
     try {
       expect((await fetch(`${server.url}/api/datasets/big/export`)).status).toBe(429);
-      await Promise.race([Promise.all(stalled.map((s) => s.serverClosed)), sleep(10_000).then(() => Promise.reject(new Error('stalled exports were kept')))]);
-      await until('an export slot free', async () => (await fetch(`${server.url}/api/datasets/big`)).status === 200 && (await exportStatus()) === 200, 5000);
+      await Promise.race([
+        Promise.all(stalled.map((s) => s.serverClosed)),
+        sleep(10_000).then(() => Promise.reject(new Error('stalled exports were kept'))),
+      ]);
+      await until(
+        'an export slot free',
+        async () => (await fetch(`${server.url}/api/datasets/big`)).status === 200 && (await exportStatus()) === 200,
+        5000,
+      );
     } finally {
       for (const s of stalled) s.client.destroy();
     }

@@ -27,7 +27,12 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('upgrade from mi
       db = await openPglite(sandbox.dataDir);
     } else db = openPostgres(sandbox.env.DATABASE_URL!, 2, () => {});
     try {
-      expect(await migrate(db, loadMigrations().filter((m) => m.version <= 7))).toHaveLength(7);
+      expect(
+        await migrate(
+          db,
+          loadMigrations().filter((m) => m.version <= 7),
+        ),
+      ).toHaveLength(7);
       const completed = randomUUID();
       const failed = randomUUID();
       const queued = randomUUID();
@@ -45,7 +50,10 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('upgrade from mi
            ($2, 0, '{"n": 123456789012345678901234567890}')`,
         [completed, failed],
       );
-      await db.query(`INSERT INTO ingest_errors (job_id, record_no, line, message, excerpt) VALUES ($1, 1, 1, 'invalid JSON in record 1', '{"n":')`, [failed]);
+      await db.query(
+        `INSERT INTO ingest_errors (job_id, record_no, line, message, excerpt) VALUES ($1, 1, 1, 'invalid JSON in record 1', '{"n":')`,
+        [failed],
+      );
       const uploads = join(sandbox.dataDir, 'uploads');
       mkdirSync(uploads, { recursive: true });
       writeFileSync(join(uploads, queued), 'id,v\n1,a\n2,b\n');
@@ -63,7 +71,16 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('upgrade from mi
     const server = await startServer(sandbox);
     cleanup.push(() => server.close());
     const old = (await getJson<JobPayload>(`${server.url}/api/job/${completed}`)).body;
-    expect(old).toMatchObject({ status: 'completed', records_processed: 3, dataset: null, mode: null, key: null, rows_inserted: null, rows_updated: null, version: 4 });
+    expect(old).toMatchObject({
+      status: 'completed',
+      records_processed: 3,
+      dataset: null,
+      mode: null,
+      key: null,
+      rows_inserted: null,
+      rows_updated: null,
+      version: 4,
+    });
     expect(await recordsOf(server.url, completed)).toEqual([
       { record_no: 0, data: { id: '1', 'Unit Price': '9.90' } },
       { record_no: 1, data: { id: '2', 'Unit Price': '12' } },
@@ -71,8 +88,12 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('upgrade from mi
     ]);
     const exact = await (await fetch(`${server.url}/api/job/${failed}/records`)).text();
     expect(exact).toBe('{"results":[{"record_no":0,"data":{"n": 123456789012345678901234567890}}],"next_cursor":null}');
-    expect((await getJson(`${server.url}/api/job/${failed}/errors`)).body.results).toEqual([{ line: 1, record_no: 1, message: 'invalid JSON in record 1', excerpt: '{"n":' }]);
-    expect((await getJson(`${server.url}/api/jobs`)).body.results.map((j: JobPayload) => j.job_id).sort()).toEqual([completed, failed, queued].sort());
+    expect((await getJson(`${server.url}/api/job/${failed}/errors`)).body.results).toEqual([
+      { line: 1, record_no: 1, message: 'invalid JSON in record 1', excerpt: '{"n":' },
+    ]);
+    expect((await getJson(`${server.url}/api/jobs`)).body.results.map((j: JobPayload) => j.job_id).sort()).toEqual(
+      [completed, failed, queued].sort(),
+    );
 
     // Queued before the upgrade: it runs now, into the dataset its file names.
     const ran = await waitForJob(server.url, queued);

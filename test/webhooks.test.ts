@@ -9,7 +9,17 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createSandbox, getJson, postJson, postRecords, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  getJson,
+  postJson,
+  postRecords,
+  startServer,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+} from './helpers.js';
 import { startWorkerProcess } from './process.js';
 
 const SECRET = 'whsec_0123456789abcdef0123456789abcdef';
@@ -99,7 +109,13 @@ describe.each(backends())('webhooks ($name)', (backend) => {
   let sandbox: Sandbox;
   let server: TestServer | undefined;
   const receiver = new Receiver();
-  const env = () => ({ WEBHOOK_URLS: `${receiver.url}/all`, WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_MS: '200', WEBHOOK_TIMEOUT_MS: '1000', IMPORT_ALLOW_PRIVATE: 'true' });
+  const env = () => ({
+    WEBHOOK_URLS: `${receiver.url}/all`,
+    WEBHOOK_SECRET: SECRET,
+    WEBHOOK_RETRY_MS: '200',
+    WEBHOOK_TIMEOUT_MS: '1000',
+    IMPORT_ALLOW_PRIVATE: 'true',
+  });
 
   beforeAll(async () => {
     await receiver.start();
@@ -119,7 +135,7 @@ describe.each(backends())('webhooks ($name)', (backend) => {
     await sandbox?.dispose();
   });
 
-  it('posts the payload of each end, signed, to WEBHOOK_URLS and the job\'s callback_url, and shows the deliveries', async () => {
+  it("posts the payload of each end, signed, to WEBHOOK_URLS and the job's callback_url, and shows the deliveries", async () => {
     const form = new FormData();
     form.append('callback_url', `${receiver.url}/job-hook?token=s3cret`);
     form.append('file', new Blob(['id,name\n1,Ada\n2,Grace\n']), 'people.csv');
@@ -149,14 +165,18 @@ describe.each(backends())('webhooks ($name)', (backend) => {
     const failedJob = await waitForJob(server!.url, failed.body.job_id);
     expect(failedJob.status).toBe('failed');
     await waitDelivered(server!, failedJob.job_id, 1);
-    expect(receiver.of(failedJob.job_id).map((r) => [r.event, r.verified, JSON.parse(r.body).error])).toEqual([['job.failed', true, failedJob.error]]);
+    expect(receiver.of(failedJob.job_id).map((r) => [r.event, r.verified, JSON.parse(r.body).error])).toEqual([
+      ['job.failed', true, failedJob.error],
+    ]);
   });
 
   it('tries again until a receiver that was down is back, and delivers each once', async () => {
     receiver.answer = 503;
     const res = await postRecords(server!.url, '[{"n": 1}]');
     const job = await waitForJob(server!.url, res.body.job_id);
-    await expect.poll(async () => (await deliveries(server!, job.job_id))[0]?.attempt_log.length ?? 0, { timeout: 20_000 }).toBeGreaterThanOrEqual(3);
+    await expect
+      .poll(async () => (await deliveries(server!, job.job_id))[0]?.attempt_log.length ?? 0, { timeout: 20_000 })
+      .toBeGreaterThanOrEqual(3);
     const pending = (await deliveries(server!, job.job_id))[0];
     expect(pending.status).toBe('pending');
     expect(pending.last_error).toBe('HTTP 503');
@@ -165,7 +185,9 @@ describe.each(backends())('webhooks ($name)', (backend) => {
     await receiver.stop();
     // An attempt is counted when it starts: wait for one made, and told, after the stop.
     const before = (await deliveries(server!, job.job_id))[0].attempts;
-    await expect.poll(async () => (await deliveries(server!, job.job_id))[0].attempt_log.length, { timeout: 20_000 }).toBeGreaterThan(before);
+    await expect
+      .poll(async () => (await deliveries(server!, job.job_id))[0].attempt_log.length, { timeout: 20_000 })
+      .toBeGreaterThan(before);
     expect((await deliveries(server!, job.job_id))[0].last_error).toMatch(/^could not reach 127\.0\.0\.1:\d+: ECONNREFUSED$/);
     receiver.answer = 200;
     await receiver.start(); // on the same port
@@ -186,7 +208,9 @@ describe.each(backends())('webhooks ($name)', (backend) => {
     receiver.delayMs = 1500;
     const res = await postRecords(server!.url, '[{"n": 3}]');
     const job = await waitForJob(server!.url, res.body.job_id);
-    await expect.poll(async () => (await deliveries(server!, job.job_id))[0]?.attempt_log.length ?? 0, { timeout: 20_000 }).toBeGreaterThanOrEqual(1);
+    await expect
+      .poll(async () => (await deliveries(server!, job.job_id))[0]?.attempt_log.length ?? 0, { timeout: 20_000 })
+      .toBeGreaterThanOrEqual(1);
     const [slow] = await deliveries(server!, job.job_id);
     expect(slow.attempt_log[0]).toMatchObject({ status_code: null, error: 'no answer within 1000 ms (WEBHOOK_TIMEOUT_MS)' });
     receiver.delayMs = 0;
@@ -208,7 +232,9 @@ describe.each(backends())('webhooks ($name)', (backend) => {
     receiver.answer = 500;
     const res = await postRecords(server!.url, '[{"n": 2}]');
     const job = await waitForJob(server!.url, res.body.job_id);
-    await expect.poll(async () => (await deliveries(server!, job.job_id))[0]?.attempt_log.length ?? 0, { timeout: 20_000 }).toBeGreaterThanOrEqual(1);
+    await expect
+      .poll(async () => (await deliveries(server!, job.job_id))[0]?.attempt_log.length ?? 0, { timeout: 20_000 })
+      .toBeGreaterThanOrEqual(1);
     await server!.close();
     server = undefined;
     receiver.answer = 200;
@@ -236,7 +262,9 @@ describe.each(backends())('webhooks ($name)', (backend) => {
         const res = await postRecords(strict.url, '[{"n": 1}]', 'application/json', `callback_url=${encodeURIComponent(url)}`);
         expect(res.status, url).toBe(422);
         expect(res.body.code).toBe('callback_refused');
-        expect(res.body.detail).toMatch(/a loopback, private, link-local or metadata address: callback URLs may not reach it \(IMPORT_ALLOW_PRIVATE=true allows it\)$/);
+        expect(res.body.detail).toMatch(
+          /a loopback, private, link-local or metadata address: callback URLs may not reach it \(IMPORT_ALLOW_PRIVATE=true allows it\)$/,
+        );
       }
       const form = new FormData();
       form.append('callback_url', 'http://10.1.2.3/hook');
@@ -245,7 +273,10 @@ describe.each(backends())('webhooks ($name)', (backend) => {
       expect(res.status).toBe(422);
       expect(((await res.json()) as any).code).toBe('callback_refused');
       // A schedule's callback_url is held to the same rule when the schedule is made.
-      const schedule = await postJson(`${strict.url}/api/schedules`, { import: { url: 'https://93.184.215.14/a.csv', callback_url: 'http://169.254.169.254/hook' }, every: '1h' });
+      const schedule = await postJson(`${strict.url}/api/schedules`, {
+        import: { url: 'https://93.184.215.14/a.csv', callback_url: 'http://169.254.169.254/hook' },
+        every: '1h',
+      });
       expect(schedule.status).toBe(422);
       expect(schedule.body.code).toBe('callback_refused');
       const jobs = await getJson(`${strict.url}/api/jobs?limit=100`);
@@ -262,7 +293,7 @@ describe.each(backends())('webhooks ($name)', (backend) => {
 });
 
 describe.skipIf(!process.env.DATABASE_URL || !process.env.REDIS_URL)('webhooks with two worker processes', () => {
-  it('never sends the same attempt twice, and delivers every job\'s end once', async () => {
+  it("never sends the same attempt twice, and delivers every job's end once", async () => {
     const receiver = new Receiver();
     await receiver.start();
     receiver.delayMs = 150; // slow answers: attempts overlap the other worker's polls

@@ -92,7 +92,15 @@ export function time(iso: string): string {
 /** Rows as columns two spaces apart, with no spaces at the end of a line. */
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, column) => rows.reduce((width, row) => Math.max(width, row[column]!.length), 0));
-  return rows.map((row) => `${row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()}\n`).join('');
+  return rows
+    .map(
+      (row) =>
+        `${row
+          .map((cell, column) => cell.padEnd(widths[column]!))
+          .join('  ')
+          .trimEnd()}\n`,
+    )
+    .join('');
 }
 
 /** Where a job loads its rows: `orders (merge on id)`. */
@@ -112,7 +120,10 @@ function summary(job: JobPayload): string {
     return `completed: ${plural(job.records_processed, 'record')}${bad}${seconds(job.started_at, job.completed_at)}${loaded}`;
   }
   // A failed or canceled job writes nothing to its dataset; one from before datasets kept what it had committed.
-  const kept = job.dataset === null ? `${plural(job.records_processed, 'record')} kept${bad}` : `${plural(job.records_processed, 'record')} read${bad}; dataset ${printable(job.dataset)} unchanged`;
+  const kept =
+    job.dataset === null
+      ? `${plural(job.records_processed, 'record')} kept${bad}`
+      : `${plural(job.records_processed, 'record')} read${bad}; dataset ${printable(job.dataset)} unchanged`;
   if (job.status === 'canceled') return `canceled: ${kept}`;
   return `failed: ${printable(job.error ?? 'no error given')} (${kept})`;
 }
@@ -181,9 +192,11 @@ const LOAD_FLAGS = {
 /** LOAD_FLAGS as the API's fields, in the order given; --max-errors checked. */
 function loadFields(values: Record<string, unknown>): [string, string][] {
   const maxErrors = values['max-errors'] as string | undefined;
-  if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
+  if (maxErrors !== undefined && !/^\d+$/.test(maxErrors))
+    throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
   const fields: [string, string][] = maxErrors === undefined ? [] : [['max_errors', maxErrors]];
-  for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const) if (values[name] !== undefined) fields.push([name, values[name] as string]);
+  for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const)
+    if (values[name] !== undefined) fields.push([name, values[name] as string]);
   if (values.widen) fields.push(['schema_update', 'widen']);
   if (values['no-header']) fields.push(['header', 'false']);
   if (values['callback-url'] !== undefined) fields.push(['callback_url', values['callback-url'] as string]);
@@ -200,7 +213,9 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
     if (!(await stat(path)).isFile()) throw new Error('not a file');
     file = await openAsBlob(path); // read from disk as it is sent, never held in memory
   } catch (err) {
-    throw new ClientError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    throw new ClientError(
+      `cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+    );
   }
   // Intake reads the fields before the file: they have to come first.
   const form = new FormData();
@@ -215,7 +230,8 @@ const IMPORT_USAGE =
 /** `intake import https://…|s3://bucket/key`, or `intake import jira --connection ID --jql …`: the server's worker reads the source itself. */
 async function importUrl(args: string[], io: ClientIo): Promise<number> {
   const { values, positionals } = parse(args, { ...LOAD_FLAGS, connection: { type: 'string' }, jql: { type: 'string' } }, 1, IMPORT_USAGE);
-  const body: Record<string, unknown> = positionals[0] === 'jira' ? { source: 'jira', connection: values.connection, jql: values.jql } : { url: positionals[0] };
+  const body: Record<string, unknown> =
+    positionals[0] === 'jira' ? { source: 'jira', connection: values.connection, jql: values.jql } : { url: positionals[0] };
   for (const [name, value] of loadFields(values)) body[name] = name === 'max_errors' ? Number(value) : value;
   const client = api(io.env);
   return submitted(client, await client.import(body), values, io);
@@ -259,9 +275,19 @@ async function status(args: string[], io: ClientIo): Promise<number> {
     ['status', job.status],
     ['source', `${job.source_type}${job.file_name ? ` (${job.file_name})` : ''}`],
     ...(job.dataset === null ? [] : [['dataset', target(job)] as [string, string]]),
-    ['records', `${count.format(job.records_processed)} ingested, ${count.format(job.records_failed)} failed (${count.format(job.max_errors)} allowed)`],
-    ...(job.rows_inserted === null ? [] : [['loaded', `${plural(job.rows_inserted, 'row')} inserted, ${count.format(job.rows_updated ?? 0)} updated`] as [string, string]]),
-    ['read', job.bytes_total ? `${count.format(job.bytes_processed)} of ${count.format(job.bytes_total)} bytes` : `${count.format(job.bytes_processed)} bytes`],
+    [
+      'records',
+      `${count.format(job.records_processed)} ingested, ${count.format(job.records_failed)} failed (${count.format(job.max_errors)} allowed)`,
+    ],
+    ...(job.rows_inserted === null
+      ? []
+      : [['loaded', `${plural(job.rows_inserted, 'row')} inserted, ${count.format(job.rows_updated ?? 0)} updated`] as [string, string]]),
+    [
+      'read',
+      job.bytes_total
+        ? `${count.format(job.bytes_processed)} of ${count.format(job.bytes_total)} bytes`
+        : `${count.format(job.bytes_processed)} bytes`,
+    ],
     ['submitted', job.submitted_at],
     ['started', job.started_at ?? '-'],
     ['finished', job.completed_at ?? '-'],
@@ -276,18 +302,30 @@ async function jobs(args: string[], io: ClientIo): Promise<number> {
   const usage = `intake jobs [--status ${JOB_STATUSES.join('|')}] [--dataset NAME] [--limit N] [--cursor C] [--json]`;
   const { values } = parse(
     args,
-    { status: { type: 'string' }, dataset: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' }, json: { type: 'boolean' } },
+    {
+      status: { type: 'string' },
+      dataset: { type: 'string' },
+      limit: { type: 'string' },
+      cursor: { type: 'string' },
+      json: { type: 'boolean' },
+    },
     0,
     usage,
   );
   const filter = { status: values.status as string | undefined, dataset: values.dataset as string | undefined };
-  const list = await api(io.env).jobs({ ...filter, limit: values.limit as string | undefined, cursor: values.cursor as string | undefined });
+  const list = await api(io.env).jobs({
+    ...filter,
+    limit: values.limit as string | undefined,
+    cursor: values.cursor as string | undefined,
+  });
   if (values.json) {
     io.stdout.write(`${JSON.stringify(list)}\n`);
     return 0;
   }
   if (list.results.length === 0) {
-    io.stderr.write(`no ${filter.status ? `${filter.status} ` : ''}jobs${filter.dataset ? ` of dataset ${printable(filter.dataset)}` : ''}\n`);
+    io.stderr.write(
+      `no ${filter.status ? `${filter.status} ` : ''}jobs${filter.dataset ? ` of dataset ${printable(filter.dataset)}` : ''}\n`,
+    );
     return 0;
   }
   const rows = [['JOB_ID', 'STATUS', 'RECORDS', 'FAILED', 'SUBMITTED', 'DATASET', 'SOURCE']];
@@ -304,7 +342,9 @@ async function jobs(args: string[], io: ClientIo): Promise<number> {
   }
   io.stdout.write(table(rows));
   // The cursor is base64url, the status one the API took, the dataset (it has jobs) a name of a-z, 0-9 and _: all safe to paste into a shell.
-  const more = Object.entries(filter).map(([name, value]) => (value ? ` --${name} ${value}` : '')).join('');
+  const more = Object.entries(filter)
+    .map(([name, value]) => (value ? ` --${name} ${value}` : ''))
+    .join('');
   if (list.next_cursor !== null) io.stderr.write(`more: intake jobs --cursor ${list.next_cursor}${more}\n`);
   return 0;
 }
@@ -325,7 +365,8 @@ async function retry(args: string[], io: ClientIo): Promise<number> {
     'intake retry JOB_ID [--max-errors N] [--encoding E] [--wait] [--json]',
   );
   const maxErrors = values['max-errors'] as string | undefined;
-  if (maxErrors !== undefined && !/^\d+$/.test(maxErrors)) throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
+  if (maxErrors !== undefined && !/^\d+$/.test(maxErrors))
+    throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
   const client = api(io.env);
   return submitted(client, await client.retry(positionals[0]!, maxErrors, values.encoding as string | undefined), values, io);
 }
@@ -348,5 +389,8 @@ export const shown =
     });
 
 export const CLIENT_COMMANDS: Record<string, Command> = Object.fromEntries(
-  Object.entries({ upload, import: importUrl, status, jobs, cancel, retry, delete: remove }).map(([name, command]) => [name, shown(command)]),
+  Object.entries({ upload, import: importUrl, status, jobs, cancel, retry, delete: remove }).map(([name, command]) => [
+    name,
+    shown(command),
+  ]),
 );

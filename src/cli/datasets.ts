@@ -30,7 +30,13 @@ async function datasets(args: string[], io: ClientIo): Promise<number> {
   }
   const rows = [['NAME', 'ROWS', 'COLUMNS', 'LAST_LOADED', 'LAST_JOB']];
   for (const dataset of all) {
-    rows.push([printable(dataset.name), count.format(dataset.row_count), count.format(dataset.columns.length), time(dataset.updated_at), dataset.last_job_id ?? '-']);
+    rows.push([
+      printable(dataset.name),
+      count.format(dataset.row_count),
+      count.format(dataset.columns.length),
+      time(dataset.updated_at),
+      dataset.last_job_id ?? '-',
+    ]);
   }
   io.stdout.write(table(rows));
   return 0;
@@ -48,7 +54,10 @@ function showDataset(dataset: Dataset, json: boolean, io: ClientIo): number {
     ['created', time(dataset.created_at)],
     ['loaded', `${time(dataset.updated_at)}${dataset.last_job_id ? ` by job ${dataset.last_job_id}` : ''}`],
   ];
-  const columns = [['COLUMN', 'TYPE', 'ORIGINAL_NAME'], ...dataset.columns.map((column) => [column.name, column.type, column.original_name].map(printable))];
+  const columns = [
+    ['COLUMN', 'TYPE', 'ORIGINAL_NAME'],
+    ...dataset.columns.map((column) => [column.name, column.type, column.original_name].map(printable)),
+  ];
   io.stdout.write(`${facts.map(([key, value]) => `${key.padEnd(10)} ${printable(value)}\n`).join('')}\n${table(columns)}`);
   return 0;
 }
@@ -68,7 +77,9 @@ async function exportDataset(args: string[], io: ClientIo): Promise<number> {
     await pipeline(Readable.fromWeb(res.body as NodeReadableStream<Uint8Array>), io.stdout);
   } catch (err) {
     const cause = (err as { cause?: { message?: string } }).cause?.message;
-    throw new ClientError(`the export of ${printable(name)} broke off: ${printable((err as Error).message)}${cause ? ` (${printable(cause)})` : ''}`);
+    throw new ClientError(
+      `the export of ${printable(name)} broke off: ${printable((err as Error).message)}${cause ? ` (${printable(cause)})` : ''}`,
+    );
   }
   return 0;
 }
@@ -96,7 +107,8 @@ async function sql(args: string[], io: ClientIo): Promise<number> {
     const columns = Object.keys(rows[0]!);
     io.stdout.write(table([columns.map(printable), ...rows.map((row) => columns.map((column) => cell(row[column])))]));
   }
-  if (truncated) io.stderr.write(`truncated: the query has more rows than the ${count.format(rows.length)} here (narrow it, or add a LIMIT)\n`);
+  if (truncated)
+    io.stderr.write(`truncated: the query has more rows than the ${count.format(rows.length)} here (narrow it, or add a LIMIT)\n`);
   else if (!values.json) io.stderr.write(`${plural(rows.length, 'row')}\n`);
   return 0;
 }

@@ -16,7 +16,10 @@ type Report = (level: Level, what: string) => void;
 
 /** Intake's version, from its package.json. */
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string; engines: { node: string } };
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+    engines: { node: string };
+  };
   return pkg.version;
 }
 
@@ -54,12 +57,15 @@ async function checkPostgres(report: Report, url: string): Promise<void> {
   try {
     await client.connect();
     const { rows } = await client.query<{ server_version: string }>('SHOW server_version');
-    const migrated = await client.query<{ n: string }>("SELECT count(*) AS n FROM intake_migrations").then(
+    const migrated = await client.query<{ n: string }>('SELECT count(*) AS n FROM intake_migrations').then(
       (r) => `${r.rows[0]!.n} migrations applied`,
       () => 'not migrated yet (intake migrate, or the first start, does it)',
     );
     const major = Number.parseInt(rows[0]!.server_version, 10);
-    report(major >= 14 ? 'ok' : 'warn', `PostgreSQL ${rows[0]!.server_version} at ${shown}: reachable, ${migrated}${major >= 14 ? '' : ' (Intake is tested on 14 and later)'}`);
+    report(
+      major >= 14 ? 'ok' : 'warn',
+      `PostgreSQL ${rows[0]!.server_version} at ${shown}: reachable, ${migrated}${major >= 14 ? '' : ' (Intake is tested on 14 and later)'}`,
+    );
     await checkSqlRole(report, client);
   } catch (err) {
     report('FAIL', `PostgreSQL at ${shown}: ${(err as Error).message || (err as NodeJS.ErrnoException).code}`);
@@ -89,7 +95,13 @@ async function checkRedis(report: Report, url: string): Promise<void> {
   const { Redis } = await import('ioredis');
   const where = new URL(url);
   const shown = `${where.hostname}:${where.port || 6379}`;
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 5000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 5000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
   redis.on('error', () => {});
   try {
     await redis.connect();
@@ -97,7 +109,10 @@ async function checkRedis(report: Report, url: string): Promise<void> {
     const found = /redis_version:([^\r\n]+)/.exec(info)?.[1] ?? 'unknown';
     const policy = /maxmemory_policy:([^\r\n]+)/.exec(await redis.info('memory'))?.[1];
     const evicts = policy !== undefined && policy !== 'noeviction';
-    report(evicts ? 'warn' : 'ok', `Redis ${found} at ${shown}: reachable${evicts ? `, but maxmemory-policy is ${policy}: BullMQ needs noeviction` : ''}`);
+    report(
+      evicts ? 'warn' : 'ok',
+      `Redis ${found} at ${shown}: reachable${evicts ? `, but maxmemory-policy is ${policy}: BullMQ needs noeviction` : ''}`,
+    );
   } catch (err) {
     report('FAIL', `Redis at ${shown}: ${(err as Error).message}`);
   } finally {
@@ -113,7 +128,10 @@ export async function doctor(env: NodeJS.ProcessEnv, out: NodeJS.WritableStream)
   };
   report('ok', `Intake ${version()}`);
   const major = Number.parseInt(process.versions.node, 10);
-  report(major >= 20 ? (major === 20 ? 'warn' : 'ok') : 'FAIL', `Node.js ${process.versions.node}${major === 20 ? ' (Node 20 reached its end of life in April 2026: use 22 or 24)' : major < 20 ? ' (Intake needs 20.19 or later)' : ''}`);
+  report(
+    major >= 20 ? (major === 20 ? 'warn' : 'ok') : 'FAIL',
+    `Node.js ${process.versions.node}${major === 20 ? ' (Node 20 reached its end of life in April 2026: use 22 or 24)' : major < 20 ? ' (Intake needs 20.19 or later)' : ''}`,
+  );
   let config: Config;
   try {
     config = loadConfig(env);
@@ -122,7 +140,11 @@ export async function doctor(env: NodeJS.ProcessEnv, out: NodeJS.WritableStream)
     report('FAIL', `configuration: ${err.message}`);
     return 1;
   }
-  const mode = config.redisUrl ? 'scale-out (PostgreSQL + Redis + BullMQ)' : config.databaseUrl ? 'PostgreSQL, in-process workers' : 'embedded (PGlite in DATA_DIR)';
+  const mode = config.redisUrl
+    ? 'scale-out (PostgreSQL + Redis + BullMQ)'
+    : config.databaseUrl
+      ? 'PostgreSQL, in-process workers'
+      : 'embedded (PGlite in DATA_DIR)';
   report('ok', `configuration: valid; mode ${mode}; listens on ${config.host}:${config.port}`);
   if (!config.databaseUrl) {
     checkDirectory(report, 'DATA_DIR', config.dataDir);
@@ -147,9 +169,14 @@ export async function doctor(env: NodeJS.ProcessEnv, out: NodeJS.WritableStream)
   if (config.databaseUrl) await checkPostgres(report, config.databaseUrl);
   if (config.redisUrl) await checkRedis(report, config.redisUrl);
   const loopback = ['127.0.0.1', 'localhost', '::1'].includes(config.host);
-  if (config.apiTokens.length === 0 && !loopback) report('warn', `HOST ${config.host} without API_TOKENS: anyone who reaches the port can use the API`);
-  report(config.secretKey ? 'ok' : 'warn', config.secretKey ? 'SECRET_KEY set: connections can be saved' : 'SECRET_KEY unset: no connection (Jira) can be saved');
-  if (config.webhooks.urls.length > 0 && !config.webhooks.secret) report('warn', 'WEBHOOK_URLS without WEBHOOK_SECRET: deliveries are not signed');
+  if (config.apiTokens.length === 0 && !loopback)
+    report('warn', `HOST ${config.host} without API_TOKENS: anyone who reaches the port can use the API`);
+  report(
+    config.secretKey ? 'ok' : 'warn',
+    config.secretKey ? 'SECRET_KEY set: connections can be saved' : 'SECRET_KEY unset: no connection (Jira) can be saved',
+  );
+  if (config.webhooks.urls.length > 0 && !config.webhooks.secret)
+    report('warn', 'WEBHOOK_URLS without WEBHOOK_SECRET: deliveries are not signed');
   out.write(failed ? 'Some checks failed (FAIL above).\n' : 'Nothing failed.\n');
   return failed ? 1 : 0;
 }

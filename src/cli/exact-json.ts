@@ -22,7 +22,9 @@ export function parseExact(text: string): unknown {
     token.startsWith('"') || String(Number(token)) === token ? token : `{"${mark}":${kept.push(token) - 1}}`,
   );
   return JSON.parse(marked, (_key, value: unknown) =>
-    value !== null && typeof value === 'object' && Object.hasOwn(value, mark) ? new Exact(kept[(value as Record<string, number>)[mark]!]!) : value,
+    value !== null && typeof value === 'object' && Object.hasOwn(value, mark)
+      ? new Exact(kept[(value as Record<string, number>)[mark]!]!)
+      : value,
   );
 }
 
@@ -30,6 +32,9 @@ export function parseExact(text: string): unknown {
 export function toJson(value: unknown): string {
   if (value instanceof Exact) return value.text;
   if (Array.isArray(value)) return `[${value.map(toJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') return `{${Object.entries(value).map(([key, item]) => `${JSON.stringify(key)}:${toJson(item)}`).join(',')}}`;
+  if (value !== null && typeof value === 'object')
+    return `{${Object.entries(value)
+      .map(([key, item]) => `${JSON.stringify(key)}:${toJson(item)}`)
+      .join(',')}}`;
   return JSON.stringify(value);
 }

@@ -89,7 +89,8 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'worker': {
-      if (!config.redisUrl) throw new UsageError('the worker command needs REDIS_URL (and DATABASE_URL): in embedded mode `intake serve` runs the workers');
+      if (!config.redisUrl)
+        throw new UsageError('the worker command needs REDIS_URL (and DATABASE_URL): in embedded mode `intake serve` runs the workers');
       if (config.workerConcurrency === 0) throw new UsageError('WORKER_CONCURRENCY=0 leaves a worker nothing to do');
       const { work } = await import('../server.js');
       await work(config);
@@ -118,11 +119,13 @@ class UsageError extends Error {}
 main(process.argv.slice(2)).catch((err: unknown) => {
   // One clear line for what the user can fix; a stack trace only for what they cannot.
   if (err instanceof ConfigError) console.error(`intake: invalid configuration: ${err.message}`);
-  else if (err instanceof DataDirLockedError || err instanceof UsageError || err instanceof ClientError) console.error(`intake: ${err.message}`);
+  else if (err instanceof DataDirLockedError || err instanceof UsageError || err instanceof ClientError)
+    console.error(`intake: ${err.message}`);
   else if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
     const { address, port } = err as { address?: string; port?: number };
-    console.error(`intake: port ${port ?? process.env.PORT} on ${address ?? 'this machine'} is already in use (is Intake already running?): set PORT to another port`);
-  }
-  else console.error(`intake: ${process.argv[2] === 'serve' || process.argv[2] === 'worker' ? 'failed to start' : 'failed'}:`, err);
+    console.error(
+      `intake: port ${port ?? process.env.PORT} on ${address ?? 'this machine'} is already in use (is Intake already running?): set PORT to another port`,
+    );
+  } else console.error(`intake: ${process.argv[2] === 'serve' || process.argv[2] === 'worker' ? 'failed to start' : 'failed'}:`, err);
   process.exit(2);
 });

@@ -57,7 +57,9 @@ function detailText(detail: unknown, status: number): string {
   if (typeof detail === 'string') return detail;
   if (Array.isArray(detail)) {
     return detail
-      .map((issue: { loc?: unknown[]; msg?: string }) => (issue.loc?.length ? `${issue.loc.join('.')}: ${issue.msg}` : (issue.msg ?? JSON.stringify(issue))))
+      .map((issue: { loc?: unknown[]; msg?: string }) =>
+        issue.loc?.length ? `${issue.loc.join('.')}: ${issue.msg}` : (issue.msg ?? JSON.stringify(issue)),
+      )
       .join('; ');
   }
   return `Intake answered ${status}`;
@@ -74,7 +76,8 @@ export function datasetPath(name: string): string {
 /** `?name=value&…` of the values given (none: ''). */
 function queryOf(query: Record<string, string | number | null | undefined>): string {
   const params = new URLSearchParams();
-  for (const [name, value] of Object.entries(query)) if (value !== undefined && value !== null && value !== '') params.set(name, String(value));
+  for (const [name, value] of Object.entries(query))
+    if (value !== undefined && value !== null && value !== '') params.set(name, String(value));
   const text = params.toString();
   return text ? `?${text}` : '';
 }
@@ -156,26 +159,36 @@ export function createApi({ base, token, onError }: ApiOptions) {
     /** The job's event stream (see stream). */
     events: (jobId: string, signal?: AbortSignal) => stream(`${jobPath(jobId)}/events`, signal),
     upload: (form: FormData) => json<SubmittedJob>('/api/upload', { method: 'POST', body: form }),
-    import: (body: Record<string, unknown>) => json<SubmittedJob>('/api/import', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    import: (body: Record<string, unknown>) =>
+      json<SubmittedJob>('/api/import', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
     cancel: (jobId: string) => json<JobPayload>(`${jobPath(jobId)}/cancel`, { method: 'POST' }),
     retry: (jobId: string, maxErrors?: number | string, encoding?: string) =>
       json<SubmittedJob>(`${jobPath(jobId)}/retry${queryOf({ max_errors: maxErrors, encoding })}`, { method: 'POST' }),
     async remove(jobId: string): Promise<void> {
       await send(jobPath(jobId), { method: 'DELETE' });
     },
-    datasets: (query: { limit?: number; cursor?: string | null } = {}, signal?: AbortSignal) => json<Page<Dataset>>(`/api/datasets${queryOf(query)}`, { signal }),
+    datasets: (query: { limit?: number; cursor?: string | null } = {}, signal?: AbortSignal) =>
+      json<Page<Dataset>>(`/api/datasets${queryOf(query)}`, { signal }),
     dataset: (name: string, signal?: AbortSignal) => json<Dataset>(datasetPath(name), { signal }),
     datasetRows: (name: string, query: { limit?: number; cursor?: string | null } = {}, signal?: AbortSignal) =>
       json<Page<Record<string, unknown>>>(`${datasetPath(name)}/rows${queryOf(query)}`, { signal }),
     /** The export's answer, to read as a stream (CLI) or a blob (console). */
     /** `excelSafe`: CSV with formulas and control characters made inert, for a spreadsheet. */
     exportDataset: (name: string, format: 'csv' | 'ndjson', signal?: AbortSignal, excelSafe = false) =>
-      send(`${datasetPath(name)}/export${queryOf({ format, excel_safe: excelSafe ? 'true' : undefined })}`, { signal, headers: { accept: '*/*' } }),
+      send(`${datasetPath(name)}/export${queryOf({ format, excel_safe: excelSafe ? 'true' : undefined })}`, {
+        signal,
+        headers: { accept: '*/*' },
+      }),
     async removeDataset(name: string): Promise<void> {
       await send(datasetPath(name), { method: 'DELETE' });
     },
     /** A read-only query of the datasets (POST /api/sql). */
     sql: (text: string, signal?: AbortSignal) =>
-      json<SqlResult>('/api/sql', { method: 'POST', body: JSON.stringify({ sql: text }), headers: { 'content-type': 'application/json' }, signal }),
+      json<SqlResult>('/api/sql', {
+        method: 'POST',
+        body: JSON.stringify({ sql: text }),
+        headers: { 'content-type': 'application/json' },
+        signal,
+      }),
   };
 }

@@ -124,7 +124,8 @@ async function readJson<T>(path: string, init: RequestInit = {}): Promise<T> {
   return body as T;
 }
 
-export const listSchedules = (signal?: AbortSignal) => readJson<{ results: Schedule[] }>('/api/schedules', { signal }).then((answer) => answer.results);
+export const listSchedules = (signal?: AbortSignal) =>
+  readJson<{ results: Schedule[] }>('/api/schedules', { signal }).then((answer) => answer.results);
 export const getSchedule = (scheduleId: string, signal?: AbortSignal) => readJson<ScheduleDetail>(schedulePath(scheduleId), { signal });
 export const pauseSchedule = (scheduleId: string) => readJson<Schedule>(`${schedulePath(scheduleId)}/pause`, { method: 'POST' });
 export const resumeSchedule = (scheduleId: string) => readJson<Schedule>(`${schedulePath(scheduleId)}/resume`, { method: 'POST' });

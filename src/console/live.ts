@@ -34,7 +34,12 @@ function openStream(path: string, handlers: StreamHandlers): () => void {
  * is needed. A poll that fails is told to onError; a stream that drops only shows as polling.
  * Returns the stop function.
  */
-export function followJob(jobId: string, onJob: (job: Job) => void, onState: (state: LiveState) => void, onError: (err: Error) => void): () => void {
+export function followJob(
+  jobId: string,
+  onJob: (job: Job) => void,
+  onState: (state: LiveState) => void,
+  onError: (err: Error) => void,
+): () => void {
   const controller = new AbortController();
   follow({
     openStream: (signal) => api.events(jobId, signal),

@@ -17,7 +17,9 @@ function TokenForm({ message }: { message: string }) {
   return (
     <section class="panel" aria-labelledby="token-title">
       <h2 id="token-title">Access token</h2>
-      <Notice kind={hadToken ? 'error' : 'info'}>{hadToken ? `${message}. Enter another one.` : 'This Intake requires an access token.'}</Notice>
+      <Notice kind={hadToken ? 'error' : 'info'}>
+        {hadToken ? `${message}. Enter another one.` : 'This Intake requires an access token.'}
+      </Notice>
       <form
         class="token-form"
         onSubmit={(event) => {
@@ -29,7 +31,13 @@ function TokenForm({ message }: { message: string }) {
       >
         <label class="field">
           Token
-          <input type="password" autoComplete="off" value={token} onInput={(event) => setToken((event.currentTarget as HTMLInputElement).value)} autoFocus />
+          <input
+            type="password"
+            autoComplete="off"
+            value={token}
+            onInput={(event) => setToken((event.currentTarget as HTMLInputElement).value)}
+            autoFocus
+          />
         </label>
         <button type="submit" class="button primary">
           Use this token

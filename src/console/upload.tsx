@@ -102,7 +102,11 @@ export function Upload() {
         </label>
         <label class="field">
           Mode
-          <select value={mode} aria-describedby="load-help" onChange={(event) => setMode((event.currentTarget as HTMLSelectElement).value as WriteMode)}>
+          <select
+            value={mode}
+            aria-describedby="load-help"
+            onChange={(event) => setMode((event.currentTarget as HTMLSelectElement).value as WriteMode)}
+          >
             {WRITE_MODES.map((value) => (
               <option value={value} key={value}>
                 {value}
@@ -126,8 +130,8 @@ export function Upload() {
           </label>
         )}
         <p id="load-help" class="help">
-          The rows load into the dataset's table (lower-case letters, digits and _; by default named after the file). append adds them, replace
-          swaps the table's rows for them, merge updates the rows whose key columns match and adds the others.
+          The rows load into the dataset's table (lower-case letters, digits and _; by default named after the file). append adds them,
+          replace swaps the table's rows for them, merge updates the rows whose key columns match and adds the others.
         </p>
       </div>
       {sending && (

@@ -58,12 +58,11 @@ export function batchReads<K, V>(
 
   function send(batch: Map<K, Waiter[]>): void {
     running++;
-    answer(batch)
-      .finally(() => {
-        running--;
-        for (const key of batch.keys()) sent.delete(key);
-        flush();
-      });
+    answer(batch).finally(() => {
+      running--;
+      for (const key of batch.keys()) sent.delete(key);
+      flush();
+    });
   }
 
   return (key) =>

@@ -50,4 +50,3 @@ export interface JobPayload {
   attempts: number;
   version: number;
 }
-

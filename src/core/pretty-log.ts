@@ -11,7 +11,8 @@ const SKIP = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'err']);
 
 // A value with a space, a quote, an = or a control character is quoted (JSON escapes the
 // control characters: a logged value cannot move the terminal's cursor or change its colours).
-const shown = (value: unknown) => (typeof value === 'string' ? (/[\s"=\x00-\x1f\x7f]/.test(value) ? JSON.stringify(value) : value) : JSON.stringify(value));
+const shown = (value: unknown) =>
+  typeof value === 'string' ? (/[\s"=\x00-\x1f\x7f]/.test(value) ? JSON.stringify(value) : value) : JSON.stringify(value);
 const printable = (text: string) => text.replace(/[\x00-\x09\x0b-\x1f\x7f]/g, '\ufffd');
 
 /** One pino JSON line as a person reads it; a line that is not pino's JSON is left as it is. */

@@ -11,7 +11,11 @@ export class SecretKeyError extends Error {}
 /** SECRET_KEY as 32 bytes: 64 hex digits or 44 base64 characters. */
 export function parseSecretKey(raw: string): Buffer {
   const text = raw.trim();
-  const key = /^[0-9a-f]{64}$/i.test(text) ? Buffer.from(text, 'hex') : /^[A-Za-z0-9+/]{43}=$/.test(text) ? Buffer.from(text, 'base64') : undefined;
+  const key = /^[0-9a-f]{64}$/i.test(text)
+    ? Buffer.from(text, 'hex')
+    : /^[A-Za-z0-9+/]{43}=$/.test(text)
+      ? Buffer.from(text, 'base64')
+      : undefined;
   if (key?.length !== 32) throw new SecretKeyError('must be 32 random bytes as 64 hex digits or base64 (e.g. `openssl rand -hex 32`)');
   return key;
 }
@@ -31,7 +35,8 @@ export function seal(key: Buffer, plaintext: string, boundTo: string): string {
 export function unseal(key: Buffer, text: string, boundTo: string): string {
   const [version, id, iv, tag, sealed] = text.split(':');
   if (version !== 'v1' || sealed === undefined) throw new SecretKeyError('the stored secret is not in a form Intake writes');
-  if (id !== keyId(key)) throw new SecretKeyError('the secret was stored with another SECRET_KEY: set that key again, or save the connection anew');
+  if (id !== keyId(key))
+    throw new SecretKeyError('the secret was stored with another SECRET_KEY: set that key again, or save the connection anew');
   // The tag's length is fixed: GCM would otherwise check a tag cut to 4 bytes, which a forger
   // can guess.
   const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv!, 'base64'), { authTagLength: TAG_BYTES });

@@ -49,7 +49,8 @@ export interface LoaderOptions {
 
 // Characters COPY's text format needs escaped.
 const COPY_SPECIAL = /[\\\n\r\t]/;
-const escapeCopy = (s: string) => (COPY_SPECIAL.test(s) ? s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t')) : s);
+const escapeCopy = (s: string) =>
+  COPY_SPECIAL.test(s) ? s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t')) : s;
 
 // JSON.stringify writes a surrogate as a \uD800–\uDFFF escape only when it is unpaired
 // (pairs stay characters); an escape is one preceded by an even number of backslashes.
@@ -158,7 +159,11 @@ export class Loader {
   private jsonRow(record: Extract<ParsedRecord, { data: object }>, recordNo: number): { text: string; width: number } | RowProblem {
     const raw = record.raw ?? JSON.stringify(record.data);
     if ((raw.includes('\\ud') || raw.includes('\\uD')) && LONE_SURROGATE.test(JSON.stringify(record.data))) {
-      return rowError(record.line, `record ${recordNo} (line ${record.line}) contains an unpaired UTF-16 surrogate, which PostgreSQL cannot store`, raw);
+      return rowError(
+        record.line,
+        `record ${recordNo} (line ${record.line}) contains an unpaired UTF-16 surrogate, which PostgreSQL cannot store`,
+        raw,
+      );
     }
     const staged: (string | undefined)[] = [];
     for (const [key, value] of topLevelFields(raw)) {
@@ -166,12 +171,17 @@ export class Loader {
       if (i === undefined) {
         i = this.addColumn(key);
         if (i === undefined) {
-          return rowError(record.line, `record ${recordNo} (line ${record.line}) would make the dataset wider than ${MAX_DATASET_COLUMNS} columns`, raw);
+          return rowError(
+            record.line,
+            `record ${recordNo} (line ${record.line}) would make the dataset wider than ${MAX_DATASET_COLUMNS} columns`,
+            raw,
+          );
         }
       }
       const column = this.columns[i]!;
       if (value === 'null') continue;
-      if (column.target !== null ? !jsonFits(value, column.target) : !jsonStorable(value)) return this.misfit(record, recordNo, column, value, raw);
+      if (column.target !== null ? !jsonFits(value, column.target) : !jsonStorable(value))
+        return this.misfit(record, recordNo, column, value, raw);
       staged[i] = value;
     }
     for (const k of this.keyNames) {
@@ -191,21 +201,28 @@ export class Loader {
     return { text, width: this.columns.length };
   }
 
-  private misfit(record: ParsedRecord, recordNo: number, column: LoadColumn, value: string, excerpt: string, asWritten = false): RowProblem {
+  private misfit(
+    record: ParsedRecord,
+    recordNo: number,
+    column: LoadColumn,
+    value: string,
+    excerpt: string,
+    asWritten = false,
+  ): RowProblem {
     const shown = JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
     const why =
       column.target === null
         ? `column "${column.name}" cannot hold ${shown}: PostgreSQL's numbers hold at most 131072 digits before the point and 16383 after it`
         : `column "${column.name}" is ${column.target} and cannot hold ${shown}`;
-    return rowError(
-      record.line,
-      `record ${recordNo} (line ${record.line}): ${why}`,
-      excerpt,
-      asWritten,
-    );
+    return rowError(record.line, `record ${recordNo} (line ${record.line}): ${why}`, excerpt, asWritten);
   }
 
   private noKey(record: ParsedRecord, recordNo: number, column: string, excerpt: string, asWritten = false): RowProblem {
-    return rowError(record.line, `record ${recordNo} (line ${record.line}) has no value for the key column "${column}"`, excerpt, asWritten);
+    return rowError(
+      record.line,
+      `record ${recordNo} (line ${record.line}) has no value for the key column "${column}"`,
+      excerpt,
+      asWritten,
+    );
   }
 }

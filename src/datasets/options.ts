@@ -40,10 +40,31 @@ export interface RawLoadOptions {
   callback_url?: string;
 }
 
-export const LOAD_OPTION_NAMES = ['dataset', 'mode', 'key', 'schema', 'schema_update', 'delimiter', 'header', 'encoding', 'sheet', 'callback_url'] as const;
+export const LOAD_OPTION_NAMES = [
+  'dataset',
+  'mode',
+  'key',
+  'schema',
+  'schema_update',
+  'delimiter',
+  'header',
+  'encoding',
+  'sheet',
+  'callback_url',
+] as const;
 
 // Other names people use for the encodings Intake reads.
-const ENCODING_ALIASES: Record<string, Encoding> = { utf8: 'utf-8', latin1: 'iso-8859-1', 'latin-1': 'iso-8859-1', cp1252: 'windows-1252', latin9: 'iso-8859-15', utf16le: 'utf-16le', utf16be: 'utf-16be', 'utf-16': 'utf-16le', mac: 'macintosh' };
+const ENCODING_ALIASES: Record<string, Encoding> = {
+  utf8: 'utf-8',
+  latin1: 'iso-8859-1',
+  'latin-1': 'iso-8859-1',
+  cp1252: 'windows-1252',
+  latin9: 'iso-8859-15',
+  utf16le: 'utf-16le',
+  utf16be: 'utf-16be',
+  'utf-16': 'utf-16le',
+  mac: 'macintosh',
+};
 
 /** An encoding by its name or an alias, or undefined when Intake does not read it. */
 export function encodingNamed(name: string): Encoding | undefined {
@@ -56,13 +77,28 @@ export function encodingOption(raw: string | undefined, where: 'query' | 'body')
   if (raw === undefined || raw === '') return undefined;
   const encoding = encodingNamed(raw);
   if (!encoding) {
-    throw validationError([{ loc: [where, 'encoding'], msg: `encoding is one of ${ENCODINGS.join(', ')} (got ${JSON.stringify(raw.slice(0, 40))})`, type: 'value_error' }]);
+    throw validationError([
+      {
+        loc: [where, 'encoding'],
+        msg: `encoding is one of ${ENCODINGS.join(', ')} (got ${JSON.stringify(raw.slice(0, 40))})`,
+        type: 'value_error',
+      },
+    ]);
   }
   return encoding;
 }
 
 // A delimiter by its character or its name.
-const DELIMITER_NAMES: Record<string, Delimiter> = { ',': ',', ';': ';', '\t': '\t', '|': '|', comma: ',', semicolon: ';', tab: '\t', pipe: '|' };
+const DELIMITER_NAMES: Record<string, Delimiter> = {
+  ',': ',',
+  ';': ';',
+  '\t': '\t',
+  '|': '|',
+  comma: ',',
+  semicolon: ';',
+  tab: '\t',
+  pipe: '|',
+};
 const MAX_KEY_COLUMNS = 32;
 const MAX_DECLARED_COLUMNS = 1600;
 
@@ -82,7 +118,8 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
   if (!WRITE_MODES.includes(mode)) issue('mode', `mode is one of ${WRITE_MODES.join(', ')} (got "${String(raw.mode).slice(0, 40)}")`);
 
   const key = raw.key === undefined || raw.key === '' ? [] : raw.key.split(',').map((k) => k.trim());
-  if (mode === 'merge' && key.length === 0) issue('key', 'mode=merge needs key: the column (or comma-separated columns) rows are matched on');
+  if (mode === 'merge' && key.length === 0)
+    issue('key', 'mode=merge needs key: the column (or comma-separated columns) rows are matched on');
   if (mode !== 'merge' && key.length > 0) issue('key', 'key is used only with mode=merge');
   if (key.some((k) => k === '')) issue('key', 'key names columns separated by commas, none of them empty');
   if (key.length > MAX_KEY_COLUMNS) issue('key', `key has more than ${MAX_KEY_COLUMNS} columns`);
@@ -103,7 +140,10 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
       if (entries.length > MAX_DECLARED_COLUMNS) issue('schema', `schema names more than ${MAX_DECLARED_COLUMNS} columns`);
       for (const [column, type] of entries.slice(0, MAX_DECLARED_COLUMNS)) {
         if (typeof type !== 'string' || !(COLUMN_TYPES as readonly string[]).includes(type)) {
-          issue('schema', `the type of "${column.slice(0, 63)}" is one of ${COLUMN_TYPES.join(', ')} (got ${JSON.stringify(type)?.slice(0, 40)})`);
+          issue(
+            'schema',
+            `the type of "${column.slice(0, 63)}" is one of ${COLUMN_TYPES.join(', ')} (got ${JSON.stringify(type)?.slice(0, 40)})`,
+          );
         } else if (column === '') issue('schema', 'schema names a column with an empty name');
         else types[column] = type as ColumnType;
       }
@@ -111,17 +151,23 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
   }
 
   const update = raw.schema_update ?? '';
-  if (update !== '' && update !== 'widen') issue('schema_update', `schema_update is "widen" (let the job widen existing columns) or not given (got "${update.slice(0, 40)}")`);
+  if (update !== '' && update !== 'widen')
+    issue('schema_update', `schema_update is "widen" (let the job widen existing columns) or not given (got "${update.slice(0, 40)}")`);
 
   const read: ReadOptions = {};
   if (raw.delimiter !== undefined && raw.delimiter !== '') {
     const delimiter = DELIMITER_NAMES[raw.delimiter.toLowerCase()];
-    if (!delimiter) issue('delimiter', `delimiter is one of , ; | or a tab (or comma, semicolon, pipe, tab) (got ${JSON.stringify(raw.delimiter.slice(0, 20))})`);
+    if (!delimiter)
+      issue(
+        'delimiter',
+        `delimiter is one of , ; | or a tab (or comma, semicolon, pipe, tab) (got ${JSON.stringify(raw.delimiter.slice(0, 20))})`,
+      );
     else read.delimiter = delimiter;
   } else if (fileName?.toLowerCase().replace(/\.gz$/, '').endsWith('.tsv')) read.delimiter = '\t';
   if (raw.header !== undefined && raw.header !== '') {
     const header = String(raw.header).toLowerCase();
-    if (header !== 'true' && header !== 'false') issue('header', `header is true (the first row names the columns, the default) or false (columns are column_1, column_2 …)`);
+    if (header !== 'true' && header !== 'false')
+      issue('header', `header is true (the first row names the columns, the default) or false (columns are column_1, column_2 …)`);
     else if (header === 'false') read.header = false;
   }
   try {
@@ -135,7 +181,8 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
   }
   if (raw.sheet !== undefined && raw.sheet !== '') {
     if (format !== 'xlsx') issue('sheet', 'sheet applies to Excel workbooks (.xlsx) only');
-    else if (raw.sheet.length > 31) issue('sheet', 'sheet is a sheet name (at most 31 characters, as in Excel) or its position (1 is the first)');
+    else if (raw.sheet.length > 31)
+      issue('sheet', 'sheet is a sheet name (at most 31 characters, as in Excel) or its position (1 is the first)');
     else read.sheet = raw.sheet;
   }
   if (format !== 'csv' && read.delimiter !== undefined) issue('delimiter', 'delimiter applies to CSV files only');
@@ -147,5 +194,13 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
   if (callbackProblem) issue('callback_url', callbackProblem);
 
   if (issues.length > 0) throw validationError(issues);
-  return { dataset, mode, key: mode === 'merge' ? key : [], types, widen: update === 'widen', read, ...(callbackUrl !== undefined && { callbackUrl }) };
+  return {
+    dataset,
+    mode,
+    key: mode === 'merge' ? key : [],
+    types,
+    widen: update === 'widen',
+    read,
+    ...(callbackUrl !== undefined && { callbackUrl }),
+  };
 }

@@ -13,8 +13,8 @@ const parser = () => import('libpg-query');
 
 /** Functions a query may call (by name, optionally qualified by pg_catalog): pure computations on values. */
 const FUNCTIONS = new Set(
+  // aggregates and window functions
   (
-    // aggregates and window functions
     'count sum avg min max string_agg array_agg json_agg jsonb_agg json_object_agg jsonb_object_agg bool_and bool_or every ' +
     'stddev stddev_pop stddev_samp variance var_pop var_samp corr covar_pop covar_samp percentile_cont percentile_disc mode ' +
     'row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value ' +
@@ -76,7 +76,8 @@ interface Rules {
   embedded: boolean;
 }
 
-const names = (list: unknown): string[] => (Array.isArray(list) ? list.map((n) => ((n as { String?: { sval?: string } }).String?.sval ?? '')) : []);
+const names = (list: unknown): string[] =>
+  Array.isArray(list) ? list.map((n) => (n as { String?: { sval?: string } }).String?.sval ?? '') : [];
 
 export class SqlRefused extends Error {}
 
@@ -94,23 +95,37 @@ const SIZED_BY_CONSTANTS = 'in embedded mode (which cannot stop a running query)
 const SIZED_SETS = new Set(['generate_series', 'unnest']);
 /** The other set-returning functions of FUNCTIONS, estimated at 100 rows: a constant this long yields no more. */
 const JSON_SETS = new Set(
-  'jsonb_array_elements jsonb_array_elements_text json_array_elements json_array_elements_text jsonb_each jsonb_each_text json_each json_each_text jsonb_object_keys json_object_keys'.split(' '),
+  'jsonb_array_elements jsonb_array_elements_text json_array_elements json_array_elements_text jsonb_each jsonb_each_text json_each json_each_text jsonb_object_keys json_object_keys'.split(
+    ' ',
+  ),
 );
 const JSON_SET_CHARS = 200;
 /**
  * A JSON path runs every accessor on every item the one before made (`$[0,0][0,0]…` doubles
  * at each step), unseen by the planner: refused in embedded mode, as the operators @? and @@.
  */
-const JSON_PATHS = new Set(['jsonb_path_query', 'jsonb_path_query_array', 'jsonb_path_query_first', 'jsonb_path_exists', 'jsonb_path_match']);
+const JSON_PATHS = new Set([
+  'jsonb_path_query',
+  'jsonb_path_query_array',
+  'jsonb_path_query_first',
+  'jsonb_path_exists',
+  'jsonb_path_match',
+]);
 
 /** A constant as written: a literal, maybe signed or cast, or an ARRAY[...] of them. */
 function constant(node: unknown): Node | undefined {
-  const n = node as { A_Const?: Node; TypeCast?: { arg?: unknown }; A_ArrayExpr?: { elements?: unknown[] }; A_Expr?: { kind?: string; lexpr?: unknown; rexpr?: unknown; name?: unknown } };
+  const n = node as {
+    A_Const?: Node;
+    TypeCast?: { arg?: unknown };
+    A_ArrayExpr?: { elements?: unknown[] };
+    A_Expr?: { kind?: string; lexpr?: unknown; rexpr?: unknown; name?: unknown };
+  };
   if (n?.A_Const) return n.A_Const;
   if (n?.TypeCast) return constant(n.TypeCast.arg);
   if (n?.A_ArrayExpr) return (n.A_ArrayExpr.elements ?? []).every((element) => constant(element)) ? n.A_ArrayExpr : undefined;
   const minus = n?.A_Expr;
-  if (minus && minus.kind === 'AEXPR_OP' && minus.lexpr === undefined && ['-', '+'].includes(names(minus.name).at(-1)!)) return constant(minus.rexpr);
+  if (minus && minus.kind === 'AEXPR_OP' && minus.lexpr === undefined && ['-', '+'].includes(names(minus.name).at(-1)!))
+    return constant(minus.rexpr);
   return undefined;
 }
 
@@ -150,20 +165,28 @@ function checkFunction(call: Node, rules: Rules): void {
     throw new SqlRefused(`${name} takes constant arguments here: ${SIZED_BY_CONSTANTS}`);
   }
   if (JSON_SETS.has(name) && !(args.length === 1 && (constantText(args[0])?.length ?? Infinity) <= JSON_SET_CHARS)) {
-    throw new SqlRefused(`${name} takes a constant of at most ${JSON_SET_CHARS} characters here (the planner takes it to yield 100 rows whatever it is given): ${SIZED_BY_CONSTANTS}`);
+    throw new SqlRefused(
+      `${name} takes a constant of at most ${JSON_SET_CHARS} characters here (the planner takes it to yield 100 rows whatever it is given): ${SIZED_BY_CONSTANTS}`,
+    );
   }
-  if (JSON_PATHS.has(name)) throw new SqlRefused(`${name} may not be called here (a path's work is not seen by the planner): ${SIZED_BY_CONSTANTS}`);
+  if (JSON_PATHS.has(name))
+    throw new SqlRefused(`${name} may not be called here (a path's work is not seen by the planner): ${SIZED_BY_CONSTANTS}`);
   if (name === 'regexp_matches') {
     // Without the flag g it yields one row at most, as the planner takes it to.
     const flags = args.length > 2 ? constantText(args[2]) : '';
-    if (flags === undefined || flags.includes('g')) throw new SqlRefused(`regexp_matches takes constant flags without g here (regexp_match yields the first match): ${SIZED_BY_CONSTANTS}`);
+    if (flags === undefined || flags.includes('g'))
+      throw new SqlRefused(
+        `regexp_matches takes constant flags without g here (regexp_match yields the first match): ${SIZED_BY_CONSTANTS}`,
+      );
   }
   if (name === 'lpad' || name === 'rpad' || name === 'repeat') {
     const count = constantNumber(args[1]);
     const text = name === 'repeat' ? constantText(args[0]) : '';
     const chars = name === 'repeat' ? (text?.length ?? Number.NaN) * (count ?? Number.NaN) : count;
     if (chars === undefined || !(chars <= MAX_BUILT_CHARS)) {
-      throw new SqlRefused(`${name} takes ${name === 'repeat' ? 'a constant text and count' : 'a constant length'} making at most ${MAX_BUILT_CHARS} characters here: ${SIZED_BY_CONSTANTS}`);
+      throw new SqlRefused(
+        `${name} takes ${name === 'repeat' ? 'a constant text and count' : 'a constant length'} making at most ${MAX_BUILT_CHARS} characters here: ${SIZED_BY_CONSTANTS}`,
+      );
     }
   }
   if (name === 'format') {
@@ -185,11 +208,14 @@ function checkFunction(call: Node, rules: Rules): void {
     // without back-references replacing one match adds at most its length; every match
     // (flag g, or N = 0) may be replaced only by nothing.
     const to = constantText(args[2]);
-    const flags = args.length === 4 && constantNumber(args[3]) === undefined ? constantText(args[3]) : args.length === 6 ? constantText(args[5]) : '';
+    const flags =
+      args.length === 4 && constantNumber(args[3]) === undefined ? constantText(args[3]) : args.length === 6 ? constantText(args[5]) : '';
     const nth = args.length >= 5 ? constantNumber(args[4]) : 1;
     const every = flags === undefined || flags.includes('g') || nth === undefined || nth === 0;
     if (to === undefined || to.includes('\\') || (to !== '' && every)) {
-      throw new SqlRefused(`regexp_replace takes a constant replacement without back-references here, and replaces every match only by '': ${SIZED_BY_CONSTANTS}`);
+      throw new SqlRefused(
+        `regexp_replace takes a constant replacement without back-references here, and replaces every match only by '': ${SIZED_BY_CONSTANTS}`,
+      );
     }
   }
 }
@@ -201,7 +227,8 @@ function checkOperator(name: unknown, rules: Rules): void {
     throw new SqlRefused(`the operator ${operator.join('.')} may not be used here (operators of pg_catalog only)`);
   }
   // @? and @@ run a JSON path (see JSON_PATHS).
-  if (rules.embedded && ['@?', '@@'].includes(operator.at(-1)!)) throw new SqlRefused(`the operator ${operator.at(-1)} may not be used here: ${SIZED_BY_CONSTANTS}`);
+  if (rules.embedded && ['@?', '@@'].includes(operator.at(-1)!))
+    throw new SqlRefused(`the operator ${operator.at(-1)} may not be used here: ${SIZED_BY_CONSTANTS}`);
 }
 
 /** The A_Expr kinds PostgreSQL turns into several comparisons, each with its own copy of an operand. */
@@ -210,7 +237,9 @@ const DUPLICATING = new Set(['AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEE
 const containsDuplicating = (node: unknown): boolean =>
   node !== null &&
   typeof node === 'object' &&
-  Object.entries(node as Node).some(([key, value]) => (key === 'A_Expr' && DUPLICATING.has(String((value as Node).kind))) || containsDuplicating(value));
+  Object.entries(node as Node).some(
+    ([key, value]) => (key === 'A_Expr' && DUPLICATING.has(String((value as Node).kind))) || containsDuplicating(value),
+  );
 
 /**
  * `x BETWEEN a AND b` is analysed as `x >= a AND x <= b` with a copy of x (SYMMETRIC: four
@@ -223,7 +252,9 @@ function checkDuplicated(expr: Node): void {
   if (!DUPLICATING.has(kind)) return;
   const copied = kind.endsWith('_SYM') ? [expr.lexpr, expr.rexpr] : [expr.lexpr];
   if (copied.some(containsDuplicating)) {
-    throw new SqlRefused('BETWEEN and IN (list) may not be nested in the value they compare (PostgreSQL copies it for each comparison): compare it in a subquery or with >= and <=');
+    throw new SqlRefused(
+      'BETWEEN and IN (list) may not be nested in the value they compare (PostgreSQL copies it for each comparison): compare it in a subquery or with >= and <=',
+    );
   }
 }
 
@@ -272,7 +303,8 @@ function visitSelect(select: Node, scope: Scope, rules: Rules, depth: number): v
 
 /** Checks every node under `node`, by the key it is found under (libpg-query's node names). */
 function visit(node: unknown, scope: Scope, rules: Rules, depth: number): void {
-  if (depth > MAX_DEPTH) throw new SqlRefused(`the query nests deeper than ${MAX_DEPTH} levels (of operators, calls, subqueries): flatten it`);
+  if (depth > MAX_DEPTH)
+    throw new SqlRefused(`the query nests deeper than ${MAX_DEPTH} levels (of operators, calls, subqueries): flatten it`);
   if (Array.isArray(node)) {
     for (const item of node) visit(item, scope, rules, depth + 1);
     return;

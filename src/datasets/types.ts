@@ -111,7 +111,10 @@ export function fitsNumeric(s: string): boolean {
   const fracDigits = i - fracStart;
   let exponent = 0;
   if (i < n) {
-    const digits = s.slice(i + 1).replace(/^[+-]/, '').replace(/^0+/, '');
+    const digits = s
+      .slice(i + 1)
+      .replace(/^[+-]/, '')
+      .replace(/^0+/, '');
     if (digits.length > 10) return false;
     exponent = Number(digits) * (s.charCodeAt(i + 1) === 45 ? -1 : 1);
     if (Math.abs(exponent) >= NUMERIC_MAX_EXPONENT) return false;

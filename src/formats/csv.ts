@@ -201,8 +201,10 @@ export async function* parseCsv(
     if (keys === null && fieldCount > limits.maxColumns) {
       throw error(recordLine, `the header has more than ${limits.maxColumns} columns (MAX_COLUMNS)`);
     }
-    if (value.length > limits.maxFieldLength) problem = `field ${fieldCount} is longer than ${limits.maxFieldLength} characters (MAX_FIELD_LENGTH)`;
-    else if (recordLength > limits.maxRecordLength) problem = `the record is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`;
+    if (value.length > limits.maxFieldLength)
+      problem = `field ${fieldCount} is longer than ${limits.maxFieldLength} characters (MAX_FIELD_LENGTH)`;
+    else if (recordLength > limits.maxRecordLength)
+      problem = `the record is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`;
     else if (keys === null || fields.length < keys.length + EXTRA_FIELDS_KEPT) fields.push(value); // more are counted, not kept
   }
 
@@ -213,7 +215,11 @@ export async function* parseCsv(
       return;
     }
     if (field.length > limits.maxFieldLength || recordLength + field.length > limits.maxRecordLength) {
-      if (keys === null) throw error(recordLine, `the header is longer than the limits allow (MAX_FIELD_LENGTH ${limits.maxFieldLength}, MAX_RECORD_LENGTH ${limits.maxRecordLength})`);
+      if (keys === null)
+        throw error(
+          recordLine,
+          `the header is longer than the limits allow (MAX_FIELD_LENGTH ${limits.maxFieldLength}, MAX_RECORD_LENGTH ${limits.maxRecordLength})`,
+        );
       problem =
         field.length > limits.maxFieldLength
           ? `field ${fieldCount + 1} is longer than ${limits.maxFieldLength} characters (MAX_FIELD_LENGTH)`

@@ -108,9 +108,7 @@ export async function* decodeUtf8(bytes: AsyncIterable<Buffer> | Iterable<Buffer
     const nul = chunk.indexOf(0);
     if (nul !== -1) {
       const lineAt = line + countLines(chunk, 0, nul);
-      throw new IngestError(
-        `the file contains a NUL byte at byte ${offset + nul} (line ${lineAt}): it looks binary, not CSV or JSON text`,
-      );
+      throw new IngestError(`the file contains a NUL byte at byte ${offset + nul} (line ${lineAt}): it looks binary, not CSV or JSON text`);
     }
     offset += chunk.length;
     line += countLines(chunk, 0, chunk.length);
@@ -136,7 +134,17 @@ export async function* decodeUtf8(bytes: AsyncIterable<Buffer> | Iterable<Buffer
 }
 
 /** Encodings a file may be read in besides UTF-8 (WHATWG names; iso-8859-1 is read as windows-1252, as browsers do). */
-export const ENCODINGS = ['utf-8', 'utf-16le', 'utf-16be', 'windows-1252', 'iso-8859-1', 'iso-8859-15', 'windows-1250', 'windows-1251', 'macintosh'] as const;
+export const ENCODINGS = [
+  'utf-8',
+  'utf-16le',
+  'utf-16be',
+  'windows-1252',
+  'iso-8859-1',
+  'iso-8859-15',
+  'windows-1250',
+  'windows-1251',
+  'macintosh',
+] as const;
 export type Encoding = (typeof ENCODINGS)[number];
 
 /**
@@ -148,7 +156,7 @@ function likelyEncoding(head: Uint8Array): Encoding | undefined {
   let evenNul = 0;
   let oddNul = 0;
   const n = Math.min(head.length, 4096);
-  for (let i = 0; i < n; i++) if (head[i] === 0) (i % 2 === 0 ? evenNul++ : oddNul++);
+  for (let i = 0; i < n; i++) if (head[i] === 0) i % 2 === 0 ? evenNul++ : oddNul++;
   if (oddNul > n / 4 && evenNul < n / 50) return 'utf-16le';
   if (evenNul > n / 4 && oddNul < n / 50) return 'utf-16be';
   return evenNul + oddNul === 0 ? 'windows-1252' : undefined;
@@ -182,8 +190,12 @@ export async function* decodeText(bytes: AsyncIterable<Buffer>, encoding?: Encod
       if (encoding === undefined && err instanceof IngestError) {
         const likely = likelyEncoding(head);
         // A NUL byte says UTF-16 when they come every other byte; a file cut inside a character was cut, not encoded otherwise.
-        const suggest = likely && (err.message.includes('invalid byte sequence') || (err.message.includes('NUL byte') && likely !== 'windows-1252'));
-        if (suggest) throw new IngestError(`${err.message.replace(': it looks binary, not CSV or JSON text', '')}; it looks like ${likely}: retry with encoding=${likely}`);
+        const suggest =
+          likely && (err.message.includes('invalid byte sequence') || (err.message.includes('NUL byte') && likely !== 'windows-1252'));
+        if (suggest)
+          throw new IngestError(
+            `${err.message.replace(': it looks binary, not CSV or JSON text', '')}; it looks like ${likely}: retry with encoding=${likely}`,
+          );
       }
       throw err;
     }
@@ -194,7 +206,10 @@ export async function* decodeText(bytes: AsyncIterable<Buffer>, encoding?: Encod
   for await (const chunk of prepend(bom ? head.subarray(bom.length) : head, rest)) {
     const text = decoder.decode(chunk, { stream: true });
     const nul = text.indexOf('\0');
-    if (nul !== -1) throw new IngestError(`the file contains a NUL character (character ${chars + nul} read as ${chosen}): it is not ${chosen} text, or not text`);
+    if (nul !== -1)
+      throw new IngestError(
+        `the file contains a NUL character (character ${chars + nul} read as ${chosen}): it is not ${chosen} text, or not text`,
+      );
     chars += text.length;
     if (text) yield text;
   }

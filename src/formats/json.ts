@@ -15,9 +15,7 @@ const enum State {
 
 /** Whether a character code can begin a JSON value: { [ " - 0-9 t f n. */
 function startsValue(c: number): boolean {
-  return (
-    c === 0x7b || c === 0x5b || c === 0x22 || c === 0x2d || (c >= 0x30 && c <= 0x39) || c === 0x74 || c === 0x66 || c === 0x6e
-  );
+  return c === 0x7b || c === 0x5b || c === 0x22 || c === 0x2d || (c >= 0x30 && c <= 0x39) || c === 0x74 || c === 0x66 || c === 0x6e;
 }
 
 function message(err: unknown): string {
@@ -34,7 +32,10 @@ function message(err: unknown): string {
  * A record nested deeper than maxJsonDepth or longer than maxRecordLength is a row error; the
  * text of a long one is not kept beyond the limit (the scanner reads on to its end).
  */
-export async function* parseJson(text: AsyncIterable<string> | Iterable<string>, limits: InputLimits = DEFAULT_LIMITS): AsyncGenerator<ParsedRecord> {
+export async function* parseJson(
+  text: AsyncIterable<string> | Iterable<string>,
+  limits: InputLimits = DEFAULT_LIMITS,
+): AsyncGenerator<ParsedRecord> {
   let state = State.Start;
   let line = 1;
   let index = 0; // records seen
@@ -58,10 +59,18 @@ export async function* parseJson(text: AsyncIterable<string> | Iterable<string>,
 
   function finishRecord(raw: string): ParsedRecord {
     if (tooDeep) {
-      return rowError(valueLine, `record ${index} (line ${valueLine}) is nested deeper than ${limits.maxJsonDepth} levels (MAX_JSON_DEPTH)`, raw || head);
+      return rowError(
+        valueLine,
+        `record ${index} (line ${valueLine}) is nested deeper than ${limits.maxJsonDepth} levels (MAX_JSON_DEPTH)`,
+        raw || head,
+      );
     }
     if (captured > limits.maxRecordLength) {
-      return rowError(valueLine, `record ${index} (line ${valueLine}) is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`, head);
+      return rowError(
+        valueLine,
+        `record ${index} (line ${valueLine}) is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`,
+        head,
+      );
     }
     let value: unknown;
     try {
@@ -84,7 +93,9 @@ export async function* parseJson(text: AsyncIterable<string> | Iterable<string>,
     captured += piece.length;
     if (captured <= limits.maxRecordLength) parts.push(piece);
     else if (capture !== 'record') {
-      throw new IngestError(`JSON error at line ${valueLine}: a value in the top-level object is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`);
+      throw new IngestError(
+        `JSON error at line ${valueLine}: a value in the top-level object is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`,
+      );
     } else parts = [];
   }
 
@@ -138,21 +149,26 @@ export async function* parseJson(text: AsyncIterable<string> | Iterable<string>,
           }
           if (c === 0x7b || c === 0x5b) {
             if (++depth > limits.maxJsonDepth) {
-              if (capture !== 'record') throw new IngestError(`JSON error at line ${line}: a value in the top-level object is nested deeper than ${limits.maxJsonDepth} levels (MAX_JSON_DEPTH)`);
+              if (capture !== 'record')
+                throw new IngestError(
+                  `JSON error at line ${line}: a value in the top-level object is nested deeper than ${limits.maxJsonDepth} levels (MAX_JSON_DEPTH)`,
+                );
               tooDeep = true;
             }
             i++;
             continue;
           }
           if (c === 0x7d || c === 0x5d) {
-            if (depth === 0) endAt = i; // a scalar ended by the closing bracket, read again as structure
+            if (depth === 0)
+              endAt = i; // a scalar ended by the closing bracket, read again as structure
             else if (--depth === 0) endAt = i + 1;
             else {
               i++;
               continue;
             }
           } else if (c === 0x2c || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
-            if (depth === 0) endAt = i; // a scalar (number, true, false, null) ended
+            if (depth === 0)
+              endAt = i; // a scalar (number, true, false, null) ended
             else {
               if (c === 0x0a) line++;
               i++;

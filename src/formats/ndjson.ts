@@ -28,11 +28,15 @@ export function parseNdjsonLine(raw: string, line: number, limits: InputLimits =
  * Newline-delimited JSON: one object per line; blank lines are skipped; LF or CRLF. A line
  * longer than maxRecordLength is a row error, and its text beyond the limit is not kept.
  */
-export async function* parseNdjson(text: AsyncIterable<string> | Iterable<string>, limits: InputLimits = DEFAULT_LIMITS): AsyncGenerator<ParsedRecord> {
+export async function* parseNdjson(
+  text: AsyncIterable<string> | Iterable<string>,
+  limits: InputLimits = DEFAULT_LIMITS,
+): AsyncGenerator<ParsedRecord> {
   let pending = ''; // the start of a line that continues in the next chunk
   let pendingLength = 0; // the whole length of that line, kept or not
   let line = 0;
-  const tooLong = () => rowError(line, `line ${line} is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`, pending.slice(0, 200));
+  const tooLong = () =>
+    rowError(line, `line ${line} is longer than ${limits.maxRecordLength} characters (MAX_RECORD_LENGTH)`, pending.slice(0, 200));
   for await (const chunk of text) {
     let from = 0;
     let newline: number;

@@ -18,11 +18,12 @@ import { expansionLimit, Zip } from './zip.js';
 
 type TextFormat = Exclude<Format, 'xlsx'>;
 
-const PARSERS: Record<TextFormat, (text: AsyncIterable<string>, limits: InputLimits, dialect: CsvDialect) => AsyncGenerator<ParsedRecord>> = {
-  csv: parseCsv,
-  json: parseJson,
-  ndjson: parseNdjson,
-};
+const PARSERS: Record<TextFormat, (text: AsyncIterable<string>, limits: InputLimits, dialect: CsvDialect) => AsyncGenerator<ParsedRecord>> =
+  {
+    csv: parseCsv,
+    json: parseJson,
+    ndjson: parseNdjson,
+  };
 
 /** Counts the bytes read, for byte progress (it runs at most one read ahead of the parser). */
 export interface ReadProgress {
@@ -39,7 +40,14 @@ async function* counted(bytes: AsyncIterable<Buffer>, progress: ReadProgress): A
 /** How a stored file is read: its encoding (default: UTF-8, or UTF-16 by its BOM), a CSV's dialect, a workbook's sheet. */
 export type ReadOptions = CsvDialect & { encoding?: Encoding; sheet?: string };
 
-const FORMAT_BY_EXTENSION: Record<string, Format> = { '.csv': 'csv', '.tsv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson', '.xlsx': 'xlsx' };
+const FORMAT_BY_EXTENSION: Record<string, Format> = {
+  '.csv': 'csv',
+  '.tsv': 'csv',
+  '.json': 'json',
+  '.ndjson': 'ndjson',
+  '.jsonl': 'ndjson',
+  '.xlsx': 'xlsx',
+};
 
 /**
  * The format a file's name says (`orders.csv.gz` and `orders.csv.zip` are CSV: compression
@@ -72,7 +80,9 @@ async function* uncompressed(head: Buffer, file: AsyncIterable<Buffer>, limits: 
   }
   const kind = isGzip(head) ? 'gzip' : 'zstd';
   if (kind === 'zstd' && !createZstdDecompress) {
-    throw new IngestError(`the file is zstd-compressed, which Node.js ${process.version} cannot read (Node.js 22.15 or later can): send it uncompressed or gzipped`);
+    throw new IngestError(
+      `the file is zstd-compressed, which Node.js ${process.version} cannot read (Node.js 22.15 or later can): send it uncompressed or gzipped`,
+    );
   }
   const inflate = kind === 'gzip' ? createGunzip() : createZstdDecompress!();
   let compressed = 0; // fed to the decompressor so far
@@ -175,7 +185,14 @@ export async function* readRecords(
 }
 
 /** A zip: an Excel workbook, or an archive of one data file read as the job's format. */
-async function* readZip(input: Input, bytes: AsyncGenerator<Buffer>, format: Format, progress: ReadProgress, limits: InputLimits, read: ReadOptions): AsyncGenerator<ParsedRecord> {
+async function* readZip(
+  input: Input,
+  bytes: AsyncGenerator<Buffer>,
+  format: Format,
+  progress: ReadProgress,
+  limits: InputLimits,
+  read: ReadOptions,
+): AsyncGenerator<ParsedRecord> {
   let path = input.path;
   let spooled: string | undefined;
   let zip: Zip | undefined;
@@ -190,16 +207,23 @@ async function* readZip(input: Input, bytes: AsyncGenerator<Buffer>, format: For
     // bytes counted while spooling are the same file's: counting both would reach twice its size).
     const size = (await stat(path)).size;
     progress.bytes = 0;
-    zip = await Zip.open(path, { limit: limits.maxDecompressedBytes, ratio: limits.maxDecompressionRatio }, (n) => (progress.bytes = Math.min(size, progress.bytes + n)));
+    zip = await Zip.open(
+      path,
+      { limit: limits.maxDecompressedBytes, ratio: limits.maxDecompressionRatio },
+      (n) => (progress.bytes = Math.min(size, progress.bytes + n)),
+    );
     if (format === 'xlsx') {
       yield* parseXlsx(zip, limits, { sheet: read.sheet, header: read.header });
     } else {
       const entry = zip.dataEntry();
       const inner = formatOfName(entry.fileName);
       if (inner === 'xlsx') throw new IngestError(`the zip holds the workbook "${entry.fileName}": send the .xlsx file itself`);
-      if (/\.zip$/i.test(entry.fileName)) throw new IngestError(`the zip holds another zip ("${entry.fileName}"): send the data file, zipped once`);
+      if (/\.zip$/i.test(entry.fileName))
+        throw new IngestError(`the zip holds another zip ("${entry.fileName}"): send the data file, zipped once`);
       if (inner !== undefined && inner !== format) {
-        throw new IngestError(`the zip holds "${entry.fileName}", which is ${inner.toUpperCase()}, but the job reads ${format.toUpperCase()}: submit it again with format=${inner}`);
+        throw new IngestError(
+          `the zip holds "${entry.fileName}", which is ${inner.toUpperCase()}, but the job reads ${format.toUpperCase()}: submit it again with format=${inner}`,
+        );
       }
       const [head, data] = await peek(zip.read(entry));
       yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, data, limits), read.encoding), limits, read);

@@ -9,7 +9,15 @@ export type ParsedRecord =
   // columns and values: a CSV (or sheet) record's header names and its fields, both in the
   // file's order, the one source of its columns (`data` is a convenience: an object lists
   // integer-like keys first); text: the start of its line as written, for excerpts.
-  | { data: Record<string, unknown>; line: number; raw?: string; columns?: readonly string[]; values?: readonly string[]; text?: string; error?: undefined }
+  | {
+      data: Record<string, unknown>;
+      line: number;
+      raw?: string;
+      columns?: readonly string[];
+      values?: readonly string[];
+      text?: string;
+      error?: undefined;
+    }
   // columns: the header of a CSV (or sheet) row error, so a header is known even when its first row is bad.
   | { data?: undefined; line: number; raw?: undefined; columns?: readonly string[]; values?: undefined; error: string; excerpt: string };
 
@@ -63,7 +71,8 @@ export function nestedDeeperThan(json: string, max: number): boolean {
   for (let i = 0; i < json.length; i++) {
     const c = json.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // the escaped character
+      if (c === 0x5c)
+        i++; // the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x7b || c === 0x5b) {

@@ -23,7 +23,12 @@ const MAX_EXCEL_COLUMNS = 16_384; // XFD
 const REL_TYPE = 'http://schemas.openxmlformats.org/officeDocument/2006/relationships/';
 
 /** Runs a SAX parser over XML text given whole (the small parts of a workbook). */
-function parseXml(xml: string, onOpen: (tag: SaxesTagPlain) => void, onText?: (text: string) => void, onClose?: (tag: SaxesTagPlain) => void): void {
+function parseXml(
+  xml: string,
+  onOpen: (tag: SaxesTagPlain) => void,
+  onText?: (text: string) => void,
+  onClose?: (tag: SaxesTagPlain) => void,
+): void {
   const parser = new SaxesParser();
   parser.on('opentag', onOpen);
   if (onText) parser.on('text', onText);
@@ -61,7 +66,9 @@ async function relationships(zip: Zip, part: string): Promise<Map<string, { type
 }
 
 // Built-in number formats that show dates or times (ECMA-376 18.8.30, and the East Asian ones).
-const DATE_FORMAT_IDS = new Set([14, 15, 16, 17, 18, 19, 20, 21, 22, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 45, 46, 47, 50, 51, 52, 53, 54, 55, 56, 57, 58]);
+const DATE_FORMAT_IDS = new Set([
+  14, 15, 16, 17, 18, 19, 20, 21, 22, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 45, 46, 47, 50, 51, 52, 53, 54, 55, 56, 57, 58,
+]);
 
 /** What a number format shows a serial number as: a date (with or without a time), a time of day, or a number. */
 type Shown = 'date' | 'time' | 'number';
@@ -118,7 +125,9 @@ async function sharedStrings(zip: Zip, path: string | undefined): Promise<string
     else if (name === 'rPh') inPhonetic = true;
   });
   const tooMany = () =>
-    new IngestError(`the workbook's shared strings hold more than ${MAX_SHARED_STRINGS} strings or ${MAX_SHARED_STRING_CHARS} characters: save the sheet as CSV instead`);
+    new IngestError(
+      `the workbook's shared strings hold more than ${MAX_SHARED_STRINGS} strings or ${MAX_SHARED_STRING_CHARS} characters: save the sheet as CSV instead`,
+    );
   parser.on('text', (text) => {
     if (!inText || current === null) return;
     if (chars + current.length + text.length > MAX_SHARED_STRING_CHARS) throw tooMany();
@@ -202,14 +211,19 @@ export async function* parseXlsx(zip: Zip, limits: InputLimits, options: Workboo
   const sheet =
     wanted === undefined
       ? sheets[0]
-      : (sheets.find((s) => s.name === wanted) ?? sheets.find((s) => s.name.toLowerCase() === wanted.toLowerCase()) ?? (/^\d+$/.test(wanted) ? sheets[Number(wanted) - 1] : undefined));
+      : (sheets.find((s) => s.name === wanted) ??
+        sheets.find((s) => s.name.toLowerCase() === wanted.toLowerCase()) ??
+        (/^\d+$/.test(wanted) ? sheets[Number(wanted) - 1] : undefined));
   if (!sheet) {
     const names = sheets.map((s) => JSON.stringify(s.name)).join(', ');
-    throw new IngestError(wanted === undefined ? 'the workbook has no sheets' : `the workbook has no sheet ${JSON.stringify(wanted)}: its sheets are ${names}`);
+    throw new IngestError(
+      wanted === undefined ? 'the workbook has no sheets' : `the workbook has no sheet ${JSON.stringify(wanted)}: its sheets are ${names}`,
+    );
   }
   const sheetEntry = zip.find(rels.get(sheet.id)?.path ?? '');
   if (!sheetEntry) throw new IngestError(`the workbook's sheet ${JSON.stringify(sheet.name)} is missing from the file`);
-  const partOf = (type: string) => [...rels.values()].find((rel) => rel.type === `${REL_TYPE}${type}` || rel.type.endsWith(`/${type}`))?.path;
+  const partOf = (type: string) =>
+    [...rels.values()].find((rel) => rel.type === `${REL_TYPE}${type}` || rel.type.endsWith(`/${type}`))?.path;
   const styles = await cellStyles(zip, partOf('styles'));
   const strings = await sharedStrings(zip, partOf('sharedStrings'));
   yield* sheetRows(zip, sheetEntry, { strings, styles, date1904, limits, header: options.header ?? true, sheetName: sheet.name });
@@ -244,7 +258,10 @@ async function* sheetRows(zip: Zip, entry: Parameters<Zip['read']>[0], context: 
       case 's': {
         if (text === '') return '';
         const value = strings[Number(text)];
-        if (value === undefined) throw new IngestError(`${context.sheetName}!row ${rowNumber}: a cell refers to shared string ${text.slice(0, 20)}, which the workbook does not have`);
+        if (value === undefined)
+          throw new IngestError(
+            `${context.sheetName}!row ${rowNumber}: a cell refers to shared string ${text.slice(0, 20)}, which the workbook does not have`,
+          );
         return value;
       }
       case 'b':
@@ -265,7 +282,10 @@ async function* sheetRows(zip: Zip, entry: Parameters<Zip['read']>[0], context: 
   };
 
   /** A row error of the row being read (with the header, known by then, as its columns). */
-  const problem = (message: string, values: string[]): ParsedRecord => ({ ...rowError(rowNumber, message, values.join(',')), columns: keys ?? [] });
+  const problem = (message: string, values: string[]): ParsedRecord => ({
+    ...rowError(rowNumber, message, values.join(',')),
+    columns: keys ?? [],
+  });
 
   const endRow = () => {
     let width = cells.length;
@@ -274,13 +294,19 @@ async function* sheetRows(zip: Zip, entry: Parameters<Zip['read']>[0], context: 
     cells = [];
     if (width === 0) return; // an empty row, like a blank line
     if (keys === null) {
-      if (width > limits.maxColumns) throw new IngestError(`the sheet's first row has more than ${limits.maxColumns} columns (MAX_COLUMNS)`);
+      if (width > limits.maxColumns)
+        throw new IngestError(`the sheet's first row has more than ${limits.maxColumns} columns (MAX_COLUMNS)`);
       keys = context.header ? headerKeys(values) : values.map((_, i) => `column_${i + 1}`);
       hasProto = keys.includes('__proto__');
       if (context.header) return;
     }
     if (width > keys.length) {
-      done.push(problem(`row ${rowNumber} has a value in column ${width}, beyond the ${keys.length} columns of the ${context.header ? 'header' : 'first row'}`, values));
+      done.push(
+        problem(
+          `row ${rowNumber} has a value in column ${width}, beyond the ${keys.length} columns of the ${context.header ? 'header' : 'first row'}`,
+          values,
+        ),
+      );
       return;
     }
     let length = 0;
@@ -356,7 +382,10 @@ async function* sheetRows(zip: Zip, entry: Parameters<Zip['read']>[0], context: 
     parser.close();
     yield* done;
   } catch (err) {
-    fault = err instanceof IngestError ? err : new IngestError(`the sheet ${JSON.stringify(context.sheetName)} is damaged near row ${rowNumber}: ${(err as Error).message}`);
+    fault =
+      err instanceof IngestError
+        ? err
+        : new IngestError(`the sheet ${JSON.stringify(context.sheetName)} is damaged near row ${rowNumber}: ${(err as Error).message}`);
   }
   if (fault) throw fault;
 }

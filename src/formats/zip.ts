@@ -8,7 +8,8 @@ const MAX_ENTRIES = 10_000;
 const MAX_PART_BYTES = 64 * 1024 ** 2;
 
 /** Files a zip tool adds beside the data, never data themselves. */
-const isClutter = (name: string) => name.endsWith('/') || name.startsWith('__MACOSX/') || basename(name).startsWith('.') || basename(name) === 'Thumbs.db';
+const isClutter = (name: string) =>
+  name.endsWith('/') || name.startsWith('__MACOSX/') || basename(name).startsWith('.') || basename(name) === 'Thumbs.db';
 
 /**
  * A zip file on disk, read by entry (yauzl: the central directory, then each entry's bytes as
@@ -43,7 +44,11 @@ export class Zip {
    * times its compressed size (MAX_DECOMPRESSION_RATIO, see expansionLimit). `onRead` learns, as
    * each entry is read, how many compressed bytes each chunk stood for (for progress).
    */
-  static async open(path: string, { limit, ratio }: { limit: number; ratio: number }, onRead?: (compressedBytes: number) => void): Promise<Zip> {
+  static async open(
+    path: string,
+    { limit, ratio }: { limit: number; ratio: number },
+    onRead?: (compressedBytes: number) => void,
+  ): Promise<Zip> {
     let file: ZipFile;
     try {
       file = await yauzl.openPromise(path, { lazyEntries: true, autoClose: false, strictFileNames: false, validateEntrySizes: true });
@@ -76,13 +81,18 @@ export class Zip {
       throw new IngestError('the file is an Excel workbook: name it .xlsx, or submit it with format=xlsx');
     }
     const names = data.slice(0, 5).map((entry) => entry.fileName);
-    throw new IngestError(`the zip holds ${data.length} files (${names.join(', ')}${data.length > 5 ? ', …' : ''}): send a zip of one data file, or the files one by one`);
+    throw new IngestError(
+      `the zip holds ${data.length} files (${names.join(', ')}${data.length > 5 ? ', …' : ''}): send a zip of one data file, or the files one by one`,
+    );
   }
 
   /** An entry's bytes as they inflate. */
   async *read(entry: Entry): AsyncGenerator<Buffer> {
     if (entry.isEncrypted()) throw new IngestError(`"${entry.fileName}" in the zip is encrypted`);
-    if (!entry.canDecodeFileData()) throw new IngestError(`"${entry.fileName}" in the zip uses compression method ${entry.compressionMethod}: only stored and deflate are read`);
+    if (!entry.canDecodeFileData())
+      throw new IngestError(
+        `"${entry.fileName}" in the zip uses compression method ${entry.compressionMethod}: only stored and deflate are read`,
+      );
     if (entry.uncompressedSize > this.limit) throw this.tooLarge(entry);
     let stream;
     try {
@@ -98,7 +108,10 @@ export class Zip {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         total += chunk.length;
         if (total > this.limit) throw this.tooLarge(entry);
-        if (total > expansion) throw new IngestError(`"${entry.fileName}" in the zip expands to more than ${this.ratio} times its compressed size (MAX_DECOMPRESSION_RATIO; a decompression bomb?): nothing of it was kept`);
+        if (total > expansion)
+          throw new IngestError(
+            `"${entry.fileName}" in the zip expands to more than ${this.ratio} times its compressed size (MAX_DECOMPRESSION_RATIO; a decompression bomb?): nothing of it was kept`,
+          );
         this.onRead?.(Math.round(chunk.length * ratio));
         yield chunk;
       }
@@ -112,7 +125,8 @@ export class Zip {
 
   /** A small entry (a workbook's parts but its sheets and strings) as text, at most 64 MiB. */
   async text(entry: Entry): Promise<string> {
-    if (entry.uncompressedSize > MAX_PART_BYTES) throw new IngestError(`"${entry.fileName}" in the zip is larger than ${MAX_PART_BYTES} bytes`);
+    if (entry.uncompressedSize > MAX_PART_BYTES)
+      throw new IngestError(`"${entry.fileName}" in the zip is larger than ${MAX_PART_BYTES} bytes`);
     const chunks: Buffer[] = [];
     let total = 0;
     for await (const chunk of this.read(entry)) {
@@ -124,7 +138,9 @@ export class Zip {
   }
 
   private tooLarge(entry: Entry): IngestError {
-    return new IngestError(`"${entry.fileName}" in the zip decompresses to more than MAX_DECOMPRESSED_BYTES (${this.limit} bytes): nothing of it was kept`);
+    return new IngestError(
+      `"${entry.fileName}" in the zip decompresses to more than MAX_DECOMPRESSED_BYTES (${this.limit} bytes): nothing of it was kept`,
+    );
   }
 
   close(): void {

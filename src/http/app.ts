@@ -79,7 +79,8 @@ export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server
     },
   });
 
-  for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema, recordPageSchema, errorPageSchema, ...datasetSchemas]) app.addSchema(schema);
+  for (const schema of [errorSchema, jobSchema, submittedJobSchema, jobListSchema, recordPageSchema, errorPageSchema, ...datasetSchemas])
+    app.addSchema(schema);
   registerErrorHandlers(app);
   describeOperations(app);
   await registerCors(app, deps.config.corsOrigins);
@@ -95,8 +96,17 @@ export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server
         description: 'Durable CSV/JSON ingestion jobs. Submit a file or records; follow the job at its status URL.',
         license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' },
       },
-      servers: [{ url: deps.config.publicUrl ?? '/', description: deps.config.publicUrl ? 'This Intake' : 'This Intake (PUBLIC_URL unset: relative)' }],
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'One of API_TOKENS; not needed when API_TOKENS is unset' } } },
+      servers: [
+        {
+          url: deps.config.publicUrl ?? '/',
+          description: deps.config.publicUrl ? 'This Intake' : 'This Intake (PUBLIC_URL unset: relative)',
+        },
+      ],
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'One of API_TOKENS; not needed when API_TOKENS is unset' },
+        },
+      },
       security: [{ bearerAuth: [] }],
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) ?? `def-${i}` },
@@ -121,7 +131,11 @@ export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server
     await api.register(importRoutes, deps);
     await api.register(connectionRoutes, { db: deps.db, config: deps.config });
     await api.register(scheduleRoutes, { db: deps.db, config: deps.config, scheduler: deps.scheduler });
-    await api.register(datasetRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, exportIdleTimeoutMs: deps.config.exportIdleTimeoutMs });
+    await api.register(datasetRoutes, {
+      db: deps.db,
+      datasetSchema: deps.config.datasetSchema,
+      exportIdleTimeoutMs: deps.config.exportIdleTimeoutMs,
+    });
     await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql, role: deps.sqlRole });
   });
   await app.register(consoleRoutes, { root: deps.consoleDir });
@@ -136,7 +150,8 @@ export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server
  */
 function describeOperations(app: FastifyInstance): void {
   app.addHook('onRoute', (route) => {
-    const schema = route.schema as ({ hide?: boolean; operationId?: string; security?: unknown; response?: Record<string, unknown> } | undefined);
+    const schema = route.schema as
+      { hide?: boolean; operationId?: string; security?: unknown; response?: Record<string, unknown> } | undefined;
     if (!schema || schema.hide) return;
     const method = (Array.isArray(route.method) ? route.method[0]! : route.method).toLowerCase();
     schema.operationId ??= operationId(method, route.url);

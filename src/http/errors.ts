@@ -2,7 +2,6 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import { AppError, type ValidationIssue } from '../core/errors.js';
 import { API_LOCK_TIMEOUT_MS, DatabaseUnavailableError, isLockTimeout } from '../storage/db.js';
 
-
 const LOCATIONS: Record<string, string> = { querystring: 'query', params: 'path', body: 'body', headers: 'header' };
 
 /** Fastify/Ajv validation errors in the shape FastAPI answers with: [{loc, msg, type}]. */
@@ -51,7 +50,9 @@ export function registerErrorHandlers(app: FastifyInstance): void {
       case 'FST_REQ_FILE_TOO_LARGE':
         return reply.code(413).send({ detail: 'The request body is too large', code: 'payload_too_large' });
       case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-        return reply.code(415).send({ detail: `Unsupported Content-Type: ${request.headers['content-type'] ?? 'none'}`, code: 'unsupported_media_type' });
+        return reply
+          .code(415)
+          .send({ detail: `Unsupported Content-Type: ${request.headers['content-type'] ?? 'none'}`, code: 'unsupported_media_type' });
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       case 'FST_ERR_CTP_INVALID_JSON_BODY':
         return reply.code(422).send({

@@ -24,7 +24,14 @@ import type { UploadStore } from '../sources/uploads.js';
 // refused with 413 while it streams, and nothing is kept.
 const MAX_FIELDS = 10;
 const MAX_FIELD_BYTES = 1024;
-export const multipartLimits = (fileSize: number) => ({ fileSize, files: 1, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES, parts: MAX_FIELDS + 1, headerPairs: 100 });
+export const multipartLimits = (fileSize: number) => ({
+  fileSize,
+  files: 1,
+  fields: MAX_FIELDS,
+  fieldSize: MAX_FIELD_BYTES,
+  parts: MAX_FIELDS + 1,
+  headerPairs: 100,
+});
 const tooManyFiles = () => new AppError(413, 'too_many_files', 'Send one file per upload');
 
 /**
@@ -75,7 +82,9 @@ function maxErrorsField(raw: string | undefined): number {
   if (raw === undefined || raw === '') return 0;
   const value = Number(raw);
   if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value > MAX_ERRORS_LIMIT) {
-    throw validationError([{ loc: ['body', 'max_errors'], msg: `max_errors must be an integer from 0 to ${MAX_ERRORS_LIMIT}`, type: 'integer_type' }]);
+    throw validationError([
+      { loc: ['body', 'max_errors'], msg: `max_errors must be an integer from 0 to ${MAX_ERRORS_LIMIT}`, type: 'integer_type' },
+    ]);
   }
   return value;
 }
@@ -118,13 +127,15 @@ export interface ReceiveOptions<Load> {
  */
 export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, options: ReceiveOptions<Load>): Promise<ReceivedUpload<Load>> {
   const { uploads, log } = options;
-  const tooLarge = () => new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${options.maxUploadBytes} bytes)`);
+  const tooLarge = () =>
+    new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${options.maxUploadBytes} bytes)`);
   const fields: Record<string, string> = {};
   let stored: { jobId: string; size: number; fileName: string; format: Format; maxErrors: number; load: Load; hash?: Hash } | undefined;
   try {
     for await (const part of parts) {
       if (part.type === 'field') {
-        if (part.valueTruncated) throw new AppError(413, 'field_too_large', `The form field "${part.fieldname}" is longer than ${MAX_FIELD_BYTES} bytes`);
+        if (part.valueTruncated)
+          throw new AppError(413, 'field_too_large', `The form field "${part.fieldname}" is longer than ${MAX_FIELD_BYTES} bytes`);
         // Only fields sent before the file are read: the file is stored as it arrives.
         if (!stored) fields[part.fieldname] = String(part.value);
         continue;
@@ -137,11 +148,19 @@ export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, optio
       }
       // A compressed file is named by what it holds: data.csv.gz is a CSV (gunzipped as it is read).
       const fileName = shownFileName(part.filename);
-      const format = options.format ?? formatField(fields.format) ?? formatOfName(part.filename) ?? (/\.(zip|gz|zst|zstd)$/i.test(part.filename) ? 'csv' : undefined);
+      const format =
+        options.format ??
+        formatField(fields.format) ??
+        formatOfName(part.filename) ??
+        (/\.(zip|gz|zst|zstd)$/i.test(part.filename) ? 'csv' : undefined);
       if (!format) {
         part.file.resume();
         const xls = /\.xls$/i.test(part.filename) ? ' (an Excel 97–2003 .xls: save it as .xlsx or CSV)' : '';
-        throw new AppError(415, 'unsupported_file_type', `Unsupported file type "${fileName}"${xls}: send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format=`);
+        throw new AppError(
+          415,
+          'unsupported_file_type',
+          `Unsupported file type "${fileName}"${xls}: send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format=`,
+        );
       }
       let load: Load;
       try {
@@ -151,7 +170,9 @@ export async function receiveUpload<Load>(parts: AsyncIterable<Multipart>, optio
         throw err;
       }
       const jobId = randomUUID();
-      const hash = options.fingerprint ? createHash('sha256').update(`upload\0${fileName}\0${format}\0${maxErrors}\0${JSON.stringify(load)}\0`) : undefined;
+      const hash = options.fingerprint
+        ? createHash('sha256').update(`upload\0${fileName}\0${format}\0${maxErrors}\0${JSON.stringify(load)}\0`)
+        : undefined;
       let size: number;
       try {
         size = await uploads.put(jobId, hash ? hashed(part.file, hash) : part.file);
@@ -221,7 +242,8 @@ export async function checkPostedRecords(body: Buffer, format: Format, limits: I
     for await (const record of parse([text], limits)) {
       if (record.error !== undefined) {
         const type = record.error.endsWith('expected a JSON object') ? 'object_type' : 'value_error';
-        if (shown.length < SHOWN_ISSUES) shown.push({ loc: [...where, format === 'ndjson' ? record.line : count], msg: record.error, type });
+        if (shown.length < SHOWN_ISSUES)
+          shown.push({ loc: [...where, format === 'ndjson' ? record.line : count], msg: record.error, type });
         // More bad records than the job may skip: refuse now rather than fail later.
         if (++bad > maxErrors) throw validationError(shown);
       }

@@ -1,16 +1,40 @@
 import { FORMATS, JOB_STATUSES, SOURCE_TYPES, WRITE_MODES } from '../core/job.js';
 
-
 const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 
 export const jobSchema = {
   $id: 'Job',
   type: 'object',
-  required: ['job_id', 'source_type', 'file_name', 'status', 'submitted_at', 'started_at', 'completed_at', 'records_processed', 'records_failed', 'max_errors', 'bytes_total', 'bytes_processed', 'dataset', 'mode', 'key', 'rows_inserted', 'rows_updated', 'error', 'attempts', 'version'],
+  required: [
+    'job_id',
+    'source_type',
+    'file_name',
+    'status',
+    'submitted_at',
+    'started_at',
+    'completed_at',
+    'records_processed',
+    'records_failed',
+    'max_errors',
+    'bytes_total',
+    'bytes_processed',
+    'dataset',
+    'mode',
+    'key',
+    'rows_inserted',
+    'rows_updated',
+    'error',
+    'attempts',
+    'version',
+  ],
   properties: {
     job_id: { type: 'string', format: 'uuid' },
     source_type: { type: 'string', enum: SOURCE_TYPES, description: 'csv_upload, json_upload (a .json/.ndjson file) or json_api' },
-    file_name: { type: ['string', 'null'], description: 'The uploaded file name as the client sent it (null for json_api), at most 255 characters, with control characters replaced by U+FFFD and characters that reorder or hide text (bidi controls, zero-width and other format characters) written out as \\u{202e}' },
+    file_name: {
+      type: ['string', 'null'],
+      description:
+        'The uploaded file name as the client sent it (null for json_api), at most 255 characters, with control characters replaced by U+FFFD and characters that reorder or hide text (bidi controls, zero-width and other format characters) written out as \\u{202e}',
+    },
     status: { type: 'string', enum: JOB_STATUSES },
     submitted_at: { type: 'string', format: 'date-time' },
     started_at: timestamp,
@@ -20,14 +44,25 @@ export const jobSchema = {
     max_errors: { type: 'integer', minimum: 0, description: 'Bad rows the job may skip before it fails' },
     bytes_total: { type: ['integer', 'null'], description: 'Size of the stored input in bytes' },
     bytes_processed: { type: 'integer', minimum: 0, description: 'Bytes of the input read so far' },
-    dataset: { type: ['string', 'null'], description: 'The dataset the job loads into (table <DATASET_SCHEMA>.<dataset>); null for jobs from before datasets' },
+    dataset: {
+      type: ['string', 'null'],
+      description: 'The dataset the job loads into (table <DATASET_SCHEMA>.<dataset>); null for jobs from before datasets',
+    },
     mode: { type: ['string', 'null'], enum: [...WRITE_MODES, null], description: 'append, replace or merge (on key)' },
     key: { type: ['array', 'null'], items: { type: 'string' }, description: 'The key columns of a merge' },
     rows_inserted: { type: ['integer', 'null'], description: 'Rows the job inserted into its dataset (null until it completes)' },
     rows_updated: { type: ['integer', 'null'], description: 'Rows of the dataset a merge updated (null until it completes)' },
     error: { type: ['string', 'null'], description: 'Why the job failed, with the line or record where it did' },
-    attempts: { type: 'integer', minimum: 0, description: 'Times a worker has started the job, over all its runs (a retry keeps counting)' },
-    version: { type: 'integer', minimum: 1, description: 'Grows with every change to the job: of two answers, the higher version is the newer' },
+    attempts: {
+      type: 'integer',
+      minimum: 0,
+      description: 'Times a worker has started the job, over all its runs (a retry keeps counting)',
+    },
+    version: {
+      type: 'integer',
+      minimum: 1,
+      description: 'Grows with every change to the job: of two answers, the higher version is the newer',
+    },
   },
 } as const;
 
@@ -50,7 +85,10 @@ export const jobListSchema = {
     offset: { type: 'integer' },
     limit: { type: 'integer' },
     next_offset: { type: ['integer', 'null'], description: 'offset of the next page, or null on the last page (or when paging by cursor)' },
-    next_cursor: { type: ['string', 'null'], description: 'cursor of the next page, or null on the last page: as fast at any depth as the first page' },
+    next_cursor: {
+      type: ['string', 'null'],
+      description: 'cursor of the next page, or null on the last page: as fast at any depth as the first page',
+    },
     total: { type: 'integer', description: 'jobs matching the filters, with total=true only' },
   },
 } as const;
@@ -66,7 +104,13 @@ export const listQuerySchema = {
     submitted_before: { type: 'string', format: 'date-time', description: 'jobs submitted before this time' },
     limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
     cursor: { type: 'string', maxLength: 200, description: 'next_cursor of the previous page (keyset: fast at any depth)' },
-    offset: { type: 'integer', minimum: 0, maximum: 2_147_483_647, default: 0, description: 'kept for compatibility; deep offsets are slow, use cursor' },
+    offset: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 2_147_483_647,
+      default: 0,
+      description: 'kept for compatibility; deep offsets are slow, use cursor',
+    },
     total: { type: 'boolean', default: false, description: 'also count the matching jobs (reads all of them)' },
   },
 } as const;
@@ -138,31 +182,59 @@ export const loadOptionProperties = {
     description:
       'The dataset to load into: lower-case letters, digits and _, starting with a letter, at most 63 characters. Default: made from the file name (records for posted records)',
   },
-  mode: { type: 'string', maxLength: 40, description: 'append (default), replace (the dataset holds exactly this job\'s rows) or merge (upsert on key)' },
+  mode: {
+    type: 'string',
+    maxLength: 40,
+    description: "append (default), replace (the dataset holds exactly this job's rows) or merge (upsert on key)",
+  },
   key: { type: 'string', maxLength: 2000, description: 'With mode=merge: the key column, or comma-separated columns' },
   schema: {
     type: 'string',
     maxLength: 65536,
-    description: 'Declared column types as a JSON object, e.g. {"qty": "bigint"} (bigint, numeric, boolean, date, timestamptz, text, jsonb); other columns are inferred',
+    description:
+      'Declared column types as a JSON object, e.g. {"qty": "bigint"} (bigint, numeric, boolean, date, timestamptz, text, jsonb); other columns are inferred',
   },
-  schema_update: { type: 'string', maxLength: 40, description: 'widen: existing columns may be widened to hold the job\'s values (bigint → numeric → text)' },
-  delimiter: { type: 'string', maxLength: 20, description: 'A CSV file\'s delimiter: , ; | or a tab (or comma, semicolon, pipe, tab). Default: detected from its first lines (a .tsv file: tab)' },
-  header: { type: 'string', maxLength: 10, description: 'false: the CSV file (or sheet) has no header row (columns are column_1, column_2 …). Default true' },
+  schema_update: {
+    type: 'string',
+    maxLength: 40,
+    description: "widen: existing columns may be widened to hold the job's values (bigint → numeric → text)",
+  },
+  delimiter: {
+    type: 'string',
+    maxLength: 20,
+    description:
+      "A CSV file's delimiter: , ; | or a tab (or comma, semicolon, pipe, tab). Default: detected from its first lines (a .tsv file: tab)",
+  },
+  header: {
+    type: 'string',
+    maxLength: 10,
+    description: 'false: the CSV file (or sheet) has no header row (columns are column_1, column_2 …). Default true',
+  },
   encoding: {
     type: 'string',
     maxLength: 40,
-    description: 'The file\'s encoding: utf-8 (default; UTF-16 is read by its byte order mark), utf-16le, utf-16be, windows-1252, iso-8859-1, iso-8859-15, windows-1250, windows-1251, macintosh',
+    description:
+      "The file's encoding: utf-8 (default; UTF-16 is read by its byte order mark), utf-16le, utf-16be, windows-1252, iso-8859-1, iso-8859-15, windows-1250, windows-1251, macintosh",
   },
-  sheet: { type: 'string', maxLength: 40, description: 'An Excel workbook\'s sheet to load, by name or position (1 is the first). Default: the first' },
+  sheet: {
+    type: 'string',
+    maxLength: 40,
+    description: "An Excel workbook's sheet to load, by name or position (1 is the first). Default: the first",
+  },
   callback_url: {
     type: 'string',
     maxLength: 2048,
-    description: 'An http(s) URL that receives a signed POST of the job payload when the job ends (besides WEBHOOK_URLS); loopback and private addresses are refused unless IMPORT_ALLOW_PRIVATE=true',
+    description:
+      'An http(s) URL that receives a signed POST of the job payload when the job ends (besides WEBHOOK_URLS); loopback and private addresses are refused unless IMPORT_ALLOW_PRIVATE=true',
   },
 } as const;
 
 /** How a file is read when its name does not say (or says wrong): `data.zip` holding JSON, a URL without an extension. */
-const formatHint = { type: 'string', enum: FORMATS, description: 'csv, json, ndjson or xlsx. Default: from the file name (orders.csv.gz, orders.json.zip …), else csv' } as const;
+const formatHint = {
+  type: 'string',
+  enum: FORMATS,
+  description: 'csv, json, ndjson or xlsx. Default: from the file name (orders.csv.gz, orders.json.zip …), else csv',
+} as const;
 
 export const submitQuerySchema = {
   type: 'object',
@@ -190,11 +262,21 @@ export const uploadBodySchema = {
   required: ['file'],
   properties: {
     max_errors: { ...maxErrorsSchema, description: `${maxErrorsSchema.description}; as a form field it must come before the file` },
-    format: { ...formatHint, description: `${formatHint.description}; as a form field it must come before the file (the query string wins)` },
+    format: {
+      ...formatHint,
+      description: `${formatHint.description}; as a form field it must come before the file (the query string wins)`,
+    },
     ...Object.fromEntries(
-      Object.entries(loadOptionProperties).map(([name, schema]) => [name, { ...schema, description: `${schema.description}; as a form field it must come before the file (the query string wins)` }]),
+      Object.entries(loadOptionProperties).map(([name, schema]) => [
+        name,
+        { ...schema, description: `${schema.description}; as a form field it must come before the file (the query string wins)` },
+      ]),
     ),
-    file: { type: 'string', format: 'binary', description: 'A .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file, or one of them compressed (gzip, zstd) or zipped' },
+    file: {
+      type: 'string',
+      format: 'binary',
+      description: 'A .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file, or one of them compressed (gzip, zstd) or zipped',
+    },
   },
 } as const;
 

@@ -12,7 +12,11 @@ import type { FastifyInstance } from 'fastify';
  */
 export function limitSlowBodies(
   scope: FastifyInstance,
-  { windowMs, minBytesPerSecond, minAverageBytesPerSecond }: { windowMs: number; minBytesPerSecond: number; minAverageBytesPerSecond: number },
+  {
+    windowMs,
+    minBytesPerSecond,
+    minAverageBytesPerSecond,
+  }: { windowMs: number; minBytesPerSecond: number; minAverageBytesPerSecond: number },
 ): void {
   const minBytes = Math.max(1, Math.floor((minBytesPerSecond * windowMs) / 1000));
   scope.addHook('onRequest', async (request, reply) => {

@@ -26,12 +26,17 @@ export type ImportRequest = Record<string, unknown> & {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export async function prepareImport(deps: { db: Queryable; settings: ImportSettings }, body: ImportRequest): Promise<Omit<NewJob, 'jobId'>> {
+export async function prepareImport(
+  deps: { db: Queryable; settings: ImportSettings },
+  body: ImportRequest,
+): Promise<Omit<NewJob, 'jobId'>> {
   const { settings } = deps;
   if (body.source === 'jira') return jiraJob(deps.db, body);
-  if (body.url === undefined) throw validationError([{ loc: ['body', 'url'], msg: 'url is required (or source=jira with connection and jql)', type: 'missing' }]);
+  if (body.url === undefined)
+    throw validationError([{ loc: ['body', 'url'], msg: 'url is required (or source=jira with connection and jql)', type: 'missing' }]);
   for (const field of ['connection', 'jql'] as const) {
-    if (body[field] !== undefined) throw validationError([{ loc: ['body', field], msg: `${field} is for source=jira`, type: 'value_error' }]);
+    if (body[field] !== undefined)
+      throw validationError([{ loc: ['body', field], msg: `${field} is for source=jira`, type: 'value_error' }]);
   }
   let source;
   try {
@@ -45,7 +50,15 @@ export async function prepareImport(deps: { db: Queryable; settings: ImportSetti
   const format: Format = body.format ?? formatOfName(source.baseName) ?? 'csv';
   const raw = { ...body, schema: typeof body.schema === 'object' ? JSON.stringify(body.schema) : body.schema };
   const load = loadOptions(raw, source.baseName || source.url.hostname, format, 'body');
-  return { sourceType: source.sourceType, fileName: source.fileName, format, maxErrors: body.max_errors ?? 0, bytesTotal: null, load, sourceUrl: body.url };
+  return {
+    sourceType: source.sourceType,
+    fileName: source.fileName,
+    format,
+    maxErrors: body.max_errors ?? 0,
+    bytesTotal: null,
+    load,
+    sourceUrl: body.url,
+  };
 }
 
 /** A Jira pull: its connection must exist; rows merge on the issue id into the dataset named (default jira_issues). */
@@ -54,7 +67,8 @@ async function jiraJob(db: Queryable, body: ImportRequest): Promise<Omit<NewJob,
   for (const field of ['url', 'format', 'mode', 'key', 'delimiter', 'header', 'encoding', 'sheet', 'schema_update']) {
     if (body[field] !== undefined) throw issue(field, `${field} does not apply to source=jira (issues are merged on their id)`);
   }
-  const connection = typeof body.connection === 'string' && UUID.test(body.connection) ? await findConnection(db, body.connection) : undefined;
+  const connection =
+    typeof body.connection === 'string' && UUID.test(body.connection) ? await findConnection(db, body.connection) : undefined;
   if (!connection) throw issue('connection', 'connection is the id of a saved connection (POST /api/connections)');
   const jql = typeof body.jql === 'string' ? body.jql.trim() : '';
   if (jql === '') throw issue('jql', 'jql selects the issues to pull, e.g. project = ABC');

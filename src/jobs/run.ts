@@ -41,7 +41,8 @@ export interface RetryOptions {
  */
 export async function runToEnd(pipeline: PipelineDeps, jobId: string, signal: AbortSignal, options: RetryOptions): Promise<RunOutcome> {
   const { log, tracker } = pipeline;
-  const giveBack = () => releaseAttempt(tracker, jobId).catch((err: unknown) => log.warn({ err, jobId }, 'could not give back the attempt'));
+  const giveBack = () =>
+    releaseAttempt(tracker, jobId).catch((err: unknown) => log.warn({ err, jobId }, 'could not give back the attempt'));
   for (let attempt = 1; ; attempt++) {
     try {
       return await runJob(pipeline, jobId, signal);

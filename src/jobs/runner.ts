@@ -152,15 +152,18 @@ function watchCancel(deps: PipelineDeps, jobId: string): { signal: AbortSignal; 
     }
   });
   let reading = false;
-  const timer = setInterval(() => {
-    if (reading || controller.signal.aborted) return;
-    reading = true;
-    const beat = deps.claimStaleAfterMs > 0 ? updateHeartbeat(deps.db, jobId) : Promise.resolve(false);
-    beat
-      .then((running) => (running ? undefined : findJob(deps.db, jobId).then((row) => (!row || row.status === 'canceled') && cancel())))
-      .catch(() => {}) // a failed read: the next one tells
-      .finally(() => (reading = false));
-  }, deps.claimStaleAfterMs > 0 ? Math.min(CANCEL_POLL_MS, Math.floor(deps.claimStaleAfterMs / 3)) : CANCEL_POLL_MS);
+  const timer = setInterval(
+    () => {
+      if (reading || controller.signal.aborted) return;
+      reading = true;
+      const beat = deps.claimStaleAfterMs > 0 ? updateHeartbeat(deps.db, jobId) : Promise.resolve(false);
+      beat
+        .then((running) => (running ? undefined : findJob(deps.db, jobId).then((row) => (!row || row.status === 'canceled') && cancel())))
+        .catch(() => {}) // a failed read: the next one tells
+        .finally(() => (reading = false));
+    },
+    deps.claimStaleAfterMs > 0 ? Math.min(CANCEL_POLL_MS, Math.floor(deps.claimStaleAfterMs / 3)) : CANCEL_POLL_MS,
+  );
   timer.unref();
   return {
     signal: controller.signal,
@@ -223,7 +226,11 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
       ? await importInput(job.source_url, deps.imports)
       : await deps.uploads.input(jobId);
   if (!source) {
-    await markFailed(tracker, jobId, `the stored upload is missing (was ${deps.uploads.kind === 'file' ? 'UPLOAD_DIR' : 'UPLOAD_STORE'} changed or cleaned?)`);
+    await markFailed(
+      tracker,
+      jobId,
+      `the stored upload is missing (was ${deps.uploads.kind === 'file' ? 'UPLOAD_DIR' : 'UPLOAD_STORE'} changed or cleaned?)`,
+    );
     return 'failed';
   }
   const input: Input = { ...source, open: () => source.open(canceled) };
@@ -239,7 +246,10 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
     const staged = await stageRowCount(deps.db, jobId);
     // A Jira pull starts over: the pages it read may have changed since.
     if (staged !== job.records_processed || state === null || jira) {
-      log.warn({ jobId, checkpoint, staged }, jira ? 'a Jira pull resumed: pulling again from the start' : 'the stage does not hold what the job committed: starting it over');
+      log.warn(
+        { jobId, checkpoint, staged },
+        jira ? 'a Jira pull resumed: pulling again from the start' : 'the stage does not hold what the job committed: starting it over',
+      );
       job = await restartJob(tracker, jobId);
       if (!job) return 'skipped';
       state = null;
@@ -327,7 +337,12 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
         loader.header(record.columns); // known from a CSV's header, even when its first record is bad
         const missing = loader.missingKeys();
         if (missing.length > 0) {
-          throw new IngestError(`the key column "${missing[0]}" is not in the file's header (its columns: ${loader.columns.map((c) => c.original).join(', ').slice(0, 300)})`);
+          throw new IngestError(
+            `the key column "${missing[0]}" is not in the file's header (its columns: ${loader.columns
+              .map((c) => c.original)
+              .join(', ')
+              .slice(0, 300)})`,
+          );
         }
       }
       const item = record.error === undefined ? loader.row(record, recordNo) : record;
@@ -366,11 +381,15 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
     const completed = await markCompleted(tracker, jobId, async (tx) => {
       const rows = await publishStage(tx, publish);
       if (jira && newest !== undefined) await saveJiraMark(tx, jira.connection, jira.jql, publish.dataset, newest);
-      log.info({ jobId, dataset: publish.dataset, mode: publish.mode, ...rows, ms: Math.round(performance.now() - publishing) }, 'rows moved into its dataset, committing with the job');
+      log.info(
+        { jobId, dataset: publish.dataset, mode: publish.mode, ...rows, ms: Math.round(performance.now() - publishing) },
+        'rows moved into its dataset, committing with the job',
+      );
       return rows;
     }).catch((err: unknown) => {
       if (err instanceof PublishConflict) throw new IngestError(err.message);
-      if (isPermanentDatabaseError(err)) throw new IngestError(`the rows could not be loaded into dataset "${publish.dataset}": ${databaseMessage(err)}`);
+      if (isPermanentDatabaseError(err))
+        throw new IngestError(`the rows could not be loaded into dataset "${publish.dataset}": ${databaseMessage(err)}`);
       throw err;
     });
     return completed ? 'completed' : 'skipped';
@@ -383,7 +402,9 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
       if (canceled.aborted) log.info({ jobId }, 'the job was canceled: its read was aborted');
       else log.warn({ jobId }, (err as Error).message);
       // A no-op unless the job was canceled: then it shows how far this run read.
-      await noteCanceledRead(tracker, jobId, progress.bytes).catch((e: unknown) => log.warn({ jobId, err: e }, 'could not note how far a canceled job read'));
+      await noteCanceledRead(tracker, jobId, progress.bytes).catch((e: unknown) =>
+        log.warn({ jobId, err: e }, 'could not note how far a canceled job read'),
+      );
       return 'skipped';
     }
     if (!(err instanceof IngestError)) throw err;

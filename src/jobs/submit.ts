@@ -53,7 +53,11 @@ export async function submitJob(deps: SubmitDeps, job: NewJob, idempotency?: Ide
 }
 
 /** A new job's committed row told to live lists and handed to a worker. */
-export async function announce(deps: Pick<SubmitDeps, 'events' | 'dispatcher' | 'log'>, row: JobRow, kind: JobKind = 'interactive'): Promise<void> {
+export async function announce(
+  deps: Pick<SubmitDeps, 'events' | 'dispatcher' | 'log'>,
+  row: JobRow,
+  kind: JobKind = 'interactive',
+): Promise<void> {
   // Live job lists show the new job at once; best effort, like every event.
   await deps.events.publish(row.job_id, payloadJson(row));
   // A failed dispatch loses nothing: the row is committed and is taken up again at start.
@@ -85,7 +89,11 @@ async function insertOrReplay(db: Db, job: NewJob, idempotency?: Idempotency): P
     const existing = await findKey(db, idempotency!.key);
     if (!existing) continue; // gone meanwhile (expired and swept, or its job deleted): take the key again
     if (existing.fingerprint !== idempotency!.fingerprint) {
-      throw new AppError(422, 'idempotency_key_reused', 'This Idempotency-Key was used in the last 24 hours for a different request: use a new key for new data');
+      throw new AppError(
+        422,
+        'idempotency_key_reused',
+        'This Idempotency-Key was used in the last 24 hours for a different request: use a new key for new data',
+      );
     }
     const original = await findJob(db, existing.job_id);
     if (original) return original;

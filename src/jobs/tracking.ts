@@ -85,17 +85,21 @@ function trackerOf(db: Db, changing: Changing, outbox?: Outbox): Tracker {
 
 /** The tracker of a running Intake: each change is written through to the cache, then published. */
 export function createTracker(db: Db, cache: StatusCache | undefined, events: JobEvents, outbox?: Outbox): Tracker {
-  return trackerOf(db, async (jobId) => {
-    const pending = await cache?.changing(jobId);
-    return {
-      async committed(row) {
-        const payload = payloadJson(row);
-        await pending?.stored(row.version, payload);
-        await events.publish(row.job_id, payload);
-      },
-      failed: async () => pending?.failed(),
-    };
-  }, outbox);
+  return trackerOf(
+    db,
+    async (jobId) => {
+      const pending = await cache?.changing(jobId);
+      return {
+        async committed(row) {
+          const payload = payloadJson(row);
+          await pending?.stored(row.version, payload);
+          await events.publish(row.job_id, payload);
+        },
+        failed: async () => pending?.failed(),
+      };
+    },
+    outbox,
+  );
 }
 
 const UNTOLD: Change = { committed: async () => {}, failed: async () => {} };
@@ -172,7 +176,13 @@ export async function incrementProgress(t: Tracker, jobId: string, batch: Batch,
       throw err;
     }
     await after;
-    const progress = { records: batch.rowCount, errors: batch.errors.length, bytesProcessed: batch.bytesProcessed, from: batch.from, loadState: batch.loadState };
+    const progress = {
+      records: batch.rowCount,
+      errors: batch.errors.length,
+      bytesProcessed: batch.bytesProcessed,
+      from: batch.from,
+      loadState: batch.loadState,
+    };
     const changed = await updateProgress(tx, jobId, progress);
     if (!changed) throw new CheckpointConflictError(jobId, batch.from);
     return changed;

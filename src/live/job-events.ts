@@ -46,7 +46,12 @@ export function createLocalEvents(): JobEvents {
  * subscriber connection is opened on first use, so worker processes (which only publish)
  * hold none.
  */
-export function createRedisEvents(options: { publisher: Redis; subscriber: () => Redis; prefix: string; log: FastifyBaseLogger }): JobEvents {
+export function createRedisEvents(options: {
+  publisher: Redis;
+  subscriber: () => Redis;
+  prefix: string;
+  log: FastifyBaseLogger;
+}): JobEvents {
   const channel = `${options.prefix}ingest_job_events`;
   const local = createLocalEvents();
   let subscriber: Redis | undefined;

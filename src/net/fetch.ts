@@ -73,7 +73,11 @@ function ipv6Bytes(address: string): number[] {
  * inverted in the last 32 bits).
  */
 function embeddedV4(bytes: number[]): string[] {
-  const v4 = (at: number, mask = 0) => bytes.slice(at, at + 4).map((b) => b ^ mask).join('.');
+  const v4 = (at: number, mask = 0) =>
+    bytes
+      .slice(at, at + 4)
+      .map((b) => b ^ mask)
+      .join('.');
   if (bytes[0] === 0x20 && bytes[1] === 0x02) return [v4(2)];
   if (bytes[0] === 0x20 && bytes[1] === 0x01 && bytes[2] === 0 && bytes[3] === 0) return [v4(4), v4(12, 0xff)];
   return [];
@@ -123,7 +127,8 @@ function refused(url: URL, address: string, who = 'imports'): IngestError {
 
 /** Checks a URL before anything is connected to: its scheme, and its host if it is an address. */
 export function checkImportUrl(url: URL, options: Pick<FetchOptions, 'allowed'>, who = 'imports'): void {
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IngestError(`${url.protocol}// URLs cannot be imported: use http, https or s3`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new IngestError(`${url.protocol}// URLs cannot be imported: use http, https or s3`);
   const host = hostOf(url);
   if (isIP(host) && !options.allowed(host)) throw refused(url, host, who);
 }
@@ -163,21 +168,32 @@ export function guardedLookup(url: URL, allowed: (address: string) => boolean, w
 }
 
 /** One GET, connected only to an allowed address; answers the response (any status). */
-function get(url: URL, options: Pick<FetchOptions, 'allowed' | 'timeoutMs' | 'signal'>, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+function get(
+  url: URL,
+  options: Pick<FetchOptions, 'allowed' | 'timeoutMs' | 'signal'>,
+  headers: Record<string, string> = {},
+): Promise<IncomingMessage> {
   options.signal?.throwIfAborted();
   checkImportUrl(url, options);
   const lookup = guardedLookup(url, options.allowed);
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const { signal } = options;
-    const req = request(url, { method: 'GET', lookup, headers: { 'user-agent': 'Intake (import)', accept: '*/*', ...headers }, timeout: options.timeoutMs, signal });
+    const req = request(url, {
+      method: 'GET',
+      lookup,
+      headers: { 'user-agent': 'Intake (import)', accept: '*/*', ...headers },
+      timeout: options.timeoutMs,
+      signal,
+    });
     req.once('response', resolve);
     req.once('timeout', () => req.destroy(new Transient(`no answer from ${url.host} within ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)));
     req.once('error', (err: NodeJS.ErrnoException) => {
       if (signal?.aborted) return reject(signal.reason);
       if (err instanceof IngestError || err instanceof Transient) return reject(err);
       if (err.code === 'ENOTFOUND') return reject(new IngestError(`the host ${url.hostname} does not resolve (DNS: ${err.code})`));
-      if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /certificate/i.test(err.message)) return reject(new IngestError(`the TLS certificate of ${url.host} is not valid: ${err.message}`));
+      if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID' || /certificate/i.test(err.message))
+        return reject(new IngestError(`the TLS certificate of ${url.host} is not valid: ${err.message}`));
       reject(new Transient(`could not reach ${url.host}: ${err.code ?? err.message}`));
     });
     req.end();
@@ -216,7 +232,9 @@ export async function openUrl(url: URL, options: FetchOptions): Promise<AsyncIte
     } catch (err) {
       if (!(err instanceof Transient)) throw err;
       if (attempt >= ATTEMPTS) throw new IngestError(`${err.message} (${ATTEMPTS} attempts)`);
-      await sleep((options.backoffMs ?? 1000) * 2 ** (attempt - 1), undefined, { signal: options.signal }).catch(() => options.signal!.throwIfAborted());
+      await sleep((options.backoffMs ?? 1000) * 2 ** (attempt - 1), undefined, { signal: options.signal }).catch(() =>
+        options.signal!.throwIfAborted(),
+      );
     }
   }
   const length = Number(res.headers['content-length']);
@@ -228,7 +246,9 @@ export async function openUrl(url: URL, options: FetchOptions): Promise<AsyncIte
 }
 
 async function* limited(res: IncomingMessage, url: URL, options: FetchOptions): AsyncGenerator<Buffer> {
-  res.setTimeout(options.timeoutMs, () => res.destroy(new Transient(`${url.host} sent nothing for ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)));
+  res.setTimeout(options.timeoutMs, () =>
+    res.destroy(new Transient(`${url.host} sent nothing for ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)),
+  );
   const { signal } = options;
   const abort = () => res.destroy(signal!.reason);
   signal?.addEventListener('abort', abort, { once: true });
@@ -237,7 +257,8 @@ async function* limited(res: IncomingMessage, url: URL, options: FetchOptions): 
     signal?.throwIfAborted();
     for await (const chunk of res as AsyncIterable<Buffer>) {
       total += chunk.length;
-      if (total > options.maxBytes) throw new IngestError(`${url.origin}${url.pathname} is more than MAX_UPLOAD_BYTES (${options.maxBytes} bytes)`);
+      if (total > options.maxBytes)
+        throw new IngestError(`${url.origin}${url.pathname} is more than MAX_UPLOAD_BYTES (${options.maxBytes} bytes)`);
       yield chunk;
     }
   } catch (err) {

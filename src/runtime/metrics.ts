@@ -138,8 +138,17 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   const unsubscribe = deps.events.subscribeAll(
     jobEventTally({
       records: new Counter({ name: 'intake_records_ingested_total', help: 'Records committed by jobs (from job events)', registers }),
-      rowsFailed: new Counter({ name: 'intake_rows_failed_total', help: 'Bad rows skipped and reported by jobs (from job events)', registers }),
-      finished: new Counter({ name: 'intake_jobs_finished_total', help: 'Jobs that reached a terminal status', labelNames: ['status'], registers }),
+      rowsFailed: new Counter({
+        name: 'intake_rows_failed_total',
+        help: 'Bad rows skipped and reported by jobs (from job events)',
+        registers,
+      }),
+      finished: new Counter({
+        name: 'intake_jobs_finished_total',
+        help: 'Jobs that reached a terminal status',
+        labelNames: ['status'],
+        registers,
+      }),
       duration: new Histogram({
         name: 'intake_job_duration_seconds',
         help: 'From started_at to completed_at of jobs that reached a terminal status',

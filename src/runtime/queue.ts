@@ -32,7 +32,11 @@ const SCHEDULED_PRIORITY = 10;
 /** Adds a BullMQ job whose id is the job id: adding it twice while it exists is a no-op. */
 export async function enqueue(queue: Queue<JobData>, jobId: string, kind: JobKind = 'interactive'): Promise<void> {
   const priority = kind === 'scheduled' ? { priority: SCHEDULED_PRIORITY } : {};
-  await within(queue.add('ingest', { jobId }, { jobId, removeOnComplete: true, removeOnFail: true, ...priority }), ENQUEUE_TIMEOUT_MS, 'enqueue');
+  await within(
+    queue.add('ingest', { jobId }, { jobId, removeOnComplete: true, removeOnFail: true, ...priority }),
+    ENQUEUE_TIMEOUT_MS,
+    'enqueue',
+  );
 }
 
 /** The API side: commits are done by the caller; this only enqueues the job id. */

@@ -39,12 +39,14 @@ export async function reconcileOnce({ db, queue, log, intervalMs, staleAfterMs }
     const dispatched: string[] = [];
     for (const jobId of jobIds) {
       const state = await bounded(queue.getJobState(jobId), 'getJobState');
-      if (state === 'active' || state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children') continue;
+      if (state === 'active' || state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children')
+        continue;
       if (state !== 'unknown') await bounded(queue.remove(jobId), 'remove'); // a finished BullMQ record would block the re-add
       await enqueue(queue, jobId);
       dispatched.push(jobId);
     }
-    if (dispatched.length > 0) log.warn({ count: dispatched.length, jobIds: dispatched.slice(0, 10) }, 'reconciler re-enqueued jobs with no live queue entry');
+    if (dispatched.length > 0)
+      log.warn({ count: dispatched.length, jobIds: dispatched.slice(0, 10) }, 'reconciler re-enqueued jobs with no live queue entry');
     return dispatched;
   });
 }

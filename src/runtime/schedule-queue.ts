@@ -29,7 +29,15 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
 
   const upsert = (id: string, everyMs: number, startDate: number) =>
     within(
-      queue.upsertJobScheduler(id, { every: everyMs, startDate }, { name: 'beat', data: { scheduleId: id }, opts: { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 5000 } } }),
+      queue.upsertJobScheduler(
+        id,
+        { every: everyMs, startDate },
+        {
+          name: 'beat',
+          data: { scheduleId: id },
+          opts: { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 5000 } },
+        },
+      ),
       TIMEOUT_MS,
       'set a schedule',
     );
@@ -48,17 +56,21 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
       const sync = () => {
         if (syncing) return;
         syncing = true;
-        void within((async () => {
-          // Redis first, then the rows: a schedule made or deleted meanwhile is in both or gone
-          // from the rows, never taken for one to remove.
-          const present = new Set((await queue.getJobSchedulers(0, -1)).map((scheduler) => scheduler.key));
-          const rows = await listSchedules(deps.db);
-          const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [row.schedule_id, row]));
-          for (const id of present) if (!wanted.has(id)) await queue.removeJobScheduler(id);
-          for (const [id, row] of wanted) {
-            if (!present.has(id)) await upsert(id, Number(row.every_ms), Math.max(row.next_run_at.getTime(), Date.now()));
-          }
-        })(), 30_000, 'set the schedulers from the rows')
+        void within(
+          (async () => {
+            // Redis first, then the rows: a schedule made or deleted meanwhile is in both or gone
+            // from the rows, never taken for one to remove.
+            const present = new Set((await queue.getJobSchedulers(0, -1)).map((scheduler) => scheduler.key));
+            const rows = await listSchedules(deps.db);
+            const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [row.schedule_id, row]));
+            for (const id of present) if (!wanted.has(id)) await queue.removeJobScheduler(id);
+            for (const [id, row] of wanted) {
+              if (!present.has(id)) await upsert(id, Number(row.every_ms), Math.max(row.next_run_at.getTime(), Date.now()));
+            }
+          })(),
+          30_000,
+          'set the schedulers from the rows',
+        )
           .catch((err: unknown) => log.warn({ err }, 'schedules: could not set the schedulers from the rows'))
           .finally(() => (syncing = false));
       };
@@ -78,7 +90,11 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
             const row = await findSchedule(deps.db, id);
             const wait = outcome.deferred.getTime() - Date.now();
             if (row && wait < Number(row.every_ms)) {
-              await queue.add('beat', { scheduleId: id }, { jobId: `deferred-${id}`, delay: Math.max(0, wait), removeOnComplete: true, removeOnFail: true });
+              await queue.add(
+                'beat',
+                { scheduleId: id },
+                { jobId: `deferred-${id}`, delay: Math.max(0, wait), removeOnComplete: true, removeOnFail: true },
+              );
             }
           }
         },

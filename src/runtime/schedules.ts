@@ -14,7 +14,15 @@ import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
 import { announce } from '../jobs/submit.js';
 import type { Db } from '../storage/db.js';
 import { findJob, insertJob, type JobRow, type NewJob } from '../storage/jobs.js';
-import { budgetFullUntil, findSchedule, listDue, updateTicked, type Health, type ScheduleRow, type TickOutcome } from '../storage/schedules.js';
+import {
+  budgetFullUntil,
+  findSchedule,
+  listDue,
+  updateTicked,
+  type Health,
+  type ScheduleRow,
+  type TickOutcome,
+} from '../storage/schedules.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 export const MIN_EVERY_MS = 1000;
@@ -51,7 +59,8 @@ function healthAfter(row: ScheduleRow, last: JobRow | undefined, problem: string
   let error: string;
   if (problem !== undefined) error = problem;
   else if (last?.status === 'failed') error = `its last run failed: ${last.error ?? 'no reason given'}`;
-  else if (last && last.status === 'completed' && (row.consecutive_failures > 0 || row.last_error !== null)) return { failures: 0, failingSince: null, error: null, paused: false };
+  else if (last && last.status === 'completed' && (row.consecutive_failures > 0 || row.last_error !== null))
+    return { failures: 0, failingSince: null, error: null, paused: false };
   else return undefined;
   const failingSince = row.failing_since ?? new Date(now);
   const paused = now - failingSince.getTime() >= PAUSE_AFTER_MS;
@@ -127,7 +136,11 @@ export async function tick(deps: ScheduleDeps, id: string, clock: 'own' | 'bull'
     return result;
   });
   if (made) await announce(deps, made, 'scheduled');
-  if (outcome && 'failed' in outcome) deps.log.warn({ schedule: id, error: outcome.failed, paused: outcome.paused === true }, outcome.paused ? 'a schedule failing for a day was paused' : 'a scheduled import could not start');
+  if (outcome && 'failed' in outcome)
+    deps.log.warn(
+      { schedule: id, error: outcome.failed, paused: outcome.paused === true },
+      outcome.paused ? 'a schedule failing for a day was paused' : 'a scheduled import could not start',
+    );
   return outcome;
 }
 

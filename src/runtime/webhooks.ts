@@ -13,16 +13,22 @@ import type { FastifyBaseLogger } from 'fastify';
 import { AddressRefused, checkImportUrl, guardedLookup, isPublicAddress } from '../net/fetch.js';
 import type { WebhookSettings } from '../config.js';
 import type { Db, Queryable } from '../storage/db.js';
-import { claimDue, failExpired, insertDeliveries, recordAttempt, type AttemptResult, type DueDelivery, type NewDelivery } from '../storage/deliveries.js';
+import {
+  claimDue,
+  failExpired,
+  insertDeliveries,
+  recordAttempt,
+  type AttemptResult,
+  type DueDelivery,
+  type NewDelivery,
+} from '../storage/deliveries.js';
 import { payloadJson, type JobRow } from '../storage/jobs.js';
-
 
 const GIVE_UP_AFTER_MS = 24 * 3600_000;
 const MAX_RETRY_MS = 3600_000;
 const RESPONSE_EXCERPT = 1024;
 const BATCH = 8;
 const POLL_MS = 1000;
-
 
 /** The URL as shown: without its query, which may hold a token. */
 export const shownUrl = (raw: string) => {
@@ -87,9 +93,15 @@ async function attempt(delivery: DueDelivery, settings: WebhookSettings): Promis
     };
     const req = request(url, { method: 'POST', headers, lookup: guardedLookup(url, allowed, 'callback URLs') });
     // The whole attempt, answer included, within the timeout (the lease outlasts it).
-    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${settings.timeoutMs} ms (WEBHOOK_TIMEOUT_MS)`)), settings.timeoutMs);
+    const timer = setTimeout(
+      () => req.destroy(new Error(`no answer within ${settings.timeoutMs} ms (WEBHOOK_TIMEOUT_MS)`)),
+      settings.timeoutMs,
+    );
     req.once('error', (err: NodeJS.ErrnoException) => {
-      const message = err instanceof AddressRefused || err.message.startsWith('no answer') ? err.message : `could not reach ${url.host}: ${err.code ?? err.message}`;
+      const message =
+        err instanceof AddressRefused || err.message.startsWith('no answer')
+          ? err.message
+          : `could not reach ${url.host}: ${err.code ?? err.message}`;
       settle(result(null, message, null));
     });
     req.once('response', (res) => {
@@ -101,7 +113,9 @@ async function attempt(delivery: DueDelivery, settings: WebhookSettings): Promis
         if (kept < RESPONSE_EXCERPT) chunks.push(chunk.subarray(0, RESPONSE_EXCERPT - kept));
         kept += chunk.length;
       });
-      res.once('end', () => settle(result(status, status >= 300 && status < 400 ? `HTTP ${status}: redirects are not followed` : null, excerpt())));
+      res.once('end', () =>
+        settle(result(status, status >= 300 && status < 400 ? `HTTP ${status}: redirects are not followed` : null, excerpt())),
+      );
       // Cut off mid-answer (or by the timeout): the status stands, but it is not a delivery.
       res.once('error', () => {});
       res.once('close', () => settle(result(status, `the answer (HTTP ${status}) was cut off before its end`, excerpt())));
@@ -138,7 +152,17 @@ export function startDeliveries(db: Db, settings: WebhookSettings, log: FastifyB
             log.warn({ err, delivery: delivery.delivery_id }, 'webhook deliveries: could not record an attempt'),
           );
           if (result.error || result.statusCode === null || result.statusCode >= 300) {
-            log.warn({ jobId: delivery.job_id, delivery: delivery.delivery_id, attempt: delivery.attempts, url: shownUrl(delivery.url), status: result.statusCode, error: result.error }, 'webhook delivery failed');
+            log.warn(
+              {
+                jobId: delivery.job_id,
+                delivery: delivery.delivery_id,
+                attempt: delivery.attempts,
+                url: shownUrl(delivery.url),
+                status: result.statusCode,
+                error: result.error,
+              },
+              'webhook delivery failed',
+            );
           }
         }),
       );

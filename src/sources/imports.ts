@@ -54,10 +54,12 @@ export function importSource(raw: string, settings: Pick<ImportSettings, 'allowP
   } catch {
     throw new IngestError('url is not a URL: give https://…, http://… or s3://bucket/key');
   }
-  if (url.username || url.password) throw new IngestError('url may not hold credentials (user:password@): S3 credentials come from the environment');
+  if (url.username || url.password)
+    throw new IngestError('url may not hold credentials (user:password@): S3 credentials come from the environment');
   const baseName = decoded(url.pathname.split('/').filter(Boolean).at(-1) ?? '').slice(0, 200);
   if (url.protocol === 's3:') {
-    if (!url.hostname || url.pathname.length <= 1) throw new IngestError('an s3 URL names a bucket and a key: s3://bucket/path/to/file.csv');
+    if (!url.hostname || url.pathname.length <= 1)
+      throw new IngestError('an s3 URL names a bucket and a key: s3://bucket/path/to/file.csv');
     return { sourceType: 's3_import', url, fileName: shownFileName(`s3://${url.hostname}${decoded(url.pathname)}`), baseName };
   }
   checkImportUrl(url, { allowed: settings.allowPrivate ? () => true : isPublicAddress });
@@ -78,6 +80,12 @@ export async function importInput(raw: string, settings: ImportSettings): Promis
   }
   return {
     scratchDir: settings.scratchDir,
-    open: (signal) => openUrl(url, { allowed: settings.allowPrivate ? () => true : isPublicAddress, timeoutMs: settings.timeoutMs, maxBytes: settings.maxBytes, signal }),
+    open: (signal) =>
+      openUrl(url, {
+        allowed: settings.allowPrivate ? () => true : isPublicAddress,
+        timeoutMs: settings.timeoutMs,
+        maxBytes: settings.maxBytes,
+        signal,
+      }),
   };
 }

@@ -15,7 +15,10 @@ export interface JiraAccount {
 export function jiraMessage(text: string): string {
   try {
     const body = JSON.parse(text) as { errorMessages?: unknown[]; errors?: Record<string, unknown>; message?: unknown };
-    const messages = [...(body.errorMessages ?? []), ...Object.entries(body.errors ?? {}).map(([field, message]) => `${field}: ${String(message)}`)];
+    const messages = [
+      ...(body.errorMessages ?? []),
+      ...Object.entries(body.errors ?? {}).map(([field, message]) => `${field}: ${String(message)}`),
+    ];
     if (typeof body.message === 'string') messages.push(body.message);
     return messages.map(String).join('; ').slice(0, 500);
   } catch {
@@ -23,7 +26,11 @@ export function jiraMessage(text: string): string {
   }
 }
 
-export async function jiraGet(account: JiraAccount, path: string, options: Pick<FetchOptions, 'allowed' | 'timeoutMs' | 'signal'>): Promise<{ status: number; text: string; retryAfter?: string }> {
+export async function jiraGet(
+  account: JiraAccount,
+  path: string,
+  options: Pick<FetchOptions, 'allowed' | 'timeoutMs' | 'signal'>,
+): Promise<{ status: number; text: string; retryAfter?: string }> {
   const url = new URL(`${account.baseUrl}${path}`);
   const auth = Buffer.from(`${account.email}:${account.apiToken}`).toString('base64');
   return getText(url, options, { authorization: `Basic ${auth}`, accept: 'application/json' }, 64 * 1024 ** 2);
@@ -42,8 +49,12 @@ export async function checkJiraAccount(account: JiraAccount, options: Pick<Fetch
       throw new IngestError(`${account.baseUrl} answered /rest/api/3/myself with something other than JSON: is it a Jira site?`);
     }
   }
-  if (status === 401 || status === 403) throw new IngestError(`Jira refused the email and API token (HTTP ${status}): check both, and that the token is not revoked`);
-  if (status === 404) throw new IngestError(`${account.baseUrl} has no Jira REST API v3 (HTTP 404): give the site's address, e.g. https://your-team.atlassian.net`);
+  if (status === 401 || status === 403)
+    throw new IngestError(`Jira refused the email and API token (HTTP ${status}): check both, and that the token is not revoked`);
+  if (status === 404)
+    throw new IngestError(
+      `${account.baseUrl} has no Jira REST API v3 (HTTP 404): give the site's address, e.g. https://your-team.atlassian.net`,
+    );
   const said = jiraMessage(text);
   throw new IngestError(`Jira answered HTTP ${status}${said ? `: ${said}` : ''}`);
 }

@@ -21,7 +21,21 @@ import type { Queryable } from '../storage/db.js';
 import { jiraGet, jiraMessage, type JiraAccount } from './jira-client.js';
 
 /** The fields asked for: the typed columns' sources (the raw issue holds whatever else Jira sends with them). */
-const FIELDS = ['summary', 'status', 'issuetype', 'priority', 'assignee', 'reporter', 'created', 'updated', 'resolutiondate', 'labels', 'project', 'parent', 'description'];
+const FIELDS = [
+  'summary',
+  'status',
+  'issuetype',
+  'priority',
+  'assignee',
+  'reporter',
+  'created',
+  'updated',
+  'resolutiondate',
+  'labels',
+  'project',
+  'parent',
+  'description',
+];
 const PAGE_SIZE = 100;
 // Issues updated this long before the mark are asked for again (the merge drops the repeats):
 // Jira's `updated` has minute precision in JQL.
@@ -82,7 +96,12 @@ export function pullJql(jql: string, sinceMs: number | undefined): string {
   return `(${jql})${since} ORDER BY updated ASC, id ASC`;
 }
 
-async function page(pull: JiraPull, jql: string, token: string | undefined, signal?: AbortSignal): Promise<{ issues: Issue[]; nextPageToken?: string; isLast?: boolean }> {
+async function page(
+  pull: JiraPull,
+  jql: string,
+  token: string | undefined,
+  signal?: AbortSignal,
+): Promise<{ issues: Issue[]; nextPageToken?: string; isLast?: boolean }> {
   const params = new URLSearchParams({ jql, maxResults: String(PAGE_SIZE), fields: FIELDS.join(',') });
   if (token) params.set('nextPageToken', token);
   const path = `/rest/api/3/search/jql?${params}`;
@@ -93,7 +112,8 @@ async function page(pull: JiraPull, jql: string, token: string | undefined, sign
     try {
       answer = await jiraGet(pull.account, path, { ...pull.options, signal });
     } catch (err) {
-      if (!(err instanceof Unreachable) || attempt >= ATTEMPTS) throw err instanceof Unreachable ? new IngestError(`Jira could not be reached: ${err.message} (${attempt} attempts)`) : err;
+      if (!(err instanceof Unreachable) || attempt >= ATTEMPTS)
+        throw err instanceof Unreachable ? new IngestError(`Jira could not be reached: ${err.message} (${attempt} attempts)`) : err;
       await wait(1000 * 2 ** (attempt - 1) * scale);
       continue;
     }
@@ -112,7 +132,8 @@ async function page(pull: JiraPull, jql: string, token: string | undefined, sign
     }
     // Retry-After in seconds (Jira sends seconds), bounded; else exponential backoff.
     const seconds = Number(answer.retryAfter);
-    const ms = Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds * 1000, MAX_WAIT_MS) : Math.min(1000 * 2 ** (attempt - 1), MAX_WAIT_MS);
+    const ms =
+      Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds * 1000, MAX_WAIT_MS) : Math.min(1000 * 2 ** (attempt - 1), MAX_WAIT_MS);
     await wait(ms * scale);
   }
 }
@@ -147,13 +168,19 @@ export function jiraInput(pull: JiraPull, scratchDir: string): Input {
  * A Jira job's input: its connection opened with SECRET_KEY and its sync's mark read when the
  * job opens it (so a deleted connection or a changed key fails the job saying so).
  */
-export function jiraJobInput(db: Queryable, settings: ImportSettings, source: { connection: string; jql: string }, dataset: string, onUpdated: (ms: number) => void): Input {
+export function jiraJobInput(
+  db: Queryable,
+  settings: ImportSettings,
+  source: { connection: string; jql: string },
+  dataset: string,
+  onUpdated: (ms: number) => void,
+): Input {
   return {
     scratchDir: settings.scratchDir,
     async open(signal) {
       const connection = await findConnection(db, source.connection);
       if (!connection) throw new IngestError(`the connection ${source.connection} no longer exists`);
-      if (!settings.secretKey) throw new IngestError('SECRET_KEY is not set: the connection\'s API token cannot be opened');
+      if (!settings.secretKey) throw new IngestError("SECRET_KEY is not set: the connection's API token cannot be opened");
       let apiToken: string;
       try {
         apiToken = unseal(settings.secretKey, connection.secret, connection.id);
@@ -163,7 +190,13 @@ export function jiraJobInput(db: Queryable, settings: ImportSettings, source: { 
       const sinceMs = await findJiraMark(db, source.connection, source.jql, dataset);
       const allowed = settings.allowPrivate ? () => true : isPublicAddress;
       return jiraInput(
-        { account: { baseUrl: connection.base_url, email: connection.email, apiToken }, jql: source.jql, sinceMs, options: { allowed, timeoutMs: settings.timeoutMs }, onUpdated },
+        {
+          account: { baseUrl: connection.base_url, email: connection.email, apiToken },
+          jql: source.jql,
+          sinceMs,
+          options: { allowed, timeoutMs: settings.timeoutMs },
+          onUpdated,
+        },
         settings.scratchDir,
       ).open(signal);
     },

@@ -41,7 +41,8 @@ export function partSizeFor(maxUploadBytes: number): number {
 }
 
 const statusOf = (err: unknown) => (err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined);
-const isMissing = (err: unknown) => statusOf(err) === 404 || (err as { name?: string }).name === 'NoSuchKey' || (err as { name?: string }).name === 'NotFound';
+const isMissing = (err: unknown) =>
+  statusOf(err) === 404 || (err as { name?: string }).name === 'NoSuchKey' || (err as { name?: string }).name === 'NotFound';
 
 /** What went wrong talking to S3, without credentials or signatures (never the request itself). */
 export function s3Problem(err: unknown): string {
@@ -65,8 +66,10 @@ export function objectInput(client: S3Client, bucket: string, key: string, scrat
         signal?.throwIfAborted();
         if (isMissing(err)) throw new IngestError(`s3://${bucket}/${key} does not exist (404)`);
         const status = statusOf(err);
-        if (status === 403 || status === 401) throw new IngestError(`s3://${bucket}/${key} may not be read with Intake's credentials: ${s3Problem(err)}`);
-        if (status !== undefined && status >= 400 && status < 500) throw new IngestError(`s3://${bucket}/${key} cannot be read: ${s3Problem(err)}`);
+        if (status === 403 || status === 401)
+          throw new IngestError(`s3://${bucket}/${key} may not be read with Intake's credentials: ${s3Problem(err)}`);
+        if (status !== undefined && status >= 400 && status < 500)
+          throw new IngestError(`s3://${bucket}/${key} cannot be read: ${s3Problem(err)}`);
         throw err; // a server or network error: the job is tried again
       }
     },
@@ -78,7 +81,10 @@ export function objectInput(client: S3Client, bucket: string, key: string, scrat
  * stream in (a part in memory at a time per upload, two in flight); an upload that fails is
  * aborted, so no object and no parts are left.
  */
-export function s3Store(client: S3Client, options: { bucket: string; prefix: string; maxUploadBytes: number; scratchDir: string }): UploadStore {
+export function s3Store(
+  client: S3Client,
+  options: { bucket: string; prefix: string; maxUploadBytes: number; scratchDir: string },
+): UploadStore {
   const { bucket, prefix } = options;
   const key = (jobId: string) => `${prefix}${jobId}`;
   const partSize = partSizeFor(options.maxUploadBytes);
@@ -100,7 +106,13 @@ export function s3Store(client: S3Client, options: { bucket: string; prefix: str
         if (err.code !== 'ERR_STREAM_PREMATURE_CLOSE' && err.code !== 'ABORT_ERR' && err.name !== 'AbortError') bodyError ??= err;
       });
       const piping = pipeline(body, counted).catch(() => {});
-      const upload = new Upload({ client, params: { Bucket: bucket, Key: key(jobId), Body: counted }, partSize, queueSize: 2, leavePartsOnError: false });
+      const upload = new Upload({
+        client,
+        params: { Bucket: bucket, Key: key(jobId), Body: counted },
+        partSize,
+        queueSize: 2,
+        leavePartsOnError: false,
+      });
       try {
         await upload.done();
       } catch (err) {
@@ -108,7 +120,11 @@ export function s3Store(client: S3Client, options: { bucket: string; prefix: str
         counted.destroy();
         await piping;
         if (bodyError !== undefined) throw bodyError;
-        throw new AppError(503, 'upload_store_unavailable', `The upload could not be stored in s3://${bucket}/${prefix}: nothing was kept; try again (${s3Problem(err)})`);
+        throw new AppError(
+          503,
+          'upload_store_unavailable',
+          `The upload could not be stored in s3://${bucket}/${prefix}: nothing was kept; try again (${s3Problem(err)})`,
+        );
       }
       await piping;
       if (bodyError !== undefined) {

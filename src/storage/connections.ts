@@ -25,7 +25,8 @@ export async function listConnections(db: Queryable): Promise<ConnectionRow[]> {
 }
 
 export async function findConnection(db: Queryable, id: string): Promise<(ConnectionRow & { secret: string }) | undefined> {
-  return (await db.query<ConnectionRow & { secret: string }>(`SELECT ${COLUMNS}, secret FROM intake_connections WHERE id = $1`, [id])).rows[0];
+  return (await db.query<ConnectionRow & { secret: string }>(`SELECT ${COLUMNS}, secret FROM intake_connections WHERE id = $1`, [id]))
+    .rows[0];
 }
 
 export async function deleteConnection(db: Queryable, id: string): Promise<boolean> {
@@ -34,7 +35,10 @@ export async function deleteConnection(db: Queryable, id: string): Promise<boole
 
 /** A Jira sync's high-water mark (epoch ms of the newest `updated` its last completed run saw). */
 export async function findJiraMark(db: Queryable, connectionId: string, jql: string, dataset: string): Promise<number | undefined> {
-  const { rows } = await db.query<{ mark_ms: string }>('SELECT mark_ms::text FROM intake_jira_marks WHERE connection_id = $1 AND jql = $2 AND dataset = $3', [connectionId, jql, dataset]);
+  const { rows } = await db.query<{ mark_ms: string }>(
+    'SELECT mark_ms::text FROM intake_jira_marks WHERE connection_id = $1 AND jql = $2 AND dataset = $3',
+    [connectionId, jql, dataset],
+  );
   return rows[0] ? Number(rows[0].mark_ms) : undefined;
 }
 

@@ -80,7 +80,9 @@ export const stageOf = (jobId: string) => `${STAGE_SCHEMA}.${ident(`job_${jobId.
  * lives in Intake's process, so any kill of Intake is such a crash: there it is logged.
  */
 export async function createStage(db: Queryable, jobId: string, unlogged: boolean): Promise<void> {
-  await db.exec(`DROP TABLE IF EXISTS ${stageOf(jobId)}; CREATE ${unlogged ? 'UNLOGGED ' : ''}TABLE ${stageOf(jobId)} (_intake_record_no BIGINT NOT NULL)`);
+  await db.exec(
+    `DROP TABLE IF EXISTS ${stageOf(jobId)}; CREATE ${unlogged ? 'UNLOGGED ' : ''}TABLE ${stageOf(jobId)} (_intake_record_no BIGINT NOT NULL)`,
+  );
 }
 
 /** Rows in the job's stage, or null when it has none. */
@@ -111,7 +113,13 @@ export async function dropOrphanStages(db: Queryable): Promise<number> {
  * A batch into the stage: the loader's columns `add.from` to `add.to` (exclusive) added first,
  * then the rows, each filling the first `width` columns (the rest are NULL).
  */
-export async function copyStage(tx: Queryable, jobId: string, add: { from: number; to: number }, width: number, text: Uint8Array<ArrayBuffer>): Promise<void> {
+export async function copyStage(
+  tx: Queryable,
+  jobId: string,
+  add: { from: number; to: number },
+  width: number,
+  text: Uint8Array<ArrayBuffer>,
+): Promise<void> {
   if (add.to > add.from) {
     const adds = [];
     for (let i = add.from; i < add.to; i++) adds.push(`ADD COLUMN IF NOT EXISTS ${stageColumn(i)} TEXT`);
@@ -212,11 +220,16 @@ export class PublishConflict extends Error {}
 const DATASET_COUNT_LOCK = 7_277_464;
 
 export const tooManyDatasets = (max: number, name: string) =>
-  new PublishConflict(`Intake already holds ${max} datasets (MAX_DATASETS): dataset "${name}" was not created; delete a dataset or load into an existing one`);
+  new PublishConflict(
+    `Intake already holds ${max} datasets (MAX_DATASETS): dataset "${name}" was not created; delete a dataset or load into an existing one`,
+  );
 
 /** Whether Intake holds `max` datasets or more and none named `name`: a load into it would make one too many. */
 export async function datasetCapReached(db: Queryable, name: string, max: number): Promise<boolean> {
-  const { rows } = await db.query<{ n: number; found: boolean | null }>('SELECT count(*)::int AS n, bool_or(name = $1) AS found FROM intake_datasets', [name]);
+  const { rows } = await db.query<{ n: number; found: boolean | null }>(
+    'SELECT count(*)::int AS n, bool_or(name = $1) AS found FROM intake_datasets',
+    [name],
+  );
   return rows[0]!.n >= max && rows[0]!.found !== true;
 }
 
@@ -296,7 +309,9 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
             );
           }
           await take();
-          await tx.query(`ALTER TABLE ${table} ALTER COLUMN ${ident(column.name)} TYPE ${wider} USING ${widenExpression(ident(column.name), current, wider)}`);
+          await tx.query(
+            `ALTER TABLE ${table} ALTER COLUMN ${ident(column.name)} TYPE ${wider} USING ${widenExpression(ident(column.name), current, wider)}`,
+          );
         }
         if (staged !== wider) expression = widenExpression(expression, staged, wider);
         staged = wider;
@@ -309,7 +324,8 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   if (adds.length > 0) {
     await take();
     await tx.query(`ALTER TABLE ${table} ${adds.join(', ')}`).catch((err: unknown) => {
-      if ((err as { code?: string }).code === '54011') throw new PublishConflict(`dataset "${p.dataset}" would have more than 1600 columns`);
+      if ((err as { code?: string }).code === '54011')
+        throw new PublishConflict(`dataset "${p.dataset}" would have more than 1600 columns`);
       throw err;
     });
   }
@@ -370,16 +386,26 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
  * Upserts the staged rows (`rows`, a SELECT of them as the table's `targets`) on the key
  * columns `keyNames`, adding the key's unique index first when the dataset has none.
  */
-async function mergeRows(tx: Queryable, p: Publish, keyNames: string[], targets: string[], rows: string): Promise<{ inserted: number; updated: number }> {
+async function mergeRows(
+  tx: Queryable,
+  p: Publish,
+  keyNames: string[],
+  targets: string[],
+  rows: string,
+): Promise<{ inserted: number; updated: number }> {
   const table = tableOf(p.schema, p.dataset);
   const keys = keyNames.map(ident);
   if (!(await hasUniqueIndex(tx, p.schema, p.dataset, keyNames))) {
-    await tx.query(`CREATE UNIQUE INDEX ${ident(objectName('key', p.dataset, keyNames.join(',')))} ON ${table} (${keys.join(', ')})`).catch((err: unknown) => {
-      if ((err as { code?: string }).code === '23505') {
-        throw new PublishConflict(`dataset "${p.dataset}" holds rows with the same (${keys.join(', ')}): a merge needs that key to be unique`);
-      }
-      throw err;
-    });
+    await tx
+      .query(`CREATE UNIQUE INDEX ${ident(objectName('key', p.dataset, keyNames.join(',')))} ON ${table} (${keys.join(', ')})`)
+      .catch((err: unknown) => {
+        if ((err as { code?: string }).code === '23505') {
+          throw new PublishConflict(
+            `dataset "${p.dataset}" holds rows with the same (${keys.join(', ')}): a merge needs that key to be unique`,
+          );
+        }
+        throw err;
+      });
   }
   const columns = [...targets, '_intake_job_id', '_intake_record_no'];
   const set = columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ');
@@ -422,7 +448,14 @@ const rowJson = (columns: DatasetColumn[]) =>
  * A page of a job's rows in its dataset after `after` (its input position), each as
  * [record_no, the row's JSON]. A dataset that is gone has none.
  */
-export async function listDatasetRecords(db: Queryable, schema: string, dataset: string, jobId: string, after: number, limit: number): Promise<TextRow[]> {
+export async function listDatasetRecords(
+  db: Queryable,
+  schema: string,
+  dataset: string,
+  jobId: string,
+  after: number,
+  limit: number,
+): Promise<TextRow[]> {
   return whileStable(db, schema, dataset, (columns) => recordsPage(db, schema, dataset, columns, jobId, after, limit));
 }
 
@@ -431,7 +464,12 @@ export async function listDatasetRecords(db: Queryable, schema: string, dataset:
  * the table between reading its columns and reading its rows (a column or the table gone);
  * a table that is gone has no rows.
  */
-async function whileStable(db: Queryable, schema: string, dataset: string, read: (columns: DatasetColumn[]) => Promise<TextRow[]>): Promise<TextRow[]> {
+async function whileStable(
+  db: Queryable,
+  schema: string,
+  dataset: string,
+  read: (columns: DatasetColumn[]) => Promise<TextRow[]>,
+): Promise<TextRow[]> {
   for (let attempt = 0; ; attempt++) {
     const columns = await datasetColumns(db, schema, dataset);
     if (columns.length === 0 && !(await datasetExists(db, schema, dataset))) return [];
@@ -444,7 +482,15 @@ async function whileStable(db: Queryable, schema: string, dataset: string, read:
   }
 }
 
-async function recordsPage(db: Queryable, schema: string, dataset: string, columns: DatasetColumn[], jobId: string, after: number, limit: number): Promise<TextRow[]> {
+async function recordsPage(
+  db: Queryable,
+  schema: string,
+  dataset: string,
+  columns: DatasetColumn[],
+  jobId: string,
+  after: number,
+  limit: number,
+): Promise<TextRow[]> {
   const rows = await db.queryText(
     `SELECT t._intake_record_no, ${rowJson(columns)} FROM ${tableOf(schema, dataset)} t
      WHERE t._intake_job_id = $1 AND t._intake_record_no > $2 ORDER BY t._intake_record_no LIMIT $3`,
@@ -461,7 +507,10 @@ async function recordsPage(db: Queryable, schema: string, dataset: string, colum
 /** A page of a dataset's rows in the order they arrived, after `after` (an `_intake_id`), each as [_intake_id, the row's JSON]. */
 export async function listDatasetRows(db: Queryable, schema: string, dataset: string, after: string, limit: number): Promise<TextRow[]> {
   return whileStable(db, schema, dataset, (columns) =>
-    db.queryText(`SELECT t._intake_id, ${rowJson(columns)} FROM ${tableOf(schema, dataset)} t WHERE t._intake_id > $1 ORDER BY t._intake_id LIMIT $2`, [after, limit]),
+    db.queryText(
+      `SELECT t._intake_id, ${rowJson(columns)} FROM ${tableOf(schema, dataset)} t WHERE t._intake_id > $1 ORDER BY t._intake_id LIMIT $2`,
+      [after, limit],
+    ),
   );
 }
 
@@ -534,7 +583,14 @@ function exportExpression(column: DatasetColumn): string {
  * A dataset's rows in the order they arrived, `batch` at a time (keyset on `_intake_id`): each
  * as its values' text (null for NULL), for a CSV export; or with `json`, each as the row's JSON.
  */
-export async function* readDataset(db: Queryable, schema: string, name: string, columns: DatasetColumn[], batch: number, json: boolean): AsyncGenerator<TextRow[]> {
+export async function* readDataset(
+  db: Queryable,
+  schema: string,
+  name: string,
+  columns: DatasetColumn[],
+  batch: number,
+  json: boolean,
+): AsyncGenerator<TextRow[]> {
   const select = json ? rowJson(columns) : columns.map(exportExpression).join(', ') || 'NULL';
   let after = '0';
   for (;;) {

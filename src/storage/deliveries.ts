@@ -12,7 +12,14 @@ export interface NewDelivery {
 /**
  * One pending delivery per URL of a job's end, created when the job's end is written (NOW() is
  * when its transaction began, before the publish). $1 job_id, $2 version, $3 event, $4 body, $5 the deliveries */
-export async function insertDeliveries(tx: Queryable, jobId: string, version: number, event: string, body: string, deliveries: NewDelivery[]): Promise<void> {
+export async function insertDeliveries(
+  tx: Queryable,
+  jobId: string,
+  version: number,
+  event: string,
+  body: string,
+  deliveries: NewDelivery[],
+): Promise<void> {
   await tx.query(
     `INSERT INTO intake_webhook_deliveries (job_id, job_version, event, body, url, origin, created_at, next_attempt_at)
      SELECT $1, $2, $3, $4, d.url, d.origin, clock_timestamp(), clock_timestamp() FROM jsonb_to_recordset($5::jsonb) AS d(url TEXT, origin TEXT)`,
@@ -62,7 +69,13 @@ export interface AttemptResult {
  * `giveUpAt` has passed. Guarded by the attempt number: a holder whose lease ran out (and whose
  * delivery was claimed again) changes nothing but its log.
  */
-export async function recordAttempt(db: Db, delivery: DueDelivery, result: AttemptResult, retryInMs: number, giveUpAt: Date): Promise<void> {
+export async function recordAttempt(
+  db: Db,
+  delivery: DueDelivery,
+  result: AttemptResult,
+  retryInMs: number,
+  giveUpAt: Date,
+): Promise<void> {
   const delivered = result.error === null && result.statusCode !== null && result.statusCode >= 200 && result.statusCode < 300;
   // TEXT holds no NUL: an answer with one must not keep the attempt from being recorded.
   const clean = (text: string | null) => text?.replace(/\u0000/g, '\ufffd') ?? null;
@@ -70,7 +83,15 @@ export async function recordAttempt(db: Db, delivery: DueDelivery, result: Attem
     await tx.query(
       `INSERT INTO intake_webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response)
        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-      [delivery.delivery_id, delivery.attempts, result.startedAt, result.durationMs, result.statusCode, clean(result.error), clean(result.response)],
+      [
+        delivery.delivery_id,
+        delivery.attempts,
+        result.startedAt,
+        result.durationMs,
+        result.statusCode,
+        clean(result.error),
+        clean(result.response),
+      ],
     );
     const next = new Date(Math.min(Date.now() + retryInMs, giveUpAt.getTime()));
     const error = delivered ? null : clean(result.error ?? `HTTP ${result.statusCode}`);
@@ -103,7 +124,14 @@ export interface DeliveryRow {
   next_attempt_at: Date;
   delivered_at: Date | null;
   last_error: string | null;
-  log: { attempt: number; started_at: string; duration_ms: number; status_code: number | null; error: string | null; response: string | null }[];
+  log: {
+    attempt: number;
+    started_at: string;
+    duration_ms: number;
+    status_code: number | null;
+    error: string | null;
+    response: string | null;
+  }[];
 }
 
 /** A job's deliveries, oldest first, each with its attempts. $1 job_id */

@@ -143,7 +143,6 @@ export interface NewJob {
   scheduleId?: string;
 }
 
-
 /** Inserts the `queued` row; committed before the job is dispatched. */
 export async function insertJob(db: Queryable, job: NewJob): Promise<JobRow> {
   const { rows } = await db.query<JobRow>(
@@ -211,7 +210,6 @@ export interface ListOptions {
   offset: number;
 }
 
-
 /** A job of a list page: its payload JSON as the status URL writes it, and its place for the next cursor. */
 export interface ListedJob {
   payload: string;
@@ -221,7 +219,8 @@ export interface ListedJob {
 }
 
 const LIST_COLUMNS = `${PAYLOAD_JSON_SQL}, to_char(submitted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), job_id`;
-const listed = (rows: TextRow[]): ListedJob[] => rows.map(([payload, submittedAt, jobId]) => ({ payload: payload!, submittedAt: submittedAt!, jobId: jobId! }));
+const listed = (rows: TextRow[]): ListedJob[] =>
+  rows.map(([payload, submittedAt, jobId]) => ({ payload: payload!, submittedAt: submittedAt!, jobId: jobId! }));
 
 /**
  * The WHERE clause of a list and its parameters, from the filters given.
@@ -259,7 +258,8 @@ export async function listJobs(db: Queryable, options: ListOptions): Promise<Lis
   // LIMIT is written into the statement, and OFFSET only when there is one: with either as a
   // parameter PostgreSQL cannot cost a generic plan (it guesses 10% of the rows) and plans the
   // prepared statement again on every execution, which cost more than the scan itself.
-  if (options.offset === 0) return listed(await db.queryText(`SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${options.limit}`, params));
+  if (options.offset === 0)
+    return listed(await db.queryText(`SELECT ${LIST_COLUMNS} FROM ingest_jobs ${where} ${LIST_ORDER} LIMIT ${options.limit}`, params));
   // Rows skipped by OFFSET go through the select list too: skip over bare ids, then write the
   // payloads of the page's rows only.
   const rows = await db.queryText(

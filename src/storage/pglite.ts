@@ -64,7 +64,10 @@ class EmbeddedFS extends NodeFS {
   override async init(pg: PGlite, emscriptenOptions: Parameters<NodeFS['init']>[1]) {
     const result = await super.init(pg, emscriptenOptions);
     const maximum = Math.max(INITIAL_MEMORY, this.settings.maxMemoryBytes);
-    (result.emscriptenOpts as { wasmMemory?: WebAssembly.Memory }).wasmMemory = new WebAssembly.Memory({ initial: INITIAL_MEMORY / PAGE, maximum: Math.floor(maximum / PAGE) });
+    (result.emscriptenOpts as { wasmMemory?: WebAssembly.Memory }).wasmMemory = new WebAssembly.Memory({
+      initial: INITIAL_MEMORY / PAGE,
+      maximum: Math.floor(maximum / PAGE),
+    });
     if (!this.settings.durable) return result;
     const flush = (mod: { NODEFS: unknown }) => {
       (mod.NODEFS as NodeFsOperations).stream_ops.fsync = (stream) => {
@@ -112,7 +115,10 @@ async function initdb(pgdata: string, options: PGliteOptions): Promise<void> {
  * default) a commit is on disk when it returns, as on PostgreSQL; without, the last commits
  * before a power failure (not a crash of Intake) can be lost, for faster small commits.
  */
-export async function openPglite(dataDir: string, { fsync = true, maxMemoryBytes = 512 * 1024 ** 2 }: { fsync?: boolean; maxMemoryBytes?: number } = {}): Promise<Db> {
+export async function openPglite(
+  dataDir: string,
+  { fsync = true, maxMemoryBytes = 512 * 1024 ** 2 }: { fsync?: boolean; maxMemoryBytes?: number } = {},
+): Promise<Db> {
   mkdirSync(dataDir, { recursive: true });
   const releaseLock = acquireLock(dataDir);
   const pgdata = join(dataDir, 'pgdata');

@@ -74,7 +74,8 @@ export async function listSchedules(db: Queryable): Promise<ScheduleRow[]> {
 }
 
 export async function findSchedule(db: Queryable, id: string, lock = false): Promise<ScheduleRow | undefined> {
-  return (await db.query<ScheduleRow>(`SELECT ${COLUMNS} FROM intake_schedules WHERE schedule_id = $1${lock ? ' FOR UPDATE' : ''}`, [id])).rows[0];
+  return (await db.query<ScheduleRow>(`SELECT ${COLUMNS} FROM intake_schedules WHERE schedule_id = $1${lock ? ' FOR UPDATE' : ''}`, [id]))
+    .rows[0];
 }
 
 /** Paused, or running again from one interval after now (its failures forgotten: it starts afresh). */
@@ -96,7 +97,9 @@ export async function deleteSchedule(db: Queryable, id: string): Promise<boolean
 
 /** Schedules due by their own clock (embedded and PostgreSQL modes). */
 export async function listDue(db: Queryable): Promise<string[]> {
-  const { rows } = await db.query<{ schedule_id: string }>('SELECT schedule_id FROM intake_schedules WHERE NOT paused AND next_run_at <= now() ORDER BY next_run_at LIMIT 100');
+  const { rows } = await db.query<{ schedule_id: string }>(
+    'SELECT schedule_id FROM intake_schedules WHERE NOT paused AND next_run_at <= now() ORDER BY next_run_at LIMIT 100',
+  );
   return rows.map((row) => row.schedule_id);
 }
 
@@ -131,7 +134,18 @@ export async function updateTicked(db: Queryable, id: string, outcome: TickOutco
        paused = paused OR $10,
        next_run_at = $5
      WHERE schedule_id = $1`,
-    [id, ran, 'skipped' in outcome, 'deferred' in outcome, nextRunAt, health !== undefined, health?.error ?? null, health?.failures ?? 0, health?.failingSince ?? null, health?.paused ?? false],
+    [
+      id,
+      ran,
+      'skipped' in outcome,
+      'deferred' in outcome,
+      nextRunAt,
+      health !== undefined,
+      health?.error ?? null,
+      health?.failures ?? 0,
+      health?.failingSince ?? null,
+      health?.paused ?? false,
+    ],
   );
 }
 

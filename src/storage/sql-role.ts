@@ -29,7 +29,9 @@ class RoleTooBroad extends Error {}
  * those made later. Answers the role, or why queries run as the connecting user instead.
  */
 export async function ensureSqlRole(db: Db, schema: string): Promise<SqlRole> {
-  const [{ superuser }] = (await db.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = current_user')).rows as [{ superuser: boolean }];
+  const [{ superuser }] = (
+    await db.query<{ superuser: boolean }>('SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = current_user')
+  ).rows as [{ superuser: boolean }];
   try {
     await db.transaction(async (tx) => {
       // Processes of one Intake starting together would race on the grants.
@@ -50,7 +52,10 @@ export async function ensureSqlRole(db: Db, schema: string): Promise<SqlRole> {
         )
       ).rows;
       // Made by someone else with more than it needs: running as it would be no wall.
-      if (!role || role.broad) throw new RoleTooBroad(`the role ${SQL_ROLE} exists with more rights than reading (it can log in, is a superuser or a member of another role)`);
+      if (!role || role.broad)
+        throw new RoleTooBroad(
+          `the role ${SQL_ROLE} exists with more rights than reading (it can log in, is a superuser or a member of another role)`,
+        );
       // A user who is not a superuser may switch only to a role it is a member of.
       if (!superuser && !role.member) await tx.exec(`GRANT ${SQL_ROLE} TO CURRENT_USER`);
       await grantSchema(tx, schema);

@@ -35,7 +35,9 @@ export function updateClaimed(tx: Queryable, jobId: string, staleAfterMs: number
  * job up while this one still runs it). Answers whether the job is still running. $1 job_id
  */
 export async function updateHeartbeat(db: Queryable, jobId: string): Promise<boolean> {
-  const result = await db.query(`UPDATE ingest_jobs SET heartbeat_at = clock_timestamp() WHERE job_id = $1 AND status = 'running'`, [jobId]);
+  const result = await db.query(`UPDATE ingest_jobs SET heartbeat_at = clock_timestamp() WHERE job_id = $1 AND status = 'running'`, [
+    jobId,
+  ]);
   return result.rowCount > 0;
 }
 
@@ -177,7 +179,12 @@ export function updateCanceled(tx: Queryable, jobId: string): Promise<JobRow | n
  * attempts_before_retry remembers where this run's count starts; a new encoding joins its read options.
  * $1 job_id, $2 max_errors or null, $3 encoding or null
  */
-export function updateRequeued(tx: Queryable, jobId: string, maxErrors: number | null, encoding: string | null = null): Promise<JobRow | null> {
+export function updateRequeued(
+  tx: Queryable,
+  jobId: string,
+  maxErrors: number | null,
+  encoding: string | null = null,
+): Promise<JobRow | null> {
   return one(
     tx,
     `UPDATE ingest_jobs

@@ -33,7 +33,9 @@ export function DatasetPage({ name }: { name: string }) {
     setActionError(null);
     setExporting(format);
     try {
-      const blob = await (await api.exportDataset(name, format === 'ndjson' ? 'ndjson' : 'csv', undefined, format === 'spreadsheet')).blob();
+      const blob = await (
+        await api.exportDataset(name, format === 'ndjson' ? 'ndjson' : 'csv', undefined, format === 'spreadsheet')
+      ).blob();
       const url = URL.createObjectURL(blob);
       const link = document.createElement('a');
       link.href = url;
@@ -205,7 +207,9 @@ function RowsTable({ columns, rows, class: className }: { columns: TableColumn[]
 }
 
 function RowsPreview({ dataset }: { dataset: Dataset }) {
-  const { rows, next, error, loading, more } = usePages((cursor, signal) => api.datasetRows(dataset.name, { limit: PREVIEW_ROWS, cursor }, signal));
+  const { rows, next, error, loading, more } = usePages((cursor, signal) =>
+    api.datasetRows(dataset.name, { limit: PREVIEW_ROWS, cursor }, signal),
+  );
   const columns = dataset.columns.map((column) => ({ name: column.name, numeric: NUMERIC_TYPES.has(column.type) }));
   return (
     <section class="panel" aria-labelledby="rows-title">
@@ -224,7 +228,13 @@ function RowsPreview({ dataset }: { dataset: Dataset }) {
 }
 
 function DatasetJobs({ name }: { name: string }) {
-  const { rows: jobs, next, error, loading, more } = usePages((cursor, signal) => api.jobs({ dataset: name, limit: JOBS_PAGE, cursor }, signal));
+  const {
+    rows: jobs,
+    next,
+    error,
+    loading,
+    more,
+  } = usePages((cursor, signal) => api.jobs({ dataset: name, limit: JOBS_PAGE, cursor }, signal));
   return (
     <section class="panel" aria-labelledby="dataset-jobs-title">
       <h2 id="dataset-jobs-title">Jobs that loaded it</h2>

@@ -16,7 +16,8 @@ export function DatasetsPage() {
       {!datasets && !error && <p class="empty">Loading…</p>}
       {datasets && datasets.length === 0 && (
         <p class="empty">
-          No datasets yet. Every job loads its rows into one: <Link href="/">upload a file</Link> and its dataset appears here when the job completes.
+          No datasets yet. Every job loads its rows into one: <Link href="/">upload a file</Link> and its dataset appears here when the job
+          completes.
         </p>
       )}
       {datasets && datasets.length > 0 && (

@@ -72,10 +72,13 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
     };
     reload.current = () => {
       if (timer !== undefined) return;
-      timer = window.setTimeout(() => {
-        timer = undefined;
-        load();
-      }, Math.max(0, lastLoad + REFRESH_MS - Date.now()));
+      timer = window.setTimeout(
+        () => {
+          timer = undefined;
+          load();
+        },
+        Math.max(0, lastLoad + REFRESH_MS - Date.now()),
+      );
     };
     load();
     return () => {
@@ -128,7 +131,9 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
             Status
             <select
               value={status ?? ''}
-              onChange={(event) => navigate(listUrl(((event.currentTarget as HTMLSelectElement).value || undefined) as JobStatus | undefined))}
+              onChange={(event) =>
+                navigate(listUrl(((event.currentTarget as HTMLSelectElement).value || undefined) as JobStatus | undefined))
+              }
             >
               <option value="">All</option>
               {JOB_STATUSES.map((value) => (
@@ -157,7 +162,12 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
         {list && list.results.length > 0 && <JobTable jobs={list.results} />}
         {list && (cursor !== null || list.next_cursor !== null) && (
           <nav class="pager" aria-label="Pages">
-            <button type="button" class="button" disabled={cursor === null} onClick={() => navigate(listUrl(status, (cursor && newerPage.get(cursor)) || undefined))}>
+            <button
+              type="button"
+              class="button"
+              disabled={cursor === null}
+              onClick={() => navigate(listUrl(status, (cursor && newerPage.get(cursor)) || undefined))}
+            >
               ← Newer
             </button>
             <span>
@@ -226,7 +236,9 @@ export function JobTable({ jobs }: { jobs: Job[] }) {
               <td class="wide">
                 <time dateTime={job.submitted_at}>{formatTime(job.submitted_at)}</time>
               </td>
-              <td class="wide num">{job.started_at && job.completed_at ? formatDuration(Date.parse(job.completed_at) - Date.parse(job.started_at)) : '—'}</td>
+              <td class="wide num">
+                {job.started_at && job.completed_at ? formatDuration(Date.parse(job.completed_at) - Date.parse(job.started_at)) : '—'}
+              </td>
             </tr>
           ))}
         </tbody>

@@ -50,12 +50,21 @@ function DatasetName({ schedule }: { schedule: Schedule }) {
  * Pause or Resume, and Delete (after a confirm). onDone gets the schedule as it is now, or null
  * once it is deleted; onError what went wrong (null when an action starts).
  */
-function ScheduleActions({ schedule, onDone, onError }: { schedule: Schedule; onDone: (schedule: Schedule | null) => void; onError: (message: string | null) => void }) {
+function ScheduleActions({
+  schedule,
+  onDone,
+  onError,
+}: {
+  schedule: Schedule;
+  onDone: (schedule: Schedule | null) => void;
+  onError: (message: string | null) => void;
+}) {
   const [busy, setBusy] = useState(false);
   const id = schedule.schedule_id;
 
   async function run(action: 'pause' | 'resume' | 'delete'): Promise<void> {
-    if (action === 'delete' && !window.confirm(`Delete the schedule of ${describeImport(schedule.import)}? The jobs it started stay.`)) return;
+    if (action === 'delete' && !window.confirm(`Delete the schedule of ${describeImport(schedule.import)}? The jobs it started stay.`))
+      return;
     setBusy(true);
     onError(null);
     try {
@@ -66,7 +75,8 @@ function ScheduleActions({ schedule, onDone, onError }: { schedule: Schedule; on
         onDone(await (action === 'pause' ? pauseSchedule(id) : resumeSchedule(id)));
       }
     } catch (err) {
-      if (action === 'delete' && err instanceof ApiError && err.status === 404) onDone(null); // gone already
+      if (action === 'delete' && err instanceof ApiError && err.status === 404)
+        onDone(null); // gone already
       else onError(`Could not ${action} the schedule: ${err instanceof Error ? err.message : String(err)}`);
     } finally {
       setBusy(false);
@@ -97,7 +107,10 @@ export function SchedulesPage() {
   const [actionError, setActionError] = useState<string | null>(null);
 
   function changed(id: string, now: Schedule | null): void {
-    setValue((current) => current && (now ? current.map((row) => (row.schedule_id === id ? now : row)) : current.filter((row) => row.schedule_id !== id)));
+    setValue(
+      (current) =>
+        current && (now ? current.map((row) => (row.schedule_id === id ? now : row)) : current.filter((row) => row.schedule_id !== id)),
+    );
     reload();
   }
 
@@ -148,7 +161,9 @@ export function SchedulesPage() {
                   <td>
                     <StateLabel schedule={schedule} />
                   </td>
-                  <td class="wide">{schedule.next_run_at ? <time dateTime={schedule.next_run_at}>{formatTime(schedule.next_run_at)}</time> : '—'}</td>
+                  <td class="wide">
+                    {schedule.next_run_at ? <time dateTime={schedule.next_run_at}>{formatTime(schedule.next_run_at)}</time> : '—'}
+                  </td>
                   <td class="num">{formatCount(schedule.runs)}</td>
                   <td class="num wide">{formatCount(schedule.skipped)}</td>
                   <td class="last-run">
@@ -244,11 +259,23 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
           </div>
           <div>
             <dt>Next run</dt>
-            <dd>{schedule.next_run_at ? <time dateTime={schedule.next_run_at}>{formatTime(schedule.next_run_at)}</time> : <span class="muted">paused</span>}</dd>
+            <dd>
+              {schedule.next_run_at ? (
+                <time dateTime={schedule.next_run_at}>{formatTime(schedule.next_run_at)}</time>
+              ) : (
+                <span class="muted">paused</span>
+              )}
+            </dd>
           </div>
           <div>
             <dt>Last run</dt>
-            <dd>{schedule.last_run_at ? <time dateTime={schedule.last_run_at}>{formatTime(schedule.last_run_at)}</time> : <span class="muted">none yet</span>}</dd>
+            <dd>
+              {schedule.last_run_at ? (
+                <time dateTime={schedule.last_run_at}>{formatTime(schedule.last_run_at)}</time>
+              ) : (
+                <span class="muted">none yet</span>
+              )}
+            </dd>
           </div>
           <div>
             <dt>Runs</dt>
@@ -270,7 +297,8 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
                 {schedule.failing_since && (
                   <span class="muted">
                     {' '}
-                    since <time dateTime={schedule.failing_since}>{formatTime(schedule.failing_since)}</time>; runs back off from the 3rd, paused after a day
+                    since <time dateTime={schedule.failing_since}>{formatTime(schedule.failing_since)}</time>; runs back off from the 3rd,
+                    paused after a day
                   </span>
                 )}
               </dd>
@@ -295,7 +323,13 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
         {actionError && <Notice kind="error">{actionError}</Notice>}
         {schedule.last_error && (
           <div class="job-error">
-            <h3>{schedule.paused && schedule.last_error.startsWith('paused after failing') ? 'Paused after a day of failures' : schedule.consecutive_failures > 0 ? 'Failing' : 'The last beat could not start a job'}</h3>
+            <h3>
+              {schedule.paused && schedule.last_error.startsWith('paused after failing')
+                ? 'Paused after a day of failures'
+                : schedule.consecutive_failures > 0
+                  ? 'Failing'
+                  : 'The last beat could not start a job'}
+            </h3>
             <pre data-testid="schedule-error">{schedule.last_error}</pre>
           </div>
         )}

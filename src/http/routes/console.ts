@@ -18,7 +18,9 @@ export async function consoleRoutes(app: FastifyInstance, { root = CONSOLE_DIR }
       reply
         .code(503)
         .type('text/html; charset=utf-8')
-        .send('<!doctype html><title>Intake</title><p>The web console is not built: run <code>npm run build</code> (<code>npm start</code> does it), then reload. The API is at <a href="/docs">/docs</a>.</p>'),
+        .send(
+          '<!doctype html><title>Intake</title><p>The web console is not built: run <code>npm run build</code> (<code>npm start</code> does it), then reload. The API is at <a href="/docs">/docs</a>.</p>',
+        ),
     );
     return;
   }

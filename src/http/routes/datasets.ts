@@ -110,7 +110,10 @@ function excelSafe(value: string | null): string | null {
  * every digit (beyond 2^53 a client needs a parser that keeps them, such as
  * JSON.parse with a reviver reading the source text, or json-bigint), times as ISO 8601.
  */
-export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetRouteDeps }> = async (app, { db, datasetSchema, exportIdleTimeoutMs }) => {
+export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetRouteDeps }> = async (
+  app,
+  { db, datasetSchema, exportIdleTimeoutMs },
+) => {
   let exports = 0;
 
   /** The dataset named in the path, with its columns, or a 404 (a name no dataset can have is one too). */
@@ -162,7 +165,8 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
     {
       schema: {
         summary: "A dataset's rows in the order they arrived, keyset-paged",
-        description: 'Values as JSON: bigint and numeric as numbers with every digit (beyond 2^53, parse them with a parser that keeps digits), times in ISO 8601.',
+        description:
+          'Values as JSON: bigint and numeric as numbers with every digit (beyond 2^53, parse them with a parser that keeps digits), times in ISO 8601.',
         tags: ['datasets'],
         params: nameParamsSchema,
         querystring: rowsQuerySchema,
@@ -174,14 +178,18 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
       const { limit, cursor } = request.query;
       // The pattern takes 19 digits; a BIGINT (_intake_id) holds up to MAX_ROW_ID.
       if (cursor !== undefined && BigInt(cursor) > MAX_ROW_ID) {
-        throw validationError([{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' }]);
+        throw validationError([
+          { loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' },
+        ]);
       }
       await datasetOf(name); // a 404 for a dataset Intake does not have
       const rows = await listDatasetRows(db, datasetSchema, name, cursor ?? '0', limit + 1);
       const page = rows.slice(0, limit);
       const next = rows.length > limit ? JSON.stringify(page.at(-1)![0]) : 'null';
       // Each row's JSON as PostgreSQL wrote it: parsed here, a long number would be rounded.
-      return reply.type('application/json; charset=utf-8').send(`{"results":[${page.map(([, json]) => json).join(',')}],"next_cursor":${next}}`);
+      return reply
+        .type('application/json; charset=utf-8')
+        .send(`{"results":[${page.map(([, json]) => json).join(',')}],"next_cursor":${next}}`);
     },
   );
 
@@ -194,7 +202,13 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
         tags: ['datasets'],
         params: nameParamsSchema,
         querystring: exportQuerySchema,
-        response: { 200: { description: 'Every row, streamed: text/csv or application/x-ndjson' }, 404: errorRef, 422: errorRef, 429: errorRef, 503: errorRef },
+        response: {
+          200: { description: 'Every row, streamed: text/csv or application/x-ndjson' },
+          404: errorRef,
+          422: errorRef,
+          429: errorRef,
+          503: errorRef,
+        },
       },
     },
     async (request, reply) => {
@@ -202,7 +216,8 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
       const { format, excel_safe: excelSafeQuery } = request.query;
       const field = format === 'csv' && excelSafeQuery ? (value: string | null) => csvField(excelSafe(value)) : csvField;
       await datasetOf(name); // a 404 before the stream starts
-      if (exports >= MAX_EXPORTS) throw new AppError(429, 'too_many_exports', `${MAX_EXPORTS} exports are running: try again when one has finished`);
+      if (exports >= MAX_EXPORTS)
+        throw new AppError(429, 'too_many_exports', `${MAX_EXPORTS} exports are running: try again when one has finished`);
       exports++;
       const out = new PassThrough();
       const write = async (reader: Queryable) => {
@@ -210,7 +225,8 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
         if (format === 'csv' && !out.write(`${columns.map((c) => field(c.name)).join(',')}\r\n`)) await drained(out, exportIdleTimeoutMs);
         for await (const rows of readDataset(reader, datasetSchema, name, columns, EXPORT_BATCH, format === 'ndjson')) {
           if (out.destroyed) return;
-          const text = format === 'csv' ? rows.map((row) => `${row.map(field).join(',')}\r\n`).join('') : rows.map(([json]) => `${json}\n`).join('');
+          const text =
+            format === 'csv' ? rows.map((row) => `${row.map(field).join(',')}\r\n`).join('') : rows.map(([json]) => `${json}\n`).join('');
           if (!out.write(text)) await drained(out, exportIdleTimeoutMs);
         }
       };
@@ -222,10 +238,10 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
               await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
               // Named, so that a load which must drop or alter the table ends it (publishStage)
               // rather than wait for it; and ended by PostgreSQL too if this process stops tending it.
-              await tx.query(`SELECT set_config('application_name', $1, true), set_config('idle_in_transaction_session_timeout', $2, true)`, [
-                EXPORT_APPLICATION_NAME,
-                String(2 * exportIdleTimeoutMs),
-              ]);
+              await tx.query(
+                `SELECT set_config('application_name', $1, true), set_config('idle_in_transaction_session_timeout', $2, true)`,
+                [EXPORT_APPLICATION_NAME, String(2 * exportIdleTimeoutMs)],
+              );
               await write(tx);
             })
           : write(db);
@@ -259,7 +275,12 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
       if (datasetNameProblem(name)) throw datasetNotFound(name.slice(0, 63));
       const outcome = await apiTransaction(db, (tx) => deleteDataset(tx, datasetSchema, name));
       if (outcome === 'missing') throw datasetNotFound(name);
-      if (outcome === 'busy') throw new AppError(409, 'dataset_busy', `A job that writes dataset "${name}" is queued or running: cancel it or wait for it to end`);
+      if (outcome === 'busy')
+        throw new AppError(
+          409,
+          'dataset_busy',
+          `A job that writes dataset "${name}" is queued or running: cancel it or wait for it to end`,
+        );
       return reply.code(204).send(null);
     },
   );

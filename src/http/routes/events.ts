@@ -62,7 +62,10 @@ function createJobWatcher(db: Db, events: JobEvents): { follow(jobId: string, fo
   }
 
   function start(jobId: string): Followed {
-    const entry = { followers: new Set<Follower>(), unsubscribe: events.subscribe(jobId, (message) => deliver(jobId, JSON.parse(message) as JobPayload)) };
+    const entry = {
+      followers: new Set<Follower>(),
+      unsubscribe: events.subscribe(jobId, (message) => deliver(jobId, JSON.parse(message) as JobPayload)),
+    };
     followed.set(jobId, entry);
     return entry;
   }
@@ -95,7 +98,10 @@ function createJobWatcher(db: Db, events: JobEvents): { follow(jobId: string, fo
  * Both routes together hold at most `maxStreams` streams open (each holds a connection,
  * buffers and listeners); one more is refused with 429 before anything is opened.
  */
-export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; events: JobEvents; maxStreams: number } }> = async (app, { db, events, maxStreams }) => {
+export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; events: JobEvents; maxStreams: number } }> = async (
+  app,
+  { db, events, maxStreams },
+) => {
   const watcher = createJobWatcher(db, events);
   let slotsTaken = 0; // streams open, or being opened
   // Open streams never end by themselves while their job waits; closing the server ends them.
@@ -110,7 +116,11 @@ export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; 
   function takeSlot(reply: FastifyReply): () => void {
     if (slotsTaken >= maxStreams) {
       reply.header('retry-after', String(RETRY_AFTER_SECONDS));
-      throw new AppError(429, 'too_many_streams', `This server already serves ${maxStreams} event streams; try again later, or poll the status URL`);
+      throw new AppError(
+        429,
+        'too_many_streams',
+        `This server already serves ${maxStreams} event streams; try again later, or poll the status URL`,
+      );
     }
     slotsTaken++;
     let released = false;
@@ -126,7 +136,11 @@ export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; 
    * `cleanup` and giving its slot back (`release`); it runs when the client goes away, when
    * the client falls too far behind, and when the server closes too.
    */
-  function eventStream(reply: FastifyReply, release: () => void, cleanup: () => void): { write(text: string): void; unsent(): number; close(): void } {
+  function eventStream(
+    reply: FastifyReply,
+    release: () => void,
+    cleanup: () => void,
+  ): { write(text: string): void; unsent(): number; close(): void } {
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {

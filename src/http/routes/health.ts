@@ -32,7 +32,10 @@ export async function healthRoutes(
         summary: 'Liveness: the process answers (touches nothing else)',
         tags: ['operations'],
         querystring: noParameters,
-        response: { 200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ok'] } } }, 422: errorRef },
+        response: {
+          200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ok'] } } },
+          422: errorRef,
+        },
       },
     },
     async () => ({ status: 'ok' }),
@@ -57,7 +60,11 @@ export async function healthRoutes(
         querystring: noParameters,
         response: {
           422: errorRef,
-          200: { type: 'object', required: ['status', 'checks'], properties: { status: { type: 'string', enum: ['ready'] }, checks: checksSchema } },
+          200: {
+            type: 'object',
+            required: ['status', 'checks'],
+            properties: { status: { type: 'string', enum: ['ready'] }, checks: checksSchema },
+          },
           503: {
             description: 'Something Intake needs is not reachable: `detail` names it, `checks` says which',
             type: 'object',
@@ -68,12 +75,17 @@ export async function healthRoutes(
       },
     },
     async (_request, reply) => {
-      const [database, redis] = await Promise.all([check('database', () => db.query('SELECT 1')), cache?.kind === 'redis' && check('redis', () => cache.ping())]);
+      const [database, redis] = await Promise.all([
+        check('database', () => db.query('SELECT 1')),
+        cache?.kind === 'redis' && check('redis', () => cache.ping()),
+      ]);
       const checks: Record<string, Check> = redis ? { database, redis } : { database };
       const down = Object.keys(checks).filter((name) => checks[name] !== 'ok');
       if (down.length === 0) return { status: 'ready', checks };
       // The one error shape ({detail, code}), with the checks so a probe's log shows which.
-      return reply.code(503).send({ detail: `not ready: ${down.map((name) => `${name} unreachable`).join(', ')}`, code: 'not_ready', checks });
+      return reply
+        .code(503)
+        .send({ detail: `not ready: ${down.map((name) => `${name} unreachable`).join(', ')}`, code: 'not_ready', checks });
     },
   );
 

@@ -13,41 +13,95 @@ export const importBodySchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    source: { type: 'string', enum: ['url', 'jira'], description: 'url (default): read `url`; jira: pull the issues `jql` selects through `connection`, merged on their id' },
+    source: {
+      type: 'string',
+      enum: ['url', 'jira'],
+      description: 'url (default): read `url`; jira: pull the issues `jql` selects through `connection`, merged on their id',
+    },
     connection: { type: 'string', maxLength: 100, description: 'source=jira: the id of a saved connection (POST /api/connections)' },
-    jql: { type: 'string', minLength: 1, maxLength: 4000, description: 'source=jira: the issues to pull, e.g. project = ABC (no ORDER BY: Intake orders by updated)' },
-    url: { type: 'string', minLength: 1, maxLength: 4096, description: 'https://…, http://… or s3://bucket/key: the worker reads it each time the job runs' },
-    format: { type: 'string', enum: FORMATS, description: 'csv, json, ndjson or xlsx. Default: from the URL path (orders.csv.gz …), else csv' },
-    max_errors: { type: 'integer', minimum: 0, maximum: MAX_ERRORS_LIMIT, default: 0, description: 'Bad rows to skip and report before the job fails' },
+    jql: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 4000,
+      description: 'source=jira: the issues to pull, e.g. project = ABC (no ORDER BY: Intake orders by updated)',
+    },
+    url: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 4096,
+      description: 'https://…, http://… or s3://bucket/key: the worker reads it each time the job runs',
+    },
+    format: {
+      type: 'string',
+      enum: FORMATS,
+      description: 'csv, json, ndjson or xlsx. Default: from the URL path (orders.csv.gz …), else csv',
+    },
+    max_errors: {
+      type: 'integer',
+      minimum: 0,
+      maximum: MAX_ERRORS_LIMIT,
+      default: 0,
+      description: 'Bad rows to skip and report before the job fails',
+    },
     ...loadOptionProperties,
     schema: { type: ['string', 'object'], description: loadOptionProperties.schema.description },
     header: { type: ['string', 'boolean'], description: loadOptionProperties.header.description },
   },
 } as const;
 
-export const importRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config } }> = async (app, deps) => {
+export const importRoutes: FastifyPluginAsyncJsonSchemaToTs<{
+  Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config };
+}> = async (app, deps) => {
   const { config } = deps;
   const settings = importSettings(config);
   app.post(
     '/api/import',
     {
       schema: {
-        summary: 'Import a file by URL (https, or s3://bucket/key): answers at once with the queued job, whose worker streams the file itself',
+        summary:
+          'Import a file by URL (https, or s3://bucket/key): answers at once with the queued job, whose worker streams the file itself',
         tags: ['submit'],
         body: importBodySchema,
         headers: {
           type: 'object',
-          properties: { 'idempotency-key': { type: 'string', minLength: 1, maxLength: 255, pattern: '^[ -~]+$', description: 'Makes the import safe to repeat (see POST /api/upload)' } },
+          properties: {
+            'idempotency-key': {
+              type: 'string',
+              minLength: 1,
+              maxLength: 255,
+              pattern: '^[ -~]+$',
+              description: 'Makes the import safe to repeat (see POST /api/upload)',
+            },
+          },
         },
-        response: { 200: { $ref: 'SubmittedJob#' }, 202: { $ref: 'SubmittedJob#' }, 400: errorRef, 409: errorRef, 415: errorRef, 422: errorRef, 503: errorRef },
+        response: {
+          200: { $ref: 'SubmittedJob#' },
+          202: { $ref: 'SubmittedJob#' },
+          400: errorRef,
+          409: errorRef,
+          415: errorRef,
+          422: errorRef,
+          503: errorRef,
+        },
       },
     },
     async (request, reply) => {
       const body = request.body;
       const key = request.headers['idempotency-key'];
-      const idempotency = key ? { key, fingerprint: createHash('sha256').update(`import\0${JSON.stringify(body)}`).digest('hex') } : undefined;
+      const idempotency = key
+        ? {
+            key,
+            fingerprint: createHash('sha256')
+              .update(`import\0${JSON.stringify(body)}`)
+              .digest('hex'),
+          }
+        : undefined;
       const submit = async (job: Omit<NewJob, 'jobId'>) => {
-        const { row, replayed } = await submitJob({ ...deps, log: request.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets }, { jobId: randomUUID(), ...job }, idempotency);
+        const { row, replayed } = await submitJob(
+          { ...deps, log: request.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets },
+          { jobId: randomUUID(), ...job },
+          idempotency,
+        );
         if (replayed) reply.header('idempotent-replayed', 'true');
         return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
       };

@@ -39,7 +39,9 @@ function isCursorTimestamp(text: string): boolean {
 function decodeCursor(cursor: string): { submittedAt: string; jobId: string } {
   const [submittedAt, jobId] = Buffer.from(cursor, 'base64url').toString().split('|');
   if (!submittedAt || !jobId || !isCursorTimestamp(submittedAt) || !isJobId(jobId)) {
-    throw validationError([{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' }]);
+    throw validationError([
+      { loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' },
+    ]);
   }
   return { submittedAt, jobId };
 }
@@ -74,14 +76,21 @@ function timeFilter(name: string, value: string | undefined): string | undefined
     (zulu !== undefined || (Number(offsetHours) < 16 && Number(offsetMinutes) < 60));
   if (!valid) {
     throw validationError([
-      { loc: ['query', name], msg: `${name} must be an ISO 8601 date-time such as 2026-01-31T09:30:00Z (years 1 to 9999, offsets under 16 hours)`, type: 'value_error' },
+      {
+        loc: ['query', name],
+        msg: `${name} must be an ISO 8601 date-time such as 2026-01-31T09:30:00Z (years 1 to 9999, offsets under 16 hours)`,
+        type: 'value_error',
+      },
     ]);
   }
   const micros = fraction ? `.${fraction.slice(0, 6)}` : '';
   return `${year}-${month}-${day}T${hour}:${minute}:${second}${micros}${zulu ? 'Z' : `${sign}${offsetHours}:${offsetMinutes}`}`;
 }
 
-export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps }> = async (app, { config, db, dispatcher, tracker, cache, uploads }) => {
+export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps }> = async (
+  app,
+  { config, db, dispatcher, tracker, cache, uploads },
+) => {
   // Status reads and list pages that arrive while the database is busy go to it together (see
   // batchReads): the ids of status reads in one statement, identical pages as one. Status reads
   // keep at most two statements at the database: under load they then carry dozens of ids
@@ -133,7 +142,17 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       },
     },
     async (request, reply) => {
-      const { status, source_type: sourceType, dataset, submitted_after: submittedAfter, submitted_before: submittedBefore, limit, offset, cursor, total } = request.query;
+      const {
+        status,
+        source_type: sourceType,
+        dataset,
+        submitted_after: submittedAfter,
+        submitted_before: submittedBefore,
+        limit,
+        offset,
+        cursor,
+        total,
+      } = request.query;
       if (cursor !== undefined && offset > 0) {
         throw validationError([{ loc: ['query', 'cursor'], msg: 'use cursor or offset, not both', type: 'value_error' }]);
       }
@@ -169,7 +188,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
     '/api/job/:job_id/deliveries',
     {
       schema: {
-        summary: 'The webhook deliveries of the job\'s ends (WEBHOOK_URLS and its callback_url): each with its attempts and the answers',
+        summary: "The webhook deliveries of the job's ends (WEBHOOK_URLS and its callback_url): each with its attempts and the answers",
         tags: ['jobs'],
         params: jobIdParamsSchema,
         response: { 200: deliveryListSchema, 404: errorRef, 503: errorRef },
@@ -222,7 +241,7 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       schema: {
         summary: 'Run a failed or canceled job again, under the same id, from a clean slate',
         description:
-          'The row errors of earlier runs are deleted and the stored upload is read again from the start into the job\'s dataset. `max_errors` and `encoding`, when given, replace the job\'s.',
+          "The row errors of earlier runs are deleted and the stored upload is read again from the start into the job's dataset. `max_errors` and `encoding`, when given, replace the job's.",
         tags: ['jobs'],
         params: jobIdParamsSchema,
         querystring: retryQuerySchema,
@@ -239,7 +258,11 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       }
       // An import reads its source again; an upload needs its stored file.
       if (current.source_url === null && current.source === null && !(await uploads.exists(jobId))) {
-        throw new AppError(409, 'upload_missing', 'The stored upload of this job is gone, so it cannot be read again: submit the data anew');
+        throw new AppError(
+          409,
+          'upload_missing',
+          'The stored upload of this job is gone, so it cannot be read again: submit the data anew',
+        );
       }
       const row = await retryJob(tracker, jobId, request.query.max_errors ?? null, encoding ?? null);
       if (!row) throw new AppError(409, 'job_not_retryable', 'The job changed meanwhile: only a failed or canceled job can be retried');
@@ -252,7 +275,8 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
     '/api/job/:job_id',
     {
       schema: {
-        summary: 'Delete a job with its row errors and stored upload (a running job is canceled first); rows it published stay in its dataset',
+        summary:
+          'Delete a job with its row errors and stored upload (a running job is canceled first); rows it published stay in its dataset',
         tags: ['jobs'],
         params: jobIdParamsSchema,
         response: { 204: { description: 'Deleted', type: 'null' }, 404: errorRef, 503: errorRef },
@@ -278,7 +302,18 @@ const deliveryListSchema = {
       type: 'array',
       items: {
         type: 'object',
-        required: ['delivery_id', 'event', 'url', 'status', 'attempts', 'created_at', 'next_attempt_at', 'delivered_at', 'last_error', 'attempt_log'],
+        required: [
+          'delivery_id',
+          'event',
+          'url',
+          'status',
+          'attempts',
+          'created_at',
+          'next_attempt_at',
+          'delivered_at',
+          'last_error',
+          'attempt_log',
+        ],
         properties: {
           delivery_id: { type: 'string', description: 'Also sent as the Intake-Delivery header: receivers may use it to drop a repeat' },
           event: { type: 'string', enum: ['job.completed', 'job.failed', 'job.canceled'] },

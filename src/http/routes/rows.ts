@@ -13,13 +13,22 @@ const MAX_RECORD_NO = 2_147_483_647; // record_no is an INTEGER
  * last page costs what the first does. The cursor is opaque to clients (it is the last
  * record_no of the page).
  */
-export const rowRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; datasetSchema: string } }> = async (app, { db, datasetSchema }) => {
+export const rowRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; datasetSchema: string } }> = async (
+  app,
+  { db, datasetSchema },
+) => {
   /** A page of rows after the cursor, one more than asked (it tells whether another page exists). */
-  async function rowsAfter<T>(params: { job_id: string }, query: { cursor?: string; limit: number }, list: (db: Db, jobId: string, after: number, limit: number) => Promise<T[]>) {
+  async function rowsAfter<T>(
+    params: { job_id: string },
+    query: { cursor?: string; limit: number },
+    list: (db: Db, jobId: string, after: number, limit: number) => Promise<T[]>,
+  ) {
     const jobId = jobIdOf(params);
     const after = query.cursor === undefined ? -1 : Number(query.cursor);
     if (after > MAX_RECORD_NO) {
-      throw validationError([{ loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' }]);
+      throw validationError([
+        { loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' },
+      ]);
     }
     const rows = await list(db, jobId, after, query.limit + 1);
     if (rows.length === 0 && !(await findJob(db, jobId))) throw jobNotFound();
@@ -52,7 +61,9 @@ export const rowRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; da
       // Each record's JSON as PostgreSQL wrote it: parsed here, a long number would be rounded.
       return reply
         .type('application/json; charset=utf-8')
-        .send(`{"results":[${page.map(([recordNo, data]) => `{"record_no":${recordNo},"data":${data}}`).join(',')}],"next_cursor":${next}}`);
+        .send(
+          `{"results":[${page.map(([recordNo, data]) => `{"record_no":${recordNo},"data":${data}}`).join(',')}],"next_cursor":${next}}`,
+        );
     },
   );
 

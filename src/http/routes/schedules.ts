@@ -8,7 +8,15 @@ import { checkCallback } from '../../jobs/submit.js';
 import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../../runtime/schedules.js';
 import { apiTransaction, type Db } from '../../storage/db.js';
 import { findPayloads } from '../../storage/jobs.js';
-import { deleteSchedule, findSchedule, insertSchedule, listRuns, listSchedules, updatePaused, type ScheduleRow } from '../../storage/schedules.js';
+import {
+  deleteSchedule,
+  findSchedule,
+  insertSchedule,
+  listRuns,
+  listSchedules,
+  updatePaused,
+  type ScheduleRow,
+} from '../../storage/schedules.js';
 import { errorRef } from '../schemas.js';
 import { importBodySchema } from './import.js';
 
@@ -35,7 +43,11 @@ const scheduleSchema = {
   ],
   properties: {
     schedule_id: { type: 'string', format: 'uuid' },
-    import: { type: 'object', additionalProperties: true, description: 'The import each run submits (POST /api/import); URLs shown without their query' },
+    import: {
+      type: 'object',
+      additionalProperties: true,
+      description: 'The import each run submits (POST /api/import); URLs shown without their query',
+    },
     every: { type: 'string' },
     every_ms: { type: 'integer' },
     paused: { type: 'boolean' },
@@ -44,18 +56,28 @@ const scheduleSchema = {
     last_run_at: { type: ['string', 'null'] },
     last_error: {
       type: ['string', 'null'],
-      description: "Why the last beat could not start a job (the connection was deleted …) or its last run failed; null once a run completes. A schedule paused after a day of failures says so here",
+      description:
+        'Why the last beat could not start a job (the connection was deleted …) or its last run failed; null once a run completes. A schedule paused after a day of failures says so here',
     },
     runs: { type: 'integer', description: 'Jobs the schedule has started' },
     skipped: { type: 'integer', description: 'Beats skipped because the previous run was still queued or running' },
-    deferred: { type: 'integer', description: 'Beats put off because schedules together had started MAX_SCHEDULED_JOBS_PER_MINUTE jobs in the last minute (each ran once there was room)' },
+    deferred: {
+      type: 'integer',
+      description:
+        'Beats put off because schedules together had started MAX_SCHEDULED_JOBS_PER_MINUTE jobs in the last minute (each ran once there was room)',
+    },
     consecutive_failures: {
       type: 'integer',
-      description: 'Runs (or beats that could not start one) that failed in a row. From the 3rd, each next run waits twice as long (next_run_at, up to an hour); after a day of failures the schedule is paused',
+      description:
+        'Runs (or beats that could not start one) that failed in a row. From the 3rd, each next run waits twice as long (next_run_at, up to an hour); after a day of failures the schedule is paused',
     },
     failing_since: { type: ['string', 'null'], description: 'When the current run of failures began (null while it succeeds)' },
     last_run: { type: ['object', 'null'], additionalProperties: true, description: 'The last job it started (a Job), or null' },
-    recent_runs: { type: 'array', items: { type: 'object', additionalProperties: true }, description: 'GET /api/schedules/{id}: its last jobs (Jobs), newest first' },
+    recent_runs: {
+      type: 'array',
+      items: { type: 'object', additionalProperties: true },
+      description: 'GET /api/schedules/{id}: its last jobs (Jobs), newest first',
+    },
   },
 } as const;
 
@@ -73,7 +95,10 @@ const withoutQuery = (raw: unknown) => {
   }
 };
 
-export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; config: Config; scheduler: Scheduler } }> = async (app, { db, config, scheduler }) => {
+export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; config: Config; scheduler: Scheduler } }> = async (
+  app,
+  { db, config, scheduler },
+) => {
   const settings = importSettings(config);
 
   /** The payloads of these jobs, read in one statement. */
@@ -114,7 +139,8 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
     '/api/schedules',
     {
       schema: {
-        summary: 'Run an import periodically: {"import": {…as POST /api/import…}, "every": "15m"}; a beat whose previous run is still going is skipped',
+        summary:
+          'Run an import periodically: {"import": {…as POST /api/import…}, "every": "15m"}; a beat whose previous run is still going is skipped',
         tags: ['schedules'],
         body: {
           type: 'object',
@@ -122,7 +148,11 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
           additionalProperties: false,
           properties: {
             import: importBodySchema,
-            every: { type: 'string', maxLength: 40, description: 'How often: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m; at least 1s' },
+            every: {
+              type: 'string',
+              maxLength: 40,
+              description: 'How often: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m; at least 1s',
+            },
             paused: { type: 'boolean', default: false, description: 'Made paused: it runs once resumed' },
           },
         },
@@ -134,7 +164,13 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
       const body = request.body.import as ImportRequest;
       const everyMs = parseEvery(every);
       if (everyMs === undefined || everyMs < MIN_EVERY_MS || everyMs > MAX_EVERY_MS) {
-        throw validationError([{ loc: ['body', 'every'], msg: `every is a duration from 1s to 366d: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m (got ${JSON.stringify(every)})`, type: 'value_error' }]);
+        throw validationError([
+          {
+            loc: ['body', 'every'],
+            msg: `every is a duration from 1s to 366d: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m (got ${JSON.stringify(every)})`,
+            type: 'value_error',
+          },
+        ]);
       }
       // Checked as an import would be now; each run checks it again.
       const job = await prepareImport({ db, settings }, body);
@@ -155,15 +191,32 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
     },
   );
 
-  app.get('/api/schedules', { schema: { summary: 'Every schedule, oldest first, with its last run', tags: ['schedules'], response: { 200: { type: 'object', required: ['results'], properties: { results: { type: 'array', items: scheduleSchema } } } } } }, async () => {
-    const rows = await listSchedules(db);
-    const payloads = await payloadsOf(rows.flatMap((row) => (row.last_job_id ? [row.last_job_id] : [])));
-    return { results: await Promise.all(rows.map((row) => shown(row, undefined, payloads))) };
-  });
+  app.get(
+    '/api/schedules',
+    {
+      schema: {
+        summary: 'Every schedule, oldest first, with its last run',
+        tags: ['schedules'],
+        response: { 200: { type: 'object', required: ['results'], properties: { results: { type: 'array', items: scheduleSchema } } } },
+      },
+    },
+    async () => {
+      const rows = await listSchedules(db);
+      const payloads = await payloadsOf(rows.flatMap((row) => (row.last_job_id ? [row.last_job_id] : [])));
+      return { results: await Promise.all(rows.map((row) => shown(row, undefined, payloads))) };
+    },
+  );
 
   app.get(
     '/api/schedules/:id',
-    { schema: { summary: 'A schedule and its last runs', tags: ['schedules'], params: idParams, response: { 200: scheduleSchema, 404: errorRef } } },
+    {
+      schema: {
+        summary: 'A schedule and its last runs',
+        tags: ['schedules'],
+        params: idParams,
+        response: { 200: scheduleSchema, 404: errorRef },
+      },
+    },
     async (request) => {
       const row = await find(request.params.id);
       return shown(row, await listRuns(db, row.schedule_id, RECENT_RUNS));
@@ -175,7 +228,10 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
       `/api/schedules/:id/${action}`,
       {
         schema: {
-          summary: action === 'pause' ? 'Pause a schedule: no run starts until it is resumed (a run going on goes on)' : 'Resume a paused schedule: its next run is one interval from now',
+          summary:
+            action === 'pause'
+              ? 'Pause a schedule: no run starts until it is resumed (a run going on goes on)'
+              : 'Resume a paused schedule: its next run is one interval from now',
           tags: ['schedules'],
           params: idParams,
           response: { 200: scheduleSchema, 404: errorRef, 503: errorRef },
@@ -191,7 +247,11 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
         } catch (err) {
           // The row says what it should be; worker processes set the schedulers from the rows at start.
           request.log.error({ err }, 'could not update the scheduler');
-          throw new AppError(503, 'scheduler_unavailable', 'The scheduler (Redis) is unavailable; the change is saved and takes effect once it is back');
+          throw new AppError(
+            503,
+            'scheduler_unavailable',
+            'The scheduler (Redis) is unavailable; the change is saved and takes effect once it is back',
+          );
         }
         return shown(row);
       },
@@ -200,12 +260,21 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
 
   app.delete(
     '/api/schedules/:id',
-    { schema: { summary: 'Delete a schedule (the jobs it made stay)', tags: ['schedules'], params: idParams, response: { 204: { type: 'null' }, 404: errorRef, 503: errorRef } } },
+    {
+      schema: {
+        summary: 'Delete a schedule (the jobs it made stay)',
+        tags: ['schedules'],
+        params: idParams,
+        response: { 204: { type: 'null' }, 404: errorRef, 503: errorRef },
+      },
+    },
     async (request, reply) => {
       const row = await find(request.params.id);
       if (!(await apiTransaction(db, (tx) => deleteSchedule(tx, row.schedule_id)))) throw notFound();
       // A beat that still fires finds no row and does nothing.
-      await scheduler.unset(row.schedule_id).catch((err: unknown) => request.log.warn({ err }, 'could not remove the scheduler; a beat that fires finds no schedule'));
+      await scheduler
+        .unset(row.schedule_id)
+        .catch((err: unknown) => request.log.warn({ err }, 'could not remove the scheduler; a beat that fires finds no schedule'));
       return reply.code(204).send(null);
     },
   );

@@ -45,7 +45,8 @@ function queryError(err: unknown, limits: Config['sql']): AppError | undefined {
   if (code === '53200' || (code === 'XX000' && /^invalid memory alloc request size/.test(message))) {
     return new AppError(422, 'sql_too_large', `the query needs more memory than it may use (${message}): narrow it down`);
   }
-  if (code === '53400' && /temp_file_limit/.test(message)) return new AppError(422, 'sql_too_large', `the query needs more temporary disk than it may use (${TEMP_FILE_LIMIT}): narrow it down`);
+  if (code === '53400' && /temp_file_limit/.test(message))
+    return new AppError(422, 'sql_too_large', `the query needs more temporary disk than it may use (${TEMP_FILE_LIMIT}): narrow it down`);
   if (code.startsWith('54')) return new AppError(422, 'sql_too_large', `the query is over a limit of PostgreSQL: ${message}`);
   if (err instanceof DatabaseUnavailableError) return undefined;
   // The query's own mistakes (syntax, names, types, data, cardinality, what its role may
@@ -86,7 +87,8 @@ export const sqlRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SqlRouteDeps
       },
     },
     async (request, reply) => {
-      if (running >= MAX_QUERIES) throw new AppError(429, 'too_many_queries', `${MAX_QUERIES} queries are running: try again when one has finished`);
+      if (running >= MAX_QUERIES)
+        throw new AppError(429, 'too_many_queries', `${MAX_QUERIES} queries are running: try again when one has finished`);
       running++;
       try {
         const query = request.body.sql.replace(/[\s;]+$/, '');
@@ -125,7 +127,11 @@ ${query}
             const plan = await tx.query<{ 'QUERY PLAN': [{ Plan: { 'Total Cost': number } }] }>(`EXPLAIN (FORMAT JSON) ${wrapped}`);
             const cost = plan.rows[0]!['QUERY PLAN'][0].Plan['Total Cost'];
             if (cost > limits.maxCost) {
-              throw new AppError(422, 'sql_too_costly', `the query would cost ${Math.round(cost)} by PostgreSQL's estimate, over SQL_MAX_COST (${limits.maxCost}): narrow it down`);
+              throw new AppError(
+                422,
+                'sql_too_costly',
+                `the query would cost ${Math.round(cost)} by PostgreSQL's estimate, over SQL_MAX_COST (${limits.maxCost}): narrow it down`,
+              );
             }
             // Without parameters: an unnamed statement (PostgreSQL: the simple protocol).
             return (await tx.query<{ j: string | null }>(wrapped)).rows;

@@ -12,7 +12,10 @@ import type { NewJob } from '../../storage/jobs.js';
 import { sendJob } from './reply.js';
 
 const submitResponses = {
-  200: { description: 'The job an earlier request with the same Idempotency-Key created (header Idempotent-Replayed: true)', $ref: 'SubmittedJob#' },
+  200: {
+    description: 'The job an earlier request with the same Idempotency-Key created (header Idempotent-Replayed: true)',
+    $ref: 'SubmittedJob#',
+  },
   202: { $ref: 'SubmittedJob#' },
   400: errorRef,
   413: errorRef,
@@ -70,10 +73,16 @@ function inFlightLimit(max: number, what: string): onRequestHookHandler {
   };
 }
 
-export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config } }> = async (app, deps) => {
+export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{
+  Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config };
+}> = async (app, deps) => {
   const { config } = deps;
   const submit = async (reply: FastifyReply, job: NewJob, idempotency: Idempotency | undefined) => {
-    const { row, replayed } = await submitJob({ ...deps, log: reply.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets }, job, idempotency);
+    const { row, replayed } = await submitJob(
+      { ...deps, log: reply.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets },
+      job,
+      idempotency,
+    );
     if (replayed) reply.header('idempotent-replayed', 'true');
     return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
   };
@@ -83,7 +92,8 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
     {
       onRequest: inFlightLimit(config.maxUploadsInFlight, 'uploads (MAX_UPLOADS_IN_FLIGHT)'),
       schema: {
-        summary: 'Upload a CSV, JSON, NDJSON or Excel (.xlsx) file, plain or compressed (gzip, zstd, zip); answers at once with the queued job',
+        summary:
+          'Upload a CSV, JSON, NDJSON or Excel (.xlsx) file, plain or compressed (gzip, zstd, zip); answers at once with the queued job',
         tags: ['submit'],
         consumes: ['multipart/form-data'],
         querystring: uploadQuerySchema,
@@ -114,7 +124,9 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         // The query string wins over a form field of the same name.
         load: (fields, fileName, format) => {
           const given = Object.fromEntries(LOAD_OPTION_NAMES.map((name) => [name, request.query[name] ?? fields[name]]));
-          const where = LOAD_OPTION_NAMES.some((name) => request.query[name] === undefined && fields[name] !== undefined) ? 'body' : 'query';
+          const where = LOAD_OPTION_NAMES.some((name) => request.query[name] === undefined && fields[name] !== undefined)
+            ? 'body'
+            : 'query';
           return loadOptions(given, fileName, format, where);
         },
         fingerprint: key !== undefined,
@@ -169,7 +181,12 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: Omit<Subm
         await checkPostedRecords(body, format, config.limits, maxErrors);
         const jobId = randomUUID();
         await storeBody(deps.uploads, jobId, body);
-        const fingerprint = key ? createHash('sha256').update(`${format}\0${maxErrors}\0${JSON.stringify(load)}\0`).update(body).digest('hex') : '';
+        const fingerprint = key
+          ? createHash('sha256')
+              .update(`${format}\0${maxErrors}\0${JSON.stringify(load)}\0`)
+              .update(body)
+              .digest('hex')
+          : '';
         return submit(
           reply,
           { jobId, sourceType: 'json_api', fileName: null, format, maxErrors, bytesTotal: body.length, load },
