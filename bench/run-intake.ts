@@ -62,7 +62,7 @@ export async function ingestThroughIntake(
   });
   try {
     let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     let url: string | undefined;
     while (!url) {
       url = /Server listening at (http:\/\/[\d.]+:\d+)/.exec(output)?.[1];

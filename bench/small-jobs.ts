@@ -83,7 +83,7 @@ async function median(fn: () => Promise<unknown>, runs = 7): Promise<number> {
 
 try {
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   let api: string | undefined;
   while (!api) {
     api = /Server listening at (http:\/\/[\d.]+:\d+)/.exec(output)?.[1];

@@ -36,7 +36,7 @@ async function start(args: string[], env: Record<string, string>): Promise<Start
   });
   try {
     let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     while (!output.includes('Server listening at')) {
       if (child.exitCode !== null) throw new Error(`intake serve exited:\n${output}`);
       await sleep(5);

@@ -53,7 +53,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
   it('upload --wait follows a job to completed and exits 0; status and jobs show it', async () => {
     const { code, stdout, stderr } = await run('upload', 'people.csv', '--wait');
     expect(stderr).toMatch(/^queued: http:\/\/127\.0\.0\.1:\d+\/api\/job\/[0-9a-f-]{36} into people \(append\)\n/);
-    expect(stderr).toMatch(/\[#{30}\] 100%  completed 5,000 records, 0 failed\n/);
+    expect(stderr).toMatch(/\[#{30}\] 100% {2}completed 5,000 records, 0 failed\n/);
     expect(stderr).toMatch(/\ncompleted: 5,000 records in \d+\.\d s; dataset people: 5,000 rows inserted, 0 updated\n$/);
     expect(code).toBe(0);
     const jobId = stdout.trim();

@@ -18,7 +18,7 @@ async function save(server: TestServer, body: Record<string, unknown>) {
     body: JSON.stringify(body),
     headers: { 'content-type': 'application/json' },
   });
-  return { status: res.status, body: (await res.json()) as any, text: '' };
+  return { status: res.status, body: await res.json(), text: '' };
 }
 
 let jira: JiraServer;

@@ -1931,7 +1931,7 @@ async function submit(url: string, c: Case) {
   if (c.maxErrors !== undefined) query.set('max_errors', String(c.maxErrors));
   for (const [name, value] of Object.entries(c.options ?? {})) query.set(name, value);
   const res = await fetch(`${url}/api/upload?${query}`, { method: 'POST', body: form });
-  return { status: res.status, body: (await res.json()) as any };
+  return { status: res.status, body: await res.json() };
 }
 
 /** Every page of /records or /errors, following next_cursor. */

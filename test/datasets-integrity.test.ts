@@ -36,7 +36,7 @@ describe.each(backends())('dataset integrity ($name)', (backend) => {
     const form = new FormData();
     form.append('file', new Blob([content]), file);
     const res = await fetch(`${server.url}/api/upload?${new URLSearchParams(query)}`, { method: 'POST', body: form });
-    const body = (await res.json()) as any;
+    const body = await res.json();
     expect(res.status, JSON.stringify(body)).toBe(202);
     return waitForJob(server.url, body.job_id, 60_000);
   }

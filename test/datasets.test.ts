@@ -34,7 +34,7 @@ describe.each(backends())('datasets ($name)', (backend) => {
     for (const [key, value] of Object.entries(fields)) form.append(key, value);
     form.append('file', new Blob([content]), file);
     const res = await fetch(`${server.url}/api/upload?${new URLSearchParams(query)}`, { method: 'POST', body: form });
-    return { status: res.status, body: (await res.json()) as any };
+    return { status: res.status, body: await res.json() };
   }
 
   /** Uploads and waits for the job to end. */
@@ -496,7 +496,7 @@ describe.each(backends())('datasets ($name)', (backend) => {
         body: JSON.stringify({ sql: text }),
         headers: { 'content-type': 'application/json' },
       });
-      return { status: res.status, body: (await res.json()) as any };
+      return { status: res.status, body: await res.json() };
     };
     expect(await query('SELECT id, name FROM people; ')).toEqual({
       status: 200,

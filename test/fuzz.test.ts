@@ -339,7 +339,7 @@ function respell(text: string, ops: { at: number; how: string }[], from = 0): st
       tokens[i] = token === token.toUpperCase() ? token.toLowerCase() : token.toUpperCase();
     } else {
       tokens[i] = hex(token.charCodeAt(0), how !== 'pct');
-      if (how === 'double-pct') tokens[i] = `%25${tokens[i]!.slice(1)}`;
+      if (how === 'double-pct') tokens[i] = `%25${tokens[i].slice(1)}`;
     }
   }
   return tokens.join('');
@@ -1906,7 +1906,7 @@ describe('the import address check', () => {
         const zero = pad ? '0000' : '0';
         const runs = [...text.matchAll(new RegExp(`(^|:)(${zero}(:${zero})+)(:|$)`, 'g'))];
         const longest = runs.sort((x, y) => y[2]!.length - x[2]!.length)[0];
-        if (longest) text = `${text.slice(0, longest.index)}::${text.slice(longest.index! + longest[0].length)}`;
+        if (longest) text = `${text.slice(0, longest.index)}::${text.slice(longest.index + longest[0].length)}`;
       }
       return upper ? text.toUpperCase() : text;
     });

@@ -365,7 +365,7 @@ describe.each(backends())('limits on uploads, decompression and datasets (issue 
     const form = new FormData();
     form.append('file', new Blob([content]), name);
     const res = await fetch(`${server.url}/api/upload?${query}`, { method: 'POST', body: form });
-    return { status: res.status, body: (await res.json()) as any, headers: res.headers };
+    return { status: res.status, body: await res.json(), headers: res.headers };
   }
 
   /** An upload whose body arrives `bytes` every `everyMs`; `answer` resolves with what the server sent once it closes. */

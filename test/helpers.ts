@@ -179,12 +179,12 @@ export async function upload(baseUrl: string, name: string, content: BlobPart, f
   const form = new FormData();
   form.append(field, new Blob([content]), name);
   const res = await fetch(`${baseUrl}/api/upload`, { method: 'POST', body: form });
-  return { status: res.status, body: (await res.json()) as any, headers: res.headers };
+  return { status: res.status, body: await res.json(), headers: res.headers };
 }
 
 export async function postJson(url: string, body: unknown) {
   const res = await fetch(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
-  return { status: res.status, body: (await res.json()) as any, headers: res.headers };
+  return { status: res.status, body: await res.json(), headers: res.headers };
 }
 
 export async function postRecords(baseUrl: string, body: string, contentType = 'application/json', query = '') {
@@ -193,7 +193,7 @@ export async function postRecords(baseUrl: string, body: string, contentType = '
     body,
     headers: { 'content-type': contentType },
   });
-  return { status: res.status, body: (await res.json()) as any, headers: res.headers };
+  return { status: res.status, body: await res.json(), headers: res.headers };
 }
 
 /** Intake's Db or a pg Pool: enough to read a few counts. */

@@ -194,7 +194,7 @@ describe('imports refused without IMPORT_ALLOW_PRIVATE', () => {
     expect((await importJob(server, { url: 'not a url' })).status).toBe(422);
     expect((await importJob(server, { url: `${files.url}/x`, mode: 'sideways' })).status).toBe(422);
     const listing = await (await fetch(`${server.url}/api/jobs`)).json();
-    expect((listing as any).results).toEqual([]);
+    expect(listing.results).toEqual([]);
   });
 });
 

@@ -78,7 +78,7 @@ export function zonedTime(timeZone: string, year: number, month: number, day: nu
   const offsetAt = (ms: number) => {
     const part = Object.fromEntries(format.formatToParts(ms).map((p) => [p.type, Number(p.value)]));
     const seconds = Math.floor(ms / 1000) * 1000;
-    return Date.UTC(part.year!, part.month! - 1, part.day!, part.hour!, part.minute!, part.second!) - seconds;
+    return Date.UTC(part.year!, part.month! - 1, part.day, part.hour, part.minute, part.second) - seconds;
   };
   const asUtc = Date.UTC(year, month - 1, day, hour, minute);
   return asUtc - offsetAt(asUtc - offsetAt(asUtc));

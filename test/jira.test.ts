@@ -166,7 +166,7 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ source: 'jira', connection, ...body }),
     });
-    const answer = (await res.json()) as any;
+    const answer = await res.json();
     expect(res.status, JSON.stringify(answer)).toBe(202);
     return waitForJob(server.url, answer.job_id, 120_000);
   }
@@ -313,7 +313,7 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
         body: JSON.stringify({ source: 'jira', ...body }),
       });
       expect(res.status).toBe(422);
-      return ((await res.json()) as any).detail[0];
+      return (await res.json()).detail[0];
     };
     expect((await refused({ jql: 'project = ABC' })).loc).toEqual(['body', 'connection']);
     expect((await refused({ connection, jql: 'project = ABC ORDER BY created' })).msg).toMatch(/ORDER BY/);

@@ -73,8 +73,8 @@ describe('the npm package', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    server.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    server.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    server.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    server.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     try {
       await expect
         .poll(

@@ -48,8 +48,8 @@ async function launch(port: number, timeoutMs: number): Promise<RedisServer | nu
   );
   alive.add(child);
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = once(child, 'exit').then(() => alive.delete(child));
   const deadline = Date.now() + timeoutMs;
   while (!output.includes('Ready to accept connections')) {

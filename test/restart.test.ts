@@ -111,7 +111,7 @@ describe('embedded data directory', () => {
     const parent = spawn('sh', ['-c', 'sleep 60 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
     const live = spawn('sleep', ['60'], { stdio: 'ignore' });
     try {
-      const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
+      const [line] = (await once(parent.stdout, 'data')) as [Buffer];
       const zombie = Number(line.toString().trim());
       const owner = processIdOf(zombie);
       process.kill(zombie, 'SIGKILL');
@@ -174,8 +174,8 @@ describe('embedded data directory', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    npm.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    npm.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    npm.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    npm.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     try {
       await expect
         .poll(() => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1], { timeout: 60_000, interval: 100 })

@@ -51,8 +51,8 @@ function launch(dir: string, port: number): Promise<{ child: ChildProcess; port:
   let output = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`s3rver did not start:\n${output}`)), 20_000);
-    child.stderr!.on('data', (chunk) => (output += chunk));
-    child.stdout!.on('data', (chunk) => {
+    child.stderr.on('data', (chunk) => (output += chunk));
+    child.stdout.on('data', (chunk) => {
       output += chunk;
       const match = /listening (\d+)/.exec(output);
       if (match) {

@@ -141,7 +141,7 @@ describe.each(backends())('webhooks ($name)', (backend) => {
     form.append('file', new Blob(['id,name\n1,Ada\n2,Grace\n']), 'people.csv');
     const done = await fetch(`${server!.url}/api/upload`, { method: 'POST', body: form });
     expect(done.status).toBe(202);
-    const job = await waitForJob(server!.url, ((await done.json()) as any).job_id);
+    const job = await waitForJob(server!.url, (await done.json()).job_id);
     expect(job.status).toBe('completed');
     const list = await waitDelivered(server!, job.job_id, 2);
     expect(list.map((d) => d.url).sort()).toEqual([`${receiver.url}/all`, `${receiver.url}/job-hook`]); // the query (a token) is not shown
@@ -271,7 +271,7 @@ describe.each(backends())('webhooks ($name)', (backend) => {
       form.append('file', new Blob(['a\n1\n']), 'a.csv');
       const res = await fetch(`${strict.url}/api/upload`, { method: 'POST', body: form });
       expect(res.status).toBe(422);
-      expect(((await res.json()) as any).code).toBe('callback_refused');
+      expect((await res.json()).code).toBe('callback_refused');
       // A schedule's callback_url is held to the same rule when the schedule is made.
       const schedule = await postJson(`${strict.url}/api/schedules`, {
         import: { url: 'https://93.184.215.14/a.csv', callback_url: 'http://169.254.169.254/hook' },

@@ -31,13 +31,7 @@ function TokenForm({ message }: { message: string }) {
       >
         <label class="field">
           Token
-          <input
-            type="password"
-            autoComplete="off"
-            value={token}
-            onInput={(event) => setToken((event.currentTarget as HTMLInputElement).value)}
-            autoFocus
-          />
+          <input type="password" autoComplete="off" value={token} onInput={(event) => setToken(event.currentTarget.value)} autoFocus />
         </label>
         <button type="submit" class="button primary">
           Use this token

@@ -69,7 +69,7 @@ export function Upload() {
           multiple
           hidden
           aria-label="Files to upload"
-          onChange={(event) => void send([...((event.currentTarget as HTMLInputElement).files ?? [])])}
+          onChange={(event) => void send([...(event.currentTarget.files ?? [])])}
         />
         <label class="field">
           Bad rows allowed
@@ -81,7 +81,7 @@ export function Upload() {
             value={maxErrors}
             aria-invalid={!maxErrorsValid}
             aria-describedby="max-errors-help"
-            onInput={(event) => setMaxErrors((event.currentTarget as HTMLInputElement).value)}
+            onInput={(event) => setMaxErrors(event.currentTarget.value)}
           />
         </label>
         <p id="max-errors-help" class="help">
@@ -97,16 +97,12 @@ export function Upload() {
             spellcheck={false}
             value={dataset}
             aria-describedby="load-help"
-            onInput={(event) => setDataset((event.currentTarget as HTMLInputElement).value)}
+            onInput={(event) => setDataset(event.currentTarget.value)}
           />
         </label>
         <label class="field">
           Mode
-          <select
-            value={mode}
-            aria-describedby="load-help"
-            onChange={(event) => setMode((event.currentTarget as HTMLSelectElement).value as WriteMode)}
-          >
+          <select value={mode} aria-describedby="load-help" onChange={(event) => setMode(event.currentTarget.value as WriteMode)}>
             {WRITE_MODES.map((value) => (
               <option value={value} key={value}>
                 {value}
@@ -125,7 +121,7 @@ export function Upload() {
               spellcheck={false}
               value={key}
               aria-describedby="load-help"
-              onInput={(event) => setKey((event.currentTarget as HTMLInputElement).value)}
+              onInput={(event) => setKey(event.currentTarget.value)}
             />
           </label>
         )}

@@ -181,7 +181,7 @@ export async function* readRecords(
         : 'the file is not an Excel workbook (.xlsx): it is not a zip',
     );
   }
-  yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, bytes, limits), read.encoding), limits, read);
+  yield* PARSERS[format](decodeText(uncompressed(head, bytes, limits), read.encoding), limits, read);
 }
 
 /** A zip: an Excel workbook, or an archive of one data file read as the job's format. */
@@ -226,7 +226,7 @@ async function* readZip(
         );
       }
       const [head, data] = await peek(zip.read(entry));
-      yield* PARSERS[format as TextFormat](decodeText(uncompressed(head, data, limits), read.encoding), limits, read);
+      yield* PARSERS[format](decodeText(uncompressed(head, data, limits), read.encoding), limits, read);
     }
     progress.bytes = size;
   } finally {

@@ -110,7 +110,7 @@ class RowBytes {
   }
 
   bytes(): Uint8Array<ArrayBuffer> {
-    return new Uint8Array(this.buffer.buffer, this.buffer.byteOffset, this.length) as Uint8Array<ArrayBuffer>;
+    return new Uint8Array(this.buffer.buffer, this.buffer.byteOffset, this.length);
   }
 }
 

@@ -220,7 +220,7 @@ export function jobEventTally(metrics: {
       // A job canceled before it started has no duration.
       if (job.started_at && job.completed_at) {
         const seconds = (Date.parse(job.completed_at) - Date.parse(job.started_at)) / 1000;
-        if (seconds >= 0) metrics.duration.observe({ status: status as string }, seconds);
+        if (seconds >= 0) metrics.duration.observe({ status: status }, seconds);
       }
       return;
     }

@@ -96,7 +96,7 @@ export async function tick(deps: ScheduleDeps, id: string, clock: 'own' | 'bull'
   let prepared: Omit<NewJob, 'jobId'> | undefined;
   let problem: string | undefined;
   try {
-    prepared = await prepareImport({ db: deps.db, settings: deps.settings }, seen.import as ImportRequest);
+    prepared = await prepareImport({ db: deps.db, settings: deps.settings }, seen.import);
   } catch (err) {
     problem = err instanceof Error ? err.message : String(err);
   }

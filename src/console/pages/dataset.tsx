@@ -301,7 +301,7 @@ function SqlBox({ name }: { name: string }) {
           placeholder={`SELECT count(*) FROM ${name}`}
           value={text}
           aria-describedby="sql-help"
-          onInput={(event) => setText((event.currentTarget as HTMLTextAreaElement).value)}
+          onInput={(event) => setText(event.currentTarget.value)}
           onKeyDown={(event) => {
             if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
               event.preventDefault();

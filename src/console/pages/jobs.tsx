@@ -131,9 +131,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
             Status
             <select
               value={status ?? ''}
-              onChange={(event) =>
-                navigate(listUrl(((event.currentTarget as HTMLSelectElement).value || undefined) as JobStatus | undefined))
-              }
+              onChange={(event) => navigate(listUrl((event.currentTarget.value || undefined) as JobStatus | undefined))}
             >
               <option value="">All</option>
               {JOB_STATUSES.map((value) => (

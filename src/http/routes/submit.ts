@@ -167,7 +167,7 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{
       },
       async (request, reply) => {
         // The schema documents the records; the content-type parsers above hand over the bytes.
-        const body = request.body as unknown as Buffer;
+        const body = request.body as Buffer;
         const key = request.headers['idempotency-key'];
         const maxErrors = request.query.max_errors ?? 0;
         const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
