@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { jsonKind, jsonString, topLevelFields } from '../src/datasets/json-fields.js';
-import { columnNames, datasetNameFor, datasetNameProblem, toName } from '../src/datasets/names.js';
+import { jsonString, topLevelFields } from '../src/datasets/json-fields.js';
+import { datasetNameFor, datasetNameProblem, toName, uniqueColumnName } from '../src/datasets/names.js';
 import {
   isBigint,
   isDate,
@@ -14,6 +14,12 @@ import {
   TypeTally,
   type ColumnType,
 } from '../src/datasets/types.js';
+
+// The names a header's fields get, in order, as the loader makes them one by one.
+function columnNames(fields: readonly string[]): string[] {
+  const used = new Set<string>();
+  return fields.map((field, index) => uniqueColumnName(field, index, used));
+}
 
 describe('dataset and column names', () => {
   it('takes a name that follows the rule and says the rule otherwise', () => {
@@ -193,7 +199,6 @@ describe('top-level JSON fields as written', () => {
       o: '{"k":[1,{"z":"}"}]}',
     });
     expect(jsonString(fields.get('s')!)).toBe('x"y');
-    expect([...fields.values()].map(jsonKind)).toEqual(['nested', 'null', 'boolean', 'string', 'nested', 'number']);
     expect(topLevelFields('{}').size).toBe(0);
     expect(Object.fromEntries(topLevelFields('{"\\u0061 b":1}'))).toEqual({ 'a b': '1' });
   });

@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parse as csvParseSync } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../src/formats/limits.js';
@@ -9,9 +9,16 @@ import { decodeUtf8, type Encoding } from '../src/formats/decode.js';
 import { IngestError } from '../src/core/errors.js';
 import { parseJson } from '../src/formats/json.js';
 import { parseNdjson } from '../src/formats/ndjson.js';
-import { fileInput, readRecords } from '../src/formats/parse.js';
+import { readRecords, type Input } from '../src/formats/parse.js';
 import { hasNulEscape, type ParsedRecord } from '../src/formats/record.js';
 import { xlsxOf } from './files.js';
+
+/** A local file as an input. */
+const fileInput = (path: string): Input => ({
+  path,
+  open: async () => createReadStream(path, { highWaterMark: 256 * 1024 }),
+  scratchDir: dirname(path),
+});
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: every input is fed in many chunkings, and all of them must give the same outcome.

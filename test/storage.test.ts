@@ -13,10 +13,11 @@ import {
   markCompleted,
   markFailed,
   markRunning,
-  quietTracker,
+  createTracker,
   type Batch,
 } from '../src/jobs/tracking.js';
 import type { Db } from '../src/storage/db.js';
+import { createLocalEvents } from '../src/live/job-events.js';
 import { createStage, stageOf } from '../src/storage/datasets.js';
 import { findJob, insertJob, type JobRow } from '../src/storage/jobs.js';
 import { type LoadOptions } from '../src/datasets/options.js';
@@ -26,6 +27,9 @@ import { openPostgres } from '../src/storage/postgres.js';
 import { backends, createSandbox, getJson, startServer, type Backend, type Sandbox } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+// The tracker of a running Intake with no cache, its events in-process (nobody listens).
+const quietTracker = (db: Db) => createTracker(db, undefined, createLocalEvents());
 const MIGRATIONS = [
   '001_ingest_jobs',
   '002_ingest_records',

@@ -23,16 +23,6 @@ export function topLevelFields(json: string): Map<string, string> {
   }
 }
 
-/** The kind of a value's JSON text, by its first character. */
-export function jsonKind(text: string): 'string' | 'number' | 'boolean' | 'null' | 'nested' {
-  const c = text.charCodeAt(0);
-  if (c === 0x22) return 'string';
-  if (c === 0x7b || c === 0x5b) return 'nested';
-  if (c === 0x74 || c === 0x66) return 'boolean';
-  if (c === 0x6e) return 'null';
-  return 'number';
-}
-
 /** A string value's text unquoted: cheap when it holds no escape, as dates and most values do. */
 export function jsonString(text: string): string {
   return text.includes('\\') ? (JSON.parse(text) as string) : text.slice(1, -1);

@@ -71,17 +71,6 @@ export function datasetNameFor(fileName: string | null): string {
   return name.startsWith('pg_') ? `d_${name}`.slice(0, MAX_NAME_LENGTH) : name;
 }
 
-/**
- * Column names for the fields of an input, in order: each made a name (`Unit Price` →
- * `unit_price`, an empty or symbol-only header → `column_N` by its 1-based position), and a
- * name made twice gets `_2`, `_3` … so that no field is lost. A made name never starts with
- * `_`, so never collides with the bookkeeping columns.
- */
-export function columnNames(fields: readonly string[]): string[] {
-  const used = new Set<string>();
-  return fields.map((field, index) => uniqueColumnName(field, index, used));
-}
-
 /** The column name for the field at `index` (0-based), not one of `used` (which it joins). */
 export function uniqueColumnName(field: string, index: number, used: Set<string>): string {
   const base = toName(field, `column_${index + 1}`);

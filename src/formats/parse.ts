@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
-import { dirname, extname, join } from 'node:path';
+import { extname, join } from 'node:path';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib, { createGunzip } from 'node:zlib';
@@ -152,13 +152,6 @@ export interface Input {
   /** Where bytes that must be read as a file (a zip from elsewhere) are kept while the job reads them. */
   scratchDir: string;
 }
-
-/** A local file as an input. */
-export const fileInput = (path: string): Input => ({
-  path,
-  open: async () => createReadStream(path, { highWaterMark: 256 * 1024 }),
-  scratchDir: dirname(path),
-});
 
 /** Streams the records of a stored upload, in file order, with backpressure from the caller. */
 export async function* readRecords(

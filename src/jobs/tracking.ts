@@ -102,13 +102,6 @@ export function createTracker(db: Db, cache: StatusCache | undefined, events: Jo
   );
 }
 
-const UNTOLD: Change = { committed: async () => {}, failed: async () => {} };
-
-/** A tracker that tells nobody: for tools and tests that only need the database. */
-export function quietTracker(db: Db): Tracker {
-  return trackerOf(db, async () => UNTOLD);
-}
-
 /** Another process moved the job on (or holds its checkpoint); this one must let go. */
 export class CheckpointConflictError extends Error {
   constructor(jobId: string, expected: number) {

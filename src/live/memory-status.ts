@@ -54,9 +54,6 @@ export function createMemoryStatusCache(): StatusCache {
         },
       };
     },
-    async store(jobId, version, payload) {
-      offer(jobId, version, payload);
-    },
     async fill(jobId, version, payload) {
       if (!inFlight.has(jobId)) offer(jobId, version, payload);
     },

@@ -25,12 +25,6 @@ export interface StatusCache {
    */
   changing(jobId: string): Promise<PendingChange>;
   /**
-   * Writes a payload through with no mark of its own: stores it unless the key already holds
-   * this version or a newer one (a key marked by changes in flight keeps it as its newest).
-   * While the breaker is open, or if the write fails, the key is repaired from the database.
-   */
-  store(jobId: string, version: number, payload: string): Promise<void>;
-  /**
    * Fills the key after a miss, with what the database answered, unless it holds this version
    * or a newer one. Best effort: skipping a fill leaves no key staler than it was.
    */
@@ -291,14 +285,6 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
         stored: (version, payload) => writeThrough(jobId, token, version, payload),
         failed: () => settleFromDatabase(jobId, token),
       };
-    },
-    async store(jobId, version, payload) {
-      if (Date.now() < skipUntil) {
-        dirty.add(jobId);
-        scheduleRepair();
-        return;
-      }
-      await writeThrough(jobId, '', version, payload);
     },
     async fill(jobId, version, payload) {
       if (Date.now() < skipUntil || dirty.has(jobId)) return;
