@@ -183,7 +183,9 @@ function origins(env: Env): string[] {
     let parsed: URL | undefined;
     try {
       parsed = new URL(origin);
-    } catch {}
+    } catch {
+      // not a URL: refused below
+    }
     if (!parsed || !['http:', 'https:'].includes(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, '')) {
       throw new ConfigError('CORS_ORIGINS', `must be origins such as https://app.example.com, comma-separated (got "${origin}")`);
     }

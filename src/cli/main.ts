@@ -3,6 +3,8 @@ import { DataDirLockedError } from '../storage/data-dir-lock.js';
 import { CLIENT_COMMANDS, ClientError } from './client.js';
 import { DATASET_COMMANDS } from './datasets.js';
 
+class UsageError extends Error {}
+
 const USAGE = `Usage: intake <command>
 
 Run Intake:
@@ -113,8 +115,6 @@ async function main(argv: string[]): Promise<void> {
       throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
   }
 }
-
-class UsageError extends Error {}
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   // One clear line for what the user can fix; a stack trace only for what they cannot.

@@ -1,4 +1,4 @@
-import type { JobPayload, JobStatus } from '../core/job.js';
+import type { JobPayload } from '../core/job.js';
 
 /** The API's answers, as the CLI and the console read them (the server's schemas are in src/schemas). */
 export type SubmittedJob = JobPayload & { status_url: string };
@@ -147,7 +147,7 @@ export function createApi({ base, token, onError }: ApiOptions) {
     /** An error answer (its status and body) as the ApiError it means, told to onError: for answers not read through send. */
     answerError: fail,
     job: (jobId: string, signal?: AbortSignal) => json<JobPayload>(jobPath(jobId), { signal }),
-    jobs(query: { status?: JobStatus | string; dataset?: string; limit?: number | string; cursor?: string | null }, signal?: AbortSignal) {
+    jobs(query: { status?: string; dataset?: string; limit?: number | string; cursor?: string | null }, signal?: AbortSignal) {
       return json<JobList>(`/api/jobs${queryOf(query)}`, { signal });
     },
     page<T>(jobId: string, kind: 'records' | 'errors', limit: number, cursor: string | null, signal?: AbortSignal) {

@@ -23,15 +23,18 @@ export interface FollowOptions {
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rejects with the signal's own reason, as follow() promises
     if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stop = () => {
+      clearTimeout(timer);
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- as above
+      reject(signal.reason);
+    };
+    timer = setTimeout(() => {
       signal.removeEventListener('abort', stop);
       resolve();
     }, ms);
-    const stop = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
     signal.addEventListener('abort', stop, { once: true });
   });
 }

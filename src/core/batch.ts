@@ -58,7 +58,7 @@ export function batchReads<K, V>(
 
   function send(batch: Map<K, Waiter[]>): void {
     running++;
-    answer(batch).finally(() => {
+    void answer(batch).finally(() => {
       running--;
       for (const key of batch.keys()) sent.delete(key);
       flush();

@@ -30,7 +30,9 @@ export function prettyLine(line: string, color: boolean): string {
     .map(([key, value]) => `${key}=${shown(value)}`);
   const err = entry.err as { message?: string; stack?: string } | undefined;
   const label = color && COLORS[level] ? `${COLORS[level]}${LEVELS[level]}\x1b[0m` : (LEVELS[level] ?? String(level));
-  const text = [time, label, printable(String(entry.msg ?? '')), ...fields].filter((part) => part !== '').join(' ');
+  const text = [time, label, printable(typeof entry.msg === 'string' ? entry.msg : JSON.stringify(entry.msg ?? '')), ...fields]
+    .filter((part) => part !== '')
+    .join(' ');
   return err ? `${text}\n  ${printable(String(err.stack ?? err.message))}` : text;
 }
 

@@ -267,7 +267,7 @@ function checkRelation(range: Node, scope: Scope, rules: Rules): void {
     ? range.catalogname === undefined && range.schemaname === rules.schema && rules.datasets.has(table)
     : scope.some((visible) => visible.has(table)) || rules.datasets.has(table);
   if (!allowed) {
-    const shown = [range.catalogname, range.schemaname, table].filter((part) => part !== undefined).join('.');
+    const shown = [range.catalogname, range.schemaname, table].filter((part): part is string => typeof part === 'string').join('.');
     throw new SqlRefused(`"${shown}" is not a dataset: a query reads the tables of schema ${rules.schema} only`);
   }
 }

@@ -142,7 +142,6 @@ async function* sampled(text: AsyncIterable<string> | Iterable<string>, first: (
     // The input broke off (invalid UTF-8...): what came before it is read all the same.
     if (!sent) {
       first(sample);
-      sent = true;
       yield sample;
     }
     throw err;

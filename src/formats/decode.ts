@@ -156,7 +156,11 @@ function likelyEncoding(head: Uint8Array): Encoding | undefined {
   let evenNul = 0;
   let oddNul = 0;
   const n = Math.min(head.length, 4096);
-  for (let i = 0; i < n; i++) if (head[i] === 0) i % 2 === 0 ? evenNul++ : oddNul++;
+  for (let i = 0; i < n; i++) {
+    if (head[i] !== 0) continue;
+    if (i % 2 === 0) evenNul++;
+    else oddNul++;
+  }
   if (oddNul > n / 4 && evenNul < n / 50) return 'utf-16le';
   if (evenNul > n / 4 && oddNul < n / 50) return 'utf-16be';
   return evenNul + oddNul === 0 ? 'windows-1252' : undefined;

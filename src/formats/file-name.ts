@@ -1,3 +1,7 @@
+// Format characters (bidi controls and isolates, zero-width spaces and joiners, the BOM, tags),
+// line and paragraph separators, and letters that print as nothing (Hangul fillers).
+const INVISIBLE = /[\p{Cf}\p{Zl}\p{Zp}\u115f\u1160\u3164\uffa0]/gu;
+
 /**
  * A file name as Intake stores and shows it (the job's `file_name`, in the API, the console, the
  * CLI and webhooks): at most 255 characters (the column's size), well-formed, control characters
@@ -14,7 +18,3 @@ export function shownFileName(name: string): string {
     .slice(0, 255)
     .toWellFormed();
 }
-
-// Format characters (bidi controls and isolates, zero-width spaces and joiners, the BOM, tags),
-// line and paragraph separators, and letters that print as nothing (Hangul fillers).
-const INVISIBLE = /[\p{Cf}\p{Zl}\p{Zp}\u115f\u1160\u3164\uffa0]/gu;

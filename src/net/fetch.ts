@@ -8,7 +8,7 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IngestError } from '../core/errors.js';
 
@@ -155,12 +155,13 @@ export async function checkImportHost(url: URL, options: Pick<FetchOptions, 'all
  * address checked is the one connected to (no DNS rebinding in between). A refusal is an
  * AddressRefused error of the request.
  */
-export function guardedLookup(url: URL, allowed: (address: string) => boolean, who = 'imports') {
-  return (hostname: string, lookupOptions: { all?: boolean }, callback: (...args: any[]) => void) => {
+export function guardedLookup(url: URL, allowed: (address: string) => boolean, who = 'imports'): LookupFunction {
+  return (hostname, lookupOptions, callback) => {
     dnsLookup(hostname, { all: true }, (err, addresses: LookupAddress[]) => {
-      if (err) return callback(err);
+      // On an error the address is not read: an empty list stands in for it.
+      if (err) return callback(err, []);
       const bad = addresses.find((a) => !allowed(a.address));
-      if (bad) return callback(refused(url, bad.address, who));
+      if (bad) return callback(refused(url, bad.address, who), []);
       if (lookupOptions.all) callback(null, addresses);
       else callback(null, addresses[0]!.address, addresses[0]!.family);
     });
@@ -189,6 +190,7 @@ function get(
     req.once('response', resolve);
     req.once('timeout', () => req.destroy(new Transient(`no answer from ${url.host} within ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)));
     req.once('error', (err: NodeJS.ErrnoException) => {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort's own reason, as the caller gave it
       if (signal?.aborted) return reject(signal.reason);
       if (err instanceof IngestError || err instanceof Transient) return reject(err);
       if (err.code === 'ENOTFOUND') return reject(new IngestError(`the host ${url.hostname} does not resolve (DNS: ${err.code})`));
@@ -250,7 +252,7 @@ async function* limited(res: IncomingMessage, url: URL, options: FetchOptions): 
     res.destroy(new Transient(`${url.host} sent nothing for ${options.timeoutMs} ms (IMPORT_TIMEOUT_MS)`)),
   );
   const { signal } = options;
-  const abort = () => res.destroy(signal!.reason);
+  const abort = () => res.destroy(signal!.reason as Error);
   signal?.addEventListener('abort', abort, { once: true });
   let total = 0;
   try {

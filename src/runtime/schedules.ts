@@ -10,7 +10,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Dispatcher } from '../jobs/dispatcher.js';
 import type { JobEvents } from '../live/job-events.js';
 import type { ImportSettings } from '../sources/imports.js';
-import { prepareImport, type ImportRequest } from '../jobs/import-job.js';
+import { prepareImport } from '../jobs/import-job.js';
 import { announce } from '../jobs/submit.js';
 import type { Db } from '../storage/db.js';
 import { findJob, insertJob, type JobRow, type NewJob } from '../storage/jobs.js';

@@ -85,6 +85,7 @@ async function attempt(delivery: DueDelivery, settings: WebhookSettings): Promis
   const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve) => {
     let settled = false;
+    let timer: NodeJS.Timeout | undefined;
     const settle = (answer: AttemptResult) => {
       if (settled) return;
       settled = true;
@@ -93,10 +94,7 @@ async function attempt(delivery: DueDelivery, settings: WebhookSettings): Promis
     };
     const req = request(url, { method: 'POST', headers, lookup: guardedLookup(url, allowed, 'callback URLs') });
     // The whole attempt, answer included, within the timeout (the lease outlasts it).
-    const timer = setTimeout(
-      () => req.destroy(new Error(`no answer within ${settings.timeoutMs} ms (WEBHOOK_TIMEOUT_MS)`)),
-      settings.timeoutMs,
-    );
+    timer = setTimeout(() => req.destroy(new Error(`no answer within ${settings.timeoutMs} ms (WEBHOOK_TIMEOUT_MS)`)), settings.timeoutMs);
     req.once('error', (err: NodeJS.ErrnoException) => {
       const message =
         err instanceof AddressRefused || err.message.startsWith('no answer')

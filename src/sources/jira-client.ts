@@ -44,7 +44,8 @@ export async function checkJiraAccount(account: JiraAccount, options: Pick<Fetch
   const { status, text } = await jiraGet(account, '/rest/api/3/myself', options);
   if (status === 200) {
     try {
-      return String((JSON.parse(text) as { displayName?: unknown }).displayName ?? account.email);
+      const { displayName } = JSON.parse(text) as { displayName?: unknown };
+      return typeof displayName === 'string' ? displayName : account.email;
     } catch {
       throw new IngestError(`${account.baseUrl} answered /rest/api/3/myself with something other than JSON: is it a Jira site?`);
     }

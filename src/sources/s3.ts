@@ -92,7 +92,7 @@ export function s3Store(
     kind: 's3',
     scratchDir: options.scratchDir,
     async put(jobId, body) {
-      let bodyError: unknown;
+      let bodyError: Error | undefined;
       let size = 0;
       const counted = new Transform({
         transform(chunk: Buffer, _encoding, callback) {

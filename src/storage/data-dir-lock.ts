@@ -38,7 +38,7 @@ export function acquireLock(dataDir: string): () => void {
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let text = '';
+      let text: string;
       try {
         text = readFileSync(lockPath, 'utf8');
       } catch (readErr) {

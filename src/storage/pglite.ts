@@ -106,7 +106,7 @@ async function initdb(pgdata: string, options: PGliteOptions): Promise<void> {
     await promisify(execFile)(process.execPath, [INITDB, pgdata, JSON.stringify({ startParams, initDbStartParams })]);
   } catch (err) {
     const { stderr } = err as { stderr?: string };
-    throw new Error(`could not create the embedded database in ${pgdata}: ${stderr?.trim() || (err as Error).message}`);
+    throw new Error(`could not create the embedded database in ${pgdata}: ${stderr?.trim() || (err as Error).message}`, { cause: err });
   }
 }
 

@@ -33,7 +33,7 @@ function getTypeParser(oid: number, format?: 'text' | 'binary'): (text: string) 
       return Number.isSafeInteger(n) ? n : BigInt(text);
     };
   }
-  return pg.types.getTypeParser(oid, format);
+  return pg.types.getTypeParser(oid, format) as (text: string) => unknown;
 }
 
 /** A client checked out of the pool. */

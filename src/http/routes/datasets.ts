@@ -94,7 +94,6 @@ function csvField(value: string | null): string {
 const FORMULA_START = /^[=+\-@\t\r]/;
 const PLAIN_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 // Control characters a terminal or spreadsheet may act on (escape sequences), but not tab or line breaks.
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g;
 
 /** A value made safe to open in a spreadsheet: formulas made text, control characters escaped. */
@@ -292,13 +291,14 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
  */
 function drained(stream: PassThrough, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
     const done = () => {
       clearTimeout(timer);
       stream.off('drain', done);
       stream.off('close', done);
       resolve();
     };
-    const timer = setTimeout(() => {
+    timer = setTimeout(() => {
       stream.off('drain', done);
       stream.off('close', done);
       reject(new Error(`the client took nothing for ${timeoutMs} ms (EXPORT_IDLE_TIMEOUT_MS): export cut off`));

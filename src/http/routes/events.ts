@@ -149,6 +149,10 @@ export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; 
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
+    // A pipelined request's answer waits behind the one before it and is not given the socket
+    // until then: its own 'close' never comes if the client leaves first. The socket's does.
+    const socket = reply.request.raw.socket;
+    let heartbeat: NodeJS.Timeout | undefined;
     let closed = false;
     const close = () => {
       if (closed) return;
@@ -171,10 +175,7 @@ export const eventRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; 
       raw.write(text);
       if (raw.writableLength > MAX_UNSENT_BYTES) close();
     };
-    const heartbeat = setInterval(() => write(': keep-alive\n\n'), HEARTBEAT_MS);
-    // A pipelined request's answer waits behind the one before it and is not given the socket
-    // until then: its own 'close' never comes if the client leaves first. The socket's does.
-    const socket = reply.request.raw.socket;
+    heartbeat = setInterval(() => write(': keep-alive\n\n'), HEARTBEAT_MS);
     raw.on('close', close);
     socket.once('close', close);
     open.add(close);

@@ -87,6 +87,59 @@ function timeFilter(name: string, value: string | undefined): string | undefined
   return `${year}-${month}-${day}T${hour}:${minute}:${second}${micros}${zulu ? 'Z' : `${sign}${offsetHours}:${offsetMinutes}`}`;
 }
 
+const nullable = (type: string) => ({ type: [type, 'null'] }) as const;
+
+const deliveryListSchema = {
+  type: 'object',
+  required: ['results'],
+  properties: {
+    results: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: [
+          'delivery_id',
+          'event',
+          'url',
+          'status',
+          'attempts',
+          'created_at',
+          'next_attempt_at',
+          'delivered_at',
+          'last_error',
+          'attempt_log',
+        ],
+        properties: {
+          delivery_id: { type: 'string', description: 'Also sent as the Intake-Delivery header: receivers may use it to drop a repeat' },
+          event: { type: 'string', enum: ['job.completed', 'job.failed', 'job.canceled'] },
+          url: { type: 'string', description: 'The receiving URL, without its query' },
+          status: { type: 'string', enum: ['pending', 'delivered', 'failed'], description: 'failed: given up after a day of attempts' },
+          attempts: { type: 'integer' },
+          created_at: { type: 'string', format: 'date-time' },
+          next_attempt_at: { ...nullable('string'), description: 'When a pending delivery is tried next' },
+          delivered_at: nullable('string'),
+          last_error: nullable('string'),
+          attempt_log: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['attempt', 'started_at', 'duration_ms', 'status_code', 'error', 'response'],
+              properties: {
+                attempt: { type: 'integer' },
+                started_at: { type: 'string', format: 'date-time' },
+                duration_ms: { type: 'integer' },
+                status_code: nullable('integer'),
+                error: nullable('string'),
+                response: { ...nullable('string'), description: 'The first KiB of the answer' },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
 export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps }> = async (
   app,
   { config, db, dispatcher, tracker, cache, uploads },
@@ -291,56 +344,3 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
     },
   );
 };
-
-const nullable = (type: string) => ({ type: [type, 'null'] }) as const;
-
-const deliveryListSchema = {
-  type: 'object',
-  required: ['results'],
-  properties: {
-    results: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: [
-          'delivery_id',
-          'event',
-          'url',
-          'status',
-          'attempts',
-          'created_at',
-          'next_attempt_at',
-          'delivered_at',
-          'last_error',
-          'attempt_log',
-        ],
-        properties: {
-          delivery_id: { type: 'string', description: 'Also sent as the Intake-Delivery header: receivers may use it to drop a repeat' },
-          event: { type: 'string', enum: ['job.completed', 'job.failed', 'job.canceled'] },
-          url: { type: 'string', description: 'The receiving URL, without its query' },
-          status: { type: 'string', enum: ['pending', 'delivered', 'failed'], description: 'failed: given up after a day of attempts' },
-          attempts: { type: 'integer' },
-          created_at: { type: 'string', format: 'date-time' },
-          next_attempt_at: { ...nullable('string'), description: 'When a pending delivery is tried next' },
-          delivered_at: nullable('string'),
-          last_error: nullable('string'),
-          attempt_log: {
-            type: 'array',
-            items: {
-              type: 'object',
-              required: ['attempt', 'started_at', 'duration_ms', 'status_code', 'error', 'response'],
-              properties: {
-                attempt: { type: 'integer' },
-                started_at: { type: 'string', format: 'date-time' },
-                duration_ms: { type: 'integer' },
-                status_code: nullable('integer'),
-                error: nullable('string'),
-                response: { ...nullable('string'), description: 'The first KiB of the answer' },
-              },
-            },
-          },
-        },
-      },
-    },
-  },
-} as const;

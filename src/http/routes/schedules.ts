@@ -108,7 +108,7 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
 
   async function shown(row: ScheduleRow, runs?: string[], known?: Map<string, { payload: string }>) {
     const payloads = known ?? (await payloadsOf([...(row.last_job_id ? [row.last_job_id] : []), ...(runs ?? [])]));
-    const payload = (id: string) => (payloads.has(id) ? JSON.parse(payloads.get(id)!.payload) : null);
+    const payload = (id: string) => (payloads.has(id) ? (JSON.parse(payloads.get(id)!.payload) as Record<string, unknown>) : null);
     return {
       schedule_id: row.schedule_id,
       import: { ...row.import, url: withoutQuery(row.import.url), callback_url: withoutQuery(row.import.callback_url) },
@@ -125,7 +125,7 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
       consecutive_failures: row.consecutive_failures,
       failing_since: row.failing_since?.toISOString() ?? null,
       last_run: row.last_job_id ? payload(row.last_job_id) : null,
-      ...(runs && { recent_runs: runs.map(payload).filter(Boolean) }),
+      ...(runs && { recent_runs: runs.map(payload).filter((run) => run !== null) }),
     };
   }
 

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncJsonSchemaToTs, JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
-import type { FastifyReply, onRequestHookHandler } from 'fastify';
+import type { FastifyReply, onRequestAsyncHookHandler } from 'fastify';
 import type { Config } from '../../config.js';
 import { AppError } from '../../core/errors.js';
 import { multipartLimits, checkPostedRecords, receiveUpload, storeBody } from '../receive.js';
@@ -49,7 +49,7 @@ const SMALL_REFUSED_BODY_BYTES = 64 * 1024;
  * and a file being written, or its body in memory); one more is refused with 503 before its
  * body is read. `what` names the limit in the answer.
  */
-function inFlightLimit(max: number, what: string): onRequestHookHandler {
+function inFlightLimit(max: number, what: string): onRequestAsyncHookHandler {
   let inFlight = 0;
   return async (request, reply) => {
     if (inFlight >= max) {
