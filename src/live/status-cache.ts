@@ -242,9 +242,8 @@ export function createStatusCache(redis: Redis, options: StatusCacheOptions): St
   }
 
   // Reads that arrive while one is at Redis wait for it, then go together as one MGET (see
-  // batchReads): under load one command, one reply and one timer carry dozens of status reads
-  // (bench:api (b): about an eighth more reads a second than ioredis' auto-pipelining, which
-  // still built a command and a timer per read and a pipeline per tick). Reads that were
+  // batchReads): under load one command, one reply and one timer carry dozens of status reads,
+  // where ioredis' auto-pipelining builds a command and a timer per read. Reads that were
   // waiting when the breaker opened skip Redis like the ones after them.
   const read = batchReads(1, 1000, async (jobIds: string[]) => {
     if (Date.now() < skipUntil) return new Map<string, string | null>();

@@ -226,8 +226,8 @@ export const jobRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: JobRouteDeps
       const nextCursor = more && last ? encodeCursor(last.submittedAt, last.jobId) : null;
       const count = total ? `,"total":${await countJobs(db, filters)}` : '';
       // Each payload as PostgreSQL wrote it (as the status URL sends it), the page around them by
-      // hand: parsing the payloads to serialise them again by the schema halved the rate of a
-      // first page (wrk, 0.39 → 0.20 × the bare route). A test checks the answer against JobList.
+      // hand: parsing the payloads only to serialise them again by the schema is the costly part
+      // of a page (see README, Performance). A test checks the answer against JobList.
       return reply
         .type('application/json; charset=utf-8')
         .send(
