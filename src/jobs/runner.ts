@@ -24,18 +24,14 @@ import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState, updateHeartbeat, type RowError } from '../storage/transitions.js';
 import { IngestError } from '../core/errors.js';
 import { readRecords, type Input, type ReadProgress } from '../formats/parse.js';
-import { jiraJobInput } from '../sources/jira.js';
-import { saveJiraMark } from '../storage/connections.js';
-import { importInput, type ImportSettings } from '../sources/imports.js';
-import type { UploadStore } from '../sources/uploads.js';
+import { sourceFor, type SourceDeps } from '../sources/job-source.js';
+import type { Source } from '../sources/source.js';
 
-export interface PipelineDeps {
+export interface PipelineDeps extends SourceDeps {
   db: Db;
   tracker: Tracker;
   /** Where a cancel made by another request (or process) is heard. */
   events: JobEvents;
-  uploads: UploadStore;
-  imports: ImportSettings;
   batchSize: number;
   limits: InputLimits;
   /** The schema of the datasets' tables. */
@@ -218,19 +214,12 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
     );
     return 'failed';
   }
-  let newest: number | undefined; // a Jira pull's newest `updated`, its sync's next mark
-  const jira = job.source?.jira;
-  const source = jira
-    ? jiraJobInput(deps.db, deps.imports, jira, job.dataset ?? '', (ms) => (newest = Math.max(newest ?? ms, ms)))
-    : job.source_url
-      ? await importInput(job.source_url, deps.imports)
-      : await deps.uploads.input(jobId);
-  if (!source) {
-    await markFailed(
-      tracker,
-      jobId,
-      `the stored upload is missing (was ${deps.uploads.kind === 'file' ? 'UPLOAD_DIR' : 'UPLOAD_STORE'} changed or cleaned?)`,
-    );
+  let source: Source;
+  try {
+    source = await sourceFor(job, deps);
+  } catch (err) {
+    if (!(err instanceof IngestError)) throw err;
+    await markFailed(tracker, jobId, err.message);
     return 'failed';
   }
   const input: Input = { ...source, open: () => source.open(canceled) };
@@ -244,12 +233,8 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
   let checkpoint = job.records_processed + job.records_failed; // input position to resume at
   if (checkpoint > 0) {
     const staged = await stageRowCount(deps.db, jobId);
-    // A Jira pull starts over: the pages it read may have changed since.
-    if (staged !== job.records_processed || state === null || jira) {
-      log.warn(
-        { jobId, checkpoint, staged },
-        jira ? 'a Jira pull resumed: pulling again from the start' : 'the stage does not hold what the job committed: starting it over',
-      );
+    if (staged !== job.records_processed || state === null || source.startsOver !== undefined) {
+      log.warn({ jobId, checkpoint, staged }, source.startsOver ?? 'the stage does not hold what the job committed: starting it over');
       job = await restartJob(tracker, jobId);
       if (!job) return 'skipped';
       state = null;
@@ -380,7 +365,7 @@ async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, cance
     const publishing = performance.now();
     const completed = await markCompleted(tracker, jobId, async (tx) => {
       const rows = await publishStage(tx, publish);
-      if (jira && newest !== undefined) await saveJiraMark(tx, jira.connection, jira.jql, publish.dataset, newest);
+      await source.published?.(tx, publish.dataset);
       log.info(
         { jobId, dataset: publish.dataset, mode: publish.mode, ...rows, ms: Math.round(performance.now() - publishing) },
         'rows moved into its dataset, committing with the job',
