@@ -16,9 +16,10 @@ import type { Input } from '../formats/parse.js';
 import type { ImportSettings } from './imports.js';
 import { isPublicAddress } from '../net/fetch.js';
 import { unseal } from '../core/secrets.js';
-import { findConnection, findJiraMark } from '../storage/connections.js';
+import { findConnection, findJiraMark, saveJiraMark } from '../storage/connections.js';
 import type { Queryable } from '../storage/db.js';
 import { jiraGet, jiraMessage, type JiraAccount } from './jira-client.js';
+import type { Source } from './source.js';
 
 /** The fields asked for: the typed columns' sources (the raw issue holds whatever else Jira sends with them). */
 const FIELDS = [
@@ -165,18 +166,16 @@ export function jiraInput(pull: JiraPull, scratchDir: string): Input {
 }
 
 /**
- * A Jira job's input: its connection opened with SECRET_KEY and its sync's mark read when the
- * job opens it (so a deleted connection or a changed key fails the job saying so).
+ * A Jira job's source: its connection opened with SECRET_KEY and its sync's mark read when the
+ * job opens it (so a deleted connection or a changed key fails the job saying so). The newest
+ * `updated` the pull saw becomes the sync's mark when the job publishes, in the same
+ * transaction. A run never resumes: the pages read before may have changed since.
  */
-export function jiraJobInput(
-  db: Queryable,
-  settings: ImportSettings,
-  source: { connection: string; jql: string },
-  dataset: string,
-  onUpdated: (ms: number) => void,
-): Input {
+export function jiraSource(db: Queryable, settings: ImportSettings, source: { connection: string; jql: string }, dataset: string): Source {
+  let newest: number | undefined;
   return {
     scratchDir: settings.scratchDir,
+    startsOver: 'a Jira pull resumed: pulling again from the start',
     async open(signal) {
       const connection = await findConnection(db, source.connection);
       if (!connection) throw new IngestError(`the connection ${source.connection} no longer exists`);
@@ -195,10 +194,13 @@ export function jiraJobInput(
           jql: source.jql,
           sinceMs,
           options: { allowed, timeoutMs: settings.timeoutMs },
-          onUpdated,
+          onUpdated: (ms) => (newest = Math.max(newest ?? ms, ms)),
         },
         settings.scratchDir,
       ).open(signal);
+    },
+    async published(tx, into) {
+      if (newest !== undefined) await saveJiraMark(tx, source.connection, source.jql, into, newest);
     },
   };
 }
