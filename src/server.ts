@@ -15,7 +15,7 @@ import { startRetention } from './jobs/removal.js';
 import { createTracker, type Outbox } from './jobs/tracking.js';
 import type { Db } from './storage/db.js';
 import type { QueueCounts } from './runtime/metrics.js';
-import { ensureSchema, migrate } from './storage/migrate.js';
+import { ensureSchema, loadMigrations, migrate } from './storage/migrate.js';
 import { ensureSqlRole, SQL_ROLE, type SqlRole } from './storage/sql-role.js';
 import { openPostgres } from './storage/postgres.js';
 import { enqueueDeliveries, startDeliveries } from './runtime/webhooks.js';
@@ -70,7 +70,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
   const db = await openStorage(config, log);
   let sqlRole: SqlRole;
   try {
-    const applied = await migrate(db);
+    const applied = await migrate(db, loadMigrations(), { datasetSchema: config.datasetSchema });
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     await ensureSchema(db, config.datasetSchema);
     sqlRole = await ensureSqlRole(db, config.datasetSchema);

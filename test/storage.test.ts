@@ -44,6 +44,7 @@ const MIGRATIONS = [
   '011_connections',
   '012_webhooks_schedules',
   '013_schedule_budget_backoff',
+  '014_pre_dataset_jobs',
 ];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
@@ -114,6 +115,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [11, '011_connections'],
       [12, '012_webhooks_schedules'],
       [13, '013_schedule_budget_backoff'],
+      [14, '014_pre_dataset_jobs'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -417,6 +419,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 11, name: '011_connections' },
         { version: 12, name: '012_webhooks_schedules' },
         { version: 13, name: '013_schedule_budget_backoff' },
+        { version: 14, name: '014_pre_dataset_jobs' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

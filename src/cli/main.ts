@@ -100,11 +100,11 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'migrate': {
       const { createLogger, openStorage } = await import('../server.js');
-      const { migrate } = await import('../storage/migrate.js');
+      const { loadMigrations, migrate } = await import('../storage/migrate.js');
       const log = createLogger(config);
       const db = await openStorage(config, log);
       try {
-        const applied = await migrate(db);
+        const applied = await migrate(db, loadMigrations(), { datasetSchema: config.datasetSchema });
         console.log(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'the database is up to date');
       } finally {
         await db.close();

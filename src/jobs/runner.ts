@@ -2,10 +2,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../formats/limits.js';
 import type { JobEvents } from '../live/job-events.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
-import { datasetNameFor } from '../datasets/names.js';
 import { COLUMN_TYPES, type ColumnType } from '../datasets/types.js';
 import {
-  adoptJob,
   CheckpointConflictError,
   markCompleted,
   markFailed,
@@ -177,11 +175,6 @@ async function openJob(deps: PipelineDeps, claimed: JobRow, signal: AbortSignal,
     return 'failed';
   }
   const input: Input = { ...source, open: () => source.open(canceled) };
-  if (job.dataset === null) {
-    // Submitted before datasets existed: it loads into the dataset its file names, from the start.
-    job = await adoptJob(tracker, jobId, datasetNameFor(job.file_name));
-    if (!job) return 'skipped';
-  }
   const saved = await findLoadState(deps.db, jobId);
   let state = (saved?.load_state ?? null) as LoadState | null;
   let checkpoint = job.records_processed + job.records_failed;

@@ -13,10 +13,9 @@ import { limitLockWait, type Db, type Queryable } from '../storage/db.js';
 import { payloadJson, type JobRow } from '../storage/jobs.js';
 import { copyStage } from '../storage/datasets.js';
 import {
-  deleteJobData,
+  deleteRowErrors,
   insertRowErrors,
   lockRunning,
-  updateAdopted,
   updateCanceled,
   updateCanceledBytes,
   updateClaimed,
@@ -204,16 +203,7 @@ export async function markCompleted(
 export function restartJob(t: Tracker, jobId: string): Promise<JobRow | null> {
   return t.change(jobId, async (tx) => {
     const row = await updateRestarted(tx, jobId);
-    if (row) await deleteJobData(tx, jobId);
-    return row;
-  });
-}
-
-/** A job from before datasets given its dataset, from its first record (see updateAdopted). */
-export function adoptJob(t: Tracker, jobId: string, dataset: string): Promise<JobRow | null> {
-  return t.change(jobId, async (tx) => {
-    const row = await updateAdopted(tx, jobId, dataset);
-    if (row) await deleteJobData(tx, jobId);
+    if (row) await deleteRowErrors(tx, jobId);
     return row;
   });
 }
@@ -243,9 +233,9 @@ export async function noteCanceledRead(t: Tracker, jobId: string, bytes: number)
 }
 
 /**
- * failed | canceled → queued, from a clean slate: the records and row errors of earlier runs
- * are deleted and the counters reset, so the job's result is always one whole run over its
- * stored upload. `attempts` keeps counting; MAX_JOB_ATTEMPTS counts again from here.
+ * failed | canceled → queued, from a clean slate: the row errors of earlier runs are deleted
+ * and the counters reset, so the job's result is always one whole run over its stored upload.
+ * `attempts` keeps counting; MAX_JOB_ATTEMPTS counts again from here.
  * `maxErrors` and `encoding` replace the job's when given. Returns null when the job is gone or
  * not failed or canceled. Like a cancel, it waits a bounded time for the row's lock.
  */
@@ -253,7 +243,7 @@ export function retryJob(t: Tracker, jobId: string, maxErrors: number | null, en
   return t.change(jobId, async (tx) => {
     await limitLockWait(tx);
     const row = await updateRequeued(tx, jobId, maxErrors, encoding);
-    if (row) await deleteJobData(tx, jobId);
+    if (row) await deleteRowErrors(tx, jobId);
     return row;
   });
 }

@@ -308,19 +308,6 @@ export async function listUnfinishedJobIds(db: Queryable): Promise<string[]> {
   return rows.map((row) => row.job_id);
 }
 
-/**
- * A page of a job's records after `after` (keyset on the primary key), each as [record_no,
- * data as PostgreSQL writes it]: the JSON text is passed on as it is, so numbers keep every
- * digit they were stored with. $1 job_id, $2 after, $3 limit
- */
-export async function listRecords(db: Queryable, jobId: string, after: number, limit: number): Promise<TextRow[]> {
-  return db.queryText('SELECT record_no, data FROM ingest_records WHERE job_id = $1 AND record_no > $2 ORDER BY record_no LIMIT $3', [
-    jobId,
-    after,
-    limit,
-  ]);
-}
-
 export interface ErrorRow {
   line: number;
   record_no: number;

@@ -1,27 +1,37 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { renameLegacyObjects } from './datasets.js';
-import type { Db } from './db.js';
+import type { Db, Queryable } from './db.js';
+import { migratePreDatasetJobs } from './pre-dataset-jobs.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 // Any constant will do; it only has to be the same in every Intake process.
 export const MIGRATION_LOCK_KEY = 7_277_461;
 
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
+export interface MigrationContext {
+  /** The schema of the datasets' tables (DATASET_SCHEMA): a migration that moves rows into datasets needs it. */
+  datasetSchema?: string;
 }
 
+/** A numbered step: a script in migrations/, or code for a data migration SQL alone cannot write. */
+export type Migration = { version: number; name: string } & (
+  { sql: string } | { run: (tx: Queryable, context: MigrationContext) => Promise<void> }
+);
+
+// Data migrations: they use the naming rule of datasets/ and the datasets schema of the configuration.
+const CODE_MIGRATIONS: Migration[] = [
+  { version: 14, name: '014_pre_dataset_jobs', run: (tx, context) => migratePreDatasetJobs(tx, context.datasetSchema) },
+];
+
 export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
-  return readdirSync(dir)
+  const scripts: Migration[] = readdirSync(dir)
     .filter((file) => /^\d{3}_[a-z0-9_]+\.sql$/.test(file))
-    .sort()
     .map((file) => ({
       version: Number.parseInt(file.slice(0, 3), 10),
       name: file.replace(/\.sql$/, ''),
       sql: readFileSync(dir + file, 'utf8'),
     }));
+  return [...scripts, ...CODE_MIGRATIONS].sort((a, b) => a.version - b.version);
 }
 
 /**
@@ -29,7 +39,7 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
  * starting together wait for each other, and the later ones find nothing left to do.
  * Returns the names of the migrations this call applied.
  */
-export async function migrate(db: Db, migrations = loadMigrations()): Promise<string[]> {
+export async function migrate(db: Db, migrations = loadMigrations(), context: MigrationContext = {}): Promise<string[]> {
   return db.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
     await tx.query(`CREATE TABLE IF NOT EXISTS intake_migrations (
@@ -42,7 +52,8 @@ export async function migrate(db: Db, migrations = loadMigrations()): Promise<st
     const done: string[] = [];
     for (const migration of migrations) {
       if (applied.has(migration.version)) continue;
-      await tx.exec(migration.sql);
+      if ('sql' in migration) await tx.exec(migration.sql);
+      else await migration.run(tx, context);
       await tx.query('INSERT INTO intake_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
       done.push(migration.name);
     }

@@ -125,21 +125,6 @@ export function updateRestarted(tx: Queryable, jobId: string): Promise<JobRow | 
   );
 }
 
-/**
- * A job from before datasets, still to run: it loads into the dataset named by its file, from
- * its first record (the records an earlier release had committed are deleted). $1 job_id, $2 dataset
- */
-export function updateAdopted(tx: Queryable, jobId: string, dataset: string): Promise<JobRow | null> {
-  return one(
-    tx,
-    `UPDATE ingest_jobs SET dataset = $2, mode = 'append', records_processed = 0, records_failed = 0, bytes_processed = 0,
-         version = version + 1
-     WHERE job_id = $1 AND status = 'running' AND dataset IS NULL
-     RETURNING ${JOB_COLUMNS}`,
-    [jobId, dataset],
-  );
-}
-
 /** What a job's loader had learnt, the types its submit declared, how its file is read. $1 job_id */
 export async function findLoadState(
   tx: Queryable,
@@ -198,9 +183,8 @@ export function updateRequeued(
   );
 }
 
-/** A job's records and row errors, gone (a retry starts from a clean slate). $1 job_id */
-export async function deleteJobData(tx: Queryable, jobId: string): Promise<void> {
-  await tx.query('DELETE FROM ingest_records WHERE job_id = $1', [jobId]);
+/** A job's row errors, gone (a retry starts from a clean slate). $1 job_id */
+export async function deleteRowErrors(tx: Queryable, jobId: string): Promise<void> {
   await tx.query('DELETE FROM ingest_errors WHERE job_id = $1', [jobId]);
 }
 

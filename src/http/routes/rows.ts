@@ -3,7 +3,7 @@ import { jobNotFound, validationError } from '../../core/errors.js';
 import { errorRef, jobIdParamsSchema, pageQuerySchema } from '../schemas.js';
 import type { Db } from '../../storage/db.js';
 import { listDatasetRecords } from '../../storage/datasets.js';
-import { findJob, listErrors, listRecords } from '../../storage/jobs.js';
+import { findJob, listErrors } from '../../storage/jobs.js';
 import { jobIdOf } from './reply.js';
 
 const MAX_RECORD_NO = 2_147_483_647; // record_no is an INTEGER
@@ -35,11 +35,10 @@ export const rowRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; da
     return rows;
   }
 
-  /** A job's rows in its dataset (as published: none before it completes), or for a job from before datasets, its stored records. */
+  /** A job's rows in its dataset (as published: none before it completes). */
   const records = async (db: Db, jobId: string, after: number, limit: number) => {
     const job = await findJob(db, jobId);
-    if (!job) return [];
-    if (job.dataset === null) return listRecords(db, jobId, after, limit);
+    if (!job?.dataset) return [];
     return listDatasetRecords(db, datasetSchema, job.dataset, jobId, after, limit);
   };
 
