@@ -59,10 +59,13 @@ export interface JiraPull {
 interface Issue {
   id: string;
   key: string;
-  fields?: Record<string, any>;
+  fields?: Record<string, unknown>;
 }
 
-const name = (value: any) => (value && typeof value === 'object' ? (value.displayName ?? value.name ?? value.key ?? null) : null);
+/** A member of a JSON object, or undefined when the value is not one. */
+const member = (value: unknown, key: string): unknown =>
+  value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+const name = (value: unknown) => member(value, 'displayName') ?? member(value, 'name') ?? member(value, 'key') ?? null;
 const iso = (value: unknown) => {
   if (typeof value !== 'string') return null;
   const ms = Date.parse(value.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
@@ -75,7 +78,7 @@ export function issueRecord(issue: Issue): Record<string, unknown> {
   return {
     id: Number(issue.id),
     key: issue.key,
-    project: f.project?.key ?? null,
+    project: member(f.project, 'key') ?? null,
     summary: f.summary ?? null,
     status: name(f.status),
     issue_type: name(f.issuetype),
@@ -86,7 +89,7 @@ export function issueRecord(issue: Issue): Record<string, unknown> {
     updated: iso(f.updated),
     resolved: iso(f.resolutiondate),
     labels: Array.isArray(f.labels) ? f.labels : null,
-    parent: f.parent?.key ?? null,
+    parent: member(f.parent, 'key') ?? null,
     raw: issue,
   };
 }
@@ -121,7 +124,7 @@ async function page(
     const { status, text } = answer;
     if (status === 200) {
       try {
-        return JSON.parse(text);
+        return JSON.parse(text) as { issues: Issue[]; nextPageToken?: string; isLast?: boolean };
       } catch {
         throw new IngestError('Jira answered a search page with something other than JSON');
       }
