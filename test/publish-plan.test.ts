@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { LoadColumn } from '../src/datasets/loader.js';
+import { columnNames, datasetNameFor, datasetNameProblem, shorten, toName } from '../src/datasets/names.js';
 import { conflicts, objectName, planPublish, type DatasetColumn, type PublishInput } from '../src/datasets/plan.js';
 import type { ColumnType } from '../src/datasets/types.js';
 
@@ -243,5 +244,47 @@ describe('names of a dataset’s own objects', () => {
     expect(names.size).toBe(16);
     // A key's columns are part of its index's name.
     expect(objectName('key', 'orders', 'a,b')).not.toBe(objectName('key', 'orders', 'b,a'));
+  });
+});
+
+describe('names shortened to 63 characters', () => {
+  const prefix = 'q'.repeat(63);
+
+  it('carry a hash of the whole name: two long names sharing a 63-character prefix stay two names', () => {
+    const a = toName(`${prefix}_a`, 'x');
+    const b = toName(`${prefix}_b`, 'x');
+    expect(a).toMatch(/^q{50}_[0-9a-f]{12}$/);
+    expect(b).toMatch(/^q{50}_[0-9a-f]{12}$/);
+    expect(a).not.toBe(b);
+    // The same name every time, whatever else the input holds; a name that fits is left as it is.
+    expect(toName(`${prefix} A`, 'x')).toBe(a);
+    expect(toName(prefix, 'x')).toBe(prefix);
+    expect(shorten(`${'w'.repeat(49)}_${'w'.repeat(20)}`, 63)).toMatch(/^w{49}_[0-9a-f]{12}$/); // no `__`
+  });
+
+  it('keep two datasets apart, named from long file names', () => {
+    const a = datasetNameFor(`${prefix}_january.csv`);
+    const b = datasetNameFor(`${prefix}_february.csv`);
+    const pg = [datasetNameFor(`pg_${prefix}_january.csv`), datasetNameFor(`pg_${prefix}_february.csv`)];
+    for (const name of [a, b, ...pg]) {
+      expect(datasetNameProblem(name), name).toBeUndefined();
+      expect(name.length).toBeLessThanOrEqual(63);
+    }
+    expect(a).not.toBe(b);
+    expect(pg[0]).toMatch(/^d_pg_q+_[0-9a-f]{12}$/);
+    expect(pg[0]).not.toBe(pg[1]);
+  });
+
+  it('keep two columns apart, across inputs as within one, with or without a suffix for a name made twice', () => {
+    const one = columnNames([`${prefix}_a`, `${prefix}_a`]);
+    const two = columnNames([`${prefix}_b`, `${prefix}_b`]);
+    expect(new Set([...one, ...two]).size).toBe(4);
+    expect(one[1]).toMatch(/^q{48}_[0-9a-f]{12}_2$/);
+    // A name that fits but not with its suffix: shortened with the hash too.
+    const fits = columnNames([`${'r'.repeat(61)}_a`, `${'r'.repeat(61)} a`, `${'r'.repeat(61)}_b`, `${'r'.repeat(61)} b`]);
+    expect(fits[0]).toBe(`${'r'.repeat(61)}_a`);
+    expect(fits[1]).toMatch(/^r{48}_[0-9a-f]{12}_2$/);
+    expect(new Set(fits).size).toBe(4);
+    for (const name of [...one, ...two, ...fits]) expect(name.length).toBeLessThanOrEqual(63);
   });
 });
