@@ -288,3 +288,56 @@ describe('names shortened to 63 characters', () => {
     for (const name of [...one, ...two, ...fits]) expect(name.length).toBeLessThanOrEqual(63);
   });
 });
+
+describe('a dataset an older Intake made, whose long column names were cut without a hash', () => {
+  it('gets the job’s values for such a column in it, found by the name as written, not a new column', () => {
+    const header = `${'Quantity ordered by the customer '.repeat(3)}`.trim();
+    const cut = 'quantity_ordered_by_the_customer_quantity_ordered_by_the_custom';
+    const name = toName(header, 'x');
+    expect(name).not.toBe(cut);
+    const plan = planPublish(
+      input({
+        existing: [has('id', 'bigint'), has(cut, 'bigint', header)],
+        state: { columns: [col('id', 'bigint'), col(name, 'bigint', null, header)] },
+      }),
+    );
+    expect(plan.addColumns).toEqual([]);
+    expect(plan.columns[1]).toEqual({ name: cut, original: header, value: "NULLIF(s.c1, '')::bigint" });
+    // Its type is the old column's: widened or refused as any.
+    const wider = planPublish(input({ existing: [has(cut, 'bigint', header)], state: { columns: [col(name, 'numeric', null, header)] } }));
+    expect(wider.conflict).toBe(
+      `column "${cut}" of dataset "orders" is bigint, and this job's values need numeric: submit with schema_update=widen to widen it`,
+    );
+    // A merge on it uses the old column.
+    const merge = planPublish(
+      input({
+        mode: 'merge',
+        key: [header],
+        existing: [has(cut, 'bigint', header)],
+        state: { columns: [col(name, 'bigint', null, header)] },
+      }),
+    );
+    expect(merge.merge).toEqual({ key: [cut], keyIndex: objectName('key', 'orders', cut) });
+  });
+
+  it('pairs a header given twice with its old columns in order, and never takes a column another of the job’s columns fills', () => {
+    const header = 'h'.repeat(70);
+    const [first, second] = columnNames([header, header]);
+    const plan = planPublish(
+      input({
+        existing: [has('h'.repeat(63), 'text', header), has(`${'h'.repeat(61)}_2`, 'text', header), has('id', 'text', header)],
+        state: { columns: [col(first!, 'text', null, header), col(second!, 'text', null, header), col('id', 'text', null, header)] },
+      }),
+    );
+    expect(plan.columns.map((c) => c.name)).toEqual(['h'.repeat(63), `${'h'.repeat(61)}_2`, 'id']);
+    expect(plan.addColumns).toEqual([]);
+    // A new long header is a new column.
+    const other = planPublish(
+      input({
+        existing: [has('h'.repeat(63), 'text', header)],
+        state: { columns: [col(toName('g'.repeat(70), 'x'), 'text', null, 'g'.repeat(70))] },
+      }),
+    );
+    expect(other.addColumns).toEqual([{ name: toName('g'.repeat(70), 'x'), type: 'text' }]);
+  });
+});

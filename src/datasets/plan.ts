@@ -88,6 +88,21 @@ export const conflicts = {
 
 const isColumnType = (type: string): type is ColumnType => (COLUMN_TYPES as readonly string[]).includes(type);
 
+/**
+ * The dataset's columns that none of the job's has the name of, by their name as written (in
+ * table order): a job's column whose name the dataset lacks fills the first of these with its
+ * name as written. Only a change of the naming rule makes one (an older Intake cut a long name to
+ * 63 characters, without the hash `shorten` adds), so the datasets it made keep their columns.
+ */
+function formerNames(existing: DatasetColumn[], state: LoadState): Map<string, string[]> {
+  const named = new Set(state.columns.map((c) => c.name));
+  const byOriginal = new Map<string, string[]>();
+  for (const c of existing) {
+    if (!named.has(c.name)) byOriginal.set(c.original_name, [...(byOriginal.get(c.original_name) ?? []), c.name]);
+  }
+  return byOriginal;
+}
+
 export function planPublish(p: PublishInput): PublishPlan {
   const plan: PublishPlan = { mode: p.mode, widen: [], addColumns: [], columns: [] };
   // A new table gets each column in the type its values are known to fit.
@@ -100,8 +115,10 @@ export function planPublish(p: PublishInput): PublishPlan {
     };
   }
   const existing = new Map(p.existing?.map((c) => [c.name, c.type]) ?? plan.create!.columns.map((c) => [c.name, c.type]));
+  const formerly = formerNames(p.existing ?? [], p.state);
   const cast = isTabular(p.format) ? castFromCsv : castFromJson;
-  for (const [i, column] of p.state.columns.entries()) {
+  for (const [i, loaded] of p.state.columns.entries()) {
+    const column = existing.has(loaded.name) ? loaded : { ...loaded, name: formerly.get(loaded.original)?.shift() ?? loaded.name };
     const current = existing.get(column.name);
     // The type the staged values are known to fit, then the column's.
     const staged: ColumnType = column.target ?? column.seen ?? (current !== undefined && isColumnType(current) ? current : 'text');
