@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/core/job.js';
+import { toName } from '../src/datasets/names.js';
 import { xlsxOf } from './files.js';
 import {
   backends,
@@ -300,3 +301,54 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('datasets an old
     }
   });
 });
+
+describe.each(backends().filter((b) => b.name !== 'scale-out'))(
+  'long column names an older Intake cut to 63 characters ($name)',
+  (backend) => {
+    let sandbox: Sandbox;
+    afterAll(async () => {
+      await sandbox?.dispose();
+    });
+
+    it('go on filling the cut column, found by the name as written, in appends and merges', async () => {
+      sandbox = await createSandbox(backend);
+      const server = await startServer(sandbox);
+      const load = async (csv: string, query: Record<string, string> = {}) => {
+        const form = new FormData();
+        form.append('file', new Blob([csv]), 'orders.csv');
+        const res = await fetch(`${server.url}/api/upload?${new URLSearchParams({ dataset: 'orders', ...query })}`, {
+          method: 'POST',
+          body: form,
+        });
+        return waitForJob(server.url, ((await res.json()) as { job_id: string }).job_id);
+      };
+      const sql = async (text: string) => (await server.intake.db.query<Record<string, unknown>>(text)).rows;
+      const header = 'Quantity ordered by the customer in the first quarter of the year';
+      const hashed = toName(header, 'x');
+      const cut = 'quantity_ordered_by_the_customer_in_the_first_quarter_of_the_ye';
+      try {
+        expect(await load(`id,${header}\n1,5\n`)).toMatchObject({ status: 'completed', rows_inserted: 1 });
+        // As an older Intake named it.
+        await sql(`ALTER TABLE datasets.orders RENAME COLUMN ${hashed} TO ${cut}`);
+        await sql(`UPDATE intake_dataset_columns SET name = '${cut}' WHERE dataset = 'orders' AND name = '${hashed}'`);
+        expect(await load(`id,${header}\n2,7\n`)).toMatchObject({ status: 'completed', rows_inserted: 1 });
+        expect(await load(`id,${header}\n2,8\n3,9\n`, { mode: 'merge', key: 'id' })).toMatchObject({
+          status: 'completed',
+          rows_inserted: 1,
+          rows_updated: 1,
+        });
+        expect(await sql(`SELECT id::text, ${cut}::text AS q FROM datasets.orders ORDER BY id`)).toEqual([
+          { id: '1', q: '5' },
+          { id: '2', q: '8' },
+          { id: '3', q: '9' },
+        ]);
+        const columns = await sql(
+          `SELECT column_name FROM information_schema.columns WHERE table_schema = 'datasets' AND table_name = 'orders' AND column_name NOT LIKE '\\_intake\\_%' ORDER BY ordinal_position`,
+        );
+        expect(columns).toEqual([{ column_name: 'id' }, { column_name: cut }]);
+      } finally {
+        await server.close();
+      }
+    });
+  },
+);

@@ -9,31 +9,20 @@
  * all the same. The other objects of a dataset (its indexes, primary key and identity
  * sequence) are named by `objectName`, never a dataset's name.
  */
-import { createHash } from 'node:crypto';
-import { castFromCsv, castFromJson, widenExpression } from '../datasets/casts.js';
+import { widenExpression } from '../datasets/casts.js';
 import { topLevelFields } from '../datasets/json-fields.js';
 import { stageColumn, type LoadState } from '../datasets/loader.js';
-import { COLUMN_TYPES, joinTypes, type ColumnType } from '../datasets/types.js';
-import { isTabular, type Format } from '../core/job.js';
+import { conflicts, objectName, planPublish, quoteName as ident, type DatasetColumn, type PublishPlan } from '../datasets/plan.js';
+import type { Format, WriteMode } from '../core/job.js';
 import type { Queryable, TextRow } from './db.js';
+
+export type { DatasetColumn } from '../datasets/plan.js';
 
 export const STAGE_SCHEMA = 'intake_stage';
 // The two-key advisory lock of a dataset: this class, and hashtext(name).
 const DATASET_LOCK_CLASS = 7_277_462;
 
-const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
 export const tableOf = (schema: string, dataset: string) => `${ident(schema)}.${ident(dataset)}`;
-/**
- * The name of one of a dataset's own objects (`kind`: an index, its primary key, its identity
- * sequence), which share the schema's namespace with the datasets: `_intake_<kind>_` and 128
- * bits of a hash of the dataset's name (and of `detail`, e.g. a key's columns). It cannot be a
- * dataset's name (those start with a letter), and two datasets never get the same one,
- * however long and alike their names.
- */
-function objectName(kind: 'pk' | 'seq' | 'job' | 'key', dataset: string, detail = ''): string {
-  return `_intake_${kind}_${createHash('sha256').update(`${dataset}\0${detail}`).digest('hex').slice(0, 32)}`;
-}
-
 /**
  * Gives the objects of datasets made by an older Intake (which named them `<name>_pkey`,
  * `<name>__intake_id_seq`, `<name cut to 40>_intake_job`, `…_intake_key_<hash>`: names that
@@ -131,13 +120,6 @@ export async function copyStage(
   await tx.copyFrom(`COPY ${stageOf(jobId)} (${columns.join(', ')}) FROM STDIN`, text);
 }
 
-export interface DatasetColumn {
-  name: string;
-  /** One of COLUMN_TYPES, or PostgreSQL's name of a type set outside Intake. */
-  type: string;
-  original_name: string;
-}
-
 const TYPE_NAMES: Record<string, string> = { 'timestamp with time zone': 'timestamptz' };
 
 /** The user's columns of a dataset table, in table order (none when it does not exist). */
@@ -155,10 +137,6 @@ export async function datasetColumns(db: Queryable, schema: string, dataset: str
   );
   return rows.map((row) => ({ ...row, type: TYPE_NAMES[row.type] ?? row.type }));
 }
-
-const isColumnType = (type: string): type is ColumnType => (COLUMN_TYPES as readonly string[]).includes(type);
-
-import type { WriteMode } from '../core/job.js';
 
 export interface Publish {
   schema: string;
@@ -219,10 +197,7 @@ export class PublishConflict extends Error {}
 // Any constant, the same in every process (a one-key advisory lock: not the datasets' two-key ones).
 const DATASET_COUNT_LOCK = 7_277_464;
 
-export const tooManyDatasets = (max: number, name: string) =>
-  new PublishConflict(
-    `Intake already holds ${max} datasets (MAX_DATASETS): dataset "${name}" was not created; delete a dataset or load into an existing one`,
-  );
+export const tooManyDatasets = (max: number, name: string) => new PublishConflict(conflicts.tooManyDatasets(max, name));
 
 /** Whether Intake holds `max` datasets or more and none named `name`: a load into it would make one too many. */
 export async function datasetCapReached(db: Queryable, name: string, max: number): Promise<boolean> {
@@ -235,23 +210,23 @@ export async function datasetCapReached(db: Queryable, name: string, max: number
 
 /**
  * Moves a job's staged rows into its dataset, in the caller's transaction (the job's
- * completing one), so they appear together or not at all: creates or evolves the table (new
- * columns added, columns widened when the job allows it), then appends, replaces or merges on
- * the key. One job at a time publishes to a dataset (an advisory lock, taken first and held to
- * COMMIT). Returns how many rows were inserted and updated.
+ * completing one), so they appear together or not at all: runs the statements of its plan
+ * (datasets/plan.ts: the table created or evolved, then the rows appended, replaced or merged
+ * on the key). One job at a time publishes to a dataset (an advisory lock, taken first and held
+ * to COMMIT). Returns how many rows were inserted and updated.
  */
 export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserted: number; updated: number }> {
   await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [DATASET_LOCK_CLASS, p.dataset]);
   // Times without an offset are read as UTC, and dates widened to times are UTC midnight.
   await tx.query("SET LOCAL TimeZone = 'UTC'");
   const table = tableOf(p.schema, p.dataset);
-  let taken = false;
-  const take = async () => {
-    if (!taken && (await datasetExists(tx, p.schema, p.dataset))) await takeTable(tx, table);
-    taken = true;
-  };
-  if (p.mode === 'replace') {
-    await take();
+  const exists = await datasetExists(tx, p.schema, p.dataset);
+  const existing = exists && p.mode !== 'replace' ? await datasetColumns(tx, p.schema, p.dataset) : null;
+  const plan = planPublish({ ...p, existing });
+  if (plan.conflict !== undefined) throw new PublishConflict(plan.conflict);
+
+  if (plan.mode === 'replace') {
+    if (exists) await takeTable(tx, table);
     await tx.query(`DROP TABLE IF EXISTS ${table}`);
     await tx.query('DELETE FROM intake_dataset_columns WHERE dataset = $1', [p.dataset]);
   }
@@ -260,89 +235,33 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
      ON CONFLICT (name) DO UPDATE SET last_job_id = EXCLUDED.last_job_id`,
     [p.dataset, p.jobId],
   );
-  if (!(await datasetExists(tx, p.schema, p.dataset))) {
-    if (p.maxDatasets !== undefined) {
-      // One new dataset at a time, so that concurrent publishes cannot pass the cap together.
-      await tx.query('SELECT pg_advisory_xact_lock($1)', [DATASET_COUNT_LOCK]);
-      const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM intake_datasets'); // this one's row included
-      if (rows[0]!.n > p.maxDatasets) throw tooManyDatasets(p.maxDatasets, p.dataset);
-    }
-    // A new dataset: the user's columns first, Intake's last, out of the way of SELECT *.
-    const columns = p.state.columns.map((c) => `${ident(c.name)} ${c.target ?? c.seen ?? 'text'}`);
-    // Every object named, none left to PostgreSQL (`<name>_pkey` could be another dataset's name).
-    const sequence = `${ident(p.schema)}.${ident(objectName('seq', p.dataset))}`;
-    await tx.query(
-      `CREATE TABLE ${table} (${[
-        ...columns,
-        `_intake_id BIGINT GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME ${sequence} CACHE 1000) CONSTRAINT ${ident(objectName('pk', p.dataset))} PRIMARY KEY`,
-        '_intake_job_id UUID NOT NULL',
-        '_intake_record_no BIGINT NOT NULL',
-      ].join(', ')})`,
-    );
-    // A job's rows (GET /api/job/{id}/records) are found by this index, however big the dataset.
-    await tx.query(`CREATE INDEX ${ident(objectName('job', p.dataset))} ON ${table} (_intake_job_id, _intake_record_no)`);
-    await tx.query('DELETE FROM intake_dataset_columns WHERE dataset = $1', [p.dataset]);
+  if (plan.create) await createDataset(tx, p, plan.create);
+  else if (plan.widen.length > 0 || plan.addColumns.length > 0) await takeTable(tx, table);
+  for (const { column, from, to } of plan.widen) {
+    await tx.query(`ALTER TABLE ${table} ALTER COLUMN ${ident(column)} TYPE ${to} USING ${widenExpression(ident(column), from, to)}`);
   }
-  const existing = new Map((await datasetColumns(tx, p.schema, p.dataset)).map((c) => [c.name, c.type]));
-
-  // Each of the job's columns: the type its staged values are known to fit, and the column's.
-  const selects: string[] = [];
-  const targets: string[] = [];
-  const cast = isTabular(p.format) ? castFromCsv : castFromJson;
-  const adds: string[] = [];
-  for (const [i, column] of p.state.columns.entries()) {
-    const current = existing.get(column.name);
-    let staged: ColumnType = column.target ?? column.seen ?? (current !== undefined && isColumnType(current) ? current : 'text');
-    let expression = cast(`s.${stageColumn(i)}`, staged);
-    if (current === undefined) {
-      adds.push(`ADD COLUMN ${ident(column.name)} ${staged}`);
-    } else if (current !== staged) {
-      if (!isColumnType(current)) {
-        expression = `(${expression})::${current}`; // a type set outside Intake: PostgreSQL's own cast decides
-      } else {
-        const wider = joinTypes(current, staged)!;
-        if (wider !== current) {
-          if (!p.widen) {
-            throw new PublishConflict(
-              `column "${column.name}" of dataset "${p.dataset}" is ${current}, and this job's values need ${wider}: ` +
-                'submit with schema_update=widen to widen it',
-            );
-          }
-          await take();
-          await tx.query(
-            `ALTER TABLE ${table} ALTER COLUMN ${ident(column.name)} TYPE ${wider} USING ${widenExpression(ident(column.name), current, wider)}`,
-          );
-        }
-        if (staged !== wider) expression = widenExpression(expression, staged, wider);
-        staged = wider;
-      }
-    }
-    selects.push(`${expression} AS ${ident(column.name)}`);
-    targets.push(ident(column.name));
-  }
-
-  if (adds.length > 0) {
-    await take();
+  if (plan.addColumns.length > 0) {
+    const adds = plan.addColumns.map((c) => `ADD COLUMN ${ident(c.name)} ${c.type}`);
     await tx.query(`ALTER TABLE ${table} ${adds.join(', ')}`).catch((err: unknown) => {
-      if ((err as { code?: string }).code === '54011')
-        throw new PublishConflict(`dataset "${p.dataset}" would have more than 1600 columns`);
+      if ((err as { code?: string }).code === '54011') throw new PublishConflict(conflicts.tooManyColumns(p.dataset));
       throw err;
     });
   }
   // The name as written is the first input's that brought the column.
-  const original = p.state.columns;
   await tx.query(
     `INSERT INTO intake_dataset_columns (dataset, name, original_name) SELECT $1, * FROM unnest($2::text[], $3::text[])
      ON CONFLICT (dataset, name) DO NOTHING`,
-    [p.dataset, original.map((c) => c.name), original.map((c) => c.original)],
+    [p.dataset, plan.columns.map((c) => c.name), plan.columns.map((c) => c.original)],
   );
 
   const stage = stageOf(p.jobId);
+  const targets = plan.columns.map((c) => ident(c.name));
   const columns = [...targets, '_intake_job_id', '_intake_record_no'].join(', ');
+  const selects = plan.columns.map((c) => `${c.value} AS ${ident(c.name)}`);
   const rows = `SELECT ${[...selects, `'${p.jobId}'::uuid AS _intake_job_id`, 's._intake_record_no'].join(', ')} FROM ${stage} s`;
   let inserted: number;
   let updated = 0;
-  if (p.mode !== 'merge' && p.chunkPages) {
+  if (plan.merge === undefined && p.chunkPages) {
     // The stage's pages a slice at a time (a TID range scan each), in order, with the event
     // loop let in between: all in the one transaction, so the rows still appear together.
     const { rows: size } = await tx.query<{ pages: number }>(
@@ -355,25 +274,22 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
       inserted += (await tx.query(`INSERT INTO ${table} (${columns}) ${rows} WHERE ${slice}`)).rowCount;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-  } else if (p.mode !== 'merge') {
+  } else if (plan.merge === undefined) {
     inserted = (await tx.query(`INSERT INTO ${table} (${columns}) ${rows}`)).rowCount;
+  } else if ('key' in plan.merge) {
+    ({ inserted, updated } = await mergeRows(tx, p, plan.merge, targets, rows));
   } else {
-    const keyNames = p.key.map((k) => p.state.columns.find((c) => c.name === k || c.original === k)?.name);
-    const missing = keyNames.indexOf(undefined);
-    if (missing < 0) ({ inserted, updated } = await mergeRows(tx, p, keyNames as string[], targets, rows));
-    else {
-      // Each staged record has a value for the key (one without is a row error), so an input
-      // without the key's column has no record at all (a Jira pull that found no issue):
-      // there is nothing to merge.
-      const { rows: staged } = await tx.query<{ any: boolean }>(`SELECT EXISTS (SELECT FROM ${stage}) AS any`);
-      if (staged[0]!.any) throw new PublishConflict(`the key column "${p.key[missing]}" is not in the input`);
-      inserted = 0;
-    }
+    // Each staged record has a value for the key (one without is a row error), so an input
+    // without the key's column has no record at all (a Jira pull that found no issue):
+    // there is nothing to merge.
+    const { rows: staged } = await tx.query<{ any: boolean }>(`SELECT EXISTS (SELECT FROM ${stage}) AS any`);
+    if (staged[0]!.any) throw new PublishConflict(conflicts.keyNotInInput(plan.merge.missingKey));
+    inserted = 0;
   }
   // Stamped once the rows are in (NOW() is when the job's completing transaction began); a
   // dataset this transaction created (its created_at is that NOW()) is created now too.
   await tx.query(
-    `UPDATE intake_datasets SET row_count = ${p.mode === 'replace' ? '' : 'row_count + '}$2, updated_at = clock_timestamp(),
+    `UPDATE intake_datasets SET row_count = ${plan.mode === 'replace' ? '' : 'row_count + '}$2, updated_at = clock_timestamp(),
        created_at = CASE WHEN created_at = NOW() THEN clock_timestamp() ELSE created_at END
      WHERE name = $1`,
     [p.dataset, inserted],
@@ -382,30 +298,48 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   return { inserted, updated };
 }
 
+/** Makes a new dataset's table (none of that name exists), within MAX_DATASETS. */
+async function createDataset(tx: Queryable, p: Publish, create: NonNullable<PublishPlan['create']>): Promise<void> {
+  if (p.maxDatasets !== undefined) {
+    // One new dataset at a time, so that concurrent publishes cannot pass the cap together.
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [DATASET_COUNT_LOCK]);
+    const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM intake_datasets'); // this one's row included
+    if (rows[0]!.n > p.maxDatasets) throw tooManyDatasets(p.maxDatasets, p.dataset);
+  }
+  // The user's columns first, Intake's last, out of the way of SELECT *. Every object named,
+  // none left to PostgreSQL (`<name>_pkey` could be another dataset's name).
+  const sequence = `${ident(p.schema)}.${ident(create.sequence)}`;
+  await tx.query(
+    `CREATE TABLE ${tableOf(p.schema, p.dataset)} (${[
+      ...create.columns.map((c) => `${ident(c.name)} ${c.type}`),
+      `_intake_id BIGINT GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME ${sequence} CACHE 1000) CONSTRAINT ${ident(create.primaryKey)} PRIMARY KEY`,
+      '_intake_job_id UUID NOT NULL',
+      '_intake_record_no BIGINT NOT NULL',
+    ].join(', ')})`,
+  );
+  // A job's rows (GET /api/job/{id}/records) are found by this index, however big the dataset.
+  await tx.query(`CREATE INDEX ${ident(create.jobIndex)} ON ${tableOf(p.schema, p.dataset)} (_intake_job_id, _intake_record_no)`);
+  await tx.query('DELETE FROM intake_dataset_columns WHERE dataset = $1', [p.dataset]);
+}
+
 /**
- * Upserts the staged rows (`rows`, a SELECT of them as the table's `targets`) on the key
- * columns `keyNames`, adding the key's unique index first when the dataset has none.
+ * Upserts the staged rows (`rows`, a SELECT of them as the table's `targets`) on the key's
+ * columns, adding the key's unique index first when the dataset has none.
  */
 async function mergeRows(
   tx: Queryable,
   p: Publish,
-  keyNames: string[],
+  merge: { key: string[]; keyIndex: string },
   targets: string[],
   rows: string,
 ): Promise<{ inserted: number; updated: number }> {
   const table = tableOf(p.schema, p.dataset);
-  const keys = keyNames.map(ident);
-  if (!(await hasUniqueIndex(tx, p.schema, p.dataset, keyNames))) {
-    await tx
-      .query(`CREATE UNIQUE INDEX ${ident(objectName('key', p.dataset, keyNames.join(',')))} ON ${table} (${keys.join(', ')})`)
-      .catch((err: unknown) => {
-        if ((err as { code?: string }).code === '23505') {
-          throw new PublishConflict(
-            `dataset "${p.dataset}" holds rows with the same (${keys.join(', ')}): a merge needs that key to be unique`,
-          );
-        }
-        throw err;
-      });
+  const keys = merge.key.map(ident);
+  if (!(await hasUniqueIndex(tx, p.schema, p.dataset, merge.key))) {
+    await tx.query(`CREATE UNIQUE INDEX ${ident(merge.keyIndex)} ON ${table} (${keys.join(', ')})`).catch((err: unknown) => {
+      if ((err as { code?: string }).code === '23505') throw new PublishConflict(conflicts.keyNotUnique(p.dataset, merge.key));
+      throw err;
+    });
   }
   const columns = [...targets, '_intake_job_id', '_intake_record_no'];
   const set = columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ');
