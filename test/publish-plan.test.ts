@@ -4,9 +4,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { LoadColumn } from '../src/datasets/loader.js';
-import { columnNames, datasetNameFor, datasetNameProblem, shorten, toName } from '../src/datasets/names.js';
+import { datasetNameFor, datasetNameProblem, shorten, toName, uniqueColumnName } from '../src/datasets/names.js';
 import { conflicts, objectName, planPublish, type DatasetColumn, type PublishInput } from '../src/datasets/plan.js';
 import type { ColumnType } from '../src/datasets/types.js';
+
+// The names a header's fields get, in order, as the loader makes them one by one.
+function columnNames(fields: readonly string[]): string[] {
+  const used = new Set<string>();
+  return fields.map((field, index) => uniqueColumnName(field, index, used));
+}
 
 const col = (name: string, seen: ColumnType | null, target: ColumnType | null = null, original = name): LoadColumn => ({
   name,
