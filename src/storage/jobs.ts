@@ -20,13 +20,6 @@ export const JOB_COLUMNS = FIELDS.map((field) => field.column).join(', ');
  */
 export const STALE_HEARTBEAT = (ms: string) => `(heartbeat_at IS NULL OR heartbeat_at < NOW() - make_interval(secs => ${ms} / 1000.0))`;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** A malformed id can name no job; checking here keeps it from reaching the UUID cast. */
-export function isJobId(value: string): boolean {
-  return UUID.test(value);
-}
-
 /** The job as the API shows it: the fields JOB_FIELDS marks payload, timestamps in ISO 8601. */
 export function toPayload(row: JobRow): JobPayload {
   const payload: Record<string, unknown> = {};
