@@ -15,11 +15,10 @@ import { topLevelFields } from '../datasets/json-fields.js';
 import { stageColumn, type LoadState } from '../datasets/loader.js';
 import { COLUMN_TYPES, joinTypes, type ColumnType } from '../datasets/types.js';
 import { isTabular, type Format } from '../core/job.js';
+import { DATASET_LOCK_CLASS, LOCK_KEYS } from '../core/lock-keys.js';
 import type { Queryable, TextRow } from './db.js';
 
 export const STAGE_SCHEMA = 'intake_stage';
-// The two-key advisory lock of a dataset: this class, and hashtext(name).
-const DATASET_LOCK_CLASS = 7_277_462;
 
 const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
 export const tableOf = (schema: string, dataset: string) => `${ident(schema)}.${ident(dataset)}`;
@@ -216,8 +215,7 @@ async function takeTable(tx: Queryable, table: string): Promise<void> {
 /** A load that cannot be published as asked: the job fails with this message. */
 export class PublishConflict extends Error {}
 
-// Any constant, the same in every process (a one-key advisory lock: not the datasets' two-key ones).
-const DATASET_COUNT_LOCK = 7_277_464;
+const DATASET_COUNT_LOCK = LOCK_KEYS.datasetCount;
 
 export const tooManyDatasets = (max: number, name: string) =>
   new PublishConflict(

@@ -2,10 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { renameLegacyObjects } from './datasets.js';
 import type { Db } from './db.js';
+import { LOCK_KEYS } from '../core/lock-keys.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
-// Any constant will do; it only has to be the same in every Intake process.
-export const MIGRATION_LOCK_KEY = 7_277_461;
 
 export interface Migration {
   version: number;
@@ -31,7 +30,7 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
  */
 export async function migrate(db: Db, migrations = loadMigrations()): Promise<string[]> {
   return db.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.migrations]);
     await tx.query(`CREATE TABLE IF NOT EXISTS intake_migrations (
       version INTEGER PRIMARY KEY,
       name TEXT NOT NULL,
@@ -56,7 +55,7 @@ export async function migrate(db: Db, migrations = loadMigrations()): Promise<st
  */
 export async function ensureSchema(db: Db, schema: string): Promise<void> {
   await db.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.migrations]);
     await tx.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
     await renameLegacyObjects(tx, schema);
   });
