@@ -1,6 +1,7 @@
 /**
- * The job's values and shape, with no schema objects: small enough for the console and the CLI
- * to import (src/http/schemas.ts holds the JSON schemas of the HTTP API built from them).
+ * The job's values and its fields, once, with no dependencies: the console and the CLI import
+ * it too (a bundle keeps only what it uses). storage/jobs.ts makes the row and the payload's
+ * writers from JOB_FIELDS, http/schemas.ts the API's JSON schemas.
  */
 /** Job statuses, defined once: the SQL enum (migrations 001 and 006), the API schema, the tracking SQL and the console. */
 export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'canceled'] as const;
@@ -23,30 +24,166 @@ export const isTabular = (format: Format) => format === 'csv' || format === 'xls
 export const WRITE_MODES = ['append', 'replace', 'merge'] as const;
 export type WriteMode = (typeof WRITE_MODES)[number];
 
+/** A JSON schema as the job's fields use them (the API's schemas are these, with null where a field may be null). */
+export interface FieldSchema {
+  type: 'string' | 'integer' | 'boolean' | 'array' | 'object';
+  format?: 'uuid' | 'date-time';
+  enum?: readonly string[];
+  minimum?: number;
+  items?: FieldSchema;
+  properties?: Readonly<Record<string, FieldSchema>>;
+  description?: string;
+}
+
+export interface FieldSpec {
+  /** Shown by the API: in the payload (the status URL, a list item, an event, a webhook). */
+  payload: boolean;
+  nullable: boolean;
+  /** Its column of ingest_jobs, when not named as the field. */
+  column?: string;
+  /** Its value (without null). A timestamp (date-time) is a Date in the row, ISO 8601 in UTC in the payload. */
+  schema: FieldSchema;
+}
+
+const timestamp = { type: 'string', format: 'date-time' } as const;
+
+/**
+ * The job's fields, each once, in the order the payload writes them (Node and PostgreSQL
+ * alike). The row type and the payload's writers (storage/jobs.ts), the payload's type (below)
+ * and the API's JSON schemas (http/schemas.ts) are made from this table.
+ */
+export const JOB_FIELDS = {
+  job_id: { payload: true, nullable: false, schema: { type: 'string', format: 'uuid' } },
+  source_type: {
+    payload: true,
+    nullable: false,
+    schema: { type: 'string', enum: SOURCE_TYPES, description: 'csv_upload, json_upload (a .json/.ndjson file) or json_api' },
+  },
+  file_name: {
+    payload: true,
+    nullable: true,
+    schema: {
+      type: 'string',
+      description:
+        'The uploaded file name as the client sent it (null for json_api), at most 255 characters, with control characters replaced by U+FFFD and characters that reorder or hide text (bidi controls, zero-width and other format characters) written out as \\u{202e}',
+    },
+  },
+  status: { payload: true, nullable: false, schema: { type: 'string', enum: JOB_STATUSES } },
+  submitted_at: { payload: true, nullable: false, schema: timestamp },
+  started_at: { payload: true, nullable: true, schema: timestamp },
+  completed_at: { payload: true, nullable: true, schema: timestamp },
+  records_processed: { payload: true, nullable: false, schema: { type: 'integer', minimum: 0, description: 'Records committed so far' } },
+  records_failed: {
+    payload: true,
+    nullable: false,
+    schema: { type: 'integer', minimum: 0, description: 'Bad rows skipped and reported so far (see /errors)' },
+  },
+  max_errors: {
+    payload: true,
+    nullable: false,
+    schema: { type: 'integer', minimum: 0, description: 'Bad rows the job may skip before it fails' },
+  },
+  bytes_total: { payload: true, nullable: true, schema: { type: 'integer', description: 'Size of the stored input in bytes' } },
+  bytes_processed: {
+    payload: true,
+    nullable: false,
+    schema: { type: 'integer', minimum: 0, description: 'Bytes of the input read so far' },
+  },
+  dataset: {
+    payload: true,
+    nullable: true,
+    schema: {
+      type: 'string',
+      description: 'The dataset the job loads into (table <DATASET_SCHEMA>.<dataset>); null for jobs from before datasets',
+    },
+  },
+  mode: { payload: true, nullable: true, schema: { type: 'string', enum: WRITE_MODES, description: 'append, replace or merge (on key)' } },
+  key: {
+    payload: true,
+    nullable: true,
+    column: 'merge_key',
+    schema: { type: 'array', items: { type: 'string' }, description: 'The key columns of a merge' },
+  },
+  rows_inserted: {
+    payload: true,
+    nullable: true,
+    schema: { type: 'integer', description: 'Rows the job inserted into its dataset (null until it completes)' },
+  },
+  rows_updated: {
+    payload: true,
+    nullable: true,
+    schema: { type: 'integer', description: 'Rows of the dataset a merge updated (null until it completes)' },
+  },
+  error: {
+    payload: true,
+    nullable: true,
+    schema: { type: 'string', description: 'Why the job failed, with the line or record where it did' },
+  },
+  attempts: {
+    payload: true,
+    nullable: false,
+    schema: { type: 'integer', minimum: 0, description: 'Times a worker has started the job, over all its runs (a retry keeps counting)' },
+  },
+  version: {
+    payload: true,
+    nullable: false,
+    schema: {
+      type: 'integer',
+      minimum: 1,
+      description: 'Grows with every change to the job: of two answers, the higher version is the newer',
+    },
+  },
+  // The row's own, not shown.
+  /** How the stored input is parsed. */
+  format: { payload: false, nullable: false, schema: { type: 'string', enum: FORMATS } },
+  /** The dataset's existing columns may be widened to hold the job's values. */
+  widen: { payload: false, nullable: false, schema: { type: 'boolean' } },
+  /** `attempts` when the job was last retried: the current run's count starts there. */
+  attempts_before_retry: { payload: false, nullable: false, schema: { type: 'integer' } },
+  /** What an import reads (not shown: a signed URL's query holds its credentials). */
+  source_url: { payload: false, nullable: true, schema: { type: 'string' } },
+  /** What a pulling job reads. */
+  source: {
+    payload: false,
+    nullable: true,
+    schema: {
+      type: 'object',
+      properties: { jira: { type: 'object', properties: { connection: { type: 'string' }, jql: { type: 'string' } } } },
+    },
+  },
+  /** Where the job's end is posted, besides WEBHOOK_URLS (not shown, like source_url). */
+  callback_url: { payload: false, nullable: true, schema: { type: 'string' } },
+} as const satisfies Record<string, FieldSpec>;
+
+type Fields = typeof JOB_FIELDS;
+export type JobField = keyof Fields;
+export type PayloadField = { [K in JobField]: Fields[K]['payload'] extends true ? K : never }[JobField];
+
+/** The value a JSON schema of the table describes (an object's properties are all required). */
+export type JsonValue<S> = S extends { enum: readonly (infer E)[] }
+  ? E
+  : S extends { type: 'string' }
+    ? string
+    : S extends { type: 'integer' }
+      ? number
+      : S extends { type: 'boolean' }
+        ? boolean
+        : S extends { type: 'array'; items: infer I }
+          ? JsonValue<I>[]
+          : S extends { type: 'object'; properties: infer P }
+            ? { -readonly [K in keyof P]: JsonValue<P[K]> }
+            : never;
+type OrNull<F> = F extends { nullable: true } ? null : never;
+type RowValue<S> = S extends { format: 'date-time' } ? Date : JsonValue<S>;
+type ColumnOf<K, F> = F extends { column: infer C extends string } ? C : K;
+
 /** The job as the API shows it. Timestamps are ISO 8601 in UTC, or null. */
-export interface JobPayload {
-  job_id: string;
-  source_type: SourceType;
-  file_name: string | null;
-  status: JobStatus;
-  submitted_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  records_processed: number;
-  records_failed: number;
-  max_errors: number;
-  bytes_total: number | null;
-  bytes_processed: number;
-  /** The dataset the job loads into (null for jobs from before datasets, whose records are kept as JSON). */
-  dataset: string | null;
-  mode: WriteMode | null;
-  /** The key columns of a merge. */
-  key: string[] | null;
-  /** Rows the job inserted into and updated in its dataset (null until it completes). */
-  rows_inserted: number | null;
-  rows_updated: number | null;
-  error: string | null;
-  /** Times a worker has started the job, over all its runs (a retry keeps counting). */
-  attempts: number;
-  version: number;
+export type JobPayload = { -readonly [K in PayloadField]: JsonValue<Fields[K]['schema']> | OrNull<Fields[K]> };
+
+/** A row of ingest_jobs as storage/jobs.ts reads it (JOB_COLUMNS): every field, under its column's name. */
+export type JobRow = { -readonly [K in JobField as ColumnOf<K, Fields[K]>]: RowValue<Fields[K]['schema']> | OrNull<Fields[K]> };
+
+/** The fields in the table's order, each with its column. */
+export function jobFields(): (FieldSpec & { name: JobField; column: string })[] {
+  return (Object.entries(JOB_FIELDS) as [JobField, FieldSpec][]).map(([name, spec]) => ({ ...spec, name, column: spec.column ?? name }));
 }

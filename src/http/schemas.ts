@@ -1,70 +1,34 @@
-import { FORMATS, JOB_STATUSES, SOURCE_TYPES, WRITE_MODES } from '../core/job.js';
+import { FORMATS, JOB_FIELDS, JOB_STATUSES, jobFields, SOURCE_TYPES, type PayloadField } from '../core/job.js';
 
-const timestamp = { type: ['string', 'null'], format: 'date-time' } as const;
+/** A field's schema where it may be null: null is one of its types (and of its values, for an enum). */
+type OrNullSchema<S> = {
+  [K in keyof S]: K extends 'type'
+    ? readonly [S[K], 'null']
+    : K extends 'enum'
+      ? S[K] extends readonly unknown[]
+        ? readonly [...S[K], null]
+        : never
+      : S[K];
+};
+type PayloadProperties = {
+  [K in PayloadField]: (typeof JOB_FIELDS)[K] extends { nullable: true; schema: infer S }
+    ? OrNullSchema<S>
+    : (typeof JOB_FIELDS)[K]['schema'];
+};
 
-export const jobSchema = {
-  $id: 'Job',
-  type: 'object',
-  required: [
-    'job_id',
-    'source_type',
-    'file_name',
-    'status',
-    'submitted_at',
-    'started_at',
-    'completed_at',
-    'records_processed',
-    'records_failed',
-    'max_errors',
-    'bytes_total',
-    'bytes_processed',
-    'dataset',
-    'mode',
-    'key',
-    'rows_inserted',
-    'rows_updated',
-    'error',
-    'attempts',
-    'version',
-  ],
-  properties: {
-    job_id: { type: 'string', format: 'uuid' },
-    source_type: { type: 'string', enum: SOURCE_TYPES, description: 'csv_upload, json_upload (a .json/.ndjson file) or json_api' },
-    file_name: {
-      type: ['string', 'null'],
-      description:
-        'The uploaded file name as the client sent it (null for json_api), at most 255 characters, with control characters replaced by U+FFFD and characters that reorder or hide text (bidi controls, zero-width and other format characters) written out as \\u{202e}',
-    },
-    status: { type: 'string', enum: JOB_STATUSES },
-    submitted_at: { type: 'string', format: 'date-time' },
-    started_at: timestamp,
-    completed_at: timestamp,
-    records_processed: { type: 'integer', minimum: 0, description: 'Records committed so far' },
-    records_failed: { type: 'integer', minimum: 0, description: 'Bad rows skipped and reported so far (see /errors)' },
-    max_errors: { type: 'integer', minimum: 0, description: 'Bad rows the job may skip before it fails' },
-    bytes_total: { type: ['integer', 'null'], description: 'Size of the stored input in bytes' },
-    bytes_processed: { type: 'integer', minimum: 0, description: 'Bytes of the input read so far' },
-    dataset: {
-      type: ['string', 'null'],
-      description: 'The dataset the job loads into (table <DATASET_SCHEMA>.<dataset>); null for jobs from before datasets',
-    },
-    mode: { type: ['string', 'null'], enum: [...WRITE_MODES, null], description: 'append, replace or merge (on key)' },
-    key: { type: ['array', 'null'], items: { type: 'string' }, description: 'The key columns of a merge' },
-    rows_inserted: { type: ['integer', 'null'], description: 'Rows the job inserted into its dataset (null until it completes)' },
-    rows_updated: { type: ['integer', 'null'], description: 'Rows of the dataset a merge updated (null until it completes)' },
-    error: { type: ['string', 'null'], description: 'Why the job failed, with the line or record where it did' },
-    attempts: {
-      type: 'integer',
-      minimum: 0,
-      description: 'Times a worker has started the job, over all its runs (a retry keeps counting)',
-    },
-    version: {
-      type: 'integer',
-      minimum: 1,
-      description: 'Grows with every change to the job: of two answers, the higher version is the newer',
-    },
-  },
-} as const;
+function payloadSchemas(): { required: readonly PayloadField[]; properties: PayloadProperties } {
+  const fields = jobFields().filter((field) => field.payload);
+  const properties = fields.map(({ name, nullable, schema }) => [
+    name,
+    nullable ? { ...schema, type: [schema.type, 'null'], ...(schema.enum && { enum: [...schema.enum, null] }) } : schema,
+  ]);
+  return { required: fields.map((field) => field.name as PayloadField), properties: Object.fromEntries(properties) as PayloadProperties };
+}
+
+const payload = payloadSchemas();
+
+/** The job's payload (core/job.ts JOB_FIELDS): the status URL, a list item, an event, a webhook. */
+export const jobSchema = { $id: 'Job', type: 'object', required: payload.required, properties: payload.properties } as const;
 
 export const submittedJobSchema = {
   $id: 'SubmittedJob',

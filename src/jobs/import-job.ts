@@ -10,6 +10,7 @@ import { AddressRefused, checkImportHost, isPublicAddress } from '../net/fetch.j
 import { importSource, type ImportSettings } from '../sources/imports.js';
 import { formatOfName } from '../formats/parse.js';
 import type { Format } from '../core/job.js';
+import { isUuid } from '../core/ids.js';
 import type { Queryable } from '../storage/db.js';
 import { findConnection } from '../storage/connections.js';
 import type { NewJob } from '../storage/jobs.js';
@@ -23,8 +24,6 @@ export type ImportRequest = Record<string, unknown> & {
   schema?: string | Record<string, unknown>;
   header?: string | boolean;
 };
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export async function prepareImport(
   deps: { db: Queryable; settings: ImportSettings },
@@ -67,8 +66,7 @@ async function jiraJob(db: Queryable, body: ImportRequest): Promise<Omit<NewJob,
   for (const field of ['url', 'format', 'mode', 'key', 'delimiter', 'header', 'encoding', 'sheet', 'schema_update']) {
     if (body[field] !== undefined) throw issue(field, `${field} does not apply to source=jira (issues are merged on their id)`);
   }
-  const connection =
-    typeof body.connection === 'string' && UUID.test(body.connection) ? await findConnection(db, body.connection) : undefined;
+  const connection = typeof body.connection === 'string' && isUuid(body.connection) ? await findConnection(db, body.connection) : undefined;
   if (!connection) throw issue('connection', 'connection is the id of a saved connection (POST /api/connections)');
   const jql = typeof body.jql === 'string' ? body.jql.trim() : '';
   if (jql === '') throw issue('jql', 'jql selects the issues to pull, e.g. project = ABC');

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import { LOCK_KEYS } from '../core/lock-keys.js';
 import type { PendingChange, StatusCache } from '../live/status-cache.js';
 import type { UploadStore } from '../sources/uploads.js';
 import { dropOrphanStages, dropStage } from '../storage/datasets.js';
@@ -63,8 +64,6 @@ export async function removeJob(deps: RemovalDeps, jobId: string): Promise<boole
   return (deleted?.length ?? 0) > 0;
 }
 
-// Any constant, the same in every process: one process at a time sweeps.
-const RETENTION_LOCK_KEY = 7_277_463;
 const SWEEP_BATCH = 200; // jobs per transaction: a sweep never holds a long transaction
 
 export interface RetentionOptions extends RemovalDeps {
@@ -83,7 +82,7 @@ export async function sweepOnce(options: RetentionOptions, signal?: AbortSignal)
   let total = 0;
   for (;;) {
     const deleted = await removeJobs(options, async (tx) => {
-      if (!(await tryTransactionLock(tx, RETENTION_LOCK_KEY))) return null;
+      if (!(await tryTransactionLock(tx, LOCK_KEYS.retention))) return null;
       await deleteExpiredKeys(tx, SWEEP_BATCH * 10);
       await deleteOrphanDeliveries(tx);
       if (options.retentionDays <= 0) return [];

@@ -2,11 +2,10 @@ import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../storage/db.js';
 import { listOrphanedJobIds, tryTransactionLock } from '../storage/jobs.js';
+import { LOCK_KEYS } from '../core/lock-keys.js';
 import { within } from '../core/within.js';
 import { enqueue, type JobData } from './queue.js';
 
-// Any constant, the same in every process: whoever holds it is the one active reconciler.
-const RECONCILER_LOCK_KEY = 7_277_462;
 // Every Redis call of a pass is bounded, so a pass always ends (and releases the lock) even
 // when this process cannot reach Redis: another process's reconciler then takes over.
 const REDIS_TIMEOUT_MS = 2000;
@@ -34,7 +33,7 @@ function bounded<T>(promise: Promise<T>, what: string): Promise<T> {
 export async function reconcileOnce({ db, queue, log, intervalMs, staleAfterMs }: ReconcilerOptions): Promise<string[]> {
   await bounded(queue.waitUntilReady(), 'connecting to Redis'); // no lock taken without Redis
   return db.transaction(async (tx) => {
-    if (!(await tryTransactionLock(tx, RECONCILER_LOCK_KEY))) return [];
+    if (!(await tryTransactionLock(tx, LOCK_KEYS.reconciler))) return [];
     const jobIds = await listOrphanedJobIds(tx, intervalMs, staleAfterMs);
     const dispatched: string[] = [];
     for (const jobId of jobIds) {

@@ -14,13 +14,12 @@ import { topLevelFields } from '../datasets/json-fields.js';
 import { stageColumn, type LoadState } from '../datasets/loader.js';
 import { conflicts, objectName, planPublish, quoteName as ident, type DatasetColumn, type PublishPlan } from '../datasets/plan.js';
 import type { Format, WriteMode } from '../core/job.js';
+import { DATASET_LOCK_CLASS, LOCK_KEYS } from '../core/lock-keys.js';
 import type { Queryable, TextRow } from './db.js';
 
 export type { DatasetColumn } from '../datasets/plan.js';
 
 export const STAGE_SCHEMA = 'intake_stage';
-// The two-key advisory lock of a dataset: this class, and hashtext(name).
-const DATASET_LOCK_CLASS = 7_277_462;
 
 export const tableOf = (schema: string, dataset: string) => `${ident(schema)}.${ident(dataset)}`;
 /**
@@ -194,8 +193,7 @@ async function takeTable(tx: Queryable, table: string): Promise<void> {
 /** A load that cannot be published as asked: the job fails with this message. */
 export class PublishConflict extends Error {}
 
-// Any constant, the same in every process (a one-key advisory lock: not the datasets' two-key ones).
-const DATASET_COUNT_LOCK = 7_277_464;
+const DATASET_COUNT_LOCK = LOCK_KEYS.datasetCount;
 
 export const tooManyDatasets = (max: number, name: string) => new PublishConflict(conflicts.tooManyDatasets(max, name));
 

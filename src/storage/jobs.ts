@@ -1,49 +1,17 @@
 import type { LoadOptions } from '../datasets/options.js';
-import type { ColumnType } from '../datasets/types.js';
-import type { ReadOptions } from '../formats/parse.js';
-import type { Format, JobPayload, JobStatus, SourceType, WriteMode } from '../core/job.js';
+import { jobFields, type Format, type JobRow, type JobPayload, type JobStatus, type SourceType } from '../core/job.js';
 import type { Queryable, TextRow } from './db.js';
 
-/** A row of ingest_jobs as the queries below return it. */
-export interface JobRow {
-  job_id: string;
-  source_type: SourceType;
-  file_name: string | null;
-  format: Format;
-  status: JobStatus;
-  submitted_at: Date;
-  started_at: Date | null;
-  completed_at: Date | null;
-  records_processed: number;
-  error: string | null;
-  version: number;
-  attempts: number;
-  attempts_before_retry: number;
-  records_failed: number;
-  max_errors: number;
-  bytes_total: number | null;
-  bytes_processed: number;
-  dataset: string | null;
-  mode: WriteMode | null;
-  merge_key: string[] | null;
-  widen: boolean;
-  rows_inserted: number | null;
-  rows_updated: number | null;
-  /** What an import reads (kept out of the payload: a signed URL's query holds its credentials). */
-  source_url: string | null;
-  source: JobSource | null;
-  /** Where the job's end is posted, besides WEBHOOK_URLS (kept out of the payload, like source_url). */
-  callback_url: string | null;
-}
+/** A row of ingest_jobs as the queries below return it (JOB_COLUMNS), made from JOB_FIELDS. */
+export type { JobRow } from '../core/job.js';
 
 /** What a pulling job reads. */
-export interface JobSource {
-  jira: { connection: string; jql: string };
-}
+export type JobSource = NonNullable<JobRow['source']>;
 
-export const JOB_COLUMNS =
-  'job_id, source_type, file_name, format, status, submitted_at, started_at, completed_at, records_processed, error, version, attempts, ' +
-  'attempts_before_retry, records_failed, max_errors, bytes_total, bytes_processed, dataset, mode, merge_key, widen, rows_inserted, rows_updated, source_url, source, callback_url';
+const FIELDS = jobFields();
+const PAYLOAD = FIELDS.filter((field) => field.payload);
+
+export const JOB_COLUMNS = FIELDS.map((field) => field.column).join(', ');
 
 /**
  * A running job whose worker has shown no sign of life for longer than the parameter named (in
@@ -52,36 +20,14 @@ export const JOB_COLUMNS =
  */
 export const STALE_HEARTBEAT = (ms: string) => `(heartbeat_at IS NULL OR heartbeat_at < NOW() - make_interval(secs => ${ms} / 1000.0))`;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** A malformed id can name no job; checking here keeps it from reaching the UUID cast. */
-export function isJobId(value: string): boolean {
-  return UUID.test(value);
-}
-
+/** The job as the API shows it: the fields JOB_FIELDS marks payload, timestamps in ISO 8601. */
 export function toPayload(row: JobRow): JobPayload {
-  return {
-    job_id: row.job_id,
-    source_type: row.source_type,
-    file_name: row.file_name,
-    status: row.status,
-    submitted_at: row.submitted_at.toISOString(),
-    started_at: row.started_at?.toISOString() ?? null,
-    completed_at: row.completed_at?.toISOString() ?? null,
-    records_processed: row.records_processed,
-    records_failed: row.records_failed,
-    max_errors: row.max_errors,
-    bytes_total: row.bytes_total,
-    bytes_processed: row.bytes_processed,
-    dataset: row.dataset,
-    mode: row.mode,
-    key: row.merge_key,
-    rows_inserted: row.rows_inserted,
-    rows_updated: row.rows_updated,
-    error: row.error,
-    attempts: row.attempts,
-    version: row.version,
-  };
+  const payload: Record<string, unknown> = {};
+  for (const { name, column } of PAYLOAD) {
+    const value = row[column as keyof JobRow];
+    payload[name] = value instanceof Date ? value.toISOString() : value;
+  }
+  return payload as JobPayload;
 }
 
 /**
@@ -92,40 +38,30 @@ export function payloadJson(row: JobRow): string {
   return JSON.stringify(toPayload(row));
 }
 
+const quoted = (sql: string) => `'"' || ${sql} || '"'`;
+
+/** A payload field's value (not null) as PostgreSQL writes it in JSON, by the field's schema. */
+function valueSql({ name, column, schema }: (typeof PAYLOAD)[number]): string {
+  if (schema.format === 'date-time') return quoted(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
+  if (schema.format === 'uuid' || schema.enum) return quoted(column);
+  if (schema.type === 'string') return `to_json(${column})::text`;
+  if (schema.type === 'integer' || schema.type === 'boolean') return `${column}::text`;
+  if (schema.type === 'array' && schema.items?.type === 'string') return `array_to_json(${column})::text`;
+  throw new Error(`payload field ${name}: no SQL here writes its JSON as JSON.stringify does`);
+}
+
 /**
  * A job's payload JSON written by PostgreSQL, byte for byte what payloadJson writes (a test
  * holds them together): fields in toPayload's order; ids, enum labels and integers as their
  * text; the free-text columns escaped by to_json as JSON.stringify escapes them; timestamps in
  * UTC to the millisecond, truncated, as toISOString gives them. Plain concatenation: the API
- * process gets one string per job instead of fifteen fields to parse and serialise (under load
+ * process gets one string per job instead of a row's fields to parse and serialise (under load
  * the API process is what limits the status and list reads; the database has time to spare).
  */
-const quoted = (sql: string) => `'"' || ${sql} || '"'`;
-const orNull = (sql: string) => `COALESCE(${sql}, 'null')`;
-const iso = (column: string) => orNull(quoted(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`));
-const PAYLOAD_FIELDS: [keyof JobPayload, string][] = [
-  ['job_id', quoted('job_id')],
-  ['source_type', quoted('source_type')],
-  ['file_name', orNull('to_json(file_name)::text')],
-  ['status', quoted('status')],
-  ['submitted_at', iso('submitted_at')],
-  ['started_at', iso('started_at')],
-  ['completed_at', iso('completed_at')],
-  ['records_processed', 'records_processed'],
-  ['records_failed', 'records_failed'],
-  ['max_errors', 'max_errors'],
-  ['bytes_total', orNull('bytes_total::text')],
-  ['bytes_processed', 'bytes_processed'],
-  ['dataset', orNull('to_json(dataset)::text')],
-  ['mode', orNull(quoted('mode'))],
-  ['key', orNull('array_to_json(merge_key)::text')],
-  ['rows_inserted', orNull('rows_inserted::text')],
-  ['rows_updated', orNull('rows_updated::text')],
-  ['error', orNull('to_json(error)::text')],
-  ['attempts', 'attempts'],
-  ['version', 'version'],
-];
-const PAYLOAD_JSON_SQL = `'{' || ${PAYLOAD_FIELDS.map(([key, sql], i) => `'${i > 0 ? ',' : ''}"${key}":' || ${sql}`).join(' || ')} || '}'`;
+const PAYLOAD_JSON_SQL = `'{' || ${PAYLOAD.map((field, i) => {
+  const value = valueSql(field);
+  return `'${i > 0 ? ',' : ''}"${field.name}":' || ${field.nullable ? `COALESCE(${value}, 'null')` : value}`;
+}).join(' || ')} || '}'`;
 
 export interface NewJob {
   jobId: string;

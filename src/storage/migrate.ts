@@ -3,10 +3,9 @@ import { fileURLToPath } from 'node:url';
 import { renameLegacyObjects } from './datasets.js';
 import type { Db, Queryable } from './db.js';
 import { migratePreDatasetJobs } from './pre-dataset-jobs.js';
+import { LOCK_KEYS } from '../core/lock-keys.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
-// Any constant will do; it only has to be the same in every Intake process.
-export const MIGRATION_LOCK_KEY = 7_277_461;
 
 export interface MigrationContext {
   /** The schema of the datasets' tables (DATASET_SCHEMA): a migration that moves rows into datasets needs it. */
@@ -41,7 +40,7 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
  */
 export async function migrate(db: Db, migrations = loadMigrations(), context: MigrationContext = {}): Promise<string[]> {
   return db.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.migrations]);
     await tx.query(`CREATE TABLE IF NOT EXISTS intake_migrations (
       version INTEGER PRIMARY KEY,
       name TEXT NOT NULL,
@@ -67,7 +66,7 @@ export async function migrate(db: Db, migrations = loadMigrations(), context: Mi
  */
 export async function ensureSchema(db: Db, schema: string): Promise<void> {
   await db.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.migrations]);
     await tx.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
     await renameLegacyObjects(tx, schema);
   });

@@ -1,4 +1,5 @@
 /** Schedules: an import run every `every_ms`; the jobs a schedule made name it (ingest_jobs.schedule_id). */
+import { LOCK_KEYS } from '../core/lock-keys.js';
 import type { Queryable } from './db.js';
 
 export interface ScheduleRow {
@@ -22,11 +23,6 @@ export interface ScheduleRow {
 const COLUMNS =
   'schedule_id, import, every, every_ms::text, paused, created_at, next_run_at, last_run_at, last_job_id, last_error, runs, skipped, deferred, consecutive_failures, failing_since';
 
-// Any constant, the same in every process: held while a schedule is made (the count and the
-// insert as one), and while a beat counts the scheduled jobs' budget and makes its job.
-const SCHEDULES_LOCK_KEY = 7_277_463;
-const BUDGET_LOCK_KEY = 7_277_464;
-
 /**
  * A new schedule, unless there are `max` already (undefined then): counted and inserted under
  * a transaction-scoped advisory lock, so creates at once cannot pass the limit together.
@@ -41,7 +37,7 @@ export async function insertSchedule(
   everyMs: number,
   paused: boolean,
 ): Promise<ScheduleRow | undefined> {
-  await tx.query('SELECT pg_advisory_xact_lock($1)', [SCHEDULES_LOCK_KEY]);
+  await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.scheduleCount]);
   const { rows } = await tx.query<ScheduleRow>(
     `INSERT INTO intake_schedules (schedule_id, import, every, every_ms, paused, next_run_at)
      SELECT $1, $2, $3, $4::bigint, $5, now() + make_interval(secs => $4::bigint / 1000.0)
@@ -59,7 +55,7 @@ export async function insertSchedule(
  * minute leaves it.
  */
 export async function budgetFullUntil(tx: Queryable, perMinute: number): Promise<Date | undefined> {
-  await tx.query('SELECT pg_advisory_xact_lock($1)', [BUDGET_LOCK_KEY]);
+  await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.scheduleBudget]);
   const { rows } = await tx.query<{ n: string; oldest: Date | null }>(
     `SELECT count(*) AS n, min(submitted_at) AS oldest FROM ingest_jobs
      WHERE schedule_id IS NOT NULL AND submitted_at > now() - interval '1 minute'`,

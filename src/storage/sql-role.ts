@@ -1,5 +1,5 @@
 import type { Db, Queryable } from './db.js';
-import { MIGRATION_LOCK_KEY } from './migrate.js';
+import { LOCK_KEYS } from '../core/lock-keys.js';
 
 /**
  * The role POST /api/sql queries run as: the second wall behind the SQL guard
@@ -35,7 +35,7 @@ export async function ensureSqlRole(db: Db, schema: string): Promise<SqlRole> {
   try {
     await db.transaction(async (tx) => {
       // Processes of one Intake starting together would race on the grants.
-      await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.migrations]);
       // Intakes starting together on one server race on the cluster-wide name: either loses
       // with duplicate_object or, mid-insert, unique_violation.
       await tx.exec(`DO $$ BEGIN

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../../config.js';
 import { AppError, validationError } from '../../core/errors.js';
+import { isUuid } from '../../core/ids.js';
 import { IngestError } from '../../core/errors.js';
 import { AddressRefused, checkImportHost, isPublicAddress } from '../../net/fetch.js';
 import { checkJiraAccount } from '../../sources/jira-client.js';
@@ -24,7 +25,6 @@ const connectionSchema = {
 } as const;
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 100 } } } as const;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const shown = (row: ConnectionRow) => ({
   id: row.id,
@@ -142,7 +142,7 @@ export const connectionRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db:
       },
     },
     async (request) => {
-      const row = UUID.test(request.params.id) ? await findConnection(db, request.params.id) : undefined;
+      const row = isUuid(request.params.id) ? await findConnection(db, request.params.id) : undefined;
       if (!row) throw notFound();
       return shown(row);
     },
@@ -159,7 +159,7 @@ export const connectionRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db:
       },
     },
     async (request, reply) => {
-      if (!UUID.test(request.params.id) || !(await apiTransaction(db, (tx) => deleteConnection(tx, request.params.id)))) throw notFound();
+      if (!isUuid(request.params.id) || !(await apiTransaction(db, (tx) => deleteConnection(tx, request.params.id)))) throw notFound();
       return reply.code(204).send(null);
     },
   );

@@ -11,9 +11,10 @@ import { encodingOption } from '../../datasets/options.js';
 import { errorRef, jobIdParamsSchema, listQuerySchema, retryQuerySchema } from '../schemas.js';
 import { DatabaseUnavailableError, type Db } from '../../storage/db.js';
 import { batchReads } from '../../core/batch.js';
+import { isUuid } from '../../core/ids.js';
 import { listDeliveries } from '../../storage/deliveries.js';
 import { shownUrl } from '../../runtime/webhooks.js';
-import { countJobs, findJob, findPayloads, isJobId, listJobs, toPayload, type ListOptions } from '../../storage/jobs.js';
+import { countJobs, findJob, findPayloads, listJobs, toPayload, type ListOptions } from '../../storage/jobs.js';
 
 export interface JobRouteDeps {
   config: Config;
@@ -38,7 +39,7 @@ function isCursorTimestamp(text: string): boolean {
 
 function decodeCursor(cursor: string): { submittedAt: string; jobId: string } {
   const [submittedAt, jobId] = Buffer.from(cursor, 'base64url').toString().split('|');
-  if (!submittedAt || !jobId || !isCursorTimestamp(submittedAt) || !isJobId(jobId)) {
+  if (!submittedAt || !jobId || !isCursorTimestamp(submittedAt) || !isUuid(jobId)) {
     throw validationError([
       { loc: ['query', 'cursor'], msg: 'cursor is not one this API gave out: use next_cursor as it is', type: 'value_error' },
     ]);

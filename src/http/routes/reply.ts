@@ -1,10 +1,11 @@
 import type { FastifyReply } from 'fastify';
 import { jobNotFound } from '../../core/errors.js';
-import { isJobId, toPayload, type JobRow } from '../../storage/jobs.js';
+import { isUuid } from '../../core/ids.js';
+import { toPayload, type JobRow } from '../../storage/jobs.js';
 
 /** The job id of a request, lower-cased; a malformed one names no job (404, never a 500). */
 export function jobIdOf(params: { job_id: string }): string {
-  if (!isJobId(params.job_id)) throw jobNotFound();
+  if (!isUuid(params.job_id)) throw jobNotFound();
   return params.job_id.toLowerCase();
 }
 

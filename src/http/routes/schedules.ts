@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../../config.js';
 import { AppError, validationError } from '../../core/errors.js';
+import { isUuid } from '../../core/ids.js';
 import { importSettings } from '../../sources/imports.js';
 import { prepareImport, type ImportRequest } from '../../jobs/import-job.js';
 import { checkCallback } from '../../jobs/submit.js';
@@ -82,7 +83,6 @@ const scheduleSchema = {
 } as const;
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 100 } } } as const;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const notFound = () => new AppError(404, 'schedule_not_found', 'No schedule with this id');
 
 const withoutQuery = (raw: unknown) => {
@@ -130,7 +130,7 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: D
   }
 
   async function find(id: string): Promise<ScheduleRow> {
-    const row = UUID.test(id) ? await findSchedule(db, id) : undefined;
+    const row = isUuid(id) ? await findSchedule(db, id) : undefined;
     if (!row) throw notFound();
     return row;
   }
