@@ -4,7 +4,7 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
 
 /** Where `npm run build` (run by `npm start`) puts the console: dist/console. */
-export const CONSOLE_DIR = fileURLToPath(new URL('../../dist/console/', import.meta.url));
+export const CONSOLE_DIR = fileURLToPath(new URL('../../../dist/console/', import.meta.url));
 
 /**
  * The web console: static files built ahead by Vite. Its pages (`/`, `/jobs/{id}`, `/datasets`,
