@@ -40,6 +40,15 @@ export const submittedJobSchema = {
   },
 } as const;
 
+/** The headers of a submit: an Idempotency-Key, described as `description` says. */
+export const idempotencyHeaders = <D extends string>(description: D) =>
+  ({
+    type: 'object',
+    properties: {
+      'idempotency-key': { type: 'string', minLength: 1, maxLength: 255, pattern: '^[ -~]+$', description },
+    },
+  }) as const;
+
 export const jobListSchema = {
   $id: 'JobList',
   type: 'object',

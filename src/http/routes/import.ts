@@ -5,7 +5,7 @@ import { importSettings } from '../../sources/imports.js';
 import { prepareImport } from '../../jobs/import-job.js';
 import { submitJob, type SubmitDeps } from '../../jobs/submit.js';
 import type { NewJob } from '../../storage/jobs.js';
-import { errorRef, loadOptionProperties, MAX_ERRORS_LIMIT } from '../schemas.js';
+import { errorRef, idempotencyHeaders, loadOptionProperties, MAX_ERRORS_LIMIT } from '../schemas.js';
 import { FORMATS } from '../../core/job.js';
 import { sendJob } from './reply.js';
 
@@ -62,18 +62,7 @@ export const importRoutes: FastifyPluginAsyncJsonSchemaToTs<{
           'Import a file by URL (https, or s3://bucket/key): answers at once with the queued job, whose worker streams the file itself',
         tags: ['submit'],
         body: importBodySchema,
-        headers: {
-          type: 'object',
-          properties: {
-            'idempotency-key': {
-              type: 'string',
-              minLength: 1,
-              maxLength: 255,
-              pattern: '^[ -~]+$',
-              description: 'Makes the import safe to repeat (see POST /api/upload)',
-            },
-          },
-        },
+        headers: idempotencyHeaders('Makes the import safe to repeat (see POST /api/upload)'),
         response: {
           200: { $ref: 'SubmittedJob#' },
           202: { $ref: 'SubmittedJob#' },

@@ -6,7 +6,7 @@ import { AppError } from '../../core/errors.js';
 import { multipartLimits, checkPostedRecords, receiveUpload, storeBody } from '../receive.js';
 import { submitJob, type Idempotency, type SubmitDeps } from '../../jobs/submit.js';
 import { LOAD_OPTION_NAMES, loadOptions } from '../../datasets/options.js';
-import { errorRef, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema } from '../schemas.js';
+import { errorRef, idempotencyHeaders, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema } from '../schemas.js';
 import { type Format } from '../../core/job.js';
 import type { NewJob } from '../../storage/jobs.js';
 import { sendJob } from './reply.js';
@@ -25,19 +25,9 @@ const submitResponses = {
   503: errorRef,
 };
 
-const headersSchema = {
-  type: 'object',
-  properties: {
-    'idempotency-key': {
-      type: 'string',
-      minLength: 1,
-      maxLength: 255,
-      pattern: '^[ -~]+$',
-      description:
-        'Makes the submit safe to repeat: the same key again within 24 hours answers the job the first request created (200) and creates nothing; with a different payload, 422. 1 to 255 printable ASCII characters',
-    },
-  },
-} as const;
+const headersSchema = idempotencyHeaders(
+  'Makes the submit safe to repeat: the same key again within 24 hours answers the job the first request created (200) and creates nothing; with a different payload, 422. 1 to 255 printable ASCII characters',
+);
 
 // Uploads in flight end as their bodies arrive, which nothing predicts.
 const UPLOAD_RETRY_AFTER_SECONDS = 5;
