@@ -94,7 +94,7 @@ export const JOB_FIELDS = {
     nullable: true,
     schema: {
       type: 'string',
-      description: 'The dataset the job loads into (table <DATASET_SCHEMA>.<dataset>); null for jobs from before datasets',
+      description: 'The dataset the job loads into (table <DATASET_SCHEMA>.<dataset>)',
     },
   },
   mode: { payload: true, nullable: true, schema: { type: 'string', enum: WRITE_MODES, description: 'append, replace or merge (on key)' } },
