@@ -120,7 +120,7 @@ describe.each(backends())('datasets ($name)', (backend) => {
     const records = [
       {
         n: 1,
-        big: 123456789012345678901234567890,
+        big: Number('123456789012345678901234567890'),
         ok: true,
         on: '2026-01-31',
         at: '2026-01-31T09:30:00Z',
@@ -506,7 +506,7 @@ describe.each(backends())('datasets ($name)', (backend) => {
       { total: 499_499_001.5, n: 1_000_000 },
     ]);
     expect((await query('SELECT big FROM json_types WHERE n = 1')).body).toEqual({
-      rows: [{ big: 123456789012345678901234567890 }],
+      rows: [{ big: Number('123456789012345678901234567890') }],
       truncated: false,
     });
     const text = await (
