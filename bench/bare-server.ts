@@ -51,4 +51,7 @@ if (redis) {
 }
 const address = await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' });
 console.log(`Server listening at ${address}`);
-process.once('SIGTERM', () => void Promise.all([app.close(), pool?.end(), redis?.disconnect()]).then(() => process.exit(0)));
+process.once('SIGTERM', () => {
+  redis?.disconnect();
+  void Promise.all([app.close(), pool?.end()]).then(() => process.exit(0));
+});

@@ -402,7 +402,7 @@ describe.each(backends())('API contract ($name)', (backend) => {
         );
       });
       let data = '';
-      socket.on('data', (chunk) => (data += chunk));
+      socket.on('data', (chunk: Buffer) => (data += chunk.toString()));
       socket.on('end', () => resolve(data));
       socket.on('close', () => resolve(data));
       socket.on('error', reject);

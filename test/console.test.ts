@@ -50,6 +50,8 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     });
   });
 
+  const closers: (() => void)[] = [];
+
   afterAll(async () => {
     for (const close of closers) close();
     await browser?.close();
@@ -57,8 +59,6 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await sandbox?.dispose();
     expect(server.statuses.filter((status) => status >= 500)).toEqual([]);
   });
-
-  const closers: (() => void)[] = [];
 
   /**
    * A CSV served over loopback, growing by a batch of rows every 100 ms until release() is

@@ -267,7 +267,7 @@ describe.each(backends().filter((b) => b.name !== 'scale-out'))('datasets an old
           await sql(
             `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'datasets' AND c.relname LIKE '_intake_${kind}_%'`,
           )
-        )[0]!.name;
+        )[0]!.name as string;
       const [pk, seq, job, key] = [await named('pk'), await named('seq'), await named('job'), await named('key')];
       await sql(`ALTER TABLE datasets.sales RENAME CONSTRAINT ${pk} TO sales_pkey`);
       await sql(`ALTER SEQUENCE datasets.${seq} RENAME TO sales__intake_id_seq`);

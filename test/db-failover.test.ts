@@ -174,7 +174,7 @@ async function until(check: () => boolean | Promise<boolean>, what: string, time
   }
 }
 
-const cleanup: (() => Promise<unknown> | unknown)[] = [];
+const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
   // Every step runs, even when one fails: no process, server or database is left behind.
   const errors: unknown[] = [];

@@ -159,7 +159,8 @@ function exchange(port: number, request: FuzzRequest): Promise<Answer> {
     let received = Buffer.alloc(0);
     let head: Pick<Answer, 'status' | 'statusLine' | 'headers'> | undefined;
     let settled = false;
-    const finish = (ending: Answer['ending'], error?: string) => {
+    const timer = setTimeout(() => finish('timeout'), ANSWER_TIMEOUT_MS);
+    function finish(ending: Answer['ending'], error?: string) {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -171,8 +172,7 @@ function exchange(port: number, request: FuzzRequest): Promise<Answer> {
       }
       const bodyComplete = ending === 'closed' && received.length < BODY_CAP;
       resolve({ ...(head ?? { headers: {} }), body: received, bodyComplete, ending, ...(error && { error }) });
-    };
-    const timer = setTimeout(() => finish('timeout'), ANSWER_TIMEOUT_MS);
+    }
     socket.on('data', (chunk: Buffer) => {
       if (received.length < BODY_CAP) received = Buffer.concat([received, chunk]);
       while (!head) {
@@ -1518,7 +1518,9 @@ function withDescription(request: FuzzRequest): FuzzRequest {
   return Object.defineProperty(request, fc.toStringMethod, { value: () => describeRequest(request), enumerable: false });
 }
 
-const mediaType = (contentType: string | undefined) => (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+function mediaType(contentType: string | undefined): string {
+  return (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+}
 const contentTypeOf = (request: FuzzRequest) => request.headers.find(([name]) => name.toLowerCase() === 'content-type')?.[1];
 
 // ---------------------------------------------------------------------------------------------

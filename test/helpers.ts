@@ -12,6 +12,12 @@ import { TERMINAL_STATUSES, type JobPayload } from '../src/core/job.js';
 import { createIntake, createLogger, type Intake } from '../src/server.js';
 import { stageOf } from '../src/storage/datasets.js';
 
+/**
+ * npm test (scripts/test.mjs): the fast suite. A heavy case (a million rows, a process left to
+ * run out its timeouts) is written `it.skipIf(FAST)(...)`: npm run test:full runs it.
+ */
+export const FAST = Boolean(process.env.INTAKE_TEST_FAST);
+
 export interface Backend {
   /** embedded: PGlite; postgres: PostgreSQL with in-process workers; scale-out: PostgreSQL + Redis + BullMQ. */
   name: 'embedded' | 'postgres' | 'scale-out';

@@ -42,7 +42,7 @@ async function startFiles(): Promise<{ server: Server; url: string; port: number
         res.writeHead(302, { location: '/loop' });
         return res.end();
       case '/elsewhere':
-        res.writeHead(301, { location: `http://127.0.0.2:${port}/orders.csv` });
+        res.writeHead(301, { location: `http://127.0.0.2:${req.socket.localPort}/orders.csv` });
         return res.end();
       case '/flaky':
         if (++flaky % 3 !== 0) {
@@ -144,7 +144,7 @@ describe('addresses an import may reach by default', () => {
   it('checks the address of every hop: a redirect to a refused address is refused', async () => {
     const only = { allowed: (address: string) => address === '127.0.0.1', timeoutMs: 2000, maxBytes: 1e6, backoffMs: 10 };
     let text = '';
-    for await (const chunk of await openUrl(new URL(`${files.url}/moved`), only)) text += chunk;
+    for await (const chunk of await openUrl(new URL(`${files.url}/moved`), only)) text += chunk.toString();
     expect(text).toBe(ORDERS);
     await expect(openUrl(new URL(`${files.url}/elsewhere`), only)).rejects.toThrow(AddressRefused);
     await expect(openUrl(new URL(`${files.url}/elsewhere`), only)).rejects.toThrow(
@@ -231,6 +231,8 @@ describe.each(backends())('canceling an import in flight ($name)', (backend) => 
     }
   });
 
+  const statusOf = async (jobId: string) => ((await (await fetch(`${server.url}/api/job/${jobId}`)).json()) as JobPayload).status;
+
   it('a cancel aborts the read of an S3 object from a server that hangs, and frees the worker (issue 23, item 14)', async () => {
     s3.freeze();
     try {
@@ -250,8 +252,6 @@ describe.each(backends())('canceling an import in flight ($name)', (backend) => 
       s3.thaw();
     }
   });
-
-  const statusOf = async (jobId: string) => ((await (await fetch(`${server.url}/api/job/${jobId}`)).json()) as JobPayload).status;
 
   it('never answered 5xx', () => {
     expect(server.statuses.filter((s) => s >= 500)).toEqual([]);

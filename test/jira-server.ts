@@ -7,7 +7,7 @@
  * can queue faults (429 with Retry-After, 503, 400 with Jira's error body) and stall a page
  * (hold its answer until they release it).
  */
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 export interface JiraIssue {
   id: string;
@@ -114,7 +114,50 @@ export async function startJira(options: { email?: string; token?: string; timeZ
   const faults: JiraServer['faults'] = [];
   const searches: string[] = [];
   const stalls = new Map<number, { reached(res: ServerResponse): void; released: Promise<void>; release(): void }>();
-  const server: Server = createServer(async (req, res) => {
+  const server: Server = createServer((req, res) => void answer(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const jira: JiraServer = {
+    url: `http://127.0.0.1:${port}`,
+    email,
+    token,
+    timeZone,
+    requests,
+    issues,
+    faults,
+    searches,
+    stall(page) {
+      let reached!: () => void;
+      let release!: () => void;
+      let dropped!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const held = {
+        reached: (res: ServerResponse) => {
+          reached();
+          res.once('close', () => !res.writableFinished && dropped());
+        },
+        released,
+        release: () => {
+          if (stalls.get(page) === held) stalls.delete(page);
+          release();
+        },
+      };
+      stalls.set(page, held);
+      return {
+        reached: new Promise<void>((resolve) => (reached = resolve)),
+        release: held.release,
+        dropped: new Promise<void>((resolve) => (dropped = resolve)),
+      };
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const stall of stalls.values()) stall.release();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+
+  async function answer(req: IncomingMessage, res: ServerResponse) {
     const path = req.url!.split('?')[0]!;
     requests.push({ path, authorization: req.headers.authorization });
     const json = (status: number, body: unknown) => {
@@ -184,47 +227,7 @@ export async function startJira(options: { email?: string; token?: string; timeZ
     if (path === '/rest/api/3/search')
       return json(410, { errorMessages: ['The requested API has been removed. Please migrate to the /rest/api/3/search/jql API.'] });
     return json(404, { errorMessages: ['Not found'] });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  const jira: JiraServer = {
-    url: `http://127.0.0.1:${port}`,
-    email,
-    token,
-    timeZone,
-    requests,
-    issues,
-    faults,
-    searches,
-    stall(page) {
-      let reached!: () => void;
-      let release!: () => void;
-      let dropped!: () => void;
-      const released = new Promise<void>((resolve) => (release = resolve));
-      const held = {
-        reached: (res: ServerResponse) => {
-          reached();
-          res.once('close', () => !res.writableFinished && dropped());
-        },
-        released,
-        release() {
-          if (stalls.get(page) === held) stalls.delete(page);
-          release();
-        },
-      };
-      stalls.set(page, held);
-      return {
-        reached: new Promise<void>((resolve) => (reached = resolve)),
-        release: held.release,
-        dropped: new Promise<void>((resolve) => (dropped = resolve)),
-      };
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const stall of stalls.values()) stall.release();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  }
+
   return jira;
 }

@@ -202,7 +202,7 @@ try {
 } finally {
   for (const child of processes) if (child.exitCode === null) child.kill('SIGTERM');
   await Promise.all(
-    processes.map((child) => (child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve)) : undefined)),
+    processes.filter((child) => child.exitCode === null).map((child) => new Promise((resolve) => child.once('exit', resolve))),
   );
   const redis = new Redis(redisUrl);
   for (let cursor = '0', first = true; first || cursor !== '0'; first = false) {

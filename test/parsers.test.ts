@@ -624,13 +624,13 @@ function randomDocument(rnd: Random, nasty: boolean): { text: string; expected: 
       }
     }
   };
-  const object = (depth: number): [Record<string, unknown>, string] => {
+  function object(depth: number): [Record<string, unknown>, string] {
     const entries = Array.from({ length: rnd.int(4) }, () => [randomKey(), value(depth)] as const);
     const result: Record<string, unknown> = {};
     for (const [k, [v]] of entries) Object.defineProperty(result, k, { value: v, enumerable: true, writable: true, configurable: true });
     const text = '{' + ws() + entries.map(([k, [, t]]) => str(k) + ws() + ':' + ws() + t).join(ws() + ',' + ws()) + ws() + '}';
     return [result, text];
-  };
+  }
 
   let text = ws();
   const wrapped = rnd.next() < 0.5;

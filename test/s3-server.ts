@@ -69,7 +69,9 @@ function launch(dir: string, port: number): Promise<{ child: ChildProcess; port:
 
 export async function startS3(): Promise<S3Server> {
   const dir = mkdtempSync(join(tmpdir(), 'intake-s3-'));
-  let { child, port } = await launch(dir, 0);
+  const first = await launch(dir, 0);
+  const port = first.port;
+  let child = first.child;
   const endpoint = `http://127.0.0.1:${port}`;
   const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
   const client = new S3Client({

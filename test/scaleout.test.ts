@@ -13,7 +13,6 @@ import {
   upload,
   waitForJob,
   type Sandbox,
-  type TestServer,
 } from './helpers.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 import { freePort, startRedisServer, type RedisServer } from './redis-server.js';
@@ -229,14 +228,13 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
     const env: Record<string, string> = { ...sandbox.env, REDIS_URL: redis.url };
     // A completed job, made by a real worker that then stops cleanly.
     const serverPromise = startServer(sandbox, { REDIS_URL: redis.url, WORKER_CONCURRENCY: '0' });
-    let server: TestServer | undefined;
     cleanup.push(async () => {
-      const started = server ?? (await serverPromise.catch(() => undefined));
+      const started = await serverPromise.catch(() => undefined);
       if (!started) return;
       redis.resume(); // a paused server would hold up the close
       await within(started.close(), 20_000, 'closing Intake');
     });
-    server = await serverPromise;
+    const server = await serverPromise;
     const w = await worker(env, 'a');
     const res = await upload(server.url, 'small.csv', makeCsv(300));
     expect(res.status).toBe(202);
@@ -426,7 +424,7 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
         `SELECT application_name, state, round(extract(epoch FROM now() - xact_start))::int AS xact_seconds, left(query, 60) AS query
          FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
       );
-      throw new Error(`${(err as Error).message}\nsessions: ${JSON.stringify(rows)}`);
+      throw new Error(`${(err as Error).message}\nsessions: ${JSON.stringify(rows)}`, { cause: err });
     }
     const dispatchMs = Date.now() - workerAt;
     const job = await waitForJob(server.url, jobId, 30_000);

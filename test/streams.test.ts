@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { readEvents } from '../src/client/sse.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/core/job.js';
-import type { Db, QueryResult } from '../src/storage/db.js';
+import type { Db } from '../src/storage/db.js';
 import { backends, createSandbox, getJson, makeCsv, startServer, upload, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 const RECHECK_MS = 2000; // src/http/routes/events.ts
@@ -88,14 +88,15 @@ async function setStatus(db: Db, jobId: string, status: JobPayload['status']): P
 function countJobReads(db: Db): { count(): number; reset(): void } {
   let n = 0;
   const reads = (sql: string) => /ingest_jobs\s+WHERE\s+job_id/.test(sql);
-  const { query, queryText } = db;
+  const query = db.query.bind(db);
+  const queryText = db.queryText.bind(db);
   db.query = <R>(sql: string, params?: unknown[]) => {
     if (reads(sql)) n++;
-    return query.call(db, sql, params) as Promise<QueryResult<R>>;
+    return query<R>(sql, params);
   };
   db.queryText = (sql, params) => {
     if (reads(sql)) n++;
-    return queryText.call(db, sql, params);
+    return queryText(sql, params);
   };
   return { count: () => n, reset: () => void (n = 0) };
 }

@@ -5,7 +5,7 @@
  * callback URLs follow the address rule of imports.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -60,23 +60,24 @@ class Receiver {
     this.server = createServer((req: IncomingMessage, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', async () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        if (this.delayMs > 0) await sleep(this.delayMs);
-        this.received.push({
-          path: req.url!,
-          event: String(req.headers['intake-event']),
-          delivery: String(req.headers['intake-delivery']),
-          attempt: String(req.headers['intake-attempt']),
-          body,
-          verified: verify(req.headers['intake-signature'] as string | undefined, body, SECRET),
-        });
-        res.writeHead(this.answer, { 'content-type': 'text/plain' });
-        res.end(this.answer === 200 ? this.thanks : 'down for maintenance');
-      });
+      req.on('end', () => void this.respond(req, res, Buffer.concat(chunks).toString('utf8')));
     });
     await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
     this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  private async respond(req: IncomingMessage, res: ServerResponse, body: string): Promise<void> {
+    if (this.delayMs > 0) await sleep(this.delayMs);
+    this.received.push({
+      path: req.url!,
+      event: String(req.headers['intake-event']),
+      delivery: String(req.headers['intake-delivery']),
+      attempt: String(req.headers['intake-attempt']),
+      body,
+      verified: verify(req.headers['intake-signature'] as string | undefined, body, SECRET),
+    });
+    res.writeHead(this.answer, { 'content-type': 'text/plain' });
+    res.end(this.answer === 200 ? this.thanks : 'down for maintenance');
   }
 
   async stop(): Promise<void> {
