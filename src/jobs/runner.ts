@@ -3,15 +3,7 @@ import type { InputLimits } from '../formats/limits.js';
 import type { JobEvents } from '../live/job-events.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
 import { COLUMN_TYPES, type ColumnType } from '../datasets/types.js';
-import {
-  CheckpointConflictError,
-  markCompleted,
-  markFailed,
-  markRunning,
-  noteCanceledRead,
-  restartJob,
-  type Tracker,
-} from './tracking.js';
+import { CheckpointConflictError, markCompleted, markFailed, markRunning, noteCanceledRead, restartJob, type Tracker } from './tracking.js';
 import { BatchWriter, databaseMessage } from './batch-writer.js';
 import { isTabular, TERMINAL_STATUSES } from '../core/job.js';
 import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount } from '../storage/datasets.js';
