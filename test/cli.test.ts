@@ -86,7 +86,6 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
       const { code, stdout } = await run(...args);
       expect(code).toBe(0);
       expect(stdout).toContain('evil\\u001b[2J\\u001b]0;pwned\\u0007.csv');
-       
       expect(stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
     }
   });

@@ -95,7 +95,6 @@ describe.each(backends())('hardening ($name)', (backend) => {
       expect(res.status, disposition).toBe(202);
       const { file_name: name } = await res.json();
       expect(name).toMatch(/^a\uFFFD.*\.csv$/);
-       
       expect(name).not.toMatch(/[\u0000-\u001f]/);
     }
     // Characters that reorder or hide text are stored and shown written out, never as themselves.
