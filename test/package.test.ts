@@ -31,7 +31,14 @@ describe('the npm package', () => {
     tarball = join(work, packed[0].filename);
     packedFiles = packed[0].files.map((file) => file.path);
     prefix = join(work, 'prefix');
-    const install = await run('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], work);
+    // A prefix of its own moves npm's global config file into it too: keep the machine's (its
+    // registry, proxy and CA file), or every registry request fails where a CA file is needed.
+    const globalconfig = execFileSync('npm', ['config', 'get', 'globalconfig'], { encoding: 'utf8' }).trim();
+    const install = await run(
+      'npm',
+      ['install', '-g', '--prefix', prefix, '--globalconfig', globalconfig, '--prefer-offline', '--no-audit', '--no-fund', tarball],
+      work,
+    );
     expect(install.code, install.stderr).toBe(0);
   }, 240_000);
 
