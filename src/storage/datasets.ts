@@ -193,8 +193,6 @@ async function takeTable(tx: Queryable, table: string): Promise<void> {
 /** A load that cannot be published as asked: the job fails with this message. */
 export class PublishConflict extends Error {}
 
-const DATASET_COUNT_LOCK = LOCK_KEYS.datasetCount;
-
 export const tooManyDatasets = (max: number, name: string) => new PublishConflict(conflicts.tooManyDatasets(max, name));
 
 /** Whether Intake holds `max` datasets or more and none named `name`: a load into it would make one too many. */
@@ -300,7 +298,7 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
 async function createDataset(tx: Queryable, p: Publish, create: NonNullable<PublishPlan['create']>): Promise<void> {
   if (p.maxDatasets !== undefined) {
     // One new dataset at a time, so that concurrent publishes cannot pass the cap together.
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [DATASET_COUNT_LOCK]);
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.datasetCount]);
     const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM intake_datasets'); // this one's row included
     if (rows[0]!.n > p.maxDatasets) throw tooManyDatasets(p.maxDatasets, p.dataset);
   }
