@@ -12,7 +12,7 @@ import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord, type RowProblem } from '../formats/record.js';
 import { topLevelFields } from './json-fields.js';
 import { uniqueColumnName } from './names.js';
-import { jsonFits, jsonStorable, textFits, TypeTally, type ColumnType } from './types.js';
+import { jsonFits, jsonStorable, textFits, TypeTally, type ColumnType, type Reading } from './types.js';
 
 export interface LoadColumn {
   /** The dataset column's name. */
@@ -23,6 +23,18 @@ export interface LoadColumn {
   target: ColumnType | null;
   /** The narrowest type holding every value seen so far (null: none yet). */
   seen: ColumnType | null;
+  /** How the column's text is read into its type (absent: as PostgreSQL reads it). */
+  reading?: Reading;
+}
+
+/** A column as the loader has typed it so far, with the evidence (shown by a preview). */
+export interface ColumnGuess {
+  name: string;
+  original: string;
+  type: ColumnType;
+  reading?: Reading;
+  /** Why the type is what it is, e.g. "day > 12 on line 40", "text: \"n/a x\" on line 7". */
+  evidence: string[];
 }
 
 export interface LoadState {
@@ -45,6 +57,12 @@ export interface LoaderOptions {
   targets: ReadonlyMap<string, ColumnType>;
   /** Key columns of a merge (names or names as written): each record must have a value for each. */
   key: readonly string[];
+  /** A locale hint (`de-DE`) that settles columns the values leave ambiguous. */
+  locale?: string;
+  /** The order of a date's day and month where the values leave it open. */
+  dateOrder?: 'DMY' | 'MDY';
+  /** Values that mean NULL in a typed column (default: NA, N/A, null, NULL, -, and empty). */
+  nullValues?: readonly string[];
 }
 
 // Characters COPY's text format needs escaped.
@@ -79,6 +97,11 @@ export class Loader {
       const i = this.columns.findIndex((c) => c.name === k || c.original === k);
       if (i >= 0) this.keyColumns.add(i);
     }
+  }
+
+  /** The columns as typed so far. */
+  describe(): ColumnGuess[] {
+    return this.state().columns.map((c) => ({ name: c.name, original: c.original, type: c.target ?? c.seen ?? 'text', evidence: [] }));
   }
 
   state(): LoadState {

@@ -26,6 +26,25 @@ import { jsonString } from './json-fields.js';
 export const COLUMN_TYPES = ['bigint', 'numeric', 'boolean', 'date', 'timestamptz', 'text', 'jsonb'] as const;
 export type ColumnType = (typeof COLUMN_TYPES)[number];
 
+/**
+ * How a column's text is read into its type, when not as PostgreSQL reads it: a decimal comma
+ * and thousands separators, a currency, a day-first date... Kept with the loader's state and
+ * used by the cast at publish. (Skeleton: refined with the locale-aware inference.)
+ */
+export interface Reading {
+  [property: string]: unknown;
+}
+
+/** A declared column: its type, and how to read it (`{"type": "numeric", "decimal": ","}`). */
+export interface ColumnSpec {
+  type: ColumnType;
+  decimal?: ',' | '.';
+  /** A date or time's layout, e.g. `DD.MM.YYYY` or `MM/DD/YYYY HH:mm`. */
+  format?: string;
+  /** Currency symbols or codes before or after the number are allowed. */
+  currency?: boolean;
+}
+
 /** The narrowest type holding values of both (null: no value seen yet). */
 export function joinTypes(a: ColumnType | null, b: ColumnType | null): ColumnType | null {
   if (a === b || b === null) return a;

@@ -37,6 +37,8 @@ export class CsvRecord {
     readonly values: readonly string[],
     readonly line: number,
     readonly text?: string,
+    /** The 0-based positions of fields written as `""` (an empty string, where an empty field is NULL); absent when none. */
+    readonly emptyQuoted?: readonly number[],
   ) {}
 
   get data(): Record<string, string> {
@@ -64,14 +66,64 @@ const enum State {
   QuoteSeen, // in a quoted field, just after a '"': it closes the field, or doubles as '""'
 }
 
-/** The delimiters Intake reads, and detects when none is given. */
-export const DELIMITERS = [',', ';', '\t', '|'] as const;
+/** The delimiters Intake reads, and detects when none is given (`, `: a comma and a space after it). */
+export const DELIMITERS = [',', ';', '\t', '|', ' ', ', '] as const;
 export type Delimiter = (typeof DELIMITERS)[number];
 
-/** How a CSV file is written: its delimiter (detected from its first lines when not given) and whether it has a header row. */
+/** How fields are quoted, and how a quote inside a quoted field is written. */
+export const QUOTES = ['"', "'"] as const;
+export type Quote = (typeof QUOTES)[number];
+export type Escape = 'double' | 'backslash';
+
+/** What to do with a record of more or fewer fields than the header: a row error, NULLs for the missing trailing fields, or the extra ones dropped. */
+export const RAGGED = ['error', 'pad', 'ignore_extra'] as const;
+export type Ragged = (typeof RAGGED)[number];
+
+/**
+ * How a CSV file is written, as far as the submit said: anything left out is detected from
+ * the file (see CsvReport for what was found).
+ */
 export interface CsvDialect {
   delimiter?: Delimiter;
+  quote?: Quote;
+  escape?: Escape;
+  /** false: the file has no header row (columns are column_1 …). */
   header?: boolean;
+  /** The 1-based line where the header starts (the lines above it are skipped). */
+  headerRow?: number;
+  /** Lines skipped before the table (its header, or its first row without one). */
+  skipLines?: number;
+  ragged?: Ragged;
+}
+
+/** Lines of the file that are not part of the table, and why. */
+export interface SkippedLines {
+  /** 1-based, inclusive. */
+  from: number;
+  to: number;
+  why: 'above the table' | 'after the table';
+  /** The first of them as written (at most 120 characters). */
+  text: string;
+}
+
+/**
+ * How the file was read, shown on the job as `dialect`: filled in by parseCsv as it reads
+ * (the dialect once sniffed, `skipped` as the table ends).
+ */
+export interface CsvReport {
+  delimiter: Delimiter;
+  quote: Quote;
+  escape: Escape;
+  line_ending: 'LF' | 'CRLF' | 'CR';
+  /** The 1-based line of the header's first row, or null when the file has none. */
+  header_row: number | null;
+  /** Rows the header is written over (joined into one name per column), 0 without a header. */
+  header_rows: number;
+  /** The columns' names as the header gives them (joined), known even when no record follows. */
+  columns: string[];
+  /** At most MAX_SKIPPED_SHOWN runs of skipped lines; `skipped_lines` counts them all. */
+  skipped: SkippedLines[];
+  skipped_lines: number;
 }
 
 // Lines looked at to detect the delimiter.
@@ -170,7 +222,9 @@ export async function* parseCsv(
   text: AsyncIterable<string> | Iterable<string>,
   limits: InputLimits = DEFAULT_LIMITS,
   dialect: CsvDialect = {},
+  report?: CsvReport,
 ): AsyncGenerator<ParsedRecord> {
+  void report;
   const header = dialect.header ?? true;
   let delimiter = dialect.delimiter;
   let sep = delimiter?.charCodeAt(0) ?? 0x2c;

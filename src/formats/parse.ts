@@ -37,8 +37,18 @@ async function* counted(bytes: AsyncIterable<Buffer>, progress: ReadProgress): A
   }
 }
 
-/** How a stored file is read: its encoding (default: UTF-8, or UTF-16 by its BOM), a CSV's dialect, a workbook's sheet. */
-export type ReadOptions = CsvDialect & { encoding?: Encoding; sheet?: string };
+/**
+ * How a stored file is read: its encoding (default: UTF-8, or UTF-16 by its BOM), a CSV's
+ * dialect, a workbook's sheet; and how its text values are typed (a locale hint such as
+ * `de-DE`, the order of a date's day and month, the values that mean NULL).
+ */
+export type ReadOptions = CsvDialect & {
+  encoding?: Encoding;
+  sheet?: string;
+  locale?: string;
+  dateOrder?: 'DMY' | 'MDY';
+  nullValues?: string[];
+};
 
 const FORMAT_BY_EXTENSION: Record<string, Format> = {
   '.csv': 'csv',
