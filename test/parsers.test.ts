@@ -5,7 +5,7 @@ import { parse as csvParseSync } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../src/formats/limits.js';
 import { detectDelimiter, headerKeys, parseCsv, type CsvDialect } from '../src/formats/csv.js';
-import { decodeUtf8, type Encoding } from '../src/formats/decode.js';
+import { decodeText, decodeUtf8, type Encoding } from '../src/formats/decode.js';
 import { IngestError } from '../src/core/errors.js';
 import { parseJson } from '../src/formats/json.js';
 import { parseNdjson } from '../src/formats/ndjson.js';
@@ -856,15 +856,27 @@ describe('readRecords', () => {
     expect(parsed.map((r) => r.data)).toEqual(rows.map((r) => ({ id: String(r.id), s: r.s })));
   });
 
-  it('fails with an IngestError on bytes that are not UTF-8, for every format', async () => {
-    const bad = Buffer.concat([Buffer.from('a\n'), Buffer.from([0xff]), Buffer.from('\n')]);
-    for (const format of ['csv', 'json', 'ndjson'] as const) {
-      await expect(readAll(file(`bad.${format}`, bad), format)).rejects.toThrow(
-        new IngestError(
-          'the file is not valid UTF-8: invalid byte sequence 0xFF at byte 2 (line 2); it looks like windows-1252: retry with encoding=windows-1252',
-        ),
-      );
-    }
+  it('reads a file whose first 256 KiB are not UTF-8 but text as Windows-1252, and fails on a later byte that is not UTF-8', async () => {
+    const latin = Buffer.concat([Buffer.from('name\n'), Buffer.from([0x4d, 0xfc, 0x6e]), Buffer.from('\n')]); // "Mün" in windows-1252
+    const found: string[] = [];
+    const names: unknown[] = [];
+    for await (const text of decodeText(
+      (async function* () {
+        yield latin;
+      })(),
+      undefined,
+      (encoding) => found.push(encoding),
+    ))
+      names.push(text);
+    expect([found, names.join('')]).toEqual([['windows-1252'], 'name\nMün\n']);
+    const late = Buffer.concat([Buffer.from('a\n'), Buffer.from(`${'x'.repeat(300 * 1024)}\n`), Buffer.from([0xff]), Buffer.from('\n')]);
+    await expect(readAll(file('bad.csv', late), 'csv')).rejects.toThrow(
+      new IngestError(
+        `the file is not valid UTF-8: invalid byte sequence 0xFF at byte ${late.length - 2} (line 3); it looks like windows-1252: retry with encoding=windows-1252`,
+      ),
+    );
+    // Control bytes are not text: not read as Windows-1252 either.
+    await expect(readAll(file('binary.csv', Buffer.from([0x61, 0x0a, 0xff, 0x01, 0x0a])), 'csv')).rejects.toThrow(/not valid UTF-8/);
     await expect(readAll(file('nul.csv', 'a,b\n1,\0\n'), 'csv')).rejects.toBeInstanceOf(IngestError);
   });
 

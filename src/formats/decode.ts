@@ -173,21 +173,61 @@ function bomOf(head: Uint8Array): { encoding: Encoding; length: number } | undef
   return undefined;
 }
 
+// Bytes looked at to tell a file's encoding when it has no BOM and none is given.
+const DETECT_BYTES = 256 * 1024;
+
+/** The first chunks of a stream, joined, until they hold `size` bytes (or the stream ends), and the iterator of the rest. */
+async function headOf(bytes: AsyncIterable<Buffer>, size: number): Promise<[Buffer | undefined, AsyncIterator<Buffer>]> {
+  const iterator = bytes[Symbol.asyncIterator]();
+  const chunks: Buffer[] = [];
+  let length = 0;
+  while (length < size) {
+    const next = await iterator.next();
+    if (next.done) break;
+    chunks.push(next.value);
+    length += next.value.length;
+  }
+  return [chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), iterator];
+}
+
+/**
+ * The encoding of a file without a BOM, from its first bytes: UTF-8 when they are valid UTF-8
+ * (a character cut by the end of the sample aside); else UTF-16 when a NUL comes every other
+ * byte, Windows-1252 when they look like text (the single-byte encoding of most Western
+ * exports; a later byte cannot change the choice, the file is read as it streams); else UTF-8,
+ * whose error then says what is wrong (a binary file).
+ */
+function detectEncoding(head: Uint8Array): Encoding {
+  if (firstInvalid(head, 0) === undefined) return 'utf-8';
+  const likely = likelyEncoding(head);
+  return likely === 'windows-1252' && !isText(head) ? 'utf-8' : (likely ?? 'utf-8');
+}
+
+/** Whether bytes hold no control character text never does (all but tab, line breaks, form feed and DOS's end of file). */
+function isText(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0x0c && b !== 0x1a) return false;
+  return true;
+}
+
 /**
  * Decodes a stored file: in `encoding` when given; UTF-16 when it starts with a UTF-16 byte
- * order mark; otherwise strictly as UTF-8 (decodeUtf8), and when that fails on the file's
- * bytes, the error suggests the encoding it looks like. A NUL character fails the file in any
- * encoding (PostgreSQL cannot store it).
+ * order mark; otherwise in the encoding its first 256 KiB show (detectEncoding). UTF-8 is read
+ * strictly (decodeUtf8): when a later byte is not UTF-8, the error suggests the encoding the
+ * file looks like. A NUL character fails the file in any encoding (PostgreSQL cannot store it).
+ * `found` is told the encoding read.
  */
-export async function* decodeText(bytes: AsyncIterable<Buffer>, encoding?: Encoding): AsyncGenerator<string> {
-  const iterator = bytes[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  if (first.done) return;
-  const head = first.value;
+export async function* decodeText(
+  bytes: AsyncIterable<Buffer>,
+  encoding?: Encoding,
+  found?: (encoding: Encoding) => void,
+): AsyncGenerator<string> {
+  const [head, iterator] = await headOf(bytes, encoding === undefined ? DETECT_BYTES : 1);
+  if (head === undefined) return;
   const rest = { [Symbol.asyncIterator]: () => iterator };
   const bom = encoding === undefined ? bomOf(head) : undefined;
-  const chosen = encoding ?? bom?.encoding;
-  if (chosen === undefined || chosen === 'utf-8') {
+  const chosen = encoding ?? bom?.encoding ?? detectEncoding(head);
+  found?.(chosen);
+  if (chosen === 'utf-8') {
     try {
       yield* decodeUtf8(prepend(head, rest));
     } catch (err) {
