@@ -191,15 +191,16 @@ async function headOf(bytes: AsyncIterable<Buffer>, size: number): Promise<[Buff
 }
 
 /**
- * The encoding of a file without a BOM, from its first bytes: UTF-8 when they are valid UTF-8
- * (a character cut by the end of the sample aside); else UTF-16 when a NUL comes every other
- * byte, Windows-1252 when they look like text (the single-byte encoding of most Western
+ * The encoding of a file without a BOM, from its first bytes: UTF-16 when a NUL comes every
+ * other byte; UTF-8 when they are valid UTF-8 (a character cut by the end of the sample aside);
+ * else Windows-1252 when they look like text (the single-byte encoding of most Western
  * exports; a later byte cannot change the choice, the file is read as it streams); else UTF-8,
  * whose error then says what is wrong (a binary file).
  */
 function detectEncoding(head: Uint8Array): Encoding {
-  if (firstInvalid(head, 0) === undefined) return 'utf-8';
   const likely = likelyEncoding(head);
+  if (likely === 'utf-16le' || likely === 'utf-16be') return likely;
+  if (firstInvalid(head, 0) === undefined) return 'utf-8';
   return likely === 'windows-1252' && !isText(head) ? 'utf-8' : (likely ?? 'utf-8');
 }
 
