@@ -381,6 +381,7 @@ const ISO_DATE: DateForm = { kind: 'date', orders: BOTH_ORDERS, ordered: false, 
 const ISO_TIME: DateForm = { ...ISO_DATE, time: true };
 const MAX_NULLS = 16;
 
+const hasExponent = (s: string) => s.indexOf('e') >= 0 || s.indexOf('E') >= 0;
 const show = (s: string) => JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s);
 const at = (line: number) => (line > 0 ? ` on line ${line}` : '');
 
@@ -489,7 +490,7 @@ export class TypeTally {
     // The common case: a value of the form the column has already, changing nothing.
     if (family === 'number' && st.percent === 'none') {
       if (isBigint(raw)) return;
-      if ((st.styles & COMMA_STYLES) === 0 && st.wide & POINT && isNumeric(raw) && !/[eE]/.test(raw)) return;
+      if ((st.styles & COMMA_STYLES) === 0 && st.wide & POINT && isNumeric(raw) && !hasExponent(raw)) return;
     } else if (family === 'date') {
       if (isDate(raw) || (st.time && isTimestamp(raw))) return;
     } else if (family === 'boolean' && isBoolean(raw)) return;
@@ -506,11 +507,30 @@ export class TypeTally {
     const type = target.type;
     if (type === 'text') return null;
     if (type === 'jsonb') return isJsonText(raw) ? null : `is jsonb and cannot hold ${show(raw)}`;
-    if ((type === 'bigint' || type === 'numeric') && this.s.percent !== 'all' && isBigint(raw)) return null;
+    if (this.fitsAsIs(raw, type)) return null;
     const form = this.classify(raw);
     const problem = this.misfit(form, raw, type);
     if (problem === null) this.pending = { form, raw };
     return problem;
+  }
+
+  /** The common case of a target: a plain ASCII number, an ISO date, changing nothing the column allows. */
+  private fitsAsIs(raw: string, type: ColumnType): boolean {
+    const st = this.s;
+    switch (type) {
+      case 'bigint':
+        return isBigint(raw);
+      case 'numeric':
+        return isBigint(raw) || ((st.styles & COMMA_STYLES) === 0 && (st.wide & POINT) !== 0 && isNumeric(raw) && !hasExponent(raw));
+      case 'date':
+        return isDate(raw);
+      case 'timestamptz':
+        return this.target?.layout === undefined && (isDate(raw) || isTimestamp(raw));
+      case 'boolean':
+        return isBoolean(raw);
+      default:
+        return false;
+    }
   }
 
   /** Counts the value `check` last let in. */
@@ -562,7 +582,7 @@ export class TypeTally {
     if (startsNumeric(c)) {
       if (isBigint(s)) return INTEGER;
       if (isNumeric(s)) {
-        if (/[eE]/.test(s)) return { ...INTEGER, styles: POINT_STYLES, wide: POINT | COMMA, exponent: true };
+        if (hasExponent(s)) return { ...INTEGER, styles: POINT_STYLES, wide: POINT | COMMA, exponent: true };
         return readNumber(s) ?? { ...INTEGER, styles: POINT_STYLES, wide: POINT }; // .5, 1.
       }
       if (isDate(s)) return ISO_DATE;
