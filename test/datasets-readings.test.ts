@@ -108,6 +108,9 @@ describe('locale-aware types, decided by the whole column', () => {
   it('reads yes/no booleans and NULL markers only in a column otherwise typed', () => {
     expect(typeOf(['yes', 'No', 'Y', 'n', 'on', 'OFF', 'true'])).toBe('boolean');
     expect(typeOf(['1', '0'])).toBe('bigint');
+    expect(typeOf(['y', 'Y'])).toBe('text'); // a letter alone: a and b, x and y...
+    expect(typeOf(['y', 'N'])).toBe('boolean');
+    expect(typeOf(['n', 'yes'])).toBe('boolean');
     expect(typeOf(['yes', '1'])).toBe('text');
     expect(column(['12', 'NA', '-', ' N/A ', '3'])).toMatchObject({ type: 'bigint', reading: { nulls: ['NA', '-', 'N/A'] } });
     expect(column(['NA', 'null'])).toMatchObject({ type: null });
@@ -177,7 +180,7 @@ describe('the loader', () => {
     });
     const state = JSON.parse(JSON.stringify(loader.state())) as LoadState;
     const resumed = new Loader({ format: 'csv', targets: new Map(), key: ['id'] }, state);
-    resumed.row(record(5, ['3', '1,5', 'y']), 3);
+    resumed.row(record(5, ['3', '1,5', 'yes']), 3);
     expect(resumed.describe()).toEqual([
       { name: 'id', original: 'id', type: 'bigint', evidence: [] },
       {

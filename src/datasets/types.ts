@@ -363,6 +363,8 @@ export interface TallyState {
   ordered: boolean;
   time: boolean;
   rewrite: boolean;
+  /** Booleans seen: 1 y, 2 n (single letters), 4 a word (true, no, on...). */
+  booleans?: number;
   /** NULL markers seen. */
   nulls: string[];
   /** Why the column is what it is, by topic: its first occurrence. */
@@ -371,10 +373,12 @@ export interface TallyState {
   ambiguous?: string;
 }
 
-type Form = NumberForm | DateForm | { kind: 'boolean' } | { kind: 'jsonb' } | { kind: 'text' } | { kind: 'null'; marker: string };
+type Form =
+  NumberForm | DateForm | { kind: 'boolean'; bits: number } | { kind: 'jsonb' } | { kind: 'text' } | { kind: 'null'; marker: string };
 
 const TEXT_FORM = { kind: 'text' } as const;
-const BOOLEAN_FORM = { kind: 'boolean' } as const;
+/** A boolean's bits (TallyState.booleans): a single letter is a boolean only with its opposite in the column. */
+const booleanForm = (s: string) => ({ kind: 'boolean' as const, bits: s.length > 1 ? 4 : s === 'y' || s === 'Y' ? 1 : 2 });
 const JSON_FORM = { kind: 'jsonb' } as const;
 const INTEGER: NumberForm = { kind: 'number', styles: ALL_STYLES, wide: 0, exponent: false, grouped: false, percent: false };
 const ISO_DATE: DateForm = { kind: 'date', orders: BOTH_ORDERS, ordered: false, time: false, rewritten: false };
@@ -493,7 +497,7 @@ export class TypeTally {
       if ((st.styles & COMMA_STYLES) === 0 && st.wide & POINT && isNumeric(raw) && !hasExponent(raw)) return;
     } else if (family === 'date') {
       if (isDate(raw) || (st.time && isTimestamp(raw))) return;
-    } else if (family === 'boolean' && isBoolean(raw)) return;
+    } else if (family === 'boolean' && ((st.booleans ?? 4) & 4 || st.booleans === 3) && isBoolean(raw)) return;
     this.add(this.classify(raw), raw, line);
   }
 
@@ -587,7 +591,7 @@ export class TypeTally {
       }
       if (isDate(s)) return ISO_DATE;
       if (isTimestamp(s)) return ISO_TIME;
-    } else if (isBoolean(s)) return BOOLEAN_FORM;
+    } else if (isBoolean(s)) return booleanForm(s);
     return readNumber(s) ?? readDate(s) ?? TEXT_FORM;
   }
 
@@ -616,6 +620,7 @@ export class TypeTally {
       );
     }
     st.family = form.kind;
+    if (form.kind === 'boolean') st.booleans = (st.booleans ?? 0) | form.bits;
     if (form.kind === 'number') this.addNumber(form, raw, line);
     else if (form.kind === 'date') this.addDate(form, raw, line);
   }
@@ -699,6 +704,11 @@ export class TypeTally {
       case 'jsonb':
         return { type: st.family, evidence };
       case 'boolean':
+        if (target === undefined && st.booleans !== undefined && (st.booleans & 4) === 0 && st.booleans !== 3)
+          return {
+            type: 'text',
+            evidence: [...evidence, `text: only ${st.booleans === 1 ? '"y"' : '"n"'}: a single letter is a boolean only with its opposite`],
+          };
         return typed('boolean');
       case 'number': {
         const point = (st.styles & POINT_STYLES) !== 0;
