@@ -138,6 +138,11 @@ describe('declared types that say how to read', () => {
     expect(betrag).toMatchObject({ type: 'numeric', reading: { decimal: ',', group: '.', nulls: ['NA'] } });
     expect(target({ type: 'numeric', decimal: ',' }, ['1.234']).reading).toEqual({ decimal: ',' });
     expect(target({ type: 'bigint' }, ['1,5']).problems).toEqual(['is bigint and cannot hold "1,5"']);
+    // 1,234 into a bigint is 1234 whatever the locale says: a decimal comma would make it 1.234.
+    const bigint = new TypeTally(null, undefined, { decimal: ',' }, { type: 'bigint' });
+    expect(bigint.check('1,234')).toBeNull();
+    bigint.commit(2);
+    expect(bigint.resolve()).toMatchObject({ type: 'bigint', reading: { group: ',' } });
     expect(target({ type: 'numeric', currency: false }, ['$5']).problems).toEqual(['is numeric without a currency and cannot hold "$5"']);
     expect(target({ type: 'date', format: 'DD.MM.YYYY' }, ['05.06.2025', '12/31/2025', '2025-01-01']).problems).toEqual([
       null,

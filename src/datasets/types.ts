@@ -514,8 +514,14 @@ export class TypeTally {
     if (this.fitsAsIs(raw, type)) return null;
     const form = this.classify(raw);
     const problem = this.misfit(form, raw, type);
-    if (problem === null) this.pending = { form, raw };
-    return problem;
+    if (problem !== null) return problem;
+    // In a bigint column, a value narrows the styles to those that read it as an integer
+    // (1,234 is 1234, never 1.234): whichever style is chosen at the end, the cast holds.
+    this.pending = {
+      form: type === 'bigint' && form.kind === 'number' ? { ...form, styles: form.styles & ~wideStyles(form.wide), wide: 0 } : form,
+      raw,
+    };
+    return null;
   }
 
   /** The common case of a target: a plain ASCII number, an ISO date, changing nothing the column allows. */
