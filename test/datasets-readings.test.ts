@@ -420,6 +420,27 @@ describe('the casts read every accepted form exactly, in PGlite and PostgreSQL, 
     await castAll(sample, (i) => ({ order: sample[i]!.order }));
   }, 120_000);
 
+  it('never fails on a value the tally accepted: random text from the characters of numbers and dates', async () => {
+    const soup = fc
+      .array(fc.constantFrom(..."0123456789012345.,' \u00a0$€£EURCHF%-+/:ApMmJan".split('')), { minLength: 1, maxLength: 14 })
+      .map((chars) => chars.join(''));
+    const columns = fc.tuple(
+      fc.array(soup, { minLength: 1, maxLength: 3 }),
+      fc.constantFrom<TallyHints>({}, { decimal: ',' }, { order: 'DMY' }, { order: 'MDY' }),
+    );
+    const typed = fc
+      .sample(columns, { numRuns: 20_000, seed: 2025 })
+      .map(([values, hints]) => ({ values, ...column(values, hints) }))
+      .filter((c) => c.type !== null && c.type !== 'text');
+    expect(typed.length).toBeGreaterThan(200);
+    for (const db of databases) {
+      for (const { values, type, reading } of typed) {
+        const cast = await db.cast((v) => castFromCsv(v, type!, reading), values, type!).catch((err: Error) => err);
+        expect(cast, `${db.name}: ${JSON.stringify(values)} as ${type} ${JSON.stringify(reading)}`).not.toBeInstanceOf(Error);
+      }
+    }
+  }, 300_000);
+
   it('booleans and markers', async () => {
     const { type, reading } = column(['yes', 'No', ' y ', 'N', 'on', 'OFF', 'TRUE', 'false', 'N/A']);
     expect(type).toBe('boolean');
