@@ -21,7 +21,7 @@ describe.each(backends())('locale-aware types and declared readings ($name)', (b
     const form = new FormData();
     form.append('file', new Blob([content]), file);
     const res = await fetch(`${server.url}/api/upload?${new URLSearchParams(query)}`, { method: 'POST', body: form });
-    return { status: res.status, body: (await res.json()) };
+    return { status: res.status, body: await res.json() };
   }
   async function load(file: string, content: string, query: Record<string, string> = {}): Promise<JobPayload> {
     const res = await submit(file, content, query);
