@@ -106,7 +106,7 @@ describe('casts at publish agree with the inference', () => {
           if (value === '') expect(results[i], `${db.name}: '' into ${type}`).toBe(type === 'text' ? '' : null);
           else if (type === 'bigint' || type === 'numeric')
             expect(Number(results[i]) + 0, `${db.name}: ${value}`).toBe(Number(value) + 0); // (+ 0: -0 is 0)
-          else if (type === 'boolean') expect(results[i]).toBe(String(value.toLowerCase() === 'true'));
+          else if (type === 'boolean') expect(results[i]).toBe(String(['true', 'yes', 'y', 'on'].includes(value.toLowerCase())));
           else if (type === 'date') expect(results[i]).toBe(value);
           else if (type === 'text') expect(results[i]).toBe(value);
         });

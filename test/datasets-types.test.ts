@@ -181,7 +181,8 @@ describe('column types', () => {
     expect(textFits('{"a": [1]}', 'jsonb')).toBe(true);
     expect(textFits('{a}', 'jsonb')).toBe(false);
     expect(textFits('1.5', 'bigint')).toBe(false);
-    expect(textFits('yes', 'boolean')).toBe(false);
+    expect(textFits('yes', 'boolean')).toBe(true); // yes/no, y/n, on/off are booleans too (issue 25)
+    expect(textFits('1', 'boolean')).toBe(false);
     expect(textFits('anything', 'text')).toBe(true);
   });
 });

@@ -162,7 +162,8 @@ describe.each(backends())('datasets ($name)', (backend) => {
   });
 
   it('takes a declared schema over inference; values that do not fit are row errors, counted against max_errors', async () => {
-    const csv = 'id,qty,zip,Day\n1,3,01234,2026-01-01\n2,three,02345,2026-01-02\n3,4,03456,31/01/2026\n4,5,04567,2026-01-04\n';
+    // (31/01/2026 would load: a declared date reads day-first dates too; no order reads 31/31/2026)
+    const csv = 'id,qty,zip,Day\n1,3,01234,2026-01-01\n2,three,02345,2026-01-02\n3,4,03456,31/31/2026\n4,5,04567,2026-01-04\n';
     const schema = JSON.stringify({ qty: 'numeric', zip: 'text', Day: 'date' });
     const failed = await load('declared.csv', csv, { dataset: 'declared', schema });
     expect(failed).toMatchObject({ status: 'failed', records_failed: 1 });
@@ -174,7 +175,7 @@ describe.each(backends())('datasets ($name)', (backend) => {
     const errors = (await getJson(`${server.url}/api/job/${job.job_id}/errors`)).body.results;
     expect(errors.map((e: { line: number; message: string }) => [e.line, e.message])).toEqual([
       [3, 'record 1 (line 3): column "qty" is numeric and cannot hold "three"'],
-      [4, 'record 2 (line 4): column "day" is date and cannot hold "31/01/2026"'],
+      [4, 'record 2 (line 4): column "day" is date and cannot hold "31/31/2026"'],
     ]);
     expect(await sql('SELECT zip FROM datasets.declared ORDER BY id')).toEqual([{ zip: '01234' }, { zip: '04567' }]);
   });

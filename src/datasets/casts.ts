@@ -1,22 +1,44 @@
-import type { ColumnType } from './types.js';
+import type { ColumnType, Reading } from './types.js';
+
+/** A string as an SQL literal (markers come from the submit: any text). */
+const literal = (s: string) => `'${s.replaceAll("'", "''")}'`;
 
 /**
  * How a staged value becomes a typed column value at publish. Values are staged as text: a CSV
- * cell as written ('' for an empty cell), a JSON value as its JSON text (`"x"`, `12.50`,
- * `{"a":1}`, absent or null as SQL NULL). The casts run with TimeZone set to UTC, so a time
- * without an offset is read as UTC.
+ * cell as written ('' for a field written `""`, NULL for an empty field), a JSON value as its
+ * JSON text (`"x"`, `12.50`, `{"a":1}`, absent or null as SQL NULL). The casts run with TimeZone
+ * set to UTC, so a time without an offset is read as UTC.
+ *
+ * A CSV column's `reading` (decided over all of its values by the loader's tally) says how its
+ * text is read when not as PostgreSQL reads it. The SQL gives the same value on PostgreSQL and
+ * PGlite whatever DateStyle or lc_numeric: numbers lose everything but their digits, sign and
+ * decimal separator, and a decimal comma becomes a point; dates written D/M/Y or M/D/Y (and
+ * Y/M/D) are rewritten into ISO order before PostgreSQL reads them (it reads a four-digit
+ * year first as year, month, day in any DateStyle, and a named month in English wherever it is).
  *
  * `value` is the SQL expression of the staged text (a quoted column name).
  */
-export function castFromCsv(value: string, type: ColumnType): string {
-  switch (type) {
-    case 'text':
-      return value; // an empty cell stays an empty string: it was written so
-    case 'jsonb':
-      return `NULLIF(${value}, '')::jsonb`;
-    default:
-      return `NULLIF(${value}, '')::${type}`; // an empty cell in a typed column is NULL
+export function castFromCsv(value: string, type: ColumnType, reading?: Reading): string {
+  if (type === 'text') return value; // '' stays an empty string: it was written so
+  if (type === 'jsonb') return `NULLIF(${value}, '')::jsonb`;
+  let text = value;
+  if ((type === 'bigint' || type === 'numeric') && reading !== undefined) {
+    const decimal = reading.decimal ?? '.';
+    if (decimal === ',' || reading.group !== undefined || reading.currency !== undefined || reading.percent) {
+      text = `regexp_replace(${value}, '[^0-9+${decimal}-]', '', 'g')`;
+      if (decimal === ',') text = `translate(${text}, ',', '.')`;
+    }
+  } else if ((type === 'date' || type === 'timestamptz') && reading !== undefined && (reading.rewrite || reading.order)) {
+    text = `regexp_replace(btrim(${value}), '^([0-9]{4})[./]([0-9]{1,2})[./]', E'\\\\1-\\\\2-')`;
+    if (reading.order !== undefined) {
+      const iso = reading.order === 'DMY' ? `E'\\\\3-\\\\2-\\\\1'` : `E'\\\\3-\\\\1-\\\\2'`;
+      text = `regexp_replace(${text}, '^([0-9]{1,2})[./-]([0-9]{1,2})[./-]([0-9]{4})', ${iso})`;
+    }
   }
+  // An empty field, or one of the column's NULL markers, is NULL in a typed column.
+  const cast = `NULLIF(${text}, '')::${type}`;
+  const nulls = reading?.nulls ?? [];
+  return nulls.length === 0 ? cast : `CASE WHEN btrim(${value}) IN (${nulls.map(literal).join(', ')}) THEN NULL ELSE ${cast} END`;
 }
 
 export function castFromJson(value: string, type: ColumnType): string {

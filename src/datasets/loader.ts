@@ -12,7 +12,19 @@ import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord, type RowProblem } from '../formats/record.js';
 import { topLevelFields } from './json-fields.js';
 import { uniqueColumnName } from './names.js';
-import { jsonFits, jsonStorable, textFits, TypeTally, type ColumnType, type Reading } from './types.js';
+import { withLayout } from './column-spec.js';
+import { localeHints } from './value-forms.js';
+import {
+  jsonFits,
+  jsonStorable,
+  NULL_MARKERS,
+  TypeTally,
+  type ColumnSpec,
+  type ColumnType,
+  type Reading,
+  type TallyHints,
+  type TallyState,
+} from './types.js';
 
 export interface LoadColumn {
   /** The dataset column's name. */
@@ -25,6 +37,8 @@ export interface LoadColumn {
   seen: ColumnType | null;
   /** How the column's text is read into its type (absent: as PostgreSQL reads it). */
   reading?: Reading;
+  /** What a CSV column's values have shown so far (absent in a state written before readings). */
+  tally?: TallyState;
 }
 
 /** A column as the loader has typed it so far, with the evidence (shown by a preview). */
@@ -54,7 +68,9 @@ export const stageColumn = (index: number) => `c${index}`;
 export interface LoaderOptions {
   format: Format;
   /** Types the values of a column must fit, by column name or by the name as written; `*`: any other column. */
-  targets: ReadonlyMap<string, ColumnType>;
+  targets: ReadonlyMap<string, ColumnSpec>;
+  /** The column names the submit's schema declared (the others of `targets` are the dataset's). */
+  declared?: readonly string[];
   /** Key columns of a merge (names or names as written): each record must have a value for each. */
   key: readonly string[];
   /** A locale hint (`de-DE`) that settles columns the values leave ambiguous. */
@@ -63,6 +79,17 @@ export interface LoaderOptions {
   dateOrder?: 'DMY' | 'MDY';
   /** Values that mean NULL in a typed column (default: NA, N/A, null, NULL, -, and empty). */
   nullValues?: readonly string[];
+}
+
+/** What settles what a column's values leave open. */
+function tallyHints(options: LoaderOptions): TallyHints {
+  const locale = localeHints(options.locale);
+  const order = options.dateOrder ?? locale.order;
+  return {
+    ...(locale.decimal !== undefined && { decimal: locale.decimal }),
+    ...(order !== undefined && { order, orderGiven: options.dateOrder !== undefined }),
+    nulls: new Set(options.nullValues ?? NULL_MARKERS),
+  };
 }
 
 // Characters COPY's text format needs escaped.
@@ -81,13 +108,15 @@ export class Loader {
   private readonly used = new Set<string>();
   private readonly keyColumns = new Set<number>();
   private readonly keyNames: readonly string[];
+  private readonly hints: TallyHints;
 
   constructor(
     private readonly options: LoaderOptions,
     state: LoadState | null,
   ) {
+    this.hints = tallyHints(options);
     this.columns = state?.columns.map((c) => ({ ...c })) ?? [];
-    this.tallies = this.columns.map((c) => new TypeTally(c.seen));
+    this.tallies = this.columns.map((c) => this.tallyFor(c.name, c.original, c.seen, c.tally));
     this.columns.forEach((c, i) => {
       this.byOriginal.set(c.original, i);
       this.used.add(c.name);
@@ -99,14 +128,47 @@ export class Loader {
     }
   }
 
-  /** The columns as typed so far. */
+  /** The target of a column, by its name or its name as written, or `*`. */
+  private targetOf(name: string, original: string): ColumnSpec | undefined {
+    const targets = this.options.targets;
+    return targets.get(name) ?? targets.get(original) ?? targets.get('*');
+  }
+
+  private tallyFor(name: string, original: string, seen: ColumnType | null, state?: TallyState): TypeTally {
+    const target = this.targetOf(name, original);
+    return new TypeTally(seen, state, this.hints, target && withLayout(target));
+  }
+
+  /** The columns as typed so far, how each is read, and why. */
   describe(): ColumnGuess[] {
-    return this.state().columns.map((c) => ({ name: c.name, original: c.original, type: c.target ?? c.seen ?? 'text', evidence: [] }));
+    return this.columns.map((c, i) => {
+      if (!isTabular(this.options.format))
+        return { name: c.name, original: c.original, type: c.target ?? this.tallies[i]!.type ?? 'text', evidence: [] };
+      const { type, reading, evidence } = this.tallies[i]!.resolve();
+      return { name: c.name, original: c.original, type: c.target ?? type ?? 'text', ...(reading && { reading }), evidence };
+    });
   }
 
   state(): LoadState {
-    this.columns.forEach((c, i) => (c.seen = this.tallies[i]!.type));
+    const tabular = isTabular(this.options.format);
+    this.columns.forEach((c, i) => {
+      const tally = this.tallies[i]!;
+      if (!tabular) {
+        c.seen = tally.type;
+        return;
+      }
+      const { type, reading } = tally.resolve();
+      c.seen = c.target === null ? type : null;
+      if (reading) c.reading = reading;
+      else delete c.reading;
+      c.tally = tally.state();
+    });
     return { columns: this.columns };
+  }
+
+  /** The declared schema's names that no column has, by its name or as written (`*` is none). */
+  unknownDeclared(): string[] {
+    return (this.options.declared ?? []).filter((k) => k !== '*' && !this.columns.some((c) => c.name === k || c.original === k));
   }
 
   /**
@@ -130,9 +192,9 @@ export class Loader {
     if (this.columns.length >= MAX_DATASET_COLUMNS) return undefined;
     const index = this.columns.length;
     const name = uniqueColumnName(original, index, this.used);
-    const target = this.options.targets.get(name) ?? this.options.targets.get(original) ?? this.options.targets.get('*') ?? null;
+    const target = this.targetOf(name, original)?.type ?? null;
     this.columns.push({ name, original, target, seen: null });
-    this.tallies.push(new TypeTally());
+    this.tallies.push(this.tallyFor(name, original, null));
     this.byOriginal.set(original, index);
     if (this.keyNames.includes(name) || this.keyNames.includes(original)) this.keyColumns.add(index);
     return index;
@@ -159,21 +221,26 @@ export class Loader {
       const column = this.columns[i]!;
       if (value === '') {
         if (this.keyColumns.has(i)) return this.noKey(record, recordNo, column.name, excerpt(), true);
-      } else if (column.target !== null && !textFits(value, column.target)) {
-        return this.misfit(record, recordNo, column, value, excerpt(), true);
+      } else if (column.target !== null) {
+        const problem = this.tallies[i]!.check(value);
+        if (problem !== null) return this.misfit(record, recordNo, column, value, excerpt(), true, problem);
       }
     }
     // One test of the whole row for what COPY's text format must escape: most rows have none,
     // and then no value needs a look of its own. (A NUL never gets here: the decoder refuses it.)
     const special = COPY_SPECIAL.test(values.join(''));
+    const quotedEmpty = record.emptyQuoted;
     let text = String(recordNo);
     for (let i = 0; i < values.length; i++) {
       const value = values[i]!;
       if (value === '') {
-        text += '\t\\N'; // an empty cell is NULL, whatever the column's type (as COPY's csv format reads it)
+        // As COPY reads a CSV: a field written "" is an empty string (a text column keeps it), an
+        // empty field is NULL. A typed column's cast makes both NULL.
+        text += quotedEmpty !== undefined && quotedEmpty.includes(i) ? '\t' : '\t\\N';
         continue;
       }
-      if (this.columns[i]!.target === null) this.tallies[i]!.text(value);
+      if (this.columns[i]!.target === null) this.tallies[i]!.text(value, record.line);
+      else this.tallies[i]!.commit(record.line);
       text += `\t${special ? escapeCopy(value) : value}`;
     }
     return { text, width: values.length };
@@ -231,12 +298,15 @@ export class Loader {
     value: string,
     excerpt: string,
     asWritten = false,
+    problem?: string,
   ): RowProblem {
     const shown = JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
     const why =
-      column.target === null
-        ? `column "${column.name}" cannot hold ${shown}: PostgreSQL's numbers hold at most 131072 digits before the point and 16383 after it`
-        : `column "${column.name}" is ${column.target} and cannot hold ${shown}`;
+      problem !== undefined
+        ? `column "${column.name}" ${problem}`
+        : column.target === null
+          ? `column "${column.name}" cannot hold ${shown}: PostgreSQL's numbers hold at most 131072 digits before the point and 16383 after it`
+          : `column "${column.name}" is ${column.target} and cannot hold ${shown}`;
     return rowError(record.line, `record ${recordNo} (line ${record.line}): ${why}`, excerpt, asWritten);
   }
 

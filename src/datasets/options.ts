@@ -9,7 +9,8 @@ import type { ReadOptions } from '../formats/parse.js';
 import { isTabular, WRITE_MODES, type Format, type WriteMode } from '../core/job.js';
 import { webhookUrlProblem } from '../net/webhook-url.js';
 import { datasetNameFor, datasetNameProblem } from './names.js';
-import { COLUMN_TYPES, type ColumnType } from './types.js';
+import { columnSpec } from './column-spec.js';
+import type { ColumnSpec } from './types.js';
 
 /** Where and how a job loads its rows. */
 export interface LoadOptions {
@@ -17,8 +18,8 @@ export interface LoadOptions {
   mode: WriteMode;
   /** Key columns of a merge (empty otherwise). */
   key: string[];
-  /** Types the submit declared, by column. */
-  types: Record<string, ColumnType>;
+  /** Types the submit declared, by column, with how to read them. */
+  types: Record<string, ColumnSpec>;
   /** schema_update=widen: existing columns may be widened to hold the job's values. */
   widen: boolean;
   /** How the file is read (its encoding, a CSV's delimiter and header). */
@@ -38,6 +39,9 @@ export interface RawLoadOptions {
   encoding?: string;
   sheet?: string;
   callback_url?: string;
+  locale?: string;
+  date_order?: string;
+  null_values?: string;
 }
 
 export const LOAD_OPTION_NAMES = [
@@ -51,6 +55,9 @@ export const LOAD_OPTION_NAMES = [
   'encoding',
   'sheet',
   'callback_url',
+  'locale',
+  'date_order',
+  'null_values',
 ] as const;
 
 // Other names people use for the encodings Intake reads.
@@ -125,7 +132,7 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
   if (key.length > MAX_KEY_COLUMNS) issue('key', `key has more than ${MAX_KEY_COLUMNS} columns`);
   if (new Set(key).size !== key.length) issue('key', 'key names a column twice');
 
-  const types: Record<string, ColumnType> = {};
+  const types: Record<string, ColumnSpec> = {};
   if (raw.schema !== undefined && raw.schema !== '') {
     let parsed: unknown;
     try {
@@ -134,18 +141,18 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
       parsed = undefined;
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      issue('schema', 'schema is a JSON object of column → type, e.g. {"qty": "bigint", "price": "numeric"}');
+      issue(
+        'schema',
+        'schema is a JSON object of column → type or {"type", "decimal", "format", "currency"}, e.g. {"qty": "bigint", "betrag": {"type": "numeric", "decimal": ","}}',
+      );
     } else {
       const entries = Object.entries(parsed);
       if (entries.length > MAX_DECLARED_COLUMNS) issue('schema', `schema names more than ${MAX_DECLARED_COLUMNS} columns`);
-      for (const [column, type] of entries.slice(0, MAX_DECLARED_COLUMNS)) {
-        if (typeof type !== 'string' || !(COLUMN_TYPES as readonly string[]).includes(type)) {
-          issue(
-            'schema',
-            `the type of "${column.slice(0, 63)}" is one of ${COLUMN_TYPES.join(', ')} (got ${JSON.stringify(type)?.slice(0, 40)})`,
-          );
-        } else if (column === '') issue('schema', 'schema names a column with an empty name');
-        else types[column] = type as ColumnType;
+      for (const [column, value] of entries.slice(0, MAX_DECLARED_COLUMNS)) {
+        const spec = columnSpec(value);
+        if (typeof spec === 'string') issue('schema', `the type of "${column.slice(0, 63)}" ${spec}`);
+        else if (column === '') issue('schema', 'schema names a column with an empty name');
+        else types[column] = spec;
       }
     }
   }
@@ -185,6 +192,7 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
       issue('sheet', 'sheet is a sheet name (at most 31 characters, as in Excel) or its position (1 is the first)');
     else read.sheet = raw.sheet;
   }
+  readingOptions(raw, read, issue);
   if (format !== 'csv' && read.delimiter !== undefined) issue('delimiter', 'delimiter applies to CSV files only');
   if (!isTabular(format) && read.header !== undefined) issue('header', 'header applies to CSV files and Excel workbooks only');
   if (format === 'xlsx' && read.encoding !== undefined) issue('encoding', 'an Excel workbook says its own encoding');
@@ -203,4 +211,48 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
     read,
     ...(callbackUrl !== undefined && { callbackUrl }),
   };
+}
+
+const MAX_NULL_VALUES = 100;
+
+/**
+ * How values are read into types: `locale` (a BCP 47 tag, e.g. de-DE: settles a column whose
+ * numbers or dates read either way), `date_order` (DMY or MDY: settles day and month where no day
+ * is above 12), `null_values` (a comma-separated list, or a JSON array, of the values that mean
+ * NULL in a typed column; it replaces NA, N/A, null, NULL, -).
+ */
+function readingOptions(raw: RawLoadOptions, read: ReadOptions, issue: (field: string, msg: string) => void): void {
+  if (raw.locale !== undefined && raw.locale !== '') {
+    let locale: string | undefined;
+    try {
+      locale = Intl.getCanonicalLocales(raw.locale)[0];
+    } catch {
+      locale = undefined;
+    }
+    if (locale === undefined || raw.locale.length > 35)
+      issue('locale', `locale is a language tag such as de-DE, en-US or fr-CH (got ${JSON.stringify(raw.locale.slice(0, 40))})`);
+    else read.locale = locale;
+  }
+  if (raw.date_order !== undefined && raw.date_order !== '') {
+    const order = raw.date_order.toUpperCase();
+    if (order !== 'DMY' && order !== 'MDY')
+      issue('date_order', `date_order is DMY (day first) or MDY (month first) (got ${JSON.stringify(raw.date_order.slice(0, 20))})`);
+    else read.dateOrder = order;
+  }
+  if (raw.null_values !== undefined) {
+    let values: unknown;
+    if (raw.null_values.trimStart().startsWith('[')) {
+      try {
+        values = JSON.parse(raw.null_values);
+      } catch {
+        values = undefined;
+      }
+    } else values = raw.null_values === '' ? [] : raw.null_values.split(',').map((v) => v.trim());
+    if (!Array.isArray(values) || values.some((v) => typeof v !== 'string' || v.length > 100) || values.length > MAX_NULL_VALUES) {
+      issue(
+        'null_values',
+        `null_values is a comma-separated list (or a JSON array of strings) of at most ${MAX_NULL_VALUES} values, each at most 100 characters`,
+      );
+    } else read.nullValues = [...new Set((values as string[]).filter((v) => v !== ''))];
+  }
 }

@@ -116,13 +116,14 @@ export function planPublish(p: PublishInput): PublishPlan {
   }
   const existing = new Map(p.existing?.map((c) => [c.name, c.type]) ?? plan.create!.columns.map((c) => [c.name, c.type]));
   const formerly = formerNames(p.existing ?? [], p.state);
-  const cast = isTabular(p.format) ? castFromCsv : castFromJson;
   for (const [i, loaded] of p.state.columns.entries()) {
     const column = existing.has(loaded.name) ? loaded : { ...loaded, name: formerly.get(loaded.original)?.shift() ?? loaded.name };
     const current = existing.get(column.name);
     // The type the staged values are known to fit, then the column's.
     const staged: ColumnType = column.target ?? column.seen ?? (current !== undefined && isColumnType(current) ? current : 'text');
-    let value = cast(`s.${stageColumn(i)}`, staged);
+    let value = isTabular(p.format)
+      ? castFromCsv(`s.${stageColumn(i)}`, staged, column.reading)
+      : castFromJson(`s.${stageColumn(i)}`, staged);
     if (current === undefined) {
       plan.addColumns.push({ name: column.name, type: staged });
     } else if (current !== staged) {

@@ -22,26 +22,57 @@
  */
 
 import { jsonString } from './json-fields.js';
+import {
+  ALL_STYLES,
+  BOTH_ORDERS,
+  COMMA,
+  COMMA_STYLES,
+  DMY,
+  isBooleanWord,
+  MDY,
+  NUMBER_STYLES,
+  POINT,
+  POINT_STYLES,
+  readDate,
+  readNumber,
+  startsNumeric,
+  styleExample,
+  type DateForm,
+  type NumberForm,
+} from './value-forms.js';
 
 export const COLUMN_TYPES = ['bigint', 'numeric', 'boolean', 'date', 'timestamptz', 'text', 'jsonb'] as const;
 export type ColumnType = (typeof COLUMN_TYPES)[number];
 
 /**
- * How a column's text is read into its type, when not as PostgreSQL reads it: a decimal comma
- * and thousands separators, a currency, a day-first date... Kept with the loader's state and
- * used by the cast at publish. (Skeleton: refined with the locale-aware inference.)
+ * How a column's text is read into its type when not as PostgreSQL reads it, decided over the
+ * whole column (kept with the loader's state, used by the cast at publish). Absent: as PostgreSQL
+ * reads it.
  */
 export interface Reading {
-  [property: string]: unknown;
+  /** Numbers: written with a decimal comma. */
+  decimal?: ',';
+  /** Numbers: the thousands separator (`'` stands for ' and ’, ` ` for any space). */
+  group?: string;
+  /** Numbers: the currency symbol or code written with them (kept here, not in the value). */
+  currency?: string;
+  /** Numbers: written with `%` (the number is kept as written: `12,5%` is 12.5). */
+  percent?: true;
+  /** Dates: the order of the day and the month of a date written with its year last. */
+  order?: 'DMY' | 'MDY';
+  /** Dates: written otherwise than ISO 8601 (`31.12.2025`, `2025/12/31`, `5 Jan 2025`). */
+  rewrite?: true;
+  /** Values read as NULL (NA, N/A, -...), as written in the column. */
+  nulls?: string[];
 }
 
 /** A declared column: its type, and how to read it (`{"type": "numeric", "decimal": ","}`). */
 export interface ColumnSpec {
   type: ColumnType;
   decimal?: ',' | '.';
-  /** A date or time's layout, e.g. `DD.MM.YYYY` or `MM/DD/YYYY HH:mm`. */
+  /** A date or time's layout, e.g. `DD.MM.YYYY` or `MM/DD/YYYY HH:mm` (column-spec.ts). */
   format?: string;
-  /** Currency symbols or codes before or after the number are allowed. */
+  /** Whether currency symbols or codes may be written with the numbers (by default they may). */
   currency?: boolean;
 }
 
@@ -163,8 +194,9 @@ export function jsonNumbersFit(json: string): boolean {
   return true;
 }
 
+/** true/false, yes/no, y/n, on/off, in any case (`1`/`0` are numbers). */
 export function isBoolean(s: string): boolean {
-  return s.length <= 5 && /^(?:true|false)$/i.test(s);
+  return isBooleanWord(s);
 }
 
 const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
@@ -296,47 +328,461 @@ function isJsonText(s: string): boolean {
   return jsonNumbersFit(s);
 }
 
+/** The default values that mean NULL in a column otherwise typed (besides an empty field). */
+export const NULL_MARKERS: readonly string[] = ['NA', 'N/A', 'null', 'NULL', '-'];
+
+/** What settles a column the values leave open: a locale's decimal separator and date order, the NULL markers. */
+export interface TallyHints {
+  decimal?: '.' | ',';
+  order?: 'DMY' | 'MDY';
+  /** Whether the order came from date_order (else from the locale), for the evidence. */
+  orderGiven?: boolean;
+  nulls?: ReadonlySet<string>;
+}
+
+type Family = 'number' | 'boolean' | 'date' | 'jsonb' | 'text';
+
 /**
- * A column's type over a whole input: fed every value, it keeps the narrowest type holding
- * them all. Values are mostly of the type already found, so that is tested first.
+ * What a column's values have shown so far, kept as JSON with the loader's state (a resumed run
+ * goes on from it). A number column keeps the styles every value fits; a date column the orders
+ * of day and month.
+ */
+export interface TallyState {
+  family: Family | null;
+  /** Number styles (value-forms.ts) every number so far fits. */
+  styles: number;
+  /** Decimal bits under which some value is not a bigint. */
+  wide: number;
+  exponent: boolean;
+  grouped: boolean;
+  currency?: string;
+  /** Whether the numbers are written with % ('all') or without ('none'). */
+  percent?: 'all' | 'none';
+  /** Orders of day and month every year-last date so far reads with. */
+  orders: number;
+  ordered: boolean;
+  time: boolean;
+  rewrite: boolean;
+  /** Booleans seen: 1 y, 2 n (single letters), 4 a word (true, no, on...). */
+  booleans?: number;
+  /** NULL markers seen. */
+  nulls: string[];
+  /** Why the column is what it is, by topic: its first occurrence. */
+  evidence: Record<string, string>;
+  /** The first value that reads with either decimal, or either order (for the evidence). */
+  ambiguous?: string;
+}
+
+type Form =
+  NumberForm | DateForm | { kind: 'boolean'; bits: number } | { kind: 'jsonb' } | { kind: 'text' } | { kind: 'null'; marker: string };
+
+const TEXT_FORM = { kind: 'text' } as const;
+/** A boolean's bits (TallyState.booleans): a single letter is a boolean only with its opposite in the column. */
+const booleanForm = (s: string) => ({ kind: 'boolean' as const, bits: s.length > 1 ? 4 : s === 'y' || s === 'Y' ? 1 : 2 });
+const JSON_FORM = { kind: 'jsonb' } as const;
+const INTEGER: NumberForm = { kind: 'number', styles: ALL_STYLES, wide: 0, exponent: false, grouped: false, percent: false };
+const ISO_DATE: DateForm = { kind: 'date', orders: BOTH_ORDERS, ordered: false, time: false, rewritten: false };
+const ISO_TIME: DateForm = { ...ISO_DATE, time: true };
+const MAX_NULLS = 16;
+
+const hasExponent = (s: string) => s.indexOf('e') >= 0 || s.indexOf('E') >= 0;
+const show = (s: string) => JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s);
+const at = (line: number) => (line > 0 ? ` on line ${line}` : '');
+
+/** The value without the spaces around it (as PostgreSQL's casts skip them). */
+function trimSpaces(s: string): string {
+  if (s.charCodeAt(0) !== 32 && s.charCodeAt(s.length - 1) !== 32) return s;
+  let i = 0;
+  let j = s.length;
+  while (i < j && s.charCodeAt(i) === 32) i++;
+  while (j > i && s.charCodeAt(j - 1) === 32) j--;
+  return s.slice(i, j);
+}
+
+const FAMILY_OF: Record<ColumnType, Family> = {
+  bigint: 'number',
+  numeric: 'number',
+  boolean: 'boolean',
+  date: 'date',
+  timestamptz: 'date',
+  text: 'text',
+  jsonb: 'jsonb',
+};
+
+/** A fresh state, or one for a type seen by an earlier version of the loader (plain values only). */
+function initialState(seen: ColumnType | null): TallyState {
+  const state: TallyState = {
+    family: seen === null ? null : FAMILY_OF[seen],
+    styles: seen === 'numeric' ? POINT_STYLES : ALL_STYLES,
+    wide: seen === 'numeric' ? POINT : 0,
+    exponent: false,
+    grouped: false,
+    orders: BOTH_ORDERS,
+    ordered: false,
+    time: seen === 'timestamptz',
+    rewrite: false,
+    nulls: [],
+    evidence: {},
+  };
+  if (state.family === 'number') state.percent = 'none';
+  return state;
+}
+
+/** The styles whose decimal makes a value of `wide` decimal bits a fraction. */
+const wideStyles = (wide: number) => (wide & POINT ? POINT_STYLES : 0) | (wide & COMMA ? COMMA_STYLES : 0);
+
+/** How a date layout of a declared format narrows the orders (value-forms.ts); see column-spec.ts. */
+export interface DateLayout {
+  /** 'named': the month is a name, so no year-last numeric date fits. */
+  order: 'DMY' | 'MDY' | 'YMD' | 'named';
+  time: boolean;
+}
+
+/**
+ * A column's type over a whole input: fed every value, it keeps what they all allow (never a
+ * sample). Values are mostly of the form already found, plain ASCII numbers and ISO dates:
+ * those are tested first, and change nothing. A column with a target type (declared, or the
+ * dataset's) has each value checked against what it still allows (`check`), then counted
+ * (`commit`); its styles narrow as rows come.
  */
 export class TypeTally {
-  type: ColumnType | null;
+  private readonly s: TallyState;
+  private jsonType: ColumnType | null;
+  private json_ = false;
+  private pending: { form: Form; raw: string } | null = null;
+  private readonly hints: TallyHints;
+  private readonly nulls: ReadonlySet<string>;
 
-  constructor(type: ColumnType | null = null) {
-    this.type = type;
+  constructor(
+    seen: ColumnType | null = null,
+    state?: TallyState,
+    hints: TallyHints = {},
+    private readonly target?: ColumnSpec & { layout?: DateLayout },
+  ) {
+    this.jsonType = seen;
+    this.hints = hints;
+    this.nulls = hints.nulls ?? new Set(NULL_MARKERS);
+    this.s = state !== undefined ? structuredClone(state) : initialState(target ? null : seen);
+    if (state === undefined && target) this.narrowTo(target);
+  }
+
+  /** A target's declared reading: its decimal separator, its date layout. */
+  private narrowTo(target: ColumnSpec & { layout?: DateLayout }): void {
+    if (target.decimal === ',') this.s.styles = COMMA_STYLES;
+    if (target.decimal === '.') this.s.styles = POINT_STYLES;
+    const order = target.layout?.order;
+    if (order !== undefined) this.s.orders = order === 'DMY' ? DMY : order === 'MDY' ? MDY : 0;
+    this.s.family = FAMILY_OF[target.type];
+    if (this.s.family === 'number') this.s.percent = undefined;
+  }
+
+  /** The column's type so far (JSON input: the JSON types' join; text: as resolved over every value). */
+  get type(): ColumnType | null {
+    return this.json_ ? this.jsonType : this.resolve().type;
+  }
+
+  /** The state to keep (a copy). */
+  state(): TallyState {
+    return structuredClone(this.s);
+  }
+
+  /** A value written as text ('' is missing); `line` for the evidence. */
+  text(raw: string, line = 0): void {
+    const st = this.s;
+    const family = st.family;
+    if (family === 'text' || raw === '') return;
+    // The common case: a value of the form the column has already, changing nothing.
+    if (family === 'number' && st.percent === 'none') {
+      if (isBigint(raw)) return;
+      if ((st.styles & COMMA_STYLES) === 0 && st.wide & POINT && isNumeric(raw) && !hasExponent(raw)) return;
+    } else if (family === 'date') {
+      if (isDate(raw) || (st.time && isTimestamp(raw))) return;
+    } else if (family === 'boolean' && ((st.booleans ?? 4) & 4 || st.booleans === 3) && isBoolean(raw)) return;
+    this.add(this.classify(raw), raw, line);
   }
 
   /**
-   * A value written as text ('' is missing). A column whose every value is a JSON object or
-   * array is jsonb; such a value among others makes the column text.
+   * Whether a value fits the target type with what the column still allows: null when it does
+   * (then `commit` counts it), else why not, after the column's name (`is bigint and cannot hold "x"`).
    */
-  text(s: string): void {
-    const type = this.type;
-    if (type === 'text' || s === '') return;
+  check(raw: string): string | null {
+    const target = this.target!;
+    this.pending = null;
+    const type = target.type;
+    if (type === 'text') return null;
+    if (type === 'jsonb') return isJsonText(raw) ? null : `is jsonb and cannot hold ${show(raw)}`;
+    if (this.fitsAsIs(raw, type)) return null;
+    const form = this.classify(raw);
+    const problem = this.misfit(form, raw, type);
+    if (problem !== null) return problem;
+    // In a bigint column, a value narrows the styles to those that read it as an integer
+    // (1,234 is 1234, never 1.234): whichever style is chosen at the end, the cast holds.
+    this.pending = {
+      form: type === 'bigint' && form.kind === 'number' ? { ...form, styles: form.styles & ~wideStyles(form.wide), wide: 0 } : form,
+      raw,
+    };
+    return null;
+  }
+
+  /** The common case of a target: a plain ASCII number, an ISO date, changing nothing the column allows. */
+  private fitsAsIs(raw: string, type: ColumnType): boolean {
+    const st = this.s;
+    switch (type) {
+      case 'bigint':
+        return isBigint(raw);
+      case 'numeric':
+        return isBigint(raw) || ((st.styles & COMMA_STYLES) === 0 && (st.wide & POINT) !== 0 && isNumeric(raw) && !hasExponent(raw));
+      case 'date':
+        return isDate(raw);
+      case 'timestamptz':
+        return this.target?.layout === undefined && (isDate(raw) || isTimestamp(raw));
+      case 'boolean':
+        return isBoolean(raw);
+      default:
+        return false;
+    }
+  }
+
+  /** Counts the value `check` last let in. */
+  commit(line: number): void {
+    if (this.pending !== null) this.add(this.pending.form, this.pending.raw, line);
+    this.pending = null;
+  }
+
+  private misfit(form: Form, raw: string, type: ColumnType): string | null {
+    const st = this.s;
+    const wrong = `is ${type} and cannot hold ${show(raw)}`;
+    if (form.kind === 'null') return null;
+    if (type === 'bigint' || type === 'numeric') {
+      if (form.kind !== 'number') return wrong;
+      const fitting = form.styles & st.styles;
+      if (fitting === 0) return `reads numbers ${styleExample(st.styles)} and cannot hold ${show(raw)}`;
+      if (type === 'bigint' && (fitting & ~wideStyles(form.wide)) === 0) return wrong;
+      if (form.currency !== undefined && this.target?.currency === false)
+        return `is ${type} without a currency and cannot hold ${show(raw)}`;
+      if (form.currency !== undefined && st.currency !== undefined && form.currency !== st.currency)
+        return `reads amounts in ${st.currency} and cannot hold ${show(raw)}`;
+      // An exponent is read by PostgreSQL itself, which a column of separators or currencies is not.
+      const styled = (s: { grouped: boolean; currency?: string }) => s.grouped || s.currency !== undefined;
+      if (
+        (form.exponent && (styled(st) || st.percent === 'all' || (fitting & POINT_STYLES) === 0)) ||
+        (st.exponent && (styled(form) || form.percent))
+      )
+        return `reads numbers ${st.exponent ? 'with exponents' : styleExample(st.styles)} and cannot hold ${show(raw)}`;
+      return null;
+    }
+    if (type === 'boolean') return form.kind === 'boolean' ? null : wrong;
+    if (form.kind !== 'date' || (type === 'date' && form.time)) return wrong;
+    const layout = this.target?.layout;
+    if (layout?.time === false && form.time) return wrong;
+    if (form.ordered && (form.orders & st.orders) === 0) {
+      const order = this.target?.format ?? (st.orders === DMY ? 'DD/MM/YYYY' : 'MM/DD/YYYY');
+      return `reads dates as ${order} and cannot hold ${show(raw)}`;
+    }
+    return null;
+  }
+
+  /** What one value is (trimmed of spaces): a NULL marker, a number of some styles, a date... */
+  private classify(raw: string): Form {
+    const s = trimSpaces(raw);
+    if (this.nulls.has(s)) return { kind: 'null', marker: s };
+    if (s === '') return TEXT_FORM;
     const c = s.charCodeAt(0);
-    const nested = (c === 0x7b || c === 0x5b) && isJsonText(s);
-    if (type === 'jsonb' || nested) {
-      this.type = nested && (type === null || type === 'jsonb') ? 'jsonb' : 'text';
+    if (c === 0x7b || c === 0x5b) return isJsonText(raw) ? JSON_FORM : TEXT_FORM;
+    if (startsNumeric(c)) {
+      if (isBigint(s)) return INTEGER;
+      if (isNumeric(s)) {
+        if (hasExponent(s)) return { ...INTEGER, styles: POINT_STYLES, wide: POINT | COMMA, exponent: true };
+        return readNumber(s) ?? { ...INTEGER, styles: POINT_STYLES, wide: POINT }; // .5, 1.
+      }
+      if (isDate(s)) return ISO_DATE;
+      if (isTimestamp(s)) return ISO_TIME;
+    } else if (isBoolean(s)) return booleanForm(s);
+    return readNumber(s) ?? readDate(s) ?? TEXT_FORM;
+  }
+
+  private note(topic: string, text: string): void {
+    if (!(topic in this.s.evidence)) this.s.evidence[topic] = text;
+  }
+
+  private toText(why: string): void {
+    this.s.family = 'text';
+    this.s.evidence = { text: why };
+  }
+
+  private add(form: Form, raw: string, line: number): void {
+    const st = this.s;
+    if (form.kind === 'null') {
+      if (!st.nulls.includes(form.marker) && st.nulls.length < MAX_NULLS) {
+        st.nulls.push(form.marker);
+        this.note(`null ${form.marker}`, `NULL marker ${show(form.marker)}${at(line)}`);
+      }
       return;
     }
-    if (type !== null && textFits(s, type)) return;
-    this.type = joinTypes(type, textType(s));
+    if (form.kind === 'text') return this.toText(`text: ${show(raw)}${at(line)}`);
+    if (st.family !== null && st.family !== form.kind) {
+      return this.toText(
+        `text: ${show(raw)}${at(line)} is ${form.kind === 'jsonb' ? 'JSON' : `a ${form.kind}`}, the values before it ${st.family === 'jsonb' ? 'JSON' : `${st.family}s`}`,
+      );
+    }
+    st.family = form.kind;
+    if (form.kind === 'boolean') st.booleans = (st.booleans ?? 0) | form.bits;
+    if (form.kind === 'number') this.addNumber(form, raw, line);
+    else if (form.kind === 'date') this.addDate(form, raw, line);
+  }
+
+  private addNumber(form: NumberForm, raw: string, line: number): void {
+    const st = this.s;
+    const styles = st.styles & form.styles;
+    if (styles === 0) {
+      return this.toText(`text: ${show(raw)}${at(line)} does not fit the numbers before it (written ${styleExample(st.styles)})`);
+    }
+    const percent = form.percent ? 'all' : 'none';
+    if (st.percent !== undefined && st.percent !== percent && !this.target) {
+      return this.toText(
+        `text: ${show(raw)}${at(line)} ${form.percent ? 'is a percentage and the numbers before it are not' : 'is not a percentage as the numbers before it'}`,
+      );
+    }
+    if (form.currency !== undefined && st.currency !== undefined && form.currency !== st.currency) {
+      return this.toText(`text: ${show(raw)}${at(line)} is in ${form.currency}, the amounts before it in ${st.currency}`);
+    }
+    if (
+      (form.exponent && (st.grouped || st.currency !== undefined || st.percent === 'all')) ||
+      (st.exponent && (form.grouped || form.currency !== undefined || form.percent))
+    ) {
+      return this.toText(`text: ${show(raw)}${at(line)} mixes exponents with separators or currencies`);
+    }
+    if (form.grouped && (styles & COMMA_STYLES) === styles) this.note('decimal', `decimal comma: ${show(raw)}${at(line)}`);
+    if (form.grouped && (styles & POINT_STYLES) === styles) this.note('decimal', `decimal point: ${show(raw)}${at(line)}`);
+    if (
+      (form.styles & COMMA_STYLES) !== 0 &&
+      (form.styles & POINT_STYLES) !== 0 &&
+      (form.grouped || /\./.test(raw)) &&
+      st.ambiguous === undefined
+    )
+      st.ambiguous = `${show(raw)}${at(line)}`;
+    if (form.currency !== undefined) this.note('currency', `currency ${form.currency}: ${show(raw)}${at(line)}`);
+    if (form.percent) this.note('percent', `percent: ${show(raw)}${at(line)}`);
+    st.styles = styles;
+    st.wide |= form.wide;
+    st.exponent ||= form.exponent;
+    st.grouped ||= form.grouped;
+    if (form.currency !== undefined) st.currency = form.currency;
+    st.percent = st.percent === 'all' || form.percent ? 'all' : 'none';
+  }
+
+  private addDate(form: DateForm, raw: string, line: number): void {
+    const st = this.s;
+    st.time ||= form.time;
+    st.rewrite ||= form.rewritten;
+    if (!form.ordered) return;
+    const orders = st.orders & form.orders;
+    if (orders === 0) {
+      const was = st.orders === DMY ? 'day-first' : 'month-first';
+      return this.toText(`text: ${show(raw)}${at(line)} cannot be read as ${was} as the dates before it`);
+    }
+    st.ordered = true;
+    if (form.orders === DMY) {
+      this.note(
+        'order',
+        raw.includes('.') ? `day first: dotted date ${show(raw)}${at(line)}` : `day first: day > 12 in ${show(raw)}${at(line)}`,
+      );
+    } else if (form.orders === MDY) this.note('order', `month first: day > 12 in ${show(raw)}${at(line)}`);
+    else st.ambiguous ??= `${show(raw)}${at(line)}`;
+    st.orders = orders;
+  }
+
+  /** The column's type, how its text is read, and why, over every value so far (and the hints). */
+  resolve(): { type: ColumnType | null; reading?: Reading; evidence: string[] } {
+    const st = this.s;
+    const target = this.target?.type;
+    const evidence = Object.values(st.evidence);
+    const nulls = st.nulls.length > 0 ? { nulls: [...st.nulls] } : {};
+    const typed = (type: ColumnType, reading: Reading = {}) => {
+      const full = type === 'text' || type === 'jsonb' ? {} : { ...reading, ...nulls };
+      return { type, ...(Object.keys(full).length > 0 && { reading: full }), evidence };
+    };
+    if (target !== undefined && (target === 'text' || target === 'jsonb' || st.family !== FAMILY_OF[target])) return typed(target);
+    switch (st.family) {
+      case null:
+        return { type: null, evidence };
+      case 'text':
+      case 'jsonb':
+        return { type: st.family, evidence };
+      case 'boolean':
+        if (target === undefined && st.booleans !== undefined && (st.booleans & 4) === 0 && st.booleans !== 3)
+          return {
+            type: 'text',
+            evidence: [...evidence, `text: only ${st.booleans === 1 ? '"y"' : '"n"'}: a single letter is a boolean only with its opposite`],
+          };
+        return typed('boolean');
+      case 'number': {
+        const point = (st.styles & POINT_STYLES) !== 0;
+        const comma = (st.styles & COMMA_STYLES) !== 0;
+        let decimal: '.' | ',' = point ? '.' : ',';
+        if (point && comma) {
+          decimal = this.hints.decimal ?? '.';
+          if (st.ambiguous !== undefined)
+            evidence.push(
+              `${st.ambiguous} reads with a decimal point or comma: read with a decimal ${decimal === '.' ? 'point' : 'comma'}${this.hints.decimal ? ' (the locale)' : ''}`,
+            );
+        }
+        const chosen = st.styles & (decimal === '.' ? POINT_STYLES : COMMA_STYLES);
+        if (st.exponent && (decimal === ',' || st.grouped))
+          return { type: 'text', evidence: [...evidence, 'text: exponents with a decimal comma or separators'] };
+        const wide = st.exponent || (st.wide & (decimal === '.' ? POINT : COMMA)) !== 0;
+        const single = NUMBER_STYLES.filter((_, k) => chosen & (1 << k));
+        const reading: Reading = {
+          ...(decimal === ',' && { decimal }),
+          ...(st.grouped && single.length === 1 && single[0]!.group !== decimal && { group: single[0]!.group }),
+          ...(st.currency !== undefined && { currency: st.currency }),
+          ...(st.percent === 'all' && { percent: true }),
+        };
+        if (st.grouped && decimal === '.' && reading.group === undefined) reading.group = ','; // (the cast takes any out)
+        return typed(target ?? (wide ? 'numeric' : 'bigint'), reading);
+      }
+      case 'date': {
+        let order: 'DMY' | 'MDY' | undefined;
+        if (st.ordered) {
+          if (st.orders === DMY) order = 'DMY';
+          else if (st.orders === MDY) order = 'MDY';
+          else if (this.hints.order !== undefined) {
+            order = this.hints.order;
+            evidence.push(
+              `no day > 12 (e.g. ${st.ambiguous ?? 'every date'}): read ${order} as ${this.hints.orderGiven ? 'date_order' : 'the locale'} says`,
+            );
+          } else if (target !== undefined) {
+            order = 'DMY';
+            evidence.push(`no day > 12 (e.g. ${st.ambiguous ?? 'every date'}): read day first; give date_order=MDY to read month first`);
+          } else {
+            return {
+              type: 'text',
+              evidence: [
+                ...evidence,
+                `text: the order of day and month is never settled: no day > 12 (e.g. ${st.ambiguous ?? 'every date'}); give date_order=DMY or MDY`,
+              ],
+            };
+          }
+        }
+        return typed(target ?? (st.time ? 'timestamptz' : 'date'), { ...(order && { order }), ...(st.rewrite && { rewrite: true }) });
+      }
+    }
   }
 
   /** A JSON value's text as written (a number keeps every digit); null and "" are missing. */
   json(text: string): void {
-    const type = this.type;
+    this.json_ = true;
+    const type = this.jsonType;
     if (type === 'jsonb') return;
     const c = text.charCodeAt(0);
     if (c === 0x22) {
       // A JSON string is text unless it is a date or a time: "123" stays the string it was sent as.
       if (type === 'text' || text.length === 2) return;
       const s = jsonString(text);
-      this.type = joinTypes(type, isDate(s) ? 'date' : isTimestamp(s) ? 'timestamptz' : 'text');
-    } else if (c === 0x7b || c === 0x5b) this.type = 'jsonb';
-    else if (c === 0x74 || c === 0x66) this.type = joinTypes(type, 'boolean');
-    else if (c !== 0x6e) this.type = joinTypes(type, isBigint(text) ? 'bigint' : 'numeric');
+      this.jsonType = joinTypes(type, isDate(s) ? 'date' : isTimestamp(s) ? 'timestamptz' : 'text');
+    } else if (c === 0x7b || c === 0x5b) this.jsonType = 'jsonb';
+    else if (c === 0x74 || c === 0x66) this.jsonType = joinTypes(type, 'boolean');
+    else if (c !== 0x6e) this.jsonType = joinTypes(type, isBigint(text) ? 'bigint' : 'numeric');
   }
 }
 

@@ -16,6 +16,7 @@ export type ParsedRecord =
       columns?: readonly string[];
       values?: readonly string[];
       text?: string;
+      emptyQuoted?: readonly number[]; // a CSV record's fields written `""` (0-based), absent when none
       error?: undefined;
     }
   // columns: the header of a CSV (or sheet) row error, so a header is known even when its first row is bad.

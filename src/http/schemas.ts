@@ -165,7 +165,7 @@ export const loadOptionProperties = {
     type: 'string',
     maxLength: 65536,
     description:
-      'Declared column types as a JSON object, e.g. {"qty": "bigint"} (bigint, numeric, boolean, date, timestamptz, text, jsonb); other columns are inferred',
+      'Declared column types as a JSON object, e.g. {"qty": "bigint", "betrag": {"type": "numeric", "decimal": ","}, "datum": {"type": "date", "format": "DD.MM.YYYY"}} (bigint, numeric, boolean, date, timestamptz, text, jsonb); other columns are inferred',
   },
   schema_update: {
     type: 'string',
@@ -199,6 +199,17 @@ export const loadOptionProperties = {
     maxLength: 2048,
     description:
       'An http(s) URL that receives a signed POST of the job payload when the job ends (besides WEBHOOK_URLS); loopback and private addresses are refused unless IMPORT_ALLOW_PRIVATE=true',
+  },
+  locale: {
+    type: 'string',
+    maxLength: 40,
+    description: 'A language tag (de-DE, en-US, fr-CH) that settles numbers and dates the values leave ambiguous (1.234; 05/06/2025)',
+  },
+  date_order: { type: 'string', maxLength: 10, description: 'DMY or MDY: the order of day and month where no date has a day above 12' },
+  null_values: {
+    type: 'string',
+    maxLength: 10000,
+    description: 'Values meaning NULL in a typed column, comma-separated or a JSON array. Default: NA, N/A, null, NULL, -',
   },
 } as const;
 

@@ -2,7 +2,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../formats/limits.js';
 import type { JobEvents } from '../live/job-events.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
-import { COLUMN_TYPES, type ColumnType } from '../datasets/types.js';
+import { storedSpec } from '../datasets/column-spec.js';
+import { COLUMN_TYPES, type ColumnSpec, type ColumnType } from '../datasets/types.js';
 import { CheckpointConflictError, markCompleted, markFailed, markRunning, noteCanceledRead, restartJob, type Tracker } from './tracking.js';
 import { BatchWriter, databaseMessage } from './batch-writer.js';
 import { isTabular, TERMINAL_STATUSES } from '../core/job.js';
@@ -61,12 +62,17 @@ const PGLITE_PUBLISH_PAGES = 800;
  * declared, then (unless it replaces the dataset or may widen it) the dataset's own. A CSV
  * value into an existing jsonb column must always be JSON.
  */
-async function targetTypes(deps: PipelineDeps, job: JobRow, declared: Record<string, string> | null): Promise<Map<string, ColumnType>> {
-  const targets = new Map(Object.entries(declared ?? {}) as [string, ColumnType][]);
+async function targetTypes(deps: PipelineDeps, job: JobRow, declared: Record<string, unknown> | null): Promise<Map<string, ColumnSpec>> {
+  // A declared type is a spec, or (in rows written before specs) a type's name.
+  const targets = new Map<string, ColumnSpec>();
+  for (const [column, value] of Object.entries(declared ?? {})) {
+    const spec = storedSpec(value);
+    if (spec) targets.set(column, spec);
+  }
   if (job.mode === 'replace') return targets;
   for (const column of await datasetColumns(deps.db, deps.datasetSchema, job.dataset!)) {
     if (targets.has(column.name) || !(COLUMN_TYPES as readonly string[]).includes(column.type)) continue;
-    if (!job.widen || (column.type === 'jsonb' && isTabular(job.format))) targets.set(column.name, column.type as ColumnType);
+    if (!job.widen || (column.type === 'jsonb' && isTabular(job.format))) targets.set(column.name, { type: column.type as ColumnType });
   }
   return targets;
 }
@@ -182,7 +188,19 @@ async function openJob(deps: PipelineDeps, claimed: JobRow, signal: AbortSignal,
   }
   if (checkpoint === 0) await createStage(deps.db, jobId, deps.db.kind === 'postgres');
   const targets = await targetTypes(deps, job, saved?.declared_types ?? null);
-  const loader = new Loader({ format: job.format, targets, key: job.merge_key ?? [] }, state);
+  const read = saved?.read_options ?? {};
+  const loader = new Loader(
+    {
+      format: job.format,
+      targets,
+      declared: Object.keys(saved?.declared_types ?? {}),
+      key: job.merge_key ?? [],
+      ...(read.locale !== undefined && { locale: read.locale }),
+      ...(read.dateOrder !== undefined && { dateOrder: read.dateOrder }),
+      ...(read.nullValues !== undefined && { nullValues: read.nullValues }),
+    },
+    state,
+  );
   const writer = new BatchWriter(
     { tracker, jobId, depth: deps.db.connections > 1 ? 2 : 1, batchSize: deps.batchSize, maxErrors: job.max_errors, signal },
     loader,
