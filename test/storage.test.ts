@@ -45,6 +45,7 @@ const MIGRATIONS = [
   '012_webhooks_schedules',
   '013_schedule_budget_backoff',
   '014_pre_dataset_jobs',
+  '015_dialect_warnings',
 ];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
@@ -116,6 +117,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [12, '012_webhooks_schedules'],
       [13, '013_schedule_budget_backoff'],
       [14, '014_pre_dataset_jobs'],
+      [15, '015_dialect_warnings'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -420,6 +422,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 12, name: '012_webhooks_schedules' },
         { version: 13, name: '013_schedule_budget_backoff' },
         { version: 14, name: '014_pre_dataset_jobs' },
+        { version: 15, name: '015_dialect_warnings' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }
