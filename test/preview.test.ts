@@ -109,7 +109,7 @@ describe.each(backends())('messy files through the API ($name)', (backend) => {
     expect(await rowsOf('piped')).toEqual([{ a_b: '1;2', c: 3 }]);
   });
 
-  it("shows the dialect a ;-delimited upload was read with on its job, and keeps the options given for a retry's read", async () => {
+  it('shows the dialect a ;-delimited upload was read with on its job, and where the whole file types a column otherwise than its start', async () => {
     const job = await loaded(await uploadWith(server.url, 'semi.csv', SEMICOLONS));
     expect(job).toMatchObject({ status: 'completed', records_processed: 3, warnings: null });
     expect(job.dialect).toMatchObject({
@@ -126,6 +126,19 @@ describe.each(backends())('messy files through the API ($name)', (backend) => {
     // The job answers the same from the cache and from the database (the payload PostgreSQL writes).
     const listed = (await getJson(`${server.url}/api/jobs?dataset=semi`)).body.results[0];
     expect(listed).toEqual(job);
+    // Where the whole file types a column otherwise than its first 2,000 records (what a preview shows), the job says so.
+    const late = await loaded(
+      await uploadWith(
+        server.url,
+        'late.csv',
+        `id,amount\n${Array.from({ length: 2500 }, (_, i) => `${i},${i === 2400 ? '1.5' : i}`).join('\n')}\n`,
+      ),
+    );
+    expect(late).toMatchObject({
+      status: 'completed',
+      warnings: ['column "amount": the first 2,000 rows read as bigint, the whole file as numeric'],
+    });
+    expect((await getJson(`${server.url}/api/jobs?dataset=late`)).body.results[0]).toEqual(late);
     const json = await loaded(await uploadWith(server.url, 'r.json', '[{"a":1}]'));
     expect(json).toMatchObject({ status: 'completed', dialect: null });
   });
