@@ -158,6 +158,8 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['source', 'jsonb', null, 'YES'],
       ['callback_url', 'text', null, 'YES'],
       ['schedule_id', 'uuid', null, 'YES'],
+      ['dialect', 'json', null, 'YES'],
+      ['warnings', '_text', null, 'YES'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
