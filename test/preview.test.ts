@@ -94,6 +94,12 @@ describe.each(backends())('messy files through the API ($name)', (backend) => {
       ['body', 'escape'],
       ['body', 'header_row'],
     ]);
+    const schedule = await postJson(`${server.url}/api/schedules`, {
+      import: { url: `${files.url}/orders.csv`, ragged: 'x' },
+      every: '15m',
+    });
+    expect(schedule.status).toBe(422);
+    expect(schedule.body.detail[0].loc).toEqual(['body', 'ragged']);
     expect((await getJson(`${server.url}/api/jobs`)).body.results).toEqual([]);
   });
 
