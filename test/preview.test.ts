@@ -6,8 +6,10 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/core/job.js';
+import { zipOf } from './files.js';
 import { backends, createSandbox, getJson, postJson, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 async function uploadWith(baseUrl: string, name: string, content: BlobPart, query = '', fields: Record<string, string> = {}) {
@@ -247,6 +249,15 @@ describe.each(backends())('messy files through the API ($name)', (backend) => {
       ['2', 'bo', '20'],
       ['3', 'cy', '30'],
     ]);
+    // Compressed or zipped: read from the decompressed text; the spooled zip is removed.
+    for (const [name, bytes] of [
+      ['semi.csv.gz', gzipSync(SEMICOLONS)],
+      ['semi.zip', zipOf({ 'semi.csv': SEMICOLONS })],
+    ] as const) {
+      const packed = await preview(server.url, name, bytes);
+      expect(packed.status, name).toBe(200);
+      expect(packed.body.rows, name).toEqual(imported.body.rows);
+    }
     // A schema typo is a warning here (a load refuses it).
     const typo = await preview(server.url, 'p.csv', 'a,b\n1,2\n', `schema=${encodeURIComponent('{"c":"text"}')}`);
     expect(typo.body.warnings).toEqual([expect.stringContaining('"c" (its columns: a, b)')]);
@@ -261,6 +272,8 @@ describe.each(backends())('messy files through the API ($name)', (backend) => {
     expect(bad.body).toMatchObject({ code: 'unreadable_file', detail: expect.stringContaining('UTF-8') });
     const missing = await postJson(`${server.url}/api/preview`, { url: `${files.url}/nothing.csv` });
     expect(missing.status).toBe(422);
+    const empty = await preview(server.url, 'empty.csv', '');
+    expect(empty).toMatchObject({ status: 422, body: { code: 'empty_file' } });
     const unsupported = await preview(server.url, 'notes.txt', 'hello\n');
     expect(unsupported.status).toBe(415);
     const options = await preview(server.url, 'a.csv', 'a\n1\n', 'ragged=maybe');

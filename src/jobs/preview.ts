@@ -5,7 +5,7 @@
  * with (the types its first PREVIEW_MAX_ROWS records gave).
  */
 import { Readable } from 'node:stream';
-import { IngestError } from '../core/errors.js';
+import { AppError, IngestError } from '../core/errors.js';
 import { isTabular, type Format } from '../core/job.js';
 import { Loader, type ColumnGuess } from '../datasets/loader.js';
 import type { ColumnType, Reading } from '../datasets/types.js';
@@ -245,6 +245,7 @@ export async function previewInput(input: Input, options: PreviewOptions): Promi
     if (!cut && !/MAX_DECOMPRESSED_BYTES/.test(err.message)) throw err;
     truncated = true;
   }
+  if (head.length === 0 && !truncated) throw new AppError(422, 'empty_file', 'The file is empty');
   if (isTabular(format) && loader.columns.length === 0 && report && report.columns.length > 0) loader.header(report.columns);
   const columns = loader.describe().map((c) => ({
     name: c.name,

@@ -229,6 +229,11 @@ export const previewRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db
         });
       } catch (err) {
         if (err instanceof IngestError) throw new AppError(422, 'unreadable_file', err.message);
+        // A zip is read whole: past MAX_UPLOAD_BYTES its part is cut off.
+        if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE')
+          throw new AppError(413, 'payload_too_large', `The file is larger than MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`);
+        if (request.raw.destroyed || /unexpected end|terminated early|aborted|premature close/i.test((err as Error).message))
+          throw new AppError(400, 'upload_incomplete', 'The upload ended before the file was complete');
         throw err;
       } finally {
         drain?.();
