@@ -190,6 +190,23 @@ describe.each(backends())('API contract ($name)', (backend) => {
        version = version + 1 WHERE job_id = $1`,
       [all[1], nasty],
     );
+    // A dialect (json, kept as Node wrote it) and warnings (text[]) holding the same text.
+    const dialect = {
+      delimiter: '\t',
+      quote: "'",
+      escape: 'backslash',
+      line_ending: 'CRLF',
+      header_row: null,
+      header_rows: 0,
+      columns: [nasty, 'b'],
+      skipped: [{ from: 1, to: 2, why: 'above the table', text: nasty }],
+      skipped_lines: 2,
+    };
+    await idle.intake.db.query(
+      `UPDATE ingest_jobs SET dialect = $2::json, warnings = $3::text[], version = version + 1 WHERE job_id = $1`,
+      [all[2], JSON.stringify(dialect), [nasty, 'column "a": the first 2,000 rows read as bigint, the whole file as numeric']],
+    );
+    expect((await getJson(`${idle.url}/api/job/${all[2]}`)).body).toMatchObject({ dialect, warnings: [nasty, expect.any(String)] });
     for (const url of [idle.url, server.url]) {
       for (const job of (await getJson(`${url}/api/jobs?limit=100`)).body.results as JobPayload[]) {
         expect(JSON.stringify(job)).toBe(await (await fetch(`${url}/api/job/${job.job_id}`)).text());

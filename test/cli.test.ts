@@ -106,6 +106,25 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect(stderr).toBe(''); // --json: nothing but the job, for scripts
   });
 
+  it('preview prints the dialect, the columns with their types and the first rows; --json the answer; nothing is stored', async () => {
+    writeFileSync(join(dir, 'euro.csv'), 'id;name;note\n1;anna;\n2;bo;x\n');
+    const { code, stdout, stderr } = await run('preview', 'euro.csv');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(
+      /^format {4}csv \(utf-8\)\ndialect {3}delimiter semicolon, quote ", escape double, line ending LF, header on line 1\n/,
+    );
+    expect(stdout).toContain('\nCOLUMN  TYPE    NAME IN FILE  EVIDENCE\nid      bigint  id\nname    text    name\nnote    text    note\n');
+    expect(stdout).toContain('\nid  name  note\n1   anna  NULL\n2   bo    x\n\n2 rows shown\n');
+    const json = await run('preview', 'euro.csv', '--delimiter', 'pipe', '--json');
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ columns: [{ name: 'id_name_note' }], rows: [['1;anna;'], ['2;bo;x']] });
+    const refused = await run('preview', 'euro.csv', '--ragged', 'sometimes');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^intake: body\.ragged: ragged is error .* \(HTTP 422 validation_error\)\n$/);
+    expect((await getJson(`${server.url}/api/datasets/euro`)).status).toBe(404);
+  });
+
   it('upload without --wait answers at once with the job id', async () => {
     const { code, stdout, stderr } = await run('upload', 'people.csv');
     expect(code).toBe(0);

@@ -622,6 +622,8 @@ describe.runIf(scaleOutAvailable())('status cache (Redis)', () => {
       rows_inserted: null,
       rows_updated: null,
       error: null,
+      dialect: null,
+      warnings: null,
       attempts: 1,
       version,
       ...extra,

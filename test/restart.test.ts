@@ -53,6 +53,8 @@ describe.each(backends())('restart ($name)', (backend) => {
     }
     expect(seen.status).toBe('running');
     expect(seen.records_processed).toBeLessThan(ROWS);
+    // How the file is read shows while the job runs; the resumed run reads it the same way.
+    expect(seen.dialect).toMatchObject({ delimiter: ',', quote: '"' });
     expect(await first.stop('SIGKILL')).toBeNull();
     first = undefined;
 
@@ -61,6 +63,7 @@ describe.each(backends())('restart ($name)', (backend) => {
     const job = await waitForJob(second.url, jobId, 120_000);
     expect(job).toMatchObject({ status: 'completed', records_processed: ROWS, error: null });
     expect(job.started_at).toBe(seen.started_at); // resumed, not restarted
+    expect(job.dialect).toEqual(seen.dialect);
     expect(second.output()).toContain('resuming job from its checkpoint');
 
     // A clean shutdown: exit 0, lock released, the data directory opens again as it was.

@@ -45,6 +45,7 @@ const MIGRATIONS = [
   '012_webhooks_schedules',
   '013_schedule_budget_backoff',
   '014_pre_dataset_jobs',
+  '015_dialect_warnings',
 ];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
@@ -116,6 +117,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [12, '012_webhooks_schedules'],
       [13, '013_schedule_budget_backoff'],
       [14, '014_pre_dataset_jobs'],
+      [15, '015_dialect_warnings'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -156,6 +158,8 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['source', 'jsonb', null, 'YES'],
       ['callback_url', 'text', null, 'YES'],
       ['schedule_id', 'uuid', null, 'YES'],
+      ['dialect', 'json', null, 'YES'],
+      ['warnings', '_text', null, 'YES'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -420,6 +424,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 12, name: '012_webhooks_schedules' },
         { version: 13, name: '013_schedule_budget_backoff' },
         { version: 14, name: '014_pre_dataset_jobs' },
+        { version: 15, name: '015_dialect_warnings' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

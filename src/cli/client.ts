@@ -2,12 +2,12 @@ import { openAsBlob } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ApiError, createApi, type Api, type SubmittedJob } from '../client/api.js';
+import { ApiError, createApi, type Api, type Preview, type SubmittedJob } from '../client/api.js';
 import { follow } from '../client/follow.js';
 import { JOB_STATUSES, type JobPayload } from '../core/job.js';
 
 /**
- * The client verbs of jobs (CLIENT_COMMANDS: upload, import, status, jobs, cancel, retry, delete), over
+ * The client verbs of jobs (CLIENT_COMMANDS: upload, preview, import, status, jobs, cancel, retry, delete), over
  * HTTP to INTAKE_URL, and what every client verb shares (those of datasets are in datasets.ts).
  */
 
@@ -168,21 +168,35 @@ function progressDisplay(stderr: NodeJS.WriteStream): { update(job: JobPayload):
   };
 }
 
-const UPLOAD_USAGE =
-  'intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]';
+const READ_USAGE =
+  '[--delimiter D] [--quote Q] [--escape double|backslash] [--header-row N] [--skip-lines N] [--ragged error|pad|ignore_extra] [--no-header] [--encoding E] [--locale L] [--date-order DMY|MDY] [--null-values V] [--sheet S] [--format F]';
+const UPLOAD_USAGE = `intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] ${READ_USAGE} [--callback-url URL] [--max-errors N] [--wait] [--json]`;
+
+/** How a file is read: an upload, an import and a preview share them. */
+const READ_FLAGS = {
+  schema: { type: 'string' },
+  format: { type: 'string' },
+  delimiter: { type: 'string' },
+  quote: { type: 'string' },
+  escape: { type: 'string' },
+  'header-row': { type: 'string' },
+  'skip-lines': { type: 'string' },
+  ragged: { type: 'string' },
+  'no-header': { type: 'boolean' },
+  encoding: { type: 'string' },
+  locale: { type: 'string' },
+  'date-order': { type: 'string' },
+  'null-values': { type: 'string' },
+  sheet: { type: 'string' },
+} as const;
 
 /** The options an upload and an import share: how the file is read and where it loads. */
 const LOAD_FLAGS = {
+  ...READ_FLAGS,
   dataset: { type: 'string' },
   mode: { type: 'string' },
   key: { type: 'string' },
-  schema: { type: 'string' },
   widen: { type: 'boolean' },
-  format: { type: 'string' },
-  delimiter: { type: 'string' },
-  'no-header': { type: 'boolean' },
-  encoding: { type: 'string' },
-  sheet: { type: 'string' },
   'callback-url': { type: 'string' },
   'max-errors': { type: 'string' },
   wait: { type: 'boolean' },
@@ -195,19 +209,31 @@ function loadFields(values: Record<string, unknown>): [string, string][] {
   if (maxErrors !== undefined && !/^\d+$/.test(maxErrors))
     throw new ClientError(`--max-errors must be a whole number, 0 or more, not "${maxErrors}"`);
   const fields: [string, string][] = maxErrors === undefined ? [] : [['max_errors', maxErrors]];
-  for (const name of ['format', 'dataset', 'mode', 'key', 'schema', 'delimiter', 'encoding', 'sheet'] as const)
+  for (const name of [
+    'format',
+    'dataset',
+    'mode',
+    'key',
+    'schema',
+    'delimiter',
+    'quote',
+    'escape',
+    'ragged',
+    'encoding',
+    'locale',
+    'sheet',
+  ] as const)
     if (values[name] !== undefined) fields.push([name, values[name] as string]);
+  for (const name of ['header-row', 'skip-lines', 'date-order', 'null-values'] as const)
+    if (values[name] !== undefined) fields.push([name.replace('-', '_'), values[name] as string]);
   if (values.widen) fields.push(['schema_update', 'widen']);
   if (values['no-header']) fields.push(['header', 'false']);
   if (values['callback-url'] !== undefined) fields.push(['callback_url', values['callback-url'] as string]);
   return fields;
 }
 
-async function upload(args: string[], io: ClientIo): Promise<number> {
-  const { values, positionals } = parse(args, LOAD_FLAGS, 1, UPLOAD_USAGE);
-  const path = positionals[0]!;
-  const fields = loadFields(values);
-  const client = api(io.env);
+/** The file at `path` after the form fields (Intake reads the fields before the file: they have to come first). */
+async function formWith(path: string, fields: [string, string][]): Promise<FormData> {
   let file: Blob;
   try {
     if (!(await stat(path)).isFile()) throw new Error('not a file');
@@ -217,15 +243,65 @@ async function upload(args: string[], io: ClientIo): Promise<number> {
       `cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
     );
   }
-  // Intake reads the fields before the file: they have to come first.
   const form = new FormData();
   for (const [name, value] of fields) form.append(name, value);
   form.append('file', file, basename(path));
+  return form;
+}
+
+async function upload(args: string[], io: ClientIo): Promise<number> {
+  const { values, positionals } = parse(args, LOAD_FLAGS, 1, UPLOAD_USAGE);
+  const form = await formWith(positionals[0]!, loadFields(values));
+  const client = api(io.env);
   return submitted(client, await client.upload(form), values, io);
 }
 
-const IMPORT_USAGE =
-  'intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--callback-url URL] [--max-errors N] [--wait] [--json]';
+const PREVIEW_USAGE = `intake preview FILE [--schema JSON] ${READ_USAGE} [--json]`;
+
+/** How a preview's dialect reads, on one line. */
+function dialectLine(dialect: NonNullable<Preview['dialect']>): string {
+  const names: Record<string, string> = { ',': 'comma', ';': 'semicolon', '\t': 'tab', '|': 'pipe', ' ': 'space', ', ': 'comma and space' };
+  const header =
+    dialect.header_row === null
+      ? 'no header row'
+      : `header on line ${dialect.header_row}${dialect.header_rows > 1 ? ` (over ${dialect.header_rows} rows)` : ''}`;
+  return `delimiter ${names[dialect.delimiter] ?? dialect.delimiter}, quote ${dialect.quote}, escape ${dialect.escape}, line ending ${dialect.line_ending}, ${header}`;
+}
+
+/** `intake preview FILE`: how Intake would read the file (its dialect, columns and types, first rows); nothing is stored. */
+async function preview(args: string[], io: ClientIo): Promise<number> {
+  const { values, positionals } = parse(args, { ...READ_FLAGS, json: { type: 'boolean' } }, 1, PREVIEW_USAGE);
+  const form = await formWith(positionals[0]!, loadFields(values));
+  const answer = await api(io.env).preview(form);
+  if (values.json) {
+    io.stdout.write(`${JSON.stringify(answer)}\n`);
+    return 0;
+  }
+  const out: string[] = [`format    ${answer.format} (${answer.encoding})\n`];
+  if (answer.dialect) {
+    out.push(`dialect   ${printable(dialectLine(answer.dialect))}\n`);
+    for (const run of answer.dialect.skipped)
+      out.push(`skipped   lines ${run.from}–${run.to} ${run.why}: ${printable(JSON.stringify(run.text))}\n`);
+  }
+  out.push(
+    '\n',
+    table([
+      ['COLUMN', 'TYPE', 'NAME IN FILE', 'EVIDENCE'],
+      ...answer.columns.map((c) => [c.name, c.type, c.original, c.evidence.join('; ')].map(printable)),
+    ]),
+  );
+  if (answer.columns.length > 0 && answer.rows.length > 0) {
+    const cell = (value: string | null) => printable(value === null ? 'NULL' : value.length > 40 ? `${value.slice(0, 39)}…` : value);
+    out.push('\n', table([answer.columns.map((c) => printable(c.name)), ...answer.rows.map((row) => row.map(cell))]));
+  }
+  out.push(`\n${plural(answer.rows.length, 'row')} shown${answer.truncated ? ' (the file goes on: only its start was read)' : ''}\n`);
+  for (const e of answer.row_errors) out.push(`row error on line ${e.line}: ${printable(e.error)}\n`);
+  for (const warning of answer.warnings) out.push(`warning: ${printable(warning)}\n`);
+  io.stdout.write(out.join(''));
+  return 0;
+}
+
+const IMPORT_USAGE = `intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] ${READ_USAGE} [--callback-url URL] [--max-errors N] [--wait] [--json]`;
 
 /** `intake import https://…|s3://bucket/key`, or `intake import jira --connection ID --jql …`: the server's worker reads the source itself. */
 async function importUrl(args: string[], io: ClientIo): Promise<number> {
@@ -389,7 +465,7 @@ export const shown =
     });
 
 export const CLIENT_COMMANDS: Record<string, Command> = Object.fromEntries(
-  Object.entries({ upload, import: importUrl, status, jobs, cancel, retry, delete: remove }).map(([name, command]) => [
+  Object.entries({ upload, preview, import: importUrl, status, jobs, cancel, retry, delete: remove }).map(([name, command]) => [
     name,
     shown(command),
   ]),

@@ -17,17 +17,25 @@ Run Intake:
 
 Talk to a running Intake at INTAKE_URL (default http://localhost:8000; INTAKE_TOKEN if it has API_TOKENS):
   upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen]
-              [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]
+              [--delimiter D] [--quote Q] [--escape double|backslash] [--header-row N] [--skip-lines N]
+              [--ragged error|pad|ignore_extra] [--no-header] [--encoding E] [--locale L] [--date-order DMY|MDY]
+              [--null-values V] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]
             submit a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (or one gzipped, zstd-compressed or
             zipped) to load into dataset NAME (by default named after the file); prints the job id. --mode append (the default) adds the rows,
             replace swaps the dataset's rows for them, merge updates the rows whose --key columns
             (comma-separated) match and adds the others. --schema '{"qty":"bigint"}' declares
             column types (bigint numeric boolean date timestamptz text jsonb); --widen lets the
-            job widen a column that a value does not fit. A CSV's delimiter is detected unless
-            --delimiter gives it (, ; | tab); --no-header: no header row; --encoding windows-1252 (or
+            job widen a column that a value does not fit. A CSV's dialect is detected unless given:
+            --delimiter (, ; | tab space or comma_space), --quote (" or '), --escape, --header-row (the
+            header's line), --skip-lines (lines above the table), --ragged (rows of more or fewer fields
+            than the header); --no-header: no header row; --encoding windows-1252 (or
             another: see the README) for a file that is not UTF-8. --sheet: a workbook's sheet (name or
             position; the first by default). --format csv|json|ndjson|xlsx when the name does not say. With --wait, shows progress until the
             job ends and exits 0 only if it completed (1 if it failed)
+  preview FILE [--schema JSON] [--delimiter D] [… the reading options of upload] [--json]
+            how Intake would read the file, nothing stored: its encoding and dialect, a table of its
+            columns (type, and the evidence for it) and its first rows as they would load, row errors and
+            warnings (the start of the file only: a load types each column over the whole file)
   import URL [--dataset NAME] [--mode M] [--key COLUMNS] [--format F] [… as upload] [--wait] [--json]
             import https://… or s3://bucket/key: Intake's worker reads it (the API never holds it);
             the same options as upload. A URL that resolves to a loopback, private or link-local

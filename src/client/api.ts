@@ -41,6 +41,18 @@ export interface RowError {
   excerpt: string;
 }
 
+/** POST /api/preview: the start of a file read as a load would read it. */
+export interface Preview {
+  format: string;
+  encoding: string;
+  dialect: JobPayload['dialect'];
+  columns: { name: string; original: string; type: string; reading: Record<string, unknown> | null; evidence: string[] }[];
+  rows: (string | null)[][];
+  row_errors: { line: number; error: string; excerpt: string }[];
+  truncated: boolean;
+  warnings: string[];
+}
+
 /** An error answer of the API ({detail, code}), or no answer at all (status 0, code "network"). */
 export class ApiError extends Error {
   constructor(
@@ -159,6 +171,7 @@ export function createApi({ base, token, onError }: ApiOptions) {
     /** The job's event stream (see stream). */
     events: (jobId: string, signal?: AbortSignal) => stream(`${jobPath(jobId)}/events`, signal),
     upload: (form: FormData) => json<SubmittedJob>('/api/upload', { method: 'POST', body: form }),
+    preview: (form: FormData) => json<Preview>('/api/preview', { method: 'POST', body: form }),
     import: (body: Record<string, unknown>) =>
       json<SubmittedJob>('/api/import', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
     cancel: (jobId: string) => json<JobPayload>(`${jobPath(jobId)}/cancel`, { method: 'POST' }),

@@ -25,13 +25,19 @@ export const WRITE_MODES = ['append', 'replace', 'merge'] as const;
 export type WriteMode = (typeof WRITE_MODES)[number];
 
 /** A JSON schema as the job's fields use them (the API's schemas are these, with null where a field may be null). */
+type FieldType = 'string' | 'integer' | 'boolean' | 'array' | 'object';
+
 export interface FieldSchema {
-  type: 'string' | 'integer' | 'boolean' | 'array' | 'object';
+  /** A field's value inside an object may be null: [type, 'null']. */
+  type: FieldType | readonly [FieldType, 'null'];
   format?: 'uuid' | 'date-time';
   enum?: readonly string[];
   minimum?: number;
   items?: FieldSchema;
   properties?: Readonly<Record<string, FieldSchema>>;
+  /** An object's properties, all of them (JsonValue reads them all as required). */
+  required?: readonly string[];
+  additionalProperties?: false;
   description?: string;
 }
 
@@ -46,6 +52,41 @@ export interface FieldSpec {
 }
 
 const timestamp = { type: 'string', format: 'date-time' } as const;
+
+/** The properties of an object's schema, each required (as JsonValue reads them), none other. */
+const closed = <const P extends Record<string, FieldSchema>>(properties: P, description?: string) =>
+  ({
+    type: 'object',
+    properties,
+    required: Object.keys(properties) as (keyof P & string)[],
+    additionalProperties: false,
+    ...(description !== undefined && { description }),
+  }) as const;
+
+/** How a CSV file was read (formats/csv.ts CsvReport), as the job shows it. */
+const dialectSchema = closed(
+  {
+    delimiter: { type: 'string', enum: [',', ';', '\t', '|', ' ', ', '] },
+    quote: { type: 'string', enum: ['"', "'"] },
+    escape: { type: 'string', enum: ['double', 'backslash'], description: 'How a quote is written in a quoted field: "" or \\"' },
+    line_ending: { type: 'string', enum: ['LF', 'CRLF', 'CR'] },
+    header_row: { type: ['integer', 'null'], description: "The line of the header's first row (null: the file has no header row)" },
+    header_rows: { type: 'integer', minimum: 0, description: 'Rows the header is written over, joined into one name per column' },
+    columns: { type: 'array', items: { type: 'string' }, description: 'The columns as the header names them' },
+    skipped: {
+      type: 'array',
+      items: closed({
+        from: { type: 'integer', minimum: 1 },
+        to: { type: 'integer', minimum: 1 },
+        why: { type: 'string', enum: ['above the table', 'after the table'] },
+        text: { type: 'string', description: 'The first of the lines as written (at most 120 characters)' },
+      }),
+      description: 'Runs of lines that are not part of the table (the first few)',
+    },
+    skipped_lines: { type: 'integer', minimum: 0, description: 'Lines skipped in all' },
+  },
+  'How the CSV file is read: what was detected or given (null for other formats, and until the reader has looked at the file). Final once the job completes',
+);
 
 /**
  * The job's fields, each once, in the order the payload writes them (Node and PostgreSQL
@@ -119,6 +160,17 @@ export const JOB_FIELDS = {
     nullable: true,
     schema: { type: 'string', description: 'Why the job failed, with the line or record where it did' },
   },
+  dialect: { payload: true, nullable: true, schema: dialectSchema },
+  warnings: {
+    payload: true,
+    nullable: true,
+    schema: {
+      type: 'array',
+      items: { type: 'string' },
+      description:
+        'What the load found that a preview of the file would not have shown: a column typed otherwise by the whole file than by its first 2,000 records (null: none)',
+    },
+  },
   attempts: {
     payload: true,
     nullable: false,
@@ -160,19 +212,21 @@ export type JobField = keyof Fields;
 export type PayloadField = { [K in JobField]: Fields[K]['payload'] extends true ? K : never }[JobField];
 
 /** The value a JSON schema of the table describes (an object's properties are all required). */
-export type JsonValue<S> = S extends { enum: readonly (infer E)[] }
-  ? E
-  : S extends { type: 'string' }
-    ? string
-    : S extends { type: 'integer' }
-      ? number
-      : S extends { type: 'boolean' }
-        ? boolean
-        : S extends { type: 'array'; items: infer I }
-          ? JsonValue<I>[]
-          : S extends { type: 'object'; properties: infer P }
-            ? { -readonly [K in keyof P]: JsonValue<P[K]> }
-            : never;
+export type JsonValue<S> = S extends { type: readonly [infer T, 'null'] }
+  ? JsonValue<Omit<S, 'type'> & { type: T }> | null
+  : S extends { enum: readonly (infer E)[] }
+    ? E
+    : S extends { type: 'string' }
+      ? string
+      : S extends { type: 'integer' }
+        ? number
+        : S extends { type: 'boolean' }
+          ? boolean
+          : S extends { type: 'array'; items: infer I }
+            ? JsonValue<I>[]
+            : S extends { type: 'object'; properties: infer P }
+              ? { -readonly [K in keyof P]: JsonValue<P[K]> }
+              : never;
 type OrNull<F> = F extends { nullable: true } ? null : never;
 type RowValue<S> = S extends { format: 'date-time' } ? Date : JsonValue<S>;
 type ColumnOf<K, F> = F extends { column: infer C extends string } ? C : K;

@@ -69,8 +69,6 @@ export interface LoaderOptions {
   format: Format;
   /** Types the values of a column must fit, by column name or by the name as written; `*`: any other column. */
   targets: ReadonlyMap<string, ColumnSpec>;
-  /** The column names the submit's schema declared (the others of `targets` are the dataset's). */
-  declared?: readonly string[];
   /** Key columns of a merge (names or names as written): each record must have a value for each. */
   key: readonly string[];
   /** A locale hint (`de-DE`) that settles columns the values leave ambiguous. */
@@ -164,11 +162,6 @@ export class Loader {
       c.tally = tally.state();
     });
     return { columns: this.columns };
-  }
-
-  /** The declared schema's names that no column has, by its name or as written (`*` is none). */
-  unknownDeclared(): string[] {
-    return (this.options.declared ?? []).filter((k) => k !== '*' && !this.columns.some((c) => c.name === k || c.original === k));
   }
 
   /**

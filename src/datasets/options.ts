@@ -3,7 +3,7 @@
  * its form fields, checked into what the job row keeps. Anything wrong is a 422 naming it.
  */
 import { validationError, type ValidationIssue } from '../core/errors.js';
-import type { Delimiter } from '../formats/csv.js';
+import { RAGGED, type Delimiter, type Escape, type Quote, type Ragged } from '../formats/csv.js';
 import { ENCODINGS, type Encoding } from '../formats/decode.js';
 import type { ReadOptions } from '../formats/parse.js';
 import { isTabular, WRITE_MODES, type Format, type WriteMode } from '../core/job.js';
@@ -36,6 +36,11 @@ export interface RawLoadOptions {
   schema_update?: string;
   delimiter?: string;
   header?: string | boolean;
+  quote?: string;
+  escape?: string;
+  header_row?: string | number;
+  skip_lines?: string | number;
+  ragged?: string;
   encoding?: string;
   sheet?: string;
   callback_url?: string;
@@ -52,6 +57,11 @@ export const LOAD_OPTION_NAMES = [
   'schema_update',
   'delimiter',
   'header',
+  'quote',
+  'escape',
+  'header_row',
+  'skip_lines',
+  'ragged',
   'encoding',
   'sheet',
   'callback_url',
@@ -101,13 +111,105 @@ const DELIMITER_NAMES: Record<string, Delimiter> = {
   ';': ';',
   '\t': '\t',
   '|': '|',
+  ' ': ' ',
+  ', ': ', ',
   comma: ',',
   semicolon: ';',
   tab: '\t',
   pipe: '|',
+  space: ' ',
+  comma_space: ', ',
 };
 const MAX_KEY_COLUMNS = 32;
 const MAX_DECLARED_COLUMNS = 1600;
+
+const QUOTE_NAMES: Record<string, Quote> = { '"': '"', "'": "'", double: '"', single: "'" };
+const ESCAPES: readonly Escape[] = ['double', 'backslash'];
+// Beyond these a header row or a count of lines to skip is a mistake, not a file.
+const MAX_HEADER_ROW = 10_000;
+
+/** The CSV dialect's options, by their fields in read options (header applies to workbooks too). */
+const CSV_OPTION_FIELDS = {
+  delimiter: 'delimiter',
+  quote: 'quote',
+  escape: 'escape',
+  headerRow: 'header_row',
+  skipLines: 'skip_lines',
+  ragged: 'ragged',
+} as const;
+const CSV_ONLY = Object.keys(CSV_OPTION_FIELDS) as (keyof typeof CSV_OPTION_FIELDS)[];
+
+/** A whole number from `min` to MAX_HEADER_ROW, written as digits or given as a JSON integer; undefined otherwise. */
+function lineNumber(raw: string | number, min: number): number | undefined {
+  const value = typeof raw === 'number' ? raw : /^\s*\d{1,9}\s*$/.test(raw) ? Number(raw) : NaN;
+  return Number.isSafeInteger(value) && value >= min && value <= MAX_HEADER_ROW ? value : undefined;
+}
+
+const given = <T extends string | number | boolean>(value: T | undefined): value is T => value !== undefined && value !== '';
+
+/**
+ * How a CSV file is written, as far as the submit says (anything left out is detected): set in
+ * `read`; the problems as [field, message]. A `.tsv` file is tab-separated unless said otherwise.
+ */
+function csvDialectOptions(raw: RawLoadOptions, fileName: string | null, read: ReadOptions): [string, string][] {
+  const issues: [string, string][] = [];
+  const shown = (value: string | number) => JSON.stringify(String(value).slice(0, 20));
+  if (given(raw.delimiter)) {
+    // ' ' and ', ' are delimiters of their own: only a name is matched case-insensitively.
+    const delimiter = DELIMITER_NAMES[raw.delimiter] ?? DELIMITER_NAMES[raw.delimiter.trim().toLowerCase()];
+    if (!delimiter)
+      issues.push([
+        'delimiter',
+        `delimiter is one of , ; | a tab, a space or ", " (or comma, semicolon, pipe, tab, space, comma_space) (got ${shown(raw.delimiter)})`,
+      ]);
+    else read.delimiter = delimiter;
+  } else if (fileName?.toLowerCase().replace(/\.gz$/, '').endsWith('.tsv')) read.delimiter = '\t';
+  if (given(raw.header)) {
+    const header = String(raw.header).toLowerCase();
+    if (header !== 'true' && header !== 'false')
+      issues.push(['header', 'header is true (the first row names the columns, the default) or false (columns are column_1, column_2 …)']);
+    else if (header === 'false') read.header = false;
+  }
+  if (given(raw.quote)) {
+    const quote = QUOTE_NAMES[raw.quote.trim().toLowerCase()] ?? QUOTE_NAMES[raw.quote];
+    if (!quote) issues.push(['quote', `quote is " or ' (or double, single) (got ${shown(raw.quote)})`]);
+    else read.quote = quote;
+  }
+  if (given(raw.escape)) {
+    const escape = raw.escape.trim().toLowerCase() as Escape;
+    if (!ESCAPES.includes(escape))
+      issues.push(['escape', `escape is double (a quote in a quoted field is written "") or backslash (\\") (got ${shown(raw.escape)})`]);
+    else read.escape = escape;
+  }
+  if (given(raw.header_row)) {
+    const row = lineNumber(raw.header_row, 1);
+    if (row === undefined)
+      issues.push(['header_row', `header_row is the line the header is on: 1 to ${MAX_HEADER_ROW} (got ${shown(raw.header_row)})`]);
+    else if (read.header === false) issues.push(['header_row', 'header_row names the header line: not with header=false (use skip_lines)']);
+    else read.headerRow = row;
+  }
+  if (given(raw.skip_lines)) {
+    const lines = lineNumber(raw.skip_lines, 0);
+    if (lines === undefined)
+      issues.push([
+        'skip_lines',
+        `skip_lines is how many lines come before the table: 0 to ${MAX_HEADER_ROW} (got ${shown(raw.skip_lines)})`,
+      ]);
+    else if (read.headerRow !== undefined)
+      issues.push(['skip_lines', 'header_row and skip_lines both say where the table starts: give one of them']);
+    else read.skipLines = lines;
+  }
+  if (given(raw.ragged)) {
+    const ragged = raw.ragged.trim().toLowerCase() as Ragged;
+    if (!RAGGED.includes(ragged))
+      issues.push([
+        'ragged',
+        `ragged is error (a row of more or fewer fields than the header is a row error, the default), pad (missing trailing fields are NULL) or ignore_extra (extra fields are dropped) (got ${shown(raw.ragged)})`,
+      ]);
+    else read.ragged = ragged;
+  }
+  return issues;
+}
 
 /**
  * The options checked; `fileName` names the dataset when none is given, and a `.tsv` one is
@@ -162,21 +264,8 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
     issue('schema_update', `schema_update is "widen" (let the job widen existing columns) or not given (got "${update.slice(0, 40)}")`);
 
   const read: ReadOptions = {};
-  if (raw.delimiter !== undefined && raw.delimiter !== '') {
-    const delimiter = DELIMITER_NAMES[raw.delimiter.toLowerCase()];
-    if (!delimiter)
-      issue(
-        'delimiter',
-        `delimiter is one of , ; | or a tab (or comma, semicolon, pipe, tab) (got ${JSON.stringify(raw.delimiter.slice(0, 20))})`,
-      );
-    else read.delimiter = delimiter;
-  } else if (fileName?.toLowerCase().replace(/\.gz$/, '').endsWith('.tsv')) read.delimiter = '\t';
-  if (raw.header !== undefined && raw.header !== '') {
-    const header = String(raw.header).toLowerCase();
-    if (header !== 'true' && header !== 'false')
-      issue('header', `header is true (the first row names the columns, the default) or false (columns are column_1, column_2 …)`);
-    else if (header === 'false') read.header = false;
-  }
+  const csvIssues = csvDialectOptions(raw, fileName, read);
+  for (const [field, msg] of csvIssues) issue(field, msg);
   try {
     const encoding = encodingOption(raw.encoding, where);
     if (encoding) read.encoding = encoding;
@@ -193,7 +282,9 @@ export function loadOptions(raw: RawLoadOptions, fileName: string | null, format
     else read.sheet = raw.sheet;
   }
   readingOptions(raw, read, issue);
-  if (format !== 'csv' && read.delimiter !== undefined) issue('delimiter', 'delimiter applies to CSV files only');
+  for (const name of CSV_ONLY)
+    if (format !== 'csv' && read[name] !== undefined)
+      issue(CSV_OPTION_FIELDS[name], `${CSV_OPTION_FIELDS[name]} applies to CSV files only`);
   if (!isTabular(format) && read.header !== undefined) issue('header', 'header applies to CSV files and Excel workbooks only');
   if (format === 'xlsx' && read.encoding !== undefined) issue('encoding', 'an Excel workbook says its own encoding');
 

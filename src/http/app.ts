@@ -15,6 +15,7 @@ import type { UploadStore } from '../sources/uploads.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
 import { importRoutes } from './routes/import.js';
+import { previewRoutes } from './routes/preview.js';
 import { connectionRoutes } from './routes/connections.js';
 import { datasetSchemas, errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas.js';
 import { datasetRoutes } from './routes/datasets.js';
@@ -129,6 +130,7 @@ export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server
     await api.register(rowRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
     await api.register(submitRoutes, deps);
     await api.register(importRoutes, deps);
+    await api.register(previewRoutes, { db: deps.db, config: deps.config });
     await api.register(connectionRoutes, { db: deps.db, config: deps.config });
     await api.register(scheduleRoutes, { db: deps.db, config: deps.config, scheduler: deps.scheduler });
     await api.register(datasetRoutes, {

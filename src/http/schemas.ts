@@ -176,12 +176,54 @@ export const loadOptionProperties = {
     type: 'string',
     maxLength: 20,
     description:
-      "A CSV file's delimiter: , ; | or a tab (or comma, semicolon, pipe, tab). Default: detected from its first lines (a .tsv file: tab)",
+      'A CSV file\'s delimiter: , ; | a tab, a space or ", " (a comma and a space), or their names comma, semicolon, pipe, tab, space, comma_space. Default: detected from the file (a .tsv file: tab)',
   },
   header: {
     type: 'string',
     maxLength: 10,
     description: 'false: the CSV file (or sheet) has no header row (columns are column_1, column_2 …). Default true',
+  },
+  quote: {
+    type: 'string',
+    maxLength: 10,
+    description: "The character a CSV file's fields are quoted with: \" or ' (or double, single). Default: detected",
+  },
+  escape: {
+    type: 'string',
+    maxLength: 20,
+    description: 'How a quote inside a quoted CSV field is written: double ("") or backslash (\\"). Default: detected',
+  },
+  header_row: {
+    type: 'string',
+    maxLength: 10,
+    description: "The line a CSV file's header is on (1 is the first); the lines above it are skipped. Default: detected",
+  },
+  skip_lines: {
+    type: 'string',
+    maxLength: 10,
+    description: 'Lines before the table (its header, or its first row with header=false), skipped. Default: detected',
+  },
+  ragged: {
+    type: 'string',
+    maxLength: 20,
+    description:
+      'A CSV row of more or fewer fields than the header: error (a row error, the default), pad (missing trailing fields are NULL) or ignore_extra (extra fields are dropped)',
+  },
+  locale: {
+    type: 'string',
+    maxLength: 35,
+    description:
+      'A locale such as de-DE or en-US that settles columns whose values leave their reading open (a decimal comma, a date order)',
+  },
+  date_order: {
+    type: 'string',
+    maxLength: 10,
+    description: "DMY or MDY: how dates such as 03/04/2025 are read where the column's values leave it open",
+  },
+  null_values: {
+    type: 'string',
+    maxLength: 2000,
+    description: 'The values that mean NULL in a typed column, comma-separated. Default: NA, N/A, null, NULL, - and an empty field',
   },
   encoding: {
     type: 'string',
@@ -199,17 +241,6 @@ export const loadOptionProperties = {
     maxLength: 2048,
     description:
       'An http(s) URL that receives a signed POST of the job payload when the job ends (besides WEBHOOK_URLS); loopback and private addresses are refused unless IMPORT_ALLOW_PRIVATE=true',
-  },
-  locale: {
-    type: 'string',
-    maxLength: 40,
-    description: 'A language tag (de-DE, en-US, fr-CH) that settles numbers and dates the values leave ambiguous (1.234; 05/06/2025)',
-  },
-  date_order: { type: 'string', maxLength: 10, description: 'DMY or MDY: the order of day and month where no date has a day above 12' },
-  null_values: {
-    type: 'string',
-    maxLength: 10000,
-    description: 'Values meaning NULL in a typed column, comma-separated or a JSON array. Default: NA, N/A, null, NULL, -',
   },
 } as const;
 

@@ -1,6 +1,7 @@
 import { IngestError } from '../core/errors.js';
 import type { Loader, LoadState } from '../datasets/loader.js';
 import type { ReadProgress } from '../formats/parse.js';
+import type { CsvReport } from '../formats/csv.js';
 import type { ParsedRecord } from '../formats/record.js';
 import type { RowError } from '../storage/transitions.js';
 import { incrementProgress, releaseAttempt, type Batch, type Tracker } from './tracking.js';
@@ -59,6 +60,8 @@ export interface BatchWriterOptions {
   maxErrors: number;
   /** Shutdown: the job is let go at the next batch boundary. */
   signal: AbortSignal;
+  /** How a CSV file is being read, filled in by its reader: each batch commits it (a running job shows it). */
+  report?: CsvReport;
 }
 
 /**
@@ -181,6 +184,7 @@ export class BatchWriter {
       errors: this.errors,
       bytesProcessed: this.progress.bytes,
       loadState: JSON.stringify(this.loader.state()),
+      ...(this.options.report && { dialect: JSON.stringify(this.options.report) }),
     };
     this.from += this.rowCount + this.errors.length;
     this.columnsBefore = this.loader.columns.length;

@@ -63,7 +63,8 @@ export async function prepareImport(
 /** A Jira pull: its connection must exist; rows merge on the issue id into the dataset named (default jira_issues). */
 async function jiraJob(db: Queryable, body: ImportRequest): Promise<Omit<NewJob, 'jobId'>> {
   const issue = (field: string, msg: string) => validationError([{ loc: ['body', field], msg, type: 'value_error' }]);
-  for (const field of ['url', 'format', 'mode', 'key', 'delimiter', 'header', 'encoding', 'sheet', 'schema_update']) {
+  const fileOptions = ['delimiter', 'header', 'quote', 'escape', 'header_row', 'skip_lines', 'ragged', 'encoding', 'sheet'];
+  for (const field of ['url', 'format', 'mode', 'key', ...fileOptions, 'schema_update']) {
     if (body[field] !== undefined) throw issue(field, `${field} does not apply to source=jira (issues are merged on their id)`);
   }
   const connection = typeof body.connection === 'string' && isUuid(body.connection) ? await findConnection(db, body.connection) : undefined;

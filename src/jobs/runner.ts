@@ -14,6 +14,9 @@ import { findLoadState } from '../storage/transitions.js';
 import { watchCancel } from './watch-cancel.js';
 import { IngestError } from '../core/errors.js';
 import { readRecords, type Input, type ReadOptions } from '../formats/parse.js';
+import type { CsvReport } from '../formats/csv.js';
+import type { ColumnGuess } from '../datasets/loader.js';
+import { dialectOfReport, newReport, PREVIEW_MAX_ROWS, typeWarnings, unknownSchemaKeys, unknownSchemaMessage } from './preview.js';
 import { sourceFor, type SourceDeps } from '../sources/job-source.js';
 import type { Source } from '../sources/source.js';
 
@@ -137,6 +140,13 @@ interface OpenedJob {
   checkpoint: number;
   readOptions: ReadOptions;
   writer: BatchWriter;
+  loader: Loader;
+  /** The schema's keys: each must name a column of the input. */
+  declared: string[];
+  /** How a CSV file is read, filled in by the reader (shown on the job as `dialect`). */
+  report?: CsvReport;
+  /** The columns as the first PREVIEW_MAX_ROWS records typed them (what a preview showed), once read. */
+  previewed?: ColumnGuess[];
 }
 
 /** Claims the job for this worker: its row, or how the run ends (another worker holds it, or it keeps stopping its workers). */
@@ -193,7 +203,6 @@ async function openJob(deps: PipelineDeps, claimed: JobRow, signal: AbortSignal,
     {
       format: job.format,
       targets,
-      declared: Object.keys(saved?.declared_types ?? {}),
       key: job.merge_key ?? [],
       ...(read.locale !== undefined && { locale: read.locale }),
       ...(read.dateOrder !== undefined && { dateOrder: read.dateOrder }),
@@ -201,33 +210,51 @@ async function openJob(deps: PipelineDeps, claimed: JobRow, signal: AbortSignal,
     },
     state,
   );
+  const report = job.format === 'csv' ? newReport() : undefined;
   const writer = new BatchWriter(
-    { tracker, jobId, depth: deps.db.connections > 1 ? 2 : 1, batchSize: deps.batchSize, maxErrors: job.max_errors, signal },
+    { tracker, jobId, depth: deps.db.connections > 1 ? 2 : 1, batchSize: deps.batchSize, maxErrors: job.max_errors, signal, report },
     loader,
     checkpoint,
     job.records_failed,
   );
-  return { job, source, input, checkpoint, readOptions: saved?.read_options ?? {}, writer };
+  // A resumed run reads the file as the run that committed the checkpoint did, not as a new sniff might.
+  const readOptions = { ...saved?.read_options, ...(checkpoint > 0 && job.dialect ? dialectOfReport(job.dialect) : {}) };
+  const declared = Object.keys(saved?.declared_types ?? {});
+  return { job, source, input, checkpoint, readOptions, writer, loader, declared, report };
+}
+
+/** Fails the job when its schema names a column its input does not have (a typo would otherwise do nothing). */
+function checkDeclared({ declared, loader }: OpenedJob): void {
+  const unknown = unknownSchemaKeys(declared, loader.columns);
+  if (unknown.length > 0) throw new IngestError(unknownSchemaMessage(unknown, loader.columns));
 }
 
 /** Reads the input, skipping what earlier runs committed, and stages the rest; false when shutdown let the job go at a batch boundary. */
-async function stage(deps: PipelineDeps, { job, input, checkpoint, readOptions, writer }: OpenedJob): Promise<boolean> {
+async function stage(deps: PipelineDeps, opened: OpenedJob): Promise<boolean> {
+  const { job, input, checkpoint, readOptions, writer, loader, report } = opened;
   let position = 0;
-  for await (const record of readRecords(input, job.format, writer.progress, deps.limits, readOptions)) {
+  for await (const record of readRecords(input, job.format, writer.progress, deps.limits, readOptions, report)) {
     const recordNo = position++;
     if (recordNo < checkpoint) continue; // committed by an earlier run
     // Parsing runs in microtasks, which starve I/O: let the socket carrying the batch in
     // flight drain now and then, so PostgreSQL loads while Node parses.
     if ((recordNo & 255) === 0 && writer.committing) await new Promise<void>((resolve) => setImmediate(resolve));
-    if (recordNo === checkpoint && record.columns !== undefined) writer.header(record.columns);
+    if (recordNo === checkpoint && record.columns !== undefined) {
+      writer.header(record.columns);
+      if (isTabular(job.format)) checkDeclared(opened);
+    }
     if (!(await writer.add(record, recordNo))) return false;
+    if (recordNo === PREVIEW_MAX_ROWS - 1) opened.previewed = loader.describe();
   }
+  // A file of a header and no records: its dataset gets its columns all the same.
+  if (loader.columns.length === 0 && report && report.columns.length > 0) writer.header(report.columns);
+  checkDeclared(opened);
   await writer.finish();
   return true;
 }
 
 /** Moves the staged rows into the job's dataset as the job completes, in one transaction with what its source records. */
-async function publish(deps: PipelineDeps, { job, source, writer }: OpenedJob): Promise<RunOutcome> {
+async function publish(deps: PipelineDeps, { job, source, writer, loader, report, previewed }: OpenedJob): Promise<RunOutcome> {
   const { log } = deps;
   const jobId = job.job_id;
   const publish = {
@@ -242,16 +269,25 @@ async function publish(deps: PipelineDeps, { job, source, writer }: OpenedJob): 
     chunkPages: deps.db.kind === 'pglite' ? PGLITE_PUBLISH_PAGES : undefined,
     maxDatasets: deps.maxDatasets,
   };
+  const read = {
+    dialect: report ? JSON.stringify(report) : null,
+    warnings: previewed ? typeWarnings(previewed, loader.describe()) : [],
+  };
   const publishing = performance.now();
-  const completed = await markCompleted(deps.tracker, jobId, async (tx) => {
-    const rows = await publishStage(tx, publish);
-    await source.published?.(tx, publish.dataset);
-    log.info(
-      { jobId, dataset: publish.dataset, mode: publish.mode, ...rows, ms: Math.round(performance.now() - publishing) },
-      'rows moved into its dataset, committing with the job',
-    );
-    return rows;
-  }).catch((err: unknown) => {
+  const completed = await markCompleted(
+    deps.tracker,
+    jobId,
+    async (tx) => {
+      const rows = await publishStage(tx, publish);
+      await source.published?.(tx, publish.dataset);
+      log.info(
+        { jobId, dataset: publish.dataset, mode: publish.mode, ...rows, ms: Math.round(performance.now() - publishing) },
+        'rows moved into its dataset, committing with the job',
+      );
+      return rows;
+    },
+    read,
+  ).catch((err: unknown) => {
     if (err instanceof PublishConflict) throw new IngestError(err.message);
     if (isPermanentDatabaseError(err))
       throw new IngestError(`the rows could not be loaded into dataset "${publish.dataset}": ${databaseMessage(err)}`);

@@ -25,6 +25,7 @@ import {
   updateReleased,
   updateRequeued,
   updateRestarted,
+  type ReadSummary,
   type RowError,
 } from '../storage/transitions.js';
 
@@ -145,6 +146,8 @@ export interface Batch {
   bytesProcessed: number;
   /** What the loader had learnt of the input when the batch was cut (JSON). */
   loadState: string;
+  /** How the input is being read (a CSV's dialect, JSON), when known. */
+  dialect?: string;
 }
 
 /**
@@ -174,6 +177,7 @@ export async function incrementProgress(t: Tracker, jobId: string, batch: Batch,
       bytesProcessed: batch.bytesProcessed,
       from: batch.from,
       loadState: batch.loadState,
+      dialect: batch.dialect,
     };
     const changed = await updateProgress(tx, jobId, progress);
     if (!changed) throw new CheckpointConflictError(jobId, batch.from);
@@ -191,10 +195,11 @@ export async function markCompleted(
   t: Tracker,
   jobId: string,
   publish?: (tx: Queryable) => Promise<{ inserted: number; updated: number }>,
+  read?: ReadSummary,
 ): Promise<boolean> {
   const row = await t.change(jobId, async (tx) => {
     if (!(await lockRunning(tx, jobId))) return null;
-    return updateCompleted(tx, jobId, publish ? await publish(tx) : null);
+    return updateCompleted(tx, jobId, publish ? await publish(tx) : null, read);
   });
   return row !== null;
 }

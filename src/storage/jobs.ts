@@ -47,6 +47,8 @@ function valueSql({ name, column, schema }: (typeof PAYLOAD)[number]): string {
   if (schema.type === 'string') return `to_json(${column})::text`;
   if (schema.type === 'integer' || schema.type === 'boolean') return `${column}::text`;
   if (schema.type === 'array' && schema.items?.type === 'string') return `array_to_json(${column})::text`;
+  // A json column (not jsonb) keeps the text Node wrote with JSON.stringify as it was written.
+  if (schema.type === 'object') return `${column}::text`;
   throw new Error(`payload field ${name}: no SQL here writes its JSON as JSON.stringify does`);
 }
 

@@ -74,6 +74,8 @@ export interface Progress {
   from: number;
   /** What the loader has learnt of the input by the batch's end (JSON), kept for a resumed run. */
   loadState: string;
+  /** How the file is being read (a CSV's dialect, JSON), once the reader has looked at it: a resumed run reads the same way. */
+  dialect?: string;
 }
 
 /**
@@ -86,10 +88,11 @@ export function updateProgress(tx: Queryable, jobId: string, progress: Progress)
     tx,
     `UPDATE ingest_jobs
      SET records_processed = records_processed + $2, records_failed = records_failed + $3,
-         bytes_processed = GREATEST(bytes_processed, $4), load_state = $6::jsonb, heartbeat_at = clock_timestamp(), version = version + 1
+         bytes_processed = GREATEST(bytes_processed, $4), load_state = $6::jsonb, dialect = COALESCE($7::json, dialect),
+         heartbeat_at = clock_timestamp(), version = version + 1
      WHERE job_id = $1 AND status = 'running' AND records_processed + records_failed = $5
      RETURNING ${JOB_COLUMNS}`,
-    [jobId, progress.records, progress.errors, progress.bytesProcessed, progress.from, progress.loadState],
+    [jobId, progress.records, progress.errors, progress.bytesProcessed, progress.from, progress.loadState, progress.dialect ?? null],
   );
 }
 
@@ -99,15 +102,30 @@ export async function lockRunning(tx: Queryable, jobId: string): Promise<boolean
   return rows.length === 1;
 }
 
-/** running → completed, with what it did to its dataset. $1 job_id, $2 rows inserted, $3 rows updated */
-export function updateCompleted(tx: Queryable, jobId: string, rows: { inserted: number; updated: number } | null): Promise<JobRow | null> {
+/** What a completing job says of how it read its input. */
+export interface ReadSummary {
+  /** The final dialect (JSON), or null to keep what the batches wrote. */
+  dialect: string | null;
+  warnings: string[];
+}
+
+/**
+ * running → completed, with what it did to its dataset and how it read its input.
+ * $1 job_id, $2 rows inserted, $3 rows updated, $4 dialect (JSON) or null, $5 warnings (none: NULL)
+ */
+export function updateCompleted(
+  tx: Queryable,
+  jobId: string,
+  rows: { inserted: number; updated: number } | null,
+  read: ReadSummary = { dialect: null, warnings: [] },
+): Promise<JobRow | null> {
   return one(
     tx,
     `UPDATE ingest_jobs SET status = 'completed', completed_at = clock_timestamp(), rows_inserted = $2, rows_updated = $3, load_state = NULL,
-         version = version + 1
+         dialect = COALESCE($4::json, dialect), warnings = $5::text[], version = version + 1
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
-    [jobId, rows?.inserted ?? null, rows?.updated ?? null],
+    [jobId, rows?.inserted ?? null, rows?.updated ?? null, read.dialect, read.warnings.length > 0 ? read.warnings : null],
   );
 }
 
@@ -118,7 +136,7 @@ export function updateCompleted(tx: Queryable, jobId: string, rows: { inserted: 
 export function updateRestarted(tx: Queryable, jobId: string): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, version = version + 1
+    `UPDATE ingest_jobs SET records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, dialect = NULL, version = version + 1
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
     [jobId],
@@ -175,6 +193,7 @@ export function updateRequeued(
     `UPDATE ingest_jobs
      SET status = 'queued', started_at = NULL, completed_at = NULL, heartbeat_at = NULL, error = NULL,
          records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, rows_inserted = NULL, rows_updated = NULL,
+         dialect = NULL, warnings = NULL,
          max_errors = COALESCE($2, max_errors), attempts_before_retry = attempts, version = version + 1,
          read_options = CASE WHEN $3::text IS NULL THEN read_options ELSE COALESCE(read_options, '{}') || jsonb_build_object('encoding', $3::text) END
      WHERE job_id = $1 AND status IN ('failed', 'canceled')

@@ -46,6 +46,15 @@ export const importBodySchema = {
     ...loadOptionProperties,
     schema: { type: ['string', 'object'], description: loadOptionProperties.schema.description },
     header: { type: ['string', 'boolean'], description: loadOptionProperties.header.description },
+    header_row: { type: ['string', 'integer'], description: loadOptionProperties.header_row.description },
+    skip_lines: { type: ['string', 'integer'], description: loadOptionProperties.skip_lines.description },
+    null_values: {
+      anyOf: [
+        { type: 'string', maxLength: 2000 },
+        { type: 'array', maxItems: 100, items: { type: 'string', maxLength: 100 } },
+      ],
+      description: `${loadOptionProperties.null_values.description} (a string, or an array of strings)`,
+    },
   },
 } as const;
 

@@ -7,8 +7,14 @@ import { multipartLimits, checkPostedRecords, receiveUpload, storeBody } from '.
 import { submitJob, type Idempotency, type SubmitDeps } from '../../jobs/submit.js';
 import { LOAD_OPTION_NAMES, loadOptions } from '../../datasets/options.js';
 import { errorRef, idempotencyHeaders, ingestJsonBodySchema, submitQuerySchema, uploadBodySchema, uploadQuerySchema } from '../schemas.js';
-import { type Format } from '../../core/job.js';
+import { isTabular, type Format } from '../../core/job.js';
+import { IngestError, validationError } from '../../core/errors.js';
+import type { LoadOptions } from '../../datasets/options.js';
+import { previewInput, unknownSchemaKeys, unknownSchemaMessage } from '../../jobs/preview.js';
+import type { UploadStore } from '../../sources/uploads.js';
+import type { InputLimits } from '../../formats/limits.js';
 import type { NewJob } from '../../storage/jobs.js';
+import type { ColumnSpec } from '../../datasets/types.js';
 import { sendJob } from './reply.js';
 
 const submitResponses = {
@@ -39,7 +45,7 @@ const SMALL_REFUSED_BODY_BYTES = 64 * 1024;
  * and a file being written, or its body in memory); one more is refused with 503 before its
  * body is read. `what` names the limit in the answer.
  */
-function inFlightLimit(max: number, what: string): onRequestAsyncHookHandler {
+export function inFlightLimit(max: number, what: string): onRequestAsyncHookHandler {
   let inFlight = 0;
   return async (request, reply) => {
     if (inFlight >= max) {
@@ -61,6 +67,44 @@ function inFlightLimit(max: number, what: string): onRequestAsyncHookHandler {
     reply.raw.once('close', release);
     socket.once('close', release);
   };
+}
+
+/** Declared types as the loader takes them, by column (a declared column's type, whatever else it says). */
+export function declaredTargets(types: LoadOptions['types']): Map<string, ColumnSpec> {
+  return new Map(Object.entries(types));
+}
+
+/**
+ * A stored upload whose schema names a column its header does not have is refused (422 naming
+ * the key and the file's columns) and removed: read from its head as a preview reads it. A
+ * file that cannot be read is left to its job, which says why.
+ */
+async function checkSchemaKeys(
+  upload: { jobId: string; format: Format; load: LoadOptions },
+  deps: { uploads: UploadStore; limits: InputLimits },
+  where: 'query' | 'body',
+): Promise<void> {
+  const declared = Object.keys(upload.load.types);
+  if (declared.length === 0 || !isTabular(upload.format)) return;
+  const input = await deps.uploads.input(upload.jobId);
+  if (!input) return;
+  let columns;
+  try {
+    ({ columns } = await previewInput(input, {
+      format: upload.format,
+      read: upload.load.read,
+      targets: declaredTargets(upload.load.types),
+      limits: deps.limits,
+      maxRows: 1,
+    }));
+  } catch (err) {
+    if (err instanceof IngestError || err instanceof AppError) return;
+    throw err;
+  }
+  const unknown = unknownSchemaKeys(declared, columns);
+  if (unknown.length === 0) return;
+  await deps.uploads.remove(upload.jobId);
+  throw validationError([{ loc: [where, 'schema'], msg: unknownSchemaMessage(unknown, columns), type: 'value_error' }]);
 }
 
 export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{
@@ -124,6 +168,11 @@ export const submitRoutes: FastifyPluginAsyncJsonSchemaToTs<{
         log: request.log,
       });
       const { jobId, fileName, format, maxErrors, size, load } = upload;
+      await checkSchemaKeys(
+        upload,
+        { uploads: deps.uploads, limits: config.limits },
+        request.query.schema === undefined ? 'body' : 'query',
+      );
       const sourceType = format === 'csv' ? 'csv_upload' : format === 'xlsx' ? 'xlsx_upload' : 'json_upload';
       const idempotency = key && upload.fingerprint ? { key, fingerprint: upload.fingerprint } : undefined;
       return submit(reply, { jobId, sourceType, fileName, format, maxErrors, bytesTotal: size, load }, idempotency);
