@@ -458,11 +458,17 @@ describe.each(MODES)('messy tables, fuzzed ($name)', (backend) => {
       if (!p || p.row === undefined) {
         const dialect = (job as unknown as { dialect?: Record<string, unknown> }).dialect;
         const headerRow = run.dialect.preamble.length + (p ? 2 : 1);
+        // The quote shows only where a field is quoted, the escape where a quoted field holds the quote.
+        const values = [run.table.names, ...run.table.rows].flat();
+        const quotedText = values.some((v) => v !== null && v !== '' && (run.dialect.quoteAll || needsQuotes(v, run.dialect)));
+        const escaped = values.some((v) => v?.includes(run.dialect.quote));
         expect(dialect, `${message}\nthe job's dialect`).toMatchObject({
           delimiter: run.dialect.delimiter,
           line_ending: run.dialect.lineEnding,
           header_row: headerRow,
           header_rows: 1,
+          ...(quotedText && { quote: run.dialect.quote }),
+          ...(escaped && { escape: run.dialect.escape }),
         });
       }
     });
