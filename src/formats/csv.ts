@@ -1,7 +1,19 @@
 import { DEFAULT_LIMITS, type InputLimits } from './limits.js';
 import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord } from './record.js';
-import { findTable, joinHeader, SAMPLE_CHARS, SAMPLE_LINES, sniffCsv, type CsvDialect, type Delimiter, type Escape, type Quote, type Ragged, type SampleRow } from './sniff.js';
+import {
+  findTable,
+  joinHeader,
+  SAMPLE_CHARS,
+  SAMPLE_LINES,
+  sniffCsv,
+  type CsvDialect,
+  type Delimiter,
+  type Escape,
+  type Quote,
+  type Ragged,
+  type SampleRow,
+} from './sniff.js';
 
 /**
  * Header names, made usable as object keys deliberately: an empty name becomes
@@ -67,6 +79,9 @@ const HOLD_CHARS = 1024 * 1024;
 
 // Times one record is read again with one more of its quotes as a character; past them, all are.
 const MAX_REREADS = 16;
+
+// Characters fed to the state machine at a time.
+const PIECE = 16 * 1024;
 
 // Runs of skipped lines listed in the report (all are counted).
 const MAX_SKIPPED_SHOWN = 20;
@@ -290,6 +305,19 @@ function csvReader(o: ReaderOptions) {
 
   /** Ends the current record, whose text (as written) is `text`. */
   function endRecord(text: string, endLine: number): void {
+    if (fieldCount === width && keys !== null && held.length === 0 && problem === undefined && rereads === 0) {
+      // The common case: a record that fits the table.
+      out.push(new CsvRecord(keys, hasProto, fields, recordLine, text, emptyQuoted));
+      fields = [];
+      fieldCount = 0;
+      recordLength = 0;
+      rawHead = '';
+      anomaly = -1;
+      emptyQuoted = undefined;
+      if (recordLiterals !== NONE) recordLiterals = NONE;
+      blankSince = false;
+      return;
+    }
     const r: Read = { values: fields, count: fieldCount, line: recordLine, endLine, text, problem, emptyQuoted };
     fields = [];
     fieldCount = 0;
@@ -369,87 +397,99 @@ function csvReader(o: ReaderOptions) {
     let start = i; // where the current field's text begins in this chunk
     textStart = i;
     const len = chunk.length;
+    // The hot state in locals (the closures see it when they need it).
+    let st = state;
+    let ln = line;
+    let acr = afterCR;
     for (; i < len; i++) {
       const c = chunk.charCodeAt(i);
       if (c === 0x0d || c === 0x0a) {
-        if (c === 0x0a && afterCR) {
-          afterCR = false;
-          continue; // the LF of a CRLF: the line (and any record) ended at the CR
+        if (c === 0x0a && acr) {
+          acr = false;
+          continue; // the LF of a CRLF: the ln (and any record) ended at the CR
         }
-        if (state === State.Quoted || state === State.Escaped) {
+        if (st === State.Quoted || st === State.Escaped) {
           if (rereading && !rawCut) {
-            // Text read again is read line by line: a quote that swallows a line break is a character.
+            // Text read again is read ln by ln: a quote that swallows a ln break is a character.
+            line = ln;
             reread(chunk.slice(textStart, i), nextLiterals());
+            st = state;
+            ln = line;
+            acr = afterCR;
             start = textStart = i;
             i--;
             continue;
           }
           if (anomaly < 0) anomaly = quoteAt;
-          if (state === State.Escaped) {
+          if (st === State.Escaped) {
             field += '\\';
             start = i;
-            state = State.Quoted;
+            st = State.Quoted;
           }
-          afterCR = c === 0x0d;
-          line++;
-          continue; // a line break inside a quoted field
+          acr = c === 0x0d;
+          ln++;
+          continue; // a ln break inside a quoted field
         }
-        if (fieldCount === 0 && (state === State.FieldStart || state === State.SpaceRun)) {
-          // An empty line (or only spaces, with a space delimiter) is skipped.
-          afterCR = c === 0x0d;
-          line++;
+        if (fieldCount === 0 && (st === State.FieldStart || st === State.SpaceRun)) {
+          // An empty ln (or only spaces, with a space delimiter) is skipped.
+          acr = c === 0x0d;
+          ln++;
           blankSince = true;
-          state = State.FieldStart;
+          st = State.FieldStart;
           continue;
         }
-        if (anomaly >= 0 && !rawCut && fieldCount + (state === State.SpaceRun ? 0 : 1) !== width) {
-          // A quote swallowed a line break (or text after its closing quote) and the record does
+        if (anomaly >= 0 && !rawCut && fieldCount + (st === State.SpaceRun ? 0 : 1) !== width) {
+          // A quote swallowed a ln break (or text after its closing quote) and the record does
           // not fit: read it again with that quote as a character.
+          line = ln;
           reread(rawHead + chunk.slice(textStart, i), nextLiterals());
+          st = state;
+          ln = line;
+          acr = afterCR;
           start = textStart = i;
           i--;
           continue;
         }
-        afterCR = c === 0x0d;
-        line++;
-        if (state !== State.SpaceRun) {
-          if (state === State.QuoteSeen && field === '') (emptyQuoted ??= []).push(fieldCount);
-          pushField(state === State.Unquoted ? field + chunk.slice(start, i) : field);
+        acr = c === 0x0d;
+        ln++;
+        if (st !== State.SpaceRun) {
+          if (st === State.QuoteSeen && field === '') (emptyQuoted ??= []).push(fieldCount);
+          pushField(st === State.Unquoted ? field + chunk.slice(start, i) : field);
         }
         field = '';
-        state = State.FieldStart;
-        endRecord(recordText(chunk, i), line - 1);
+        st = State.FieldStart;
+        endRecord(recordText(chunk, i), ln - 1);
         textStart = i + 1;
         continue;
       }
-      afterCR = false;
-      switch (state) {
+      acr = false;
+      switch (st) {
         case State.SpaceRun:
           if (c === 0x20) break;
         // falls through
         case State.SepSpace:
-          state = State.FieldStart;
+          st = State.FieldStart;
           if (c === 0x20) break;
         // falls through
         case State.FieldStart:
           if (fieldCount === 0) {
-            recordLine = line;
+            recordLine = ln;
             textStart = i;
           }
           if (c === q && (literals === null || !(quotesLiteral || literals.includes(rawHead.length + i - textStart)))) {
-            state = State.Quoted;
-            quoteLine = line;
+            st = State.Quoted;
+            quoteLine = ln;
             quoteAt = rawHead.length + i - textStart;
             start = i + 1;
           } else if (c === sep) {
-            if (spaces) state = State.SpaceRun;
+            if (spaces) st = State.SpaceRun;
             else {
               pushField('');
-              state = afterSep;
+              st = afterSep;
             }
           } else {
             if (c === q) recordLiterals = [...recordLiterals, rawHead.length + i - textStart];
-            state = State.Unquoted;
+            st = State.Unquoted;
             start = i;
           }
           break;
@@ -457,44 +497,47 @@ function csvReader(o: ReaderOptions) {
           if (c === sep) {
             pushField(field + chunk.slice(start, i));
             field = '';
-            state = afterSep;
+            st = afterSep;
           }
           break;
         case State.Quoted:
           if (c === q) {
             field += chunk.slice(start, i);
-            state = State.QuoteSeen;
+            st = State.QuoteSeen;
           } else if (c === esc) {
             field += chunk.slice(start, i);
-            state = State.Escaped;
+            st = State.Escaped;
           }
           break;
         case State.Escaped:
           // \" is a quote and \\ a backslash; before anything else a backslash is itself.
           if (c !== q && c !== 0x5c) field += '\\';
           start = i;
-          state = State.Quoted;
+          st = State.Quoted;
           break;
         case State.QuoteSeen:
           if (c === q) {
             // A doubled quote: a quote in the value; the text goes on after it.
-            state = State.Quoted;
+            st = State.Quoted;
             start = i; // keep this quote
           } else if (c === sep) {
             if (field === '') (emptyQuoted ??= []).push(fieldCount);
             pushField(field);
             field = '';
-            state = afterSep;
+            st = afterSep;
           } else {
             // Text after the closing quote: that quote was a character of the field (`"a "b" c"`).
             if (anomaly < 0) anomaly = quoteAt;
             field += o.quote;
             start = i;
-            state = State.Quoted;
+            st = State.Quoted;
           }
           break;
       }
     }
+    state = st;
+    line = ln;
+    afterCR = acr;
     if (state === State.Unquoted || state === State.Quoted) field += chunk.slice(start);
     if (fieldCount > 0 || state !== State.FieldStart) {
       if (!rawCut) rawHead += chunk.slice(textStart);
@@ -651,11 +694,11 @@ export async function* parseCsv(
   report?: CsvReport,
 ): AsyncGenerator<ParsedRecord> {
   const chunks: AsyncIterator<string> | Iterator<string> =
-    Symbol.asyncIterator in text ? text[Symbol.asyncIterator]() : (text as Iterable<string>)[Symbol.iterator]();
+    Symbol.asyncIterator in text ? text[Symbol.asyncIterator]() : text[Symbol.iterator]();
   let sample = '';
   let breaks = 0;
   let done = false;
-  let broken: unknown; // the input broke off (invalid UTF-8...): what came before it is read all the same
+  let broken: Error | undefined; // the input broke off (invalid UTF-8...): what came before it is read all the same
   try {
     while (sample.length < SAMPLE_CHARS && breaks < SAMPLE_LINES) {
       const next = await chunks.next();
@@ -667,13 +710,19 @@ export async function* parseCsv(
       for (let i = next.value.indexOf('\n'); i !== -1; i = next.value.indexOf('\n', i + 1)) breaks++;
     }
   } catch (err) {
-    broken = err;
+    broken = err as Error;
     done = true;
   }
 
   // Whole lines only: a record cut in two would look like two of another shape.
-  const lastBreak = Math.max(sample.lastIndexOf('\n'), sample.lastIndexOf('\r'));
-  const whole = done || lastBreak < 0 ? sample : sample.slice(0, lastBreak + 1);
+  let whole = sample;
+  if (!done || sample.length > SAMPLE_CHARS) {
+    let cut = -1;
+    for (let n = 0, i = sample.indexOf('\n'); i !== -1 && i < SAMPLE_CHARS && n < SAMPLE_LINES; i = sample.indexOf('\n', i + 1), n++)
+      cut = i;
+    if (cut < 0) cut = sample.lastIndexOf('\r', SAMPLE_CHARS);
+    if (cut >= 0) whole = sample.slice(0, cut + 1);
+  }
   const sniffed = sniffCsv(whole, dialect);
   const read = {
     limits,
@@ -718,19 +767,21 @@ export async function* parseCsv(
       report.header_rows = reader.headerLine === null ? 0 : headerRows;
     }
   };
-  reader.feed(sample);
-  fillHeader();
-  yield* reader.out;
-  reader.out.length = 0;
+  // Fed in pieces so that records are handed on while young (cheap to collect).
+  function* records(chunk: string): Generator<ParsedRecord> {
+    for (let at = 0; at < chunk.length; at += PIECE) {
+      reader.feed(at === 0 && chunk.length <= PIECE ? chunk : chunk.slice(at, at + PIECE));
+      if (reader.out.length === 0) continue;
+      fillHeader();
+      yield* reader.out;
+      reader.out.length = 0;
+    }
+  }
+  for (const record of records(sample)) yield record;
   try {
     if (broken !== undefined) throw broken;
     for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
-      reader.feed(next.value);
-      if (reader.out.length > 0) {
-        fillHeader();
-        yield* reader.out;
-        reader.out.length = 0;
-      }
+      for (const record of records(next.value)) yield record;
     }
   } finally {
     // The input broke off (the records read so far stand), or the caller stopped reading.
@@ -743,5 +794,5 @@ export async function* parseCsv(
     report.skipped.push(...runs.slice(0, MAX_SKIPPED_SHOWN - report.skipped.length));
     report.skipped_lines += lines;
   }
-  yield* reader.out;
+  for (const record of reader.out) yield record;
 }

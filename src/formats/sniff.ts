@@ -75,57 +75,55 @@ export function splitSample(sample: string, delimiter: Delimiter, quote: Quote, 
   const spaces = delimiter === ' ';
   const commaSpace = delimiter === ', ';
   const q = quote.charCodeAt(0);
-  const backslash = escape === 'backslash';
+  const esc = escape === 'backslash' ? 0x5c : -1;
+  const len = sample.length;
   let row: Cell[] = [];
-  let text = '';
-  let quoted = false;
-  let inQuotes = false;
-  let started = false; // the current field has begun (a character or a quote was read)
-  const endField = () => {
-    row.push({ text, quoted });
-    text = '';
-    quoted = false;
-    started = false;
-  };
-  const endRow = () => {
-    if (spaces ? started : started || row.length > 0) endField();
-    if (row.length > 0) rows.push(row);
-    row = [];
-  };
-  for (let i = 0; i < sample.length && rows.length < maxRows; i++) {
-    const c = sample.charCodeAt(i);
-    if (inQuotes) {
-      if (backslash && c === 0x5c && i + 1 < sample.length) {
-        const next = sample.charCodeAt(i + 1);
-        text += next === q || next === 0x5c ? sample[i + 1] : sample.slice(i, i + 2);
-        i++;
-      } else if (c === q) {
-        if (sample.charCodeAt(i + 1) === q) {
-          text += quote;
-          i++;
-        } else inQuotes = false;
-      } else text += sample[i];
+  let i = 0;
+  while (i < len && rows.length < maxRows) {
+    let c = sample.charCodeAt(i);
+    if (spaces) while (c === 0x20) c = sample.charCodeAt(++i);
+    if (c === 0x0a || c === 0x0d) {
+      if (row.length > 0) rows.push(row);
+      row = [];
+      i += c === 0x0d && sample.charCodeAt(i + 1) === 0x0a ? 2 : 1;
       continue;
     }
-    if (c === 0x0a || c === 0x0d) {
-      if (c === 0x0d && sample.charCodeAt(i + 1) === 0x0a) i++;
-      endRow();
-    } else if (c === sep && !spaces) {
-      endField();
-      started = false;
-      if (commaSpace && sample.charCodeAt(i + 1) === 0x20) i++;
-    } else if (spaces && c === 0x20) {
-      if (started) endField();
-    } else if (c === q && !started) {
-      inQuotes = true;
+    if (i >= len) break;
+    // A field: quoted when it starts with the quote (its text then goes on after the closing quote).
+    let text = '';
+    let quoted = false;
+    let from = i;
+    if (c === q) {
       quoted = true;
-      started = true;
-    } else {
-      text += sample[i];
-      started = true;
+      from = ++i;
+      for (; i < len; i++) {
+        const d = sample.charCodeAt(i);
+        if (d === esc && i + 1 < len) {
+          text += sample.slice(from, i);
+          from = ++i;
+        } else if (d === q) {
+          text += sample.slice(from, i);
+          from = i + 1;
+          if (sample.charCodeAt(i + 1) === q) i++;
+          else break;
+        }
+      }
+      i = Math.min(i + 1, len);
+      from = i;
+    }
+    for (; i < len; i++) {
+      const d = sample.charCodeAt(i);
+      if (d === sep || d === 0x0a || d === 0x0d) break;
+    }
+    text += sample.slice(from, i);
+    row.push({ text, quoted });
+    if (i < len && sample.charCodeAt(i) === sep) {
+      i++;
+      if (commaSpace && sample.charCodeAt(i) === 0x20) i++;
+      if (!spaces && (i >= len || sample.charCodeAt(i) === 0x0a || sample.charCodeAt(i) === 0x0d)) row.push({ text: '', quoted: false });
     }
   }
-  if (rows.length < maxRows) endRow();
+  if (row.length > 0 && rows.length < maxRows) rows.push(row);
   return rows;
 }
 
@@ -224,6 +222,28 @@ function modalWidth(rows: Cell[][]): number {
   return best;
 }
 
+/** Whether (nearly) every comma of the text has a space after it: else `, ` is not its delimiter, and spaces are data. */
+function commasSpaced(text: string): boolean {
+  let commas = 0;
+  let spaced = 0;
+  for (let i = text.indexOf(','); i !== -1; i = text.indexOf(',', i + 1)) {
+    commas++;
+    if (text.charCodeAt(i + 1) === 0x20) spaced++;
+  }
+  return spaced > 0 && spaced >= 0.9 * commas;
+}
+
+/**
+ * Whether a delimiter other than the comma (the default) splits the sample into a table: most
+ * rows (with spaces, nearly all: text is full of them) of the same number of fields, at least 2.
+ */
+function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
+  const width = modalWidth(rows);
+  if (width < 2) return false;
+  const same = rows.reduce((n, r) => (r.length === width ? n + 1 : n), 0);
+  return same >= (delimiter === ' ' ? 0.8 : 0.5) * rows.length;
+}
+
 /**
  * The dialect of a sample of decoded text (whole lines: the caller cuts a partial last line),
  * with anything in `given` kept. Candidates are every delimiter and quote that occur in the
@@ -236,7 +256,7 @@ export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
   const text = sample.charCodeAt(0) === 0xfeff ? sample.slice(1) : sample;
   const delimiters = given.delimiter
     ? [given.delimiter]
-    : DELIMITERS.filter((d) => d === ',' || (d === ', ' ? text.includes(', ') : text.includes(d)));
+    : DELIMITERS.filter((d) => d === ',' || (d === ', ' ? commasSpaced(text) : text.includes(d)));
   const quotes = given.quote ? [given.quote] : QUOTES.filter((q) => q === '"' || text.includes(q));
   const candidates: { delimiter: Delimiter; quote: Quote; escape: Escape; rows: Cell[][]; p: number }[] = [];
   for (const delimiter of delimiters) {
@@ -244,6 +264,7 @@ export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
       const escapes: Escape[] = given.escape ? [given.escape] : text.includes(`\\${quote}`) ? ['backslash', 'double'] : ['double'];
       for (const escape of escapes) {
         const rows = splitSample(text, delimiter, quote, escape);
+        if (!given.delimiter && delimiter !== ',' && !plausible(rows, delimiter)) continue;
         candidates.push({ delimiter, quote, escape, rows, p: patternScore(rows) });
       }
     }
@@ -251,6 +272,11 @@ export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
   // Best pattern scores first (a stable sort keeps the order of preference among equals).
   const order = candidates.map((_, i) => i).sort((a, b) => candidates[b]!.p - candidates[a]!.p || a - b);
   const known = new Map<string, boolean>();
+  if (candidates.length === 0) {
+    const quote = given.quote ?? '"';
+    const escape = given.escape ?? 'double';
+    candidates.push({ delimiter: ',', quote, escape, rows: splitSample(text, ',', quote, escape), p: 0 });
+  }
   let best = candidates[0]!;
   let bestQ = -1;
   let bestIndex = Infinity;
@@ -285,6 +311,16 @@ const MAX_HEADER_ROWS = 3;
 const BODY_ROWS = 100;
 
 const filled = (row: SampleRow) => row.fields.reduce((n, f) => (f.trim() === '' ? n : n + 1), 0);
+/**
+ * A title over the table, written in its first cell (`Report 2025,,,`): a sentence rather than
+ * a name (it has a space), or set apart by a blank line. A header with one name is not one.
+ */
+function isTitle(row: SampleRow, next: SampleRow): boolean {
+  const first = row.fields[0]?.trim() ?? '';
+  if (first === '' || filled(row) !== 1 || cellKind(first) !== 'text') return false;
+  return next.line > row.line + 1 || / /.test(first);
+}
+
 const typed = (kind: CellKind) => kind !== 'text' && kind !== 'empty';
 
 /**
@@ -307,9 +343,16 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
     const fits = (r: SampleRow) => r.fields.length === width;
     const first = rows.findIndex(fits);
     if (first > 0) s = first;
-    while (s + 1 < rows.length && width >= 2 && filled(rows[s]!) <= 1 && fits(rows[s + 1]!) && filled(rows[s + 1]!) > 1) s++;
+    while (s + 1 < rows.length && width >= 2 && isTitle(rows[s]!, rows[s + 1]!) && fits(rows[s + 1]!) && filled(rows[s + 1]!) > 1) s++;
   }
-  const skipLines = given.headerRow !== undefined ? given.headerRow - 1 : given.skipLines !== undefined ? given.skipLines : s < rows.length ? rows[s]!.line - 1 : 0;
+  const skipLines =
+    given.headerRow !== undefined
+      ? given.headerRow - 1
+      : given.skipLines !== undefined
+        ? given.skipLines
+        : s < rows.length
+          ? rows[s]!.line - 1
+          : 0;
   if (given.header === false || s >= rows.length) return { skipLines, headerRows: given.header === false ? 0 : 1 };
 
   // What each column holds below the first row: typed when nearly all its values are.
@@ -347,8 +390,9 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
     if (kinds.some(typed)) break;
     const namesTypedColumn = kinds.some((k, j) => k === 'text' && columns[j] !== undefined);
     const spans =
+      isTyped &&
       row.fields.some((f, j) => f.trim() === '' && above.fields[j]?.trim() !== '') &&
-      row.fields.some((f, j) => f.trim() !== '' && above.fields[j]?.trim() === '');
+      row.fields.some((f, j) => j > 0 && f.trim() !== '' && above.fields[j]?.trim() === '');
     if (!namesTypedColumn && !spans) break;
     headerRows++;
   }
