@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib, { createGunzip } from 'node:zlib';
 import { DEFAULT_LIMITS, type InputLimits } from './limits.js';
 import type { Format } from '../core/job.js';
-import { parseCsv, type CsvDialect } from './csv.js';
+import { parseCsv, type CsvDialect, type CsvReport } from './csv.js';
 import { decodeText, type Encoding } from './decode.js';
 import { IngestError } from '../core/errors.js';
 import { parseJson } from './json.js';
@@ -18,12 +18,15 @@ import { expansionLimit, Zip } from './zip.js';
 
 type TextFormat = Exclude<Format, 'xlsx'>;
 
-const PARSERS: Record<TextFormat, (text: AsyncIterable<string>, limits: InputLimits, dialect: CsvDialect) => AsyncGenerator<ParsedRecord>> =
-  {
-    csv: parseCsv,
-    json: parseJson,
-    ndjson: parseNdjson,
-  };
+// report: how a CSV file was read (its dialect, header, skipped lines), filled in as it is read.
+const PARSERS: Record<
+  TextFormat,
+  (text: AsyncIterable<string>, limits: InputLimits, dialect: CsvDialect, report?: CsvReport) => AsyncGenerator<ParsedRecord>
+> = {
+  csv: parseCsv,
+  json: parseJson,
+  ndjson: parseNdjson,
+};
 
 /** Counts the bytes read, for byte progress (it runs at most one read ahead of the parser). */
 export interface ReadProgress {
@@ -163,17 +166,21 @@ export interface Input {
   scratchDir: string;
 }
 
-/** Streams the records of a stored upload, in file order, with backpressure from the caller. */
+/**
+ * Streams the records of a stored upload, in file order, with backpressure from the caller;
+ * `report` (CSV only) is filled in with how the file was read.
+ */
 export async function* readRecords(
   input: Input,
   format: Format,
   progress: ReadProgress = { bytes: 0 },
   limits: InputLimits = DEFAULT_LIMITS,
   read: ReadOptions = {},
+  report?: CsvReport,
 ): AsyncGenerator<ParsedRecord> {
   const [head, bytes] = await peek(counted(await input.open(), progress));
   if (isZip(head)) {
-    yield* readZip(input, bytes, format, progress, limits, read);
+    yield* readZip(input, bytes, format, progress, limits, read, report);
     return;
   }
   if (format === 'xlsx') {
@@ -184,7 +191,7 @@ export async function* readRecords(
         : 'the file is not an Excel workbook (.xlsx): it is not a zip',
     );
   }
-  yield* PARSERS[format](decodeText(uncompressed(head, bytes, limits), read.encoding), limits, read);
+  yield* PARSERS[format](decodeText(uncompressed(head, bytes, limits), read.encoding), limits, read, report);
 }
 
 /** A zip: an Excel workbook, or an archive of one data file read as the job's format. */
@@ -195,6 +202,7 @@ async function* readZip(
   progress: ReadProgress,
   limits: InputLimits,
   read: ReadOptions,
+  report: CsvReport | undefined,
 ): AsyncGenerator<ParsedRecord> {
   let path = input.path;
   let spooled: string | undefined;
@@ -229,7 +237,7 @@ async function* readZip(
         );
       }
       const [head, data] = await peek(zip.read(entry));
-      yield* PARSERS[format](decodeText(uncompressed(head, data, limits), read.encoding), limits, read);
+      yield* PARSERS[format](decodeText(uncompressed(head, data, limits), read.encoding), limits, read, report);
     }
     progress.bytes = size;
   } finally {
