@@ -305,7 +305,7 @@ function csvReader(o: ReaderOptions) {
 
   /** Ends the current record, whose text (as written) is `text`. */
   function endRecord(text: string, endLine: number): void {
-    if (fieldCount === width && keys !== null && held.length === 0 && problem === undefined && rereads === 0) {
+    if (fieldCount === width && keys !== null && held.length === 0 && problem === undefined && rereads === 0 && ended === null) {
       // The common case: a record that fits the table.
       out.push(new CsvRecord(keys, hasProto, fields, recordLine, text, emptyQuoted));
       fields = [];
@@ -332,6 +332,10 @@ function csvReader(o: ReaderOptions) {
     if (recordLiterals !== NONE) recordLiterals = NONE;
     if (collect) {
       collect.push({ line: r.line, fields: r.values });
+      return;
+    }
+    if (ended) {
+      lastContent = r.endLine;
       return;
     }
     if (keys === null) {
@@ -476,7 +480,7 @@ function csvReader(o: ReaderOptions) {
             recordLine = ln;
             textStart = i;
           }
-          if (c === q && (literals === null || !(quotesLiteral || literals.includes(rawHead.length + i - textStart)))) {
+          if (c === q && (literals === null || !(quotesLiteral || literals.includes(i)))) {
             st = State.Quoted;
             quoteLine = ln;
             quoteAt = rawHead.length + i - textStart;

@@ -239,7 +239,7 @@ function commasSpaced(text: string): boolean {
  */
 function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
   const width = modalWidth(rows);
-  if (width < 2) return false;
+  if (width < 2 || (delimiter === ' ' && rows.length < 2)) return false;
   const same = rows.reduce((n, r) => (r.length === width ? n + 1 : n), 0);
   return same >= (delimiter === ' ' ? 0.8 : 0.5) * rows.length;
 }
@@ -312,13 +312,13 @@ const BODY_ROWS = 100;
 
 const filled = (row: SampleRow) => row.fields.reduce((n, f) => (f.trim() === '' ? n : n + 1), 0);
 /**
- * A title over the table, written in its first cell (`Report 2025,,,`): a sentence rather than
- * a name (it has a space), or set apart by a blank line. A header with one name is not one.
+ * A title over the table, written in its first cell (`Sales report 2025,,,`): a sentence rather
+ * than a name (long, with a space), or set apart by a blank line. A header with one name is not one.
  */
 function isTitle(row: SampleRow, next: SampleRow): boolean {
   const first = row.fields[0]?.trim() ?? '';
   if (first === '' || filled(row) !== 1 || cellKind(first) !== 'text') return false;
-  return next.line > row.line + 1 || / /.test(first);
+  return next.line > row.line + 1 || (first.length >= 10 && / /.test(first));
 }
 
 const typed = (kind: CellKind) => kind !== 'text' && kind !== 'empty';
