@@ -946,7 +946,7 @@ describe('readRecords', () => {
   });
 
   it('fails with an IngestError on bad content, for every format', async () => {
-    await expect(readAll(file('bad2.csv', 'a,b\n1\n'), 'csv')).rejects.toThrow(/CSV error on line 2/);
+    await expect(readAll(file('bad2.csv', 'a,b\n1\n2,3\n'), 'csv')).rejects.toThrow(/CSV error on line 2/);
     await expect(readAll(file('bad2.json', '[{"a":1},]'), 'json')).rejects.toBeInstanceOf(IngestError);
     await expect(readAll(file('bad2.ndjson', '{}\n[]'), 'ndjson')).rejects.toThrow('line 2 is an array, expected a JSON object');
   });
@@ -1035,12 +1035,13 @@ describe('a CSV record: its columns, values and text in the file order (issue 23
       { columns: ['a', 'b', 'c'], error: 'CSV error on line 2: expected 3 fields as in the header, found 4', excerpt: '"x;1";8,493;25;9' },
       { columns: ['a', 'b', 'c'], values: ['1', '2', '3'], text: '1;2;3', line: 3 },
     ]);
-    const [bad] = await items('a\tb\n1\t2\t3\n', { delimiter: '\t' });
+    const [bad] = await items('a\tb\n1\t2\t3\n4\t5\n', { delimiter: '\t' });
     expect(bad).toMatchObject({ excerpt: '1\t2\t3' });
-    // A record over several lines is shown on one; a long one is cut.
-    const [multi] = await items('a,b\n"x\ny",2,3\n');
-    expect(multi).toMatchObject({ excerpt: '"x y",2,3' });
-    const [long] = await items(`a,b\n${'9,'.repeat(200)}9\n`);
+    // A record over several lines that does not fit is read again line by line (its quote a
+    // character), each shown as written; a long one is cut.
+    const [multi] = await items('a,b\n"x\ny",2,3\n4,5\n');
+    expect(multi).toMatchObject({ excerpt: '"x' });
+    const [long] = await items(`a,b\n${'9,'.repeat(200)}9\n1,2\n`);
     expect(long).toMatchObject({ excerpt: `${'9,'.repeat(59)}9…` });
   });
 });

@@ -7,6 +7,7 @@ import {
   SAMPLE_CHARS,
   SAMPLE_LINES,
   sniffCsv,
+  splitSample,
   type CsvDialect,
   type Delimiter,
   type Escape,
@@ -79,6 +80,9 @@ const HOLD_CHARS = 1024 * 1024;
 
 // Times one record is read again with one more of its quotes as a character; past them, all are.
 const MAX_REREADS = 16;
+
+// Reads again nested deeper than this read line by line (bounded work and stack).
+const MAX_DEPTH = 4;
 
 // Characters fed to the state machine at a time.
 const PIECE = 16 * 1024;
@@ -195,12 +199,18 @@ function csvReader(o: ReaderOptions) {
   // break or went on after its closing quote: the one to read as a character when the record
   // does not fit the table.
   let anomaly = -1;
+  // The quote of a quoted field that swallowed a line break, and of one that went on after its
+  // closing quote: when one field did both, it never was a quoted field (whatever the record's count).
+  let brokeQuote = -1;
+  let lazyQuote = -1;
+  let suspect = -1; // the first quote that did both
   let emptyQuoted: number[] | undefined;
   let literals: readonly number[] | null = null; // in the text being read again, quotes that are characters
   let recordLiterals: readonly number[] = NONE; // the same, for the current record (offsets in its text)
   let quotesLiteral = false; // the current record has been read again too often: every quote is a character
   let rereads = 0;
   let rereading = false;
+  let depth = 0; // reads again within reads again
   // Where the table ends.
   let held: Read[] = [];
   let heldChars = 0;
@@ -312,7 +322,7 @@ function csvReader(o: ReaderOptions) {
       fieldCount = 0;
       recordLength = 0;
       rawHead = '';
-      anomaly = -1;
+      anomaly = brokeQuote = lazyQuote = suspect = -1;
       emptyQuoted = undefined;
       if (recordLiterals !== NONE) recordLiterals = NONE;
       blankSince = false;
@@ -325,7 +335,7 @@ function csvReader(o: ReaderOptions) {
     problem = undefined;
     rawHead = '';
     rawCut = false;
-    anomaly = -1;
+    anomaly = brokeQuote = lazyQuote = suspect = -1;
     emptyQuoted = undefined;
     rereads = 0;
     quotesLiteral = false;
@@ -382,19 +392,35 @@ function csvReader(o: ReaderOptions) {
     afterCR = false;
     rawHead = '';
     rawCut = false;
-    anomaly = -1;
+    anomaly = brokeQuote = lazyQuote = suspect = -1;
     emptyQuoted = undefined;
     recordLiterals = NONE;
     if (++rereads > MAX_REREADS) quotesLiteral = true;
     literals = quotes;
     rereading = true;
+    depth++;
     scan(raw, 0);
+    depth--;
     literals = outerLiterals;
     rereading = outerRereading;
   }
 
+  /**
+   * Whether the lines of a record that a quote made one (`raw`, its text) each have the table's
+   * fields when that quote is a character: then they are records, and the quote a stray one.
+   */
+  function linesFit(raw: string): boolean {
+    if (width < 2 || brokeQuote < 0) return false;
+    const text = (raw.slice(0, anomaly) + '_' + raw.slice(anomaly + 1)).replace(/\r\n?|\n/g, '\n');
+    // The quote's own line must go on past a delimiter after it (a field that starts a line
+    // break, `,"\n`, is one a writer quoted).
+    if (!text.slice(anomaly + 1, text.indexOf('\n', anomaly)).includes(o.delimiter)) return false;
+    const lines = splitSample(text, o.delimiter, o.quote, o.escape);
+    return lines.length >= 2 && lines.length === text.split('\n').length && lines.every((fields) => fields.length === width);
+  }
+
   /** The quotes of the current record to read as characters when it is read again (offsets in its text). */
-  const nextLiterals = () => [...recordLiterals, anomaly >= 0 ? anomaly : quoteAt];
+  const nextLiterals = () => [...recordLiterals, suspect >= 0 ? suspect : anomaly >= 0 ? anomaly : quoteAt];
 
   function scan(chunk: string, from: number): void {
     let i = from;
@@ -410,11 +436,11 @@ function csvReader(o: ReaderOptions) {
       if (c === 0x0d || c === 0x0a) {
         if (c === 0x0a && acr) {
           acr = false;
-          continue; // the LF of a CRLF: the ln (and any record) ended at the CR
+          continue; // the LF of a CRLF: the line (and any record) ended at the CR
         }
         if (st === State.Quoted || st === State.Escaped) {
-          if (rereading && !rawCut) {
-            // Text read again is read ln by ln: a quote that swallows a ln break is a character.
+          if (depth > MAX_DEPTH && !rawCut) {
+            // Text read again and again is read line by line: a quote that swallows a line break is a character.
             line = ln;
             reread(chunk.slice(textStart, i), nextLiterals());
             st = state;
@@ -425,6 +451,8 @@ function csvReader(o: ReaderOptions) {
             continue;
           }
           if (anomaly < 0) anomaly = quoteAt;
+          brokeQuote = quoteAt;
+          if (lazyQuote === quoteAt && suspect < 0) suspect = quoteAt;
           if (st === State.Escaped) {
             field += '\\';
             start = i;
@@ -432,18 +460,22 @@ function csvReader(o: ReaderOptions) {
           }
           acr = c === 0x0d;
           ln++;
-          continue; // a ln break inside a quoted field
+          continue; // a line break inside a quoted field
         }
         if (fieldCount === 0 && (st === State.FieldStart || st === State.SpaceRun)) {
-          // An empty ln (or only spaces, with a space delimiter) is skipped.
+          // An empty line (or only spaces, with a space delimiter) is skipped.
           acr = c === 0x0d;
           ln++;
           blankSince = true;
           st = State.FieldStart;
           continue;
         }
-        if (anomaly >= 0 && !rawCut && fieldCount + (st === State.SpaceRun ? 0 : 1) !== width) {
-          // A quote swallowed a ln break (or text after its closing quote) and the record does
+        if (
+          anomaly >= 0 &&
+          !rawCut &&
+          (fieldCount + (st === State.SpaceRun ? 0 : 1) !== width || suspect >= 0 || linesFit(rawHead + chunk.slice(textStart, i)))
+        ) {
+          // A quote swallowed a line break (or text after its closing quote) and the record does
           // not fit: read it again with that quote as a character.
           line = ln;
           reread(rawHead + chunk.slice(textStart, i), nextLiterals());
@@ -532,6 +564,8 @@ function csvReader(o: ReaderOptions) {
           } else {
             // Text after the closing quote: that quote was a character of the field (`"a "b" c"`).
             if (anomaly < 0) anomaly = quoteAt;
+            lazyQuote = quoteAt;
+            if (brokeQuote === quoteAt && suspect < 0) suspect = quoteAt;
             field += o.quote;
             start = i;
             st = State.Quoted;
