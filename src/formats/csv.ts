@@ -648,7 +648,9 @@ function csvReader(o: ReaderOptions) {
     scan(chunk, i);
   }
 
-  function finish(): void {
+  /** The end of the input; `cut`: of a sample of it, whose last record may go on past it (then it is left out). */
+  function finish(cut = false): void {
+    if (cut && (state === State.Quoted || state === State.Escaped)) return;
     if (!ended) {
       // The file ends inside a quoted field: its quote was a character (read it again so).
       while ((state === State.Quoted || state === State.Escaped) && !rawCut) reread(rawHead, nextLiterals());
@@ -684,7 +686,7 @@ function csvReader(o: ReaderOptions) {
   };
 }
 
-/** The most common number of fields among the rows (the larger on a tie), 1 for none. */
+/** The most common number of fields among the rows (on a tie, the one seen first), 1 for none. */
 function modalWidth(rows: readonly SampleRow[]): number {
   const counts = new Map<number, number>();
   let best = 1;
@@ -692,7 +694,7 @@ function modalWidth(rows: readonly SampleRow[]): number {
   for (const row of rows) {
     const n = (counts.get(row.fields.length) ?? 0) + 1;
     counts.set(row.fields.length, n);
-    if (n > most || (n === most && row.fields.length > best)) {
+    if (n > most) {
       most = n;
       best = row.fields.length;
     }
@@ -772,7 +774,7 @@ export async function* parseCsv(
   const rows: SampleRow[] = [];
   const probe = csvReader({ ...read, width: sniffed.width, skipLines: 0, headerRows: 0, rows });
   probe.feed(whole);
-  probe.finish();
+  probe.finish(!done);
   const width = modalWidth(rows);
   const table = findTable(rows, width, dialect);
   const headerRows = dialect.header === false ? 0 : table.headerRows;

@@ -206,7 +206,7 @@ function lineEnding(sample: string): LineEnding {
   return cr > lf ? 'CR' : 'LF';
 }
 
-/** The number of cells most rows have (the larger on a tie), 1 for no rows. */
+/** The number of cells most rows have (on a tie, the one seen first), 1 for no rows. */
 function modalWidth(rows: Cell[][]): number {
   const counts = new Map<number, number>();
   let best = 1;
@@ -214,7 +214,7 @@ function modalWidth(rows: Cell[][]): number {
   for (const row of rows) {
     const n = (counts.get(row.length) ?? 0) + 1;
     counts.set(row.length, n);
-    if (n > most || (n === most && row.length > best)) {
+    if (n > most) {
       most = n;
       best = row.length;
     }
@@ -240,6 +240,7 @@ function commasSpaced(text: string): boolean {
 function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
   const width = modalWidth(rows);
   if (width < 2 || (delimiter === ' ' && rows.length < 2)) return false;
+  if (!rows.some((r) => r.reduce((n, cell) => (cell.text.trim() === '' ? n : n + 1), 0) >= 2)) return false;
   const same = rows.reduce((n, r) => (r.length === width ? n + 1 : n), 0);
   return same >= (delimiter === ' ' ? 0.8 : 0.5) * rows.length;
 }
