@@ -1082,7 +1082,10 @@ const CSV_CASES: Case[] = [
     processed: 2,
     failed: 1,
     error: null,
-    records: recs({ 'multi\nline': '1', b: '2' }, { 'multi\nline': '4', b: '5' }),
+    records: [
+      { record_no: 0, data: { 'multi\nline': '1', b: '2' } },
+      { record_no: 2, data: { 'multi\nline': '4', b: '5' } },
+    ],
     errors: [{ line: 4, record_no: 1, message: fieldCount(4, 2, 1), excerpt: '3' }],
   },
   {
