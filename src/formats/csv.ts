@@ -411,10 +411,13 @@ function csvReader(o: ReaderOptions) {
    */
   function linesFit(raw: string): boolean {
     if (width < 2 || brokeQuote < 0) return false;
-    const text = (raw.slice(0, anomaly) + '_' + raw.slice(anomaly + 1)).replace(/\r\n?|\n/g, '\n');
     // The quote's own line must go on past a delimiter after it (a field that starts a line
     // break, `,"\n`, is one a writer quoted).
-    if (!text.slice(anomaly + 1, text.indexOf('\n', anomaly)).includes(o.delimiter)) return false;
+    const lf = raw.indexOf('\n', anomaly);
+    const cr = raw.indexOf('\r', anomaly);
+    const end = cr >= 0 && (lf < 0 || cr < lf) ? cr : lf;
+    if (!raw.slice(anomaly + 1, end).includes(o.delimiter)) return false;
+    const text = (raw.slice(0, anomaly) + '_' + raw.slice(anomaly + 1)).replace(/\r\n?|\n/g, '\n');
     const lines = splitSample(text, o.delimiter, o.quote, o.escape);
     return lines.length >= 2 && lines.length === text.split('\n').length && lines.every((fields) => fields.length === width);
   }
