@@ -1,6 +1,20 @@
 import { DEFAULT_LIMITS, type InputLimits } from './limits.js';
 import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord } from './record.js';
+import {
+  findTable,
+  joinHeader,
+  SAMPLE_CHARS,
+  SAMPLE_LINES,
+  sniffCsv,
+  splitSample,
+  type CsvDialect,
+  type Delimiter,
+  type Escape,
+  type Quote,
+  type Ragged,
+  type SampleRow,
+} from './sniff.js';
 
 /**
  * Header names, made usable as object keys deliberately: an empty name becomes
@@ -59,42 +73,34 @@ const TEXT_KEPT = 256;
 // Fields beyond the header's count kept for the row error's excerpt; the rest are only counted.
 const EXTRA_FIELDS_KEPT = 16;
 
+// Records of another shape than the table held back to see whether the table goes on after
+// them (then they are row errors) or ends with them (notes, totals, a second table).
+const HOLD_RECORDS = 64;
+const HOLD_CHARS = 1024 * 1024;
+
+// Times one record is read again with one more of its quotes as a character; past them, all are.
+const MAX_REREADS = 16;
+
+// Reads again nested deeper than this read line by line (bounded work and stack).
+const MAX_DEPTH = 4;
+
+// Characters fed to the state machine at a time.
+const PIECE = 16 * 1024;
+
+// Runs of skipped lines listed in the report (all are counted).
+const MAX_SKIPPED_SHOWN = 20;
+
 const enum State {
   FieldStart, // at the start of a field
   Unquoted, // in a field without quotes
   Quoted, // in a quoted field
-  QuoteSeen, // in a quoted field, just after a '"': it closes the field, or doubles as '""'
+  QuoteSeen, // in a quoted field, just after its quote: it closes the field, or doubles as a quote
+  Escaped, // in a quoted field, just after a backslash (escape: backslash)
+  SpaceRun, // after a space, with a space delimiter: more spaces are the same delimiter
+  SepSpace, // after the comma of a `, ` delimiter: a space here is part of it
 }
 
-/** The delimiters Intake reads, and detects when none is given (`, `: a comma and a space after it). */
-export const DELIMITERS = [',', ';', '\t', '|', ' ', ', '] as const;
-export type Delimiter = (typeof DELIMITERS)[number];
-
-/** How fields are quoted, and how a quote inside a quoted field is written. */
-export const QUOTES = ['"', "'"] as const;
-export type Quote = (typeof QUOTES)[number];
-export type Escape = 'double' | 'backslash';
-
-/** What to do with a record of more or fewer fields than the header: a row error, NULLs for the missing trailing fields, or the extra ones dropped. */
-export const RAGGED = ['error', 'pad', 'ignore_extra'] as const;
-export type Ragged = (typeof RAGGED)[number];
-
-/**
- * How a CSV file is written, as far as the submit said: anything left out is detected from
- * the file (see CsvReport for what was found).
- */
-export interface CsvDialect {
-  delimiter?: Delimiter;
-  quote?: Quote;
-  escape?: Escape;
-  /** false: the file has no header row (columns are column_1 …). */
-  header?: boolean;
-  /** The 1-based line where the header starts (the lines above it are skipped). */
-  headerRow?: number;
-  /** Lines skipped before the table (its header, or its first row without one). */
-  skipLines?: number;
-  ragged?: Ragged;
-}
+export { DELIMITERS, QUOTES, RAGGED, type CsvDialect, type Delimiter, type Escape, type Quote, type Ragged } from './sniff.js';
 
 /** Lines of the file that are not part of the table, and why. */
 export interface SkippedLines {
@@ -126,109 +132,53 @@ export interface CsvReport {
   skipped_lines: number;
 }
 
-// Lines looked at to detect the delimiter.
-const SAMPLE_LINES = 20;
-
-/**
- * The delimiter of a CSV file, from its first lines (outside quoted fields): the candidate
- * found the same number of times, at least once, on every line of the sample, the most often;
- * failing that, the one most often on the first line (the header); a comma when the first
- * line has none (one column).
- */
-export function detectDelimiter(sample: string): Delimiter {
-  const counts: number[][] = [];
-  let line = DELIMITERS.map(() => 0);
-  let empty = true;
-  let quoted = false;
-  for (let i = 0; i < sample.length && counts.length < SAMPLE_LINES; i++) {
-    const c = sample[i]!;
-    if (c === '"') {
-      quoted = !quoted;
-      empty = false;
-    } else if (!quoted && (c === '\n' || c === '\r')) {
-      if (c === '\r' && sample[i + 1] === '\n') i++;
-      if (!empty) counts.push(line); // empty lines are skipped, as the parser skips them
-      line = DELIMITERS.map(() => 0);
-      empty = true;
-    } else {
-      empty = false;
-      const d = quoted ? -1 : DELIMITERS.indexOf(c as Delimiter);
-      if (d >= 0) line[d]!++;
-    }
-  }
-  if (!empty && counts.length < SAMPLE_LINES) counts.push(line); // the last line, without its line break
-  let best = -1;
-  for (let d = 0; d < DELIMITERS.length; d++) {
-    const first = counts[0]?.[d] ?? 0;
-    if (first > 0 && counts.every((n) => n[d] === first) && (best < 0 || first > counts[0]![best]!)) best = d;
-  }
-  if (best < 0 && counts.length > 0) {
-    const first = counts[0]!;
-    const most = Math.max(...first);
-    if (most > 0) best = first.indexOf(most);
-  }
-  return DELIMITERS[Math.max(best, 0)]!;
+/** A record read in full, before it is known to fit the table. */
+interface Read {
+  values: string[];
+  count: number;
+  line: number;
+  endLine: number;
+  text: string;
+  problem: string | undefined;
+  emptyQuoted: number[] | undefined;
 }
 
-/**
- * The text as it comes, after `first` has seen its start: the chunks that hold the first
- * SAMPLE_LINES lines (or 64 KiB, or all of it), joined.
- */
-async function* sampled(text: AsyncIterable<string> | Iterable<string>, first: (sample: string) => void): AsyncGenerator<string> {
-  let sample = '';
-  let sent = false;
-  try {
-    for await (const chunk of text) {
-      if (sent) {
-        yield chunk;
-        continue;
-      }
-      sample += chunk;
-      if (sample.length >= 64 * 1024 || (sample.match(/\n|\r(?!\n)/g)?.length ?? 0) > SAMPLE_LINES) {
-        first(sample);
-        sent = true;
-        yield sample;
-      }
-    }
-  } catch (err) {
-    // The input broke off (invalid UTF-8...): what came before it is read all the same.
-    if (!sent) {
-      first(sample);
-      yield sample;
-    }
-    throw err;
-  }
-  if (!sent) {
-    first(sample);
-    yield sample;
-  }
+interface ReaderOptions {
+  limits: InputLimits;
+  delimiter: Delimiter;
+  quote: Quote;
+  escape: Escape;
+  /** The number of fields most rows have (the sniffer's): until a header says otherwise, what a record should have. */
+  width: number;
+  skipLines: number;
+  /** Rows the header is written over (0: no header). */
+  headerRows: number;
+  ragged: Ragged;
+  /** When given, every record is only collected here (the sample's rows, to find the table in). */
+  rows?: SampleRow[];
 }
 
+const NONE: readonly number[] = [];
+
 /**
- * CSV (RFC 4180, with the delimiter of the dialect) with a header row, or without one (then
- * columns are named `column_1` …): quoted fields (with "" for a quote) which may hold the
- * delimiter and line breaks; records end with CRLF, LF or (old Mac files) a lone CR, mixed at
- * will. A '"' inside an unquoted field is a character of it, as Excel and Python read it.
- * Empty lines are skipped; a leading BOM is dropped. Every record must have as many fields as
- * the header. Line numbers count physical lines (CRLF, LF or CR ends one), also inside
- * quoted fields; a record's line is the one where it starts.
- *
- * The limits bound what one record may hold in memory: a header with more than maxColumns
- * fields fails the job; a record with more fields than the header, a field longer than
- * maxFieldLength or a record longer than maxRecordLength is a row error, and what it holds
- * beyond the limit is never kept (the parser reads on to its end without storing it).
+ * The CSV state machine over decoded text: `feed` each chunk, then `finish`; the records
+ * (and row errors) come out in `out`. Everything it keeps between chunks is bounded by the
+ * limits: the current record (its text too, for reading it again), and at most HOLD_RECORDS
+ * records of another shape than the table.
  */
-export async function* parseCsv(
-  text: AsyncIterable<string> | Iterable<string>,
-  limits: InputLimits = DEFAULT_LIMITS,
-  dialect: CsvDialect = {},
-  report?: CsvReport,
-): AsyncGenerator<ParsedRecord> {
-  void report;
-  const header = dialect.header ?? true;
-  let delimiter = dialect.delimiter;
-  let sep = delimiter?.charCodeAt(0) ?? 0x2c;
+function csvReader(o: ReaderOptions) {
+  const { limits, ragged } = o;
+  const sep = o.delimiter.charCodeAt(0);
+  const spaces = o.delimiter === ' ';
+  const afterSep = spaces ? State.SpaceRun : o.delimiter === ', ' ? State.SepSpace : State.FieldStart;
+  const q = o.quote.charCodeAt(0);
+  const esc = o.escape === 'backslash' ? 0x5c : -1;
+  const collect = o.rows;
+  const out: ParsedRecord[] = [];
+  const headerParts: string[][] = [];
+  let headerLine: number | null = null;
   let keys: string[] | null = null;
+  let width = o.width;
   let hasProto = false;
   let fields: string[] = []; // the record's fields, while it is within the limits
   let fieldCount = 0; // fields of the current record, kept or not
@@ -241,10 +191,37 @@ export async function* parseCsv(
   let quoteLine = 1; // where the current quoted field starts
   let afterCR = false; // the previous character was a CR: a LF now completes the CRLF
   let first = true;
-  let textHead = ''; // the current record's text in earlier chunks (at most TEXT_KEPT characters)
+  let rawHead = ''; // the current record's text in earlier chunks (all of it, to read it again, until it breaks a limit)
+  let rawCut = false; // rawHead holds only the start of the record (it broke a limit): it cannot be read again
   let textStart = 0; // where the current record's text begins in this chunk
+  let quoteAt = 0; // where the current quoted field's quote is in the record's text
+  // Where (in the record's text) the quote is of the first quoted field that swallowed a line
+  // break or went on after its closing quote: the one to read as a character when the record
+  // does not fit the table.
+  let anomaly = -1;
+  // The quote of a quoted field that swallowed a line break, and of one that went on after its
+  // closing quote: when one field did both, it never was a quoted field (whatever the record's count).
+  let brokeQuote = -1;
+  let lazyQuote = -1;
+  let suspect = -1; // the first quote that did both
+  let emptyQuoted: number[] | undefined;
+  let literals: readonly number[] | null = null; // in the text being read again, quotes that are characters
+  let recordLiterals: readonly number[] = NONE; // the same, for the current record (offsets in its text)
+  let quotesLiteral = false; // the current record has been read again too often: every quote is a character
+  let rereads = 0;
+  let rereading = false;
+  let depth = 0; // reads again within reads again
+  // Where the table ends.
+  let held: Read[] = [];
+  let heldChars = 0;
+  let blankSince = false; // a blank line since the last record
+  let heldAfterBlank = false;
+  let ended: { from: number; text: string } | null = null;
+  let lastContent = 0;
+  const after: SkippedLines[] = [];
+  let afterLines = 0;
 
-  const error = (at: number, what: string) => new IngestError(`CSV error on line ${at}: ${what}`);
+  const fail = (at: number, what: string) => new IngestError(`CSV error on line ${at}: ${what}`);
 
   /** Adds a field to the current record, unless the record has broken a limit. */
   function pushField(value: string): void {
@@ -252,7 +229,11 @@ export async function* parseCsv(
     recordLength += value.length;
     if (problem !== undefined) return;
     if (keys === null && fieldCount > limits.maxColumns) {
-      throw error(recordLine, `the header has more than ${limits.maxColumns} columns (MAX_COLUMNS)`);
+      if (collect) {
+        problem = 'too wide';
+        return;
+      }
+      throw fail(recordLine, `the header has more than ${limits.maxColumns} columns (MAX_COLUMNS)`);
     }
     if (value.length > limits.maxFieldLength)
       problem = `field ${fieldCount} is longer than ${limits.maxFieldLength} characters (MAX_FIELD_LENGTH)`;
@@ -268,8 +249,8 @@ export async function* parseCsv(
       return;
     }
     if (field.length > limits.maxFieldLength || recordLength + field.length > limits.maxRecordLength) {
-      if (keys === null)
-        throw error(
+      if (keys === null && !collect && headerParts.length < o.headerRows)
+        throw fail(
           recordLine,
           `the header is longer than the limits allow (MAX_FIELD_LENGTH ${limits.maxFieldLength}, MAX_RECORD_LENGTH ${limits.maxRecordLength})`,
         );
@@ -283,78 +264,271 @@ export async function* parseCsv(
 
   /** The current record's text as written (its first TEXT_KEPT characters), when it ends at `end` of `chunk`. */
   const recordText = (chunk: string, end: number) =>
-    textHead.length >= TEXT_KEPT ? textHead : textHead + chunk.slice(textStart, Math.min(end, textStart + TEXT_KEPT - textHead.length));
+    rawHead.length >= TEXT_KEPT
+      ? rawHead.slice(0, TEXT_KEPT)
+      : rawHead + chunk.slice(textStart, Math.min(end, textStart + TEXT_KEPT - rawHead.length));
 
-  /** Ends the current record, whose text (as written) is `text`; a record (not the header) is returned. */
-  function endRecord(text: string): ParsedRecord | undefined {
-    const values = fields;
-    const count = fieldCount;
-    const broken = problem;
+  const fits = (count: number) =>
+    count === width || (ragged === 'pad' && count < width && count > 1) || (ragged === 'ignore_extra' && count > width);
+
+  function setKeys(names: string[]): void {
+    keys = names;
+    width = keys.length;
+    hasProto = keys.includes('__proto__');
+  }
+
+  /** A record that fits the table (or is let in by `ragged`), or a row error. */
+  function emit(r: Read): void {
+    const columns = keys!;
+    let values = r.values;
+    if (r.count !== width && r.problem === undefined) {
+      if (ragged === 'pad' && r.count < width) {
+        while (values.length < width) values.push('');
+      } else if (ragged === 'ignore_extra' && r.count > width) {
+        values = values.slice(0, width);
+      } else {
+        const s = width === 1 ? '' : 's';
+        const message = `CSV error on line ${r.line}: expected ${width} field${s} as in the ${o.headerRows > 0 ? 'header' : 'other rows'}, found ${r.count}`;
+        out.push({ ...rowError(r.line, message, r.text, true), columns });
+        return;
+      }
+    }
+    if (r.problem) {
+      out.push({ ...rowError(r.line, `CSV error on line ${r.line}: ${r.problem}`, r.text, true), columns });
+      return;
+    }
+    const quoted = r.emptyQuoted && values.length < r.count ? r.emptyQuoted.filter((k) => k < values.length) : r.emptyQuoted;
+    out.push(new CsvRecord(columns, hasProto, values, r.line, r.text, quoted?.length ? quoted : undefined));
+  }
+
+  function release(): void {
+    const records = held;
+    held = [];
+    heldChars = 0;
+    for (const r of records) emit(r);
+  }
+
+  function skippedAfter(from: number, to: number, text: string): void {
+    afterLines += to - from + 1;
+    if (after.length < MAX_SKIPPED_SHOWN) after.push({ from, to, why: 'after the table', text: rowError(from, '', text, true).excerpt });
+  }
+
+  /** Ends the current record, whose text (as written) is `text`. */
+  function endRecord(text: string, endLine: number): void {
+    if (fieldCount === width && keys !== null && held.length === 0 && problem === undefined && rereads === 0 && ended === null) {
+      // The common case: a record that fits the table.
+      out.push(new CsvRecord(keys, hasProto, fields, recordLine, text, emptyQuoted));
+      fields = [];
+      fieldCount = 0;
+      recordLength = 0;
+      rawHead = '';
+      anomaly = brokeQuote = lazyQuote = suspect = -1;
+      emptyQuoted = undefined;
+      if (recordLiterals !== NONE) recordLiterals = NONE;
+      blankSince = false;
+      return;
+    }
+    const r: Read = { values: fields, count: fieldCount, line: recordLine, endLine, text, problem, emptyQuoted };
     fields = [];
     fieldCount = 0;
     recordLength = 0;
     problem = undefined;
-    textHead = '';
+    rawHead = '';
+    rawCut = false;
+    anomaly = brokeQuote = lazyQuote = suspect = -1;
+    emptyQuoted = undefined;
+    rereads = 0;
+    quotesLiteral = false;
+    if (recordLiterals !== NONE) recordLiterals = NONE;
+    if (collect) {
+      collect.push({ line: r.line, fields: r.values });
+      return;
+    }
+    if (ended) {
+      lastContent = r.endLine;
+      return;
+    }
     if (keys === null) {
-      keys = header ? headerKeys(values) : values.map((_, i) => `column_${i + 1}`);
-      hasProto = keys.includes('__proto__');
-      if (header) return undefined;
+      if (headerParts.length < o.headerRows) {
+        if (headerParts.length === 0) headerLine = r.line;
+        headerParts.push(r.values);
+        if (headerParts.length === o.headerRows) setKeys(headerKeys(joinHeader(headerParts)));
+        blankSince = false;
+        return;
+      }
+      setKeys(Array.from({ length: width }, (_, i) => `column_${i + 1}`));
     }
-    if (count !== keys.length) {
-      const s = keys.length === 1 ? '' : 's';
-      const message = `CSV error on line ${recordLine}: expected ${keys.length} field${s} as in the ${header ? 'header' : 'first row'}, found ${count}`;
-      return { ...rowError(recordLine, message, text, true), columns: keys };
+    if (fits(r.count)) {
+      if (held.length > 0) release();
+      emit(r);
+    } else {
+      if (held.length === 0) heldAfterBlank = blankSince;
+      held.push(r);
+      heldChars += r.text.length + r.values.reduce((n, v) => n + v.length, 0);
+      if (held.length > HOLD_RECORDS || heldChars > HOLD_CHARS) {
+        if (heldAfterBlank) {
+          // Rows of another shape after a blank line, more than notes would be: a second table.
+          ended = { from: held[0]!.line, text: held[0]!.text };
+          lastContent = r.endLine;
+          held = [];
+          heldChars = 0;
+        } else release(); // ragged rows in the table, not its end
+      }
     }
-    if (broken) return { ...rowError(recordLine, `CSV error on line ${recordLine}: ${broken}`, text, true), columns: keys };
-    return new CsvRecord(keys, hasProto, values, recordLine, text);
+    blankSince = false;
   }
 
-  const detect = (sample: string) => {
-    delimiter = detectDelimiter(sample);
-    sep = delimiter.charCodeAt(0);
-  };
-  for await (const chunk of delimiter === undefined ? sampled(text, detect) : text) {
-    let i = 0;
-    if (first && chunk.length > 0) {
-      first = false;
-      if (chunk.charCodeAt(0) === 0xfeff) i = 1;
-    }
+  /** Reads the current record again from its start (`raw`, its text so far), with the quotes at `quotes` (offsets in it) as characters. */
+  function reread(raw: string, quotes: readonly number[]): void {
+    const outerLiterals = literals;
+    const outerRereading = rereading;
+    fields = [];
+    fieldCount = 0;
+    recordLength = 0;
+    problem = undefined;
+    field = '';
+    state = State.FieldStart;
+    line = recordLine;
+    afterCR = false;
+    rawHead = '';
+    rawCut = false;
+    anomaly = brokeQuote = lazyQuote = suspect = -1;
+    emptyQuoted = undefined;
+    recordLiterals = NONE;
+    if (++rereads > MAX_REREADS) quotesLiteral = true;
+    literals = quotes;
+    rereading = true;
+    depth++;
+    scan(raw, 0);
+    depth--;
+    literals = outerLiterals;
+    rereading = outerRereading;
+  }
+
+  /**
+   * Whether the lines of a record that a quote made one (`raw`, its text) each have the table's
+   * fields when that quote is a character: then they are records, and the quote a stray one.
+   */
+  function linesFit(raw: string): boolean {
+    if (width < 2 || brokeQuote < 0) return false;
+    // The quote's own line must go on past a delimiter after it (a field that starts a line
+    // break, `,"\n`, is one a writer quoted).
+    const lf = raw.indexOf('\n', anomaly);
+    const cr = raw.indexOf('\r', anomaly);
+    const end = cr >= 0 && (lf < 0 || cr < lf) ? cr : lf;
+    if (!raw.slice(anomaly + 1, end).includes(o.delimiter)) return false;
+    const text = (raw.slice(0, anomaly) + '_' + raw.slice(anomaly + 1)).replace(/\r\n?|\n/g, '\n');
+    const lines = splitSample(text, o.delimiter, o.quote, o.escape);
+    return lines.length >= 2 && lines.length === text.split('\n').length && lines.every((fields) => fields.length === width);
+  }
+
+  /** The quotes of the current record to read as characters when it is read again (offsets in its text). */
+  const nextLiterals = () => [...recordLiterals, suspect >= 0 ? suspect : anomaly >= 0 ? anomaly : quoteAt];
+
+  function scan(chunk: string, from: number): void {
+    let i = from;
     let start = i; // where the current field's text begins in this chunk
     textStart = i;
     const len = chunk.length;
+    // The hot state in locals (the closures see it when they need it).
+    let st = state;
+    let ln = line;
+    let acr = afterCR;
     for (; i < len; i++) {
       const c = chunk.charCodeAt(i);
-      const cr = c === 0x0d;
-      const lf = c === 0x0a;
-      if (cr || lf) {
-        const crlf = lf && afterCR;
-        afterCR = cr;
-        if (crlf) continue; // the LF of a CRLF: the line (and any record) ended at the CR
-        line++;
-        if (state === State.Quoted) continue; // a line break inside a quoted field
-        // A line break ends the record, if there is one: an empty line is skipped.
-        if (state === State.FieldStart && fieldCount === 0) continue;
-        pushField(state === State.Unquoted ? field + chunk.slice(start, i) : field);
+      if (c === 0x0d || c === 0x0a) {
+        if (c === 0x0a && acr) {
+          acr = false;
+          continue; // the LF of a CRLF: the line (and any record) ended at the CR
+        }
+        if (st === State.Quoted || st === State.Escaped) {
+          if (depth > MAX_DEPTH && !rawCut) {
+            // Text read again and again is read line by line: a quote that swallows a line break is a character.
+            line = ln;
+            reread(chunk.slice(textStart, i), nextLiterals());
+            st = state;
+            ln = line;
+            acr = afterCR;
+            start = textStart = i;
+            i--;
+            continue;
+          }
+          if (anomaly < 0) anomaly = quoteAt;
+          brokeQuote = quoteAt;
+          if (lazyQuote === quoteAt && suspect < 0) suspect = quoteAt;
+          if (st === State.Escaped) {
+            field += '\\';
+            start = i;
+            st = State.Quoted;
+          }
+          acr = c === 0x0d;
+          ln++;
+          continue; // a line break inside a quoted field
+        }
+        if (fieldCount === 0 && (st === State.FieldStart || st === State.SpaceRun)) {
+          // An empty line (or only spaces, with a space delimiter) is skipped.
+          acr = c === 0x0d;
+          ln++;
+          blankSince = true;
+          st = State.FieldStart;
+          continue;
+        }
+        if (
+          anomaly >= 0 &&
+          !rawCut &&
+          (fieldCount + (st === State.SpaceRun ? 0 : 1) !== width || suspect >= 0 || linesFit(rawHead + chunk.slice(textStart, i)))
+        ) {
+          // A quote swallowed a line break (or text after its closing quote) and the record does
+          // not fit: read it again with that quote as a character.
+          line = ln;
+          reread(rawHead + chunk.slice(textStart, i), nextLiterals());
+          st = state;
+          ln = line;
+          acr = afterCR;
+          start = textStart = i;
+          i--;
+          continue;
+        }
+        acr = c === 0x0d;
+        ln++;
+        if (st !== State.SpaceRun) {
+          if (st === State.QuoteSeen && field === '') (emptyQuoted ??= []).push(fieldCount);
+          pushField(st === State.Unquoted ? field + chunk.slice(start, i) : field);
+        }
         field = '';
-        state = State.FieldStart;
-        const record = endRecord(recordText(chunk, i));
-        if (record) yield record;
+        st = State.FieldStart;
+        endRecord(recordText(chunk, i), ln - 1);
+        textStart = i + 1;
         continue;
       }
-      afterCR = false;
-      switch (state) {
+      acr = false;
+      switch (st) {
+        case State.SpaceRun:
+          if (c === 0x20) break;
+        // falls through
+        case State.SepSpace:
+          st = State.FieldStart;
+          if (c === 0x20) break;
+        // falls through
         case State.FieldStart:
           if (fieldCount === 0) {
-            recordLine = line;
+            recordLine = ln;
             textStart = i;
           }
-          if (c === 0x22) {
-            state = State.Quoted;
-            quoteLine = line;
+          if (c === q && (literals === null || !(quotesLiteral || literals.includes(i)))) {
+            st = State.Quoted;
+            quoteLine = ln;
+            quoteAt = rawHead.length + i - textStart;
             start = i + 1;
-          } else if (c === sep) pushField('');
-          else {
-            state = State.Unquoted;
+          } else if (c === sep) {
+            if (spaces) st = State.SpaceRun;
+            else {
+              pushField('');
+              st = afterSep;
+            }
+          } else {
+            if (c === q) recordLiterals = [...recordLiterals, rawHead.length + i - textStart];
+            st = State.Unquoted;
             start = i;
           }
           break;
@@ -362,43 +536,306 @@ export async function* parseCsv(
           if (c === sep) {
             pushField(field + chunk.slice(start, i));
             field = '';
-            state = State.FieldStart;
+            st = afterSep;
           }
           break;
         case State.Quoted:
-          if (c === 0x22) {
+          if (c === q) {
             field += chunk.slice(start, i);
-            state = State.QuoteSeen;
+            st = State.QuoteSeen;
+          } else if (c === esc) {
+            field += chunk.slice(start, i);
+            st = State.Escaped;
           }
           break;
+        case State.Escaped:
+          // \" is a quote and \\ a backslash; before anything else a backslash is itself.
+          if (c !== q && c !== 0x5c) field += '\\';
+          start = i;
+          st = State.Quoted;
+          break;
         case State.QuoteSeen:
-          if (c === 0x22) {
+          if (c === q) {
             // A doubled quote: a quote in the value; the text goes on after it.
-            state = State.Quoted;
-            start = i; // keep this '"'
+            st = State.Quoted;
+            start = i; // keep this quote
           } else if (c === sep) {
+            if (field === '') (emptyQuoted ??= []).push(fieldCount);
             pushField(field);
             field = '';
-            state = State.FieldStart;
+            st = afterSep;
           } else {
-            throw error(
-              line,
-              `${JSON.stringify(chunk[i])} after the closing quote of field ${fieldCount + 1}; expected ${delimiter === '\t' ? 'a tab' : `'${delimiter}'`} or the end of the line`,
-            );
+            // Text after the closing quote: that quote was a character of the field (`"a "b" c"`).
+            if (anomaly < 0) anomaly = quoteAt;
+            lazyQuote = quoteAt;
+            if (brokeQuote === quoteAt && suspect < 0) suspect = quoteAt;
+            field += o.quote;
+            start = i;
+            st = State.Quoted;
           }
           break;
       }
     }
+    state = st;
+    line = ln;
+    afterCR = acr;
     if (state === State.Unquoted || state === State.Quoted) field += chunk.slice(start);
+    if (fieldCount > 0 || state !== State.FieldStart) {
+      if (!rawCut) rawHead += chunk.slice(textStart);
+      if (
+        !rereading &&
+        anomaly >= 0 &&
+        !rawCut &&
+        (state === State.Quoted || state === State.Escaped) &&
+        (field.length > limits.maxFieldLength || recordLength + field.length > limits.maxRecordLength)
+      ) {
+        // A quote swallowed line after line, past what a record may hold: it was a character.
+        reread(rawHead, nextLiterals());
+        return;
+      }
+    }
     checkPartialField();
-    if (state !== State.FieldStart || fieldCount > 0) textHead = recordText(chunk, len);
+    if (problem !== undefined && !rawCut) {
+      rawHead = rawHead.slice(0, TEXT_KEPT);
+      rawCut = true;
+    } else if (!rawCut && rawHead.length > 2 * limits.maxRecordLength) {
+      rawHead = rawHead.slice(0, TEXT_KEPT);
+      rawCut = true;
+    }
   }
-  if (state === State.Quoted) {
-    throw error(quoteLine, `the quoted field ${fieldCount + 1} starting here is never closed (the file ends inside it)`);
+
+  /** Lines after the end of the table: only counted. */
+  function skipRest(chunk: string, i: number): void {
+    for (; i < chunk.length; i++) {
+      const c = chunk.charCodeAt(i);
+      if (c === 0x0d) {
+        line++;
+        afterCR = true;
+      } else if (c === 0x0a) {
+        if (!afterCR) line++;
+        afterCR = false;
+      } else {
+        afterCR = false;
+        lastContent = line;
+      }
+    }
   }
-  if (state !== State.FieldStart || fieldCount > 0) {
-    pushField(field);
-    const record = endRecord(textHead);
-    if (record) yield record;
+
+  /** The lines above the table (`skipLines`): skipped as lines, quotes or not. */
+  function skipAbove(chunk: string, i: number): number {
+    for (; i < chunk.length && line <= o.skipLines; i++) {
+      const c = chunk.charCodeAt(i);
+      if (c === 0x0d) {
+        line++;
+        afterCR = true;
+      } else if (c === 0x0a) {
+        if (!afterCR) line++;
+        afterCR = false;
+      } else afterCR = false;
+    }
+    return i;
   }
+
+  function feed(chunk: string): void {
+    let i = 0;
+    if (first) {
+      if (chunk.length === 0) return;
+      first = false;
+      if (chunk.charCodeAt(0) === 0xfeff) i = 1;
+    }
+    if (ended) return skipRest(chunk, i);
+    if (line <= o.skipLines) {
+      i = skipAbove(chunk, i);
+      if (line <= o.skipLines) return;
+    }
+    scan(chunk, i);
+  }
+
+  /** The end of the input; `cut`: of a sample of it, whose last record may go on past it (then it is left out). */
+  function finish(cut = false): void {
+    if (cut && (state === State.Quoted || state === State.Escaped)) return;
+    if (!ended) {
+      // The file ends inside a quoted field: its quote was a character (read it again so).
+      while ((state === State.Quoted || state === State.Escaped) && !rawCut) reread(rawHead, nextLiterals());
+      if (state === State.Quoted || state === State.Escaped) {
+        const message = `CSV error on line ${quoteLine}: the quoted field ${fieldCount + 1} starting here is never closed (the file ends inside it)`;
+        if (!collect) out.push({ ...rowError(recordLine, message, rawHead, true), columns: keys ?? [] });
+      } else if (fieldCount > 0 || (state !== State.FieldStart && state !== State.SpaceRun)) {
+        if (state !== State.SpaceRun) {
+          if (state === State.QuoteSeen && field === '') (emptyQuoted ??= []).push(fieldCount);
+          pushField(field);
+        }
+        endRecord(rawHead.slice(0, TEXT_KEPT), line);
+      }
+    }
+    if (collect) return;
+    if (keys === null && headerParts.length > 0) setKeys(headerKeys(joinHeader(headerParts)));
+    if (ended) skippedAfter(ended.from, lastContent, ended.text);
+    else if (held.length > 0) skippedAfter(held[0]!.line, held.at(-1)!.endLine, held[0]!.text);
+    held = [];
+  }
+
+  return {
+    out,
+    feed,
+    finish,
+    get columns() {
+      return keys;
+    },
+    get headerLine() {
+      return headerLine;
+    },
+    skippedAfter: () => ({ runs: after, lines: afterLines }),
+  };
+}
+
+/** The most common number of fields among the rows (on a tie, the one seen first), 1 for none. */
+function modalWidth(rows: readonly SampleRow[]): number {
+  const counts = new Map<number, number>();
+  let best = 1;
+  let most = 0;
+  for (const row of rows) {
+    const n = (counts.get(row.fields.length) ?? 0) + 1;
+    counts.set(row.fields.length, n);
+    if (n > most) {
+      most = n;
+      best = row.fields.length;
+    }
+  }
+  return best;
+}
+
+/**
+ * CSV (RFC 4180, in the dialect given or sniffed from the first SAMPLE_CHARS / SAMPLE_LINES of
+ * the text) with a header row, written over one to three rows, or without one (then columns
+ * are named `column_1` …): quoted fields (with a doubled quote, or `\"` with escape=backslash,
+ * for a quote) which may hold the delimiter and line breaks; records end with CRLF, LF or (old
+ * Mac files) a lone CR, mixed at will. Empty lines are skipped; a leading BOM is dropped.
+ * Line numbers count physical lines (CRLF, LF or CR ends one), also inside quoted fields; a
+ * record's line is the one where it starts.
+ *
+ * Messy files are read the way a person would read them, never failing the job for one row:
+ * - lines above the table (titles, notes) are skipped; so are lines after it that do not fit
+ *   it (notes, totals, a second table): up to HOLD_RECORDS records of another shape to the end
+ *   of the file, or after a blank line any number of them. All are listed in `report`.
+ * - a quote inside an unquoted field is a character of it, as Excel and Python read it; so is
+ *   a quote inside a quoted field that does not close it (text goes on after it);
+ * - a quote that swallows line breaks, or runs to the end of the file, and so makes a record
+ *   that does not fit the table, is read again as a character: each line is then a record.
+ * - a record of more or fewer fields than the header is a row error, or padded with empty
+ *   fields (`ragged: 'pad'`), or cut (`ragged: 'ignore_extra'`).
+ *
+ * The limits bound what one record may hold in memory: a header with more than maxColumns
+ * fields fails the job; a record with more fields than the header, a field longer than
+ * maxFieldLength or a record longer than maxRecordLength is a row error, and what it holds
+ * beyond the limit is never kept (the parser reads on to its end without storing it).
+ */
+export async function* parseCsv(
+  text: AsyncIterable<string> | Iterable<string>,
+  limits: InputLimits = DEFAULT_LIMITS,
+  dialect: CsvDialect = {},
+  report?: CsvReport,
+): AsyncGenerator<ParsedRecord> {
+  const chunks: AsyncIterator<string> | Iterator<string> =
+    Symbol.asyncIterator in text ? text[Symbol.asyncIterator]() : text[Symbol.iterator]();
+  let sample = '';
+  let breaks = 0;
+  let done = false;
+  let broken: Error | undefined; // the input broke off (invalid UTF-8...): what came before it is read all the same
+  try {
+    while (sample.length < SAMPLE_CHARS && breaks < SAMPLE_LINES) {
+      const next = await chunks.next();
+      if (next.done) {
+        done = true;
+        break;
+      }
+      sample += next.value;
+      for (let i = next.value.indexOf('\n'); i !== -1; i = next.value.indexOf('\n', i + 1)) breaks++;
+    }
+  } catch (err) {
+    broken = err as Error;
+    done = true;
+  }
+
+  // Whole lines only: a record cut in two would look like two of another shape.
+  let whole = sample;
+  if (!done || sample.length > SAMPLE_CHARS) {
+    let cut = -1;
+    for (let n = 0, i = sample.indexOf('\n'); i !== -1 && i < SAMPLE_CHARS && n < SAMPLE_LINES; i = sample.indexOf('\n', i + 1), n++)
+      cut = i;
+    if (cut < 0) cut = sample.lastIndexOf('\r', SAMPLE_CHARS);
+    if (cut >= 0) whole = sample.slice(0, cut + 1);
+  }
+  const sniffed = sniffCsv(whole, dialect);
+  const read = {
+    limits,
+    delimiter: sniffed.delimiter,
+    quote: sniffed.quote,
+    escape: sniffed.escape,
+    ragged: dialect.ragged ?? 'error',
+  };
+  const rows: SampleRow[] = [];
+  const probe = csvReader({ ...read, width: sniffed.width, skipLines: 0, headerRows: 0, rows });
+  probe.feed(whole);
+  probe.finish(!done);
+  const width = modalWidth(rows);
+  const table = findTable(rows, width, dialect);
+  const headerRows = dialect.header === false ? 0 : table.headerRows;
+
+  const skippedAbove: SkippedLines[] = [];
+  if (table.skipLines > 0) {
+    const lines = whole.replace(/^\uFEFF/, '').split(/\r\n|\r|\n/, table.skipLines);
+    const text = lines.find((l) => l.trim() !== '') ?? '';
+    skippedAbove.push({ from: 1, to: table.skipLines, why: 'above the table', text: rowError(1, '', text, true).excerpt });
+  }
+  if (report) {
+    Object.assign(report, {
+      delimiter: sniffed.delimiter,
+      quote: sniffed.quote,
+      escape: sniffed.escape,
+      line_ending: sniffed.line_ending,
+      header_row: null,
+      header_rows: 0,
+      columns: [],
+      skipped: [...skippedAbove],
+      skipped_lines: table.skipLines,
+    } satisfies CsvReport);
+  }
+
+  const reader = csvReader({ ...read, width, skipLines: table.skipLines, headerRows });
+  const fillHeader = () => {
+    if (report && reader.columns !== null && report.columns.length === 0) {
+      report.columns = [...reader.columns];
+      report.header_row = reader.headerLine;
+      report.header_rows = reader.headerLine === null ? 0 : headerRows;
+    }
+  };
+  // Fed in pieces so that records are handed on while young (cheap to collect).
+  function* records(chunk: string): Generator<ParsedRecord> {
+    for (let at = 0; at < chunk.length; at += PIECE) {
+      reader.feed(at === 0 && chunk.length <= PIECE ? chunk : chunk.slice(at, at + PIECE));
+      if (reader.out.length === 0) continue;
+      fillHeader();
+      yield* reader.out;
+      reader.out.length = 0;
+    }
+  }
+  for (const record of records(sample)) yield record;
+  try {
+    if (broken !== undefined) throw broken;
+    for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
+      for (const record of records(next.value)) yield record;
+    }
+  } finally {
+    // The input broke off (the records read so far stand), or the caller stopped reading.
+    if (broken === undefined) await chunks.return?.();
+  }
+  reader.finish();
+  fillHeader();
+  if (report) {
+    const { runs, lines } = reader.skippedAfter();
+    report.skipped.push(...runs.slice(0, MAX_SKIPPED_SHOWN - report.skipped.length));
+    report.skipped_lines += lines;
+  }
+  for (const record of reader.out) yield record;
 }

@@ -18,6 +18,7 @@ import { expansionLimit, Zip } from './zip.js';
 
 type TextFormat = Exclude<Format, 'xlsx'>;
 
+// report: how a CSV file was read (its dialect, header, skipped lines), filled in as it is read.
 const PARSERS: Record<
   TextFormat,
   (text: AsyncIterable<string>, limits: InputLimits, dialect: CsvDialect, report?: CsvReport) => AsyncGenerator<ParsedRecord>
@@ -165,7 +166,10 @@ export interface Input {
   scratchDir: string;
 }
 
-/** Streams the records of a stored upload, in file order, with backpressure from the caller. */
+/**
+ * Streams the records of a stored upload, in file order, with backpressure from the caller;
+ * `report` (CSV only) is filled in with how the file was read.
+ */
 export async function* readRecords(
   input: Input,
   format: Format,
@@ -198,7 +202,7 @@ async function* readZip(
   progress: ReadProgress,
   limits: InputLimits,
   read: ReadOptions,
-  report?: CsvReport,
+  report: CsvReport | undefined,
 ): AsyncGenerator<ParsedRecord> {
   let path = input.path;
   let spooled: string | undefined;

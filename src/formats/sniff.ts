@@ -1,0 +1,423 @@
+/**
+ * How a CSV file is written, found from a sample of its start: the dialect (delimiter, quote,
+ * escape, line ending), scored the way CleverCSV's data consistency measure scores it (van den
+ * Burg et al., 2019: rows that split into the same number of cells, cells that read as typed
+ * values), and where the table starts in it (title lines and notes above the header, a header
+ * written over several rows, or no header at all).
+ */
+
+/** The delimiters Intake reads, and detects when none is given (`, `: a comma and a space after it). */
+export const DELIMITERS = [',', ';', '\t', '|', ' ', ', '] as const;
+export type Delimiter = (typeof DELIMITERS)[number];
+
+/** How fields are quoted, and how a quote inside a quoted field is written. */
+export const QUOTES = ['"', "'"] as const;
+export type Quote = (typeof QUOTES)[number];
+export type Escape = 'double' | 'backslash';
+
+/** What to do with a record of more or fewer fields than the header: a row error, NULLs for the missing trailing fields, or the extra ones dropped. */
+export const RAGGED = ['error', 'pad', 'ignore_extra'] as const;
+export type Ragged = (typeof RAGGED)[number];
+
+/**
+ * How a CSV file is written, as far as the submit said: anything left out is detected from
+ * the file (see CsvReport for what was found).
+ */
+export interface CsvDialect {
+  delimiter?: Delimiter;
+  quote?: Quote;
+  escape?: Escape;
+  /** false: the file has no header row (columns are column_1 …). */
+  header?: boolean;
+  /** The 1-based line where the header starts (the lines above it are skipped). */
+  headerRow?: number;
+  /** Lines skipped before the table (its header, or its first row without one). */
+  skipLines?: number;
+  ragged?: Ragged;
+}
+
+export type LineEnding = 'LF' | 'CRLF' | 'CR';
+
+/** The dialect found in a sample, and the number of fields most of its rows have. */
+export interface SniffedDialect {
+  delimiter: Delimiter;
+  quote: Quote;
+  escape: Escape;
+  line_ending: LineEnding;
+  width: number;
+}
+
+/** The sample sniffed: at most this many characters and lines of the start of the file. */
+export const SAMPLE_CHARS = 256 * 1024;
+export const SAMPLE_LINES = 1000;
+
+// Rows of a candidate's split whose cells are typed (the pattern score reads them all).
+const TYPED_ROWS = 200;
+
+// CleverCSV's floors: a one-cell row pattern still counts a little; a type score is never 0.
+const EPS_PATTERN = 1e-3;
+const EPS_TYPE = 1e-10;
+
+interface Cell {
+  text: string;
+  quoted: boolean;
+}
+
+/**
+ * The sample's rows as one candidate dialect splits them (empty lines left out). It reads
+ * quotes as the parser does, roughly: a quote opens a field only at its start, and text after
+ * a closing quote goes on in the field. A space delimiter is a run of spaces (aligned columns:
+ * leading and trailing spaces make no field); `, ` is a comma, and one space after it is skipped.
+ */
+export function splitSample(sample: string, delimiter: Delimiter, quote: Quote, escape: Escape, maxRows = Infinity): Cell[][] {
+  const rows: Cell[][] = [];
+  const sep = delimiter.charCodeAt(0);
+  const spaces = delimiter === ' ';
+  const commaSpace = delimiter === ', ';
+  const q = quote.charCodeAt(0);
+  const esc = escape === 'backslash' ? 0x5c : -1;
+  const len = sample.length;
+  let row: Cell[] = [];
+  let i = 0;
+  while (i < len && rows.length < maxRows) {
+    let c = sample.charCodeAt(i);
+    if (spaces) while (c === 0x20) c = sample.charCodeAt(++i);
+    if (c === 0x0a || c === 0x0d) {
+      if (row.length > 0) rows.push(row);
+      row = [];
+      i += c === 0x0d && sample.charCodeAt(i + 1) === 0x0a ? 2 : 1;
+      continue;
+    }
+    if (i >= len) break;
+    // A field: quoted when it starts with the quote (its text then goes on after the closing quote).
+    let text = '';
+    let quoted = false;
+    let from = i;
+    if (c === q) {
+      quoted = true;
+      from = ++i;
+      for (; i < len; i++) {
+        const d = sample.charCodeAt(i);
+        if (d === esc && i + 1 < len) {
+          text += sample.slice(from, i);
+          from = ++i;
+        } else if (d === q) {
+          text += sample.slice(from, i);
+          from = i + 1;
+          if (sample.charCodeAt(i + 1) === q) i++;
+          else break;
+        }
+      }
+      i = Math.min(i + 1, len);
+      from = i;
+    }
+    for (; i < len; i++) {
+      const d = sample.charCodeAt(i);
+      if (d === sep || d === 0x0a || d === 0x0d) break;
+    }
+    text += sample.slice(from, i);
+    row.push({ text, quoted });
+    if (i < len && sample.charCodeAt(i) === sep) {
+      i++;
+      if (commaSpace && sample.charCodeAt(i) === 0x20) i++;
+      if (!spaces && (i >= len || sample.charCodeAt(i) === 0x0a || sample.charCodeAt(i) === 0x0d)) row.push({ text: '', quoted: false });
+    }
+  }
+  if (row.length > 0 && rows.length < maxRows) rows.push(row);
+  return rows;
+}
+
+// A number as people write it: signs, thousands separators (`,` `.` `'` space), a decimal
+// point or comma, an exponent; a currency symbol or code before or after, a percent sign.
+const NUMBER =
+  /^[-+(]?(?:[$€£¥₹₽]|[A-Z]{3} ?)?[-+]?(?:\d+|\d{1,3}(?:([,. '\u00a0\u202f’])\d{3})(?:\1\d{3})*)?(?:[.,]\d+)?(?:[eE][-+]?\d+)?(?: ?(?:%|‰|[$€£¥₹₽]|[A-Z]{3}))?\)?$/;
+const DATE =
+  /^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2})|\d{1,2}[ -][A-Za-z]{3,9}\.?[ -]\d{2,4}|[A-Za-z]{3,9}\.? \d{1,2},? \d{4})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?: ?[AaPp][Mm])?(?:Z|[+-]\d{2}:?\d{2})?)?$/;
+const TIME = /^\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?: ?[AaPp][Mm])?$/;
+const BOOLEAN = /^(?:true|false|yes|no|y|n|on|off|t|f)$/i;
+const NULL_MARKER = /^(?:na|n\/a|null|none|nan|-|—)$/i;
+const URL = /^(?:(?:https?|ftp):\/\/|www\.)[^\s"',;]+$/i;
+const EMAIL = /^[\w.+-]+@[\w-]+(?:\.[\w-]+)+$/;
+const IPV4 = /^(?:\d{1,3}\.){3}\d{1,3}$/;
+// Words (CleverCSV's "unicode alphanumeric"): letters and digits, with spaces and the usual
+// punctuation of names and sentences; a quoted cell may hold the delimiters too.
+const WORDS = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’&/()#+:!?@%*]*$/u;
+const WORDS_QUOTED = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’&/()#+:!?@%*,;|\t]*$/u;
+
+/** What a cell's text looks like: a typed value (number, date, time, boolean), empty or a NULL marker, or text. */
+export type CellKind = 'number' | 'date' | 'time' | 'boolean' | 'empty' | 'text';
+
+export function cellKind(text: string): CellKind {
+  if (text === '' || NULL_MARKER.test(text)) return 'empty';
+  const c = text.charCodeAt(0);
+  const digitLike = (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x28;
+  if (digitLike || text.length <= 5 || c === 0x24 || c > 0x7f) {
+    if (NUMBER.test(text) && /\d/.test(text)) return 'number';
+  }
+  if (BOOLEAN.test(text)) return 'boolean';
+  if (DATE.test(text)) return 'date';
+  if (TIME.test(text)) return 'time';
+  return 'text';
+}
+
+/** Whether a cell reads as a value of a known type (CleverCSV's type score counts these). */
+function knownType(cell: Cell): boolean {
+  const t = cell.text;
+  if (cellKind(t) !== 'text') return true;
+  return URL.test(t) || EMAIL.test(t) || IPV4.test(t) || (cell.quoted ? WORDS_QUOTED : WORDS).test(t);
+}
+
+/** The pattern score: rows of the same number of cells, many cells to a row, few different counts. */
+function patternScore(rows: Cell[][]): number {
+  const counts = new Map<number, number>();
+  for (const row of rows) counts.set(row.length, (counts.get(row.length) ?? 0) + 1);
+  let score = 0;
+  for (const [cells, n] of counts) score += (n * Math.max(EPS_PATTERN, cells - 1)) / cells;
+  return counts.size === 0 ? 0 : score / counts.size;
+}
+
+function typeScore(rows: Cell[][], known: Map<string, boolean>): number {
+  let total = 0;
+  let typed = 0;
+  for (const row of rows.length > TYPED_ROWS ? rows.slice(0, TYPED_ROWS) : rows) {
+    for (const cell of row) {
+      total++;
+      const key = (cell.quoted ? '"' : ' ') + cell.text;
+      let is = known.get(key);
+      if (is === undefined) known.set(key, (is = knownType(cell)));
+      if (is) typed++;
+    }
+  }
+  return total === 0 ? EPS_TYPE : Math.max(EPS_TYPE, typed / total);
+}
+
+/** The line ending most lines of the sample end with (LF when it has none). */
+function lineEnding(sample: string): LineEnding {
+  let crlf = 0;
+  let cr = 0;
+  let lf = 0;
+  for (let i = sample.indexOf('\r'); i !== -1; i = sample.indexOf('\r', i + 1)) {
+    if (sample.charCodeAt(i + 1) === 0x0a) crlf++;
+    else cr++;
+  }
+  for (let i = sample.indexOf('\n'); i !== -1; i = sample.indexOf('\n', i + 1)) lf++;
+  lf -= crlf;
+  if (crlf >= lf && crlf >= cr && crlf > 0) return 'CRLF';
+  return cr > lf ? 'CR' : 'LF';
+}
+
+/** The number of cells most rows have (on a tie, the one seen first), 1 for no rows. */
+function modalWidth(rows: Cell[][]): number {
+  const counts = new Map<number, number>();
+  let best = 1;
+  let most = 0;
+  for (const row of rows) {
+    const n = (counts.get(row.length) ?? 0) + 1;
+    counts.set(row.length, n);
+    if (n > most) {
+      most = n;
+      best = row.length;
+    }
+  }
+  return best;
+}
+
+/** Whether (nearly) every comma of the text has a space after it: else `, ` is not its delimiter, and spaces are data. */
+function commasSpaced(text: string): boolean {
+  let commas = 0;
+  let spaced = 0;
+  for (let i = text.indexOf(','); i !== -1; i = text.indexOf(',', i + 1)) {
+    commas++;
+    if (text.charCodeAt(i + 1) === 0x20) spaced++;
+  }
+  return spaced > 0 && spaced >= 0.9 * commas;
+}
+
+/**
+ * Whether a delimiter other than the comma (the default) splits the sample into a table: most
+ * rows (with spaces, nearly all: text is full of them) of the same number of fields, at least 2.
+ */
+function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
+  const width = modalWidth(rows);
+  if (width < 2 || (delimiter === ' ' && rows.length < 2)) return false;
+  if (!rows.some((r) => r.reduce((n, cell) => (cell.text.trim() === '' ? n : n + 1), 0) >= 2)) return false;
+  const same = rows.reduce((n, r) => (r.length === width ? n + 1 : n), 0);
+  return same >= (delimiter === ' ' ? 0.8 : 0.5) * rows.length;
+}
+
+/**
+ * The dialect of a sample of decoded text (whole lines: the caller cuts a partial last line),
+ * with anything in `given` kept. Candidates are every delimiter and quote that occur in the
+ * sample (a comma and a double quote always), with a backslash escape when a backslash is
+ * written before a quote; each is scored by its pattern score times its type score, the type
+ * score only when the pattern score could still win (Q ≤ P). Ties go to the earlier candidate
+ * in the order of DELIMITERS and QUOTES, a backslash escape before doubled quotes when a backslash is written before a quote, else the common case.
+ */
+export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
+  const text = sample.charCodeAt(0) === 0xfeff ? sample.slice(1) : sample;
+  const delimiters = given.delimiter
+    ? [given.delimiter]
+    : DELIMITERS.filter((d) => d === ',' || (d === ', ' ? commasSpaced(text) : text.includes(d)));
+  const quotes = given.quote ? [given.quote] : QUOTES.filter((q) => q === '"' || text.includes(q));
+  const candidates: { delimiter: Delimiter; quote: Quote; escape: Escape; rows: Cell[][]; p: number }[] = [];
+  for (const delimiter of delimiters) {
+    for (const quote of quotes) {
+      const escapes: Escape[] = given.escape ? [given.escape] : text.includes(`\\${quote}`) ? ['backslash', 'double'] : ['double'];
+      for (const escape of escapes) {
+        const rows = splitSample(text, delimiter, quote, escape);
+        if (!given.delimiter && delimiter !== ',' && !plausible(rows, delimiter)) continue;
+        candidates.push({ delimiter, quote, escape, rows, p: patternScore(rows) });
+      }
+    }
+  }
+  // Best pattern scores first (a stable sort keeps the order of preference among equals).
+  const order = candidates.map((_, i) => i).sort((a, b) => candidates[b]!.p - candidates[a]!.p || a - b);
+  const known = new Map<string, boolean>();
+  if (candidates.length === 0) {
+    const quote = given.quote ?? '"';
+    const escape = given.escape ?? 'double';
+    candidates.push({ delimiter: ',', quote, escape, rows: splitSample(text, ',', quote, escape), p: 0 });
+  }
+  let best = candidates[0]!;
+  let bestQ = -1;
+  let bestIndex = Infinity;
+  for (const i of order) {
+    const c = candidates[i]!;
+    if (c.p < bestQ) break; // Q = P × T ≤ P: it cannot win
+    const q = c.p * typeScore(c.rows, known);
+    if (q > bestQ * (1 + 1e-9) || (Math.abs(q - bestQ) <= bestQ * 1e-9 && i < bestIndex)) {
+      best = c;
+      bestQ = q;
+      bestIndex = i;
+    }
+  }
+  return { delimiter: best.delimiter, quote: best.quote, escape: best.escape, line_ending: lineEnding(text), width: modalWidth(best.rows) };
+}
+
+/** A row of the sample as the parser read it: its first line and its fields. */
+export interface SampleRow {
+  line: number;
+  fields: readonly string[];
+}
+
+/** Where the table starts: the physical lines above it, and how many rows its header takes (0: none). */
+export interface TableStart {
+  skipLines: number;
+  headerRows: number;
+}
+
+// A header is written over at most this many rows.
+const MAX_HEADER_ROWS = 3;
+// Rows below the header whose cells decide what each column holds.
+const BODY_ROWS = 100;
+
+const filled = (row: SampleRow) => row.fields.reduce((n, f) => (f.trim() === '' ? n : n + 1), 0);
+/**
+ * A title over the table, written in its first cell (`Sales report 2025,,,`): a sentence rather
+ * than a name (long, with a space), or set apart by a blank line. A header with one name is not one.
+ */
+function isTitle(row: SampleRow, next: SampleRow): boolean {
+  const first = row.fields[0]?.trim() ?? '';
+  if (first === '' || filled(row) !== 1 || cellKind(first) !== 'text') return false;
+  return next.line > row.line + 1 || (first.length >= 10 && / /.test(first));
+}
+
+const typed = (kind: CellKind) => kind !== 'text' && kind !== 'empty';
+
+/**
+ * Where the table starts in the sample's rows (as the parser read them with the sniffed
+ * dialect; `width` is the number of fields most of them have). The rows above the first one
+ * of `width` fields are a preamble (titles, notes), and so is a lone title cell over a wider
+ * table (`Report 2025,,,`). The first row of the table is the header unless it is typed like
+ * the data below it (every column that holds numbers, dates… below holds one there too): then
+ * the file has none. Rows under the header are more of it (up to three in all) while they are
+ * all text and either name a column whose data is typed, or leave a cell empty where the row
+ * above names one (`Price,,Qty` over `EUR,USD,`). `given` settles whatever it says.
+ */
+export function findTable(rows: readonly SampleRow[], width: number, given: CsvDialect): TableStart {
+  let s = 0;
+  if (given.headerRow !== undefined) {
+    while (s < rows.length && rows[s]!.line < given.headerRow) s++;
+  } else if (given.skipLines !== undefined) {
+    while (s < rows.length && rows[s]!.line <= given.skipLines) s++;
+  } else {
+    const fits = (r: SampleRow) => r.fields.length === width;
+    const first = rows.findIndex(fits);
+    if (first > 0) s = first;
+    while (s + 1 < rows.length && width >= 2 && isTitle(rows[s]!, rows[s + 1]!) && fits(rows[s + 1]!) && filled(rows[s + 1]!) > 1) s++;
+  }
+  const skipLines =
+    given.headerRow !== undefined
+      ? given.headerRow - 1
+      : given.skipLines !== undefined
+        ? given.skipLines
+        : s < rows.length
+          ? rows[s]!.line - 1
+          : 0;
+  if (given.header === false || s >= rows.length) return { skipLines, headerRows: given.header === false ? 0 : 1 };
+
+  // What each column holds below the first row: typed when nearly all its values are.
+  const body = rows.slice(s + 1, s + 1 + BODY_ROWS).filter((r) => r.fields.length === width);
+  const columns: (CellKind | undefined)[] = [];
+  for (let j = 0; j < width; j++) {
+    const kinds = new Map<CellKind, number>();
+    let values = 0;
+    for (const r of body) {
+      const kind = cellKind(r.fields[j]!.trim());
+      if (kind === 'empty') continue;
+      values++;
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    let kind: CellKind | undefined;
+    for (const [k, n] of kinds) if (typed(k) && n >= 0.9 * values) kind = k;
+    columns.push(kind);
+  }
+  const isTyped = columns.some((k) => k !== undefined);
+  const head = rows[s]!;
+  if (given.header === undefined && isTyped && head.fields.length === width) {
+    const likeData = columns.every((k, j) => {
+      const kind = cellKind(head.fields[j]!.trim());
+      return k === undefined ? true : kind === k || kind === 'empty';
+    });
+    if (likeData && head.fields.some((f) => typed(cellKind(f.trim())))) return { skipLines, headerRows: 0 };
+  }
+
+  let headerRows = 1;
+  while (headerRows < MAX_HEADER_ROWS && s + headerRows + 1 < rows.length) {
+    const row = rows[s + headerRows]!;
+    const above = rows[s + headerRows - 1]!;
+    if (row.fields.length !== width || row.line !== above.line + 1 || filled(row) === 0) break;
+    const kinds = row.fields.map((f) => cellKind(f.trim()));
+    if (kinds.some(typed)) break;
+    const namesTypedColumn = kinds.some((k, j) => k === 'text' && columns[j] !== undefined);
+    const spans =
+      isTyped &&
+      row.fields.some((f, j) => f.trim() === '' && above.fields[j]?.trim() !== '') &&
+      row.fields.some((f, j) => j > 0 && f.trim() !== '' && above.fields[j]?.trim() === '');
+    if (!namesTypedColumn && !spans) break;
+    headerRows++;
+  }
+  return { skipLines, headerRows };
+}
+
+/**
+ * One name per column from a header written over several rows: the parts joined with a space,
+ * top first. In a row above the last, an empty cell over a name takes the
+ * name on its left (a title spanning columns: `Price,,Qty` over `EUR,USD,` gives `Price EUR`,
+ * `Price USD`, `Qty`).
+ */
+export function joinHeader(rows: readonly (readonly string[])[]): string[] {
+  if (rows.length === 1) return [...rows[0]!];
+  const width = Math.max(...rows.map((r) => r.length));
+  const names: string[][] = Array.from({ length: width }, () => []);
+  rows.forEach((row, r) => {
+    let left = '';
+    for (let j = 0; j < width; j++) {
+      let part = (row[j] ?? '').trim();
+      if (part !== '') left = part;
+      else if (r < rows.length - 1 && rows.slice(r + 1).some((below) => (below[j] ?? '').trim() !== '')) part = left;
+      if (part !== '') names[j]!.push(part);
+    }
+  });
+  return names.map((parts) => parts.join(' '));
+}
