@@ -66,6 +66,7 @@ const closed = <const P extends Record<string, FieldSchema>>(properties: P, desc
 /** How a CSV file was read (formats/csv.ts CsvReport), as the job shows it. */
 const dialectSchema = closed(
   {
+    encoding: { type: 'string', description: 'The encoding the bytes are read in: given, or detected from the first 256 KiB' },
     delimiter: { type: 'string', enum: [',', ';', '\t', '|', ' ', ', '] },
     quote: { type: 'string', enum: ['"', "'"] },
     escape: { type: 'string', enum: ['double', 'backslash'], description: 'How a quote is written in a quoted field: "" or \\"' },

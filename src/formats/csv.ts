@@ -1,3 +1,4 @@
+import type { Encoding } from './decode.js';
 import { DEFAULT_LIMITS, type InputLimits } from './limits.js';
 import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord } from './record.js';
@@ -117,6 +118,8 @@ export interface SkippedLines {
  * (the dialect once sniffed, `skipped` as the table ends).
  */
 export interface CsvReport {
+  /** The encoding the bytes were read in: given, or detected (decodeText). */
+  encoding?: Encoding;
   delimiter: Delimiter;
   quote: Quote;
   escape: Escape;

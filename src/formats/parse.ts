@@ -156,6 +156,8 @@ async function peek(bytes: AsyncIterable<Buffer>): Promise<[Buffer, AsyncGenerat
   return [Buffer.concat(read).subarray(0, 4), whole];
 }
 
+const noteEncoding = (report: CsvReport | undefined) => (report ? (encoding: Encoding) => (report.encoding = encoding) : undefined);
+
 /** Where a job's bytes come from. */
 export interface Input {
   /** The bytes as a file on this machine, when they are one (a zip is read from a file). */
@@ -191,7 +193,7 @@ export async function* readRecords(
         : 'the file is not an Excel workbook (.xlsx): it is not a zip',
     );
   }
-  yield* PARSERS[format](decodeText(uncompressed(head, bytes, limits), read.encoding), limits, read, report);
+  yield* PARSERS[format](decodeText(uncompressed(head, bytes, limits), read.encoding, noteEncoding(report)), limits, read, report);
 }
 
 /** A zip: an Excel workbook, or an archive of one data file read as the job's format. */
@@ -237,7 +239,7 @@ async function* readZip(
         );
       }
       const [head, data] = await peek(zip.read(entry));
-      yield* PARSERS[format](decodeText(uncompressed(head, data, limits), read.encoding), limits, read, report);
+      yield* PARSERS[format](decodeText(uncompressed(head, data, limits), read.encoding, noteEncoding(report)), limits, read, report);
     }
     progress.bytes = size;
   } finally {

@@ -49,6 +49,7 @@ export interface Preview {
 /** A report for the CSV reader to fill in as it reads (these values stand until it has looked at the file). */
 export function newReport(): CsvReport {
   return {
+    encoding: 'utf-8',
     delimiter: ',',
     quote: '"',
     escape: 'double',
@@ -62,7 +63,7 @@ export function newReport(): CsvReport {
 }
 
 /** The dialect a report found, as read options: a resumed run reads the file exactly as the run before it did. */
-export function dialectOfReport(report: CsvReport): CsvDialect {
+export function dialectOfReport(report: Pick<CsvReport, 'delimiter' | 'quote' | 'escape' | 'header_row' | 'skipped'>): CsvDialect {
   const dialect: CsvDialect = { delimiter: report.delimiter, quote: report.quote, escape: report.escape };
   if (report.header_row === null) {
     dialect.header = false;
@@ -262,7 +263,7 @@ export async function previewInput(input: Input, options: PreviewOptions): Promi
     );
   return {
     format,
-    encoding: format === 'xlsx' ? 'utf-8' : encodingOf(head, read),
+    encoding: format === 'xlsx' ? 'utf-8' : (report?.encoding ?? encodingOf(head, read)),
     dialect: report ?? null,
     columns,
     rows: rows.map((row) => (row.length < width ? [...row, ...Array<null>(width - row.length).fill(null)] : row)),
