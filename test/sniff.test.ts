@@ -146,6 +146,8 @@ describe('parseCsv on messy files', () => {
       [1, ['1', '2025-01-01', '3.5']],
       [2, ['2', '2025-01-02', '4.5']],
     ]);
+    // Years over other numbers are names.
+    expect((await read('region,2024,2025\nnorth,10.5,12\nsouth,7,8.25\n')).report.columns).toEqual(['region', '2024', '2025']);
     // Text columns can't tell: the first row is the header, unless said otherwise.
     expect((await read('a,b\nc,d\n')).report.columns).toEqual(['a', 'b']);
     expect((await read('a,b\nc,d\n', { header: false })).rows).toEqual([

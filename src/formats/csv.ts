@@ -813,21 +813,20 @@ export async function* parseCsv(
       report.header_rows = reader.headerLine === null ? 0 : headerRows;
     }
   };
-  // Fed in pieces so that records are handed on while young (cheap to collect).
-  function* records(chunk: string): Generator<ParsedRecord> {
-    for (let at = 0; at < chunk.length; at += PIECE) {
-      reader.feed(at === 0 && chunk.length <= PIECE ? chunk : chunk.slice(at, at + PIECE));
-      if (reader.out.length === 0) continue;
-      fillHeader();
-      yield* reader.out;
-      reader.out.length = 0;
-    }
-  }
-  for (const record of records(sample)) yield record;
+  let chunk: string | undefined = sample;
   try {
-    if (broken !== undefined) throw broken;
-    for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
-      for (const record of records(next.value)) yield record;
+    while (chunk !== undefined) {
+      // Fed in pieces so that records are handed on while young (cheap to collect).
+      for (let at = 0; at < chunk.length; at += PIECE) {
+        reader.feed(at === 0 && chunk.length <= PIECE ? chunk : chunk.slice(at, at + PIECE));
+        if (reader.out.length === 0) continue;
+        fillHeader();
+        for (const record of reader.out) yield record;
+        reader.out.length = 0;
+      }
+      if (broken !== undefined) throw broken;
+      const next: IteratorResult<string> = await chunks.next();
+      chunk = next.done ? undefined : next.value;
     }
   } finally {
     // The input broke off (the records read so far stand), or the caller stopped reading.

@@ -375,8 +375,12 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
   const isTyped = columns.some((k) => k !== undefined);
   const head = rows[s]!;
   if (given.header === undefined && isTyped && head.fields.length === width) {
+    const year = /^(?:19|20)\d\d$/;
     const likeData = columns.every((k, j) => {
-      const kind = cellKind(head.fields[j]!.trim());
+      const cell = head.fields[j]!.trim();
+      const kind = cellKind(cell);
+      // A year over a column of other numbers is a name (`region,2024,2025` over counts).
+      if (k === 'number' && year.test(cell) && body.some((r) => !year.test(r.fields[j]!.trim()))) return false;
       return k === undefined ? true : kind === k || kind === 'empty';
     });
     if (likeData && head.fields.some((f) => typed(cellKind(f.trim())))) return { skipLines, headerRows: 0 };
