@@ -915,23 +915,29 @@ describe('readRecords', () => {
     expect(parsed.map((r) => r.data)).toEqual(rows.map((r) => ({ id: String(r.id), s: r.s })));
   });
 
-  it('reads a file whose first 256 KiB are not UTF-8 but text as Windows-1252, and fails on a later byte that is not UTF-8', async () => {
+  it('reads bytes that are not UTF-8 after nothing but ASCII as Windows-1252, and fails on them after UTF-8 text', async () => {
+    const decoded = async (bytes: Buffer) => {
+      const found: string[] = [];
+      let text = '';
+      for await (const piece of decodeText(
+        (async function* () {
+          yield bytes.subarray(0, 64 * 1024);
+          for (let at = 64 * 1024; at < bytes.length; at += 64 * 1024) yield bytes.subarray(at, at + 64 * 1024);
+        })(),
+        undefined,
+        (encoding) => found.push(encoding),
+      ))
+        text += piece;
+      return { found, text };
+    };
     const latin = Buffer.concat([Buffer.from('name\n'), Buffer.from([0x4d, 0xfc, 0x6e]), Buffer.from('\n')]); // "Mün" in windows-1252
-    const found: string[] = [];
-    const names: unknown[] = [];
-    for await (const text of decodeText(
-      (async function* () {
-        yield latin;
-      })(),
-      undefined,
-      (encoding) => found.push(encoding),
-    ))
-      names.push(text);
-    expect([found, names.join('')]).toEqual([['windows-1252'], 'name\nMün\n']);
-    const late = Buffer.concat([Buffer.from('a\n'), Buffer.from(`${'x'.repeat(300 * 1024)}\n`), Buffer.from([0xff]), Buffer.from('\n')]);
-    await expect(readAll(file('bad.csv', late), 'csv')).rejects.toThrow(
+    expect(await decoded(latin)).toEqual({ found: ['utf-8', 'windows-1252'], text: 'name\nMün\n' });
+    const late = Buffer.concat([Buffer.from(`a\n${'x'.repeat(300 * 1024)}\n`), Buffer.from([0xff]), Buffer.from('\n')]);
+    expect(await decoded(late)).toEqual({ found: ['utf-8', 'windows-1252'], text: `a\n${'x'.repeat(300 * 1024)}\nÿ\n` });
+    const mixed = Buffer.concat([Buffer.from('a\nZoë\n'), Buffer.from([0xff]), Buffer.from('\n')]);
+    await expect(readAll(file('mixed.csv', mixed), 'csv')).rejects.toThrow(
       new IngestError(
-        `the file is not valid UTF-8: invalid byte sequence 0xFF at byte ${late.length - 2} (line 3); it looks like windows-1252: retry with encoding=windows-1252`,
+        'the file is not valid UTF-8: invalid byte sequence 0xFF at byte 7 (line 3); it looks like windows-1252: retry with encoding=windows-1252',
       ),
     );
     // Control bytes are not text: not read as Windows-1252 either.

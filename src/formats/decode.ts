@@ -78,49 +78,71 @@ function hex(bytes: Uint8Array): string {
  * Decodes a byte stream as UTF-8, strictly: invalid UTF-8 and NUL bytes (a binary file, or
  * text PostgreSQL cannot store) are errors naming the byte offset (0-based) and line, not
  * silent U+FFFD. A leading BOM is dropped.
+ *
+ * With `fallback`: bytes that are not UTF-8 after nothing but ASCII, in a chunk that looks like
+ * text, are that single-byte encoding instead (what came before reads the same in both), and
+ * the rest of the stream is read in it; `switched` is told.
  */
-export async function* decodeUtf8(bytes: AsyncIterable<Buffer> | Iterable<Buffer>): AsyncGenerator<string> {
+export async function* decodeUtf8(
+  bytes: AsyncIterable<Buffer> | Iterable<Buffer>,
+  fallback?: { encoding: Encoding; switched: (encoding: Encoding) => void },
+): AsyncGenerator<string> {
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let offset = 0; // bytes before this chunk
   let line = 1; // line of the first byte of this chunk
+  let ascii = true; // every byte so far was ASCII
   // The last bytes read (at most 3): an invalid sequence may begin in an earlier chunk.
   let tail: Uint8Array = EMPTY;
-  for await (const chunk of bytes) {
-    let text: string;
-    try {
-      text = decoder.decode(chunk, { stream: true });
-    } catch {
-      const joined = new Uint8Array(tail.length + chunk.length);
-      joined.set(tail);
-      joined.set(chunk, tail.length);
-      const found = firstInvalid(joined, incompleteStart(tail));
-      // Where the invalid sequence starts within chunk (negative: in the tail). found is
-      // undefined only if this function and the decoder disagree: then name the chunk's start.
-      const bad = found ? found[0] - tail.length : 0;
-      const lineAt = line + (bad > 0 ? countLines(chunk, 0, bad) : 0);
-      const sequence = found ? ` ${hex(joined.subarray(found[0], found[1]))}` : '';
-      const nul = chunk.indexOf(0);
-      if (nul === -1 || nul > bad) {
-        throw new IngestError(`the file is not valid UTF-8: invalid byte sequence${sequence} at byte ${offset + bad} (line ${lineAt})`);
+  const iterator = Symbol.asyncIterator in bytes ? bytes[Symbol.asyncIterator]() : bytes[Symbol.iterator]();
+  try {
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+      const chunk = next.value;
+      let text: string;
+      try {
+        text = decoder.decode(chunk, { stream: true });
+        ascii &&= text.length === chunk.length; // a character of several bytes is one or two UTF-16 units
+      } catch {
+        const joined = new Uint8Array(tail.length + chunk.length);
+        joined.set(tail);
+        joined.set(chunk, tail.length);
+        const found = firstInvalid(joined, incompleteStart(tail));
+        // Where the invalid sequence starts within chunk (negative: in the tail). found is
+        // undefined only if this function and the decoder disagree: then name the chunk's start.
+        const bad = found ? found[0] - tail.length : 0;
+        if (fallback && ascii && found && isText(chunk) && chunk.subarray(0, bad).every((b) => b < 0x80)) {
+          fallback.switched(fallback.encoding);
+          yield* decodeSingleByte(prepend(chunk, { [Symbol.asyncIterator]: () => toAsync(iterator) }), fallback.encoding);
+          return;
+        }
+        const lineAt = line + (bad > 0 ? countLines(chunk, 0, bad) : 0);
+        const sequence = found ? ` ${hex(joined.subarray(found[0], found[1]))}` : '';
+        const nul = chunk.indexOf(0);
+        if (nul === -1 || nul > bad) {
+          throw new IngestError(`the file is not valid UTF-8: invalid byte sequence${sequence} at byte ${offset + bad} (line ${lineAt})`);
+        }
+        text = ''; // a NUL byte comes first: reported below
       }
-      text = ''; // a NUL byte comes first: reported below
+      const nul = chunk.indexOf(0);
+      if (nul !== -1) {
+        const lineAt = line + countLines(chunk, 0, nul);
+        throw new IngestError(
+          `the file contains a NUL byte at byte ${offset + nul} (line ${lineAt}): it looks binary, not CSV or JSON text`,
+        );
+      }
+      offset += chunk.length;
+      line += countLines(chunk, 0, chunk.length);
+      if (chunk.length >= 3) tail = chunk.subarray(chunk.length - 3);
+      else {
+        const next = new Uint8Array(Math.min(3, tail.length + chunk.length));
+        const keep = next.length - chunk.length;
+        next.set(tail.subarray(tail.length - keep));
+        next.set(chunk, keep);
+        tail = next;
+      }
+      if (text) yield text;
     }
-    const nul = chunk.indexOf(0);
-    if (nul !== -1) {
-      const lineAt = line + countLines(chunk, 0, nul);
-      throw new IngestError(`the file contains a NUL byte at byte ${offset + nul} (line ${lineAt}): it looks binary, not CSV or JSON text`);
-    }
-    offset += chunk.length;
-    line += countLines(chunk, 0, chunk.length);
-    if (chunk.length >= 3) tail = chunk.subarray(chunk.length - 3);
-    else {
-      const next = new Uint8Array(Math.min(3, tail.length + chunk.length));
-      const keep = next.length - chunk.length;
-      next.set(tail.subarray(tail.length - keep));
-      next.set(chunk, keep);
-      tail = next;
-    }
-    if (text) yield text;
+  } finally {
+    await iterator.return?.(); // the source is let go when the reader stops early or fails
   }
   try {
     const rest = decoder.decode();
@@ -173,35 +195,67 @@ function bomOf(head: Uint8Array): { encoding: Encoding; length: number } | undef
   return undefined;
 }
 
-// Bytes looked at to tell a file's encoding when it has no BOM and none is given.
-const DETECT_BYTES = 256 * 1024;
-
-/** The first chunks of a stream, joined, until they hold `size` bytes (or the stream ends), and the iterator of the rest. */
-async function headOf(bytes: AsyncIterable<Buffer>, size: number): Promise<[Buffer | undefined, AsyncIterator<Buffer>]> {
+/**
+ * Decodes a stored file: in `encoding` when given; UTF-16 when it starts with a UTF-16 byte
+ * order mark, or (without one) when a NUL comes every other byte of its first chunk;
+ * otherwise as UTF-8 (decodeUtf8, strictly), or, when bytes that are not UTF-8 come after
+ * nothing but ASCII and look like text, as Windows-1252 (the single-byte encoding of most
+ * Western exports) from there on. Bytes that are not UTF-8 after UTF-8 text fail the file,
+ * and the error suggests the encoding it looks like. A NUL character fails the file in any
+ * encoding (PostgreSQL cannot store it). `found` is told the encoding read (again when it
+ * changes to Windows-1252).
+ */
+export async function* decodeText(
+  bytes: AsyncIterable<Buffer>,
+  encoding?: Encoding,
+  found?: (encoding: Encoding) => void,
+): AsyncGenerator<string> {
   const iterator = bytes[Symbol.asyncIterator]();
-  const chunks: Buffer[] = [];
-  let length = 0;
-  while (length < size) {
-    const next = await iterator.next();
-    if (next.done) break;
-    chunks.push(next.value);
-    length += next.value.length;
+  const first = await iterator.next();
+  if (first.done) return;
+  const head = first.value;
+  const rest = { [Symbol.asyncIterator]: () => iterator };
+  const bom = encoding === undefined ? bomOf(head) : undefined;
+  const nulPattern = encoding === undefined && !bom ? likelyEncoding(head) : undefined;
+  const chosen = encoding ?? bom?.encoding ?? (nulPattern === 'utf-16le' || nulPattern === 'utf-16be' ? nulPattern : 'utf-8');
+  found?.(chosen);
+  if (chosen !== 'utf-8') {
+    yield* decodeSingleByte(prepend(bom ? head.subarray(bom.length) : head, rest), chosen);
+    return;
   }
-  return [chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), iterator];
+  try {
+    yield* decodeUtf8(prepend(head, rest), encoding === undefined ? { encoding: 'windows-1252', switched: (e) => found?.(e) } : undefined);
+  } catch (err) {
+    if (encoding === undefined && err instanceof IngestError) {
+      const likely = likelyEncoding(head);
+      // A NUL byte says UTF-16 when they come every other byte; a file cut inside a character was cut, not encoded otherwise.
+      const suggest =
+        likely && (err.message.includes('invalid byte sequence') || (err.message.includes('NUL byte') && likely !== 'windows-1252'));
+      if (suggest)
+        throw new IngestError(
+          `${err.message.replace(': it looks binary, not CSV or JSON text', '')}; it looks like ${likely}: retry with encoding=${likely}`,
+        );
+    }
+    throw err;
+  }
 }
 
-/**
- * The encoding of a file without a BOM, from its first bytes: UTF-16 when a NUL comes every
- * other byte; UTF-8 when they are valid UTF-8 (a character cut by the end of the sample aside);
- * else Windows-1252 when they look like text (the single-byte encoding of most Western
- * exports; a later byte cannot change the choice, the file is read as it streams); else UTF-8,
- * whose error then says what is wrong (a binary file).
- */
-function detectEncoding(head: Uint8Array): Encoding {
-  const likely = likelyEncoding(head);
-  if (likely === 'utf-16le' || likely === 'utf-16be') return likely;
-  if (firstInvalid(head, 0) === undefined) return 'utf-8';
-  return likely === 'windows-1252' && !isText(head) ? 'utf-8' : (likely ?? 'utf-8');
+/** Bytes in an encoding other than UTF-8 (UTF-16 errors become U+FFFD; single-byte encodings map every byte). */
+async function* decodeSingleByte(bytes: AsyncIterable<Buffer>, encoding: Encoding): AsyncGenerator<string> {
+  const decoder = new TextDecoder(encoding);
+  let chars = 0;
+  for await (const chunk of bytes) {
+    const text = decoder.decode(chunk, { stream: true });
+    const nul = text.indexOf('\0');
+    if (nul !== -1)
+      throw new IngestError(
+        `the file contains a NUL character (character ${chars + nul} read as ${encoding}): it is not ${encoding} text, or not text`,
+      );
+    chars += text.length;
+    if (text) yield text;
+  }
+  const tail = decoder.decode();
+  if (tail) yield tail;
 }
 
 /** Whether bytes hold no control character text never does (all but tab, line breaks, form feed and DOS's end of file). */
@@ -210,56 +264,8 @@ function isText(bytes: Uint8Array): boolean {
   return true;
 }
 
-/**
- * Decodes a stored file: in `encoding` when given; UTF-16 when it starts with a UTF-16 byte
- * order mark; otherwise in the encoding its first 256 KiB show (detectEncoding). UTF-8 is read
- * strictly (decodeUtf8): when a later byte is not UTF-8, the error suggests the encoding the
- * file looks like. A NUL character fails the file in any encoding (PostgreSQL cannot store it).
- * `found` is told the encoding read.
- */
-export async function* decodeText(
-  bytes: AsyncIterable<Buffer>,
-  encoding?: Encoding,
-  found?: (encoding: Encoding) => void,
-): AsyncGenerator<string> {
-  const [head, iterator] = await headOf(bytes, encoding === undefined ? DETECT_BYTES : 1);
-  if (head === undefined) return;
-  const rest = { [Symbol.asyncIterator]: () => iterator };
-  const bom = encoding === undefined ? bomOf(head) : undefined;
-  const chosen = encoding ?? bom?.encoding ?? detectEncoding(head);
-  found?.(chosen);
-  if (chosen === 'utf-8') {
-    try {
-      yield* decodeUtf8(prepend(head, rest));
-    } catch (err) {
-      if (encoding === undefined && err instanceof IngestError) {
-        const likely = likelyEncoding(head);
-        // A NUL byte says UTF-16 when they come every other byte; a file cut inside a character was cut, not encoded otherwise.
-        const suggest =
-          likely && (err.message.includes('invalid byte sequence') || (err.message.includes('NUL byte') && likely !== 'windows-1252'));
-        if (suggest)
-          throw new IngestError(
-            `${err.message.replace(': it looks binary, not CSV or JSON text', '')}; it looks like ${likely}: retry with encoding=${likely}`,
-          );
-      }
-      throw err;
-    }
-    return;
-  }
-  const decoder = new TextDecoder(chosen); // single-byte encodings map every byte; UTF-16 errors become U+FFFD
-  let chars = 0;
-  for await (const chunk of prepend(bom ? head.subarray(bom.length) : head, rest)) {
-    const text = decoder.decode(chunk, { stream: true });
-    const nul = text.indexOf('\0');
-    if (nul !== -1)
-      throw new IngestError(
-        `the file contains a NUL character (character ${chars + nul} read as ${chosen}): it is not ${chosen} text, or not text`,
-      );
-    chars += text.length;
-    if (text) yield text;
-  }
-  const tail = decoder.decode();
-  if (tail) yield tail;
+async function* toAsync(iterator: AsyncIterator<Buffer> | Iterator<Buffer>): AsyncGenerator<Buffer> {
+  for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
 }
 
 async function* prepend(head: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
