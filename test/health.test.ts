@@ -160,10 +160,12 @@ describe.each(backends())('health checks and metrics ($name)', (backend) => {
     expect(first.samples.some((s) => s.name === 'process_cpu_user_seconds_total')).toBe(true); // the default process metrics
     const before = first.samples;
 
-    // 450 good rows and one bad one, which max_errors lets the job skip and report.
+    // 450 good rows and one bad one among them, which max_errors lets the job skip and report.
     const rows = 450;
     const form = new FormData();
-    form.append('file', new Blob([makeCsv(rows) + 'only one field\r\n']), 'metrics.csv');
+    const lines = makeCsv(rows).split('\r\n');
+    lines.splice(200, 0, 'only one field');
+    form.append('file', new Blob([lines.join('\r\n')]), 'metrics.csv');
     const res = await fetch(`${server.url}/api/upload?max_errors=5`, { method: 'POST', body: form });
     expect(res.status).toBe(202);
     const jobId = ((await res.json()) as { job_id: string }).job_id;

@@ -73,13 +73,16 @@ describe.each(backends())('uploads in object storage ($name)', (backend) => {
     });
     expect(readdirSync(server.config.uploadDir).filter((name) => name.startsWith('spool-'))).toEqual([]);
 
-    const bad = await upload(server.url, 'short.csv', 'a,b\n1,2\n3\n');
+    const bad = await upload(server.url, 'short.csv', 'a,b\n1,2\n3\n4,5\n');
     const jobId: string = bad.body.job_id;
     expect(await waitForJob(server.url, jobId)).toMatchObject({ status: 'failed' });
     const retried = await fetch(`${server.url}/api/job/${jobId}/retry?max_errors=1`, { method: 'POST' });
     expect(retried.status).toBe(202);
-    expect(await waitForJob(server.url, jobId)).toMatchObject({ status: 'completed', records_processed: 1, records_failed: 1 });
-    expect((await recordsOf(server.url, jobId)).map((r) => r.data)).toEqual([{ a: 1, b: 2 }]);
+    expect(await waitForJob(server.url, jobId)).toMatchObject({ status: 'completed', records_processed: 2, records_failed: 1 });
+    expect((await recordsOf(server.url, jobId)).map((r) => r.data)).toEqual([
+      { a: 1, b: 2 },
+      { a: 4, b: 5 },
+    ]);
 
     expect((await fetch(`${server.url}/api/job/${jobId}`, { method: 'DELETE' })).status).toBe(204);
     expect(await s3.exists(`${PREFIX}${jobId}`)).toBe(false);

@@ -405,9 +405,9 @@ describe.each(backends())('why and when a job ended ($name)', (backend) => {
   }, 90_000);
 
   it('shows how far a failed job read, even when it failed before its first batch (issue 23, item 10)', async () => {
-    const csv = makeCsv(1_000);
-    // The decoder meets the bad byte at the end of the file's first chunk: no record was read.
-    const notUtf8 = await upload(server.url, 'latin.csv', Buffer.concat([Buffer.from(csv), Buffer.from([0xff, 0x0a])]));
+    // UTF-8 text (é), then a byte that is not UTF-8: the decoder meets it at the end of the file's first chunk, no record was read.
+    const csv = Buffer.from(makeCsv(1_000).replace('\n', 'é\n'));
+    const notUtf8 = await upload(server.url, 'latin.csv', Buffer.concat([csv, Buffer.from([0xff, 0x0a])]));
     const failed = await waitForJob(server.url, notUtf8.body.job_id);
     expect(failed).toMatchObject({ status: 'failed', records_processed: 0, bytes_total: csv.length + 2, bytes_processed: csv.length + 2 });
     expect(failed.error).toMatch(/not valid UTF-8/);
