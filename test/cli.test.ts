@@ -114,7 +114,9 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect(stdout).toMatch(
       /^format {4}csv \(utf-8\)\ndialect {3}delimiter semicolon, quote ", escape double, line ending LF, header on line 1\n/,
     );
-    expect(stdout).toContain('\nCOLUMN  TYPE    NAME IN FILE  EVIDENCE\nid      bigint  id\nname    text    name\nnote    text    note\n');
+    expect(stdout).toContain(
+      '\nCOLUMN  TYPE    NAME IN FILE  EVIDENCE\nid      bigint  id\nname    text    name          text: "anna" on line 2\nnote    text    note          text: "x" on line 3\n',
+    );
     expect(stdout).toContain('\nid  name  note\n1   anna  NULL\n2   bo    x\n\n2 rows shown\n');
     const json = await run('preview', 'euro.csv', '--delimiter', 'pipe', '--json');
     expect(json.code).toBe(0);
@@ -186,7 +188,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     ]);
     const bad = await run('upload', 'bare.csv', '--delimiter', ':');
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/^intake: body\.delimiter: delimiter is one of , ; \| or a tab/);
+    expect(bad.stderr).toMatch(/^intake: body\.delimiter: delimiter is one of , ; \| a tab, a space or ", "/);
   });
 
   it('upload loads into a dataset: --dataset, --mode merge --key, --schema, --widen; the job lines say where and what was loaded', async () => {
@@ -347,7 +349,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     [['upload', 'people.csv', '--max-errors', 'many'], 'intake: --max-errors must be a whole number, 0 or more, not "many"'],
     [
       ['upload'],
-      'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]',
+      'intake: usage: intake upload FILE [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--quote Q] [--escape double|backslash] [--header-row N] [--skip-lines N] [--ragged error|pad|ignore_extra] [--no-header] [--encoding E] [--locale L] [--date-order DMY|MDY] [--null-values V] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]',
     ],
     [
       ['upload', 'people.csv', '--mode', 'merge'],
@@ -363,7 +365,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     ],
     [
       ['import'],
-      'intake: usage: intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--format F] [--delimiter D] [--no-header] [--encoding E] [--sheet S] [--callback-url URL] [--max-errors N] [--wait] [--json]',
+      'intake: usage: intake import URL|jira [--connection ID --jql JQL] [--dataset NAME] [--mode append|replace|merge] [--key COLUMNS] [--schema JSON] [--widen] [--delimiter D] [--quote Q] [--escape double|backslash] [--header-row N] [--skip-lines N] [--ragged error|pad|ignore_extra] [--no-header] [--encoding E] [--locale L] [--date-order DMY|MDY] [--null-values V] [--sheet S] [--format F] [--callback-url URL] [--max-errors N] [--wait] [--json]',
     ],
     [['datasets', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
     [['export', 'nope'], 'intake: No dataset named "nope" (HTTP 404 dataset_not_found)'],
