@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCsv, type CsvDialect, type CsvReport } from '../src/formats/csv.js';
 import { DEFAULT_LIMITS } from '../src/formats/limits.js';
-import { findTable, joinHeader, sniffCsv, type Delimiter, type Escape, type Quote } from '../src/formats/sniff.js';
+import { findTable, joinHeader, sniffCsv, tableWidth, type Delimiter, type Escape, type Quote } from '../src/formats/sniff.js';
 
 async function* feed(chunks: string[]): AsyncGenerator<string> {
   for (const chunk of chunks) yield chunk;
@@ -77,12 +77,38 @@ describe('findTable and joinHeader', () => {
   const rows = (...lines: string[]) => lines.map((l, i) => ({ line: i + 1, fields: l.split(',') }));
 
   it('finds the preamble, a header over several rows, or none', () => {
-    expect(findTable(rows('Report for 2025', 'id,name', '1,a'), 2, {})).toEqual({ skipLines: 1, headerRows: 1 });
-    expect(findTable(rows('Price,,Qty', 'EUR,USD,', '1.5,2,3', '4,5,6'), 3, {})).toEqual({ skipLines: 0, headerRows: 2 });
-    expect(findTable(rows('1,2025-01-01', '2,2025-01-02'), 2, {})).toEqual({ skipLines: 0, headerRows: 0 });
-    expect(findTable(rows('id,name', 'x,y'), 2, {})).toEqual({ skipLines: 0, headerRows: 1 });
-    expect(findTable(rows('note', 'id,name', '1,a'), 2, { headerRow: 1 })).toEqual({ skipLines: 0, headerRows: 1 });
-    expect(findTable(rows('1,2', '3,4'), 2, { header: true })).toEqual({ skipLines: 0, headerRows: 1 });
+    expect(findTable(rows('Report for 2025', 'id,name', '1,a'), 2, {})).toMatchObject({ skipLines: 1, headerRows: 1 });
+    expect(findTable(rows('Price,,Qty', 'EUR,USD,', '1.5,2,3', '4,5,6'), 3, {})).toMatchObject({ skipLines: 0, headerRows: 2 });
+    expect(findTable(rows('1,2025-01-01', '2,2025-01-02'), 2, {})).toMatchObject({ skipLines: 0, headerRows: 0 });
+    expect(findTable(rows('id,name', 'x,y'), 2, {})).toMatchObject({ skipLines: 0, headerRows: 1 });
+    expect(findTable(rows('note', 'id,name', '1,a'), 2, { headerRow: 1 })).toMatchObject({ skipLines: 0, headerRows: 1 });
+    expect(findTable(rows('1,2', '3,4'), 2, { header: true })).toMatchObject({ skipLines: 0, headerRows: 1 });
+    // A header over three rows, merged cells written empty: the body's types are read under it.
+    const weather = rows(
+      'Station,Temperature,,Precipitation',
+      ',Min,Max,Total',
+      ',°C,°C,mm',
+      'Berlin,-2.5,4.1,38.2',
+      'Hamburg,-1.0,5.3,61.0',
+    );
+    expect(findTable(weather, 4, {})).toEqual({ skipLines: 0, headerRows: 3, kinds: [undefined, 'number', 'number', 'number'] });
+    // Data rows of text with empty cells under the header are data.
+    expect(findTable(rows('name,note,n', 'x y,,a', ',b,c', 'z,w,1'), 3, {})).toMatchObject({ headerRows: 1 });
+  });
+
+  it('takes the table for the wide, consistent block, not a preamble or footer of another width', () => {
+    // key;value lines above a wider table, as many or fewer: the table.
+    expect(tableWidth([2, 2, 2, 2, 5, 5, 5, 5])).toBe(5);
+    expect(tableWidth([2, 2, 2, 3, 3])).toBe(3);
+    // More of them than the table's cells: the table only when a blank line sets it apart.
+    expect(tableWidth([2, 2, 2, 2, 2, 3, 3])).toBe(2);
+    expect(tableWidth([2, 2, 2, 2, 2, 3, 3], [false, false, false, false, false, true, false])).toBe(3);
+    // A long table under a short preamble; a footer; one odd row; ragged rows inside.
+    expect(tableWidth([1, 1, 1, ...Array<number>(1000).fill(3)])).toBe(3);
+    expect(tableWidth([3, 3, 3, 3, 3, 1, 4, 4])).toBe(3);
+    expect(tableWidth([3, 3, 4, 3, 3])).toBe(3);
+    expect(tableWidth([3, 3, 4, 3, 4, 3, 4])).toBe(3);
+    expect(tableWidth([])).toBe(1);
   });
 
   it('joins a header written over rows, a spanning name filling the cells to its right', () => {

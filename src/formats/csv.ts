@@ -3,12 +3,15 @@ import { DEFAULT_LIMITS, type InputLimits } from './limits.js';
 import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord } from './record.js';
 import {
+  cellKind,
   findTable,
   joinHeader,
   SAMPLE_CHARS,
   SAMPLE_LINES,
   sniffCsv,
   splitSample,
+  tableWidth,
+  type CellKind,
   type CsvDialect,
   type Delimiter,
   type Escape,
@@ -144,6 +147,8 @@ interface Read {
   text: string;
   problem: string | undefined;
   emptyQuoted: number[] | undefined;
+  /** A blank line is above it. */
+  blank: boolean;
 }
 
 interface ReaderOptions {
@@ -157,6 +162,8 @@ interface ReaderOptions {
   /** Rows the header is written over (0: no header). */
   headerRows: number;
   ragged: Ragged;
+  /** What each column holds (the sniffer's): a row whose first value does not fit is no data row. */
+  kinds?: readonly (CellKind | undefined)[];
   /** When given, every record is only collected here (the sample's rows, to find the table in). */
   rows?: SampleRow[];
 }
@@ -304,6 +311,20 @@ function csvReader(o: ReaderOptions) {
     out.push(new CsvRecord(columns, hasProto, values, r.line, r.text, quoted?.length ? quoted : undefined));
   }
 
+  /**
+   * Whether a record of another shape than the table, with none that fits after it, is no data
+   * row but the table's end: after a blank line, far fewer fields (`Total: 1234`), or a first
+   * value of words where the column holds numbers or dates (`Total;;96,10`).
+   */
+  function endsTable(r: Read): boolean {
+    if (r.blank || r.count <= width / 2) return true;
+    const kind = o.kinds?.[0];
+    const first = r.values[0]?.trim() ?? '';
+    if (kind === undefined || kind === 'text' || !/^\p{L}/u.test(first)) return false;
+    const found = cellKind(first);
+    return found !== kind && found !== 'empty';
+  }
+
   function release(): void {
     const records = held;
     held = [];
@@ -331,7 +352,7 @@ function csvReader(o: ReaderOptions) {
       blankSince = false;
       return;
     }
-    const r: Read = { values: fields, count: fieldCount, line: recordLine, endLine, text, problem, emptyQuoted };
+    const r: Read = { values: fields, count: fieldCount, line: recordLine, endLine, text, problem, emptyQuoted, blank: blankSince };
     fields = [];
     fieldCount = 0;
     recordLength = 0;
@@ -674,7 +695,12 @@ function csvReader(o: ReaderOptions) {
     if (collect) return;
     if (keys === null && headerParts.length > 0) setKeys(headerKeys(joinHeader(headerParts)));
     if (ended) skippedAfter(ended.from, lastContent, ended.text);
-    else if (held.length > 0) skippedAfter(held[0]!.line, held.at(-1)!.endLine, held[0]!.text);
+    else if (held.length > 0) {
+      // The rows after the last that fits: row errors while they look like data, then the table's end.
+      const end = held.findIndex(endsTable);
+      for (const r of end < 0 ? held : held.slice(0, end)) emit(r);
+      if (end >= 0) skippedAfter(held[end]!.line, held.at(-1)!.endLine, held[end]!.text);
+    }
     held = [];
   }
 
@@ -690,22 +716,6 @@ function csvReader(o: ReaderOptions) {
     },
     skippedAfter: () => ({ runs: after, lines: afterLines }),
   };
-}
-
-/** The most common number of fields among the rows (on a tie, the one seen first), 1 for none. */
-function modalWidth(rows: readonly SampleRow[]): number {
-  const counts = new Map<number, number>();
-  let best = 1;
-  let most = 0;
-  for (const row of rows) {
-    const n = (counts.get(row.fields.length) ?? 0) + 1;
-    counts.set(row.fields.length, n);
-    if (n > most) {
-      most = n;
-      best = row.fields.length;
-    }
-  }
-  return best;
 }
 
 /**
@@ -781,7 +791,18 @@ export async function* parseCsv(
   const probe = csvReader({ ...read, width: sniffed.width, skipLines: 0, headerRows: 0, rows });
   probe.feed(whole);
   probe.finish(!done);
-  const width = modalWidth(rows);
+  let width = tableWidth(
+    rows.map((r) => r.fields.length),
+    rows.map((r, i) => i > 0 && r.line > rows[i - 1]!.line + 1),
+  );
+  // Under `ragged`, a header right over the rows may be narrower than most of them (trailing
+  // delimiters, notes: ignore_extra) or wider (missing trailing fields: pad): the table is its width.
+  const first = rows.findIndex((r) => r.fields.length === width);
+  const over = rows[first - 1];
+  if (over && over.line === rows[first]!.line - 1 && over.fields.length >= 2 && dialect.headerRow === undefined) {
+    if (read.ragged === 'ignore_extra' ? over.fields.length < width : read.ragged === 'pad' && over.fields.length > width)
+      width = over.fields.length;
+  }
   const table = findTable(rows, width, dialect);
   const headerRows = dialect.header === false ? 0 : table.headerRows;
 
@@ -805,7 +826,7 @@ export async function* parseCsv(
     } satisfies CsvReport);
   }
 
-  const reader = csvReader({ ...read, width, skipLines: table.skipLines, headerRows });
+  const reader = csvReader({ ...read, width, skipLines: table.skipLines, headerRows, kinds: table.kinds });
   const fillHeader = () => {
     if (report && reader.columns !== null && report.columns.length === 0) {
       report.columns = [...reader.columns];

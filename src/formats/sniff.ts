@@ -208,16 +208,38 @@ function lineEnding(sample: string): LineEnding {
 
 /** The number of cells most rows have (on a tie, the one seen first), 1 for no rows. */
 function modalWidth(rows: Cell[][]): number {
-  const counts = new Map<number, number>();
-  let best = 1;
+  return tableWidth(rows.map((row) => row.length));
+}
+
+/**
+ * The number of fields of the table among rows of these field counts (in the file's order;
+ * `breaks[i]`: a blank line before row i). The most common count, unless a wider one comes
+ * after all rows of it but a footer (a preamble of `key;value` lines over the table): that
+ * one when it covers as many cells, or starts after a blank line. A single row is no table.
+ */
+export function tableWidth(counts: readonly number[], breaks?: readonly boolean[]): number {
+  const seen = new Map<number, { n: number; first: number; last: number }>();
+  let modal = 1;
   let most = 0;
-  for (const row of rows) {
-    const n = (counts.get(row.length) ?? 0) + 1;
-    counts.set(row.length, n);
-    if (n > most) {
-      most = n;
-      best = row.length;
+  counts.forEach((w, i) => {
+    const s = seen.get(w) ?? { n: 0, first: i, last: i };
+    s.n++;
+    s.last = i;
+    seen.set(w, s);
+    if (s.n > most) {
+      most = s.n;
+      modal = w;
     }
+  });
+  let best = modal;
+  for (const [w, s] of seen) {
+    const b = seen.get(best)!;
+    if (w <= best || s.n < 2) continue;
+    // The rows of the narrower width lie above the wider ones (or below them all: a footer).
+    let inside = false;
+    for (let i = s.first; i <= s.last && !inside; i++) inside = counts[i] === best;
+    if (inside || b.first > s.first) continue;
+    if (s.n * w >= b.n * best || breaks?.[s.first] === true) best = w;
   }
   return best;
 }
@@ -235,14 +257,19 @@ function commasSpaced(text: string): boolean {
 
 /**
  * Whether a delimiter other than the comma (the default) splits the sample into a table: most
- * rows (with spaces, nearly all: text is full of them) of the same number of fields, at least 2.
+ * rows from the table's first on (with spaces, nearly all: text is full of them) of the same
+ * number of fields, at least 2.
  */
 function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
   const width = modalWidth(rows);
   if (width < 2 || (delimiter === ' ' && rows.length < 2)) return false;
   if (!rows.some((r) => r.reduce((n, cell) => (cell.text.trim() === '' ? n : n + 1), 0) >= 2)) return false;
+  // From the table's first row on, past notes above it (comments, or lines wider than the
+  // table); a narrower line of words above it is its header, taken apart at the spaces in names.
+  let from = rows.findIndex((r) => r.length === width);
+  if (!rows.slice(0, from).every((r) => r.length > width || !/^[\p{L}\p{N}]/u.test(r[0]!.text))) from = 0;
   const same = rows.reduce((n, r) => (r.length === width ? n + 1 : n), 0);
-  return same >= (delimiter === ' ' ? 0.8 : 0.5) * rows.length;
+  return same >= (delimiter === ' ' ? 0.8 : 0.5) * (rows.length - from);
 }
 
 /**
@@ -304,6 +331,8 @@ export interface SampleRow {
 export interface TableStart {
   skipLines: number;
   headerRows: number;
+  /** What each column holds below the header, where nearly all its values are of one type. */
+  kinds?: (CellKind | undefined)[];
 }
 
 // A header is written over at most this many rows.
@@ -357,7 +386,23 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
   if (given.header === false || s >= rows.length) return { skipLines, headerRows: given.header === false ? 0 : 1 };
 
   // What each column holds below the first row: typed when nearly all its values are.
-  const body = rows.slice(s + 1, s + 1 + BODY_ROWS).filter((r) => r.fields.length === width);
+  // (Rows of text with empty cells right under the first may be more of a header, `,Min,Max`:
+  // the body starts under them.)
+  let b = s + 1;
+  const blank = (r: SampleRow, j: number) => (r.fields[j] ?? '').trim() === '';
+  const spansAbove = (r: SampleRow, above: SampleRow) =>
+    r.fields.some((_, j) => blank(r, j) && !blank(above, j)) && r.fields.some((_, j) => j > 0 && !blank(r, j) && blank(above, j));
+  const under = (r: SampleRow, above: SampleRow) =>
+    r.fields.some((_, j) => blank(r, j)) && r.fields.every((_, j) => !blank(r, j) || blank(above, j));
+  while (
+    b < s + MAX_HEADER_ROWS &&
+    b < rows.length &&
+    !rows[b]!.fields.some((f) => typed(cellKind(f.trim()))) &&
+    (b === s + 1 ? spansAbove : under)(rows[b]!, rows[b - 1]!)
+  )
+    b++;
+  if (b >= rows.length) b = s + 1;
+  const body = rows.slice(b, b + BODY_ROWS).filter((r) => r.fields.length === width);
   const columns: (CellKind | undefined)[] = [];
   for (let j = 0; j < width; j++) {
     const kinds = new Map<CellKind, number>();
@@ -383,7 +428,7 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
       if (k === 'number' && year.test(cell) && body.some((r) => !year.test(r.fields[j]!.trim()))) return false;
       return k === undefined ? true : kind === k || kind === 'empty';
     });
-    if (likeData && head.fields.some((f) => typed(cellKind(f.trim())))) return { skipLines, headerRows: 0 };
+    if (likeData && head.fields.some((f) => typed(cellKind(f.trim())))) return { skipLines, headerRows: 0, kinds: columns };
   }
 
   let headerRows = 1;
@@ -401,7 +446,7 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
     if (!namesTypedColumn && !spans) break;
     headerRows++;
   }
-  return { skipLines, headerRows };
+  return { skipLines, headerRows, kinds: columns };
 }
 
 /**
