@@ -287,6 +287,28 @@ function csvReader(o: ReaderOptions) {
     hasProto = keys.includes('__proto__');
   }
 
+  /**
+   * A record of too few fields with a space delimiter, read again with each space one delimiter:
+   * an empty field is written as nothing between two spaces (or before the first, after the
+   * last), where runs of spaces align columns. Taken when it then fits the table.
+   */
+  function singleSpaced(r: Read): void {
+    const split = splitSample(r.text, ' ', o.quote, o.escape, 2, false);
+    if (split.length !== 1 || split[0]!.length !== width) return;
+    r.values = split[0]!.map((cell) => cell.text);
+    r.count = width;
+    const empty = split[0]!.flatMap((cell, k) => (cell.quoted && cell.text === '' ? [k] : []));
+    r.emptyQuoted = empty.length > 0 ? empty : undefined;
+  }
+
+  /** Whether a record of `count` fields, `raw` as written, fits the table (with spaces, maybe each space one delimiter). */
+  function countFits(count: number, raw: string): boolean {
+    if (count === width) return true;
+    if (!spaces || count > width) return false;
+    const split = splitSample(raw, ' ', o.quote, o.escape, 2, false);
+    return split.length === 1 && split[0]!.length === width;
+  }
+
   /** A record that fits the table (or is let in by `ragged`), or a row error. */
   function emit(r: Read): void {
     const columns = keys!;
@@ -382,6 +404,7 @@ function csvReader(o: ReaderOptions) {
       }
       setKeys(Array.from({ length: width }, (_, i) => `column_${i + 1}`));
     }
+    if (spaces && r.count < width && r.problem === undefined && r.text.length < TEXT_KEPT) singleSpaced(r);
     if (fits(r.count)) {
       if (held.length > 0) release();
       emit(r);
@@ -458,6 +481,7 @@ function csvReader(o: ReaderOptions) {
     let st = state;
     let ln = line;
     let acr = afterCR;
+    let lead = false;
     for (; i < len; i++) {
       const c = chunk.charCodeAt(i);
       if (c === 0x0d || c === 0x0a) {
@@ -500,7 +524,9 @@ function csvReader(o: ReaderOptions) {
         if (
           anomaly >= 0 &&
           !rawCut &&
-          (fieldCount + (st === State.SpaceRun ? 0 : 1) !== width || suspect >= 0 || linesFit(rawHead + chunk.slice(textStart, i)))
+          (!countFits(fieldCount + (st === State.SpaceRun ? 0 : 1), rawHead + chunk.slice(textStart, i)) ||
+            suspect >= 0 ||
+            linesFit(rawHead + chunk.slice(textStart, i)))
         ) {
           // A quote swallowed a line break (or text after its closing quote) and the record does
           // not fit: read it again with that quote as a character.
@@ -529,16 +555,18 @@ function csvReader(o: ReaderOptions) {
       switch (st) {
         case State.SpaceRun:
           if (c === 0x20) break;
+          lead = fieldCount === 0; // the record's text starts at its leading spaces
         // falls through
         case State.SepSpace:
           st = State.FieldStart;
           if (c === 0x20) break;
         // falls through
         case State.FieldStart:
-          if (fieldCount === 0) {
+          if (fieldCount === 0 && !lead) {
             recordLine = ln;
             textStart = i;
           }
+          lead = false;
           if (c === q && (literals === null || !(quotesLiteral || literals.includes(i)))) {
             st = State.Quoted;
             quoteLine = ln;

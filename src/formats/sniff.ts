@@ -67,23 +67,43 @@ interface Cell {
  * The sample's rows as one candidate dialect splits them (empty lines left out). It reads
  * quotes as the parser does, roughly: a quote opens a field only at its start, and text after
  * a closing quote goes on in the field. A space delimiter is a run of spaces (aligned columns:
- * leading and trailing spaces make no field); `, ` is a comma, and one space after it is skipped.
+ * leading and trailing spaces make no field; with `spaceRuns` false each space is one); `, ` is a
+ * comma, and one space after it is skipped.
  */
-export function splitSample(sample: string, delimiter: Delimiter, quote: Quote, escape: Escape, maxRows = Infinity): Cell[][] {
+export function splitSample(
+  sample: string,
+  delimiter: Delimiter,
+  quote: Quote,
+  escape: Escape,
+  maxRows = Infinity,
+  spaceRuns = true,
+  gaps?: number[],
+): Cell[][] {
   const rows: Cell[][] = [];
   const sep = delimiter.charCodeAt(0);
-  const spaces = delimiter === ' ';
+  const spaces = delimiter === ' ' && spaceRuns;
   const commaSpace = delimiter === ', ';
   const q = quote.charCodeAt(0);
   const esc = escape === 'backslash' ? 0x5c : -1;
   const len = sample.length;
   let row: Cell[] = [];
   let i = 0;
+  let gap = 0; // empty fields the row's spaces would make, each space one delimiter
+  let sepped = false; // the last field was followed by its delimiter
   while (i < len && rows.length < maxRows) {
     let c = sample.charCodeAt(i);
-    if (spaces) while (c === 0x20) c = sample.charCodeAt(++i);
+    if (spaces) {
+      const at = i;
+      while (c === 0x20) c = sample.charCodeAt(++i);
+      gap += i - at + (sepped && (i >= len || c === 0x0a || c === 0x0d) ? 1 : 0);
+      sepped = false;
+    }
     if (c === 0x0a || c === 0x0d) {
-      if (row.length > 0) rows.push(row);
+      if (row.length > 0) {
+        rows.push(row);
+        gaps?.push(gap);
+      }
+      gap = 0;
       row = [];
       i += c === 0x0d && sample.charCodeAt(i + 1) === 0x0a ? 2 : 1;
       continue;
@@ -119,11 +139,15 @@ export function splitSample(sample: string, delimiter: Delimiter, quote: Quote, 
     row.push({ text, quoted });
     if (i < len && sample.charCodeAt(i) === sep) {
       i++;
+      sepped = true;
       if (commaSpace && sample.charCodeAt(i) === 0x20) i++;
       if (!spaces && (i >= len || sample.charCodeAt(i) === 0x0a || sample.charCodeAt(i) === 0x0d)) row.push({ text: '', quoted: false });
     }
   }
-  if (row.length > 0 && rows.length < maxRows) rows.push(row);
+  if (row.length > 0 && rows.length < maxRows) {
+    rows.push(row);
+    gaps?.push(gap);
+  }
   return rows;
 }
 
@@ -255,12 +279,27 @@ function commasSpaced(text: string): boolean {
   return spaced > 0 && spaced >= 0.9 * commas;
 }
 
+/** Whether the text has backslashes and every run of them is of pairs (`C:\\temp`): each an escaped backslash. */
+function backslashesPaired(text: string): boolean {
+  let runs = 0;
+  for (let i = text.indexOf('\\'); i !== -1; i = text.indexOf('\\', i)) {
+    let n = 0;
+    while (text.charCodeAt(i) === 0x5c) {
+      n++;
+      i++;
+    }
+    if (n % 2 === 1) return false;
+    runs++;
+  }
+  return runs > 0;
+}
+
 /**
  * Whether a delimiter other than the comma (the default) splits the sample into a table: most
  * rows from the table's first on (with spaces, nearly all: text is full of them) of the same
  * number of fields, at least 2.
  */
-function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
+function plausible(rows: Cell[][], delimiter: Delimiter, gaps: readonly number[]): boolean {
   const width = modalWidth(rows);
   if (width < 2 || (delimiter === ' ' && rows.length < 2)) return false;
   if (!rows.some((r) => r.reduce((n, cell) => (cell.text.trim() === '' ? n : n + 1), 0) >= 2)) return false;
@@ -268,7 +307,8 @@ function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
   // table); a narrower line of words above it is its header, taken apart at the spaces in names.
   let from = rows.findIndex((r) => r.length === width);
   if (!rows.slice(0, from).every((r) => r.length > width || !/^[\p{L}\p{N}]/u.test(r[0]!.text))) from = 0;
-  const same = rows.reduce((n, r) => (r.length === width ? n + 1 : n), 0);
+  // (With spaces, a row short of fields whose spaces, each read as one, make them fits too: `1  x`.)
+  const same = rows.reduce((n, r, i) => (r.length === width || (r.length < width && r.length + (gaps[i] ?? 0) === width) ? n + 1 : n), 0);
   return same >= (delimiter === ' ' ? 0.8 : 0.5) * (rows.length - from);
 }
 
@@ -278,7 +318,8 @@ function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
  * sample (a comma and a double quote always), with a backslash escape when a backslash is
  * written before a quote; each is scored by its pattern score times its type score, the type
  * score only when the pattern score could still win (Q ≤ P). Ties go to the earlier candidate
- * in the order of DELIMITERS and QUOTES, a backslash escape before doubled quotes when a backslash is written before a quote, else the common case.
+ * in the order of DELIMITERS and QUOTES, a backslash escape before doubled quotes when a backslash
+ * is written before a quote or every backslash is doubled (`\\`: a writer escaping them).
  */
 export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
   const text = sample.charCodeAt(0) === 0xfeff ? sample.slice(1) : sample;
@@ -289,10 +330,15 @@ export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
   const candidates: { delimiter: Delimiter; quote: Quote; escape: Escape; rows: Cell[][]; p: number }[] = [];
   for (const delimiter of delimiters) {
     for (const quote of quotes) {
-      const escapes: Escape[] = given.escape ? [given.escape] : text.includes(`\\${quote}`) ? ['backslash', 'double'] : ['double'];
+      const escapes: Escape[] = given.escape
+        ? [given.escape]
+        : text.includes(`\\${quote}`) || backslashesPaired(text)
+          ? ['backslash', 'double']
+          : ['double'];
       for (const escape of escapes) {
-        const rows = splitSample(text, delimiter, quote, escape);
-        if (!given.delimiter && delimiter !== ',' && !plausible(rows, delimiter)) continue;
+        const gaps: number[] = [];
+        const rows = splitSample(text, delimiter, quote, escape, Infinity, true, gaps);
+        if (!given.delimiter && delimiter !== ',' && !plausible(rows, delimiter, gaps)) continue;
         candidates.push({ delimiter, quote, escape, rows, p: patternScore(rows) });
       }
     }
@@ -373,6 +419,18 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
     const fits = (r: SampleRow) => r.fields.length === width;
     const first = rows.findIndex(fits);
     if (first > 0) s = first;
+    // Comment lines (`# run 17`) of the table's width over its header; over data, the last is the header (`#,name`).
+    const comment = (r: SampleRow) => r.fields[0]?.trimStart().startsWith('#') === true;
+    if (first >= 0 && comment(rows[s]!)) {
+      let k = s;
+      while (k < rows.length && comment(rows[k]!)) k++;
+      const next = rows[k];
+      if (next && fits(next) && !next.fields.some((f) => typed(cellKind(f.trim())))) s = k;
+      else {
+        s = k - 1;
+        while (s > first && !fits(rows[s]!)) s--;
+      }
+    }
     while (s + 1 < rows.length && width >= 2 && isTitle(rows[s]!, rows[s + 1]!) && fits(rows[s + 1]!) && filled(rows[s + 1]!) > 1) s++;
   }
   const skipLines =
