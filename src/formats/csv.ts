@@ -831,7 +831,7 @@ export async function* parseCsv(
     if (read.ragged === 'ignore_extra' ? over.fields.length < width : read.ragged === 'pad' && over.fields.length > width)
       width = over.fields.length;
   }
-  const table = findTable(rows, width, dialect);
+  const table = findTable(rows, width, dialect, sniffed.delimiter);
   const headerRows = dialect.header === false ? 0 : table.headerRows;
 
   const skippedAbove: SkippedLines[] = [];

@@ -135,6 +135,8 @@ export function splitSample(
       const d = sample.charCodeAt(i);
       if (d === sep || d === 0x0a || d === 0x0d) break;
     }
+    // Text after the closing quote: the field was not quoted as a whole (its quote not this dialect's).
+    if (i > from) quoted = false;
     text += sample.slice(from, i);
     row.push({ text, quoted });
     if (i < len && sample.charCodeAt(i) === sep) {
@@ -164,9 +166,10 @@ const URL = /^(?:(?:https?|ftp):\/\/|www\.)[^\s"',;]+$/i;
 const EMAIL = /^[\w.+-]+@[\w-]+(?:\.[\w-]+)+$/;
 const IPV4 = /^(?:\d{1,3}\.){3}\d{1,3}$/;
 // Words (CleverCSV's "unicode alphanumeric"): letters and digits, with spaces and the usual
-// punctuation of names and sentences; a quoted cell may hold the delimiters too.
+// punctuation of names and sentences; a quoted cell may hold the delimiters, quotes and line
+// breaks too (what it is quoted for). Unquoted words never end with a quote: half of a quoted field.
 const WORDS = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’&/()#+:!?@%*]*$/u;
-const WORDS_QUOTED = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’&/()#+:!?@%*,;|\t]*$/u;
+const WORDS_QUOTED = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’"&/()#+:!?@%*,;|\t\r\n]*$/u;
 
 /** What a cell's text looks like: a typed value (number, date, time, boolean), empty or a NULL marker, or text. */
 export type CellKind = 'number' | 'date' | 'time' | 'boolean' | 'empty' | 'text';
@@ -188,6 +191,7 @@ export function cellKind(text: string): CellKind {
 function knownType(cell: Cell): boolean {
   const t = cell.text;
   if (cellKind(t) !== 'text') return true;
+  if (!cell.quoted && /['"]$/.test(t)) return false;
   return URL.test(t) || EMAIL.test(t) || IPV4.test(t) || (cell.quoted ? WORDS_QUOTED : WORDS).test(t);
 }
 
@@ -407,9 +411,10 @@ const typed = (kind: CellKind) => kind !== 'text' && kind !== 'empty';
  * the data below it (every column that holds numbers, dates… below holds one there too): then
  * the file has none. Rows under the header are more of it (up to three in all) while they are
  * all text and either name a column whose data is typed, or leave a cell empty where the row
- * above names one (`Price,,Qty` over `EUR,USD,`). `given` settles whatever it says.
+ * above names one (`Price,,Qty` over `EUR,USD,`). `given` settles whatever it says. With a space
+ * delimiter, lines starting with `#` over the header are comments.
  */
-export function findTable(rows: readonly SampleRow[], width: number, given: CsvDialect): TableStart {
+export function findTable(rows: readonly SampleRow[], width: number, given: CsvDialect, delimiter?: Delimiter): TableStart {
   let s = 0;
   if (given.headerRow !== undefined) {
     while (s < rows.length && rows[s]!.line < given.headerRow) s++;
@@ -419,8 +424,9 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
     const fits = (r: SampleRow) => r.fields.length === width;
     const first = rows.findIndex(fits);
     if (first > 0) s = first;
-    // Comment lines (`# run 17`) of the table's width over its header; over data, the last is the header (`#,name`).
-    const comment = (r: SampleRow) => r.fields[0]?.trimStart().startsWith('#') === true;
+    // Comment lines (`# run 17`) of the table's width over its header, with a space delimiter
+    // (with others, a `#` cell is a name); over data, the last is the header.
+    const comment = (r: SampleRow) => delimiter === ' ' && r.fields[0]?.trimStart().startsWith('#') === true;
     if (first >= 0 && comment(rows[s]!)) {
       let k = s;
       while (k < rows.length && comment(rows[k]!)) k++;
