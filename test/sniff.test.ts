@@ -201,6 +201,64 @@ describe('parseCsv on messy files', () => {
     expect(two.report.skipped).toEqual([{ from: 153, to: 253, why: 'after the table', text: 'code,label' }]);
   });
 
+  it('ends the table only at a row that does not look like data: a data-like last row is a row error', async () => {
+    // One field more, numbers where numbers are: a bad row, not a note.
+    expect(await values('id,name,n\n1,a,5\n2,b,6\n3,c,7,extra\n')).toEqual([
+      [2, ['1', 'a', '5']],
+      [3, ['2', 'b', '6']],
+      'CSV error on line 4: expected 3 fields as in the header, found 4',
+    ]);
+    expect(await values('id,name,n\n1,a,5\n2,b\n', { ragged: 'ignore_extra' })).toEqual([
+      [2, ['1', 'a', '5']],
+      'CSV error on line 3: expected 3 fields as in the header, found 2',
+    ]);
+    // Words where the column holds dates, far fewer fields, or after a blank line: the end.
+    const totals = await read('date;cat;what;amount\n03.01.2026;a;x;45,20\n05.01.2026;b;y;12,90\nTotal;;58,10\n');
+    expect(totals.rows).toHaveLength(2);
+    expect(totals.report.skipped).toEqual([{ from: 4, to: 4, why: 'after the table', text: 'Total;;58,10' }]);
+    expect((await read('a,b,c,d\n1,2,3,4\nSource: x\n')).report.skipped_lines).toBe(1);
+    expect((await read('a,b,c\n1,2,3\n\n4,5,6,7\n')).report.skipped_lines).toBe(1);
+  });
+
+  it('finds the table under a preamble of key;value lines, and a narrower header under ragged=ignore_extra', async () => {
+    const bank = await read(
+      '"Kontoumsätze";\n"Konto:";"DE89"\n"Zeitraum:";"12.2025"\n"Stand:";"8.493,25 EUR"\n\n"Tag";"Empfänger";"Betrag"\n"01.12.2025";"Stadtwerke";"-84,00"\n',
+    );
+    expect(bank.report.header_row).toBe(6);
+    expect(bank.rows).toEqual([[7, ['01.12.2025', 'Stadtwerke', '-84,00']]]);
+    const extra = await read('id,name,score\n1,Ada,9.5,\n2,Grace,8.0,,\n3,Linus,7.25,note\n', { ragged: 'ignore_extra' });
+    expect(extra.report.columns).toEqual(['id', 'name', 'score']);
+    expect(extra.rows).toHaveLength(3);
+  });
+
+  it('reads empty fields with a space delimiter (a space each where a row is short), under # comments', async () => {
+    const got = await read("# run 17\n# operator: mk\nid name note\n1 'a b' x\n 'c' y\n3 'd' \n4  z\n");
+    expect(got.report.delimiter).toBe(' ');
+    expect(got.report.header_row).toBe(3);
+    expect(got.rows).toEqual([
+      [4, ['1', 'a b', 'x']],
+      [5, ['', 'c', 'y']],
+      [6, ['3', 'd', '']],
+      [7, ['4', '', 'z']],
+    ]);
+    // Aligned columns: runs of spaces are one delimiter.
+    expect((await read('x   y\n10  2.5\n200 3.25\n')).rows).toEqual([
+      [2, ['10', '2.5']],
+      [3, ['200', '3.25']],
+    ]);
+  });
+
+  it('takes a backslash escape when every backslash is doubled, doubled quotes when one stands alone', async () => {
+    expect((await read('path,n\n"C:\\\\temp",1\n"D:\\\\x",2\n')).rows).toEqual([
+      [2, ['C:\\temp', '1']],
+      [3, ['D:\\x', '2']],
+    ]);
+    expect((await read('path,n\n"C:\\temp",1\n"\\\\srv\\x",2\n')).rows).toEqual([
+      [2, ['C:\\temp', '1']],
+      [3, ['\\\\srv\\x', '2']],
+    ]);
+  });
+
   it('makes rows of another shape inside the table row errors (ragged=error), or pads or cuts them', async () => {
     const text = 'a,b,c\n1,2,3\n4,5\n6,7,8,9\n10,11,12\n';
     expect(await values(text)).toEqual([
