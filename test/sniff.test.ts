@@ -217,6 +217,12 @@ describe('parseCsv on messy files', () => {
     expect(totals.rows).toHaveLength(2);
     expect(totals.report.skipped).toEqual([{ from: 4, to: 4, why: 'after the table', text: 'Total;;58,10' }]);
     expect((await read('a,b,c,d\n1,2,3,4\nSource: x\n')).report.skipped_lines).toBe(1);
+    // Fewer fields, but a number under numbers: two values run together, a row error.
+    expect(await values('n,x\n1,2.5\n3,4.5\n56.5\n')).toEqual([
+      [2, ['1', '2.5']],
+      [3, ['3', '4.5']],
+      'CSV error on line 4: expected 2 fields as in the header, found 1',
+    ]);
     expect((await read('a,b,c\n1,2,3\n\n4,5,6,7\n')).report.skipped_lines).toBe(1);
   });
 

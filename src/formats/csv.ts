@@ -335,15 +335,18 @@ function csvReader(o: ReaderOptions) {
 
   /**
    * Whether a record of another shape than the table, with none that fits after it, is no data
-   * row but the table's end: after a blank line, far fewer fields (`Total: 1234`), or a first
-   * value of words where the column holds numbers or dates (`Total;;96,10`).
+   * row but the table's end: after a blank line, far fewer fields (`Total: 1234`) unless it
+   * starts with a value of the first column's type, or a first value of words where the column
+   * holds numbers or dates (`Total;;96,10`).
    */
   function endsTable(r: Read): boolean {
-    if (r.blank || r.count <= width / 2) return true;
+    if (r.blank) return true;
     const kind = o.kinds?.[0];
     const first = r.values[0]?.trim() ?? '';
-    if (kind === undefined || kind === 'text' || !/^\p{L}/u.test(first)) return false;
     const found = cellKind(first);
+    // (Fewer fields, but a number under numbers: data run together, `27898945502.69`.)
+    if (r.count <= width / 2) return kind === undefined || kind === 'text' || found !== kind;
+    if (kind === undefined || kind === 'text' || !/^\p{L}/u.test(first)) return false;
     return found !== kind && found !== 'empty';
   }
 
