@@ -460,7 +460,8 @@ function csvReader(o: ReaderOptions) {
    * fields when that quote is a character: then they are records, and the quote a stray one.
    */
   function linesFit(raw: string): boolean {
-    if (width < 2 || brokeQuote < 0) return false;
+    // (With spaces, words split into fields too: a record that fits stays as it is.)
+    if (width < 2 || brokeQuote < 0 || spaces) return false;
     // The quote's own line must go on past a delimiter after it (a field that starts a line
     // break, `,"\n`, is one a writer quoted).
     const lf = raw.indexOf('\n', anomaly);
