@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCsv, type CsvDialect, type CsvReport } from '../src/formats/csv.js';
 import { DEFAULT_LIMITS } from '../src/formats/limits.js';
-import { findTable, joinHeader, sniffCsv, type Delimiter, type Escape, type Quote } from '../src/formats/sniff.js';
+import { findTable, joinHeader, sniffCsv, tableWidth, type Delimiter, type Escape, type Quote } from '../src/formats/sniff.js';
 
 async function* feed(chunks: string[]): AsyncGenerator<string> {
   for (const chunk of chunks) yield chunk;
@@ -77,12 +77,38 @@ describe('findTable and joinHeader', () => {
   const rows = (...lines: string[]) => lines.map((l, i) => ({ line: i + 1, fields: l.split(',') }));
 
   it('finds the preamble, a header over several rows, or none', () => {
-    expect(findTable(rows('Report for 2025', 'id,name', '1,a'), 2, {})).toEqual({ skipLines: 1, headerRows: 1 });
-    expect(findTable(rows('Price,,Qty', 'EUR,USD,', '1.5,2,3', '4,5,6'), 3, {})).toEqual({ skipLines: 0, headerRows: 2 });
-    expect(findTable(rows('1,2025-01-01', '2,2025-01-02'), 2, {})).toEqual({ skipLines: 0, headerRows: 0 });
-    expect(findTable(rows('id,name', 'x,y'), 2, {})).toEqual({ skipLines: 0, headerRows: 1 });
-    expect(findTable(rows('note', 'id,name', '1,a'), 2, { headerRow: 1 })).toEqual({ skipLines: 0, headerRows: 1 });
-    expect(findTable(rows('1,2', '3,4'), 2, { header: true })).toEqual({ skipLines: 0, headerRows: 1 });
+    expect(findTable(rows('Report for 2025', 'id,name', '1,a'), 2, {})).toMatchObject({ skipLines: 1, headerRows: 1 });
+    expect(findTable(rows('Price,,Qty', 'EUR,USD,', '1.5,2,3', '4,5,6'), 3, {})).toMatchObject({ skipLines: 0, headerRows: 2 });
+    expect(findTable(rows('1,2025-01-01', '2,2025-01-02'), 2, {})).toMatchObject({ skipLines: 0, headerRows: 0 });
+    expect(findTable(rows('id,name', 'x,y'), 2, {})).toMatchObject({ skipLines: 0, headerRows: 1 });
+    expect(findTable(rows('note', 'id,name', '1,a'), 2, { headerRow: 1 })).toMatchObject({ skipLines: 0, headerRows: 1 });
+    expect(findTable(rows('1,2', '3,4'), 2, { header: true })).toMatchObject({ skipLines: 0, headerRows: 1 });
+    // A header over three rows, merged cells written empty: the body's types are read under it.
+    const weather = rows(
+      'Station,Temperature,,Precipitation',
+      ',Min,Max,Total',
+      ',°C,°C,mm',
+      'Berlin,-2.5,4.1,38.2',
+      'Hamburg,-1.0,5.3,61.0',
+    );
+    expect(findTable(weather, 4, {})).toEqual({ skipLines: 0, headerRows: 3, kinds: [undefined, 'number', 'number', 'number'] });
+    // Data rows of text with empty cells under the header are data.
+    expect(findTable(rows('name,note,n', 'x y,,a', ',b,c', 'z,w,1'), 3, {})).toMatchObject({ headerRows: 1 });
+  });
+
+  it('takes the table for the wide, consistent block, not a preamble or footer of another width', () => {
+    // key;value lines above a wider table, as many or fewer: the table.
+    expect(tableWidth([2, 2, 2, 2, 5, 5, 5, 5])).toBe(5);
+    expect(tableWidth([2, 2, 2, 3, 3])).toBe(3);
+    // More of them than the table's cells: the table only when a blank line sets it apart.
+    expect(tableWidth([2, 2, 2, 2, 2, 3, 3])).toBe(2);
+    expect(tableWidth([2, 2, 2, 2, 2, 3, 3], [false, false, false, false, false, true, false])).toBe(3);
+    // A long table under a short preamble; a footer; one odd row; ragged rows inside.
+    expect(tableWidth([1, 1, 1, ...Array<number>(1000).fill(3)])).toBe(3);
+    expect(tableWidth([3, 3, 3, 3, 3, 1, 4, 4])).toBe(3);
+    expect(tableWidth([3, 3, 4, 3, 3])).toBe(3);
+    expect(tableWidth([3, 3, 4, 3, 4, 3, 4])).toBe(3);
+    expect(tableWidth([])).toBe(1);
   });
 
   it('joins a header written over rows, a spanning name filling the cells to its right', () => {
@@ -173,6 +199,70 @@ describe('parseCsv on messy files', () => {
     expect(two.rows).toHaveLength(150);
     expect(two.rows.at(-1)).toEqual([151, ['150', 'n150', '300']]);
     expect(two.report.skipped).toEqual([{ from: 153, to: 253, why: 'after the table', text: 'code,label' }]);
+  });
+
+  it('ends the table only at a row that does not look like data: a data-like last row is a row error', async () => {
+    // One field more, numbers where numbers are: a bad row, not a note.
+    expect(await values('id,name,n\n1,a,5\n2,b,6\n3,c,7,extra\n')).toEqual([
+      [2, ['1', 'a', '5']],
+      [3, ['2', 'b', '6']],
+      'CSV error on line 4: expected 3 fields as in the header, found 4',
+    ]);
+    expect(await values('id,name,n\n1,a,5\n2,b\n', { ragged: 'ignore_extra' })).toEqual([
+      [2, ['1', 'a', '5']],
+      'CSV error on line 3: expected 3 fields as in the header, found 2',
+    ]);
+    // Words where the column holds dates, far fewer fields, or after a blank line: the end.
+    const totals = await read('date;cat;what;amount\n03.01.2026;a;x;45,20\n05.01.2026;b;y;12,90\nTotal;;58,10\n');
+    expect(totals.rows).toHaveLength(2);
+    expect(totals.report.skipped).toEqual([{ from: 4, to: 4, why: 'after the table', text: 'Total;;58,10' }]);
+    expect((await read('a,b,c,d\n1,2,3,4\nSource: x\n')).report.skipped_lines).toBe(1);
+    // Fewer fields, but a number under numbers: two values run together, a row error.
+    expect(await values('n,x\n1,2.5\n3,4.5\n56.5\n')).toEqual([
+      [2, ['1', '2.5']],
+      [3, ['3', '4.5']],
+      'CSV error on line 4: expected 2 fields as in the header, found 1',
+    ]);
+    expect((await read('a,b,c\n1,2,3\n\n4,5,6,7\n')).report.skipped_lines).toBe(1);
+  });
+
+  it('finds the table under a preamble of key;value lines, and a narrower header under ragged=ignore_extra', async () => {
+    const bank = await read(
+      '"Kontoumsätze";\n"Konto:";"DE89"\n"Zeitraum:";"12.2025"\n"Stand:";"8.493,25 EUR"\n\n"Tag";"Empfänger";"Betrag"\n"01.12.2025";"Stadtwerke";"-84,00"\n',
+    );
+    expect(bank.report.header_row).toBe(6);
+    expect(bank.rows).toEqual([[7, ['01.12.2025', 'Stadtwerke', '-84,00']]]);
+    const extra = await read('id,name,score\n1,Ada,9.5,\n2,Grace,8.0,,\n3,Linus,7.25,note\n', { ragged: 'ignore_extra' });
+    expect(extra.report.columns).toEqual(['id', 'name', 'score']);
+    expect(extra.rows).toHaveLength(3);
+  });
+
+  it('reads empty fields with a space delimiter (a space each where a row is short), under # comments', async () => {
+    const got = await read("# run 17\n# operator: mk\nid name note\n1 'a b' x\n 'c' y\n3 'd' \n4  z\n");
+    expect(got.report.delimiter).toBe(' ');
+    expect(got.report.header_row).toBe(3);
+    expect(got.rows).toEqual([
+      [4, ['1', 'a b', 'x']],
+      [5, ['', 'c', 'y']],
+      [6, ['3', 'd', '']],
+      [7, ['4', '', 'z']],
+    ]);
+    // Aligned columns: runs of spaces are one delimiter.
+    expect((await read('x   y\n10  2.5\n200 3.25\n')).rows).toEqual([
+      [2, ['10', '2.5']],
+      [3, ['200', '3.25']],
+    ]);
+  });
+
+  it('takes a backslash escape when every backslash is doubled, doubled quotes when one stands alone', async () => {
+    expect((await read('path,n\n"C:\\\\temp",1\n"D:\\\\x",2\n')).rows).toEqual([
+      [2, ['C:\\temp', '1']],
+      [3, ['D:\\x', '2']],
+    ]);
+    expect((await read('path,n\n"C:\\temp",1\n"\\\\srv\\x",2\n')).rows).toEqual([
+      [2, ['C:\\temp', '1']],
+      [3, ['\\\\srv\\x', '2']],
+    ]);
   });
 
   it('makes rows of another shape inside the table row errors (ragged=error), or pads or cuts them', async () => {

@@ -3,12 +3,15 @@ import { DEFAULT_LIMITS, type InputLimits } from './limits.js';
 import { IngestError } from '../core/errors.js';
 import { rowError, type ParsedRecord } from './record.js';
 import {
+  cellKind,
   findTable,
   joinHeader,
   SAMPLE_CHARS,
   SAMPLE_LINES,
   sniffCsv,
   splitSample,
+  tableWidth,
+  type CellKind,
   type CsvDialect,
   type Delimiter,
   type Escape,
@@ -144,6 +147,8 @@ interface Read {
   text: string;
   problem: string | undefined;
   emptyQuoted: number[] | undefined;
+  /** A blank line is above it. */
+  blank: boolean;
 }
 
 interface ReaderOptions {
@@ -157,6 +162,8 @@ interface ReaderOptions {
   /** Rows the header is written over (0: no header). */
   headerRows: number;
   ragged: Ragged;
+  /** What each column holds (the sniffer's): a row whose first value does not fit is no data row. */
+  kinds?: readonly (CellKind | undefined)[];
   /** When given, every record is only collected here (the sample's rows, to find the table in). */
   rows?: SampleRow[];
 }
@@ -280,6 +287,28 @@ function csvReader(o: ReaderOptions) {
     hasProto = keys.includes('__proto__');
   }
 
+  /**
+   * A record of too few fields with a space delimiter, read again with each space one delimiter:
+   * an empty field is written as nothing between two spaces (or before the first, after the
+   * last), where runs of spaces align columns. Taken when it then fits the table.
+   */
+  function singleSpaced(r: Read): void {
+    const split = splitSample(r.text, ' ', o.quote, o.escape, 2, false);
+    if (split.length !== 1 || split[0]!.length !== width) return;
+    r.values = split[0]!.map((cell) => cell.text);
+    r.count = width;
+    const empty = split[0]!.flatMap((cell, k) => (cell.quoted && cell.text === '' ? [k] : []));
+    r.emptyQuoted = empty.length > 0 ? empty : undefined;
+  }
+
+  /** Whether a record of `count` fields, `raw` as written, fits the table (with spaces, maybe each space one delimiter). */
+  function countFits(count: number, raw: string): boolean {
+    if (count === width) return true;
+    if (!spaces || count > width) return false;
+    const split = splitSample(raw, ' ', o.quote, o.escape, 2, false);
+    return split.length === 1 && split[0]!.length === width;
+  }
+
   /** A record that fits the table (or is let in by `ragged`), or a row error. */
   function emit(r: Read): void {
     const columns = keys!;
@@ -302,6 +331,23 @@ function csvReader(o: ReaderOptions) {
     }
     const quoted = r.emptyQuoted && values.length < r.count ? r.emptyQuoted.filter((k) => k < values.length) : r.emptyQuoted;
     out.push(new CsvRecord(columns, hasProto, values, r.line, r.text, quoted?.length ? quoted : undefined));
+  }
+
+  /**
+   * Whether a record of another shape than the table, with none that fits after it, is no data
+   * row but the table's end: after a blank line, far fewer fields (`Total: 1234`) unless it
+   * starts with a value of the first column's type, or a first value of words where the column
+   * holds numbers or dates (`Total;;96,10`).
+   */
+  function endsTable(r: Read): boolean {
+    if (r.blank) return true;
+    const kind = o.kinds?.[0];
+    const first = r.values[0]?.trim() ?? '';
+    const found = cellKind(first);
+    // (Fewer fields, but a number under numbers: data run together, `27898945502.69`.)
+    if (r.count <= width / 2) return kind === undefined || kind === 'text' || found !== kind;
+    if (kind === undefined || kind === 'text' || !/^\p{L}/u.test(first)) return false;
+    return found !== kind && found !== 'empty';
   }
 
   function release(): void {
@@ -331,7 +377,7 @@ function csvReader(o: ReaderOptions) {
       blankSince = false;
       return;
     }
-    const r: Read = { values: fields, count: fieldCount, line: recordLine, endLine, text, problem, emptyQuoted };
+    const r: Read = { values: fields, count: fieldCount, line: recordLine, endLine, text, problem, emptyQuoted, blank: blankSince };
     fields = [];
     fieldCount = 0;
     recordLength = 0;
@@ -361,6 +407,7 @@ function csvReader(o: ReaderOptions) {
       }
       setKeys(Array.from({ length: width }, (_, i) => `column_${i + 1}`));
     }
+    if (spaces && r.count < width && r.problem === undefined && r.text.length < TEXT_KEPT) singleSpaced(r);
     if (fits(r.count)) {
       if (held.length > 0) release();
       emit(r);
@@ -413,7 +460,8 @@ function csvReader(o: ReaderOptions) {
    * fields when that quote is a character: then they are records, and the quote a stray one.
    */
   function linesFit(raw: string): boolean {
-    if (width < 2 || brokeQuote < 0) return false;
+    // (With spaces, words split into fields too: a record that fits stays as it is.)
+    if (width < 2 || brokeQuote < 0 || spaces) return false;
     // The quote's own line must go on past a delimiter after it (a field that starts a line
     // break, `,"\n`, is one a writer quoted).
     const lf = raw.indexOf('\n', anomaly);
@@ -437,6 +485,7 @@ function csvReader(o: ReaderOptions) {
     let st = state;
     let ln = line;
     let acr = afterCR;
+    let lead = false;
     for (; i < len; i++) {
       const c = chunk.charCodeAt(i);
       if (c === 0x0d || c === 0x0a) {
@@ -479,7 +528,9 @@ function csvReader(o: ReaderOptions) {
         if (
           anomaly >= 0 &&
           !rawCut &&
-          (fieldCount + (st === State.SpaceRun ? 0 : 1) !== width || suspect >= 0 || linesFit(rawHead + chunk.slice(textStart, i)))
+          (!countFits(fieldCount + (st === State.SpaceRun ? 0 : 1), rawHead + chunk.slice(textStart, i)) ||
+            suspect >= 0 ||
+            linesFit(rawHead + chunk.slice(textStart, i)))
         ) {
           // A quote swallowed a line break (or text after its closing quote) and the record does
           // not fit: read it again with that quote as a character.
@@ -508,16 +559,18 @@ function csvReader(o: ReaderOptions) {
       switch (st) {
         case State.SpaceRun:
           if (c === 0x20) break;
+          lead = fieldCount === 0; // the record's text starts at its leading spaces
         // falls through
         case State.SepSpace:
           st = State.FieldStart;
           if (c === 0x20) break;
         // falls through
         case State.FieldStart:
-          if (fieldCount === 0) {
+          if (fieldCount === 0 && !lead) {
             recordLine = ln;
             textStart = i;
           }
+          lead = false;
           if (c === q && (literals === null || !(quotesLiteral || literals.includes(i)))) {
             st = State.Quoted;
             quoteLine = ln;
@@ -674,7 +727,12 @@ function csvReader(o: ReaderOptions) {
     if (collect) return;
     if (keys === null && headerParts.length > 0) setKeys(headerKeys(joinHeader(headerParts)));
     if (ended) skippedAfter(ended.from, lastContent, ended.text);
-    else if (held.length > 0) skippedAfter(held[0]!.line, held.at(-1)!.endLine, held[0]!.text);
+    else if (held.length > 0) {
+      // The rows after the last that fits: row errors while they look like data, then the table's end.
+      const end = held.findIndex(endsTable);
+      for (const r of end < 0 ? held : held.slice(0, end)) emit(r);
+      if (end >= 0) skippedAfter(held[end]!.line, held.at(-1)!.endLine, held[end]!.text);
+    }
     held = [];
   }
 
@@ -690,22 +748,6 @@ function csvReader(o: ReaderOptions) {
     },
     skippedAfter: () => ({ runs: after, lines: afterLines }),
   };
-}
-
-/** The most common number of fields among the rows (on a tie, the one seen first), 1 for none. */
-function modalWidth(rows: readonly SampleRow[]): number {
-  const counts = new Map<number, number>();
-  let best = 1;
-  let most = 0;
-  for (const row of rows) {
-    const n = (counts.get(row.fields.length) ?? 0) + 1;
-    counts.set(row.fields.length, n);
-    if (n > most) {
-      most = n;
-      best = row.fields.length;
-    }
-  }
-  return best;
 }
 
 /**
@@ -781,8 +823,19 @@ export async function* parseCsv(
   const probe = csvReader({ ...read, width: sniffed.width, skipLines: 0, headerRows: 0, rows });
   probe.feed(whole);
   probe.finish(!done);
-  const width = modalWidth(rows);
-  const table = findTable(rows, width, dialect);
+  let width = tableWidth(
+    rows.map((r) => r.fields.length),
+    rows.map((r, i) => i > 0 && r.line > rows[i - 1]!.line + 1),
+  );
+  // Under `ragged`, a header right over the rows may be narrower than most of them (trailing
+  // delimiters, notes: ignore_extra) or wider (missing trailing fields: pad): the table is its width.
+  const first = rows.findIndex((r) => r.fields.length === width);
+  const over = rows[first - 1];
+  if (over && over.line === rows[first]!.line - 1 && over.fields.length >= 2 && dialect.headerRow === undefined) {
+    if (read.ragged === 'ignore_extra' ? over.fields.length < width : read.ragged === 'pad' && over.fields.length > width)
+      width = over.fields.length;
+  }
+  const table = findTable(rows, width, dialect, sniffed.delimiter);
   const headerRows = dialect.header === false ? 0 : table.headerRows;
 
   const skippedAbove: SkippedLines[] = [];
@@ -805,7 +858,7 @@ export async function* parseCsv(
     } satisfies CsvReport);
   }
 
-  const reader = csvReader({ ...read, width, skipLines: table.skipLines, headerRows });
+  const reader = csvReader({ ...read, width, skipLines: table.skipLines, headerRows, kinds: table.kinds });
   const fillHeader = () => {
     if (report && reader.columns !== null && report.columns.length === 0) {
       report.columns = [...reader.columns];

@@ -67,23 +67,43 @@ interface Cell {
  * The sample's rows as one candidate dialect splits them (empty lines left out). It reads
  * quotes as the parser does, roughly: a quote opens a field only at its start, and text after
  * a closing quote goes on in the field. A space delimiter is a run of spaces (aligned columns:
- * leading and trailing spaces make no field); `, ` is a comma, and one space after it is skipped.
+ * leading and trailing spaces make no field; with `spaceRuns` false each space is one); `, ` is a
+ * comma, and one space after it is skipped.
  */
-export function splitSample(sample: string, delimiter: Delimiter, quote: Quote, escape: Escape, maxRows = Infinity): Cell[][] {
+export function splitSample(
+  sample: string,
+  delimiter: Delimiter,
+  quote: Quote,
+  escape: Escape,
+  maxRows = Infinity,
+  spaceRuns = true,
+  gaps?: number[],
+): Cell[][] {
   const rows: Cell[][] = [];
   const sep = delimiter.charCodeAt(0);
-  const spaces = delimiter === ' ';
+  const spaces = delimiter === ' ' && spaceRuns;
   const commaSpace = delimiter === ', ';
   const q = quote.charCodeAt(0);
   const esc = escape === 'backslash' ? 0x5c : -1;
   const len = sample.length;
   let row: Cell[] = [];
   let i = 0;
+  let gap = 0; // empty fields the row's spaces would make, each space one delimiter
+  let sepped = false; // the last field was followed by its delimiter
   while (i < len && rows.length < maxRows) {
     let c = sample.charCodeAt(i);
-    if (spaces) while (c === 0x20) c = sample.charCodeAt(++i);
+    if (spaces) {
+      const at = i;
+      while (c === 0x20) c = sample.charCodeAt(++i);
+      gap += i - at + (sepped && (i >= len || c === 0x0a || c === 0x0d) ? 1 : 0);
+      sepped = false;
+    }
     if (c === 0x0a || c === 0x0d) {
-      if (row.length > 0) rows.push(row);
+      if (row.length > 0) {
+        rows.push(row);
+        gaps?.push(gap);
+      }
+      gap = 0;
       row = [];
       i += c === 0x0d && sample.charCodeAt(i + 1) === 0x0a ? 2 : 1;
       continue;
@@ -115,15 +135,21 @@ export function splitSample(sample: string, delimiter: Delimiter, quote: Quote, 
       const d = sample.charCodeAt(i);
       if (d === sep || d === 0x0a || d === 0x0d) break;
     }
+    // Text after the closing quote: the field was not quoted as a whole (its quote not this dialect's).
+    if (i > from) quoted = false;
     text += sample.slice(from, i);
     row.push({ text, quoted });
     if (i < len && sample.charCodeAt(i) === sep) {
       i++;
+      sepped = true;
       if (commaSpace && sample.charCodeAt(i) === 0x20) i++;
       if (!spaces && (i >= len || sample.charCodeAt(i) === 0x0a || sample.charCodeAt(i) === 0x0d)) row.push({ text: '', quoted: false });
     }
   }
-  if (row.length > 0 && rows.length < maxRows) rows.push(row);
+  if (row.length > 0 && rows.length < maxRows) {
+    rows.push(row);
+    gaps?.push(gap);
+  }
   return rows;
 }
 
@@ -140,9 +166,10 @@ const URL = /^(?:(?:https?|ftp):\/\/|www\.)[^\s"',;]+$/i;
 const EMAIL = /^[\w.+-]+@[\w-]+(?:\.[\w-]+)+$/;
 const IPV4 = /^(?:\d{1,3}\.){3}\d{1,3}$/;
 // Words (CleverCSV's "unicode alphanumeric"): letters and digits, with spaces and the usual
-// punctuation of names and sentences; a quoted cell may hold the delimiters too.
+// punctuation of names and sentences; a quoted cell may hold the delimiters, quotes and line
+// breaks too (what it is quoted for). Unquoted words never end with a quote: half of a quoted field.
 const WORDS = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’&/()#+:!?@%*]*$/u;
-const WORDS_QUOTED = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’&/()#+:!?@%*,;|\t]*$/u;
+const WORDS_QUOTED = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’"&/()#+:!?@%*,;|\t\r\n]*$/u;
 
 /** What a cell's text looks like: a typed value (number, date, time, boolean), empty or a NULL marker, or text. */
 export type CellKind = 'number' | 'date' | 'time' | 'boolean' | 'empty' | 'text';
@@ -164,6 +191,7 @@ export function cellKind(text: string): CellKind {
 function knownType(cell: Cell): boolean {
   const t = cell.text;
   if (cellKind(t) !== 'text') return true;
+  if (!cell.quoted && /['"]$/.test(t)) return false;
   return URL.test(t) || EMAIL.test(t) || IPV4.test(t) || (cell.quoted ? WORDS_QUOTED : WORDS).test(t);
 }
 
@@ -208,16 +236,38 @@ function lineEnding(sample: string): LineEnding {
 
 /** The number of cells most rows have (on a tie, the one seen first), 1 for no rows. */
 function modalWidth(rows: Cell[][]): number {
-  const counts = new Map<number, number>();
-  let best = 1;
+  return tableWidth(rows.map((row) => row.length));
+}
+
+/**
+ * The number of fields of the table among rows of these field counts (in the file's order;
+ * `breaks[i]`: a blank line before row i). The most common count, unless a wider one comes
+ * after all rows of it but a footer (a preamble of `key;value` lines over the table): that
+ * one when it covers as many cells, or starts after a blank line. A single row is no table.
+ */
+export function tableWidth(counts: readonly number[], breaks?: readonly boolean[]): number {
+  const seen = new Map<number, { n: number; first: number; last: number }>();
+  let modal = 1;
   let most = 0;
-  for (const row of rows) {
-    const n = (counts.get(row.length) ?? 0) + 1;
-    counts.set(row.length, n);
-    if (n > most) {
-      most = n;
-      best = row.length;
+  counts.forEach((w, i) => {
+    const s = seen.get(w) ?? { n: 0, first: i, last: i };
+    s.n++;
+    s.last = i;
+    seen.set(w, s);
+    if (s.n > most) {
+      most = s.n;
+      modal = w;
     }
+  });
+  let best = modal;
+  for (const [w, s] of seen) {
+    const b = seen.get(best)!;
+    if (w <= best || s.n < 2) continue;
+    // The rows of the narrower width lie above the wider ones (or below them all: a footer).
+    let inside = false;
+    for (let i = s.first; i <= s.last && !inside; i++) inside = counts[i] === best;
+    if (inside || b.first > s.first) continue;
+    if (s.n * w >= b.n * best || breaks?.[s.first] === true) best = w;
   }
   return best;
 }
@@ -233,16 +283,37 @@ function commasSpaced(text: string): boolean {
   return spaced > 0 && spaced >= 0.9 * commas;
 }
 
+/** Whether the text has backslashes and every run of them is of pairs (`C:\\temp`): each an escaped backslash. */
+function backslashesPaired(text: string): boolean {
+  let runs = 0;
+  for (let i = text.indexOf('\\'); i !== -1; i = text.indexOf('\\', i)) {
+    let n = 0;
+    while (text.charCodeAt(i) === 0x5c) {
+      n++;
+      i++;
+    }
+    if (n % 2 === 1) return false;
+    runs++;
+  }
+  return runs > 0;
+}
+
 /**
  * Whether a delimiter other than the comma (the default) splits the sample into a table: most
- * rows (with spaces, nearly all: text is full of them) of the same number of fields, at least 2.
+ * rows from the table's first on (with spaces, nearly all: text is full of them) of the same
+ * number of fields, at least 2.
  */
-function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
+function plausible(rows: Cell[][], delimiter: Delimiter, gaps: readonly number[]): boolean {
   const width = modalWidth(rows);
   if (width < 2 || (delimiter === ' ' && rows.length < 2)) return false;
   if (!rows.some((r) => r.reduce((n, cell) => (cell.text.trim() === '' ? n : n + 1), 0) >= 2)) return false;
-  const same = rows.reduce((n, r) => (r.length === width ? n + 1 : n), 0);
-  return same >= (delimiter === ' ' ? 0.8 : 0.5) * rows.length;
+  // From the table's first row on, past notes above it (comments, or lines wider than the
+  // table); a narrower line of words above it is its header, taken apart at the spaces in names.
+  let from = rows.findIndex((r) => r.length === width);
+  if (!rows.slice(0, from).every((r) => r.length > width || !/^[\p{L}\p{N}]/u.test(r[0]!.text))) from = 0;
+  // (With spaces, a row short of fields whose spaces, each read as one, make them fits too: `1  x`.)
+  const same = rows.reduce((n, r, i) => (r.length === width || (r.length < width && r.length + (gaps[i] ?? 0) === width) ? n + 1 : n), 0);
+  return same >= (delimiter === ' ' ? 0.8 : 0.5) * (rows.length - from);
 }
 
 /**
@@ -251,7 +322,8 @@ function plausible(rows: Cell[][], delimiter: Delimiter): boolean {
  * sample (a comma and a double quote always), with a backslash escape when a backslash is
  * written before a quote; each is scored by its pattern score times its type score, the type
  * score only when the pattern score could still win (Q ≤ P). Ties go to the earlier candidate
- * in the order of DELIMITERS and QUOTES, a backslash escape before doubled quotes when a backslash is written before a quote, else the common case.
+ * in the order of DELIMITERS and QUOTES, a backslash escape before doubled quotes when a backslash
+ * is written before a quote or every backslash is doubled (`\\`: a writer escaping them).
  */
 export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
   const text = sample.charCodeAt(0) === 0xfeff ? sample.slice(1) : sample;
@@ -262,10 +334,15 @@ export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
   const candidates: { delimiter: Delimiter; quote: Quote; escape: Escape; rows: Cell[][]; p: number }[] = [];
   for (const delimiter of delimiters) {
     for (const quote of quotes) {
-      const escapes: Escape[] = given.escape ? [given.escape] : text.includes(`\\${quote}`) ? ['backslash', 'double'] : ['double'];
+      const escapes: Escape[] = given.escape
+        ? [given.escape]
+        : text.includes(`\\${quote}`) || backslashesPaired(text)
+          ? ['backslash', 'double']
+          : ['double'];
       for (const escape of escapes) {
-        const rows = splitSample(text, delimiter, quote, escape);
-        if (!given.delimiter && delimiter !== ',' && !plausible(rows, delimiter)) continue;
+        const gaps: number[] = [];
+        const rows = splitSample(text, delimiter, quote, escape, Infinity, true, gaps);
+        if (!given.delimiter && delimiter !== ',' && !plausible(rows, delimiter, gaps)) continue;
         candidates.push({ delimiter, quote, escape, rows, p: patternScore(rows) });
       }
     }
@@ -304,6 +381,8 @@ export interface SampleRow {
 export interface TableStart {
   skipLines: number;
   headerRows: number;
+  /** What each column holds below the header, where nearly all its values are of one type. */
+  kinds?: (CellKind | undefined)[];
 }
 
 // A header is written over at most this many rows.
@@ -332,9 +411,10 @@ const typed = (kind: CellKind) => kind !== 'text' && kind !== 'empty';
  * the data below it (every column that holds numbers, dates… below holds one there too): then
  * the file has none. Rows under the header are more of it (up to three in all) while they are
  * all text and either name a column whose data is typed, or leave a cell empty where the row
- * above names one (`Price,,Qty` over `EUR,USD,`). `given` settles whatever it says.
+ * above names one (`Price,,Qty` over `EUR,USD,`). `given` settles whatever it says. With a space
+ * delimiter, lines starting with `#` over the header are comments.
  */
-export function findTable(rows: readonly SampleRow[], width: number, given: CsvDialect): TableStart {
+export function findTable(rows: readonly SampleRow[], width: number, given: CsvDialect, delimiter?: Delimiter): TableStart {
   let s = 0;
   if (given.headerRow !== undefined) {
     while (s < rows.length && rows[s]!.line < given.headerRow) s++;
@@ -344,6 +424,19 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
     const fits = (r: SampleRow) => r.fields.length === width;
     const first = rows.findIndex(fits);
     if (first > 0) s = first;
+    // Comment lines (`# run 17`) of the table's width over its header, with a space delimiter
+    // (with others, a `#` cell is a name); over data, the last is the header.
+    const comment = (r: SampleRow) => delimiter === ' ' && r.fields[0]?.trimStart().startsWith('#') === true;
+    if (first >= 0 && comment(rows[s]!)) {
+      let k = s;
+      while (k < rows.length && comment(rows[k]!)) k++;
+      const next = rows[k];
+      if (next && fits(next) && !next.fields.some((f) => typed(cellKind(f.trim())))) s = k;
+      else {
+        s = k - 1;
+        while (s > first && !fits(rows[s]!)) s--;
+      }
+    }
     while (s + 1 < rows.length && width >= 2 && isTitle(rows[s]!, rows[s + 1]!) && fits(rows[s + 1]!) && filled(rows[s + 1]!) > 1) s++;
   }
   const skipLines =
@@ -357,7 +450,23 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
   if (given.header === false || s >= rows.length) return { skipLines, headerRows: given.header === false ? 0 : 1 };
 
   // What each column holds below the first row: typed when nearly all its values are.
-  const body = rows.slice(s + 1, s + 1 + BODY_ROWS).filter((r) => r.fields.length === width);
+  // (Rows of text with empty cells right under the first may be more of a header, `,Min,Max`:
+  // the body starts under them.)
+  let b = s + 1;
+  const blank = (r: SampleRow, j: number) => (r.fields[j] ?? '').trim() === '';
+  const spansAbove = (r: SampleRow, above: SampleRow) =>
+    r.fields.some((_, j) => blank(r, j) && !blank(above, j)) && r.fields.some((_, j) => j > 0 && !blank(r, j) && blank(above, j));
+  const under = (r: SampleRow, above: SampleRow) =>
+    r.fields.some((_, j) => blank(r, j)) && r.fields.every((_, j) => !blank(r, j) || blank(above, j));
+  while (
+    b < s + MAX_HEADER_ROWS &&
+    b < rows.length &&
+    !rows[b]!.fields.some((f) => typed(cellKind(f.trim()))) &&
+    (b === s + 1 ? spansAbove : under)(rows[b]!, rows[b - 1]!)
+  )
+    b++;
+  if (b >= rows.length) b = s + 1;
+  const body = rows.slice(b, b + BODY_ROWS).filter((r) => r.fields.length === width);
   const columns: (CellKind | undefined)[] = [];
   for (let j = 0; j < width; j++) {
     const kinds = new Map<CellKind, number>();
@@ -383,7 +492,7 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
       if (k === 'number' && year.test(cell) && body.some((r) => !year.test(r.fields[j]!.trim()))) return false;
       return k === undefined ? true : kind === k || kind === 'empty';
     });
-    if (likeData && head.fields.some((f) => typed(cellKind(f.trim())))) return { skipLines, headerRows: 0 };
+    if (likeData && head.fields.some((f) => typed(cellKind(f.trim())))) return { skipLines, headerRows: 0, kinds: columns };
   }
 
   let headerRows = 1;
@@ -401,7 +510,7 @@ export function findTable(rows: readonly SampleRow[], width: number, given: CsvD
     if (!namesTypedColumn && !spans) break;
     headerRows++;
   }
-  return { skipLines, headerRows };
+  return { skipLines, headerRows, kinds: columns };
 }
 
 /**
