@@ -483,7 +483,8 @@ describe.each(backends().filter((backend) => backend.name !== 'embedded'))('writ
   it('cancel, retry and delete answer 503 with Retry-After while the job row is locked, then work (issue 23, item 13)', async () => {
     const failed = await waitForJob(server.url, (await upload(server.url, 'bad.csv', 'id,name\n1,a\n2\n')).body.job_id);
     expect(failed.status).toBe('failed');
-    const queued = await upload(server.url, 'later.csv', makeCsv(10));
+    // Large enough to be still queued or running when the lock is taken, a moment after its 202.
+    const queued = await upload(server.url, 'later.csv', makeCsv(50_000));
     await whileLocked(
       'SELECT 1 FROM ingest_jobs WHERE job_id = ANY($1::uuid[]) FOR UPDATE',
       [[failed.job_id, queued.body.job_id]],
@@ -495,6 +496,8 @@ describe.each(backends().filter((backend) => backend.name !== 'embedded'))('writ
       },
     );
     expect((await send('POST', `/api/job/${failed.job_id}/retry`)).status).toBe(202);
+    expect([200, 409]).toContain((await send('POST', `/api/job/${queued.body.job_id}/cancel`)).status); // 409: it finished first
+    await waitForJob(server.url, queued.body.job_id);
     expect((await send('DELETE', `/api/job/${queued.body.job_id}`)).status).toBe(204);
   });
 
