@@ -819,8 +819,9 @@ describe.runIf(scaleOutAvailable())('status cache (Redis)', () => {
       truth.set(jobId, { version: 6, payload: payload(jobId, 6, { status: 'completed' }) }); // committed, not yet cached
       await proxy.down();
       await sleep(100);
+      const errorsBefore = cache.stats.errors; // a loaded machine may time out the write above too
       await store(cache, jobId, 6, payload(jobId, 6, { status: 'completed' }));
-      expect(cache.stats.errors).toBe(2); // its mark and its write
+      expect(cache.stats.errors - errorsBefore).toBe(2); // its mark and its write
       await proxy.up();
       let value = await redis.get(key);
       for (let i = 0; i < 50 && value === payload(jobId, 5); i++) {
