@@ -24,7 +24,9 @@ import type { JobPayload } from '../src/core/job.js';
 import { FAST, backends, createSandbox, getJson, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 // A fixed seed by default, so a run is the same everywhere (CI); MESSY_FUZZ_SEED=random explores
-// new tables (about 1 polluted table in 40 still reads worse than it should: see issue 25's notes).
+// new tables. Over seeds 1–50 (3,000 files) every clean table loads exactly; 3 of the 1,500 polluted
+// ones read worse than they should: a last row run together into one field of words reads as a
+// note under the table (skipped and reported, not a row error).
 const SEED =
   process.env.MESSY_FUZZ_SEED === 'random'
     ? Math.floor(Math.random() * 2 ** 31)
@@ -282,7 +284,8 @@ function pollute(dice: Dice, table: Table, d: Dialect): Pollution {
       const spots: [number, number][] = [];
       w.cells.slice(1).forEach((record, r) =>
         record.slice(0, -1).forEach((field, k) => {
-          if (!field.quoted && !record[k + 1]!.quoted) spots.push([r, k]);
+          // (Two empty fields of a two-field row run together make a blank line, no row at all.)
+          if (!field.quoted && !record[k + 1]!.quoted && field.text + record[k + 1]!.text + record.length !== '2') spots.push([r, k]);
         }),
       );
       if (spots.length === 0) return undefined;
@@ -299,7 +302,11 @@ function pollute(dice: Dice, table: Table, d: Dialect): Pollution {
     },
     () => {
       // An extra delimiter: one more (empty) field in a row, or a field split in two.
-      const r = dice.int(0, table.rows.length - 1);
+      // (With spaces, a word added next to an empty field only fills it: `1 extra  3` reads as
+      // the row it looks like, so such a row is not polluted so.)
+      const rows = table.rows.flatMap((row, r) => (d.delimiter !== ' ' || row.every((v) => v !== null) ? [r] : []));
+      if (rows.length === 0) return undefined;
+      const r = dice.pick(rows);
       const k = dice.int(0, table.names.length - 1);
       const c = w.cells.map((record) => record.map((x) => ({ ...x })));
       const record = c[r + 1]!;
@@ -360,6 +367,8 @@ function makeRuns(): Run[] {
     const dice = new Dice((SEED ^ Math.imul(i + 1, 0x9e3779b9)) >>> 0);
     const table = makeTable(dice);
     const dialect = makeDialect(dice);
+    // A row of NULLs written with spaces is a blank line, and a blank line is no row.
+    if (dialect.delimiter === ' ') table.rows = table.rows.filter((row) => row.some((v) => v !== null));
     const base = `table ${i} (${describeDialect(dialect)})`;
     runs.push({
       name: `${base}, clean`,

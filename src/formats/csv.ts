@@ -214,6 +214,9 @@ function csvReader(o: ReaderOptions) {
   let brokeQuote = -1;
   let lazyQuote = -1;
   let suspect = -1; // the first quote that did both
+  // The field that swallowed a line break was closed by a quote right after a delimiter or a line
+  // break: where a field starts, so more likely the opening quote of the next one.
+  let seam = false;
   let emptyQuoted: number[] | undefined;
   let literals: readonly number[] | null = null; // in the text being read again, quotes that are characters
   let recordLiterals: readonly number[] = NONE; // the same, for the current record (offsets in its text)
@@ -344,8 +347,9 @@ function csvReader(o: ReaderOptions) {
     const kind = o.kinds?.[0];
     const first = r.values[0]?.trim() ?? '';
     const found = cellKind(first);
-    // (Fewer fields, but a number under numbers: data run together, `27898945502.69`.)
-    if (r.count <= width / 2) return kind === undefined || kind === 'text' || found !== kind;
+    // (Fewer fields, but a number under numbers, or digits without a word under numbers or
+    // dates: data run together, `27898945502.69`, `15326.06-78552.84`.)
+    if (r.count <= width / 2) return kind === undefined || kind === 'text' || (found !== kind && !/^[-+(]?\d[^\p{L}]*$/u.test(first));
     if (kind === undefined || kind === 'text' || !/^\p{L}/u.test(first)) return false;
     return found !== kind && found !== 'empty';
   }
@@ -372,6 +376,7 @@ function csvReader(o: ReaderOptions) {
       recordLength = 0;
       rawHead = '';
       anomaly = brokeQuote = lazyQuote = suspect = -1;
+      seam = false;
       emptyQuoted = undefined;
       if (recordLiterals !== NONE) recordLiterals = NONE;
       blankSince = false;
@@ -385,12 +390,16 @@ function csvReader(o: ReaderOptions) {
     rawHead = '';
     rawCut = false;
     anomaly = brokeQuote = lazyQuote = suspect = -1;
+    seam = false;
     emptyQuoted = undefined;
     rereads = 0;
     quotesLiteral = false;
     if (recordLiterals !== NONE) recordLiterals = NONE;
     if (collect) {
-      collect.push({ line: r.line, fields: r.values });
+      const spread = spaces && r.problem === undefined ? splitSample(r.text, ' ', o.quote, o.escape, 2, false)[0]?.length : undefined;
+      collect.push(
+        spread !== undefined && spread !== r.count ? { line: r.line, fields: r.values, spread } : { line: r.line, fields: r.values },
+      );
       return;
     }
     if (ended) {
@@ -443,6 +452,7 @@ function csvReader(o: ReaderOptions) {
     rawHead = '';
     rawCut = false;
     anomaly = brokeQuote = lazyQuote = suspect = -1;
+    seam = false;
     emptyQuoted = undefined;
     recordLiterals = NONE;
     if (++rereads > MAX_REREADS) quotesLiteral = true;
@@ -455,18 +465,39 @@ function csvReader(o: ReaderOptions) {
     rereading = outerRereading;
   }
 
+  /** Where the line of the quote at `anomaly` ends in `raw` (-1: at its end). */
+  function anomalyLineEnd(raw: string): number {
+    const lf = raw.indexOf('\n', anomaly);
+    const cr = raw.indexOf('\r', anomaly);
+    return cr >= 0 && (lf < 0 || cr < lf) ? cr : lf;
+  }
+
+  /**
+   * Whether a record that does not fit the table (`raw`, its text) is better read with the quote
+   * at `anomaly` as a character: when the record is one line, or when every record its text then
+   * makes fits. Else that quote opened a field that holds line breaks as written, and the record
+   * is one row error, not torn apart into a wrong row and another error.
+   */
+  function literalQuoteFits(raw: string): boolean {
+    if (anomalyLineEnd(raw) < 0) return true;
+    // (Two fields are too few to tell, as in linesFit.)
+    if (width < 3 && !seam) return false;
+    const text = raw.slice(0, anomaly) + '_' + raw.slice(anomaly + 1);
+    return splitSample(text, o.delimiter, o.quote, o.escape).every((fields) => fields.length === width);
+  }
+
   /**
    * Whether the lines of a record that a quote made one (`raw`, its text) each have the table's
    * fields when that quote is a character: then they are records, and the quote a stray one.
    */
   function linesFit(raw: string): boolean {
-    // (With spaces, words split into fields too: a record that fits stays as it is.)
-    if (width < 2 || brokeQuote < 0 || spaces) return false;
+    // (With spaces, words split into fields too: a record that fits stays as it is. Two fields
+    // are too few to tell, unless the quote closing the field stands where a field starts: a
+    // quoted line break after a delimiter in the text splits it into two.)
+    if ((width < 3 && !seam) || width < 2 || brokeQuote < 0 || spaces) return false;
     // The quote's own line must go on past a delimiter after it (a field that starts a line
     // break, `,"\n`, is one a writer quoted).
-    const lf = raw.indexOf('\n', anomaly);
-    const cr = raw.indexOf('\r', anomaly);
-    const end = cr >= 0 && (lf < 0 || cr < lf) ? cr : lf;
+    const end = anomalyLineEnd(raw);
     if (!raw.slice(anomaly + 1, end).includes(o.delimiter)) return false;
     const text = (raw.slice(0, anomaly) + '_' + raw.slice(anomaly + 1)).replace(/\r\n?|\n/g, '\n');
     const lines = splitSample(text, o.delimiter, o.quote, o.escape);
@@ -528,7 +559,8 @@ function csvReader(o: ReaderOptions) {
         if (
           anomaly >= 0 &&
           !rawCut &&
-          (!countFits(fieldCount + (st === State.SpaceRun ? 0 : 1), rawHead + chunk.slice(textStart, i)) ||
+          ((!countFits(fieldCount + (st === State.SpaceRun ? 0 : 1), rawHead + chunk.slice(textStart, i)) &&
+            literalQuoteFits(rawHead + chunk.slice(textStart, i))) ||
             suspect >= 0 ||
             linesFit(rawHead + chunk.slice(textStart, i)))
         ) {
@@ -599,6 +631,10 @@ function csvReader(o: ReaderOptions) {
           if (c === q) {
             field += chunk.slice(start, i);
             st = State.QuoteSeen;
+            if (brokeQuote === quoteAt) {
+              const before = i > 0 ? chunk.charCodeAt(i - 1) : -1;
+              seam = before === sep || before === 0x0a || before === 0x0d;
+            }
           } else if (c === esc) {
             field += chunk.slice(start, i);
             st = State.Escaped;
@@ -823,9 +859,13 @@ export async function* parseCsv(
   const probe = csvReader({ ...read, width: sniffed.width, skipLines: 0, headerRows: 0, rows });
   probe.feed(whole);
   probe.finish(!done);
+  // With spaces, the rows whose spaces are single say the width (a short row of aligned columns
+  // does not: `1  x` leaves a value out; nor does a `#` comment).
+  const single = sniffed.delimiter === ' ' ? rows.filter((r) => r.spread === undefined && !r.fields[0]!.startsWith('#')) : rows;
+  const measured = single.length >= 2 ? single : rows;
   let width = tableWidth(
-    rows.map((r) => r.fields.length),
-    rows.map((r, i) => i > 0 && r.line > rows[i - 1]!.line + 1),
+    measured.map((r) => r.fields.length),
+    measured.map((r, i) => i > 0 && r.line > measured[i - 1]!.line + 1),
   );
   // Under `ragged`, a header right over the rows may be narrower than most of them (trailing
   // delimiters, notes: ignore_extra) or wider (missing trailing fields: pad): the table is its width.

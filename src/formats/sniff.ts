@@ -166,10 +166,10 @@ const URL = /^(?:(?:https?|ftp):\/\/|www\.)[^\s"',;]+$/i;
 const EMAIL = /^[\w.+-]+@[\w-]+(?:\.[\w-]+)+$/;
 const IPV4 = /^(?:\d{1,3}\.){3}\d{1,3}$/;
 // Words (CleverCSV's "unicode alphanumeric"): letters and digits, with spaces and the usual
-// punctuation of names and sentences; a quoted cell may hold the delimiters, quotes and line
+// punctuation of names, sentences and paths; a quoted cell may hold the delimiters, quotes and line
 // breaks too (what it is quoted for). Unquoted words never end with a quote: half of a quoted field.
-const WORDS = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’&/()#+:!?@%*]*$/u;
-const WORDS_QUOTED = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’"&/()#+:!?@%*,;|\t\r\n]*$/u;
+const WORDS = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’&/\\()#+:!?@%*]*$/u;
+const WORDS_QUOTED = /^[\p{L}\p{N}][\p{L}\p{N} _\-.'’"&/\\()#+:!?@%*,;|\t\r\n]*$/u;
 
 /** What a cell's text looks like: a typed value (number, date, time, boolean), empty or a NULL marker, or text. */
 export type CellKind = 'number' | 'date' | 'time' | 'boolean' | 'empty' | 'text';
@@ -240,6 +240,16 @@ function modalWidth(rows: Cell[][]): number {
 }
 
 /**
+ * The number of cells most rows have, with spaces (`gaps`: the empty fields each row's spaces
+ * would make, read one by one) among the rows whose spaces are single and that are no `#`
+ * comment: a short row of aligned columns (`1  x`, a value left out) says nothing of the width.
+ */
+function spacedWidth(rows: Cell[][], gaps: readonly number[]): number {
+  const single = rows.filter((row, i) => gaps[i] === 0 && !row[0]!.text.startsWith('#'));
+  return modalWidth(single.length >= 2 ? single : rows);
+}
+
+/**
  * The number of fields of the table among rows of these field counts (in the file's order;
  * `breaks[i]`: a blank line before row i). The most common count, unless a wider one comes
  * after all rows of it but a footer (a preamble of `key;value` lines over the table): that
@@ -304,8 +314,11 @@ function backslashesPaired(text: string): boolean {
  * number of fields, at least 2.
  */
 function plausible(rows: Cell[][], delimiter: Delimiter, gaps: readonly number[]): boolean {
-  const width = modalWidth(rows);
+  const width = spacedWidth(rows, gaps);
   if (width < 2 || (delimiter === ' ' && rows.length < 2)) return false;
+  // Spaces after another delimiter (`1, 'x'`): cells that end with it in most rows.
+  if (delimiter === ' ' && rows.filter((r) => r.some((cell, k) => k < r.length - 1 && /[,;|]$/.test(cell.text))).length * 2 > rows.length)
+    return false;
   if (!rows.some((r) => r.reduce((n, cell) => (cell.text.trim() === '' ? n : n + 1), 0) >= 2)) return false;
   // From the table's first row on, past notes above it (comments, or lines wider than the
   // table); a narrower line of words above it is its header, taken apart at the spaces in names.
@@ -331,7 +344,7 @@ export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
     ? [given.delimiter]
     : DELIMITERS.filter((d) => d === ',' || (d === ', ' ? commasSpaced(text) : text.includes(d)));
   const quotes = given.quote ? [given.quote] : QUOTES.filter((q) => q === '"' || text.includes(q));
-  const candidates: { delimiter: Delimiter; quote: Quote; escape: Escape; rows: Cell[][]; p: number }[] = [];
+  const candidates: { delimiter: Delimiter; quote: Quote; escape: Escape; rows: Cell[][]; gaps: number[]; p: number }[] = [];
   for (const delimiter of delimiters) {
     for (const quote of quotes) {
       const escapes: Escape[] = given.escape
@@ -343,9 +356,16 @@ export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
         const gaps: number[] = [];
         const rows = splitSample(text, delimiter, quote, escape, Infinity, true, gaps);
         if (!given.delimiter && delimiter !== ',' && !plausible(rows, delimiter, gaps)) continue;
-        candidates.push({ delimiter, quote, escape, rows, p: patternScore(rows) });
+        candidates.push({ delimiter, quote, escape, rows, gaps, p: patternScore(rows) });
       }
     }
+  }
+  // A quote that opens no field, where the other one does with the same delimiter, is no quote:
+  // reading it so only tears the other one's quoted fields apart (`O'Brien` beside `"a, b"`).
+  const quoting = (c: (typeof candidates)[number]) => c.rows.some((row) => row.some((cell) => cell.quoted));
+  const quoted = new Set(candidates.filter(quoting).map((c) => c.delimiter));
+  for (let i = candidates.length - 1; i >= 0; i--) {
+    if (quoted.has(candidates[i]!.delimiter) && !quoting(candidates[i]!)) candidates.splice(i, 1);
   }
   // Best pattern scores first (a stable sort keeps the order of preference among equals).
   const order = candidates.map((_, i) => i).sort((a, b) => candidates[b]!.p - candidates[a]!.p || a - b);
@@ -353,7 +373,7 @@ export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
   if (candidates.length === 0) {
     const quote = given.quote ?? '"';
     const escape = given.escape ?? 'double';
-    candidates.push({ delimiter: ',', quote, escape, rows: splitSample(text, ',', quote, escape), p: 0 });
+    candidates.push({ delimiter: ',', quote, escape, rows: splitSample(text, ',', quote, escape), gaps: [], p: 0 });
   }
   let best = candidates[0]!;
   let bestQ = -1;
@@ -368,13 +388,21 @@ export function sniffCsv(sample: string, given: CsvDialect): SniffedDialect {
       bestIndex = i;
     }
   }
-  return { delimiter: best.delimiter, quote: best.quote, escape: best.escape, line_ending: lineEnding(text), width: modalWidth(best.rows) };
+  return {
+    delimiter: best.delimiter,
+    quote: best.quote,
+    escape: best.escape,
+    line_ending: lineEnding(text),
+    width: spacedWidth(best.rows, best.gaps),
+  };
 }
 
 /** A row of the sample as the parser read it: its first line and its fields. */
 export interface SampleRow {
   line: number;
   fields: readonly string[];
+  /** With a space delimiter, when the row has runs of spaces: its fields with each space one delimiter. */
+  spread?: number;
 }
 
 /** Where the table starts: the physical lines above it, and how many rows its header takes (0: none). */
