@@ -1,5 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { openAsBlob, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, openAsBlob, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { NODE_FLAGS } from '../src/cli/node-flags.js';
@@ -52,9 +53,10 @@ export async function ingestThroughIntake(
   query = '',
   root = ROOT,
 ): Promise<IngestRun> {
-  // This checkout as npm start runs it (compiled); another release's from its sources.
+  // This checkout as npm start runs it (compiled); another release's compiled when it was built, else from its sources.
   if (root === ROOT) execFileSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { cwd: ROOT, stdio: 'inherit' });
-  const args = root === ROOT ? ['dist/cli/main.js', 'serve'] : ['--import', 'tsx', 'src/cli/main.ts', 'serve'];
+  const compiled = root === ROOT || existsSync(join(root, 'dist/cli/main.js'));
+  const args = compiled ? ['dist/cli/main.js', 'serve'] : ['--import', 'tsx', 'src/cli/main.ts', 'serve'];
   const child = spawn(process.execPath, [...NODE_FLAGS, ...args], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },

@@ -258,6 +258,19 @@ describe.each(backends())('messy files through the API ($name)', (backend) => {
       expect(packed.status, name).toBe(200);
       expect(packed.body.rows, name).toEqual(imported.body.rows);
     }
+    // The encoding each text format was read in: found from the bytes, not only for CSV.
+    const latin = Buffer.from('{"name": "M\u00fcller", "city": "K\u00f6ln"}\n', 'latin1');
+    const utf16 = Buffer.from('[{"name": "Ada"}]', 'utf16le');
+    for (const [name, bytes, encoding] of [
+      ['people.ndjson', latin, 'windows-1252'],
+      ['people.json', utf16, 'utf-16le'],
+      ['people.csv', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('a,b\n1,2\n')]), 'utf-8'],
+    ] as const) {
+      const read = await preview(server.url, name, bytes);
+      expect(read.status, name).toBe(200);
+      expect(read.body.encoding, name).toBe(encoding);
+    }
+    expect((await preview(server.url, 'people.ndjson', latin)).body.rows).toEqual([['Müller', 'Köln']]);
     // A schema typo is a warning here (a load refuses it).
     const typo = await preview(server.url, 'p.csv', 'a,b\n1,2\n', `schema=${encodeURIComponent('{"c":"text"}')}`);
     expect(typo.body.warnings).toEqual([expect.stringContaining('"c" (its columns: a, b)')]);

@@ -156,7 +156,6 @@ async function peek(bytes: AsyncIterable<Buffer>): Promise<[Buffer, AsyncGenerat
   return [Buffer.concat(read).subarray(0, 4), whole];
 }
 
-const noteEncoding = (report: CsvReport | undefined) => (report ? (encoding: Encoding) => (report.encoding = encoding) : undefined);
 
 /** Where a job's bytes come from. */
 export interface Input {
@@ -170,7 +169,8 @@ export interface Input {
 
 /**
  * Streams the records of a stored upload, in file order, with backpressure from the caller;
- * `report` (CSV only) is filled in with how the file was read.
+ * `report` (CSV only) is filled in with how the file was read, and `found` told the text's
+ * encoding (any text format; again when it changes, see decodeText).
  */
 export async function* readRecords(
   input: Input,
@@ -179,10 +179,15 @@ export async function* readRecords(
   limits: InputLimits = DEFAULT_LIMITS,
   read: ReadOptions = {},
   report?: CsvReport,
+  found?: (encoding: Encoding) => void,
 ): AsyncGenerator<ParsedRecord> {
+  const noted = (encoding: Encoding) => {
+    if (report) report.encoding = encoding;
+    found?.(encoding);
+  };
   const [head, bytes] = await peek(counted(await input.open(), progress));
   if (isZip(head)) {
-    yield* readZip(input, bytes, format, progress, limits, read, report);
+    yield* readZip(input, bytes, format, progress, limits, read, report, noted);
     return;
   }
   if (format === 'xlsx') {
@@ -193,7 +198,7 @@ export async function* readRecords(
         : 'the file is not an Excel workbook (.xlsx): it is not a zip',
     );
   }
-  yield* PARSERS[format](decodeText(uncompressed(head, bytes, limits), read.encoding, noteEncoding(report)), limits, read, report);
+  yield* PARSERS[format](decodeText(uncompressed(head, bytes, limits), read.encoding, noted), limits, read, report);
 }
 
 /** A zip: an Excel workbook, or an archive of one data file read as the job's format. */
@@ -205,6 +210,7 @@ async function* readZip(
   limits: InputLimits,
   read: ReadOptions,
   report: CsvReport | undefined,
+  noted: (encoding: Encoding) => void,
 ): AsyncGenerator<ParsedRecord> {
   let path = input.path;
   let spooled: string | undefined;
@@ -239,7 +245,7 @@ async function* readZip(
         );
       }
       const [head, data] = await peek(zip.read(entry));
-      yield* PARSERS[format](decodeText(uncompressed(head, data, limits), read.encoding, noteEncoding(report)), limits, read, report);
+      yield* PARSERS[format](decodeText(uncompressed(head, data, limits), read.encoding, noted), limits, read, report);
     }
     progress.bytes = size;
   } finally {

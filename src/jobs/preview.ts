@@ -153,13 +153,6 @@ async function headOf(
 }
 
 /** The encoding the text is read in: the one given, or UTF-16 by its byte order mark, else UTF-8. */
-function encodingOf(head: Buffer, read: ReadOptions): string {
-  if (read.encoding) return read.encoding;
-  if (head[0] === 0xff && head[1] === 0xfe) return 'utf-16le';
-  if (head[0] === 0xfe && head[1] === 0xff) return 'utf-16be';
-  return 'utf-8';
-}
-
 /** A stage row (COPY text: the record number, then each value, \N for NULL) as the values it loads. */
 function stagedValues(text: string): (string | null)[] {
   return text
@@ -224,12 +217,13 @@ export async function previewInput(input: Input, options: PreviewOptions): Promi
     } else if (rowErrors.length < SHOWN_ERRORS) rowErrors.push({ line: item.line, error: item.error, excerpt: item.excerpt });
   };
   let truncated = false;
+  let encoding: string = read.encoding ?? 'utf-8';
   let pending: ParsedRecord | undefined;
   const deadline = performance.now() + PREVIEW_MAX_MS;
   // Bounded further by the decompressed text: past it the reader throws, and the preview ends there.
   const previewLimits = { ...limits, maxDecompressedBytes: Math.min(limits.maxDecompressedBytes, maxBytes) };
   try {
-    for await (const record of readRecords(bounded, format, { bytes: 0 }, previewLimits, read, report)) {
+    for await (const record of readRecords(bounded, format, { bytes: 0 }, previewLimits, read, report, (found) => (encoding = found))) {
       if (pending) take(pending);
       pending = record;
       if (taken >= maxRows || performance.now() > deadline) {
@@ -263,7 +257,7 @@ export async function previewInput(input: Input, options: PreviewOptions): Promi
     );
   return {
     format,
-    encoding: format === 'xlsx' ? 'utf-8' : (report?.encoding ?? encodingOf(head, read)),
+    encoding: format === 'xlsx' ? 'utf-8' : encoding,
     dialect: report ?? null,
     columns,
     rows: rows.map((row) => (row.length < width ? [...row, ...Array<null>(width - row.length).fill(null)] : row)),
