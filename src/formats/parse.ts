@@ -156,7 +156,6 @@ async function peek(bytes: AsyncIterable<Buffer>): Promise<[Buffer, AsyncGenerat
   return [Buffer.concat(read).subarray(0, 4), whole];
 }
 
-
 /** Where a job's bytes come from. */
 export interface Input {
   /** The bytes as a file on this machine, when they are one (a zip is read from a file). */

@@ -152,19 +152,21 @@ async function headOf(
   };
 }
 
-/** The encoding the text is read in: the one given, or UTF-16 by its byte order mark, else UTF-8. */
-/** A stage row (COPY text: the record number, then each value, \N for NULL) as the values it loads. */
-function stagedValues(text: string): (string | null)[] {
+/**
+ * A stage row (COPY text: the record number, then each value, \N for NULL) as the values it
+ * loads. JSON values are staged as their JSON text: a string is shown as the text it loads as.
+ */
+function stagedValues(text: string, json: boolean): (string | null)[] {
   return text
     .split('\t')
     .slice(1)
-    .map((value) =>
-      value === '\\N'
-        ? null
-        : value.includes('\\')
-          ? value.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : c === 't' ? '\t' : c))
-          : value,
-    );
+    .map((staged) => {
+      if (staged === '\\N') return null;
+      const value = staged.includes('\\')
+        ? staged.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : c === 't' ? '\t' : c))
+        : staged;
+      return json && value.startsWith('"') ? (JSON.parse(value) as string) : value;
+    });
 }
 
 export interface PreviewOptions {
@@ -213,7 +215,7 @@ export async function previewInput(input: Input, options: PreviewOptions): Promi
     if (record.columns !== undefined) loader.header(record.columns);
     const item = record.error === undefined ? loader.row(record, recordNo) : record;
     if ('text' in item) {
-      if (rows.length < SHOWN_ROWS) rows.push(stagedValues(item.text));
+      if (rows.length < SHOWN_ROWS) rows.push(stagedValues(item.text, format === 'json' || format === 'ndjson'));
     } else if (rowErrors.length < SHOWN_ERRORS) rowErrors.push({ line: item.line, error: item.error, excerpt: item.excerpt });
   };
   let truncated = false;
