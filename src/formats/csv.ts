@@ -696,9 +696,13 @@ function csvReader(o: ReaderOptions) {
     }
   }
 
-  /** Lines after the end of the table: only counted. */
-  function skipRest(chunk: string, i: number): void {
-    for (; i < chunk.length; i++) {
+  /**
+   * Skips whole lines, quotes or not, counting them: up to line `until` (the lines above the
+   * table), or to the end of the chunk (after the table, noting the last line with content).
+   * Returns where it stopped.
+   */
+  function skipLines(chunk: string, i: number, until = Infinity): number {
+    for (; i < chunk.length && line <= until; i++) {
       const c = chunk.charCodeAt(i);
       if (c === 0x0d) {
         line++;
@@ -711,20 +715,6 @@ function csvReader(o: ReaderOptions) {
         lastContent = line;
       }
     }
-  }
-
-  /** The lines above the table (`skipLines`): skipped as lines, quotes or not. */
-  function skipAbove(chunk: string, i: number): number {
-    for (; i < chunk.length && line <= o.skipLines; i++) {
-      const c = chunk.charCodeAt(i);
-      if (c === 0x0d) {
-        line++;
-        afterCR = true;
-      } else if (c === 0x0a) {
-        if (!afterCR) line++;
-        afterCR = false;
-      } else afterCR = false;
-    }
     return i;
   }
 
@@ -735,9 +725,12 @@ function csvReader(o: ReaderOptions) {
       first = false;
       if (chunk.charCodeAt(0) === 0xfeff) i = 1;
     }
-    if (ended) return skipRest(chunk, i);
+    if (ended) {
+      skipLines(chunk, i);
+      return;
+    }
     if (line <= o.skipLines) {
-      i = skipAbove(chunk, i);
+      i = skipLines(chunk, i, o.skipLines);
       if (line <= o.skipLines) return;
     }
     scan(chunk, i);
