@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGzip } from 'node:zlib';
 import { jiraCsv } from './jira-csv.js';
-import { ingestThroughIntake, mb } from './run-intake.js';
+import { dropDatabase, freshDatabase, ingestThroughIntake, mb } from './run-intake.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const commit = process.argv[2];
@@ -31,15 +31,6 @@ if (!commit || !base) {
 }
 const work = mkdtempSync(join(tmpdir(), 'intake-compare-'));
 const tree = join(work, 'other');
-
-function database(name: string): string {
-  execFileSync('psql', [base!, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, '-c', `CREATE DATABASE ${name}`], {
-    stdio: 'ignore',
-  });
-  const url = new URL(base!);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
@@ -59,7 +50,7 @@ try {
   const paths = {
     '(b) PostgreSQL append': (root: string, n: number) =>
       ingestThroughIntake(
-        { DATABASE_URL: database(`intake_compare_${n}`), DATA_DIR: join(work, `pg-${n}`) },
+        { DATABASE_URL: freshDatabase(base, `intake_compare_${n}`), DATA_DIR: join(work, `pg-${n}`) },
         csv,
         'jira.csv',
         '?dataset=jira',
@@ -67,7 +58,7 @@ try {
       ),
     '(g) PostgreSQL gzip   ': (root: string, n: number) =>
       ingestThroughIntake(
-        { DATABASE_URL: database(`intake_compare_${n}`), DATA_DIR: join(work, `gz-${n}`) },
+        { DATABASE_URL: freshDatabase(base, `intake_compare_${n}`), DATA_DIR: join(work, `gz-${n}`) },
         gz,
         'jira.csv.gz',
         '?dataset=jira',
@@ -84,7 +75,7 @@ try {
       if (round % 2 === 1) order.reverse();
       for (const [name, root] of order) {
         const result = await run(root, ++n);
-        execFileSync('psql', [base, '-qc', `DROP DATABASE IF EXISTS intake_compare_${n} WITH (FORCE)`], { stdio: 'ignore' });
+        dropDatabase(base, `intake_compare_${n}`);
         rmSync(join(work, `embedded-${n}`), { recursive: true, force: true });
         ((times[path] ??= {})[name] ??= []).push(result.ms);
         console.log(`round ${round + 1} ${path} ${name.padEnd(8)} ${seconds(result.ms)}`);

@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { createGzip } from 'node:zlib';
 import { openPglite } from '../src/storage/pglite.js';
 import { jiraCsv } from './jira-csv.js';
-import { ingestThroughIntake, mb, statusLatency, type IngestRun } from './run-intake.js';
+import { dropDatabase, freshDatabase, ingestThroughIntake, mb, statusLatency, type IngestRun } from './run-intake.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // The last commit before datasets: its ingestion kept every record as JSONB in ingest_records.
@@ -43,18 +43,7 @@ async function write(path: string, chunks: Iterable<string>): Promise<void> {
   await new Promise<void>((resolve) => out.end(() => resolve()));
 }
 
-function database(name: string): string {
-  execFileSync('psql', [base!, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, '-c', `CREATE DATABASE ${name}`], {
-    stdio: 'ignore',
-  });
-  const url = new URL(base!);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-function dropDatabase(name: string): void {
-  execFileSync('psql', [base!, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' });
-}
+const database = (name: string) => freshDatabase(base, name);
 
 const psql = (url: string, ...commands: string[]) =>
   execFileSync('psql', [url, '-qAt', ...commands.flatMap((c) => ['-c', c])], { encoding: 'utf8' });
@@ -106,7 +95,7 @@ try {
   console.log(
     `${intakeLine('(g) Intake gzip, PG     ', gzipped, floorMs)}\n      ${mb(statSync(gz).size)} gzipped; × the plain append ${(gzipped.ms / append.ms).toFixed(2)}`,
   );
-  dropDatabase('intake_bench_pg');
+  dropDatabase(base, 'intake_bench_pg');
 
   // (p) pgloader, when installed: the CSV into a typed table.
   if (spawnSync('pgloader', ['--version']).status === 0) {
@@ -123,7 +112,7 @@ try {
     ]);
     const ms = timed(() => execFileSync('pgloader', ['--quiet', load], { stdio: 'ignore' }));
     const loaded = psql(url, 'SELECT count(*) FROM jira').trim();
-    dropDatabase('intake_bench_pgloader');
+    dropDatabase(base, 'intake_bench_pgloader');
     console.log(`(p) pgloader              ${seconds(ms)} ${rate(ms)}  × floor ${(ms / floorMs).toFixed(2)}  (${loaded} rows)`);
   } else console.log('(p) pgloader              not installed (apt-get install pgloader)');
 
@@ -134,7 +123,7 @@ try {
       symlinkSync(join(ROOT, 'node_modules'), join(tree, 'node_modules'));
       const url = database('intake_bench_jsonb');
       const run = await ingestThroughIntake({ DATABASE_URL: url, DATA_DIR: join(work, 'jsonb-data') }, csv, 'jira.csv', '', tree);
-      dropDatabase('intake_bench_jsonb');
+      dropDatabase(base, 'intake_bench_jsonb');
       console.log(intakeLine(`(j) JSONB path (${BASELINE_COMMIT})`, run, floorMs));
     } finally {
       spawnSync('git', ['-C', ROOT, 'worktree', 'remove', '--force', tree], { stdio: 'ignore' });

@@ -116,3 +116,15 @@ export const mb = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(0)} MB`;
 export function statusLatency(run: IngestRun): string {
   return `GET /api/job while loading: p50 ${run.statusP50Ms.toFixed(0)} ms, p99 ${run.statusP99Ms.toFixed(0)} ms, max ${run.statusMaxMs.toFixed(0)} ms`;
 }
+
+/** A new, empty database `name` on the server of `base` (dropped first if it is there), and its URL. */
+export function freshDatabase(base: string, name: string): string {
+  execFileSync('psql', [base, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, '-c', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export function dropDatabase(base: string, name: string): void {
+  execFileSync('psql', [base, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' });
+}

@@ -21,6 +21,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/core/job.js';
+import { random } from './random.js';
 import { FAST, backends, createSandbox, getJson, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
 
 // A fixed seed by default, so a run is the same everywhere (CI); MESSY_FUZZ_SEED=random explores
@@ -40,22 +41,10 @@ if (!Number.isSafeInteger(SEED) || !Number.isSafeInteger(TABLES) || TABLES < 1)
 // ---------------------------------------------------------------------------------------------
 // Randomness, seeded
 
-/** mulberry32: a small PRNG good enough for test data, the same on every machine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Dice {
   private readonly next: () => number;
   constructor(seed: number) {
-    this.next = prng(seed);
+    this.next = random(seed).next;
   }
   int(min: number, max: number): number {
     return min + Math.floor(this.next() * (max - min + 1));

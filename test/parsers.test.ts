@@ -13,6 +13,7 @@ import { parseNdjson } from '../src/formats/ndjson.js';
 import { readRecords, type Input } from '../src/formats/parse.js';
 import { hasNulEscape, type ParsedRecord } from '../src/formats/record.js';
 import { xlsxOf } from './files.js';
+import { random, type Random } from './random.js';
 
 /** A local file as an input. */
 const fileInput = (path: string): Input => ({
@@ -106,22 +107,6 @@ async function failure(parser: Parser, text: string): Promise<string> {
   expect(outcome.error, `parsing ${JSON.stringify(text.slice(0, 80))} should fail`).toBeDefined();
   return outcome.error!;
 }
-
-/** A small deterministic PRNG (mulberry32), so fuzz failures reproduce. */
-function random(seed: number) {
-  const next = () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!,
-  };
-}
-type Random = ReturnType<typeof random>;
 
 const linesBefore = (text: string, end: number) => 1 + (text.slice(0, end).match(/\r\n|\r|\n/g)?.length ?? 0);
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCsv, type CsvDialect, type CsvReport } from '../src/formats/csv.js';
 import { DEFAULT_LIMITS } from '../src/formats/limits.js';
 import { findTable, joinHeader, sniffCsv, tableWidth, type Delimiter, type Escape, type Quote } from '../src/formats/sniff.js';
+import { random } from './random.js';
 
 async function* feed(chunks: string[]): AsyncGenerator<string> {
   for (const chunk of chunks) yield chunk;
@@ -392,21 +393,6 @@ describe('parseCsv on adversarial input', () => {
     expect(out).toEqual(['CSV error on line 2: field 2 is longer than 1000 characters (MAX_FIELD_LENGTH)', ['2', '3']]);
   });
 });
-
-/** A small deterministic PRNG (mulberry32), so failures reproduce. */
-function random(seed: number) {
-  const next = () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!,
-  };
-}
 
 describe('parseCsv property: random tables in random dialects', () => {
   const DIALECTS: [Delimiter, Quote, Escape][] = [

@@ -164,6 +164,8 @@ interface ReaderOptions {
   ragged: Ragged;
   /** What each column holds (the sniffer's): a row whose first value does not fit is no data row. */
   kinds?: readonly (CellKind | undefined)[];
+  /** Rows end with a delimiter the header lacks: a last field left empty after the table's is none. */
+  trailing?: boolean;
   /** When given, every record is only collected here (the sample's rows, to find the table in). */
   rows?: SampleRow[];
 }
@@ -282,7 +284,10 @@ function csvReader(o: ReaderOptions) {
       : rawHead + chunk.slice(textStart, Math.min(end, textStart + TEXT_KEPT - rawHead.length));
 
   const fits = (count: number) =>
-    count === width || (ragged === 'pad' && count < width && count > 1) || (ragged === 'ignore_extra' && count > width);
+    count === width ||
+    (o.trailing === true && count === width + 1) ||
+    (ragged === 'pad' && count < width && count > 1) ||
+    (ragged === 'ignore_extra' && count > width);
 
   function setKeys(names: string[]): void {
     keys = names;
@@ -312,9 +317,38 @@ function csvReader(o: ReaderOptions) {
     return split.length === 1 && split[0]!.length === width;
   }
 
+  /**
+   * A row of the table that does not fit, written as another writer would have (a row joined
+   * with `;` in a comma file, one quoted with `'` in a file quoted with `"`): read so when that
+   * gives exactly the table's fields. Another delimiter only where the file's own is missing
+   * from the row, in a table of 3 columns or more (one `|` in a text is no evidence), never a
+   * space, and never one written with a space after it (`a; b` is text).
+   */
+  function otherDialect(r: Read): void {
+    if (width < 2 || r.text.length >= TEXT_KEPT) return;
+    // (The other quote only in a row without the file's own: that would unquote its fields.)
+    const tries: [Delimiter, Quote][] = r.text.includes(o.quote) ? [] : [[o.delimiter, o.quote === '"' ? "'" : '"']];
+    if (r.count === 1 && width >= 3)
+      for (const d of [',', ';', '\t', '|'] as const) if (d !== o.delimiter[0] && !r.text.includes(`${d} `)) tries.push([d, o.quote]);
+    for (const [delimiter, quote] of tries) {
+      const split = splitSample(r.text, delimiter, quote, o.escape, 2, false);
+      if (split.length !== 1 || split[0]!.length !== width) continue;
+      r.values = split[0]!.map((cell) => cell.text);
+      r.count = width;
+      const empty = split[0]!.flatMap((cell, k) => (cell.quoted && cell.text === '' ? [k] : []));
+      r.emptyQuoted = empty.length > 0 ? empty : undefined;
+      return;
+    }
+  }
+
   /** A record that fits the table (or is let in by `ragged`), or a row error. */
   function emit(r: Read): void {
     const columns = keys!;
+    if (o.trailing && r.count === width + 1 && r.values[width] === '' && !r.emptyQuoted?.includes(width)) {
+      r.values.length = width;
+      r.count = width;
+    }
+    if (r.count !== width && r.problem === undefined && ragged === 'error') otherDialect(r);
     let values = r.values;
     if (r.count !== width && r.problem === undefined) {
       if (ragged === 'pad' && r.count < width) {
@@ -862,11 +896,22 @@ export async function* parseCsv(
   );
   // Under `ragged`, a header right over the rows may be narrower than most of them (trailing
   // delimiters, notes: ignore_extra) or wider (missing trailing fields: pad): the table is its width.
+  // Without it, rows that all end with a delimiter the header lacks (`1,2,3,` under `a,b,c`) are
+  // the header's width, each with an empty field after its last.
   const first = rows.findIndex((r) => r.fields.length === width);
   const over = rows[first - 1];
+  let trailing = false;
   if (over && over.line === rows[first]!.line - 1 && over.fields.length >= 2 && dialect.headerRow === undefined) {
     if (read.ragged === 'ignore_extra' ? over.fields.length < width : read.ragged === 'pad' && over.fields.length > width)
       width = over.fields.length;
+    else if (
+      over.fields.length === width - 1 &&
+      over.fields[width - 2]!.trim() !== '' &&
+      rows.slice(first).every((r) => r.fields.length !== width || r.fields[width - 1] === '')
+    ) {
+      width = over.fields.length;
+      trailing = true;
+    }
   }
   const table = findTable(rows, width, dialect, sniffed.delimiter);
   const headerRows = dialect.header === false ? 0 : table.headerRows;
@@ -891,7 +936,7 @@ export async function* parseCsv(
     } satisfies CsvReport);
   }
 
-  const reader = csvReader({ ...read, width, skipLines: table.skipLines, headerRows, kinds: table.kinds });
+  const reader = csvReader({ ...read, width, skipLines: table.skipLines, headerRows, kinds: table.kinds, trailing });
   const fillHeader = () => {
     if (report && reader.columns !== null && report.columns.length === 0) {
       report.columns = [...reader.columns];
