@@ -346,7 +346,13 @@ describe.each(backends())('live status ($name)', (backend) => {
       const done = await waitForJob(server.url, jobId, 90_000);
       expect(done.status).toBe('completed');
       const finalText = (await readJob(`${server.url}/api/job/${jobId}`)).text;
-      expect(await redis!.get(cacheKey(jobId))).toBe(finalText);
+      // The worker's own write of the final state (a mark, then the value) may still be on its way.
+      let cached = await redis!.get(cacheKey(jobId));
+      for (let i = 0; i < 50 && cached !== finalText; i++) {
+        await sleep(100);
+        cached = await redis!.get(cacheKey(jobId));
+      }
+      expect(cached).toBe(finalText);
 
       // ... and only now gets to fill the cache with what it read.
       const cache = createStatusCache(new Redis(process.env.REDIS_URL!), {
