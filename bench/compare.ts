@@ -47,24 +47,11 @@ try {
   execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: tree, stdio: 'inherit' });
 
   const checkouts = { this: ROOT, [commit]: tree };
-  const paths = {
-    '(b) PostgreSQL append': (root: string, n: number) =>
-      ingestThroughIntake(
-        { DATABASE_URL: freshDatabase(base, `intake_compare_${n}`), DATA_DIR: join(work, `pg-${n}`) },
-        csv,
-        'jira.csv',
-        '?dataset=jira',
-        root,
-      ),
-    '(g) PostgreSQL gzip   ': (root: string, n: number) =>
-      ingestThroughIntake(
-        { DATABASE_URL: freshDatabase(base, `intake_compare_${n}`), DATA_DIR: join(work, `gz-${n}`) },
-        gz,
-        'jira.csv.gz',
-        '?dataset=jira',
-        root,
-      ),
-    '(e) embedded append   ': (root: string, n: number) =>
+  const onPostgres = (n: number) => ({ DATABASE_URL: freshDatabase(base, `intake_compare_${n}`), DATA_DIR: join(work, `pg-${n}`) });
+  const paths: Record<string, (root: string, n: number) => ReturnType<typeof ingestThroughIntake>> = {
+    '(b) PostgreSQL append': (root, n) => ingestThroughIntake(onPostgres(n), csv, 'jira.csv', '?dataset=jira', root),
+    '(g) PostgreSQL gzip   ': (root, n) => ingestThroughIntake(onPostgres(n), gz, 'jira.csv.gz', '?dataset=jira', root),
+    '(e) embedded append   ': (root, n) =>
       ingestThroughIntake({ DATA_DIR: join(work, `embedded-${n}`) }, csv, 'jira.csv', '?dataset=jira', root),
   };
   const times: Record<string, Record<string, number[]>> = {};

@@ -295,19 +295,23 @@ function csvReader(o: ReaderOptions) {
     hasProto = keys.includes('__proto__');
   }
 
+  /** Reads a record again from its text with another delimiter or quote; taken (true) when that gives exactly the table's fields. */
+  function readAs(r: Read, delimiter: Delimiter, quote: Quote, spaceRuns = true): boolean {
+    const split = splitSample(r.text, delimiter, quote, o.escape, 2, spaceRuns);
+    if (split.length !== 1 || split[0]!.length !== width) return false;
+    r.values = split[0]!.map((cell) => cell.text);
+    r.count = width;
+    const empty = split[0]!.flatMap((cell, k) => (cell.quoted && cell.text === '' ? [k] : []));
+    r.emptyQuoted = empty.length > 0 ? empty : undefined;
+    return true;
+  }
+
   /**
    * A record of too few fields with a space delimiter, read again with each space one delimiter:
    * an empty field is written as nothing between two spaces (or before the first, after the
    * last), where runs of spaces align columns. Taken when it then fits the table.
    */
-  function singleSpaced(r: Read): void {
-    const split = splitSample(r.text, ' ', o.quote, o.escape, 2, false);
-    if (split.length !== 1 || split[0]!.length !== width) return;
-    r.values = split[0]!.map((cell) => cell.text);
-    r.count = width;
-    const empty = split[0]!.flatMap((cell, k) => (cell.quoted && cell.text === '' ? [k] : []));
-    r.emptyQuoted = empty.length > 0 ? empty : undefined;
-  }
+  const singleSpaced = (r: Read) => readAs(r, ' ', o.quote, false);
 
   /** Whether a record of `count` fields, `raw` as written, fits the table (with spaces, maybe each space one delimiter). */
   function countFits(count: number, raw: string): boolean {
@@ -330,15 +334,7 @@ function csvReader(o: ReaderOptions) {
     const tries: [Delimiter, Quote][] = r.text.includes(o.quote) ? [] : [[o.delimiter, o.quote === '"' ? "'" : '"']];
     if (r.count === 1 && width >= 3)
       for (const d of [',', ';', '\t', '|'] as const) if (d !== o.delimiter[0] && !r.text.includes(`${d} `)) tries.push([d, o.quote]);
-    for (const [delimiter, quote] of tries) {
-      const split = splitSample(r.text, delimiter, quote, o.escape, 2, false);
-      if (split.length !== 1 || split[0]!.length !== width) continue;
-      r.values = split[0]!.map((cell) => cell.text);
-      r.count = width;
-      const empty = split[0]!.flatMap((cell, k) => (cell.quoted && cell.text === '' ? [k] : []));
-      r.emptyQuoted = empty.length > 0 ? empty : undefined;
-      return;
-    }
+    tries.some(([delimiter, quote]) => readAs(r, delimiter, quote, false));
   }
 
   /** A record that fits the table (or is let in by `ragged`), or a row error. */
