@@ -93,7 +93,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     tracker,
     events,
     uploads,
-    imports: importSettings(config),
+    imports: importSettings(config, sqlRole),
     batchSize: config.batchSize,
     limits: config.limits,
     datasetSchema: config.datasetSchema,

@@ -10,7 +10,7 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 /** A job in one of these states never changes again. */
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed', 'canceled']);
 
-export const SOURCE_TYPES = ['csv_upload', 'json_upload', 'xlsx_upload', 'json_api', 'url_import', 's3_import', 'jira_ingest'] as const;
+export const SOURCE_TYPES = ['csv_upload', 'json_upload', 'xlsx_upload', 'json_api', 'url_import', 's3_import', 'jira_ingest', 'sql_query'] as const;
 export type SourceType = (typeof SOURCE_TYPES)[number];
 
 /** How a stored upload is parsed. */
@@ -201,7 +201,11 @@ export const JOB_FIELDS = {
     nullable: true,
     schema: {
       type: 'object',
-      properties: { jira: { type: 'object', properties: { connection: { type: 'string' }, jql: { type: 'string' } } } },
+      properties: {
+        jira: { type: 'object', properties: { connection: { type: 'string' }, jql: { type: 'string' } } },
+        sql: { type: 'object', properties: { query: { type: 'string' } } },
+      },
+      required: [],
     },
   },
   /** Where the job's end is posted, besides WEBHOOK_URLS (not shown, like source_url). */
@@ -212,7 +216,7 @@ type Fields = typeof JOB_FIELDS;
 export type JobField = keyof Fields;
 export type PayloadField = { [K in JobField]: Fields[K]['payload'] extends true ? K : never }[JobField];
 
-/** The value a JSON schema of the table describes (an object's properties are all required). */
+/** The value a JSON schema of the table describes (an object's properties are all required, or all optional when it says `required: []`). */
 export type JsonValue<S> = S extends { type: readonly [infer T, 'null'] }
   ? JsonValue<Omit<S, 'type'> & { type: T }> | null
   : S extends { enum: readonly (infer E)[] }
@@ -225,9 +229,11 @@ export type JsonValue<S> = S extends { type: readonly [infer T, 'null'] }
           ? boolean
           : S extends { type: 'array'; items: infer I }
             ? JsonValue<I>[]
-            : S extends { type: 'object'; properties: infer P }
-              ? { -readonly [K in keyof P]: JsonValue<P[K]> }
-              : never;
+            : S extends { type: 'object'; properties: infer P; required: readonly [] }
+              ? { -readonly [K in keyof P]?: JsonValue<P[K]> }
+              : S extends { type: 'object'; properties: infer P }
+                ? { -readonly [K in keyof P]: JsonValue<P[K]> }
+                : never;
 type OrNull<F> = F extends { nullable: true } ? null : never;
 type RowValue<S> = S extends { format: 'date-time' } ? Date : JsonValue<S>;
 type ColumnOf<K, F> = F extends { column: infer C extends string } ? C : K;

@@ -14,7 +14,8 @@ import type { Scheduler } from '../runtime/schedules.js';
 import type { UploadStore } from '../sources/uploads.js';
 import { jobRoutes } from './routes/jobs.js';
 import { submitRoutes } from './routes/submit.js';
-import { importRoutes } from './routes/import.js';
+import { importRoutes, importSubmitter } from './routes/import.js';
+import { importSettings } from '../sources/imports.js';
 import { previewRoutes } from './routes/preview.js';
 import { connectionRoutes } from './routes/connections.js';
 import { datasetSchemas, errorPageSchema, errorSchema, jobListSchema, jobSchema, recordPageSchema, submittedJobSchema } from './schemas.js';
@@ -128,17 +129,24 @@ export async function buildApp(deps: AppDeps, options: FastifyHttpOptions<Server
     await api.register(jobRoutes, deps);
     await api.register(eventRoutes, { db: deps.db, events: deps.events, maxStreams: deps.config.maxEventStreams });
     await api.register(rowRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema });
+    const imports = importSettings(deps.config, deps.sqlRole);
     await api.register(submitRoutes, deps);
-    await api.register(importRoutes, deps);
-    await api.register(previewRoutes, { db: deps.db, config: deps.config });
+    await api.register(importRoutes, { ...deps, imports });
+    await api.register(previewRoutes, { db: deps.db, config: deps.config, imports });
     await api.register(connectionRoutes, { db: deps.db, config: deps.config });
-    await api.register(scheduleRoutes, { db: deps.db, config: deps.config, scheduler: deps.scheduler });
+    await api.register(scheduleRoutes, { db: deps.db, config: deps.config, scheduler: deps.scheduler, imports });
     await api.register(datasetRoutes, {
       db: deps.db,
       datasetSchema: deps.config.datasetSchema,
       exportIdleTimeoutMs: deps.config.exportIdleTimeoutMs,
     });
-    await api.register(sqlRoutes, { db: deps.db, datasetSchema: deps.config.datasetSchema, limits: deps.config.sql, role: deps.sqlRole });
+    const submitImport = importSubmitter({ ...deps, imports });
+    await api.register(sqlRoutes, {
+      db: deps.db,
+      sql: imports.sql,
+      exportIdleTimeoutMs: deps.config.exportIdleTimeoutMs,
+      submitInto: (request, reply, { into, ...body }) => submitImport(request, reply, { source: 'sql', dataset: into, ...body }),
+    });
   });
   await app.register(consoleRoutes, { root: deps.consoleDir });
   await app.register(healthRoutes, { db: deps.db, cache: deps.cache, metrics, metricsTokens: deps.config.metricsTokens });

@@ -8,6 +8,8 @@ import { IngestError } from '../core/errors.js';
 import { checkImportUrl, isPublicAddress, openUrl } from '../net/fetch.js';
 import { shownFileName } from '../formats/file-name.js';
 import type { Input } from '../formats/parse.js';
+import type { SqlSettings } from '../storage/sql-query.js';
+import type { SqlRole } from '../storage/sql-role.js';
 
 /** A URL's path percent-decoded, or as written when its escapes are not valid UTF-8 (%zz). */
 function decoded(text: string): string {
@@ -26,15 +28,18 @@ export interface ImportSettings {
   scratchDir: string;
   /** Opens connections' secrets (a Jira pull). */
   secretKey: Buffer | undefined;
+  /** How a derived dataset's query runs (source=sql). */
+  sql: SqlSettings;
 }
 
-export const importSettings = (config: Config): ImportSettings => ({
+export const importSettings = (config: Config, sqlRole: SqlRole): ImportSettings => ({
   allowPrivate: config.importAllowPrivate,
   timeoutMs: config.importTimeoutMs,
   maxBytes: config.maxUploadBytes,
   s3: config.s3,
   scratchDir: config.uploadDir,
   secretKey: config.secretKey,
+  sql: { schema: config.datasetSchema, role: sqlRole, limits: config.sql },
 });
 
 export interface ImportSource {

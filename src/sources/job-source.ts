@@ -1,5 +1,6 @@
 import { IngestError } from '../core/errors.js';
-import type { Queryable } from '../storage/db.js';
+import type { Db } from '../storage/db.js';
+import { sqlSource } from './sql.js';
 import type { JobRow } from '../storage/jobs.js';
 import { importInput, type ImportSettings } from './imports.js';
 import { jiraSource } from './jira.js';
@@ -7,15 +8,17 @@ import type { Source } from './source.js';
 import type { UploadStore } from './uploads.js';
 
 export interface SourceDeps {
-  db: Queryable;
+  db: Db;
   uploads: UploadStore;
   imports: ImportSettings;
 }
 
-/** Where the job reads from: a Jira pull, an import, or its stored upload. Throws IngestError when the upload is gone. */
+/** Where the job reads from: a Jira pull, a query of the datasets, an import, or its stored upload. Throws IngestError when the upload is gone. */
 export async function sourceFor(job: JobRow, deps: SourceDeps): Promise<Source> {
   const jira = job.source?.jira;
   if (jira) return jiraSource(deps.db, deps.imports, jira, job.dataset ?? '');
+  const sql = job.source?.sql;
+  if (sql?.query) return sqlSource(deps.db, deps.imports, sql.query);
   if (job.source_url) return importInput(job.source_url, deps.imports);
   const upload = await deps.uploads.input(job.job_id);
   if (!upload)

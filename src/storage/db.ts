@@ -6,6 +6,8 @@ export interface QueryResult<R> {
   rows: R[];
   /** Rows inserted, updated or deleted (0 for a SELECT on PGlite). */
   rowCount: number;
+  /** The result's columns, in order (duplicate names as they are), with each one's type OID. */
+  fields?: { name: string; typeId: number }[];
 }
 
 export type TextRow = (string | null)[];

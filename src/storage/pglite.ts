@@ -16,7 +16,13 @@ function wrap(conn: Pick<PGlite, 'query' | 'exec'>): Queryable {
   return {
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
       const result = await conn.query<R>(sql, params);
-      return { rows: result.rows, rowCount: result.affectedRows ?? 0 };
+      return {
+        rows: result.rows,
+        rowCount: result.affectedRows ?? 0,
+        get fields() {
+          return result.fields.map((f) => ({ name: f.name, typeId: f.dataTypeID }));
+        },
+      };
     },
     async queryText(sql: string, params?: unknown[]): Promise<TextRow[]> {
       const result = await conn.query<TextRow>(sql, params, { rowMode: 'array', parsers: AS_TEXT });

@@ -122,7 +122,13 @@ function queryable(run: Run): Queryable {
     async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
       const name = params && params.length > 0 ? statementName(sql) : undefined;
       const result = await run((client) => (name ? client.query({ name, text: sql, values: params }) : client.query(sql, params)));
-      return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+      return {
+        rows: result.rows as R[],
+        rowCount: result.rowCount ?? 0,
+        get fields() {
+          return result.fields.map((f) => ({ name: f.name, typeId: f.dataTypeID }));
+        },
+      };
     },
     async queryText(sql: string, params?: unknown[]): Promise<TextRow[]> {
       const result = await run((client) =>

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import { AppError, validationError } from '../../core/errors.js';
 import { datasetNameProblem } from '../../datasets/names.js';
 import { errorRef } from '../schemas.js';
+import { csvField, drained, excelSafe, MAX_EXPORTS } from './export.js';
 import {
   datasetColumns,
   deleteDataset,
@@ -63,10 +64,8 @@ const exportQuerySchema = {
   },
 } as const;
 
-// Rows read per statement of an export; exports at once per process (each holds a connection
-// for its whole length on PostgreSQL, for one consistent view of the dataset).
+// Rows read per statement of an export.
 const EXPORT_BATCH = 5000;
-const MAX_EXPORTS = 4;
 
 const datasetNotFound = (name: string) => new AppError(404, 'dataset_not_found', `No dataset named "${name}"`);
 
@@ -80,27 +79,6 @@ function datasetJson(row: DatasetRow, columns: DatasetColumn[]) {
     updated_at: row.updated_at.toISOString(),
     last_job_id: row.last_job_id,
   };
-}
-
-/** One CSV field: quoted when it holds a delimiter, a quote, a line break or edge spaces; NULL is empty, '' is "". */
-function csvField(value: string | null): string {
-  if (value === null) return '';
-  if (value === '' || /[",\r\n]/.test(value) || value.trim() !== value) return `"${value.replaceAll('"', '""')}"`;
-  return value;
-}
-
-// A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(…), +cmd|…);
-// a plain number is left alone so that negative numbers stay numbers.
-const FORMULA_START = /^[=+\-@\t\r]/;
-const PLAIN_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
-// Control characters a terminal or spreadsheet may act on (escape sequences), but not tab or line breaks.
-const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g;
-
-/** A value made safe to open in a spreadsheet: formulas made text, control characters escaped. */
-function excelSafe(value: string | null): string | null {
-  if (value === null) return null;
-  const escaped = value.replace(CONTROL, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
-  return FORMULA_START.test(escaped) && !PLAIN_NUMBER.test(escaped) ? `'${escaped}` : escaped;
 }
 
 /**
@@ -284,26 +262,3 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
     },
   );
 };
-
-/**
- * Resolves when the stream can take more, or is gone; rejects when it has taken nothing for
- * `timeoutMs` (a client that stopped reading would hold the export's slot and transaction).
- */
-function drained(stream: PassThrough, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
-    const done = () => {
-      clearTimeout(timer);
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    timer = setTimeout(() => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      reject(new Error(`the client took nothing for ${timeoutMs} ms (EXPORT_IDLE_TIMEOUT_MS): export cut off`));
-    }, timeoutMs);
-    stream.once('drain', done);
-    stream.once('close', done);
-  });
-}

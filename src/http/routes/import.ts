@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Config } from '../../config.js';
-import { importSettings } from '../../sources/imports.js';
-import { prepareImport } from '../../jobs/import-job.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ImportSettings } from '../../sources/imports.js';
+import { prepareImport, type ImportRequest } from '../../jobs/import-job.js';
 import { submitJob, type SubmitDeps } from '../../jobs/submit.js';
 import type { NewJob } from '../../storage/jobs.js';
 import { errorRef, idempotencyHeaders, loadOptionProperties, MAX_ERRORS_LIMIT } from '../schemas.js';
@@ -15,8 +16,15 @@ export const importBodySchema = {
   properties: {
     source: {
       type: 'string',
-      enum: ['url', 'jira'],
-      description: 'url (default): read `url`; jira: pull the issues `jql` selects through `connection`, merged on their id',
+      enum: ['url', 'jira', 'sql'],
+      description:
+        'url (default): read `url`; jira: pull the issues `jql` selects through `connection`, merged on their id; sql: save the whole result of the SELECT `sql` (over the datasets, as POST /api/sql runs it) as `dataset`',
+    },
+    sql: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 100_000,
+      description: 'source=sql: one SELECT over the datasets; its columns keep their types (cast them in the query)',
     },
     connection: { type: 'string', maxLength: 100, description: 'source=jira: the id of a saved connection (POST /api/connections)' },
     jql: {
@@ -58,17 +66,41 @@ export const importBodySchema = {
   },
 } as const;
 
-export const importRoutes: FastifyPluginAsyncJsonSchemaToTs<{
-  Options: Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config };
-}> = async (app, deps) => {
-  const { config } = deps;
-  const settings = importSettings(config);
+type ImportDeps = Omit<SubmitDeps, 'log' | 'allowPrivate'> & { config: Config; imports: ImportSettings };
+
+/** Submits an import request as a job: 202 with the queued job, or 200 with the one an Idempotency-Key already made. */
+export function importSubmitter(deps: ImportDeps) {
+  const { config, imports } = deps;
+  return async (request: FastifyRequest, reply: FastifyReply, body: ImportRequest) => {
+    const key = request.headers['idempotency-key'];
+    const idempotency =
+      typeof key === 'string'
+        ? {
+            key,
+            fingerprint: createHash('sha256')
+              .update(`import\0${JSON.stringify(body)}`)
+              .digest('hex'),
+          }
+        : undefined;
+    const job = await prepareImport({ db: deps.db, settings: imports }, body);
+    const { row, replayed } = await submitJob(
+      { ...deps, log: request.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets },
+      { jobId: randomUUID(), ...job },
+      idempotency,
+    );
+    if (replayed) reply.header('idempotent-replayed', 'true');
+    return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
+  };
+}
+
+export const importRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: ImportDeps }> = async (app, deps) => {
+  const submit = importSubmitter(deps);
   app.post(
     '/api/import',
     {
       schema: {
         summary:
-          'Import a file by URL (https, or s3://bucket/key): answers at once with the queued job, whose worker streams the file itself',
+          'Import a file by URL (https, or s3://bucket/key), a Jira pull or a query of the datasets: answers at once with the queued job, whose worker reads the source itself',
         tags: ['submit'],
         body: importBodySchema,
         headers: idempotencyHeaders('Makes the import safe to repeat (see POST /api/upload)'),
@@ -83,27 +115,6 @@ export const importRoutes: FastifyPluginAsyncJsonSchemaToTs<{
         },
       },
     },
-    async (request, reply) => {
-      const body = request.body;
-      const key = request.headers['idempotency-key'];
-      const idempotency = key
-        ? {
-            key,
-            fingerprint: createHash('sha256')
-              .update(`import\0${JSON.stringify(body)}`)
-              .digest('hex'),
-          }
-        : undefined;
-      const submit = async (job: Omit<NewJob, 'jobId'>) => {
-        const { row, replayed } = await submitJob(
-          { ...deps, log: request.log, allowPrivate: config.importAllowPrivate, maxDatasets: config.maxDatasets },
-          { jobId: randomUUID(), ...job },
-          idempotency,
-        );
-        if (replayed) reply.header('idempotent-replayed', 'true');
-        return sendJob(reply, replayed ? 200 : 202, row, config.publicUrl);
-      };
-      return submit(await prepareImport({ db: deps.db, settings }, body));
-    },
+    async (request, reply) => submit(request, reply, request.body),
   );
 };

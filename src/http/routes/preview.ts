@@ -9,6 +9,7 @@ import { LOAD_OPTION_NAMES, loadOptions, type LoadOptions } from '../../datasets
 import { shownFileName } from '../../formats/file-name.js';
 import { formatOfName, type Input } from '../../formats/parse.js';
 import { prepareImport, type ImportRequest } from '../../jobs/import-job.js';
+import type { ImportSettings } from '../../sources/imports.js';
 import {
   previewInput,
   unknownSchemaKeys,
@@ -158,8 +159,10 @@ async function multipartFile(request: FastifyRequest, query: Query, config: Conf
   }
 }
 
-export const previewRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; config: Config } }> = async (app, { db, config }) => {
-  const settings = importSettings(config);
+export const previewRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; config: Config; imports: ImportSettings } }> = async (
+  app,
+  { db, config, imports: settings },
+) => {
   app.addSchema(previewSchema);
   // Any other body is the file itself, read as a stream (never held whole).
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));

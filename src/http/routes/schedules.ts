@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../../config.js';
 import { AppError, validationError } from '../../core/errors.js';
 import { isUuid } from '../../core/ids.js';
-import { importSettings } from '../../sources/imports.js';
+import type { ImportSettings } from '../../sources/imports.js';
 import { prepareImport, type ImportRequest } from '../../jobs/import-job.js';
 import { checkCallback } from '../../jobs/submit.js';
 import { MAX_EVERY_MS, MIN_EVERY_MS, parseEvery, type Scheduler } from '../../runtime/schedules.js';
@@ -95,11 +95,9 @@ const withoutQuery = (raw: unknown) => {
   }
 };
 
-export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: { db: Db; config: Config; scheduler: Scheduler } }> = async (
-  app,
-  { db, config, scheduler },
-) => {
-  const settings = importSettings(config);
+export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{
+  Options: { db: Db; config: Config; scheduler: Scheduler; imports: ImportSettings };
+}> = async (app, { db, config, scheduler, imports: settings }) => {
 
   /** The payloads of these jobs, read in one statement. */
   async function payloadsOf(ids: string[]): Promise<Map<string, { payload: string }>> {
