@@ -300,7 +300,7 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
   });
 
-  it('sql prints the rows as a table or NDJSON, every digit kept, and says when the answer was truncated', async () => {
+  it('sql prints the rows as a table or the answer as JSON, every digit kept, and says when the answer was truncated', async () => {
     const query = 'SELECT id, qty, unit_price, note FROM orders ORDER BY id';
     expect(await run('sql', query)).toEqual({
       code: 0,
@@ -315,12 +315,12 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect(await run('sql', query, '--json')).toEqual({
       code: 0,
       stdout:
-        '{"id":1,"qty":2,"unit_price":10.50,"note":"first"}\n' +
-        '{"id":2,"qty":5,"unit_price":9.99,"note":"changed"}\n' +
-        '{"id":3,"qty":1,"unit_price":12345678901234567890.5,"note":"new"}\n' +
-        '{"id":4,"qty":2.5,"unit_price":null,"note":null}\n',
+        '{"columns":[{"name":"id","type":"bigint"},{"name":"qty","type":"numeric"},{"name":"unit_price","type":"numeric"},{"name":"note","type":"text"}],' +
+        '"rows":[[1,2,10.50,"first"],[2,5,9.99,"changed"],[3,1,12345678901234567890.5,"new"],[4,2.5,null,null]],"truncated":false}\n',
       stderr: '',
     });
+    // Columns in the query's order, a name given twice shown twice.
+    expect((await run('sql', 'SELECT 1 AS a, 2 AS a, id FROM orders WHERE id = 1')).stdout).toBe('a  a  id\n1  2  1\n');
     const control = await run('sql', "SELECT chr(27) || '[2J' AS evil, json_build_object('n', 12345678901234567890) AS doc");
     expect(control.stdout).toBe('evil       doc\n\\u001b[2J  {"n":12345678901234567890}\n');
 
@@ -330,7 +330,8 @@ describe.each(backends())('intake CLI ($name)', (backend) => {
     expect(many.stdout.trim().split('\n')).toHaveLength(1001);
     expect(many.stderr).toBe('truncated: the query has more rows than the 1,000 here (narrow it, or add a LIMIT)\n');
     const manyJson = await run('sql', 'SELECT id FROM many', '--json');
-    expect(manyJson.stdout.trim().split('\n')).toHaveLength(1000);
+    expect(JSON.parse(manyJson.stdout)).toMatchObject({ rows: expect.any(Array), truncated: true });
+    expect(JSON.parse(manyJson.stdout).rows).toHaveLength(1000);
     expect(manyJson.stderr).toBe(many.stderr);
 
     const refused = await run('sql', 'DELETE FROM orders');

@@ -505,14 +505,45 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
         .sort(),
     ).toEqual(exported.slice(1, -1).sort()); // nothing here looks like a formula
 
-    // A query, then one the server refuses, which the page shows.
-    await page.getByLabel('SQL').fill('SELECT sum(qty) AS total, count(*) AS orders FROM datasets.orders_2026');
+    await page.screenshot({ path: join(shots, 'dataset.png'), fullPage: true });
+
+    // The dataset links to the query page with a starter query.
+    await page.getByRole('link', { name: 'Query it' }).click();
+    await page.waitForURL('**/query?sql=*');
+    expect(await page.getByLabel('SQL').inputValue()).toBe('SELECT * FROM orders_2026 LIMIT 100');
+    // Columns in the query's order, a name given twice shown twice, the row count and the time.
+    const sql = 'SELECT sum(qty) AS total, count(*) AS orders, 1 AS orders FROM datasets.orders_2026';
+    await page.getByLabel('SQL').fill(sql);
     await page.getByRole('button', { name: 'Run query' }).click();
     const result = page.locator('table.sql-rows');
-    await expect.poll(() => result.locator('thead th').allTextContents()).toEqual(['total', 'orders']);
-    expect(await result.locator('tbody td').allTextContents()).toEqual(['13', '4']);
-    expect(await page.locator('.sql-count').textContent()).toBe('1 row');
-    await page.screenshot({ path: join(shots, 'dataset.png'), fullPage: true });
+    await expect.poll(() => result.locator('thead th').allTextContents()).toEqual(['total', 'orders', 'orders']);
+    expect(await result.locator('tbody td').allTextContents()).toEqual(['13', '4', '1']);
+    expect(await page.locator('.sql-count').textContent()).toMatch(/^1 row in \d[\d,]* ms\.$/);
+    await page.screenshot({ path: join(shots, 'query.png'), fullPage: true });
+    // The download is the server's stream, byte for byte.
+    const [queried] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
+    expect(queried.suggestedFilename()).toBe('query.csv');
+    const streamed = await fetch(`${server.url}/api/sql/export?format=csv`, {
+      method: 'POST',
+      body: JSON.stringify({ sql }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(readFileSync(await queried.path(), 'utf8')).toBe(await streamed.text());
+    // Saved as a dataset: a job, whose page the console opens.
+    await page.getByLabel('SQL').fill('SELECT sku, qty * 2 AS twice FROM orders_2026');
+    await page.getByLabel('Save the result as dataset').fill('orders_doubled');
+    await page.getByRole('button', { name: 'Save as dataset' }).click();
+    await page.waitForURL('**/jobs/*');
+    await expect.poll(() => page.locator('[data-status]').first().getAttribute('data-status'), { timeout: 30_000 }).toBe('completed');
+    expect((await getJson(`${server.url}/api/datasets/orders_doubled`)).body).toMatchObject({
+      row_count: 4,
+      columns: [
+        { name: 'sku', type: 'text' },
+        { name: 'twice', type: 'bigint' },
+      ],
+    });
+    await page.goBack();
+    // A query the server refuses: the page says why.
     await page.getByLabel('SQL').fill('DELETE FROM datasets.orders_2026');
     await page.getByLabel('SQL').press('Control+Enter');
     await expect.poll(() => page.locator('.notice-error').textContent()).toMatch(/^The query was refused: only SELECT queries run here/);

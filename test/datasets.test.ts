@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/core/job.js';
 import { xlsxOf } from './files.js';
-import { FAST, backends, createSandbox, getJson, recordsOf, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { FAST, backends, createSandbox, getJson, recordsOf, startServer, waitForJob, type Sandbox, type TestServer, rowObjects } from './helpers.js';
 
 interface Column {
   name: string;
@@ -411,7 +411,7 @@ describe.each(backends())('datasets ($name)', (backend) => {
       body: '{"sql": "SELECT q, r, 1 AS q2 FROM aliases"}',
       headers: { 'content-type': 'application/json' },
     });
-    expect(await res.json()).toEqual({ rows: [{ q: 3, r: { x: 1 }, q2: 1 }], truncated: false });
+    expect(rowObjects(await res.json())).toEqual({ rows: [{ q: 3, r: { x: 1 }, q2: 1 }], truncated: false });
   });
 
   it('answers 404, 409 and 422 as it should', async () => {
@@ -502,7 +502,7 @@ describe.each(backends())('datasets ($name)', (backend) => {
         body: JSON.stringify({ sql: text }),
         headers: { 'content-type': 'application/json' },
       });
-      return { status: res.status, body: await res.json() };
+      return { status: res.status, body: rowObjects(await res.json()) };
     };
     expect(await query('SELECT id, name FROM people; ')).toEqual({
       status: 200,
@@ -526,7 +526,7 @@ describe.each(backends())('datasets ($name)', (backend) => {
         headers: { 'content-type': 'application/json' },
       })
     ).text();
-    expect(text).toBe('{"rows":[{"big":123456789012345678901234567890}],"truncated":false}');
+    expect(text).toBe('{"columns":[{"name":"big","type":"numeric"}],"rows":[[123456789012345678901234567890]],"truncated":false}');
     expect((await query(`SELECT id FROM ${many}`)).body.truncated).toBe(true);
     expect((await query(`SELECT id FROM ${many}`)).body.rows).toHaveLength(1000);
 

@@ -279,3 +279,14 @@ export function makeCsv(rows: number): string {
   for (let i = 0; i < rows; i++) lines.push(`${i},user ${i},"note ${i}, with ""quotes"" and\na newline"`);
   return lines.join('\r\n') + '\r\n';
 }
+
+/**
+ * POST /api/sql's answer as the tests compare it: each row an object of its columns (of a name
+ * given twice, the later column's value), the columns dropped. Anything else as it is.
+ */
+export function rowObjects<T>(body: T): T {
+  const answer = body as { columns?: { name: string }[]; rows?: unknown[][] } | null;
+  if (!answer?.columns || !answer.rows) return body;
+  const { columns, rows, ...rest } = answer;
+  return { ...rest, rows: rows.map((row) => Object.fromEntries(columns.map((c, i) => [c.name, row[i]]))) } as T;
+}

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { issueRecord, OVERLAP_MS } from '../src/sources/jira.js';
 import type { JobPayload } from '../src/core/job.js';
-import { backends, createSandbox, getJson, stageExists, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, getJson, stageExists, startServer, waitForJob, type Sandbox, type TestServer, rowObjects } from './helpers.js';
 import { jiraTime, startJira, zonedTime, type JiraIssue, type JiraServer } from './jira-server.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 
@@ -497,7 +497,7 @@ describe.each(backends())('Jira imports ($name)', (backend) => {
         }),
       });
       expect(answer.status).toBe(200);
-      const stats = ((await answer.json()) as { rows: unknown[] }).rows;
+      const stats = rowObjects((await answer.json()) as { rows: unknown[] }).rows;
       expect(stats).toEqual([{ n: ISSUES, ids: ISSUES, records: ISSUES, first: 0, last: ISSUES - 1, of_job: ISSUES }]);
       if (scaleOut) expect(await runner.stop('SIGTERM')).toBe(0);
       expect(await api.stop('SIGTERM')).toBe(0);

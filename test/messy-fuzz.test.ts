@@ -428,9 +428,9 @@ describe.each(MODES)('messy tables, fuzzed ($name)', (backend) => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ sql: `SELECT ${list.join(', ')} FROM "${dataset}" ORDER BY _intake_record_no` }),
     });
-    const body = (await res.json()) as { rows: Record<string, Value>[] };
+    const body = (await res.json()) as { rows: Value[][] };
     if (res.status !== 200) throw new Error(`POST /api/sql answered ${res.status}: ${JSON.stringify(body)}`);
-    return body.rows.map((row) => columns.map(({ name }) => row[name]!));
+    return body.rows;
   }
 
   RUNS.forEach((run, i) => {

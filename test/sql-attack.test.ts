@@ -4,7 +4,7 @@
  * ones hang the embedded process or exhaust a PostgreSQL server's memory.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createSandbox, startServer, waitForJob, type Sandbox, type TestServer } from './helpers.js';
+import { backends, createSandbox, startServer, waitForJob, type Sandbox, type TestServer, rowObjects } from './helpers.js';
 
 describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('POST /api/sql attacks ($name)', (backend) => {
   let sandbox: Sandbox;
@@ -32,7 +32,7 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('POS
       body: JSON.stringify({ sql }),
       headers: { 'content-type': 'application/json' },
     });
-    return { status: res.status, body: await res.json(), ms: Date.now() - started };
+    return { status: res.status, body: rowObjects(await res.json()), ms: Date.now() - started };
   }
 
   // The guard walks the parse tree recursively: a long chain of operators (10 KB of

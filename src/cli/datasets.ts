@@ -100,13 +100,9 @@ async function sql(args: string[], io: ClientIo): Promise<number> {
   } catch (err) {
     throw new ClientError(`Intake's answer could not be read: ${printable((err as Error).message)}`);
   }
-  const { rows, truncated } = answer;
-  if (values.json) {
-    io.stdout.write(rows.map((row) => `${toJson(row)}\n`).join(''));
-  } else if (rows.length > 0) {
-    const columns = Object.keys(rows[0]!);
-    io.stdout.write(table([columns.map(printable), ...rows.map((row) => columns.map((column) => cell(row[column])))]));
-  }
+  const { columns, rows, truncated } = answer;
+  if (values.json) io.stdout.write(`${toJson(answer)}\n`);
+  else if (columns.length > 0) io.stdout.write(table([columns.map((c) => printable(c.name)), ...rows.map((row) => row.map(cell))]));
   if (truncated)
     io.stderr.write(`truncated: the query has more rows than the ${count.format(rows.length)} here (narrow it, or add a LIMIT)\n`);
   else if (!values.json) io.stderr.write(`${plural(rows.length, 'row')}\n`);

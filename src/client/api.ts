@@ -29,8 +29,10 @@ export interface Dataset {
   last_job_id: string | null;
 }
 export interface SqlResult {
-  /** Each row as an object of column → value (bigint and numeric as JSON numbers with every digit). */
-  rows: Record<string, unknown>[];
+  /** The result's columns in the query's order (a name given twice is there twice), each with its PostgreSQL type. */
+  columns: { name: string; type: string }[];
+  /** Each row as an array in the columns' order (bigint and numeric as JSON numbers with every digit). */
+  rows: unknown[][];
   /** More rows were there than the answer holds. */
   truncated: boolean;
 }
@@ -202,6 +204,21 @@ export function createApi({ base, token, onError }: ApiOptions) {
         body: JSON.stringify({ sql: text }),
         headers: { 'content-type': 'application/json' },
         signal,
+      }),
+    /** A query's whole result, streamed (POST /api/sql/export): to read as a stream (CLI) or a blob (console). */
+    exportSql: (text: string, format: 'csv' | 'ndjson', signal?: AbortSignal) =>
+      send(`/api/sql/export${queryOf({ format })}`, {
+        method: 'POST',
+        body: JSON.stringify({ sql: text }),
+        headers: { 'content-type': 'application/json', accept: '*/*' },
+        signal,
+      }),
+    /** A query's whole result saved as a dataset, by a job (POST /api/sql with into). */
+    saveSql: (text: string, into: string, mode: 'append' | 'replace') =>
+      json<SubmittedJob>('/api/sql', {
+        method: 'POST',
+        body: JSON.stringify({ sql: text, into, mode }),
+        headers: { 'content-type': 'application/json' },
       }),
   };
 }

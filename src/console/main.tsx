@@ -5,6 +5,7 @@ import { DatasetPage } from './pages/dataset.js';
 import { DatasetsPage } from './pages/datasets.js';
 import { JobPage } from './pages/job.js';
 import { JobsPage } from './pages/jobs.js';
+import { QueryPage } from './pages/query.js';
 import { SchedulePage, SchedulesPage } from './pages/schedules.js';
 import { useRoute } from './router.js';
 import { Link, Notice } from './ui.js';
@@ -56,6 +57,7 @@ function App() {
           <Link href="/">Jobs</Link>
           <Link href="/datasets">Datasets</Link>
           <Link href="/schedules">Schedules</Link>
+          <Link href="/query">Query</Link>
           <a href="/docs">API</a>
           {accessToken.get() !== null && (
             <button
@@ -81,6 +83,7 @@ function App() {
             {route.page === 'datasets' && <DatasetsPage />}
             {route.page === 'dataset' && <DatasetPage name={route.name} key={route.name} />}
             {route.page === 'schedules' && <SchedulesPage />}
+            {route.page === 'query' && <QueryPage query={route.query} />}
             {route.page === 'schedule' && <SchedulePage scheduleId={route.scheduleId} key={route.scheduleId} />}
             {route.page === 'missing' && (
               <section class="panel">

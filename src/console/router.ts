@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 
 /**
  * The console's pages: the jobs list (with upload) at `/`, one job at `/jobs/{id}`, the datasets
- * at `/datasets` and one at `/datasets/{name}`, the schedules at `/schedules` and one at `/schedules/{id}`.
+ * at `/datasets` and one at `/datasets/{name}`, the schedules at `/schedules` and one at `/schedules/{id}`, the query page at `/query`.
  */
 export type Route =
   | { page: 'jobs'; query: URLSearchParams }
@@ -10,6 +10,7 @@ export type Route =
   | { page: 'datasets' }
   | { page: 'dataset'; name: string }
   | { page: 'schedules' }
+  | { page: 'query'; query: URLSearchParams }
   | { page: 'schedule'; scheduleId: string }
   | { page: 'missing' };
 
@@ -31,6 +32,7 @@ function parse(): Route {
   const dataset = /^\/datasets\/([^/]+)$/.exec(location.pathname);
   if (dataset?.[1]) return { page: 'dataset', name: decodeURIComponent(dataset[1]) };
   if (location.pathname === '/schedules') return { page: 'schedules' };
+  if (location.pathname === '/query') return { page: 'query', query: new URLSearchParams(location.search) };
   const schedule = /^\/schedules\/([^/]+)$/.exec(location.pathname);
   if (schedule?.[1]) return { page: 'schedule', scheduleId: decodeURIComponent(schedule[1]) };
   return { page: 'missing' };

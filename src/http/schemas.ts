@@ -375,9 +375,21 @@ export const datasetSchemas = [
   {
     $id: 'SqlResult',
     type: 'object',
-    required: ['rows', 'truncated'],
+    required: ['columns', 'rows', 'truncated'],
     properties: {
-      rows: { type: 'array', items: { type: 'object', additionalProperties: true, description: 'A row: column → value' } },
+      columns: {
+        type: 'array',
+        description: "The result's columns in the query's order: a name given twice is there twice",
+        items: {
+          type: 'object',
+          required: ['name', 'type'],
+          properties: {
+            name: { type: 'string' },
+            type: { type: 'string', description: "PostgreSQL's name of its type (integer, numeric, text, timestamp with time zone…)" },
+          },
+        },
+      },
+      rows: { type: 'array', items: { type: 'array', items: {}, description: "A row: its values in the columns' order" } },
       truncated: { type: 'boolean', description: 'More rows were there than the answer holds (at most SQL_MAX_ROWS rows, 8 MiB)' },
     },
   },

@@ -1,10 +1,14 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, type Dataset, type SqlResult } from '../api.js';
+import { api, ApiError, type Dataset } from '../api.js';
 import { formatCount, formatTime } from '../format.js';
 import { usePages } from '../paged.js';
 import { navigate } from '../router.js';
 import { Link, Notice, ValueCell } from '../ui.js';
 import { JobTable } from './jobs.js';
+import { saveAnswer } from './query.js';
+
+/** A dataset's name as SQL reads it: quoted unless it is a plain lower-case name. */
+const quotedName = (name: string) => (/^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`);
 
 const PREVIEW_ROWS = 50;
 const JOBS_PAGE = 20;
@@ -33,15 +37,10 @@ export function DatasetPage({ name }: { name: string }) {
     setActionError(null);
     setExporting(format);
     try {
-      const blob = await (
-        await api.exportDataset(name, format === 'ndjson' ? 'ndjson' : 'csv', undefined, format === 'spreadsheet')
-      ).blob();
-      const url = URL.createObjectURL(blob);
-      const link = document.createElement('a');
-      link.href = url;
-      link.download = `${name}.${format === 'ndjson' ? 'ndjson' : 'csv'}`;
-      link.click();
-      window.setTimeout(() => URL.revokeObjectURL(url), 60_000); // once the browser has taken it
+      await saveAnswer(
+        api.exportDataset(name, format === 'ndjson' ? 'ndjson' : 'csv', undefined, format === 'spreadsheet'),
+        `${name}.${format === 'ndjson' ? 'ndjson' : 'csv'}`,
+      );
     } catch (err) {
       setActionError(`Could not export the dataset: ${err instanceof Error ? err.message : String(err)}`);
     } finally {
@@ -130,6 +129,9 @@ export function DatasetPage({ name }: { name: string }) {
           <button type="button" class="button" disabled={exporting !== null} onClick={() => void download('ndjson')}>
             {exporting === 'ndjson' ? 'Exporting…' : 'Export NDJSON'}
           </button>
+          <Link href={`/query?${new URLSearchParams({ sql: `SELECT * FROM ${quotedName(name)} LIMIT 100` })}`} class="button">
+            Query it
+          </Link>
           <button type="button" class="button danger" onClick={() => void remove()}>
             Delete dataset
           </button>
@@ -139,7 +141,6 @@ export function DatasetPage({ name }: { name: string }) {
       <Schema dataset={dataset} />
       <RowsPreview dataset={dataset} />
       <DatasetJobs name={name} />
-      <SqlBox name={name} />
     </>
   );
 }
@@ -246,85 +247,6 @@ function DatasetJobs({ name }: { name: string }) {
         <button type="button" class="button" disabled={loading} onClick={more}>
           Show more jobs
         </button>
-      )}
-    </section>
-  );
-}
-
-/** A read-only SQL query (POST /api/sql), its rows as a table or why it was refused. */
-function SqlBox({ name }: { name: string }) {
-  const [text, setText] = useState('');
-  const [running, setRunning] = useState(false);
-  const [result, setResult] = useState<SqlResult | null>(null);
-  const [error, setError] = useState<string | null>(null);
-
-  async function run(): Promise<void> {
-    if (text.trim() === '' || running) return;
-    setRunning(true);
-    setError(null);
-    try {
-      setResult(await api.sql(text));
-    } catch (err) {
-      setResult(null);
-      // 422: the query's own fault, refused before it ran (sql_refused) or failed as it ran (an error, its time, its cost).
-      const message = err instanceof Error ? err.message : String(err);
-      if (err instanceof ApiError && err.code === 'sql_refused') setError(`The query was refused: ${message}`);
-      else if (err instanceof ApiError && err.status === 422) setError(`The query failed: ${message}`);
-      else setError(`Could not run the query: ${message}`);
-    } finally {
-      setRunning(false);
-    }
-  }
-
-  // A result's columns are its rows' keys; a column is numeric when its first value is a number.
-  const columns: TableColumn[] = [];
-  for (const row of result?.rows ?? []) {
-    for (const [column, value] of Object.entries(row)) {
-      if (!columns.some((known) => known.name === column)) columns.push({ name: column, numeric: typeof value === 'number' });
-    }
-  }
-  return (
-    <section class="panel" aria-labelledby="sql-title">
-      <h2 id="sql-title">Query</h2>
-      <form
-        class="sql-form"
-        onSubmit={(event) => {
-          event.preventDefault();
-          void run();
-        }}
-      >
-        <label for="sql-text">SQL</label>
-        <textarea
-          id="sql-text"
-          rows={4}
-          spellcheck={false}
-          placeholder={`SELECT count(*) FROM ${name}`}
-          value={text}
-          aria-describedby="sql-help"
-          onInput={(event) => setText(event.currentTarget.value)}
-          onKeyDown={(event) => {
-            if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
-              event.preventDefault();
-              void run();
-            }
-          }}
-        />
-        <p id="sql-help" class="help muted">
-          One read-only SELECT over the datasets, each a table by its name (this one <code>{name}</code>). Ctrl+Enter runs it.
-        </p>
-        <button type="submit" class="button primary" disabled={running || text.trim() === ''}>
-          {running ? 'Running…' : 'Run query'}
-        </button>
-      </form>
-      {error && <Notice kind="error">{error}</Notice>}
-      {result && (
-        <>
-          <p class="muted sql-count" role="status">
-            {result.rows.length === 0 ? 'No rows.' : `${formatCount(result.rows.length)} ${result.rows.length === 1 ? 'row' : 'rows'}`}
-            {result.truncated ? ' (the query found more: only these are shown)' : ''}
-          </p>
-          {result.rows.length > 0 && <RowsTable columns={columns} rows={result.rows} class="sql-rows" />}
-        </>
       )}
     </section>
   );
