@@ -7,7 +7,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobPayload } from '../src/core/job.js';
 import { xlsxOf } from './files.js';
-import { FAST, backends, createSandbox, getJson, recordsOf, startServer, waitForJob, type Sandbox, type TestServer, rowObjects } from './helpers.js';
+import {
+  FAST,
+  backends,
+  createSandbox,
+  getJson,
+  recordsOf,
+  startServer,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+  rowObjects,
+} from './helpers.js';
 
 interface Column {
   name: string;

@@ -14,7 +14,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { issueRecord, OVERLAP_MS } from '../src/sources/jira.js';
 import type { JobPayload } from '../src/core/job.js';
-import { backends, createSandbox, getJson, stageExists, startServer, waitForJob, type Sandbox, type TestServer, rowObjects } from './helpers.js';
+import {
+  backends,
+  createSandbox,
+  getJson,
+  stageExists,
+  startServer,
+  waitForJob,
+  type Sandbox,
+  type TestServer,
+  rowObjects,
+} from './helpers.js';
 import { jiraTime, startJira, zonedTime, type JiraIssue, type JiraServer } from './jira-server.js';
 import { startIntakeProcess, startWorkerProcess } from './process.js';
 

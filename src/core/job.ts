@@ -10,7 +10,16 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 /** A job in one of these states never changes again. */
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed', 'canceled']);
 
-export const SOURCE_TYPES = ['csv_upload', 'json_upload', 'xlsx_upload', 'json_api', 'url_import', 's3_import', 'jira_ingest', 'sql_query'] as const;
+export const SOURCE_TYPES = [
+  'csv_upload',
+  'json_upload',
+  'xlsx_upload',
+  'json_api',
+  'url_import',
+  's3_import',
+  'jira_ingest',
+  'sql_query',
+] as const;
 export type SourceType = (typeof SOURCE_TYPES)[number];
 
 /** How a stored upload is parsed. */

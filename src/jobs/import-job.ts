@@ -27,10 +27,7 @@ export type ImportRequest = Record<string, unknown> & {
   header?: string | boolean;
 };
 
-export async function prepareImport(
-  deps: { db: Db; settings: ImportSettings },
-  body: ImportRequest,
-): Promise<Omit<NewJob, 'jobId'>> {
+export async function prepareImport(deps: { db: Db; settings: ImportSettings }, body: ImportRequest): Promise<Omit<NewJob, 'jobId'>> {
   const { settings } = deps;
   if (body.source === 'jira') return jiraJob(deps.db, body);
   if (body.source === 'sql') return sqlJob(deps.db, settings, body);
@@ -91,7 +88,8 @@ async function sqlJob(db: Db, settings: ImportSettings, body: ImportRequest): Pr
       throw issue(field, `${field} does not apply to source=sql (the query's columns keep their types: cast them in the query)`);
   }
   const query = typeof body.sql === 'string' ? queryText(body.sql) : '';
-  if (query === '') throw issue('sql', 'sql is the SELECT whose whole result is saved, e.g. SELECT region, sum(total) FROM orders GROUP BY region');
+  if (query === '')
+    throw issue('sql', 'sql is the SELECT whose whole result is saved, e.g. SELECT region, sum(total) FROM orders GROUP BY region');
   if (typeof body.dataset !== 'string' || body.dataset === '') throw issue('dataset', 'dataset names the dataset the result is saved as');
   let columns;
   try {

@@ -102,10 +102,13 @@ async function dropStageOfEnded(deps: PipelineDeps, jobId: string): Promise<void
 export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSignal): Promise<RunOutcome> {
   let outcome: RunOutcome;
   const canceled = watchCancel(deps, jobId);
+  // Aborted as the run ends, however it ends: a source still open (a query's cursor) lets go.
+  const finished = new AbortController();
   try {
-    outcome = await run(deps, jobId, signal, canceled.signal);
+    outcome = await run(deps, jobId, signal, canceled.signal, AbortSignal.any([canceled.signal, finished.signal]));
   } finally {
     canceled.stop();
+    finished.abort(new Error('the run has ended'));
   }
   if (outcome === 'failed' || outcome === 'skipped') await dropStageOfEnded(deps, jobId);
   return outcome;
@@ -117,10 +120,16 @@ export async function runJob(deps: PipelineDeps, jobId: string, signal: AbortSig
  * (the rows in the dataset as the job completes). Each step either leads to the next or ends
  * the run with its outcome; an error while staging or publishing ends it in `ended`.
  */
-async function run(deps: PipelineDeps, jobId: string, signal: AbortSignal, canceled: AbortSignal): Promise<RunOutcome> {
+async function run(
+  deps: PipelineDeps,
+  jobId: string,
+  signal: AbortSignal,
+  canceled: AbortSignal,
+  reading: AbortSignal,
+): Promise<RunOutcome> {
   const claimed = await claim(deps, jobId);
   if (typeof claimed === 'string') return claimed;
-  const opened = await openJob(deps, claimed, signal, canceled);
+  const opened = await openJob(deps, claimed, signal, reading);
   if (typeof opened === 'string') return opened;
   try {
     if (!(await stage(deps, opened))) return 'stopped';
@@ -170,7 +179,7 @@ async function claim(deps: PipelineDeps, jobId: string): Promise<JobRow | RunOut
  * learnt by then, or a fresh stage when there is none or it cannot be trusted (the stage does
  * not hold what the job committed, or the source reads differently each time).
  */
-async function openJob(deps: PipelineDeps, claimed: JobRow, signal: AbortSignal, canceled: AbortSignal): Promise<OpenedJob | RunOutcome> {
+async function openJob(deps: PipelineDeps, claimed: JobRow, signal: AbortSignal, reading: AbortSignal): Promise<OpenedJob | RunOutcome> {
   const { tracker, log } = deps;
   const jobId = claimed.job_id;
   let job: JobRow | null = claimed;
@@ -182,7 +191,7 @@ async function openJob(deps: PipelineDeps, claimed: JobRow, signal: AbortSignal,
     await markFailed(tracker, jobId, err.message);
     return 'failed';
   }
-  const input: Input = { ...source, open: () => source.open(canceled) };
+  const input: Input = { ...source, open: () => source.open(reading) };
   const saved = await findLoadState(deps.db, jobId);
   let state = (saved?.load_state ?? null) as LoadState | null;
   let checkpoint = job.records_processed + job.records_failed;

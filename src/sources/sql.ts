@@ -17,7 +17,7 @@ export function sqlSource(db: Db, settings: ImportSettings, query: string): Sour
     scratchDir: settings.scratchDir,
     startsOver: "the query's result may have changed since the last run: running it again from the start",
     async open(signal) {
-      const rows = streamQuery(db, settings.sql, query, 'load', { idleMs: IDLE_MS });
+      const rows = streamQuery(db, settings.sql, query, 'load', { idleMs: IDLE_MS, signal });
       return (async function* () {
         try {
           for await (const batch of rows) {
@@ -25,6 +25,7 @@ export function sqlSource(db: Db, settings: ImportSettings, query: string): Sour
             if ('rows' in batch) yield Buffer.from(batch.rows.map(([json]) => `${json}\n`).join(''));
           }
         } catch (err) {
+          signal?.throwIfAborted();
           if (err instanceof SqlProblem) throw new IngestError(`the query cannot run: ${err.message}`);
           throw err;
         }

@@ -233,7 +233,7 @@ export async function* streamQuery(
   s: SqlSettings,
   sql: string,
   form: RowForm,
-  { idleMs }: { idleMs: number },
+  { idleMs, signal }: { idleMs: number; signal?: AbortSignal },
 ): AsyncGenerator<{ columns: SqlColumn[] } | { rows: (string | null)[][] }> {
   const query = queryText(sql);
   const columns = await describeQuery(db, s, query);
@@ -244,23 +244,27 @@ export async function* streamQuery(
   const arrays = (rows: Record<string, string | null>[]) => rows.map((row) => Object.values(row).slice(0, width));
   try {
     if (db.kind === 'postgres') {
-      yield* withinTransaction(db, async function* (tx) {
-        await restrict(tx, s);
-        await tx.query(
-          `SELECT set_config('application_name', $1, true), set_config('idle_in_transaction_session_timeout', $2, true)`,
-          [EXPORT_APPLICATION_NAME, String(idleMs)],
-        );
-        await checkCost(tx, s, statement);
-        await tx.exec(`DECLARE intake_query NO SCROLL CURSOR FOR ${statement}`);
-        for (;;) {
-          const { rows } = await tx.query<Record<string, string | null>>(`FETCH ${FETCH_ROWS} FROM intake_query`);
-          if (rows.length === 0) return;
-          yield { rows: arrays(rows) };
-        }
-      });
+      yield* withinTransaction(
+        db,
+        async function* (tx) {
+          await restrict(tx, s);
+          await tx.query(`SELECT set_config('application_name', $1, true), set_config('idle_in_transaction_session_timeout', $2, true)`, [
+            EXPORT_APPLICATION_NAME,
+            String(idleMs),
+          ]);
+          await checkCost(tx, s, statement);
+          await tx.exec(`DECLARE intake_query NO SCROLL CURSOR FOR ${statement}`);
+          for (;;) {
+            const { rows } = await tx.query<Record<string, string | null>>(`FETCH ${FETCH_ROWS} FROM intake_query`);
+            if (rows.length === 0) return;
+            yield { rows: arrays(rows) };
+          }
+        },
+        signal,
+      );
       return;
     }
-    yield* heldCursor(db, s, statement, arrays);
+    yield* heldCursor(db, s, statement, arrays, signal);
   } catch (err) {
     rethrow(err, s.limits);
   }
@@ -272,6 +276,7 @@ async function* heldCursor(
   s: SqlSettings,
   statement: string,
   arrays: (rows: Record<string, string | null>[]) => (string | null)[][],
+  signal?: AbortSignal,
 ): AsyncGenerator<{ rows: (string | null)[][] }> {
   const cursor = `intake_query_${Math.random().toString(36).slice(2)}`;
   await db.transaction(async (tx) => {
@@ -280,7 +285,7 @@ async function* heldCursor(
     await tx.exec(`DECLARE ${cursor} NO SCROLL CURSOR WITH HOLD FOR ${statement}`);
   });
   try {
-    for (;;) {
+    while (!signal?.aborted) {
       const { rows } = await db.query<Record<string, string | null>>(`FETCH ${FETCH_ROWS} FROM ${cursor}`);
       if (rows.length === 0) return;
       yield { rows: arrays(rows) };
@@ -295,19 +300,26 @@ async function* heldCursor(
  * the transaction stays open while the caller works on each, and commits when `produce` ends or
  * the caller stops early. Its error is thrown to the caller.
  */
-async function* withinTransaction<T>(db: Db, produce: (tx: Queryable) => AsyncGenerator<T>): AsyncGenerator<T> {
+async function* withinTransaction<T>(db: Db, produce: (tx: Queryable) => AsyncGenerator<T>, signal?: AbortSignal): AsyncGenerator<T> {
   let resume: ((go: boolean) => void) | undefined;
+  let aborted = false;
   let deliver!: (value: IteratorResult<T, undefined>) => void;
   let delivered = new Promise<IteratorResult<T, undefined>>((resolve) => (deliver = resolve));
   const run = db.transaction(async (tx) => {
     for await (const value of produce(tx)) {
       const go = new Promise<boolean>((resolve) => (resume = resolve));
       deliver({ value, done: false });
-      if (!(await go)) return;
+      if (!(await go) || aborted) return;
     }
   });
   const end = () => deliver({ value: undefined, done: true });
   run.then(end, end);
+  // A reader that is abandoned (its job canceled or stopped) would hold the transaction forever.
+  const abort = () => {
+    aborted = true;
+    resume?.(false);
+  };
+  signal?.addEventListener('abort', abort, { once: true });
   let finished = false;
   try {
     for (;;) {
@@ -320,6 +332,7 @@ async function* withinTransaction<T>(db: Db, produce: (tx: Queryable) => AsyncGe
     finished = true;
     await run;
   } finally {
+    signal?.removeEventListener('abort', abort);
     if (!finished) {
       resume?.(false);
       await run.catch(() => {});

@@ -77,7 +77,11 @@ export function QueryPage({ query }: { query: URLSearchParams }) {
       const job = await api.saveSql(text, into.trim(), mode);
       navigate(`/jobs/${job.job_id}`);
     } catch (err) {
-      setError(err instanceof ApiError && err.code.startsWith('sql_') ? queryError(err) : `Could not save the result: ${String((err as Error).message)}`);
+      setError(
+        err instanceof ApiError && err.code.startsWith('sql_')
+          ? queryError(err)
+          : `Could not save the result: ${String((err as Error).message)}`,
+      );
     } finally {
       setBusy(null);
     }
@@ -113,8 +117,8 @@ export function QueryPage({ query }: { query: URLSearchParams }) {
             }}
           />
           <p id="sql-help" class="help muted">
-            One read-only SELECT over the datasets, each a table by its name. Ctrl+Enter runs it. The table shows the first rows;
-            a download or a saved dataset holds the whole result.
+            One read-only SELECT over the datasets, each a table by its name. Ctrl+Enter runs it. The table shows the first rows; a download
+            or a saved dataset holds the whole result.
           </p>
           <div class="actions">
             <button type="submit" class="button primary" disabled={running || empty}>

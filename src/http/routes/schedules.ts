@@ -98,7 +98,6 @@ const withoutQuery = (raw: unknown) => {
 export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{
   Options: { db: Db; config: Config; scheduler: Scheduler; imports: ImportSettings };
 }> = async (app, { db, config, scheduler, imports: settings }) => {
-
   /** The payloads of these jobs, read in one statement. */
   async function payloadsOf(ids: string[]): Promise<Map<string, { payload: string }>> {
     return ids.length > 0 ? findPayloads(db, ids) : new Map();

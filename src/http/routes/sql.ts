@@ -82,7 +82,7 @@ export const sqlRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SqlRouteDeps
       schema: {
         summary: 'Run one read-only SELECT over the datasets (time-limited, cost-limited, row-capped), or save its result as a dataset',
         description:
-          'Answers `columns` (name and PostgreSQL type, in the query\'s order, duplicate names as they are) and `rows` (arrays in that order; bigint and numeric as JSON numbers with every digit, times in ISO 8601 UTC). With `into`, the query runs as a job instead (source_type sql_query) that writes its whole result into that dataset, atomically: the answer is the queued job (202), as from POST /api/import.',
+          "Answers `columns` (name and PostgreSQL type, in the query's order, duplicate names as they are) and `rows` (arrays in that order; bigint and numeric as JSON numbers with every digit, times in ISO 8601 UTC). With `into`, the query runs as a job instead (source_type sql_query) that writes its whole result into that dataset, atomically: the answer is the queued job (202), as from POST /api/import.",
         tags: ['datasets'],
         body: bodySchema,
         response: {
@@ -148,7 +148,8 @@ export const sqlRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SqlRouteDeps
         const out = new PassThrough();
         started = true;
         const write = async () => {
-          if (format === 'csv' && !out.write(`${columns.map((c) => csvField(c.name)).join(',')}\r\n`)) await drained(out, exportIdleTimeoutMs);
+          if (format === 'csv' && !out.write(`${columns.map((c) => csvField(c.name)).join(',')}\r\n`))
+            await drained(out, exportIdleTimeoutMs);
           for await (const batch of rows) {
             if (out.destroyed) return;
             if (!('rows' in batch)) continue;
