@@ -294,17 +294,47 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await select.press('ArrowDown'); // → completed
     await page.waitForURL('**/?status=completed');
     await expect.poll(() => page.locator('tr[data-job-id] .badge').allTextContents()).toEqual(['completed', 'completed', 'completed']);
-    await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.closest('tr')?.getAttribute('data-job-id'))).toBeTruthy();
+    // On past the dataset filter to the first job's link.
+    const focusedJob = () => page.evaluate(() => document.activeElement?.closest('tr')?.getAttribute('data-job-id'));
+    for (let i = 0; i < 3 && !(await focusedJob()); i++) await page.keyboard.press('Tab');
+    expect(await focusedJob()).toBeTruthy();
     await page.keyboard.press('Enter');
     await page.waitForURL('**/jobs/*');
     await expect.poll(() => page.locator('.job-head .badge').textContent()).toBe('completed');
 
-    // A phone-sized screen: nothing wider than the screen but the tables' own scroll areas.
+    // By dataset: typed (or picked from the datasets offered), then Enter.
+    await page.goto(server.url + '/');
+    await expect.poll(() => rows.count()).toBe(4);
+    const datasets = await page.locator('tr[data-job-id] td.dataset a').allTextContents();
+    expect(datasets).toHaveLength(4);
+    const chosen = datasets[0]!;
+    await page.getByLabel('Jobs of dataset').fill(chosen);
+    await page.getByLabel('Jobs of dataset').press('Enter');
+    await page.waitForURL(`**/?dataset=${chosen}`);
+    await expect
+      .poll(() => page.locator('tr[data-job-id] td.dataset a').allTextContents())
+      .toEqual(datasets.filter((name) => name === chosen));
+
+    // A phone-sized screen: nothing wider than the screen but the tables' own scroll areas, and
+    // the jobs table's key columns inside the screen, unscrolled.
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(server.url + '/');
     await expect.poll(() => rows.count()).toBe(4);
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    // Inside the table's own scroll area as it shows, unscrolled: nothing cut at its edge.
+    const visible = await page
+      .locator('table.jobs')
+      .evaluate((table) => Math.floor(table.closest('.table-wrap')!.getBoundingClientRect().right));
+    expect(visible).toBeLessThanOrEqual(390);
+    const edges = await page
+      .locator('table.jobs thead th')
+      .evaluateAll((cells) =>
+        cells
+          .filter((cell) => cell.getClientRects().length > 0)
+          .map((cell) => [cell.textContent, Math.ceil(cell.getBoundingClientRect().right)]),
+      );
+    expect(edges.map(([name]) => name)).toEqual(['Status', 'Source', 'Dataset', 'Records', 'Failed']);
+    for (const [name, right] of edges) expect(right, String(name)).toBeLessThanOrEqual(visible);
     await page.screenshot({ path: join(shots, 'jobs-narrow.png'), fullPage: true });
     expect(problems).toEqual([]);
     await page.close();
@@ -421,7 +451,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
   it('loads uploads into a named dataset (append, then merge on a key) and shows it: columns, rows, jobs, export, SQL, delete', async () => {
     const { page, problems } = await openPage();
     const badge = () => page.locator('.job-head .badge').textContent();
-    await page.getByLabel('Dataset').fill('orders_2026');
+    await page.getByLabel('Dataset', { exact: true }).fill('orders_2026');
     expect(await page.getByLabel('Mode').inputValue()).toBe('append');
     const csv = 'SKU,Qty,Unit Price,Shipped On\r\nA-1,3,2.50,2026-01-05\r\nB-2,1,10,2026-01-06\r\nC-3,5,0.99,2026-01-07\r\n';
     await page.setInputFiles('input[type=file]', { name: 'orders.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
@@ -434,7 +464,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     // A merge: the key field is there for it only, and a merge without a key is refused, on the page.
     await page.getByRole('link', { name: '← All jobs' }).click();
     expect(await page.getByLabel('Key').count()).toBe(0);
-    await page.getByLabel('Dataset').fill('orders_2026');
+    await page.getByLabel('Dataset', { exact: true }).fill('orders_2026');
     await page.getByLabel('Mode').selectOption('merge');
     const update = 'SKU,Qty,Unit Price,Shipped On\r\nB-2,4,10,2026-01-08\r\nD-4,1,3.25,2026-01-09\r\n';
     await page.setInputFiles('input[type=file]', { name: 'update.csv', mimeType: 'text/csv', buffer: Buffer.from(update) });
@@ -649,6 +679,61 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(asked).toBe(`Delete the schedule of ${url}? The jobs it started stay.`);
     expect((await fetch(`${server.url}/api/schedules/${scheduleId}`)).status).toBe(404);
     await expect.poll(() => page.locator('.empty').textContent()).toContain('No schedules yet');
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('retries a Windows-1252 file with its encoding in one click, imports by URL and schedules an import from the form', async () => {
+    const { page, problems } = await openPage();
+    // "Â£" is valid UTF-8 (£), so the file is read as UTF-8 until the é: it fails, naming the encoding to try.
+    const latin = Buffer.from('id,name\n1,PrÂ£s\n2,Café\n', 'latin1');
+    await page.setInputFiles('input[type=file]', { name: 'latin.csv', mimeType: 'text/csv', buffer: latin });
+    await page.getByRole('link', { name: 'Open the job' }).click();
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('failed');
+    expect(await page.getByTestId('job-error').textContent()).toMatch(/retry with encoding=windows-1252/);
+    await page.getByRole('button', { name: 'Retry with encoding windows-1252' }).click();
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
+    const answer = await fetch(`${server.url}/api/sql`, {
+      method: 'POST',
+      body: JSON.stringify({ sql: 'SELECT name FROM latin ORDER BY id' }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect((await answer.json()).rows).toEqual([['PrÂ£s'], ['Café']]);
+
+    // A file by URL, read by the worker, with the options of the form (a semicolon file, no header).
+    const files = createServer((req, res) => {
+      res.writeHead(req.url === '/missing.csv' ? 404 : 200, { 'content-type': 'text/csv' });
+      res.end(req.url === '/missing.csv' ? 'gone' : '1;a\n2;b\n3;c\n');
+    });
+    await new Promise<void>((resolve) => files.listen(0, '127.0.0.1', resolve));
+    closers.push(() => files.close());
+    const base = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
+    await page.goto(server.url + '/');
+    await page.getByLabel('Or import from a URL').fill(`${base}/plain.csv`);
+    await page.getByLabel('Dataset', { exact: true }).fill('from_url');
+    await page.locator('summary', { hasText: 'How to read the file' }).click();
+    await page.getByLabel('Delimiter').selectOption(';');
+    await page.getByLabel('Header row').selectOption('false');
+    await page.getByRole('button', { name: 'Import', exact: true }).click();
+    await page.getByRole('link', { name: 'Open the job' }).click();
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
+    expect((await getJson(`${server.url}/api/datasets/from_url`)).body).toMatchObject({
+      row_count: 3,
+      columns: [{ name: 'column_1' }, { name: 'column_2' }],
+    });
+
+    // "Run every" makes a schedule; a run that fails shows its error on the schedule's page.
+    await page.goto(server.url + '/');
+    await page.getByLabel('Or import from a URL').fill(`${base}/missing.csv`);
+    await page.getByLabel('Dataset', { exact: true }).fill('never_there');
+    await page.getByLabel('Run every').fill('2s');
+    await page.getByRole('button', { name: 'Create schedule' }).click();
+    await page.waitForURL('**/schedules/*');
+    await expect.poll(() => page.locator('.run-error').first().textContent(), { timeout: 30_000 }).toMatch(/HTTP 404/);
+    await page.screenshot({ path: join(shots, 'schedule-errors.png'), fullPage: true });
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Delete' }).click();
+    await page.waitForURL('**/schedules');
     expect(problems).toEqual([]);
     await page.close();
   });

@@ -629,6 +629,7 @@ describe.runIf(scaleOutAvailable())('status cache (Redis)', () => {
       rows_updated: null,
       error: null,
       dialect: null,
+      phase: 'reading',
       warnings: null,
       attempts: 1,
       version,

@@ -1,5 +1,5 @@
 import { ApiError, createApi, type SubmittedJob } from '../client/api.js';
-import type { JobPayload, WriteMode } from '../core/job.js';
+import type { JobPayload } from '../core/job.js';
 
 export {
   ApiError,
@@ -42,28 +42,24 @@ export const api = createApi({
   onError: (error) => error.status === 401 && unauthorized(error.message),
 });
 
-/** How an upload is loaded; an empty dataset or key is left out (the server's defaults). */
-export interface UploadOptions {
-  maxErrors: number;
-  dataset: string;
-  mode: WriteMode;
-  key: string;
-}
-
 /**
- * POST /api/upload with upload progress (fetch cannot report it, XMLHttpRequest can).
- * The options go first in the form: the server reads fields sent before the file.
+ * POST /api/upload with upload progress (fetch cannot report it, XMLHttpRequest can). `fields`
+ * are the load options (max_errors, dataset, mode, key, encoding, delimiter, header, sheet…);
+ * they go first in the form: the server reads fields sent before the file. `format` is the
+ * file's format when its name does not say it.
  */
-export function uploadFile(file: File, options: UploadOptions, onProgress: (sent: number, total: number) => void): Promise<SubmittedJob> {
+export function uploadFile(
+  file: File,
+  fields: Record<string, string>,
+  format: string | undefined,
+  onProgress: (sent: number, total: number) => void,
+): Promise<SubmittedJob> {
   const form = new FormData();
-  form.append('max_errors', String(options.maxErrors));
-  if (options.dataset) form.append('dataset', options.dataset);
-  form.append('mode', options.mode);
-  if (options.key) form.append('key', options.key);
+  for (const [name, value] of Object.entries(fields)) form.append(name, value);
   form.append('file', file, file.name);
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', '/api/upload');
+    xhr.open('POST', `/api/upload${format ? `?${new URLSearchParams({ format })}` : ''}`);
     xhr.responseType = 'json';
     xhr.setRequestHeader('accept', 'application/json');
     for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
@@ -76,8 +72,9 @@ export function uploadFile(file: File, options: UploadOptions, onProgress: (sent
 
 /** The import a schedule submits at each beat (the body of POST /api/import; URLs without their query). */
 export type ScheduleImport = Record<string, unknown> & {
-  source?: 'url' | 'jira';
+  source?: 'url' | 'jira' | 'sql';
   url?: string;
+  sql?: string;
   connection?: string;
   jql?: string;
   dataset?: string;
@@ -129,6 +126,8 @@ export const listSchedules = (signal?: AbortSignal) =>
 export const getSchedule = (scheduleId: string, signal?: AbortSignal) => readJson<ScheduleDetail>(schedulePath(scheduleId), { signal });
 export const pauseSchedule = (scheduleId: string) => readJson<Schedule>(`${schedulePath(scheduleId)}/pause`, { method: 'POST' });
 export const resumeSchedule = (scheduleId: string) => readJson<Schedule>(`${schedulePath(scheduleId)}/resume`, { method: 'POST' });
+export const createSchedule = (body: { import: Record<string, unknown>; every: string }) =>
+  readJson<Schedule>('/api/schedules', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 export async function removeSchedule(scheduleId: string): Promise<void> {
   await api.send(schedulePath(scheduleId), { method: 'DELETE' });
 }

@@ -29,6 +29,20 @@ export type Format = (typeof FORMATS)[number];
 /** Rows of text values under a header row (CSV, a sheet), as opposed to JSON records. */
 export const isTabular = (format: Format) => format === 'csv' || format === 'xlsx';
 
+/** Encodings a file may be read in besides UTF-8 (WHATWG names; iso-8859-1 is read as windows-1252, as browsers do). */
+export const ENCODINGS = [
+  'utf-8',
+  'utf-16le',
+  'utf-16be',
+  'windows-1252',
+  'iso-8859-1',
+  'iso-8859-15',
+  'windows-1250',
+  'windows-1251',
+  'macintosh',
+] as const;
+export type Encoding = (typeof ENCODINGS)[number];
+
 /** How a job writes its dataset. */
 export const WRITE_MODES = ['append', 'replace', 'merge'] as const;
 export type WriteMode = (typeof WRITE_MODES)[number];
@@ -171,6 +185,16 @@ export const JOB_FIELDS = {
     schema: { type: 'string', description: 'Why the job failed, with the line or record where it did' },
   },
   dialect: { payload: true, nullable: true, schema: dialectSchema },
+  phase: {
+    payload: true,
+    nullable: true,
+    schema: {
+      type: 'string',
+      enum: ['reading', 'publishing'],
+      description:
+        'While the job runs: reading (its input, staged batch by batch) or publishing (its rows moving into the dataset, in the transaction that completes it). Null while queued and once ended',
+    },
+  },
   warnings: {
     payload: true,
     nullable: true,

@@ -1,4 +1,5 @@
 import { IngestError } from '../core/errors.js';
+import type { Encoding } from '../core/job.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -155,19 +156,8 @@ export async function* decodeUtf8(
   }
 }
 
-/** Encodings a file may be read in besides UTF-8 (WHATWG names; iso-8859-1 is read as windows-1252, as browsers do). */
-export const ENCODINGS = [
-  'utf-8',
-  'utf-16le',
-  'utf-16be',
-  'windows-1252',
-  'iso-8859-1',
-  'iso-8859-15',
-  'windows-1250',
-  'windows-1251',
-  'macintosh',
-] as const;
-export type Encoding = (typeof ENCODINGS)[number];
+export { ENCODINGS } from '../core/job.js';
+export type { Encoding };
 
 /**
  * What a file that is not UTF-8 probably is, from its first bytes: UTF-16 without a BOM (a NUL

@@ -4,7 +4,16 @@ import type { JobEvents } from '../live/job-events.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
 import { storedSpec } from '../datasets/column-spec.js';
 import { COLUMN_TYPES, type ColumnSpec, type ColumnType } from '../datasets/types.js';
-import { CheckpointConflictError, markCompleted, markFailed, markRunning, noteCanceledRead, restartJob, type Tracker } from './tracking.js';
+import {
+  CheckpointConflictError,
+  markCompleted,
+  markFailed,
+  markPublishing,
+  markRunning,
+  noteCanceledRead,
+  restartJob,
+  type Tracker,
+} from './tracking.js';
 import { BatchWriter, databaseMessage } from './batch-writer.js';
 import { isTabular, TERMINAL_STATUSES } from '../core/job.js';
 import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount } from '../storage/datasets.js';
@@ -282,6 +291,7 @@ async function publish(deps: PipelineDeps, { job, source, writer, loader, report
     dialect: report ? JSON.stringify(report) : null,
     warnings: previewed ? typeWarnings(previewed, loader.describe()) : [],
   };
+  await markPublishing(deps.tracker, jobId);
   const publishing = performance.now();
   const completed = await markCompleted(
     deps.tracker,

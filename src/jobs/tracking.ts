@@ -22,6 +22,7 @@ import {
   updateCompleted,
   updateFailed,
   updateProgress,
+  updatePublishing,
   updateReleased,
   updateRequeued,
   updateRestarted,
@@ -202,6 +203,11 @@ export async function markCompleted(
     return updateCompleted(tx, jobId, publish ? await publish(tx) : null, read);
   });
   return row !== null;
+}
+
+/** A running job's phase becomes publishing: its readers see it before the publish's transaction holds the row. */
+export async function markPublishing(t: Tracker, jobId: string): Promise<void> {
+  await t.change(jobId, (tx) => updatePublishing(tx, jobId));
 }
 
 /** A running job started over from its first record (see updateRestarted); its row errors go too. */

@@ -21,7 +21,7 @@ export function updateClaimed(tx: Queryable, jobId: string, staleAfterMs: number
   return one(
     tx,
     `UPDATE ingest_jobs
-     SET status = 'running', started_at = COALESCE(started_at, clock_timestamp()), heartbeat_at = clock_timestamp(),
+     SET status = 'running', phase = 'reading', started_at = COALESCE(started_at, clock_timestamp()), heartbeat_at = clock_timestamp(),
          attempts = attempts + 1, version = version + 1
      WHERE job_id = $1 AND (status = 'queued' OR (status = 'running' AND ${STALE_HEARTBEAT('$2')}))
      RETURNING ${JOB_COLUMNS}`,
@@ -96,6 +96,17 @@ export function updateProgress(tx: Queryable, jobId: string, progress: Progress)
   );
 }
 
+/** A running job begins to publish its rows (shown as its phase while the publish runs). $1 job_id */
+export function updatePublishing(tx: Queryable, jobId: string): Promise<JobRow | null> {
+  return one(
+    tx,
+    `UPDATE ingest_jobs SET phase = 'publishing', version = version + 1
+     WHERE job_id = $1 AND status = 'running'
+     RETURNING ${JOB_COLUMNS}`,
+    [jobId],
+  );
+}
+
 /** Locks a running job's row for its completing transaction; false when it is no longer running. $1 job_id */
 export async function lockRunning(tx: Queryable, jobId: string): Promise<boolean> {
   const { rows } = await tx.query(`SELECT 1 FROM ingest_jobs WHERE job_id = $1 AND status = 'running' FOR UPDATE`, [jobId]);
@@ -121,7 +132,7 @@ export function updateCompleted(
 ): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET status = 'completed', completed_at = clock_timestamp(), rows_inserted = $2, rows_updated = $3, load_state = NULL,
+    `UPDATE ingest_jobs SET status = 'completed', phase = NULL, completed_at = clock_timestamp(), rows_inserted = $2, rows_updated = $3, load_state = NULL,
          dialect = COALESCE($4::json, dialect), warnings = $5::text[], version = version + 1
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
@@ -159,7 +170,7 @@ export async function findLoadState(
 export function updateFailed(tx: Queryable, jobId: string, error: string): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET status = 'failed', completed_at = clock_timestamp(), error = $2, version = version + 1
+    `UPDATE ingest_jobs SET status = 'failed', phase = NULL, completed_at = clock_timestamp(), error = $2, version = version + 1
      WHERE job_id = $1 AND status IN ('queued', 'running')
      RETURNING ${JOB_COLUMNS}`,
     [jobId, error],
@@ -170,7 +181,7 @@ export function updateFailed(tx: Queryable, jobId: string, error: string): Promi
 export function updateCanceled(tx: Queryable, jobId: string): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET status = 'canceled', completed_at = clock_timestamp(), version = version + 1
+    `UPDATE ingest_jobs SET status = 'canceled', phase = NULL, completed_at = clock_timestamp(), version = version + 1
      WHERE job_id = $1 AND status IN ('queued', 'running')
      RETURNING ${JOB_COLUMNS}`,
     [jobId],
@@ -191,7 +202,7 @@ export function updateRequeued(
   return one(
     tx,
     `UPDATE ingest_jobs
-     SET status = 'queued', started_at = NULL, completed_at = NULL, heartbeat_at = NULL, error = NULL,
+     SET status = 'queued', phase = NULL, started_at = NULL, completed_at = NULL, heartbeat_at = NULL, error = NULL,
          records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, rows_inserted = NULL, rows_updated = NULL,
          dialect = NULL, warnings = NULL,
          max_errors = COALESCE($2, max_errors), attempts_before_retry = attempts, version = version + 1,

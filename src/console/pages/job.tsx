@@ -4,6 +4,7 @@ import { formatBytes, formatCount, formatDuration, formatTime } from '../format.
 import { followJob, type LiveState } from '../live.js';
 import { navigate } from '../router.js';
 import { Link, Notice, ProgressBar, StatusBadge, ValueCell } from '../ui.js';
+import { ENCODINGS } from '../../core/job.js';
 
 const PREVIEW_ROWS = 50;
 const PREVIEW_COLUMNS = 12;
@@ -88,6 +89,11 @@ export function JobPage({ jobId }: { jobId: string }) {
         <div class="job-head">
           <h2 id="job-title">{job.file_name ?? 'Records posted to /api/ingest/json'}</h2>
           <StatusBadge status={job.status} />
+          {job.phase && (
+            <span class="muted" data-testid="job-phase">
+              {job.phase === 'publishing' ? 'publishing its rows into the dataset' : 'reading its input'}
+            </span>
+          )}
           <span class={`live-indicator${live === 'live' ? ' on' : ''}`} role="status">
             {live === 'live' ? 'Live' : live === 'polling' ? 'Reconnecting… (polling)' : live === 'connecting' ? 'Connecting…' : ''}
           </span>
@@ -161,11 +167,6 @@ export function JobPage({ jobId }: { jobId: string }) {
               Cancel job
             </button>
           )}
-          {(job.status === 'failed' || job.status === 'canceled') && (
-            <button type="button" class="button" onClick={() => void act('retry')}>
-              Retry
-            </button>
-          )}
           <button type="button" class="button danger" onClick={() => void act('delete')}>
             Delete
           </button>
@@ -176,6 +177,21 @@ export function JobPage({ jobId }: { jobId: string }) {
             <h3>Error</h3>
             <pre data-testid="job-error">{job.error}</pre>
           </div>
+        )}
+        {(job.status === 'failed' || job.status === 'canceled') && (
+          <RetryForm
+            job={job}
+            retry={async (maxErrors, encoding) => {
+              setActionError(null);
+              try {
+                const answered = await api.retry(job.job_id, maxErrors, encoding);
+                setJob((current) => newer(current, answered));
+                setRun((n) => n + 1);
+              } catch (err) {
+                setActionError(err instanceof Error ? err.message : String(err));
+              }
+            }}
+          />
         )}
       </section>
       {/* A retry starts from a clean slate: the previews start over too. */}
@@ -368,5 +384,55 @@ function RecordsPreview({ job }: { job: Job }) {
         </>
       )}
     </section>
+  );
+}
+
+/**
+ * Retry of a failed or canceled job, with what a retry may change: the encoding its file is
+ * read in (filled in when the error names one to try) and the bad rows it may skip.
+ */
+function RetryForm({ job, retry }: { job: Job; retry: (maxErrors: string | undefined, encoding: string | undefined) => Promise<void> }) {
+  const suggested = /retry with encoding=([\w-]+)/.exec(job.error ?? '')?.[1] ?? '';
+  const [encoding, setEncoding] = useState(suggested);
+  const [maxErrors, setMaxErrors] = useState(String(job.max_errors));
+  const [busy, setBusy] = useState(false);
+  const file = job.source_type === 'csv_upload' || job.source_type === 'url_import' || job.source_type === 's3_import';
+  return (
+    <form
+      class="retry-form"
+      onSubmit={(event) => {
+        event.preventDefault();
+        setBusy(true);
+        void retry(maxErrors === String(job.max_errors) ? undefined : maxErrors, encoding || undefined).finally(() => setBusy(false));
+      }}
+    >
+      {file && (
+        <label class="field">
+          Encoding
+          <select name="encoding" value={encoding} onChange={(event) => setEncoding(event.currentTarget.value)}>
+            <option value="">as before</option>
+            {ENCODINGS.map((name) => (
+              <option value={name} key={name}>
+                {name}
+              </option>
+            ))}
+          </select>
+        </label>
+      )}
+      <label class="field">
+        Bad rows to skip
+        <input
+          name="max_errors"
+          type="number"
+          min={0}
+          value={maxErrors}
+          size={6}
+          onInput={(event) => setMaxErrors(event.currentTarget.value)}
+        />
+      </label>
+      <button type="submit" class="button" disabled={busy}>
+        {encoding ? `Retry with encoding ${encoding}` : 'Retry'}
+      </button>
+    </form>
   );
 }

@@ -17,9 +17,15 @@ interface Position {
   start: number;
 }
 
-function listUrl(status: JobStatus | undefined, at: Position = { cursor: null, start: 1 }): string {
+interface Filter {
+  status?: JobStatus;
+  dataset?: string;
+}
+
+function listUrl({ status, dataset }: Filter, at: Position = { cursor: null, start: 1 }): string {
   const params = new URLSearchParams();
   if (status) params.set('status', status);
+  if (dataset) params.set('dataset', dataset);
   if (at.cursor) {
     params.set('cursor', at.cursor);
     params.set('start', String(at.start));
@@ -35,6 +41,10 @@ const newerPage = new Map<string, Position>();
 export function JobsPage({ query }: { query: URLSearchParams }) {
   const statusParam = query.get('status');
   const status = (JOB_STATUSES as readonly string[]).includes(statusParam ?? '') ? (statusParam as JobStatus) : undefined;
+  const dataset = query.get('dataset') || undefined;
+  const filter = { status, dataset };
+  const [datasetText, setDatasetText] = useState(dataset ?? '');
+  const [datasetNames, setDatasetNames] = useState<string[]>([]);
   const cursor = query.get('cursor') || null;
   const start = cursor ? Math.max(1, Number.parseInt(query.get('start') ?? '1', 10) || 1) : 1;
 
@@ -52,7 +62,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
       controller.abort();
       controller = new AbortController();
       lastLoad = Date.now();
-      api.jobs({ status, cursor, limit: PAGE_SIZE }, controller.signal).then(
+      api.jobs({ status, dataset, cursor, limit: PAGE_SIZE }, controller.signal).then(
         (page) => {
           // A page read before a live event can arrive after it: never show a job older than shown.
           setList((current) => {
@@ -85,7 +95,17 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
       controller.abort();
       window.clearTimeout(timer);
     };
-  }, [status, cursor]);
+  }, [status, dataset, cursor]);
+
+  // The datasets, offered by the filter.
+  useEffect(() => {
+    const controller = new AbortController();
+    api.datasets({ limit: 100 }, controller.signal).then(
+      (page) => setDatasetNames(page.results.map((row) => row.name)),
+      () => {}, // the filter still takes a typed name
+    );
+    return () => controller.abort();
+  }, []);
 
   // Live: progress updates the row in place; a new job or a transition reloads the page
   // (it may enter or leave the filter or the page).
@@ -131,7 +151,9 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
             Status
             <select
               value={status ?? ''}
-              onChange={(event) => navigate(listUrl((event.currentTarget.value || undefined) as JobStatus | undefined))}
+              onChange={(event) =>
+                navigate(listUrl({ dataset, status: (event.currentTarget.value || undefined) as JobStatus | undefined }))
+              }
             >
               <option value="">All</option>
               {JOB_STATUSES.map((value) => (
@@ -141,6 +163,32 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
               ))}
             </select>
           </label>
+          <form
+            class="field inline"
+            role="search"
+            onSubmit={(event) => {
+              event.preventDefault();
+              navigate(listUrl({ status, dataset: datasetText.trim() || undefined }));
+            }}
+          >
+            <label class="field inline">
+              Jobs of dataset
+              <input
+                name="dataset"
+                list="dataset-names"
+                value={datasetText}
+                placeholder="all"
+                size={14}
+                onInput={(event) => setDatasetText(event.currentTarget.value)}
+                onChange={(event) => navigate(listUrl({ status, dataset: event.currentTarget.value.trim() || undefined }))}
+              />
+            </label>
+            <datalist id="dataset-names">
+              {datasetNames.map((name) => (
+                <option value={name} key={name} />
+              ))}
+            </datalist>
+          </form>
         </div>
         {error && (
           <Notice kind="error">
@@ -151,8 +199,8 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
           <p class="empty">
             {cursor !== null
               ? 'No more jobs on this page.'
-              : status
-                ? `No ${status} jobs.`
+              : status || dataset
+                ? `No ${status ?? ''} jobs${dataset ? ` of dataset ${dataset}` : ''}.`.replace('No  jobs', 'No jobs')
                 : 'No jobs yet. Upload a CSV, JSON, NDJSON or Excel file above, or post records to /api/ingest/json, and it appears here.'}
           </p>
         )}
@@ -164,7 +212,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
               type="button"
               class="button"
               disabled={cursor === null}
-              onClick={() => navigate(listUrl(status, (cursor && newerPage.get(cursor)) || undefined))}
+              onClick={() => navigate(listUrl(filter, (cursor && newerPage.get(cursor)) || undefined))}
             >
               ← Newer
             </button>
@@ -178,7 +226,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
               onClick={() => {
                 if (list.next_cursor === null) return;
                 newerPage.set(list.next_cursor, { cursor, start });
-                navigate(listUrl(status, { cursor: list.next_cursor, start: start + list.results.length }));
+                navigate(listUrl(filter, { cursor: list.next_cursor, start: start + list.results.length }));
               }}
             >
               Older →
@@ -190,8 +238,11 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
   );
 }
 
-/** Jobs as rows, each linking to its page (also the dataset page's list of the jobs that loaded it). */
-export function JobTable({ jobs }: { jobs: Job[] }) {
+/**
+ * Jobs as rows, each linking to its page (also the dataset page's list of the jobs that loaded
+ * it, and a schedule's runs, which show each failed run's error).
+ */
+export function JobTable({ jobs, errors = false }: { jobs: Job[]; errors?: boolean }) {
   return (
     <div class="table-wrap">
       <table class="jobs">
@@ -199,6 +250,7 @@ export function JobTable({ jobs }: { jobs: Job[] }) {
           <tr>
             <th scope="col">Status</th>
             <th scope="col">Source</th>
+            <th scope="col">Dataset</th>
             <th scope="col" class="wide">
               Progress
             </th>
@@ -221,10 +273,16 @@ export function JobTable({ jobs }: { jobs: Job[] }) {
             <tr key={job.job_id} data-job-id={job.job_id}>
               <td>
                 <StatusBadge status={job.status} />
+                {job.phase === 'publishing' && <span class="muted phase">publishing</span>}
               </td>
               <td class="source">
                 <Link href={`/jobs/${job.job_id}`}>{job.file_name ?? 'records via API'}</Link>
                 <span class="muted">{job.source_type}</span>
+                {errors && job.error && <span class="run-error">{job.error}</span>}
+              </td>
+              <td class="dataset">
+                {job.dataset ? <Link href={`/datasets/${encodeURIComponent(job.dataset)}`}>{job.dataset}</Link> : '—'}
+                {job.mode && <span class="muted">{job.mode === 'merge' && job.key ? `merge on ${job.key.join(', ')}` : job.mode}</span>}
               </td>
               <td class="wide">
                 <ProgressBar job={job} label={`Progress of ${job.file_name ?? job.job_id}`} />

@@ -341,7 +341,7 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
         {schedule.recent_runs.length === 0 ? (
           <p class="empty">{schedule.paused ? 'No runs yet: it is paused.' : 'No runs yet: the first one starts at its next run.'}</p>
         ) : (
-          <JobTable jobs={schedule.recent_runs} />
+          <JobTable jobs={schedule.recent_runs} errors />
         )}
       </section>
     </>

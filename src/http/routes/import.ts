@@ -5,7 +5,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ImportSettings } from '../../sources/imports.js';
 import { prepareImport, type ImportRequest } from '../../jobs/import-job.js';
 import { submitJob, type SubmitDeps } from '../../jobs/submit.js';
-import type { NewJob } from '../../storage/jobs.js';
 import { errorRef, idempotencyHeaders, loadOptionProperties, MAX_ERRORS_LIMIT } from '../schemas.js';
 import { FORMATS } from '../../core/job.js';
 import { sendJob } from './reply.js';

@@ -18,7 +18,7 @@ import {
   PREVIEW_MAX_BYTES,
   PREVIEW_MAX_ROWS,
 } from '../../jobs/preview.js';
-import { importInput, importSettings } from '../../sources/imports.js';
+import { importInput } from '../../sources/imports.js';
 import type { Db } from '../../storage/db.js';
 import { multipartLimits } from '../receive.js';
 import { errorRef, uploadBodySchema, uploadQuerySchema } from '../schemas.js';

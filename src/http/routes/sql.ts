@@ -13,7 +13,7 @@ export interface SqlRouteDeps {
   /** An export whose client takes nothing for this long is cut off (its transaction and slot freed). */
   exportIdleTimeoutMs: number;
   /** Submits `into`: the query as a job that writes a dataset (POST /api/import with source=sql). */
-  submitInto(request: FastifyRequest, reply: FastifyReply, body: SqlIntoRequest): Promise<FastifyReply>;
+  submitInto: (request: FastifyRequest, reply: FastifyReply, body: SqlIntoRequest) => Promise<FastifyReply>;
 }
 
 export interface SqlIntoRequest {
