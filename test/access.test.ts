@@ -255,7 +255,7 @@ describe.skipIf(!existsSync('/usr/bin/chromium'))('the console with API_TOKENS',
       await expect.poll(() => row.locator('.badge').textContent(), { timeout: 30_000 }).toBe('completed');
       const jobId = (await row.getAttribute('data-job-id'))!;
       expect(await waitForJob(server.url, jobId).catch((err: Error) => err.message)).toContain('answered 401'); // the API itself still wants the token
-      await row.getByRole('link').click();
+      await row.locator('td.source a').click();
       await expect.poll(() => page.locator('table.records tbody tr').count()).toBe(50);
       await page.getByRole('button', { name: 'Sign out' }).click();
       await expect.poll(() => page.locator('#token-title').count()).toBe(1);

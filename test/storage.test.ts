@@ -46,6 +46,7 @@ const MIGRATIONS = [
   '013_schedule_budget_backoff',
   '014_pre_dataset_jobs',
   '015_dialect_warnings',
+  '016_phase',
 ];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
@@ -118,6 +119,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [13, '013_schedule_budget_backoff'],
       [14, '014_pre_dataset_jobs'],
       [15, '015_dialect_warnings'],
+      [16, '016_phase'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -160,6 +162,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       ['schedule_id', 'uuid', null, 'YES'],
       ['dialect', 'json', null, 'YES'],
       ['warnings', '_text', null, 'YES'],
+      ['phase', 'varchar', 20, 'YES'],
     ]);
     // 002 adds format with a default only to fill existing rows, then drops it.
     expect(first.columns.find((c) => c.table_name === 'ingest_jobs' && c.column_name === 'format')!.column_default).toBeNull();
@@ -425,6 +428,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 13, name: '013_schedule_budget_backoff' },
         { version: 14, name: '014_pre_dataset_jobs' },
         { version: 15, name: '015_dialect_warnings' },
+        { version: 16, name: '016_phase' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }
