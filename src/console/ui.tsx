@@ -65,3 +65,37 @@ export function ValueCell({ value, numeric = false }: { value: unknown; numeric?
     </td>
   );
 }
+
+/** A labelled choice of a form: its options as [value, shown] pairs. */
+export function Choice({
+  label,
+  name,
+  value,
+  options,
+  set,
+}: {
+  label: string;
+  name: string;
+  value: string;
+  options: readonly (readonly [string, string])[];
+  set: (value: string) => void;
+}) {
+  return (
+    <label class="field">
+      {label}
+      <select name={name} value={value} onChange={(event) => set(event.currentTarget.value)}>
+        {options.map(([option, shown]) => (
+          <option value={option} key={option}>
+            {shown}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+/** A list's values as options, each shown as itself, after `first` (an option meaning "none given"). */
+export const optionsOf = (values: readonly string[], first?: readonly [string, string]): (readonly [string, string])[] => [
+  ...(first ? [first] : []),
+  ...values.map((value) => [value, value] as const),
+];

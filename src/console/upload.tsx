@@ -3,7 +3,7 @@ import { ENCODINGS, FORMATS, WRITE_MODES, type WriteMode } from '../core/job.js'
 import { api, ApiError, createSchedule, uploadFile, type SubmittedJob } from './api.js';
 import { formatBytes } from './format.js';
 import { navigate } from './router.js';
-import { Link, Notice } from './ui.js';
+import { Choice, Link, Notice, optionsOf } from './ui.js';
 
 type Outcome = { file: string; job: SubmittedJob } | { file: string; error: string };
 
@@ -32,14 +32,20 @@ const NO_CHOICES: LoadChoices = {
   sheet: '',
 };
 
-const DELIMITERS: [string, string][] = [
+const HEADERS = [
+  ['', 'detect'],
+  ['true', 'yes'],
+  ['false', 'no: name the columns column_1…'],
+] as const;
+
+const DELIMITERS = [
   ['', 'detect'],
   [',', 'comma ,'],
   [';', 'semicolon ;'],
   ['tab', 'tab'],
   ['|', 'pipe |'],
   ['space', 'spaces'],
-];
+] as const;
 
 /** The options as the API takes them: what is left at its default is left out. */
 function loadFields(c: LoadChoices): Record<string, string> {
@@ -106,16 +112,13 @@ function LoadFields({ choices, set }: { choices: LoadChoices; set: (change: Part
             onInput={(event) => set({ dataset: event.currentTarget.value })}
           />
         </label>
-        <label class="field">
-          Mode
-          <select name="mode" value={choices.mode} onChange={(event) => set({ mode: event.currentTarget.value as WriteMode })}>
-            {WRITE_MODES.map((value) => (
-              <option value={value} key={value}>
-                {value}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Choice
+          label="Mode"
+          name="mode"
+          value={choices.mode}
+          options={optionsOf(WRITE_MODES)}
+          set={(mode) => set({ mode: mode as WriteMode })}
+        />
         {choices.mode === 'merge' && (
           <label class="field">
             Key
@@ -135,46 +138,28 @@ function LoadFields({ choices, set }: { choices: LoadChoices; set: (change: Part
       <details class="read-options">
         <summary>How to read the file (detected unless set)</summary>
         <div class="load-fields">
-          <label class="field">
-            Format
-            <select name="format" value={choices.format} onChange={(event) => set({ format: event.currentTarget.value })}>
-              <option value="">from the name</option>
-              {FORMATS.map((value) => (
-                <option value={value} key={value}>
-                  {value}
-                </option>
-              ))}
-            </select>
-          </label>
-          <label class="field">
-            Encoding
-            <select name="encoding" value={choices.encoding} onChange={(event) => set({ encoding: event.currentTarget.value })}>
-              <option value="">detect</option>
-              {ENCODINGS.map((value) => (
-                <option value={value} key={value}>
-                  {value}
-                </option>
-              ))}
-            </select>
-          </label>
-          <label class="field">
-            Delimiter
-            <select name="delimiter" value={choices.delimiter} onChange={(event) => set({ delimiter: event.currentTarget.value })}>
-              {DELIMITERS.map(([value, label]) => (
-                <option value={value} key={value}>
-                  {label}
-                </option>
-              ))}
-            </select>
-          </label>
-          <label class="field">
-            Header row
-            <select name="header" value={choices.header} onChange={(event) => set({ header: event.currentTarget.value })}>
-              <option value="">detect</option>
-              <option value="true">yes</option>
-              <option value="false">no: name the columns column_1…</option>
-            </select>
-          </label>
+          <Choice
+            label="Format"
+            name="format"
+            value={choices.format}
+            options={optionsOf(FORMATS, ['', 'from the name'])}
+            set={(format) => set({ format })}
+          />
+          <Choice
+            label="Encoding"
+            name="encoding"
+            value={choices.encoding}
+            options={optionsOf(ENCODINGS, ['', 'detect'])}
+            set={(encoding) => set({ encoding })}
+          />
+          <Choice
+            label="Delimiter"
+            name="delimiter"
+            value={choices.delimiter}
+            options={DELIMITERS}
+            set={(delimiter) => set({ delimiter })}
+          />
+          <Choice label="Header row" name="header" value={choices.header} options={HEADERS} set={(header) => set({ header })} />
           <label class="field">
             Sheet
             <input

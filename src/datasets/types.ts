@@ -45,6 +45,19 @@ export const COLUMN_TYPES = ['bigint', 'numeric', 'boolean', 'date', 'timestampt
 export type ColumnType = (typeof COLUMN_TYPES)[number];
 
 /**
+ * The type a column of PostgreSQL's type (as format_type names it) is loaded as, from a query's
+ * result (a derived dataset): its own where Intake has it, else text (its value's text).
+ */
+export function loadedType(postgresType: string): ColumnType {
+  if (postgresType === 'smallint' || postgresType === 'integer' || postgresType === 'bigint') return 'bigint';
+  if (postgresType === 'numeric' || postgresType === 'real' || postgresType === 'double precision') return 'numeric';
+  if (postgresType === 'boolean' || postgresType === 'date' || postgresType === 'jsonb') return postgresType;
+  if (postgresType === 'json') return 'jsonb';
+  if (postgresType.startsWith('timestamp')) return 'timestamptz';
+  return 'text';
+}
+
+/**
  * How a column's text is read into its type when not as PostgreSQL reads it, decided over the
  * whole column (kept with the loader's state, used by the cast at publish). Absent: as PostgreSQL
  * reads it.

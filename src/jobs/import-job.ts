@@ -13,7 +13,7 @@ import type { Format } from '../core/job.js';
 import { isUuid } from '../core/ids.js';
 import type { Db, Queryable } from '../storage/db.js';
 import { describeQuery, queryText, SqlProblem } from '../storage/sql-query.js';
-import type { ColumnType } from '../datasets/types.js';
+import { loadedType } from '../datasets/types.js';
 import { findConnection } from '../storage/connections.js';
 import type { NewJob } from '../storage/jobs.js';
 
@@ -65,16 +65,6 @@ export async function prepareImport(deps: { db: Db; settings: ImportSettings }, 
 
 // What only a file has: how its bytes are read.
 const FILE_OPTIONS = ['delimiter', 'header', 'quote', 'escape', 'header_row', 'skip_lines', 'ragged', 'encoding', 'sheet'];
-
-/** The type a column of a query's result is loaded as: its own where Intake has it, else its text. */
-function loadedType(type: string): ColumnType {
-  if (type === 'smallint' || type === 'integer' || type === 'bigint') return 'bigint';
-  if (type === 'numeric' || type === 'real' || type === 'double precision') return 'numeric';
-  if (type === 'boolean' || type === 'date' || type === 'jsonb') return type;
-  if (type === 'json') return 'jsonb';
-  if (type.startsWith('timestamp')) return 'timestamptz';
-  return 'text';
-}
 
 /**
  * A derived dataset: a guarded SELECT over the datasets whose whole result the job writes into

@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import { checkQuery, SqlRefused } from '../datasets/sql-guard.js';
+import { loadedType } from '../datasets/types.js';
 import { EXPORT_APPLICATION_NAME, listDatasetNames } from './datasets.js';
 import { DatabaseUnavailableError, type Db, type Queryable } from './db.js';
 import type { SqlRole } from './sql-role.js';
@@ -196,26 +197,11 @@ function textExpression(column: SqlColumn, i: number): string {
   return `${c}::text ${as}`;
 }
 
-/** The column types a load keeps as they are (to_json writes them as the loader reads them); any other is loaded as its text. */
-const LOADED_AS_IS = new Set([
-  'smallint',
-  'integer',
-  'bigint',
-  'numeric',
-  'real',
-  'double precision',
-  'boolean',
-  'date',
-  'timestamp with time zone',
-  'timestamp without time zone',
-  'json',
-  'jsonb',
-]);
-
 function selectFor(form: RowForm, query: string, columns: SqlColumn[]): string {
   if (form === 'text') return `SELECT ${columns.map(textExpression).join(', ') || 'NULL'} FROM ${inner(query, columns.length)}`;
   if (form === 'json') return `SELECT row_to_json(q.*)::text AS j FROM ${inner(query, 0)}`;
-  const named = columns.map((c, i) => `q."${i + 1}"${LOADED_AS_IS.has(c.type) ? '' : '::text'} AS "${c.name.replaceAll('"', '""')}"`);
+  // A column of a type Intake has is written as to_json writes it, which the loader reads as that type; any other as its text.
+  const named = columns.map((c, i) => `q."${i + 1}"${loadedType(c.type) === 'text' ? '::text' : ''} AS "${c.name.replaceAll('"', '""')}"`);
   return `SELECT row_to_json(r.*)::text AS j FROM (SELECT ${named.join(', ')} FROM ${inner(query, columns.length)}) r`;
 }
 

@@ -3,7 +3,7 @@ import { api, ApiError, jobPath, TERMINAL, type Job, type RecordRow, type RowErr
 import { formatBytes, formatCount, formatDuration, formatTime } from '../format.js';
 import { followJob, type LiveState } from '../live.js';
 import { navigate } from '../router.js';
-import { Link, Notice, ProgressBar, StatusBadge, ValueCell } from '../ui.js';
+import { Choice, Link, Notice, optionsOf, ProgressBar, StatusBadge, ValueCell } from '../ui.js';
 import { ENCODINGS } from '../../core/job.js';
 
 const PREVIEW_ROWS = 50;
@@ -407,17 +407,7 @@ function RetryForm({ job, retry }: { job: Job; retry: (maxErrors: string | undef
       }}
     >
       {file && (
-        <label class="field">
-          Encoding
-          <select name="encoding" value={encoding} onChange={(event) => setEncoding(event.currentTarget.value)}>
-            <option value="">as before</option>
-            {ENCODINGS.map((name) => (
-              <option value={name} key={name}>
-                {name}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Choice label="Encoding" name="encoding" value={encoding} options={optionsOf(ENCODINGS, ['', 'as before'])} set={setEncoding} />
       )}
       <label class="field">
         Bad rows to skip

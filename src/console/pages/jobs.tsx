@@ -200,7 +200,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
             {cursor !== null
               ? 'No more jobs on this page.'
               : status || dataset
-                ? `No ${status ?? ''} jobs${dataset ? ` of dataset ${dataset}` : ''}.`.replace('No  jobs', 'No jobs')
+                ? `No ${status ? `${status} ` : ''}jobs${dataset ? ` of dataset ${dataset}` : ''}.`
                 : 'No jobs yet. Upload a CSV, JSON, NDJSON or Excel file above, or post records to /api/ingest/json, and it appears here.'}
           </p>
         )}

@@ -2,8 +2,12 @@ import { useState } from 'preact/hooks';
 import { api, ApiError, type SqlResult } from '../api.js';
 import { formatCount } from '../format.js';
 import { navigate } from '../router.js';
-import { Notice, ValueCell } from '../ui.js';
+import { Choice, Notice, ValueCell } from '../ui.js';
 
+const SAVE_MODES = [
+  ['replace', 'replace its rows'],
+  ['append', 'append to it'],
+] as const;
 const NUMERIC_TYPES = new Set(['smallint', 'integer', 'bigint', 'numeric', 'real', 'double precision']);
 
 /** A file the API answered, handed to the browser to save. */
@@ -149,13 +153,7 @@ export function QueryPage({ query }: { query: URLSearchParams }) {
               onInput={(event) => setInto(event.currentTarget.value)}
             />
           </label>
-          <label class="field">
-            Mode
-            <select name="mode" value={mode} onChange={(event) => setMode(event.currentTarget.value as 'replace' | 'append')}>
-              <option value="replace">replace its rows</option>
-              <option value="append">append to it</option>
-            </select>
-          </label>
+          <Choice label="Mode" name="mode" value={mode} options={SAVE_MODES} set={(value) => setMode(value as 'replace' | 'append')} />
           <button type="submit" class="button" disabled={empty || into.trim() === '' || busy !== null}>
             {busy === 'save' ? 'Saving…' : 'Save as dataset'}
           </button>

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import { AppError, validationError } from '../../core/errors.js';
 import { datasetNameProblem } from '../../datasets/names.js';
 import { errorRef } from '../schemas.js';
-import { csvField, drained, excelSafe, MAX_EXPORTS } from './export.js';
+import { csvField, excelSafe, MAX_EXPORTS, writeRows } from './export.js';
 import {
   datasetColumns,
   deleteDataset,
@@ -199,13 +199,15 @@ export const datasetRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: DatasetR
       const out = new PassThrough();
       const write = async (reader: Queryable) => {
         const columns = await datasetColumns(reader, datasetSchema, name);
-        if (format === 'csv' && !out.write(`${columns.map((c) => field(c.name)).join(',')}\r\n`)) await drained(out, exportIdleTimeoutMs);
-        for await (const rows of readDataset(reader, datasetSchema, name, columns, EXPORT_BATCH, format === 'ndjson')) {
-          if (out.destroyed) return;
-          const text =
-            format === 'csv' ? rows.map((row) => `${row.map(field).join(',')}\r\n`).join('') : rows.map(([json]) => `${json}\n`).join('');
-          if (!out.write(text)) await drained(out, exportIdleTimeoutMs);
-        }
+        const batches = readDataset(reader, datasetSchema, name, columns, EXPORT_BATCH, format === 'ndjson');
+        await writeRows(
+          out,
+          format,
+          columns.map((c) => c.name),
+          batches,
+          exportIdleTimeoutMs,
+          field,
+        );
       };
       // PostgreSQL: one snapshot for the whole export. PGlite is one connection, which a long
       // transaction would hold from every other request: it reads statement by statement.

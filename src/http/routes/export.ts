@@ -1,4 +1,5 @@
 import type { PassThrough } from 'node:stream';
+import type { TextRow } from '../../storage/db.js';
 
 /** Exports at once per process, of each kind: each holds a connection for its whole length on PostgreSQL, for one consistent view. */
 export const MAX_EXPORTS = 4;
@@ -45,4 +46,26 @@ export function drained(stream: PassThrough, timeoutMs: number): Promise<void> {
     stream.once('drain', done);
     stream.once('close', done);
   });
+}
+
+/**
+ * Writes an export's rows as the client takes them: for CSV a header of `names`, then each row's
+ * fields (through `field`); for NDJSON each row's one JSON text, a line each. Stops when the
+ * client has gone.
+ */
+export async function writeRows(
+  out: PassThrough,
+  format: 'csv' | 'ndjson',
+  names: string[],
+  batches: AsyncIterable<TextRow[]>,
+  idleMs: number,
+  field: (value: string | null) => string = csvField,
+): Promise<void> {
+  if (format === 'csv' && !out.write(`${names.map(field).join(',')}\r\n`)) await drained(out, idleMs);
+  for await (const rows of batches) {
+    if (out.destroyed) return;
+    const text =
+      format === 'csv' ? rows.map((row) => `${row.map(field).join(',')}\r\n`).join('') : rows.map(([json]) => `${json}\n`).join('');
+    if (!out.write(text)) await drained(out, idleMs);
+  }
 }

@@ -5,7 +5,7 @@ import { AppError } from '../../core/errors.js';
 import { errorRef } from '../schemas.js';
 import type { Db } from '../../storage/db.js';
 import { answerQuery, SqlProblem, streamQuery, type SqlSettings } from '../../storage/sql-query.js';
-import { csvField, drained, MAX_EXPORTS } from './export.js';
+import { MAX_EXPORTS, writeRows } from './export.js';
 
 export interface SqlRouteDeps {
   db: Db;
@@ -72,10 +72,6 @@ export const sqlRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SqlRouteDeps
 ) => {
   let running = 0;
   let exports = 0;
-  const slot = () => {
-    if (running >= MAX_QUERIES)
-      throw new AppError(429, 'too_many_queries', `${MAX_QUERIES} queries are running: try again when one has finished`);
-  };
   app.post(
     '/api/sql',
     {
@@ -97,13 +93,10 @@ export const sqlRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SqlRouteDeps
     async (request, reply) => {
       const { sql: text, into, mode, key } = request.body;
       if (into !== undefined) return submitInto(request, reply, { sql: text, into, mode, key });
-      for (const [field, value] of [
-        ['mode', mode],
-        ['key', key],
-      ] as const) {
-        if (value !== undefined) throw new AppError(422, 'validation_error', `${field} is for saving a query with into`);
-      }
-      slot();
+      if (mode !== undefined || key !== undefined)
+        throw new AppError(422, 'validation_error', `${mode !== undefined ? 'mode' : 'key'} is for saving a query with into`);
+      if (running >= MAX_QUERIES)
+        throw new AppError(429, 'too_many_queries', `${MAX_QUERIES} queries are running: try again when one has finished`);
       running++;
       try {
         const answer = await answerQuery(db, sql, text).catch(failed);
@@ -147,20 +140,17 @@ export const sqlRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SqlRouteDeps
         const columns = !first.done && 'columns' in first.value ? first.value.columns : [];
         const out = new PassThrough();
         started = true;
-        const write = async () => {
-          if (format === 'csv' && !out.write(`${columns.map((c) => csvField(c.name)).join(',')}\r\n`))
-            await drained(out, exportIdleTimeoutMs);
-          for await (const batch of rows) {
-            if (out.destroyed) return;
-            if (!('rows' in batch)) continue;
-            const text =
-              format === 'csv'
-                ? batch.rows.map((row) => `${row.map(csvField).join(',')}\r\n`).join('')
-                : batch.rows.map(([json]) => `${json}\n`).join('');
-            if (!out.write(text)) await drained(out, exportIdleTimeoutMs);
-          }
-        };
-        write()
+        // The rest of the stream: its batches of rows.
+        const batches = (async function* () {
+          for await (const batch of rows) if ('rows' in batch) yield batch.rows;
+        })();
+        writeRows(
+          out,
+          format,
+          columns.map((c) => c.name),
+          batches,
+          exportIdleTimeoutMs,
+        )
           .then(
             () => out.end(),
             (err: unknown) => {
