@@ -550,6 +550,9 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(await result.locator('tbody td').allTextContents()).toEqual(['13', '4', '1']);
     expect(await page.locator('.sql-count').textContent()).toMatch(/^1 row in \d[\d,]* ms\.$/);
     await page.screenshot({ path: join(shots, 'query.png'), fullPage: true });
+    // The query ran is in the address: a reload (or the link, shared) opens the page with it.
+    await page.reload();
+    expect(await page.getByLabel('SQL').inputValue()).toBe(sql);
     // The download is the server's stream, byte for byte.
     const [queried] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
     expect(queried.suggestedFilename()).toBe('query.csv');
