@@ -201,6 +201,83 @@ describe.each(backends())('schedules ($name)', (backend) => {
     }
   }, 90_000);
 
+  it('changes the interval of a schedule (PATCH): its next run counted from its last run, the new interval in effect at once', async () => {
+    const source = await slowSource(0);
+    try {
+      const made = await postJson(`${server.url}/api/schedules`, { import: { url: source.url, dataset: 'edited' }, every: '1h' });
+      expect(made.status).toBe(201);
+      const id = made.body.schedule_id;
+      const patch = (body: unknown, path = `/api/schedules/${id}`) =>
+        fetch(server.url + path, { method: 'PATCH', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }).then(
+          async (res) => ({ status: res.status, body: await res.json() }),
+        );
+      const read = async () => (await getJson(`${server.url}/api/schedules/${id}`)).body;
+
+      // Not run yet: one new interval from now.
+      const before = Date.now();
+      const faster = await patch({ every: '1S' });
+      expect(faster.status).toBe(200);
+      expect(faster.body).toMatchObject({ schedule_id: id, every: '1s', every_ms: 1000, paused: false, runs: 0 });
+      expect(Date.parse(faster.body.next_run_at)).toBeGreaterThanOrEqual(before + 1000 - 50);
+      expect(Date.parse(faster.body.next_run_at)).toBeLessThanOrEqual(Date.now() + 1000 + 50);
+      await expect.poll(async () => (await read()).runs, { timeout: 20_000, interval: 200 }).toBeGreaterThanOrEqual(2);
+
+      // Slower: one hour after the last run, and no run meanwhile.
+      const slower = await patch({ every: '1h' });
+      expect(slower.status).toBe(200);
+      expect(slower.body.every_ms).toBe(3_600_000);
+      const settled = await sleep(1000).then(read);
+      // (A beat BullMQ had already started when the edit came may still run: its run counts from itself.)
+      expect(Math.abs(Date.parse(settled.next_run_at) - (Date.parse(settled.last_run_at) + 3_600_000))).toBeLessThan(1000);
+      await sleep(3000);
+      expect((await read()).runs).toBe(settled.runs);
+      // The same interval written another way changes only how it is written.
+      const same = await patch({ every: '60m' });
+      expect(same.body).toMatchObject({ every: '60m', every_ms: 3_600_000, next_run_at: settled.next_run_at });
+
+      // Paused, it stays paused at its new interval; resumed, it runs at it.
+      expect((await postJson(`${server.url}/api/schedules/${id}/pause`, {})).status).toBe(200);
+      const whilePaused = await patch({ every: '1s' });
+      expect(whilePaused.body).toMatchObject({ every: '1s', every_ms: 1000, paused: true, next_run_at: null });
+      await sleep(2500);
+      expect((await read()).runs).toBe(settled.runs);
+      expect((await postJson(`${server.url}/api/schedules/${id}/resume`, {})).body).toMatchObject({ paused: false, every_ms: 1000 });
+      await expect.poll(async () => (await read()).runs, { timeout: 20_000, interval: 200 }).toBeGreaterThan(settled.runs);
+
+      // Refused as POST refuses an interval; an unknown schedule is a 404.
+      for (const [body, detail] of [
+        [{ every: '500ms' }, /every is a duration from 1s/],
+        [{ every: 'often' }, /every is a duration/],
+        [{ every: '367d' }, /every is a duration/],
+        [{ every: 15 }, /every/],
+        [{}, /every/],
+        [{ every: '1m', paused: true }, /paused|additional/],
+      ] as const) {
+        const refused = await patch(body);
+        expect(refused.status, JSON.stringify(body)).toBe(422);
+        expect(JSON.stringify(refused.body.detail)).toMatch(detail);
+        expect(refused.body.code).toBeTruthy();
+      }
+      expect((await read()).every).toBe('1s');
+      for (const path of ['/api/schedules/nope', '/api/schedules/00000000-0000-4000-8000-000000000000']) {
+        const missing = await patch({ every: '1m' }, path);
+        expect(missing).toMatchObject({ status: 404, body: { code: 'schedule_not_found', detail: 'No schedule with this id' } });
+      }
+      // Bad interval and unknown id together: the interval is checked first, as POST checks its body first.
+      expect((await patch({ every: 'never' }, '/api/schedules/nope')).status).toBe(422);
+
+      // The OpenAPI document has it.
+      const doc = (await getJson(`${server.url}/openapi.json`)).body;
+      const operation = doc.paths['/api/schedules/{id}'].patch;
+      expect(Object.keys(operation.responses)).toEqual(expect.arrayContaining(['200', '404', '422']));
+      expect(operation.requestBody.content['application/json'].schema.required).toEqual(['every']);
+
+      expect((await fetch(`${server.url}/api/schedules/${id}`, { method: 'DELETE' })).status).toBe(204);
+    } finally {
+      await source.close();
+    }
+  }, 90_000);
+
   it('refuses what it cannot run, with a 422 naming the field', async () => {
     const cases: [unknown, number, RegExp][] = [
       [{ import: { url: 'http://example.com/a.csv' }, every: 'often' }, 422, /every is a duration/],

@@ -43,8 +43,9 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
     );
 
   return {
-    async set(id, everyMs) {
-      await upsert(id, everyMs, Date.now() + everyMs);
+    async set(id, everyMs, firstAt) {
+      // A changed interval starts again from startDate; the same one keeps the beat already due.
+      await upsert(id, everyMs, Math.max(firstAt?.getTime() ?? Date.now() + everyMs, Date.now()));
     },
     async unset(id) {
       await within(queue.removeJobScheduler(id), TIMEOUT_MS, 'remove a schedule');
@@ -60,12 +61,14 @@ export function bullScheduler(url: string, redisKeyPrefix: string, log: FastifyB
           (async () => {
             // Redis first, then the rows: a schedule made or deleted meanwhile is in both or gone
             // from the rows, never taken for one to remove.
-            const present = new Set((await queue.getJobSchedulers(0, -1)).map((scheduler) => scheduler.key));
+            const present = new Map((await queue.getJobSchedulers(0, -1)).map((scheduler) => [scheduler.key, scheduler.every]));
             const rows = await listSchedules(deps.db);
             const wanted = new Map(rows.filter((row) => !row.paused).map((row) => [row.schedule_id, row]));
-            for (const id of present) if (!wanted.has(id)) await queue.removeJobScheduler(id);
+            for (const id of present.keys()) if (!wanted.has(id)) await queue.removeJobScheduler(id);
             for (const [id, row] of wanted) {
-              if (!present.has(id)) await upsert(id, Number(row.every_ms), Math.max(row.next_run_at.getTime(), Date.now()));
+              // Missing, or left at an old interval (an edit that could not reach Redis).
+              if (present.get(id) !== Number(row.every_ms))
+                await upsert(id, Number(row.every_ms), Math.max(row.next_run_at.getTime(), Date.now()));
             }
           })(),
           30_000,

@@ -146,8 +146,8 @@ export async function tick(deps: ScheduleDeps, id: string, clock: 'own' | 'bull'
 
 /** What wakes schedules. */
 export interface Scheduler {
-  /** A schedule made or resumed. */
-  set(id: string, everyMs: number): Promise<void>;
+  /** A schedule made, resumed or given a new interval; its first beat at `firstAt` (default: one interval from now). */
+  set(id: string, everyMs: number, firstAt?: Date): Promise<void>;
   /** A schedule paused or deleted. */
   unset(id: string): Promise<void>;
   /** Starts waking the schedules. */

@@ -87,6 +87,23 @@ export async function updatePaused(db: Queryable, id: string, paused: boolean): 
   return rows[0];
 }
 
+/**
+ * A new interval, as written and in ms. The next run is one new interval after the last run (one
+ * from now if it has not run yet), never before now: a schedule already overdue by its new
+ * interval runs at its next beat. The same interval (`2m` for `120s`) changes only how it is
+ * written. Its failures are kept. $1 id, $2 every, $3 every_ms
+ */
+export async function updateEvery(db: Queryable, id: string, every: string, everyMs: number): Promise<ScheduleRow | undefined> {
+  const { rows } = await db.query<ScheduleRow>(
+    `UPDATE intake_schedules SET every = $2, every_ms = $3::bigint,
+       next_run_at = CASE WHEN every_ms = $3::bigint THEN next_run_at
+         ELSE GREATEST(now(), COALESCE(last_run_at, now()) + make_interval(secs => $3::bigint / 1000.0)) END
+     WHERE schedule_id = $1 RETURNING ${COLUMNS}`,
+    [id, every, everyMs],
+  );
+  return rows[0];
+}
+
 export async function deleteSchedule(db: Queryable, id: string): Promise<boolean> {
   return (await db.query('DELETE FROM intake_schedules WHERE schedule_id = $1 RETURNING 1', [id])).rows.length > 0;
 }

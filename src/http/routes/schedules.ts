@@ -15,6 +15,7 @@ import {
   insertSchedule,
   listRuns,
   listSchedules,
+  updateEvery,
   updatePaused,
   type ScheduleRow,
 } from '../../storage/schedules.js';
@@ -82,6 +83,30 @@ const scheduleSchema = {
   },
 } as const;
 
+const everySchema = {
+  type: 'string',
+  maxLength: 40,
+  description: 'How often: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m; at least 1s',
+} as const;
+
+/** `every` in ms, or a 422 naming the field. */
+function everyMsOf(every: string): number {
+  const everyMs = parseEvery(every);
+  if (everyMs === undefined || everyMs < MIN_EVERY_MS || everyMs > MAX_EVERY_MS) {
+    throw validationError([
+      {
+        loc: ['body', 'every'],
+        msg: `every is a duration from 1s to 366d: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m (got ${JSON.stringify(every)})`,
+        type: 'value_error',
+      },
+    ]);
+  }
+  return everyMs;
+}
+
+const schedulerDown = () =>
+  new AppError(503, 'scheduler_unavailable', 'The scheduler (Redis) is unavailable; the change is saved and takes effect once it is back');
+
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 100 } } } as const;
 const notFound = () => new AppError(404, 'schedule_not_found', 'No schedule with this id');
 
@@ -145,11 +170,7 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{
           additionalProperties: false,
           properties: {
             import: importBodySchema,
-            every: {
-              type: 'string',
-              maxLength: 40,
-              description: 'How often: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m; at least 1s',
-            },
+            every: everySchema,
             paused: { type: 'boolean', default: false, description: 'Made paused: it runs once resumed' },
           },
         },
@@ -159,16 +180,7 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{
     async (request, reply) => {
       const { every, paused = false } = request.body;
       const body = request.body.import as ImportRequest;
-      const everyMs = parseEvery(every);
-      if (everyMs === undefined || everyMs < MIN_EVERY_MS || everyMs > MAX_EVERY_MS) {
-        throw validationError([
-          {
-            loc: ['body', 'every'],
-            msg: `every is a duration from 1s to 366d: a number and a unit (ms, s, m, h, d), e.g. 30s, 15m, 1h30m (got ${JSON.stringify(every)})`,
-            type: 'value_error',
-          },
-        ]);
-      }
+      const everyMs = everyMsOf(every);
       // Checked as an import would be now; each run checks it again.
       const job = await prepareImport({ db, settings }, body);
       if (job.load.callbackUrl && !config.importAllowPrivate) await checkCallback(job.load.callbackUrl);
@@ -244,16 +256,49 @@ export const scheduleRoutes: FastifyPluginAsyncJsonSchemaToTs<{
         } catch (err) {
           // The row says what it should be; worker processes set the schedulers from the rows at start.
           request.log.error({ err }, 'could not update the scheduler');
-          throw new AppError(
-            503,
-            'scheduler_unavailable',
-            'The scheduler (Redis) is unavailable; the change is saved and takes effect once it is back',
-          );
+          throw schedulerDown();
         }
         return shown(row);
       },
     );
   }
+
+  app.patch(
+    '/api/schedules/:id',
+    {
+      schema: {
+        summary:
+          'Change how often a schedule runs: {"every": "1h"}. Its next run is one new interval after its last run (after now if it has not run yet), and never before now; pause and resume have their own routes',
+        tags: ['schedules'],
+        params: idParams,
+        body: {
+          type: 'object',
+          required: ['every'],
+          additionalProperties: false,
+          properties: { every: everySchema },
+        },
+        response: { 200: scheduleSchema, 400: errorRef, 404: errorRef, 422: errorRef, 503: errorRef },
+      },
+    },
+    async (request) => {
+      const { every } = request.body;
+      const everyMs = everyMsOf(every);
+      await find(request.params.id);
+      const row = await apiTransaction(db, (tx) => updateEvery(tx, request.params.id, every.trim().toLowerCase(), everyMs));
+      if (!row) throw notFound();
+      // A paused schedule keeps no scheduler: resuming it sets one at its new interval.
+      if (!row.paused) {
+        try {
+          await scheduler.set(row.schedule_id, everyMs, row.next_run_at);
+        } catch (err) {
+          // Worker processes set the schedulers from the rows at start and every minute after.
+          request.log.error({ err }, 'could not update the scheduler');
+          throw schedulerDown();
+        }
+      }
+      return shown(row);
+    },
+  );
 
   app.delete(
     '/api/schedules/:id',
