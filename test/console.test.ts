@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +18,8 @@ import {
   type TestServer,
   startServer,
 } from './helpers.js';
+import { jiraTime, startJira } from './jira-server.js';
+import { COLUMN_TYPES } from '../src/datasets/types.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -36,7 +39,8 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     mkdirSync(shots, { recursive: true });
     sandbox = await createSandbox(backend);
     // Small batches: a 20,000-row file moves through many progress events in the page.
-    server = await startServer(sandbox, { BATCH_SIZE: '1000', IMPORT_ALLOW_PRIVATE: 'true' });
+    // A SECRET_KEY: a Jira connection can be saved.
+    server = await startServer(sandbox, { BATCH_SIZE: '1000', IMPORT_ALLOW_PRIVATE: 'true', SECRET_KEY: randomBytes(32).toString('hex') });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [
@@ -137,6 +141,12 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     });
   }
 
+  /** Picks a file in the upload form (which previews it) and uploads it. */
+  async function uploadFromPage(page: Page, file: { name: string; mimeType: string; buffer: Buffer }): Promise<void> {
+    await page.setInputFiles('input[type=file]', file);
+    await page.getByRole('button', { name: 'Upload', exact: true }).click();
+  }
+
   const seenStatuses = (page: Page, jobId: string) =>
     page.evaluate((id) => (window as unknown as { seenStatuses: Record<string, string[]> }).seenStatuses[id] ?? [], jobId);
 
@@ -158,7 +168,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
       .poll(() => page.locator(`tr[data-job-id="${blocker.body.job_id}"] .badge`).textContent(), { timeout: 30_000 })
       .toBe('running');
 
-    await page.setInputFiles('input[type=file]', { name: 'people.csv', mimeType: 'text/csv', buffer: Buffer.from(makeCsv(20_000)) });
+    await uploadFromPage(page, { name: 'people.csv', mimeType: 'text/csv', buffer: Buffer.from(makeCsv(20_000)) });
     const notice = page.locator('.notice-info');
     await expect.poll(() => notice.textContent()).toContain('people.csv uploaded, job queued');
     const statusUrl = await notice.locator('a.status-url').textContent();
@@ -216,7 +226,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     const { page, problems } = await openPage();
     const bad = 'id,name,note\n1,a,b\n2,too,many,fields\n3,c,d\n4,short\n5,e,f\n';
     await page.getByLabel('Bad rows allowed').fill('1');
-    await page.setInputFiles('input[type=file]', { name: 'bad.csv', mimeType: 'text/csv', buffer: Buffer.from(bad) });
+    await uploadFromPage(page, { name: 'bad.csv', mimeType: 'text/csv', buffer: Buffer.from(bad) });
     await page.getByRole('link', { name: 'Open the job' }).click();
     await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('failed');
     const error = await page.getByTestId('job-error').textContent();
@@ -240,13 +250,16 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
 
     // An upload the server refuses says why, on the page.
     await page.getByRole('link', { name: '← All jobs' }).click();
+    // Its preview says so first, and the upload (the server is the judge) after.
+    const refusal =
+      'Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format=';
     await page.setInputFiles('input[type=file]', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
+    await expect.poll(() => page.locator('.notice-error').allTextContents()).toEqual([`notes.txt could not be previewed: ${refusal}`]);
+    await page.getByRole('button', { name: 'Upload', exact: true }).click();
     await expect
-      .poll(() => page.locator('.notice-error').textContent())
-      .toBe(
-        'notes.txt was not accepted: Unsupported file type "notes.txt": send a .csv, .tsv, .json, .ndjson, .jsonl or .xlsx file (gzip, zstd or zip as well), or say format=',
-      );
-    // The refused upload is answered 415, which Chromium logs as a failed resource load.
+      .poll(() => page.locator('.notice-error').allTextContents())
+      .toEqual([`notes.txt could not be previewed: ${refusal}`, `notes.txt was not accepted: ${refusal}`]);
+    // The refused preview and upload are answered 415, which Chromium logs as failed resource loads.
     expect(problems.filter((text) => !text.includes('status of 415'))).toEqual([]);
     await page.close();
   });
@@ -263,6 +276,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
       zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: transfer, bubbles: true, cancelable: true }));
       zone.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
     });
+    await page.getByRole('button', { name: 'Upload', exact: true }).click();
     await page.getByRole('link', { name: 'Open the job' }).click();
     await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
     expect(await page.locator('.job-head h2').textContent()).toBe('orders.json');
@@ -454,7 +468,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await page.getByLabel('Dataset', { exact: true }).fill('orders_2026');
     expect(await page.getByLabel('Mode').inputValue()).toBe('append');
     const csv = 'SKU,Qty,Unit Price,Shipped On\r\nA-1,3,2.50,2026-01-05\r\nB-2,1,10,2026-01-06\r\nC-3,5,0.99,2026-01-07\r\n';
-    await page.setInputFiles('input[type=file]', { name: 'orders.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    await uploadFromPage(page, { name: 'orders.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
     await page.getByRole('link', { name: 'Open the job' }).click();
     await expect.poll(badge, { timeout: 30_000 }).toBe('completed');
     expect(await page.getByTestId('job-dataset').textContent()).toBe('orders_2026');
@@ -467,12 +481,14 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await page.getByLabel('Dataset', { exact: true }).fill('orders_2026');
     await page.getByLabel('Mode').selectOption('merge');
     const update = 'SKU,Qty,Unit Price,Shipped On\r\nB-2,4,10,2026-01-08\r\nD-4,1,3.25,2026-01-09\r\n';
-    await page.setInputFiles('input[type=file]', { name: 'update.csv', mimeType: 'text/csv', buffer: Buffer.from(update) });
+    await uploadFromPage(page, { name: 'update.csv', mimeType: 'text/csv', buffer: Buffer.from(update) });
     await expect
       .poll(() => page.locator('.notice-error').textContent())
       .toBe('update.csv was not accepted: body.key: mode=merge needs key: the column (or comma-separated columns) rows are matched on');
+    // The refused file stays chosen: the key put right, it is sent again.
     await page.getByLabel('Key').fill('sku');
-    await page.setInputFiles('input[type=file]', { name: 'update.csv', mimeType: 'text/csv', buffer: Buffer.from(update) });
+    expect(await page.getByTestId('picked').textContent()).toMatch(/^Chosen: update\.csv/);
+    await page.getByRole('button', { name: 'Upload', exact: true }).click();
     await page.getByRole('link', { name: 'Open the job' }).click();
     await expect.poll(badge, { timeout: 30_000 }).toBe('completed');
     expect(await page.getByTestId('job-mode').textContent()).toBe('merge on sku');
@@ -691,6 +707,11 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     // "Â£" is valid UTF-8 (£), so the file is read as UTF-8 until the é: it fails, naming the encoding to try.
     const latin = Buffer.from('id,name\n1,PrÂ£s\n2,Café\n', 'latin1');
     await page.setInputFiles('input[type=file]', { name: 'latin.csv', mimeType: 'text/csv', buffer: latin });
+    // The preview reads it as a load would, and says what to try; the load fails the same way.
+    await expect
+      .poll(() => page.locator('.notice-error').textContent())
+      .toMatch(/^latin\.csv could not be previewed: .*encoding=windows-1252/);
+    await page.getByRole('button', { name: 'Upload', exact: true }).click();
     await page.getByRole('link', { name: 'Open the job' }).click();
     await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('failed');
     expect(await page.getByTestId('job-error').textContent()).toMatch(/retry with encoding=windows-1252/);
@@ -712,22 +733,37 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     closers.push(() => files.close());
     const base = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
     await page.goto(server.url + '/');
-    await page.getByLabel('Or import from a URL').fill(`${base}/plain.csv`);
+    await page.getByLabel('URL or S3', { exact: true }).check();
+    await page.getByLabel('Address').fill(`${base}/plain.csv`);
     await page.getByLabel('Dataset', { exact: true }).fill('from_url');
     await page.locator('summary', { hasText: 'How to read the file' }).click();
     await page.getByLabel('Delimiter').selectOption(';');
     await page.getByLabel('Header row').selectOption('false');
+    // Previewed as the server reads it, with those options; a type set there is the import's.
+    await page.getByRole('button', { name: 'Preview', exact: true }).click();
+    const urlPreview = page.locator('table.preview-rows');
+    await expect.poll(() => urlPreview.locator('th .column-name').allTextContents()).toEqual(['column_1', 'column_2']);
+    expect(await urlPreview.locator('th select').evaluateAll((all) => all.map((s) => (s as HTMLSelectElement).value))).toEqual([
+      'bigint',
+      'text',
+    ]);
+    expect(await urlPreview.locator('tbody tr').count()).toBe(3);
+    await page.getByLabel('Type of column_1').selectOption('numeric');
     await page.getByRole('button', { name: 'Import', exact: true }).click();
     await page.getByRole('link', { name: 'Open the job' }).click();
     await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
     expect((await getJson(`${server.url}/api/datasets/from_url`)).body).toMatchObject({
       row_count: 3,
-      columns: [{ name: 'column_1' }, { name: 'column_2' }],
+      columns: [
+        { name: 'column_1', type: 'numeric' },
+        { name: 'column_2', type: 'text' },
+      ],
     });
 
     // "Run every" makes a schedule; a run that fails shows its error on the schedule's page.
     await page.goto(server.url + '/');
-    await page.getByLabel('Or import from a URL').fill(`${base}/missing.csv`);
+    await page.getByLabel('URL or S3', { exact: true }).check();
+    await page.getByLabel('Address').fill(`${base}/missing.csv`);
     await page.getByLabel('Dataset', { exact: true }).fill('never_there');
     await page.getByLabel('Run every').fill('2s');
     await page.getByRole('button', { name: 'Create schedule' }).click();
@@ -737,6 +773,153 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     page.once('dialog', (dialog) => void dialog.accept());
     await page.getByRole('button', { name: 'Delete' }).click();
     await page.waitForURL('**/schedules');
+    // The preview of the Windows-1252 file is answered 422, which Chromium logs as a failed resource load.
+    expect(problems.filter((text) => !text.includes('status of 422'))).toEqual([]);
+    await page.close();
+  });
+  it('previews a chosen file, its columns typed as inferred and editable, the edits loaded as the schema', async () => {
+    const { page, problems } = await openPage('/', { width: 1280, height: 1000 });
+    // Semicolons, zip codes that read as integers, quantities, dates: as the file would load.
+    const csv = 'id;zip;qty;shipped;note\n1;90210;3;2026-01-05;first\n2;10001;1;2026-01-06;\n3;60601;12;2026-01-07;third\n';
+    await page.setInputFiles('input[type=file]', { name: 'zips.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    const table = page.locator('table.preview-rows');
+    const names = () => table.locator('th .column-name').allTextContents();
+    const types = () => table.locator('th select').evaluateAll((all) => all.map((select) => (select as HTMLSelectElement).value));
+    await expect.poll(names).toEqual(['id', 'zip', 'qty', 'shipped', 'note']);
+    expect(await types()).toEqual(['bigint', 'bigint', 'bigint', 'date', 'text']);
+    // Each column offers exactly the types a schema takes.
+    expect(await page.getByLabel('Type of zip').locator('option').allTextContents()).toEqual([...COLUMN_TYPES]);
+    expect(await page.getByTestId('preview-summary').textContent()).toBe('CSV · utf-8 · delimiter semicolon · header on line 1 · 3 rows');
+    const cells = () =>
+      table.locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent)));
+    expect((await cells())[1]).toEqual(['2', '10001', '1', '2026-01-06', '']);
+
+    // A type changed is marked, and told; changed back, it is no edit.
+    await page.getByLabel('Type of zip').selectOption('text');
+    await page.getByLabel('Type of id').selectOption('text');
+    await page.getByLabel('Type of id').selectOption('bigint');
+    expect(await table.locator('th.edited .column-name').allTextContents()).toEqual(['zip']);
+    expect(await table.locator('th.edited .inferred').textContent()).toBe('read as bigint');
+    expect(await page.getByTestId('schema-sent').textContent()).toBe('Types set: zip text');
+
+    // A reading option changed reads the file again: without a header row, the columns are others
+    // (the edit does not apply to them); with it again, the edit is back.
+    await page.locator('summary', { hasText: 'How to read the file' }).click();
+    await page.getByLabel('Header row').selectOption('false');
+    await expect.poll(names).toEqual(['column_1', 'column_2', 'column_3', 'column_4', 'column_5']);
+    expect(await types()).toEqual(['text', 'text', 'text', 'text', 'text']);
+    expect((await cells())[0]).toEqual(['id', 'zip', 'qty', 'shipped', 'note']);
+    expect(await page.getByTestId('schema-sent').count()).toBe(0);
+    await page.getByLabel('Header row').selectOption('');
+    await expect.poll(names).toEqual(['id', 'zip', 'qty', 'shipped', 'note']);
+    expect(await types()).toEqual(['bigint', 'text', 'bigint', 'date', 'text']);
+    await page.getByLabel('Type of qty').selectOption('numeric');
+    expect(await page.getByTestId('schema-sent').textContent()).toBe('Types set: zip text, qty numeric');
+    await page.getByLabel('Dataset', { exact: true }).fill('zips');
+    await page.getByLabel('Dataset', { exact: true }).blur();
+
+    // The form with its preview, wide and on a phone (nothing wider than the screen but the table's own scroll area).
+    await page.locator('section.upload').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(shots, 'upload-preview.png') });
+    await page.setViewportSize({ width: 390, height: 1400 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await table.evaluate((t) => Math.floor(t.closest('.table-wrap')!.getBoundingClientRect().right))).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: join(shots, 'upload-preview-narrow.png') });
+    await page.setViewportSize({ width: 1280, height: 1000 });
+
+    await page.getByRole('button', { name: 'Upload', exact: true }).click();
+    await page.getByRole('link', { name: 'Open the job' }).click();
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
+    expect((await getJson(`${server.url}/api/datasets/zips`)).body).toMatchObject({
+      row_count: 3,
+      columns: [
+        { name: 'id', type: 'bigint' },
+        { name: 'zip', type: 'text' },
+        { name: 'qty', type: 'numeric' },
+        { name: 'shipped', type: 'date' },
+        { name: 'note', type: 'text' },
+      ],
+    });
+    const rows = await postJson(`${server.url}/api/sql`, { sql: 'SELECT zip, qty FROM zips ORDER BY id' });
+    expect(rows.body.columns).toEqual([
+      { name: 'zip', type: 'text' },
+      { name: 'qty', type: 'numeric' },
+    ]);
+    expect(rows.body.rows).toEqual([
+      ['90210', 3],
+      ['10001', 1],
+      ['60601', 12],
+    ]);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('pulls Jira issues from the form through a saved connection, and says where to add one when there is none', async () => {
+    const { page, problems } = await openPage();
+    await page.getByLabel('Jira', { exact: true }).check();
+    const none = page.locator('.upload .notice-info');
+    await expect.poll(() => none.textContent()).toContain('No Jira connection yet');
+    expect(await none.getByRole('link', { name: 'Connections page' }).getAttribute('href')).toBe('/connections');
+    expect(await page.getByRole('button', { name: 'Import', exact: true }).isDisabled()).toBe(true);
+
+    const jira = await startJira();
+    closers.push(() => void jira.close());
+    const ISSUES = 250;
+    const start = Date.UTC(2025, 0, 1);
+    for (let n = 1; n <= ISSUES; n++) {
+      const updated = start + n * 60_000;
+      jira.issues.push({
+        id: String(20_000 + n),
+        key: `WEB-${n}`,
+        fields: {
+          summary: `issue ${n}`,
+          status: { name: n % 2 ? 'To Do' : 'Done' },
+          issuetype: { name: 'Task' },
+          priority: { name: 'Medium' },
+          assignee: null,
+          reporter: { displayName: 'Ada Lovelace' },
+          created: jiraTime(updated - 60_000),
+          updated: jiraTime(updated),
+          resolutiondate: null,
+          labels: [],
+          project: { key: 'WEB' },
+        },
+      });
+    }
+    const saved = await postJson(`${server.url}/api/connections`, {
+      type: 'jira',
+      name: 'Test Jira',
+      base_url: jira.url,
+      email: jira.email,
+      api_token: jira.token,
+    });
+    expect(saved.status).toBe(201);
+
+    // Chosen again, Jira reads the connections again.
+    await page.getByLabel('File', { exact: true }).check();
+    await page.getByLabel('Jira', { exact: true }).check();
+    await expect.poll(() => page.getByLabel('Connection').locator('option').allTextContents()).toEqual([`Test Jira (${jira.email})`]);
+    expect(await page.getByLabel('Connection').inputValue()).toBe(saved.body.id);
+    // Issues merge on their id: no mode, key or reading options to set.
+    expect(await page.getByLabel('Mode').count()).toBe(0);
+    expect(await page.locator('summary', { hasText: 'How to read the file' }).count()).toBe(0);
+    await page.getByLabel('JQL').fill('project = WEB');
+    await page.getByLabel('Dataset', { exact: true }).fill('web_issues');
+    await page.getByRole('button', { name: 'Import', exact: true }).click();
+    await expect.poll(() => page.locator('.upload .notice-info').textContent()).toContain('Jira: project = WEB to import, job queued');
+    await page.getByRole('link', { name: 'Open the job' }).click();
+    await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 60_000 }).toBe('completed');
+    expect(await page.getByTestId('records-processed').textContent()).toBe('250');
+    const jobId = page.url().split('/').at(-1)!;
+    expect((await getJson(`${server.url}/api/job/${jobId}`)).body).toMatchObject({
+      source_type: 'jira_ingest',
+      dataset: 'web_issues',
+      mode: 'merge',
+      records_processed: ISSUES,
+      rows_inserted: ISSUES,
+    });
+    expect((await getJson(`${server.url}/api/datasets/web_issues`)).body.row_count).toBe(ISSUES);
+    expect(jira.searches.at(-1)).toMatch(/^\(project = WEB\)/);
     expect(problems).toEqual([]);
     await page.close();
   });

@@ -131,3 +131,36 @@ export const createSchedule = (body: { import: Record<string, unknown>; every: s
 export async function removeSchedule(scheduleId: string): Promise<void> {
   await api.send(schedulePath(scheduleId), { method: 'DELETE' });
 }
+
+import type { Preview } from '../client/api.js';
+export type { Preview } from '../client/api.js';
+
+/** POST /api/preview of a file (or its first bytes: all a preview reads), with the reading options as form fields before it. */
+export function previewFile(file: Blob, name: string, fields: Record<string, string>, signal?: AbortSignal): Promise<Preview> {
+  const form = new FormData();
+  for (const [field, value] of Object.entries(fields)) form.append(field, value);
+  form.append('file', file, name);
+  return readJson<Preview>('/api/preview', { method: 'POST', body: form, signal });
+}
+
+/** POST /api/preview of an import: the start of the file at a URL or s3:// address, read by the server. */
+export const previewImport = (body: Record<string, unknown>, signal?: AbortSignal) =>
+  readJson<Preview>('/api/preview', {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json' },
+    signal,
+  });
+
+/** A saved connection as GET /api/connections lists it (never its secret; see src/http/routes/connections.ts). */
+export interface Connection {
+  id: string;
+  type: 'jira';
+  name: string;
+  base_url: string;
+  email: string;
+  created_at: string;
+}
+
+export const listConnections = (signal?: AbortSignal) =>
+  readJson<{ results: Connection[] }>('/api/connections', { signal }).then((answer) => answer.results);
