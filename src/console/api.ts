@@ -164,3 +164,19 @@ export interface Connection {
 
 export const listConnections = (signal?: AbortSignal) =>
   readJson<{ results: Connection[] }>('/api/connections', { signal }).then((answer) => answer.results);
+
+/** PATCH /api/schedules/{id}: a new interval; the next run is one new interval after the last run, never before now. */
+export const editSchedule = (scheduleId: string, every: string) =>
+  readJson<Schedule>(schedulePath(scheduleId), {
+    method: 'PATCH',
+    body: JSON.stringify({ every }),
+    headers: { 'content-type': 'application/json' },
+  });
+
+/** POST /api/connections: saved only once the site accepts the token (a 422 says what it answered); the token is never answered. */
+export const createConnection = (body: { type: 'jira'; name?: string; base_url: string; email: string; api_token: string }) =>
+  readJson<Connection>('/api/connections', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+
+export async function removeConnection(id: string): Promise<void> {
+  await api.send(`/api/connections/${encodeURIComponent(id)}`, { method: 'DELETE' });
+}

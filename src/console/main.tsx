@@ -1,6 +1,7 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { accessToken, onUnauthorized } from './api.js';
+import { ConnectionsPage } from './pages/connections.js';
 import { DatasetPage } from './pages/dataset.js';
 import { DatasetsPage } from './pages/datasets.js';
 import { JobPage } from './pages/job.js';
@@ -58,6 +59,7 @@ function App() {
           <Link href="/datasets">Datasets</Link>
           <Link href="/schedules">Schedules</Link>
           <Link href="/query">Query</Link>
+          <Link href="/connections">Connections</Link>
           <a href="/docs">API</a>
           {accessToken.get() !== null && (
             <button
@@ -85,6 +87,7 @@ function App() {
             {route.page === 'schedules' && <SchedulesPage />}
             {route.page === 'query' && <QueryPage query={route.query} />}
             {route.page === 'schedule' && <SchedulePage scheduleId={route.scheduleId} key={route.scheduleId} />}
+            {route.page === 'connections' && <ConnectionsPage />}
             {route.page === 'missing' && (
               <section class="panel">
                 <p>There is no such page. </p>

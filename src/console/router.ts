@@ -2,7 +2,8 @@ import { useEffect, useState } from 'preact/hooks';
 
 /**
  * The console's pages: the jobs list (with upload) at `/`, one job at `/jobs/{id}`, the datasets
- * at `/datasets` and one at `/datasets/{name}`, the schedules at `/schedules` and one at `/schedules/{id}`, the query page at `/query`.
+ * at `/datasets` and one at `/datasets/{name}`, the schedules at `/schedules` and one at `/schedules/{id}`, the query page at `/query`,
+ * the connections at `/connections`.
  */
 export type Route =
   | { page: 'jobs'; query: URLSearchParams }
@@ -12,6 +13,7 @@ export type Route =
   | { page: 'schedules' }
   | { page: 'query'; query: URLSearchParams }
   | { page: 'schedule'; scheduleId: string }
+  | { page: 'connections' }
   | { page: 'missing' };
 
 const listeners = new Set<() => void>();
@@ -32,6 +34,7 @@ function parse(): Route {
   const dataset = /^\/datasets\/([^/]+)$/.exec(location.pathname);
   if (dataset?.[1]) return { page: 'dataset', name: decodeURIComponent(dataset[1]) };
   if (location.pathname === '/schedules') return { page: 'schedules' };
+  if (location.pathname === '/connections') return { page: 'connections' };
   if (location.pathname === '/query') return { page: 'query', query: new URLSearchParams(location.search) };
   const schedule = /^\/schedules\/([^/]+)$/.exec(location.pathname);
   if (schedule?.[1]) return { page: 'schedule', scheduleId: decodeURIComponent(schedule[1]) };

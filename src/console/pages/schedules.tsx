@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import {
   ApiError,
+  editSchedule,
   getSchedule,
   listSchedules,
   pauseSchedule,
@@ -98,6 +99,79 @@ function ScheduleActions({
         Delete
       </button>
     </>
+  );
+}
+
+/**
+ * A new interval for the schedule (PATCH): the next run becomes one new interval after the last
+ * run, never before now. onDone gets the schedule as it is now.
+ */
+function IntervalForm({ schedule, onDone }: { schedule: Schedule; onDone: (schedule: Schedule) => void }) {
+  const [every, setEvery] = useState(schedule.every);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [saved, setSaved] = useState<Schedule | null>(null);
+  const unchanged = every.trim().toLowerCase() === schedule.every;
+
+  async function save(): Promise<void> {
+    setBusy(true);
+    setError(null);
+    setSaved(null);
+    try {
+      const now = await editSchedule(schedule.schedule_id, every.trim());
+      setEvery(now.every);
+      setSaved(now);
+      onDone(now);
+    } catch (err) {
+      setError(`The interval was not changed: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <div class="interval-edit">
+      <form
+        class="interval-form"
+        onSubmit={(event) => {
+          event.preventDefault();
+          void save();
+        }}
+      >
+        <label class="field">
+          Run every
+          <input
+            name="every"
+            value={every}
+            placeholder="15m"
+            autoComplete="off"
+            aria-describedby="interval-help"
+            aria-invalid={error ? 'true' : undefined}
+            onInput={(event) => setEvery(event.currentTarget.value)}
+          />
+        </label>
+        <button type="submit" class="button" disabled={busy || every.trim() === '' || unchanged}>
+          {busy ? 'Saving…' : 'Change interval'}
+        </button>
+      </form>
+      <p class="help muted" id="interval-help">
+        A number and a unit (s, m, h, d), e.g. 30s, 15m, 1h30m; from 1s to 366d. The next run is one new interval after the last run (or
+        from now, before the first), never earlier than now.
+      </p>
+      {error && <Notice kind="error">{error}</Notice>}
+      {saved && !error && (
+        <Notice kind="info">
+          Runs every {saved.every} from now on
+          {saved.next_run_at ? (
+            <>
+              ; next run <time dateTime={saved.next_run_at}>{formatTime(saved.next_run_at)}</time>.
+            </>
+          ) : (
+            ' once it is resumed.'
+          )}
+        </Notice>
+      )}
+    </div>
   );
 }
 
@@ -255,7 +329,7 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
           </div>
           <div>
             <dt>Every</dt>
-            <dd>{schedule.every}</dd>
+            <dd data-testid="schedule-every">{schedule.every}</dd>
           </div>
           <div>
             <dt>Next run</dt>
@@ -321,6 +395,7 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
           <ScheduleActions schedule={schedule} onDone={changed} onError={setActionError} />
         </div>
         {actionError && <Notice kind="error">{actionError}</Notice>}
+        <IntervalForm schedule={schedule} onDone={changed} />
         {schedule.last_error && (
           <div class="job-error">
             <h3>

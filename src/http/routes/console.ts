@@ -8,7 +8,7 @@ export const CONSOLE_DIR = fileURLToPath(new URL('../../../dist/console/', impor
 
 /**
  * The web console: static files built ahead by Vite. Its pages (`/`, `/jobs/{id}`, `/datasets`,
- * `/datasets/{name}`, `/schedules`, `/schedules/{id}`, `/query`) all answer index.html, the app routes in the browser. Hashed assets are
+ * `/datasets/{name}`, `/schedules`, `/schedules/{id}`, `/query`, `/connections`) all answer index.html, the app routes in the browser. Hashed assets are
  * cached for good; the page itself is revalidated so a new build is picked up at once.
  */
 export async function consoleRoutes(app: FastifyInstance, { root = CONSOLE_DIR }: { root?: string } = {}): Promise<void> {
@@ -43,4 +43,5 @@ export async function consoleRoutes(app: FastifyInstance, { root = CONSOLE_DIR }
   app.get('/schedules', page, async (_request, reply) => reply.sendFile('index.html'));
   app.get('/schedules/:id', page, async (_request, reply) => reply.sendFile('index.html'));
   app.get('/query', page, async (_request, reply) => reply.sendFile('index.html'));
+  app.get('/connections', page, async (_request, reply) => reply.sendFile('index.html'));
 }
