@@ -780,7 +780,9 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
   it('previews a chosen file, its columns typed as inferred and editable, the edits loaded as the schema', async () => {
     const { page, problems } = await openPage('/', { width: 1280, height: 1000 });
     // Semicolons, zip codes that read as integers, quantities, dates: as the file would load.
-    const csv = 'id;zip;qty;shipped;note\n1;90210;3;2026-01-05;first\n2;10001;1;2026-01-06;\n3;60601;12;2026-01-07;third\n';
+    const zips = ['90210', '10001', '60601', '94103', '33101', '73301', '80202', '98101'];
+    const notes = ['first', '', 'third', 'gift wrap', '', 'call ahead', '', 'last'];
+    const csv = `id;zip;qty;shipped;note\n${zips.map((zip, i) => `${i + 1};${zip};${(i * 7) % 13};2026-01-0${i + 1};${notes[i]}\n`).join('')}`;
     await page.setInputFiles('input[type=file]', { name: 'zips.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
     const table = page.locator('table.preview-rows');
     const names = () => table.locator('th .column-name').allTextContents();
@@ -789,10 +791,10 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(await types()).toEqual(['bigint', 'bigint', 'bigint', 'date', 'text']);
     // Each column offers exactly the types a schema takes.
     expect(await page.getByLabel('Type of zip').locator('option').allTextContents()).toEqual([...COLUMN_TYPES]);
-    expect(await page.getByTestId('preview-summary').textContent()).toBe('CSV · utf-8 · delimiter semicolon · header on line 1 · 3 rows');
+    expect(await page.getByTestId('preview-summary').textContent()).toBe('CSV · utf-8 · delimiter semicolon · header on line 1 · 8 rows');
     const cells = () =>
       table.locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent)));
-    expect((await cells())[1]).toEqual(['2', '10001', '1', '2026-01-06', '']);
+    expect((await cells())[1]).toEqual(['2', '10001', '7', '2026-01-02', '']);
 
     // A type changed is marked, and told; changed back, it is no edit.
     await page.getByLabel('Type of zip').selectOption('text');
@@ -819,9 +821,8 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await page.getByLabel('Dataset', { exact: true }).blur();
 
     // The form with its preview, wide and on a phone (nothing wider than the screen but the table's own scroll area).
-    await page.locator('section.upload').scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(shots, 'upload-preview.png') });
-    await page.setViewportSize({ width: 390, height: 1400 });
+    await page.setViewportSize({ width: 390, height: 1800 });
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     expect(await table.evaluate((t) => Math.floor(t.closest('.table-wrap')!.getBoundingClientRect().right))).toBeLessThanOrEqual(390);
     await page.screenshot({ path: join(shots, 'upload-preview-narrow.png') });
@@ -831,7 +832,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     await page.getByRole('link', { name: 'Open the job' }).click();
     await expect.poll(() => page.locator('.job-head .badge').textContent(), { timeout: 30_000 }).toBe('completed');
     expect((await getJson(`${server.url}/api/datasets/zips`)).body).toMatchObject({
-      row_count: 3,
+      row_count: 8,
       columns: [
         { name: 'id', type: 'bigint' },
         { name: 'zip', type: 'text' },
@@ -845,11 +846,7 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
       { name: 'zip', type: 'text' },
       { name: 'qty', type: 'numeric' },
     ]);
-    expect(rows.body.rows).toEqual([
-      ['90210', 3],
-      ['10001', 1],
-      ['60601', 12],
-    ]);
+    expect(rows.body.rows).toEqual(zips.map((zip, i) => [zip, (i * 7) % 13]));
     expect(problems).toEqual([]);
     await page.close();
   });
