@@ -84,6 +84,83 @@ describe('the SQL guard', () => {
     expect(await refusal(recursive, true)).not.toBe('');
   });
 
+  it('counts a WITH query as deep as its body at each reference: a long chain is refused, a short one runs', async () => {
+    const chain = (n: number) => {
+      const ctes = ['c0 AS (SELECT 1 AS x)'];
+      for (let i = 1; i < n; i++) ctes.push(`c${i} AS (SELECT x FROM c${i - 1})`);
+      return `WITH ${ctes.join(', ')} SELECT * FROM c${n - 1}`;
+    };
+    expect(await refusal(chain(185))).toMatch(/nests deeper than/);
+    expect(await refusal(chain(3000))).toMatch(/nests deeper than/);
+    await expect(allowed(chain(20))).resolves.toBeUndefined();
+    // Side by side, each reading the first, they do not nest.
+    const wide = Array.from({ length: 200 }, (_, i) => `w${i + 1} AS (SELECT x FROM w0)`);
+    await expect(allowed(`WITH w0 AS (SELECT 1 AS x), ${wide.join(', ')} SELECT * FROM w200`)).resolves.toBeUndefined();
+  });
+
+  it('refuses a field of a value, which PostgreSQL may read as a call of any function', async () => {
+    for (const sql of [
+      'SELECT (0.01).pg_sleep',
+      'SELECT (42::bigint).pg_advisory_lock',
+      'SELECT o.total.pg_sleep FROM orders o',
+      'SELECT total.pg_advisory_lock FROM orders',
+      'SELECT datasets.orders.total FROM datasets.orders',
+      // An alias of another query level's FROM, or of a sibling PostgreSQL does not let it see.
+      'SELECT x.pg_get_userbyid FROM orders WHERE EXISTS (SELECT 1 FROM people x)',
+      'SELECT 1 FROM orders x, (SELECT x.pg_sleep FROM people) s',
+      'SELECT 1 FROM orders a JOIN people b ON c.pg_sleep > 0 JOIN people c ON true',
+    ]) {
+      expect(await refusal(sql), sql).toMatch(/function/);
+    }
+    for (const sql of [
+      'SELECT o.id, p.name FROM orders o JOIN people p ON p.id = o.person_id',
+      'SELECT orders.total FROM orders WHERE EXISTS (SELECT 1 FROM people WHERE people.id = orders.person_id)',
+      'SELECT s.n FROM orders o, LATERAL (SELECT o.total AS n) s',
+      'SELECT g.g FROM generate_series(1, 3) g',
+      'SELECT generate_series.generate_series FROM generate_series(1, 3)',
+      'SELECT j.a FROM (orders JOIN people USING (id)) j(a)',
+      'WITH b AS (SELECT * FROM orders) SELECT b.total FROM b',
+      'SELECT o.* FROM orders o',
+    ]) {
+      await expect(allowed(sql), sql).resolves.toBeUndefined();
+    }
+  });
+
+  it('names the types of values only: no catalog lookups, no xml or text search input', async () => {
+    for (const sql of ["SELECT 'pg_authid'::regclass", "SELECT '<a/>'::xml", "SELECT 'a & b'::tsquery", "SELECT CAST('x' AS regrole)"]) {
+      expect(await refusal(sql), sql).toMatch(/type/);
+    }
+    await expect(
+      allowed(
+        "SELECT total::numeric(10, 2), id::text, '2024-01-01'::date, DATE '2024-01-01', CAST(id AS bigint), '1 day'::interval, '{}'::jsonb, total::double precision, name::varchar(3), ARRAY[1]::int[] FROM orders, people",
+      ),
+    ).resolves.toBeUndefined();
+  });
+
+  it('refuses a series to infinity anywhere, and in embedded mode a series it cannot count or a pattern it cannot bound', async () => {
+    expect(await refusal("SELECT generate_series(now(), 'infinity', '1 day'::interval)")).toMatch(/finite/);
+    expect(await refusal("SELECT generate_series(1, 'Infinity'::float8)")).toMatch(/finite/);
+    await expect(allowed("SELECT generate_series('2024-01-01'::date, '2024-12-31', '1 day')")).resolves.toBeUndefined();
+    for (const sql of [
+      "SELECT generate_series('2000-01-01'::timestamp, '3000-01-01', '1 second')",
+      'SELECT generate_series(1, 1e100)',
+      `SELECT regexp_like('a', '${'('.repeat(5000)}a${')'.repeat(5000)}')`,
+      'SELECT name ~ name FROM people',
+      "SELECT regexp_replace(name, name, '') FROM people",
+      "SELECT JSON_QUERY('{}', '$')",
+      "SELECT * FROM JSON_TABLE('[]', '$[*]' COLUMNS (a int PATH '$')) j",
+    ]) {
+      expect(await refusal(sql, true), sql).not.toBe('');
+    }
+    for (const sql of [
+      "SELECT name ~ '^a(b|c)+$', substring(name, 2, 3), substring(name, 'a.c'), regexp_replace(name, '[0-9]+', '') FROM people",
+      'SELECT generate_series(1, 1000000)',
+      "SELECT date '2024-01-01' + generate_series(0, 365)",
+    ]) {
+      await expect(allowed(sql, true), sql).resolves.toBeUndefined();
+    }
+  });
+
   it('refuses text that is not SQL with the parser’s own words, as a refusal (never another error)', async () => {
     expect(await refusal('SELEC 1')).toMatch(/syntax error/i);
   });

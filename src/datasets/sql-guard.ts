@@ -57,18 +57,36 @@ const REFUSED: Record<string, string> = {
   XmlSerialize: 'XMLSERIALIZE may not be used here (XML functions are not allowed)',
 };
 
+/** What only embedded mode refuses: SQL/JSON's path queries do the work of JSON_PATHS, unseen by the planner. */
+const REFUSED_EMBEDDED: Record<string, string> = {
+  JsonFuncExpr:
+    "JSON_QUERY, JSON_VALUE and JSON_EXISTS may not be used here (a path's work is not seen by the planner): in embedded mode (which cannot stop a running query) its size must be known before it runs",
+  JsonTable:
+    "JSON_TABLE may not be used here (a path's work is not seen by the planner): in embedded mode (which cannot stop a running query) its size must be known before it runs",
+};
+
 /**
- * How deep the parse tree may nest (libpg-query's JSON: about two levels per operator in a
- * chain, seven per nested subquery). Past it the guard's walk could overflow the JS stack, and
- * PGlite fails well before PostgreSQL's own stack limit, with an unrelated message ("unnamed
- * prepared statement does not exist", "cannot drop portal"): at about 600 levels of operators.
+ * How deep the query may nest, in levels of libpg-query's JSON tree (about two per operator in a
+ * chain, seven per nested subquery), counting a WITH query at each reference as deep as its
+ * body (PostgreSQL analyses and plans it there: a chain of WITH queries each reading the one
+ * before nests as deep as nested subqueries, while its parse tree stays flat). Past it the
+ * guard's walk could overflow the JS stack; PGlite fails well before PostgreSQL's own stack
+ * limit, at about 600 levels of operators or 300 of chained WITH queries, with unrelated errors
+ * ("bad buffer ID: 0"); PostgreSQL plans 3,000 chained WITH queries for minutes, deaf to
+ * statement_timeout.
  */
 const MAX_DEPTH = 400;
 
 type Node = Record<string, unknown>;
 
-/** The WITH names a reference can see where it stands, innermost query first. */
-type Scope = readonly ReadonlySet<string>[];
+/**
+ * What a reference can see where it stands, innermost query first: the WITH queries (each with
+ * how deep its body nests), and the tables and aliases of the FROM clauses.
+ */
+interface Scope {
+  ctes: readonly ReadonlyMap<string, number>[];
+  relations: readonly ReadonlySet<string>[];
+}
 
 interface Rules {
   schema: string;
@@ -153,14 +171,96 @@ function formatWidthsBounded(spec: string): boolean {
   return true;
 }
 
+/**
+ * How deep a regular expression may nest its groups in embedded mode: PostgreSQL compiles one
+ * recursively, and a pattern of 5,000 nested groups broke PGlite's backend for good.
+ */
+const MAX_PATTERN_NESTING = 100;
+
+/** In embedded mode a pattern is a constant of bounded nesting (one read from a column could be anything). */
+function checkPattern(pattern: unknown, what: string): void {
+  const text = constantText(pattern);
+  let open = 0;
+  let deepest = 0;
+  for (const char of text ?? '') {
+    if (char === '(' || char === '[' || char === '{') deepest = Math.max(deepest, ++open);
+    else if (char === ')' || char === ']' || char === '}') open = Math.max(open - 1, 0);
+  }
+  if (text === undefined || deepest > MAX_PATTERN_NESTING)
+    throw new SqlRefused(
+      `${what} takes a constant pattern nesting at most ${MAX_PATTERN_NESTING} groups here: in embedded mode (which cannot stop a running query) a pattern's work must be bounded before it runs`,
+    );
+}
+
+/** Regular expression functions: the position of their pattern argument. */
+const PATTERN_ARGUMENT: Record<string, number> = {
+  regexp_replace: 1,
+  regexp_match: 1,
+  regexp_matches: 1,
+  regexp_split_to_array: 1,
+  regexp_like: 1,
+  regexp_count: 1,
+  regexp_substr: 1,
+  substring: 1, // substring(text FROM pattern) and substring(text, pattern): a POSIX pattern
+};
+
+// The largest number generate_series takes in embedded mode: rows past what any query can
+// read, yet exact in a double (the planner's estimate stays right).
+const MAX_SERIES_BOUND = 1e15;
+
+/**
+ * generate_series never ends when a bound is infinite ('infinity', a float's Infinity), which no
+ * cost estimate shows; in embedded mode its bounds are also numbers the planner can count
+ * (a series of dates or times is estimated at 1,000 rows whatever its bounds).
+ */
+function checkSeries(args: unknown[], embedded: boolean): void {
+  const infinite = args.some((arg) => /^\s*[+-]?(infinity|inf|nan)\s*$/i.test(constantText(arg) ?? ''));
+  if (infinite) throw new SqlRefused('generate_series takes finite bounds (a series to infinity never ends)');
+  if (!embedded) return;
+  if (!args.every((arg) => (constantNumber(arg) ?? Infinity) <= MAX_SERIES_BOUND))
+    throw new SqlRefused(
+      `generate_series takes numbers of at most ${MAX_SERIES_BOUND} here (a series of dates: date '2024-01-01' + generate_series(0, 365)): ${SIZED_BY_CONSTANTS}`,
+    );
+}
+
+/**
+ * The types a query may name (a cast, a typed literal, a JSON_TABLE column): the values of
+ * datasets and what computing on them needs. Not the catalogs' (regclass, regrole: a name
+ * looked up in the catalogs), nor types whose input is itself a language (xml, tsquery,
+ * tsvector; jsonpath in embedded mode, see JSON_PATHS).
+ */
+const TYPES = new Set(
+  (
+    'bool boolean int2 int4 int8 smallint int integer bigint numeric decimal float4 float8 real float ' +
+    'text varchar bpchar char character date time timetz timestamp timestamptz interval json jsonb uuid bytea inet cidr'
+  ).split(' '),
+);
+
+function checkType(type: Node, rules: Rules): void {
+  const parts = names(type.names);
+  const name = parts.at(-1)!;
+  const allowed =
+    (parts.length === 1 || (parts.length === 2 && parts[0] === 'pg_catalog')) &&
+    (TYPES.has(name) || (!rules.embedded && name === 'jsonpath'));
+  if (!allowed)
+    throw new SqlRefused(
+      `the type ${parts.filter((part) => part !== 'pg_catalog').join('.')} may not be named here (the types of values: numbers, text, dates and times, boolean, JSON, uuid, bytea, inet)`,
+    );
+}
+
 function checkFunction(call: Node, rules: Rules): void {
   const parts = names(call.funcname);
   const name = parts.at(-1)!;
   if ((parts.length > 1 && (parts.length > 2 || parts[0] !== 'pg_catalog')) || !FUNCTIONS.has(name)) {
     throw new SqlRefused(`the function ${parts.join('.')} may not be called here (functions that compute on values only)`);
   }
-  if (!rules.embedded) return;
   const args = Array.isArray(call.args) ? call.args : [];
+  if (name === 'generate_series') checkSeries(args, rules.embedded);
+  if (!rules.embedded) return;
+  // substring(text, start[, count]) takes positions; substring(text, pattern) a pattern.
+  const positions =
+    name === 'substring' && (constantNumber(args[1]) !== undefined || (args.length === 3 && constantText(args[1]) === undefined));
+  if (PATTERN_ARGUMENT[name] !== undefined && !positions) checkPattern(args[PATTERN_ARGUMENT[name]], name);
   if (SIZED_SETS.has(name) && !args.every((arg) => constant(arg))) {
     throw new SqlRefused(`${name} takes constant arguments here: ${SIZED_BY_CONSTANTS}`);
   }
@@ -221,7 +321,7 @@ function checkFunction(call: Node, rules: Rules): void {
 }
 
 /** Only operators of pg_catalog, wherever one is written (A_Expr of every kind, ORDER BY ... USING, x op ANY (subquery)). */
-function checkOperator(name: unknown, rules: Rules): void {
+function checkOperatorName(name: unknown, rules: Rules): void {
   const operator = names(name);
   if (operator.length > 1 && (operator.length > 2 || operator[0] !== 'pg_catalog')) {
     throw new SqlRefused(`the operator ${operator.join('.')} may not be used here (operators of pg_catalog only)`);
@@ -229,6 +329,23 @@ function checkOperator(name: unknown, rules: Rules): void {
   // @? and @@ run a JSON path (see JSON_PATHS).
   if (rules.embedded && ['@?', '@@'].includes(operator.at(-1)!))
     throw new SqlRefused(`the operator ${operator.at(-1)} may not be used here: ${SIZED_BY_CONSTANTS}`);
+}
+
+/** The regular expression operators: their right side is a pattern. */
+const REGEX_OPERATORS = new Set(['~', '~*', '!~', '!~*']);
+
+function checkOperator(expr: Node, rules: Rules): void {
+  checkOperatorName(expr.name, rules);
+  if (!rules.embedded) return;
+  const operator = names(expr.name).at(-1)!;
+  if ((expr.kind === 'AEXPR_OP' && REGEX_OPERATORS.has(operator)) || expr.kind === 'AEXPR_SIMILAR') {
+    // SIMILAR TO's pattern is wrapped in a call of similar_to_escape.
+    const call = (expr.rexpr as { FuncCall?: Node } | undefined)?.FuncCall;
+    checkPattern(
+      call ? (call.args as unknown[] | undefined)?.[0] : expr.rexpr,
+      operator === '~' ? 'the operator ~' : `the operator ${operator}`,
+    );
+  }
 }
 
 /** The A_Expr kinds PostgreSQL turns into several comparisons, each with its own copy of an operand. */
@@ -258,27 +375,91 @@ function checkDuplicated(expr: Node): void {
   }
 }
 
-function checkRelation(range: Node, scope: Scope, rules: Rules): void {
+/** Checks a table reference; answers how deep it nests: a WITH query's body's depth, else 0. */
+function checkRelation(range: Node, scope: Scope, rules: Rules): number {
   const table = String(range.relname);
   const qualified = range.schemaname !== undefined || range.catalogname !== undefined;
   // An unqualified name is a WITH query's when one is in scope (PostgreSQL looks there
   // first), else a table; a qualified name is always a table.
-  const allowed = qualified
-    ? range.catalogname === undefined && range.schemaname === rules.schema && rules.datasets.has(table)
-    : scope.some((visible) => visible.has(table)) || rules.datasets.has(table);
-  if (!allowed) {
-    const shown = [range.catalogname, range.schemaname, table].filter((part): part is string => typeof part === 'string').join('.');
-    throw new SqlRefused(`"${shown}" is not a dataset: a query reads the tables of schema ${rules.schema} only`);
+  const cte = qualified ? undefined : scope.ctes.find((visible) => visible.has(table))?.get(table);
+  if (cte !== undefined) return cte;
+  if (
+    qualified
+      ? range.catalogname === undefined && range.schemaname === rules.schema && rules.datasets.has(table)
+      : rules.datasets.has(table)
+  )
+    return 0;
+  const shown = [range.catalogname, range.schemaname, table].filter((part): part is string => typeof part === 'string').join('.');
+  throw new SqlRefused(`"${shown}" is not a dataset: a query reads the tables of schema ${rules.schema} only`);
+}
+
+const FIELD_AS_CALL = 'PostgreSQL reads a field it cannot find as a call of the function of that name';
+
+/**
+ * `a.b` is the column b of the table or alias a when a is one where the reference stands;
+ * otherwise PostgreSQL takes a as a column and b as a field of it, or, finding none, as the
+ * call b(a) of any function (`t.n.pg_advisory_lock`). So the first name must be a table or
+ * alias in scope, and a field of a value, `(x).b`, is never selected.
+ */
+function checkColumn(ref: Node, scope: Scope): void {
+  const fields = Array.isArray(ref.fields) ? (ref.fields as Node[]) : [];
+  const named = names(fields.filter((field) => 'String' in field));
+  if (named.length <= 1) return;
+  const shown = named.join('.');
+  if (named.length > 2) throw new SqlRefused(`"${shown}" may not be written here: name a column as table.column (${FIELD_AS_CALL})`);
+  if (!scope.relations.some((visible) => visible.has(named[0]!)))
+    throw new SqlRefused(`"${shown}": ${named[0]} is no table or alias of the FROM clause here (${FIELD_AS_CALL})`);
+}
+
+/** The name a FROM item is referred to by, if it is one: its alias, else its table's or function's name. */
+function fromName(item: Node): string | undefined {
+  const [kind, body] = Object.entries(item)[0] ?? [];
+  const b = body as Node | undefined;
+  const alias = (b?.alias as { aliasname?: string } | undefined)?.aliasname;
+  if (alias !== undefined) return alias;
+  if (kind === 'RangeVar') return String(b!.relname);
+  if (kind === 'RangeFunction') {
+    // Without an alias a single function is named after itself.
+    const functions = (b!.functions as { List?: { items?: unknown[] } }[] | undefined) ?? [];
+    const call = (functions[0]?.List?.items?.[0] as { FuncCall?: Node } | undefined)?.FuncCall;
+    return functions.length === 1 && call ? names(call.funcname).at(-1) : undefined;
   }
+  return undefined;
+}
+
+/**
+ * Checks a FROM item; answers the names it brings into scope and how deep it nests. `outer` is
+ * what the enclosing queries see; `preceding` the names of the items before it in the same
+ * FROM, which only a LATERAL item sees (a function or JSON_TABLE is always one). A JOIN's condition
+ * sees its two sides.
+ */
+function visitFrom(item: Node, outer: Scope, preceding: ReadonlySet<string>, rules: Rules, depth: number): [Set<string>, number] {
+  const join = item.JoinExpr as Node | undefined;
+  if (join) {
+    const [left, leftDepth] = visitFrom(join.larg as Node, outer, preceding, rules, depth + 1);
+    const [right, rightDepth] = visitFrom(join.rarg as Node, outer, new Set([...preceding, ...left]), rules, depth + 1);
+    const both = new Set([...left, ...right]);
+    const inner: Scope = { ...outer, relations: [both, ...outer.relations] };
+    const quals = visit(join.quals, inner, rules, depth + 1);
+    const alias = fromName(item);
+    return [alias === undefined ? both : new Set([alias]), Math.max(leftDepth, rightDepth, quals)];
+  }
+  const [kind, body] = Object.entries(item)[0] ?? [];
+  const lateral = kind === 'JsonTable' || kind === 'RangeFunction' || (body as Node | undefined)?.lateral === true;
+  const scope: Scope = lateral ? { ...outer, relations: [preceding, ...outer.relations] } : outer;
+  const reached = visit(item, scope, rules, depth);
+  const name = fromName(item);
+  return [new Set(name === undefined ? [] : [name]), reached];
 }
 
 /**
  * A SELECT (or one side of a set operation): its WITH queries, each seeing the names PostgreSQL
- * lets it see, then the rest of it seeing them all.
+ * lets it see, then its FROM, then the rest of it seeing them all. Answers how deep it nests.
  */
-function visitSelect(select: Node, scope: Scope, rules: Rules, depth: number): void {
+function visitSelect(select: Node, outer: Scope, rules: Rules, depth: number): number {
   const withClause = select.withClause as { ctes?: { CommonTableExpr: Node }[]; recursive?: boolean } | undefined;
-  let inner = scope;
+  let scope = outer;
+  let reached = depth;
   if (withClause) {
     if (withClause.recursive && rules.embedded) throw new SqlRefused(`WITH RECURSIVE may not be used here: ${SIZED_BY_CONSTANTS}`);
     const ctes = (withClause.ctes ?? []).map((cte) => cte.CommonTableExpr);
@@ -289,45 +470,66 @@ function visitSelect(select: Node, scope: Scope, rules: Rules, depth: number): v
     if (ctes.some((cte) => cte.ctematerialized === 'CTEMaterializeNever')) {
       throw new SqlRefused('WITH ... AS NOT MATERIALIZED may not be used here: inlined at every reference, it can multiply the query');
     }
-    const all = new Set(ctes.map((cte) => String(cte.ctename)));
-    ctes.forEach((cte, i) => {
-      // Without RECURSIVE a WITH query sees only the ones before it, not itself: inside its
-      // own body its name is a table's. With RECURSIVE every one sees all of them.
-      const visible = withClause.recursive ? all : new Set(ctes.slice(0, i).map((earlier) => String(earlier.ctename)));
-      visit(cte, [visible, ...scope], rules, depth + 1);
-    });
-    inner = [all, ...scope];
+    // Without RECURSIVE a WITH query sees only the ones before it, not itself: inside its own
+    // body its name is a table's. With RECURSIVE every one sees all of them (a reference to
+    // itself is iterated, not nested: it counts as 0).
+    const depths = new Map<string, number>(withClause.recursive ? ctes.map((cte) => [String(cte.ctename), 0]) : []);
+    for (const cte of ctes) {
+      const body = visit(cte, { ...outer, ctes: [new Map(depths), ...outer.ctes] }, rules, depth + 1);
+      depths.set(String(cte.ctename), body - depth);
+      reached = Math.max(reached, body);
+    }
+    scope = { ...outer, ctes: [depths, ...outer.ctes] };
   }
-  for (const [key, value] of Object.entries(select)) if (key !== 'withClause') visit({ [key]: value }, inner, rules, depth);
+  const relations = new Set<string>();
+  for (const item of (select.fromClause as Node[] | undefined) ?? []) {
+    const [named, from] = visitFrom(item, scope, relations, rules, depth + 1);
+    for (const name of named) relations.add(name);
+    reached = Math.max(reached, from);
+  }
+  const inner: Scope = { ...scope, relations: [relations, ...scope.relations] };
+  for (const [key, value] of Object.entries(select))
+    if (key !== 'withClause' && key !== 'fromClause') reached = Math.max(reached, visit({ [key]: value }, inner, rules, depth));
+  return reached;
 }
 
-/** Checks every node under `node`, by the key it is found under (libpg-query's node names). */
-function visit(node: unknown, scope: Scope, rules: Rules, depth: number): void {
+/** Checks every node under `node`, by the key it is found under (libpg-query's node names); answers how deep it nests. */
+function visit(node: unknown, scope: Scope, rules: Rules, depth: number): number {
   if (depth > MAX_DEPTH)
-    throw new SqlRefused(`the query nests deeper than ${MAX_DEPTH} levels (of operators, calls, subqueries): flatten it`);
+    throw new SqlRefused(`the query nests deeper than ${MAX_DEPTH} levels (of operators, calls, subqueries, WITH queries): flatten it`);
+  let reached = depth;
   if (Array.isArray(node)) {
-    for (const item of node) visit(item, scope, rules, depth + 1);
-    return;
+    for (const item of node) reached = Math.max(reached, visit(item, scope, rules, depth + 1));
+    return reached;
   }
-  if (node === null || typeof node !== 'object') return;
+  if (node === null || typeof node !== 'object') return reached;
   for (const [key, value] of Object.entries(node as Node)) {
     if (value === null || typeof value !== 'object') continue;
-    const refused = REFUSED[key];
+    const refused = REFUSED[key] ?? (rules.embedded ? REFUSED_EMBEDDED[key] : undefined);
     if (refused) throw new SqlRefused(refused);
-    // larg and rarg: the sides of a UNION, INTERSECT or EXCEPT (each may have its own WITH), or of a JOIN.
+    // larg and rarg: the sides of a UNION, INTERSECT or EXCEPT (each may have its own WITH); a JOIN's are visited in visitFrom.
     if (key === 'SelectStmt' || key === 'larg' || key === 'rarg') {
-      visitSelect(value as Node, scope, rules, depth + 1);
+      reached = Math.max(reached, visitSelect(value as Node, scope, rules, depth + 1));
       continue;
     }
-    if (key === 'RangeVar') checkRelation(value as Node, scope, rules);
-    else if (key === 'FuncCall') checkFunction(value as Node, rules);
+    if (key === 'RangeVar') {
+      const cte = checkRelation(value as Node, scope, rules);
+      if (depth + cte > MAX_DEPTH)
+        throw new SqlRefused(`the query nests deeper than ${MAX_DEPTH} levels (of operators, calls, subqueries, WITH queries): flatten it`);
+      reached = Math.max(reached, depth + cte);
+    } else if (key === 'FuncCall') checkFunction(value as Node, rules);
     else if (key === 'A_Expr') {
-      checkOperator((value as Node).name, rules);
+      checkOperator(value as Node, rules);
       checkDuplicated(value as Node);
-    } else if (key === 'SortBy') checkOperator((value as Node).useOp, rules);
-    else if (key === 'SubLink') checkOperator((value as Node).operName, rules);
-    visit(value, scope, rules, depth + 1);
+    } else if (key === 'SortBy') checkOperatorName((value as Node).useOp, rules);
+    else if (key === 'SubLink') checkOperatorName((value as Node).operName, rules);
+    else if (key === 'ColumnRef') checkColumn(value as Node, scope);
+    else if (key === 'A_Indirection' && ((value as Node).indirection as Node[] | undefined)?.some((part) => 'String' in part))
+      throw new SqlRefused(`a field of a value, (x).name, may not be selected here (${FIELD_AS_CALL})`);
+    else if (key === 'TypeName' || key === 'typeName') checkType(value as Node, rules);
+    reached = Math.max(reached, visit(value, scope, rules, depth + 1));
   }
+  return reached;
 }
 
 /**
@@ -349,7 +551,7 @@ export async function checkQuery(sql: string, schema: string, datasets: Readonly
   const top = statements[0]!.stmt;
   if (!('SelectStmt' in top)) throw new SqlRefused(`only SELECT queries run here (got ${Object.keys(top)[0]})`);
   try {
-    visit(top, [], { schema, datasets, embedded }, 0);
+    visit(top, { ctes: [], relations: [] }, { schema, datasets, embedded }, 0);
   } catch (err) {
     // MAX_DEPTH keeps the walk far from the stack's end; should it be reached all the same, it is the query's size.
     if (err instanceof RangeError) throw new SqlRefused(`the query nests too deeply: flatten it`);
