@@ -92,6 +92,47 @@ describe.each(backends())('storage ($name)', (backend) => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
 
+  // PGlite's backend fails at COMMIT ("bad buffer ID: 0") after a query nested past its stack
+  // (here 400 chained WITH queries, which the SQL guard refuses); its transaction() did not
+  // roll back a failed COMMIT, and every later statement was refused until a restart.
+  it('a transaction whose COMMIT fails is rolled back: the database answers the next statement', async () => {
+    const sandbox = await createSandbox(backend);
+    cleanup.push(() => sandbox.dispose());
+    const db = await openDb(backend, sandbox);
+    cleanup.push(() => db.close());
+    const ctes = ['c0 AS (SELECT 1 AS x)'];
+    for (let i = 1; i < 400; i++) ctes.push(`c${i} AS (SELECT x FROM c${i - 1})`);
+    const deep = `SELECT * FROM (WITH ${ctes.join(', ')} SELECT * FROM c399) q LIMIT 0`;
+    // On PostgreSQL it simply runs; on PGlite it fails, at the query or at COMMIT.
+    const outcome = await db
+      .transaction((tx) => tx.query(deep))
+      .then(
+        () => 'ran',
+        (err: Error) => err.message,
+      );
+    if (backend.name !== 'embedded') expect(outcome).toBe('ran');
+    expect((await db.query<{ ok: number }>('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    await db.transaction(async (tx) => {
+      await tx.exec('CREATE TABLE after_failure (a int)');
+      await tx.exec('INSERT INTO after_failure SELECT generate_series(1, 1000)');
+    });
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM after_failure')).rows).toEqual([{ n: 1000 }]);
+  });
+
+  it('a transaction that swallowed a failed statement is reported as rolled back, not as committed', async () => {
+    const sandbox = await createSandbox(backend);
+    cleanup.push(() => sandbox.dispose());
+    const db = await openDb(backend, sandbox);
+    cleanup.push(() => db.close());
+    await db.exec('CREATE TABLE kept (a int)');
+    const outcome = db.transaction(async (tx) => {
+      await tx.exec('INSERT INTO kept VALUES (1)');
+      await tx.query('SELECT 1 / 0').catch(() => {});
+    });
+    await expect(outcome).rejects.toThrow();
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM kept')).rows).toEqual([{ n: 0 }]);
+  });
+
   it('migrate() applies 001 and 002 once, then nothing; the schema is exactly the migrations', async () => {
     const sandbox = await createSandbox(backend);
     cleanup.push(() => sandbox.dispose());
@@ -393,6 +434,40 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
   const cleanup: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
     for (const fn of cleanup.splice(0).reverse()) await fn().catch((err: unknown) => console.error('cleanup failed', err));
+  });
+
+  // The second wall behind the SQL guard: what a guarded query could leave on its session (a
+  // session-level advisory lock, which would stop Intake's own locks of that key; a setting)
+  // is cleared before its pooled connection serves Intake again.
+  it('an untrusted transaction leaves no lock or setting on its pooled session, failed or not', async () => {
+    const sandbox = await createSandbox(postgres);
+    cleanup.push(() => sandbox.dispose());
+    const db = openPostgres(sandbox.env.DATABASE_URL!, 2, () => {});
+    cleanup.push(() => db.close());
+    const held = `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242`;
+    const setting = "SELECT current_setting('work_mem') AS work_mem";
+    const before = (await db.query<{ work_mem: string }>(setting)).rows[0]!.work_mem;
+    for (const fail of [false, true]) {
+      const outcome = db.transaction(
+        async (tx) => {
+          await tx.query('SELECT pg_advisory_lock(424242)');
+          await tx.query("SELECT set_config('work_mem', '77MB', false)");
+          if (fail) await tx.query('SELECT 1 / 0');
+        },
+        { untrusted: true },
+      );
+      if (fail) await expect(outcome).rejects.toThrow(/division by zero/);
+      else await outcome;
+      // Both of the pool's connections: the one the transaction ran on is among them.
+      for (let i = 0; i < 2; i++) {
+        const [a, b] = await Promise.all([db.query<{ n: number }>(held), db.query<{ work_mem: string }>(setting)]);
+        expect(a.rows).toEqual([{ n: 0 }]);
+        expect(b.rows[0]!.work_mem).toBe(before);
+      }
+    }
+    // Without it the lock outlives the transaction on the pooled connection.
+    await db.transaction((tx) => tx.query('SELECT pg_advisory_lock(424242)'));
+    expect((await db.query<{ n: number }>(held)).rows).toEqual([{ n: 1 }]);
   });
 
   it('several processes migrating one fresh database at once apply each migration exactly once', async () => {

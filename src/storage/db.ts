@@ -32,8 +32,13 @@ export interface Db extends Queryable {
   readonly kind: 'pglite' | 'postgres';
   /** How many queries can run at once: the pool's size (PGlite is one connection). */
   readonly connections: number;
-  /** Runs fn in one transaction: committed when fn resolves, rolled back when it throws. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs fn in one transaction: committed when fn resolves, rolled back when it throws. With
+   * `untrusted` (statements from outside, e.g. a SQL query's), what they could leave on a
+   * PostgreSQL session past the transaction is cleared before the connection goes back to the
+   * pool: session-level advisory locks and settings.
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>, options?: { untrusted?: boolean }): Promise<T>;
   close(): Promise<void>;
 }
 

@@ -150,8 +150,25 @@ export async function openPglite(
     kind: 'pglite',
     connections: 1,
     ...queryable,
-    // PGlite is one connection; its transaction() holds a mutex, so other queries wait.
-    transaction: (fn) => pg.transaction((tx) => fn(wrap(tx))),
+    // PGlite is one connection; its transaction() holds a mutex, so other queries wait. It
+    // rolls back only when fn fails: a COMMIT that failed (an internal error of PostgreSQL's,
+    // e.g. after a query nested past what PGlite's stack holds) left that one connection in
+    // the failed transaction, every later statement refused until a restart. So the COMMIT is
+    // made here, and rolled back when it fails (PGlite's own COMMIT after it only warns).
+    transaction: (fn) =>
+      pg.transaction(async (tx) => {
+        const result = await fn(wrap(tx));
+        let ended: string | undefined;
+        try {
+          ended = (await tx.exec('COMMIT'))[0]?.command;
+        } catch (err) {
+          await tx.rollback().catch(() => {});
+          throw err;
+        }
+        // A transaction with a failed statement (caught by fn) ends as a ROLLBACK, as PGlite's COMMIT would say.
+        if (ended === 'ROLLBACK') throw new Error('the transaction was rolled back: one of its statements had failed');
+        return result;
+      }),
     async close() {
       try {
         await pg.close(); // checkpoints, so the directory is consistent without WAL replay

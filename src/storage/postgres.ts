@@ -154,19 +154,28 @@ export function openPostgres(connectionString: string, poolSize: number, onError
     kind: 'postgres',
     connections: poolSize,
     ...queryable((op) => withClient(pool, (held) => on(held, op))),
-    transaction(fn) {
+    transaction(fn, { untrusted = false } = {}) {
       return withClient(pool, async (held) => {
         const tx = queryable((op) => on(held, op));
         await tx.exec('BEGIN');
         try {
           const result = await fn(tx);
-          await tx.exec('COMMIT');
+          // A transaction with a failed statement (caught by fn) ends as a ROLLBACK: not a success.
+          const ended = await on(held, (client) => client.query('COMMIT'));
+          if (ended.command === 'ROLLBACK') throw new Error('the transaction was rolled back: one of its statements had failed');
           return result;
         } catch (err) {
           await held.client.query('ROLLBACK').catch((rollbackErr: Error) => {
             held.broken ??= rollbackErr; // still inside the transaction: never reuse it
           });
           throw err;
+        } finally {
+          // Intake takes no session-level lock: any is the untrusted statements', released
+          // before the connection serves Intake's own work; one that cannot be is closed.
+          if (untrusted && !held.broken)
+            await held.client.query('SELECT pg_advisory_unlock_all(); RESET ALL').catch((err: Error) => {
+              held.broken ??= err;
+            });
         }
       });
     },
