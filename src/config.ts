@@ -65,7 +65,7 @@ export interface Config {
   /** The PostgreSQL schema holding the datasets' tables. */
   datasetSchema: string;
   /** Limits of a query of POST /api/sql: its time, its planner's cost, the rows it answers. */
-  sql: { timeoutMs: number; maxCost: number; maxRows: number };
+  sql: { timeoutMs: number; maxCost: number; maxRows: number; maxResultBytes: number };
   /** Open event streams this process serves at once; more answer 429. */
   maxEventStreams: number;
   /** Schedules at most (MAX_SCHEDULES). */
@@ -337,6 +337,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       // seconds of the slowest plans at the default (a scan of a 1,000,000-row dataset costs about 25,000).
       maxCost: integer(env, 'SQL_MAX_COST', databaseUrl ? 10_000_000 : 100_000, 1, Number.MAX_SAFE_INTEGER),
       maxRows: integer(env, 'SQL_MAX_ROWS', 1000, 1, 100_000),
+      // A whole result read (an export, a derived dataset) ends here: a query can yield rows
+      // for ever (a series of dates up to a value read from the data), which no estimate shows.
+      maxResultBytes: integer(env, 'SQL_MAX_RESULT_BYTES', 16 * 1024 ** 3, 1, Number.MAX_SAFE_INTEGER),
     },
     maxEventStreams: integer(env, 'MAX_EVENT_STREAMS', 1000, 1, 1_000_000),
     maxSchedules: integer(env, 'MAX_SCHEDULES', 1000, 1, 100_000),

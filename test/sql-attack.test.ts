@@ -13,7 +13,7 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('POS
 
   beforeAll(async () => {
     sandbox = await createSandbox(backend);
-    server = await startServer(sandbox, { SQL_TIMEOUT_MS: '2000' });
+    server = await startServer(sandbox, { SQL_TIMEOUT_MS: '2000', SQL_MAX_RESULT_BYTES: '200000' });
     const form = new FormData();
     form.append('file', new Blob(['id,name\n1,ann\n2,bob\n']), 'people.csv');
     const res = await fetch(`${server.url}/api/upload?dataset=people`, { method: 'POST', body: form });
@@ -169,5 +169,57 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('POS
     );
     expect(res.status, JSON.stringify(res.body)).toBe(200);
     expect(res.body.rows).toEqual([{ u: 3, j: 2, r: 'axc', g: 'b', x: 'axyzc', f: '    a|b  |%' }]);
+  });
+
+  // A chain of WITH queries each reading the one before has a flat parse tree but nests as
+  // deep as nested subqueries where PostgreSQL analyses and plans it: 185 of them made PGlite
+  // fail at COMMIT ("bad buffer ID: 0") and refuse every later statement until a restart;
+  // 3,000 held a PostgreSQL backend planning for 13 minutes, deaf to statement_timeout.
+  it('a long chain of WITH queries is refused saying so, and the next query is answered', async () => {
+    const chain = (n: number) => {
+      const ctes = ['c0 AS (SELECT 1 AS x)'];
+      for (let i = 1; i < n; i++) ctes.push(`c${i} AS (SELECT x FROM c${i - 1})`);
+      return `WITH ${ctes.join(', ')} SELECT * FROM c${n - 1}`;
+    };
+    for (const n of [185, 3000]) {
+      const res = await query(chain(n));
+      expect(res.status, JSON.stringify(res.body)).toBe(422);
+      expect(res.body).toMatchObject({ code: 'sql_refused', detail: expect.stringMatching(/nests deeper than/) });
+    }
+    const short = await query(chain(20));
+    expect(short.status, JSON.stringify(short.body)).toBe(200);
+    expect(short.body.rows).toEqual([{ x: 1 }]);
+  });
+
+  // PostgreSQL reads `x.f`, when x is no table or alias there, as the call f(x) of any function:
+  // sleeping, taking a session lock that outlives the query on a pooled connection, reading the catalogs.
+  it.each([
+    'select (0.01).pg_sleep',
+    'select (424242::bigint).pg_advisory_lock',
+    'select p.id.pg_advisory_lock from people p',
+    'select id.pg_get_userbyid from people',
+    "select 'pg_authid'::regclass",
+    `select '${'!'.repeat(20000)}a'::tsquery`,
+    "select generate_series(now(), 'infinity', '1 day'::interval)",
+  ])('refused, as a 422: %s', async (sql) => {
+    const res = await query(sql);
+    expect(res.status, JSON.stringify(res.body)).toBe(422);
+    expect(res.body.code).toBe('sql_refused');
+    expect((await query('select 1 as ok')).body.rows).toEqual([{ ok: 1 }]);
+  });
+
+  // A whole result read (an export, a derived dataset) ends at SQL_MAX_RESULT_BYTES: a query
+  // can yield rows for ever from bounds read from the data, which no estimate shows.
+  it('a derived dataset past SQL_MAX_RESULT_BYTES fails saying so, and writes nothing', async () => {
+    const res = await fetch(`${server.url}/api/sql`, {
+      method: 'POST',
+      body: JSON.stringify({ sql: 'select g as n from generate_series(1, 100000) g', into: 'too_big' }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(res.status).toBe(202);
+    const job = await waitForJob(server.url, ((await res.json()) as { job_id: string }).job_id);
+    expect(job.status).toBe('failed');
+    expect(job.error).toMatch(/SQL_MAX_RESULT_BYTES/);
+    expect((await fetch(`${server.url}/api/datasets/too_big`)).status).toBe(404);
   });
 });

@@ -10,7 +10,7 @@ export async function registerCors(app: FastifyInstance, corsOrigins: string[]):
   if (corsOrigins.length === 0) return;
   await app.register(cors, {
     origin: corsOrigins,
-    methods: ['GET', 'POST', 'DELETE'],
+    methods: ['GET', 'POST', 'PATCH', 'DELETE'],
     allowedHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key'],
     exposedHeaders: ['Location', 'Idempotent-Replayed'],
     maxAge: 600,

@@ -12,7 +12,7 @@ import { formatOfName } from '../formats/parse.js';
 import type { Format } from '../core/job.js';
 import { isUuid } from '../core/ids.js';
 import type { Db, Queryable } from '../storage/db.js';
-import { describeQuery, queryText, SqlProblem } from '../storage/sql-query.js';
+import { describeQuery, queryText, SqlProblem, withQuerySlot } from '../storage/sql-query.js';
 import { loadedType } from '../datasets/types.js';
 import { findConnection } from '../storage/connections.js';
 import type { NewJob } from '../storage/jobs.js';
@@ -83,9 +83,9 @@ async function sqlJob(db: Db, settings: ImportSettings, body: ImportRequest): Pr
   if (typeof body.dataset !== 'string' || body.dataset === '') throw issue('dataset', 'dataset names the dataset the result is saved as');
   let columns;
   try {
-    columns = await describeQuery(db, settings.sql, query);
+    columns = await withQuerySlot(() => describeQuery(db, settings.sql, query));
   } catch (err) {
-    if (err instanceof SqlProblem) throw new AppError(422, err.code, err.message);
+    if (err instanceof SqlProblem) throw new AppError(err.code === 'too_many_queries' ? 429 : 422, err.code, err.message);
     throw err;
   }
   if (columns.length === 0) throw issue('sql', 'the query gives no columns: a dataset needs at least one');

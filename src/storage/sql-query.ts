@@ -30,7 +30,7 @@ export interface SqlColumn {
   type: string;
 }
 
-export type SqlProblemCode = 'sql_refused' | 'sql_error' | 'sql_timeout' | 'sql_too_large' | 'sql_too_costly';
+export type SqlProblemCode = 'sql_refused' | 'sql_error' | 'sql_timeout' | 'sql_too_large' | 'sql_too_costly' | 'too_many_queries';
 
 /** The query cannot run, or stopped, because of what it is: its sender is told why. */
 export class SqlProblem extends Error {
@@ -39,6 +39,24 @@ export class SqlProblem extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+// Queries asked for at once per process (POST /api/sql, and the reading of a query's columns
+// when one is submitted as a job): on PGlite each holds the one connection while it runs, on
+// PostgreSQL a connection of the pool.
+const MAX_QUERIES = 2;
+let running = 0;
+
+/** Runs fn in one of the MAX_QUERIES slots; throws SqlProblem('too_many_queries') when none is free. */
+export async function withQuerySlot<T>(fn: () => Promise<T>): Promise<T> {
+  if (running >= MAX_QUERIES)
+    throw new SqlProblem('too_many_queries', `${MAX_QUERIES} queries are running: try again when one has finished`);
+  running++;
+  try {
+    return await fn();
+  } finally {
+    running--;
   }
 }
 
@@ -66,6 +84,10 @@ function problemOf(err: unknown, limits: Config['sql']): SqlProblem | undefined 
   if (code === '53400' && /temp_file_limit/.test(message))
     return new SqlProblem('sql_too_large', `the query needs more temporary disk than it may use (${TEMP_FILE_LIMIT}): narrow it down`);
   if (code.startsWith('54')) return new SqlProblem('sql_too_large', `the query is over a limit of PostgreSQL: ${message}`);
+  // An internal error raised by a read-only query of the datasets is the query's doing
+  // (PGlite's backend fails so on queries nested past its stack; PostgreSQL on a tsquery too deep).
+  if (code === 'XX000' && !(err instanceof DatabaseUnavailableError))
+    return new SqlProblem('sql_error', `PostgreSQL could not run the query (internal error: ${message}): simplify it`);
   if (err instanceof DatabaseUnavailableError) return undefined;
   // The query's own mistakes (syntax, names, types, data, cardinality, what its role may
   // read, what PostgreSQL cannot do, what a function refused): said as PostgreSQL says them.
@@ -109,6 +131,13 @@ async function restrict(tx: Queryable, s: SqlSettings): Promise<void> {
   );
 }
 
+/**
+ * What a query could leave on its session past its transaction (a session-level lock taken
+ * by a function the guard did not foresee, which would stop Intake's own locks of that key) is
+ * cleared before its connection serves anything else (PostgreSQL).
+ */
+const GUARDED = { untrusted: true };
+
 /** Refuses a statement whose planned cost is over SQL_MAX_COST. */
 async function checkCost(tx: Queryable, s: SqlSettings, statement: string): Promise<void> {
   const plan = await tx.query<{ 'QUERY PLAN': [{ Plan: { 'Total Cost': number } }] }>(`EXPLAIN (FORMAT JSON) ${statement}`);
@@ -133,7 +162,7 @@ export async function describeQuery(db: Db, s: SqlSettings, query: string): Prom
     .transaction(async (tx) => {
       await restrict(tx, s);
       return (await tx.query(statement)).fields ?? [];
-    })
+    }, GUARDED)
     .catch((err: unknown) => rethrow(err, s.limits));
   if (described.length === 0) return [];
   const { rows } = await db.query<{ oid: number; type: string }>(
@@ -178,7 +207,7 @@ WHERE s.chars - length(s.j) <= ${MAX_ANSWER_CHARS}`;
       await restrict(tx, s);
       await checkCost(tx, s, wrapped);
       return (await tx.query<{ j: string | null }>(wrapped)).rows;
-    })
+    }, GUARDED)
     .catch((err: unknown) => rethrow(err, s.limits));
   const cut = rows.length > 0 && rows.at(-1)!.j === null;
   const kept = rows.slice(0, Math.min(cut ? rows.length - 1 : rows.length, s.limits.maxRows));
@@ -227,7 +256,17 @@ export async function* streamQuery(
   await guard(db, s, [statement]);
   yield { columns };
   const width = form === 'text' ? Math.max(columns.length, 1) : 1;
-  const arrays = (rows: Record<string, string | null>[]) => rows.map((row) => Object.values(row).slice(0, width));
+  let chars = 0;
+  const arrays = (rows: Record<string, string | null>[]) => {
+    const values = rows.map((row) => Object.values(row).slice(0, width));
+    for (const row of values) for (const value of row) chars += value?.length ?? 0;
+    if (chars > s.limits.maxResultBytes)
+      throw new SqlProblem(
+        'sql_too_large',
+        `the query's result is larger than SQL_MAX_RESULT_BYTES (${s.limits.maxResultBytes}): narrow it down`,
+      );
+    return values;
+  };
   try {
     if (db.kind === 'postgres') {
       yield* withinTransaction(
@@ -297,7 +336,7 @@ async function* withinTransaction<T>(db: Db, produce: (tx: Queryable) => AsyncGe
       deliver({ value, done: false });
       if (!(await go) || aborted) return;
     }
-  });
+  }, GUARDED);
   const end = () => deliver({ value: undefined, done: true });
   run.then(end, end);
   // A reader that is abandoned (its job canceled or stopped) would hold the transaction forever.

@@ -110,6 +110,7 @@ export const importRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: ImportDep
           409: errorRef,
           415: errorRef,
           422: errorRef,
+          429: errorRef,
           503: errorRef,
         },
       },

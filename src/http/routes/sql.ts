@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-js
 import { AppError } from '../../core/errors.js';
 import { errorRef } from '../schemas.js';
 import type { Db } from '../../storage/db.js';
-import { answerQuery, SqlProblem, streamQuery, type SqlSettings } from '../../storage/sql-query.js';
+import { answerQuery, SqlProblem, streamQuery, withQuerySlot, type SqlSettings } from '../../storage/sql-query.js';
 import { MAX_EXPORTS, writeRows } from './export.js';
 
 export interface SqlRouteDeps {
@@ -22,9 +22,6 @@ export interface SqlIntoRequest {
   mode?: 'append' | 'replace' | 'merge';
   key?: string;
 }
-
-// Queries at once per process: on PGlite each holds the one connection while it runs.
-const MAX_QUERIES = 2;
 
 const sqlProperty = { type: 'string', minLength: 1, maxLength: 100_000, description: 'One SELECT over the datasets' } as const;
 
@@ -56,7 +53,7 @@ const exportQuerySchema = {
 } as const;
 
 const failed = (err: unknown): never => {
-  if (err instanceof SqlProblem) throw new AppError(422, err.code, err.message);
+  if (err instanceof SqlProblem) throw new AppError(err.code === 'too_many_queries' ? 429 : 422, err.code, err.message);
   throw err;
 };
 
@@ -70,7 +67,6 @@ export const sqlRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SqlRouteDeps
   app,
   { db, sql, exportIdleTimeoutMs, submitInto },
 ) => {
-  let running = 0;
   let exports = 0;
   app.post(
     '/api/sql',
@@ -95,18 +91,11 @@ export const sqlRoutes: FastifyPluginAsyncJsonSchemaToTs<{ Options: SqlRouteDeps
       if (into !== undefined) return submitInto(request, reply, { sql: text, into, mode, key });
       if (mode !== undefined || key !== undefined)
         throw new AppError(422, 'validation_error', `${mode !== undefined ? 'mode' : 'key'} is for saving a query with into`);
-      if (running >= MAX_QUERIES)
-        throw new AppError(429, 'too_many_queries', `${MAX_QUERIES} queries are running: try again when one has finished`);
-      running++;
-      try {
-        const answer = await answerQuery(db, sql, text).catch(failed);
-        // Each row's JSON as PostgreSQL wrote it: parsed here, a long number would be rounded.
-        return reply
-          .type('application/json; charset=utf-8')
-          .send(`{"columns":${JSON.stringify(answer.columns)},"rows":[${answer.rows.join(',')}],"truncated":${answer.truncated}}`);
-      } finally {
-        running--;
-      }
+      const answer = await withQuerySlot(() => answerQuery(db, sql, text)).catch(failed);
+      // Each row's JSON as PostgreSQL wrote it: parsed here, a long number would be rounded.
+      return reply
+        .type('application/json; charset=utf-8')
+        .send(`{"columns":${JSON.stringify(answer.columns)},"rows":[${answer.rows.join(',')}],"truncated":${answer.truncated}}`);
     },
   );
 
