@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { ENCODINGS, FORMATS, WRITE_MODES, type WriteMode } from '../core/job.js';
+import { COLUMN_TYPES, ENCODINGS, FORMATS, WRITE_MODES, type ColumnType, type WriteMode } from '../core/job.js';
 import {
   api,
   ApiError,
@@ -25,13 +25,6 @@ const SOURCES = [
   ['url', 'URL or S3'],
   ['jira', 'Jira'],
 ] as const;
-
-/**
- * The types a load's `schema` takes: COLUMN_TYPES of src/datasets/types.ts, which the console
- * cannot import (it shares only core/job.ts with the server); the console test checks they match.
- */
-const COLUMN_TYPES = ['bigint', 'numeric', 'boolean', 'date', 'timestamptz', 'text', 'jsonb'] as const;
-type ColumnType = (typeof COLUMN_TYPES)[number];
 
 /** How a file is loaded and read: every option of POST /api/upload and POST /api/import. */
 interface LoadChoices {

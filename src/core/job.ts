@@ -24,6 +24,10 @@ export type SourceType = (typeof SOURCE_TYPES)[number];
 
 /** How a stored upload is parsed. */
 export const FORMATS = ['csv', 'json', 'ndjson', 'xlsx'] as const;
+
+/** The types a dataset's column (and a load's `schema`) takes. */
+export const COLUMN_TYPES = ['bigint', 'numeric', 'boolean', 'date', 'timestamptz', 'text', 'jsonb'] as const;
+export type ColumnType = (typeof COLUMN_TYPES)[number];
 export type Format = (typeof FORMATS)[number];
 
 /** Rows of text values under a header row (CSV, a sheet), as opposed to JSON records. */

@@ -21,6 +21,7 @@
  * A missing value (an empty CSV cell, a JSON null or absent key) has no type and joins to the other.
  */
 
+import type { ColumnType } from '../core/job.js';
 import { jsonString } from './json-fields.js';
 import {
   ALL_STYLES,
@@ -41,8 +42,7 @@ import {
   type NumberForm,
 } from './value-forms.js';
 
-export const COLUMN_TYPES = ['bigint', 'numeric', 'boolean', 'date', 'timestamptz', 'text', 'jsonb'] as const;
-export type ColumnType = (typeof COLUMN_TYPES)[number];
+export { COLUMN_TYPES, type ColumnType } from '../core/job.js';
 
 /**
  * The type a column of PostgreSQL's type (as format_type names it) is loaded as, from a query's
