@@ -109,6 +109,13 @@ describe('the SQL guard', () => {
       'SELECT x.pg_get_userbyid FROM orders WHERE EXISTS (SELECT 1 FROM people x)',
       'SELECT 1 FROM orders x, (SELECT x.pg_sleep FROM people) s',
       'SELECT 1 FROM orders a JOIN people b ON c.pg_sleep > 0 JOIN people c ON true',
+      // A function's alias is its value, no row: g.f is f(g) of any function taking it.
+      'SELECT g.pg_sleep FROM generate_series(1, 1) g',
+      'SELECT u.pg_sleep FROM unnest(ARRAY[1]) AS u(v)',
+      "SELECT g.current_setting FROM unnest(ARRAY['port']) g",
+      "SELECT g.ts_stat FROM unnest(ARRAY['select 1']) g",
+      'SELECT generate_series.pg_sleep FROM generate_series(1, 1)',
+      "SELECT e.pg_typeof FROM jsonb_each('{}') e",
     ]) {
       expect(await refusal(sql), sql).toMatch(/function/);
     }
@@ -118,6 +125,10 @@ describe('the SQL guard', () => {
       'SELECT s.n FROM orders o, LATERAL (SELECT o.total AS n) s',
       'SELECT g.g FROM generate_series(1, 3) g',
       'SELECT generate_series.generate_series FROM generate_series(1, 3)',
+      'SELECT u.v FROM unnest(ARRAY[1]) AS u(v)',
+      "SELECT e.key, e.value FROM jsonb_each('{}') e",
+      "SELECT x.value FROM jsonb_array_elements('[1]') x",
+      'SELECT g.g, g.ordinality FROM generate_series(1, 2) WITH ORDINALITY g',
       'SELECT j.a FROM (orders JOIN people USING (id)) j(a)',
       'WITH b AS (SELECT * FROM orders) SELECT b.total FROM b',
       'SELECT o.* FROM orders o',

@@ -133,6 +133,37 @@ describe.each(backends())('storage ($name)', (backend) => {
     expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM kept')).rows).toEqual([{ n: 0 }]);
   });
 
+  // Behind the SQL guard: what statements from outside could leave on a session (a role, a
+  // setting, a session-level advisory lock, which would stop Intake's own locks of that key)
+  // is undone before the connection serves Intake again, whether their transaction failed or not.
+  it('an untrusted transaction leaves no role, setting or lock on the session, failed or not', async () => {
+    const sandbox = await createSandbox(backend);
+    cleanup.push(() => sandbox.dispose());
+    const db = await openDb(backend, sandbox, 1); // one connection: the next statement runs where they ran
+    cleanup.push(() => db.close());
+    const state = `SELECT current_user AS who, current_setting('work_mem') AS work_mem,
+      (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242) AS locks`;
+    const before = (await db.query(state)).rows[0];
+    await db.exec('CREATE ROLE intake_storage_test NOLOGIN').catch(() => {});
+    for (const fail of [false, true]) {
+      const outcome = db.transaction(
+        async (tx) => {
+          await tx.query('SELECT pg_advisory_lock(424242)');
+          await tx.query("SELECT set_config('work_mem', '77MB', false), set_config('role', 'intake_storage_test', false)");
+          if (fail) await tx.query('SELECT 1 / 0');
+        },
+        { untrusted: true },
+      );
+      if (fail) await expect(outcome).rejects.toThrow(/division by zero/);
+      else await outcome;
+      expect((await db.query(state)).rows[0]).toEqual(before);
+    }
+    // Without it, the lock and the role outlive the transaction.
+    await db.transaction((tx) => tx.query("SELECT pg_advisory_lock(424242), set_config('role', 'intake_storage_test', false)"));
+    expect((await db.query(state)).rows[0]).toMatchObject({ who: 'intake_storage_test', locks: 1 });
+    await db.exec('RESET ROLE; SELECT pg_advisory_unlock_all()');
+  });
+
   it('migrate() applies 001 and 002 once, then nothing; the schema is exactly the migrations', async () => {
     const sandbox = await createSandbox(backend);
     cleanup.push(() => sandbox.dispose());
@@ -434,40 +465,6 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
   const cleanup: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
     for (const fn of cleanup.splice(0).reverse()) await fn().catch((err: unknown) => console.error('cleanup failed', err));
-  });
-
-  // The second wall behind the SQL guard: what a guarded query could leave on its session (a
-  // session-level advisory lock, which would stop Intake's own locks of that key; a setting)
-  // is cleared before its pooled connection serves Intake again.
-  it('an untrusted transaction leaves no lock or setting on its pooled session, failed or not', async () => {
-    const sandbox = await createSandbox(postgres);
-    cleanup.push(() => sandbox.dispose());
-    const db = openPostgres(sandbox.env.DATABASE_URL!, 2, () => {});
-    cleanup.push(() => db.close());
-    const held = `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242`;
-    const setting = "SELECT current_setting('work_mem') AS work_mem";
-    const before = (await db.query<{ work_mem: string }>(setting)).rows[0]!.work_mem;
-    for (const fail of [false, true]) {
-      const outcome = db.transaction(
-        async (tx) => {
-          await tx.query('SELECT pg_advisory_lock(424242)');
-          await tx.query("SELECT set_config('work_mem', '77MB', false)");
-          if (fail) await tx.query('SELECT 1 / 0');
-        },
-        { untrusted: true },
-      );
-      if (fail) await expect(outcome).rejects.toThrow(/division by zero/);
-      else await outcome;
-      // Both of the pool's connections: the one the transaction ran on is among them.
-      for (let i = 0; i < 2; i++) {
-        const [a, b] = await Promise.all([db.query<{ n: number }>(held), db.query<{ work_mem: string }>(setting)]);
-        expect(a.rows).toEqual([{ n: 0 }]);
-        expect(b.rows[0]!.work_mem).toBe(before);
-      }
-    }
-    // Without it the lock outlives the transaction on the pooled connection.
-    await db.transaction((tx) => tx.query('SELECT pg_advisory_lock(424242)'));
-    expect((await db.query<{ n: number }>(held)).rows).toEqual([{ n: 1 }]);
   });
 
   it('several processes migrating one fresh database at once apply each migration exactly once', async () => {

@@ -80,12 +80,20 @@ const MAX_DEPTH = 400;
 type Node = Record<string, unknown>;
 
 /**
+ * The names a FROM brings into scope, each with what `name.x` may read: any column of a row
+ * (a table, a subquery, a WITH query, a join), or the named columns of a function's result,
+ * whose value is no row: `g.x` of `generate_series(…) g` is, when x is no column, the call x(g)
+ * of any function.
+ */
+type Relations = ReadonlyMap<string, 'row' | ReadonlySet<string>>;
+
+/**
  * What a reference can see where it stands, innermost query first: the WITH queries (each with
  * how deep its body nests), and the tables and aliases of the FROM clauses.
  */
 interface Scope {
   ctes: readonly ReadonlyMap<string, number>[];
-  relations: readonly ReadonlySet<string>[];
+  relations: readonly Relations[];
 }
 
 interface Rules {
@@ -407,49 +415,68 @@ function checkColumn(ref: Node, scope: Scope): void {
   if (named.length <= 1) return;
   const shown = named.join('.');
   if (named.length > 2) throw new SqlRefused(`"${shown}" may not be written here: name a column as table.column (${FIELD_AS_CALL})`);
-  if (!scope.relations.some((visible) => visible.has(named[0]!)))
-    throw new SqlRefused(`"${shown}": ${named[0]} is no table or alias of the FROM clause here (${FIELD_AS_CALL})`);
+  const [relation, column] = named as [string, string];
+  const columns = scope.relations.find((visible) => visible.has(relation))?.get(relation);
+  if (columns === undefined)
+    throw new SqlRefused(`"${shown}": ${relation} is no table or alias of the FROM clause here (${FIELD_AS_CALL})`);
+  if (columns !== 'row' && !columns.has(column))
+    throw new SqlRefused(`"${shown}": ${relation} is a function's result, whose columns are ${[...columns].join(', ')} (${FIELD_AS_CALL})`);
 }
 
-/** The name a FROM item is referred to by, if it is one: its alias, else its table's or function's name. */
-function fromName(item: Node): string | undefined {
+/** The columns of the allowed set-returning functions that yield more than their own name's. */
+const FUNCTION_COLUMNS: Record<string, string[]> = Object.fromEntries([
+  ...['json_each', 'jsonb_each', 'json_each_text', 'jsonb_each_text'].map((name) => [name, ['key', 'value']]),
+  ...['json_array_elements', 'jsonb_array_elements', 'json_array_elements_text', 'jsonb_array_elements_text'].map((name) => [
+    name,
+    ['value'],
+  ]),
+]);
+
+/** What a FROM item brings into scope: its alias (else its table's or function's name) and what it may be read for. */
+function fromNames(item: Node): Relations {
   const [kind, body] = Object.entries(item)[0] ?? [];
   const b = body as Node | undefined;
-  const alias = (b?.alias as { aliasname?: string } | undefined)?.aliasname;
-  if (alias !== undefined) return alias;
-  if (kind === 'RangeVar') return String(b!.relname);
+  const alias = b?.alias as { aliasname?: string; colnames?: unknown } | undefined;
   if (kind === 'RangeFunction') {
-    // Without an alias a single function is named after itself.
-    const functions = (b!.functions as { List?: { items?: unknown[] } }[] | undefined) ?? [];
-    const call = (functions[0]?.List?.items?.[0] as { FuncCall?: Node } | undefined)?.FuncCall;
-    return functions.length === 1 && call ? names(call.funcname).at(-1) : undefined;
+    const calls = ((b!.functions as { List?: { items?: unknown[] } }[] | undefined) ?? []).map(
+      (f) => (f.List?.items?.[0] as { FuncCall?: Node } | undefined)?.FuncCall,
+    );
+    const functionNames = calls.map((call) => (call ? names(call.funcname).at(-1)! : ''));
+    // Without an alias a single function is named after itself; without column names a
+    // function's one column is named as its alias (or itself).
+    const name = alias?.aliasname ?? (calls.length === 1 ? functionNames[0] : undefined);
+    if (name === undefined) return new Map();
+    const columns = alias?.colnames
+      ? names(alias.colnames)
+      : functionNames.flatMap((f) => FUNCTION_COLUMNS[f] ?? [calls.length === 1 ? name : f]);
+    if (b!.ordinality === true) columns.push('ordinality');
+    return new Map([[name, new Set(columns)]]);
   }
-  return undefined;
+  const name = alias?.aliasname ?? (kind === 'RangeVar' ? String(b!.relname) : undefined);
+  return new Map(name === undefined ? [] : [[name, 'row']]);
 }
 
 /**
  * Checks a FROM item; answers the names it brings into scope and how deep it nests. `outer` is
  * what the enclosing queries see; `preceding` the names of the items before it in the same
- * FROM, which only a LATERAL item sees (a function or JSON_TABLE is always one). A JOIN's condition
- * sees its two sides.
+ * FROM, which only a LATERAL item sees (a function or JSON_TABLE is always one). A JOIN's
+ * condition sees its two sides.
  */
-function visitFrom(item: Node, outer: Scope, preceding: ReadonlySet<string>, rules: Rules, depth: number): [Set<string>, number] {
+function visitFrom(item: Node, outer: Scope, preceding: Relations, rules: Rules, depth: number): [Relations, number] {
   const join = item.JoinExpr as Node | undefined;
   if (join) {
     const [left, leftDepth] = visitFrom(join.larg as Node, outer, preceding, rules, depth + 1);
-    const [right, rightDepth] = visitFrom(join.rarg as Node, outer, new Set([...preceding, ...left]), rules, depth + 1);
-    const both = new Set([...left, ...right]);
+    const [right, rightDepth] = visitFrom(join.rarg as Node, outer, new Map([...preceding, ...left]), rules, depth + 1);
+    const both = new Map([...left, ...right]);
     const inner: Scope = { ...outer, relations: [both, ...outer.relations] };
     const quals = visit(join.quals, inner, rules, depth + 1);
-    const alias = fromName(item);
-    return [alias === undefined ? both : new Set([alias]), Math.max(leftDepth, rightDepth, quals)];
+    const alias = (join.alias as { aliasname?: string } | undefined)?.aliasname;
+    return [alias === undefined ? both : new Map([[alias, 'row']]), Math.max(leftDepth, rightDepth, quals)];
   }
   const [kind, body] = Object.entries(item)[0] ?? [];
   const lateral = kind === 'JsonTable' || kind === 'RangeFunction' || (body as Node | undefined)?.lateral === true;
   const scope: Scope = lateral ? { ...outer, relations: [preceding, ...outer.relations] } : outer;
-  const reached = visit(item, scope, rules, depth);
-  const name = fromName(item);
-  return [new Set(name === undefined ? [] : [name]), reached];
+  return [fromNames(item), visit(item, scope, rules, depth)];
 }
 
 /**
@@ -481,10 +508,10 @@ function visitSelect(select: Node, outer: Scope, rules: Rules, depth: number): n
     }
     scope = { ...outer, ctes: [depths, ...outer.ctes] };
   }
-  const relations = new Set<string>();
+  const relations = new Map<string, 'row' | ReadonlySet<string>>();
   for (const item of (select.fromClause as Node[] | undefined) ?? []) {
     const [named, from] = visitFrom(item, scope, relations, rules, depth + 1);
-    for (const name of named) relations.add(name);
+    for (const [name, columns] of named) relations.set(name, columns);
     reached = Math.max(reached, from);
   }
   const inner: Scope = { ...scope, relations: [relations, ...scope.relations] };

@@ -34,9 +34,8 @@ export interface Db extends Queryable {
   readonly connections: number;
   /**
    * Runs fn in one transaction: committed when fn resolves, rolled back when it throws. With
-   * `untrusted` (statements from outside, e.g. a SQL query's), what they could leave on a
-   * PostgreSQL session past the transaction is cleared before the connection goes back to the
-   * pool: session-level advisory locks and settings.
+   * `untrusted` (statements from outside, e.g. a SQL query's), the session is reset after it
+   * (UNTRUSTED_RESET) before the connection serves anything else.
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>, options?: { untrusted?: boolean }): Promise<T>;
   close(): Promise<void>;
@@ -74,3 +73,11 @@ export function apiTransaction<T>(db: Db, fn: (tx: Queryable) => Promise<T>): Pr
 export function isLockTimeout(err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === '55P03';
 }
+
+/**
+ * What statements from outside could leave on a session past their transaction, undone: a
+ * session's role or authorization (RESET ALL keeps them), its settings, listens and
+ * session-level advisory locks (Intake takes none: any is theirs). Not DISCARD ALL: it would
+ * drop the statements Intake keeps prepared on the connection.
+ */
+export const UNTRUSTED_RESET = 'RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all()';

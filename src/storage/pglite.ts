@@ -7,7 +7,7 @@ import { PGlite, types, type PGliteOptions } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { acquireLock } from './data-dir-lock.js';
 import { pgliteOptions } from './pglite-options.js';
-import type { Db, Queryable, QueryResult, TextRow } from './db.js';
+import { UNTRUSTED_RESET, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
 
 // Every type PGlite would parse, parsed as "keep the text" instead (see Queryable.queryText).
 const AS_TEXT = Object.fromEntries(Object.keys(types.parsers).map((oid) => [oid, (text: string) => text]));
@@ -153,18 +153,25 @@ export async function openPglite(
     // PGlite is one connection; its transaction() holds a mutex, so other queries wait. It
     // rolls back only when fn fails: a COMMIT that failed (an internal error of PostgreSQL's,
     // e.g. after a query nested past what PGlite's stack holds) left that one connection in
-    // the failed transaction, every later statement refused until a restart. So the COMMIT is
-    // made here, and rolled back when it fails (PGlite's own COMMIT after it only warns).
-    transaction: (fn) =>
+    // the failed transaction, every later statement refused until a restart. So the COMMIT (or
+    // the ROLLBACK) is made here, and then, for an untrusted transaction, the session reset,
+    // still inside the mutex (PGlite's own COMMIT or ROLLBACK after it only warns).
+    transaction: (fn, { untrusted = false } = {}) =>
       pg.transaction(async (tx) => {
-        const result = await fn(wrap(tx));
+        const reset = async () => {
+          if (untrusted) await tx.exec(UNTRUSTED_RESET);
+        };
+        let result;
         let ended: string | undefined;
         try {
+          result = await fn(wrap(tx));
           ended = (await tx.exec('COMMIT'))[0]?.command;
         } catch (err) {
-          await tx.rollback().catch(() => {});
+          await tx.exec('ROLLBACK').catch(() => {});
+          await reset();
           throw err;
         }
+        await reset();
         // A transaction with a failed statement (caught by fn) ends as a ROLLBACK, as PGlite's COMMIT would say.
         if (ended === 'ROLLBACK') throw new Error('the transaction was rolled back: one of its statements had failed');
         return result;

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { DatabaseUnavailableError, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
+import { DatabaseUnavailableError, UNTRUSTED_RESET, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
 
 const SOCKET_ERRORS = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE'];
 // What node-postgres says when a connection ended, broke or could not be made: these errors
@@ -170,10 +170,9 @@ export function openPostgres(connectionString: string, poolSize: number, onError
           });
           throw err;
         } finally {
-          // Intake takes no session-level lock: any is the untrusted statements', released
-          // before the connection serves Intake's own work; one that cannot be is closed.
+          // A connection whose reset fails is closed rather than reused.
           if (untrusted && !held.broken)
-            await held.client.query('SELECT pg_advisory_unlock_all(); RESET ALL').catch((err: Error) => {
+            await held.client.query(UNTRUSTED_RESET).catch((err: Error) => {
               held.broken ??= err;
             });
         }

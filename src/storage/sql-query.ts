@@ -88,11 +88,12 @@ function problemOf(err: unknown, limits: Config['sql']): SqlProblem | undefined 
   // (PGlite's backend fails so on queries nested past its stack; PostgreSQL on a tsquery too deep).
   if (code === 'XX000' && !(err instanceof DatabaseUnavailableError))
     return new SqlProblem('sql_error', `PostgreSQL could not run the query (internal error: ${message}): simplify it`);
-  if (err instanceof DatabaseUnavailableError) return undefined;
-  // The query's own mistakes (syntax, names, types, data, cardinality, what its role may
-  // read, what PostgreSQL cannot do, what a function refused): said as PostgreSQL says them.
-  if (/^(2[0-9A-F]|3[89F]|42|44|0A|10)/.test(code)) return new SqlProblem('sql_error', message);
-  return undefined;
+  // The server, not the query: connections, resources, shutdown, I/O.
+  if (err instanceof DatabaseUnavailableError || /^(08|53|57P|58030)/.test(code)) return undefined;
+  // Anything else a read-only query of the datasets raised is its own doing (syntax, names,
+  // types, data, cardinality, what its role may read, what a function refused, a file a
+  // function could not find): said as PostgreSQL says it.
+  return new SqlProblem('sql_error', message);
 }
 
 /** Throws what the query caused as a SqlProblem, anything else as it is. */
