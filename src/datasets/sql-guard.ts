@@ -424,12 +424,11 @@ function checkColumn(ref: Node, scope: Scope): void {
 }
 
 /** The columns of the allowed set-returning functions that yield more than their own name's. */
-const FUNCTION_COLUMNS: Record<string, string[]> = Object.fromEntries([
-  ...['json_each', 'jsonb_each', 'json_each_text', 'jsonb_each_text'].map((name) => [name, ['key', 'value']]),
-  ...['json_array_elements', 'jsonb_array_elements', 'json_array_elements_text', 'jsonb_array_elements_text'].map((name) => [
-    name,
-    ['value'],
-  ]),
+const FUNCTION_COLUMNS = new Map<string, string[]>([
+  ...['json_each', 'jsonb_each', 'json_each_text', 'jsonb_each_text'].map((name): [string, string[]] => [name, ['key', 'value']]),
+  ...['json_array_elements', 'jsonb_array_elements', 'json_array_elements_text', 'jsonb_array_elements_text'].map(
+    (name): [string, string[]] => [name, ['value']],
+  ),
 ]);
 
 /** What a FROM item brings into scope: its alias (else its table's or function's name) and what it may be read for. */
@@ -448,7 +447,7 @@ function fromNames(item: Node): Relations {
     if (name === undefined) return new Map();
     const columns = alias?.colnames
       ? names(alias.colnames)
-      : functionNames.flatMap((f) => FUNCTION_COLUMNS[f] ?? [calls.length === 1 ? name : f]);
+      : functionNames.flatMap((f) => FUNCTION_COLUMNS.get(f) ?? [calls.length === 1 ? name : f]);
     if (b!.ordinality === true) columns.push('ordinality');
     return new Map([[name, new Set(columns)]]);
   }
