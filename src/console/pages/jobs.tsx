@@ -201,7 +201,7 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
               ? 'No more jobs on this page.'
               : status || dataset
                 ? `No ${status ? `${status} ` : ''}jobs${dataset ? ` of dataset ${dataset}` : ''}.`
-                : 'No jobs yet. Upload a CSV, JSON, NDJSON or Excel file above, or post records to /api/ingest/json, and it appears here.'}
+                : 'No jobs yet. Upload a CSV, JSON, NDJSON or Excel file above, import one from a URL, S3 or Jira, save a query as a dataset on the Query page, or post records to /api/ingest/json: each job appears here.'}
           </p>
         )}
         {!list && !error && <p class="empty">Loading…</p>}

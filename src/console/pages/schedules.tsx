@@ -196,7 +196,11 @@ export function SchedulesPage() {
       {!schedules && !error && <p class="empty">Loading…</p>}
       {schedules && schedules.length === 0 && (
         <div class="empty">
-          <p>No schedules yet. A schedule runs an import every so often; create one with the API:</p>
+          <p>
+            No schedules yet. A schedule runs an import every so often (a URL, an <code>s3://</code> address, Jira, or a query that
+            refreshes a derived dataset): fill in “Run every” in the <Link href="/">upload and import form</Link>, or create one with the
+            API:
+          </p>
           <code class="command">{`curl -X POST ${location.origin}/api/schedules -H 'content-type: application/json' -d '${EXAMPLE}'`}</code>
         </div>
       )}
