@@ -212,6 +212,16 @@ describe.skipIf(!haveChromium).each(backends().filter((backend) => backend.name 
     expect(shown).toMatchObject({ every: '1h', every_ms: 3_600_000, paused: false });
     expect(Math.abs(Date.parse(shown.next_run_at) - (Date.parse(shown.last_run_at) + 3_600_000))).toBeLessThan(1000);
     expect(await page.locator('.notice-error').count()).toBe(0);
+    // "Failing n in a row" counts every failed run its list shows (the schedule itself counts one at its next beat).
+    const failedRuns = async () => {
+      const runs: { status: string }[] = (await getJson(`${server.url}/api/schedules/${id}`)).body.recent_runs;
+      const done = runs.filter((run) => run.status !== 'queued' && run.status !== 'running');
+      const since = done.findIndex((run) => run.status !== 'failed');
+      return since === -1 ? done.length : since;
+    };
+    await expect
+      .poll(async () => `${(await page.getByTestId('schedule-failures').textContent()) ?? ''} / ${await failedRuns()}`, { timeout: 15_000 })
+      .toMatch(/^(\d+) in a row.* \/ \1$/);
     await page.screenshot({ path: join(shots, 'console-schedule.png'), fullPage: true });
     await fitsNarrow(page);
     await page.screenshot({ path: join(shots, 'console-schedule-narrow.png'), fullPage: true });

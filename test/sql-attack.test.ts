@@ -207,6 +207,9 @@ describe.each(backends().filter((backend) => backend.name !== 'scale-out'))('POS
     "select g.current_setting from unnest(array['port']) g",
     "select g.ts_stat from unnest(array['select array_to_tsvector(array[rolname::text]) from pg_roles']) g",
     'select u.pg_advisory_lock from unnest(array[424242]) as u(v)',
+    // CAST(…) in FROM is an item PostgreSQL names float8, shadowing the outer alias float8.
+    'select (select float8.pg_sleep from cast(3 as float8)) from people float8 limit 1',
+    'select p.pg_typeof from people p',
   ])('refused, as a 422: %s', async (sql) => {
     const res = await query(sql);
     expect(res.status, JSON.stringify(res.body)).toBe(422);

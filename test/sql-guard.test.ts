@@ -116,6 +116,13 @@ describe('the SQL guard', () => {
       "SELECT g.ts_stat FROM unnest(ARRAY['select 1']) g",
       'SELECT generate_series.pg_sleep FROM generate_series(1, 1)',
       "SELECT e.pg_typeof FROM jsonb_each('{}') e",
+      // Special syntax in FROM is named by PostgreSQL after it, shadowing an outer alias of that name.
+      'SELECT (SELECT float8.pg_sleep FROM CAST(3 AS float8)) FROM people float8',
+      'SELECT (SELECT "coalesce".pg_sleep FROM coalesce(3::float8)) FROM people "coalesce"',
+      'SELECT (SELECT "current_user".pg_typeof FROM current_user) FROM people "current_user"',
+      // A row's functions, and unnest's columns when it has several arrays.
+      'SELECT p.pg_typeof, p.pg_column_size FROM people p',
+      'SELECT u.u FROM unnest(ARRAY[1], ARRAY[2]) u',
     ]) {
       expect(await refusal(sql), sql).toMatch(/function/);
     }
@@ -126,6 +133,7 @@ describe('the SQL guard', () => {
       'SELECT g.g FROM generate_series(1, 3) g',
       'SELECT generate_series.generate_series FROM generate_series(1, 3)',
       'SELECT u.v FROM unnest(ARRAY[1]) AS u(v)',
+      'SELECT u.unnest FROM unnest(ARRAY[1], ARRAY[2]) u',
       "SELECT e.key, e.value FROM jsonb_each('{}') e",
       "SELECT x.value FROM jsonb_array_elements('[1]') x",
       'SELECT g.g, g.ordinality FROM generate_series(1, 2) WITH ORDINALITY g',

@@ -419,9 +419,23 @@ function checkColumn(ref: Node, scope: Scope): void {
   const columns = scope.relations.find((visible) => visible.has(relation))?.get(relation);
   if (columns === undefined)
     throw new SqlRefused(`"${shown}": ${relation} is no table or alias of the FROM clause here (${FIELD_AS_CALL})`);
+  if (columns === 'row' && ROW_FUNCTIONS.has(column))
+    throw new SqlRefused(
+      `"${shown}": ${column} is a function, not a column (${FIELD_AS_CALL}): name the column apart with AS in a subquery`,
+    );
   if (columns !== 'row' && !columns.has(column))
     throw new SqlRefused(`"${shown}": ${relation} is a function's result, whose columns are ${[...columns].join(', ')} (${FIELD_AS_CALL})`);
 }
+
+/**
+ * Functions of pg_catalog off the list that take any row (record, "any", anyelement): what
+ * `t.f` of a table, subquery or join could call when t has no column f.
+ */
+const ROW_FUNCTIONS = new Set(
+  'pg_typeof pg_column_size pg_column_compression pg_column_toast_chunk_id pg_collation_for hash_record hash_record_extended record_out record_send quote_nullable any_out anyelement_out anynonarray_out anycompatible_out anycompatiblenonarray_out'.split(
+    ' ',
+  ),
+);
 
 /** The columns of the allowed set-returning functions that yield more than their own name's. */
 const FUNCTION_COLUMNS = new Map<string, string[]>([
@@ -440,14 +454,23 @@ function fromNames(item: Node): Relations {
     const calls = ((b!.functions as { List?: { items?: unknown[] } }[] | undefined) ?? []).map(
       (f) => (f.List?.items?.[0] as { FuncCall?: Node } | undefined)?.FuncCall,
     );
-    const functionNames = calls.map((call) => (call ? names(call.funcname).at(-1)! : ''));
+    // CAST(…), COALESCE(…), CURRENT_USER… in FROM are items too, named by PostgreSQL after
+    // their syntax ("float8", "coalesce"), their value no row: unnamed here, an outer alias of
+    // that name would stand for them. Only calls of functions are read from.
+    if (calls.some((call) => call === undefined))
+      throw new SqlRefused('only calls of functions may be read from in FROM (a CAST, COALESCE or CURRENT_USER there: select it instead)');
+    const functionNames = calls.map((call) => names(call!.funcname).at(-1)!);
     // Without an alias a single function is named after itself; without column names a
     // function's one column is named as its alias (or itself).
     const name = alias?.aliasname ?? (calls.length === 1 ? functionNames[0] : undefined);
     if (name === undefined) return new Map();
     const columns = alias?.colnames
       ? names(alias.colnames)
-      : functionNames.flatMap((f) => FUNCTION_COLUMNS.get(f) ?? [calls.length === 1 ? name : f]);
+      : functionNames.flatMap((f, i) => {
+          // unnest of several arrays yields a column named unnest for each.
+          const several = f === 'unnest' && ((calls[i]!.args as unknown[] | undefined)?.length ?? 0) > 1;
+          return FUNCTION_COLUMNS.get(f) ?? [calls.length === 1 && !several ? name : f];
+        });
     if (b!.ordinality === true) columns.push('ordinality');
     return new Map([[name, new Set(columns)]]);
   }

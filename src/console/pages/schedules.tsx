@@ -292,6 +292,11 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
     </p>
   );
 
+  // The schedule counts a run's failure at its next beat; its runs show it at once (newest first).
+  const finished = schedule?.recent_runs.filter((run) => run.status !== 'queued' && run.status !== 'running') ?? [];
+  const failedSince = finished.findIndex((run) => run.status !== 'failed');
+  const failing = Math.max(schedule?.consecutive_failures ?? 0, failedSince === -1 ? finished.length : failedSince);
+
   if (error?.status === 404) {
     return (
       <section class="panel">
@@ -367,11 +372,11 @@ export function SchedulePage({ scheduleId }: { scheduleId: string }) {
               {schedule.deferred > 0 && <span class="muted">; {formatCount(schedule.deferred)} put off by the scheduled jobs' budget</span>}
             </dd>
           </div>
-          {schedule.consecutive_failures > 0 && (
+          {failing > 0 && (
             <div>
               <dt>Failing</dt>
               <dd data-testid="schedule-failures">
-                {formatCount(schedule.consecutive_failures)} in a row
+                {formatCount(failing)} in a row
                 {schedule.failing_since && (
                   <span class="muted">
                     {' '}
