@@ -401,6 +401,16 @@ function checkRelation(range: Node, scope: Scope, rules: Rules): number {
   throw new SqlRefused(`"${shown}" is not a dataset: a query reads the tables of schema ${rules.schema} only`);
 }
 
+/**
+ * Functions of pg_catalog off the list that take any row (record, "any", anyelement): what
+ * `t.f` of a table, subquery or join could call when t has no column f.
+ */
+const ROW_FUNCTIONS = new Set(
+  'pg_typeof pg_column_size pg_column_compression pg_column_toast_chunk_id pg_collation_for hash_record hash_record_extended record_out record_send quote_nullable any_out anyelement_out anynonarray_out anycompatible_out anycompatiblenonarray_out'.split(
+    ' ',
+  ),
+);
+
 const FIELD_AS_CALL = 'PostgreSQL reads a field it cannot find as a call of the function of that name';
 
 /**
@@ -426,16 +436,6 @@ function checkColumn(ref: Node, scope: Scope): void {
   if (columns !== 'row' && !columns.has(column))
     throw new SqlRefused(`"${shown}": ${relation} is a function's result, whose columns are ${[...columns].join(', ')} (${FIELD_AS_CALL})`);
 }
-
-/**
- * Functions of pg_catalog off the list that take any row (record, "any", anyelement): what
- * `t.f` of a table, subquery or join could call when t has no column f.
- */
-const ROW_FUNCTIONS = new Set(
-  'pg_typeof pg_column_size pg_column_compression pg_column_toast_chunk_id pg_collation_for hash_record hash_record_extended record_out record_send quote_nullable any_out anyelement_out anynonarray_out anycompatible_out anycompatiblenonarray_out'.split(
-    ' ',
-  ),
-);
 
 /** The columns of the allowed set-returning functions that yield more than their own name's. */
 const FUNCTION_COLUMNS = new Map<string, string[]>([
