@@ -73,7 +73,13 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     const applied = await migrate(db, loadMigrations(), { datasetSchema: config.datasetSchema });
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     await ensureSchema(db, config.datasetSchema);
-    sqlRole = await ensureSqlRole(db, config.datasetSchema);
+    sqlRole = await ensureSqlRole(
+      db,
+      config.datasetSchema,
+      config.databaseUrl
+        ? { databaseUrl: config.databaseUrl, onError: (err) => log.error({ err }, 'idle SQL query connection lost') }
+        : undefined,
+    );
   } catch (err) {
     await db.close().catch(() => {});
     throw err;
@@ -110,6 +116,10 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
         log.child({ component: 'schedules' }),
       )
     : localScheduler();
+  if (sqlRole.sessionReason)
+    log.warn(
+      `POST /api/sql queries switch to the role ${SQL_ROLE} on Intake's own connections instead of logging in as a role of their own (${sqlRole.sessionReason}): a query that got past the SQL guard to set_config('role', …) could switch back`,
+    );
   if (sqlRole.reason)
     log.warn(
       `POST /api/sql runs queries as the connecting user, not as the role ${SQL_ROLE} that can read only the datasets (${sqlRole.reason}): the SQL guard is its only wall`,
@@ -161,6 +171,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     async close() {
       await scheduler.close();
       await (scaleOut ? scaleOut.close() : events.close());
+      await sqlRole.session?.close();
       await db.close();
     },
   };

@@ -251,6 +251,7 @@ describe.skipIf(!existsSync('/usr/bin/chromium'))('the console with API_TOKENS',
       await page.getByRole('button', { name: 'Use this token' }).click();
       await expect.poll(() => page.locator('.live-indicator').textContent()).toBe('Live');
       await page.setInputFiles('input[type=file]', { name: 'secret.csv', mimeType: 'text/csv', buffer: Buffer.from(makeCsv(500)) });
+      await page.getByRole('button', { name: 'Upload', exact: true }).click();
       const row = page.locator('tr[data-job-id]');
       await expect.poll(() => row.locator('.badge').textContent(), { timeout: 30_000 }).toBe('completed');
       const jobId = (await row.getAttribute('data-job-id'))!;

@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import { TERMINAL_STATUSES, type JobPayload } from '../src/core/job.js';
 import { createIntake, createLogger, type Intake } from '../src/server.js';
 import { stageOf } from '../src/storage/datasets.js';
+import { sqlLoginRole } from '../src/storage/sql-role.js';
 
 /**
  * npm test (scripts/test.mjs): the fast suite. A heavy case (a million rows, a process left to
@@ -95,6 +96,8 @@ export async function createSandbox(backend: Backend): Promise<Sandbox> {
       const client = new pg.Client({ connectionString: base });
       await client.connect();
       await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      // The role a SQL query's connection logs in as is the cluster's: one per database.
+      await client.query(`DROP ROLE IF EXISTS ${sqlLoginRole(name)}`);
       await client.end();
       rmSync(dataDir, { recursive: true, force: true });
     },

@@ -13,7 +13,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { doctor } from '../src/cli/doctor.js';
 import { openPostgres } from '../src/storage/postgres.js';
-import { ensureSqlRole, SQL_ROLE } from '../src/storage/sql-role.js';
+import { ensureSqlRole, SQL_ROLE, sqlLoginRole } from '../src/storage/sql-role.js';
 import { backends, createSandbox, startServer, waitForJob, type Sandbox, type TestServer, rowObjects } from './helpers.js';
 
 const SECRET = 'sekrit-idempotency-0123456789';
@@ -158,7 +158,9 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
   });
 
   it(`runs as the role ${SQL_ROLE}, which reads the datasets and nothing else whatever the parser lets through`, async () => {
-    expect((await query('select current_user as who')).body.rows).toEqual([{ who: SQL_ROLE }]);
+    // PostgreSQL: logged in as the database's own member of the role (see below).
+    const who = backend.name === 'embedded' ? SQL_ROLE : sqlLoginRole(new URL(sandbox.env.DATABASE_URL!).pathname.slice(1));
+    expect((await query('select current_user as who')).body.rows).toEqual([{ who }]);
     // The second wall alone: each attack run as the route runs a query, with no guard.
     const asRole = (sql: string) =>
       server.intake.db.transaction(async (tx) => {
@@ -288,6 +290,60 @@ describe.each(backends())('POST /api/sql ($name)', (backend) => {
 
 // A connecting user that is no superuser and may not create roles (a managed database's usual
 // application user): Intake still starts and answers queries, as that user, and says so.
+// The second wall, independent of the guard: on PostgreSQL a query's connection logs in as a
+// role of its own that is a member of intake_sql only. Switched to on Intake's connections (a
+// superuser's), the role could be switched back from by set_config('role', …), which a query
+// that got past the guard (t.ts_stat running any SQL) did.
+describe.skipIf(!process.env.DATABASE_URL)('POST /api/sql logs in as a role of its own (PostgreSQL)', () => {
+  it('a query runs as that role, which can switch to no other role and read nothing but the datasets', async () => {
+    const sandbox = await createSandbox({ name: 'postgres' });
+    const server = await startServer(sandbox);
+    const db = openPostgres(sandbox.env.DATABASE_URL!, 2, () => {});
+    try {
+      const form = new FormData();
+      form.append('file', new Blob(['id,name\n1,ann\n2,bob\n']), 'people.csv');
+      const loaded = await fetch(`${server.url}/api/upload?dataset=people`, { method: 'POST', body: form });
+      expect((await waitForJob(server.url, ((await loaded.json()) as { job_id: string }).job_id)).status).toBe('completed');
+      const res = await fetch(`${server.url}/api/sql`, {
+        method: 'POST',
+        body: '{"sql": "select session_user::text as s, current_user::text as c"}',
+        headers: { 'content-type': 'application/json' },
+      });
+      const { rows } = rowObjects(await res.json()) as { rows: { s: string; c: string }[] };
+      const login = sqlLoginRole(new URL(sandbox.env.DATABASE_URL!).pathname.slice(1));
+      expect(rows).toEqual([{ s: login, c: login }]);
+
+      // What a query past the guard would try, on the same connections, without the guard.
+      const role = await ensureSqlRole(db, 'datasets', { databaseUrl: sandbox.env.DATABASE_URL!, onError: () => {} });
+      expect(role.sessionReason).toBeUndefined();
+      const session = role.session!;
+      try {
+        for (const sql of [
+          "SELECT set_config('role', 'postgres', true)",
+          'SET ROLE postgres',
+          "SELECT set_config('session_authorization', 'postgres', true)",
+          'SELECT count(*) FROM public.ingest_jobs',
+          'SELECT count(*) FROM public.intake_sql_login',
+          'SELECT rolname FROM pg_authid',
+          "SELECT pg_read_file('/etc/hostname')",
+        ]) {
+          await expect(
+            session.transaction((tx) => tx.query(sql)),
+            sql,
+          ).rejects.toMatchObject({ code: '42501' });
+        }
+        expect((await session.query<{ n: number }>('SELECT count(*)::int AS n FROM datasets.people')).rows).toEqual([{ n: 2 }]);
+      } finally {
+        await session.close();
+      }
+    } finally {
+      await db.close();
+      await server.close();
+      await sandbox.dispose();
+    }
+  });
+});
+
 describe.skipIf(!process.env.DATABASE_URL)('POST /api/sql when the role cannot be made', () => {
   const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   const user = `intake_plain_${suffix}`;

@@ -47,6 +47,7 @@ const MIGRATIONS = [
   '014_pre_dataset_jobs',
   '015_dialect_warnings',
   '016_phase',
+  '017_sql_login',
 ];
 
 /** A batch of good records numbered from `from`, each staged whole in one column. */
@@ -192,6 +193,7 @@ describe.each(backends())('storage ($name)', (backend) => {
       [14, '014_pre_dataset_jobs'],
       [15, '015_dialect_warnings'],
       [16, '016_phase'],
+      [17, '017_sql_login'],
     ]);
 
     expect(await migrate(db)).toEqual([]);
@@ -501,6 +503,7 @@ describe.skipIf(!hasPostgres)('storage (PostgreSQL only)', () => {
         { version: 14, name: '014_pre_dataset_jobs' },
         { version: 15, name: '015_dialect_warnings' },
         { version: 16, name: '016_phase' },
+        { version: 17, name: '017_sql_login' },
       ]);
       for (const fn of cleanup.splice(0).reverse()) await fn();
     }

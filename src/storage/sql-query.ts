@@ -3,7 +3,7 @@ import { checkQuery, SqlRefused } from '../datasets/sql-guard.js';
 import { loadedType } from '../datasets/types.js';
 import { EXPORT_APPLICATION_NAME, listDatasetNames } from './datasets.js';
 import { DatabaseUnavailableError, type Db, type Queryable } from './db.js';
-import type { SqlRole } from './sql-role.js';
+import { TEMP_FILE_LIMIT, type SqlRole } from './sql-role.js';
 
 /**
  * A guarded query of the datasets, however its rows leave: answered (POST /api/sql), streamed
@@ -62,7 +62,6 @@ export async function withQuerySlot<T>(fn: () => Promise<T>): Promise<T> {
 
 // Memory a sort or hash of a query may use before it spills to disk, and the disk it may spill.
 const WORK_MEM = '16MB';
-const TEMP_FILE_LIMIT = '1GB';
 // Characters of rows an answer holds at most: past them it is cut (truncated), like past maxRows.
 const MAX_ANSWER_CHARS = 8 * 1024 ** 2;
 // Rows a streamed read fetches per statement.
@@ -114,14 +113,21 @@ async function guard(db: Db, s: SqlSettings, statements: string[]): Promise<void
   }
 }
 
-/** Sets the query's transaction up: read only, as the role, within its limits, the datasets' schema as its path. */
-async function restrict(tx: Queryable, s: SqlSettings): Promise<void> {
-  // temp_file_limit is a superuser's setting: set before the switch to the role.
+/** Where a guarded query runs: logged in as the SQL role when it could be (PostgreSQL), else on Intake's own connections. */
+const runsOn = (db: Db, s: SqlSettings): Db => s.role.session ?? db;
+
+/**
+ * Sets the query's transaction up: read only, as the role (logged in as it, or switched to), within
+ * its limits, the datasets' schema as its path.
+ */
+async function restrict(tx: Queryable, s: SqlSettings, db: Db): Promise<void> {
+  const loggedIn = runsOn(db, s) !== db;
+  // temp_file_limit is a superuser's setting: set on the login role, or before the switch to the role.
   await tx.exec(
     [
       'SET TRANSACTION READ ONLY',
-      s.role.superuser ? `SET LOCAL temp_file_limit = '${TEMP_FILE_LIMIT}'` : '',
-      s.role.role ? `SET LOCAL ROLE ${s.role.role}` : '',
+      !loggedIn && s.role.superuser ? `SET LOCAL temp_file_limit = '${TEMP_FILE_LIMIT}'` : '',
+      !loggedIn && s.role.role ? `SET LOCAL ROLE ${s.role.role}` : '',
       `SET LOCAL statement_timeout = ${s.limits.timeoutMs}`,
       `SET LOCAL work_mem = '${WORK_MEM}'`,
       `SET LOCAL search_path = "${s.schema}"`,
@@ -159,9 +165,9 @@ ${query}
 export async function describeQuery(db: Db, s: SqlSettings, query: string): Promise<SqlColumn[]> {
   const statement = `SELECT * FROM ${inner(query, 0)} LIMIT 0`;
   await guard(db, s, [query, statement]);
-  const described = await db
+  const described = await runsOn(db, s)
     .transaction(async (tx) => {
-      await restrict(tx, s);
+      await restrict(tx, s, db);
       return (await tx.query(statement)).fields ?? [];
     }, GUARDED)
     .catch((err: unknown) => rethrow(err, s.limits));
@@ -203,9 +209,9 @@ FROM (SELECT ${jsonArray(columns.length)} AS j FROM ${inner(query, columns.lengt
 WHERE s.chars - length(s.j) <= ${MAX_ANSWER_CHARS}`;
   // The statement as it will run: a query that reached out of its parentheses would show here.
   await guard(db, s, [wrapped]);
-  const rows = await db
+  const rows = await runsOn(db, s)
     .transaction(async (tx) => {
-      await restrict(tx, s);
+      await restrict(tx, s, db);
       await checkCost(tx, s, wrapped);
       return (await tx.query<{ j: string | null }>(wrapped)).rows;
     }, GUARDED)
@@ -271,9 +277,9 @@ export async function* streamQuery(
   try {
     if (db.kind === 'postgres') {
       yield* withinTransaction(
-        db,
+        runsOn(db, s),
         async function* (tx) {
-          await restrict(tx, s);
+          await restrict(tx, s, db);
           await tx.query(`SELECT set_config('application_name', $1, true), set_config('idle_in_transaction_session_timeout', $2, true)`, [
             EXPORT_APPLICATION_NAME,
             String(idleMs),
@@ -306,7 +312,7 @@ async function* heldCursor(
 ): AsyncGenerator<{ rows: (string | null)[][] }> {
   const cursor = `intake_query_${Math.random().toString(36).slice(2)}`;
   await db.transaction(async (tx) => {
-    await restrict(tx, s);
+    await restrict(tx, s, db);
     await checkCost(tx, s, statement);
     await tx.exec(`DECLARE ${cursor} NO SCROLL CURSOR WITH HOLD FOR ${statement}`);
   });
