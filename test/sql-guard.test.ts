@@ -123,6 +123,11 @@ describe('the SQL guard', () => {
       // A row's functions, and unnest's columns when it has several arrays.
       'SELECT p.pg_typeof, p.pg_column_size FROM people p',
       'SELECT u.u FROM unnest(ARRAY[1], ARRAY[2]) u',
+      // Items only PostgreSQL names (ROWS FROM after its first function, JOIN … USING … AS j)
+      // would let an outer function alias whose column is named like a function stand for them.
+      'SELECT (SELECT generate_series.pg_typeof FROM ROWS FROM (generate_series(1, 2), generate_series(3, 4)) LIMIT 1) FROM generate_series(1, 2) AS generate_series(pg_typeof)',
+      'SELECT (SELECT j.pg_column_size FROM people a JOIN people b USING (id) AS j LIMIT 1) FROM generate_series(1, 2) AS j(pg_column_size)',
+      'SELECT (SELECT people.pg_typeof FROM people TABLESAMPLE system (10) LIMIT 1) FROM generate_series(1, 2) AS people(pg_typeof)',
     ]) {
       expect(await refusal(sql), sql).toMatch(/function/);
     }
@@ -134,6 +139,8 @@ describe('the SQL guard', () => {
       'SELECT generate_series.generate_series FROM generate_series(1, 3)',
       'SELECT u.v FROM unnest(ARRAY[1]) AS u(v)',
       'SELECT u.unnest FROM unnest(ARRAY[1], ARRAY[2]) u',
+      'SELECT j.id FROM people a JOIN people b USING (id) AS j',
+      'SELECT p.name FROM people p TABLESAMPLE system (10)',
       "SELECT e.key, e.value FROM jsonb_each('{}') e",
       "SELECT x.value FROM jsonb_array_elements('[1]') x",
       'SELECT g.g, g.ordinality FROM generate_series(1, 2) WITH ORDINALITY g',

@@ -402,11 +402,11 @@ function checkRelation(range: Node, scope: Scope, rules: Rules): number {
 }
 
 /**
- * Functions of pg_catalog off the list that take any row (record, "any", anyelement): what
+ * Functions of pg_catalog (PostgreSQL 15, PGlite's 17) off the list that take any row (record, "any", anyelement): what
  * `t.f` of a table, subquery or join could call when t has no column f.
  */
 const ROW_FUNCTIONS = new Set(
-  'pg_typeof pg_column_size pg_column_compression pg_column_toast_chunk_id pg_collation_for hash_record hash_record_extended record_out record_send quote_nullable any_out anyelement_out anynonarray_out anycompatible_out anycompatiblenonarray_out'.split(
+  'pg_typeof pg_column_size pg_column_compression pg_column_toast_chunk_id pg_collation_for hash_record hash_record_extended record_out record_send quote_nullable any_out anyelement_out anynonarray_out anycompatible_out anycompatiblenonarray_out any_value json_agg_strict jsonb_agg_strict pg_restore_relation_stats pg_restore_attribute_stats'.split(
     ' ',
   ),
 );
@@ -460,9 +460,9 @@ function fromNames(item: Node): Relations {
     if (calls.some((call) => call === undefined))
       throw new SqlRefused('only calls of functions may be read from in FROM (a CAST, COALESCE or CURRENT_USER there: select it instead)');
     const functionNames = calls.map((call) => names(call!.funcname).at(-1)!);
-    // Without an alias a single function is named after itself; without column names a
-    // function's one column is named as its alias (or itself).
-    const name = alias?.aliasname ?? (calls.length === 1 ? functionNames[0] : undefined);
+    // Without an alias the item is named after its (first) function; without column names a
+    // single function's one column is named as its alias (or itself).
+    const name = alias?.aliasname ?? functionNames[0];
     if (name === undefined) return new Map();
     const columns = alias?.colnames
       ? names(alias.colnames)
@@ -474,7 +474,18 @@ function fromNames(item: Node): Relations {
     if (b!.ordinality === true) columns.push('ordinality');
     return new Map([[name, new Set(columns)]]);
   }
-  const name = alias?.aliasname ?? (kind === 'RangeVar' ? String(b!.relname) : undefined);
+  // Every item PostgreSQL names: a name it has that the guard did not know would let an outer
+  // alias of that name stand for it.
+  const sampled = (b?.relation as { RangeVar?: Node } | undefined)?.RangeVar;
+  const name =
+    alias?.aliasname ??
+    (kind === 'RangeVar'
+      ? String(b!.relname)
+      : kind === 'RangeTableSample' && sampled
+        ? ((sampled.alias as { aliasname?: string } | undefined)?.aliasname ?? String(sampled.relname))
+        : kind === 'JsonTable'
+          ? 'json_table'
+          : undefined);
   return new Map(name === undefined ? [] : [[name, 'row']]);
 }
 
@@ -489,10 +500,13 @@ function visitFrom(item: Node, outer: Scope, preceding: Relations, rules: Rules,
   if (join) {
     const [left, leftDepth] = visitFrom(join.larg as Node, outer, preceding, rules, depth + 1);
     const [right, rightDepth] = visitFrom(join.rarg as Node, outer, new Map([...preceding, ...left]), rules, depth + 1);
-    const both = new Map([...left, ...right]);
+    const both = new Map<string, 'row' | ReadonlySet<string>>([...left, ...right]);
     const inner: Scope = { ...outer, relations: [both, ...outer.relations] };
     const quals = visit(join.quals, inner, rules, depth + 1);
     const alias = (join.alias as { aliasname?: string } | undefined)?.aliasname;
+    // JOIN … USING (…) AS j names the joined columns j, besides the two sides.
+    const usingAlias = (join.join_using_alias as { aliasname?: string } | undefined)?.aliasname;
+    if (usingAlias !== undefined) both.set(usingAlias, 'row');
     return [alias === undefined ? both : new Map([[alias, 'row']]), Math.max(leftDepth, rightDepth, quals)];
   }
   const [kind, body] = Object.entries(item)[0] ?? [];
