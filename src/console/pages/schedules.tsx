@@ -197,9 +197,8 @@ export function SchedulesPage() {
       {schedules && schedules.length === 0 && (
         <div class="empty">
           <p>
-            No schedules yet. A schedule runs an import every so often (a URL, an <code>s3://</code> address, Jira, or a query that
-            refreshes a derived dataset): fill in “Run every” in the <Link href="/">upload and import form</Link>, or create one with the
-            API:
+            No schedules yet. A schedule runs an import every so often (a URL, an s3:// address, Jira, or a query that refreshes a derived
+            dataset): fill in “Run every” in the <Link href="/">upload and import form</Link>, or create one with the API:
           </p>
           <code class="command">{`curl -X POST ${location.origin}/api/schedules -H 'content-type: application/json' -d '${EXAMPLE}'`}</code>
         </div>
