@@ -85,7 +85,7 @@ async function sqlJob(db: Db, settings: ImportSettings, body: ImportRequest): Pr
   try {
     columns = await withQuerySlot(() => describeQuery(db, settings.sql, query));
   } catch (err) {
-    if (err instanceof SqlProblem) throw new AppError(err.code === 'too_many_queries' ? 429 : 422, err.code, err.message);
+    if (err instanceof SqlProblem) throw new AppError(err.status, err.code, err.message);
     throw err;
   }
   if (columns.length === 0) throw issue('sql', 'the query gives no columns: a dataset needs at least one');

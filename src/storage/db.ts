@@ -74,6 +74,9 @@ export function isLockTimeout(err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === '55P03';
 }
 
+/** A transaction that ended as a ROLLBACK because one of its statements had failed (and fn caught it): no success. */
+export const rolledBack = () => new Error('the transaction was rolled back: one of its statements had failed');
+
 /**
  * What statements from outside could leave on a session past their transaction, undone: a
  * session's role or authorization (RESET ALL keeps them), its settings, listens and

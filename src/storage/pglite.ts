@@ -7,7 +7,7 @@ import { PGlite, types, type PGliteOptions } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { acquireLock } from './data-dir-lock.js';
 import { pgliteOptions } from './pglite-options.js';
-import { UNTRUSTED_RESET, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
+import { rolledBack, UNTRUSTED_RESET, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
 
 // Every type PGlite would parse, parsed as "keep the text" instead (see Queryable.queryText).
 const AS_TEXT = Object.fromEntries(Object.keys(types.parsers).map((oid) => [oid, (text: string) => text]));
@@ -173,7 +173,7 @@ export async function openPglite(
         }
         await reset();
         // A transaction with a failed statement (caught by fn) ends as a ROLLBACK, as PGlite's COMMIT would say.
-        if (ended === 'ROLLBACK') throw new Error('the transaction was rolled back: one of its statements had failed');
+        if (ended === 'ROLLBACK') throw rolledBack();
         return result;
       }),
     async close() {

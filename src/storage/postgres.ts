@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { DatabaseUnavailableError, UNTRUSTED_RESET, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
+import { DatabaseUnavailableError, rolledBack, UNTRUSTED_RESET, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
 
 const SOCKET_ERRORS = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE'];
 // What node-postgres says when a connection ended, broke or could not be made: these errors
@@ -162,7 +162,7 @@ export function openPostgres(connectionString: string, poolSize: number, onError
           const result = await fn(tx);
           // A transaction with a failed statement (caught by fn) ends as a ROLLBACK: not a success.
           const ended = await on(held, (client) => client.query('COMMIT'));
-          if (ended.command === 'ROLLBACK') throw new Error('the transaction was rolled back: one of its statements had failed');
+          if (ended.command === 'ROLLBACK') throw rolledBack();
           return result;
         } catch (err) {
           await held.client.query('ROLLBACK').catch((rollbackErr: Error) => {

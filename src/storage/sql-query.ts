@@ -40,6 +40,11 @@ export class SqlProblem extends Error {
   ) {
     super(message);
   }
+
+  /** Its HTTP status: 429 when the query only has to wait for a slot, else 422. */
+  get status(): 422 | 429 {
+    return this.code === 'too_many_queries' ? 429 : 422;
+  }
 }
 
 // Queries asked for at once per process (POST /api/sql, and the reading of a query's columns
@@ -120,8 +125,8 @@ const runsOn = (db: Db, s: SqlSettings): Db => s.role.session ?? db;
  * Sets the query's transaction up: read only, as the role (logged in as it, or switched to), within
  * its limits, the datasets' schema as its path.
  */
-async function restrict(tx: Queryable, s: SqlSettings, db: Db): Promise<void> {
-  const loggedIn = runsOn(db, s) !== db;
+async function restrict(tx: Queryable, s: SqlSettings): Promise<void> {
+  const loggedIn = s.role.session !== undefined;
   // temp_file_limit is a superuser's setting: set on the login role, or before the switch to the role.
   await tx.exec(
     [
@@ -167,7 +172,7 @@ export async function describeQuery(db: Db, s: SqlSettings, query: string): Prom
   await guard(db, s, [query, statement]);
   const described = await runsOn(db, s)
     .transaction(async (tx) => {
-      await restrict(tx, s, db);
+      await restrict(tx, s);
       return (await tx.query(statement)).fields ?? [];
     }, GUARDED)
     .catch((err: unknown) => rethrow(err, s.limits));
@@ -211,7 +216,7 @@ WHERE s.chars - length(s.j) <= ${MAX_ANSWER_CHARS}`;
   await guard(db, s, [wrapped]);
   const rows = await runsOn(db, s)
     .transaction(async (tx) => {
-      await restrict(tx, s, db);
+      await restrict(tx, s);
       await checkCost(tx, s, wrapped);
       return (await tx.query<{ j: string | null }>(wrapped)).rows;
     }, GUARDED)
@@ -279,7 +284,7 @@ export async function* streamQuery(
       yield* withinTransaction(
         runsOn(db, s),
         async function* (tx) {
-          await restrict(tx, s, db);
+          await restrict(tx, s);
           await tx.query(`SELECT set_config('application_name', $1, true), set_config('idle_in_transaction_session_timeout', $2, true)`, [
             EXPORT_APPLICATION_NAME,
             String(idleMs),
@@ -312,7 +317,7 @@ async function* heldCursor(
 ): AsyncGenerator<{ rows: (string | null)[][] }> {
   const cursor = `intake_query_${Math.random().toString(36).slice(2)}`;
   await db.transaction(async (tx) => {
-    await restrict(tx, s, db);
+    await restrict(tx, s);
     await checkCost(tx, s, statement);
     await tx.exec(`DECLARE ${cursor} NO SCROLL CURSOR WITH HOLD FOR ${statement}`);
   });

@@ -53,7 +53,7 @@ const exportQuerySchema = {
 } as const;
 
 const failed = (err: unknown): never => {
-  if (err instanceof SqlProblem) throw new AppError(err.code === 'too_many_queries' ? 429 : 422, err.code, err.message);
+  if (err instanceof SqlProblem) throw new AppError(err.status, err.code, err.message);
   throw err;
 };
 
