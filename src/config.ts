@@ -15,6 +15,12 @@ export interface Config {
   /** Embedded mode: the most memory PGlite's PostgreSQL may take (it never gives memory back). */
   embeddedMaxMemoryMb: number;
   uploadDir: string;
+  /**
+   * The largest CSV file (its bytes as stored) loaded by the fast path, COPY of the file itself
+   * (PostgreSQL mode); larger ones, and any with FAST_PATH_MAX_BYTES=0, by the checked path,
+   * which commits checkpoints a resumed run goes on from.
+   */
+  fastPathMaxBytes: number;
   /** Where uploads are kept: UPLOAD_DIR (the default), or a bucket (UPLOAD_STORE=s3://bucket/prefix). */
   uploadStore: { kind: 'file' } | { kind: 's3'; bucket: string; prefix: string };
   /** How Intake reaches S3 (uploads in a bucket, imports from s3://): credentials come from the AWS SDK's own chain. */
@@ -305,6 +311,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     // PGlite runs each batch on the event loop's thread: smaller batches keep the API
     // responsive; PostgreSQL loads faster in larger ones.
     batchSize: integer(env, 'BATCH_SIZE', databaseUrl ? 5000 : 1000, 1, 100_000),
+    fastPathMaxBytes: integer(env, 'FAST_PATH_MAX_BYTES', 1024 ** 3, 0, Number.MAX_SAFE_INTEGER),
     pgPoolSize: integer(env, 'PG_POOL_SIZE', 10, 1, 1000),
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     logLevel,

@@ -101,6 +101,7 @@ async function openRuntime(config: Config, log: FastifyBaseLogger): Promise<Runt
     uploads,
     imports: importSettings(config, sqlRole),
     batchSize: config.batchSize,
+    fastPathMaxBytes: config.fastPathMaxBytes,
     limits: config.limits,
     datasetSchema: config.datasetSchema,
     maxAttempts: config.maxJobAttempts,

@@ -239,6 +239,32 @@ export class Loader {
     return { text, width: values.length };
   }
 
+  /**
+   * A CSV record checked and counted as `row` does, without its stage row: for the fast path,
+   * where COPY reads the file itself. The row error that keeps it out, or null.
+   */
+  tally(record: Extract<ParsedRecord, { data: object }>, recordNo: number): RowProblem | null {
+    const { columns, values } = record;
+    if (columns === undefined || values === undefined) throw new Error('a tabular record comes with its columns and values');
+    this.header(columns);
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i]!;
+      if (value === '') {
+        if (this.keyColumns.has(i)) return this.noKey(record, recordNo, this.columns[i]!.name, record.text ?? values.join(','), true);
+      } else if (this.columns[i]!.target !== null) {
+        const problem = this.tallies[i]!.check(value);
+        if (problem !== null) return this.misfit(record, recordNo, this.columns[i]!, value, record.text ?? values.join(','), true, problem);
+      }
+    }
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i]!;
+      if (value === '') continue;
+      if (this.columns[i]!.target === null) this.tallies[i]!.text(value, record.line);
+      else this.tallies[i]!.commit(record.line);
+    }
+    return null;
+  }
+
   private jsonRow(record: Extract<ParsedRecord, { data: object }>, recordNo: number): { text: string; width: number } | RowProblem {
     const raw = record.raw ?? JSON.stringify(record.data);
     if ((raw.includes('\\ud') || raw.includes('\\uD')) && LONE_SURROGATE.test(JSON.stringify(record.data))) {

@@ -54,6 +54,11 @@ export interface PublishColumn {
   original: string;
   /** The SQL expression of its value, from the stage row `s`, in the column's type. */
   value: string;
+  /**
+   * The column's type when COPY can fill it from the input's text as written (PostgreSQL reads
+   * each value as the cast at publish would: no reading of Intake's own, no widening).
+   */
+  copies?: ColumnType;
 }
 
 export interface PublishPlan {
@@ -138,7 +143,8 @@ export function planPublish(p: PublishInput): PublishPlan {
         if (staged !== wider) value = widenExpression(value, staged, wider);
       }
     }
-    plan.columns.push({ name: column.name, original: column.original, value });
+    const copies = isTabular(p.format) && column.reading === undefined && (current === undefined || current === staged);
+    plan.columns.push({ name: column.name, original: column.original, value, ...(copies && { copies: staged }) });
   }
   if (p.mode === 'merge') {
     const names = p.key.map((k) => p.state.columns.findIndex((c) => c.name === k || c.original === k));

@@ -200,6 +200,19 @@ export async function* readRecords(
   yield* PARSERS[format](decodeText(uncompressed(head, bytes, limits), read.encoding, noted), limits, read, report);
 }
 
+/**
+ * The input's bytes as the text readers get them (gunzipped or unzstd'ed, within the limits),
+ * before decoding; null for a zip, which is read as a file.
+ */
+export async function plainBytes(input: Input, limits: InputLimits, signal?: AbortSignal): Promise<AsyncIterable<Buffer> | null> {
+  const [head, bytes] = await peek(await input.open(signal));
+  if (isZip(head)) {
+    await bytes.return(undefined);
+    return null;
+  }
+  return uncompressed(head, bytes, limits);
+}
+
 /** A zip: an Excel workbook, or an archive of one data file read as the job's format. */
 async function* readZip(
   input: Input,

@@ -16,8 +16,9 @@ import {
 } from './tracking.js';
 import { BatchWriter, databaseMessage } from './batch-writer.js';
 import { isTabular, TERMINAL_STATUSES } from '../core/job.js';
-import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount } from '../storage/datasets.js';
-import type { Db } from '../storage/db.js';
+import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount, type Publish } from '../storage/datasets.js';
+import { DatabaseUnavailableError, type Db } from '../storage/db.js';
+import { fastLoad, FellBack, notFast, type FastDeps, type FastJob } from './fast-path.js';
 import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState } from '../storage/transitions.js';
 import { watchCancel } from './watch-cancel.js';
@@ -29,7 +30,7 @@ import { dialectOfReport, newReport, PREVIEW_MAX_ROWS, typeWarnings, unknownSche
 import { sourceFor, type SourceDeps } from '../sources/job-source.js';
 import type { Source } from '../sources/source.js';
 
-export interface PipelineDeps extends SourceDeps {
+export interface PipelineDeps extends SourceDeps, FastDeps {
   db: Db;
   tracker: Tracker;
   /** Where a cancel made by another request (or process) is heard. */
@@ -138,8 +139,22 @@ async function run(
 ): Promise<RunOutcome> {
   const claimed = await claim(deps, jobId);
   if (typeof claimed === 'string') return claimed;
-  const opened = await openJob(deps, claimed, signal, reading);
+  let opened = await openJob(deps, claimed, signal, reading);
   if (typeof opened === 'string') return opened;
+  if ((await notFast(deps, opened)) === undefined) {
+    try {
+      return await fastLoad(deps, opened, publishOf(deps, opened));
+    } catch (err) {
+      if (canceled.aborted || err instanceof CheckpointConflictError) return ended(deps, opened, err, canceled);
+      if (err instanceof DatabaseUnavailableError) throw err;
+      const why = err instanceof FellBack ? err.message : databaseMessage(err);
+      deps.log.info({ jobId, why }, 'the fast path did not load the job: loading it by the checked path');
+      // Its loader has read the file: the checked path starts from a fresh one.
+      opened = await openJob(deps, opened.job, signal, reading);
+      if (typeof opened === 'string') return opened;
+      opened.fellBack = why;
+    }
+  }
   try {
     if (!(await stage(deps, opened))) return 'stopped';
     return await publish(deps, opened);
@@ -149,7 +164,7 @@ async function run(
 }
 
 /** A job opened for staging: what it reads, where it resumes, and the writer that stages its records. */
-interface OpenedJob {
+interface OpenedJob extends FastJob {
   job: JobRow;
   source: Source;
   /** The source's bytes, aborted by a cancel. */
@@ -165,6 +180,8 @@ interface OpenedJob {
   report?: CsvReport;
   /** The columns as the first PREVIEW_MAX_ROWS records typed them (what a preview showed), once read. */
   previewed?: ColumnGuess[];
+  /** Why the fast path did not load the job, when it tried. */
+  fellBack?: string;
 }
 
 /** Claims the job for this worker: its row, or how the run ends (another worker holds it, or it keeps stopping its workers). */
@@ -271,26 +288,30 @@ async function stage(deps: PipelineDeps, opened: OpenedJob): Promise<boolean> {
   return true;
 }
 
-/** Moves the staged rows into the job's dataset as the job completes, in one transaction with what its source records. */
-async function publish(deps: PipelineDeps, { job, source, writer, loader, report, previewed }: OpenedJob): Promise<RunOutcome> {
-  const { log } = deps;
-  const jobId = job.job_id;
-  const publish = {
+/** What a publish of the job's rows into its dataset is, but the loader's state. */
+function publishOf(deps: PipelineDeps, { job }: OpenedJob): Omit<Publish, 'state'> {
+  return {
     schema: deps.datasetSchema,
     dataset: job.dataset!,
-    jobId,
+    jobId: job.job_id,
     format: job.format,
     mode: job.mode ?? 'append',
     key: job.merge_key ?? [],
     widen: job.widen,
-    state: writer.loadState(),
     chunkPages: deps.db.kind === 'pglite' ? PGLITE_PUBLISH_PAGES : undefined,
     maxDatasets: deps.maxDatasets,
   };
-  const read = {
-    dialect: report ? JSON.stringify(report) : null,
-    warnings: previewed ? typeWarnings(previewed, loader.describe()) : [],
-  };
+}
+
+/** Moves the staged rows into the job's dataset as the job completes, in one transaction with what its source records. */
+async function publish(deps: PipelineDeps, opened: OpenedJob): Promise<RunOutcome> {
+  const { job, source, writer, loader, report, previewed, fellBack } = opened;
+  const { log } = deps;
+  const jobId = job.job_id;
+  const publish = { ...publishOf(deps, opened), state: writer.loadState() };
+  const warnings = previewed ? typeWarnings(previewed, loader.describe()) : [];
+  if (fellBack !== undefined) warnings.push(`loaded by the checked path, not by COPY: ${fellBack}`);
+  const read = { dialect: report ? JSON.stringify(report) : null, warnings };
   await markPublishing(deps.tracker, jobId);
   const publishing = performance.now();
   const completed = await markCompleted(

@@ -153,7 +153,22 @@ export interface Publish {
    * Node's thread, and one statement moving a million rows would hold it for seconds).
    */
   chunkPages?: number;
+  /** The fast path: the rows come from the input by COPY (not from the stage), read as `copy` says. */
+  copy?: CopyRows;
 }
+
+/** A CSV file's records as COPY reads them (formats/csv-copy.ts): each its record number, then its fields. */
+export interface CopyRows {
+  records: AsyncIterable<Uint8Array>;
+  delimiter: string;
+  quote: string;
+}
+
+/** The fast path cannot load this job (a column must widen, a value is read Intake's own way…): why. */
+export class NotCopyable extends Error {}
+
+/** A string as an SQL literal, any character in it (a tab delimiter) as itself. */
+const literal = (s: string) => `E'${s.replaceAll('\\', '\\\\').replaceAll("'", "''").replaceAll('\t', '\\t')}'`;
 
 /** The application_name of an export's transaction: a publish that must change its table ends it (see takeTable). */
 export const EXPORT_APPLICATION_NAME = 'intake-export';
@@ -220,6 +235,13 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   const existing = exists && p.mode !== 'replace' ? await datasetColumns(tx, p.schema, p.dataset) : null;
   const plan = planPublish({ ...p, existing });
   if (plan.conflict !== undefined) throw new PublishConflict(plan.conflict);
+  if (p.copy) {
+    const not = plan.columns.find((c) => c.copies === undefined);
+    if (not) throw new NotCopyable(`column "${not.name}" is read otherwise than PostgreSQL reads it`);
+    if (plan.widen.length > 0) throw new NotCopyable(`column "${plan.widen[0]!.column}" must be widened`);
+    if (plan.merge !== undefined) throw new NotCopyable('a merge');
+    if (p.chunkPages) throw new NotCopyable('PGlite');
+  }
 
   if (plan.mode === 'replace') {
     if (exists) await takeTable(tx, table);
@@ -231,7 +253,7 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
      ON CONFLICT (name) DO UPDATE SET last_job_id = EXCLUDED.last_job_id`,
     [p.dataset, p.jobId],
   );
-  if (plan.create) await createDataset(tx, p, plan.create);
+  if (plan.create) await createDataset(tx, p, plan.create, p.copy !== undefined);
   else if (plan.widen.length > 0 || plan.addColumns.length > 0) await takeTable(tx, table);
   for (const { column, from, to } of plan.widen) {
     await tx.query(`ALTER TABLE ${table} ALTER COLUMN ${ident(column)} TYPE ${to} USING ${widenExpression(ident(column), from, to)}`);
@@ -257,7 +279,9 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   const rows = `SELECT ${[...selects, `'${p.jobId}'::uuid AS _intake_job_id`, 's._intake_record_no'].join(', ')} FROM ${stage} s`;
   let inserted: number;
   let updated = 0;
-  if (plan.merge === undefined && p.chunkPages) {
+  if (p.copy) {
+    inserted = await copyRows(tx, p, plan, p.copy, table);
+  } else if (plan.merge === undefined && p.chunkPages) {
     // The stage's pages a slice at a time (a TID range scan each), in order, with the event
     // loop let in between: all in the one transaction, so the rows still appear together.
     const { rows: size } = await tx.query<{ pages: number }>(
@@ -294,8 +318,52 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   return { inserted, updated };
 }
 
-/** Makes a new dataset's table (none of that name exists), within MAX_DATASETS. */
-async function createDataset(tx: Queryable, p: Publish, create: NonNullable<PublishPlan['create']>): Promise<void> {
+/**
+ * The fast path's rows: COPY of the input's records straight into the dataset's table, each
+ * value read by PostgreSQL as the cast at publish reads it (FORCE_NULL: in a typed column a
+ * field written `""` is NULL too, as NULLIF makes it). The job's id comes from the column's
+ * default, the setting `intake.job_id`. A table this transaction created gets its primary key
+ * and the job index once its rows are in (one sort each instead of an index insert a row).
+ */
+async function copyRows(tx: Queryable, p: Publish, plan: PublishPlan, copy: CopyRows, table: string): Promise<number> {
+  await tx.query(`SELECT set_config('intake.job_id', $1, true)`, [p.jobId]);
+  if (!plan.create) {
+    const { rows } = await tx.query<{ set: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+         WHERE d.adrelid = $1::regclass AND a.attname = '_intake_job_id') AS set`,
+      [table],
+    );
+    if (!rows[0]!.set) {
+      // A table made before the fast path: its job column learns the default once.
+      await takeTable(tx, table);
+      await tx.query(`ALTER TABLE ${table} ALTER COLUMN _intake_job_id SET DEFAULT ${JOB_ID_DEFAULT}`);
+    }
+  }
+  const columns = ['_intake_record_no', ...plan.columns.map((c) => ident(c.name))];
+  const typed = plan.columns.filter((c) => c.copies !== 'text').map((c) => ident(c.name));
+  const options = [
+    'FORMAT csv',
+    `DELIMITER ${literal(copy.delimiter)}`,
+    `QUOTE ${literal(copy.quote)}`,
+    `ESCAPE ${literal(copy.quote)}`,
+    ...(typed.length > 0 ? [`FORCE_NULL (${typed.join(', ')})`] : []),
+  ];
+  const inserted = await tx.copyFrom(`COPY ${table} (${columns.join(', ')}) FROM STDIN (${options.join(', ')})`, copy.records);
+  if (plan.create) {
+    await tx.query(`ALTER TABLE ${table} ADD CONSTRAINT ${ident(plan.create.primaryKey)} PRIMARY KEY (_intake_id)`);
+    await tx.query(`CREATE INDEX ${ident(plan.create.jobIndex)} ON ${table} (_intake_job_id, _intake_record_no)`);
+  }
+  return inserted;
+}
+
+// The job column's default: the job whose COPY is running (a fast-path load sets it in its transaction).
+const JOB_ID_DEFAULT = `current_setting('intake.job_id')::uuid`;
+
+/**
+ * Makes a new dataset's table (none of that name exists), within MAX_DATASETS; with `copy`,
+ * without its primary key and job index, which copyRows makes once the rows are in.
+ */
+async function createDataset(tx: Queryable, p: Publish, create: NonNullable<PublishPlan['create']>, copy = false): Promise<void> {
   if (p.maxDatasets !== undefined) {
     // One new dataset at a time, so that concurrent publishes cannot pass the cap together.
     await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.datasetCount]);
@@ -308,13 +376,13 @@ async function createDataset(tx: Queryable, p: Publish, create: NonNullable<Publ
   await tx.query(
     `CREATE TABLE ${tableOf(p.schema, p.dataset)} (${[
       ...create.columns.map((c) => `${ident(c.name)} ${c.type}`),
-      `_intake_id BIGINT GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME ${sequence} CACHE 1000) CONSTRAINT ${ident(create.primaryKey)} PRIMARY KEY`,
-      '_intake_job_id UUID NOT NULL',
+      `_intake_id BIGINT GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME ${sequence} CACHE 1000)${copy ? '' : ` CONSTRAINT ${ident(create.primaryKey)} PRIMARY KEY`}`,
+      `_intake_job_id UUID NOT NULL DEFAULT ${JOB_ID_DEFAULT}`,
       '_intake_record_no BIGINT NOT NULL',
     ].join(', ')})`,
   );
   // A job's rows (GET /api/job/{id}/records) are found by this index, however big the dataset.
-  await tx.query(`CREATE INDEX ${ident(create.jobIndex)} ON ${tableOf(p.schema, p.dataset)} (_intake_job_id, _intake_record_no)`);
+  if (!copy) await tx.query(`CREATE INDEX ${ident(create.jobIndex)} ON ${tableOf(p.schema, p.dataset)} (_intake_job_id, _intake_record_no)`);
   await tx.query('DELETE FROM intake_dataset_columns WHERE dataset = $1', [p.dataset]);
 }
 

@@ -12,6 +12,9 @@ export interface QueryResult<R> {
 
 export type TextRow = (string | null)[];
 
+/** What a COPY … FROM STDIN reads: the whole text, or a stream of its bytes. */
+export type CopyData = string | Uint8Array<ArrayBuffer> | AsyncIterable<Uint8Array>;
+
 export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
   /**
@@ -25,7 +28,7 @@ export interface Queryable {
    * Runs `COPY table (columns) FROM STDIN` (text format) with `data` as its input: the
    * fastest way to load rows on both backends. Returns the number of rows copied.
    */
-  copyFrom(sql: string, data: string | Uint8Array<ArrayBuffer>): Promise<number>;
+  copyFrom(sql: string, data: CopyData): Promise<number>;
 }
 
 export interface Db extends Queryable {

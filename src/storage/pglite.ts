@@ -7,7 +7,7 @@ import { PGlite, types, type PGliteOptions } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { acquireLock } from './data-dir-lock.js';
 import { pgliteOptions } from './pglite-options.js';
-import { rolledBack, UNTRUSTED_RESET, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
+import { rolledBack, UNTRUSTED_RESET, type CopyData, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
 
 // Every type PGlite would parse, parsed as "keep the text" instead (see Queryable.queryText).
 const AS_TEXT = Object.fromEntries(Object.keys(types.parsers).map((oid) => [oid, (text: string) => text]));
@@ -31,9 +31,12 @@ function wrap(conn: Pick<PGlite, 'query' | 'exec'>): Queryable {
     async exec(sql: string): Promise<void> {
       await conn.exec(sql);
     },
-    async copyFrom(sql: string, data: string | Uint8Array<ArrayBuffer>): Promise<number> {
-      // PGlite has no COPY protocol stream: its COPY reads a virtual file given as a Blob.
-      const result = await conn.query(sql.replace(/FROM STDIN\b/, "FROM '/dev/blob'"), [], { blob: new Blob([data]) });
+    async copyFrom(sql: string, data: CopyData): Promise<number> {
+      // PGlite has no COPY protocol stream: its COPY reads a virtual file given as a Blob (whole).
+      const parts: (string | Uint8Array)[] = [];
+      if (typeof data === 'string' || data instanceof Uint8Array) parts.push(data);
+      else for await (const chunk of data) parts.push(chunk);
+      const result = await conn.query(sql.replace(/FROM STDIN\b/, "FROM '/dev/blob'"), [], { blob: new Blob(parts as BlobPart[]) });
       return result.affectedRows ?? 0;
     },
   };

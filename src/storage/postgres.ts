@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { DatabaseUnavailableError, rolledBack, UNTRUSTED_RESET, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
+import { DatabaseUnavailableError, rolledBack, UNTRUSTED_RESET, type CopyData, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
 
 const SOCKET_ERRORS = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE'];
 // What node-postgres says when a connection ended, broke or could not be made: these errors
@@ -90,9 +90,9 @@ async function on<T>(held: Held, op: (client: pg.PoolClient) => Promise<T>): Pro
 
 type Run = <T>(op: (client: pg.PoolClient) => Promise<T>) => Promise<T>;
 
-async function copy(client: pg.PoolClient, sql: string, data: string | Uint8Array<ArrayBuffer>): Promise<number> {
+async function copy(client: pg.PoolClient, sql: string, data: CopyData): Promise<number> {
   const stream = client.query(copyFrom(sql));
-  await pipeline(Readable.from([data]), stream);
+  await pipeline(typeof data === 'string' || data instanceof Uint8Array ? Readable.from([data]) : Readable.from(data), stream);
   return stream.rowCount ?? 0;
 }
 
@@ -140,7 +140,7 @@ function queryable(run: Run): Queryable {
       // Without parameters pg uses the simple query protocol, which allows several statements.
       await run((client) => client.query(sql));
     },
-    copyFrom(sql: string, data: string | Uint8Array<ArrayBuffer>): Promise<number> {
+    copyFrom(sql: string, data: CopyData): Promise<number> {
       return run((client) => copy(client, sql, data));
     },
   };

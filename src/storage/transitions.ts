@@ -118,11 +118,14 @@ export interface ReadSummary {
   /** The final dialect (JSON), or null to keep what the batches wrote. */
   dialect: string | null;
   warnings: string[];
+  /** A fast-path load, which commits no batch: the records and bytes it read. */
+  copied?: { records: number; bytes: number };
 }
 
 /**
  * running → completed, with what it did to its dataset and how it read its input.
- * $1 job_id, $2 rows inserted, $3 rows updated, $4 dialect (JSON) or null, $5 warnings (none: NULL)
+ * $1 job_id, $2 rows inserted, $3 rows updated, $4 dialect (JSON) or null, $5 warnings (none: NULL),
+ * $6 and $7 the records and bytes read (null: as the batches counted them)
  */
 export function updateCompleted(
   tx: Queryable,
@@ -133,10 +136,19 @@ export function updateCompleted(
   return one(
     tx,
     `UPDATE ingest_jobs SET status = 'completed', phase = NULL, completed_at = clock_timestamp(), rows_inserted = $2, rows_updated = $3, load_state = NULL,
-         dialect = COALESCE($4::json, dialect), warnings = $5::text[], version = version + 1
+         dialect = COALESCE($4::json, dialect), warnings = $5::text[], version = version + 1,
+         records_processed = COALESCE($6, records_processed), bytes_processed = COALESCE($7, bytes_processed)
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
-    [jobId, rows?.inserted ?? null, rows?.updated ?? null, read.dialect, read.warnings.length > 0 ? read.warnings : null],
+    [
+      jobId,
+      rows?.inserted ?? null,
+      rows?.updated ?? null,
+      read.dialect,
+      read.warnings.length > 0 ? read.warnings : null,
+      read.copied?.records ?? null,
+      read.copied?.bytes ?? null,
+    ],
   );
 }
 
