@@ -45,7 +45,11 @@ function prefix(n: number, delimiter: number): Buffer {
  * not byte by byte: a record without quotes costs two searches. Field counts, line ends and the
  * bytes' encoding are left to COPY, which refuses a record that breaks them.
  */
-export async function* copyRecords(bytes: AsyncIterable<Buffer>, d: CopyDialect, counted?: (records: number) => void): AsyncGenerator<Buffer> {
+export async function* copyRecords(
+  bytes: AsyncIterable<Buffer>,
+  d: CopyDialect,
+  counted?: (records: number) => void,
+): AsyncGenerator<Buffer> {
   const { delimiter, quote } = d;
   let state = State.RecordStart as State;
   let recordNo = -1; // the record being read (-1: the header)
@@ -112,7 +116,6 @@ export async function* copyRecords(bytes: AsyncIterable<Buffer>, d: CopyDialect,
         // (A CR before the LF is a CRLF's: COPY refuses a file that mixes line ends.)
         if (lf < 0) {
           previous = chunk[len - 1]!;
-          i = len;
           break;
         }
         recordNo++;

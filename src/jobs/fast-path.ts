@@ -17,7 +17,7 @@ import { copyRecords } from '../formats/csv-copy.js';
 import type { CsvReport } from '../formats/csv.js';
 import { plainBytes, readRecords, type ReadProgress } from '../formats/parse.js';
 import { publishStage, type Publish } from '../storage/datasets.js';
-import { markCompleted } from './tracking.js';
+import { markCompleted, noteReading } from './tracking.js';
 import { newReport, PREVIEW_MAX_ROWS } from './preview.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../formats/limits.js';
@@ -53,6 +53,9 @@ export interface FastJob {
   /** The schema's keys: each must name a column of the input. */
   declared: string[];
 }
+
+// How often the job's counters show the fast path's reading.
+const PROGRESS_EVERY_MS = 250;
 
 // What COPY's CSV reads as Intake's reader does: one byte, not a space.
 const COPY_DELIMITERS = new Set([',', ';', '\t', '|']);
@@ -96,14 +99,24 @@ const shape = (state: LoadState) => JSON.stringify(state.columns.map((c) => [c.n
  */
 function scan(deps: FastDeps, opened: FastJob, progress: ReadProgress, stop: AbortSignal) {
   const { input, loader, readOptions } = opened;
-  const report = newReport();
+  const dialect = newReport();
+  // The job shows how far the file has been read (and beats its heartbeat), a few times a second.
+  let noted = performance.now();
+  let noting: Promise<unknown> | undefined;
+  const note = (records: number) => {
+    if (noting || performance.now() - noted < PROGRESS_EVERY_MS) return;
+    noted = performance.now();
+    noting = noteReading(deps.tracker, opened.job.job_id, records, progress.bytes)
+      .catch((err: unknown) => deps.log.warn({ jobId: opened.job.job_id, err }, 'could not note how far the fast path has read'))
+      .finally(() => (noting = undefined));
+  };
   type Head = { report: CsvReport; state: LoadState } | null;
   let seen: (head: Head) => void = () => {};
   const head = new Promise<Head>((resolve) => (seen = resolve));
-  const snapshot = () => seen({ report, state: structuredClone(loader.state()) });
+  const snapshot = () => seen({ report: dialect, state: structuredClone(loader.state()) });
   const done = (async () => {
     let records = 0;
-    for await (const record of readRecords(input, 'csv', progress, deps.limits, readOptions, report)) {
+    for await (const record of readRecords(input, 'csv', progress, deps.limits, readOptions, dialect)) {
       if (stop.aborted) throw new FellBack('stopped');
       if (records === 0 && record.columns !== undefined) opened.writer.header(record.columns);
       if (record.error !== undefined) throw new FellBack(record.error);
@@ -111,16 +124,19 @@ function scan(deps: FastDeps, opened: FastJob, progress: ReadProgress, stop: Abo
       if (problem !== null) throw new FellBack(problem.error);
       if (++records === PREVIEW_MAX_ROWS) snapshot();
       // Reading runs in microtasks: let the COPY's socket and the API's requests in now and then.
-      if ((records & 1023) === 0) await yieldToLoop();
+      if ((records & 1023) === 0) {
+        await yieldToLoop();
+        note(records);
+      }
     }
-    if (loader.columns.length === 0 && report.columns.length > 0) opened.writer.header(report.columns);
+    if (loader.columns.length === 0 && dialect.columns.length > 0) opened.writer.header(dialect.columns);
     const unknown = unknownSchemaKeys(opened.declared, loader.columns);
     if (unknown.length > 0) throw new IngestError(unknownSchemaMessage(unknown, loader.columns));
     if (records < PREVIEW_MAX_ROWS) snapshot();
     return records;
   })();
   done.catch(() => seen(null)); // no head: whoever waits for it learns why from `done`
-  return { head, done, report };
+  return { head, done };
 }
 
 /**
@@ -156,10 +172,18 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
         const bytes = await plainBytes(opened.input, deps.limits);
         if (bytes === null) throw new FellBack('a zip');
         let copied = -1;
-        const records$ = copyRecords(bytes, { delimiter: report.delimiter.charCodeAt(0), quote: report.quote.charCodeAt(0) }, (n) => (copied = n));
+        const records$ = copyRecords(
+          bytes,
+          { delimiter: report.delimiter.charCodeAt(0), quote: report.quote.charCodeAt(0) },
+          (n) => (copied = n),
+        );
         let rows: { inserted: number; updated: number };
         try {
-          rows = await publishStage(tx, { ...publish, state, copy: { records: records$, delimiter: report.delimiter, quote: report.quote } });
+          rows = await publishStage(tx, {
+            ...publish,
+            state,
+            copy: { records: records$, delimiter: report.delimiter, quote: report.quote },
+          });
         } catch (err) {
           stop.abort();
           await scanned.done.catch(() => {});
@@ -179,6 +203,7 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
         return rows;
       },
       read,
+      true,
     ).catch((err: unknown) => {
       if (err instanceof FellBack && different && attempt === 0) return 'again' as const;
       throw err;
@@ -191,4 +216,3 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
     return completed ? 'completed' : 'skipped';
   }
 }
-

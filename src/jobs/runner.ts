@@ -149,8 +149,10 @@ async function run(
       if (err instanceof DatabaseUnavailableError) throw err;
       const why = err instanceof FellBack ? err.message : databaseMessage(err);
       deps.log.info({ jobId, why }, 'the fast path did not load the job: loading it by the checked path');
-      // Its loader has read the file: the checked path starts from a fresh one.
-      opened = await openJob(deps, opened.job, signal, reading);
+      // Its loader has read the file, and the job shows how far: the checked path starts afresh.
+      const restarted = await restartJob(deps.tracker, jobId);
+      if (!restarted) return 'skipped';
+      opened = await openJob(deps, restarted, signal, reading);
       if (typeof opened === 'string') return opened;
       opened.fellBack = why;
     }

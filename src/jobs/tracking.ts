@@ -20,6 +20,7 @@ import {
   updateCanceledBytes,
   updateClaimed,
   updateCompleted,
+  updateReading,
   updateFailed,
   updateProgress,
   updatePublishing,
@@ -187,6 +188,9 @@ export async function incrementProgress(t: Tracker, jobId: string, batch: Batch,
   return row!;
 }
 
+/** The job was canceled (or taken) while its rows were published: they are rolled back. */
+class JobNoLongerRunning extends Error {}
+
 /**
  * running → completed. `publish` moves the job's rows into its dataset in the same
  * transaction, so they appear exactly when the job is completed, and never for a job that is
@@ -197,12 +201,29 @@ export async function markCompleted(
   jobId: string,
   publish?: (tx: Queryable) => Promise<{ inserted: number; updated: number }>,
   read?: ReadSummary,
+  /**
+   * Publish first, then lock the job's row: a cancel made meanwhile is not kept waiting behind
+   * a long publish (a fast-path COPY), and it wins (the publish is rolled back).
+   */
+  lockLast = false,
 ): Promise<boolean> {
-  const row = await t.change(jobId, async (tx) => {
-    if (!(await lockRunning(tx, jobId))) return null;
-    return updateCompleted(tx, jobId, publish ? await publish(tx) : null, read);
-  });
+  const row = await t
+    .change(jobId, async (tx) => {
+      if (!lockLast && !(await lockRunning(tx, jobId))) return null;
+      const rows = publish ? await publish(tx) : null;
+      if (lockLast && !(await lockRunning(tx, jobId))) throw new JobNoLongerRunning();
+      return updateCompleted(tx, jobId, rows, read);
+    })
+    .catch((err: unknown) => {
+      if (err instanceof JobNoLongerRunning) return null;
+      throw err;
+    });
   return row !== null;
+}
+
+/** A fast-path load's reading so far (see updateReading): null when the job is no longer running. */
+export function noteReading(t: Tracker, jobId: string, records: number, bytes: number): Promise<JobRow | null> {
+  return t.change(jobId, (tx) => updateReading(tx, jobId, records, bytes));
 }
 
 /** A running job's phase becomes publishing: its readers see it before the publish's transaction holds the row. */

@@ -318,6 +318,9 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   return { inserted, updated };
 }
 
+// The job column's default: the job whose COPY is running (a fast-path load sets it in its transaction).
+const JOB_ID_DEFAULT = `current_setting('intake.job_id')::uuid`;
+
 /**
  * The fast path's rows: COPY of the input's records straight into the dataset's table, each
  * value read by PostgreSQL as the cast at publish reads it (FORCE_NULL: in a typed column a
@@ -356,9 +359,6 @@ async function copyRows(tx: Queryable, p: Publish, plan: PublishPlan, copy: Copy
   return inserted;
 }
 
-// The job column's default: the job whose COPY is running (a fast-path load sets it in its transaction).
-const JOB_ID_DEFAULT = `current_setting('intake.job_id')::uuid`;
-
 /**
  * Makes a new dataset's table (none of that name exists), within MAX_DATASETS; with `copy`,
  * without its primary key and job index, which copyRows makes once the rows are in.
@@ -382,7 +382,8 @@ async function createDataset(tx: Queryable, p: Publish, create: NonNullable<Publ
     ].join(', ')})`,
   );
   // A job's rows (GET /api/job/{id}/records) are found by this index, however big the dataset.
-  if (!copy) await tx.query(`CREATE INDEX ${ident(create.jobIndex)} ON ${tableOf(p.schema, p.dataset)} (_intake_job_id, _intake_record_no)`);
+  if (!copy)
+    await tx.query(`CREATE INDEX ${ident(create.jobIndex)} ON ${tableOf(p.schema, p.dataset)} (_intake_job_id, _intake_record_no)`);
   await tx.query('DELETE FROM intake_dataset_columns WHERE dataset = $1', [p.dataset]);
 }
 

@@ -2,7 +2,16 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { DatabaseUnavailableError, rolledBack, UNTRUSTED_RESET, type CopyData, type Db, type Queryable, type QueryResult, type TextRow } from './db.js';
+import {
+  DatabaseUnavailableError,
+  rolledBack,
+  UNTRUSTED_RESET,
+  type CopyData,
+  type Db,
+  type Queryable,
+  type QueryResult,
+  type TextRow,
+} from './db.js';
 
 const SOCKET_ERRORS = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE'];
 // What node-postgres says when a connection ended, broke or could not be made: these errors

@@ -96,6 +96,22 @@ export function updateProgress(tx: Queryable, jobId: string, progress: Progress)
   );
 }
 
+/**
+ * How far a fast-path load has read (it commits no batch, its COPY commits with the job): the
+ * counters and the heartbeat. A run that dies leaves records_processed above its empty stage's
+ * count, so the next run starts the job over. $1 job_id, $2 records read, $3 bytes read
+ */
+export function updateReading(tx: Queryable, jobId: string, records: number, bytes: number): Promise<JobRow | null> {
+  return one(
+    tx,
+    `UPDATE ingest_jobs SET records_processed = GREATEST(records_processed, $2), bytes_processed = GREATEST(bytes_processed, $3),
+         heartbeat_at = clock_timestamp(), version = version + 1
+     WHERE job_id = $1 AND status = 'running'
+     RETURNING ${JOB_COLUMNS}`,
+    [jobId, records, bytes],
+  );
+}
+
 /** A running job begins to publish its rows (shown as its phase while the publish runs). $1 job_id */
 export function updatePublishing(tx: Queryable, jobId: string): Promise<JobRow | null> {
   return one(
