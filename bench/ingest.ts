@@ -1,10 +1,14 @@
 /**
  * npm run bench:ingest [-- ROWS]: how close loading a dataset comes to PostgreSQL's own COPY.
  * Generates a deterministic Jira-like CSV (bench/jira-csv.ts), then, in one run:
- *   (b) Intake, PostgreSQL mode (a real `intake serve`): upload to `completed` (inference,
- *       staging, publish) into a new dataset, with the process's peak RSS;
- *   (a) the floor: psql \copy of the same rows, in the dataset table's own COPY text format,
- *       into a table made LIKE the one (b) made (same columns, types and indexes), empty;
+ *   (b) Intake, PostgreSQL mode (a real `intake serve`): upload to `completed` into a new
+ *       dataset, with the process's peak RSS (FAST_PATH_MAX_BYTES=0: by the checked path);
+ *   (c) the plain floor: psql \copy of the CSV itself (FORMAT csv) into a table of the types
+ *       (b) inferred, without Intake's columns: PostgreSQL's own parsing and casting;
+ *   (a) the same-table floor: psql \copy of the same rows, in the dataset table's own COPY
+ *       text format, into a table made LIKE the one (b) made (same columns, types and indexes), empty;
+ *   (n) Intake, an append of the same file onto the 1,000,000-row dataset, against (o): the
+ *       same COPY (the fast path's, record number first) into a copy of that table, rows and all;
  *   (p) pgloader of the CSV into a typed table, when pgloader is installed;
  *   (j) the JSONB path before datasets (every record a JSON object of strings in one shared
  *       table): the release before datasets, run from a git worktree of BASELINE_COMMIT;
@@ -22,6 +26,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGzip } from 'node:zlib';
+import { copyRecords } from '../src/formats/csv-copy.js';
 import { openPglite } from '../src/storage/pglite.js';
 import { jiraCsv } from './jira-csv.js';
 import { dropDatabase, freshDatabase, ingestThroughIntake, mb, statusLatency, type IngestRun } from './run-intake.js';
@@ -66,12 +71,25 @@ try {
 
   // (b) Intake, PostgreSQL mode: a new dataset.
   const pgUrl = database('intake_bench_pg');
-  const env = { DATABASE_URL: pgUrl, DATA_DIR: join(work, 'pg-data') };
+  const env = {
+    DATABASE_URL: pgUrl,
+    DATA_DIR: join(work, 'pg-data'),
+    ...(process.env.FAST_PATH_MAX_BYTES && { FAST_PATH_MAX_BYTES: process.env.FAST_PATH_MAX_BYTES }),
+  };
   const append = await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira');
   const columns = psql(
     pgUrl,
     `SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'datasets.jira'::regclass AND attnum > 0 AND NOT attisdropped AND attname <> '_intake_id'`,
   ).trim();
+  const userColumns = psql(
+    pgUrl,
+    `SELECT string_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'datasets.jira'::regclass AND attnum > 0 AND NOT attisdropped AND attname NOT LIKE '\\_intake\\_%'`,
+  ).trim();
+
+  // (c) The plain floor: PostgreSQL parses the CSV itself into a table of the inferred types, no Intake columns.
+  psql(pgUrl, 'CREATE SCHEMA plain', `CREATE TABLE plain.jira (${userColumns})`);
+  const plainMs = timed(() => psql(pgUrl, `\\copy plain.jira FROM '${csv}' (FORMAT csv, HEADER true)`));
+  psql(pgUrl, 'DROP SCHEMA plain CASCADE');
 
   // (a) The floor: the rows (b) loaded, in the table's COPY text format, into an empty copy of its table.
   const copyFile = join(work, 'rows.copy');
@@ -82,18 +100,58 @@ try {
   console.log(
     `(a) psql \\copy floor      ${seconds(floorMs)} ${rate(floorMs)}  (typed rows into the dataset's table, same columns and indexes)`,
   );
-  console.log(intakeLine('(b) Intake append, PG   ', append, floorMs));
+  console.log(
+    `(c) psql \\copy CSV plain  ${seconds(plainMs)} ${rate(plainMs)}  (the CSV parsed by PostgreSQL into a table of the same types, no Intake columns)`,
+  );
+  console.log(
+    `${intakeLine('(b) Intake new dataset, PG', append, floorMs)}\n      × the plain COPY (c) ${(append.ms / plainMs).toFixed(2)}`,
+  );
 
   // (m) Merge the same rows on id: every row is updated.
   const merge = await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira&mode=merge&key=id');
   console.log(intakeLine('(m) Intake merge, PG    ', merge, floorMs));
+
+  // (n) Append the same file onto the 1,000,000-row dataset, against (o): the same COPY (the
+  // fast path's own: record number first) into a copy of that table, rows, indexes and all.
+  const onto = await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira');
+  const prefixed = join(work, 'prefixed.csv');
+  await pipeline(copyRecords(createReadStream(csv), { delimiter: 44, quote: 34 }), createWriteStream(prefixed));
+  const typed = psql(
+    pgUrl,
+    `SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'datasets.jira'::regclass AND attnum > 0 AND NOT attisdropped AND attname NOT LIKE '\\_intake\\_%' AND atttypid <> 'text'::regtype`,
+  ).trim();
+  const userNames = userColumns
+    .split(', ')
+    .map((c) => c.split(' ')[0])
+    .join(',');
+  psql(
+    pgUrl,
+    'CREATE SCHEMA floor',
+    'CREATE TABLE floor.jira (LIKE datasets.jira INCLUDING ALL)',
+    'INSERT INTO floor.jira OVERRIDING SYSTEM VALUE SELECT * FROM datasets.jira LIMIT ' + rows,
+    'VACUUM ANALYZE floor.jira',
+  );
+  const ontoFloorMs = timed(() =>
+    execFileSync(
+      'psql',
+      [pgUrl, '-qAt', '-c', `\\copy floor.jira (_intake_record_no,${userNames}) FROM '${prefixed}' (FORMAT csv, FORCE_NULL (${typed}))`],
+      { env: { ...process.env, PGOPTIONS: '-c intake.job_id=00000000-0000-0000-0000-000000000001' } },
+    ),
+  );
+  psql(pgUrl, 'DROP SCHEMA floor CASCADE');
+  console.log(
+    `(o) psql \\copy onto 1M    ${seconds(ontoFloorMs)} ${rate(ontoFloorMs)}  (the same COPY into a copy of the dataset's table, its 1,000,000 rows and indexes)`,
+  );
+  console.log(
+    `${intakeLine('(n) Intake append onto 1M', onto, floorMs)}\n      × the same COPY onto 1M (o) ${(onto.ms / ontoFloorMs).toFixed(2)}`,
+  );
 
   // (g) The same rows gzipped, into a new dataset.
   const gz = join(work, 'jira.csv.gz');
   await pipeline(createReadStream(csv), createGzip(), createWriteStream(gz));
   const gzipped = await ingestThroughIntake(env, gz, 'jira.csv.gz', '?dataset=jira_gz');
   console.log(
-    `${intakeLine('(g) Intake gzip, PG     ', gzipped, floorMs)}\n      ${mb(statSync(gz).size)} gzipped; × the plain append ${(gzipped.ms / append.ms).toFixed(2)}`,
+    `${intakeLine('(g) Intake gzip, PG     ', gzipped, floorMs)}\n      ${mb(statSync(gz).size)} gzipped; × the plain file (b) ${(gzipped.ms / append.ms).toFixed(2)}`,
   );
   dropDatabase(base, 'intake_bench_pg');
 

@@ -134,7 +134,15 @@ export interface TestServer {
  * `intake worker` process, as in production.
  */
 export async function startServer(sandbox: Sandbox, overrides: Record<string, string> = {}): Promise<TestServer> {
-  const env: Record<string, string> = { ...sandbox.env, PORT: '0', HOST: '127.0.0.1', ...overrides };
+  // FAST_PATH_MAX_BYTES=0 runs a suite with every load on the checked path.
+  const fastPath = process.env.FAST_PATH_MAX_BYTES;
+  const env: Record<string, string> = {
+    ...sandbox.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    ...(fastPath !== undefined && { FAST_PATH_MAX_BYTES: fastPath }),
+    ...overrides,
+  };
   let worker: Awaited<ReturnType<typeof startWorkerProcess>> | undefined;
   if (sandbox.backend.name === 'scale-out' && env.WORKER_CONCURRENCY !== '0') {
     worker = await startWorkerProcess(env);

@@ -12,13 +12,12 @@
 import { stat } from 'node:fs/promises';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { IngestError } from '../core/errors.js';
-import type { Loader, LoadState } from '../datasets/loader.js';
+import type { ColumnGuess, Loader, LoadState } from '../datasets/loader.js';
 import { copyRecords } from '../formats/csv-copy.js';
 import type { CsvReport } from '../formats/csv.js';
 import { plainBytes, readRecords, type ReadProgress } from '../formats/parse.js';
 import { publishStage, type Publish } from '../storage/datasets.js';
 import { markCompleted, noteReading } from './tracking.js';
-import { newReport, PREVIEW_MAX_ROWS } from './preview.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../formats/limits.js';
 import type { Input, ReadOptions } from '../formats/parse.js';
@@ -26,7 +25,7 @@ import type { Db } from '../storage/db.js';
 import type { JobRow } from '../storage/jobs.js';
 import type { Source } from '../sources/source.js';
 import type { BatchWriter } from './batch-writer.js';
-import { unknownSchemaKeys, unknownSchemaMessage } from './preview.js';
+import { newReport, PREVIEW_MAX_ROWS, typeWarnings, unknownSchemaKeys, unknownSchemaMessage } from './preview.js';
 import type { Tracker } from './tracking.js';
 
 /** What the fast path needs of the worker's dependencies. */
@@ -66,7 +65,6 @@ export async function notFast(deps: FastDeps, opened: FastJob): Promise<string |
   if (job.format !== 'csv') return 'not CSV';
   if (deps.db.kind !== 'postgres') return 'embedded mode';
   if (checkpoint > 0) return 'a resumed run';
-  if (job.mode === 'merge') return 'a merge';
   if (source.path === undefined || source.startsOver !== undefined) return 'not a stored file';
   if (readOptions.ragged !== undefined && readOptions.ragged !== 'error') return 'ragged rows allowed';
   if (readOptions.encoding !== undefined && readOptions.encoding !== 'utf-8') return 'not UTF-8';
@@ -110,10 +108,10 @@ function scan(deps: FastDeps, opened: FastJob, progress: ReadProgress, stop: Abo
       .catch((err: unknown) => deps.log.warn({ jobId: opened.job.job_id, err }, 'could not note how far the fast path has read'))
       .finally(() => (noting = undefined));
   };
-  type Head = { report: CsvReport; state: LoadState } | null;
+  type Head = { report: CsvReport; state: LoadState; previewed: ColumnGuess[] } | null;
   let seen: (head: Head) => void = () => {};
   const head = new Promise<Head>((resolve) => (seen = resolve));
-  const snapshot = () => seen({ report: dialect, state: structuredClone(loader.state()) });
+  const snapshot = () => seen({ report: dialect, state: structuredClone(loader.state()), previewed: structuredClone(loader.describe()) });
   const done = (async () => {
     let records = 0;
     for await (const record of readRecords(input, 'csv', progress, deps.limits, readOptions, dialect)) {
@@ -164,7 +162,7 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
   let records: number | undefined; // known once the scan has ended
   for (let attempt = 0; ; attempt++) {
     let different = false;
-    const read = { dialect: JSON.stringify(report), warnings: [], copied: { records: 0, bytes: 0 } };
+    const read = { dialect: JSON.stringify(report), warnings: [] as string[], copied: { records: 0, bytes: 0 } };
     const completed = await markCompleted(
       deps.tracker,
       job.job_id,
@@ -185,19 +183,29 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
             copy: { records: records$, delimiter: report.delimiter, quote: report.quote },
           });
         } catch (err) {
-          stop.abort();
-          await scanned.done.catch(() => {});
+          // A value that does not fit the first records' types: the whole file's may hold it.
+          if (
+            attempt === 0 &&
+            (await scanned.done.then(
+              () => shape(opened.loader.state()) !== shape(state),
+              () => false,
+            ))
+          )
+            different = true;
+          else stop.abort();
           throw err;
         }
         records ??= await scanned.done;
-        const final = opened.loader.state();
-        if (shape(final) !== shape(state)) {
+        if (shape(opened.loader.state()) !== shape(state)) {
           different = true;
           throw new FellBack('the types of the whole file differ from its first records');
         }
-        if (copied !== records || rows.inserted !== records)
-          throw new FellBack(`COPY read ${rows.inserted} records where Intake's reader read ${records}`);
+        if (copied !== records || (publish.mode !== 'merge' && rows.inserted !== records))
+          throw new FellBack(
+            `COPY read ${publish.mode === 'merge' ? copied : rows.inserted} records where Intake’s reader read ${records}`,
+          );
         read.copied = { records, bytes: progress.bytes };
+        read.warnings = typeWarnings(head.previewed, opened.loader.describe());
         await source.published?.(tx, publish.dataset);
         deps.log.info({ jobId: job.job_id, dataset: publish.dataset, mode: publish.mode, rows: rows.inserted }, 'loaded by COPY');
         return rows;
@@ -205,7 +213,7 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
       read,
       true,
     ).catch((err: unknown) => {
-      if (err instanceof FellBack && different && attempt === 0) return 'again' as const;
+      if (different && attempt === 0) return 'again' as const;
       throw err;
     });
     if (completed === 'again') {

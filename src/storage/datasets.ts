@@ -239,7 +239,7 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
     const not = plan.columns.find((c) => c.copies === undefined);
     if (not) throw new NotCopyable(`column "${not.name}" is read otherwise than PostgreSQL reads it`);
     if (plan.widen.length > 0) throw new NotCopyable(`column "${plan.widen[0]!.column}" must be widened`);
-    if (plan.merge !== undefined) throw new NotCopyable('a merge');
+    if (plan.merge !== undefined && !('key' in plan.merge)) throw new NotCopyable('the key is not in the input');
     if (p.chunkPages) throw new NotCopyable('PGlite');
   }
 
@@ -280,7 +280,7 @@ export async function publishStage(tx: Queryable, p: Publish): Promise<{ inserte
   let inserted: number;
   let updated = 0;
   if (p.copy) {
-    inserted = await copyRows(tx, p, plan, p.copy, table);
+    ({ inserted, updated } = await copyRows(tx, p, plan, p.copy, table));
   } else if (plan.merge === undefined && p.chunkPages) {
     // The stage's pages a slice at a time (a TID range scan each), in order, with the event
     // loop let in between: all in the one transaction, so the rows still appear together.
@@ -328,9 +328,21 @@ const JOB_ID_DEFAULT = `current_setting('intake.job_id')::uuid`;
  * default, the setting `intake.job_id`. A table this transaction created gets its primary key
  * and the job index once its rows are in (one sort each instead of an index insert a row).
  */
-async function copyRows(tx: Queryable, p: Publish, plan: PublishPlan, copy: CopyRows, table: string): Promise<number> {
+async function copyRows(
+  tx: Queryable,
+  p: Publish,
+  plan: PublishPlan,
+  copy: CopyRows,
+  table: string,
+): Promise<{ inserted: number; updated: number }> {
+  const merge = plan.merge !== undefined && 'key' in plan.merge ? plan.merge : undefined;
+  // A merge's rows go to a table of this transaction first, for one INSERT … ON CONFLICT.
+  const into = merge ? 'pg_temp.intake_copy' : table;
   await tx.query(`SELECT set_config('intake.job_id', $1, true)`, [p.jobId]);
-  if (!plan.create) {
+  if (merge) {
+    const columns = plan.columns.map((c) => `${ident(c.name)} ${c.copies!}`);
+    await tx.query(`CREATE TEMP TABLE intake_copy (_intake_record_no BIGINT NOT NULL, ${columns.join(', ')}) ON COMMIT DROP`);
+  } else if (!plan.create) {
     const { rows } = await tx.query<{ set: boolean }>(
       `SELECT EXISTS (SELECT 1 FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
          WHERE d.adrelid = $1::regclass AND a.attname = '_intake_job_id') AS set`,
@@ -351,12 +363,18 @@ async function copyRows(tx: Queryable, p: Publish, plan: PublishPlan, copy: Copy
     `ESCAPE ${literal(copy.quote)}`,
     ...(typed.length > 0 ? [`FORCE_NULL (${typed.join(', ')})`] : []),
   ];
-  const inserted = await tx.copyFrom(`COPY ${table} (${columns.join(', ')}) FROM STDIN (${options.join(', ')})`, copy.records);
+  const copied = await tx.copyFrom(`COPY ${into} (${columns.join(', ')}) FROM STDIN (${options.join(', ')})`, copy.records);
+  let rows = { inserted: copied, updated: 0 };
+  if (merge) {
+    const targets = plan.columns.map((c) => ident(c.name));
+    const select = `SELECT ${[...targets, `'${p.jobId}'::uuid AS _intake_job_id`, 's._intake_record_no'].join(', ')} FROM ${into} s`;
+    rows = await mergeRows(tx, p, merge, targets, select);
+  }
   if (plan.create) {
     await tx.query(`ALTER TABLE ${table} ADD CONSTRAINT ${ident(plan.create.primaryKey)} PRIMARY KEY (_intake_id)`);
     await tx.query(`CREATE INDEX ${ident(plan.create.jobIndex)} ON ${table} (_intake_job_id, _intake_record_no)`);
   }
-  return inserted;
+  return rows;
 }
 
 /**
