@@ -90,7 +90,8 @@ describe.skipIf(!scaleOutAvailable())('status cache freshness (scale-out)', () =
     const proxy = await slowRedisProxy(new URL(sandbox.env.REDIS_URL!), 10);
     cleanup.push(() => proxy.close());
     // The writers (a worker, and an API whose cancel, retry and delete change the job) reach Redis late...
-    const slow = { ...sandbox.env, REDIS_URL: proxy.url, WORKER_CONCURRENCY: '0' };
+    // The checked path: a status change for each of its batches.
+    const slow = { ...sandbox.env, REDIS_URL: proxy.url, WORKER_CONCURRENCY: '0', FAST_PATH_MAX_BYTES: '0' };
     const writer = await startIntakeProcess(slow);
     cleanup.push(() => writer.stop('SIGKILL'));
     const worker = await startWorkerProcess({ ...slow, WORKER_CONCURRENCY: '1', BATCH_SIZE: '250' });

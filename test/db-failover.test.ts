@@ -199,7 +199,8 @@ async function sandboxed(name: Backend['name']): Promise<Sandbox> {
 describe.skipIf(!process.env.DATABASE_URL)('connection loss (PostgreSQL, in-process workers)', () => {
   it('intake serve: every backend terminated 4 times mid-ingest; the process lives, the job completes once, exactly', async () => {
     const sandbox = await sandboxed('postgres');
-    const proc = await startIntakeProcess({ ...sandbox.env, BATCH_SIZE: '2000' });
+    // The checked path: its batches commit between the terminations.
+    const proc = await startIntakeProcess({ ...sandbox.env, BATCH_SIZE: '2000', FAST_PATH_MAX_BYTES: '0' });
     cleanup.push(() => proc.stop('SIGKILL'));
     const res = await upload(proc.url, 'big.csv', makeCsv(ROWS));
     expect(res.status).toBe(202);

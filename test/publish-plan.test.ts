@@ -54,10 +54,10 @@ describe('a new dataset', () => {
       widen: [],
       addColumns: [],
       columns: [
-        { name: 'id', original: 'id', value: "NULLIF(s.c0, '')::bigint" },
-        { name: 'note', original: 'note', value: 's.c1' },
-        { name: 'day', original: 'day', value: "NULLIF(s.c2, '')::timestamptz" },
-        { name: 'Amount', original: 'Amount', value: "NULLIF(s.c3, '')::numeric" },
+        { name: 'id', original: 'id', value: "NULLIF(s.c0, '')::bigint", copies: 'bigint' },
+        { name: 'note', original: 'note', value: 's.c1', copies: 'text' },
+        { name: 'day', original: 'day', value: "NULLIF(s.c2, '')::timestamptz", copies: 'timestamptz' },
+        { name: 'Amount', original: 'Amount', value: "NULLIF(s.c3, '')::numeric", copies: 'numeric' },
       ],
     });
     expect(plan.create!.sequence).toMatch(/^_intake_seq_[0-9a-f]{32}$/);
@@ -110,10 +110,10 @@ describe('an existing dataset', () => {
       { name: 'empty', type: 'text' },
     ]);
     expect(plan.columns).toEqual([
-      { name: 'note', original: 'note', value: 's.c0' },
-      { name: 'qty', original: 'qty', value: "NULLIF(s.c1, '')::bigint" },
-      { name: 'id', original: 'id', value: "NULLIF(s.c2, '')::bigint" },
-      { name: 'empty', original: 'empty', value: 's.c3' },
+      { name: 'note', original: 'note', value: 's.c0', copies: 'text' },
+      { name: 'qty', original: 'qty', value: "NULLIF(s.c1, '')::bigint", copies: 'bigint' },
+      { name: 'id', original: 'id', value: "NULLIF(s.c2, '')::bigint", copies: 'bigint' },
+      { name: 'empty', original: 'empty', value: 's.c3', copies: 'text' },
     ]);
   });
 
@@ -131,6 +131,8 @@ describe('an existing dataset', () => {
       "to_char(NULLIF(s.c1, '')::date, 'YYYY-MM-DD')",
       "NULLIF(s.c2, '')::timestamptz",
     ]);
+    // COPY fills only a column whose values it reads as the cast would: not one read into another type.
+    expect(plan.columns.map((c) => c.copies)).toEqual([undefined, undefined, 'timestamptz']);
   });
 
   it('widens a column when the job may, to the narrowest type holding both', () => {
@@ -308,7 +310,7 @@ describe('a dataset an older Intake made, whose long column names were cut witho
       }),
     );
     expect(plan.addColumns).toEqual([]);
-    expect(plan.columns[1]).toEqual({ name: cut, original: header, value: "NULLIF(s.c1, '')::bigint" });
+    expect(plan.columns[1]).toEqual({ name: cut, original: header, value: "NULLIF(s.c1, '')::bigint", copies: 'bigint' });
     // Its type is the old column's: widened or refused as any.
     const wider = planPublish(input({ existing: [has(cut, 'bigint', header)], state: { columns: [col(name, 'numeric', null, header)] } }));
     expect(wider.conflict).toBe(

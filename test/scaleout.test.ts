@@ -170,7 +170,8 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
   it('a worker killed with SIGKILL halfway: another worker resumes from the checkpoint, exact count, no duplicates', async () => {
     const ROWS = 200_000;
     const sandbox = await sandboxed();
-    const env = { ...sandbox.env, BATCH_SIZE: '2000' };
+    // The checked path: this test interrupts a load between its batches.
+    const env = { ...sandbox.env, BATCH_SIZE: '2000', FAST_PATH_MAX_BYTES: '0' };
     const server = await api(env);
     const workers: Record<string, WorkerProcess> = { a: await worker(env, 'a'), b: await worker(env, 'b') };
 
@@ -489,7 +490,8 @@ describe.skipIf(!scaleOutAvailable())('scale-out faults (PostgreSQL + Redis + Bu
     const ROWS = 200_000;
     const GRACE_MS = 10_000;
     const sandbox = await sandboxed();
-    const env = { ...sandbox.env, BATCH_SIZE: '2000', SHUTDOWN_GRACE_MS: String(GRACE_MS) };
+    // The checked path: this test interrupts a load between its batches.
+    const env = { ...sandbox.env, BATCH_SIZE: '2000', SHUTDOWN_GRACE_MS: String(GRACE_MS), FAST_PATH_MAX_BYTES: '0' };
     const server = await api(env);
     const workers: Record<string, WorkerProcess> = { a: await worker(env, 'a'), b: await worker(env, 'b') };
     const res = await upload(server.url, 'big.csv', makeCsv(ROWS));

@@ -17,7 +17,7 @@ import { copyRecords } from '../formats/csv-copy.js';
 import type { CsvReport } from '../formats/csv.js';
 import { plainBytes, readRecords, type ReadProgress } from '../formats/parse.js';
 import { publishStage, type Publish } from '../storage/datasets.js';
-import { markCompleted, noteReading } from './tracking.js';
+import { markCompleted, markPublishing, noteReading } from './tracking.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../formats/limits.js';
 import type { Input, ReadOptions } from '../formats/parse.js';
@@ -104,7 +104,7 @@ function scan(deps: FastDeps, opened: FastJob, progress: ReadProgress, stop: Abo
   const note = (records: number) => {
     if (noting || performance.now() - noted < PROGRESS_EVERY_MS) return;
     noted = performance.now();
-    noting = noteReading(deps.tracker, opened.job.job_id, records, progress.bytes)
+    noting = noteReading(deps.tracker, opened.job.job_id, records, progress.bytes, JSON.stringify(dialect))
       .catch((err: unknown) => deps.log.warn({ jobId: opened.job.job_id, err }, 'could not note how far the fast path has read'))
       .finally(() => (noting = undefined));
   };
@@ -159,6 +159,8 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
     await scanned.done.catch(() => {});
     throw new FellBack(`the file has ${miss}`);
   }
+  // The rows move into the dataset from here on (the job's phase says so).
+  await markPublishing(deps.tracker, job.job_id);
   let records: number | undefined; // known once the scan has ended
   for (let attempt = 0; ; attempt++) {
     let different = false;
@@ -183,16 +185,15 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
             copy: { records: records$, delimiter: report.delimiter, quote: report.quote },
           });
         } catch (err) {
+          if (attempt > 0) throw err;
+          // Why the reader stopped, when it did, says more than COPY.
+          const unread = await scanned.done.then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          if (unread !== undefined) throw unread;
           // A value that does not fit the first records' types: the whole file's may hold it.
-          if (
-            attempt === 0 &&
-            (await scanned.done.then(
-              () => shape(opened.loader.state()) !== shape(state),
-              () => false,
-            ))
-          )
-            different = true;
-          else stop.abort();
+          different = shape(opened.loader.state()) !== shape(state);
           throw err;
         }
         records ??= await scanned.done;

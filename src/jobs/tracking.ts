@@ -222,8 +222,8 @@ export async function markCompleted(
 }
 
 /** A fast-path load's reading so far (see updateReading): null when the job is no longer running. */
-export function noteReading(t: Tracker, jobId: string, records: number, bytes: number): Promise<JobRow | null> {
-  return t.change(jobId, (tx) => updateReading(tx, jobId, records, bytes));
+export function noteReading(t: Tracker, jobId: string, records: number, bytes: number, dialect: string): Promise<JobRow | null> {
+  return t.change(jobId, (tx) => updateReading(tx, jobId, records, bytes, dialect));
 }
 
 /** A running job's phase becomes publishing: its readers see it before the publish's transaction holds the row. */

@@ -99,16 +99,16 @@ export function updateProgress(tx: Queryable, jobId: string, progress: Progress)
 /**
  * How far a fast-path load has read (it commits no batch, its COPY commits with the job): the
  * counters and the heartbeat. A run that dies leaves records_processed above its empty stage's
- * count, so the next run starts the job over. $1 job_id, $2 records read, $3 bytes read
+ * count, so the next run starts the job over. $1 job_id, $2 records read, $3 bytes read, $4 the dialect (JSON)
  */
-export function updateReading(tx: Queryable, jobId: string, records: number, bytes: number): Promise<JobRow | null> {
+export function updateReading(tx: Queryable, jobId: string, records: number, bytes: number, dialect: string): Promise<JobRow | null> {
   return one(
     tx,
     `UPDATE ingest_jobs SET records_processed = GREATEST(records_processed, $2), bytes_processed = GREATEST(bytes_processed, $3),
-         heartbeat_at = clock_timestamp(), version = version + 1
+         dialect = $4::json, heartbeat_at = clock_timestamp(), version = version + 1
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
-    [jobId, records, bytes],
+    [jobId, records, bytes, dialect],
   );
 }
 
@@ -175,7 +175,7 @@ export function updateCompleted(
 export function updateRestarted(tx: Queryable, jobId: string): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, dialect = NULL, version = version + 1
+    `UPDATE ingest_jobs SET records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, dialect = NULL, phase = NULL, version = version + 1
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
     [jobId],
