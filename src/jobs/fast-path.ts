@@ -189,7 +189,7 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
           // Why the reader stopped, when it did, says more than COPY.
           const unread = await scanned.done.then(
             () => undefined,
-            (e: unknown) => e,
+            (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
           );
           if (unread !== undefined) throw unread;
           // A value that does not fit the first records' types: the whole file's may hold it.
