@@ -113,12 +113,14 @@ try {
 
   // (n) Append the same file onto the 1,000,000-row dataset, against (o): the same COPY (the
   // fast path's own: record number first) into a copy of that table, rows, indexes and all.
-  const onto = await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira');
+  // (A dataset of its own: the merge above gave jira a unique key on id.)
+  await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira_onto');
+  const onto = await ingestThroughIntake(env, csv, 'jira.csv', '?dataset=jira_onto');
   const prefixed = join(work, 'prefixed.csv');
   await pipeline(copyRecords(createReadStream(csv), { delimiter: 44, quote: 34 }), createWriteStream(prefixed));
   const typed = psql(
     pgUrl,
-    `SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'datasets.jira'::regclass AND attnum > 0 AND NOT attisdropped AND attname NOT LIKE '\\_intake\\_%' AND atttypid <> 'text'::regtype`,
+    `SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'datasets.jira_onto'::regclass AND attnum > 0 AND NOT attisdropped AND attname NOT LIKE '\\_intake\\_%' AND atttypid <> 'text'::regtype`,
   ).trim();
   const userNames = userColumns
     .split(', ')
@@ -127,8 +129,9 @@ try {
   psql(
     pgUrl,
     'CREATE SCHEMA floor',
-    'CREATE TABLE floor.jira (LIKE datasets.jira INCLUDING ALL)',
-    'INSERT INTO floor.jira OVERRIDING SYSTEM VALUE SELECT * FROM datasets.jira LIMIT ' + rows,
+    'CREATE TABLE floor.jira (LIKE datasets.jira_onto INCLUDING ALL)',
+    'INSERT INTO floor.jira OVERRIDING SYSTEM VALUE SELECT * FROM datasets.jira_onto LIMIT ' + rows,
+    "SELECT setval(pg_get_serial_sequence('floor.jira', '_intake_id'), max(_intake_id)) FROM floor.jira",
     'VACUUM ANALYZE floor.jira',
   );
   const ontoFloorMs = timed(() =>

@@ -155,6 +155,8 @@ describe.skipIf(servers.length === 0).each(servers)('fast path against the check
 
   it('appends and replaces by COPY: rows after the dataset’s own, its job’s records listed, a replace leaving only its own', async () => {
     const first = await load(fast, 'grow.csv', 'id,v\n1,a\n2,b\n', { dataset: 'grow' });
+    // As a table an older Intake made: no default for its job column (the first COPY gives it one).
+    await fast.intake.db.query('ALTER TABLE datasets.grow ALTER COLUMN _intake_job_id DROP DEFAULT');
     const second = await load(fast, 'grow.csv', 'id,v,w\n3,c,true\n', { dataset: 'grow' });
     expect([first.status, second.status, fellBack(first), fellBack(second)]).toEqual(['completed', 'completed', false, false]);
     // (A column a later load adds comes after Intake's own.)

@@ -11,22 +11,20 @@
  */
 import { stat } from 'node:fs/promises';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { FastifyBaseLogger } from 'fastify';
 import { IngestError } from '../core/errors.js';
 import type { ColumnGuess, Loader, LoadState } from '../datasets/loader.js';
 import { copyRecords } from '../formats/csv-copy.js';
 import type { CsvReport } from '../formats/csv.js';
-import { plainBytes, readRecords, type ReadProgress } from '../formats/parse.js';
-import { publishStage, type Publish } from '../storage/datasets.js';
-import { markCompleted, markPublishing, noteReading } from './tracking.js';
-import type { FastifyBaseLogger } from 'fastify';
 import type { InputLimits } from '../formats/limits.js';
-import type { Input, ReadOptions } from '../formats/parse.js';
+import { plainBytes, readRecords, type Input, type ReadOptions, type ReadProgress } from '../formats/parse.js';
+import { publishStage, type Publish } from '../storage/datasets.js';
 import type { Db } from '../storage/db.js';
 import type { JobRow } from '../storage/jobs.js';
 import type { Source } from '../sources/source.js';
 import type { BatchWriter } from './batch-writer.js';
 import { newReport, PREVIEW_MAX_ROWS, typeWarnings, unknownSchemaKeys, unknownSchemaMessage } from './preview.js';
-import type { Tracker } from './tracking.js';
+import { markCompleted, markPublishing, noteReading, type Tracker } from './tracking.js';
 
 /** What the fast path needs of the worker's dependencies. */
 export interface FastDeps {
