@@ -143,7 +143,10 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
   const { job, source } = opened;
   const progress: ReadProgress = { bytes: 0 };
   const stop = new AbortController();
+  const started = performance.now();
   const scanned = scan(deps, opened, progress, stop.signal);
+  let readMs = 0;
+  void scanned.done.then(() => (readMs = performance.now() - started)).catch(() => {});
   const head = await scanned.head;
   if (head === null) {
     await scanned.done; // throws why
@@ -206,7 +209,16 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
         read.copied = { records, bytes: progress.bytes };
         read.warnings = typeWarnings(head.previewed, opened.loader.describe());
         await source.published?.(tx, publish.dataset);
-        deps.log.info({ jobId: job.job_id, dataset: publish.dataset, mode: publish.mode, rows: rows.inserted }, 'loaded by COPY');
+        deps.log.info(
+          {
+            jobId: job.job_id,
+            dataset: publish.dataset,
+            mode: publish.mode,
+            rows: rows.inserted,
+            ms: { read: Math.round(readMs), loaded: Math.round(performance.now() - started) },
+          },
+          'loaded by COPY, committing with the job',
+        );
         return rows;
       },
       read,
