@@ -196,7 +196,7 @@ export const JOB_FIELDS = {
       type: 'string',
       enum: ['reading', 'publishing'],
       description:
-        'While the job runs: reading (its input, staged batch by batch) or publishing (its rows moving into the dataset, in the transaction that completes it). Null while queued and once ended',
+        'While the job runs: reading (its input, staged batch by batch) or publishing (its rows moving into the dataset, in the transaction that completes it; on the fast path, from the start of its COPY). Null while queued and once ended',
     },
   },
   warnings: {
@@ -206,7 +206,7 @@ export const JOB_FIELDS = {
       type: 'array',
       items: { type: 'string' },
       description:
-        'What the load found that a preview of the file would not have shown: a column typed otherwise by the whole file than by its first 2,000 records (null: none)',
+        'What the load found that a preview of the file would not have shown: a column typed otherwise by the whole file than by its first 2,000 records; and why a CSV upload was loaded by the checked path when the fast path (COPY) could not load it as Intake reads it (null: none)',
     },
   },
   attempts: {
