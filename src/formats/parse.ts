@@ -150,8 +150,13 @@ async function peek(bytes: AsyncIterable<Buffer>): Promise<[Buffer, AsyncGenerat
     length += next.value.length;
   }
   const whole = (async function* () {
-    yield* read;
-    if (!ended) for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+    try {
+      yield* read;
+      if (!ended) for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+    } finally {
+      // Let go of the source (its file) when the reader stops early.
+      if (!ended) await iterator.return?.();
+    }
   })();
   return [Buffer.concat(read).subarray(0, 4), whole];
 }

@@ -9,7 +9,7 @@
  * the whole file's types; anything else rolls back and the job is loaded by the checked path,
  * which reports each bad row with its line, and says on the job why.
  */
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import { IngestError } from '../core/errors.js';
@@ -68,7 +68,19 @@ export async function notFast(deps: FastDeps, opened: FastJob): Promise<string |
   if (readOptions.encoding !== undefined && readOptions.encoding !== 'utf-8') return 'not UTF-8';
   const size = (await stat(source.path)).size;
   if (size > deps.fastPathMaxBytes) return `larger than FAST_PATH_MAX_BYTES (${deps.fastPathMaxBytes})`;
+  if (await isZipFile(source.path)) return 'a zip';
   return undefined;
+}
+
+/** Whether the file starts as a zip does (its data file is read from inside it, not by COPY). */
+async function isZipFile(path: string): Promise<boolean> {
+  const file = await open(path);
+  try {
+    const { buffer, bytesRead } = await file.read(Buffer.alloc(4), 0, 4, 0);
+    return bytesRead === 4 && (buffer.readUInt32LE(0) === 0x04034b50 || buffer.readUInt32LE(0) === 0x06054b50);
+  } finally {
+    await file.close();
+  }
 }
 
 /** The fast path could not load the job: the checked path does, and the job says why. */
@@ -93,7 +105,7 @@ const shape = (state: LoadState) => JSON.stringify(state.columns.map((c) => [c.n
  * `head` with the dialect and the first records' types (or at the end), then the record count.
  * Throws FellBack at the first record the checked path would not load as it is.
  */
-function scan(deps: FastDeps, opened: FastJob, progress: ReadProgress, stop: AbortSignal) {
+function scan(deps: FastDeps, opened: FastJob, progress: ReadProgress, stop: AbortController) {
   const { input, loader, readOptions } = opened;
   const dialect = newReport();
   // The job shows how far the file has been read (and beats its heartbeat), a few times a second.
@@ -113,7 +125,7 @@ function scan(deps: FastDeps, opened: FastJob, progress: ReadProgress, stop: Abo
   const done = (async () => {
     let records = 0;
     for await (const record of readRecords(input, 'csv', progress, deps.limits, readOptions, dialect)) {
-      if (stop.aborted) throw new FellBack('stopped');
+      if (stop.signal.aborted) throw new FellBack('stopped');
       if (records === 0 && record.columns !== undefined) opened.writer.header(record.columns);
       if (record.error !== undefined) throw new FellBack(record.error);
       const problem = loader.tally(record, records);
@@ -131,20 +143,66 @@ function scan(deps: FastDeps, opened: FastJob, progress: ReadProgress, stop: Abo
     if (records < PREVIEW_MAX_ROWS) snapshot();
     return records;
   })();
-  done.catch(() => seen(null)); // no head: whoever waits for it learns why from `done`
-  return { head, done };
+  // No head: whoever waits for it learns why from `done`; and a COPY running stops too.
+  done.catch(() => {
+    seen(null);
+    stop.abort();
+  });
+  /** Stops the read (when it still runs) and waits until it and its last note have ended. */
+  const settle = async () => {
+    stop.abort();
+    await done.catch(() => {});
+    await noting;
+  };
+  return { head, done, settle };
+}
+
+/** The file's records as COPY reads them, opened when the COPY starts, ended by `stop`. */
+async function* copiedRecords(opened: FastJob, limits: InputLimits, report: CsvReport, stop: AbortSignal, counted: (n: number) => void) {
+  const bytes = await plainBytes(opened.input, limits);
+  if (bytes === null) throw new FellBack('a zip');
+  const dialect = { delimiter: report.delimiter.charCodeAt(0), quote: report.quote.charCodeAt(0) };
+  for await (const chunk of copyRecords(bytes, dialect, counted)) {
+    if (stop.aborted) throw new FellBack('stopped');
+    yield chunk;
+  }
 }
 
 /**
  * Loads the opened job by COPY: 'completed' or 'skipped' (the job was no longer running) when
- * it did, or throws FellBack (nothing of it committed) for the checked path to load it.
+ * it did, or throws (nothing of it committed, Node's read ended): FellBack or any error, for the
+ * checked path to load it; `halt` (a cancel, a shutdown) ends both reads at once.
  */
-export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Publish, 'state'>): Promise<'completed' | 'skipped'> {
-  const { job, source } = opened;
+export async function fastLoad(
+  deps: FastDeps,
+  opened: FastJob,
+  publish: Omit<Publish, 'state'>,
+  halt: AbortSignal,
+): Promise<'completed' | 'skipped'> {
   const progress: ReadProgress = { bytes: 0 };
   const stop = new AbortController();
+  const onHalt = () => stop.abort();
+  halt.addEventListener('abort', onHalt);
   const started = performance.now();
-  const scanned = scan(deps, opened, progress, stop.signal);
+  const scanned = scan(deps, opened, progress, stop);
+  try {
+    return await load(deps, opened, publish, { progress, stop, started, scanned });
+  } catch (err) {
+    await scanned.settle();
+    throw err;
+  } finally {
+    halt.removeEventListener('abort', onHalt);
+  }
+}
+
+async function load(
+  deps: FastDeps,
+  opened: FastJob,
+  publish: Omit<Publish, 'state'>,
+  run: { progress: ReadProgress; stop: AbortController; started: number; scanned: ReturnType<typeof scan> },
+): Promise<'completed' | 'skipped'> {
+  const { job, source } = opened;
+  const { progress, stop, started, scanned } = run;
   let readMs = 0;
   void scanned.done.then(() => (readMs = performance.now() - started)).catch(() => {});
   const head = await scanned.head;
@@ -155,11 +213,7 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
   let { state } = head;
   const { report } = head;
   const miss = dialectMiss(report);
-  if (miss !== undefined) {
-    stop.abort();
-    await scanned.done.catch(() => {});
-    throw new FellBack(`the file has ${miss}`);
-  }
+  if (miss !== undefined) throw new FellBack(`the file has ${miss}`);
   // The rows move into the dataset from here on (the job's phase says so).
   await markPublishing(deps.tracker, job.job_id);
   let records: number | undefined; // known once the scan has ended
@@ -170,30 +224,32 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
       deps.tracker,
       job.job_id,
       async (tx) => {
-        const bytes = await plainBytes(opened.input, deps.limits);
-        if (bytes === null) throw new FellBack('a zip');
         let copied = -1;
-        const records$ = copyRecords(
-          bytes,
-          { delimiter: report.delimiter.charCodeAt(0), quote: report.quote.charCodeAt(0) },
-          (n) => (copied = n),
-        );
         let rows: { inserted: number; updated: number };
         try {
           rows = await publishStage(tx, {
             ...publish,
             state,
-            copy: { records: records$, delimiter: report.delimiter, quote: report.quote },
+            copy: {
+              records: () => copiedRecords(opened, deps.limits, report, stop.signal, (n) => (copied = n)),
+              delimiter: report.delimiter,
+              quote: report.quote,
+            },
           });
         } catch (err) {
-          if (attempt > 0) throw err;
-          // Why the reader stopped, when it did, says more than COPY.
-          const unread = await scanned.done.then(
-            () => undefined,
-            (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-          );
-          if (unread !== undefined) throw unread;
-          // A value that does not fit the first records' types: the whole file's may hold it.
+          // A value that does not fit the first records' types (a data exception, class 22):
+          // the whole file's may hold it, and Node's read says. Anything else ends here.
+          const code = (err as { code?: unknown }).code;
+          const data = typeof code === 'string' && code.startsWith('22');
+          if (stop.signal.aborted || data) {
+            // Why the reader stopped (and stopped the COPY) says more than COPY.
+            const unread = await scanned.done.then(
+              () => undefined,
+              (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+            );
+            if (unread !== undefined) throw unread;
+          }
+          if (attempt > 0 || !data) throw err;
           different = shape(opened.loader.state()) !== shape(state);
           throw err;
         }
@@ -232,6 +288,7 @@ export async function fastLoad(deps: FastDeps, opened: FastJob, publish: Omit<Pu
       state = structuredClone(opened.loader.state());
       continue;
     }
+    await scanned.settle();
     return completed ? 'completed' : 'skipped';
   }
 }

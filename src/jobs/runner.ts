@@ -11,6 +11,7 @@ import {
   markPublishing,
   markRunning,
   noteCanceledRead,
+  releaseAttempt,
   restartJob,
   type Tracker,
 } from './tracking.js';
@@ -143,9 +144,14 @@ async function run(
   if (typeof opened === 'string') return opened;
   if ((await notFast(deps, opened)) === undefined) {
     try {
-      return await fastLoad(deps, opened, publishOf(deps, opened));
+      return await fastLoad(deps, opened, publishOf(deps, opened), AbortSignal.any([canceled, signal]));
     } catch (err) {
       if (canceled.aborted || err instanceof CheckpointConflictError) return ended(deps, opened, err, canceled);
+      if (signal.aborted) {
+        // Shutdown: nothing was committed; the job is let go for the next worker, which starts it over.
+        await releaseAttempt(deps.tracker, jobId);
+        return 'stopped';
+      }
       if (err instanceof DatabaseUnavailableError) throw err;
       const why = err instanceof FellBack ? err.message : databaseMessage(err);
       deps.log.info({ jobId, why }, 'the fast path did not load the job: loading it by the checked path');

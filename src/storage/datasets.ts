@@ -159,7 +159,8 @@ export interface Publish {
 
 /** A CSV file's records as COPY reads them (formats/csv-copy.ts): each its record number, then its fields. */
 export interface CopyRows {
-  records: AsyncIterable<Uint8Array>;
+  /** Opened as the COPY starts (nothing is open when the publish stops before it). */
+  records: () => AsyncIterable<Uint8Array>;
   delimiter: string;
   quote: string;
 }
@@ -363,7 +364,7 @@ async function copyRows(
     `ESCAPE ${literal(copy.quote)}`,
     ...(typed.length > 0 ? [`FORCE_NULL (${typed.join(', ')})`] : []),
   ];
-  const copied = await tx.copyFrom(`COPY ${into} (${columns.join(', ')}) FROM STDIN (${options.join(', ')})`, copy.records);
+  const copied = await tx.copyFrom(`COPY ${into} (${columns.join(', ')}) FROM STDIN (${options.join(', ')})`, copy.records());
   let rows = { inserted: copied, updated: 0 };
   if (merge) {
     const targets = plan.columns.map((c) => ident(c.name));
@@ -573,10 +574,13 @@ export async function findDataset(db: Queryable, name: string): Promise<DatasetR
  * that writes it is queued or running, 'missing' when Intake has no such dataset.
  */
 export async function deleteDataset(tx: Queryable, schema: string, name: string): Promise<'deleted' | 'busy' | 'missing'> {
+  const writing = async () =>
+    (await tx.query(`SELECT 1 FROM ingest_jobs WHERE dataset = $1 AND status IN ('queued', 'running') LIMIT 1`, [name])).rows.length > 0;
+  // Asked first without the lock, which a fast-path load holds for as long as it reads its file.
+  if ((await findDataset(tx, name)) && (await writing())) return 'busy';
   await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [DATASET_LOCK_CLASS, name]);
   if (!(await findDataset(tx, name))) return 'missing';
-  const { rows } = await tx.query(`SELECT 1 FROM ingest_jobs WHERE dataset = $1 AND status IN ('queued', 'running') LIMIT 1`, [name]);
-  if (rows.length > 0) return 'busy';
+  if (await writing()) return 'busy';
   if (await datasetExists(tx, schema, name)) await takeTable(tx, tableOf(schema, name));
   await tx.query(`DROP TABLE IF EXISTS ${tableOf(schema, name)}`);
   await tx.query('DELETE FROM intake_datasets WHERE name = $1', [name]);

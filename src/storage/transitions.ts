@@ -175,7 +175,7 @@ export function updateCompleted(
 export function updateRestarted(tx: Queryable, jobId: string): Promise<JobRow | null> {
   return one(
     tx,
-    `UPDATE ingest_jobs SET records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, dialect = NULL, phase = NULL, version = version + 1
+    `UPDATE ingest_jobs SET records_processed = 0, records_failed = 0, bytes_processed = 0, load_state = NULL, dialect = NULL, phase = 'reading', version = version + 1
      WHERE job_id = $1 AND status = 'running'
      RETURNING ${JOB_COLUMNS}`,
     [jobId],
