@@ -182,6 +182,7 @@ export async function fastLoad(
   const progress: ReadProgress = { bytes: 0 };
   const stop = new AbortController();
   const onHalt = () => stop.abort();
+  if (halt.aborted) stop.abort();
   halt.addEventListener('abort', onHalt);
   const started = performance.now();
   const scanned = scan(deps, opened, progress, stop);
@@ -195,6 +196,7 @@ export async function fastLoad(
   }
 }
 
+/** fastLoad's work, with its reads: each attempt one completing transaction (a second one with the whole file's types). */
 async function load(
   deps: FastDeps,
   opened: FastJob,
