@@ -42,6 +42,7 @@ export interface FastJob {
   source: Source;
   /** The source's bytes, aborted by a cancel. */
   input: Input;
+  /** The input position this run resumes at: records before it were committed by earlier runs. */
   checkpoint: number;
   readOptions: ReadOptions;
   loader: Loader;

@@ -1,5 +1,3 @@
-import type { FastifyBaseLogger } from 'fastify';
-import type { InputLimits } from '../formats/limits.js';
 import type { JobEvents } from '../live/job-events.js';
 import { Loader, type LoadState } from '../datasets/loader.js';
 import { storedSpec } from '../datasets/column-spec.js';
@@ -13,31 +11,28 @@ import {
   noteCanceledRead,
   releaseAttempt,
   restartJob,
-  type Tracker,
 } from './tracking.js';
 import { BatchWriter, databaseMessage } from './batch-writer.js';
 import { isTabular, TERMINAL_STATUSES } from '../core/job.js';
 import { createStage, datasetColumns, dropStage, publishStage, PublishConflict, stageRowCount, type Publish } from '../storage/datasets.js';
-import { DatabaseUnavailableError, type Db } from '../storage/db.js';
+import { DatabaseUnavailableError } from '../storage/db.js';
 import { fastLoad, FellBack, notFast, type FastDeps, type FastJob } from './fast-path.js';
 import { findJob, type JobRow } from '../storage/jobs.js';
 import { findLoadState } from '../storage/transitions.js';
 import { watchCancel } from './watch-cancel.js';
 import { IngestError } from '../core/errors.js';
-import { readRecords, type Input, type ReadOptions } from '../formats/parse.js';
+import { readRecords, type Input } from '../formats/parse.js';
 import type { CsvReport } from '../formats/csv.js';
 import type { ColumnGuess } from '../datasets/loader.js';
 import { dialectOfReport, newReport, PREVIEW_MAX_ROWS, typeWarnings, unknownSchemaKeys, unknownSchemaMessage } from './preview.js';
 import { sourceFor, type SourceDeps } from '../sources/job-source.js';
 import type { Source } from '../sources/source.js';
 
+/** The worker's dependencies (the database, tracker, limits and log: FastDeps). */
 export interface PipelineDeps extends SourceDeps, FastDeps {
-  db: Db;
-  tracker: Tracker;
   /** Where a cancel made by another request (or process) is heard. */
   events: JobEvents;
   batchSize: number;
-  limits: InputLimits;
   /** The schema of the datasets' tables. */
   datasetSchema: string;
   /** Datasets Intake may hold (MAX_DATASETS). */
@@ -49,7 +44,6 @@ export interface PipelineDeps extends SourceDeps, FastDeps {
    * running row can only be left by a dead process), the queue's lock time with BullMQ.
    */
   claimStaleAfterMs: number;
-  log: FastifyBaseLogger;
 }
 
 export type RunOutcome = 'completed' | 'failed' | 'skipped' | 'stopped';
@@ -173,17 +167,7 @@ async function run(
 
 /** A job opened for staging: what it reads, where it resumes, and the writer that stages its records. */
 interface OpenedJob extends FastJob {
-  job: JobRow;
-  source: Source;
-  /** The source's bytes, aborted by a cancel. */
-  input: Input;
-  /** The input position this run resumes at: records before it were committed by earlier runs. */
-  checkpoint: number;
-  readOptions: ReadOptions;
   writer: BatchWriter;
-  loader: Loader;
-  /** The schema's keys: each must name a column of the input. */
-  declared: string[];
   /** How a CSV file is read, filled in by the reader (shown on the job as `dialect`). */
   report?: CsvReport;
   /** The columns as the first PREVIEW_MAX_ROWS records typed them (what a preview showed), once read. */
